@@ -1,0 +1,74 @@
+"""jobcollection: a persistent, asyncio-native job queue stored in MongoDB.
+
+Jobs are documents; every state change is one atomic conditional update, so workers can run
+anywhere. Documents keep job-collection v1.x field names and units.
+"""
+
+from .clock import Clock, ManualClock, SystemClock
+from .collection import JobCollection
+from .constants import (
+    FOREVER,
+    FOREVER_DATE,
+    JOB_LOG_LEVELS,
+    JOB_PRIORITIES,
+    JOB_RETRY_BACKOFF_METHODS,
+    JOB_STATUS_CANCELLABLE,
+    JOB_STATUS_PAUSABLE,
+    JOB_STATUS_REMOVABLE,
+    JOB_STATUS_RESTARTABLE,
+    JOB_STATUSES,
+    METHOD_PERMISSIONS,
+    METHODS,
+    PERMISSION_LEVELS,
+)
+from .document import CronSchedule, JobDoc, LaterSchedule, LogEntry, Progress
+from .errors import (
+    DatabaseError,
+    InvalidArgument,
+    InvalidArgumentType,
+    InvalidDocument,
+    JobCollectionError,
+    JobNotSaved,
+    PermissionDenied,
+)
+from .events import MethodEvent
+from .job import Job
+from .server import ServerPass
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FOREVER",
+    "FOREVER_DATE",
+    "JOB_LOG_LEVELS",
+    "JOB_PRIORITIES",
+    "JOB_RETRY_BACKOFF_METHODS",
+    "JOB_STATUSES",
+    "JOB_STATUS_CANCELLABLE",
+    "JOB_STATUS_PAUSABLE",
+    "JOB_STATUS_REMOVABLE",
+    "JOB_STATUS_RESTARTABLE",
+    "METHODS",
+    "METHOD_PERMISSIONS",
+    "PERMISSION_LEVELS",
+    "Clock",
+    "CronSchedule",
+    "DatabaseError",
+    "InvalidArgument",
+    "InvalidArgumentType",
+    "InvalidDocument",
+    "Job",
+    "JobCollection",
+    "JobCollectionError",
+    "JobDoc",
+    "JobNotSaved",
+    "LaterSchedule",
+    "LogEntry",
+    "ManualClock",
+    "MethodEvent",
+    "PermissionDenied",
+    "Progress",
+    "ServerPass",
+    "SystemClock",
+    "__version__",
+]

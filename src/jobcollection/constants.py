@@ -1,0 +1,99 @@
+"""Constants shared with job-collection v1.x: statuses, priorities, methods and permissions.
+
+The values match the original so that stored documents and permission rules stay
+interchangeable; only the units of the Python API differ (seconds, aware datetimes).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Final, Literal
+
+FOREVER: Final = 2**53
+"""Retries or repeats without end; larger values are clamped to it at save."""
+
+FOREVER_DATE: Final = datetime.max.replace(tzinfo=UTC)
+"""The latest datetime Python can hold; the original's later JavaScript date reads as this."""
+
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+JOB_PRIORITIES: Final[dict[str, int]] = {
+    "low": 10,
+    "normal": 0,
+    "medium": -5,
+    "high": -10,
+    "critical": -15,
+}
+
+Status = Literal["waiting", "paused", "ready", "running", "failed", "cancelled", "completed"]
+JOB_STATUSES: Final[tuple[Status, ...]] = (
+    "waiting",
+    "paused",
+    "ready",
+    "running",
+    "failed",
+    "cancelled",
+    "completed",
+)
+
+LogLevel = Literal["info", "success", "warning", "danger"]
+JOB_LOG_LEVELS: Final[tuple[LogLevel, ...]] = ("info", "success", "warning", "danger")
+"""In rank order: an echo threshold prints its level and every later one."""
+
+Backoff = Literal["constant", "exponential"]
+JOB_RETRY_BACKOFF_METHODS: Final[tuple[Backoff, ...]] = ("constant", "exponential")
+
+JOB_STATUS_CANCELLABLE: Final[tuple[Status, ...]] = ("running", "ready", "waiting", "paused")
+JOB_STATUS_PAUSABLE: Final[tuple[Status, ...]] = ("ready", "waiting")
+JOB_STATUS_REMOVABLE: Final[tuple[Status, ...]] = ("cancelled", "completed", "failed")
+JOB_STATUS_RESTARTABLE: Final[tuple[Status, ...]] = ("cancelled", "failed")
+
+METHODS: Final[tuple[str, ...]] = (
+    "startJobs",
+    "stopJobs",
+    "startJobServer",
+    "shutdownJobServer",
+    "jobRemove",
+    "jobPause",
+    "jobResume",
+    "jobReady",
+    "jobCancel",
+    "jobRestart",
+    "jobSave",
+    "jobRerun",
+    "getWork",
+    "getJob",
+    "jobLog",
+    "jobProgress",
+    "jobDone",
+    "jobFail",
+)
+
+PERMISSION_LEVELS: Final[tuple[str, ...]] = ("admin", "manager", "creator", "worker")
+
+METHOD_PERMISSIONS: Final[dict[str, tuple[str, ...]]] = {
+    "startJobs": ("startJobs", "admin"),
+    "stopJobs": ("stopJobs", "admin"),
+    "startJobServer": ("startJobServer", "admin"),
+    "shutdownJobServer": ("shutdownJobServer", "admin"),
+    "jobRemove": ("jobRemove", "admin", "manager"),
+    "jobPause": ("jobPause", "admin", "manager"),
+    "jobResume": ("jobResume", "admin", "manager"),
+    "jobReady": ("jobReady", "admin", "manager"),
+    "jobCancel": ("jobCancel", "admin", "manager"),
+    "jobRestart": ("jobRestart", "admin", "manager"),
+    "jobSave": ("jobSave", "admin", "creator"),
+    "jobRerun": ("jobRerun", "admin", "creator"),
+    "getWork": ("getWork", "admin", "worker"),
+    "getJob": ("getJob", "admin", "worker"),
+    "jobLog": ("jobLog", "admin", "worker"),
+    "jobProgress": ("jobProgress", "admin", "worker"),
+    "jobDone": ("jobDone", "admin", "worker"),
+    "jobFail": ("jobFail", "admin", "worker"),
+}
+"""For each method, the rule names that may allow or deny it: its own name and its groups."""
+
+DEFAULT_RETRY_WAIT_MS: Final = 300_000
+DEFAULT_REPEAT_WAIT_MS: Final = 300_000
+SCHEDULE_MIN_LEAD_MS: Final = 500
+"""A scheduled repeat closer than this to now is skipped for the following occurrence."""

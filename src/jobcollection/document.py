@@ -1,0 +1,248 @@
+"""The job document: a pydantic model with snake_case attributes stored under the original names.
+
+Stored documents keep job-collection v1.x field names and units (milliseconds in `retryWait`,
+`repeatWait` and `workTimeout`), so a collection can be shared with a v1.x application. The
+only extension is a cron schedule in `repeatWait` (`{"cron": ..., "timezone": ...}`).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final, Literal
+
+from bson import ObjectId
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from .clock import to_millis
+from .constants import (
+    DEFAULT_REPEAT_WAIT_MS,
+    DEFAULT_RETRY_WAIT_MS,
+    EPOCH,
+    FOREVER_DATE,
+    Backoff,
+    LogLevel,
+    Status,
+)
+from .errors import InvalidDocument
+
+_LATEST_STORABLE = datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
+STORED: Final = {"stored": True}
+"""Validation context for documents read from the database: naive datetimes there are UTC."""
+
+
+def normalize_datetime(value: datetime) -> datetime:
+    """Require an aware datetime; return it in UTC at millisecond precision, clamped to FOREVER."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("must be a timezone-aware datetime")
+    value = value.astimezone(UTC)
+    if value >= _LATEST_STORABLE:
+        return FOREVER_DATE
+    return to_millis(value)
+
+
+def _check_id(value: object) -> ObjectId | str:
+    if isinstance(value, ObjectId):
+        return value
+    if isinstance(value, str) and value:
+        return value
+    raise ValueError("an id must be an ObjectId or a non-empty string")
+
+
+AwareDatetime = Annotated[datetime, AfterValidator(normalize_datetime)]
+JobId = Annotated[ObjectId | str, PlainValidator(_check_id)]
+NonNegativeInt = Annotated[int, Field(ge=0, strict=True)]
+
+
+class CronSchedule(BaseModel):
+    """A cron expression (croniter syntax) and the IANA zone it is read in (None: UTC)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    cron: str
+    timezone: str | None = None
+
+
+class LaterSchedule(BaseModel):
+    """A later.js schedule written by job-collection v1.x; kept as stored, never evaluated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    schedules: list[dict[str, Any]]
+    exceptions: list[dict[str, Any]] | None = None
+
+
+RepeatWait = Annotated[int, Field(ge=0, strict=True)] | CronSchedule | LaterSchedule
+
+
+class LogEntry(BaseModel):
+    """One line of a job's log."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    time: AwareDatetime
+    run_id: JobId | None = Field(default=None, alias="runId")
+    level: LogLevel = "info"
+    message: str
+    data: dict[str, Any] | None = None
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+Finite = Annotated[float, AfterValidator(_finite)]
+
+
+class Progress(BaseModel):
+    """How far a running job says it is."""
+
+    model_config = ConfigDict(extra="forbid")
+    completed: Annotated[Finite, Field(ge=0)] = 0
+    total: Annotated[Finite, Field(ge=0)] = 1
+    percent: Annotated[Finite, Field(ge=0)] = 0
+
+
+class JobDoc(BaseModel):
+    """A job as stored. Attribute names are snake_case; aliases are the stored field names."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        arbitrary_types_allowed=True,
+        validate_assignment=True,
+        ser_json_inf_nan="strings",
+    )
+
+    id: JobId | None = Field(default=None, alias="_id")
+    run_id: JobId | None = Field(default=None, alias="runId")
+    type: Annotated[str, Field(min_length=1, strict=True)]
+    data: dict[str, Any] = Field(default_factory=dict)
+    status: Status = "waiting"
+    result: dict[str, Any] | None = None
+    failures: list[dict[str, Any]] | None = None
+    priority: Annotated[int, Field(strict=True)] = 0
+    depends: list[JobId] = Field(default_factory=list)
+    resolved: list[JobId] = Field(default_factory=list)
+    after: AwareDatetime = EPOCH
+    updated: AwareDatetime | None = None
+    created: AwareDatetime | None = None
+    work_timeout: Annotated[int, Field(ge=1, strict=True)] | None = Field(
+        default=None, alias="workTimeout"
+    )
+    expires_after: AwareDatetime | None = Field(default=None, alias="expiresAfter")
+    log: list[LogEntry] | None = None
+    progress: Progress = Field(default_factory=Progress)
+    retries: NonNegativeInt = 1
+    retried: NonNegativeInt = 0
+    repeat_retries: NonNegativeInt | None = Field(default=None, alias="repeatRetries")
+    retry_until: AwareDatetime = Field(default=FOREVER_DATE, alias="retryUntil")
+    retry_wait: NonNegativeInt = Field(default=DEFAULT_RETRY_WAIT_MS, alias="retryWait")
+    retry_backoff: Backoff = Field(default="constant", alias="retryBackoff")
+    repeats: NonNegativeInt = 0
+    repeated: NonNegativeInt = 0
+    repeat_until: AwareDatetime = Field(default=FOREVER_DATE, alias="repeatUntil")
+    repeat_wait: RepeatWait = Field(default=DEFAULT_REPEAT_WAIT_MS, alias="repeatWait")
+    private: dict[str, Any] | None = Field(default=None, alias="_private", exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stored_datetimes_are_utc(cls, value: Any, info: ValidationInfo) -> Any:
+        """pymongo decodes BSON dates as naive UTC; only stored documents may carry them."""
+        if not (info.context or {}).get("stored") or not isinstance(value, dict):
+            return value
+        fixed = {k: _assume_utc(v) for k, v in value.items()}
+        if isinstance(fixed.get("log"), list):
+            fixed["log"] = [
+                {**e, "time": _assume_utc(e.get("time"))} if isinstance(e, dict) else e
+                for e in fixed["log"]
+            ]
+        return fixed
+
+    @field_validator("data", "result")
+    @classmethod
+    def _plain_object(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            check_storable(value, "value")
+        return value
+
+    def to_mongo(self) -> dict[str, Any]:
+        """The document as stored, `_private` included (callers decide whether to persist it)."""
+        out = self.model_dump(by_alias=True, exclude_none=True)
+        out["runId"] = self.run_id
+        if self.private is not None:
+            out["_private"] = self.private
+        if self.id is None:
+            out.pop("_id", None)
+        return out
+
+    @classmethod
+    def from_mongo(cls, raw: dict[str, Any]) -> JobDoc:
+        """Validate a document read from the database; `_private` is dropped."""
+        raw = {k: v for k, v in raw.items() if k != "_private"}
+        return parse_doc(raw, stored=True)
+
+
+def _assume_utc(value: Any) -> Any:
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def parse_doc(raw: dict[str, Any] | JobDoc, *, stored: bool = False) -> JobDoc:
+    """Validate a job document, raising InvalidDocument that names every bad field."""
+    if isinstance(raw, JobDoc):
+        return raw.model_copy(deep=True)
+    try:
+        return JobDoc.model_validate(raw, context=STORED if stored else None)
+    except ValidationError as exc:
+        raise InvalidDocument(f"invalid job document: {_describe(exc)}") from exc
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "document"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+MAX_NESTING = 100
+
+
+def check_storable(value: Any, name: str, depth: int = 0) -> None:
+    """Reject what MongoDB cannot store faithfully: `$`/`.` keys, NaN, huge ints, deep nesting."""
+    if depth > MAX_NESTING:
+        raise ValueError(f"{name} is nested deeper than {MAX_NESTING} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{name} has a non-string key {key!r}")
+            if key.startswith("$") or "." in key or "\x00" in key:
+                raise ValueError(f"{name} has a key {key!r} with '$', '.' or NUL")
+            check_storable(item, name, depth + 1)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            check_storable(item, name, depth + 1)
+    elif isinstance(value, bool):
+        return
+    elif isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise ValueError(f"{name} has an integer beyond 64 bits")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{name} has a non-finite number")
+    elif isinstance(value, datetime) and value.tzinfo is None:
+        raise ValueError(f"{name} has a naive datetime")
+
+
+Source = Literal["stored", "given"]

@@ -1,0 +1,51 @@
+"""The exceptions jobcollection raises.
+
+    JobCollectionError
+    ├── InvalidArgument (ValueError)        a bad argument, named with the problem
+    │   └── InvalidArgumentType (TypeError) an argument of the wrong type
+    ├── InvalidDocument (ValueError)        a stored or given job document that fails the schema
+    ├── JobNotSaved (RuntimeError)          an action that needs a saved (or claimed) job
+    ├── PermissionDenied (PermissionError)  a method-layer call refused by allow/deny rules
+    └── DatabaseError                       the driver failed; the original is the __cause__
+
+A transition that does not apply to a job's current state is not an error: the operation
+returns False or None and logs why, as job-collection does.
+"""
+
+from __future__ import annotations
+
+
+class JobCollectionError(Exception):
+    """A jobcollection operation failed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (type(self).__doc__ or "").strip())
+
+
+class InvalidArgument(JobCollectionError, ValueError):
+    """An argument was invalid."""
+
+    def __init__(self, argument: str, problem: str) -> None:
+        self.argument = argument
+        self.problem = problem
+        super().__init__(f"{argument}: {problem}")
+
+
+class InvalidArgumentType(InvalidArgument, TypeError):
+    """An argument had the wrong type."""
+
+
+class InvalidDocument(JobCollectionError, ValueError):
+    """A job document does not match the job schema."""
+
+
+class JobNotSaved(JobCollectionError, RuntimeError):
+    """The job must be saved (and, for done/fail, claimed) first."""
+
+
+class PermissionDenied(JobCollectionError, PermissionError):
+    """Method not authorized."""
+
+
+class DatabaseError(JobCollectionError):
+    """The database driver reported an error."""

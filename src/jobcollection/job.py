@@ -1,0 +1,347 @@
+"""Job: a chainable builder for a new job and a handle on a stored one.
+
+Builders (priority, retry, repeat, depends, delay, after) validate their input and change the
+local document only; actions (save, done, fail, cancel, ...) are coroutines that go through the
+collection's method layer.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from . import validation as v
+from .constants import (
+    DEFAULT_REPEAT_WAIT_MS,
+    DEFAULT_RETRY_WAIT_MS,
+    FOREVER,
+    FOREVER_DATE,
+    JOB_LOG_LEVELS,
+)
+from .document import CronSchedule, JobDoc, LogEntry, Progress, parse_doc
+from .errors import InvalidArgument, InvalidArgumentType, JobNotSaved
+from .rules import Id
+from .schedule import add_ms, check_cron
+
+if TYPE_CHECKING:
+    from .collection import JobCollection
+
+echo_logger = logging.getLogger("jobcollection.job")
+_ECHO_LEVELS = {
+    "info": logging.INFO,
+    "success": logging.INFO,
+    "warning": logging.WARNING,
+    "danger": logging.ERROR,
+}
+
+
+class Job:
+    """A job: build it, save it, and act on it once claimed."""
+
+    def __init__(
+        self,
+        jc: JobCollection,
+        type_or_doc: str | dict[str, Any] | JobDoc,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        self._jc = jc
+        self.reported = False
+        """True once done() or fail() was called on this handle (the queue leaves it alone)."""
+        if isinstance(type_or_doc, JobDoc | dict):
+            if data is not None:
+                raise InvalidArgument("data", "give either a document or a type and data")
+            self._doc = parse_doc(type_or_doc)
+            return
+        if not isinstance(type_or_doc, str) or not type_or_doc:
+            raise InvalidArgumentType("type", "must be a non-empty string or a job document")
+        payload = v.plain_object({} if data is None else data, "data")
+        now = jc.clock.now()
+        self._doc = JobDoc(
+            type=type_or_doc,
+            data=payload,
+            created=now,
+            updated=now,
+            repeat_retries=1,
+            log=[LogEntry(time=now, message="Constructed")],
+        )
+
+    def __repr__(self) -> str:
+        return f"<Job {self._doc.type} {self._doc.id} {self._doc.status}>"
+
+    @property
+    def id(self) -> Id | None:
+        return self._doc.id
+
+    @property
+    def type(self) -> str:
+        return self._doc.type
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self._doc.data
+
+    @property
+    def doc(self) -> JobDoc:
+        return self._doc
+
+    # --- builders ----------------------------------------------------------------------------
+
+    def depends(self, jobs: Job | list[Job] | tuple[Job, ...] | None = None) -> Job:
+        """Run after these saved jobs complete; None or [] clears the dependencies."""
+        if not jobs:
+            self._doc.depends, self._doc.resolved = [], []
+            return self
+        items = [jobs] if isinstance(jobs, Job) else list(jobs)
+        ids: list[Id] = []
+        for i, job in enumerate(items):
+            if not isinstance(job, Job):
+                raise InvalidArgumentType(f"jobs[{i}]", "must be a Job")
+            if job.id is None:
+                raise InvalidArgument(f"jobs[{i}]", "must be saved before it can be depended on")
+            ids.append(job.id)
+        self._doc.depends = [*self._doc.depends, *ids]
+        self._doc.resolved = []
+        return self
+
+    def priority(self, level: int | str = 0) -> Job:
+        """Lower runs first: an integer or one of JOB_PRIORITIES ("high", "low", ...)."""
+        self._doc.priority = v.priority(level, "level")
+        return self
+
+    def retry(
+        self,
+        retries: int = FOREVER,
+        *,
+        until: datetime | None = None,
+        wait: float | timedelta = DEFAULT_RETRY_WAIT_MS / 1000,
+        backoff: str = "constant",
+    ) -> Job:
+        """Allow `retries` more attempts after the first, `wait` seconds apart (exponential
+        doubles it each time), never starting after `until`."""
+        count = v.count(retries, "retries")
+        stored = min(count + 1, FOREVER)
+        self._doc.retries = stored
+        self._doc.repeat_retries = stored
+        self._doc.retry_wait = v.duration_ms(wait, "wait")
+        self._doc.retry_backoff = v.backoff(backoff)
+        self._doc.retry_until = FOREVER_DATE if until is None else v.aware_datetime(until, "until")
+        return self
+
+    def repeat(
+        self,
+        repeats: int = FOREVER,
+        *,
+        until: datetime | None = None,
+        wait: float | timedelta | None = None,
+        schedule: str | None = None,
+        timezone: str | None = None,
+    ) -> Job:
+        """Run again after each completion: every `wait` seconds (default 300) or on a cron
+        `schedule` read in `timezone`, `repeats` more times, never starting after `until`."""
+        if wait is not None and schedule is not None:
+            raise InvalidArgument("schedule", "give either wait or schedule, not both")
+        if timezone is not None and schedule is None:
+            raise InvalidArgument("timezone", "only applies to a schedule")
+        self._doc.repeats = v.count(repeats, "repeats")
+        self._doc.repeat_until = FOREVER_DATE if until is None else v.aware_datetime(until, "until")
+        if schedule is not None:
+            if not isinstance(schedule, str):
+                raise InvalidArgumentType("schedule", "must be a cron expression string")
+            if timezone is not None and not isinstance(timezone, str):
+                raise InvalidArgumentType("timezone", "must be an IANA zone name")
+            cron = CronSchedule(cron=schedule, timezone=timezone)
+            check_cron(cron)
+            self._doc.repeat_wait = cron
+        else:
+            self._doc.repeat_wait = (
+                DEFAULT_REPEAT_WAIT_MS if wait is None else v.duration_ms(wait, "wait")
+            )
+        return self
+
+    def delay(self, seconds: float | timedelta = 0) -> Job:
+        """Not before `seconds` from now."""
+        self._doc.after = add_ms(self._jc.clock.now(), v.duration_ms(seconds, "seconds"))
+        return self
+
+    def after(self, when: datetime) -> Job:
+        """Not before an aware datetime."""
+        self._doc.after = v.aware_datetime(when, "when")
+        return self
+
+    # --- actions -----------------------------------------------------------------------------
+
+    def _saved_id(self, action: str) -> Id:
+        if self._doc.id is None:
+            raise JobNotSaved(f"{action}: the job has not been saved")
+        return self._doc.id
+
+    def _claim(self, action: str) -> tuple[Id, Id]:
+        job_id = self._saved_id(action)
+        if self._doc.run_id is None:
+            raise JobNotSaved(f"{action}: the job is not claimed by a worker (no runId)")
+        return job_id, self._doc.run_id
+
+    async def save(self, cancel_repeats: bool = False) -> Id | None:
+        """Insert (or resubmit a paused) job; its id, or None if it was not saved/cancelled."""
+        job_id = await self._jc.call("jobSave", self._doc, {"cancelRepeats": cancel_repeats})
+        if job_id is not None:
+            self._doc.id = job_id
+        return job_id  # type: ignore[no-any-return]
+
+    async def refresh(self, get_log: bool = False, get_failures: bool = False) -> bool:
+        """Reload the stored document; False if it is gone."""
+        job_id = self._saved_id("refresh")
+        found = await self._jc.call(
+            "getJob", job_id, {"getLog": get_log, "getFailures": get_failures}
+        )
+        if found is None:
+            return False
+        self._doc = found
+        return True
+
+    async def log(
+        self,
+        message: str,
+        level: str = "info",
+        data: dict[str, Any] | None = None,
+        echo: bool | str = False,
+    ) -> bool:
+        """Append to the job's log (stored at once for a saved job). echo=True also logs it to
+        the "jobcollection.job" logger; echo="warning" does so for that level and above."""
+        v.text(message, "message", max_length=10_000)
+        v.log_level(level)
+        if data is not None:
+            v.plain_object(data, "data")
+        self._echo(message, level, echo)
+        if self._doc.id is None:
+            entries = self._doc.log or []
+            entry = LogEntry(
+                time=self._jc.clock.now(), level=v.log_level(level), message=message, data=data
+            )
+            self._doc.log = [*entries, entry]
+            return True
+        options: dict[str, Any] = {"level": level}
+        if data is not None:
+            options["data"] = data
+        return bool(await self._jc.call("jobLog", self._doc.id, self._doc.run_id, message, options))
+
+    def _echo(self, message: str, level: str, echo: bool | str) -> None:
+        if echo is False:
+            return
+        threshold = "info" if echo is True else v.log_level(echo, "echo")
+        if JOB_LOG_LEVELS.index(level) >= JOB_LOG_LEVELS.index(threshold):
+            echo_logger.log(_ECHO_LEVELS[level], "%s: %s", self, message)
+
+    async def progress(
+        self, completed: float = 0, total: float = 1, echo: bool = False
+    ) -> bool | None:
+        """Report progress; None for a saved job that is not running under this handle."""
+        done_ = v.number(completed, "completed", minimum=0)
+        total_ = v.number(total, "total")
+        if total_ <= 0:
+            raise InvalidArgument("total", f"must be > 0, got {total}")
+        if done_ > total_:
+            raise InvalidArgument("completed", f"must not exceed total ({completed} > {total})")
+        local = Progress(completed=done_, total=total_, percent=100 * done_ / total_)
+        if echo:
+            echo_logger.info("%s: progress %.1f%%", self, local.percent)
+        if self._doc.id is None:
+            self._doc.progress = local
+            return True
+        if self._doc.run_id is None:
+            return None
+        ok = await self._jc.call("jobProgress", self._doc.id, self._doc.run_id, done_, total_)
+        if ok:
+            self._doc.progress = local
+        return ok  # type: ignore[no-any-return]
+
+    async def done(
+        self,
+        result: Any = None,
+        repeat_id: bool = False,
+        delay_deps: float | timedelta | None = None,
+    ) -> bool | Id:
+        """Complete the claimed job; with repeat_id the id of the repeat it scheduled, if any."""
+        job_id, run_id = self._claim("done")
+        options: dict[str, Any] = {"repeatId": repeat_id}
+        if delay_deps is not None:
+            options["delayDeps"] = v.duration_ms(delay_deps, "delay_deps")
+        self.reported = True
+        outcome = await self._jc.call("jobDone", job_id, run_id, result, options)
+        if outcome:
+            self._doc.status = "completed"
+        return outcome  # type: ignore[no-any-return]
+
+    async def fail(self, error: Any = None, fatal: bool = False) -> bool:
+        """Fail the claimed job; it is retried unless fatal or out of retries."""
+        job_id, run_id = self._claim("fail")
+        self.reported = True
+        ok = bool(await self._jc.call("jobFail", job_id, run_id, error, {"fatal": fatal}))
+        if ok:
+            self._doc.run_id = None
+        return ok
+
+    async def heartbeat(self) -> bool:
+        """Extend the claimed job's lease by its work timeout; False if the claim is lost."""
+        job_id, run_id = self._claim("heartbeat")
+        return await self._jc._ops.renew_lease(job_id, run_id)
+
+    async def pause(self) -> bool:
+        if self._doc.id is None:
+            self._doc.status = "paused"
+            return True
+        return bool(await self._jc.call("jobPause", self._doc.id))
+
+    async def resume(self) -> bool:
+        if self._doc.id is None:
+            self._doc.status = "waiting"
+            return True
+        return bool(await self._jc.call("jobResume", self._doc.id))
+
+    async def ready(self, time: datetime | None = None, force: bool = False) -> bool:
+        options: dict[str, Any] = {"force": force}
+        if time is not None:
+            options["time"] = time
+        return bool(await self._jc.call("jobReady", self._saved_id("ready"), options))
+
+    async def cancel(self, antecedents: bool = False, dependents: bool = True) -> bool:
+        job_id = self._saved_id("cancel")
+        options = {"antecedents": antecedents, "dependents": dependents}
+        return bool(await self._jc.call("jobCancel", job_id, options))
+
+    async def restart(
+        self,
+        retries: int = 0,
+        until: datetime | None = None,
+        antecedents: bool = True,
+        dependents: bool = False,
+    ) -> bool:
+        job_id = self._saved_id("restart")
+        options: dict[str, Any] = {
+            "retries": retries,
+            "antecedents": antecedents,
+            "dependents": dependents,
+        }
+        if until is not None:
+            options["until"] = until
+        return bool(await self._jc.call("jobRestart", job_id, options))
+
+    async def rerun(
+        self,
+        repeats: int = 0,
+        until: datetime | None = None,
+        wait: float | timedelta | None = None,
+    ) -> Id | bool:
+        """Clone a completed job to run again; the new id, or False."""
+        job_id = self._saved_id("rerun")
+        options: dict[str, Any] = {"repeats": repeats}
+        if until is not None:
+            options["until"] = until
+        if wait is not None:
+            options["wait"] = v.duration_ms(wait, "wait")
+        new_id = await self._jc.call("jobRerun", job_id, options)
+        return False if new_id is None else new_id
+
+    async def remove(self) -> bool:
+        return bool(await self._jc.call("jobRemove", self._saved_id("remove")))

@@ -1,0 +1,449 @@
+"""The server methods of job-collection, applied to MongoDB through the store.
+
+Arguments arrive validated (see methods.py); each state change is one conditional update from
+rules.py. A transition that does not apply returns False/None and logs why. Calls between
+operations stay inside this class: they bypass permissions and events, as in the original.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+
+from . import rules
+from .clock import Clock
+from .constants import (
+    FOREVER,
+    JOB_STATUS_CANCELLABLE,
+    JOB_STATUS_REMOVABLE,
+    JOB_STATUS_RESTARTABLE,
+)
+from .document import CronSchedule, JobDoc, LaterSchedule
+from .driver import Document, Store
+from .rules import Id
+from .schedule import first_run, next_repeat_wait_ms, occurrences
+
+logger = logging.getLogger("jobcollection")
+
+
+class Operations:
+    """Every job transition, given a store, a clock and whether the job server runs."""
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+        self.server_running = False
+        self.claimed_run_ids: set[ObjectId] = set()
+
+    # --- save --------------------------------------------------------------------------------
+
+    async def job_save(self, doc: JobDoc, cancel_repeats: bool = False) -> Id | None:
+        now = self.clock.now()
+        doc = rules.normalize_for_save(doc, now)
+        if isinstance(doc.repeat_wait, CronSchedule):
+            first = first_run(doc.repeat_wait, doc.after)
+            if first is None or first > doc.repeat_until:
+                logger.warning("jobSave: schedule has no run before repeatUntil; not saved")
+                return None
+            doc = doc.model_copy(update={"after": first})
+        if doc.id is not None:
+            return await self._resave(doc, now)
+        if cancel_repeats and doc.repeats == FOREVER:
+            earlier = await self.store.find(rules.cancel_repeats_filter(doc.type), {"_id": 1})
+            if earlier:
+                await self.job_cancel([d["_id"] for d in earlier])
+        stored = rules.insert_document(doc, now)
+        job_id: Id = await self.store.insert_one(stored)
+        if not doc.depends:
+            return job_id
+        if await self._check_deps(job_id, doc.depends, now):
+            if doc.status == "waiting":
+                await self.job_ready([job_id])
+            return job_id
+        return None
+
+    async def _resave(self, doc: JobDoc, now: datetime) -> Id | None:
+        assert doc.id is not None
+        query, update = rules.resave(doc, now)
+        if not await self.store.update_one(query, update):
+            logger.warning("jobSave: job %s is not paused; only paused jobs can be resaved", doc.id)
+            return None
+        if await self._check_deps(doc.id, doc.depends, now):
+            await self.job_ready([doc.id])
+            return doc.id
+        return None
+
+    async def _check_deps(self, job_id: Id, depends: Sequence[Id], now: datetime) -> bool:
+        """Resolve completed antecedents; cancel the job if one is missing, failed or cancelled."""
+        if not depends:
+            return True
+        found = {
+            d["_id"]: d["status"]
+            for d in await self.store.find({"_id": {"$in": list(depends)}}, {"status": 1})
+        }
+        resolved = [d for d in depends if found.get(d) == "completed"]
+        entries = [
+            rules.entry(now, "Dependency resolved", data={"dependency": {"id": d, "runId": None}})
+            for d in resolved
+        ]
+        doomed = False
+        for dep in depends:
+            status = found.get(dep)
+            if status is None:
+                entries.append(rules.entry(now, f"Antecedent job {dep} missing at save"))
+            elif status in ("failed", "cancelled"):
+                entries.append(rules.entry(now, f"Antecedent job {status} before save"))
+            else:
+                continue
+            doomed = True
+        if entries:
+            update: dict[str, Any] = {"$push": {"log": {"$each": entries}}}
+            if resolved:
+                update["$pull"] = {"depends": {"$in": resolved}}
+                update["$push"]["resolved"] = {"$each": resolved}
+            await self.store.update_one(
+                {"_id": job_id, "status": {"$in": ["waiting", "paused"]}}, update
+            )
+        if doomed:
+            await self.job_cancel([job_id])
+            return False
+        return True
+
+    # --- claim and read ----------------------------------------------------------------------
+
+    async def get_work(
+        self, types: Sequence[str], max_jobs: int = 1, work_timeout_ms: int | None = None
+    ) -> list[JobDoc]:
+        """Claim up to max_jobs ready jobs under one runId, in three round trips per pass."""
+        if not self.server_running:
+            return []
+        run_id = ObjectId()
+        now = self.clock.now()
+        claimed: list[Document] = []
+        while len(claimed) < max_jobs:
+            candidates = await self.store.find(
+                rules.claimable(types),
+                {"_id": 1},
+                sort=rules.CLAIM_SORT,
+                limit=max_jobs - len(claimed),
+            )
+            if not candidates:
+                break
+            ids = [c["_id"] for c in candidates]
+            query, update = rules.claim(ids, run_id, now, work_timeout_ms)
+            if await self.store.update_many(query, update):
+                self.claimed_run_ids.add(run_id)
+                got = {
+                    d["_id"]: d
+                    for d in await self.store.find(
+                        {"_id": {"$in": ids}, "runId": run_id}, rules.NO_LOG
+                    )
+                }
+                claimed.extend(got[i] for i in ids if i in got)
+        return [JobDoc.from_mongo(d) for d in claimed]
+
+    async def get_job(
+        self, ids: Sequence[Id], get_log: bool = False, get_failures: bool = False
+    ) -> list[JobDoc]:
+        projection: dict[str, int] = {"_private": 0}
+        if not get_log:
+            projection["log"] = 0
+        if not get_failures:
+            projection["failures"] = 0
+        found = {
+            d["_id"]: d for d in await self.store.find({"_id": {"$in": list(ids)}}, projection)
+        }
+        return [JobDoc.from_mongo(found[i]) for i in ids if i in found]
+
+    # --- management --------------------------------------------------------------------------
+
+    async def job_remove(self, ids: Sequence[Id]) -> bool:
+        removed = await self.store.delete_many(rules.removable(ids, JOB_STATUS_REMOVABLE))
+        if not removed:
+            logger.warning("jobRemove: no job was removable among %d ids", len(ids))
+        return removed > 0
+
+    async def job_pause(self, ids: Sequence[Id]) -> bool:
+        paused = await self.store.update_many(*rules.pause(ids, self.clock.now()))
+        if not paused:
+            logger.warning("jobPause: no job was pausable among %d ids", len(ids))
+        return paused > 0
+
+    async def job_resume(self, ids: Sequence[Id]) -> bool:
+        resumed = await self.store.update_many(*rules.resume(ids, self.clock.now()))
+        if resumed:
+            await self.job_ready(ids)
+        else:
+            logger.warning("jobResume: no job was paused among %d ids", len(ids))
+        return resumed > 0
+
+    async def job_ready(
+        self, ids: Sequence[Id] | None = None, time: datetime | None = None, force: bool = False
+    ) -> bool:
+        now = self.clock.now()
+        query, update = rules.ready(ids, now, time or now, force)
+        return await self.store.update_many(query, update) > 0
+
+    async def job_cancel(
+        self, ids: Sequence[Id], antecedents: bool = False, dependents: bool = True
+    ) -> bool:
+        return await self._cascade(
+            ids, antecedents, dependents, JOB_STATUS_CANCELLABLE, self._cancel
+        )
+
+    async def _cancel(self, ids: Sequence[Id]) -> int:
+        return await self.store.update_many(*rules.cancel(ids, self.clock.now()))
+
+    async def job_restart(
+        self,
+        ids: Sequence[Id],
+        retries: int = 0,
+        until: datetime | None = None,
+        antecedents: bool = True,
+        dependents: bool = False,
+    ) -> bool:
+        async def restart(level: Sequence[Id]) -> int:
+            now = self.clock.now()
+            count = 0
+            for query, update in rules.restart(level, retries, until, now):
+                count += await self.store.update_many(query, update)
+            if count:
+                await self.job_ready(level)
+            return count
+
+        return await self._cascade(ids, antecedents, dependents, JOB_STATUS_RESTARTABLE, restart)
+
+    async def _cascade(
+        self,
+        ids: Sequence[Id],
+        antecedents: bool,
+        dependents: bool,
+        statuses: Sequence[str],
+        apply: Any,
+    ) -> bool:
+        """Apply a transition to ids, then to their related jobs in `statuses`, transitively."""
+        changed = False
+        seen: set[Id] = set()
+        level = list(ids)
+        while level:
+            seen.update(level)
+            changed = bool(await apply(level)) or changed
+            related: list[Id] = []
+            if antecedents:
+                jobs = await self.store.find({"_id": {"$in": level}}, {"depends": 1})
+                ante = [a for j in jobs for a in j.get("depends", [])]
+                if ante:
+                    related += [
+                        d["_id"]
+                        for d in await self.store.find(
+                            {"_id": {"$in": ante}, "status": {"$in": list(statuses)}}, {"_id": 1}
+                        )
+                    ]
+            if dependents:
+                related += [
+                    d["_id"]
+                    for d in await self.store.find(
+                        {"depends": {"$in": level}, "status": {"$in": list(statuses)}}, {"_id": 1}
+                    )
+                ]
+            level = [r for r in dict.fromkeys(related) if r not in seen]
+        return changed
+
+    async def job_rerun(
+        self,
+        job_id: Id,
+        repeats: int = 0,
+        until: datetime | None = None,
+        wait_ms: int | None = None,
+    ) -> Id | None:
+        raw = await self.store.find_one(
+            {"_id": job_id, "status": "completed"}, {"log": 0, "failures": 0}
+        )
+        if raw is None:
+            logger.warning("jobRerun: job %s is not completed", job_id)
+            return None
+        doc = self._with_private(raw)
+        now = self.clock.now()
+        if wait_ms is None:
+            wait_ms = self._rerun_wait_ms(doc, now)
+            if wait_ms is None:
+                logger.warning("jobRerun: job %s has no next scheduled run", job_id)
+                return None
+        return await self._rerun(doc, repeats, until or doc.repeat_until, wait_ms, now)
+
+    @staticmethod
+    def _with_private(raw: Document) -> JobDoc:
+        doc = JobDoc.from_mongo(raw)
+        doc.private = raw.get("_private")
+        return doc
+
+    @staticmethod
+    def _rerun_wait_ms(doc: JobDoc, now: datetime) -> int | None:
+        wait = doc.repeat_wait
+        if isinstance(wait, int):
+            return wait
+        if isinstance(wait, LaterSchedule):
+            return None
+        upcoming = occurrences(wait, now, 1)
+        return int((upcoming[0] - now).total_seconds() * 1000) if upcoming else None
+
+    async def _rerun(
+        self, doc: JobDoc, repeats: int, until: datetime, wait_ms: int, now: datetime
+    ) -> Id:
+        new_id: Id = await self.store.insert_one(
+            rules.rerun_document(doc, repeats, until, wait_ms, now)
+        )
+        await self.job_ready([new_id])
+        return new_id
+
+    # --- worker reports ----------------------------------------------------------------------
+
+    async def job_log(
+        self,
+        job_id: Id,
+        run_id: Id | None,
+        message: str,
+        level: str = "info",
+        data: dict[str, Any] | None = None,
+    ) -> bool:
+        now = self.clock.now()
+        found = await self.store.find_one_and_update(
+            {"_id": job_id},
+            rules.log_line(now, message, level, run_id, data),
+            {"status": 1, "runId": 1, "workTimeout": 1},
+        )
+        if found is None:
+            logger.warning("jobLog: job %s not found", job_id)
+            return False
+        if run_id is not None:
+            await self._renew_lease(found, run_id, now)
+        return True
+
+    async def _renew_lease(self, found: Document, run_id: Id, now: datetime) -> None:
+        """Logging or progress by the current holder is a heartbeat: push expiresAfter out."""
+        timeout = found.get("workTimeout")
+        if found.get("status") == "running" and found.get("runId") == run_id and timeout:
+            await self.store.update_one(
+                rules.held(found["_id"], run_id), rules.lease_renewal(now, timeout)
+            )
+
+    async def job_progress(
+        self, job_id: Id, run_id: Id, completed: float, total: float
+    ) -> bool | None:
+        if not self.server_running:
+            return None
+        now = self.clock.now()
+        found = await self.store.find_one_and_update(
+            rules.held(job_id, run_id),
+            rules.progress(now, completed, total),
+            {"status": 1, "runId": 1, "workTimeout": 1},
+        )
+        if found is None:
+            logger.warning("jobProgress: job %s is not running under run %s", job_id, run_id)
+            return False
+        await self._renew_lease(found, run_id, now)
+        return True
+
+    async def renew_lease(self, job_id: Id, run_id: Id) -> bool:
+        """Extend a running job's lease by its workTimeout; False if the claim was lost."""
+        found = await self.store.find_one(rules.held(job_id, run_id), {"workTimeout": 1})
+        if found is None:
+            return False
+        if found.get("workTimeout"):
+            now = self.clock.now()
+            return bool(
+                await self.store.update_one(
+                    rules.held(job_id, run_id), rules.lease_renewal(now, found["workTimeout"])
+                )
+            )
+        return True
+
+    async def job_done(
+        self,
+        job_id: Id,
+        run_id: Id,
+        result: dict[str, Any],
+        repeat_id: bool = False,
+        delay_deps_ms: int | None = None,
+    ) -> bool | Id:
+        raw = await self.store.find_one(rules.held(job_id, run_id), {"log": 0, "failures": 0})
+        if raw is None:
+            logger.warning("jobDone: job %s is not running under run %s", job_id, run_id)
+            return False
+        doc = self._with_private(raw)
+        now = self.clock.now()
+        if not await self.store.update_one(
+            rules.held(job_id, run_id), rules.done(doc, result, now)
+        ):
+            logger.warning("jobDone: job %s lost its claim while completing", job_id)
+            return False
+        new_id: Id | None = None
+        wait_ms = next_repeat_wait_ms(doc, now)
+        if wait_ms is not None:
+            new_id = await self._rerun(doc, doc.repeats - 1, doc.repeat_until, wait_ms, now)
+        dependents = [d["_id"] for d in await self.store.find({"depends": job_id}, {"_id": 1})]
+        if dependents:
+            await self.store.update_many(
+                {"_id": {"$in": dependents}, "depends": job_id},
+                rules.resolve_dependents(job_id, run_id, now, delay_deps_ms)[1],
+            )
+            await self.job_ready(dependents)
+        if repeat_id and new_id is not None:
+            return new_id
+        return True
+
+    async def job_fail(
+        self, job_id: Id, run_id: Id, error: dict[str, Any], fatal: bool = False
+    ) -> bool:
+        raw = await self.store.find_one(rules.held(job_id, run_id), rules.NO_LOG)
+        if raw is None:
+            logger.warning("jobFail: job %s is not running under run %s", job_id, run_id)
+            return False
+        doc = JobDoc.from_mongo(raw)
+        status, update = rules.fail(doc, error, fatal, self.clock.now())
+        if not await self.store.update_one(rules.held(job_id, run_id), update):
+            logger.warning("jobFail: job %s lost its claim while failing", job_id)
+            return False
+        if status == "failed":
+            dependents = await self.store.find(
+                {"depends": job_id, "status": {"$in": list(JOB_STATUS_CANCELLABLE)}}, {"_id": 1}
+            )
+            if dependents:
+                await self.job_cancel([d["_id"] for d in dependents])
+        return True
+
+    # --- job server passes -------------------------------------------------------------------
+
+    async def fail_expired(self) -> int:
+        """Fail (non-fatally) every running job whose lease ran out; the number failed."""
+        expired = await self.store.find(rules.expired(self.clock.now()), {"runId": 1})
+        failed = 0
+        for job in expired:
+            failed += await self.job_fail(job["_id"], job["runId"], dict(rules.EXPIRED_ERROR))
+        return failed
+
+    async def fail_claimed_running(self) -> int:
+        """At shutdown: fail the jobs still running under runIds this instance handed out."""
+        if not self.claimed_run_ids:
+            return 0
+        running = await self.store.find(
+            {"status": "running", "runId": {"$in": list(self.claimed_run_ids)}}, {"runId": 1}
+        )
+        failed = 0
+        for job in running:
+            failed += await self.job_fail(job["_id"], job["runId"], dict(rules.SHUTDOWN_ERROR))
+        self.claimed_run_ids.clear()
+        return failed
+
+    async def forget_finished_runs(self) -> None:
+        """Drop remembered runIds with no running job left, so the set stays small."""
+        if not self.claimed_run_ids:
+            return
+        live = await self.store.find(
+            {"status": "running", "runId": {"$in": list(self.claimed_run_ids)}}, {"runId": 1}
+        )
+        self.claimed_run_ids &= {j["runId"] for j in live}

@@ -1,0 +1,373 @@
+"""The transition rules: what each operation does to a job document, as filters and updates.
+
+Pure functions of (document or ids, options, now). Each transition is applied by the
+collection as one conditional update whose filter states the status (and runId) it expects,
+so a job can never be claimed twice, nor finished by a worker that lost its claim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+
+from .constants import (
+    FOREVER_DATE,
+    JOB_STATUS_CANCELLABLE,
+    JOB_STATUS_PAUSABLE,
+    JOB_STATUS_RESTARTABLE,
+)
+from .document import JobDoc, LogEntry, Progress
+from .schedule import add_ms, retry_after
+
+Filter = dict[str, Any]
+Update = dict[str, Any]
+Id = ObjectId | str
+
+NO_LOG = {"log": 0, "failures": 0, "_private": 0}
+NO_PRIVATE = {"_private": 0}
+
+
+def entry(
+    now: datetime,
+    message: str,
+    *,
+    level: str = "info",
+    run_id: Id | None = None,
+    data: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A stored log entry."""
+    out: dict[str, Any] = {"time": now, "runId": run_id, "level": level, "message": message}
+    if data is not None:
+        out["data"] = data
+    return out
+
+
+def fresh_progress() -> dict[str, Any]:
+    return Progress().model_dump()
+
+
+# --- save -----------------------------------------------------------------------------------
+
+
+def normalize_for_save(doc: JobDoc, now: datetime) -> JobDoc:
+    """Raise past deadlines and `after` to now, as the server does at every save."""
+    return doc.model_copy(
+        update={
+            "after": max(doc.after, now),
+            "retry_until": max(doc.retry_until, now),
+            "repeat_until": max(doc.repeat_until, now),
+        }
+    )
+
+
+def insert_document(doc: JobDoc, now: datetime) -> dict[str, Any]:
+    """The document a first save inserts: created now, `Job Submitted` after any local log."""
+    prepared = doc.model_copy(
+        update={
+            "created": now,
+            "updated": now,
+            "run_id": None,
+            "repeat_retries": doc.repeat_retries
+            if doc.repeat_retries is not None
+            else doc.retries + doc.retried,
+        }
+    )
+    stored = prepared.to_mongo()
+    log = [*stored.get("log", []), entry(now, "Job Submitted")]
+    if doc.status == "waiting" and not doc.depends and doc.after <= now:
+        # Born ready: the same result as inserting and then promoting, in one write.
+        stored.update(status="ready", after=now)
+        log.append(entry(now, "Promoted to ready"))
+    stored["log"] = log
+    return stored
+
+
+def resave(doc: JobDoc, now: datetime) -> tuple[Filter, Update]:
+    """Resubmit a paused job with new settings: only a paused job with no runId qualifies."""
+    fields = doc.to_mongo()
+    copied = {
+        k: fields[k]
+        for k in (
+            "data",
+            "retries",
+            "retryUntil",
+            "retryWait",
+            "retryBackoff",
+            "repeats",
+            "repeatUntil",
+            "repeatWait",
+            "depends",
+            "priority",
+            "after",
+        )
+    }
+    copied["repeatRetries"] = (
+        doc.repeat_retries if doc.repeat_retries is not None else doc.retries + doc.retried
+    )
+    return (
+        {"_id": doc.id, "status": "paused", "runId": None},
+        {
+            "$set": {**copied, "status": "waiting", "updated": now},
+            "$push": {"log": entry(now, "Job Resubmitted")},
+        },
+    )
+
+
+def cancel_repeats_filter(job_type: str) -> Filter:
+    """Earlier forever-repeating jobs of a type, replaced by a new save with cancel_repeats."""
+    return {"type": job_type, "status": {"$in": list(JOB_STATUS_CANCELLABLE)}}
+
+
+# --- claim ----------------------------------------------------------------------------------
+
+
+def claimable(types: Sequence[str]) -> Filter:
+    return {"type": {"$in": list(types)}, "status": "ready", "runId": None}
+
+
+CLAIM_SORT = [("priority", 1), ("retryUntil", 1), ("after", 1)]
+
+
+def claim(
+    ids: Sequence[Id], run_id: ObjectId, now: datetime, work_timeout_ms: int | None
+) -> tuple[Filter, Update]:
+    """Claim ready jobs for one runId; retries and retried change here, at claim time."""
+    update: Update = {
+        "$set": {"status": "running", "runId": run_id, "updated": now},
+        "$inc": {"retries": -1, "retried": 1},
+        "$push": {"log": entry(now, "Job Running", run_id=run_id)},
+    }
+    if work_timeout_ms is None:
+        update["$unset"] = {"workTimeout": "", "expiresAfter": ""}
+    else:
+        update["$set"]["workTimeout"] = work_timeout_ms
+        update["$set"]["expiresAfter"] = add_ms(now, work_timeout_ms)
+    return {"_id": {"$in": list(ids)}, "status": "ready", "runId": None}, update
+
+
+def held(job_id: Id, run_id: Id) -> Filter:
+    """The fence every worker write goes through: this job, this claim, still running."""
+    return {"_id": job_id, "runId": run_id, "status": "running"}
+
+
+def lease_renewal(now: datetime, work_timeout_ms: int) -> Update:
+    return {"$set": {"expiresAfter": add_ms(now, work_timeout_ms)}}
+
+
+# --- worker reports -------------------------------------------------------------------------
+
+
+def log_line(now: datetime, message: str, level: str, run_id: Id | None, data: Any) -> Update:
+    return {
+        "$set": {"updated": now},
+        "$push": {"log": entry(now, message, level=level, run_id=run_id, data=data)},
+    }
+
+
+def progress(now: datetime, completed: float, total: float) -> Update:
+    percent = 100 * completed / total
+    return {
+        "$set": {
+            "progress": {"completed": completed, "total": total, "percent": percent},
+            "updated": now,
+        }
+    }
+
+
+def done(doc: JobDoc, result: dict[str, Any], now: datetime) -> Update:
+    total = doc.progress.total or 1
+    return {
+        "$set": {
+            "status": "completed",
+            "result": result,
+            "updated": now,
+            "progress": {"completed": total, "total": total, "percent": 100},
+        },
+        "$push": {"log": entry(now, "Job Completed", level="success", run_id=doc.run_id)},
+    }
+
+
+def fail_outcome(doc: JobDoc, fatal: bool, now: datetime) -> tuple[str, datetime]:
+    """The status a failed attempt leads to, and the `after` it sets (even when failed)."""
+    after = retry_after(doc, now)
+    retry = not fatal and doc.retries > 0 and doc.retry_until >= after
+    return ("waiting" if retry else "failed"), after
+
+
+def fail(doc: JobDoc, error: dict[str, Any], fatal: bool, now: datetime) -> tuple[str, Update]:
+    status, after = fail_outcome(doc, fatal, now)
+    value = error.get("value")
+    kind = "Error" if status == "waiting" else "Fatal Error"
+    message = (
+        f"Job Failed with {kind}: {value}."
+        if isinstance(value, str)
+        else (f"Job Failed with {kind}.")
+    )
+    level = "warning" if status == "waiting" else "danger"
+    return status, {
+        "$set": {"status": status, "runId": None, "after": after, "updated": now},
+        "$push": {
+            "failures": {**error, "runId": doc.run_id},
+            "log": entry(now, message, level=level, run_id=doc.run_id),
+        },
+    }
+
+
+# --- management -----------------------------------------------------------------------------
+
+
+def ids_in(ids: Sequence[Id], statuses: Sequence[str]) -> Filter:
+    return {"_id": {"$in": list(ids)}, "status": {"$in": list(statuses)}}
+
+
+def pause(ids: Sequence[Id], now: datetime) -> tuple[Filter, Update]:
+    return ids_in(ids, JOB_STATUS_PAUSABLE), {
+        "$set": {"status": "paused", "updated": now},
+        "$push": {"log": entry(now, "Job Paused")},
+    }
+
+
+def resume(ids: Sequence[Id], now: datetime) -> tuple[Filter, Update]:
+    return {"_id": {"$in": list(ids)}, "status": "paused"}, {
+        "$set": {"status": "waiting", "updated": now},
+        "$push": {"log": entry(now, "Job Resumed")},
+    }
+
+
+def ready(
+    ids: Sequence[Id] | None, now: datetime, time: datetime, force: bool
+) -> tuple[Filter, Update]:
+    """Promote waiting jobs that are due (and, unless forced, have no pending dependencies)."""
+    query: Filter = {"status": "waiting"}
+    if time != FOREVER_DATE:
+        query["after"] = {"$lte": time}
+    if not force:
+        query["depends"] = {"$size": 0}
+    update: Update = {"$set": {"status": "ready", "updated": now}}
+    if ids is not None:
+        query["_id"] = {"$in": list(ids)}
+        update["$set"]["after"] = now
+    if force:
+        update["$set"]["depends"] = []
+        update["$push"] = {
+            "log": {
+                "$each": [
+                    entry(now, "Dependencies force resolved", level="warning"),
+                    entry(now, "Promoted to ready"),
+                ]
+            }
+        }
+    else:
+        update["$push"] = {"log": entry(now, "Promoted to ready")}
+    return query, update
+
+
+def cancel(ids: Sequence[Id], now: datetime) -> tuple[Filter, Update]:
+    return ids_in(ids, JOB_STATUS_CANCELLABLE), {
+        "$set": {
+            "status": "cancelled",
+            "runId": None,
+            "progress": fresh_progress(),
+            "updated": now,
+        },
+        "$push": {"log": entry(now, "Job Cancelled", level="warning")},
+    }
+
+
+def restart(
+    ids: Sequence[Id], retries: int, until: datetime | None, now: datetime
+) -> list[tuple[Filter, Update]]:
+    """Restart cancelled/failed jobs with stored retries = max(retries, 1) + n.
+
+    Two updates with disjoint filters (jobs with no attempts left, and the rest) give each
+    job its new count atomically without an aggregation-pipeline update.
+    """
+    base = ids_in(ids, JOB_STATUS_RESTARTABLE)
+    common: dict[str, Any] = {"status": "waiting", "progress": fresh_progress(), "updated": now}
+    if until is not None:
+        common["retryUntil"] = until
+    log = {"$push": {"log": entry(now, "Job Restarted")}}
+    exhausted = (
+        {**base, "retries": {"$lt": 1}},
+        {"$set": {**common, "retries": 1 + retries}, **log},
+    )
+    remaining = (
+        {**base, "retries": {"$gte": 1}},
+        {"$set": common, "$inc": {"retries": retries}, **log},
+    )
+    return [exhausted, remaining]
+
+
+def removable(ids: Sequence[Id], statuses: Sequence[str]) -> Filter:
+    return ids_in(ids, statuses)
+
+
+def rerun_document(
+    doc: JobDoc, repeats: int, until: datetime, wait_ms: int, now: datetime
+) -> dict[str, Any]:
+    """The clone a repeat or rerun inserts, remembering which job and run it came from."""
+    repeat_retries = (
+        doc.repeat_retries if doc.repeat_retries is not None else (doc.retries + doc.retried)
+    )
+    clone = doc.model_copy(
+        update={
+            "id": None,
+            "run_id": None,
+            "status": "waiting",
+            "result": None,
+            "failures": None,
+            "expires_after": None,
+            "work_timeout": None,
+            "repeat_retries": repeat_retries,
+            "retries": repeat_retries,
+            "retry_until": until,
+            "retried": 0,
+            "repeats": repeats,
+            "repeat_until": until,
+            "repeated": doc.repeated + 1,
+            "created": now,
+            "updated": now,
+            "progress": Progress(),
+            "depends": [],
+            "log": [
+                LogEntry(
+                    time=now,
+                    message="Rerunning job",
+                    data={"previousJob": {"id": doc.id, "runId": doc.run_id}},
+                )
+            ],
+            "after": add_ms(now, wait_ms),
+        }
+    )
+    return clone.to_mongo()
+
+
+def resolve_dependents(
+    job_id: Id, run_id: Id | None, now: datetime, delay_ms: int | None
+) -> tuple[Filter, Update]:
+    """Move a completed antecedent from `depends` to `resolved` in every job that waits on it."""
+    update: Update = {
+        "$pull": {"depends": job_id},
+        "$push": {
+            "resolved": job_id,
+            "log": entry(
+                now, "Dependency resolved", data={"dependency": {"id": job_id, "runId": run_id}}
+            ),
+        },
+        "$set": {"updated": now},
+    }
+    if delay_ms is not None:
+        update["$max"] = {"after": add_ms(now, delay_ms)}
+    return {"depends": job_id}, update
+
+
+def expired(now: datetime) -> Filter:
+    return {"status": "running", "expiresAfter": {"$lt": now}}
+
+
+EXPIRED_ERROR = {"value": "Failed for exceeding worker set workTimeout"}
+SHUTDOWN_ERROR = {"value": "Running at Job Server shutdown."}
+NO_ERROR = {"value": "No error information provided"}

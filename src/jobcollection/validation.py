@@ -1,0 +1,175 @@
+"""Checks for arguments at the API boundary: each raises InvalidArgument naming the argument.
+
+They run before any query is built, so bad input never reaches the database and never
+changes stored data.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from bson import ObjectId
+
+from .constants import (
+    FOREVER,
+    JOB_LOG_LEVELS,
+    JOB_PRIORITIES,
+    JOB_RETRY_BACKOFF_METHODS,
+    Backoff,
+    LogLevel,
+)
+from .document import check_storable, normalize_datetime
+from .errors import InvalidArgument, InvalidArgumentType
+
+T = TypeVar("T")
+
+MAX_IDS = 100_000
+"""The most ids one call may name; bulk helpers split longer lists."""
+
+
+def job_id(value: Any, name: str = "id") -> ObjectId | str:
+    """An ObjectId or a non-empty string; anything else (a dict, a list, ...) is refused."""
+    if isinstance(value, ObjectId):
+        return value
+    if isinstance(value, str):
+        if not value:
+            raise InvalidArgument(name, "must not be an empty string")
+        return value
+    raise InvalidArgumentType(name, f"must be an ObjectId or a string, not {type(value).__name__}")
+
+
+def job_ids(value: Any, name: str = "ids") -> list[ObjectId | str]:
+    """One id or a list/tuple of ids, returned as a list without duplicates, order kept."""
+    if isinstance(value, ObjectId | str):
+        return [job_id(value, name)]
+    if not isinstance(value, list | tuple):
+        raise InvalidArgumentType(
+            name, f"must be an id or a list of ids, not {type(value).__name__}"
+        )
+    if len(value) > MAX_IDS:
+        raise InvalidArgument(name, f"names more than {MAX_IDS} ids")
+    seen: dict[ObjectId | str, None] = {}
+    for i, item in enumerate(value):
+        seen[job_id(item, f"{name}[{i}]")] = None
+    return list(seen)
+
+
+def job_types(value: Any, name: str = "type") -> list[str]:
+    """A non-empty type string or a non-empty list of them."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not items:
+        raise InvalidArgumentType(name, "must be a non-empty string or a non-empty list of strings")
+    for i, item in enumerate(items):
+        if not isinstance(item, str) or not item:
+            raise InvalidArgumentType(f"{name}[{i}]", "must be a non-empty string")
+    return list(dict.fromkeys(items))
+
+
+def integer(
+    value: Any, name: str, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
+    """A real int (bool refused), within bounds."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentType(name, f"must be an integer, not {type(value).__name__}")
+    if minimum is not None and value < minimum:
+        raise InvalidArgument(name, f"must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise InvalidArgument(name, f"must be <= {maximum}, got {value}")
+    return value
+
+
+def count(value: Any, name: str) -> int:
+    """A non-negative integer, clamped to FOREVER (retries, repeats)."""
+    return min(integer(value, name, minimum=0), FOREVER)
+
+
+def number(value: Any, name: str, *, minimum: float | None = None) -> float:
+    """A finite int or float (bool refused)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidArgumentType(name, f"must be a number, not {type(value).__name__}")
+    if not math.isfinite(value):
+        raise InvalidArgument(name, "must be finite")
+    if minimum is not None and value < minimum:
+        raise InvalidArgument(name, f"must be >= {minimum}, got {value}")
+    return float(value)
+
+
+def duration_ms(value: Any, name: str, *, minimum_ms: int = 0) -> int:
+    """Seconds (int/float) or a timedelta, as whole milliseconds (rounded up)."""
+    seconds = value.total_seconds() if isinstance(value, timedelta) else number(value, name)
+    if seconds < 0:
+        raise InvalidArgument(name, f"must not be negative, got {seconds}")
+    ms = math.ceil(seconds * 1000)
+    if ms > FOREVER:
+        raise InvalidArgument(name, "is too long")
+    if ms < minimum_ms:
+        raise InvalidArgument(name, f"must be at least {minimum_ms / 1000} seconds")
+    return ms
+
+
+def aware_datetime(value: Any, name: str) -> datetime:
+    """An aware datetime, normalised to UTC milliseconds; naive datetimes are refused."""
+    if not isinstance(value, datetime):
+        raise InvalidArgumentType(name, f"must be a datetime, not {type(value).__name__}")
+    try:
+        return normalize_datetime(value)
+    except ValueError as exc:
+        raise InvalidArgument(name, str(exc)) from None
+
+
+def priority(value: Any, name: str = "priority") -> int:
+    """An integer or one of the JOB_PRIORITIES names."""
+    if isinstance(value, str):
+        if value not in JOB_PRIORITIES:
+            raise InvalidArgument(name, f"unknown priority {value!r}; use {list(JOB_PRIORITIES)}")
+        return JOB_PRIORITIES[value]
+    return integer(value, name, minimum=-(2**31), maximum=2**31 - 1)
+
+
+def choice(value: Any, name: str, options: Iterable[T]) -> T:
+    """One of a fixed set of values."""
+    allowed = list(options)
+    if value not in allowed:
+        raise InvalidArgument(name, f"must be one of {allowed}, got {value!r}")
+    return value  # type: ignore[no-any-return]
+
+
+def log_level(value: Any, name: str = "level") -> LogLevel:
+    return choice(value, name, JOB_LOG_LEVELS)
+
+
+def backoff(value: Any, name: str = "backoff") -> Backoff:
+    return choice(value, name, JOB_RETRY_BACKOFF_METHODS)
+
+
+def boolean(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidArgumentType(name, f"must be True or False, not {type(value).__name__}")
+    return value
+
+
+def text(value: Any, name: str, *, max_length: int) -> str:
+    if not isinstance(value, str):
+        raise InvalidArgumentType(name, f"must be a string, not {type(value).__name__}")
+    if len(value) > max_length:
+        raise InvalidArgument(name, f"is longer than {max_length} characters")
+    return value
+
+
+def plain_object(value: Any, name: str) -> dict[str, Any]:
+    """A dict MongoDB can store as given: no `$`/`.` keys, finite numbers, bounded nesting."""
+    if not isinstance(value, dict):
+        raise InvalidArgumentType(name, f"must be a dict, not {type(value).__name__}")
+    try:
+        check_storable(value, name)
+    except ValueError as exc:
+        raise InvalidArgument(name, str(exc)) from None
+    return value
+
+
+def wrap_value(value: Any, name: str) -> dict[str, Any]:
+    """done/fail values: a dict is stored as is, anything else as {"value": value}."""
+    return plain_object(value if isinstance(value, dict) else {"value": value}, name)

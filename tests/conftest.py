@@ -1,0 +1,73 @@
+"""Shared fixtures: a fresh collection per test on the in-memory backend, or on a real MongoDB
+(a throwaway database per test, dropped after) when MONGODB_URI is set.
+
+Fixtures are factories with keyword arguments: `make_jc(clock=..., started=...)`.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from jobcollection import JobCollection, ManualClock
+
+MONGODB_URI = os.environ.get("MONGODB_URI")
+START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """A clock that only moves when a test advances it."""
+    return ManualClock(START)
+
+
+@pytest.fixture
+async def database() -> AsyncIterator[Any]:
+    """A fresh database: real (dropped after the test) with MONGODB_URI, else in memory."""
+    if MONGODB_URI:
+        from pymongo import AsyncMongoClient
+
+        client: Any = AsyncMongoClient(MONGODB_URI, tz_aware=False)
+        name = f"jobcollection_test_{uuid.uuid4().hex[:12]}"
+        try:
+            yield client[name]
+        finally:
+            await client.drop_database(name)
+            await client.close()
+    else:
+        from mongomock_motor import AsyncMongoMockClient
+
+        yield AsyncMongoMockClient()["jobcollection_test"]
+
+
+MakeJC = Callable[..., Awaitable[JobCollection]]
+
+
+@pytest.fixture
+async def make_jc(database: Any, clock: ManualClock) -> AsyncIterator[MakeJC]:
+    """Build JobCollections on the test database; their background tasks end with the test."""
+    made: list[JobCollection] = []
+
+    async def make(
+        *, root: str = "queue", clock: Any = clock, started: bool = True
+    ) -> JobCollection:
+        jc = JobCollection.from_database(database, root, clock=clock)
+        if started:
+            await jc.start_job_server()
+        made.append(jc)
+        return jc
+
+    yield make
+    for jc in made:
+        await jc.close()
+
+
+@pytest.fixture
+async def jc(make_jc: MakeJC) -> JobCollection:
+    """A started JobCollection on the manual clock."""
+    return await make_jc()
