@@ -30,12 +30,12 @@ def database() -> tuple[Any, Any]:
             await client.close()
 
         return client["jobcollection_quickstart"], drop
-    from mongomock_motor import AsyncMongoMockClient
+    from jobcollection.testing import memory_database
 
     async def nothing() -> None:
         return None
 
-    return AsyncMongoMockClient()["quickstart"], nothing
+    return memory_database("quickstart"), nothing
 
 
 async def work_once(jc: JobCollection, clock: ManualClock) -> None:

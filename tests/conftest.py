@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from jobcollection import JobCollection, ManualClock
+from jobcollection.testing import memory_database
 
 MONGODB_URI = os.environ.get("MONGODB_URI")
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -40,9 +41,7 @@ async def database() -> AsyncIterator[Any]:
             await client.drop_database(name)
             await client.close()
     else:
-        from mongomock_motor import AsyncMongoMockClient
-
-        yield AsyncMongoMockClient()["jobcollection_test"]
+        yield memory_database("jobcollection_test")
 
 
 MakeJC = Callable[..., Awaitable[JobCollection]]

@@ -143,8 +143,10 @@ class JobCollection:
             await self._store.create_index(keys)
 
     async def close(self) -> None:
-        """Cancel background tasks; the job server stops promoting."""
+        """Cancel background tasks (the job server stops promoting) and wait for reports in
+        flight to be written."""
         await self._server.close()
+        await self._ops.completer.close()
 
     # --- reading and claiming ----------------------------------------------------------------
 

@@ -160,7 +160,7 @@ class JobDoc(BaseModel):
         """pymongo decodes BSON dates as naive UTC; only stored documents may carry them."""
         if not (info.context or {}).get("stored") or not isinstance(value, dict):
             return value
-        fixed = {k: _assume_utc(v) for k, v in value.items()}
+        fixed = {k: _stored_int(k, _assume_utc(v)) for k, v in value.items()}
         if isinstance(fixed.get("log"), list):
             fixed["log"] = [
                 {**e, "time": _assume_utc(e.get("time"))} if isinstance(e, dict) else e
@@ -179,6 +179,8 @@ class JobDoc(BaseModel):
         """The document as stored, `_private` included (callers decide whether to persist it)."""
         out = self.model_dump(by_alias=True, exclude_none=True)
         out["runId"] = self.run_id
+        if "log" in out:  # every entry names its runId, null included, as v1.x writes them
+            out["log"] = [{"runId": None, **e} for e in out["log"]]
         if self.private is not None:
             out["_private"] = self.private
         if self.id is None:
@@ -190,6 +192,28 @@ class JobDoc(BaseModel):
         """Validate a document read from the database; `_private` is dropped."""
         raw = {k: v for k, v in raw.items() if k != "_private"}
         return parse_doc(raw, stored=True)
+
+
+_INT_FIELDS: Final = frozenset(
+    {
+        "priority",
+        "workTimeout",
+        "retries",
+        "retried",
+        "repeatRetries",
+        "retryWait",
+        "repeats",
+        "repeated",
+        "repeatWait",
+    }
+)
+
+
+def _stored_int(key: str, value: Any) -> Any:
+    """JavaScript drivers store integers beyond 32 bits (such as forever, 2**53) as doubles."""
+    if key in _INT_FIELDS and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def _assume_utc(value: Any) -> Any:

@@ -111,6 +111,11 @@ class Store:
         )
         return found
 
+    async def bulk_write(self, requests: Sequence[Any]) -> int:
+        """Unordered bulk write of update requests in one round trip; the number matched."""
+        result = await self._run(self._coll.bulk_write(list(requests), ordered=False))
+        return int(result.matched_count)
+
     async def delete_many(self, query: Mapping[str, Any]) -> int:
         return int((await self._run(self._coll.delete_many(dict(query)))).deleted_count)
 

@@ -16,6 +16,7 @@ from bson import ObjectId
 
 from . import rules
 from .clock import Clock
+from .completion import Completer, Report
 from .constants import (
     FOREVER,
     JOB_STATUS_CANCELLABLE,
@@ -25,7 +26,7 @@ from .constants import (
 from .document import CronSchedule, JobDoc, LaterSchedule
 from .driver import Document, Store
 from .rules import Id
-from .schedule import first_run, next_repeat_wait_ms, occurrences
+from .schedule import first_run, occurrences
 
 logger = logging.getLogger("jobcollection")
 
@@ -38,6 +39,7 @@ class Operations:
         self.clock = clock
         self.server_running = False
         self.claimed_run_ids: set[ObjectId] = set()
+        self.completer = Completer(self)
 
     # --- save --------------------------------------------------------------------------------
 
@@ -273,7 +275,9 @@ class Operations:
             if wait_ms is None:
                 logger.warning("jobRerun: job %s has no next scheduled run", job_id)
                 return None
-        return await self._rerun(doc, repeats, until or doc.repeat_until, wait_ms, now)
+        clone = rules.rerun_document(doc, repeats, until or doc.repeat_until, wait_ms, now)
+        new_id: Id = await self.store.insert_one(clone)
+        return new_id
 
     @staticmethod
     def _with_private(raw: Document) -> JobDoc:
@@ -290,15 +294,6 @@ class Operations:
             return None
         upcoming = occurrences(wait, now, 1)
         return int((upcoming[0] - now).total_seconds() * 1000) if upcoming else None
-
-    async def _rerun(
-        self, doc: JobDoc, repeats: int, until: datetime, wait_ms: int, now: datetime
-    ) -> Id:
-        new_id: Id = await self.store.insert_one(
-            rules.rerun_document(doc, repeats, until, wait_ms, now)
-        )
-        await self.job_ready([new_id])
-        return new_id
 
     # --- worker reports ----------------------------------------------------------------------
 
@@ -370,51 +365,19 @@ class Operations:
         repeat_id: bool = False,
         delay_deps_ms: int | None = None,
     ) -> bool | Id:
-        raw = await self.store.find_one(rules.held(job_id, run_id), {"log": 0, "failures": 0})
-        if raw is None:
-            logger.warning("jobDone: job %s is not running under run %s", job_id, run_id)
-            return False
-        doc = self._with_private(raw)
-        now = self.clock.now()
-        if not await self.store.update_one(
-            rules.held(job_id, run_id), rules.done(doc, result, now)
-        ):
-            logger.warning("jobDone: job %s lost its claim while completing", job_id)
-            return False
-        new_id: Id | None = None
-        wait_ms = next_repeat_wait_ms(doc, now)
-        if wait_ms is not None:
-            new_id = await self._rerun(doc, doc.repeats - 1, doc.repeat_until, wait_ms, now)
-        dependents = [d["_id"] for d in await self.store.find({"depends": job_id}, {"_id": 1})]
-        if dependents:
-            await self.store.update_many(
-                {"_id": {"$in": dependents}, "depends": job_id},
-                rules.resolve_dependents(job_id, run_id, now, delay_deps_ms)[1],
-            )
-            await self.job_ready(dependents)
-        if repeat_id and new_id is not None:
-            return new_id
-        return True
+        """Complete a held job, schedule its repeat and resolve its dependents; with
+        repeat_id, the repeat's id when one was scheduled."""
+        report = Report(
+            "done", job_id, run_id, result, repeat_id=repeat_id, delay_deps_ms=delay_deps_ms
+        )
+        return await self.completer.submit(report)
 
     async def job_fail(
         self, job_id: Id, run_id: Id, error: dict[str, Any], fatal: bool = False
     ) -> bool:
-        raw = await self.store.find_one(rules.held(job_id, run_id), rules.NO_LOG)
-        if raw is None:
-            logger.warning("jobFail: job %s is not running under run %s", job_id, run_id)
-            return False
-        doc = JobDoc.from_mongo(raw)
-        status, update = rules.fail(doc, error, fatal, self.clock.now())
-        if not await self.store.update_one(rules.held(job_id, run_id), update):
-            logger.warning("jobFail: job %s lost its claim while failing", job_id)
-            return False
-        if status == "failed":
-            dependents = await self.store.find(
-                {"depends": job_id, "status": {"$in": list(JOB_STATUS_CANCELLABLE)}}, {"_id": 1}
-            )
-            if dependents:
-                await self.job_cancel([d["_id"] for d in dependents])
-        return True
+        """Fail a held job: back to waiting while retries and time allow, else failed (and
+        its dependents cancelled)."""
+        return bool(await self.completer.submit(Report("fail", job_id, run_id, error, fatal)))
 
     # --- job server passes -------------------------------------------------------------------
 

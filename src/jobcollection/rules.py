@@ -14,6 +14,7 @@ from typing import Any
 from bson import ObjectId
 
 from .constants import (
+    FOREVER,
     FOREVER_DATE,
     JOB_STATUS_CANCELLABLE,
     JOB_STATUS_PAUSABLE,
@@ -53,12 +54,18 @@ def fresh_progress() -> dict[str, Any]:
 
 
 def normalize_for_save(doc: JobDoc, now: datetime) -> JobDoc:
-    """Raise past deadlines and `after` to now, as the server does at every save."""
+    """Raise past deadlines and `after` to now and clamp counts to FOREVER, as the server
+    does at every save."""
     return doc.model_copy(
         update={
             "after": max(doc.after, now),
             "retry_until": max(doc.retry_until, now),
             "repeat_until": max(doc.repeat_until, now),
+            "retries": min(doc.retries, FOREVER),
+            "repeats": min(doc.repeats, FOREVER),
+            "repeat_retries": None
+            if doc.repeat_retries is None
+            else min(doc.repeat_retries, FOREVER),
         }
     )
 
@@ -76,12 +83,16 @@ def insert_document(doc: JobDoc, now: datetime) -> dict[str, Any]:
         }
     )
     stored = prepared.to_mongo()
-    log = [*stored.get("log", []), entry(now, "Job Submitted")]
-    if doc.status == "waiting" and not doc.depends and doc.after <= now:
-        # Born ready: the same result as inserting and then promoting, in one write.
+    stored["log"] = [*stored.get("log", []), entry(now, "Job Submitted")]
+    return born_ready(stored, now)
+
+
+def born_ready(stored: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """A new waiting job that is due and depends on nothing is inserted ready: the same
+    document as inserting it and then promoting it, in one write."""
+    if stored["status"] == "waiting" and not stored.get("depends") and stored["after"] <= now:
         stored.update(status="ready", after=now)
-        log.append(entry(now, "Promoted to ready"))
-    stored["log"] = log
+        stored["log"] = [*stored.get("log", []), entry(now, "Promoted to ready")]
     return stored
 
 
@@ -342,26 +353,33 @@ def rerun_document(
             "after": add_ms(now, wait_ms),
         }
     )
-    return clone.to_mongo()
+    return born_ready(clone.to_mongo(), now)
 
 
 def resolve_dependents(
-    job_id: Id, run_id: Id | None, now: datetime, delay_ms: int | None
+    dependent: Id, antecedents: Sequence[tuple[Id, Id | None]], now: datetime, delay_ms: int | None
 ) -> tuple[Filter, Update]:
-    """Move a completed antecedent from `depends` to `resolved` in every job that waits on it."""
+    """Move completed antecedents (id, runId) from a dependent's `depends` to `resolved`.
+
+    The filter requires every one of them still pending, so a resolution applies once.
+    """
+    ids = [a for a, _ in antecedents]
     update: Update = {
-        "$pull": {"depends": job_id},
+        "$pull": {"depends": {"$in": ids}},
         "$push": {
-            "resolved": job_id,
-            "log": entry(
-                now, "Dependency resolved", data={"dependency": {"id": job_id, "runId": run_id}}
-            ),
+            "resolved": {"$each": ids},
+            "log": {
+                "$each": [
+                    entry(now, "Dependency resolved", data={"dependency": {"id": a, "runId": r}})
+                    for a, r in antecedents
+                ]
+            },
         },
         "$set": {"updated": now},
     }
     if delay_ms is not None:
         update["$max"] = {"after": add_ms(now, delay_ms)}
-    return {"depends": job_id}, update
+    return {"_id": dependent, "depends": {"$all": ids}}, update
 
 
 def expired(now: datetime) -> Filter:

@@ -1,0 +1,41 @@
+"""The in-memory backend for tests, demos and benchmarks (needs the `memory` extra).
+
+`memory_database()` returns a mongomock-motor database with one shim applied: current pymongo
+passes a `sort` keyword to the bulk builder that mongomock 4.x does not accept, which breaks
+`bulk_write` (the bundled done/fail path uses it). The shim drops that keyword when it is
+None, and refuses a real sort loudly. It patches mongomock only, never pymongo or Motor.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+
+def _accept_unset_sort(method: Any) -> Any:
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, sort: Any = None, **kwargs: Any) -> Any:
+        if sort is not None:
+            raise NotImplementedError("the in-memory backend cannot sort bulk updates")
+        return method(self, *args, **kwargs)
+
+    wrapper.__jobcollection_shim__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _patch_mongomock_bulk() -> None:
+    from mongomock.collection import BulkOperationBuilder
+
+    for name in ("add_update", "add_replace"):
+        method = getattr(BulkOperationBuilder, name)
+        if not getattr(method, "__jobcollection_shim__", False):
+            setattr(BulkOperationBuilder, name, _accept_unset_sort(method))
+
+
+def memory_database(name: str = "jobcollection") -> Any:
+    """A fresh in-memory database (Motor-style API) that supports everything jobcollection
+    uses, bulk writes included."""
+    from mongomock_motor import AsyncMongoMockClient
+
+    _patch_mongomock_bulk()
+    return AsyncMongoMockClient()[name]

@@ -1,0 +1,35 @@
+"""The examples run as a user would run them, and print what their headers promise."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def run_example(name: str, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "MONGODB_URI"}
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_quickstart_shows_a_retry_a_dependency_and_cron_repeats() -> None:
+    out = run_example("quickstart.py")
+    assert "flaky    run 1, attempt 1 failed; retrying in 30 s" in out
+    assert "flaky    run 1, attempt 2 done" in out
+    assert "report   run 1, attempt 1 done" in out
+    assert out.index("flaky    run 1, attempt 2 done") < out.index("report   run 1, attempt 1")
+    for stamp, run in (("09:15:00", 1), ("09:30:00", 2), ("09:45:00", 3), ("10:00:00", 4)):
+        assert f"{stamp}  cleanup  run {run}, attempt 1 done" in out
+    assert "cleanup ran 4 times" in out
