@@ -18,7 +18,7 @@ from .document import JobDoc
 from .driver import Store
 from .errors import InvalidArgument, InvalidArgumentType
 from .events import EventEmitter
-from .methods import Dispatcher, Parsed
+from .methods import MAX_JOBS_PER_SAVE, Dispatcher, Parsed
 from .operations import Operations
 from .rules import Id
 from .server import JobServer, ServerPass
@@ -207,6 +207,26 @@ class JobCollection:
             work_timeout=work_timeout,
             error_callback=error_callback,
         )
+
+    async def save_jobs(self, jobs: Sequence[Job], cancel_repeats: bool = False) -> list[Id | None]:
+        """Save many new jobs in as few round trips as their semantics allow (one for jobs
+        without dependencies); each job's id is set as save() would. The ids, in order."""
+        from .job import Job
+
+        jobs = list(jobs)
+        for i, job in enumerate(jobs):
+            if not isinstance(job, Job):
+                raise InvalidArgumentType(f"jobs[{i}]", "must be a Job")
+        ids: list[Id | None] = []
+        for start in range(0, len(jobs), MAX_JOBS_PER_SAVE):
+            chunk = jobs[start : start + MAX_JOBS_PER_SAVE]
+            ids += await self.call(
+                "jobSaveMany", [job.doc for job in chunk], {"cancelRepeats": cancel_repeats}
+            )
+        for job, job_id in zip(jobs, ids, strict=True):
+            if job_id is not None:
+                job.doc.id = job_id
+        return ids
 
     # --- bulk management ---------------------------------------------------------------------
 

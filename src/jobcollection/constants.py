@@ -67,7 +67,9 @@ METHODS: Final[tuple[str, ...]] = (
     "jobProgress",
     "jobDone",
     "jobFail",
+    "jobSaveMany",
 )
+"""The original's methods, plus jobSaveMany (batched jobSave, this project's extension)."""
 
 PERMISSION_LEVELS: Final[tuple[str, ...]] = ("admin", "manager", "creator", "worker")
 
@@ -84,6 +86,7 @@ METHOD_PERMISSIONS: Final[dict[str, tuple[str, ...]]] = {
     "jobRestart": ("jobRestart", "admin", "manager"),
     "jobSave": ("jobSave", "admin", "creator"),
     "jobRerun": ("jobRerun", "admin", "creator"),
+    "jobSaveMany": ("jobSaveMany", "admin", "creator"),
     "getWork": ("getWork", "admin", "worker"),
     "getJob": ("getJob", "admin", "worker"),
     "jobLog": ("jobLog", "admin", "worker"),

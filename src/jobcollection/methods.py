@@ -99,6 +99,31 @@ def _parse_save(p: tuple[Any, ...]) -> Parsed:
     return {"doc": doc, **_options(p, 1, {"cancelRepeats": _opt_bool})}
 
 
+MAX_JOBS_PER_SAVE = 10_000
+"""jobSaveMany takes at most this many documents per call; save_jobs splits larger lists."""
+
+
+def _parse_save_many(p: tuple[Any, ...]) -> Parsed:
+    _arity(p, 1, 2, "jobSaveMany")
+    if not isinstance(p[0], list | tuple):
+        raise InvalidArgumentType(
+            "docs", f"must be a list of job documents, not {type(p[0]).__name__}"
+        )
+    if len(p[0]) > MAX_JOBS_PER_SAVE:
+        raise InvalidArgument("docs", f"holds more than {MAX_JOBS_PER_SAVE} documents")
+    docs = [_saveable(item, f"docs[{i}]") for i, item in enumerate(p[0])]
+    return {"docs": docs, **_options(p, 1, {"cancelRepeats": _opt_bool})}
+
+
+def _saveable(value: Any, name: str) -> JobDoc:
+    doc = _job_doc(value, name)
+    if doc.status not in ("waiting", "paused"):
+        raise InvalidArgument(
+            f"{name}.status", f"a saved job must be waiting or paused, not {doc.status}"
+        )
+    return doc
+
+
 def _parse_get_work(p: tuple[Any, ...]) -> Parsed:
     _arity(p, 1, 2, "getWork")
     opts = _options(p, 1, {"maxJobs": _opt_ms(1), "workTimeout": _optional(_opt_ms(1))})
@@ -288,12 +313,13 @@ class Dispatcher:
             "shutdownJobServer": Method(_parse_server_shutdown, server_call("shutdown")),
             "stopJobs": Method(_parse_server_shutdown, server_call("shutdown")),
             "jobSave": Method(_parse_save, _run("job_save")),
+            "jobSaveMany": Method(_parse_save_many, _run("job_save_many")),
             "getWork": Method(_parse_get_work, _run("get_work")),
             "getJob": Method(_parse_get_job, _run_get_job),
             "jobRemove": Method(_parse_ids_only("jobRemove"), _run("job_remove")),
             "jobPause": Method(_parse_ids_only("jobPause"), _run("job_pause")),
             "jobResume": Method(_parse_ids_only("jobResume"), _run("job_resume")),
-            "jobReady": Method(_parse_ready, _run("job_ready")),
+            "jobReady": Method(_parse_ready, _run("job_ready_requested")),
             "jobCancel": Method(_parse_cancel, _run("job_cancel")),
             "jobRestart": Method(_parse_restart, _run("job_restart")),
             "jobRerun": Method(_parse_rerun, _run("job_rerun")),

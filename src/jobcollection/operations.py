@@ -23,10 +23,10 @@ from .constants import (
     JOB_STATUS_REMOVABLE,
     JOB_STATUS_RESTARTABLE,
 )
-from .document import CronSchedule, JobDoc, LaterSchedule
+from .document import JobDoc, LaterSchedule
 from .driver import Document, Store
 from .rules import Id
-from .schedule import first_run, occurrences
+from .schedule import occurrences
 
 logger = logging.getLogger("jobcollection")
 
@@ -45,13 +45,11 @@ class Operations:
 
     async def job_save(self, doc: JobDoc, cancel_repeats: bool = False) -> Id | None:
         now = self.clock.now()
-        doc = rules.normalize_for_save(doc, now)
-        if isinstance(doc.repeat_wait, CronSchedule):
-            first = first_run(doc.repeat_wait, doc.after)
-            if first is None or first > doc.repeat_until:
-                logger.warning("jobSave: schedule has no run before repeatUntil; not saved")
-                return None
-            doc = doc.model_copy(update={"after": first})
+        prepared = rules.prepare_save(doc, now)
+        if prepared is None:
+            logger.warning("jobSave: schedule has no run before repeatUntil; not saved")
+            return None
+        doc = prepared
         if doc.id is not None:
             return await self._resave(doc, now)
         if cancel_repeats and doc.repeats == FOREVER:
@@ -67,6 +65,34 @@ class Operations:
                 await self.job_ready([job_id])
             return job_id
         return None
+
+    async def job_save_many(
+        self, docs: Sequence[JobDoc], cancel_repeats: bool = False
+    ) -> list[Id | None]:
+        """Save many jobs: new jobs without dependencies are inserted in one round trip;
+        the rest (resaves, dependencies, cancel_repeats of forever-repeating jobs) are saved
+        one by one with jobSave's semantics. The ids in the order given (None: not saved)."""
+        now = self.clock.now()
+        ids: list[Id | None] = [None] * len(docs)
+        bulk: list[tuple[int, JobDoc]] = []
+        one_by_one: list[int] = []
+        for i, doc in enumerate(docs):
+            simple = doc.id is None and not doc.depends
+            if not simple or (cancel_repeats and doc.repeats == FOREVER):
+                one_by_one.append(i)
+            elif (prepared := rules.prepare_save(doc, now)) is not None:
+                bulk.append((i, prepared))
+            else:
+                logger.warning("jobSave: schedule has no run before repeatUntil; not saved")
+        if bulk:
+            inserted = await self.store.insert_many(
+                [rules.insert_document(doc, now) for _, doc in bulk]
+            )
+            for (i, _), job_id in zip(bulk, inserted, strict=True):
+                ids[i] = job_id
+        for i in one_by_one:
+            ids[i] = await self.job_save(docs[i], cancel_repeats)
+        return ids
 
     async def _resave(self, doc: JobDoc, now: datetime) -> Id | None:
         assert doc.id is not None
@@ -190,12 +216,28 @@ class Operations:
         query, update = rules.ready(ids, now, time or now, force)
         return await self.store.update_many(query, update) > 0
 
+    async def job_ready_requested(
+        self, ids: Sequence[Id] | None = None, time: datetime | None = None, force: bool = False
+    ) -> bool:
+        """jobReady called as a method: job_ready, saying why when named jobs stay put."""
+        readied = await self.job_ready(ids, time, force)
+        if not readied and ids is not None:
+            logger.warning(
+                "jobReady: no job among %d ids was waiting and due%s",
+                len(ids),
+                "" if force else " with its dependencies resolved",
+            )
+        return readied
+
     async def job_cancel(
         self, ids: Sequence[Id], antecedents: bool = False, dependents: bool = True
     ) -> bool:
-        return await self._cascade(
+        cancelled = await self._cascade(
             ids, antecedents, dependents, JOB_STATUS_CANCELLABLE, self._cancel
         )
+        if not cancelled:
+            logger.warning("jobCancel: no job was cancellable among %d ids", len(ids))
+        return cancelled
 
     async def _cancel(self, ids: Sequence[Id]) -> int:
         return await self.store.update_many(*rules.cancel(ids, self.clock.now()))
@@ -217,7 +259,12 @@ class Operations:
                 await self.job_ready(level)
             return count
 
-        return await self._cascade(ids, antecedents, dependents, JOB_STATUS_RESTARTABLE, restart)
+        restarted = await self._cascade(
+            ids, antecedents, dependents, JOB_STATUS_RESTARTABLE, restart
+        )
+        if not restarted:
+            logger.warning("jobRestart: no job was restartable among %d ids", len(ids))
+        return restarted
 
     async def _cascade(
         self,

@@ -20,8 +20,8 @@ from .constants import (
     JOB_STATUS_PAUSABLE,
     JOB_STATUS_RESTARTABLE,
 )
-from .document import JobDoc, LogEntry, Progress
-from .schedule import add_ms, retry_after
+from .document import CronSchedule, JobDoc, LogEntry, Progress
+from .schedule import add_ms, first_run, retry_after
 
 Filter = dict[str, Any]
 Update = dict[str, Any]
@@ -68,6 +68,18 @@ def normalize_for_save(doc: JobDoc, now: datetime) -> JobDoc:
             else min(doc.repeat_retries, FOREVER),
         }
     )
+
+
+def prepare_save(doc: JobDoc, now: datetime) -> JobDoc | None:
+    """The document a save writes, or None when a cron schedule has no run before
+    repeatUntil. A scheduled job first runs at the first occurrence strictly after `after`."""
+    doc = normalize_for_save(doc, now)
+    if isinstance(doc.repeat_wait, CronSchedule):
+        first = first_run(doc.repeat_wait, doc.after)
+        if first is None or first > doc.repeat_until:
+            return None
+        doc = doc.model_copy(update={"after": first})
+    return doc
 
 
 def insert_document(doc: JobDoc, now: datetime) -> dict[str, Any]:
