@@ -68,8 +68,10 @@ METHODS: Final[tuple[str, ...]] = (
     "jobDone",
     "jobFail",
     "jobSaveMany",
+    "jobHeartbeat",
 )
-"""The original's methods, plus jobSaveMany (batched jobSave, this project's extension)."""
+"""The original's methods, plus this project's extensions: jobSaveMany (batched jobSave) and
+jobHeartbeat (renew a held job's lease without logging or reporting progress)."""
 
 PERMISSION_LEVELS: Final[tuple[str, ...]] = ("admin", "manager", "creator", "worker")
 
@@ -93,6 +95,7 @@ METHOD_PERMISSIONS: Final[dict[str, tuple[str, ...]]] = {
     "jobProgress": ("jobProgress", "admin", "worker"),
     "jobDone": ("jobDone", "admin", "worker"),
     "jobFail": ("jobFail", "admin", "worker"),
+    "jobHeartbeat": ("jobHeartbeat", "admin", "worker"),
 }
 """For each method, the rule names that may allow or deny it: its own name and its groups."""
 

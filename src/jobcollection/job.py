@@ -119,13 +119,16 @@ class Job:
     ) -> Job:
         """Allow `retries` more attempts after the first, `wait` seconds apart (exponential
         doubles it each time), never starting after `until`."""
-        count = v.count(retries, "retries")
-        stored = min(count + 1, FOREVER)
+        stored = min(v.count(retries, "retries") + 1, FOREVER)
+        wait_ms = v.duration_ms(wait, "wait")
+        method = v.backoff(backoff)
+        deadline = FOREVER_DATE if until is None else v.aware_datetime(until, "until")
+        # Assigned only once every argument passed, so a bad one leaves the job unchanged.
         self._doc.retries = stored
         self._doc.repeat_retries = stored
-        self._doc.retry_wait = v.duration_ms(wait, "wait")
-        self._doc.retry_backoff = v.backoff(backoff)
-        self._doc.retry_until = FOREVER_DATE if until is None else v.aware_datetime(until, "until")
+        self._doc.retry_wait = wait_ms
+        self._doc.retry_backoff = method
+        self._doc.retry_until = deadline
         return self
 
     def repeat(
@@ -143,20 +146,22 @@ class Job:
             raise InvalidArgument("schedule", "give either wait or schedule, not both")
         if timezone is not None and schedule is None:
             raise InvalidArgument("timezone", "only applies to a schedule")
-        self._doc.repeats = v.count(repeats, "repeats")
-        self._doc.repeat_until = FOREVER_DATE if until is None else v.aware_datetime(until, "until")
+        count = v.count(repeats, "repeats")
+        deadline = FOREVER_DATE if until is None else v.aware_datetime(until, "until")
+        repeat_wait: int | CronSchedule
         if schedule is not None:
             if not isinstance(schedule, str):
                 raise InvalidArgumentType("schedule", "must be a cron expression string")
             if timezone is not None and not isinstance(timezone, str):
                 raise InvalidArgumentType("timezone", "must be an IANA zone name")
-            cron = CronSchedule(cron=schedule, timezone=timezone)
-            check_cron(cron)
-            self._doc.repeat_wait = cron
+            repeat_wait = CronSchedule(cron=schedule, timezone=timezone)
+            check_cron(repeat_wait)
         else:
-            self._doc.repeat_wait = (
-                DEFAULT_REPEAT_WAIT_MS if wait is None else v.duration_ms(wait, "wait")
-            )
+            repeat_wait = DEFAULT_REPEAT_WAIT_MS if wait is None else v.duration_ms(wait, "wait")
+        # Assigned only once every argument passed, so a bad one leaves the job unchanged.
+        self._doc.repeats = count
+        self._doc.repeat_until = deadline
+        self._doc.repeat_wait = repeat_wait
         return self
 
     def delay(self, seconds: float | timedelta = 0) -> Job:
@@ -285,7 +290,7 @@ class Job:
     async def heartbeat(self) -> bool:
         """Extend the claimed job's lease by its work timeout; False if the claim is lost."""
         job_id, run_id = self._claim("heartbeat")
-        return await self._jc._ops.renew_lease(job_id, run_id)
+        return bool(await self._jc.call("jobHeartbeat", job_id, run_id))
 
     async def pause(self) -> bool:
         if self._doc.id is None:

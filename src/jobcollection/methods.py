@@ -251,6 +251,12 @@ def _parse_progress(p: tuple[Any, ...]) -> Parsed:
     }
 
 
+def _parse_heartbeat(p: tuple[Any, ...]) -> Parsed:
+    _arity(p, 2, 3, "jobHeartbeat")
+    _options(p, 2, {})
+    return {"job_id": v.job_id(p[0]), "run_id": v.job_id(p[1], "runId")}
+
+
 def _parse_done(p: tuple[Any, ...]) -> Parsed:
     _arity(p, 2, 4, "jobDone")
     opts = _options(p, 3, {"repeatId": _opt_bool, "delayDeps": _optional(_opt_ms(0))})
@@ -327,6 +333,7 @@ class Dispatcher:
             "jobProgress": Method(_parse_progress, _run("job_progress")),
             "jobDone": Method(_parse_done, _run("job_done")),
             "jobFail": Method(_parse_fail, _run("job_fail")),
+            "jobHeartbeat": Method(_parse_heartbeat, _run("renew_lease")),
         }
         assert set(self.methods) == set(METHODS)
 
