@@ -33,7 +33,11 @@ from .errors import (
 )
 from .events import MethodEvent
 from .job import Job
+from .limits import Limits
+from .queue import JobQueue
 from .server import ServerPass
+from .servertime import ServerClock
+from .wakeup import ChangeStreamSource, WakeupSource, WakeupUnavailable
 
 __version__ = "0.1.0"
 
@@ -51,6 +55,7 @@ __all__ = [
     "METHODS",
     "METHOD_PERMISSIONS",
     "PERMISSION_LEVELS",
+    "ChangeStreamSource",
     "Clock",
     "CronSchedule",
     "DatabaseError",
@@ -62,13 +67,18 @@ __all__ = [
     "JobCollectionError",
     "JobDoc",
     "JobNotSaved",
+    "JobQueue",
     "LaterSchedule",
+    "Limits",
     "LogEntry",
     "ManualClock",
     "MethodEvent",
     "PermissionDenied",
     "Progress",
+    "ServerClock",
     "ServerPass",
     "SystemClock",
+    "WakeupSource",
+    "WakeupUnavailable",
     "__version__",
 ]

@@ -13,19 +13,22 @@ from typing import IO, TYPE_CHECKING, Any
 
 from . import constants as c
 from . import validation as v
-from .clock import Clock, SystemClock
+from .clock import Clock
 from .document import JobDoc
 from .driver import Store
 from .errors import InvalidArgument, InvalidArgumentType
 from .events import EventEmitter
+from .limits import DEFAULT_LIMITS, Limits
 from .methods import MAX_JOBS_PER_SAVE, Dispatcher, Parsed
 from .operations import Operations
 from .rules import Id
 from .server import JobServer, ServerPass
+from .servertime import ServerClock
 
 if TYPE_CHECKING:
     from .job import Job
-    from .queue import JobQueue, Worker
+    from .queue import ErrorCallback, JobQueue, Worker
+    from .wakeup import WakeupSource
 
 BULK_CHUNK = 256
 """Ids per call for the bulk helpers, as in the original client."""
@@ -52,11 +55,19 @@ class JobCollection:
     permission_levels = c.PERMISSION_LEVELS
     method_permissions = c.METHOD_PERMISSIONS
 
-    def __init__(self, collection: Any, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, collection: Any, *, clock: Clock | None = None, limits: Limits | None = None
+    ) -> None:
+        """`clock`: where "now" comes from; by default the database server's time
+        (`ServerClock`), so processes whose clocks disagree still agree on leases and
+        schedules. `limits`: bounds on job size and batch sizes (`Limits()` by default)."""
         if clock is not None and not isinstance(clock, Clock):
             raise InvalidArgumentType("clock", "must have a now() method")
-        self.clock: Clock = clock or SystemClock()
-        self._store = Store(collection)
+        if limits is not None and not isinstance(limits, Limits):
+            raise InvalidArgumentType("limits", "must be a jobcollection.Limits")
+        self.limits: Limits = limits or DEFAULT_LIMITS
+        self._store = Store(collection, caps=self.limits.push_caps())
+        self.clock: Clock = clock or ServerClock(collection)
         name = str(getattr(collection, "name", "queue.jobs"))
         self.root = name[: -len(".jobs")] if name.endswith(".jobs") else name
         self._ops = Operations(self._store, self.clock)
@@ -64,15 +75,21 @@ class JobCollection:
         self._dispatch = Dispatcher(
             self._ops, self.clock, {"start": self._start, "shutdown": self._shutdown}
         )
+        self._dispatch.limits = self.limits
 
     @classmethod
     def from_database(
-        cls, db: Any, root: str = "queue", *, clock: Clock | None = None
+        cls,
+        db: Any,
+        root: str = "queue",
+        *,
+        clock: Clock | None = None,
+        limits: Limits | None = None,
     ) -> JobCollection:
         """The JobCollection stored in `<root>.jobs` of a database."""
         if not isinstance(root, str) or not root:
             raise InvalidArgument("root", "must be a non-empty string")
-        return cls(db[f"{root}.jobs"], clock=clock)
+        return cls(db[f"{root}.jobs"], clock=clock, limits=limits)
 
     @property
     def collection(self) -> Any:
@@ -188,12 +205,16 @@ class JobCollection:
         *,
         concurrency: int = 1,
         payload: int = 1,
-        poll_interval: float | None = 5.0,
+        poll_interval: float | timedelta | None = 5.0,
         prefetch: int = 0,
-        work_timeout: float | None = None,
-        error_callback: Any = None,
+        work_timeout: float | timedelta | None = None,
+        error_callback: ErrorCallback | None = None,
+        wakeup: WakeupSource | bool = True,
     ) -> JobQueue:
-        """A queue that claims jobs and hands them to an async worker."""
+        """A queue that claims jobs and hands them to an async worker (call it inside a
+        running event loop; it starts at once). `poll_interval` None or 0 disables polling;
+        `wakeup` True starts jobs as soon as they become ready where the server has change
+        streams, False relies on polling and trigger(), or give your own WakeupSource."""
         from .queue import JobQueue
 
         return JobQueue(
@@ -206,6 +227,7 @@ class JobCollection:
             prefetch=prefetch,
             work_timeout=work_timeout,
             error_callback=error_callback,
+            wakeup=wakeup,
         )
 
     async def save_jobs(self, jobs: Sequence[Job], cancel_repeats: bool = False) -> list[Id | None]:

@@ -105,30 +105,38 @@ class Completer:
         ids = [r.job_id for r in batch]
         found = {
             d["_id"]: d
-            for d in await store.find(
-                {"_id": {"$in": ids}, "status": "running"}, {"log": 0, "failures": 0}
-            )
+            for d in await store.find({"_id": {"$in": ids}}, {"log": 0, "failures": {"$slice": -1}})
         }
         planned: list[_Planned] = []
+        replayed: list[_Planned] = []
         writes: list[UpdateOne] = []
         for report in batch:
             raw = found.get(report.job_id)
-            if raw is None or raw.get("runId") != report.run_id:
+            if raw is None:
                 continue
-            doc = JobDoc.from_mongo(raw)
-            doc.private = raw.get("_private")
+            held = raw.get("status") == "running" and raw.get("runId") == report.run_id
+            if not held:
+                if _already_applied(report, raw):  # a retry after a lost reply
+                    replayed.append(_Planned(report, _doc(raw), str(raw.get("status"))))
+                continue
+            doc = _doc(raw)
             if report.kind == "done":
                 status, update = "completed", rules.done(doc, report.value, now)
             else:
                 status, update = rules.fail(doc, report.value, report.fatal, now)
             planned.append(_Planned(report, doc, status))
-            writes.append(UpdateOne(rules.held(report.job_id, report.run_id), update))
+            held_filter = rules.held(report.job_id, report.run_id)
+            writes.append(UpdateOne(held_filter, store.capped(update)))
         applied = planned
         if writes and await store.bulk_write(writes) < len(writes):
             applied = await self._confirm(planned)
         outcomes: dict[int, Outcome] = {id(p.report): True for p in applied}
+        # A repeated report changes nothing and gets False, as any report on a job no longer
+        # held does; but it redoes the follow-ups (repeat, dependents), each idempotent, in
+        # case the lost reply hid a failure between the status write and them.
+        applied = [*applied, *replayed]
         repeats = await self._repeat([p for p in applied if p.status == "completed"], now)
-        outcomes.update(repeats)
+        outcomes.update((key, new_id) for key, new_id in repeats.items() if key in outcomes)
         await self._resolve_dependents([p for p in applied if p.status == "completed"], now)
         await self._cancel_dependents([p.report.job_id for p in applied if p.status == "failed"])
         results: list[Outcome] = []
@@ -172,13 +180,16 @@ class Completer:
         for p in completed:
             wait_ms = next_repeat_wait_ms(p.doc, now)
             if wait_ms is not None:
-                clones.append(
-                    rules.rerun_document(p.doc, p.doc.repeats - 1, p.doc.repeat_until, wait_ms, now)
+                clone = rules.rerun_document(
+                    p.doc, p.doc.repeats - 1, p.doc.repeat_until, wait_ms, now
                 )
+                # One id per completion: a retried done() cannot schedule a second repeat.
+                clone["_id"] = rules.repeat_job_id(p.report.job_id, p.report.run_id)
+                clones.append(clone)
                 owners.append(p.report)
         if not clones:
             return {}
-        new_ids = await self._ops.store.insert_many(clones)
+        new_ids = await self._ops.store.insert_many(clones, skip_existing=True)
         return {id(r): new_id for r, new_id in zip(owners, new_ids, strict=True) if r.repeat_id}
 
     async def _resolve_dependents(self, completed: list[_Planned], now: datetime) -> None:
@@ -198,7 +209,7 @@ class Completer:
                 now,
                 max(delays) if delays else None,
             )
-            writes.append(UpdateOne(query, update))
+            writes.append(UpdateOne(query, self._ops.store.capped(update)))
         await self._ops.store.bulk_write(writes)
         await self._ops.job_ready([d["_id"] for d in waiting])
 
@@ -211,3 +222,30 @@ class Completer:
         )
         if doomed:
             await self._ops.job_cancel([d["_id"] for d in doomed])
+
+
+def _doc(raw: dict[str, Any]) -> JobDoc:
+    doc = JobDoc.from_mongo(raw)
+    doc.private = raw.get("_private")
+    return doc
+
+
+def _already_applied(report: Report, raw: dict[str, Any]) -> bool:
+    """Whether this very report was applied before (its caller lost the reply).
+
+    done() under runId R leaves the job completed with runId R and its result; fail() under
+    R clears the runId and appends `{**error, runId: R}` to failures. The same value from the
+    same run means the same call repeated. A different value is another report (False), and
+    a lease expiry records its own error, so a late worker still gets False.
+    """
+    if report.kind == "done":
+        return (
+            raw.get("status") == "completed"
+            and raw.get("runId") == report.run_id
+            and raw.get("result") == report.value
+        )
+    failures = raw.get("failures") or [{}]
+    return raw.get("runId") != report.run_id and failures[-1] == {
+        **report.value,
+        "runId": report.run_id,
+    }

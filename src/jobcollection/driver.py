@@ -12,10 +12,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bson.codec_options import CodecOptions, DatetimeConversion
+from bson.errors import BSONError
 from pymongo import ReturnDocument
-from pymongo.errors import PyMongoError
+from pymongo.collection import Collection as SyncCollection
+from pymongo.errors import BulkWriteError, PyMongoError
 
 from .errors import DatabaseError
+from .limits import DEFAULT_LIMITS, cap_arrays, cap_pushes
 
 Document = dict[str, Any]
 
@@ -33,22 +36,32 @@ def _with_clamped_dates(collection: Any) -> Any:
 class Store:
     """Async operations on one collection, with errors translated and commands counted."""
 
-    def __init__(self, collection: Any) -> None:
-        for attr in ("find", "update_many", "insert_one", "delete_many", "create_index"):
-            if not callable(getattr(collection, attr, None)):
-                raise TypeError(
-                    "collection must be a pymongo AsyncCollection or a Motor collection, "
-                    f"not {type(collection).__name__}"
-                )
+    def __init__(self, collection: Any, caps: Mapping[str, int] | None = None) -> None:
+        # Looked up on the type: databases (and collections) answer any attribute with a
+        # sub-collection, so `getattr(db, "find")` would pass for a database.
+        methods = ("find", "update_many", "insert_one", "delete_many", "create_index")
+        if isinstance(collection, SyncCollection) or not all(
+            callable(getattr(type(collection), attr, None)) for attr in methods
+        ):
+            raise TypeError(
+                "collection must be a pymongo AsyncCollection or a Motor collection, "
+                f"not {type(collection).__name__}"
+            )
         self.collection = collection
         self._coll = _with_clamped_dates(collection)
         self.commands = 0
+        self.caps: dict[str, int] = dict(DEFAULT_LIMITS.push_caps() if caps is None else caps)
+        """Arrays kept to their newest N items on every write (see limits.py)."""
+
+    def capped(self, update: Mapping[str, Any]) -> dict[str, Any]:
+        """An update whose pushes onto capped arrays keep only the newest items."""
+        return cap_pushes(update, self.caps)
 
     async def _run(self, awaitable: Any) -> Any:
         self.commands += 1
         try:
             return await awaitable
-        except PyMongoError as exc:
+        except (PyMongoError, BSONError) as exc:  # BSONError: e.g. a document over 16 MiB
             raise DatabaseError(f"database error: {exc}") from exc
 
     async def find(
@@ -76,21 +89,36 @@ class Store:
         return found
 
     async def insert_one(self, doc: Document) -> Any:
-        return (await self._run(self._coll.insert_one(doc))).inserted_id
+        return (await self._run(self._coll.insert_one(cap_arrays(doc, self.caps)))).inserted_id
 
-    async def insert_many(self, docs: Sequence[Document]) -> list[Any]:
-        result = await self._run(self._coll.insert_many(list(docs), ordered=True))
-        return list(result.inserted_ids)
+    async def insert_many(
+        self, docs: Sequence[Document], *, skip_existing: bool = False
+    ) -> list[Any]:
+        """Insert documents in order; the ids. With skip_existing every document must carry
+        its `_id`, and those whose `_id` exists already are skipped (an idempotent retry)."""
+        capped = [cap_arrays(doc, self.caps) for doc in docs]
+        if not skip_existing:
+            result = await self._run(self._coll.insert_many(capped, ordered=True))
+            return list(result.inserted_ids)
+        try:
+            await self._run(self._coll.insert_many(capped, ordered=False))
+        except DatabaseError as exc:
+            cause = exc.__cause__
+            details = cause.details if isinstance(cause, BulkWriteError) else {}
+            errors = details.get("writeErrors") or [{}]
+            if details.get("writeConcernErrors") or any(e.get("code") != 11000 for e in errors):
+                raise
+        return [doc["_id"] for doc in capped]
 
     async def update_one(self, query: Mapping[str, Any], update: Mapping[str, Any]) -> int:
         """Apply an update to at most one document; the number matched."""
         return int(
-            (await self._run(self._coll.update_one(dict(query), dict(update)))).matched_count
+            (await self._run(self._coll.update_one(dict(query), self.capped(update)))).matched_count
         )
 
     async def update_many(self, query: Mapping[str, Any], update: Mapping[str, Any]) -> int:
         """Apply an update to every match; the number modified."""
-        result = await self._run(self._coll.update_many(dict(query), dict(update)))
+        result = await self._run(self._coll.update_many(dict(query), self.capped(update)))
         return int(result.modified_count)
 
     async def find_one_and_update(
@@ -104,7 +132,7 @@ class Store:
         found: Document | None = await self._run(
             self._coll.find_one_and_update(
                 dict(query),
-                dict(update),
+                self.capped(update),
                 projection=dict(projection) if projection else None,
                 return_document=ReturnDocument.AFTER if return_new else ReturnDocument.BEFORE,
             )

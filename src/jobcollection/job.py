@@ -47,7 +47,8 @@ class Job:
     ) -> None:
         self._jc = jc
         self.reported = False
-        """True once done() or fail() was called on this handle (the queue leaves it alone)."""
+        """True once done() or fail() was answered for this handle (the queue leaves it
+        alone); a call that raised, e.g. on an invalid result, does not count."""
         if isinstance(type_or_doc, JobDoc | dict):
             if data is not None:
                 raise InvalidArgument("data", "give either a document or a type and data")
@@ -214,7 +215,7 @@ class Job:
     ) -> bool:
         """Append to the job's log (stored at once for a saved job). echo=True also logs it to
         the "jobcollection.job" logger; echo="warning" does so for that level and above."""
-        v.text(message, "message", max_length=10_000)
+        v.text(message, "message", max_length=self._jc.limits.max_message_length)
         v.log_level(level)
         if data is not None:
             v.plain_object(data, "data")
@@ -272,8 +273,8 @@ class Job:
         options: dict[str, Any] = {"repeatId": repeat_id}
         if delay_deps is not None:
             options["delayDeps"] = v.duration_ms(delay_deps, "delay_deps")
-        self.reported = True
         outcome = await self._jc.call("jobDone", job_id, run_id, result, options)
+        self.reported = True
         if outcome:
             self._doc.status = "completed"
         return outcome  # type: ignore[no-any-return]
@@ -281,8 +282,8 @@ class Job:
     async def fail(self, error: Any = None, fatal: bool = False) -> bool:
         """Fail the claimed job; it is retried unless fatal or out of retries."""
         job_id, run_id = self._claim("fail")
-        self.reported = True
         ok = bool(await self._jc.call("jobFail", job_id, run_id, error, {"fatal": fatal}))
+        self.reported = True
         if ok:
             self._doc.run_id = None
         return ok

@@ -17,11 +17,14 @@ from typing import IO, Any
 from . import validation as v
 from .clock import Clock
 from .constants import JOB_LOG_LEVELS, METHODS
-from .document import JobDoc, parse_doc
+from .document import CronSchedule, JobDoc, parse_doc
 from .errors import InvalidArgument, InvalidArgumentType, PermissionDenied
 from .events import EventEmitter, MethodEvent
+from .limits import DEFAULT_LIMITS, MAX_BSON_BYTES, Limits
 from .operations import Operations
 from .permissions import Rules
+from .schedule import check_cron
+from .servertime import refresh_clock
 
 logger = logging.getLogger("jobcollection")
 
@@ -121,6 +124,8 @@ def _saveable(value: Any, name: str) -> JobDoc:
         raise InvalidArgument(
             f"{name}.status", f"a saved job must be waiting or paused, not {doc.status}"
         )
+    if isinstance(doc.repeat_wait, CronSchedule):
+        check_cron(doc.repeat_wait)
     return doc
 
 
@@ -129,13 +134,9 @@ def _parse_get_work(p: tuple[Any, ...]) -> Parsed:
     opts = _options(p, 1, {"maxJobs": _opt_ms(1), "workTimeout": _optional(_opt_ms(1))})
     return {
         "types": v.job_types(p[0]),
-        "max_jobs": min(opts.get("max_jobs", 1), MAX_JOBS_PER_CLAIM),
+        "max_jobs": opts.get("max_jobs", 1),  # clamped to Limits.max_jobs by the dispatcher
         "work_timeout_ms": opts.get("work_timeout"),
     }
-
-
-MAX_JOBS_PER_CLAIM = 10_000
-"""getWork never hands out more than this many jobs in one call."""
 
 
 def _parse_get_job(p: tuple[Any, ...]) -> Parsed:
@@ -213,7 +214,8 @@ def _parse_rerun(p: tuple[Any, ...]) -> Parsed:
     }
 
 
-MAX_LOG_MESSAGE = 10_000
+MAX_LOG_MESSAGE = MAX_BSON_BYTES
+"""An absolute bound; the collection's Limits.max_message_length is the one that applies."""
 
 
 def _parse_log(p: tuple[Any, ...]) -> Parsed:
@@ -308,6 +310,7 @@ class Dispatcher:
         self.clock = clock
         self.events = EventEmitter()
         self.rules = Rules()
+        self.limits: Limits = DEFAULT_LIMITS
         self._log_stream: IO[str] | None = None
 
         def server_call(name: str) -> Callable[[Operations, Parsed], Awaitable[Any]]:
@@ -362,7 +365,9 @@ class Dispatcher:
         try:
             if user_id is not None and not self.rules.permits(user_id, method, params):
                 raise PermissionDenied(f"Method not authorized: {method}")
-            result = await spec.run(self.ops, spec.parse(params))
+            args = self.limits.enforce(method, spec.parse(params))
+            await refresh_clock(self.clock)  # a ServerClock re-reads the server's time when due
+            result = await spec.run(self.ops, args)
         except Exception as exc:
             error = exc
             raise

@@ -39,6 +39,8 @@ class Operations:
         self.clock = clock
         self.server_running = False
         self.claimed_run_ids: set[ObjectId] = set()
+        self.unconfirmed_claims: dict[ObjectId, list[Id]] = {}
+        """Claims whose get_work did not return (a lost reply): runId -> ids it may hold."""
         self.completer = Completer(self)
 
     # --- save --------------------------------------------------------------------------------
@@ -71,27 +73,34 @@ class Operations:
     ) -> list[Id | None]:
         """Save many jobs: new jobs without dependencies are inserted in one round trip;
         the rest (resaves, dependencies, cancel_repeats of forever-repeating jobs) are saved
-        one by one with jobSave's semantics. The ids in the order given (None: not saved)."""
+        one by one with jobSave's semantics. The ids in the order given (None: not saved).
+
+        The outcome is that of saving the jobs one by one in order: a forever-repeating job
+        saved with cancel_repeats cancels the jobs of its type listed before it, not after."""
         now = self.clock.now()
         ids: list[Id | None] = [None] * len(docs)
         bulk: list[tuple[int, JobDoc]] = []
-        one_by_one: list[int] = []
+
+        async def insert_bulk() -> None:
+            if bulk:
+                inserted = await self.store.insert_many(
+                    [rules.insert_document(doc, now) for _, doc in bulk]
+                )
+                for (i, _), job_id in zip(bulk, inserted, strict=True):
+                    ids[i] = job_id
+                bulk.clear()
+
         for i, doc in enumerate(docs):
-            simple = doc.id is None and not doc.depends
-            if not simple or (cancel_repeats and doc.repeats == FOREVER):
-                one_by_one.append(i)
+            if cancel_repeats and doc.repeats == FOREVER and doc.id is None:
+                await insert_bulk()  # the jobs before this one are among those it cancels
+                ids[i] = await self.job_save(doc, cancel_repeats)
+            elif doc.id is not None or doc.depends:
+                ids[i] = await self.job_save(doc, cancel_repeats)
             elif (prepared := rules.prepare_save(doc, now)) is not None:
                 bulk.append((i, prepared))
             else:
                 logger.warning("jobSave: schedule has no run before repeatUntil; not saved")
-        if bulk:
-            inserted = await self.store.insert_many(
-                [rules.insert_document(doc, now) for _, doc in bulk]
-            )
-            for (i, _), job_id in zip(bulk, inserted, strict=True):
-                ids[i] = job_id
-        for i in one_by_one:
-            ids[i] = await self.job_save(docs[i], cancel_repeats)
+        await insert_bulk()
         return ids
 
     async def _resave(self, doc: JobDoc, now: datetime) -> Id | None:
@@ -110,17 +119,23 @@ class Operations:
         if not depends:
             return True
         found = {
-            d["_id"]: d["status"]
-            for d in await self.store.find({"_id": {"$in": list(depends)}}, {"status": 1})
+            d["_id"]: d
+            for d in await self.store.find(
+                {"_id": {"$in": list(depends)}}, {"status": 1, "runId": 1}
+            )
         }
-        resolved = [d for d in depends if found.get(d) == "completed"]
+        resolved = [d for d in depends if found.get(d, {}).get("status") == "completed"]
         entries = [
-            rules.entry(now, "Dependency resolved", data={"dependency": {"id": d, "runId": None}})
+            rules.entry(
+                now,
+                "Dependency resolved",
+                data={"dependency": {"id": d, "runId": found[d].get("runId")}},
+            )
             for d in resolved
         ]
         doomed = False
         for dep in depends:
-            status = found.get(dep)
+            status = found.get(dep, {}).get("status")
             if status is None:
                 entries.append(rules.entry(now, f"Antecedent job {dep} missing at save"))
             elif status in ("failed", "cancelled"):
@@ -146,25 +161,28 @@ class Operations:
     async def get_work(
         self, types: Sequence[str], max_jobs: int = 1, work_timeout_ms: int | None = None
     ) -> list[JobDoc]:
-        """Claim up to max_jobs ready jobs under one runId, in three round trips per pass."""
+        """Claim up to max_jobs ready jobs under one runId: three round trips (find, claim,
+        read back), more only when another worker claims some of the same jobs first."""
         if not self.server_running:
             return []
-        run_id = ObjectId()
         now = self.clock.now()
-        claimed: list[Document] = []
+        claimed = await self._recover_claims(types, max_jobs, now)
+        run_id = ObjectId()
         while len(claimed) < max_jobs:
+            limit = max_jobs - len(claimed)
             candidates = await self.store.find(
-                rules.claimable(types),
-                {"_id": 1},
-                sort=rules.CLAIM_SORT,
-                limit=max_jobs - len(claimed),
+                rules.claimable(types), {"_id": 1}, sort=rules.CLAIM_SORT, limit=limit
             )
             if not candidates:
                 break
             ids = [c["_id"] for c in candidates]
             query, update = rules.claim(ids, run_id, now, work_timeout_ms)
-            if await self.store.update_many(query, update):
-                self.claimed_run_ids.add(run_id)
+            # Remembered before the write: if its reply is lost, the next get_work returns
+            # the jobs it took (and a shutdown fails them) instead of leaving them running.
+            self.claimed_run_ids.add(run_id)
+            self.unconfirmed_claims[run_id] = [*self.unconfirmed_claims.get(run_id, []), *ids]
+            won = await self.store.update_many(query, update)
+            if won:
                 got = {
                     d["_id"]: d
                     for d in await self.store.find(
@@ -172,7 +190,45 @@ class Operations:
                     )
                 }
                 claimed.extend(got[i] for i in ids if i in got)
+            if won == len(ids) and len(ids) < limit:
+                break  # we hold every ready job the find saw: no need to look again
+        self.unconfirmed_claims.pop(run_id, None)
         return [JobDoc.from_mongo(d) for d in claimed]
+
+    async def _recover_claims(
+        self, types: Sequence[str], max_jobs: int, now: datetime
+    ) -> list[Document]:
+        """Jobs of these types that an earlier get_work of this instance claimed but could
+        not hand over (its reply was lost), with their leases renewed from now."""
+        recovered: list[Document] = []
+        for run_id, ids in list(self.unconfirmed_claims.items()):
+            if len(recovered) >= max_jobs:
+                break
+            held = await self.store.find(
+                {"_id": {"$in": ids}, "runId": run_id, "status": "running"}, rules.NO_LOG
+            )
+            mine = [d for d in held if d.get("type") in types][: max_jobs - len(recovered)]
+            taken = {d["_id"] for d in mine}
+            left = [d["_id"] for d in held if d["_id"] not in taken]
+            if left:
+                self.unconfirmed_claims[run_id] = left
+            else:
+                del self.unconfirmed_claims[run_id]
+            timeout = mine[0].get("workTimeout") if mine else None
+            if timeout:
+                renewal = rules.lease_renewal(now, timeout)
+                await self.store.update_many(
+                    {"_id": {"$in": list(taken)}, "runId": run_id, "status": "running"}, renewal
+                )
+                for doc in mine:
+                    doc.update(renewal["$set"])
+            recovered += mine
+        if recovered:
+            logger.warning(
+                "getWork: handing over %d jobs claimed by a call whose reply was lost",
+                len(recovered),
+            )
+        return recovered
 
     async def get_job(
         self, ids: Sequence[Id], get_log: bool = False, get_failures: bool = False

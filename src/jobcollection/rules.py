@@ -7,6 +7,7 @@ so a job can never be claimed twice, nor finished by a worker that lost its clai
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -326,6 +327,18 @@ def restart(
 
 def removable(ids: Sequence[Id], statuses: Sequence[str]) -> Filter:
     return ids_in(ids, statuses)
+
+
+def repeat_job_id(job_id: Id, run_id: Id) -> ObjectId:
+    """The id of the repeat scheduled when `job_id` completes under `run_id`.
+
+    Derived from the two (the runId's timestamp, then 8 bytes of a hash of both), so a done()
+    retried after a lost reply inserts the same id again and the duplicate is refused: one
+    completion never schedules two repeats.
+    """
+    digest = hashlib.sha256(f"{job_id!r}/{run_id!r}".encode()).digest()
+    stamp = run_id.binary[:4] if isinstance(run_id, ObjectId) else digest[8:12]
+    return ObjectId(stamp + digest[:8])
 
 
 def rerun_document(

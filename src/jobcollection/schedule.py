@@ -6,6 +6,7 @@ repeats, cron schedules and `until` deadlines can be tested exhaustively.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -15,6 +16,8 @@ from .clock import to_millis
 from .constants import FOREVER_DATE, SCHEDULE_MIN_LEAD_MS
 from .document import CronSchedule, JobDoc, LaterSchedule
 from .errors import InvalidArgument
+
+logger = logging.getLogger("jobcollection")
 
 _MAX_BACKOFF_EXPONENT = 62
 
@@ -47,14 +50,22 @@ def check_cron(schedule: CronSchedule) -> None:
 
 def _zone(schedule: CronSchedule) -> ZoneInfo:
     try:
-        return ZoneInfo(schedule.timezone or "UTC")
+        return ZoneInfo("UTC" if schedule.timezone is None else schedule.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise InvalidArgument("timezone", f"unknown time zone {schedule.timezone!r}") from None
 
 
 def occurrences(schedule: CronSchedule, start: datetime, n: int) -> list[datetime]:
-    """The next n occurrences strictly after start, in UTC (fewer if the schedule ends)."""
-    zone = _zone(schedule)
+    """The next n occurrences strictly after start, in UTC (fewer if the schedule ends).
+
+    A stored schedule whose zone this host does not know (older tzdata) has none: the job
+    stops repeating, with a warning, rather than failing the completion that asked.
+    """
+    try:
+        zone = _zone(schedule)
+    except InvalidArgument:
+        logger.warning("schedule %r: unknown time zone %r", schedule.cron, schedule.timezone)
+        return []
     local = start.astimezone(zone)
     try:
         it = croniter(schedule.cron, local)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .operations import Operations
+from .servertime import refresh_clock
 
 logger = logging.getLogger("jobcollection")
 
@@ -76,6 +77,7 @@ class JobServer:
         """Fail jobs whose lease expired, then promote due waiting jobs."""
         if not self.running:
             return ServerPass(expired=0, promoted=False)
+        await refresh_clock(self._ops.clock)  # a ServerClock re-reads the server's time when due
         expired = await self._ops.fail_expired()
         promoted = await self._ops.job_ready()
         await self._ops.forget_finished_runs()

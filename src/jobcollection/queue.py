@@ -1,0 +1,554 @@
+"""JobQueue: claim jobs and hand them to an async worker (job-collection's processJobs).
+
+A queue keeps a FIFO of claimed jobs that have not started and up to `concurrency` worker calls
+in flight, each given one job (or a list of up to `payload` jobs). It claims
+
+    prefetch + payload * (concurrency - running) - queued
+
+jobs at a time, one claim at a time: when it starts or resumes, every `poll_interval` seconds,
+on `trigger()`, after each worker call finishes, and when its wake-up source (a change stream,
+where the server has them) says that jobs may have become ready.
+
+The worker's coroutine finishing is the original's callback: if it raises, the jobs it was given
+that are still running are failed (not fatally) with the exception's type, message and
+traceback; if it returns, they are completed with the returned value as their result. Jobs the
+worker finished itself (`job.reported`) are left as they are.
+
+The queue owns its background tasks (the poll timer, the claim in flight, the workers, the
+heartbeat and the wake-up listener); `shutdown()` stops them all and awaits them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import traceback
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from datetime import timedelta
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeAlias
+
+from . import validation as v
+from .errors import InvalidArgument, InvalidArgumentType
+from .job import Job
+from .wakeup import ChangeStreamSource, WakeupSource, WakeupUnavailable
+
+if TYPE_CHECKING:
+    from .collection import JobCollection
+
+logger = logging.getLogger("jobcollection.queue")
+
+Worker: TypeAlias = Callable[[Job], Awaitable[Any]] | Callable[[list[Job]], Awaitable[Any]]
+"""An async function given one Job (payload 1) or a list of Jobs (payload > 1)."""
+
+ErrorCallback: TypeAlias = Callable[[Exception], Any]
+"""Called with each error the queue cannot attach to a job (a failed claim, a failed report);
+it may be a plain function or an async one."""
+
+ShutdownLevel: TypeAlias = Literal["soft", "normal", "hard"]
+
+SHUTDOWN_LEVELS: tuple[ShutdownLevel, ...] = ("soft", "normal", "hard")
+"""From least to most urgent; a later shutdown() call may only raise the level."""
+
+WORKER_SHUTDOWN_ERROR = {"value": "Worker shutdown"}
+"""The failure given to jobs a shutdown takes away from the queue (as in the original)."""
+
+TRACEBACK_LIMIT = 10_000
+"""Characters of traceback kept in a failure (the end, where the error is, is kept)."""
+
+
+def failure_info(exc: BaseException) -> dict[str, Any]:
+    """A storable failure for a job whose worker raised: value, type, message and traceback."""
+    message = str(exc)
+    trace = "".join(traceback.format_exception(exc))
+    if len(trace) > TRACEBACK_LIMIT:
+        trace = "...\n" + trace[-TRACEBACK_LIMIT:]
+    return {
+        "value": message or type(exc).__name__,
+        "type": type(exc).__name__,
+        "message": message,
+        "traceback": trace,
+    }
+
+
+def _poll_seconds(value: Any) -> float | None:
+    """None or 0 disables polling; otherwise seconds (or a timedelta) > 0."""
+    if value is None:
+        return None
+    ms = v.duration_ms(value, "poll_interval")
+    return ms / 1000 if ms else None
+
+
+class JobQueue:
+    """Claims jobs of some types and runs them through an async worker.
+
+    Create it with `jc.process_jobs(...)` inside a running event loop; it starts at once (as
+    the original, by resuming). `pause()` it right away to create it paused.
+    """
+
+    def __init__(
+        self,
+        jc: JobCollection,
+        type_or_types: str | Sequence[str],
+        worker: Worker,
+        *,
+        concurrency: int = 1,
+        payload: int = 1,
+        poll_interval: float | timedelta | None = 5.0,
+        prefetch: int = 0,
+        work_timeout: float | timedelta | None = None,
+        error_callback: ErrorCallback | None = None,
+        wakeup: WakeupSource | bool = True,
+    ) -> None:
+        self._types = v.job_types(type_or_types, "type_or_types")
+        if not callable(worker):
+            raise InvalidArgumentType("worker", "must be an async function")
+        self._concurrency = v.integer(concurrency, "concurrency", minimum=1)
+        self._payload = v.integer(payload, "payload", minimum=1)
+        self._prefetch = v.integer(prefetch, "prefetch", minimum=0)
+        self._poll_interval = _poll_seconds(poll_interval)
+        self._work_timeout = work_timeout
+        self._heartbeat_interval: float | None = None
+        if work_timeout is not None:
+            ms = v.duration_ms(work_timeout, "work_timeout", minimum_ms=1)
+            self._heartbeat_interval = ms / 1000 / 3
+        if error_callback is not None and not callable(error_callback):
+            raise InvalidArgumentType("error_callback", "must be callable")
+        if not isinstance(wakeup, bool) and not isinstance(wakeup, WakeupSource):
+            raise InvalidArgumentType(
+                "wakeup", "must be True, False or a WakeupSource (an object with signals())"
+            )
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "a JobQueue must be created inside a running event loop "
+                "(call process_jobs() from async code)"
+            ) from None
+
+        self._jc = jc
+        self._worker: Callable[[Any], Any] = worker
+        self._error_callback = error_callback
+        self._queued: deque[Job] = deque()
+        self._workers: dict[asyncio.Task[None], list[Job]] = {}
+        self._lost: set[Job] = set()
+        self._fetch_task: asyncio.Task[None] | None = None
+        self._refetch = False
+        self._paused = True
+        self._accepting = True
+        self._killed = False
+        self._level: ShutdownLevel | None = None
+        self._shutdown_task: asyncio.Task[None] | None = None
+        self._poll_task: asyncio.Task[None] | None = None
+        self._listen_task: asyncio.Task[None] | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._retired: set[asyncio.Task[Any]] = set()
+        self._changed = asyncio.Event()
+
+        source: WakeupSource | None
+        if wakeup is True:
+            source = ChangeStreamSource(jc.collection)
+        else:
+            source = None if wakeup is False else wakeup
+        if source is not None:
+            self._listen_task = self._spawn(self._listen(source), "wakeup")
+        if self._heartbeat_interval is not None:
+            self._heartbeat_task = self._spawn(
+                self._heartbeat_loop(self._heartbeat_interval), "heartbeat"
+            )
+        self.resume()
+
+    def __repr__(self) -> str:
+        if self._level is not None:
+            state = f"shutdown {self._level}"
+        else:
+            state = "paused" if self._paused else "active"
+        counts = f"queued={self.length()} running={self.running()}"
+        return f"<JobQueue {self._types} {state} {counts}>"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.shutdown("soft")
+
+    # --- state -------------------------------------------------------------------------------
+
+    def length(self) -> int:
+        """Jobs claimed and waiting for a worker."""
+        return len(self._queued)
+
+    def running(self) -> int:
+        """Worker calls in flight (a payload batch counts once)."""
+        return len(self._workers)
+
+    def full(self) -> bool:
+        """True when `concurrency` worker calls are in flight."""
+        return len(self._workers) >= self._concurrency
+
+    def idle(self) -> bool:
+        """True when nothing is queued or running."""
+        return not self._queued and not self._workers
+
+    # --- control -----------------------------------------------------------------------------
+
+    def pause(self) -> None:
+        """Stop claiming and starting jobs; running workers carry on, queued jobs wait."""
+        if self._level is not None:
+            return  # the shutdown decides what runs now
+        self._paused = True
+        self._stop_polling()
+        self._notify()
+
+    def resume(self) -> None:
+        """Claim at once, restart the poll timer and start queued jobs."""
+        if self._level is not None:
+            logger.warning("resume() ignored: %r is shutting down", self)
+            return
+        self._paused = False
+        self._stop_polling()
+        if self._poll_interval is not None:
+            self._poll_task = self._spawn(self._poll(self._poll_interval), "poll")
+        self._process()
+        self.trigger()
+        self._notify()
+
+    def trigger(self) -> None:
+        """Look for work now, as each poll does; ignored while paused or shutting down."""
+        if self._paused or not self._accepting:
+            return
+        if self._fetch_task is not None:
+            self._refetch = True  # claim again once the claim in flight has answered
+            return
+        task = self._spawn(self._fetch(), "fetch")
+        self._fetch_task = task
+        task.add_done_callback(self._fetch_finished)
+        self._notify()
+
+    async def drain(self) -> None:
+        """Wait until the queue has nothing left to do for now: no claim in flight, no worker
+        running, and no queued job that could start (a paused queue may still hold some).
+        For tests and batch scripts; bound it with asyncio.timeout."""
+        await self._wait_until(lambda: not self._workers and self._settled())
+
+    async def settle(self) -> None:
+        """Wait until no claim is in flight and no queued job could start now (every worker
+        slot busy, or paused, or nothing queued); running workers may carry on."""
+        await self._wait_until(self._settled)
+
+    def _settled(self) -> bool:
+        startable = self._queued and not self._paused and not self.full()
+        return self._fetch_task is None and not startable
+
+    async def heartbeat_now(self) -> int:
+        """Renew the lease of every job the queue holds (queued or running) now; the number
+        renewed. With a work_timeout the queue does this every work_timeout / 3 seconds by
+        itself. A job whose claim is found lost is dropped if it has not started."""
+        held = [
+            job
+            for job in (*self._queued, *(j for batch in self._workers.values() for j in batch))
+            if not job.reported and job not in self._lost
+        ]
+        if not held:
+            return 0
+        outcomes = await asyncio.gather(*(job.heartbeat() for job in held), return_exceptions=True)
+        renewed = 0
+        for job, outcome in zip(held, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                await self._report(outcome, f"heartbeat of job {job.id}")
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            elif outcome:
+                renewed += 1
+            elif not job.reported:
+                self._claim_lost(job)
+        return renewed
+
+    def _claim_lost(self, job: Job) -> None:
+        logger.warning(
+            "job %s lost its claim (lease expired, cancelled or removed); %s",
+            job.id,
+            "its result will not be stored" if job not in self._queued else "not starting it",
+        )
+        if job in self._queued:
+            self._queued.remove(job)
+            self._notify()
+        else:
+            self._lost.add(job)
+
+    async def shutdown(self, level: ShutdownLevel = "normal", quiet: bool = False) -> None:
+        """Stop the queue; returns when the level's conditions hold and every task ended.
+
+        Every level claims nothing more (a claim in flight is awaited, its jobs queued).
+        - "soft": queued jobs still start; returns when nothing is queued or running.
+        - "normal": queued jobs are failed with "Worker shutdown"; running ones finish.
+        - "hard": queued and running jobs are failed with "Worker shutdown" at once and the
+          running worker tasks are cancelled.
+        A second call may raise the level (a second Ctrl-C turning "normal" into "hard").
+        """
+        level = v.choice(level, "level", SHUTDOWN_LEVELS)
+        quiet = v.boolean(quiet, "quiet")
+        if asyncio.current_task() in self._workers:
+            raise RuntimeError(
+                "shutdown() awaited inside a worker would wait for itself; "
+                "run it in its own task: asyncio.create_task(queue.shutdown())"
+            )
+        current = -1 if self._level is None else SHUTDOWN_LEVELS.index(self._level)
+        if SHUTDOWN_LEVELS.index(level) > current:
+            if not quiet:
+                logger.info("%r: shutting down (%s)", self, level)
+            self._level = level
+            self._accepting = False
+            if level != "soft":
+                self._paused = True
+            self._notify()
+        if self._shutdown_task is None:
+            self._shutdown_task = asyncio.create_task(
+                self._run_shutdown(quiet), name="jobcollection-queue-shutdown"
+            )
+        await asyncio.shield(self._shutdown_task)
+
+    # --- claiming ----------------------------------------------------------------------------
+
+    async def _poll(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self.trigger()
+
+    async def _fetch(self) -> None:
+        while True:
+            self._refetch = False
+            await self._fetch_once()
+            if not (self._refetch and self._accepting and not self._paused):
+                return
+
+    async def _fetch_once(self) -> None:
+        if self._paused or not self._accepting:  # paused before this claim could start
+            return
+        wanted = (
+            self._prefetch + self._payload * (self._concurrency - self.running()) - self.length()
+        )
+        if wanted <= 0:
+            return
+        try:
+            jobs = await self._jc.get_work(
+                self._types, max_jobs=wanted, work_timeout=self._work_timeout
+            )
+        except Exception as exc:
+            await self._report(exc, "claiming work")
+            return
+        self._queued.extend(jobs)
+        self._process()
+
+    def _fetch_finished(self, task: asyncio.Task[None]) -> None:
+        if self._fetch_task is task:
+            self._fetch_task = None
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("claim task failed", exc_info=task.exception())
+        self._notify()
+
+    # --- working -----------------------------------------------------------------------------
+
+    def _process(self) -> None:
+        """Start workers while there are queued jobs and free slots (unless paused)."""
+        started = False
+        while self._queued and not self._paused and not self._killed and not self.full():
+            take = min(self._payload, len(self._queued))
+            batch = [self._queued.popleft() for _ in range(take)]
+            task = self._spawn(self._work(batch), "worker")
+            self._workers[task] = batch
+            task.add_done_callback(self._worker_finished)
+            started = True
+        if started:
+            self._notify()
+
+    async def _work(self, batch: list[Job]) -> None:
+        try:
+            outcome = self._worker(batch if self._payload > 1 else batch[0])
+            if not inspect.isawaitable(outcome):
+                raise InvalidArgumentType(
+                    "worker", f"must return an awaitable, not {type(outcome).__name__}"
+                )
+            result = await outcome
+        except asyncio.CancelledError as exc:
+            if not self._killed:  # cancelled by someone else: leave nothing running
+                await self._finish(batch, error=exc)
+            raise
+        except Exception as exc:
+            await self._finish(batch, error=exc)
+        else:
+            await self._finish(batch, result=result)
+
+    async def _finish(
+        self, batch: list[Job], *, result: Any = None, error: BaseException | None = None
+    ) -> None:
+        pending = [job for job in batch if not job.reported]
+        if not pending:
+            return
+        if error is not None:
+            logger.warning(
+                "worker raised %s: %s; failing job(s) %s",
+                type(error).__name__,
+                error,
+                ", ".join(str(job.id) for job in pending),
+            )
+            await self._fail_jobs(pending, failure_info(error))
+            return
+        outcomes = await asyncio.gather(
+            *(self._complete(job, result) for job in pending), return_exceptions=True
+        )
+        for job, outcome in zip(pending, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                await self._report(outcome, f"completing job {job.id}")
+
+    async def _complete(self, job: Job, result: Any) -> None:
+        try:
+            await job.done(result)
+        except InvalidArgument as exc:  # the result cannot be stored: fail rather than hang
+            await job.fail(failure_info(exc))
+
+    async def _fail_jobs(self, jobs: list[Job], error: dict[str, Any]) -> int:
+        """Fail jobs (not fatally) concurrently; the number failed."""
+        outcomes = await asyncio.gather(
+            *(job.fail(dict(error)) for job in jobs), return_exceptions=True
+        )
+        failed = 0
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                await self._report(outcome, f"failing job {job.id}")
+            elif outcome is True:
+                failed += 1
+        return failed
+
+    def _worker_finished(self, task: asyncio.Task[None]) -> None:
+        batch = self._workers.pop(task, [])
+        self._lost.difference_update(batch)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("worker task failed", exc_info=task.exception())
+        self._process()
+        self.trigger()
+        self._notify()
+
+    # --- background --------------------------------------------------------------------------
+
+    async def _heartbeat_loop(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.heartbeat_now()
+            except Exception as exc:
+                await self._report(exc, "heartbeat")
+
+    async def _listen(self, source: WakeupSource) -> None:
+        signals = source.signals(self._types)
+        try:
+            async for _ in signals:
+                self.trigger()
+        except WakeupUnavailable as exc:
+            self._fall_back(f"prompt wake-up unavailable ({exc})", logging.INFO)
+        except Exception as exc:
+            self._fall_back(f"wake-up source failed ({exc!r}); rescanning", logging.WARNING)
+            self.trigger()
+        finally:
+            aclose = getattr(signals, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    def _fall_back(self, why: str, level: int) -> None:
+        if self._poll_interval is not None:
+            logger.log(level, "%s; polling every %g s", why, self._poll_interval)
+        else:
+            logger.warning("%s; polling is disabled, so only trigger() will find new jobs", why)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], role: str) -> asyncio.Task[None]:
+        return asyncio.create_task(coro, name=f"jobcollection-queue-{role}")
+
+    def _retire(self, task: asyncio.Task[Any] | None) -> None:
+        """Cancel a background task; shutdown awaits it."""
+        if task is None or task.done():
+            return
+        task.cancel()
+        self._retired.add(task)
+        task.add_done_callback(self._retired.discard)
+
+    def _stop_polling(self) -> None:
+        self._retire(self._poll_task)
+        self._poll_task = None
+
+    def _notify(self) -> None:
+        """Wake everything waiting for the queue's state to change."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _wait_until(self, condition: Callable[[], bool]) -> None:
+        while not condition():
+            await self._changed.wait()
+
+    async def _report(self, exc: Exception, what: str) -> None:
+        if self._error_callback is None:
+            logger.error("%s failed: %s", what, exc, exc_info=exc)
+            return
+        try:
+            outcome = self._error_callback(exc)
+            if inspect.isawaitable(outcome):
+                await outcome
+        except Exception:
+            logger.exception("error_callback raised while reporting: %s failed", what)
+
+    # --- shutdown ----------------------------------------------------------------------------
+
+    async def _run_shutdown(self, quiet: bool) -> None:
+        self._stop_polling()
+        self._retire(self._listen_task)
+        self._listen_task = None
+        if self._fetch_task is not None:
+            await asyncio.wait([self._fetch_task])
+        failed_queued = failed_running = 0
+        while True:
+            changed = self._changed
+            if self._level == "soft":
+                self._paused = False
+                self._process()
+                if self.idle():
+                    break
+            elif self._queued:
+                jobs = list(self._queued)
+                self._queued.clear()
+                self._notify()
+                failed_queued += await self._fail_jobs(jobs, WORKER_SHUTDOWN_ERROR)
+                continue
+            elif self._level == "hard" and self._workers:
+                failed_running += await self._kill_workers()
+                continue
+            elif not self._workers:
+                break
+            await changed.wait()
+        self._retire(self._heartbeat_task)
+        self._heartbeat_task = None
+        if self._retired:
+            await asyncio.gather(*self._retired, return_exceptions=True)
+        if not quiet:
+            logger.info(
+                "%r: shut down; failed %d queued and %d running job(s)",
+                self,
+                failed_queued,
+                failed_running,
+            )
+
+    async def _kill_workers(self) -> int:
+        """Hard shutdown: cancel every worker task and fail the jobs they had not finished."""
+        self._killed = True
+        tasks = list(self._workers)
+        jobs = [job for batch in self._workers.values() for job in batch if not job.reported]
+        for task in tasks:
+            task.cancel()
+        failed = await self._fail_jobs(jobs, WORKER_SHUTDOWN_ERROR)
+        await asyncio.wait(tasks)
+        return failed

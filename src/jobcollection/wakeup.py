@@ -1,0 +1,172 @@
+"""Prompt wake-up for job queues: signals that jobs of some types may have become ready.
+
+A `JobQueue` polls every `poll_interval` seconds; a wake-up source lets it start a new job at
+once instead. The queue iterates `source.signals(types)` and calls `trigger()` for each item, so
+a signal is only a hint ("look now"); a spurious one costs one claim attempt, a missed one is
+covered by polling.
+
+- `ChangeStreamSource` watches the job collection through a MongoDB change stream (replica sets
+  and sharded clusters). It resumes after an error from the last resume token, and signals a
+  rescan whenever it (re)opens, because changes made while it was away may have been missed.
+- Where change streams do not exist (a standalone server, the in-memory backend) it raises
+  `WakeupUnavailable` and the queue carries on polling.
+- Anything with a `signals(types)` async iterator is a source: tests drive queues with a fake,
+  and an application can wake its queues from its own notifications.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from pymongo.errors import OperationFailure, PyMongoError
+
+from .errors import JobCollectionError
+
+logger = logging.getLogger("jobcollection.wakeup")
+
+UNSUPPORTED_CODES = frozenset({13, 115, 40324, 40573})
+"""Server error codes that mean change streams cannot work here: Unauthorized,
+CommandNotSupported, unknown `$changeStream` stage, and "only supported on replica sets"."""
+
+HISTORY_LOST_CODES = frozenset({136, 280, 286})
+"""CappedPositionLost, ChangeStreamFatalError, ChangeStreamHistoryLost: the resume token is
+useless, so the stream starts afresh (and signals a rescan)."""
+
+
+class WakeupUnavailable(JobCollectionError):
+    """Prompt wake-up is not available on this deployment; the queue relies on polling."""
+
+
+@runtime_checkable
+class WakeupSource(Protocol):
+    """Tells a queue when jobs of its types may have become ready."""
+
+    def signals(self, types: Sequence[str]) -> AsyncIterator[object]:
+        """Yield whenever ready jobs of `types` may exist. Raise `WakeupUnavailable` if the
+        source cannot work here; any other exception also ends it (the queue then rescans
+        once and keeps polling)."""
+        ...
+
+
+def ready_pipeline(types: Sequence[str]) -> list[dict[str, Any]]:
+    """The change-stream pipeline for "a job of these types may have become ready".
+
+    An insert or replace carries the whole document, so it is matched on type and status. An
+    update carries only the changed fields, so any update that sets status to "ready" matches
+    (looking the document up to check its type would cost a read per update of any kind).
+    Only `_id` (the resume token) and the operation type are sent back.
+    """
+    return [
+        {
+            "$match": {
+                "$or": [
+                    {
+                        "operationType": {"$in": ["insert", "replace"]},
+                        "fullDocument.status": "ready",
+                        "fullDocument.type": {"$in": list(types)},
+                    },
+                    {
+                        "operationType": "update",
+                        "updateDescription.updatedFields.status": "ready",
+                    },
+                ]
+            }
+        },
+        {"$project": {"_id": 1, "operationType": 1}},
+    ]
+
+
+def _unsupported(exc: BaseException) -> bool:
+    return isinstance(exc, OperationFailure) and exc.code in UNSUPPORTED_CODES
+
+
+def _history_lost(exc: BaseException) -> bool:
+    return isinstance(exc, OperationFailure) and exc.code in HISTORY_LOST_CODES
+
+
+class ChangeStreamSource:
+    """Wake-up signals from a MongoDB change stream on the job collection.
+
+    Works with a pymongo `AsyncCollection` (whose `watch` is a coroutine) and a Motor
+    collection (whose `watch` returns the stream). After a resumable error it waits
+    `retry_delay` seconds (doubling up to `max_retry_delay`) and reopens from the last resume
+    token; after `max_failures` consecutive failures (None: never) it gives up and raises.
+    """
+
+    def __init__(
+        self,
+        collection: Any,
+        *,
+        retry_delay: float = 1.0,
+        max_retry_delay: float = 30.0,
+        max_failures: int | None = None,
+    ) -> None:
+        self.collection = collection
+        self.retry_delay = retry_delay
+        self.max_retry_delay = max_retry_delay
+        self.max_failures = max_failures
+
+    async def _open(self, pipeline: list[dict[str, Any]], token: Mapping[str, Any] | None) -> Any:
+        try:
+            watch = self.collection.watch
+            stream = watch(pipeline, resume_after=token)
+        except (AttributeError, NotImplementedError, TypeError) as exc:
+            # mongomock exposes no watch(): attribute access yields a sub-collection.
+            raise WakeupUnavailable(f"change streams are not supported here ({exc})") from exc
+        if inspect.isawaitable(stream):  # pymongo's AsyncCollection.watch is a coroutine
+            stream = await stream
+        return stream
+
+    async def signals(self, types: Sequence[str]) -> AsyncIterator[object]:
+        pipeline = ready_pipeline(types)
+        token: Mapping[str, Any] | None = None
+        failures = 0
+        clock = asyncio.get_running_loop().time
+        while True:
+            stream: Any = None
+            opened_at: float | None = None
+            try:
+                stream = await self._open(pipeline, token)
+                opened_at = clock()
+                yield "opened"  # changes made before (or while away) may have been missed
+                async for _change in stream:
+                    token = stream.resume_token
+                    failures = 0
+                    yield "changed"
+                token = None  # invalidated (collection dropped or renamed): start afresh
+            except NotImplementedError as exc:
+                raise WakeupUnavailable(f"change streams are not supported here ({exc})") from exc
+            except PyMongoError as exc:
+                if _unsupported(exc):
+                    raise WakeupUnavailable(f"change streams are not available: {exc}") from exc
+                if opened_at is not None and clock() - opened_at >= self.max_retry_delay:
+                    failures = 0  # it had been working for a while: not a run of failures
+                failures += 1
+                if self.max_failures is not None and failures >= self.max_failures:
+                    raise
+                if _history_lost(exc):
+                    token = None
+                delay = min(self.retry_delay * 2 ** (failures - 1), self.max_retry_delay)
+                logger.warning(
+                    "change stream failed (%s); reopening in %.1f s%s",
+                    exc,
+                    delay,
+                    " from the last resume token" if token is not None else "",
+                )
+                await asyncio.sleep(delay)
+            finally:
+                if stream is not None:
+                    await _close(stream)
+
+
+async def _close(stream: Any) -> None:
+    try:
+        closing = stream.close()
+        if inspect.isawaitable(closing):
+            await closing
+    except PyMongoError:
+        logger.debug("closing a change stream failed", exc_info=True)

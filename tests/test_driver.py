@@ -1,0 +1,386 @@
+"""The Store adapter over both driver shapes: pymongo's AsyncCollection and Motor's collection.
+
+The pymongo shape is a small hand-written fake (coroutine methods, a cursor whose `to_list` is
+a coroutine, `with_options(codec_options=...)`) whose query semantics are borrowed from an
+in-memory mongomock collection, so the pymongo-async code path runs without a server. The Motor
+shape is a mongomock-motor collection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import mongomock
+import pytest
+from bson import ObjectId
+from bson.codec_options import CodecOptions, DatetimeConversion
+from mongomock_motor import AsyncMongoMockClient
+from pymongo import ReturnDocument, UpdateOne
+from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
+
+from jobcollection import DatabaseError, JobCollection, ManualClock
+from jobcollection.driver import Store
+from jobcollection.testing import memory_database
+
+memory_database()  # applies the in-memory bulk_write shim to mongomock, which backs the fake
+
+START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+class FakeCursor:
+    """pymongo's AsyncCursor shape: sort/limit chain synchronously, to_list is awaited."""
+
+    def __init__(self, owner: FakeAsyncCollection, query: Any, projection: Any) -> None:
+        self._owner = owner
+        self._query = query
+        self._projection = projection
+        self._sort: list[tuple[str, int]] | None = None
+        self._limit = 0
+
+    def sort(self, keys: list[tuple[str, int]]) -> FakeCursor:
+        self._sort = keys
+        return self
+
+    def limit(self, n: int) -> FakeCursor:
+        self._limit = n
+        return self
+
+    async def to_list(self, length: int | None = None) -> list[dict[str, Any]]:
+        self._owner.record("find", self._query, self._projection, self._sort, self._limit)
+        cursor = self._owner.backing.find(self._query, self._projection)
+        if self._sort:
+            cursor = cursor.sort(self._sort)
+        if self._limit:
+            cursor = cursor.limit(self._limit)
+        docs = list(cursor)
+        return docs if length is None else docs[:length]
+
+
+class FakeAsyncCollection:
+    """Just enough of pymongo.asynchronous.collection.AsyncCollection for the Store."""
+
+    def __init__(
+        self,
+        backing: Any = None,
+        *,
+        name: str = "queue.jobs",
+        codec_support: bool = True,
+        log: list[tuple[Any, ...]] | None = None,
+        codec_options: CodecOptions[Any] | None = None,
+    ) -> None:
+        self.backing = backing if backing is not None else mongomock.MongoClient()["db"][name]
+        self.name = name
+        self.codec_support = codec_support
+        self.codec_options = codec_options
+        self.calls: list[tuple[Any, ...]] = log if log is not None else []
+        self.fail_with: BaseException | None = None
+
+    def record(self, method: str, *args: Any) -> None:
+        self.calls.append((method, self.codec_options, *args))
+        if self.fail_with is not None:
+            raise self.fail_with
+
+    def with_options(self, codec_options: CodecOptions[Any] | None = None) -> FakeAsyncCollection:
+        if not self.codec_support:
+            raise NotImplementedError("custom codec options")
+        derived = FakeAsyncCollection(
+            self.backing, name=self.name, log=self.calls, codec_options=codec_options
+        )
+        derived.fail_with = self.fail_with
+        self.derived = derived
+        return derived
+
+    def find(self, filter: Any = None, projection: Any = None) -> FakeCursor:
+        return FakeCursor(self, filter, projection)
+
+    async def find_one(self, filter: Any = None, projection: Any = None) -> Any:
+        self.record("find_one", filter, projection)
+        return self.backing.find_one(filter, projection)
+
+    async def insert_one(self, document: dict[str, Any]) -> Any:
+        self.record("insert_one", document)
+        return self.backing.insert_one(document)
+
+    async def insert_many(self, documents: list[dict[str, Any]], ordered: bool = True) -> Any:
+        self.record("insert_many", documents, ordered)
+        return self.backing.insert_many(documents, ordered=ordered)
+
+    async def update_one(self, filter: Any, update: Any) -> Any:
+        self.record("update_one", filter, update)
+        return self.backing.update_one(filter, update)
+
+    async def update_many(self, filter: Any, update: Any) -> Any:
+        self.record("update_many", filter, update)
+        return self.backing.update_many(filter, update)
+
+    async def find_one_and_update(
+        self,
+        filter: Any,
+        update: Any,
+        projection: Any = None,
+        return_document: bool = ReturnDocument.BEFORE,
+    ) -> Any:
+        self.record("find_one_and_update", filter, update, projection, return_document)
+        return self.backing.find_one_and_update(
+            filter, update, projection=projection, return_document=return_document
+        )
+
+    async def bulk_write(self, requests: list[Any], ordered: bool = True) -> Any:
+        self.record("bulk_write", requests, ordered)
+        return self.backing.bulk_write(requests, ordered=ordered)
+
+    async def delete_many(self, filter: Any) -> Any:
+        self.record("delete_many", filter)
+        return self.backing.delete_many(filter)
+
+    async def create_index(self, keys: Any, **options: Any) -> str:
+        self.record("create_index", keys, options)
+        return str(self.backing.create_index(keys, **options))
+
+
+@pytest.fixture(params=["pymongo", "motor"])
+async def collection(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    """A jobs collection in one of the two driver shapes."""
+    if request.param == "pymongo":
+        yield FakeAsyncCollection()
+    else:
+        yield memory_database("db")["queue.jobs"]
+
+
+# --- every Store method, on both shapes -----------------------------------------------------
+
+
+async def test_insert_and_find(collection: Any) -> None:
+    store = Store(collection)
+    first = await store.insert_one({"type": "a", "n": 2})
+    assert isinstance(first, ObjectId)
+    more = await store.insert_many([{"type": "b", "n": 1}, {"type": "a", "n": 3}])
+    assert len(more) == 2 and all(isinstance(i, ObjectId) for i in more)
+
+    everything = await store.find({})
+    assert len(everything) == 3
+    only_a = await store.find({"type": "a"}, {"n": 1, "_id": 0}, sort=[("n", -1)])
+    assert only_a == [{"n": 3}, {"n": 2}]
+    limited = await store.find({}, {"n": 1}, sort=[("n", 1)], limit=2)
+    assert [d["n"] for d in limited] == [1, 2]
+    assert await store.find({"type": "zzz"}) == []
+
+    found = await store.find_one({"_id": first})
+    assert found is not None and found["n"] == 2
+    projected = await store.find_one({"_id": first}, {"type": 1})
+    assert projected == {"_id": first, "type": "a"}
+    assert await store.find_one({"type": "zzz"}) is None
+    assert store.commands == 9
+
+
+async def test_updates(collection: Any) -> None:
+    store = Store(collection)
+    ids = await store.insert_many([{"k": 1, "v": 0}, {"k": 1, "v": 0}, {"k": 2, "v": 5}])
+    # update_one reports the number matched, even when nothing changed.
+    assert await store.update_one({"k": 2}, {"$set": {"v": 5}}) == 1
+    assert await store.update_one({"k": 9}, {"$set": {"v": 5}}) == 0
+    # update_many reports the number modified.
+    assert await store.update_many({"k": 1}, {"$set": {"v": 1}}) == 2
+    assert await store.update_many({"k": 1}, {"$set": {"v": 1}}) == 0
+    assert await store.update_many({"k": 9}, {"$set": {"v": 1}}) == 0
+
+    after = await store.find_one_and_update({"_id": ids[2]}, {"$inc": {"v": 1}}, {"v": 1})
+    assert after == {"_id": ids[2], "v": 6}
+    before = await store.find_one_and_update(
+        {"_id": ids[2]}, {"$inc": {"v": 1}}, {"v": 1}, return_new=False
+    )
+    assert before == {"_id": ids[2], "v": 6}
+    assert (await store.find_one({"_id": ids[2]}) or {})["v"] == 7
+    assert await store.find_one_and_update({"k": 9}, {"$set": {"v": 0}}) is None
+    assert store.commands == 10
+
+
+async def test_bulk_write(collection: Any) -> None:
+    store = Store(collection)
+    ids = await store.insert_many([{"v": 0}, {"v": 0}])
+    matched = await store.bulk_write(
+        [
+            UpdateOne({"_id": ids[0]}, {"$set": {"v": 1}}),
+            UpdateOne({"_id": ids[1]}, {"$set": {"v": 2}}),
+            UpdateOne({"_id": ObjectId()}, {"$set": {"v": 3}}),
+        ]
+    )
+    assert matched == 2
+    assert [d["v"] for d in await store.find({}, sort=[("v", 1)])] == [1, 2]
+    assert store.commands == 3
+
+
+async def test_delete_and_create_index(collection: Any) -> None:
+    store = Store(collection)
+    await store.insert_many([{"s": "done"}, {"s": "done"}, {"s": "ready"}])
+    assert await store.delete_many({"s": "done"}) == 2
+    assert await store.delete_many({"s": "done"}) == 0
+    assert len(await store.find({})) == 1
+    name = await store.create_index([("type", 1), ("status", 1)])
+    assert isinstance(name, str) and name
+    assert store.commands == 5
+
+
+async def test_collection_is_the_one_given(collection: Any) -> None:
+    assert Store(collection).collection is collection
+
+
+# --- the pymongo shape in particular ----------------------------------------------------------
+
+
+async def test_clamped_date_codec_is_requested_when_supported() -> None:
+    fake = FakeAsyncCollection()
+    store = Store(fake)
+    assert store.collection is fake
+    await store.insert_one({"a": 1})
+    await store.find({})
+    await store.find_one({})
+    assert len(fake.calls) == 3
+    for call in fake.calls:
+        codec = call[1]
+        assert codec is not None
+        assert codec.datetime_conversion == DatetimeConversion.DATETIME_CLAMP
+
+
+async def test_collection_without_codec_support_is_tolerated() -> None:
+    fake = FakeAsyncCollection(codec_support=False)
+    store = Store(fake)
+    await store.insert_one({"a": 1})
+    assert await store.find({}, {"_id": 0}) == [{"a": 1}]
+    assert [call[1] for call in fake.calls] == [None, None]
+
+
+async def test_find_passes_sort_and_limit_to_the_cursor() -> None:
+    fake = FakeAsyncCollection()
+    store = Store(fake)
+    await store.find({"status": "ready"}, {"_id": 1}, sort=[("priority", 1)], limit=3)
+    await store.find({"status": "ready"})
+    finds = [c for c in fake.calls if c[0] == "find"]
+    assert finds[0][2:] == ({"status": "ready"}, {"_id": 1}, [("priority", 1)], 3)
+    assert finds[1][2:] == ({"status": "ready"}, None, None, 0)
+
+
+async def test_store_copies_queries_it_is_given() -> None:
+    fake = FakeAsyncCollection()
+    store = Store(fake)
+    query = {"a": 1}
+    await store.update_many(query, {"$set": {"b": 2}})
+    [(_, _, sent, _)] = [c for c in fake.calls if c[0] == "update_many"]
+    assert sent == query and sent is not query
+
+
+@pytest.mark.parametrize(
+    ("method", "args"),
+    [
+        ("find", ({},)),
+        ("find_one", ({},)),
+        ("insert_one", ({"a": 1},)),
+        ("insert_many", ([{"a": 1}],)),
+        ("update_one", ({}, {"$set": {"a": 1}})),
+        ("update_many", ({}, {"$set": {"a": 1}})),
+        ("find_one_and_update", ({}, {"$set": {"a": 1}})),
+        ("delete_many", ({},)),
+        ("bulk_write", ([UpdateOne({}, {"$set": {"a": 1}})],)),
+        ("create_index", ([("a", 1)],)),
+    ],
+)
+async def test_driver_errors_become_database_errors(method: str, args: tuple[Any, ...]) -> None:
+    fake = FakeAsyncCollection()
+    store = Store(fake)
+    cause = OperationFailure("not primary", code=10107)
+    fake.derived.fail_with = cause
+    with pytest.raises(DatabaseError, match="not primary") as caught:
+        await getattr(store, method)(*args)
+    assert caught.value.__cause__ is cause
+    assert store.commands == 1
+    assert fake.backing.count_documents({}) == 0
+
+
+async def test_motor_driver_errors_become_database_errors() -> None:
+    collection = AsyncMongoMockClient()["db"]["queue.jobs"]
+    store = Store(collection)
+    job_id = await store.insert_one({"a": 1})
+    with pytest.raises(DatabaseError) as caught:
+        await store.insert_one({"_id": job_id, "a": 2})
+    assert isinstance(caught.value.__cause__, DuplicateKeyError)
+    assert isinstance(caught.value.__cause__, PyMongoError)
+    assert store.commands == 2
+    assert await store.find({}, {"_id": 0}) == [{"a": 1}]
+
+
+async def test_other_errors_are_not_translated() -> None:
+    fake = FakeAsyncCollection()
+    store = Store(fake)
+    fake.derived.fail_with = RuntimeError("a bug, not the database")
+    with pytest.raises(RuntimeError, match="a bug"):
+        await store.find_one({})
+    assert store.commands == 1
+
+
+@pytest.mark.parametrize(
+    "not_a_collection",
+    [
+        object(),
+        None,
+        {"find": 1},
+        "queue.jobs",
+        mongomock.MongoClient()["db"],  # a database answers any attribute with a collection
+        memory_database("db"),
+    ],
+)
+def test_non_collections_are_rejected(not_a_collection: Any) -> None:
+    with pytest.raises(TypeError, match="collection"):
+        Store(not_a_collection)
+    with pytest.raises(TypeError, match="collection"):
+        JobCollection(not_a_collection)
+
+
+async def test_pymongo_databases_and_sync_collections_are_rejected() -> None:
+    from pymongo import AsyncMongoClient, MongoClient
+
+    async_client: Any = AsyncMongoClient("mongodb://127.0.0.1:1", connect=False)
+    sync_client: Any = MongoClient("mongodb://127.0.0.1:1", connect=False)
+    try:
+        for wrong in (async_client["db"], sync_client["db"]["queue.jobs"]):
+            with pytest.raises(TypeError, match="AsyncCollection"):
+                JobCollection(wrong)
+        assert Store(async_client["db"]["queue.jobs"]).commands == 0
+    finally:
+        await async_client.close()
+        sync_client.close()
+
+
+# --- a JobCollection over the pymongo shape -------------------------------------------------
+
+
+async def test_job_collection_over_pymongo_shape() -> None:
+    fake = FakeAsyncCollection()
+    clock = ManualClock(START)
+    jc = JobCollection(fake, clock=clock)
+    try:
+        assert jc.root == "queue"
+        assert jc.collection is fake
+        assert await jc.start_job_server() is True
+        job_id = await jc.create_job("email", {"to": "a"}).retry(2, wait=1).save()
+        assert job_id is not None
+
+        loaded = await jc.get_job(job_id, get_log=True)
+        assert loaded is not None
+        assert loaded.data == {"to": "a"}
+        assert loaded.doc.retries == 3
+        assert loaded.doc.created == START
+        assert loaded.doc.log is not None and loaded.doc.log[0].message == "Constructed"
+
+        [claimed] = await jc.get_work("email")
+        assert claimed.id == job_id
+        assert await claimed.done("sent") is True
+        # Every command went through the clamped-date view, and each was counted.
+        assert jc.commands == len(fake.calls)
+        assert {c[1].datetime_conversion for c in fake.calls} == {DatetimeConversion.DATETIME_CLAMP}
+        raw = fake.backing.find_one({"_id": job_id})
+        assert raw["status"] == "completed"
+        assert raw["result"] == {"value": "sent"}
+    finally:
+        await jc.close()
