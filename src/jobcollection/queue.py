@@ -7,7 +7,9 @@ in flight, each given one job (or a list of up to `payload` jobs). It claims
 
 jobs at a time, one claim at a time: when it starts or resumes, every `poll_interval` seconds,
 on `trigger()`, after each worker call finishes, and when its wake-up source (a change stream,
-where the server has them) says that jobs may have become ready.
+where the server has them) says that jobs may have become ready. While every free worker slot
+has a queued job to start, it waits until the prefetched jobs are half used before claiming
+more, so that each claim's round trips bring a batch rather than one job.
 
 The worker's coroutine finishing is the original's callback: if it raises, the jobs it was given
 that are still running are failed (not fatally) with the exception's type, message and
@@ -29,6 +31,9 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeAlias
+
+import bson
+import bson.errors
 
 from . import validation as v
 from .errors import InvalidArgument, InvalidArgumentType
@@ -71,6 +76,15 @@ def failure_info(exc: BaseException) -> dict[str, Any]:
         "message": message,
         "traceback": trace,
     }
+
+
+def _check_result(result: Any) -> None:
+    """Raise InvalidArgument if a worker's return value could not be stored as a result."""
+    wrapped = v.wrap_value({} if result is None else result, "result")
+    try:
+        bson.encode(wrapped)
+    except (bson.errors.InvalidDocument, TypeError, OverflowError) as exc:
+        raise InvalidArgument("result", f"cannot be stored: {exc}") from exc
 
 
 def _poll_seconds(value: Any) -> float | None:
@@ -332,11 +346,12 @@ class JobQueue:
     async def _fetch_once(self) -> None:
         if self._paused or not self._accepting:  # paused before this claim could start
             return
-        wanted = (
-            self._prefetch + self._payload * (self._concurrency - self.running()) - self.length()
-        )
+        free = self._payload * (self._concurrency - self.running())
+        wanted = self._prefetch + free - self.length()
         if wanted <= 0:
             return
+        if self.length() >= free and wanted < max(1, self._prefetch // 2):
+            return  # every free slot has a job: refill the prefetch once it is half empty
         try:
             jobs = await self._jc.get_work(
                 self._types, max_jobs=wanted, work_timeout=self._work_timeout
@@ -410,9 +425,11 @@ class JobQueue:
 
     async def _complete(self, job: Job, result: Any) -> None:
         try:
-            await job.done(result)
+            _check_result(result)
         except InvalidArgument as exc:  # the result cannot be stored: fail rather than hang
             await job.fail(failure_info(exc))
+            return
+        await job.done(result)
 
     async def _fail_jobs(self, jobs: list[Job], error: dict[str, Any]) -> int:
         """Fail jobs (not fatally) concurrently; the number failed."""

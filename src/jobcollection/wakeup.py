@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from pymongo.errors import OperationFailure, PyMongoError
@@ -95,6 +95,7 @@ class ChangeStreamSource:
     collection (whose `watch` returns the stream). After a resumable error it waits
     `retry_delay` seconds (doubling up to `max_retry_delay`) and reopens from the last resume
     token; after `max_failures` consecutive failures (None: never) it gives up and raises.
+    `sleep` waits between attempts (tests pass one that records instead of waiting).
     """
 
     def __init__(
@@ -104,11 +105,13 @@ class ChangeStreamSource:
         retry_delay: float = 1.0,
         max_retry_delay: float = 30.0,
         max_failures: int | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.collection = collection
         self.retry_delay = retry_delay
         self.max_retry_delay = max_retry_delay
         self.max_failures = max_failures
+        self._sleep = sleep
 
     async def _open(self, pipeline: list[dict[str, Any]], token: Mapping[str, Any] | None) -> Any:
         try:
@@ -120,6 +123,9 @@ class ChangeStreamSource:
         if inspect.isawaitable(stream):  # pymongo's AsyncCollection.watch is a coroutine
             stream = await stream
         return stream
+
+    def _delay(self, failures: int) -> float:
+        return float(min(self.retry_delay * 2 ** (failures - 1), self.max_retry_delay))
 
     async def signals(self, types: Sequence[str]) -> AsyncIterator[object]:
         pipeline = ready_pipeline(types)
@@ -137,7 +143,12 @@ class ChangeStreamSource:
                     token = stream.resume_token
                     failures = 0
                     yield "changed"
-                token = None  # invalidated (collection dropped or renamed): start afresh
+                # Invalidated (collection dropped or renamed): start afresh, at once the first
+                # time, then backing off if streams keep ending without a change.
+                token = None
+                failures += 1
+                if failures > 1:
+                    await self._sleep(self._delay(failures - 1))
             except NotImplementedError as exc:
                 raise WakeupUnavailable(f"change streams are not supported here ({exc})") from exc
             except PyMongoError as exc:
@@ -150,14 +161,14 @@ class ChangeStreamSource:
                     raise
                 if _history_lost(exc):
                     token = None
-                delay = min(self.retry_delay * 2 ** (failures - 1), self.max_retry_delay)
+                delay = self._delay(failures)
                 logger.warning(
                     "change stream failed (%s); reopening in %.1f s%s",
                     exc,
                     delay,
                     " from the last resume token" if token is not None else "",
                 )
-                await asyncio.sleep(delay)
+                await self._sleep(delay)
             finally:
                 if stream is not None:
                     await _close(stream)
