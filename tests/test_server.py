@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from bson import ObjectId
 
 from conftest import START, MakeJC
 from jobcollection import (
@@ -410,3 +411,33 @@ async def test_two_dones_of_one_claim_through_two_instances_repeat_once(
     assert await jc1.collection.count_documents({}) == 2  # the job and one repeat
     # two different reports: exactly one of them is the job's outcome
     assert sorted(outcomes, key=bool) == [False, True]
+
+
+async def test_heartbeat_of_a_claim_renews_its_jobs_in_two_round_trips(
+    jc: JobCollection, clock: ManualClock
+) -> None:
+    await jc.save_jobs([jc.create_job("lease", {"n": n}) for n in range(12)])
+    claimed = await jc.get_work("lease", max_jobs=12, work_timeout=30)
+    run_id = claimed[0].doc.run_id
+    await claimed[0].cancel()  # no longer held: it must not be reported as renewed
+    clock.advance(20)
+
+    before = jc.commands
+    renewed = await jc.call("jobHeartbeat", [job.id for job in claimed], run_id)
+
+    assert jc.commands - before == 2
+    assert set(renewed) == {job.id for job in claimed[1:]}
+    for job in await jc.get_jobs([job.id for job in claimed[1:]]):
+        assert job.doc.expires_after == clock.now() + timedelta(seconds=30)
+    clock.advance(25)  # past the original lease, within the renewed one
+    assert (await jc.run_server_pass()).expired == 0
+
+
+async def test_heartbeat_with_a_stale_run_id_renews_nothing(jc: JobCollection) -> None:
+    await jc.create_job("lease").save()
+    [job] = await jc.get_work("lease", work_timeout=30)
+    before = await jc.collection.find_one({"_id": job.id})
+
+    assert await jc.call("jobHeartbeat", [job.id], ObjectId()) == []
+    assert await jc.call("jobHeartbeat", job.id, ObjectId()) is False
+    assert await jc.collection.find_one({"_id": job.id}) == before

@@ -446,19 +446,23 @@ class Operations:
         await self._renew_lease(found, run_id, now)
         return True
 
-    async def renew_lease(self, job_id: Id, run_id: Id) -> bool:
-        """Extend a running job's lease by its workTimeout; False if the claim was lost."""
-        found = await self.store.find_one(rules.held(job_id, run_id), {"workTimeout": 1})
-        if found is None:
-            return False
-        if found.get("workTimeout"):
-            now = self.clock.now()
-            return bool(
-                await self.store.update_one(
-                    rules.held(job_id, run_id), rules.lease_renewal(now, found["workTimeout"])
-                )
+    async def renew_leases(self, ids: Sequence[Id], run_id: Id) -> list[Id]:
+        """Extend the leases of jobs held under one runId by their workTimeout; the ids still
+        held. Jobs of one claim share a work timeout, so this is one read and one write."""
+        held = await self.store.find(
+            {"_id": {"$in": list(ids)}, "runId": run_id, "status": "running"}, {"workTimeout": 1}
+        )
+        by_timeout: dict[int, list[Id]] = {}
+        for job in held:
+            if job.get("workTimeout"):
+                by_timeout.setdefault(job["workTimeout"], []).append(job["_id"])
+        now = self.clock.now()
+        for timeout, group in by_timeout.items():
+            await self.store.update_many(
+                {"_id": {"$in": group}, "runId": run_id, "status": "running"},
+                rules.lease_renewal(now, timeout),
             )
-        return True
+        return [job["_id"] for job in held]
 
     async def job_done(
         self,

@@ -272,17 +272,23 @@ class JobQueue:
         ]
         if not held:
             return 0
-        outcomes = await asyncio.gather(*(job.heartbeat() for job in held), return_exceptions=True)
+        claims: dict[Any, list[Job]] = {}
+        for job in held:
+            claims.setdefault(job.doc.run_id, []).append(job)
         renewed = 0
-        for job, outcome in zip(held, outcomes, strict=True):
-            if isinstance(outcome, Exception):
-                await self._report(outcome, f"heartbeat of job {job.id}")
-            elif isinstance(outcome, BaseException):
-                raise outcome
-            elif outcome:
-                renewed += 1
-            elif not job.reported:
-                self._claim_lost(job)
+        for run_id, jobs in claims.items():  # one renewal per claim: its jobs share a lease
+            try:
+                still_held = set(
+                    await self._jc.call("jobHeartbeat", [job.id for job in jobs], run_id)
+                )
+            except Exception as exc:
+                await self._report(exc, f"heartbeat of claim {run_id}")
+                continue
+            for job in jobs:
+                if job.id in still_held:
+                    renewed += 1
+                elif not job.reported:
+                    self._claim_lost(job)
         return renewed
 
     def _claim_lost(self, job: Job) -> None:
