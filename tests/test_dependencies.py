@@ -5,33 +5,18 @@ B.2.11, B.2.12, B.4, quirks 4 and 6)."""
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from conftest import START
+from helpers import messages, stored, utc
 from jobcollection import InvalidArgument, Job, JobCollection, ManualClock
-
-Doc = dict[str, Any]
-
-
-def utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-async def stored(jc: JobCollection, job_id: Any) -> Doc:
-    doc = await jc.collection.find_one({"_id": job_id})
-    assert doc is not None, f"job {job_id} is not stored"
-    return dict(doc)
 
 
 async def status(jc: JobCollection, job: Job) -> str:
     return str((await stored(jc, job.id))["status"])
-
-
-def messages(doc: Doc) -> list[str]:
-    return [e["message"] for e in doc.get("log", [])]
 
 
 async def saved(jc: JobCollection, job_type: str = "t", *, on: Any = None, **kw: Any) -> Job:

@@ -4,28 +4,12 @@ schedules and rerun (SPEC A.3, B.2.8, B.2.11, B.2.12, B.4, quirks 4 and 5)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
 from conftest import START
+from helpers import messages, stored, utc
 from jobcollection import Job, JobCollection, ManualClock
-
-Doc = dict[str, Any]
-
-
-def utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-async def stored(jc: JobCollection, job_id: Any) -> Doc:
-    doc = await jc.collection.find_one({"_id": job_id})
-    assert doc is not None, f"job {job_id} is not stored"
-    return dict(doc)
-
-
-def messages(doc: Doc) -> list[str]:
-    return [e["message"] for e in doc.get("log", [])]
 
 
 async def claim_one(jc: JobCollection, job_type: str = "t") -> Job:

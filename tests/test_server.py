@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from bson import ObjectId
 
 from conftest import START, MakeJC
+from helpers import messages, stored, utc
 from jobcollection import (
     InvalidArgument,
     InvalidArgumentType,
@@ -22,23 +23,8 @@ from jobcollection import (
 )
 from test_get_work import Yielding
 
-Doc = dict[str, Any]
 EXPIRED = "Failed for exceeding worker set workTimeout"
 SHUTDOWN = "Running at Job Server shutdown."
-
-
-def utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-async def stored(jc: JobCollection, job_id: Any) -> Doc:
-    doc = await jc.collection.find_one({"_id": job_id})
-    assert doc is not None, f"job {job_id} is not stored"
-    return dict(doc)
-
-
-def messages(doc: Doc) -> list[str]:
-    return [e["message"] for e in doc.get("log", [])]
 
 
 async def claim_one(jc: JobCollection, job_type: str = "t", **kwargs: Any) -> Job:

@@ -8,33 +8,16 @@ log why on the "jobcollection" logger (SPEC A.5).
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from conftest import START
+from helpers import Doc, messages, stored, utc
 from jobcollection import InvalidArgument, Job, JobCollection, JobNotSaved, ManualClock
 
-Doc = dict[str, Any]
-
-
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def utc(value: datetime) -> datetime:
-    """Stored datetimes come back naive (UTC) from both backends."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-async def stored(jc: JobCollection, job_id: Any) -> Doc:
-    doc = await jc.collection.find_one({"_id": job_id})
-    assert doc is not None, f"job {job_id} is not stored"
-    return dict(doc)
-
-
-def messages(doc: Doc) -> list[str]:
-    return [e["message"] for e in doc.get("log", [])]
 
 
 def entries(doc: Doc, message: str) -> list[Doc]:
