@@ -10,13 +10,14 @@ from pathlib import Path
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def run_example(name: str, *args: str) -> str:
+def run_example(path: Path, *args: str) -> str:
+    """Run a script on the in-memory backend as a user would; its output."""
     env = {k: v for k, v in os.environ.items() if k != "MONGODB_URI"}
     done = subprocess.run(
-        [sys.executable, str(EXAMPLES / name), *args],
+        [sys.executable, str(path), *args],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
         env=env,
         check=False,
     )
@@ -25,7 +26,7 @@ def run_example(name: str, *args: str) -> str:
 
 
 def test_quickstart_shows_a_retry_a_dependency_and_cron_repeats() -> None:
-    out = run_example("quickstart.py")
+    out = run_example(EXAMPLES / "quickstart.py")
     assert "flaky    run 1, attempt 1 failed; retrying in 30 s" in out
     assert "flaky    run 1, attempt 2 done" in out
     assert "report   run 1, attempt 1 done" in out
@@ -33,3 +34,10 @@ def test_quickstart_shows_a_retry_a_dependency_and_cron_repeats() -> None:
     for stamp, run in (("09:15:00", 1), ("09:30:00", 2), ("09:45:00", 3), ("10:00:00", 4)):
         assert f"{stamp}  cleanup  run {run}, attempt 1 done" in out
     assert "cleanup ran 4 times" in out
+
+
+def test_benchmark_harness_runs_and_reports_commands_per_job() -> None:
+    out = run_example(EXAMPLES.parent / "benchmarks" / "run.py", "--quick")
+    assert "save_jobs() batched" in out
+    assert "naive insert_one" in out
+    assert "commands/job <= 0.2 at payload or prefetch >= 100" in out

@@ -7,6 +7,7 @@ exactly as they were.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -358,3 +359,22 @@ async def test_all_refusals_share_the_root(seeded: Seeded) -> None:
             await call
         assert isinstance(caught.value, ValueError)
     await seeded.assert_untouched()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "argument"),
+    [
+        (lambda job: job.data.update({"$bad": 1}), "data"),
+        (lambda job: job.data.update({"n": float("nan")}), "data"),
+        (lambda job: job.doc.depends.append({"$ne": None}), "depends[0]"),
+    ],
+)
+async def test_job_changed_in_place_after_building_is_checked_again_at_save(
+    jc: JobCollection, mutate: Any, argument: str
+) -> None:
+    job = jc.create_job("mutated", {"n": 1})
+    mutate(job)
+    for save in (job.save, lambda: jc.save_jobs([job])):
+        with pytest.raises(InvalidArgument, match=re.escape(argument)):
+            await save()
+    assert await jc.collection.count_documents({}) == 0

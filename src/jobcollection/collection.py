@@ -196,7 +196,9 @@ class JobCollection:
         if work_timeout is not None:
             options["workTimeout"] = _seconds_ms(work_timeout, "work_timeout", minimum_ms=1)
         docs = await self.call("getWork", type_or_types, options)
-        return [self.make_job(doc) for doc in docs]
+        from .job import Job
+
+        return [Job._claimed(self, doc) for doc in docs]
 
     def process_jobs(
         self,

@@ -2,8 +2,9 @@
 
 Each report waits for the current flush to finish (or for the next turn of the event loop),
 then joins a batch: one read of the jobs, one unordered bulk write of the per-job conditional
-updates (each still fenced by `{_id, runId, status: running}`), one insert of the repeats, and
-one lookup of dependents. Every caller gets its own result. Under load this makes the cost of
+updates (each still fenced by `{_id, runId, status: running}`; jobs of one claim that finish
+with the same change share one update), one insert of the repeats, and one lookup of
+dependents. Every caller gets its own result. Under load this makes the cost of
 finishing a job a fraction of a round trip; a lone report costs what it did unbatched.
 """
 
@@ -16,7 +17,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from pymongo import UpdateOne
+import bson
+import bson.errors
+from pymongo import UpdateMany, UpdateOne
 
 from . import rules
 from .constants import JOB_STATUS_CANCELLABLE
@@ -109,7 +112,7 @@ class Completer:
         }
         planned: list[_Planned] = []
         replayed: list[_Planned] = []
-        writes: list[UpdateOne] = []
+        updates: list[tuple[Report, dict[str, Any]]] = []
         for report in batch:
             raw = found.get(report.job_id)
             if raw is None:
@@ -125,10 +128,9 @@ class Completer:
             else:
                 status, update = rules.fail(doc, report.value, report.fatal, now)
             planned.append(_Planned(report, doc, status))
-            held_filter = rules.held(report.job_id, report.run_id)
-            writes.append(UpdateOne(held_filter, store.capped(update)))
+            updates.append((report, store.capped(update)))
         applied = planned
-        if writes and await store.bulk_write(writes) < len(writes):
+        if updates and await store.bulk_write(_grouped_writes(updates)) < len(updates):
             applied = await self._confirm(planned)
         outcomes: dict[int, Outcome] = {id(p.report): True for p in applied}
         # A repeated report changes nothing and gets False, as any report on a job no longer
@@ -222,6 +224,27 @@ class Completer:
         )
         if doomed:
             await self._ops.job_cancel([d["_id"] for d in doomed])
+
+
+def _grouped_writes(updates: list[tuple[Report, dict[str, Any]]]) -> list[Any]:
+    """The bulk write's requests: one per distinct change. Jobs claimed together (one runId)
+    and finished with the same change (a payload batch completed with one result) share one
+    UpdateMany, fenced as each job alone would be; any other job gets its own UpdateOne."""
+    groups: dict[tuple[Any, Any], tuple[list[Id], dict[str, Any]]] = {}
+    for report, update in updates:
+        try:
+            change: Any = bson.encode(update)
+        except (bson.errors.BSONError, TypeError):  # the write itself will report it
+            change = id(report)
+        groups.setdefault((report.run_id, change), ([], update))[0].append(report.job_id)
+    writes: list[Any] = []
+    for (run_id, _), (ids, update) in groups.items():
+        if len(ids) == 1:
+            writes.append(UpdateOne(rules.held(ids[0], run_id), update))
+        else:
+            fence = {"_id": {"$in": ids}, "runId": run_id, "status": "running"}
+            writes.append(UpdateMany(fence, update))
+    return writes
 
 
 def _doc(raw: dict[str, Any]) -> JobDoc:

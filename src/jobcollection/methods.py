@@ -74,7 +74,11 @@ def _optional(check: Validator) -> Validator:
 def _job_doc(value: Any, name: str) -> JobDoc:
     if isinstance(value, JobDoc):
         # Saving never changes the given document and stores fresh dicts made from it, so a
-        # shallow copy is enough (a deep copy was the largest CPU cost of save_jobs).
+        # shallow copy is enough (a deep copy was the largest CPU cost of save_jobs). What
+        # can change in place since the model validated it is checked again.
+        v.plain_object(value.data, f"{name}.data")
+        for i, dep in enumerate(value.depends):
+            v.job_id(dep, f"{name}.depends[{i}]")
         return value.model_copy()
     if not isinstance(value, dict):
         raise InvalidArgumentType(name, f"must be a job document, not {type(value).__name__}")

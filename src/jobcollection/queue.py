@@ -62,11 +62,16 @@ WORKER_SHUTDOWN_ERROR = {"value": "Worker shutdown"}
 
 TRACEBACK_LIMIT = 10_000
 """Characters of traceback kept in a failure (the end, where the error is, is kept)."""
+MESSAGE_LIMIT = 2_000
+"""Characters of the exception's message kept in a failure, so that the failure always fits
+in Limits.max_error_bytes (64 KiB by default) and can be recorded."""
 
 
 def failure_info(exc: BaseException) -> dict[str, Any]:
     """A storable failure for a job whose worker raised: value, type, message and traceback."""
     message = str(exc)
+    if len(message) > MESSAGE_LIMIT:
+        message = message[:MESSAGE_LIMIT] + "..."
     trace = "".join(traceback.format_exception(exc))
     if len(trace) > TRACEBACK_LIMIT:
         trace = "...\n" + trace[-TRACEBACK_LIMIT:]
