@@ -139,8 +139,13 @@ class Completer:
         applied = [*applied, *replayed]
         repeats = await self._repeat([p for p in applied if p.status == "completed"], now)
         outcomes.update((key, new_id) for key, new_id in repeats.items() if key in outcomes)
-        await self._resolve_dependents([p for p in applied if p.status == "completed"], now)
-        await self._cancel_dependents([p.report.job_id for p in applied if p.status == "failed"])
+        again = {p.report.job_id for p in replayed}
+        await self._resolve_dependents(
+            [p for p in applied if p.status == "completed"], now, replayed=again
+        )
+        await self._cancel_dependents(
+            [p.report.job_id for p in applied if p.status == "failed"], replayed=again
+        )
         results: list[Outcome] = []
         for report in batch:
             outcome = outcomes.get(id(report), False)
@@ -194,11 +199,19 @@ class Completer:
         new_ids = await self._ops.store.insert_many(clones, skip_existing=True)
         return {id(r): new_id for r, new_id in zip(owners, new_ids, strict=True) if r.repeat_id}
 
-    async def _resolve_dependents(self, completed: list[_Planned], now: datetime) -> None:
+    async def _resolve_dependents(
+        self, completed: list[_Planned], now: datetime, replayed: set[Id]
+    ) -> None:
         if not completed:
             return
         by_id = {p.report.job_id: p.report for p in completed}
         waiting = await self._ops.store.find({"depends": {"$in": list(by_id)}}, {"depends": 1})
+        again = [i for i in by_id if i in replayed]
+        if again:  # the lost reply may have hidden a promotion cut short after the resolve
+            waiting += await self._ops.store.find(
+                {"resolved": {"$in": again}, "status": "waiting", "depends": {"$size": 0}},
+                {"depends": 1},
+            )
         if not waiting:
             return
         writes = []
@@ -211,17 +224,20 @@ class Completer:
                 now,
                 max(delays) if delays else None,
             )
-            writes.append(UpdateOne(query, self._ops.store.capped(update)))
-        await self._ops.store.bulk_write(writes)
+            if antecedents:
+                writes.append(UpdateOne(query, self._ops.store.capped(update)))
+        if writes:
+            await self._ops.store.bulk_write(writes)
         await self._ops.job_ready([d["_id"] for d in waiting])
 
-    async def _cancel_dependents(self, failed: list[Id]) -> None:
+    async def _cancel_dependents(self, failed: list[Id], replayed: set[Id]) -> None:
         if not failed:
             return
-        doomed = await self._ops.store.find(
-            {"depends": {"$in": failed}, "status": {"$in": list(JOB_STATUS_CANCELLABLE)}},
-            {"_id": 1},
-        )
+        query: dict[str, Any] = {"depends": {"$in": failed}}
+        if not any(i in replayed for i in failed):
+            query["status"] = {"$in": list(JOB_STATUS_CANCELLABLE)}
+        # else: dependents cancelled before a lost reply still lead the cascade to theirs
+        doomed = await self._ops.store.find(query, {"_id": 1})
         if doomed:
             await self._ops.job_cancel([d["_id"] for d in doomed])
 

@@ -59,9 +59,13 @@ def _check_id(value: object) -> ObjectId | str:
     raise ValueError("an id must be an ObjectId or a non-empty string")
 
 
-AwareDatetime = Annotated[datetime, AfterValidator(normalize_datetime)]
+AwareDatetime = Annotated[datetime, Field(strict=True), AfterValidator(normalize_datetime)]
+"""Only datetime objects (no numbers or strings to guess from), aware, in UTC milliseconds."""
 JobId = Annotated[ObjectId | str, PlainValidator(_check_id)]
-NonNegativeInt = Annotated[int, Field(ge=0, strict=True)]
+INT64_MAX: Final = 2**63 - 1
+Int64 = Annotated[int, Field(ge=-INT64_MAX - 1, le=INT64_MAX, strict=True)]
+"""An integer MongoDB can store (a bigger one would fail only when encoded)."""
+NonNegativeInt = Annotated[int, Field(ge=0, le=INT64_MAX, strict=True)]
 
 
 class CronSchedule(BaseModel):
@@ -80,7 +84,7 @@ class LaterSchedule(BaseModel):
     exceptions: list[dict[str, Any]] | None = None
 
 
-RepeatWait = Annotated[int, Field(ge=0, strict=True)] | CronSchedule | LaterSchedule
+RepeatWait = NonNegativeInt | CronSchedule | LaterSchedule
 
 
 class LogEntry(BaseModel):
@@ -130,13 +134,13 @@ class JobDoc(BaseModel):
     status: Status = "waiting"
     result: dict[str, Any] | None = None
     failures: list[dict[str, Any]] | None = None
-    priority: Annotated[int, Field(strict=True)] = 0
+    priority: Int64 = 0
     depends: list[JobId] = Field(default_factory=list)
     resolved: list[JobId] = Field(default_factory=list)
     after: AwareDatetime = EPOCH
     updated: AwareDatetime | None = None
     created: AwareDatetime | None = None
-    work_timeout: Annotated[int, Field(ge=1, strict=True)] | None = Field(
+    work_timeout: Annotated[int, Field(ge=1, le=INT64_MAX, strict=True)] | None = Field(
         default=None, alias="workTimeout"
     )
     expires_after: AwareDatetime | None = Field(default=None, alias="expiresAfter")
@@ -174,6 +178,19 @@ class JobDoc(BaseModel):
         if value is not None:
             check_storable(value, "value")
         return value
+
+    @model_validator(mode="after")
+    def _storable_extras(self, info: ValidationInfo) -> JobDoc:
+        """The other free-form values of a given document must be storable as given too."""
+        if (info.context or {}).get("stored"):
+            return self
+        check_storable(self.private, "_private")
+        check_storable(self.failures, "failures")
+        for entry in self.log or []:
+            check_storable(entry.data, "log.data")
+        if isinstance(self.repeat_wait, LaterSchedule):
+            check_storable(self.repeat_wait.model_dump(exclude_none=True), "repeatWait")
+        return self
 
     def to_mongo(self) -> dict[str, Any]:
         """The document as stored, `_private` included (callers decide whether to persist it)."""

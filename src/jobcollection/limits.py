@@ -48,9 +48,11 @@ class Limits:
     """Characters in one log message."""
     max_data_bytes: int = 1024 * 1024
     """BSON-encoded bytes of a job's data, and separately of its result."""
-    max_error_bytes: int = 32 * 1024
-    """BSON-encoded bytes of one failure's error value (a traceback fits easily)."""
-    max_log_data_bytes: int = 16 * 1024
+    max_error_bytes: int = 64 * 1024
+    """BSON-encoded bytes of one failure's error value (a JobQueue failure with its
+    traceback fits: the queue keeps at most 2,000 characters of message and 10,000 of
+    traceback)."""
+    max_log_data_bytes: int = 8 * 1024
     """BSON-encoded bytes of one log entry's data."""
     max_jobs: int = 10_000
     """Jobs one get_work call may claim; larger requests are clamped to it."""
@@ -87,7 +89,7 @@ class Limits:
         depends = self.max_depends * 2 * 32  # `depends` plus `resolved`, ids of up to 24 bytes
         return (
             _FIXED_FIELDS_BYTES
-            + 2 * self.max_data_bytes
+            + 3 * self.max_data_bytes  # data, result and _private
             + self.max_log_entries * log_entry
             + self.max_failures * failure
             + depends

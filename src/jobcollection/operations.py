@@ -307,6 +307,9 @@ class Operations:
         dependents: bool = False,
     ) -> bool:
         async def restart(level: Sequence[Id]) -> int:
+            level = await self._runnable(level)
+            if not level:
+                return 0
             now = self.clock.now()
             count = 0
             for query, update in rules.restart(level, retries, until, now):
@@ -321,6 +324,38 @@ class Operations:
         if not restarted:
             logger.warning("jobRestart: no job was restartable among %d ids", len(ids))
         return restarted
+
+    async def _runnable(self, ids: Sequence[Id]) -> list[Id]:
+        """The ids that could still run: none of their pending antecedents, directly or
+        through theirs, was removed. Restarting any other job would leave it waiting forever."""
+        graph: dict[Id, list[Id]] = {}
+        missing: set[Id] = set()
+        frontier = set(ids)
+        while frontier:
+            found = {
+                d["_id"]: d.get("depends", [])
+                for d in await self.store.find({"_id": {"$in": list(frontier)}}, {"depends": 1})
+            }
+            missing |= frontier - set(found)
+            graph.update(found)
+            frontier = {a for depends in found.values() for a in depends} - set(graph) - missing
+        doomed: dict[Id, bool] = {}
+
+        def is_doomed(job_id: Id) -> bool:
+            if job_id in missing:
+                return True
+            if job_id not in doomed:
+                doomed[job_id] = False  # a cycle does not doom a job by itself
+                doomed[job_id] = any(is_doomed(a) for a in graph.get(job_id, []))
+            return doomed[job_id]
+
+        runnable = []
+        for job_id in ids:
+            if any(is_doomed(a) for a in graph.get(job_id, [])):
+                logger.warning("jobRestart: job %s waits on an antecedent that was removed", job_id)
+            else:
+                runnable.append(job_id)
+        return runnable
 
     async def _cascade(
         self,

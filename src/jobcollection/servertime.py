@@ -12,6 +12,8 @@ server an hour fast would expire every lease at once and promote delayed jobs ea
   round trip as the local moment the server read its clock. The error is at most half the
   round trip (well under a millisecond to a few milliseconds on a LAN).
 - `now()` is the local clock plus that offset: synchronous and free, so the rules stay pure.
+  Until the first measurement (a JobCollection's first method call or job-server pass) it is
+  the local time.
 - The offset is re-measured by `refresh()`, which JobCollection calls before each method-layer
   call and each job-server pass once `refresh_interval` seconds have passed, and at once when
   the local clock jumps (its change disagrees with the monotonic clock by more than
@@ -19,8 +21,8 @@ server an hour fast would expire every lease at once and promote delayed jobs ea
 - When the server does not report its time (the in-memory backend, which runs in this
   process and shares its clock, or a proxy that hides `localTime`), the clock keeps the
   local time and says so once in the log (INFO for the in-memory backend, WARNING otherwise).
-  A refresh that fails with a driver error keeps the last offset and logs a WARNING; the
-  operation that follows reports its own error.
+  A refresh that fails with a driver error keeps the last offset, logs a WARNING and is
+  tried again after `refresh_interval`; the operation that follows reports its own error.
 
 The guarantee: with a ServerClock in every process, all times the library writes and
 compares are server times, to within half a round trip plus the local clock's drift over
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -126,12 +128,13 @@ class ServerClock:
             self._fall_back(logging.INFO, "the in-memory backend shares this process's clock")
             return False
         except PyMongoError as exc:
+            self._mark_synced()  # try again after refresh_interval, not on every call
             logger.warning(
                 "server time: could not read the server's clock (%s); keeping the last offset", exc
             )
             return False
         after = self.local.now()
-        server = reply.get("localTime") if isinstance(reply, dict) else None
+        server = reply.get("localTime") if isinstance(reply, Mapping) else None
         if not isinstance(server, datetime):
             self._fall_back(logging.WARNING, "the server did not report localTime")
             return False

@@ -90,6 +90,8 @@ def number(value: Any, name: str, *, minimum: float | None = None) -> float:
     """A finite int or float (bool refused)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidArgumentType(name, f"must be a number, not {type(value).__name__}")
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise InvalidArgument(name, "is beyond 64 bits")  # float() of it may overflow
     if not math.isfinite(value):
         raise InvalidArgument(name, "must be finite")
     if minimum is not None and value < minimum:

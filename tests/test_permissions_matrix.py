@@ -1,0 +1,259 @@
+"""The permissions matrix: role x method x (allowed, denied, deny overrides allow), through
+`jc.call(..., user_id=...)`, and what the runId fence does and does not protect.
+
+A refused call raises PermissionDenied before its parameters are even parsed, emits the
+`error` event and leaves the stored data exactly as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from bson import ObjectId
+
+from jobcollection import (
+    METHOD_PERMISSIONS,
+    METHODS,
+    PERMISSION_LEVELS,
+    JobCollection,
+    MethodEvent,
+    PermissionDenied,
+)
+
+MakeJC = Callable[..., Awaitable[JobCollection]]
+
+
+@dataclass
+class World:
+    jc: JobCollection
+    ready: Any
+    paused: Any
+    running: Any
+    run_id: Any
+    completed: Any
+    failed: Any
+
+    async def snapshot(self) -> list[dict[str, Any]]:
+        return [dict(d) for d in await self.jc.collection.find({}).sort([("_id", 1)]).to_list(None)]
+
+    def params(self, method: str) -> tuple[Any, ...]:
+        """Valid parameters for each method (allowed calls succeed with them)."""
+        doc = self.jc.create_job("t").doc.to_mongo()
+        return {
+            "startJobs": (),
+            "startJobServer": (),
+            "stopJobs": ({"timeout": 0},),
+            "shutdownJobServer": ({"timeout": 0},),
+            "jobRemove": (self.completed,),
+            "jobPause": (self.ready,),
+            "jobResume": (self.paused,),
+            "jobReady": ([self.paused], {"force": True}),
+            "jobCancel": (self.ready,),
+            "jobRestart": (self.failed,),
+            "jobSave": (doc,),
+            "jobSaveMany": ([doc],),
+            "jobRerun": (self.completed,),
+            "getWork": ("t",),
+            "getJob": (self.ready,),
+            "jobLog": (self.ready, None, "hello"),
+            "jobProgress": (self.running, self.run_id, 1, 2),
+            "jobDone": (self.running, self.run_id),
+            "jobFail": (self.running, self.run_id),
+            "jobHeartbeat": (self.running, self.run_id),
+        }[method]
+
+
+@pytest.fixture
+async def world(make_jc: MakeJC) -> AsyncIterator[World]:
+    jc = await make_jc()
+    completed = await jc.create_job("done").save()
+    [job] = await jc.get_work("done")
+    await job.done()
+    failed = await jc.create_job("fail").save()
+    [job] = await jc.get_work("fail")
+    await job.fail("x", fatal=True)
+    running = await jc.create_job("held").save()
+    [held] = await jc.get_work("held", work_timeout=60)
+    paused = jc.create_job("t")
+    await paused.pause()
+    yield World(
+        jc=jc,
+        ready=await jc.create_job("t").save(),
+        paused=await paused.save(),
+        running=running,
+        run_id=held.doc.run_id,
+        completed=completed,
+        failed=failed,
+    )
+
+
+async def denied(w: World, method: str, user: Any, params: tuple[Any, ...] | None = None) -> None:
+    errors: list[MethodEvent] = []
+    w.jc.events.on("error", errors.append)
+    before = await w.snapshot()
+    with pytest.raises(PermissionDenied, match=method):
+        await w.jc.call(method, *(w.params(method) if params is None else params), user_id=user)
+    assert await w.snapshot() == before
+    assert [(e.method, e.user_id, type(e.error)) for e in errors] == [
+        (method, user, PermissionDenied)
+    ]
+
+
+async def allowed(w: World, method: str, user: Any) -> Any:
+    calls: list[MethodEvent] = []
+    w.jc.events.on("call", calls.append)
+    result = await w.jc.call(method, *w.params(method), user_id=user)
+    assert [(e.method, e.user_id) for e in calls] == [(method, user)]
+    return result
+
+
+# --- role x method ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("role", PERMISSION_LEVELS)
+async def test_a_role_allows_exactly_its_methods(world: World, role: str, method: str) -> None:
+    world.jc.allow(**{role: ["alice"]})
+    if role in METHOD_PERMISSIONS[method]:
+        await allowed(world, method, "alice")
+    else:
+        await denied(world, method, "alice")
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("role", PERMISSION_LEVELS)
+async def test_a_deny_by_method_overrides_a_role_allow(
+    world: World, role: str, method: str
+) -> None:
+    world.jc.allow(**{role: ["alice"], "admin": ["alice"]})
+    world.jc.deny(**{method: ["alice"]})
+    await denied(world, method, "alice")
+
+
+@pytest.mark.parametrize("method", METHODS)
+async def test_a_deny_by_group_overrides_a_method_allow(world: World, method: str) -> None:
+    group = METHOD_PERMISSIONS[method][-1]
+    world.jc.allow(**{method: ["alice"]})
+    world.jc.deny(**{group: lambda user_id, name, params: user_id == "alice"})
+    await denied(world, method, "alice")
+
+
+@pytest.mark.parametrize("method", METHODS)
+async def test_a_method_allows_the_listed_users_only(world: World, method: str) -> None:
+    world.jc.allow(**{method: ["alice"]})
+    await denied(world, method, "bob")
+    await allowed(world, method, "alice")
+
+
+@pytest.mark.parametrize("method", METHODS)
+async def test_without_rules_every_user_is_denied_and_direct_calls_are_trusted(
+    world: World, method: str
+) -> None:
+    for user in ("alice", 0, "", ObjectId()):
+        await denied(world, method, user)
+    await allowed(world, method, None)
+
+
+@pytest.mark.parametrize("method", ["getWork", "jobSave", "jobRemove", "shutdownJobServer"])
+async def test_function_rules_see_the_user_the_method_and_the_raw_params(
+    world: World, method: str
+) -> None:
+    seen: list[tuple[Any, str, Any]] = []
+
+    def rule(user_id: Any, name: str, params: Any) -> bool:
+        seen.append((user_id, name, params))
+        return user_id == "alice"
+
+    world.jc.allow(admin=rule)
+    params = world.params(method)
+    await denied(world, method, "bob")
+    await world.jc.call(method, *params, user_id="alice")
+    assert [(u, m) for u, m, _ in seen] == [("bob", method), ("alice", method)]
+    assert tuple(seen[-1][2]) == params
+
+
+async def test_a_rule_that_raises_fails_the_call_loudly(world: World) -> None:
+    def broken(user_id: Any, name: str, params: Any) -> bool:
+        raise RuntimeError("rule bug")
+
+    world.jc.allow(worker=broken)
+    before = await world.snapshot()
+    with pytest.raises(RuntimeError, match="rule bug"):
+        await world.jc.call("getWork", "t", user_id="alice")
+    assert await world.snapshot() == before
+
+
+async def test_permission_is_checked_before_the_parameters(world: World) -> None:
+    """A refused user learns nothing from validation errors: bad params still get 403."""
+    await denied(world, "jobSave", "mallory", ({"$where": "1"},))
+    await denied(world, "getJob", "mallory", ({"$ne": None},))
+
+
+# --- the runId fence -------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def two_workers(world: World) -> World:
+    world.jc.allow(worker=["w1", "w2"])
+    return world
+
+
+async def test_a_worker_cannot_report_on_a_job_it_does_not_hold(two_workers: World) -> None:
+    w = two_workers
+    jc = w.jc
+    await jc.create_job("w").save()
+    await jc.create_job("w").save()
+    [mine] = await jc.call("getWork", "w", user_id="w1")
+    [theirs] = await jc.call("getWork", "w", user_id="w2")
+    before = await w.snapshot()
+    for run_id in (theirs.run_id, ObjectId(), str(mine.run_id)):
+        for method, extra in (
+            ("jobDone", ({"by": "w2"},)),
+            ("jobFail", ({"by": "w2"},)),
+            ("jobProgress", (1, 2)),
+            ("jobHeartbeat", ()),
+        ):
+            assert await jc.call(method, mine.id, run_id, *extra, user_id="w2") is False
+    assert await w.snapshot() == before
+    assert await jc.call("jobDone", theirs.id, theirs.run_id, user_id="w2") is True
+    assert await jc.call("jobDone", mine.id, mine.run_id, user_id="w1") is True
+
+
+async def test_the_run_id_is_a_fence_not_a_secret(two_workers: World) -> None:
+    """getJob shows a job's runId to any worker; without an ownership rule a worker that
+    reads it can finish another worker's job. The README says so, with the rule below."""
+    w = two_workers
+    await w.jc.create_job("w").save()
+    [mine] = await w.jc.call("getWork", "w", user_id="w1")
+    seen = await w.jc.call("getJob", mine.id, user_id="w2")
+    assert seen.run_id == mine.run_id
+    assert await w.jc.call("jobDone", mine.id, seen.run_id, user_id="w2") is True
+
+
+async def test_a_holder_rule_binds_each_claim_to_the_worker_that_made_it(
+    two_workers: World,
+) -> None:
+    w = two_workers
+    jc = w.jc
+    holders: dict[Any, Any] = {}
+
+    def remember(event: MethodEvent) -> None:
+        for doc in event.return_value or []:
+            holders[doc.run_id] = event.user_id
+
+    def holds(user_id: Any, method: str, params: Any) -> bool:
+        return holders.get(params[1]) != user_id
+
+    jc.events.on("getWork", remember)
+    jc.deny(jobDone=holds, jobFail=holds, jobProgress=holds, jobHeartbeat=holds, jobLog=holds)
+    await jc.create_job("w").save()
+    [mine] = await jc.call("getWork", "w", user_id="w1")
+    before = await w.snapshot()
+    await denied(w, "jobDone", "w2", (mine.id, mine.run_id))
+    await denied(w, "jobLog", "w2", (mine.id, mine.run_id, "forged"))
+    assert await w.snapshot() == before
+    assert await jc.call("jobLog", mine.id, mine.run_id, "mine", user_id="w1") is True
+    assert await jc.call("jobDone", mine.id, mine.run_id, user_id="w1") is True
