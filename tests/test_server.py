@@ -364,10 +364,6 @@ async def test_any_server_fails_expired_leases(make_jc: MakeJC, clock: ManualClo
     assert len((await stored(jc1, job_id))["failures"]) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="completion._confirm cannot tell which of two concurrent fails of one claim applied",
-)
 async def test_two_servers_count_each_expired_job_once(
     make_racy_jc: MakeJC, clock: ManualClock
 ) -> None:
@@ -381,10 +377,6 @@ async def test_two_servers_count_each_expired_job_once(
     assert sum(p.expired for p in passes) == 10
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="completion._confirm counts another instance's done of the same claim as its own",
-)
 async def test_two_dones_of_one_claim_through_two_instances_repeat_once(
     make_racy_jc: MakeJC,
 ) -> None:

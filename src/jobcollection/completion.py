@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import bson
 import bson.errors
+from bson import ObjectId
 from pymongo import UpdateMany, UpdateOne
 
 from . import rules
@@ -31,6 +32,10 @@ if TYPE_CHECKING:
     from .operations import Operations
 
 logger = logging.getLogger("jobcollection")
+
+FLUSH_MARK = "_private.jobcollectionFlush"  # listed in document.INTERNAL_PRIVATE_KEYS
+"""Where each done/fail write records the flush that made it: in `_private`, which v1.x's
+schema allows and which is never returned."""
 
 Outcome = bool | Id
 
@@ -105,6 +110,7 @@ class Completer:
 
     async def _flush(self, batch: list[Report]) -> list[Outcome]:
         store, now = self._ops.store, self._ops.clock.now()
+        flush = ObjectId()  # marks this flush's writes, to tell them apart after a race
         ids = [r.job_id for r in batch]
         found = {
             d["_id"]: d
@@ -120,18 +126,25 @@ class Completer:
             held = raw.get("status") == "running" and raw.get("runId") == report.run_id
             if not held:
                 if _already_applied(report, raw):  # a retry after a lost reply
-                    replayed.append(_Planned(report, _doc(raw), str(raw.get("status"))))
+                    replayed.append(
+                        _Planned(
+                            report,
+                            JobDoc.from_mongo(raw, with_private=True),
+                            str(raw.get("status")),
+                        )
+                    )
                 continue
-            doc = _doc(raw)
+            doc = JobDoc.from_mongo(raw, with_private=True)
             if report.kind == "done":
                 status, update = "completed", rules.done(doc, report.value, now)
             else:
                 status, update = rules.fail(doc, report.value, report.fatal, now)
+            update.setdefault("$set", {})[FLUSH_MARK] = flush
             planned.append(_Planned(report, doc, status))
             updates.append((report, store.capped(update)))
         applied = planned
         if updates and await store.bulk_write(_grouped_writes(updates)) < len(updates):
-            applied = await self._confirm(planned)
+            applied = await self._confirm(planned, flush)
         outcomes: dict[int, Outcome] = {id(p.report): True for p in applied}
         # A repeated report changes nothing and gets False, as any report on a job no longer
         # held does; but it redoes the follow-ups (repeat, dependents), each idempotent, in
@@ -159,26 +172,17 @@ class Completer:
             results.append(outcome)
         return results
 
-    async def _confirm(self, planned: list[_Planned]) -> list[_Planned]:
-        """After a partial bulk write (another writer got there first): which updates applied."""
-        now_docs = {
-            d["_id"]: d
+    async def _confirm(self, planned: list[_Planned], flush: ObjectId) -> list[_Planned]:
+        """After a partial bulk write (another writer, perhaps another instance reporting on
+        the same claim, got there first): the reports whose write carries this flush's mark."""
+        marked = {
+            d["_id"]
             for d in await self._ops.store.find(
-                {"_id": {"$in": [p.report.job_id for p in planned]}},
-                {"status": 1, "runId": 1, "failures": 1},
+                {"_id": {"$in": [p.report.job_id for p in planned]}, FLUSH_MARK: flush},
+                {"_id": 1},
             )
         }
-        applied = []
-        for p in planned:
-            doc = now_docs.get(p.report.job_id, {})
-            if p.status == "completed":
-                ok = doc.get("status") == "completed" and doc.get("runId") == p.report.run_id
-            else:
-                last = (doc.get("failures") or [{}])[-1]
-                ok = doc.get("runId") is None and last.get("runId") == p.report.run_id
-            if ok:
-                applied.append(p)
-        return applied
+        return [p for p in planned if p.report.job_id in marked]
 
     async def _repeat(self, completed: list[_Planned], now: datetime) -> dict[int, Outcome]:
         """Insert the next run of each completed repeating job; the new ids for repeat_id."""
@@ -261,12 +265,6 @@ def _grouped_writes(updates: list[tuple[Report, dict[str, Any]]]) -> list[Any]:
             fence = {"_id": {"$in": ids}, "runId": run_id, "status": "running"}
             writes.append(UpdateMany(fence, update))
     return writes
-
-
-def _doc(raw: dict[str, Any]) -> JobDoc:
-    doc = JobDoc.from_mongo(raw)
-    doc.private = raw.get("_private")
-    return doc
 
 
 def _already_applied(report: Report, raw: dict[str, Any]) -> bool:

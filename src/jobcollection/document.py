@@ -205,11 +205,19 @@ class JobDoc(BaseModel):
         return out
 
     @classmethod
-    def from_mongo(cls, raw: dict[str, Any]) -> JobDoc:
-        """Validate a document read from the database; `_private` is dropped."""
-        raw = {k: v for k, v in raw.items() if k != "_private"}
-        return parse_doc(raw, stored=True)
+    def from_mongo(cls, raw: dict[str, Any], *, with_private: bool = False) -> JobDoc:
+        """Validate a document read from the database. `_private` is dropped, or kept (for
+        the server's own use, such as cloning a job) without this library's bookkeeping."""
+        doc = parse_doc({k: v for k, v in raw.items() if k != "_private"}, stored=True)
+        private = raw.get("_private")
+        if with_private and isinstance(private, dict):
+            kept = {k: v for k, v in private.items() if k not in INTERNAL_PRIVATE_KEYS}
+            doc.private = kept or None
+        return doc
 
+
+INTERNAL_PRIVATE_KEYS: Final = frozenset({"jobcollectionFlush"})
+"""Keys this library keeps in `_private` for itself (completion.FLUSH_MARK)."""
 
 _INT_FIELDS: Final = frozenset(
     {

@@ -406,7 +406,7 @@ class Operations:
         if raw is None:
             logger.warning("jobRerun: job %s is not completed", job_id)
             return None
-        doc = self._with_private(raw)
+        doc = JobDoc.from_mongo(raw, with_private=True)
         now = self.clock.now()
         if wait_ms is None:
             wait_ms = self._rerun_wait_ms(doc, now)
@@ -416,12 +416,6 @@ class Operations:
         clone = rules.rerun_document(doc, repeats, until or doc.repeat_until, wait_ms, now)
         new_id: Id = await self.store.insert_one(clone)
         return new_id
-
-    @staticmethod
-    def _with_private(raw: Document) -> JobDoc:
-        doc = JobDoc.from_mongo(raw)
-        doc.private = raw.get("_private")
-        return doc
 
     @staticmethod
     def _rerun_wait_ms(doc: JobDoc, now: datetime) -> int | None:
