@@ -120,11 +120,12 @@ class FakeAsyncCollection:
         filter: Any,
         update: Any,
         projection: Any = None,
+        sort: Any = None,
         return_document: bool = ReturnDocument.BEFORE,
     ) -> Any:
         self.record("find_one_and_update", filter, update, projection, return_document)
         return self.backing.find_one_and_update(
-            filter, update, projection=projection, return_document=return_document
+            filter, update, projection=projection, sort=sort, return_document=return_document
         )
 
     async def bulk_write(self, requests: list[Any], ordered: bool = True) -> Any:

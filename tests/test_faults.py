@@ -61,8 +61,12 @@ def messages(doc: Doc) -> list[str]:
     return [e["message"] for e in doc.get("log", [])]
 
 
+CLAIMS = ("find_one_and_update", "update_many")
+"""A claim of one job is a find-and-modify; of several, an update_many."""
+
+
 def is_claim(op: str, args: tuple[Any, ...]) -> bool:
-    return op == "update_many" and args[1].get("$set", {}).get("status") == "running"
+    return op in CLAIMS and args[1].get("$set", {}).get("status") == "running"
 
 
 def is_read_back(op: str, args: tuple[Any, ...]) -> bool:
@@ -134,19 +138,21 @@ async def test_a_cut_off_worker_fails_every_call_and_the_others_carry_on(
 # --- claims ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("lose", ["claim reply", "read back"])
+@pytest.mark.parametrize(
+    ("lose", "max_jobs"), [("claim reply", 1), ("claim reply", 2), ("read back", 2)]
+)
 async def test_a_lost_claim_reply_is_handed_over_by_the_next_get_work(
-    make_worker: MakeWorker, raw: Any, lose: str
+    make_worker: MakeWorker, raw: Any, lose: str, max_jobs: int
 ) -> None:
     worker, faults = await make_worker()
     other, _ = await make_worker()
     job_id = await worker.create_job("t").save()
     if lose == "claim reply":
-        faults.fail_after("update_many", when=is_claim)
+        faults.fail_after(CLAIMS, when=is_claim)
     else:
         faults.fail_before("find", when=is_read_back)
     with pytest.raises(DatabaseError):
-        await worker.get_work("t")
+        await worker.get_work("t", max_jobs=max_jobs)
     doc = await stored(raw, job_id)
     assert doc["status"] == "running" and doc["runId"] is not None
     assert await other.get_work("t") == []  # nobody else can claim it
@@ -166,7 +172,7 @@ async def test_a_handed_over_claim_gets_a_fresh_lease_and_is_never_failed(
     worker, faults = await make_worker()
     server, _ = await make_worker()
     job_id = await worker.create_job("t").save()  # one attempt only: no retries
-    faults.fail_after("update_many", when=is_claim)
+    faults.fail_after(CLAIMS, when=is_claim)
     with pytest.raises(DatabaseError):
         await worker.get_work("t", work_timeout=30)
     clock.advance(20)
@@ -183,7 +189,7 @@ async def test_a_handed_over_claim_only_goes_to_a_caller_of_its_type(
 ) -> None:
     worker, faults = await make_worker()
     job_id = await worker.create_job("a").save()
-    faults.fail_after("update_many", when=is_claim)
+    faults.fail_after(CLAIMS, when=is_claim)
     with pytest.raises(DatabaseError):
         await worker.get_work(["a", "b"])
     assert await worker.get_work("b") == []
@@ -197,7 +203,7 @@ async def test_the_claim_of_a_worker_that_dies_is_failed_at_lease_expiry_and_ret
     dying, faults = await make_worker()
     server, _ = await make_worker()
     job_id = await server.create_job("t").retry(1, wait=0).save()
-    faults.fail_after("update_many", when=is_claim)
+    faults.fail_after(CLAIMS, when=is_claim)
     with pytest.raises(DatabaseError):
         await dying.get_work("t", work_timeout=30)
     lost_run = (await stored(raw, job_id))["runId"]
@@ -220,7 +226,7 @@ async def test_shutdown_fails_the_jobs_of_a_claim_whose_reply_was_lost(
 ) -> None:
     worker, faults = await make_worker()
     job_id = await worker.create_job("t").retry(1, wait=0).save()
-    faults.fail_after("update_many", when=is_claim)
+    faults.fail_after(CLAIMS, when=is_claim)
     with pytest.raises(DatabaseError):
         await worker.get_work("t")
     assert await worker.shutdown_job_server(timeout=0) is True

@@ -127,13 +127,16 @@ class Store:
         update: Mapping[str, Any],
         projection: Mapping[str, Any] | None = None,
         *,
+        sort: Sequence[tuple[str, int]] | None = None,
         return_new: bool = True,
     ) -> Document | None:
+        """Update the first match (in `sort` order) atomically; it as updated (or before)."""
         found: Document | None = await self._run(
             self._coll.find_one_and_update(
                 dict(query),
                 self.capped(update),
                 projection=dict(projection) if projection else None,
+                sort=list(sort) if sort else None,
                 return_document=ReturnDocument.AFTER if return_new else ReturnDocument.BEFORE,
             )
         )

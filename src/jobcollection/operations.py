@@ -39,8 +39,8 @@ class Operations:
         self.clock = clock
         self.server_running = False
         self.claimed_run_ids: set[ObjectId] = set()
-        self.unconfirmed_claims: dict[ObjectId, list[Id]] = {}
-        """Claims whose get_work did not return (a lost reply): runId -> ids it may hold."""
+        self.unconfirmed_claims: set[ObjectId] = set()
+        """runIds of claims whose get_work did not return (a lost reply)."""
         self.completer = Completer(self)
 
     # --- save --------------------------------------------------------------------------------
@@ -161,13 +161,24 @@ class Operations:
     async def get_work(
         self, types: Sequence[str], max_jobs: int = 1, work_timeout_ms: int | None = None
     ) -> list[JobDoc]:
-        """Claim up to max_jobs ready jobs under one runId: three round trips (find, claim,
-        read back), more only when another worker claims some of the same jobs first."""
+        """Claim up to max_jobs ready jobs under one runId: one round trip for one job; three
+        (find, claim, read back) for more, more only when another worker claims some of the
+        same jobs first."""
         if not self.server_running:
             return []
         now = self.clock.now()
         claimed = await self._recover_claims(types, max_jobs, now)
         run_id = ObjectId()
+        update = rules.claim(run_id, now, work_timeout_ms)
+        # Remembered before any write: if a reply is lost, the next get_work hands over the
+        # jobs claimed under this runId (and a shutdown fails them) instead of losing them.
+        self.claimed_run_ids.add(run_id)
+        self.unconfirmed_claims.add(run_id)
+        if max_jobs - len(claimed) == 1:
+            one = await self.store.find_one_and_update(
+                rules.claimable(types), update, rules.NO_LOG, sort=rules.CLAIM_SORT
+            )
+            claimed += [one] if one is not None else []
         while len(claimed) < max_jobs:
             limit = max_jobs - len(claimed)
             candidates = await self.store.find(
@@ -176,12 +187,7 @@ class Operations:
             if not candidates:
                 break
             ids = [c["_id"] for c in candidates]
-            query, update = rules.claim(ids, run_id, now, work_timeout_ms)
-            # Remembered before the write: if its reply is lost, the next get_work returns
-            # the jobs it took (and a shutdown fails them) instead of leaving them running.
-            self.claimed_run_ids.add(run_id)
-            self.unconfirmed_claims[run_id] = [*self.unconfirmed_claims.get(run_id, []), *ids]
-            won = await self.store.update_many(query, update)
+            won = await self.store.update_many(rules.claimable(types, ids), update)
             if won:
                 got = {
                     d["_id"]: d
@@ -192,7 +198,7 @@ class Operations:
                 claimed.extend(got[i] for i in ids if i in got)
             if won == len(ids) and len(ids) < limit:
                 break  # we hold every ready job the find saw: no need to look again
-        self.unconfirmed_claims.pop(run_id, None)
+        self.unconfirmed_claims.discard(run_id)
         return [JobDoc.from_mongo(d) for d in claimed]
 
     async def _recover_claims(
@@ -200,35 +206,31 @@ class Operations:
     ) -> list[Document]:
         """Jobs of these types that an earlier get_work of this instance claimed but could
         not hand over (its reply was lost), with their leases renewed from now."""
-        recovered: list[Document] = []
-        for run_id, ids in list(self.unconfirmed_claims.items()):
-            if len(recovered) >= max_jobs:
-                break
-            held = await self.store.find(
-                {"_id": {"$in": ids}, "runId": run_id, "status": "running"}, rules.NO_LOG
+        if not self.unconfirmed_claims:
+            return []
+        held = await self.store.find(
+            {"runId": {"$in": list(self.unconfirmed_claims)}, "status": "running"}, rules.NO_LOG
+        )
+        mine = [d for d in held if d.get("type") in types][:max_jobs]
+        taken = {d["_id"] for d in mine}
+        self.unconfirmed_claims = {d["runId"] for d in held if d["_id"] not in taken}
+        leases: dict[tuple[Id, int], list[Document]] = {}
+        for doc in mine:
+            if doc.get("workTimeout"):
+                leases.setdefault((doc["runId"], doc["workTimeout"]), []).append(doc)
+        for (run_id, timeout), docs in leases.items():
+            renewal = rules.lease_renewal(now, timeout)
+            await self.store.update_many(
+                {"_id": {"$in": [d["_id"] for d in docs]}, "runId": run_id, "status": "running"},
+                renewal,
             )
-            mine = [d for d in held if d.get("type") in types][: max_jobs - len(recovered)]
-            taken = {d["_id"] for d in mine}
-            left = [d["_id"] for d in held if d["_id"] not in taken]
-            if left:
-                self.unconfirmed_claims[run_id] = left
-            else:
-                del self.unconfirmed_claims[run_id]
-            timeout = mine[0].get("workTimeout") if mine else None
-            if timeout:
-                renewal = rules.lease_renewal(now, timeout)
-                await self.store.update_many(
-                    {"_id": {"$in": list(taken)}, "runId": run_id, "status": "running"}, renewal
-                )
-                for doc in mine:
-                    doc.update(renewal["$set"])
-            recovered += mine
-        if recovered:
+            for doc in docs:
+                doc.update(renewal["$set"])
+        if mine:
             logger.warning(
-                "getWork: handing over %d jobs claimed by a call whose reply was lost",
-                len(recovered),
+                "getWork: handing over %d jobs claimed by a call whose reply was lost", len(mine)
             )
-        return recovered
+        return mine
 
     async def get_job(
         self, ids: Sequence[Id], get_log: bool = False, get_failures: bool = False

@@ -148,17 +148,20 @@ def cancel_repeats_filter(job_type: str) -> Filter:
 # --- claim ----------------------------------------------------------------------------------
 
 
-def claimable(types: Sequence[str]) -> Filter:
-    return {"type": {"$in": list(types)}, "status": "ready", "runId": None}
+def claimable(types: Sequence[str], ids: Sequence[Id] | None = None) -> Filter:
+    """Ready, unclaimed jobs of these types (and among these ids): the claim's fence."""
+    query: Filter = {"type": {"$in": list(types)}, "status": "ready", "runId": None}
+    if ids is not None:
+        query["_id"] = {"$in": list(ids)}
+    return query
 
 
 CLAIM_SORT = [("priority", 1), ("retryUntil", 1), ("after", 1)]
 
 
-def claim(
-    ids: Sequence[Id], run_id: ObjectId, now: datetime, work_timeout_ms: int | None
-) -> tuple[Filter, Update]:
-    """Claim ready jobs for one runId; retries and retried change here, at claim time."""
+def claim(run_id: ObjectId, now: datetime, work_timeout_ms: int | None) -> Update:
+    """Claim ready jobs for one runId (apply it under `claimable`, which is the fence);
+    retries and retried change here, at claim time."""
     update: Update = {
         "$set": {"status": "running", "runId": run_id, "updated": now},
         "$inc": {"retries": -1, "retried": 1},
@@ -169,7 +172,7 @@ def claim(
     else:
         update["$set"]["workTimeout"] = work_timeout_ms
         update["$set"]["expiresAfter"] = add_ms(now, work_timeout_ms)
-    return {"_id": {"$in": list(ids)}, "status": "ready", "runId": None}, update
+    return update
 
 
 def held(job_id: Id, run_id: Id) -> Filter:
