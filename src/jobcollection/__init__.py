@@ -30,6 +30,7 @@ from .errors import (
     JobCollectionError,
     JobNotSaved,
     PermissionDenied,
+    WakeupUnavailable,
 )
 from .events import MethodEvent
 from .job import Job
@@ -37,7 +38,7 @@ from .limits import Limits
 from .queue import JobQueue
 from .server import ServerPass
 from .servertime import ServerClock
-from .wakeup import ChangeStreamSource, WakeupSource, WakeupUnavailable
+from .wakeup import ChangeStreamSource, WakeupSource
 
 __version__ = "0.1.0"
 

@@ -6,7 +6,8 @@
     ├── InvalidDocument (ValueError)        a stored or given job document that fails the schema
     ├── JobNotSaved (RuntimeError)          an action that needs a saved (or claimed) job
     ├── PermissionDenied (PermissionError)  a method-layer call refused by allow/deny rules
-    └── DatabaseError                       the driver failed; the original is the __cause__
+    ├── DatabaseError                       the driver failed; the original is the __cause__
+    └── WakeupUnavailable                   no change streams here: a queue polls instead
 
 A transition that does not apply to a job's current state is not an error: the operation
 returns False or None and logs why, as job-collection does.
@@ -49,3 +50,7 @@ class PermissionDenied(JobCollectionError, PermissionError):
 
 class DatabaseError(JobCollectionError):
     """The database driver reported an error."""
+
+
+class WakeupUnavailable(JobCollectionError):
+    """Prompt wake-up is not available on this deployment; the queue relies on polling."""

@@ -36,9 +36,9 @@ import bson
 import bson.errors
 
 from . import validation as v
-from .errors import InvalidArgument, InvalidArgumentType
+from .errors import InvalidArgument, InvalidArgumentType, WakeupUnavailable
 from .job import Job
-from .wakeup import ChangeStreamSource, WakeupSource, WakeupUnavailable
+from .wakeup import ChangeStreamSource, WakeupSource
 
 if TYPE_CHECKING:
     from .collection import JobCollection

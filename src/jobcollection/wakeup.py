@@ -24,7 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pymongo.errors import OperationFailure, PyMongoError
 
-from .errors import JobCollectionError
+from .errors import WakeupUnavailable
 
 logger = logging.getLogger("jobcollection.wakeup")
 
@@ -35,10 +35,6 @@ CommandNotSupported, unknown `$changeStream` stage, and "only supported on repli
 HISTORY_LOST_CODES = frozenset({136, 280, 286})
 """CappedPositionLost, ChangeStreamFatalError, ChangeStreamHistoryLost: the resume token is
 useless, so the stream starts afresh (and signals a rescan)."""
-
-
-class WakeupUnavailable(JobCollectionError):
-    """Prompt wake-up is not available on this deployment; the queue relies on polling."""
 
 
 @runtime_checkable
