@@ -541,3 +541,25 @@ def test_error_messages() -> None:
     assert str(PermissionDenied()) == "Method not authorized."
     assert str(JobNotSaved("save it first")) == "save it first"
     assert str(DatabaseError()) == "The database driver reported an error."
+
+
+async def test_scrub_runs_before_validation_in_get_job_and_get_work(jc: JobCollection) -> None:
+    job_id = await jc.create_job("shared", {"n": 1}).save()
+    await jc.collection.update_one({"_id": job_id}, {"$set": {"appField": "x"}})
+    with pytest.raises(InvalidDocument, match="appField"):
+        await jc.get_job(job_id)  # the schema is closed
+
+    seen: list[Any] = []
+
+    def scrub(doc: dict[str, Any]) -> dict[str, Any]:
+        seen.append(doc["_id"])
+        return {k: v for k, v in doc.items() if k != "appField"}
+
+    jc.scrub = scrub
+    job = await jc.get_job(job_id)
+    assert job is not None and job.data == {"n": 1}
+    [claimed] = await jc.get_work("shared")
+    assert claimed.id == job_id
+    assert seen == [job_id, job_id]
+    with pytest.raises(InvalidArgumentType, match="scrub"):
+        jc.scrub = "not a function"  # type: ignore[assignment]

@@ -7,7 +7,7 @@ are also checked against the allow/deny rules.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 
@@ -95,6 +95,19 @@ class JobCollection:
     def collection(self) -> Any:
         """The wrapped driver collection, for your own read queries."""
         return self._store.collection
+
+    @property
+    def scrub(self) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        """A function applied to every stored document get_job/get_work return, before it is
+        validated: for example to drop application fields a shared collection carries.
+        Identity by default."""
+        return self._ops.scrub
+
+    @scrub.setter
+    def scrub(self, function: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        if not callable(function):
+            raise InvalidArgumentType("scrub", "must be a function of a document")
+        self._ops.scrub = function
 
     @property
     def events(self) -> EventEmitter:

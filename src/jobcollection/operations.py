@@ -8,7 +8,7 @@ operations stay inside this class: they bypass permissions and events, as in the
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +31,10 @@ from .schedule import occurrences
 logger = logging.getLogger("jobcollection")
 
 
+def _identity(doc: Document) -> Document:
+    return doc
+
+
 class Operations:
     """Every job transition, given a store, a clock and whether the job server runs."""
 
@@ -42,6 +46,8 @@ class Operations:
         self.unconfirmed_claims: set[ObjectId] = set()
         """runIds of claims whose get_work did not return (a lost reply)."""
         self.completer = Completer(self)
+        self.scrub: Callable[[Document], Document] = _identity
+        """Applied to each document getJob and getWork return, before validation."""
 
     # --- save --------------------------------------------------------------------------------
 
@@ -199,7 +205,7 @@ class Operations:
             if won == len(ids) and len(ids) < limit:
                 break  # we hold every ready job the find saw: no need to look again
         self.unconfirmed_claims.discard(run_id)
-        return [JobDoc.from_mongo(d) for d in claimed]
+        return [self._returned(d) for d in claimed]
 
     async def _recover_claims(
         self, types: Sequence[str], max_jobs: int, now: datetime
@@ -243,7 +249,11 @@ class Operations:
         found = {
             d["_id"]: d for d in await self.store.find({"_id": {"$in": list(ids)}}, projection)
         }
-        return [JobDoc.from_mongo(found[i]) for i in ids if i in found]
+        return [self._returned(found[i]) for i in ids if i in found]
+
+    def _returned(self, raw: Document) -> JobDoc:
+        """A stored document as handed to callers: scrubbed, then validated."""
+        return JobDoc.from_mongo(self.scrub(raw))
 
     # --- management --------------------------------------------------------------------------
 
