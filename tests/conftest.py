@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from helpers import Yielding
 from jobcollection import JobCollection, ManualClock
 from jobcollection.testing import memory_database
 
@@ -70,3 +71,19 @@ async def make_jc(database: Any, clock: ManualClock) -> AsyncIterator[MakeJC]:
 async def jc(make_jc: MakeJC) -> JobCollection:
     """A started JobCollection on the manual clock."""
     return await make_jc()
+
+
+@pytest.fixture
+async def make_racy_jc(database: Any, clock: ManualClock) -> AsyncIterator[MakeJC]:
+    """JobCollections on one shared collection whose database calls interleave."""
+    made: list[JobCollection] = []
+
+    async def make() -> JobCollection:
+        jc = JobCollection(Yielding(database["queue.jobs"]), clock=clock)
+        await jc.start_job_server()
+        made.append(jc)
+        return jc
+
+    yield make
+    for jc in made:
+        await jc.close()

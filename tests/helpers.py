@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,3 +27,56 @@ async def stored(jc: JobCollection, job_id: Any) -> Doc:
 def messages(doc: Doc) -> list[str]:
     """The messages of a stored document's log, in order."""
     return [e["message"] for e in doc.get("log", [])]
+
+
+class Yielding:
+    """A collection proxy that yields to the event loop before every database command.
+
+    The in-memory backend answers without ever suspending, so coroutines that "run
+    concurrently" would in fact run one after the other; through this proxy they interleave
+    between commands as they do against a real server, and the claim races are real.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _passthrough(name: str) -> Any:
+    def method(self: Yielding, *args: Any, **kwargs: Any) -> Any:
+        result = getattr(self._inner, name)(*args, **kwargs)
+        if inspect.isawaitable(result):
+            return _yield_then(result)
+        if name == "with_options" or callable(getattr(result, "to_list", None)):
+            return Yielding(result)  # a collection, or a cursor whose to_list yields
+        return result
+
+    method.__name__ = name
+    return method
+
+
+for _name in (
+    "find",
+    "find_one",
+    "insert_one",
+    "insert_many",
+    "update_one",
+    "update_many",
+    "find_one_and_update",
+    "delete_many",
+    "create_index",
+    "bulk_write",
+    "count_documents",
+    "with_options",
+    "sort",
+    "limit",
+    "to_list",
+):
+    setattr(Yielding, _name, _passthrough(_name))
+
+
+async def _yield_then(awaitable: Any) -> Any:
+    await asyncio.sleep(0)
+    return await awaitable

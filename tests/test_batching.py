@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from bson import ObjectId
 
 from conftest import START, MakeJC
+from helpers import Doc, messages, stored, utc
 from jobcollection import (
     FOREVER,
     InvalidArgument,
@@ -25,25 +26,9 @@ from jobcollection import (
 )
 from jobcollection.driver import Store
 
-Doc = dict[str, Any]
-
-
-def utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-async def stored(jc: JobCollection, job_id: Any) -> Doc:
-    doc = await jc.collection.find_one({"_id": job_id})
-    assert doc is not None
-    return dict(doc)
-
 
 async def all_docs(jc: JobCollection) -> list[Doc]:
     return [dict(d) async for d in jc.collection.find({})]
-
-
-def messages(doc: Doc) -> list[str]:
-    return [entry["message"] for entry in doc.get("log", [])]
 
 
 async def claim(jc: JobCollection, n: int, job_type: str = "t") -> list[Job]:

@@ -22,21 +22,11 @@ import bson
 import pytest
 
 from faults import Faults, FaultyCollection
+from helpers import messages, stored
 from jobcollection import Job, JobCollection, JobCollectionError, JobDoc, ManualClock
 
-Doc = dict[str, Any]
 MakeJC = Callable[..., Awaitable[JobCollection]]
 EXPIRED = "Failed for exceeding worker set workTimeout"
-
-
-async def stored(jc: JobCollection, job_id: Any) -> Doc:
-    doc = await jc.collection.find_one({"_id": job_id})
-    assert doc is not None
-    return dict(doc)
-
-
-def messages(doc: Doc) -> list[str]:
-    return [e["message"] for e in doc.get("log", [])]
 
 
 async def one_claim(jc: JobCollection, job_type: str = "t", **kwargs: Any) -> Job:

@@ -4,96 +4,14 @@ per call, and no job ever handed to two callers (SPEC A.2, B.2.2, B.4)."""
 from __future__ import annotations
 
 import asyncio
-import inspect
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from conftest import START, MakeJC
+from helpers import stored, utc
 from jobcollection import InvalidArgument, Job, JobCollection, ManualClock
-
-Doc = dict[str, Any]
-
-
-def utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-async def stored(jc: JobCollection, job_id: Any) -> Doc:
-    doc = await jc.collection.find_one({"_id": job_id})
-    assert doc is not None
-    return dict(doc)
-
-
-class Yielding:
-    """A collection proxy that yields to the event loop before every database command.
-
-    The in-memory backend answers without ever suspending, so coroutines that "run
-    concurrently" would in fact run one after the other; through this proxy they interleave
-    between commands as they do against a real server, and the claim races are real.
-    """
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
-def _passthrough(name: str) -> Any:
-    def method(self: Yielding, *args: Any, **kwargs: Any) -> Any:
-        result = getattr(self._inner, name)(*args, **kwargs)
-        if inspect.isawaitable(result):
-            return _yield_then(result)
-        if name == "with_options" or callable(getattr(result, "to_list", None)):
-            return Yielding(result)  # a collection, or a cursor whose to_list yields
-        return result
-
-    method.__name__ = name
-    return method
-
-
-for _name in (
-    "find",
-    "find_one",
-    "insert_one",
-    "insert_many",
-    "update_one",
-    "update_many",
-    "find_one_and_update",
-    "delete_many",
-    "create_index",
-    "bulk_write",
-    "count_documents",
-    "with_options",
-    "sort",
-    "limit",
-    "to_list",
-):
-    setattr(Yielding, _name, _passthrough(_name))
-
-
-async def _yield_then(awaitable: Any) -> Any:
-    await asyncio.sleep(0)
-    return await awaitable
-
-
-@pytest.fixture
-async def make_racy_jc(database: Any, clock: ManualClock) -> AsyncIterator[MakeJC]:
-    """JobCollections on one shared collection whose database calls interleave."""
-    made: list[JobCollection] = []
-
-    async def make() -> JobCollection:
-        jc = JobCollection(Yielding(database["queue.jobs"]), clock=clock)
-        await jc.start_job_server()
-        made.append(jc)
-        return jc
-
-    yield make
-    for jc in made:
-        await jc.close()
 
 
 async def save_many(jc: JobCollection, n: int, job_type: str = "t") -> list[Any]:

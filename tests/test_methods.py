@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from bson import ObjectId
 
 from conftest import START, MakeJC
+from helpers import Doc, stored, utc
 from jobcollection import (
     METHOD_PERMISSIONS,
     METHODS,
@@ -24,18 +25,6 @@ from jobcollection import (
     MethodEvent,
     PermissionDenied,
 )
-
-Doc = dict[str, Any]
-
-
-def utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-async def stored(jc: JobCollection, job_id: Any) -> Doc:
-    doc = await jc.collection.find_one({"_id": job_id})
-    assert doc is not None
-    return dict(doc)
 
 
 def wire_doc(jc: JobCollection, job_type: str = "t", data: Doc | None = None) -> Doc:

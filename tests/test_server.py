@@ -4,7 +4,6 @@ heartbeats, shutdown, and several servers on one collection (SPEC A.2, B.2.9-B.2
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -21,7 +20,6 @@ from jobcollection import (
     ManualClock,
     ServerPass,
 )
-from test_get_work import Yielding
 
 EXPIRED = "Failed for exceeding worker set workTimeout"
 SHUTDOWN = "Running at Job Server shutdown."
@@ -31,22 +29,6 @@ async def claim_one(jc: JobCollection, job_type: str = "t", **kwargs: Any) -> Jo
     got = await jc.get_work(job_type, **kwargs)
     assert len(got) == 1, got
     return got[0]
-
-
-@pytest.fixture
-async def make_racy_jc(database: Any, clock: ManualClock) -> AsyncIterator[MakeJC]:
-    """JobCollections on one shared collection whose database calls interleave."""
-    made: list[JobCollection] = []
-
-    async def make() -> JobCollection:
-        jc = JobCollection(Yielding(database["queue.jobs"]), clock=clock)
-        await jc.start_job_server()
-        made.append(jc)
-        return jc
-
-    yield make
-    for jc in made:
-        await jc.close()
 
 
 # --- promotion --------------------------------------------------------------------------------
