@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final
 
 from bson import ObjectId
 from pydantic import (
@@ -292,6 +292,3 @@ def check_storable(value: Any, name: str, depth: int = 0) -> None:
             raise ValueError(f"{name} has a non-finite number")
     elif isinstance(value, datetime) and value.tzinfo is None:
         raise ValueError(f"{name} has a naive datetime")
-
-
-Source = Literal["stored", "given"]

@@ -29,7 +29,6 @@ Update = dict[str, Any]
 Id = ObjectId | str
 
 NO_LOG = {"log": 0, "failures": 0, "_private": 0}
-NO_PRIVATE = {"_private": 0}
 
 
 def entry(
