@@ -424,3 +424,90 @@ async def test_a_done_held_in_flight_past_its_lease_is_refused(
     assert doc["status"] == "running" and doc["runId"] == taken.doc.run_id
     assert await taken.done({"by": "other"}) is True
     assert (await stored(raw, job_id))["result"] == {"by": "other"}
+
+
+# --- saves -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", ["fail_after", "fail_before"])
+async def test_a_save_repeated_after_a_fault_stores_the_job_once(
+    make_worker: MakeWorker, raw: Any, fault: str
+) -> None:
+    worker, faults = await make_worker()
+    job = worker.create_job("t", {"n": 1})
+    getattr(faults, fault)("insert_one")
+    with pytest.raises(DatabaseError):
+        await job.save()
+    assert job.id is None
+    job_id = await job.save()
+    assert job_id is not None and job.id == job_id
+    [doc] = await everything(raw)
+    assert doc["_id"] == job_id
+    assert doc["status"] == "ready"
+    assert messages(doc).count("Job Submitted") == 1
+    assert messages(doc).count("Promoted to ready") == 1
+
+
+async def test_a_repeated_save_finishes_the_dependency_check_the_lost_reply_cut_short(
+    make_worker: MakeWorker, raw: Any
+) -> None:
+    worker, faults = await make_worker()
+    antecedent = worker.create_job("a")
+    await antecedent.save()
+    [claimed] = await worker.get_work("a")
+    assert await claimed.done() is True
+    dependent = worker.create_job("t").depends([antecedent])
+    faults.fail_after("insert_one")  # stored waiting, its dependency not yet resolved
+    with pytest.raises(DatabaseError):
+        await dependent.save()
+    job_id = await dependent.save()
+    doc = await stored(raw, job_id)
+    assert doc["status"] == "ready"
+    assert doc["depends"] == [] and doc["resolved"] == [antecedent.id]
+    assert messages(doc).count("Dependency resolved") == 1
+    assert await raw.count_documents({"type": "t"}) == 1
+
+
+async def test_a_repeated_save_of_a_job_cancelled_at_save_still_answers_none(
+    make_worker: MakeWorker, raw: Any
+) -> None:
+    worker, _ = await make_worker()
+    antecedent = worker.create_job("a")
+    await antecedent.save()
+    await antecedent.cancel()
+    dependent = worker.create_job("t").depends([antecedent])
+    assert await dependent.save() is None  # cancelled: its antecedent was cancelled
+    assert await dependent.save() is None
+    assert await raw.count_documents({"type": "t"}) == 1
+
+
+async def test_a_repeated_save_with_cancel_repeats_does_not_cancel_itself(
+    make_worker: MakeWorker, raw: Any
+) -> None:
+    worker, faults = await make_worker()
+    old = worker.create_job("tick").repeat(wait=60)
+    await old.save()
+    new = worker.create_job("tick").repeat(wait=60)
+    faults.fail_after("insert_one")
+    with pytest.raises(DatabaseError):
+        await new.save(cancel_repeats=True)
+    assert await new.save(cancel_repeats=True) == new.id
+    assert (await stored(raw, old.id))["status"] == "cancelled"
+    assert (await stored(raw, new.id))["status"] == "ready"
+    assert await raw.count_documents({"type": "tick"}) == 2
+
+
+async def test_save_jobs_repeated_after_a_lost_reply_inserts_each_job_once(
+    make_worker: MakeWorker, raw: Any
+) -> None:
+    worker, faults = await make_worker()
+    first = [worker.create_job("t", {"n": n}) for n in range(3)]
+    await worker.save_jobs(first[:1])
+    faults.fail_after("insert_many")
+    with pytest.raises(DatabaseError):
+        await worker.save_jobs(first[1:])
+    assert [job.id for job in first[1:]] == [None, None]
+    more = worker.create_job("t", {"n": 3})
+    ids = await worker.save_jobs([*first[1:], more])
+    assert None not in ids and ids == [job.id for job in [*first[1:], more]]
+    assert sorted(d["data"]["n"] for d in await everything(raw)) == [0, 1, 2, 3]

@@ -247,7 +247,8 @@ class JobCollection:
 
     async def save_jobs(self, jobs: Sequence[Job], cancel_repeats: bool = False) -> list[Id | None]:
         """Save many new jobs in as few round trips as their semantics allow (one for jobs
-        without dependencies); each job's id is set as save() would. The ids, in order."""
+        without dependencies); each job's id is set as save() would. The ids, in order.
+        Safe to call again after a DatabaseError: each job is inserted at most once."""
         from .job import Job
 
         jobs = list(jobs)
@@ -257,12 +258,13 @@ class JobCollection:
         ids: list[Id | None] = []
         for start in range(0, len(jobs), MAX_JOBS_PER_SAVE):
             chunk = jobs[start : start + MAX_JOBS_PER_SAVE]
-            ids += await self.call(
-                "jobSaveMany", [job.doc for job in chunk], {"cancelRepeats": cancel_repeats}
-            )
+            options = {
+                "cancelRepeats": cancel_repeats,
+                "jobIds": [job._insert_id() for job in chunk],
+            }
+            ids += await self.call("jobSaveMany", [job.doc for job in chunk], options)
         for job, job_id in zip(jobs, ids, strict=True):
-            if job_id is not None:
-                job.doc.id = job_id
+            job._saved_as(job_id)
         return ids
 
     # --- bulk management ---------------------------------------------------------------------

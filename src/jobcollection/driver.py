@@ -15,7 +15,7 @@ from bson.codec_options import CodecOptions, DatetimeConversion
 from bson.errors import BSONError
 from pymongo import ReturnDocument
 from pymongo.collection import Collection as SyncCollection
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from .errors import DatabaseError
 from .limits import DEFAULT_LIMITS, cap_arrays, cap_pushes
@@ -90,6 +90,17 @@ class Store:
 
     async def insert_one(self, doc: Document) -> Any:
         return (await self._run(self._coll.insert_one(cap_arrays(doc, self.caps)))).inserted_id
+
+    async def insert_new(self, doc: Document) -> bool:
+        """Insert a document that carries its `_id`; False if that `_id` is stored already
+        (an earlier attempt whose reply was lost), which makes a retried insert a no-op."""
+        try:
+            await self._run(self._coll.insert_one(cap_arrays(doc, self.caps)))
+        except DatabaseError as exc:
+            if isinstance(exc.__cause__, DuplicateKeyError):
+                return False
+            raise
+        return True
 
     async def insert_many(
         self, docs: Sequence[Document], *, skip_existing: bool = False

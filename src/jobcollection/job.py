@@ -11,6 +11,8 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from bson import ObjectId
+
 from . import validation as v
 from .constants import (
     DEFAULT_REPEAT_WAIT_MS,
@@ -49,6 +51,7 @@ class Job:
         self.reported = False
         """True once done() or fail() was answered for this handle (the queue leaves it
         alone); a call that raised, e.g. on an invalid result, does not count."""
+        self._new_id: Id | None = None
         if isinstance(type_or_doc, JobDoc | dict):
             if data is not None:
                 raise InvalidArgument("data", "give either a document or a type and data")
@@ -76,6 +79,7 @@ class Job:
         job = cls.__new__(cls)
         job._jc = jc
         job.reported = False
+        job._new_id = None
         job._doc = doc.model_copy()
         return job
 
@@ -200,11 +204,27 @@ class Job:
             raise JobNotSaved(f"{action}: the job is not claimed by a worker (no runId)")
         return job_id, self._doc.run_id
 
-    async def save(self, cancel_repeats: bool = False) -> Id | None:
-        """Insert (or resubmit a paused) job; its id, or None if it was not saved/cancelled."""
-        job_id = await self._jc.call("jobSave", self._doc, {"cancelRepeats": cancel_repeats})
+    def _insert_id(self) -> Id | None:
+        """The id a new job is inserted under, chosen once, so that saving again after a
+        lost reply finds the job instead of inserting it twice; None for a saved job."""
+        if self._doc.id is not None:
+            return None
+        if self._new_id is None:
+            self._new_id = ObjectId()
+        return self._new_id
+
+    def _saved_as(self, job_id: Id | None) -> None:
         if job_id is not None:
             self._doc.id = job_id
+
+    async def save(self, cancel_repeats: bool = False) -> Id | None:
+        """Insert (or resubmit a paused) job; its id, or None if it was not saved/cancelled.
+        Safe to call again after a DatabaseError: the job is inserted at most once."""
+        options: dict[str, Any] = {"cancelRepeats": cancel_repeats}
+        if (new_id := self._insert_id()) is not None:
+            options["jobId"] = new_id
+        job_id = await self._jc.call("jobSave", self._doc, options)
+        self._saved_as(job_id)
         return job_id  # type: ignore[no-any-return]
 
     async def refresh(self, get_log: bool = False, get_failures: bool = False) -> bool:

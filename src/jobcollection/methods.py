@@ -101,12 +101,15 @@ def _ids(params: tuple[Any, ...]) -> list[Any]:
 
 def _parse_save(p: tuple[Any, ...]) -> Parsed:
     _arity(p, 1, 2, "jobSave")
-    doc = _job_doc(p[0], "doc")
-    if doc.status not in ("waiting", "paused"):
-        raise InvalidArgument(
-            "doc.status", f"a saved job must be waiting or paused, not {doc.status}"
-        )
-    return {"doc": doc, **_options(p, 1, {"cancelRepeats": _opt_bool})}
+    doc = _saveable(p[0], "doc")
+    opts = _options(p, 1, {"cancelRepeats": _opt_bool, "jobId": _optional(v.job_id)})
+    if opts.get("job_id") is not None and doc.id is not None:
+        raise InvalidArgument("jobId", "is for a new job; this document has an _id already")
+    return {
+        "doc": doc,
+        "cancel_repeats": opts.get("cancel_repeats", False),
+        "new_id": opts.get("job_id"),
+    }
 
 
 MAX_JOBS_PER_SAVE = 10_000
@@ -122,7 +125,25 @@ def _parse_save_many(p: tuple[Any, ...]) -> Parsed:
     if len(p[0]) > MAX_JOBS_PER_SAVE:
         raise InvalidArgument("docs", f"holds more than {MAX_JOBS_PER_SAVE} documents")
     docs = [_saveable(item, f"docs[{i}]") for i, item in enumerate(p[0])]
-    return {"docs": docs, **_options(p, 1, {"cancelRepeats": _opt_bool})}
+    opts = _options(p, 1, {"cancelRepeats": _opt_bool, "jobIds": _optional(_new_ids)})
+    new_ids = opts.get("job_ids")
+    if new_ids is not None:
+        if len(new_ids) != len(docs):
+            raise InvalidArgument("jobIds", "must give one id (or None) per document")
+        for i, (doc, new_id) in enumerate(zip(docs, new_ids, strict=True)):
+            if new_id is not None and doc.id is not None:
+                raise InvalidArgument(f"jobIds[{i}]", f"is for a new job; docs[{i}] has an _id")
+    return {
+        "docs": docs,
+        "cancel_repeats": opts.get("cancel_repeats", False),
+        "new_ids": new_ids,
+    }
+
+
+def _new_ids(value: Any, name: str) -> list[Any]:
+    if not isinstance(value, list | tuple):
+        raise InvalidArgumentType(name, "must be a list of ids (None for a document with one)")
+    return [None if x is None else v.job_id(x, f"{name}[{i}]") for i, x in enumerate(value)]
 
 
 def _saveable(value: Any, name: str) -> JobDoc:

@@ -51,7 +51,11 @@ class Operations:
 
     # --- save --------------------------------------------------------------------------------
 
-    async def job_save(self, doc: JobDoc, cancel_repeats: bool = False) -> Id | None:
+    async def job_save(
+        self, doc: JobDoc, cancel_repeats: bool = False, new_id: Id | None = None
+    ) -> Id | None:
+        """Insert a new job (under `new_id` if given, which makes a retried save a no-op) or
+        resubmit a paused one; its id, or None if it was not saved or was cancelled."""
         now = self.clock.now()
         prepared = rules.prepare_save(doc, now)
         if prepared is None:
@@ -61,11 +65,20 @@ class Operations:
         if doc.id is not None:
             return await self._resave(doc, now)
         if cancel_repeats and doc.repeats == FOREVER:
-            earlier = await self.store.find(rules.cancel_repeats_filter(doc.type), {"_id": 1})
+            query = rules.cancel_repeats_filter(doc.type)
+            if new_id is not None:
+                query["_id"] = {"$ne": new_id}  # not this very job, saved by a lost attempt
+            earlier = await self.store.find(query, {"_id": 1})
             if earlier:
                 await self.job_cancel([d["_id"] for d in earlier])
         stored = rules.insert_document(doc, now)
-        job_id: Id = await self.store.insert_one(stored)
+        job_id: Id
+        if new_id is None:
+            job_id = await self.store.insert_one(stored)
+        else:
+            job_id = stored["_id"] = new_id
+            if not await self.store.insert_new(stored):
+                return await self._finish_save(job_id, now)
         if not doc.depends:
             return job_id
         if await self._check_deps(job_id, doc.depends, now):
@@ -75,7 +88,10 @@ class Operations:
         return None
 
     async def job_save_many(
-        self, docs: Sequence[JobDoc], cancel_repeats: bool = False
+        self,
+        docs: Sequence[JobDoc],
+        cancel_repeats: bool = False,
+        new_ids: Sequence[Id | None] | None = None,
     ) -> list[Id | None]:
         """Save many jobs: new jobs without dependencies are inserted in one round trip;
         the rest (resaves, dependencies, cancel_repeats of forever-repeating jobs) are saved
@@ -85,29 +101,45 @@ class Operations:
         saved with cancel_repeats cancels the jobs of its type listed before it, not after."""
         now = self.clock.now()
         ids: list[Id | None] = [None] * len(docs)
+        given = list(new_ids) if new_ids is not None else [None] * len(docs)
         bulk: list[tuple[int, JobDoc]] = []
 
         async def insert_bulk() -> None:
-            if bulk:
-                inserted = await self.store.insert_many(
-                    [rules.insert_document(doc, now) for _, doc in bulk]
-                )
-                for (i, _), job_id in zip(bulk, inserted, strict=True):
-                    ids[i] = job_id
-                bulk.clear()
+            if not bulk:
+                return
+            stored = [rules.insert_document(doc, now) for _, doc in bulk]
+            for (i, _), document in zip(bulk, stored, strict=True):
+                document["_id"] = given[i] if given[i] is not None else ObjectId()
+            # Ids known up front make a retried batch insert only what is missing.
+            inserted = await self.store.insert_many(stored, skip_existing=True)
+            for (i, _), job_id in zip(bulk, inserted, strict=True):
+                ids[i] = job_id
+            bulk.clear()
 
         for i, doc in enumerate(docs):
             if cancel_repeats and doc.repeats == FOREVER and doc.id is None:
                 await insert_bulk()  # the jobs before this one are among those it cancels
-                ids[i] = await self.job_save(doc, cancel_repeats)
+                ids[i] = await self.job_save(doc, cancel_repeats, given[i])
             elif doc.id is not None or doc.depends:
-                ids[i] = await self.job_save(doc, cancel_repeats)
+                ids[i] = await self.job_save(doc, cancel_repeats, given[i])
             elif (prepared := rules.prepare_save(doc, now)) is not None:
                 bulk.append((i, prepared))
             else:
                 logger.warning("jobSave: schedule has no run before repeatUntil; not saved")
         await insert_bulk()
         return ids
+
+    async def _finish_save(self, job_id: Id, now: datetime) -> Id | None:
+        """A save repeated after its reply was lost: the job is stored already. Finish what
+        the first attempt may not have (dependency check, promotion), from what is stored."""
+        stored = await self.store.find_one({"_id": job_id}, {"status": 1, "depends": 1})
+        if stored is None or stored["status"] == "cancelled":
+            return None
+        if stored.get("depends") and not await self._check_deps(job_id, stored["depends"], now):
+            return None
+        if stored["status"] == "waiting":
+            await self.job_ready([job_id])
+        return job_id
 
     async def _resave(self, doc: JobDoc, now: datetime) -> Id | None:
         assert doc.id is not None
