@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from helpers import Yielding
 from jobcollection import (
     DatabaseError,
     InvalidArgument,
@@ -970,3 +971,82 @@ async def test_the_worker_example_shuts_down_normally_on_sigterm() -> None:
     text = out.decode()
     assert "received SIGTERM; shutting down (normal)" in text
     assert "stopped:" in text
+
+
+# --- reports -----------------------------------------------------------------------------------
+
+
+class SlowBulkWrites(Yielding):
+    """A server whose bulk writes take a while (20 turns of the event loop, no real time)
+    compared with a worker call, as over a network; records how many jobs each bulk write
+    (a bundle of done/fail reports) matched."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self.matched: list[int] = []
+
+    async def bulk_write(self, *args: Any, **kwargs: Any) -> Any:
+        for _ in range(20):
+            await asyncio.sleep(0)
+        result = await self._inner.bulk_write(*args, **kwargs)
+        self.matched.append(result.matched_count)
+        return result
+
+
+async def test_reports_bundle_beyond_the_worker_slots(database: Any, clock: ManualClock) -> None:
+    collection = SlowBulkWrites(database["queue.jobs"])
+    jc = JobCollection(collection, clock=clock)
+    await jc.start_job_server()
+    await jc.save_jobs([jc.create_job("work", {"n": n}) for n in range(100)])
+    queue = jc.process_jobs("work", noop, concurrency=2, prefetch=50, poll_interval=None)
+    await within(queue.drain())
+    await queue.shutdown("soft")
+    await jc.close()
+    assert await statuses(jc) == {"completed": 100}
+    # A slot is free as soon as its worker returns, so reports of more calls than there are
+    # slots share one write (holding the slot until its report was stored capped it at 2).
+    assert max(collection.matched) > 2
+    assert sum(collection.matched) == 100
+
+
+async def test_jobs_in_hand_never_exceed_prefetch_plus_capacity(
+    jc: JobCollection, make_queue: MakeQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await jc.save_jobs([jc.create_job("work", {"n": n}) for n in range(40)])
+    held: list[int] = []
+    original = jc.get_work
+
+    async def counting_get_work(*args: Any, **kwargs: Any) -> list[Job]:
+        got = await original(*args, **kwargs)
+        held.append(await jc.collection.count_documents({"status": "running"}))
+        return got
+
+    monkeypatch.setattr(jc, "get_work", counting_get_work)
+    queue = make_queue(noop, concurrency=2, payload=2, prefetch=3)
+    await within(queue.drain())
+    assert await statuses(jc) == {"completed": 40}
+    assert held and max(held) <= 3 + 2 * 2
+
+
+async def test_shutdown_waits_for_reports_in_flight(
+    jc: JobCollection, make_queue: MakeQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await save(jc, 4)
+    writes_may_go = asyncio.Event()
+    store = jc._store  # hold the bundled report writes until the shutdown has begun
+    bulk_write = store.bulk_write
+
+    async def held_bulk_write(requests: Any) -> int:
+        await writes_may_go.wait()
+        return await bulk_write(requests)
+
+    monkeypatch.setattr(store, "bulk_write", held_bulk_write)
+    queue = make_queue(noop, concurrency=2, prefetch=2)
+    await within(queue.settle())
+    await asyncio.sleep(0)
+    shutting = asyncio.create_task(queue.shutdown("normal"))
+    await asyncio.sleep(0)
+    assert not shutting.done()
+    writes_may_go.set()
+    await within(shutting)
+    assert (await statuses(jc))["running"] == 0

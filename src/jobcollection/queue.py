@@ -152,6 +152,8 @@ class JobQueue:
         self._error_callback = error_callback
         self._queued: deque[Job] = deque()
         self._workers: dict[asyncio.Task[None], list[Job]] = {}
+        self._reporting: dict[asyncio.Task[None], list[Job]] = {}
+        """Reports (done/fail) of finished worker calls being written; their slots are free."""
         self._lost: set[Job] = set()
         self._fetch_task: asyncio.Task[None] | None = None
         self._refetch = False
@@ -213,8 +215,8 @@ class JobQueue:
         return len(self._workers) >= self._concurrency
 
     def idle(self) -> bool:
-        """True when nothing is queued or running."""
-        return not self._queued and not self._workers
+        """True when nothing is queued, running, or being reported."""
+        return not self._queued and not self._workers and not self._reporting
 
     # --- control -----------------------------------------------------------------------------
 
@@ -255,7 +257,9 @@ class JobQueue:
         """Wait until the queue has nothing left to do for now: no claim in flight, no worker
         running, and no queued job that could start (a paused queue may still hold some).
         For tests and batch scripts; bound it with asyncio.timeout."""
-        await self._wait_until(lambda: not self._workers and self._settled())
+        await self._wait_until(
+            lambda: not self._workers and not self._reporting and self._settled()
+        )
 
     async def settle(self) -> None:
         """Wait until no claim is in flight and no queued job could start now (every worker
@@ -272,7 +276,7 @@ class JobQueue:
         itself. A job whose claim is found lost is dropped if it has not started."""
         held = [
             job
-            for job in (*self._queued, *(j for batch in self._workers.values() for j in batch))
+            for job in (*self._queued, *self._in_hand())
             if not job.reported and job not in self._lost
         ]
         if not held:
@@ -358,7 +362,8 @@ class JobQueue:
         if self._paused or not self._accepting:  # paused before this claim could start
             return
         free = self._payload * (self._concurrency - self.running())
-        wanted = self._prefetch + free - self.length()
+        # At most prefetch + payload x concurrency jobs in hand: queued, running or reporting.
+        wanted = self._prefetch + free - self.length() - self._reports_in_flight()
         if wanted <= 0:
             return
         if self.length() >= free and wanted < max(1, self._prefetch // 2):
@@ -408,9 +413,36 @@ class JobQueue:
                 await self._finish(batch, error=exc)
             raise
         except Exception as exc:
-            await self._finish(batch, error=exc)
+            self._hand_over(batch, error=exc)
         else:
-            await self._finish(batch, result=result)
+            self._hand_over(batch, result=result)
+
+    def _hand_over(
+        self, batch: list[Job], *, result: Any = None, error: BaseException | None = None
+    ) -> None:
+        """The worker call is over: free its slot, and write its report in a task of its own,
+        so that reports of many calls finishing close together share one bundled write."""
+        if all(job.reported for job in batch):
+            return
+        task = self._spawn(self._finish(batch, result=result, error=error), "report")
+        self._reporting[task] = batch
+        task.add_done_callback(self._report_finished)
+
+    def _report_finished(self, task: asyncio.Task[None]) -> None:
+        batch = self._reporting.pop(task, [])
+        self._lost.difference_update(batch)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("report task failed", exc_info=task.exception())
+        self.trigger()
+        self._notify()
+
+    def _in_hand(self) -> list[Job]:
+        """Jobs a worker call holds or whose report is being written."""
+        batches = (*self._workers.values(), *self._reporting.values())
+        return [job for batch in batches for job in batch]
+
+    def _reports_in_flight(self) -> int:
+        return sum(len(batch) for batch in self._reporting.values())
 
     async def _finish(
         self, batch: list[Job], *, result: Any = None, error: BaseException | None = None
@@ -457,7 +489,8 @@ class JobQueue:
 
     def _worker_finished(self, task: asyncio.Task[None]) -> None:
         batch = self._workers.pop(task, [])
-        self._lost.difference_update(batch)
+        reporting = {job for jobs in self._reporting.values() for job in jobs}
+        self._lost.difference_update(job for job in batch if job not in reporting)
         if not task.cancelled() and task.exception() is not None:
             logger.error("worker task failed", exc_info=task.exception())
         self._process()
@@ -555,7 +588,7 @@ class JobQueue:
             elif self._level == "hard" and self._workers:
                 failed_running += await self._kill_workers()
                 continue
-            elif not self._workers:
+            elif not self._workers and not self._reporting:
                 break
             await changed.wait()
         self._retire(self._heartbeat_task)
