@@ -7,7 +7,7 @@ import inspect
 from datetime import UTC, datetime
 from typing import Any
 
-from jobcollection import JobCollection
+from jobcollection import Job, JobCollection
 
 Doc = dict[str, Any]
 
@@ -27,6 +27,13 @@ async def stored(jc: JobCollection, job_id: Any) -> Doc:
 def messages(doc: Doc) -> list[str]:
     """The messages of a stored document's log, in order."""
     return [e["message"] for e in doc.get("log", [])]
+
+
+async def claim_one(jc: JobCollection, job_type: str = "t", **kwargs: Any) -> Job:
+    """Claim exactly one job of a type (asserting there was one and only one)."""
+    got = await jc.get_work(job_type, **kwargs)
+    assert len(got) == 1, got
+    return got[0]
 
 
 class Yielding:

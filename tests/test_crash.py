@@ -22,17 +22,11 @@ import bson
 import pytest
 
 from faults import Faults, FaultyCollection
-from helpers import messages, stored
+from helpers import claim_one, messages, stored
 from jobcollection import Job, JobCollection, JobCollectionError, JobDoc, ManualClock
 
 MakeJC = Callable[..., Awaitable[JobCollection]]
 EXPIRED = "Failed for exceeding worker set workTimeout"
-
-
-async def one_claim(jc: JobCollection, job_type: str = "t", **kwargs: Any) -> Job:
-    got = await jc.get_work(job_type, **kwargs)
-    assert len(got) == 1, got
-    return got[0]
 
 
 # --- a worker task killed mid-job --------------------------------------------------------------
@@ -46,7 +40,7 @@ async def test_a_worker_task_killed_mid_job_is_failed_at_its_timeout_and_retried
     claimed = asyncio.Event()
 
     async def worker() -> None:
-        job = await one_claim(jc, work_timeout=30)
+        job = await claim_one(jc, work_timeout=30)
         claimed.set()
         await asyncio.Event().wait()  # works forever
         await job.done()
@@ -64,7 +58,7 @@ async def test_a_worker_task_killed_mid_job_is_failed_at_its_timeout_and_retried
     doc = await stored(jc, job_id)
     assert doc["status"] == "ready" and doc["runId"] is None
     assert [f["value"] for f in doc["failures"]] == [EXPIRED]
-    retry = await one_claim(jc, work_timeout=30)
+    retry = await claim_one(jc, work_timeout=30)
     assert await retry.done() is True
     doc = await stored(jc, job_id)
     assert doc["status"] == "completed"
@@ -78,7 +72,7 @@ async def test_a_killed_job_without_retries_left_fails_for_good_and_cancels_depe
     job = jc.create_job("t")
     job_id = await job.save()
     dependent = await jc.create_job("d").depends([job]).save()
-    await one_claim(jc, work_timeout=5)  # and the worker dies
+    await claim_one(jc, work_timeout=5)  # and the worker dies
     clock.advance(6)
     assert (await jc.run_server_pass()).expired == 1
     assert (await stored(jc, job_id))["status"] == "failed"
@@ -90,10 +84,10 @@ async def test_a_worker_that_finishes_after_its_lease_expired_changes_nothing(
 ) -> None:
     jc = await make_jc()
     job_id = await jc.create_job("t").retry(1, wait=0).repeat(1, wait=0).save()
-    late = await one_claim(jc, work_timeout=10)
+    late = await claim_one(jc, work_timeout=10)
     clock.advance(11)
     assert (await jc.run_server_pass()).expired == 1
-    current = await one_claim(jc, work_timeout=10)
+    current = await claim_one(jc, work_timeout=10)
     before = await stored(jc, job_id)
     count = await jc.collection.count_documents({})
     for report in (
@@ -119,10 +113,10 @@ async def test_a_late_worker_cannot_finish_a_job_that_was_restarted_and_claimed_
 ) -> None:
     jc = await make_jc()
     job_id = await jc.create_job("t").save()
-    late = await one_claim(jc, work_timeout=10)
+    late = await claim_one(jc, work_timeout=10)
     assert await jc.cancel_jobs([job_id]) is True
     assert await jc.restart_jobs([job_id]) is True
-    again = await one_claim(jc)
+    again = await claim_one(jc)
     assert await late.done() is False
     assert await again.done() is True
     assert (await stored(jc, job_id))["status"] == "completed"

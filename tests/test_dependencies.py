@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from conftest import START
-from helpers import messages, stored, utc
+from helpers import claim_one, messages, stored, utc
 from jobcollection import InvalidArgument, Job, JobCollection, ManualClock
 
 
@@ -27,15 +27,9 @@ async def saved(jc: JobCollection, job_type: str = "t", *, on: Any = None, **kw:
     return job
 
 
-async def claim(jc: JobCollection, job_type: str = "t") -> Job:
-    got = await jc.get_work(job_type)
-    assert len(got) == 1, got
-    return got[0]
-
-
 async def complete(jc: JobCollection, job: Job, **done_kw: Any) -> Any:
     """Claim `job` (it must be the only ready one of its type) and complete it."""
-    worker = await claim(jc, job.type)
+    worker = await claim_one(jc, job.type)
     assert worker.id == job.id
     assert await worker.done(**done_kw) is True
     return worker.doc.run_id
@@ -77,7 +71,7 @@ async def test_dependent_waits_for_its_antecedent(jc: JobCollection, clock: Manu
     assert resolved[0]["data"] == {"dependency": {"id": a.id, "runId": run_id}}
     assert resolved[0]["level"] == "info"
     assert messages(b_doc)[-1] == "Promoted to ready"
-    assert (await claim(jc, "b")).id == b.id
+    assert (await claim_one(jc, "b")).id == b.id
 
 
 async def test_dependent_of_two_waits_for_both(jc: JobCollection) -> None:
@@ -141,11 +135,11 @@ async def test_dependent_on_a_delayed_antecedent_runs_after_it(
     assert await jc.get_work("t") == []  # neither may run yet
     clock.advance(5)
     await jc.run_server_pass()
-    first = await claim(jc)
+    first = await claim_one(jc)
     assert first.id == a.id
     assert await jc.get_work("t") == []
     assert await first.done()
-    assert (await claim(jc)).id == b.id
+    assert (await claim_one(jc)).id == b.id
 
 
 # --- the save-time dependency check ---------------------------------------------------------------
@@ -199,7 +193,7 @@ async def test_save_after_antecedent_failed_cancelled_or_removed_is_cancelled(
 ) -> None:
     a = await saved(jc, "a")
     if fate == "failed":
-        worker = await claim(jc, "a")
+        worker = await claim_one(jc, "a")
         assert await worker.fail("boom", fatal=True)
     else:
         assert await a.cancel()
@@ -218,7 +212,7 @@ async def test_save_after_antecedent_failed_cancelled_or_removed_is_cancelled(
 
 async def test_save_depending_on_a_running_job_waits(jc: JobCollection) -> None:
     a = await saved(jc, "a")
-    worker = await claim(jc, "a")
+    worker = await claim_one(jc, "a")
     b = await saved(jc, "b", on=a)
     assert await status(jc, b) == "waiting"
     assert await worker.done()
@@ -230,7 +224,7 @@ async def test_save_depending_on_a_running_job_waits(jc: JobCollection) -> None:
 
 async def test_fatal_fail_cancels_dependents_transitively(jc: JobCollection) -> None:
     a, b, c = await chain(jc)
-    worker = await claim(jc, "a")
+    worker = await claim_one(jc, "a")
     assert await worker.fail("boom", fatal=True)
     assert await status(jc, a) == "failed"
     for job in (b, c):
@@ -243,7 +237,7 @@ async def test_fail_with_retries_left_cancels_nothing(jc: JobCollection) -> None
     a = jc.create_job("a").retry(1, wait=0)
     assert await a.save()
     b = await saved(jc, "b", on=a)
-    worker = await claim(jc, "a")
+    worker = await claim_one(jc, "a")
     assert await worker.fail("boom")
     assert await status(jc, a) == "waiting"
     assert await status(jc, b) == "waiting"
@@ -251,7 +245,7 @@ async def test_fail_with_retries_left_cancels_nothing(jc: JobCollection) -> None
 
 async def test_exhausted_retries_cancel_dependents(jc: JobCollection) -> None:
     a, b, c = await chain(jc)
-    worker = await claim(jc, "a")
+    worker = await claim_one(jc, "a")
     assert await worker.fail("boom")  # one attempt only: failed
     assert [await status(jc, j) for j in (a, b, c)] == ["failed", "cancelled", "cancelled"]
 
@@ -351,7 +345,7 @@ async def test_restarted_dependents_of_a_failed_job_wait_for_it(
     jc: JobCollection, clock: ManualClock
 ) -> None:
     a, b, c = await chain(jc)
-    worker = await claim(jc, "a")
+    worker = await claim_one(jc, "a")
     assert await worker.fail("boom", fatal=True)
     assert await a.restart(dependents=True) is True
     assert [await status(jc, j) for j in (b, c)] == ["waiting", "waiting"]
@@ -398,7 +392,7 @@ async def test_ready_force_clears_depends(jc: JobCollection) -> None:
     assert len(forced) == 1
     assert forced[0]["level"] == "warning"
     assert messages(doc)[-2:] == ["Dependencies force resolved", "Promoted to ready"]
-    assert (await claim(jc, "b")).id == b.id
+    assert (await claim_one(jc, "b")).id == b.id
     assert await status(jc, a) == "ready"  # the antecedent is untouched
 
 

@@ -17,6 +17,7 @@ import pytest
 from pymongo.errors import AutoReconnect
 
 from faults import Faults, FaultyCollection
+from helpers import claim_one
 from jobcollection import DatabaseError, Job, JobCollection, JobDoc, ManualClock
 
 Doc = dict[str, Any]
@@ -71,12 +72,6 @@ def is_claim(op: str, args: tuple[Any, ...]) -> bool:
 
 def is_read_back(op: str, args: tuple[Any, ...]) -> bool:
     return op == "find" and args[0].get("runId") is not None
-
-
-async def one_claim(jc: JobCollection, job_type: str = "t", **kwargs: Any) -> Job:
-    got = await jc.get_work(job_type, **kwargs)
-    assert len(got) == 1, got
-    return got[0]
 
 
 # --- the wrapper itself ----------------------------------------------------------------------
@@ -156,7 +151,7 @@ async def test_a_lost_claim_reply_is_handed_over_by_the_next_get_work(
     doc = await stored(raw, job_id)
     assert doc["status"] == "running" and doc["runId"] is not None
     assert await other.get_work("t") == []  # nobody else can claim it
-    job = await one_claim(worker)
+    job = await claim_one(worker)
     assert (job.id, job.doc.run_id) == (job_id, doc["runId"])
     assert await job.done() is True
     doc = await stored(raw, job_id)
@@ -176,7 +171,7 @@ async def test_a_handed_over_claim_gets_a_fresh_lease_and_is_never_failed(
     with pytest.raises(DatabaseError):
         await worker.get_work("t", work_timeout=30)
     clock.advance(20)
-    job = await one_claim(worker, work_timeout=30)
+    job = await claim_one(worker, work_timeout=30)
     clock.advance(25)  # past the first lease, within the renewed one
     assert (await server.run_server_pass()).expired == 0
     assert await job.done() is True
@@ -193,7 +188,7 @@ async def test_a_handed_over_claim_only_goes_to_a_caller_of_its_type(
     with pytest.raises(DatabaseError):
         await worker.get_work(["a", "b"])
     assert await worker.get_work("b") == []
-    job = await one_claim(worker, "a")
+    job = await claim_one(worker, "a")
     assert job.id == job_id
 
 
@@ -213,7 +208,7 @@ async def test_the_claim_of_a_worker_that_dies_is_failed_at_lease_expiry_and_ret
     doc = await stored(raw, job_id)
     assert doc["status"] == "ready"
     assert [f["runId"] for f in doc["failures"]] == [lost_run]
-    job = await one_claim(server)
+    job = await claim_one(server)
     assert job.doc.run_id != lost_run
     late = Job(server, JobDoc.from_mongo({**doc, "status": "running", "runId": lost_run}))
     assert await late.done() is False  # the lost claim can never finish the job
@@ -274,7 +269,7 @@ async def test_a_done_retried_after_a_fault_completes_once_with_one_repeat(
 ) -> None:
     jc, faults = await make_worker()
     job_id, dependent_id = await save_with_dependent(jc)
-    job = await one_claim(jc)
+    job = await claim_one(jc)
     if fault == "lost reply of the completion":
         faults.fail_after("bulk_write")
     elif fault == "refused repeat insert":
@@ -301,7 +296,7 @@ async def test_a_done_with_another_result_after_a_lost_reply_changes_nothing(
 ) -> None:
     jc, faults = await make_worker()
     job_id = await jc.create_job("t").repeat(1, wait=0).save()
-    job = await one_claim(jc)
+    job = await claim_one(jc)
     faults.fail_after("bulk_write")
     with pytest.raises(DatabaseError):
         await job.done({"n": 1})
@@ -317,7 +312,7 @@ async def test_concurrent_dones_of_one_claim_schedule_one_repeat(
     first, _ = await make_worker()
     second, _ = await make_worker()
     job_id = await first.create_job("t").repeat(3, wait=0).save()
-    job = await one_claim(first)
+    job = await claim_one(first)
     twin = Job(second, job.doc.model_copy(deep=True))
     outcomes = await asyncio.gather(job.done(), twin.done())
     assert True in outcomes
@@ -332,7 +327,7 @@ async def test_a_fail_retried_after_a_fault_is_recorded_once(
 ) -> None:
     jc, faults = await make_worker()
     job_id = await jc.create_job("t").retry(2, wait=0).save()
-    job = await one_claim(jc)
+    job = await claim_one(jc)
     getattr(faults, fault)("bulk_write")
     with pytest.raises(DatabaseError):
         await job.fail("boom")
@@ -355,7 +350,7 @@ async def test_a_fatal_fail_retried_after_a_lost_reply_cancels_the_dependents(
     job = jc.create_job("t")
     job_id = await job.save()
     dependent_id = await jc.create_job("d").depends([job]).save()
-    claimed = await one_claim(jc)
+    claimed = await claim_one(jc)
     faults.fail_after("bulk_write")
     with pytest.raises(DatabaseError):
         await claimed.fail("fatal", fatal=True)
@@ -374,7 +369,7 @@ async def test_a_fatal_fail_retried_after_its_cascade_was_cut_short_cancels_the_
     first = jc.create_job("d").depends([job])
     first_id = await first.save()
     second_id = await jc.create_job("d").depends([first]).save()
-    claimed = await one_claim(jc)
+    claimed = await claim_one(jc)
     faults.fail_before("update_many", when=lambda op, args: str(second_id) in str(args[0]))
     with pytest.raises(DatabaseError):
         await claimed.fail("fatal", fatal=True)
@@ -390,7 +385,7 @@ async def test_a_network_error_alone_never_marks_a_job_failed(
     worker, faults = await make_worker()
     server, _ = await make_worker()
     job_id = await worker.create_job("t").save()  # no retries: any failure would be final
-    job = await one_claim(worker, work_timeout=60)
+    job = await claim_one(worker, work_timeout=60)
     faults.cut_off()
     for call in (job.heartbeat(), job.progress(1, 2), job.log("x"), job.done()):
         with pytest.raises(DatabaseError):
@@ -411,13 +406,13 @@ async def test_a_done_held_in_flight_past_its_lease_is_refused(
     slow, slow_faults = await make_worker()
     other, _ = await make_worker()
     job_id = await other.create_job("t").retry(1, wait=0).save()
-    job = await one_claim(slow, work_timeout=10)
+    job = await claim_one(slow, work_timeout=10)
     gate = slow_faults.delay("bulk_write")
     finishing = asyncio.create_task(job.done({"by": "slow"}))
     await gate.wait_reached()
     clock.advance(11)
     assert (await other.run_server_pass()).expired == 1
-    taken = await one_claim(other)
+    taken = await claim_one(other)
     gate.release()
     assert await finishing is False
     doc = await stored(raw, job_id)

@@ -8,14 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from conftest import START
-from helpers import messages, stored, utc
-from jobcollection import Job, JobCollection, ManualClock
-
-
-async def claim_one(jc: JobCollection, job_type: str = "t") -> Job:
-    got = await jc.get_work(job_type)
-    assert len(got) == 1, got
-    return got[0]
+from helpers import claim_one, messages, stored, utc
+from jobcollection import JobCollection, ManualClock
 
 
 async def nothing_ready(jc: JobCollection, job_type: str = "t") -> bool:

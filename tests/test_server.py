@@ -11,7 +11,7 @@ import pytest
 from bson import ObjectId
 
 from conftest import START, MakeJC
-from helpers import messages, stored, utc
+from helpers import claim_one, messages, stored, utc
 from jobcollection import (
     InvalidArgument,
     InvalidArgumentType,
@@ -23,12 +23,6 @@ from jobcollection import (
 
 EXPIRED = "Failed for exceeding worker set workTimeout"
 SHUTDOWN = "Running at Job Server shutdown."
-
-
-async def claim_one(jc: JobCollection, job_type: str = "t", **kwargs: Any) -> Job:
-    got = await jc.get_work(job_type, **kwargs)
-    assert len(got) == 1, got
-    return got[0]
 
 
 # --- promotion --------------------------------------------------------------------------------

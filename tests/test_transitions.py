@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from conftest import START
-from helpers import Doc, messages, stored, utc
+from helpers import Doc, claim_one, messages, stored, utc
 from jobcollection import InvalidArgument, Job, JobCollection, JobNotSaved, ManualClock
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -28,12 +28,6 @@ async def save(jc: JobCollection, job: Job) -> Any:
     job_id = await job.save()
     assert job_id is not None
     return job_id
-
-
-async def claim(jc: JobCollection, job_type: str = "t", **kwargs: Any) -> Job:
-    got = await jc.get_work(job_type, **kwargs)
-    assert len(got) == 1, got
-    return got[0]
 
 
 async def job_in(jc: JobCollection, status: str, *, retries: int = 0) -> tuple[Job, Job | None]:
@@ -50,7 +44,7 @@ async def job_in(jc: JobCollection, status: str, *, retries: int = 0) -> tuple[J
     elif status == "cancelled":
         assert await job.cancel()
     elif status in ("running", "completed", "failed"):
-        worker = await claim(jc)
+        worker = await claim_one(jc)
         if status == "completed":
             assert await worker.done({"ok": True}) is True
         elif status == "failed":
@@ -105,7 +99,7 @@ async def test_waiting_to_ready_by_promotion(jc: JobCollection, clock: ManualClo
 
 async def test_ready_to_running_by_get_work(jc: JobCollection) -> None:
     job_id = await save(jc, jc.create_job("t").retry(2))
-    worker = await claim(jc)
+    worker = await claim_one(jc)
     assert worker.id == job_id
     assert worker.doc.status == "running"
     assert worker.doc.run_id is not None
@@ -144,7 +138,7 @@ async def test_done_wraps_a_non_dict_result(jc: JobCollection) -> None:
 async def test_running_to_waiting_by_non_fatal_fail(jc: JobCollection, clock: ManualClock) -> None:
     job = jc.create_job("t").retry(1, wait=30)
     job_id = await save(jc, job)
-    worker = await claim(jc)
+    worker = await claim_one(jc)
     run_id = worker.doc.run_id
     clock.advance(5)
     assert await worker.fail("boom") is True
@@ -202,7 +196,7 @@ async def test_running_to_failed_when_retry_until_has_passed(
 ) -> None:
     job = jc.create_job("t").retry(5, until=START + timedelta(seconds=10), wait=60)
     job_id = await save(jc, job)
-    worker = await claim(jc)
+    worker = await claim_one(jc)
     assert await worker.fail("boom") is True
     doc = await stored(jc, job_id)
     assert doc["status"] == "failed"
@@ -294,7 +288,7 @@ async def test_cancelled_to_ready_by_restart(jc: JobCollection) -> None:
     doc = await stored(jc, job.id)
     assert doc["status"] == "ready"
     assert messages(doc)[-2:] == ["Job Restarted", "Promoted to ready"]
-    assert (await claim(jc)).id == job.id
+    assert (await claim_one(jc)).id == job.id
 
 
 async def test_failed_to_waiting_by_restart_keeps_the_failure_after(
@@ -475,16 +469,16 @@ async def test_log_entries_over_a_life(jc: JobCollection, clock: ManualClock) ->
     job_id = await save(jc, job)
     assert await job.pause()
     assert await job.resume()
-    w1 = await claim(jc)
+    w1 = await claim_one(jc)
     assert await w1.log("working", level="success", data={"step": 1})
     run1 = w1.doc.run_id
     assert await w1.fail("boom")
     await jc.run_server_pass()
-    w2 = await claim(jc)
+    w2 = await claim_one(jc)
     run2 = w2.doc.run_id
     assert await w2.fail("boom")
     assert await job.restart()
-    w3 = await claim(jc)
+    w3 = await claim_one(jc)
     assert await w3.done()
     doc = await stored(jc, job_id)
     got = [(e["message"], e["level"]) for e in doc["log"]]
@@ -630,7 +624,7 @@ async def test_a_restarted_job_can_run_again_to_completion(jc: JobCollection) ->
     job, _ = await job_in(jc, "failed")
     assert await job.restart(retries=0)
     await jc.ready_jobs([job.id], time=jc.forever_date)
-    worker = await claim(jc)
+    worker = await claim_one(jc)
     assert worker.id == job.id
     assert await worker.done() is True
     doc = await stored(jc, job.id)
