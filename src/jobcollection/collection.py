@@ -18,6 +18,7 @@ from .document import JobDoc
 from .driver import Store
 from .errors import InvalidArgument, InvalidArgumentType
 from .events import EventEmitter
+from .indexes import INDEXES
 from .limits import DEFAULT_LIMITS, Limits
 from .methods import MAX_JOBS_PER_SAVE, Dispatcher, Parsed
 from .operations import Operations
@@ -169,8 +170,8 @@ class JobCollection:
 
     async def ensure_indexes(self) -> None:
         """The indexes of job-collection plus those the claim and expiry queries use."""
-        for keys in INDEXES:
-            await self._store.create_index(keys)
+        for index in INDEXES:
+            await self._store.create_index(index.keys, **index.options())
 
     async def close(self) -> None:
         """Cancel background tasks (the job server stops promoting) and wait for reports in
@@ -336,14 +337,3 @@ class JobCollection:
 
         return Job(self, doc)
 
-
-INDEXES: tuple[tuple[tuple[str, int], ...], ...] = (
-    (("type", 1), ("status", 1)),
-    (("priority", 1), ("retryUntil", 1), ("after", 1)),
-    (("type", 1), ("status", 1), ("priority", 1), ("retryUntil", 1), ("after", 1)),
-    (("status", 1), ("expiresAfter", 1)),
-    (("status", 1), ("after", 1)),
-    (("depends", 1),),
-)
-"""The original's two indexes, then those that keep claim, expiry, promotion and dependency
-lookups off collection scans."""

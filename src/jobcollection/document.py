@@ -216,8 +216,12 @@ class JobDoc(BaseModel):
         return doc
 
 
-INTERNAL_PRIVATE_KEYS: Final = frozenset({"jobcollectionFlush"})
-"""Keys this library keeps in `_private` for itself (completion.FLUSH_MARK)."""
+FOLLOW_UPS: Final = "_private.jobcollectionFollowUps"
+"""Where the write that completes a job, or fails it for good, records that its follow-ups
+(the repeat, the dependents) are pending; cleared once they are done (see followups.py)."""
+
+INTERNAL_PRIVATE_KEYS: Final = frozenset({"jobcollectionFlush", "jobcollectionFollowUps"})
+"""Keys this library keeps in `_private` for itself (completion.FLUSH_MARK, FOLLOW_UPS)."""
 
 _INT_FIELDS: Final = frozenset(
     {

@@ -1,0 +1,49 @@
+"""The indexes `start_job_server()` creates, and which query each one serves.
+
+Every filter and sort the library sends is served by one of these (the suite checks it: see
+tests/strict.py). job-collection v1.x creates its two indexes itself, so they are kept here for
+a shared collection even though no query of this library needs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .document import FOLLOW_UPS
+
+
+@dataclass(frozen=True, slots=True)
+class Index:
+    """Index keys in order, with a partial filter where only some documents need indexing."""
+
+    keys: tuple[tuple[str, int], ...]
+    partial: Mapping[str, Any] | None = field(default=None)
+    serves: str = ""
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments for `create_index`."""
+        return {} if self.partial is None else {"partialFilterExpression": dict(self.partial)}
+
+
+INDEXES: tuple[Index, ...] = (
+    Index((("type", 1), ("status", 1)), serves="v1.x's index; cancel_repeats lookups"),
+    Index(
+        (("priority", 1), ("retryUntil", 1), ("after", 1)),
+        serves="v1.x's index; no query of this library (the claim index below covers its sort)",
+    ),
+    Index(
+        (("type", 1), ("status", 1), ("priority", 1), ("retryUntil", 1), ("after", 1)),
+        serves="claims: ready jobs of some types in priority order",
+    ),
+    Index((("status", 1), ("expiresAfter", 1)), serves="expiry: running jobs past their lease"),
+    Index((("status", 1), ("after", 1)), serves="promotion: waiting jobs that are due"),
+    Index((("status", 1), ("runId", 1)), serves="the jobs held under some runIds"),
+    Index((("depends", 1),), serves="dependents of a job"),
+    Index(
+        ((f"{FOLLOW_UPS}.at", 1),),
+        partial={FOLLOW_UPS: {"$exists": True}},
+        serves="jobs whose follow-ups (repeat, dependents) are pending; only those are indexed",
+    ),
+)
