@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+from croniter import croniter
 
-from jobcollection import FOREVER, FOREVER_DATE, CronSchedule, InvalidArgument, JobDoc
+from helpers import claim_one, stored, utc
+from jobcollection import (
+    FOREVER,
+    FOREVER_DATE,
+    CronSchedule,
+    InvalidArgument,
+    JobCollection,
+    JobDoc,
+    ManualClock,
+)
 from jobcollection.document import LaterSchedule
 from jobcollection.schedule import (
     add_ms,
@@ -160,6 +171,286 @@ def test_check_cron_accepts(cron: str, timezone: str | None) -> None:
     check_cron(CronSchedule(cron=cron, timezone=timezone))
 
 
+# --- cron across daylight-saving changes (Vixie cron's rule) ----------------------------------
+#
+# 2026 transitions: Berlin sets its clocks forward 02:00 CET -> 03:00 CEST on 29 March (01:00
+# UTC) and back 03:00 CEST -> 02:00 CET on 25 October (01:00 UTC); New York forward 02:00 EST
+# -> 03:00 EDT on 8 March (07:00 UTC) and back 02:00 EDT -> 01:00 EST on 1 November (06:00 UTC).
+
+BERLIN = "Europe/Berlin"
+NEW_YORK = "America/New_York"
+
+
+def at(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+
+
+def runs(cron: str, zone: str, start: datetime, n: int) -> list[datetime]:
+    return occurrences(CronSchedule(cron=cron, timezone=zone), start, n)
+
+
+@pytest.mark.parametrize(
+    ("cron", "zone", "start", "expected"),
+    [
+        # Fall back: 02:30 happens twice in Berlin; the fixed entry runs at the first, CEST.
+        (
+            "30 2 * * *",
+            BERLIN,
+            at(2026, 10, 23, 12),
+            [at(2026, 10, 24, 0, 30), at(2026, 10, 25, 0, 30), at(2026, 10, 26, 1, 30)],
+        ),
+        # 01:30 happens twice in New York: once, at 01:30 EDT.
+        (
+            "30 1 * * *",
+            NEW_YORK,
+            at(2026, 10, 30, 12),
+            [at(2026, 10, 31, 5, 30), at(2026, 11, 1, 5, 30), at(2026, 11, 2, 6, 30)],
+        ),
+        # Spring forward: 02:30 does not exist; the entry runs once, at the change (03:00).
+        (
+            "30 2 * * *",
+            BERLIN,
+            at(2026, 3, 27, 12),
+            [at(2026, 3, 28, 1, 30), at(2026, 3, 29, 1), at(2026, 3, 30, 0, 30)],
+        ),
+        (
+            "30 2 * * *",
+            NEW_YORK,
+            at(2026, 3, 6, 12),
+            [at(2026, 3, 7, 7, 30), at(2026, 3, 8, 7), at(2026, 3, 9, 6, 30)],
+        ),
+    ],
+)
+def test_fixed_time_entry_runs_once_across_a_change(
+    cron: str, zone: str, start: datetime, expected: list[datetime]
+) -> None:
+    assert runs(cron, zone, start, 3) == expected
+
+
+@pytest.mark.parametrize(
+    ("zone", "start", "change"),
+    [
+        (BERLIN, at(2026, 3, 28, 12), at(2026, 3, 29, 1)),
+        (NEW_YORK, at(2026, 3, 7, 12), at(2026, 3, 8, 7)),
+    ],
+)
+def test_fixed_times_in_one_gap_make_one_run(zone: str, start: datetime, change: datetime) -> None:
+    # 02:15 and 02:45 are both skipped: one run at the change, then both again the next day.
+    day = timedelta(days=1)
+    hour = timedelta(hours=1)
+    assert runs("15,45 2 * * *", zone, start, 3) == [
+        change,
+        change + day - hour + timedelta(minutes=15),  # the next day, summer time: one hour less
+        change + day - hour + timedelta(minutes=45),
+    ]
+
+
+def test_fixed_times_in_a_repeated_hour_run_in_the_first_pass_only() -> None:
+    assert runs("15,45 2 * * *", BERLIN, at(2026, 10, 24, 12), 4) == [
+        at(2026, 10, 25, 0, 15),  # 02:15 CEST
+        at(2026, 10, 25, 0, 45),  # 02:45 CEST, and not again at 02:15 or 02:45 CET
+        at(2026, 10, 26, 1, 15),
+        at(2026, 10, 26, 1, 45),
+    ]
+    # From inside the first pass, the rest of the first pass; from the second pass, the next day.
+    assert runs("15,45 2 * * *", BERLIN, at(2026, 10, 25, 0, 20), 2) == [
+        at(2026, 10, 25, 0, 45),
+        at(2026, 10, 26, 1, 15),
+    ]
+    assert runs("15,45 2 * * *", BERLIN, at(2026, 10, 25, 1, 20), 1) == [at(2026, 10, 26, 1, 15)]
+
+
+def half_hours(first: datetime, count: int) -> list[datetime]:
+    return [first + timedelta(minutes=30 * i) for i in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("zone", "start", "expected"),
+    [
+        # Every half hour of elapsed time, through both passes of Berlin's 02:00-03:00
+        # (00:00-00:30 UTC are 02:00 and 02:30 CEST, 01:00-01:30 UTC the same in CET) ...
+        (BERLIN, at(2026, 10, 24, 23, 45), half_hours(at(2026, 10, 25, 0), 6)),
+        # ... and of New York's 01:00-02:00 (EDT from 05:00 UTC, then EST from 06:00 UTC).
+        (NEW_YORK, at(2026, 11, 1, 4, 45), half_hours(at(2026, 11, 1, 5), 6)),
+        # Spring forward: the skipped hour has no times, and elapsed time goes on half-hourly
+        # (01:30 CET at 00:30 UTC, then 03:00 CEST at 01:00 UTC).
+        (BERLIN, at(2026, 3, 28, 23, 45), half_hours(at(2026, 3, 29, 0), 6)),
+        # (01:30 EST at 06:30 UTC, then 03:00 EDT at 07:00 UTC).
+        (NEW_YORK, at(2026, 3, 8, 5, 45), half_hours(at(2026, 3, 8, 6), 6)),
+    ],
+)
+def test_wildcard_entry_follows_elapsed_time(
+    zone: str, start: datetime, expected: list[datetime]
+) -> None:
+    assert runs("*/30 * * * *", zone, start, 6) == expected
+
+
+def test_hourly_entry_follows_elapsed_time() -> None:
+    # Fall back: 02:00 CEST and 02:00 CET both run. Spring forward: 02:00 never comes.
+    assert runs("0 * * * *", BERLIN, at(2026, 10, 24, 22, 30), 4) == [
+        at(2026, 10, 24, 23),  # 01:00 CEST
+        at(2026, 10, 25, 0),  # 02:00 CEST
+        at(2026, 10, 25, 1),  # 02:00 CET
+        at(2026, 10, 25, 2),  # 03:00 CET
+    ]
+    assert runs("0 * * * *", NEW_YORK, at(2026, 3, 8, 5, 30), 3) == [
+        at(2026, 3, 8, 6),  # 01:00 EST
+        at(2026, 3, 8, 7),  # 03:00 EDT
+        at(2026, 3, 8, 8),  # 04:00 EDT
+    ]
+    # A `*` leading the hour field makes the entry follow elapsed time even at minute 30.
+    assert runs("30 */2 * * *", BERLIN, at(2026, 10, 24, 23), 3) == [
+        at(2026, 10, 25, 0, 30),  # 02:30 CEST
+        at(2026, 10, 25, 1, 30),  # 02:30 CET
+        at(2026, 10, 25, 3, 30),  # 04:30 CET
+    ]
+
+
+def test_wildcard_entry_from_inside_a_repeated_hour() -> None:
+    # 02:40 CEST, first pass: the second pass's 02:00 and 02:30 CET (earlier wall-clock times,
+    # later instants) are still to come.
+    assert runs("*/30 * * * *", BERLIN, at(2026, 10, 25, 0, 40), 4) == [
+        at(2026, 10, 25, 1),
+        at(2026, 10, 25, 1, 30),
+        at(2026, 10, 25, 2),
+        at(2026, 10, 25, 2, 30),
+    ]
+    # 01:10 EDT, first pass in New York: 01:30 EDT, then 01:00 and 01:30 EST.
+    assert runs("*/30 * * * *", NEW_YORK, at(2026, 11, 1, 5, 10), 4) == [
+        at(2026, 11, 1, 5, 30),
+        at(2026, 11, 1, 6),
+        at(2026, 11, 1, 6, 30),
+        at(2026, 11, 1, 7),
+    ]
+    # 02:10 CET, second pass: the first pass is over.
+    assert runs("*/30 * * * *", BERLIN, at(2026, 10, 25, 1, 10), 3) == [
+        at(2026, 10, 25, 1, 30),
+        at(2026, 10, 25, 2),
+        at(2026, 10, 25, 2, 30),
+    ]
+    # Exactly at the change (02:00 CET): strictly after it.
+    assert runs("*/30 * * * *", BERLIN, at(2026, 10, 25, 1), 1) == [at(2026, 10, 25, 1, 30)]
+    # The last second of the first pass: the whole second pass is still to come.
+    assert runs("0 * * * *", BERLIN, at(2026, 10, 25, 0, 59, 59), 2) == [
+        at(2026, 10, 25, 1),
+        at(2026, 10, 25, 2),
+    ]
+
+
+def test_six_field_entries_across_changes() -> None:
+    # Seconds last: minute 30, hour 2 is a fixed time, at second 15.
+    assert runs("30 2 * * * 15", BERLIN, at(2026, 10, 24, 12), 2) == [
+        at(2026, 10, 25, 0, 30, 15),
+        at(2026, 10, 26, 1, 30, 15),
+    ]
+    assert runs("30 2 * * * 15", BERLIN, at(2026, 3, 28, 12), 2) == [
+        at(2026, 3, 29, 1),  # the change, not 03:30:15
+        at(2026, 3, 30, 0, 30, 15),
+    ]
+    # `*/30 * * * * 10` follows elapsed time, from inside the first pass too.
+    assert runs("*/30 * * * * 10", BERLIN, at(2026, 10, 25, 0, 40), 3) == [
+        at(2026, 10, 25, 1, 0, 10),
+        at(2026, 10, 25, 1, 30, 10),
+        at(2026, 10, 25, 2, 0, 10),
+    ]
+    # Every second, across the end of the first pass: no second is lost or repeated.
+    assert runs("* * * * * *", BERLIN, at(2026, 10, 25, 0, 59, 58), 3) == [
+        at(2026, 10, 25, 0, 59, 59),
+        at(2026, 10, 25, 1),
+        at(2026, 10, 25, 1, 0, 1),
+    ]
+
+
+def test_ordinary_days_are_unchanged() -> None:
+    assert runs("30 2 * * *", BERLIN, at(2026, 7, 1), 2) == [
+        at(2026, 7, 1, 0, 30),
+        at(2026, 7, 2, 0, 30),
+    ]
+    assert runs("30 2 * * *", NEW_YORK, at(2026, 1, 10), 2) == [
+        at(2026, 1, 10, 7, 30),
+        at(2026, 1, 11, 7, 30),
+    ]
+    assert runs("*/30 * * * *", BERLIN, at(2026, 7, 1, 0, 10), 2) == [
+        at(2026, 7, 1, 0, 30),
+        at(2026, 7, 1, 1),
+    ]
+
+
+MINUTE = timedelta(minutes=1)
+
+
+def _expected_runs(cron: str, zone_name: str, begin: datetime, end: datetime) -> list[datetime]:
+    """The rule restated minute by minute in UTC: a reference for occurrences() near a change.
+
+    Only for five-field entries on every day (`m h * * *`), so that a wall-clock time matches
+    on its minute and hour alone.
+    """
+    fields = [[str(value) for value in field] for field in croniter(cron).expanded]
+    assert fields[2:] == [["*"], ["*"], ["*"]]
+    minutes = set(range(60)) if fields[0] == ["*"] else {int(value) for value in fields[0]}
+    hours = set(range(24)) if fields[1] == ["*"] else {int(value) for value in fields[1]}
+    fixed = not cron.split()[0].startswith("*") and not cron.split()[1].startswith("*")
+
+    def matches(wall: datetime) -> bool:
+        return wall.minute in minutes and wall.hour in hours
+
+    zone = ZoneInfo(zone_name)
+    found: list[datetime] = []
+    moment = begin
+    while moment < end:
+        local = moment.astimezone(zone)
+        wall = local.replace(tzinfo=None)
+        jump = local.utcoffset() or timedelta(0)
+        jump -= (moment - MINUTE).astimezone(zone).utcoffset() or timedelta(0)
+        if jump > timedelta(0):  # the clock was set forward at `moment`: were times skipped?
+            skipped = (wall - jump + m * MINUTE for m in range(jump // MINUTE))
+            if fixed and any(matches(t) for t in skipped):
+                found.append(moment)
+        second_pass = (
+            local.fold == 1 and wall.replace(tzinfo=zone, fold=0).utcoffset() != local.utcoffset()
+        )
+        if matches(wall) and not (fixed and second_pass) and moment not in found[-1:]:
+            found.append(moment)
+        moment += MINUTE
+    return found
+
+
+@pytest.mark.parametrize(
+    "cron",
+    [
+        "30 2 * * *",
+        "15,45 1,2 * * *",
+        "0 3 * * *",
+        "*/20 * * * *",
+        "0 * * * *",
+        "10 */3 * * *",
+        "5-10 2 * * *",
+    ],
+)
+@pytest.mark.parametrize(
+    ("zone", "change"),
+    [
+        (BERLIN, at(2026, 3, 29, 1)),
+        (BERLIN, at(2026, 10, 25, 1)),
+        (NEW_YORK, at(2026, 3, 8, 7)),
+        (NEW_YORK, at(2026, 11, 1, 6)),
+    ],
+)
+def test_occurrences_match_the_rule_minute_by_minute(
+    cron: str, zone: str, change: datetime
+) -> None:
+    """From every start in the four hours around a change, the next three runs are those the
+    rule gives when stated minute by minute."""
+    begin, end = change - timedelta(hours=3), change + timedelta(days=4)
+    expected = _expected_runs(cron, zone, begin, end)
+    for offset in range(0, 4 * 60, 5):
+        start = begin + timedelta(minutes=offset, seconds=offset % 2 * 30)
+        later = [t for t in expected if t > start][:3]
+        assert runs(cron, zone, start, 3) == later, (start, later)
+
+
 # --- next repeat --------------------------------------------------------------------------------
 
 
@@ -219,3 +510,81 @@ def test_schedule_without_occurrences_means_no_repeat() -> None:
 def test_later_schedule_is_never_evaluated() -> None:
     job = doc(repeats=3, repeat_wait=LaterSchedule(schedules=[{"h": [3]}]))
     assert next_repeat_wait_ms(job, NOW) is None
+
+
+def test_runs_near_a_change_cost_a_few_candidates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every-second and every-minute schedules never scan the repeated or skipped hour."""
+    calls = 0
+    get_next = croniter.get_next
+
+    def counting(self: croniter, *args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return get_next(self, *args, **kwargs)
+
+    monkeypatch.setattr(croniter, "get_next", counting)
+    for cron in ("* * * * * *", "* * * * *", "30 2 * * * *"):
+        for change in (at(2026, 3, 29, 1), at(2026, 10, 25, 1)):
+            for seconds in range(-3_600, 3_600, 59):
+                calls = 0
+                found = runs(cron, BERLIN, change + timedelta(seconds=seconds), 2)
+                assert len(found) == 2
+                assert calls <= 4, (cron, seconds)
+
+
+# --- cron across daylight-saving changes, through the public API --------------------------------
+
+
+async def _run_repeatedly(
+    jc: JobCollection, clock: ManualClock, job_id: Any, times: int
+) -> list[datetime]:
+    """Run a repeating job `times` times, each at its `after`, finishing 3 s later."""
+    started = []
+    for _ in range(times):
+        clock.set(utc((await stored(jc, job_id))["after"]))
+        await jc.run_server_pass()
+        worker = await claim_one(jc)
+        started.append(clock.now())
+        clock.advance(3)
+        job_id = await worker.done(repeat_id=True)
+        assert job_id not in (True, False, None)
+    return started
+
+
+async def test_fixed_time_job_runs_once_on_the_fall_back_day(
+    jc: JobCollection, clock: ManualClock
+) -> None:
+    clock.set(at(2026, 10, 23, 12))
+    job = jc.create_job("t").repeat(schedule="30 2 * * *", timezone=BERLIN)
+    job_id = await job.save()
+    assert await _run_repeatedly(jc, clock, job_id, 3) == [
+        at(2026, 10, 24, 0, 30),  # 02:30 CEST
+        at(2026, 10, 25, 0, 30),  # 02:30 CEST, the first of the day's two 02:30s
+        at(2026, 10, 26, 1, 30),  # 02:30 CET: the second 02:30 of the 25th was skipped
+    ]
+    assert await jc.collection.count_documents({}) == 4
+
+
+async def test_fixed_time_job_runs_once_on_the_spring_forward_day(
+    jc: JobCollection, clock: ManualClock
+) -> None:
+    clock.set(at(2026, 3, 27, 12))
+    job_id = await jc.create_job("t").repeat(schedule="30 2 * * *", timezone=BERLIN).save()
+    assert await _run_repeatedly(jc, clock, job_id, 3) == [
+        at(2026, 3, 28, 1, 30),  # 02:30 CET
+        at(2026, 3, 29, 1),  # 03:00 CEST: there is no 02:30 that day
+        at(2026, 3, 30, 0, 30),  # 02:30 CEST
+    ]
+
+
+async def test_hourly_job_runs_every_elapsed_hour_on_the_fall_back_day(
+    jc: JobCollection, clock: ManualClock
+) -> None:
+    clock.set(at(2026, 11, 1, 4, 30))  # 00:30 EDT
+    job_id = await jc.create_job("t").repeat(schedule="0 * * * *", timezone=NEW_YORK).save()
+    assert await _run_repeatedly(jc, clock, job_id, 4) == [
+        at(2026, 11, 1, 5),  # 01:00 EDT
+        at(2026, 11, 1, 6),  # 01:00 EST
+        at(2026, 11, 1, 7),  # 02:00 EST
+        at(2026, 11, 1, 8),
+    ]

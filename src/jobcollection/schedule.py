@@ -7,6 +7,8 @@ repeats, cron schedules and `until` deadlines can be tested exhaustively.
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -20,6 +22,7 @@ from .errors import InvalidArgument
 logger = logging.getLogger("jobcollection")
 
 _MAX_BACKOFF_EXPONENT = 62
+_SECOND = timedelta(seconds=1)
 
 
 def retry_after(doc: JobDoc, now: datetime) -> datetime:
@@ -58,6 +61,10 @@ def _zone(schedule: CronSchedule) -> ZoneInfo:
 def occurrences(schedule: CronSchedule, start: datetime, n: int) -> list[datetime]:
     """The next n occurrences strictly after start, in UTC (fewer if the schedule ends).
 
+    Daylight-saving changes follow Vixie cron's rule (see `_instants`): a fixed-time entry
+    runs once in a repeated hour and once right after a skipped one; an entry with `*` at the
+    start of its minute or hour field follows elapsed time.
+
     A stored schedule whose zone this host does not know (older tzdata) has none: the job
     stops repeating, with a warning, rather than failing the completion that asked.
     """
@@ -66,16 +73,147 @@ def occurrences(schedule: CronSchedule, start: datetime, n: int) -> list[datetim
     except InvalidArgument:
         logger.warning("schedule %r: unknown time zone %r", schedule.cron, schedule.timezone)
         return []
-    local = start.astimezone(zone)
-    try:
-        it = croniter(schedule.cron, local)
-        out = []
-        for _ in range(n):
-            nxt = it.get_next(datetime)
-            out.append(to_millis(nxt.astimezone(UTC)))
+    out: list[datetime] = []
+    if n <= 0:
         return out
+    try:
+        for instant in _instants(schedule.cron, zone, start):
+            moment = to_millis(instant)
+            if moment <= start or (out and moment <= out[-1]):
+                continue  # a run already listed (several fixed times in one gap), or the past
+            out.append(moment)
+            if len(out) == n:
+                break
     except (CroniterBadCronError, CroniterBadDateError, OverflowError, ValueError):
-        return []
+        pass  # the schedule ends (no further match, or past year 9999): what was found stands
+    return out
+
+
+def _fixed_time(cron: str) -> bool:
+    """Whether an entry runs at a fixed local time, as Vixie cron's cron.c decides it.
+
+    Vixie cron flags an entry MIN_STAR or HR_STAR when its minute or hour field starts with
+    `*`; such entries follow elapsed time across a clock change, the others wall-clock time.
+    Six-field (croniter) expressions put seconds last, so fields 0 and 1 are still minute
+    and hour.
+    """
+    fields = cron.split()
+    return len(fields) >= 2 and not fields[0].startswith("*") and not fields[1].startswith("*")
+
+
+def _transition(zone: ZoneInfo, lo: datetime, hi: datetime) -> datetime:
+    """The first instant in (lo, hi] whose UTC offset differs from lo's, to the second.
+
+    The caller brackets exactly one offset change; tzdata transitions fall on whole seconds.
+    Found by bisection because zoneinfo does not expose its transition table.
+    """
+    before = lo.astimezone(zone).utcoffset()
+    low, high = 0, math.ceil((hi - lo) / _SECOND)
+    while high - low > 1:
+        mid = (low + high) // 2
+        if (lo + mid * _SECOND).astimezone(zone).utcoffset() == before:
+            low = mid
+        else:
+            high = mid
+    return lo + high * _SECOND
+
+
+def _offsets(naive: datetime, zone: ZoneInfo) -> tuple[timedelta, timedelta]:
+    """The UTC offsets of a wall-clock time read with fold=0 and with fold=1 (PEP 495).
+
+    Equal: the time exists once. fold=0 larger: it is repeated (the clock was set back; fold=0
+    is the first pass). fold=0 smaller: it is skipped (the clock was set forward; PEP 495
+    gives fold=0 the offset before the change and fold=1 the offset after it).
+    """
+    first = naive.replace(tzinfo=zone, fold=0).utcoffset()
+    second = naive.replace(tzinfo=zone, fold=1).utcoffset()
+    assert first is not None and second is not None  # a ZoneInfo always has an offset
+    return first, second
+
+
+def _overlap(naive: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    """For a repeated wall-clock time: the (naive) start and end of its repeated interval.
+
+    The clock is set back at an instant T from offset `before` to `after`; wall-clock times
+    in [T + after, T + before) occur twice, first at offset `before`, then at `after`.
+    """
+    before, after = _offsets(naive, zone)
+    moment = _transition(
+        zone, (naive - before).replace(tzinfo=UTC), (naive - after).replace(tzinfo=UTC)
+    )
+    wall = moment.replace(tzinfo=None)
+    return wall + after, wall + before
+
+
+def _gap(naive: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    """For a skipped wall-clock time: the instant T (UTC) the clock was set forward, and the
+    first wall-clock time that exists after the gap (T read locally)."""
+    before, after = _offsets(naive, zone)
+    moment = _transition(
+        zone, (naive - after).replace(tzinfo=UTC), (naive - before).replace(tzinfo=UTC)
+    )
+    return moment, moment.replace(tzinfo=None) + after
+
+
+def _in_window(cron: str, after: datetime, end: datetime) -> Iterator[datetime]:
+    """The wall-clock matches of cron strictly after `after` and before `end` (naive)."""
+    it = croniter(cron, after)
+    while (candidate := it.get_next(datetime)) < end:
+        yield candidate
+
+
+def _instants(cron: str, zone: ZoneInfo, start: datetime) -> Iterator[datetime]:
+    """The runs of cron read in zone, from start on, as aware UTC instants in order.
+
+    croniter walks naive wall-clock times (plain arithmetic, no zone); each match is then
+    placed in time with zoneinfo, following Vixie cron's rule for clock changes:
+
+    - a time that exists once runs at that instant;
+    - a repeated time (clock set back): a fixed-time entry runs once, at the first pass; an
+      elapsed-time entry (`*` leading its minute or hour field) runs in both passes, so all
+      of the first pass's runs come before all of the second's;
+    - a skipped time (clock set forward): a fixed-time entry runs once at the instant of the
+      change, however many of its times fall in the gap; an elapsed-time entry does not run.
+
+    May yield instants at or before start, and the same instant twice (several fixed times
+    in one gap, or one of them and a match right at the gap's end): the caller filters.
+    Raises what croniter raises when the schedule has no further match.
+    """
+    fixed = _fixed_time(cron)
+    local = start.astimezone(zone)
+    cursor = local.replace(tzinfo=None, fold=0)  # matches strictly after this wall-clock time
+    first, second = _offsets(cursor, zone)
+    if first > second:
+        # start is inside a repeated interval: finish the pass it is in, then (first pass
+        # only) the whole second pass, whose earlier wall-clock times are still to come.
+        begin, end = _overlap(cursor, zone)
+        if local.fold == 0:
+            for wall in _in_window(cron, cursor, end):
+                yield (wall - first).replace(tzinfo=UTC)
+        if not fixed:
+            since = begin - _SECOND if local.fold == 0 else cursor
+            for wall in _in_window(cron, since, end):
+                yield (wall - second).replace(tzinfo=UTC)
+        cursor = end - _SECOND
+    it = croniter(cron, cursor)
+    while True:
+        wall = it.get_next(datetime)
+        first, second = _offsets(wall, zone)
+        if first == second:
+            yield (wall - first).replace(tzinfo=UTC)
+            continue
+        if first > second:
+            begin, end = _overlap(wall, zone)
+            for again in _in_window(cron, wall - _SECOND, end):
+                yield (again - first).replace(tzinfo=UTC)
+            if not fixed:
+                for again in _in_window(cron, begin - _SECOND, end):
+                    yield (again - second).replace(tzinfo=UTC)
+        else:
+            moment, end = _gap(wall, zone)
+            if fixed:
+                yield moment
+        it = croniter(cron, end - _SECOND)
 
 
 def first_run(schedule: CronSchedule, after: datetime) -> datetime | None:
