@@ -187,6 +187,10 @@ class FaultyDatabase:
     async def command(self, *args: Any, **kwargs: Any) -> Any:
         return await self._faults.run("command", args, lambda: self._inner.command(*args, **kwargs))
 
+    def get_collection(self, name: str, **kwargs: Any) -> FaultyCollection:
+        """A sibling collection on the same connection (the server clock's, through mongos)."""
+        return FaultyCollection(self._inner.get_collection(name, **kwargs), self._faults)
+
 
 class FaultyCollection:
     """A Motor-style collection that injects the faults of its plan into every call."""
@@ -198,6 +202,10 @@ class FaultyCollection:
     @property
     def name(self) -> str:
         return str(self._inner.name)
+
+    @property
+    def codec_options(self) -> Any:
+        return self._inner.codec_options
 
     @property
     def database(self) -> FaultyDatabase:

@@ -15,11 +15,13 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
+from pymongo import ReturnDocument, WriteConcern
 from pymongo.errors import AutoReconnect, OperationFailure
 
 from conftest import MONGODB_URI, START
 from faults import FaultyCollection
 from jobcollection import (
+    DatabaseError,
     InvalidArgument,
     InvalidArgumentType,
     JobCollection,
@@ -43,7 +45,8 @@ class SkewedClock:
 
 class FakeServer:
     """A database whose `hello` reports the server clock's time (naive UTC, as pymongo
-    decodes it); `round_trip` moves the local clocks forward during the call."""
+    decodes it); `round_trip` moves the local clocks forward during the call. `error` fails
+    every call; `lose` lists errors for the next calls, one each."""
 
     def __init__(self, clock: ManualClock, *, reply: dict[str, Any] | None = None) -> None:
         self.clock = clock
@@ -51,12 +54,15 @@ class FakeServer:
         self.round_trip = timedelta(0)
         self.reply = reply
         self.error: Exception | None = None
+        self.lose: list[Exception] = []
         self.name = "fake"
 
     async def command(self, name: str) -> dict[str, Any]:
         self.calls.append(name)
         if self.error is not None:
             raise self.error
+        if self.lose:
+            raise self.lose.pop(0)
         self.clock.advance(self.round_trip / 2)
         reported = self.clock.now().replace(tzinfo=None)
         self.clock.advance(self.round_trip / 2)
@@ -132,10 +138,14 @@ async def test_a_jump_of_the_local_clock_is_measured_again_at_once(clock: Manual
         server, local=local, monotonic=seconds_since_start(clock), refresh_interval=600
     )
     await sc.refresh()
+    clock.advance(5)
     local.skew += timedelta(seconds=30)  # an NTP step on the worker
-    assert sc.now() == clock.now() + timedelta(seconds=30)
+    assert sc.extrapolating  # the offset is 30 s off now: counted on the monotonic clock
+    assert sc.now() == clock.now()
     assert sc.stale()
-    await sc.refresh()
+    assert await sc.refresh() is True
+    assert not sc.extrapolating
+    assert sc.offset == -HOUR - timedelta(seconds=30)
     assert sc.now() == clock.now()
 
 
@@ -207,14 +217,107 @@ async def test_a_failed_refresh_keeps_the_last_offset(
     assert await sc.refresh() is True
 
 
-async def test_a_cut_off_connection_does_not_break_the_clock(
+async def test_a_lost_hello_before_the_first_measurement_raises_instead_of_using_the_local_clock(
+    clock: ManualClock,
+) -> None:
+    server = FakeServer(clock)
+    server.lose = [AutoReconnect("hello lost"), AutoReconnect("hello lost again")]
+    sc = server_clock(server, -HOUR)  # a worker an hour behind the server
+    with pytest.raises(DatabaseError, match="could not read the server's clock") as lost:
+        await sc.refresh()
+    assert isinstance(lost.value.__cause__, AutoReconnect)
+    assert sc.reports_time is None
+    assert sc.stale()  # not taken for a measurement: the next call measures again
+    with pytest.raises(DatabaseError, match="hello lost again"):
+        await sc.refresh()  # at once, without waiting for refresh_interval
+    assert await sc.refresh() is True
+    assert server.calls == ["hello"] * 3
+    assert sc.now() == clock.now()
+
+
+async def test_a_failed_refresh_after_a_measurement_is_tried_again_within_seconds(
+    clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = FakeServer(clock)
+    sc = server_clock(server, HOUR, refresh_interval=60)
+    await sc.refresh()
+    clock.advance(60)
+    server.error = AutoReconnect("connection refused")
+    with caplog.at_level(logging.DEBUG, logger="jobcollection"):
+        assert await sc.refresh() is False  # no error: the measured offset stays valid
+        assert sc.now() == clock.now()
+        clock.advance(4.999)
+        assert not sc.stale()
+        clock.advance(0.001)
+        assert sc.stale()  # after 5 s, not after refresh_interval
+        assert await sc.refresh() is False
+        server.error = None
+        clock.advance(5)
+        assert await sc.refresh() is True
+    assert server.calls == ["hello"] * 4
+    assert [r.levelno for r in caplog.records] == [logging.WARNING, logging.DEBUG, logging.INFO]
+    assert not sc.stale()
+    clock.advance(59)
+    assert not sc.stale()  # back to refresh_interval
+
+
+async def test_a_jump_and_a_lost_hello_count_on_the_monotonic_clock(
+    clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = FakeServer(clock)
+    local = SkewedClock(clock, timedelta(0))
+    sc = ServerClock(
+        server, local=local, monotonic=seconds_since_start(clock), refresh_interval=600
+    )
+    await sc.refresh()
+    clock.advance(100)
+    local.skew = -HOUR  # the worker's clock is stepped an hour back...
+    server.error = AutoReconnect("connection refused")  # ...and the server is out of reach
+    assert sc.stale()
+    with caplog.at_level(logging.WARNING, logger="jobcollection"):
+        assert await sc.refresh() is False
+    assert "monotonic" in caplog.text
+    assert sc.offset == timedelta(0)  # the last measured offset, now an hour wrong...
+    assert sc.extrapolating
+    assert sc.now() == clock.now()  # ...so the time is the server's at the measurement + 100 s
+    clock.advance(3)
+    assert sc.now() == clock.now()
+    server.error = None
+    clock.advance(2)
+    assert await sc.refresh() is True
+    assert not sc.extrapolating
+    assert sc.offset == HOUR
+    assert sc.now() == clock.now()
+
+
+async def test_a_reply_without_local_time_after_a_measurement_keeps_the_offset(
+    clock: ManualClock,
+) -> None:
+    server = FakeServer(clock)
+    sc = server_clock(server, HOUR)
+    await sc.refresh()
+    server.reply = {"ok": 1.0}
+    assert await sc.refresh(force=True) is False
+    assert sc.reports_time is True
+    assert sc.now() == clock.now()
+
+
+async def test_a_cut_off_connection_before_the_first_measurement_fails_the_refresh(
     database: Any, clock: ManualClock
 ) -> None:
     faulty = FaultyCollection(database["queue.jobs"])
     sc = ServerClock(faulty, local=clock, monotonic=seconds_since_start(clock))
     faulty.faults.cut_off()
-    assert await sc.refresh() is False
-    assert sc.now() == clock.now()
+    with pytest.raises(DatabaseError, match="could not read the server's clock"):
+        await sc.refresh()
+    assert sc.reports_time is None and sc.stale()
+    faulty.faults.restore()
+    await sc.refresh()
+    assert sc.reports_time is (MONGODB_URI is not None)  # the in-memory backend has no time
+    faulty.faults.cut_off()  # found out once: a cut-off connection keeps what there is
+    assert await sc.refresh(force=True) is False
+    if not MONGODB_URI:
+        assert sc.now() == clock.now()
 
 
 def test_options_are_checked(clock: ManualClock) -> None:
@@ -227,6 +330,153 @@ def test_options_are_checked(clock: ManualClock) -> None:
         ServerClock(server, jump_tolerance=-1)
     with pytest.raises(InvalidArgumentType, match="local"):
         ServerClock(server, local=object())  # type: ignore[arg-type]
+
+
+# --- through mongos ---------------------------------------------------------------------------
+
+
+class FakeShardCollection:
+    """A collection behind the routers: `find_one_and_update` applies `$currentDate` with the
+    clock of the shard primary (the reference clock) and is recorded; it has no other method,
+    so any other use fails the test."""
+
+    def __init__(self, database: FakeRouters, name: str) -> None:
+        self.database = database
+        self.name = name
+        self.calls: list[tuple[Any, ...]] = []
+        self.lose: list[Exception] = []
+
+    async def find_one_and_update(
+        self, query: dict[str, Any], update: dict[str, Any], **options: Any
+    ) -> dict[str, Any]:
+        self.calls.append((query, update, options))
+        if self.lose:
+            raise self.lose.pop(0)
+        clock = self.database.clock
+        clock.advance(self.database.round_trip / 2)
+        written = clock.now().replace(tzinfo=None)
+        clock.advance(self.database.round_trip / 2)
+        return {"_id": query["_id"], "now": written}
+
+
+class FakeRouters:
+    """A sharded cluster seen through two mongos routers that answer in turn, whose clocks
+    run `spread` ahead of and behind the shard primary's (the reference clock)."""
+
+    def __init__(self, clock: ManualClock, spread: timedelta) -> None:
+        self.clock = clock
+        self.router_skews = [spread, -spread]
+        self.calls: list[str] = []
+        self.round_trip = timedelta(0)
+        self.collections: dict[str, FakeShardCollection] = {}
+        self.options: dict[str, dict[str, Any]] = {}
+        self.name = "fake"
+
+    async def command(self, name: str) -> dict[str, Any]:
+        skew = self.router_skews[len(self.calls) % 2]
+        self.calls.append(name)
+        reported = (self.clock.now() + skew).replace(tzinfo=None)
+        return {"ok": 1.0, "isWritablePrimary": True, "msg": "isdbgrid", "localTime": reported}
+
+    def get_collection(self, name: str, **options: Any) -> FakeShardCollection:
+        self.options[name] = options
+        return self.collections.setdefault(name, FakeShardCollection(self, name))
+
+    def __getitem__(self, name: str) -> FakeShardCollection:
+        return self.get_collection(name)
+
+
+SPREAD = timedelta(seconds=2)
+
+
+def router_clock(target: Any, clock: ManualClock, **options: Any) -> ServerClock:
+    return ServerClock(
+        target,
+        local=SkewedClock(clock, HOUR),
+        monotonic=seconds_since_start(clock),
+        **options,
+    )
+
+
+async def test_through_mongos_the_time_is_the_shard_primarys_whichever_router_answers(
+    clock: ManualClock,
+) -> None:
+    routers = FakeRouters(clock, SPREAD)
+    routers.round_trip = timedelta(milliseconds=4)
+    jobs = routers["queue.jobs"]
+    sc = router_clock(jobs, clock)
+    offsets = []
+    for _ in range(4):
+        assert await sc.refresh(force=True) is True
+        offsets.append(sc.offset)
+        clock.advance(1)
+    assert offsets == [-HOUR] * 4  # not flipping between the routers' clocks
+    assert sc.router is True
+    assert sc.round_trip == timedelta(milliseconds=4)
+    assert sc.now() == clock.now()
+    assert routers.calls == ["hello"]  # asked once what the server is
+    side = routers.collections["queue.clock"]
+    assert (
+        side.calls
+        == [
+            (
+                {"_id": "clock"},
+                {"$currentDate": {"now": True}},
+                {"upsert": True, "return_document": ReturnDocument.AFTER},
+            )
+        ]
+        * 4
+    )
+    assert routers.options["queue.clock"] == {"write_concern": WriteConcern(w=1)}
+    assert jobs.calls == []  # the jobs collection holds job documents only
+    assert set(routers.collections) == {"queue.jobs", "queue.clock"}
+
+
+@pytest.mark.parametrize(
+    ("given", "side"),
+    [("queue.jobs", "queue.clock"), ("tasks", "tasks.clock"), (None, "jobcollection.clock")],
+)
+async def test_the_clock_collection_is_named_after_what_the_clock_is_given(
+    clock: ManualClock, given: str | None, side: str
+) -> None:
+    routers = FakeRouters(clock, SPREAD)
+    sc = router_clock(routers if given is None else routers[given], clock)
+    assert sc.clock_collection == side
+    await sc.refresh()
+    assert len(routers.collections[side].calls) == 1
+
+
+async def test_through_mongos_a_refused_clock_write_falls_back_to_the_routers_time(
+    clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    routers = FakeRouters(clock, SPREAD)
+    jobs = routers["queue.jobs"]
+    side = routers["queue.clock"]
+    side.lose = [OperationFailure("not authorized on queue to execute command", code=13)]
+    sc = router_clock(jobs, clock)
+    with caplog.at_level(logging.INFO, logger="jobcollection"):
+        for _ in range(4):
+            assert await sc.refresh(force=True) is True
+            assert abs(sc.offset + HOUR) == SPREAD  # the answering router's clock
+    assert routers.calls == ["hello"] * 4
+    assert len(side.calls) == 1  # refused once: not asked again
+    assert jobs.calls == []
+    [warning] = caplog.records
+    assert warning.levelno == logging.WARNING
+    assert "refused" in warning.getMessage() and "queue.clock" in warning.getMessage()
+
+
+async def test_through_mongos_a_lost_clock_write_is_not_a_refusal(clock: ManualClock) -> None:
+    routers = FakeRouters(clock, SPREAD)
+    side = routers["queue.clock"]
+    side.lose = [AutoReconnect("shard primary unreachable")]
+    sc = router_clock(routers["queue.jobs"], clock)
+    with pytest.raises(DatabaseError, match="shard primary unreachable"):
+        await sc.refresh()  # the first measurement: no time to fall back on
+    assert await sc.refresh() is True
+    assert sc.offset == -HOUR
+    assert routers.calls == ["hello"]
+    assert len(side.calls) == 2
 
 
 # --- in a JobCollection ------------------------------------------------------------------------
@@ -333,3 +583,37 @@ async def test_workers_whose_clocks_are_an_hour_off_change_nothing(
     clock.set(START)
     disagreeing = await lifecycle(skewed, clock, [HOUR, -HOUR, timedelta(minutes=-30)])
     assert disagreeing == agreed
+
+
+async def test_a_worker_whose_first_hello_is_lost_writes_no_local_times(
+    clock: ManualClock, database: Any
+) -> None:
+    lossy = FakeServer(clock)
+    lossy.lose = [AutoReconnect("hello lost"), AutoReconnect("hello lost")]
+    job_server = JobCollection(
+        database["queue.jobs"], clock=server_clock(FakeServer(clock), timedelta(0))
+    )
+    watched = FaultyCollection(database["queue.jobs"])
+    worker = JobCollection(watched, clock=server_clock(lossy, -HOUR))  # an hour behind
+    try:
+        await job_server.start_job_server()
+        await job_server.create_job("t").save()
+        with pytest.raises(DatabaseError, match="could not read the server's clock"):
+            await worker.start_job_server()
+        with pytest.raises(DatabaseError, match="could not read the server's clock"):
+            await worker.create_job("u").save()
+        assert watched.faults.calls == []  # nothing read or written on the local clock
+        assert await job_server.collection.count_documents({}) == 1
+        await worker.start_job_server()  # the third hello answers
+        assert lossy.calls == ["hello"] * 3
+        [job] = await worker.get_work("t", work_timeout=60)
+        doc = await job_server.collection.find_one({"_id": job.id})
+        lease = doc["expiresAfter"].replace(tzinfo=UTC)
+        assert lease == clock.now() + timedelta(seconds=60)  # server time, not an hour old
+        clock.advance(59)
+        assert (await job_server.run_server_pass()).expired == 0
+        clock.advance(1.001)
+        assert (await job_server.run_server_pass()).expired == 1
+    finally:
+        await worker.close()
+        await job_server.close()
