@@ -1,6 +1,10 @@
 """Shared fixtures: a fresh collection per test on the in-memory backend, or on a real MongoDB
 (a throwaway database per test, dropped after) when MONGODB_URI is set.
 
+With JOBCOLLECTION_STRICT=1 (or =sharded) the in-memory backend is the strict proxy of
+tests/strict.py, and every test fails whose library queries no index serves or that broke a
+strict rule (see `strict_backend_findings`).
+
 Fixtures are factories with keyword arguments: `make_jc(clock=..., started=...)`.
 """
 
@@ -8,7 +12,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,10 +20,35 @@ import pytest
 
 from helpers import Yielding
 from jobcollection import JobCollection, ManualClock
-from jobcollection.testing import memory_database
+from strict import REGISTRY, memory_database, strict_mode
 
 MONGODB_URI = os.environ.get("MONGODB_URI")
+SHARDED = MONGODB_URI is None and strict_mode() == "sharded"
+"""The suite runs through the strict proxy's sharded mode: the backend answers as a mongos."""
+REPORTS_TIME = MONGODB_URI is not None or SHARDED
+"""The backend reports its clock (`hello.localTime`); the plain in-memory one does not."""
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "unindexed_queries: the test sends library queries no index serves on purpose "
+        "(the strict backend does not fail it for them)",
+    )
+
+
+@pytest.fixture(autouse=True)
+def strict_backend_findings(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test (at teardown) whose library queries no index serves, or that broke a rule
+    of the strict backend (tests/strict.py); nothing is recorded on the plain backend."""
+    REGISTRY.take()
+    yield
+    findings = REGISTRY.take()
+    if request.node.get_closest_marker("unindexed_queries"):
+        findings = [f for f in findings if f.kind != "unindexed"]
+    if findings:
+        pytest.fail(REGISTRY.report(findings), pytrace=False)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 from datetime import UTC, datetime
 from typing import Any
@@ -42,13 +43,29 @@ class Yielding:
     The in-memory backend answers without ever suspending, so coroutines that "run
     concurrently" would in fact run one after the other; through this proxy they interleave
     between commands as they do against a real server, and the claim races are real.
+
+    Subclasses override commands to stage server behaviour (a slow or refused write). The
+    library reads through `with_options(...)`: the view it gets is the same double over the
+    inner collection's view, sharing every attribute a test sets (on the double or the view).
     """
 
     def __init__(self, inner: Any) -> None:
-        self._inner = inner
+        object.__setattr__(self, "_inner", inner)
+        object.__setattr__(self, "_state", {})
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self._state[name] = value
 
     def __getattr__(self, name: str) -> Any:
+        state = object.__getattribute__(self, "_state")
+        if name in state:
+            return state[name]
         return getattr(self._inner, name)
+
+    def with_options(self, **options: Any) -> Any:
+        view = copy.copy(self)  # shares `_state`
+        object.__setattr__(view, "_inner", self._inner.with_options(**options))
+        return view
 
 
 def _passthrough(name: str) -> Any:
@@ -56,8 +73,8 @@ def _passthrough(name: str) -> Any:
         result = getattr(self._inner, name)(*args, **kwargs)
         if inspect.isawaitable(result):
             return _yield_then(result)
-        if name == "with_options" or callable(getattr(result, "to_list", None)):
-            return Yielding(result)  # a collection, or a cursor whose to_list yields
+        if callable(getattr(result, "to_list", None)):
+            return Yielding(result)  # a cursor whose to_list yields
         return result
 
     method.__name__ = name
@@ -76,7 +93,6 @@ for _name in (
     "create_index",
     "bulk_write",
     "count_documents",
-    "with_options",
     "sort",
     "limit",
     "to_list",

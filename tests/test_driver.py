@@ -8,6 +8,8 @@ shape is a mongomock-motor collection.
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -15,13 +17,16 @@ from typing import Any
 import mongomock
 import pytest
 from bson import ObjectId
+from bson.binary import UuidRepresentation
 from bson.codec_options import CodecOptions, DatetimeConversion
 from mongomock_motor import AsyncMongoMockClient
-from pymongo import ReturnDocument, UpdateOne
+from pymongo import ReadPreference, ReturnDocument
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.read_concern import ReadConcern
 
 from jobcollection import DatabaseError, JobCollection, ManualClock
 from jobcollection.driver import Store
+from jobcollection.rules import repeat_job_id
 from jobcollection.testing import memory_database
 
 memory_database()  # applies the in-memory bulk_write shim to mongomock, which backs the fake
@@ -69,11 +74,15 @@ class FakeAsyncCollection:
         codec_support: bool = True,
         log: list[tuple[Any, ...]] | None = None,
         codec_options: CodecOptions[Any] | None = None,
+        read_preference: Any = None,
+        read_concern: Any = None,
     ) -> None:
         self.backing = backing if backing is not None else mongomock.MongoClient()["db"][name]
         self.name = name
         self.codec_support = codec_support
-        self.codec_options = codec_options
+        self.codec_options = codec_options or CodecOptions()
+        self.read_preference = read_preference
+        self.read_concern = read_concern
         self.calls: list[tuple[Any, ...]] = log if log is not None else []
         self.fail_with: BaseException | None = None
 
@@ -82,11 +91,21 @@ class FakeAsyncCollection:
         if self.fail_with is not None:
             raise self.fail_with
 
-    def with_options(self, codec_options: CodecOptions[Any] | None = None) -> FakeAsyncCollection:
+    def with_options(
+        self,
+        codec_options: CodecOptions[Any] | None = None,
+        read_preference: Any = None,
+        read_concern: Any = None,
+    ) -> FakeAsyncCollection:
         if not self.codec_support:
             raise NotImplementedError("custom codec options")
         derived = FakeAsyncCollection(
-            self.backing, name=self.name, log=self.calls, codec_options=codec_options
+            self.backing,
+            name=self.name,
+            log=self.calls,
+            codec_options=codec_options,
+            read_preference=read_preference,
+            read_concern=read_concern,
         )
         derived.fail_with = self.fail_with
         self.derived = derived
@@ -157,8 +176,12 @@ async def test_insert_and_find(collection: Any) -> None:
     store = Store(collection)
     first = await store.insert_one({"type": "a", "n": 2})
     assert isinstance(first, ObjectId)
-    more = await store.insert_many([{"type": "b", "n": 1}, {"type": "a", "n": 3}])
-    assert len(more) == 2 and all(isinstance(i, ObjectId) for i in more)
+    assert (
+        await store.insert_missing(
+            [{"_id": 1, "type": "b", "n": 1}, {"_id": 2, "type": "a", "n": 3}]
+        )
+        == set()
+    )
 
     everything = await store.find({})
     assert len(everything) == 3
@@ -178,7 +201,14 @@ async def test_insert_and_find(collection: Any) -> None:
 
 async def test_updates(collection: Any) -> None:
     store = Store(collection)
-    ids = await store.insert_many([{"k": 1, "v": 0}, {"k": 1, "v": 0}, {"k": 2, "v": 5}])
+    ids = [ObjectId(), ObjectId(), ObjectId()]
+    await store.insert_missing(
+        [
+            {"_id": ids[0], "k": 1, "v": 0},
+            {"_id": ids[1], "k": 1, "v": 0},
+            {"_id": ids[2], "k": 2, "v": 5},
+        ]
+    )
     # update_one reports the number matched, even when nothing changed.
     assert await store.update_one({"k": 2}, {"$set": {"v": 5}}) == 1
     assert await store.update_one({"k": 9}, {"$set": {"v": 5}}) == 0
@@ -198,24 +228,33 @@ async def test_updates(collection: Any) -> None:
     assert store.commands == 10
 
 
-async def test_bulk_write(collection: Any) -> None:
+async def test_update_each(collection: Any) -> None:
     store = Store(collection)
-    ids = await store.insert_many([{"v": 0}, {"v": 0}])
-    matched = await store.bulk_write(
+    await store.insert_missing([{"_id": 1, "v": 0}, {"_id": 2, "v": 0}])
+    outcome = await store.update_each(
         [
-            UpdateOne({"_id": ids[0]}, {"$set": {"v": 1}}),
-            UpdateOne({"_id": ids[1]}, {"$set": {"v": 2}}),
-            UpdateOne({"_id": ObjectId()}, {"$set": {"v": 3}}),
+            ({"_id": 1}, {"$set": {"v": 1}}),
+            ({"_id": 2}, {"$set": {"v": 2}}),
+            ({"_id": 3}, {"$set": {"v": 3}}),
         ]
     )
-    assert matched == 2
+    assert outcome.matched == 2 and outcome.refused == {}
     assert [d["v"] for d in await store.find({}, sort=[("v", 1)])] == [1, 2]
     assert store.commands == 3
 
 
+async def test_insert_missing_skips_what_is_stored_and_names_it(collection: Any) -> None:
+    store = Store(collection)
+    assert await store.insert_missing([{"_id": 1, "v": 0}]) == set()
+    assert await store.insert_missing([{"_id": 1, "v": 9}, {"_id": 2, "v": 0}]) == {1}
+    assert [d["v"] for d in await store.find({}, sort=[("_id", 1)])] == [0, 0]
+
+
 async def test_delete_and_create_index(collection: Any) -> None:
     store = Store(collection)
-    await store.insert_many([{"s": "done"}, {"s": "done"}, {"s": "ready"}])
+    await store.insert_missing(
+        [{"_id": 1, "s": "done"}, {"_id": 2, "s": "done"}, {"_id": 3, "s": "ready"}]
+    )
     assert await store.delete_many({"s": "done"}) == 2
     assert await store.delete_many({"s": "done"}) == 0
     assert len(await store.find({})) == 1
@@ -231,8 +270,9 @@ async def test_collection_is_the_one_given(collection: Any) -> None:
 # --- the pymongo shape in particular ----------------------------------------------------------
 
 
-async def test_clamped_date_codec_is_requested_when_supported() -> None:
-    fake = FakeAsyncCollection()
+async def test_the_library_view_keeps_the_callers_codec_options_and_reads_the_primary() -> None:
+    given = CodecOptions(uuid_representation=UuidRepresentation.STANDARD, tz_aware=False)
+    fake = FakeAsyncCollection(codec_options=given)
     store = Store(fake)
     assert store.collection is fake
     await store.insert_one({"a": 1})
@@ -241,8 +281,32 @@ async def test_clamped_date_codec_is_requested_when_supported() -> None:
     assert len(fake.calls) == 3
     for call in fake.calls:
         codec = call[1]
-        assert codec is not None
         assert codec.datetime_conversion == DatetimeConversion.DATETIME_CLAMP
+        assert codec.tz_aware is True and codec.tzinfo is UTC
+        assert codec.uuid_representation == UuidRepresentation.STANDARD
+    assert fake.derived.read_preference == ReadPreference.PRIMARY
+    assert fake.derived.read_concern == ReadConcern("local")
+    assert store.codec_options.uuid_representation == UuidRepresentation.STANDARD
+
+
+async def test_a_real_pymongo_collection_keeps_its_codec_options() -> None:
+    """With a real AsyncMongoClient (never connected): the view keeps uuidRepresentation, so
+    a uuid.UUID is accepted where the client can store one."""
+    from pymongo import AsyncMongoClient
+
+    client: Any = AsyncMongoClient(
+        "mongodb://127.0.0.1:1", connect=False, uuidRepresentation="standard"
+    )
+    try:
+        store = Store(client["db"]["queue.jobs"])
+        assert store.codec_options.uuid_representation == UuidRepresentation.STANDARD
+        assert store.codec_options.tz_aware is True
+        assert store.encode({"id": uuid.uuid4()})
+        plain = Store(AsyncMongoClient("mongodb://127.0.0.1:1", connect=False)["db"]["jobs"])
+        with pytest.raises(ValueError):
+            plain.encode({"id": uuid.uuid4()})
+    finally:
+        await client.close()
 
 
 async def test_collection_without_codec_support_is_tolerated() -> None:
@@ -250,7 +314,7 @@ async def test_collection_without_codec_support_is_tolerated() -> None:
     store = Store(fake)
     await store.insert_one({"a": 1})
     assert await store.find({}, {"_id": 0}) == [{"a": 1}]
-    assert [call[1] for call in fake.calls] == [None, None]
+    assert [call[1] for call in fake.calls] == [CodecOptions(), CodecOptions()]  # as given
 
 
 async def test_find_passes_sort_and_limit_to_the_cursor() -> None:
@@ -278,12 +342,12 @@ async def test_store_copies_queries_it_is_given() -> None:
         ("find", ({},)),
         ("find_one", ({},)),
         ("insert_one", ({"a": 1},)),
-        ("insert_many", ([{"a": 1}],)),
+        ("insert_missing", ([{"_id": 1, "a": 1}],)),
         ("update_one", ({}, {"$set": {"a": 1}})),
         ("update_many", ({}, {"$set": {"a": 1}})),
         ("find_one_and_update", ({}, {"$set": {"a": 1}})),
         ("delete_many", ({},)),
-        ("bulk_write", ([UpdateOne({}, {"$set": {"a": 1}})],)),
+        ("update_each", ([({"_id": 1}, {"$set": {"a": 1}})],)),
         ("create_index", ([("a", 1)],)),
     ],
 )
@@ -311,12 +375,14 @@ async def test_motor_driver_errors_become_database_errors() -> None:
     assert await store.find({}, {"_id": 0}) == [{"a": 1}]
 
 
-async def test_other_errors_are_not_translated() -> None:
+async def test_any_error_a_backend_raises_is_translated() -> None:
     fake = FakeAsyncCollection()
     store = Store(fake)
-    fake.derived.fail_with = RuntimeError("a bug, not the database")
-    with pytest.raises(RuntimeError, match="a bug"):
+    cause = TypeError("the backend's own failure")
+    fake.derived.fail_with = cause
+    with pytest.raises(DatabaseError, match="backend's own") as caught:
         await store.find_one({})
+    assert caught.value.__cause__ is cause
     assert store.commands == 1
 
 
@@ -383,5 +449,48 @@ async def test_job_collection_over_pymongo_shape() -> None:
         raw = fake.backing.find_one({"_id": job_id})
         assert raw["status"] == "completed"
         assert raw["result"] == {"value": "sent"}
+    finally:
+        await jc.close()
+
+
+# --- a plain mongomock-motor collection, as a user's own tests would pass one ---------------
+
+
+@pytest.fixture
+def plain_mongomock(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """mongomock as installed, without jobcollection.testing's bulk_write shim (which other
+    tests of this process applied): its bulk builder rejects pymongo's `sort` argument."""
+    from mongomock.collection import BulkOperationBuilder
+
+    for name in ("add_update", "add_replace"):
+        method = getattr(BulkOperationBuilder, name)
+        monkeypatch.setattr(BulkOperationBuilder, name, getattr(method, "__wrapped__", method))
+    return AsyncMongoMockClient()["db"]["queue.jobs"]
+
+
+async def test_every_operation_works_on_a_plain_mongomock_collection(plain_mongomock: Any) -> None:
+    clock = ManualClock(START)
+    jc = JobCollection(plain_mongomock, clock=clock)
+    try:
+        await jc.start_job_server()
+        first = jc.create_job("t", {"n": 0}).retry(1, wait=0)
+        await first.save()
+        await jc.save_jobs([jc.create_job("t", {"n": n}).repeat(1, wait=0) for n in (1, 2)])
+        await jc.create_job("d").depends([first]).save()
+        a, b, c = await jc.get_work("t", max_jobs=3, work_timeout=10)
+        assert await asyncio.gather(a.done(), b.done(repeat_id=True), c.fail("x")) == [
+            True,
+            repeat_job_id(b.id, b.doc.run_id),
+            True,
+        ]
+        assert (await jc.run_server_pass()).errors == 0
+        [again] = await jc.get_work(["t", "d"], max_jobs=1, work_timeout=10)
+        clock.advance(11)
+        assert (await jc.run_server_pass()).expired == 1
+        [held] = await jc.get_work(["t", "d"])
+        assert await jc.shutdown_job_server(timeout=0) is True
+        docs = await plain_mongomock.find({}).to_list(None)
+        assert "running" not in {d["status"] for d in docs}
+        assert held.id != again.id
     finally:
         await jc.close()

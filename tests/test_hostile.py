@@ -39,7 +39,7 @@ from jobcollection import (
     Limits,
     ManualClock,
 )
-from jobcollection.testing import memory_database
+from strict import memory_database
 
 NAIVE = datetime(2026, 1, 1, 12, 0)
 AWARE = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -339,6 +339,10 @@ def method_cases(w: World) -> dict[str, tuple[tuple[Any, ...], dict[Slot, list[A
             },
         ),
         "jobHeartbeat": (
+            (w.running, w.run_id),
+            {("arg", 0): NOT_ID, ("arg", 1): [*NOT_ONE_ID, None], ("arg", 2): NOT_OPTIONS},
+        ),
+        "jobRelease": (
             (w.running, w.run_id),
             {("arg", 0): NOT_ID, ("arg", 1): [*NOT_ONE_ID, None], ("arg", 2): NOT_OPTIONS},
         ),

@@ -83,6 +83,7 @@ async def test_every_method_with_wire_params(make_jc: MakeJC, clock: ManualClock
     assert await jc.call("jobLog", job_id, run_id, "hello", {"level": "warning", "data": {"a": 1}})
     assert await jc.call("jobProgress", job_id, run_id, 1, 2) is True
     assert await jc.call("jobHeartbeat", job_id, run_id) is True
+    assert await jc.call("jobRelease", [job_id], ObjectId()) == []  # not held under that run
     assert await jc.call("jobFail", job_id, run_id, {"value": "x"}, {"fatal": True}) is True
     assert (await stored(jc, job_id))["status"] == "failed"
 

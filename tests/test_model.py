@@ -452,6 +452,7 @@ def test_constant_values() -> None:
         # this project's extensions, after the original's methods:
         "jobSaveMany",
         "jobHeartbeat",
+        "jobRelease",
     ]
 
 
@@ -468,6 +469,7 @@ def test_method_permissions() -> None:
             "jobDone",
             "jobFail",
             "jobHeartbeat",
+            "jobRelease",
         },
     }
     assert set(METHOD_PERMISSIONS) == set(METHODS)

@@ -63,6 +63,7 @@ class World:
             "jobDone": (self.running, self.run_id),
             "jobFail": (self.running, self.run_id),
             "jobHeartbeat": (self.running, self.run_id),
+            "jobRelease": (self.running, self.run_id),
         }[method]
 
 
@@ -215,6 +216,7 @@ async def test_a_worker_cannot_report_on_a_job_it_does_not_hold(two_workers: Wor
             ("jobFail", ({"by": "w2"},)),
             ("jobProgress", (1, 2)),
             ("jobHeartbeat", ()),
+            ("jobRelease", ()),
         ):
             assert await jc.call(method, mine.id, run_id, *extra, user_id="w2") is False
     assert await w.snapshot() == before
@@ -257,3 +259,93 @@ async def test_a_holder_rule_binds_each_claim_to_the_worker_that_made_it(
     assert await w.snapshot() == before
     assert await jc.call("jobLog", mine.id, mine.run_id, "mine", user_id="w1") is True
     assert await jc.call("jobDone", mine.id, mine.run_id, user_id="w1") is True
+
+
+# --- jobSaveMany is a batch of jobSaves ------------------------------------------------------
+
+
+def refuse_type_x(user_id: Any, method: str, params: Any) -> bool:
+    return bool(params[0]["type"] == "x")
+
+
+def batch(w: World, *types: str) -> list[dict[str, Any]]:
+    return [w.jc.create_job(t).doc.to_mongo() for t in types]
+
+
+async def saved_by(w: World, user: Any, docs: list[dict[str, Any]]) -> None:
+    """A jobSaveMany by `user` is permitted and stores every document."""
+    before = await w.jc.collection.count_documents({})
+    ids = await w.jc.call("jobSaveMany", docs, user_id=user)
+    assert len(ids) == len(docs) and None not in ids
+    assert await w.jc.collection.count_documents({}) == before + len(docs)
+
+
+@pytest.mark.parametrize("allow", ["admin", "creator", "jobSave", "jobSaveMany"])
+async def test_a_jobsave_deny_rule_holds_for_each_document_of_a_jobsavemany(
+    world: World, allow: str
+) -> None:
+    world.jc.allow(**{allow: ["alice"]})
+    world.jc.deny(jobSave=refuse_type_x)
+    await denied(world, "jobSaveMany", "alice", (batch(world, "t", "x", "t"),))
+    await denied(world, "jobSaveMany", "alice", (batch(world, "x"),))
+    await saved_by(world, "alice", batch(world, "t", "u"))
+
+
+async def test_jobsave_allow_rules_permit_a_jobsavemany_of_documents_each_allowed(
+    world: World,
+) -> None:
+    world.jc.allow(jobSave=lambda user_id, method, params: params[0]["type"] == "t")
+    await saved_by(world, "alice", batch(world, "t", "t"))
+    await denied(world, "jobSaveMany", "alice", (batch(world, "t", "u"),))
+    await denied(world, "jobSaveMany", "alice", ([],))  # allowed by no document
+    world.jc.allow(jobSaveMany=["alice"])
+    await saved_by(world, "alice", batch(world, "t", "u"))
+
+
+async def test_a_group_deny_rule_sees_each_document_as_a_jobsave(world: World) -> None:
+    world.jc.allow(jobSaveMany=["alice"])
+    world.jc.deny(creator=refuse_type_x)  # written for jobSave's params: (doc, options)
+    await denied(world, "jobSaveMany", "alice", (batch(world, "t", "x"),))
+    await saved_by(world, "alice", batch(world, "t"))
+
+
+async def test_a_jobsavemany_deny_rule_sees_the_batch(world: World) -> None:
+    world.jc.allow(creator=["alice"])
+    world.jc.deny(jobSaveMany=lambda user_id, method, params: len(params[0]) > 2)
+    await denied(world, "jobSaveMany", "alice", (batch(world, "t", "t", "t"),))
+    await saved_by(world, "alice", batch(world, "t", "t"))
+
+
+async def test_jobsave_rules_get_each_document_with_its_own_options(world: World) -> None:
+    seen: list[tuple[str, Any]] = []
+
+    def rule(user_id: Any, method: str, params: Any) -> bool:
+        seen.append((method, params))
+        return True
+
+    world.jc.allow(jobSave=rule)
+    docs = batch(world, "t", "u")
+    ids = [ObjectId(), None]
+    await world.jc.call(
+        "jobSaveMany", docs, {"cancelRepeats": True, "jobIds": ids}, user_id="alice"
+    )
+    assert seen == [
+        ("jobSave", (docs[0], {"cancelRepeats": True, "jobId": ids[0]})),
+        ("jobSave", (docs[1], {"cancelRepeats": True, "jobId": None})),
+    ]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        ("not a list",),
+        ([{"type": "t"}], "not a dict"),
+        ([{"type": "t"}], {"jobIds": [ObjectId(), ObjectId()]}),
+        ([{"type": "t"}], {"jobIds": "x"}),
+    ],
+)
+async def test_a_jobsavemany_whose_documents_cannot_be_listed_is_refused(
+    world: World, params: tuple[Any, ...]
+) -> None:
+    world.jc.allow(admin=["alice"], jobSaveMany=["alice"])
+    await denied(world, "jobSaveMany", "alice", params)

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from helpers import Yielding
+from helpers import Yielding, messages
 from jobcollection import (
     DatabaseError,
     InvalidArgument,
@@ -35,7 +35,7 @@ from jobcollection import (
     MethodEvent,
     WakeupUnavailable,
 )
-from jobcollection.testing import memory_database
+from strict import memory_database
 
 T = TypeVar("T")
 BOUND = 10.0
@@ -631,7 +631,7 @@ async def test_soft_shutdown_of_a_paused_queue_still_runs_its_queued_jobs(
     assert await statuses(jc) == {"completed": 2, "ready": 1}
 
 
-async def test_normal_shutdown_finishes_running_and_fails_queued_jobs(
+async def test_normal_shutdown_finishes_running_and_releases_queued_jobs(
     jc: JobCollection, make_queue: MakeQueue
 ) -> None:
     await save(jc, 5)
@@ -645,16 +645,16 @@ async def test_normal_shutdown_finishes_running_and_fails_queued_jobs(
     assert not stopping.done()
     gate.release()
     await within(stopping)
-    assert await statuses(jc) == {"completed": 2, "failed": 3}
-    values = [
-        d["failures"][-1]["value"]
-        for d in await jc.collection.find({"status": "failed"}).to_list(None)
-    ]
-    assert values == ["Worker shutdown"] * 3
+    assert await statuses(jc) == {"completed": 2, "ready": 3}
+    released = await jc.collection.find({"status": "ready"}).to_list(None)
+    for doc in released:  # as before the claim: no attempt used, no runId, no lease
+        assert (doc["retries"], doc["retried"], doc["runId"]) == (1, 0, None)
+        assert "expiresAfter" not in doc and "failures" not in doc
+        assert messages(doc)[-1] == "Job Released"
     assert gate.cancelled == 0
 
 
-async def test_hard_shutdown_fails_running_and_queued_jobs_at_once(
+async def test_hard_shutdown_fails_running_jobs_at_once_and_releases_queued_ones(
     jc: JobCollection, make_queue: MakeQueue
 ) -> None:
     await save(jc, 5)
@@ -663,7 +663,12 @@ async def test_hard_shutdown_fails_running_and_queued_jobs_at_once(
     await gate.wait_for_calls(2)
     await within(queue.settle())
     await within(queue.shutdown("hard"))  # the gate never opens
-    assert await statuses(jc) == {"failed": 5}
+    assert await statuses(jc) == {"failed": 2, "ready": 3}
+    values = [
+        d["failures"][-1]["value"]
+        for d in await jc.collection.find({"status": "failed"}).to_list(None)
+    ]
+    assert values == ["Worker shutdown"] * 2
     assert gate.cancelled == 2
     assert (queue.running(), queue.length(), queue.idle()) == (0, 0, True)
 
@@ -978,8 +983,8 @@ async def test_the_worker_example_shuts_down_normally_on_sigterm() -> None:
 
 class SlowBulkWrites(Yielding):
     """A server whose bulk writes take a while (20 turns of the event loop, no real time)
-    compared with a worker call, as over a network; records how many jobs each bulk write
-    (a bundle of done/fail reports) matched."""
+    compared with a worker call, as over a network; records how many jobs each bulk write of
+    a bundle of done/fail reports matched (not those clearing follow-up marks)."""
 
     def __init__(self, inner: Any) -> None:
         super().__init__(inner)
@@ -989,7 +994,8 @@ class SlowBulkWrites(Yielding):
         for _ in range(20):
             await asyncio.sleep(0)
         result = await self._inner.bulk_write(*args, **kwargs)
-        self.matched.append(result.matched_count)
+        if "$unset" not in str(args[0]):
+            self.matched.append(result.matched_count)
         return result
 
 
@@ -1034,13 +1040,13 @@ async def test_shutdown_waits_for_reports_in_flight(
     await save(jc, 4)
     writes_may_go = asyncio.Event()
     store = jc._store  # hold the bundled report writes until the shutdown has begun
-    bulk_write = store.bulk_write
+    update_each = store.update_each
 
-    async def held_bulk_write(requests: Any) -> int:
+    async def held_update_each(updates: Any) -> Any:
         await writes_may_go.wait()
-        return await bulk_write(requests)
+        return await update_each(updates)
 
-    monkeypatch.setattr(store, "bulk_write", held_bulk_write)
+    monkeypatch.setattr(store, "update_each", held_update_each)
     queue = make_queue(noop, concurrency=2, prefetch=2)
     await within(queue.settle())
     await asyncio.sleep(0)

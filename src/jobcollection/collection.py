@@ -249,19 +249,31 @@ class JobCollection:
     async def save_jobs(self, jobs: Sequence[Job], cancel_repeats: bool = False) -> list[Id | None]:
         """Save many new jobs in as few round trips as their semantics allow (one for jobs
         without dependencies); each job's id is set as save() would. The ids, in order.
-        Safe to call again after a DatabaseError: each job is inserted at most once."""
+        Safe to call again after a DatabaseError: each job is inserted at most once.
+
+        Every job is checked as jobSaveMany would check it before any is written, so an
+        invalid job refuses the whole list (InvalidArgument naming `jobs[i]`, its index in
+        this list), wherever it falls among the calls of MAX_JOBS_PER_SAVE jobs the list
+        is split into."""
         from .job import Job
+        from .methods import _saveable, check_own_ids
 
         jobs = list(jobs)
         for i, job in enumerate(jobs):
             if not isinstance(job, Job):
                 raise InvalidArgumentType(f"jobs[{i}]", "must be a Job")
+        new_ids = [job._insert_id() for job in jobs]
+        names = [f"jobs[{i}]" for i in range(len(jobs))]
+        docs = [_saveable(job.doc, name) for job, name in zip(jobs, names, strict=True)]
+        for doc, name in zip(docs, names, strict=True):
+            self.limits.check_doc(doc, name, self._store.codec_options)
+        check_own_ids(docs, new_ids, names, names)
         ids: list[Id | None] = []
         for start in range(0, len(jobs), MAX_JOBS_PER_SAVE):
             chunk = jobs[start : start + MAX_JOBS_PER_SAVE]
             options = {
                 "cancelRepeats": cancel_repeats,
-                "jobIds": [job._insert_id() for job in chunk],
+                "jobIds": new_ids[start : start + MAX_JOBS_PER_SAVE],
             }
             ids += await self.call("jobSaveMany", [job.doc for job in chunk], options)
         for job, job_id in zip(jobs, ids, strict=True):
@@ -336,4 +348,3 @@ class JobCollection:
         from .job import Job
 
         return Job(self, doc)
-

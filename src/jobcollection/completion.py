@@ -1,11 +1,18 @@
-"""Bundled completion: done/fail reports that arrive together are applied together.
+"""Bundled reports: done/fail reports that arrive together are written together.
 
 Each report waits for the current flush to finish (or for the next turn of the event loop),
-then joins a batch: one read of the jobs, one unordered bulk write of the per-job conditional
-updates (each still fenced by `{_id, runId, status: running}`; jobs of one claim that finish
-with the same change share one update), one insert of the repeats, and one lookup of
-dependents. Every caller gets its own result. Under load this makes the cost of
-finishing a job a fraction of a round trip; a lone report costs what it did unbatched.
+then joins a batch: one read of the jobs (from the primary), one unordered bulk write of
+single-document conditional updates (each fenced by `{_id, runId, status: "running"}`, and an
+expiry also by `expiresAfter < now`; only single-document writes, so the driver retries the
+batch after a failover), then the follow-ups of the jobs that finished (followups.py). Under
+load this makes the cost of finishing a job a fraction of a round trip; a lone report costs
+what it did unbatched.
+
+Every report is judged alone: one whose value cannot be stored, or whose write the server
+refuses, gets its own error and the rest of its batch is written. The write that completes a
+job, or fails it for good, also marks its follow-ups pending, so a fault after it delays them
+by one job-server pass and never loses them. A report on a job whose stored document is not a
+valid job (a poison document) fails that job for good, with the reason.
 """
 
 from __future__ import annotations
@@ -13,23 +20,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-import bson
 import bson.errors
 from bson import ObjectId
-from pymongo import UpdateMany, UpdateOne
 
 from . import rules
-from .constants import JOB_STATUS_CANCELLABLE
-from .document import JobDoc
+from .clock import Clock
+from .document import FOLLOW_UPS, JobDoc, assume_utc
+from .driver import Document, Store
+from .errors import DatabaseError, InvalidArgument, InvalidDocument
+from .followups import FollowUps, Pending, mark, pending_of
 from .rules import Id
-from .schedule import next_repeat_wait_ms
-
-if TYPE_CHECKING:
-    from .operations import Operations
 
 logger = logging.getLogger("jobcollection")
 
@@ -38,11 +43,13 @@ FLUSH_MARK = "_private.jobcollectionFlush"  # listed in document.INTERNAL_PRIVAT
 schema allows and which is never returned."""
 
 Outcome = bool | Id
+"""What a report answers: whether it was applied (by this call, or by an earlier attempt of the
+same call whose reply was lost), or the id of the repeat it scheduled when one was asked for."""
 
 
 @dataclass(slots=True)
 class Report:
-    """One worker's done or fail, waiting to be applied."""
+    """One done or fail, waiting to be applied."""
 
     kind: Literal["done", "fail"]
     job_id: Id
@@ -51,6 +58,9 @@ class Report:
     fatal: bool = False
     repeat_id: bool = False
     delay_deps_ms: int | None = None
+    expired: bool = False
+    """A failure for an expired lease (the job server's): it applies only while the lease is
+    still expired, so a heartbeat that lands first wins."""
     future: asyncio.Future[Outcome] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -58,16 +68,31 @@ class Report:
 
 @dataclass(slots=True)
 class _Planned:
-    report: Report
-    doc: JobDoc
-    status: str
+    index: int
+    fence: dict[str, Any]
+    update: dict[str, Any]
+    pending: Pending | None
+
+
+Result = Outcome | BaseException
 
 
 class Completer:
     """Collects done/fail reports and applies them in batches."""
 
-    def __init__(self, ops: Operations) -> None:
-        self._ops = ops
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        follow_ups: FollowUps,
+        parse: Callable[[Document], JobDoc],
+    ) -> None:
+        """`parse` reads a stored document (with `_private`) as a job, or raises
+        InvalidDocument."""
+        self._store = store
+        self._clock = clock
+        self._follow_ups = follow_ups
+        self._parse = parse
         self._pending: list[Report] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -88,15 +113,23 @@ class Completer:
         while self._pending:
             batch, self._pending = self._take_batch()
             try:
-                outcomes = await self._flush(batch)
-            except Exception as exc:
-                for report in batch:
-                    if not report.future.done():
-                        report.future.set_exception(exc)
-            else:
-                for report, outcome in zip(batch, outcomes, strict=True):
-                    if not report.future.done():
-                        report.future.set_result(outcome)
+                results: list[Result] = await self._flush(batch)
+            except Exception as exc:  # a bug or an unexpected backend error: fail the batch
+                results = [exc] * len(batch)
+            for report, result in zip(batch, results, strict=True):
+                if report.future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    report.future.set_exception(result)
+                else:
+                    if result is False and not report.expired:
+                        logger.warning(
+                            "job%s: job %s is not running under run %s",
+                            "Done" if report.kind == "done" else "Fail",
+                            report.job_id,
+                            report.run_id,
+                        )
+                    report.future.set_result(result)
 
     def _take_batch(self) -> tuple[list[Report], list[Report]]:
         """One report per job in a batch; a second report for the same job waits its turn."""
@@ -108,181 +141,178 @@ class Completer:
             seen.add(report.job_id)
         return batch, later
 
-    async def _flush(self, batch: list[Report]) -> list[Outcome]:
-        store, now = self._ops.store, self._ops.clock.now()
+    async def _flush(self, batch: list[Report]) -> list[Result]:
+        now = self._clock.now()
         flush = ObjectId()  # marks this flush's writes, to tell them apart after a race
-        ids = [r.job_id for r in batch]
         found = {
             d["_id"]: d
-            for d in await store.find({"_id": {"$in": ids}}, {"log": 0, "failures": {"$slice": -1}})
+            for d in await self._store.find(
+                {"_id": {"$in": [r.job_id for r in batch]}},
+                {"log": 0, "failures": {"$slice": -1}},
+            )
         }
+        results: dict[int, Result] = {}
         planned: list[_Planned] = []
-        replayed: list[_Planned] = []
-        updates: list[tuple[Report, dict[str, Any]]] = []
-        for report in batch:
+        follow: list[tuple[int, Pending]] = []
+        for i, report in enumerate(batch):
             raw = found.get(report.job_id)
             if raw is None:
-                continue
-            held = raw.get("status") == "running" and raw.get("runId") == report.run_id
-            if not held:
-                if _already_applied(report, raw):  # a retry after a lost reply
-                    replayed.append(
-                        _Planned(
-                            report,
-                            JobDoc.from_mongo(raw, with_private=True),
-                            str(raw.get("status")),
-                        )
-                    )
-                continue
-            doc = JobDoc.from_mongo(raw, with_private=True)
+                results[i] = False
+            elif _holds(report, raw, now):
+                try:
+                    planned.append(self._plan(i, report, raw, now, flush))
+                except InvalidArgument as exc:
+                    results[i] = exc
+            elif self._applied_before(report, raw):
+                # The same call repeated after a lost reply: it was applied. Finish its
+                # follow-ups if they are still marked pending for this run.
+                results[i] = True
+                pending = pending_of(raw, None)
+                if pending is not None and pending.run_id == report.run_id:
+                    pending.doc = self._parse_or_none(raw)
+                    follow.append((i, pending))
+            else:
+                results[i] = False
+        follow += await self._write(planned, flush, results)
+        await self._finish_follow_ups(batch, follow, results)
+        return [results[i] for i in range(len(batch))]
+
+    def _plan(
+        self, index: int, report: Report, raw: Document, now: datetime, flush: ObjectId
+    ) -> _Planned:
+        """The fenced update for one report (raises InvalidArgument if it cannot be stored)."""
+        status: str
+        doc: JobDoc | None
+        try:
+            doc = self._parse(raw)
+        except InvalidDocument as exc:
+            doc = None
+            status = "failed"
+            reason = f"Invalid job document: {exc}"[:2000]
+            logger.error("job %s: %s; failing it", report.job_id, reason)
+            update = rules.fail_invalid(report.run_id, {"value": reason}, now)
+        else:
             if report.kind == "done":
                 status, update = "completed", rules.done(doc, report.value, now)
             else:
                 status, update = rules.fail(doc, report.value, report.fatal, now)
-            update.setdefault("$set", {})[FLUSH_MARK] = flush
-            planned.append(_Planned(report, doc, status))
-            updates.append((report, store.capped(update)))
-        applied = planned
-        if updates and await store.bulk_write(_grouped_writes(updates)) < len(updates):
-            applied = await self._confirm(planned, flush)
-        outcomes: dict[int, Outcome] = {id(p.report): True for p in applied}
-        # A repeated report changes nothing and gets False, as any report on a job no longer
-        # held does; but it redoes the follow-ups (repeat, dependents), each idempotent, in
-        # case the lost reply hid a failure between the status write and them.
-        applied = [*applied, *replayed]
-        repeats = await self._repeat([p for p in applied if p.status == "completed"], now)
-        outcomes.update((key, new_id) for key, new_id in repeats.items() if key in outcomes)
-        again = {p.report.job_id for p in replayed}
-        await self._resolve_dependents(
-            [p for p in applied if p.status == "completed"], now, replayed=again
-        )
-        await self._cancel_dependents(
-            [p.report.job_id for p in applied if p.status == "failed"], replayed=again
-        )
-        results: list[Outcome] = []
-        for report in batch:
-            outcome = outcomes.get(id(report), False)
-            if outcome is False:
-                logger.warning(
-                    "job%s: job %s is not running under run %s",
-                    "Done" if report.kind == "done" else "Fail",
-                    report.job_id,
-                    report.run_id,
-                )
-            results.append(outcome)
-        return results
+        update.setdefault("$set", {})[FLUSH_MARK] = flush
+        pending: Pending | None = None
+        if status in ("completed", "failed"):
+            delay = report.delay_deps_ms if status == "completed" else None
+            final: Literal["completed", "failed"] = (
+                "completed" if status == "completed" else "failed"
+            )
+            pending = Pending(report.job_id, report.run_id, final, now, delay, doc)
+            update["$set"][FOLLOW_UPS] = mark(report.run_id, final, now, delay)
+        update = self._store.capped(update)
+        try:
+            self._store.encode(update)
+        except (bson.errors.BSONError, TypeError, ValueError, OverflowError) as exc:
+            name = "result" if report.kind == "done" else "error"
+            raise InvalidArgument(name, f"cannot be stored: {exc}") from exc
+        fence = rules.held(report.job_id, report.run_id)
+        if report.expired:
+            fence["expiresAfter"] = {"$lt": now}
+        return _Planned(index, fence, update, pending)
 
-    async def _confirm(self, planned: list[_Planned], flush: ObjectId) -> list[_Planned]:
-        """After a partial bulk write (another writer, perhaps another instance reporting on
-        the same claim, got there first): the reports whose write carries this flush's mark."""
+    async def _write(
+        self, planned: list[_Planned], flush: ObjectId, results: dict[int, Result]
+    ) -> list[tuple[int, Pending]]:
+        """Write the planned updates; record each report's result; the follow-ups to finish."""
+        if not planned:
+            return []
+        try:
+            outcome = await self._store.update_each([(p.fence, p.update) for p in planned])
+        except DatabaseError as exc:  # unknown outcome: the caller retries (see README)
+            for p in planned:
+                results[p.index] = exc
+            return []
+        written = [p for j, p in enumerate(planned) if j not in outcome.refused]
+        for j, error in outcome.refused.items():
+            results[planned[j].index] = error
+        if outcome.matched < len(written):  # some fence no longer held: which ones?
+            try:
+                written = await self._confirm(written, flush)
+            except DatabaseError as exc:
+                for p in written:
+                    results[p.index] = exc
+                return []
+        follow: list[tuple[int, Pending]] = []
+        for p in planned:
+            results.setdefault(p.index, False)
+        for p in written:
+            results[p.index] = True
+            if p.pending is not None:
+                follow.append((p.index, p.pending))
+        return follow
+
+    async def _confirm(self, written: list[_Planned], flush: ObjectId) -> list[_Planned]:
+        """After a write that matched fewer jobs than it named (another writer, perhaps
+        another instance reporting on the same claim, got there first): the reports whose
+        write carries this flush's mark."""
         marked = {
             d["_id"]
-            for d in await self._ops.store.find(
-                {"_id": {"$in": [p.report.job_id for p in planned]}, FLUSH_MARK: flush},
+            for d in await self._store.find(
+                {"_id": {"$in": [p.fence["_id"] for p in written]}, FLUSH_MARK: flush},
                 {"_id": 1},
             )
         }
-        return [p for p in planned if p.report.job_id in marked]
+        return [p for p in written if p.fence["_id"] in marked]
 
-    async def _repeat(self, completed: list[_Planned], now: datetime) -> dict[int, Outcome]:
-        """Insert the next run of each completed repeating job; the new ids for repeat_id."""
-        clones: list[dict[str, Any]] = []
-        owners: list[Report] = []
-        for p in completed:
-            wait_ms = next_repeat_wait_ms(p.doc, now)
-            if wait_ms is not None:
-                clone = rules.rerun_document(
-                    p.doc, p.doc.repeats - 1, p.doc.repeat_until, wait_ms, now
-                )
-                # One id per completion: a retried done() cannot schedule a second repeat.
-                clone["_id"] = rules.repeat_job_id(p.report.job_id, p.report.run_id)
-                clones.append(clone)
-                owners.append(p.report)
-        if not clones:
-            return {}
-        new_ids = await self._ops.store.insert_many(clones, skip_existing=True)
-        return {id(r): new_id for r, new_id in zip(owners, new_ids, strict=True) if r.repeat_id}
-
-    async def _resolve_dependents(
-        self, completed: list[_Planned], now: datetime, replayed: set[Id]
+    async def _finish_follow_ups(
+        self, batch: list[Report], follow: list[tuple[int, Pending]], results: dict[int, Result]
     ) -> None:
-        if not completed:
+        if not follow:
             return
-        by_id = {p.report.job_id: p.report for p in completed}
-        waiting = await self._ops.store.find({"depends": {"$in": list(by_id)}}, {"depends": 1})
-        again = [i for i in by_id if i in replayed]
-        if again:  # the lost reply may have hidden a promotion cut short after the resolve
-            waiting += await self._ops.store.find(
-                {"resolved": {"$in": again}, "status": "waiting", "depends": {"$size": 0}},
-                {"depends": 1},
-            )
-        if not waiting:
-            return
-        writes = []
-        for dependent in waiting:
-            antecedents = [a for a in dependent["depends"] if a in by_id]
-            delays = [d for a in antecedents if (d := by_id[a].delay_deps_ms) is not None]
-            query, update = rules.resolve_dependents(
-                dependent["_id"],
-                [(a, by_id[a].run_id) for a in antecedents],
-                now,
-                max(delays) if delays else None,
-            )
-            if antecedents:
-                writes.append(UpdateOne(query, self._ops.store.capped(update)))
-        if writes:
-            await self._ops.store.bulk_write(writes)
-        await self._ops.job_ready([d["_id"] for d in waiting])
-
-    async def _cancel_dependents(self, failed: list[Id], replayed: set[Id]) -> None:
-        if not failed:
-            return
-        query: dict[str, Any] = {"depends": {"$in": failed}}
-        if not any(i in replayed for i in failed):
-            query["status"] = {"$in": list(JOB_STATUS_CANCELLABLE)}
-        # else: dependents cancelled before a lost reply still lead the cascade to theirs
-        doomed = await self._ops.store.find(query, {"_id": 1})
-        if doomed:
-            await self._ops.job_cancel([d["_id"] for d in doomed])
-
-
-def _grouped_writes(updates: list[tuple[Report, dict[str, Any]]]) -> list[Any]:
-    """The bulk write's requests: one per distinct change. Jobs claimed together (one runId)
-    and finished with the same change (a payload batch completed with one result) share one
-    UpdateMany, fenced as each job alone would be; any other job gets its own UpdateOne."""
-    groups: dict[tuple[Any, Any], tuple[list[Id], dict[str, Any]]] = {}
-    for report, update in updates:
         try:
-            change: Any = bson.encode(update)
-        except (bson.errors.BSONError, TypeError):  # the write itself will report it
-            change = id(report)
-        groups.setdefault((report.run_id, change), ([], update))[0].append(report.job_id)
-    writes: list[Any] = []
-    for (run_id, _), (ids, update) in groups.items():
-        if len(ids) == 1:
-            writes.append(UpdateOne(rules.held(ids[0], run_id), update))
-        else:
-            fence = {"_id": {"$in": ids}, "runId": run_id, "status": "running"}
-            writes.append(UpdateMany(fence, update))
-    return writes
+            repeats = await self._follow_ups.finish([p for _, p in follow])
+        except Exception as exc:
+            logger.warning(
+                "follow-ups of %d finished job(s) are delayed (%s); the job server's next "
+                "pass finishes them",
+                len(follow),
+                exc,
+            )
+            return
+        for i, pending in follow:
+            if batch[i].repeat_id and pending.job_id in repeats:
+                results[i] = repeats[pending.job_id]
 
+    def _parse_or_none(self, raw: Document) -> JobDoc | None:
+        try:
+            return self._parse(raw)
+        except InvalidDocument:
+            return None
 
-def _already_applied(report: Report, raw: dict[str, Any]) -> bool:
-    """Whether this very report was applied before (its caller lost the reply).
+    def _applied_before(self, report: Report, raw: Document) -> bool:
+        """Whether this very report was applied before (its caller lost the reply).
 
-    done() under runId R leaves the job completed with runId R and its result; fail() under
-    R clears the runId and appends `{**error, runId: R}` to failures. The same value from the
-    same run means the same call repeated. A different value is another report (False), and
-    a lease expiry records its own error, so a late worker still gets False.
-    """
-    if report.kind == "done":
-        return (
-            raw.get("status") == "completed"
-            and raw.get("runId") == report.run_id
-            and raw.get("result") == report.value
+        done() under runId R leaves the job completed with runId R and its result; fail()
+        under R clears the runId and appends `{**error, runId: R}` to failures. The same
+        value from the same run means the same call repeated. Values are compared as BSON
+        after a round trip (tuples become lists, datetimes lose their microseconds), so the
+        value given again matches the one stored. A lease expiry is never a repeat.
+        """
+        if report.expired:
+            return False
+        if report.kind == "done":
+            return (
+                raw.get("status") == "completed"
+                and raw.get("runId") == report.run_id
+                and self._store.same(raw.get("result"), report.value)
+            )
+        failures = raw.get("failures") or [None]
+        return raw.get("runId") != report.run_id and self._store.same(
+            failures[-1], {**report.value, "runId": report.run_id}
         )
-    failures = raw.get("failures") or [{}]
-    return raw.get("runId") != report.run_id and failures[-1] == {
-        **report.value,
-        "runId": report.run_id,
-    }
+
+
+def _holds(report: Report, raw: Document, now: datetime) -> bool:
+    """Whether the report's fence holds on the stored document as read."""
+    if raw.get("status") != "running" or raw.get("runId") != report.run_id:
+        return False
+    if report.expired:
+        expires = assume_utc(raw.get("expiresAfter"))
+        return isinstance(expires, datetime) and expires < now
+    return True

@@ -69,9 +69,11 @@ METHODS: Final[tuple[str, ...]] = (
     "jobFail",
     "jobSaveMany",
     "jobHeartbeat",
+    "jobRelease",
 )
-"""The original's methods, plus this project's extensions: jobSaveMany (batched jobSave) and
-jobHeartbeat (renew a held job's lease without logging or reporting progress)."""
+"""The original's methods, plus this project's extensions: jobSaveMany (batched jobSave),
+jobHeartbeat (renew a held job's lease without logging or reporting progress) and jobRelease
+(hand held jobs back, ready, without counting an attempt)."""
 
 PERMISSION_LEVELS: Final[tuple[str, ...]] = ("admin", "manager", "creator", "worker")
 
@@ -96,6 +98,7 @@ METHOD_PERMISSIONS: Final[dict[str, tuple[str, ...]]] = {
     "jobDone": ("jobDone", "admin", "worker"),
     "jobFail": ("jobFail", "admin", "worker"),
     "jobHeartbeat": ("jobHeartbeat", "admin", "worker"),
+    "jobRelease": ("jobRelease", "admin", "worker"),
 }
 """For each method, the rule names that may allow or deny it: its own name and its groups."""
 

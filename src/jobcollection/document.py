@@ -161,16 +161,12 @@ class JobDoc(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _stored_datetimes_are_utc(cls, value: Any, info: ValidationInfo) -> Any:
-        """pymongo decodes BSON dates as naive UTC; only stored documents may carry them."""
+        """pymongo decodes BSON dates as naive UTC unless told otherwise, and v1.x writes
+        JavaScript Dates anywhere in a job: in a stored document every naive datetime, at any
+        depth (data, result, log, failures), is UTC."""
         if not (info.context or {}).get("stored") or not isinstance(value, dict):
             return value
-        fixed = {k: _stored_int(k, _assume_utc(v)) for k, v in value.items()}
-        if isinstance(fixed.get("log"), list):
-            fixed["log"] = [
-                {**e, "time": _assume_utc(e.get("time"))} if isinstance(e, dict) else e
-                for e in fixed["log"]
-            ]
-        return fixed
+        return {k: _stored_int(k, assume_utc(v)) for k, v in value.items()}
 
     @field_validator("data", "result")
     @classmethod
@@ -209,7 +205,7 @@ class JobDoc(BaseModel):
         """Validate a document read from the database. `_private` is dropped, or kept (for
         the server's own use, such as cloning a job) without this library's bookkeeping."""
         doc = parse_doc({k: v for k, v in raw.items() if k != "_private"}, stored=True)
-        private = raw.get("_private")
+        private = assume_utc(raw.get("_private"))
         if with_private and isinstance(private, dict):
             kept = {k: v for k, v in private.items() if k not in INTERNAL_PRIVATE_KEYS}
             doc.private = kept or None
@@ -245,9 +241,23 @@ def _stored_int(key: str, value: Any) -> Any:
     return value
 
 
-def _assume_utc(value: Any) -> Any:
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
+def assume_utc(value: Any) -> Any:
+    """A stored value with every naive datetime in it (at any depth) made aware UTC. Containers
+    are copied only where something changed, so an already-aware document costs one walk."""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    if isinstance(value, dict):
+        changed = None
+        for key, item in value.items():
+            fixed = assume_utc(item)
+            if fixed is not item:
+                if changed is None:
+                    changed = dict(value)
+                changed[key] = fixed
+        return value if changed is None else changed
+    if isinstance(value, list):
+        items = [assume_utc(item) for item in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
     return value
 
 

@@ -1,36 +1,123 @@
 """The seam to MongoDB: one small adapter over a pymongo AsyncCollection or a Motor collection.
 
-The two drivers differ in details (pymongo's `aggregate` is a coroutine, Motor's is not; only
-pymongo accepts every codec option we ask for); those differences live here and nowhere else.
-Driver exceptions are translated to DatabaseError with the original as the cause. Every call
-counts as one database command in `commands`, which the benchmarks report per job.
+The drivers and the in-memory backend differ in details; those differences live here and
+nowhere else:
+
+- **Codec options.** Reads use the collection's own codec options (its `uuid_representation`,
+  `type_registry`, ...) with three changes: dates come back timezone-aware in UTC wherever they
+  are in a document, and v1.x's far-future dates (beyond Python's datetime) are clamped instead
+  of failing to decode. Values are encoded (for size checks and comparisons) with the same
+  options, so what is accepted is what the collection can store.
+- **Read your writes.** The library's own reads go to the primary with read concern "local",
+  whatever the collection's read preference and read concern: a read right after a claim or a
+  report must see it (a secondary, or "majority" over `w: 1`, may not yet). Writes keep the
+  collection's write concern. Your own queries on `jc.collection` keep your settings.
+- **The in-memory backend** (mongomock-motor) cannot take those options (nor pymongo's `sort`
+  argument of bulk updates): the collection is used as given, and a bulk write is applied one
+  update at a time, with the same result.
+- **Errors.** Whatever a backend raises during an operation becomes DatabaseError, with the
+  original as the cause; a write the server refused (rather than one whose fate is unknown) is
+  told apart by `refused()`.
+- **Routers.** `detect_router()` asks the server whether it is a mongos; on one, claims avoid
+  `findAndModify` without the shard key (see README, "Sharded clusters").
+
+Every call counts as one database command in `commands`, which the benchmarks report per job.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
+import bson
 from bson.codec_options import CodecOptions, DatetimeConversion
-from bson.errors import BSONError
-from pymongo import ReturnDocument
+from pymongo import ReadPreference, ReturnDocument, UpdateOne
 from pymongo.collection import Collection as SyncCollection
-from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    DuplicateKeyError,
+    ExecutionTimeout,
+    OperationFailure,
+    PyMongoError,
+    WriteError,
+    WTimeoutError,
+)
+from pymongo.read_concern import ReadConcern
 
 from .errors import DatabaseError
 from .limits import DEFAULT_LIMITS, cap_arrays, cap_pushes
 
 Document = dict[str, Any]
 
+DUPLICATE_KEY = 11000
 
-def _with_clamped_dates(collection: Any) -> Any:
-    """Read v1.x's far-future dates (beyond Python's datetime) clamped instead of failing."""
+
+def _library_view(collection: Any) -> tuple[Any, CodecOptions[Any]]:
+    """The collection as the library reads it (see the module docstring), and the codec
+    options values are encoded with."""
+    changes: dict[str, Any] = {
+        "tz_aware": True,
+        "tzinfo": UTC,
+        "datetime_conversion": DatetimeConversion.DATETIME_CLAMP,
+    }
     try:
-        return collection.with_options(
-            codec_options=CodecOptions(datetime_conversion=DatetimeConversion.DATETIME_CLAMP)
+        options = collection.codec_options.with_options(**changes)
+        view = collection.with_options(
+            codec_options=options,
+            read_preference=ReadPreference.PRIMARY,
+            read_concern=ReadConcern("local"),
         )
-    except NotImplementedError:  # the in-memory backend never stores such dates
-        return collection
+    except NotImplementedError:  # the in-memory backend: one process, no replicas, no codecs
+        return collection, CodecOptions(**changes)
+    return view, options
+
+
+RETRYABLE_CODES = frozenset(
+    {6, 7, 89, 91, 134, 189, 262, 9001, 10058, 10107, 11600, 11602, 13435, 13436}
+)
+"""Server error codes of a failover or a network error (pymongo retries writes on them)."""
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a DatabaseError may go away by itself (a lost connection, a failover, a
+    timeout), as opposed to an operation the server or the backend will refuse every time."""
+    cause = exc.__cause__ if isinstance(exc, DatabaseError) else exc
+    if isinstance(cause, ConnectionFailure | ExecutionTimeout | WTimeoutError):
+        return True
+    if isinstance(cause, PyMongoError) and cause.has_error_label("RetryableWriteError"):
+        return True
+    return isinstance(cause, OperationFailure) and cause.code in RETRYABLE_CODES
+
+
+def refused(exc: BaseException) -> bool:
+    """Whether a DatabaseError is the server refusing a write (retrying cannot help), rather
+    than a driver error whose outcome is unknown (a lost reply, a failover)."""
+    return isinstance(exc, DatabaseError) and isinstance(exc.__cause__, WriteError)
+
+
+def is_id_duplicate(error: Mapping[str, Any]) -> bool:
+    """Whether a duplicate-key error is about `_id` (the job exists already), not another
+    unique index of the collection. Servers name the index in `keyPattern`; the in-memory
+    backend leaves it out for `_id` only."""
+    if error.get("code") != DUPLICATE_KEY:
+        return False
+    pattern = error.get("keyPattern")
+    if pattern is None:
+        return "_id" in (error.get("keyValue") or {"_id": None})
+    return dict(pattern) == {"_id": 1}
+
+
+@dataclass(slots=True)
+class BulkOutcome:
+    """What an unordered bulk write of single-document updates did."""
+
+    matched: int
+    refused: dict[int, DatabaseError] = field(default_factory=dict)
+    """Requests the server refused, by index; every other request was applied (or matched
+    nothing)."""
 
 
 class Store:
@@ -48,7 +135,10 @@ class Store:
                 f"not {type(collection).__name__}"
             )
         self.collection = collection
-        self._coll = _with_clamped_dates(collection)
+        self._coll, self.codec_options = _library_view(collection)
+        self._bulk_supported = True
+        self.routed = False
+        """True on a mongos: single-document writes must name `_id` (see detect_router)."""
         self.commands = 0
         self.caps: dict[str, int] = dict(DEFAULT_LIMITS.push_caps() if caps is None else caps)
         """Arrays kept to their newest N items on every write (see limits.py)."""
@@ -57,12 +147,44 @@ class Store:
         """An update whose pushes onto capped arrays keep only the newest items."""
         return cap_pushes(update, self.caps)
 
+    def encode(self, value: Mapping[str, Any]) -> bytes:
+        """A value as BSON, with the codec options of the collection (so a `uuid.UUID` is
+        accepted exactly where the collection can store one). Raises what bson raises."""
+        return bson.encode(value, codec_options=self.codec_options)
+
+    def same(self, stored: Any, given: Any) -> bool:
+        """Whether a value read back equals a value given, as MongoDB stores them: both are
+        compared as BSON after a round trip (tuples become lists, datetimes keep
+        milliseconds, naive ones are UTC, patterns become Regex)."""
+        if not isinstance(stored, Mapping) or not isinstance(given, Mapping):
+            return False
+        try:
+            return self._canonical(stored) == self._canonical(given)
+        except (bson.errors.BSONError, TypeError, ValueError, OverflowError):
+            return False
+
+    def _canonical(self, value: Mapping[str, Any]) -> bytes:
+        decoded = bson.decode(self.encode(value), codec_options=self.codec_options)
+        return self.encode(decoded)
+
     async def _run(self, awaitable: Any) -> Any:
         self.commands += 1
         try:
             return await awaitable
-        except (PyMongoError, BSONError) as exc:  # BSONError: e.g. a document over 16 MiB
+        except DatabaseError:
+            raise
+        except Exception as exc:  # driver, bson, or the backend's own error
             raise DatabaseError(f"database error: {exc}") from exc
+
+    async def detect_router(self) -> bool:
+        """Ask the server whether it is a mongos (`hello` says `msg: "isdbgrid"`); remembered
+        in `routed`. A backend that cannot answer (the in-memory one) is not a router."""
+        try:
+            reply = await self._run(self.collection.database.command("hello"))
+        except (DatabaseError, AttributeError, NotImplementedError):
+            return self.routed
+        self.routed = isinstance(reply, Mapping) and reply.get("msg") == "isdbgrid"
+        return self.routed
 
     async def find(
         self,
@@ -91,35 +213,30 @@ class Store:
     async def insert_one(self, doc: Document) -> Any:
         return (await self._run(self._coll.insert_one(cap_arrays(doc, self.caps)))).inserted_id
 
-    async def insert_new(self, doc: Document) -> bool:
-        """Insert a document that carries its `_id`; False if that `_id` is stored already
-        (an earlier attempt whose reply was lost), which makes a retried insert a no-op."""
-        try:
-            await self._run(self._coll.insert_one(cap_arrays(doc, self.caps)))
-        except DatabaseError as exc:
-            if isinstance(exc.__cause__, DuplicateKeyError):
-                return False
-            raise
-        return True
-
-    async def insert_many(
-        self, docs: Sequence[Document], *, skip_existing: bool = False
-    ) -> list[Any]:
-        """Insert documents in order; the ids. With skip_existing every document must carry
-        its `_id`, and those whose `_id` exists already are skipped (an idempotent retry)."""
+    async def insert_missing(self, docs: Sequence[Document]) -> set[Any]:
+        """Insert documents that carry their `_id`, unordered, so a retried batch inserts only
+        what an earlier attempt did not; the ids found stored already. A duplicate on another
+        unique index, where the server names it, raises like any other error; the caller
+        checks that each id found is the job it meant (the in-memory backend does not say
+        which index a duplicate was on)."""
         capped = [cap_arrays(doc, self.caps) for doc in docs]
-        if not skip_existing:
-            result = await self._run(self._coll.insert_many(capped, ordered=True))
-            return list(result.inserted_ids)
         try:
-            await self._run(self._coll.insert_many(capped, ordered=False))
+            if len(capped) == 1:
+                await self._run(self._coll.insert_one(capped[0]))
+            else:
+                await self._run(self._coll.insert_many(capped, ordered=False))
         except DatabaseError as exc:
             cause = exc.__cause__
-            details = cause.details if isinstance(cause, BulkWriteError) else {}
-            errors = details.get("writeErrors") or [{}]
-            if details.get("writeConcernErrors") or any(e.get("code") != 11000 for e in errors):
+            if isinstance(cause, DuplicateKeyError):
+                errors = [{"index": 0, "code": cause.code, **(cause.details or {})}]
+            elif isinstance(cause, BulkWriteError) and not cause.details.get("writeConcernErrors"):
+                errors = cause.details.get("writeErrors") or []
+            else:
                 raise
-        return [doc["_id"] for doc in capped]
+            if not errors or not all(is_id_duplicate(e) for e in errors):
+                raise
+            return {capped[e["index"]]["_id"] for e in errors}
+        return set()
 
     async def update_one(self, query: Mapping[str, Any], update: Mapping[str, Any]) -> int:
         """Apply an update to at most one document; the number matched."""
@@ -153,10 +270,58 @@ class Store:
         )
         return found
 
-    async def bulk_write(self, requests: Sequence[Any]) -> int:
-        """Unordered bulk write of update requests in one round trip; the number matched."""
-        result = await self._run(self._coll.bulk_write(list(requests), ordered=False))
-        return int(result.matched_count)
+    async def update_each(
+        self, updates: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
+    ) -> BulkOutcome:
+        """Apply single-document updates (filter, update) in one unordered round trip.
+
+        Only single-document operations, so the driver retries the batch after a failover
+        (retryable writes); each request is applied or refused on its own. Raises
+        DatabaseError when the outcome is unknown (a lost reply) or a write concern was not
+        met (the writes may not survive a failover).
+        """
+        if not updates:
+            return BulkOutcome(0)
+        pairs = [(dict(q), self.capped(u)) for q, u in updates]
+        if not self._bulk_supported:
+            self.commands += 1
+            return await self._one_by_one(pairs)
+        try:
+            requests = [UpdateOne(q, u) for q, u in pairs]
+            result = await self._run(self._coll.bulk_write(requests, ordered=False))
+        except DatabaseError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, TypeError) and "sort" in str(cause):
+                # mongomock's bulk builder rejects pymongo's `sort` argument before applying
+                # anything: apply the same updates one at a time from now on (the in-memory
+                # backend has no round trips to save).
+                self._bulk_supported = False
+                return await self._one_by_one(pairs)
+            if not isinstance(cause, BulkWriteError) or cause.details.get("writeConcernErrors"):
+                raise
+            details = cause.details
+            outcome = BulkOutcome(int(details.get("nMatched", 0)))
+            for error in details.get("writeErrors", []):
+                refusal = DatabaseError(f"write refused: {error.get('errmsg')}")
+                refusal.__cause__ = WriteError(str(error.get("errmsg")), error.get("code"), error)
+                outcome.refused[error["index"]] = refusal
+            return outcome
+        return BulkOutcome(int(result.matched_count))
+
+    async def _one_by_one(self, pairs: Sequence[tuple[Document, Document]]) -> BulkOutcome:
+        """An unordered bulk write emulated with one update_one per request."""
+        outcome = BulkOutcome(0)
+        for i, (query, update) in enumerate(pairs):
+            try:
+                result = await self._coll.update_one(query, update)
+            except WriteError as exc:
+                outcome.refused[i] = DatabaseError(f"write refused: {exc}")
+                outcome.refused[i].__cause__ = exc
+            except Exception as exc:
+                raise DatabaseError(f"database error: {exc}") from exc
+            else:
+                outcome.matched += int(result.matched_count)
+        return outcome
 
     async def delete_many(self, query: Mapping[str, Any]) -> int:
         return int((await self._run(self._coll.delete_many(dict(query)))).deleted_count)

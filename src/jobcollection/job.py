@@ -105,7 +105,8 @@ class Job:
     # --- builders ----------------------------------------------------------------------------
 
     def depends(self, jobs: Job | list[Job] | tuple[Job, ...] | None = None) -> Job:
-        """Run after these saved jobs complete; None or [] clears the dependencies."""
+        """Run after these saved jobs complete; None or [] clears the dependencies. A saved
+        job cannot depend on itself: it would wait for its own completion forever."""
         if not jobs:
             self._doc.depends, self._doc.resolved = [], []
             return self
@@ -116,6 +117,8 @@ class Job:
                 raise InvalidArgumentType(f"jobs[{i}]", "must be a Job")
             if job.id is None:
                 raise InvalidArgument(f"jobs[{i}]", "must be saved before it can be depended on")
+            if job.id == self.id:
+                raise InvalidArgument(f"jobs[{i}]", "a job cannot depend on itself")
             ids.append(job.id)
         self._doc.depends = [*self._doc.depends, *ids]
         self._doc.resolved = []
@@ -319,6 +322,17 @@ class Job:
         if ok:
             self._doc.run_id = None
         return ok
+
+    async def release(self) -> bool:
+        """Hand the claimed job back, ready for any worker, as if it had not been claimed:
+        the attempt is not counted and the lease is dropped (a worker that will not start it,
+        at shutdown for example). False if the claim is lost."""
+        job_id, run_id = self._claim("release")
+        released = bool(await self._jc.call("jobRelease", job_id, run_id))
+        if released:
+            self.reported = True
+            self._doc.run_id = None
+        return released
 
     async def heartbeat(self) -> bool:
         """Extend the claimed job's lease by its work timeout; False if the claim is lost."""

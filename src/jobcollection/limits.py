@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import bson
+from bson.codec_options import DEFAULT_CODEC_OPTIONS, CodecOptions
 
 from .errors import InvalidArgument, InvalidArgumentType
 
@@ -57,7 +58,7 @@ class Limits:
     max_jobs: int = 10_000
     """Jobs one get_work call may claim; larger requests are clamped to it."""
     max_depends: int = 1_000
-    """Antecedents one job may wait on."""
+    """Antecedents one job may wait on, and resolved antecedents it may be saved with."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -101,20 +102,26 @@ class Limits:
 
     # --- checks at the boundary -----------------------------------------------------------------
 
-    def check_doc(self, doc: JobDoc, name: str = "doc") -> None:
-        """A job document given to jobSave: its data, local log, failures and antecedents."""
-        _check_size(doc.data, f"{name}.data", self.max_data_bytes)
-        _check_size(doc.result, f"{name}.result", self.max_data_bytes)
+    def check_doc(self, doc: JobDoc, name: str = "doc", codec: Codec = None) -> None:
+        """A job document given to jobSave: its data, local log, failures, antecedents and
+        resolved antecedents. Values are measured with `codec`, the codec options of the
+        collection they are stored in (pymongo's defaults if None)."""
+        _check_size(doc.data, f"{name}.data", self.max_data_bytes, codec)
+        _check_size(doc.result, f"{name}.result", self.max_data_bytes, codec)
         for i, failure in enumerate(doc.failures or []):
-            _check_size(failure, f"{name}.failures[{i}]", self.max_error_bytes)
+            _check_size(failure, f"{name}.failures[{i}]", self.max_error_bytes, codec)
         for i, entry in enumerate(doc.log or []):
             self.check_message(entry.message, f"{name}.log[{i}].message")
-            _check_size(entry.data, f"{name}.log[{i}].data", self.max_log_data_bytes)
-        if len(doc.depends) > self.max_depends:
-            raise InvalidArgument(
-                f"{name}.depends", f"names more than {self.max_depends} antecedents"
-            )
-        _check_size(doc.private, f"{name}._private", self.max_data_bytes)
+            _check_size(entry.data, f"{name}.log[{i}].data", self.max_log_data_bytes, codec)
+        # `resolved` is bounded like `depends`: saves store it as given and resolving only
+        # moves ids over from `depends`, so the two together never hold more than twice
+        # max_depends ids (as worst_case_bytes counts them).
+        for field in ("depends", "resolved"):
+            if len(getattr(doc, field)) > self.max_depends:
+                raise InvalidArgument(
+                    f"{name}.{field}", f"names more than {self.max_depends} antecedents"
+                )
+        _check_size(doc.private, f"{name}._private", self.max_data_bytes, codec)
 
     def check_message(self, message: str, name: str = "message") -> None:
         if len(message) > self.max_message_length:
@@ -122,41 +129,46 @@ class Limits:
                 name, f"is longer than {self.max_message_length} characters ({len(message)})"
             )
 
-    def enforce(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+    def enforce(self, method: str, args: dict[str, Any], codec: Codec = None) -> dict[str, Any]:
         """Check (or clamp) a method's parsed arguments against these limits, before any
         query is built. Raises InvalidArgument naming the argument."""
         if method == "jobSave":
-            self.check_doc(args["doc"])
+            self.check_doc(args["doc"], codec=codec)
         elif method == "jobSaveMany":
             for i, doc in enumerate(args["docs"]):
-                self.check_doc(doc, f"docs[{i}]")
+                self.check_doc(doc, f"docs[{i}]", codec)
         elif method == "getWork":
             args["max_jobs"] = min(args["max_jobs"], self.max_jobs)
         elif method == "jobDone":
-            _check_size(args["result"], "result", self.max_data_bytes)
+            _check_size(args["result"], "result", self.max_data_bytes, codec)
         elif method == "jobFail":
-            _check_size(args["error"], "error", self.max_error_bytes)
+            _check_size(args["error"], "error", self.max_error_bytes, codec)
         elif method == "jobLog":
             self.check_message(args["message"])
-            _check_size(args.get("data"), "data", self.max_log_data_bytes)
+            _check_size(args.get("data"), "data", self.max_log_data_bytes, codec)
         return args
 
 
 DEFAULT_LIMITS = Limits()
 
+Codec = CodecOptions[Any] | None
 
-def _check_size(value: Mapping[str, Any] | None, name: str, limit: int) -> None:
+
+def _check_size(
+    value: Mapping[str, Any] | None, name: str, limit: int, codec: Codec = None
+) -> None:
     if value is None:
         return
-    size = encoded_size(value, name)
+    size = encoded_size(value, name, codec)
     if size > limit:
         raise InvalidArgument(name, f"is {size} bytes BSON-encoded; the limit is {limit}")
 
 
-def encoded_size(value: Mapping[str, Any], name: str) -> int:
-    """The BSON-encoded size of a document; InvalidArgument if it cannot be encoded at all."""
+def encoded_size(value: Mapping[str, Any], name: str, codec: Codec = None) -> int:
+    """The BSON-encoded size of a document; InvalidArgument if it cannot be encoded at all
+    (with these codec options: a `uuid.UUID` needs a uuid_representation, for example)."""
     try:
-        return len(bson.encode(value))
+        return len(bson.encode(value, codec_options=codec or DEFAULT_CODEC_OPTIONS))
     except (bson.errors.BSONError, OverflowError, TypeError, ValueError) as exc:
         raise InvalidArgument(name, f"cannot be stored: {exc}") from None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -23,6 +23,7 @@ from .events import EventEmitter, MethodEvent
 from .limits import DEFAULT_LIMITS, MAX_BSON_BYTES, Limits
 from .operations import Operations
 from .permissions import Rules
+from .rules import Id
 from .schedule import check_cron
 from .servertime import refresh_clock
 
@@ -77,8 +78,9 @@ def _job_doc(value: Any, name: str) -> JobDoc:
         # shallow copy is enough (a deep copy was the largest CPU cost of save_jobs). What
         # can change in place since the model validated it is checked again.
         v.plain_object(value.data, f"{name}.data")
-        for i, dep in enumerate(value.depends):
-            v.job_id(dep, f"{name}.depends[{i}]")
+        for field in ("depends", "resolved"):
+            for i, dep in enumerate(getattr(value, field)):
+                v.job_id(dep, f"{name}.{field}[{i}]")
         return value.model_copy()
     if not isinstance(value, dict):
         raise InvalidArgumentType(name, f"must be a job document, not {type(value).__name__}")
@@ -105,6 +107,7 @@ def _parse_save(p: tuple[Any, ...]) -> Parsed:
     opts = _options(p, 1, {"cancelRepeats": _opt_bool, "jobId": _optional(v.job_id)})
     if opts.get("job_id") is not None and doc.id is not None:
         raise InvalidArgument("jobId", "is for a new job; this document has an _id already")
+    check_own_ids([doc], [opts.get("job_id")], ["doc"], ["jobId"])
     return {
         "doc": doc,
         "cancel_repeats": opts.get("cancel_repeats", False),
@@ -133,11 +136,40 @@ def _parse_save_many(p: tuple[Any, ...]) -> Parsed:
         for i, (doc, new_id) in enumerate(zip(docs, new_ids, strict=True)):
             if new_id is not None and doc.id is not None:
                 raise InvalidArgument(f"jobIds[{i}]", f"is for a new job; docs[{i}] has an _id")
+    check_own_ids(
+        docs,
+        new_ids or [None] * len(docs),
+        [f"docs[{i}]" for i in range(len(docs))],
+        [f"jobIds[{i}]" for i in range(len(docs))],
+    )
     return {
         "docs": docs,
         "cancel_repeats": opts.get("cancel_repeats", False),
         "new_ids": new_ids,
     }
+
+
+def check_own_ids(
+    docs: Sequence[JobDoc],
+    new_ids: Sequence[Id | None],
+    doc_names: Sequence[str],
+    id_names: Sequence[str],
+) -> None:
+    """Each job of one save names a job of its own: no two save under the same id (both
+    would be reported saved while one job is stored), and none depends on itself (it would
+    wait forever). A job's own id is its `_id` (a resave) or the id it is inserted under
+    (`jobId`/`jobIds[i]`); a new job without one is unique. InvalidArgument names the later
+    of two duplicates and the earlier one."""
+    seen: dict[Id, str] = {}
+    for doc, new_id, doc_name, id_name in zip(docs, new_ids, doc_names, id_names, strict=True):
+        own, where = (doc.id, f"{doc_name}._id") if doc.id is not None else (new_id, id_name)
+        if own is None:
+            continue
+        if own in doc.depends:
+            raise InvalidArgument(f"{doc_name}.depends", "a job cannot depend on itself")
+        if own in seen:
+            raise InvalidArgument(where, f"duplicates {seen[own]}")
+        seen[own] = where
 
 
 def _new_ids(value: Any, name: str) -> list[Any]:
@@ -291,6 +323,22 @@ def _parse_heartbeat(p: tuple[Any, ...]) -> Parsed:
     }
 
 
+def _parse_release(p: tuple[Any, ...]) -> Parsed:
+    _arity(p, 2, 3, "jobRelease")
+    _options(p, 2, {})
+    return {
+        "ids": _ids(p),
+        "single": not isinstance(p[0], list | tuple),
+        "run_id": v.job_id(p[1], "runId"),
+    }
+
+
+async def _run_release(ops: Operations, args: Parsed) -> bool | list[Any]:
+    """One id gives whether it was released; a list gives the ids released."""
+    released = await ops.job_release(args["ids"], args["run_id"])
+    return bool(released) if args["single"] else released
+
+
 async def _run_heartbeat(ops: Operations, args: Parsed) -> bool | list[Any]:
     """One id gives whether its lease was renewed; a list gives the ids still held."""
     renewed = await ops.renew_leases(args["ids"], args["run_id"])
@@ -375,6 +423,7 @@ class Dispatcher:
             "jobDone": Method(_parse_done, _run("job_done")),
             "jobFail": Method(_parse_fail, _run("job_fail")),
             "jobHeartbeat": Method(_parse_heartbeat, _run_heartbeat),
+            "jobRelease": Method(_parse_release, _run_release),
         }
         assert set(self.methods) == set(METHODS)
 
@@ -403,7 +452,7 @@ class Dispatcher:
         try:
             if user_id is not None and not self.rules.permits(user_id, method, params):
                 raise PermissionDenied(f"Method not authorized: {method}")
-            args = self.limits.enforce(method, spec.parse(params))
+            args = self.limits.enforce(method, spec.parse(params), self.ops.store.codec_options)
             await refresh_clock(self.clock)  # a ServerClock re-reads the server's time when due
             result = await spec.run(self.ops, args)
         except Exception as exc:

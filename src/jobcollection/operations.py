@@ -7,6 +7,7 @@ operations stay inside this class: they bypass permissions and events, as in the
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -24,7 +25,9 @@ from .constants import (
     JOB_STATUS_RESTARTABLE,
 )
 from .document import JobDoc, LaterSchedule
-from .driver import Document, Store
+from .driver import Document, Store, transient
+from .errors import DatabaseError, InvalidArgument, InvalidDocument
+from .followups import FollowUps
 from .rules import Id
 from .schedule import occurrences
 
@@ -43,11 +46,37 @@ class Operations:
         self.clock = clock
         self.server_running = False
         self.claimed_run_ids: set[ObjectId] = set()
-        self.unconfirmed_claims: set[ObjectId] = set()
-        """runIds of claims whose get_work did not return (a lost reply)."""
-        self.completer = Completer(self)
+        self.unconfirmed_claims: dict[ObjectId, set[Id]] = {}
+        """Claims not yet wholly handed over (a lost reply, a short read-back): each runId
+        with the ids of its jobs that were. The next get_work hands over the others."""
+        self._claiming: set[ObjectId] = set()
+        """RunIds of claims in flight: their jobs are not recovered by a concurrent call."""
+        self.quarantined: set[Id] = set()
+        """Jobs whose expiry the server refused to write: not read again by later passes."""
+        self.follow_ups = FollowUps(store, ready=self.job_ready, cancel=self.cancel_cascade)
+        self.completer = Completer(store, clock, self.follow_ups, self.parse_private)
         self.scrub: Callable[[Document], Document] = _identity
-        """Applied to each document getJob and getWork return, before validation."""
+        """Applied to every stored document before it is validated, on every read path."""
+
+    def parse(self, raw: Document) -> JobDoc:
+        """A stored document as a job: scrubbed, then validated (InvalidDocument if not)."""
+        return JobDoc.from_mongo(self._scrubbed(raw))
+
+    def parse_private(self, raw: Document) -> JobDoc:
+        """As parse, keeping the application's `_private` (for the server's own use)."""
+        scrubbed = self._scrubbed(raw)
+        if "_private" in raw:
+            scrubbed = {**scrubbed, "_private": raw["_private"]}
+        return JobDoc.from_mongo(scrubbed, with_private=True)
+
+    def _scrubbed(self, raw: Document) -> Document:
+        try:
+            scrubbed = self.scrub({k: v for k, v in raw.items() if k != "_private"})
+        except Exception as exc:
+            raise InvalidDocument(f"scrub raised {type(exc).__name__}: {exc}") from exc
+        if not isinstance(scrubbed, dict):
+            raise InvalidDocument(f"scrub returned {type(scrubbed).__name__}, not a document")
+        return scrubbed
 
     # --- save --------------------------------------------------------------------------------
 
@@ -77,8 +106,8 @@ class Operations:
             job_id = await self.store.insert_one(stored)
         else:
             job_id = stored["_id"] = new_id
-            if not await self.store.insert_new(stored):
-                return await self._finish_save(job_id, now)
+            if await self.store.insert_missing([stored]):
+                return await self._finish_save(job_id, stored, now)
         if not doc.depends:
             return job_id
         if await self._check_deps(job_id, doc.depends, now):
@@ -111,9 +140,17 @@ class Operations:
             for (i, _), document in zip(bulk, stored, strict=True):
                 document["_id"] = given[i] if given[i] is not None else ObjectId()
             # Ids known up front make a retried batch insert only what is missing.
-            inserted = await self.store.insert_many(stored, skip_existing=True)
-            for (i, _), job_id in zip(bulk, inserted, strict=True):
-                ids[i] = job_id
+            existing = await self.store.insert_missing(stored)
+            if existing:
+                await self._check_same_jobs(
+                    {
+                        document["_id"]: (i, document)
+                        for (i, _), document in zip(bulk, stored, strict=True)
+                        if document["_id"] in existing
+                    }
+                )
+            for (i, _), document in zip(bulk, stored, strict=True):
+                ids[i] = document["_id"]
             bulk.clear()
 
         for i, doc in enumerate(docs):
@@ -129,11 +166,36 @@ class Operations:
         await insert_bulk()
         return ids
 
-    async def _finish_save(self, job_id: Id, now: datetime) -> Id | None:
+    async def _check_same_jobs(self, given: dict[Id, tuple[int, Document]]) -> None:
+        """Ids a batch found stored already must be the jobs the batch meant (an earlier
+        attempt's); raise InvalidArgument naming the first that is another job."""
+        stored = {
+            d["_id"]: d
+            for d in await self.store.find({"_id": {"$in": list(given)}}, {"type": 1, "data": 1})
+        }
+        for job_id, (i, document) in sorted(given.items(), key=lambda item: item[1][0]):
+            found = stored.get(job_id)
+            if found is None:
+                raise DatabaseError(f"job {job_id}: a duplicate key, but no job has this id")
+            if found.get("type") != document["type"] or not self.store.same(
+                found.get("data"), document["data"]
+            ):
+                raise InvalidArgument(f"jobIds[{i}]", f"{job_id!r} is the id of another job")
+
+    async def _finish_save(self, job_id: Id, given: Document, now: datetime) -> Id | None:
         """A save repeated after its reply was lost: the job is stored already. Finish what
-        the first attempt may not have (dependency check, promotion), from what is stored."""
-        stored = await self.store.find_one({"_id": job_id}, {"status": 1, "depends": 1})
-        if stored is None or stored["status"] == "cancelled":
+        the first attempt may not have (dependency check, promotion), from what is stored.
+        An id that names another job (another type or data) is refused."""
+        stored = await self.store.find_one(
+            {"_id": job_id}, {"status": 1, "depends": 1, "type": 1, "data": 1}
+        )
+        if stored is None:
+            raise DatabaseError(f"job {job_id}: a duplicate key, but no job has this id")
+        if stored.get("type") != given["type"] or not self.store.same(
+            stored.get("data"), given["data"]
+        ):
+            raise InvalidArgument("jobId", f"{job_id!r} is the id of another job")
+        if stored["status"] == "cancelled":
             return None
         if stored.get("depends") and not await self._check_deps(job_id, stored["depends"], now):
             return None
@@ -184,8 +246,9 @@ class Operations:
         if entries:
             update: dict[str, Any] = {"$push": {"log": {"$each": entries}}}
             if resolved:
+                # A set: a resave or a repeated save resolving an id again adds it once.
                 update["$pull"] = {"depends": {"$in": resolved}}
-                update["$push"]["resolved"] = {"$each": resolved}
+                update["$addToSet"] = {"resolved": {"$each": resolved}}
             await self.store.update_one(
                 {"_id": job_id, "status": {"$in": ["waiting", "paused"]}}, update
             )
@@ -199,32 +262,66 @@ class Operations:
     async def get_work(
         self, types: Sequence[str], max_jobs: int = 1, work_timeout_ms: int | None = None
     ) -> list[JobDoc]:
-        """Claim up to max_jobs ready jobs under one runId: one round trip for one job; three
-        (find, claim, read back) for more, more only when another worker claims some of the
-        same jobs first."""
+        """Claim up to max_jobs ready jobs under one runId: one round trip for one job (two
+        through a mongos), three (find, claim, read back) for more; more only when another
+        worker claims some of the same jobs first. Jobs an earlier call of this instance
+        claimed but could not hand over come first. A claimed job whose stored document is
+        not a valid job is failed for good, with the reason, instead of being handed over."""
         if not self.server_running:
             return []
         now = self.clock.now()
         claimed = await self._recover_claims(types, max_jobs, now)
-        run_id = ObjectId()
-        update = rules.claim(run_id, now, work_timeout_ms)
-        # Remembered before any write: if a reply is lost, the next get_work hands over the
-        # jobs claimed under this runId (and a shutdown fails them) instead of losing them.
-        self.claimed_run_ids.add(run_id)
-        self.unconfirmed_claims.add(run_id)
-        if max_jobs - len(claimed) == 1:
+        if len(claimed) < max_jobs:
+            run_id = ObjectId()
+            # Remembered before any write: if a reply is lost, the next get_work hands over
+            # the jobs claimed under this runId (and a shutdown fails them), not losing them.
+            self.claimed_run_ids.add(run_id)
+            self.unconfirmed_claims[run_id] = set()
+            self._claiming.add(run_id)
+            update = rules.claim(run_id, now, work_timeout_ms)
+            wanted = max_jobs - len(claimed)
+            try:
+                try:
+                    fresh, complete = await self._claim(types, wanted, run_id, update)
+                except DatabaseError as exc:
+                    if transient(exc):
+                        raise
+                    # A document refuses the claim's update (a poison document, such as a
+                    # non-numeric `retries`): claim one by one, setting aside what refuses.
+                    fresh, complete = await self._claim_each(types, wanted, update), True
+            finally:
+                self._claiming.discard(run_id)
+            claimed += fresh
+            if complete:
+                self.unconfirmed_claims.pop(run_id, None)
+        return await self._hand_over(claimed)
+
+    async def _claim(
+        self, types: Sequence[str], wanted: int, run_id: ObjectId, update: dict[str, Any]
+    ) -> tuple[list[Document], bool]:
+        """Claim up to `wanted` jobs; the documents claimed, and whether they are all the
+        jobs claimed under run_id (False when a read-back came back short)."""
+        if wanted == 1 and not self.store.routed:
             one = await self.store.find_one_and_update(
                 rules.claimable(types), update, rules.NO_LOG, sort=rules.CLAIM_SORT
             )
-            claimed += [one] if one is not None else []
-        while len(claimed) < max_jobs:
-            limit = max_jobs - len(claimed)
+            return ([] if one is None else [one]), True
+        claimed: list[Document] = []
+        complete = True
+        while len(claimed) < wanted:
+            limit = wanted - len(claimed)
             candidates = await self.store.find(
                 rules.claimable(types), {"_id": 1}, sort=rules.CLAIM_SORT, limit=limit
             )
             if not candidates:
                 break
             ids = [c["_id"] for c in candidates]
+            if limit == 1:  # through a mongos: findAndModify must name the shard key (_id)
+                one = await self.store.find_one_and_update(
+                    rules.claimable(types, ids[:1]) | {"_id": ids[0]}, update, rules.NO_LOG
+                )
+                claimed += [] if one is None else [one]
+                continue
             won = await self.store.update_many(rules.claimable(types, ids), update)
             if won:
                 got = {
@@ -234,24 +331,86 @@ class Operations:
                     )
                 }
                 claimed.extend(got[i] for i in ids if i in got)
+                complete = complete and len(got) >= won
             if won == len(ids) and len(ids) < limit:
                 break  # we hold every ready job the find saw: no need to look again
-        self.unconfirmed_claims.discard(run_id)
-        return [self._returned(d) for d in claimed]
+        return claimed, complete
+
+    async def _claim_each(
+        self, types: Sequence[str], wanted: int, update: dict[str, Any]
+    ) -> list[Document]:
+        """Claim candidates one at a time; one whose claim is refused is failed instead."""
+        claimed: list[Document] = []
+        candidates = await self.store.find(
+            rules.claimable(types), {"_id": 1}, sort=rules.CLAIM_SORT, limit=wanted
+        )
+        for candidate in candidates:
+            fence = rules.claimable(types) | {"_id": candidate["_id"]}
+            try:
+                one = await self.store.find_one_and_update(fence, update, rules.NO_LOG)
+            except DatabaseError as exc:
+                if transient(exc):
+                    raise
+                await self.set_aside(fence, None, f"it refuses to be claimed: {exc}")
+                continue
+            claimed += [] if one is None else [one]
+        return claimed
+
+    async def set_aside(self, fence: dict[str, Any], run_id: Id | None, reason: str) -> bool:
+        """Fail for good a job whose document refuses the updates of its transitions (a
+        poison document), so that it stops coming back: with the reason as its failure, or,
+        if even that is refused, by its status alone. Whether it was set aside."""
+        now = self.clock.now()
+        logger.error("job %s: %s; failing it", fence.get("_id"), reason)
+        for update in (
+            rules.fail_invalid(run_id, {"value": f"Invalid job document: {reason}"[:2000]}, now),
+            {"$set": {"status": "failed", "runId": None, "updated": now}},
+        ):
+            try:
+                return bool(await self.store.update_one(fence, update))
+            except DatabaseError as exc:
+                if transient(exc):
+                    return False
+        return False
+
+    async def _hand_over(self, claimed: list[Document]) -> list[JobDoc]:
+        """The claimed documents as jobs, each recorded as handed over; invalid ones are
+        failed for good (with the reason) instead."""
+        jobs: list[JobDoc] = []
+        invalid: list[Document] = []
+        for raw in claimed:
+            handed = self.unconfirmed_claims.get(raw.get("runId"))  # type: ignore[arg-type]
+            if handed is not None:
+                handed.add(raw["_id"])
+            try:
+                jobs.append(self.parse(raw))
+            except InvalidDocument:
+                invalid.append(raw)
+        for raw in invalid:
+            report = Report("fail", raw["_id"], raw["runId"], {"value": "invalid"}, fatal=True)
+            try:
+                await self.completer.submit(report)
+            except Exception as exc:  # its lease, or the job server's shutdown, fails it later
+                logger.error("getWork: could not fail invalid job %s: %s", raw["_id"], exc)
+        return jobs
 
     async def _recover_claims(
         self, types: Sequence[str], max_jobs: int, now: datetime
     ) -> list[Document]:
         """Jobs of these types that an earlier get_work of this instance claimed but could
-        not hand over (its reply was lost), with their leases renewed from now."""
-        if not self.unconfirmed_claims:
+        not hand over (a lost reply, a short read-back), with their leases renewed."""
+        runs = [r for r in self.unconfirmed_claims if r not in self._claiming]
+        if not runs:
             return []
-        held = await self.store.find(
-            {"runId": {"$in": list(self.unconfirmed_claims)}, "status": "running"}, rules.NO_LOG
-        )
-        mine = [d for d in held if d.get("type") in types][:max_jobs]
-        taken = {d["_id"] for d in mine}
-        self.unconfirmed_claims = {d["runId"] for d in held if d["_id"] not in taken}
+        held = await self.store.find(rules.held_runs(runs), rules.NO_LOG)
+        unhanded = [d for d in held if d["_id"] not in self.unconfirmed_claims.get(d["runId"], ())]
+        left = {d["runId"] for d in unhanded}
+        for claim in runs:
+            if claim not in left:  # every job of this claim was handed over, or has ended
+                self.unconfirmed_claims.pop(claim, None)
+        mine = [d for d in unhanded if d.get("type") in types][:max_jobs]
+        for doc in mine:  # at once, before any await: a concurrent call must not take them
+            self.unconfirmed_claims[doc["runId"]].add(doc["_id"])
         leases: dict[tuple[Id, int], list[Document]] = {}
         for doc in mine:
             if doc.get("workTimeout"):
@@ -266,7 +425,7 @@ class Operations:
                 doc.update(renewal["$set"])
         if mine:
             logger.warning(
-                "getWork: handing over %d jobs claimed by a call whose reply was lost", len(mine)
+                "getWork: handing over %d jobs claimed by a call that could not", len(mine)
             )
         return mine
 
@@ -281,11 +440,7 @@ class Operations:
         found = {
             d["_id"]: d for d in await self.store.find({"_id": {"$in": list(ids)}}, projection)
         }
-        return [self._returned(found[i]) for i in ids if i in found]
-
-    def _returned(self, raw: Document) -> JobDoc:
-        """A stored document as handed to callers: scrubbed, then validated."""
-        return JobDoc.from_mongo(self.scrub(raw))
+        return [self.parse(found[i]) for i in ids if i in found]
 
     # --- management --------------------------------------------------------------------------
 
@@ -338,6 +493,11 @@ class Operations:
         if not cancelled:
             logger.warning("jobCancel: no job was cancellable among %d ids", len(ids))
         return cancelled
+
+    async def cancel_cascade(self, ids: Sequence[Id]) -> bool:
+        """Cancel jobs and, transitively, their dependents (a follow-up of a final failure:
+        jobs already cancelled still lead the cascade on to theirs)."""
+        return await self._cascade(ids, False, True, JOB_STATUS_CANCELLABLE, self._cancel)
 
     async def _cancel(self, ids: Sequence[Id]) -> int:
         return await self.store.update_many(*rules.cancel(ids, self.clock.now()))
@@ -450,7 +610,7 @@ class Operations:
         if raw is None:
             logger.warning("jobRerun: job %s is not completed", job_id)
             return None
-        doc = JobDoc.from_mongo(raw, with_private=True)
+        doc = self.parse_private(raw)
         now = self.clock.now()
         if wait_ms is None:
             wait_ms = self._rerun_wait_ms(doc, now)
@@ -559,34 +719,72 @@ class Operations:
         its dependents cancelled)."""
         return bool(await self.completer.submit(Report("fail", job_id, run_id, error, fatal)))
 
+    async def job_release(self, ids: Sequence[Id], run_id: Id) -> list[Id]:
+        """Hand jobs held under one runId back, ready, without counting the attempt (a worker
+        that will not start them); the ids released."""
+        held_now = {**rules.held_runs([run_id]), "_id": {"$in": list(ids)}}
+        held = [j["_id"] for j in await self.store.find(held_now, {"_id": 1})]
+        if not held:
+            return []
+        released = await self.store.update_many(*rules.release(held, run_id, self.clock.now()))
+        if released < len(held):  # some changed hands meanwhile: which were released?
+            kept = {j["_id"] for j in await self.store.find(held_now, {"_id": 1})}
+            return [job_id for job_id in held if job_id not in kept]
+        return held
+
     # --- job server passes -------------------------------------------------------------------
 
     async def fail_expired(self) -> int:
-        """Fail (non-fatally) every running job whose lease ran out; the number failed."""
-        expired = await self.store.find(rules.expired(self.clock.now()), {"runId": 1})
-        failed = 0
-        for job in expired:
-            failed += await self.job_fail(job["_id"], job["runId"], dict(rules.EXPIRED_ERROR))
-        return failed
+        """Fail (non-fatally) every running job whose lease ran out; the number failed. Each
+        job is judged alone: one whose failure cannot be written is logged and skipped, and if
+        the server refused the write, later passes of this instance do not read it again."""
+        query = rules.expired(self.clock.now())
+        if self.quarantined:
+            query["_id"] = {"$nin": list(self.quarantined)}
+        expired = await self.store.find(query, {"runId": 1})
+        return await self._fail_each(expired, rules.EXPIRED_ERROR, expired=True)
 
     async def fail_claimed_running(self) -> int:
-        """At shutdown: fail the jobs still running under runIds this instance handed out."""
+        """At shutdown: fail the jobs still running under runIds this instance handed out.
+        RunIds of jobs that could not be failed are kept, so that a later call tries again."""
         if not self.claimed_run_ids:
             return 0
-        running = await self.store.find(
-            {"status": "running", "runId": {"$in": list(self.claimed_run_ids)}}, {"runId": 1}
+        running = await self.store.find(rules.held_runs(list(self.claimed_run_ids)), {"runId": 1})
+        failed = await self._fail_each(running, rules.SHUTDOWN_ERROR)
+        left = await self.store.find(rules.held_runs(list(self.claimed_run_ids)), {"runId": 1})
+        self.claimed_run_ids = {j["runId"] for j in left}
+        self.unconfirmed_claims.clear()
+        return failed
+
+    async def _fail_each(
+        self, jobs: Sequence[Document], error: dict[str, Any], *, expired: bool = False
+    ) -> int:
+        """Fail held jobs non-fatally, bundled; the number failed. Errors are logged per job."""
+        reports = [Report("fail", j["_id"], j["runId"], dict(error), expired=expired) for j in jobs]
+        outcomes = await asyncio.gather(
+            *(self.completer.submit(r) for r in reports), return_exceptions=True
         )
         failed = 0
-        for job in running:
-            failed += await self.job_fail(job["_id"], job["runId"], dict(rules.SHUTDOWN_ERROR))
-        self.claimed_run_ids.clear()
+        for report, outcome in zip(reports, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                logger.error("job %s: could not fail it: %s", report.job_id, outcome)
+                if not transient(outcome):
+                    fence = rules.held(report.job_id, report.run_id)
+                    if not await self.set_aside(fence, report.run_id, f"{outcome}"):
+                        self.quarantined.add(report.job_id)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            elif outcome:
+                failed += 1
         return failed
+
+    async def finish_follow_ups(self) -> int:
+        """Finish the follow-ups (repeats, dependents) that faults left pending."""
+        return await self.follow_ups.finish_stored(self.clock.now(), self.parse_private)
 
     async def forget_finished_runs(self) -> None:
         """Drop remembered runIds with no running job left, so the set stays small."""
         if not self.claimed_run_ids:
             return
-        live = await self.store.find(
-            {"status": "running", "runId": {"$in": list(self.claimed_run_ids)}}, {"runId": 1}
-        )
+        live = await self.store.find(rules.held_runs(list(self.claimed_run_ids)), {"runId": 1})
         self.claimed_run_ids &= {j["runId"] for j in live}

@@ -3,6 +3,23 @@
 A call is allowed when no deny rule and at least one allow rule matches, looking under the
 method's own name and each permission group it belongs to (METHOD_PERMISSIONS). A rule is a
 callable `(user_id, method, params) -> bool` or a list of user ids.
+
+jobSaveMany is a batch of jobSaves, so the jobSave rules hold for each of its documents and
+the batch cannot be used to get round them. A jobSaveMany call is allowed exactly when
+
+- no deny rule under `jobSaveMany` matches the batch (called with "jobSaveMany" and the
+  call's params),
+- no deny rule under `jobSave` or its groups (`admin`, `creator`) matches any of its
+  documents, each called as for a jobSave of that document alone: with "jobSave" and params
+  `(doc, {"cancelRepeats": ..., "jobId": <that document's jobIds entry, or None>})`,
+- and either an allow rule under `jobSaveMany` matches the batch, or the batch holds at least
+  one document and every document is allowed as such a jobSave (every document of an empty
+  batch is allowed vacuously, even to a user no rule names).
+
+The groups' rules are consulted per document only, with jobSave's params, which is what a
+rule written for jobSave expects. A call whose documents cannot be listed with their options
+(documents not a list, options not a dict, jobIds not one entry per document) is refused:
+its documents cannot be checked one by one, and the method would refuse it anyway.
 """
 
 from __future__ import annotations
@@ -51,9 +68,62 @@ class Rules:
             table.setdefault(key, []).append(fn)
 
     def permits(self, user_id: Any, method: str, params: tuple[Any, ...]) -> bool:
+        """Whether the rules let this user make this call (raw, unvalidated params)."""
+        if method == "jobSaveMany":
+            return self._permits_save_many(user_id, params)
+        return self._permits(user_id, method, params)
+
+    def _permits(self, user_id: Any, method: str, params: tuple[Any, ...]) -> bool:
+        """No deny rule and some allow rule match, under the method's name or its groups."""
         names = METHOD_PERMISSIONS[method]
+        return not _matches(self._deny, names, user_id, method, params) and _matches(
+            self._allow, names, user_id, method, params
+        )
 
-        def matches(table: dict[str, list[RuleFunction]]) -> bool:
-            return any(rule(user_id, method, params) for n in names for rule in table.get(n, []))
+    def _permits_save_many(self, user_id: Any, params: tuple[Any, ...]) -> bool:
+        """The jobSaveMany rule of the module docstring."""
+        saves = _saves(params)
+        if saves is None:
+            return False
+        batch = ("jobSaveMany",)
+        if _matches(self._deny, batch, user_id, "jobSaveMany", params):
+            return False
+        each = METHOD_PERMISSIONS["jobSave"]
+        if any(_matches(self._deny, each, user_id, "jobSave", save) for save in saves):
+            return False
+        return _matches(self._allow, batch, user_id, "jobSaveMany", params) or (
+            bool(saves)
+            and all(_matches(self._allow, each, user_id, "jobSave", save) for save in saves)
+        )
 
-        return not matches(self._deny) and matches(self._allow)
+
+def _matches(
+    table: dict[str, list[RuleFunction]],
+    names: tuple[str, ...],
+    user_id: Any,
+    method: str,
+    params: tuple[Any, ...],
+) -> bool:
+    """Whether a rule of the table under one of these names matches the call."""
+    return any(rule(user_id, method, params) for n in names for rule in table.get(n, []))
+
+
+def _saves(params: tuple[Any, ...]) -> list[tuple[Any, ...]] | None:
+    """The params of a jobSave of each document of a jobSaveMany call, from its raw params;
+    None when they cannot be listed (the call is malformed and will be refused)."""
+    if not params or not isinstance(params[0], list | tuple):
+        return None
+    docs = list(params[0])
+    options = params[1] if len(params) > 1 and params[1] is not None else {}
+    if not isinstance(options, dict):
+        return None
+    job_ids = options.get("jobIds")
+    if job_ids is None:
+        job_ids = [None] * len(docs)
+    elif not isinstance(job_ids, list | tuple) or len(job_ids) != len(docs):
+        return None
+    cancel_repeats = options.get("cancelRepeats", False)
+    return [
+        (doc, {"cancelRepeats": cancel_repeats, "jobId": job_id})
+        for doc, job_id in zip(docs, job_ids, strict=True)
+    ]

@@ -16,6 +16,14 @@ that are still running are failed (not fatally) with the exception's type, messa
 traceback; if it returns, they are completed with the returned value as their result. Jobs the
 worker finished itself (`job.reported`) are left as they are.
 
+Every job a queue is handed ends completed, failed, retried or released. Every claim carries a
+lease (`work_timeout`, DEFAULT_WORK_TIMEOUT by default), renewed by the heartbeat while the
+queue holds the job, so the jobs of a process that dies are recovered by the job server. A
+report whose write fails with a DatabaseError is retried, with backoff, for as long as the
+lease holds (after that the job server fails the job, and it is retried by its retries); a
+report that retrying cannot cure (a result too large or that cannot be encoded, a write the
+server refuses) fails the job instead, with the reason.
+
 The queue owns its background tasks (the poll timer, the claim in flight, the workers, the
 heartbeat and the wake-up listener); `shutdown()` stops them all and awaits them.
 """
@@ -28,15 +36,15 @@ import logging
 import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeAlias
 
 import bson
-import bson.errors
 
 from . import validation as v
-from .errors import InvalidArgument, InvalidArgumentType, WakeupUnavailable
+from .driver import refused
+from .errors import DatabaseError, InvalidArgument, InvalidArgumentType, WakeupUnavailable
 from .job import Job
 from .wakeup import ChangeStreamSource, WakeupSource
 
@@ -58,7 +66,24 @@ SHUTDOWN_LEVELS: tuple[ShutdownLevel, ...] = ("soft", "normal", "hard")
 """From least to most urgent; a later shutdown() call may only raise the level."""
 
 WORKER_SHUTDOWN_ERROR = {"value": "Worker shutdown"}
-"""The failure given to jobs a shutdown takes away from the queue (as in the original)."""
+"""The failure given to running jobs a hard shutdown takes away from the queue (as in the
+original)."""
+
+DEFAULT_WORK_TIMEOUT = 60.0
+"""Seconds of lease on every claim a queue makes unless told otherwise; the heartbeat renews
+it every third of that, so only a queue that stops (its process died or hangs) loses it."""
+
+MAX_RETRY_DELAY = 5.0
+"""The longest wait, in seconds, between two attempts to write a report."""
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds to wait before attempt `attempt` (2, 3, ...) of a report: none before the first
+    retry, then 50 ms doubling up to MAX_RETRY_DELAY."""
+    if attempt <= 2:
+        return 0.0
+    return float(min(0.05 * 2 ** (attempt - 3), MAX_RETRY_DELAY))
+
 
 TRACEBACK_LIMIT = 10_000
 """Characters of traceback kept in a failure (the end, where the error is, is kept)."""
@@ -67,29 +92,35 @@ MESSAGE_LIMIT = 2_000
 in Limits.max_error_bytes (64 KiB by default) and can be recorded."""
 
 
-def failure_info(exc: BaseException) -> dict[str, Any]:
-    """A storable failure for a job whose worker raised: value, type, message and traceback."""
-    message = str(exc)
+def failure_info(exc: BaseException, max_bytes: int | None = None) -> dict[str, Any]:
+    """A storable failure for a job whose worker raised: value, type, message and traceback.
+
+    Never raises: an exception whose str() raises is described by its type. With max_bytes
+    the traceback, then the message, are shortened until the failure fits.
+    """
+    name = type(exc).__name__
+    message = _text(lambda: str(exc), f"<{name} whose str() raised>")
     if len(message) > MESSAGE_LIMIT:
         message = message[:MESSAGE_LIMIT] + "..."
-    trace = "".join(traceback.format_exception(exc))
+    trace = _text(lambda: "".join(traceback.format_exception(exc)), "")
     if len(trace) > TRACEBACK_LIMIT:
         trace = "...\n" + trace[-TRACEBACK_LIMIT:]
-    return {
-        "value": message or type(exc).__name__,
-        "type": type(exc).__name__,
-        "message": message,
-        "traceback": trace,
-    }
+    info = {"value": message or name, "type": name, "message": message, "traceback": trace}
+    while max_bytes is not None and len(bson.encode(info)) > max_bytes:
+        if info["traceback"]:
+            info["traceback"] = info["traceback"][len(info["traceback"]) // 2 + 1 :]
+        elif len(info["message"]) > 1:
+            info["message"] = info["value"] = info["message"][: len(info["message"]) // 2]
+        else:
+            return {"value": name[: max(1, max_bytes // 4)]}
+    return info
 
 
-def _check_result(result: Any) -> None:
-    """Raise InvalidArgument if a worker's return value could not be stored as a result."""
-    wrapped = v.wrap_value({} if result is None else result, "result")
+def _text(make: Callable[[], str], fallback: str) -> str:
     try:
-        bson.encode(wrapped)
-    except (bson.errors.InvalidDocument, TypeError, OverflowError) as exc:
-        raise InvalidArgument("result", f"cannot be stored: {exc}") from exc
+        return make()
+    except Exception:
+        return fallback
 
 
 def _poll_seconds(value: Any) -> float | None:
@@ -128,11 +159,9 @@ class JobQueue:
         self._payload = v.integer(payload, "payload", minimum=1)
         self._prefetch = v.integer(prefetch, "prefetch", minimum=0)
         self._poll_interval = _poll_seconds(poll_interval)
-        self._work_timeout = work_timeout
-        self._heartbeat_interval: float | None = None
-        if work_timeout is not None:
-            ms = v.duration_ms(work_timeout, "work_timeout", minimum_ms=1)
-            self._heartbeat_interval = ms / 1000 / 3
+        timeout = DEFAULT_WORK_TIMEOUT if work_timeout is None else work_timeout
+        self._work_timeout_ms = v.duration_ms(timeout, "work_timeout", minimum_ms=1)
+        self._heartbeat_interval = self._work_timeout_ms / 1000 / 3
         if error_callback is not None and not callable(error_callback):
             raise InvalidArgumentType("error_callback", "must be callable")
         if not isinstance(wakeup, bool) and not isinstance(wakeup, WakeupSource):
@@ -155,6 +184,8 @@ class JobQueue:
         self._reporting: dict[asyncio.Task[None], list[Job]] = {}
         """Reports (done/fail) of finished worker calls being written; their slots are free."""
         self._lost: set[Job] = set()
+        self._leases: dict[Any, datetime] = {}
+        """When the lease of each claim held (by runId) runs out, as last renewed."""
         self._fetch_task: asyncio.Task[None] | None = None
         self._refetch = False
         self._paused = True
@@ -175,10 +206,9 @@ class JobQueue:
             source = None if wakeup is False else wakeup
         if source is not None:
             self._listen_task = self._spawn(self._listen(source), "wakeup")
-        if self._heartbeat_interval is not None:
-            self._heartbeat_task = self._spawn(
-                self._heartbeat_loop(self._heartbeat_interval), "heartbeat"
-            )
+        self._heartbeat_task = self._spawn(
+            self._heartbeat_loop(self._heartbeat_interval), "heartbeat"
+        )
         self.resume()
 
     def __repr__(self) -> str:
@@ -271,8 +301,8 @@ class JobQueue:
         return self._fetch_task is None and not startable
 
     async def heartbeat_now(self) -> int:
-        """Renew the lease of every job the queue holds (queued or running) now; the number
-        renewed. With a work_timeout the queue does this every work_timeout / 3 seconds by
+        """Renew the lease of every job the queue holds (queued, running or being reported)
+        now; the number renewed. The queue does this every work_timeout / 3 seconds by
         itself. A job whose claim is found lost is dropped if it has not started."""
         held = [
             job
@@ -284,8 +314,11 @@ class JobQueue:
         claims: dict[Any, list[Job]] = {}
         for job in held:
             claims.setdefault(job.doc.run_id, []).append(job)
+        for run_id in set(self._leases) - set(claims):  # claims no longer held
+            del self._leases[run_id]
         renewed = 0
         for run_id, jobs in claims.items():  # one renewal per claim: its jobs share a lease
+            asked_at = self._jc.clock.now()
             try:
                 still_held = set(
                     await self._jc.call("jobHeartbeat", [job.id for job in jobs], run_id)
@@ -293,6 +326,7 @@ class JobQueue:
             except Exception as exc:
                 await self._report(exc, f"heartbeat of claim {run_id}")
                 continue
+            self._leases[run_id] = asked_at + timedelta(milliseconds=self._work_timeout_ms)
             for job in jobs:
                 if job.id in still_held:
                     renewed += 1
@@ -317,9 +351,10 @@ class JobQueue:
 
         Every level claims nothing more (a claim in flight is awaited, its jobs queued).
         - "soft": queued jobs still start; returns when nothing is queued or running.
-        - "normal": queued jobs are failed with "Worker shutdown"; running ones finish.
-        - "hard": queued and running jobs are failed with "Worker shutdown" at once and the
-          running worker tasks are cancelled.
+        - "normal": queued jobs are released (ready again for any worker, no attempt used);
+          running ones finish.
+        - "hard": queued jobs are released; running ones are failed (not fatally) with
+          "Worker shutdown" at once and their worker tasks are cancelled.
         A second call may raise the level (a second Ctrl-C turning "normal" into "hard").
         """
         level = v.choice(level, "level", SHUTDOWN_LEVELS)
@@ -370,11 +405,14 @@ class JobQueue:
             return  # every free slot has a job: refill the prefetch once it is half empty
         try:
             jobs = await self._jc.get_work(
-                self._types, max_jobs=wanted, work_timeout=self._work_timeout
+                self._types, max_jobs=wanted, work_timeout=self._work_timeout_ms / 1000
             )
         except Exception as exc:
             await self._report(exc, "claiming work")
             return
+        for job in jobs:
+            if job.doc.expires_after is not None:
+                self._leases.setdefault(job.doc.run_id, job.doc.expires_after)
         self._queued.extend(jobs)
         self._process()
 
@@ -414,6 +452,9 @@ class JobQueue:
             raise
         except Exception as exc:
             self._hand_over(batch, error=exc)
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt: fail, then let it go
+            await self._finish(batch, error=exc)
+            raise
         else:
             self._hand_over(batch, result=result)
 
@@ -450,42 +491,87 @@ class JobQueue:
         pending = [job for job in batch if not job.reported]
         if not pending:
             return
-        if error is not None:
-            logger.warning(
-                "worker raised %s: %s; failing job(s) %s",
-                type(error).__name__,
-                error,
-                ", ".join(str(job.id) for job in pending),
-            )
-            await self._fail_jobs(pending, failure_info(error))
+        if error is None:
+            await asyncio.gather(*(self._settle(job, "done", result) for job in pending))
             return
-        outcomes = await asyncio.gather(
-            *(self._complete(job, result) for job in pending), return_exceptions=True
+        logger.warning(
+            "worker raised %s: %s; failing job(s) %s",
+            type(error).__name__,
+            _text(lambda: str(error), "<str() raised>"),
+            ", ".join(str(job.id) for job in pending),
         )
-        for job, outcome in zip(pending, outcomes, strict=True):
-            if isinstance(outcome, Exception):
-                await self._report(outcome, f"completing job {job.id}")
+        failure = failure_info(error, self._jc.limits.max_error_bytes)
+        await asyncio.gather(*(self._settle(job, "fail", failure) for job in pending))
 
-    async def _complete(self, job: Job, result: Any) -> None:
-        try:
-            _check_result(result)
-        except InvalidArgument as exc:  # the result cannot be stored: fail rather than hang
-            await job.fail(failure_info(exc))
-            return
-        await job.done(result)
+    async def _settle(self, job: Job, kind: Literal["done", "fail"], value: Any) -> bool:
+        """Write one job's report; whether it was applied. A DatabaseError is retried (see
+        retry_delay) while the claim's lease lasts; a report that cannot be stored, or that
+        the server refuses, becomes a failure with the reason."""
+        attempt = 1
+        while True:
+            try:
+                if kind == "done":
+                    return bool(await job.done(value))
+                return await job.fail(value)
+            except InvalidArgument as exc:  # the value cannot be stored: retrying cannot help
+                if kind == "fail":
+                    await self._report(exc, f"failing job {job.id}")
+                    return False
+                kind, value = "fail", failure_info(exc, self._jc.limits.max_error_bytes)
+            except DatabaseError as exc:
+                if refused(exc) and kind == "done":
+                    kind, value = "fail", failure_info(exc, self._jc.limits.max_error_bytes)
+                    continue
+                if refused(exc) or not await self._may_retry(job, attempt, exc):
+                    await self._report(exc, f"reporting on job {job.id}")
+                    return False
+            attempt += 1
+
+    async def _may_retry(self, job: Job, attempt: int, exc: Exception) -> bool:
+        """Wait before the next attempt at writing a report; False once the claim's lease
+        has run out (the job server fails the job from then on, so it is not lost)."""
+        now = self._jc.clock.now()
+        lease = timedelta(milliseconds=self._work_timeout_ms)
+        expires = self._leases.setdefault(job.doc.run_id, now + lease)
+        if now >= expires:
+            logger.error(
+                "giving up reporting on job %s: its lease ran out (%s); the job server fails "
+                "it and it is retried if it has retries left",
+                job.id,
+                exc,
+            )
+            return False
+        delay = retry_delay(attempt + 1)
+        logger.warning("report on job %s failed (%s); retrying in %.2f s", job.id, exc, delay)
+        await asyncio.sleep(delay)
+        return True
+
+    async def _release(self, jobs: list[Job]) -> int:
+        """Hand queued jobs back, ready for any worker, without using an attempt; the number
+        released. A failed write is retried while the lease lasts."""
+        claims: dict[Any, list[Job]] = {}
+        for job in jobs:
+            claims.setdefault(job.doc.run_id, []).append(job)
+        released = 0
+        for run_id, held in claims.items():
+            attempt = 1
+            while True:
+                try:
+                    ids = await self._jc.call("jobRelease", [job.id for job in held], run_id)
+                except DatabaseError as exc:
+                    if refused(exc) or not await self._may_retry(held[0], attempt, exc):
+                        await self._report(exc, f"releasing the jobs of claim {run_id}")
+                        break
+                    attempt += 1
+                    continue
+                released += len(ids)
+                break
+        return released
 
     async def _fail_jobs(self, jobs: list[Job], error: dict[str, Any]) -> int:
         """Fail jobs (not fatally) concurrently; the number failed."""
-        outcomes = await asyncio.gather(
-            *(job.fail(dict(error)) for job in jobs), return_exceptions=True
-        )
-        failed = 0
-        for job, outcome in zip(jobs, outcomes, strict=True):
-            if isinstance(outcome, Exception):
-                await self._report(outcome, f"failing job {job.id}")
-            elif outcome is True:
-                failed += 1
-        return failed
+        outcomes = await asyncio.gather(*(self._settle(job, "fail", dict(error)) for job in jobs))
+        return sum(outcomes)
 
     def _worker_finished(self, task: asyncio.Task[None]) -> None:
         batch = self._workers.pop(task, [])
@@ -571,7 +657,7 @@ class JobQueue:
         self._listen_task = None
         if self._fetch_task is not None:
             await asyncio.wait([self._fetch_task])
-        failed_queued = failed_running = 0
+        released = failed_running = 0
         while True:
             changed = self._changed
             if self._level == "soft":
@@ -583,7 +669,7 @@ class JobQueue:
                 jobs = list(self._queued)
                 self._queued.clear()
                 self._notify()
-                failed_queued += await self._fail_jobs(jobs, WORKER_SHUTDOWN_ERROR)
+                released += await self._release(jobs)
                 continue
             elif self._level == "hard" and self._workers:
                 failed_running += await self._kill_workers()
@@ -597,9 +683,9 @@ class JobQueue:
             await asyncio.gather(*self._retired, return_exceptions=True)
         if not quiet:
             logger.info(
-                "%r: shut down; failed %d queued and %d running job(s)",
+                "%r: shut down; released %d queued and failed %d running job(s)",
                 self,
-                failed_queued,
+                released,
                 failed_running,
             )
 

@@ -21,7 +21,7 @@ from .constants import (
     JOB_STATUS_PAUSABLE,
     JOB_STATUS_RESTARTABLE,
 )
-from .document import CronSchedule, JobDoc, LogEntry, Progress
+from .document import FOLLOW_UPS, CronSchedule, JobDoc, LogEntry, Progress
 from .schedule import add_ms, first_run, retry_after
 
 Filter = dict[str, Any]
@@ -109,7 +109,11 @@ def born_ready(stored: dict[str, Any], now: datetime) -> dict[str, Any]:
 
 
 def resave(doc: JobDoc, now: datetime) -> tuple[Filter, Update]:
-    """Resubmit a paused job with new settings: only a paused job with no runId qualifies."""
+    """Resubmit a paused job with new settings: only a paused job with no runId qualifies.
+
+    `depends` and `resolved` are both replaced by the document's own (bounded by
+    Limits.check_doc): the check that follows moves what is already complete over to
+    `resolved` again, so resaving a job any number of times never grows it."""
     fields = doc.to_mongo()
     copied = {
         k: fields[k]
@@ -123,6 +127,7 @@ def resave(doc: JobDoc, now: datetime) -> tuple[Filter, Update]:
             "repeatUntil",
             "repeatWait",
             "depends",
+            "resolved",
             "priority",
             "after",
         )
@@ -183,6 +188,22 @@ def lease_renewal(now: datetime, work_timeout_ms: int) -> Update:
     return {"$set": {"expiresAfter": add_ms(now, work_timeout_ms)}}
 
 
+def held_runs(run_ids: Sequence[Id]) -> Filter:
+    """The jobs still running under any of these runIds."""
+    return {"status": "running", "runId": {"$in": list(run_ids)}}
+
+
+def release(ids: Sequence[Id], run_id: Id, now: datetime) -> tuple[Filter, Update]:
+    """Hand claimed jobs back, ready, as if never claimed: the attempt the claim counted is
+    given back and the lease dropped (a worker that will not start them, e.g. at shutdown)."""
+    return {"_id": {"$in": list(ids)}, "runId": run_id, "status": "running"}, {
+        "$set": {"status": "ready", "runId": None, "updated": now},
+        "$inc": {"retries": 1, "retried": -1},
+        "$unset": {"workTimeout": "", "expiresAfter": ""},
+        "$push": {"log": entry(now, "Job Released", run_id=run_id)},
+    }
+
+
 # --- worker reports -------------------------------------------------------------------------
 
 
@@ -213,6 +234,23 @@ def done(doc: JobDoc, result: dict[str, Any], now: datetime) -> Update:
             "progress": {"completed": total, "total": total, "percent": 100},
         },
         "$push": {"log": entry(now, "Job Completed", level="success", run_id=doc.run_id)},
+    }
+
+
+def fail_invalid(run_id: Id | None, error: dict[str, Any], now: datetime) -> Update:
+    """Fail a held job for good whose stored document is not a valid job (it cannot be read,
+    so nothing of it is used): with the reason as its failure."""
+    return {
+        "$set": {"status": "failed", "runId": None, "updated": now},
+        "$push": {
+            "failures": {**error, "runId": run_id},
+            "log": entry(
+                now,
+                f"Job Failed with Fatal Error: {error['value']}.",
+                level="danger",
+                run_id=run_id,
+            ),
+        },
     }
 
 
@@ -306,29 +344,41 @@ def cancel(ids: Sequence[Id], now: datetime) -> tuple[Filter, Update]:
 def restart(
     ids: Sequence[Id], retries: int, until: datetime | None, now: datetime
 ) -> list[tuple[Filter, Update]]:
-    """Restart cancelled/failed jobs with stored retries = max(retries, 1) + n.
+    """Restart cancelled/failed jobs with stored retries = min(max(retries, 1) + n, FOREVER).
 
-    Two updates with disjoint filters (jobs with no attempts left, and the rest) give each
-    job its new count atomically without an aggregation-pipeline update.
+    Three updates with disjoint filters, each under the same status/id fence, give each job
+    its new count atomically without an aggregation-pipeline update: jobs with no attempts
+    left get 1 + n, jobs whose count stays within FOREVER get n more, and the rest FOREVER
+    (so repeated restarts never add up past it towards a 64-bit overflow). `retries` is a
+    count from 0 to FOREVER.
     """
     base = ids_in(ids, JOB_STATUS_RESTARTABLE)
     common: dict[str, Any] = {"status": "waiting", "progress": fresh_progress(), "updated": now}
     if until is not None:
         common["retryUntil"] = until
-    log = {"$push": {"log": entry(now, "Job Restarted")}}
+    # A failed job's follow-ups still pending (its dependents not yet cancelled) are void:
+    # it runs again, so its dependents keep waiting for it.
+    log = {"$push": {"log": entry(now, "Job Restarted")}, "$unset": {FOLLOW_UPS: ""}}
+    ceiling = FOREVER - retries  # the largest stored count that n more keeps within FOREVER
     exhausted = (
         {**base, "retries": {"$lt": 1}},
-        {"$set": {**common, "retries": 1 + retries}, **log},
+        {"$set": {**common, "retries": min(1 + retries, FOREVER)}, **log},
     )
     remaining = (
-        {**base, "retries": {"$gte": 1}},
+        {**base, "retries": {"$gte": 1, "$lte": ceiling}},
         {"$set": common, "$inc": {"retries": retries}, **log},
     )
-    return [exhausted, remaining]
+    saturated = (
+        {**base, "retries": {"$gte": 1, "$gt": ceiling}},
+        {"$set": {**common, "retries": FOREVER}, **log},
+    )
+    return [exhausted, remaining, saturated]
 
 
 def removable(ids: Sequence[Id], statuses: Sequence[str]) -> Filter:
-    return ids_in(ids, statuses)
+    """Finished jobs, except those whose follow-ups are still pending (removing one would
+    lose its repeat or leave its dependents waiting): they become removable within a pass."""
+    return {**ids_in(ids, statuses), FOLLOW_UPS: {"$exists": False}}
 
 
 def repeat_job_id(job_id: Id, run_id: Id) -> ObjectId:
@@ -388,13 +438,14 @@ def resolve_dependents(
 ) -> tuple[Filter, Update]:
     """Move completed antecedents (id, runId) from a dependent's `depends` to `resolved`.
 
-    The filter requires every one of them still pending, so a resolution applies once.
+    The filter requires every one of them still pending, so a resolution applies once;
+    `$addToSet` keeps an id out of `resolved` that a save already put there.
     """
     ids = [a for a, _ in antecedents]
     update: Update = {
         "$pull": {"depends": {"$in": ids}},
+        "$addToSet": {"resolved": {"$each": ids}},
         "$push": {
-            "resolved": {"$each": ids},
             "log": {
                 "$each": [
                     entry(now, "Dependency resolved", data={"dependency": {"id": a, "runId": r}})

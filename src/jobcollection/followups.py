@@ -1,0 +1,222 @@
+"""Follow-ups: what a job's completion, or its failure for good, sets off in other documents.
+
+A completed job may schedule its next run (its repeat) and releases the jobs that wait on it
+(its dependents); a job that failed for good cancels its dependents. These writes touch other
+documents, so they cannot be part of the atomic update that finishes the job. To make them
+durable, that update also records that they are pending: `FOLLOW_UPS` in `_private` (the one
+field job-collection v1.x lets a server keep data in) holds the run, the new status, the time
+and the `delay_deps` asked for. Whoever finishes the follow-ups clears the mark: the reporter
+right after its write, or, if it crashed or lost its connection first, the next job-server
+pass (`finish_stored`). A lost reply, a driver error or a crash between the status write and
+the follow-ups delays them by one pass and never loses them.
+
+Every step is idempotent, so finishing the same follow-ups twice (a pass racing the reporter,
+a retried report) changes nothing:
+
+- a repeat's `_id` is derived from the job's id and runId (`rules.repeat_job_id`), so a second
+  insert is refused as a duplicate, and its schedule is computed from the time in the mark;
+- a dependent's resolution is fenced by its `depends` still naming the antecedent;
+- promotion and cancellation are fenced by status.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from . import rules
+from .constants import JOB_STATUS_CANCELLABLE
+from .document import FOLLOW_UPS, JobDoc, assume_utc
+from .driver import Document, Store
+from .rules import Id
+from .schedule import next_repeat_wait_ms
+
+logger = logging.getLogger("jobcollection")
+
+FinalStatus = Literal["completed", "failed"]
+_MARK_KEY = FOLLOW_UPS.split(".", 1)[1]
+
+
+@dataclass(slots=True)
+class Pending:
+    """The follow-ups of one job's completion or final failure."""
+
+    job_id: Id
+    run_id: Id
+    status: FinalStatus
+    at: datetime
+    delay_deps_ms: int | None = None
+    doc: JobDoc | None = None
+    """The job as it was when it finished (for its repeat); None if it cannot be read as a
+    job (then no repeat is scheduled; its dependents are still resolved or cancelled)."""
+
+
+def mark(run_id: Id, status: FinalStatus, now: datetime, delay_deps_ms: int | None) -> Document:
+    """The value stored under FOLLOW_UPS by the write that finishes a job."""
+    value: Document = {"runId": run_id, "status": status, "at": now}
+    if delay_deps_ms is not None:
+        value["delayDeps"] = delay_deps_ms
+    return value
+
+
+def pending_of(raw: Document, doc: JobDoc | None) -> Pending | None:
+    """The follow-ups a stored document says are pending, or None. A mark whose status is no
+    longer the job's (a failed job restarted since) is void."""
+    private = raw.get("_private")
+    value = private.get(_MARK_KEY) if isinstance(private, dict) else None
+    if not isinstance(value, dict):
+        return None
+    status, at, run_id = value.get("status"), assume_utc(value.get("at")), value.get("runId")
+    if status not in ("completed", "failed") or not isinstance(at, datetime) or run_id is None:
+        return None
+    if raw.get("status") != status:
+        return None
+    delay = value.get("delayDeps")
+    return Pending(raw["_id"], run_id, status, at, delay if isinstance(delay, int) else None, doc)
+
+
+Cascade = Callable[[list[Id]], Awaitable[Any]]
+
+
+class FollowUps:
+    """Finishes pending follow-ups: repeats, dependents, then the mark."""
+
+    def __init__(self, store: Store, *, ready: Cascade, cancel: Cascade) -> None:
+        """`ready` promotes the named jobs that are due and have nothing left to wait for;
+        `cancel` cancels the named jobs and, transitively, their dependents."""
+        self._store = store
+        self._ready = ready
+        self._cancel = cancel
+
+    async def finish(self, pending: Sequence[Pending]) -> dict[Id, Id]:
+        """Finish these follow-ups; the repeat scheduled for each completed job that has one,
+        by job id. Raises DatabaseError if a step fails: the marks stay, and the next
+        job-server pass finishes what is left."""
+        if not pending:
+            return {}
+        completed = [p for p in pending if p.status == "completed"]
+        repeats = await self._repeat(completed)
+        dependents = await self._store.find(
+            {"depends": {"$in": [p.job_id for p in pending]}}, {"depends": 1, "status": 1}
+        )
+        if dependents:
+            await self._resolve_dependents(completed, dependents)
+            failed = {p.job_id for p in pending if p.status == "failed"}
+            await self._cancel_dependents(failed, dependents)
+        await self._clear(pending)
+        return repeats
+
+    async def finish_stored(
+        self, now: datetime, parse: Callable[[Document], JobDoc], limit: int = 1000
+    ) -> int:
+        """Finish the follow-ups marked pending in stored documents (a job-server pass); the
+        number of jobs whose follow-ups were finished. `parse` validates a stored document
+        (an invalid one still gets its dependents handled, without a repeat)."""
+        raws = await self._store.find(
+            {FOLLOW_UPS: {"$exists": True}, f"{FOLLOW_UPS}.at": {"$lte": now}},
+            {"log": 0, "failures": 0},
+            sort=[(f"{FOLLOW_UPS}.at", 1)],
+            limit=limit,
+        )
+        pending: list[Pending] = []
+        void: list[Document] = []
+        for raw in raws:
+            doc: JobDoc | None = None
+            try:
+                doc = parse(raw)
+            except Exception as exc:
+                logger.error(
+                    "job %s: its follow-ups are pending but it cannot be read (%s); no repeat",
+                    raw.get("_id"),
+                    exc,
+                )
+            found = pending_of(raw, doc)
+            if found is None:
+                void.append(raw)
+            else:
+                pending.append(found)
+        if void:  # a malformed mark, or a status that changed since: nothing left to do
+            await self._store.update_each(
+                [
+                    (
+                        {"_id": raw["_id"], FOLLOW_UPS: raw["_private"][_MARK_KEY]},
+                        {"$unset": {FOLLOW_UPS: ""}},
+                    )
+                    for raw in void
+                ]
+            )
+        await self.finish(pending)
+        return len(pending)
+
+    async def _repeat(self, completed: Sequence[Pending]) -> dict[Id, Id]:
+        """Insert the next run of each completed repeating job (at most once per completion)."""
+        clones: dict[Id, Document] = {}
+        for p in completed:
+            if p.doc is None:
+                continue
+            wait_ms = next_repeat_wait_ms(p.doc, p.at)
+            if wait_ms is None:
+                continue
+            clone = rules.rerun_document(
+                p.doc, p.doc.repeats - 1, p.doc.repeat_until, wait_ms, p.at
+            )
+            clone["_id"] = rules.repeat_job_id(p.job_id, p.run_id)
+            clones[p.job_id] = clone
+        if clones:
+            await self._store.insert_missing(list(clones.values()))
+        return {job_id: clone["_id"] for job_id, clone in clones.items()}
+
+    async def _resolve_dependents(
+        self, completed: Sequence[Pending], dependents: Sequence[Document]
+    ) -> None:
+        """Move each completed job from its dependents' `depends` to `resolved`, then promote
+        those dependents that have nothing left to wait for."""
+        by_id = {p.job_id: p for p in completed}
+        waiting = [d for d in dependents if any(a in by_id for a in d.get("depends", []))]
+        if not waiting:
+            return
+        updates = []
+        for dependent in waiting:
+            antecedents = [a for a in dependent.get("depends", []) if a in by_id]
+            delays = [d for a in antecedents if (d := by_id[a].delay_deps_ms) is not None]
+            updates.append(
+                rules.resolve_dependents(
+                    dependent["_id"],
+                    [(a, by_id[a].run_id) for a in antecedents],
+                    by_id[antecedents[0]].at,
+                    max(delays) if delays else None,
+                )
+            )
+        outcome = await self._store.update_each(updates)
+        for index, error in outcome.refused.items():
+            logger.error(
+                "job %s: cannot resolve its completed dependencies (%s)",
+                waiting[index]["_id"],
+                error,
+            )
+        await self._ready([d["_id"] for d in waiting])
+
+    async def _cancel_dependents(self, failed: set[Id], dependents: Sequence[Document]) -> None:
+        """Cancel the dependents of jobs that failed for good, and theirs. Dependents already
+        cancelled are included, so a cascade cut short by a fault is carried on."""
+        statuses = {*JOB_STATUS_CANCELLABLE, "cancelled"}
+        doomed = [
+            d["_id"]
+            for d in dependents
+            if d.get("status") in statuses and any(a in failed for a in d.get("depends", []))
+        ]
+        if doomed:
+            await self._cancel(doomed)
+
+    async def _clear(self, pending: Sequence[Pending]) -> None:
+        """Remove the marks of finished follow-ups (each fenced by its run, so a newer mark on
+        a job restarted and finished again is kept)."""
+        await self._store.update_each(
+            [
+                ({"_id": p.job_id, f"{FOLLOW_UPS}.runId": p.run_id}, {"$unset": {FOLLOW_UPS: ""}})
+                for p in pending
+            ]
+        )
