@@ -1015,35 +1015,27 @@ class StrictCollection:
     async def update_one(
         self, filter: Any, update: Any, upsert: bool = False, **options: Any
     ) -> UpdateResult:
-        _no_other_options("update_one", options)
-        check_update_document(update)
-        caller = library_caller()
-        try:
-            return await self._update(
-                self._filter(filter),
-                update,
-                multi=False,
-                upsert=upsert,
-                caller=caller,
-                operation="update_one",
-            )
-        except Refused as exc:
-            raise exc.write_error() from None
+        return await self._update_command("update_one", filter, update, upsert, options)
 
     async def update_many(
         self, filter: Any, update: Any, upsert: bool = False, **options: Any
     ) -> UpdateResult:
-        _no_other_options("update_many", options)
+        return await self._update_command("update_many", filter, update, upsert, options)
+
+    async def _update_command(
+        self, operation: str, filter: Any, update: Any, upsert: bool, options: Mapping[str, Any]
+    ) -> UpdateResult:
+        _no_other_options(operation, options)
         check_update_document(update)
         caller = library_caller()
         try:
             return await self._update(
                 self._filter(filter),
                 update,
-                multi=True,
+                multi=operation == "update_many",
                 upsert=upsert,
                 caller=caller,
-                operation="update_many",
+                operation=operation,
             )
         except Refused as exc:
             raise exc.write_error() from None

@@ -313,36 +313,30 @@ def _parse_progress(p: tuple[Any, ...]) -> Parsed:
     }
 
 
-def _parse_heartbeat(p: tuple[Any, ...]) -> Parsed:
-    _arity(p, 2, 3, "jobHeartbeat")
-    _options(p, 2, {})
-    return {
-        "ids": _ids(p),
-        "single": not isinstance(p[0], list | tuple),
-        "run_id": v.job_id(p[1], "runId"),
-    }
+def _parse_held(name: str) -> Callable[[tuple[Any, ...]], Parsed]:
+    """Parameters `(id or ids, runId)` of a method on jobs held under one claim."""
+
+    def parse(p: tuple[Any, ...]) -> Parsed:
+        _arity(p, 2, 3, name)
+        _options(p, 2, {})
+        return {
+            "ids": _ids(p),
+            "single": not isinstance(p[0], list | tuple),
+            "run_id": v.job_id(p[1], "runId"),
+        }
+
+    return parse
 
 
-def _parse_release(p: tuple[Any, ...]) -> Parsed:
-    _arity(p, 2, 3, "jobRelease")
-    _options(p, 2, {})
-    return {
-        "ids": _ids(p),
-        "single": not isinstance(p[0], list | tuple),
-        "run_id": v.job_id(p[1], "runId"),
-    }
+def _run_held(name: str) -> Callable[[Operations, Parsed], Awaitable[bool | list[Any]]]:
+    """Run an operation on held jobs: one id gives whether it applied, a list the ids it
+    applied to (jobHeartbeat: the ids still held; jobRelease: the ids released)."""
 
+    async def run(ops: Operations, args: Parsed) -> bool | list[Any]:
+        done: list[Any] = await getattr(ops, name)(args["ids"], args["run_id"])
+        return bool(done) if args["single"] else done
 
-async def _run_release(ops: Operations, args: Parsed) -> bool | list[Any]:
-    """One id gives whether it was released; a list gives the ids released."""
-    released = await ops.job_release(args["ids"], args["run_id"])
-    return bool(released) if args["single"] else released
-
-
-async def _run_heartbeat(ops: Operations, args: Parsed) -> bool | list[Any]:
-    """One id gives whether its lease was renewed; a list gives the ids still held."""
-    renewed = await ops.renew_leases(args["ids"], args["run_id"])
-    return bool(renewed) if args["single"] else renewed
+    return run
 
 
 def _parse_done(p: tuple[Any, ...]) -> Parsed:
@@ -422,8 +416,8 @@ class Dispatcher:
             "jobProgress": Method(_parse_progress, _run("job_progress")),
             "jobDone": Method(_parse_done, _run("job_done")),
             "jobFail": Method(_parse_fail, _run("job_fail")),
-            "jobHeartbeat": Method(_parse_heartbeat, _run_heartbeat),
-            "jobRelease": Method(_parse_release, _run_release),
+            "jobHeartbeat": Method(_parse_held("jobHeartbeat"), _run_held("renew_leases")),
+            "jobRelease": Method(_parse_held("jobRelease"), _run_held("job_release")),
         }
         assert set(self.methods) == set(METHODS)
 

@@ -290,24 +290,26 @@ class ServerClock:
 
     async def _measure(self) -> _Reading | None:
         """One reading of the server's clock; None if the server does not report its time."""
-        if self.router and not self._clock_write_refused:
-            try:
-                return await self._read_clock_document()
-            except OperationFailure as exc:
-                if exc.code not in _REFUSED_CODES:
-                    raise
-                self._refused(exc)
+        routed = self.router and not self._clock_write_refused
+        if routed and (reading := await self._read_clock_document_unless_refused()):
+            return reading
         reply, hello = await self._read_hello()
         if self.router is None and isinstance(reply, Mapping):
             self.router = reply.get("msg") == "isdbgrid"
-            if self.router:
-                try:
-                    return await self._read_clock_document()
-                except OperationFailure as exc:
-                    if exc.code not in _REFUSED_CODES:
-                        raise
-                    self._refused(exc)
+            if self.router and (reading := await self._read_clock_document_unless_refused()):
+                return reading
         return hello
+
+    async def _read_clock_document_unless_refused(self) -> _Reading | None:
+        """A reading from the clock document; None (and the routers' time from now on) if
+        the write is refused."""
+        try:
+            return await self._read_clock_document()
+        except OperationFailure as exc:
+            if exc.code not in _REFUSED_CODES:
+                raise
+            self._refused(exc)
+            return None
 
     async def _timed(self, call: Callable[[], Awaitable[Any]]) -> tuple[Any, datetime, float]:
         """Run call; its result, and the local and monotonic times it was sent."""
