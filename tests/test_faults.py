@@ -731,3 +731,44 @@ async def test_a_save_under_the_id_of_another_job_is_refused(
     with pytest.raises(InvalidArgument, match=r"jobIds\[0\]"):
         await jc.call("jobSaveMany", [other], {"jobIds": [existing]})
     assert await everything(raw) == before
+
+
+async def test_a_cancel_cascade_cut_short_two_levels_down_is_carried_to_its_end(
+    make_worker: MakeWorker, raw: Any
+) -> None:
+    """A <- B <- C <- D; A fails for good; the cancel of C is applied but its reply is lost.
+    The next pass carries the cascade on through the cancelled B and C down to D."""
+    jc, faults = await make_worker()
+    chain = [jc.create_job("a")]
+    await chain[0].save()
+    for name in ("b", "c", "d"):
+        job = jc.create_job(name).depends([chain[-1]])
+        await job.save()
+        chain.append(job)
+    claimed = await claim_one(jc, "a")
+    c_id = chain[2].id
+    faults.fail_after("update_many", when=lambda op, args: str(c_id) in str(args[0]))
+    assert await claimed.fail("fatal", fatal=True) is True
+    statuses = [(await stored(raw, job.id))["status"] for job in chain]
+    assert statuses == ["failed", "cancelled", "cancelled", "waiting"]
+    await jc.run_server_pass()
+    assert (await stored(raw, chain[3].id))["status"] == "cancelled"
+
+
+async def test_a_repeat_cannot_be_removed_while_the_follow_ups_that_made_it_are_pending(
+    make_worker: MakeWorker, raw: Any
+) -> None:
+    """Removing the repeat then would let the pending follow-ups insert it a second time."""
+    jc, faults = await make_worker()
+    job_id = await jc.create_job("t").repeat(1, wait=0).save()
+    first = await claim_one(jc)
+    faults.fail_before("find", when=lambda op, args: "depends" in str(args))
+    assert await first.done() is True  # the repeat is inserted; the dependents lookup fails
+    repeat = await claim_one(jc)
+    assert repeat.id == repeat_job_id(job_id, first.doc.run_id)
+    assert await repeat.done() is True
+    assert await jc.remove_jobs([repeat.id]) is False  # its origin's follow-ups are pending
+    assert (await jc.run_server_pass()).followed_up == 1
+    assert await jc.remove_jobs([repeat.id]) is True
+    await jc.run_server_pass()
+    assert await raw.count_documents({"_id": repeat.id}) == 0  # not inserted again

@@ -216,8 +216,15 @@ FOLLOW_UPS: Final = "_private.jobcollectionFollowUps"
 """Where the write that completes a job, or fails it for good, records that its follow-ups
 (the repeat, the dependents) are pending; cleared once they are done (see followups.py)."""
 
-INTERNAL_PRIVATE_KEYS: Final = frozenset({"jobcollectionFlush", "jobcollectionFollowUps"})
-"""Keys this library keeps in `_private` for itself (completion.FLUSH_MARK, FOLLOW_UPS)."""
+REPEAT_OF: Final = "_private.jobcollectionRepeatOf"
+"""In a repeat: the completion (`{id, runId}`) that scheduled it. While that completion's
+follow-ups are pending, the repeat cannot be removed (they would insert it again)."""
+
+INTERNAL_PRIVATE_KEYS: Final = frozenset(
+    {"jobcollectionFlush", "jobcollectionFollowUps", "jobcollectionRepeatOf"}
+)
+"""Keys this library keeps in `_private` for itself (completion.FLUSH_MARK, FOLLOW_UPS,
+REPEAT_OF); they are never returned nor copied into a rerun."""
 
 _INT_FIELDS: Final = frozenset(
     {

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from . import rules
 from .constants import JOB_STATUS_CANCELLABLE
-from .document import FOLLOW_UPS, JobDoc, assume_utc
+from .document import FOLLOW_UPS, REPEAT_OF, JobDoc, assume_utc
 from .driver import Document, Store
 from .rules import Id
 from .schedule import next_repeat_wait_ms
@@ -164,6 +164,8 @@ class FollowUps:
                 p.doc, p.doc.repeats - 1, p.doc.repeat_until, wait_ms, p.at
             )
             clone["_id"] = rules.repeat_job_id(p.job_id, p.run_id)
+            private = clone.setdefault("_private", {})
+            private[REPEAT_OF.split(".", 1)[1]] = {"id": p.job_id, "runId": p.run_id}
             clones[p.job_id] = clone
         if clones:
             await self._store.insert_missing(list(clones.values()))
@@ -201,7 +203,8 @@ class FollowUps:
 
     async def _cancel_dependents(self, failed: set[Id], dependents: Sequence[Document]) -> None:
         """Cancel the dependents of jobs that failed for good, and theirs. Dependents already
-        cancelled are included, so a cascade cut short by a fault is carried on."""
+        cancelled are included at every level (see `cancel` in __init__), so a cascade cut
+        short by a fault is carried on."""
         statuses = {*JOB_STATUS_CANCELLABLE, "cancelled"}
         doomed = [
             d["_id"]

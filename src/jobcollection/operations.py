@@ -24,7 +24,7 @@ from .constants import (
     JOB_STATUS_REMOVABLE,
     JOB_STATUS_RESTARTABLE,
 )
-from .document import JobDoc, LaterSchedule
+from .document import FOLLOW_UPS, REPEAT_OF, JobDoc, LaterSchedule
 from .driver import Document, Store, transient
 from .errors import DatabaseError, InvalidArgument, InvalidDocument
 from .followups import FollowUps
@@ -445,10 +445,40 @@ class Operations:
     # --- management --------------------------------------------------------------------------
 
     async def job_remove(self, ids: Sequence[Id]) -> bool:
+        ids = await self._without_pending_repeats(ids)
         removed = await self.store.delete_many(rules.removable(ids, JOB_STATUS_REMOVABLE))
         if not removed:
             logger.warning("jobRemove: no job was removable among %d ids", len(ids))
         return removed > 0
+
+    async def _without_pending_repeats(self, ids: Sequence[Id]) -> list[Id]:
+        """The ids less the repeats whose scheduling completion still has its follow-ups
+        pending: removing one now would let those follow-ups insert it again."""
+        repeats = await self.store.find(
+            {"_id": {"$in": list(ids)}, REPEAT_OF: {"$exists": True}}, {REPEAT_OF: 1}
+        )
+        key = REPEAT_OF.split(".", 1)[1]
+        origins = {
+            r["_id"]: (o.get("id"), o.get("runId"))
+            for r in repeats
+            if isinstance(o := r.get("_private", {}).get(key), dict)
+        }
+        if not origins:
+            return list(ids)
+        pending = {
+            (d["_id"], d["_private"][FOLLOW_UPS.split(".", 1)[1]].get("runId"))
+            for d in await self.store.find(
+                {"_id": {"$in": [i for i, _ in origins.values()]}, FOLLOW_UPS: {"$exists": True}},
+                {FOLLOW_UPS: 1},
+            )
+        }
+        blocked = {r for r, origin in origins.items() if origin in pending}
+        if blocked:
+            logger.warning(
+                "jobRemove: %d repeat(s) kept until the follow-ups that scheduled them finish",
+                len(blocked),
+            )
+        return [i for i in ids if i not in blocked]
 
     async def job_pause(self, ids: Sequence[Id]) -> bool:
         paused = await self.store.update_many(*rules.pause(ids, self.clock.now()))
@@ -495,9 +525,11 @@ class Operations:
         return cancelled
 
     async def cancel_cascade(self, ids: Sequence[Id]) -> bool:
-        """Cancel jobs and, transitively, their dependents (a follow-up of a final failure:
-        jobs already cancelled still lead the cascade on to theirs)."""
-        return await self._cascade(ids, False, True, JOB_STATUS_CANCELLABLE, self._cancel)
+        """Cancel jobs and, transitively, their dependents (a follow-up of a final failure):
+        jobs already cancelled still lead the cascade on to theirs, at every level, so a
+        cascade cut short by a fault is carried on to its end."""
+        through = [*JOB_STATUS_CANCELLABLE, "cancelled"]
+        return await self._cascade(ids, False, True, through, self._cancel)
 
     async def _cancel(self, ids: Sequence[Id]) -> int:
         return await self.store.update_many(*rules.cancel(ids, self.clock.now()))
