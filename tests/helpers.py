@@ -8,6 +8,8 @@ import inspect
 from datetime import UTC, datetime
 from typing import Any
 
+from bson import ObjectId
+
 from jobcollection import Job, JobCollection
 
 Doc = dict[str, Any]
@@ -28,6 +30,40 @@ async def stored(jc: JobCollection, job_id: Any) -> Doc:
 def messages(doc: Doc) -> list[str]:
     """The messages of a stored document's log, in order."""
     return [e["message"] for e in doc.get("log", [])]
+
+
+FAR = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def stored_job(now: datetime, **fields: Any) -> Doc:
+    """A whole job document as job-collection v1.x (or another application) stores it, ready
+    unless `fields` say otherwise; for inserting directly into a collection."""
+    return {
+        "_id": ObjectId(),
+        "type": "t",
+        "data": {},
+        "status": "ready",
+        "runId": None,
+        "after": now,
+        "updated": now,
+        "created": now,
+        "retries": 1,
+        "retried": 0,
+        "repeatRetries": 1,
+        "retryWait": 0,
+        "retryBackoff": "constant",
+        "retryUntil": FAR,
+        "repeats": 0,
+        "repeated": 0,
+        "repeatUntil": FAR,
+        "repeatWait": 0,
+        "depends": [],
+        "resolved": [],
+        "priority": 0,
+        "progress": {"completed": 0, "total": 1, "percent": 0},
+        "log": [],
+        **fields,
+    }
 
 
 async def claim_one(jc: JobCollection, job_type: str = "t", **kwargs: Any) -> Job:

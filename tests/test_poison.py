@@ -19,7 +19,7 @@ from pymongo.errors import BulkWriteError, WriteError
 
 from conftest import START, MakeJC
 from faults import FaultyCollection
-from helpers import Yielding, claim_one, stored
+from helpers import Yielding, claim_one, stored, stored_job
 from jobcollection import JobCollection, ManualClock
 
 Doc = dict[str, Any]
@@ -28,33 +28,7 @@ Doc = dict[str, Any]
 async def raw_job(jc: JobCollection, **fields: Any) -> Any:
     """Insert a job document directly (as another application or v1.x would), ready by
     default; its id."""
-    now = jc.clock.now()
-    doc: Doc = {
-        "_id": ObjectId(),
-        "type": "t",
-        "data": {},
-        "status": "ready",
-        "runId": None,
-        "after": now,
-        "updated": now,
-        "created": now,
-        "retries": 1,
-        "retried": 0,
-        "repeatRetries": 1,
-        "retryWait": 0,
-        "retryBackoff": "constant",
-        "retryUntil": datetime(9999, 1, 1, tzinfo=UTC),
-        "repeats": 0,
-        "repeated": 0,
-        "repeatUntil": datetime(9999, 1, 1, tzinfo=UTC),
-        "repeatWait": 0,
-        "depends": [],
-        "resolved": [],
-        "priority": 0,
-        "progress": {"completed": 0, "total": 1, "percent": 0},
-        "log": [],
-        **fields,
-    }
+    doc = stored_job(jc.clock.now(), **fields)
     await jc.collection.insert_one(doc)
     return doc["_id"]
 

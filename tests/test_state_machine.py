@@ -79,6 +79,7 @@ from hypothesis.stateful import (
 
 from conftest import START
 from faults import FaultyCollection, Rule
+from helpers import FAR, stored_job
 from jobcollection import DatabaseError, Job, JobCollection, ManualClock
 from jobcollection.document import FOLLOW_UPS, JobDoc
 from jobcollection.rules import repeat_job_id
@@ -94,7 +95,6 @@ RESTARTABLE = ("cancelled", "failed")
 REMOVABLE = ("cancelled", "completed", "failed")
 FINAL = ("completed", "failed", "cancelled")
 MARK = FOLLOW_UPS.split(".", 1)[1]
-FAR = datetime(9999, 1, 1, tzinfo=UTC)
 
 World = dict[Any, "Model"]
 
@@ -688,32 +688,9 @@ class JobLifecycle(RuleBasedStateMachine):
         schema does not have): claimable, or running with a lease that ran out."""
         key = self.next_key()
         now = self.now
-        doc: dict[str, Any] = {
-            "_id": ObjectId(),
-            "type": job_type,
-            "data": {"k": key},
-            "status": "ready",
-            "runId": None,
-            "after": now,
-            "updated": now,
-            "created": now,
-            "retries": 1,
-            "retried": 0,
-            "repeatRetries": 1,
-            "retryWait": 0,
-            "retryBackoff": "constant",
-            "retryUntil": FAR,
-            "repeats": 0,
-            "repeated": 0,
-            "repeatUntil": FAR,
-            "repeatWait": 0,
-            "depends": [],
-            "resolved": [],
-            "priority": priority,
-            "progress": {"completed": 0, "total": 1, "percent": 0},
-            "log": [],
-            "appField": "not a job field",
-        }
+        doc = stored_job(
+            now, type=job_type, data={"k": key}, priority=priority, appField="not a job field"
+        )
         model = Model(
             type=job_type,
             key=key,
