@@ -17,10 +17,11 @@ import pytest
 from bson import ObjectId
 from pymongo.errors import BulkWriteError, WriteError
 
-from conftest import START, MakeJC
+from conftest import MONGODB_URI, START, MakeJC
 from faults import FaultyCollection
 from helpers import Yielding, claim_one, stored, stored_job
 from jobcollection import JobCollection, ManualClock
+from strict import strict_mode
 
 Doc = dict[str, Any]
 
@@ -53,6 +54,11 @@ async def test_a_claim_that_includes_a_poison_document_hands_over_the_healthy_jo
         assert await job.done() is True
 
 
+@pytest.mark.skipif(
+    strict_mode() is None and not MONGODB_URI,
+    reason="plain mongomock applies an update that fails half-way; MongoDB and the strict "
+    "backend apply all of it or nothing",
+)
 async def test_a_single_claim_of_a_poison_document_fails_it_and_returns_nothing(
     jc: JobCollection,
 ) -> None:
