@@ -2,8 +2,11 @@
 
 `memory_database()` returns a mongomock-motor database with one shim applied: current pymongo
 passes a `sort` keyword to the bulk builder that mongomock 4.x does not accept, which breaks
-`bulk_write` (the bundled done/fail path uses it). The shim drops that keyword when it is
-None, and refuses a real sort loudly. It patches mongomock only, never pymongo or Motor.
+`bulk_write`. jobcollection works on a plain mongomock-motor collection too (its driver seam
+then applies a bulk write one update at a time); the shim lets a bulk write stay one call, as
+on a server, which is what fault-injection tests that target `bulk_write` rely on. It drops the
+keyword when it is None, refuses a real sort loudly, and patches mongomock only, never pymongo
+or Motor.
 """
 
 from __future__ import annotations
