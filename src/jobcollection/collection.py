@@ -229,8 +229,10 @@ class JobCollection:
     ) -> JobQueue:
         """A queue that claims jobs and hands them to an async worker (call it inside a
         running event loop; it starts at once). `poll_interval` None or 0 disables polling;
-        `wakeup` True starts jobs as soon as they become ready where the server has change
-        streams, False relies on polling and trigger(), or give your own WakeupSource."""
+        `work_timeout` is the lease of every claim (None: 60 s), renewed every third of it
+        while the queue holds the job; `wakeup` True starts jobs as soon as they become ready
+        where the server has change streams, False relies on polling and trigger(), or give
+        your own WakeupSource."""
         from .queue import JobQueue
 
         return JobQueue(
