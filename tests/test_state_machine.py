@@ -132,6 +132,7 @@ class Model:
     result: Any = None
     last_failure: tuple[Any, Any] | None = None  # (runId, value) of the newest failure
     pending: FollowUp | None = None
+    origin: tuple[Any, Any] | None = None  # a repeat: (job id, runId) of the completion
 
 
 @dataclass
@@ -421,8 +422,10 @@ class JobLifecycle(RuleBasedStateMachine):
         step()
         if pending.status == "completed":
             clone_id = repeat_job_id(job_id, pending.run_id)
-            if job.repeats > 0 and clone_id not in self.model and clone_id not in self.removed:
+            if job.repeats > 0 and clone_id not in self.model:
+                assert clone_id not in self.removed  # its removal waits for these follow-ups
                 self.model[clone_id] = self.repeat_of(job, pending.at)
+                self.model[clone_id].origin = (job_id, pending.run_id)
                 step()
             waiting = [d for d, other in self.model.items() if job_id in other.depends]
             for dependent in waiting:
@@ -846,10 +849,15 @@ class JobLifecycle(RuleBasedStateMachine):
     @precondition(lambda self: self.known())
     @rule(index=st.integers(0, 100))
     def remove_job(self, index: int) -> None:
-        """Finished jobs go; one whose follow-ups are pending stays until they are done."""
+        """Finished jobs go; one whose follow-ups are pending stays until they are done, and
+        so does the repeat they scheduled (they would insert it again)."""
         job_id = self.pick(self.known(), index)
         job = self.model.get(job_id)
         expected = job is not None and job.status in REMOVABLE and job.pending is None
+        if expected and job is not None and job.origin is not None:
+            source = self.model.get(job.origin[0])
+            pending = source.pending if source is not None else None
+            expected = pending is None or pending.run_id != job.origin[1]
         if expected:
             del self.model[job_id]
             self.removed.append(job_id)
