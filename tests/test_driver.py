@@ -494,3 +494,16 @@ async def test_every_operation_works_on_a_plain_mongomock_collection(plain_mongo
         assert held.id != again.id
     finally:
         await jc.close()
+
+
+async def test_a_cursor_the_backend_refuses_to_build_is_a_database_error() -> None:
+    fake = FakeAsyncCollection()
+    store = Store(fake)
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("bad sort specification")
+
+    fake.derived.find = refuse  # type: ignore[method-assign]
+    with pytest.raises(DatabaseError, match="bad sort") as caught:
+        await store.find({}, sort=[("a", 1)])
+    assert isinstance(caught.value.__cause__, ValueError)

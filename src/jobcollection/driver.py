@@ -70,7 +70,9 @@ def _library_view(collection: Any) -> tuple[Any, CodecOptions[Any]]:
             read_preference=ReadPreference.PRIMARY,
             read_concern=ReadConcern("local"),
         )
-    except NotImplementedError:  # the in-memory backend: one process, no replicas, no codecs
+    except (NotImplementedError, AttributeError, TypeError):
+        # The in-memory backend (one process, no replicas, no codecs), or a lookalike that
+        # takes no options: used as given; dates are made aware by the document model.
         return collection, CodecOptions(**changes)
     return view, options
 
@@ -194,11 +196,14 @@ class Store:
         sort: Sequence[tuple[str, int]] | None = None,
         limit: int = 0,
     ) -> list[Document]:
-        cursor = self._coll.find(dict(query), dict(projection) if projection else None)
-        if sort:
-            cursor = cursor.sort(list(sort))
-        if limit:
-            cursor = cursor.limit(limit)
+        try:  # building a cursor sends nothing, but a backend may refuse its arguments
+            cursor = self._coll.find(dict(query), dict(projection) if projection else None)
+            if sort:
+                cursor = cursor.sort(list(sort))
+            if limit:
+                cursor = cursor.limit(limit)
+        except Exception as exc:
+            raise DatabaseError(f"database error: {exc}") from exc
         result: list[Document] = await self._run(cursor.to_list(length=None))
         return result
 
