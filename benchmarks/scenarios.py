@@ -19,8 +19,7 @@ from backends import Backend
 from bson import ObjectId
 from pymongo import ReturnDocument
 
-from jobcollection import Job, JobCollection, SystemClock
-from jobcollection import rules as jc_rules
+from jobcollection import Job, JobCollection, SystemClock, transitions
 
 JOB_TYPE = "bench"
 
@@ -307,7 +306,7 @@ async def explain_claim(backend: Backend, sizes: list[int], limit: int = 100) ->
     """Store `size` jobs (nine in ten ready, the rest completed), then explain the claim
     query get_work sends, at each size."""
     jc, collection = await _started(backend)
-    template = jc_rules.insert_document(jc.create_job(JOB_TYPE).doc, datetime.now(UTC))
+    template = transitions.insert_document(jc.create_job(JOB_TYPE).doc, datetime.now(UTC))
     out: list[Explained] = []
     queued = 0
     for size in sizes:
@@ -319,8 +318,8 @@ async def explain_claim(backend: Backend, sizes: list[int], limit: int = 100) ->
             await collection.insert_many(docs)
             queued += chunk
         cursor = (
-            collection.find(jc_rules.claimable([JOB_TYPE]), {"_id": 1})
-            .sort(jc_rules.CLAIM_SORT)
+            collection.find(transitions.claimable([JOB_TYPE]), {"_id": 1})
+            .sort(transitions.CLAIM_SORT)
             .limit(limit)
         )
         plan = await cursor.explain()

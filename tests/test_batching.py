@@ -24,7 +24,7 @@ from jobcollection import (
     ManualClock,
     MethodEvent,
 )
-from jobcollection.driver import Store
+from jobcollection.store import Store
 
 
 async def all_docs(jc: JobCollection) -> list[Doc]:

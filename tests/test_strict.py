@@ -32,7 +32,7 @@ from pymongo.errors import (
 
 from jobcollection import JobCollection, testing
 from jobcollection.document import FOLLOW_UPS
-from jobcollection.driver import Store
+from jobcollection.store import Store
 from strict import (
     REGISTRY,
     StrictCollection,

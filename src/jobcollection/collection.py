@@ -15,16 +15,16 @@ from . import constants as c
 from . import validation as v
 from .clock import Clock
 from .document import JobDoc
-from .driver import Store
 from .errors import InvalidArgument, InvalidArgumentType
 from .events import EventEmitter
 from .indexes import INDEXES
 from .limits import DEFAULT_LIMITS, Limits
 from .methods import MAX_JOBS_PER_SAVE, Dispatcher, Parsed
 from .operations import Operations
-from .rules import Id
 from .server import JobServer, ServerPass
 from .servertime import ServerClock
+from .store import Store
+from .transitions import Id
 
 if TYPE_CHECKING:
     from .job import Job

@@ -13,7 +13,7 @@ the follow-ups delays them by one pass and never loses them.
 Every step is idempotent, so finishing the same follow-ups twice (a pass racing the reporter,
 a retried report) changes nothing:
 
-- a repeat's `_id` is derived from the job's id and runId (`rules.repeat_job_id`), so a second
+- a repeat's `_id` is derived from the job's id and runId (`transitions.repeat_job_id`), so a second
   insert is refused as a duplicate, and its schedule is computed from the time in the mark;
 - a dependent's resolution is fenced by its `depends` still naming the antecedent;
 - promotion and cancellation are fenced by status.
@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from . import rules
+from . import transitions
 from .constants import JOB_STATUS_CANCELLABLE
 from .document import FOLLOW_UPS, REPEAT_OF, JobDoc, assume_utc
-from .driver import Document, Store
-from .rules import Id
 from .schedule import next_repeat_wait_ms
+from .store import Document, Store
+from .transitions import Id
 
 logger = logging.getLogger("jobcollection")
 
@@ -160,10 +160,10 @@ class FollowUps:
             wait_ms = next_repeat_wait_ms(p.doc, p.at)
             if wait_ms is None:
                 continue
-            clone = rules.rerun_document(
+            clone = transitions.rerun_document(
                 p.doc, p.doc.repeats - 1, p.doc.repeat_until, wait_ms, p.at
             )
-            clone["_id"] = rules.repeat_job_id(p.job_id, p.run_id)
+            clone["_id"] = transitions.repeat_job_id(p.job_id, p.run_id)
             private = clone.setdefault("_private", {})
             private[REPEAT_OF.split(".", 1)[1]] = {"id": p.job_id, "runId": p.run_id}
             clones[p.job_id] = clone
@@ -185,7 +185,7 @@ class FollowUps:
             antecedents = [a for a in dependent.get("depends", []) if a in by_id]
             delays = [d for a in antecedents if (d := by_id[a].delay_deps_ms) is not None]
             updates.append(
-                rules.resolve_dependents(
+                transitions.resolve_dependents(
                     dependent["_id"],
                     [(a, by_id[a].run_id) for a in antecedents],
                     by_id[antecedents[0]].at,

@@ -23,8 +23,8 @@ from .constants import (
 )
 from .document import CronSchedule, JobDoc, LogEntry, Progress, parse_doc
 from .errors import InvalidArgument, InvalidArgumentType, JobNotSaved
-from .rules import Id
 from .schedule import add_ms, check_cron
+from .transitions import Id
 
 if TYPE_CHECKING:
     from .collection import JobCollection

@@ -23,9 +23,9 @@ from .events import EventEmitter, MethodEvent
 from .limits import DEFAULT_LIMITS, MAX_BSON_BYTES, Limits
 from .operations import Operations
 from .permissions import Rules
-from .rules import Id
 from .schedule import check_cron
 from .servertime import refresh_clock
+from .transitions import Id
 
 logger = logging.getLogger("jobcollection")
 

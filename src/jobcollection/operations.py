@@ -1,7 +1,7 @@
 """The server methods of job-collection, applied to MongoDB through the store.
 
 Arguments arrive validated (see methods.py); each state change is one conditional update from
-rules.py. A transition that does not apply returns False/None and logs why. Calls between
+transitions.py. A transition that does not apply returns False/None and logs why. Calls between
 operations stay inside this class: they bypass permissions and events, as in the original.
 """
 
@@ -15,9 +15,8 @@ from typing import Any
 
 from bson import ObjectId
 
-from . import rules
+from . import transitions
 from .clock import Clock
-from .completion import Completer, Report
 from .constants import (
     FOREVER,
     JOB_STATUS_CANCELLABLE,
@@ -25,11 +24,12 @@ from .constants import (
     JOB_STATUS_RESTARTABLE,
 )
 from .document import FOLLOW_UPS, REPEAT_OF, JobDoc, LaterSchedule
-from .driver import Document, Store, transient
 from .errors import DatabaseError, InvalidArgument, InvalidDocument
 from .followups import FollowUps
-from .rules import Id
+from .reporting import Completer, Report
 from .schedule import occurrences
+from .store import Document, Store, transient
+from .transitions import Id
 
 logger = logging.getLogger("jobcollection")
 
@@ -86,7 +86,7 @@ class Operations:
         """Insert a new job (under `new_id` if given, which makes a retried save a no-op) or
         resubmit a paused one; its id, or None if it was not saved or was cancelled."""
         now = self.clock.now()
-        prepared = rules.prepare_save(doc, now)
+        prepared = transitions.prepare_save(doc, now)
         if prepared is None:
             logger.warning("jobSave: schedule has no run before repeatUntil; not saved")
             return None
@@ -94,13 +94,13 @@ class Operations:
         if doc.id is not None:
             return await self._resave(doc, now)
         if cancel_repeats and doc.repeats == FOREVER:
-            query = rules.cancel_repeats_filter(doc.type)
+            query = transitions.cancel_repeats_filter(doc.type)
             if new_id is not None:
                 query["_id"] = {"$ne": new_id}  # not this very job, saved by a lost attempt
             earlier = await self.store.find(query, {"_id": 1})
             if earlier:
                 await self.job_cancel([d["_id"] for d in earlier])
-        stored = rules.insert_document(doc, now)
+        stored = transitions.insert_document(doc, now)
         job_id: Id
         if new_id is None:
             job_id = await self.store.insert_one(stored)
@@ -136,7 +136,7 @@ class Operations:
         async def insert_bulk() -> None:
             if not bulk:
                 return
-            stored = [rules.insert_document(doc, now) for _, doc in bulk]
+            stored = [transitions.insert_document(doc, now) for _, doc in bulk]
             for (i, _), document in zip(bulk, stored, strict=True):
                 document["_id"] = given[i] if given[i] is not None else ObjectId()
             # Ids known up front make a retried batch insert only what is missing.
@@ -159,7 +159,7 @@ class Operations:
                 ids[i] = await self.job_save(doc, cancel_repeats, given[i])
             elif doc.id is not None or doc.depends:
                 ids[i] = await self.job_save(doc, cancel_repeats, given[i])
-            elif (prepared := rules.prepare_save(doc, now)) is not None:
+            elif (prepared := transitions.prepare_save(doc, now)) is not None:
                 bulk.append((i, prepared))
             else:
                 logger.warning("jobSave: schedule has no run before repeatUntil; not saved")
@@ -205,7 +205,7 @@ class Operations:
 
     async def _resave(self, doc: JobDoc, now: datetime) -> Id | None:
         assert doc.id is not None
-        query, update = rules.resave(doc, now)
+        query, update = transitions.resave(doc, now)
         if not await self.store.update_one(query, update):
             logger.warning("jobSave: job %s is not paused; only paused jobs can be resaved", doc.id)
             return None
@@ -226,7 +226,7 @@ class Operations:
         }
         resolved = [d for d in depends if found.get(d, {}).get("status") == "completed"]
         entries = [
-            rules.entry(
+            transitions.entry(
                 now,
                 "Dependency resolved",
                 data={"dependency": {"id": d, "runId": found[d].get("runId")}},
@@ -237,9 +237,9 @@ class Operations:
         for dep in depends:
             status = found.get(dep, {}).get("status")
             if status is None:
-                entries.append(rules.entry(now, f"Antecedent job {dep} missing at save"))
+                entries.append(transitions.entry(now, f"Antecedent job {dep} missing at save"))
             elif status in ("failed", "cancelled"):
-                entries.append(rules.entry(now, f"Antecedent job {status} before save"))
+                entries.append(transitions.entry(now, f"Antecedent job {status} before save"))
             else:
                 continue
             doomed = True
@@ -278,7 +278,7 @@ class Operations:
             self.claimed_run_ids.add(run_id)
             self.unconfirmed_claims[run_id] = set()
             self._claiming.add(run_id)
-            update = rules.claim(run_id, now, work_timeout_ms)
+            update = transitions.claim(run_id, now, work_timeout_ms)
             wanted = max_jobs - len(claimed)
             try:
                 try:
@@ -303,7 +303,10 @@ class Operations:
         jobs claimed under run_id (False when a read-back came back short)."""
         if wanted == 1 and not self.store.routed:
             one = await self.store.find_one_and_update(
-                rules.claimable(types), update, rules.NO_LOG, sort=rules.CLAIM_SORT
+                transitions.claimable(types),
+                update,
+                transitions.NO_LOG,
+                sort=transitions.CLAIM_SORT,
             )
             return ([] if one is None else [one]), True
         claimed: list[Document] = []
@@ -311,23 +314,25 @@ class Operations:
         while len(claimed) < wanted:
             limit = wanted - len(claimed)
             candidates = await self.store.find(
-                rules.claimable(types), {"_id": 1}, sort=rules.CLAIM_SORT, limit=limit
+                transitions.claimable(types), {"_id": 1}, sort=transitions.CLAIM_SORT, limit=limit
             )
             if not candidates:
                 break
             ids = [c["_id"] for c in candidates]
             if limit == 1:  # through a mongos: findAndModify must name the shard key (_id)
                 one = await self.store.find_one_and_update(
-                    rules.claimable(types, ids[:1]) | {"_id": ids[0]}, update, rules.NO_LOG
+                    transitions.claimable(types, ids[:1]) | {"_id": ids[0]},
+                    update,
+                    transitions.NO_LOG,
                 )
                 claimed += [] if one is None else [one]
                 continue
-            won = await self.store.update_many(rules.claimable(types, ids), update)
+            won = await self.store.update_many(transitions.claimable(types, ids), update)
             if won:
                 got = {
                     d["_id"]: d
                     for d in await self.store.find(
-                        {"_id": {"$in": ids}, "runId": run_id}, rules.NO_LOG
+                        {"_id": {"$in": ids}, "runId": run_id}, transitions.NO_LOG
                     )
                 }
                 claimed.extend(got[i] for i in ids if i in got)
@@ -342,12 +347,12 @@ class Operations:
         """Claim candidates one at a time; one whose claim is refused is failed instead."""
         claimed: list[Document] = []
         candidates = await self.store.find(
-            rules.claimable(types), {"_id": 1}, sort=rules.CLAIM_SORT, limit=wanted
+            transitions.claimable(types), {"_id": 1}, sort=transitions.CLAIM_SORT, limit=wanted
         )
         for candidate in candidates:
-            fence = rules.claimable(types) | {"_id": candidate["_id"]}
+            fence = transitions.claimable(types) | {"_id": candidate["_id"]}
             try:
-                one = await self.store.find_one_and_update(fence, update, rules.NO_LOG)
+                one = await self.store.find_one_and_update(fence, update, transitions.NO_LOG)
             except DatabaseError as exc:
                 if transient(exc):
                     raise
@@ -363,7 +368,9 @@ class Operations:
         now = self.clock.now()
         logger.error("job %s: %s; failing it", fence.get("_id"), reason)
         for update in (
-            rules.fail_invalid(run_id, {"value": f"Invalid job document: {reason}"[:2000]}, now),
+            transitions.fail_invalid(
+                run_id, {"value": f"Invalid job document: {reason}"[:2000]}, now
+            ),
             {"$set": {"status": "failed", "runId": None, "updated": now}},
         ):
             try:
@@ -402,7 +409,7 @@ class Operations:
         runs = [r for r in self.unconfirmed_claims if r not in self._claiming]
         if not runs:
             return []
-        held = await self.store.find(rules.held_runs(runs), rules.NO_LOG)
+        held = await self.store.find(transitions.held_runs(runs), transitions.NO_LOG)
         unhanded = [d for d in held if d["_id"] not in self.unconfirmed_claims.get(d["runId"], ())]
         left = {d["runId"] for d in unhanded}
         for claim in runs:
@@ -416,7 +423,7 @@ class Operations:
             if doc.get("workTimeout"):
                 leases.setdefault((doc["runId"], doc["workTimeout"]), []).append(doc)
         for (run_id, timeout), docs in leases.items():
-            renewal = rules.lease_renewal(now, timeout)
+            renewal = transitions.lease_renewal(now, timeout)
             await self.store.update_many(
                 {"_id": {"$in": [d["_id"] for d in docs]}, "runId": run_id, "status": "running"},
                 renewal,
@@ -446,7 +453,7 @@ class Operations:
 
     async def job_remove(self, ids: Sequence[Id]) -> bool:
         ids = await self._without_pending_repeats(ids)
-        removed = await self.store.delete_many(rules.removable(ids, JOB_STATUS_REMOVABLE))
+        removed = await self.store.delete_many(transitions.removable(ids, JOB_STATUS_REMOVABLE))
         if not removed:
             logger.warning("jobRemove: no job was removable among %d ids", len(ids))
         return removed > 0
@@ -481,13 +488,13 @@ class Operations:
         return [i for i in ids if i not in blocked]
 
     async def job_pause(self, ids: Sequence[Id]) -> bool:
-        paused = await self.store.update_many(*rules.pause(ids, self.clock.now()))
+        paused = await self.store.update_many(*transitions.pause(ids, self.clock.now()))
         if not paused:
             logger.warning("jobPause: no job was pausable among %d ids", len(ids))
         return paused > 0
 
     async def job_resume(self, ids: Sequence[Id]) -> bool:
-        resumed = await self.store.update_many(*rules.resume(ids, self.clock.now()))
+        resumed = await self.store.update_many(*transitions.resume(ids, self.clock.now()))
         if resumed:
             await self.job_ready(ids)
         else:
@@ -498,7 +505,7 @@ class Operations:
         self, ids: Sequence[Id] | None = None, time: datetime | None = None, force: bool = False
     ) -> bool:
         now = self.clock.now()
-        query, update = rules.ready(ids, now, time or now, force)
+        query, update = transitions.ready(ids, now, time or now, force)
         return await self.store.update_many(query, update) > 0
 
     async def job_ready_requested(
@@ -532,7 +539,7 @@ class Operations:
         return await self._cascade(ids, False, True, through, self._cancel)
 
     async def _cancel(self, ids: Sequence[Id]) -> int:
-        return await self.store.update_many(*rules.cancel(ids, self.clock.now()))
+        return await self.store.update_many(*transitions.cancel(ids, self.clock.now()))
 
     async def job_restart(
         self,
@@ -548,7 +555,7 @@ class Operations:
                 return 0
             now = self.clock.now()
             count = 0
-            for query, update in rules.restart(level, retries, until, now):
+            for query, update in transitions.restart(level, retries, until, now):
                 count += await self.store.update_many(query, update)
             if count:
                 await self.job_ready(level)
@@ -649,7 +656,7 @@ class Operations:
             if wait_ms is None:
                 logger.warning("jobRerun: job %s has no next scheduled run", job_id)
                 return None
-        clone = rules.rerun_document(doc, repeats, until or doc.repeat_until, wait_ms, now)
+        clone = transitions.rerun_document(doc, repeats, until or doc.repeat_until, wait_ms, now)
         new_id: Id = await self.store.insert_one(clone)
         return new_id
 
@@ -676,7 +683,7 @@ class Operations:
         now = self.clock.now()
         found = await self.store.find_one_and_update(
             {"_id": job_id},
-            rules.log_line(now, message, level, run_id, data),
+            transitions.log_line(now, message, level, run_id, data),
             {"status": 1, "runId": 1, "workTimeout": 1},
         )
         if found is None:
@@ -691,7 +698,7 @@ class Operations:
         timeout = found.get("workTimeout")
         if found.get("status") == "running" and found.get("runId") == run_id and timeout:
             await self.store.update_one(
-                rules.held(found["_id"], run_id), rules.lease_renewal(now, timeout)
+                transitions.held(found["_id"], run_id), transitions.lease_renewal(now, timeout)
             )
 
     async def job_progress(
@@ -701,8 +708,8 @@ class Operations:
             return None
         now = self.clock.now()
         found = await self.store.find_one_and_update(
-            rules.held(job_id, run_id),
-            rules.progress(now, completed, total),
+            transitions.held(job_id, run_id),
+            transitions.progress(now, completed, total),
             {"status": 1, "runId": 1, "workTimeout": 1},
         )
         if found is None:
@@ -725,7 +732,7 @@ class Operations:
         for timeout, group in by_timeout.items():
             await self.store.update_many(
                 {"_id": {"$in": group}, "runId": run_id, "status": "running"},
-                rules.lease_renewal(now, timeout),
+                transitions.lease_renewal(now, timeout),
             )
         return [job["_id"] for job in held]
 
@@ -754,11 +761,13 @@ class Operations:
     async def job_release(self, ids: Sequence[Id], run_id: Id) -> list[Id]:
         """Hand jobs held under one runId back, ready, without counting the attempt (a worker
         that will not start them); the ids released."""
-        held_now = {**rules.held_runs([run_id]), "_id": {"$in": list(ids)}}
+        held_now = {**transitions.held_runs([run_id]), "_id": {"$in": list(ids)}}
         held = [j["_id"] for j in await self.store.find(held_now, {"_id": 1})]
         if not held:
             return []
-        released = await self.store.update_many(*rules.release(held, run_id, self.clock.now()))
+        released = await self.store.update_many(
+            *transitions.release(held, run_id, self.clock.now())
+        )
         if released < len(held):  # some changed hands meanwhile: which were released?
             kept = {j["_id"] for j in await self.store.find(held_now, {"_id": 1})}
             return [job_id for job_id in held if job_id not in kept]
@@ -770,20 +779,24 @@ class Operations:
         """Fail (non-fatally) every running job whose lease ran out; the number failed. Each
         job is judged alone: one whose failure cannot be written is logged and skipped, and if
         the server refused the write, later passes of this instance do not read it again."""
-        query = rules.expired(self.clock.now())
+        query = transitions.expired(self.clock.now())
         if self.quarantined:
             query["_id"] = {"$nin": list(self.quarantined)}
         expired = await self.store.find(query, {"runId": 1})
-        return await self._fail_each(expired, rules.EXPIRED_ERROR, expired=True)
+        return await self._fail_each(expired, transitions.EXPIRED_ERROR, expired=True)
 
     async def fail_claimed_running(self) -> int:
         """At shutdown: fail the jobs still running under runIds this instance handed out.
         RunIds of jobs that could not be failed are kept, so that a later call tries again."""
         if not self.claimed_run_ids:
             return 0
-        running = await self.store.find(rules.held_runs(list(self.claimed_run_ids)), {"runId": 1})
-        failed = await self._fail_each(running, rules.SHUTDOWN_ERROR)
-        left = await self.store.find(rules.held_runs(list(self.claimed_run_ids)), {"runId": 1})
+        running = await self.store.find(
+            transitions.held_runs(list(self.claimed_run_ids)), {"runId": 1}
+        )
+        failed = await self._fail_each(running, transitions.SHUTDOWN_ERROR)
+        left = await self.store.find(
+            transitions.held_runs(list(self.claimed_run_ids)), {"runId": 1}
+        )
         self.claimed_run_ids = {j["runId"] for j in left}
         self.unconfirmed_claims.clear()
         return failed
@@ -801,7 +814,7 @@ class Operations:
             if isinstance(outcome, Exception):
                 logger.error("job %s: could not fail it: %s", report.job_id, outcome)
                 if not transient(outcome):
-                    fence = rules.held(report.job_id, report.run_id)
+                    fence = transitions.held(report.job_id, report.run_id)
                     if not await self.set_aside(fence, report.run_id, f"{outcome}"):
                         self.quarantined.add(report.job_id)
             elif isinstance(outcome, BaseException):
@@ -818,5 +831,7 @@ class Operations:
         """Drop remembered runIds with no running job left, so the set stays small."""
         if not self.claimed_run_ids:
             return
-        live = await self.store.find(rules.held_runs(list(self.claimed_run_ids)), {"runId": 1})
+        live = await self.store.find(
+            transitions.held_runs(list(self.claimed_run_ids)), {"runId": 1}
+        )
         self.claimed_run_ids &= {j["runId"] for j in live}

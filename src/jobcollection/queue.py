@@ -43,9 +43,9 @@ from typing import TYPE_CHECKING, Any, Literal, Self, TypeAlias
 import bson
 
 from . import validation as v
-from .driver import refused
 from .errors import DatabaseError, InvalidArgument, InvalidArgumentType, WakeupUnavailable
 from .job import Job
+from .store import refused
 from .wakeup import ChangeStreamSource, WakeupSource
 
 if TYPE_CHECKING:

@@ -28,13 +28,13 @@ from typing import Any, Literal
 import bson.errors
 from bson import ObjectId
 
-from . import rules
+from . import transitions
 from .clock import Clock
 from .document import FOLLOW_UPS, JobDoc, assume_utc
-from .driver import Document, Store
 from .errors import DatabaseError, InvalidArgument, InvalidDocument
 from .followups import FollowUps, Pending, mark, pending_of
-from .rules import Id
+from .store import Document, Store
+from .transitions import Id
 
 logger = logging.getLogger("jobcollection")
 
@@ -190,12 +190,12 @@ class Completer:
             status = "failed"
             reason = f"Invalid job document: {exc}"[:2000]
             logger.error("job %s: %s; failing it", report.job_id, reason)
-            update = rules.fail_invalid(report.run_id, {"value": reason}, now)
+            update = transitions.fail_invalid(report.run_id, {"value": reason}, now)
         else:
             if report.kind == "done":
-                status, update = "completed", rules.done(doc, report.value, now)
+                status, update = "completed", transitions.done(doc, report.value, now)
             else:
-                status, update = rules.fail(doc, report.value, report.fatal, now)
+                status, update = transitions.fail(doc, report.value, report.fatal, now)
         update.setdefault("$set", {})[FLUSH_MARK] = flush
         pending: Pending | None = None
         if status in ("completed", "failed"):
@@ -211,7 +211,7 @@ class Completer:
         except (bson.errors.BSONError, TypeError, ValueError, OverflowError) as exc:
             name = "result" if report.kind == "done" else "error"
             raise InvalidArgument(name, f"cannot be stored: {exc}") from exc
-        fence = rules.held(report.job_id, report.run_id)
+        fence = transitions.held(report.job_id, report.run_id)
         if report.expired:
             fence["expiresAfter"] = {"$lt": now}
         return _Planned(index, fence, update, pending)
