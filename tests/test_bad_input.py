@@ -13,8 +13,6 @@ from typing import Any
 import pytest
 from bson import ObjectId
 
-import jobcollection.collection
-import jobcollection.methods
 from helpers import claim_one, stored
 from jobcollection import FOREVER, InvalidArgument, Job, JobCollection
 
@@ -263,25 +261,22 @@ def spoil_resolved(jc: JobCollection, job: Job) -> None:
         (spoil_resolved, r"\.resolved: names more than"),
     ],
 )
-async def test_save_jobs_refuses_a_list_with_an_invalid_job_in_a_later_chunk(
-    jc: JobCollection, monkeypatch: pytest.MonkeyPatch, spoil: Any, problem: str
+async def test_save_jobs_refuses_a_list_with_an_invalid_job_anywhere(
+    jc: JobCollection, spoil: Any, problem: str
 ) -> None:
-    monkeypatch.setattr(jobcollection.methods, "MAX_JOBS_PER_SAVE", 2)
-    monkeypatch.setattr(jobcollection.collection, "MAX_JOBS_PER_SAVE", 2)
     jobs = [jc.create_job("t", {"i": i}) for i in range(5)]
     spoil(jc, jobs[4])
     await refused(jc, rf"^jobs\[4\]{problem}", lambda: jc.save_jobs(jobs))
     assert await jc.collection.count_documents({}) == 0
     assert [job.id for job in jobs] == [None] * 5
     del jobs[4]
-    assert len(await jc.save_jobs(jobs)) == 4  # two calls of two: chunking is kept
+    assert len(await jc.save_jobs(jobs)) == 4
     assert await jc.collection.count_documents({}) == 4
 
 
 async def test_save_jobs_of_10001_jobs_with_the_last_invalid_stores_none(
     jc: JobCollection,
 ) -> None:
-    assert jobcollection.collection.MAX_JOBS_PER_SAVE == 10_000
     jobs = [jc.create_job("t") for _ in range(10_001)]
     spoil_status(jc, jobs[-1])
     await refused(jc, r"^jobs\[10000\]\.status: ", lambda: jc.save_jobs(jobs))

@@ -143,8 +143,8 @@ async def test_work_timeout_accepts_a_timedelta(jc: JobCollection) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "argument"),
     [
-        ({"max_jobs": 0}, "maxJobs"),
-        ({"max_jobs": 1.5}, "maxJobs"),
+        ({"max_jobs": 0}, "max_jobs"),
+        ({"max_jobs": 1.5}, "max_jobs"),
         ({"work_timeout": 0}, "work_timeout"),
         ({"work_timeout": -1}, "work_timeout"),
     ],

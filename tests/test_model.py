@@ -514,6 +514,49 @@ def test_all_names_the_documented_api() -> None:
         assert "JobQueue" in jobcollection.__all__
 
 
+PUBLIC_SURFACE = {
+    *SPEC_CONSTANTS,
+    "ChangeStreamSource",
+    "Clock",
+    "CronSchedule",
+    "DatabaseError",
+    "InvalidArgument",
+    "InvalidArgumentType",
+    "InvalidDocument",
+    "Job",
+    "JobCollection",
+    "JobCollectionError",
+    "JobDoc",
+    "JobNotSaved",
+    "JobQueue",
+    "JobService",
+    "LaterSchedule",
+    "Limits",
+    "LogEntry",
+    "ManualClock",
+    "MethodEvent",
+    "PermissionDenied",
+    "Progress",
+    "ServedCollection",
+    "ServerClock",
+    "ServerPass",
+    "SystemClock",
+    "WakeupSource",
+    "WakeupUnavailable",
+    "__version__",
+}
+"""The package's whole public surface: a name added or dropped must change this list."""
+
+
+def test_the_public_surface_is_pinned() -> None:
+    assert set(jobcollection.__all__) == PUBLIC_SURFACE
+
+
+def test_the_local_collection_provides_the_seam_jobs_and_queues_use(jc: JobCollection) -> None:
+    assert isinstance(jc, jobcollection.ServedCollection)
+    assert isinstance(jc.service, jobcollection.JobService)
+
+
 # --- errors -------------------------------------------------------------------------------------
 
 

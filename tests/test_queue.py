@@ -279,7 +279,7 @@ async def test_one_claim_at_a_time_and_triggers_during_a_claim_make_one_more(
     await save(jc, 1)
     calls: list[int] = []
     claiming, answer = asyncio.Event(), asyncio.Event()
-    get_work = jc.get_work
+    get_work = jc.service.get_work
 
     async def slow_get_work(*args: Any, **kwargs: Any) -> list[Job]:
         calls.append(kwargs["max_jobs"])
@@ -288,7 +288,7 @@ async def test_one_claim_at_a_time_and_triggers_during_a_claim_make_one_more(
         await answer.wait()  # the claim is in flight until the test lets it answer
         return jobs
 
-    monkeypatch.setattr(jc, "get_work", slow_get_work)
+    monkeypatch.setattr(jc.service, "get_work", slow_get_work)
     gate = Gate()
     queue = make_queue(gate, concurrency=3)
     await within(claiming.wait())
@@ -346,13 +346,13 @@ async def test_claim_errors_go_to_the_error_callback_and_the_queue_carries_on(
     async def callback(exc: Exception) -> None:
         errors.append(exc)
 
-    get_work = jc.get_work
-    monkeypatch.setattr(jc, "get_work", failing_get_work)
+    get_work = jc.service.get_work
+    monkeypatch.setattr(jc.service, "get_work", failing_get_work)
     queue = make_queue(noop, error_callback=callback)
     await within(queue.settle())
     assert [str(e) for e in errors] == ["database error: no primary"]
     assert await statuses(jc) == {"ready": 1}
-    monkeypatch.setattr(jc, "get_work", get_work)
+    monkeypatch.setattr(jc.service, "get_work", get_work)
     queue.trigger()
     await within(queue.drain())
     assert await statuses(jc) == {"completed": 1}
@@ -367,7 +367,7 @@ async def test_claim_errors_are_logged_without_an_error_callback(
     async def failing_get_work(*args: Any, **kwargs: Any) -> list[Job]:
         raise DatabaseError("database error: no primary")
 
-    monkeypatch.setattr(jc, "get_work", failing_get_work)
+    monkeypatch.setattr(jc.service, "get_work", failing_get_work)
     with caplog.at_level(logging.ERROR, "jobcollection.queue"):
         queue = make_queue(noop)
         await within(queue.settle())
@@ -1020,14 +1020,14 @@ async def test_jobs_in_hand_never_exceed_prefetch_plus_capacity(
 ) -> None:
     await jc.save_jobs([jc.create_job("work", {"n": n}) for n in range(40)])
     held: list[int] = []
-    original = jc.get_work
+    original = jc.service.get_work
 
     async def counting_get_work(*args: Any, **kwargs: Any) -> list[Job]:
         got = await original(*args, **kwargs)
         held.append(await jc.collection.count_documents({"status": "running"}))
         return got
 
-    monkeypatch.setattr(jc, "get_work", counting_get_work)
+    monkeypatch.setattr(jc.service, "get_work", counting_get_work)
     queue = make_queue(noop, concurrency=2, payload=2, prefetch=3)
     await within(queue.drain())
     assert await statuses(jc) == {"completed": 40}
@@ -1039,7 +1039,7 @@ async def test_shutdown_waits_for_reports_in_flight(
 ) -> None:
     await save(jc, 4)
     writes_may_go = asyncio.Event()
-    store = jc._store  # hold the bundled report writes until the shutdown has begun
+    store = jc.service.store  # hold the bundled report writes until the shutdown has begun
     update_each = store.update_each
 
     async def held_update_each(updates: Any) -> Any:

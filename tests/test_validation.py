@@ -272,7 +272,7 @@ async def test_bools_are_not_integers(seeded: Seeded) -> None:
     await _refused(seeded, lambda: job.repeat(True), "repeats", InvalidArgumentType)
     await _refused(seeded, lambda: job.priority(True), "level", InvalidArgumentType)
     await _refused(seeded, lambda: job.delay(True), "seconds", InvalidArgumentType)
-    await _refused(seeded, jc.get_work("work", max_jobs=True), "maxJobs", InvalidArgumentType)
+    await _refused(seeded, jc.get_work("work", max_jobs=True), "max_jobs", InvalidArgumentType)
     await _refused(seeded, jc.get_work("work", work_timeout=True), "work_timeout")
     await _refused(seeded, jc.call("getWork", "work", {"maxJobs": True}), "maxJobs")
     await _refused(seeded, jc.restart_jobs([seeded.ready.id], retries=True), "retries")
@@ -291,10 +291,10 @@ async def test_bools_are_not_integers(seeded: Seeded) -> None:
 @pytest.mark.parametrize(
     ("make", "name"),
     [
-        (lambda jc: jc.get_work("work", max_jobs=0), "maxJobs"),
-        (lambda jc: jc.get_work("work", max_jobs=-1), "maxJobs"),
-        (lambda jc: jc.get_work("work", max_jobs=1.5), "maxJobs"),
-        (lambda jc: jc.get_work("work", max_jobs="2"), "maxJobs"),
+        (lambda jc: jc.get_work("work", max_jobs=0), "max_jobs"),
+        (lambda jc: jc.get_work("work", max_jobs=-1), "max_jobs"),
+        (lambda jc: jc.get_work("work", max_jobs=1.5), "max_jobs"),
+        (lambda jc: jc.get_work("work", max_jobs="2"), "max_jobs"),
         (lambda jc: jc.get_work("work", work_timeout=0), "work_timeout"),
         (lambda jc: jc.get_work("work", work_timeout=-1), "work_timeout"),
         (lambda jc: jc.get_work("work", work_timeout=float("nan")), "work_timeout"),
@@ -302,8 +302,8 @@ async def test_bools_are_not_integers(seeded: Seeded) -> None:
         (lambda jc: jc.get_work([], max_jobs=1), "type"),
         (lambda jc: jc.get_work(None), "type"),
         (lambda jc: jc.get_work(["work", ""]), "type[1]"),
-        (lambda jc: jc.get_job(ObjectId(), get_log=1), "getLog"),
-        (lambda jc: jc.get_jobs([ObjectId()], get_failures="yes"), "getFailures"),
+        (lambda jc: jc.get_job(ObjectId(), get_log=1), "get_log"),
+        (lambda jc: jc.get_jobs([ObjectId()], get_failures="yes"), "get_failures"),
         (lambda jc: jc.cancel_jobs([ObjectId()], antecedents=1), "antecedents"),
         (lambda jc: jc.cancel_jobs([ObjectId()], dependents=None), "dependents"),
         (lambda jc: jc.restart_jobs([ObjectId()], retries=-1), "retries"),

@@ -36,6 +36,7 @@ from .events import MethodEvent
 from .job import Job
 from .limits import Limits
 from .queue import JobQueue
+from .seam import JobService, ServedCollection
 from .server import ServerPass
 from .servertime import ServerClock
 from .wakeup import ChangeStreamSource, WakeupSource
@@ -69,6 +70,7 @@ __all__ = [
     "JobDoc",
     "JobNotSaved",
     "JobQueue",
+    "JobService",
     "LaterSchedule",
     "Limits",
     "LogEntry",
@@ -77,6 +79,7 @@ __all__ = [
     "PermissionDenied",
     "Progress",
     "ServerClock",
+    "ServedCollection",
     "ServerPass",
     "SystemClock",
     "WakeupSource",

@@ -43,6 +43,11 @@ class EventEmitter:
             return
         self._handlers[name] = [(h, o) for h, o in self._handlers.get(name, []) if h != handler]
 
+    def listens(self, names: tuple[str, ...]) -> bool:
+        """Whether any handler is registered for one of these events (so that building an
+        event can be skipped when nobody would receive it)."""
+        return any(self._handlers.get(name) for name in names)
+
     async def emit(self, name: str, event: MethodEvent) -> None:
         registered = self._handlers.get(name, [])
         if not registered:

@@ -22,14 +22,16 @@ a retried report) changes nothing:
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from . import transitions
 from .constants import JOB_STATUS_CANCELLABLE
 from .document import FOLLOW_UPS, REPEAT_OF, JobDoc, assume_utc
+from .managing import Manager
+from .reading import Reader
 from .schedule import next_repeat_wait_ms
 from .store import Document, Store
 from .transitions import Id
@@ -78,18 +80,13 @@ def pending_of(raw: Document, doc: JobDoc | None) -> Pending | None:
     return Pending(raw["_id"], run_id, status, at, delay if isinstance(delay, int) else None, doc)
 
 
-Cascade = Callable[[list[Id]], Awaitable[Any]]
-
-
 class FollowUps:
     """Finishes pending follow-ups: repeats, dependents, then the mark."""
 
-    def __init__(self, store: Store, *, ready: Cascade, cancel: Cascade) -> None:
-        """`ready` promotes the named jobs that are due and have nothing left to wait for;
-        `cancel` cancels the named jobs and, transitively, their dependents."""
+    def __init__(self, store: Store, manager: Manager, reader: Reader) -> None:
         self._store = store
-        self._ready = ready
-        self._cancel = cancel
+        self._manager = manager
+        self._reader = reader
 
     async def finish(self, pending: Sequence[Pending]) -> dict[Id, Id]:
         """Finish these follow-ups; the repeat scheduled for each completed job that has one,
@@ -109,12 +106,10 @@ class FollowUps:
         await self._clear(pending)
         return repeats
 
-    async def finish_stored(
-        self, now: datetime, parse: Callable[[Document], JobDoc], limit: int = 1000
-    ) -> int:
+    async def finish_stored(self, now: datetime, limit: int = 1000) -> int:
         """Finish the follow-ups marked pending in stored documents (a job-server pass); the
-        number of jobs whose follow-ups were finished. `parse` validates a stored document
-        (an invalid one still gets its dependents handled, without a repeat)."""
+        number of jobs whose follow-ups were finished. A document that is not a valid job
+        still gets its dependents handled, without a repeat."""
         raws = await self._store.find(
             {FOLLOW_UPS: {"$exists": True}, f"{FOLLOW_UPS}.at": {"$lte": now}},
             {"log": 0, "failures": 0},
@@ -126,7 +121,7 @@ class FollowUps:
         for raw in raws:
             doc: JobDoc | None = None
             try:
-                doc = parse(raw)
+                doc = self._reader.job_with_private(raw)
             except Exception as exc:
                 logger.error(
                     "job %s: its follow-ups are pending but it cannot be read (%s); no repeat",
@@ -199,7 +194,7 @@ class FollowUps:
                 waiting[index]["_id"],
                 error,
             )
-        await self._ready([d["_id"] for d in waiting])
+        await self._manager.promote([d["_id"] for d in waiting])
 
     async def _cancel_dependents(self, failed: set[Id], dependents: Sequence[Document]) -> None:
         """Cancel the dependents of jobs that failed for good, and theirs. Dependents already
@@ -212,7 +207,7 @@ class FollowUps:
             if d.get("status") in statuses and any(a in failed for a in d.get("depends", []))
         ]
         if doomed:
-            await self._cancel(doomed)
+            await self._manager.cancel_cascade(doomed)
 
     async def _clear(self, pending: Sequence[Pending]) -> None:
         """Remove the marks of finished follow-ups (each fenced by its run, so a newer mark on

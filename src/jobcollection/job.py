@@ -1,8 +1,8 @@
 """Job: a chainable builder for a new job and a handle on a stored one.
 
 Builders (priority, retry, repeat, depends, delay, after) validate their input and change the
-local document only; actions (save, done, fail, cancel, ...) are coroutines that go through the
-collection's method layer.
+local document only; actions (save, done, fail, cancel, ...) validate theirs and call the
+collection's typed service (seam.py), local or remote alike.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from .constants import (
 from .document import CronSchedule, JobDoc, LogEntry, Progress, parse_doc
 from .errors import InvalidArgument, InvalidArgumentType, JobNotSaved
 from .schedule import add_ms, check_cron
-from .transitions import Id
+from .transitions import NO_ERROR, Id
 
 if TYPE_CHECKING:
-    from .collection import JobCollection
+    from .seam import JobService, ServedCollection
 
 echo_logger = logging.getLogger("jobcollection.job")
 _ECHO_LEVELS = {
@@ -43,11 +43,12 @@ class Job:
 
     def __init__(
         self,
-        jc: JobCollection,
+        jc: ServedCollection,
         type_or_doc: str | dict[str, Any] | JobDoc,
         data: dict[str, Any] | None = None,
     ) -> None:
-        self._jc = jc  # Job._claimed builds handles without __init__: keep the two in step
+        # Job._claimed builds handles without __init__: keep the two in step.
+        self._service: JobService = jc.service
         self.reported = False
         """True once done() or fail() was answered for this handle (the queue leaves it
         alone); a call that raised, e.g. on an invalid result, does not count."""
@@ -60,7 +61,7 @@ class Job:
         if not isinstance(type_or_doc, str) or not type_or_doc:
             raise InvalidArgumentType("type", "must be a non-empty string or a job document")
         payload = v.plain_object({} if data is None else data, "data")
-        now = jc.clock.now()
+        now = self._service.clock.now()
         self._doc = JobDoc(
             type=type_or_doc,
             data=payload,
@@ -71,13 +72,13 @@ class Job:
         )
 
     @classmethod
-    def _claimed(cls, jc: JobCollection, doc: JobDoc) -> Job:
+    def _claimed(cls, jc: ServedCollection, doc: JobDoc) -> Job:
         """A handle on a document get_work just read. A handle only ever reassigns its
         document's fields, so a shallow copy keeps the method event's document apart; the
         deep copy __init__ makes of a caller's document was most of the CPU cost of a claim.
         (Sets what __init__ sets.)"""
         job = cls.__new__(cls)
-        job._jc = jc
+        job._service = jc.service
         job.reported = False
         job._new_id = None
         job._doc = doc.model_copy()
@@ -186,7 +187,7 @@ class Job:
 
     def delay(self, seconds: float | timedelta = 0) -> Job:
         """Not before `seconds` from now."""
-        self._doc.after = add_ms(self._jc.clock.now(), v.duration_ms(seconds, "seconds"))
+        self._doc.after = add_ms(self._service.clock.now(), v.duration_ms(seconds, "seconds"))
         return self
 
     def after(self, when: datetime) -> Job:
@@ -223,22 +224,24 @@ class Job:
     async def save(self, cancel_repeats: bool = False) -> Id | None:
         """Insert (or resubmit a paused) job; its id, or None if it was not saved/cancelled.
         Safe to call again after a DatabaseError: the job is inserted at most once."""
-        options: dict[str, Any] = {"cancelRepeats": cancel_repeats}
-        if (new_id := self._insert_id()) is not None:
-            options["jobId"] = new_id
-        job_id = await self._jc.call("jobSave", self._doc, options)
+        job_id = await self._service.save(
+            self._doc,
+            cancel_repeats=v.boolean(cancel_repeats, "cancel_repeats"),
+            job_id=self._insert_id(),
+        )
         self._saved_as(job_id)
-        return job_id  # type: ignore[no-any-return]
+        return job_id
 
     async def refresh(self, get_log: bool = False, get_failures: bool = False) -> bool:
         """Reload the stored document; False if it is gone."""
-        job_id = self._saved_id("refresh")
-        found = await self._jc.call(
-            "getJob", job_id, {"getLog": get_log, "getFailures": get_failures}
+        found = await self._service.get_jobs(
+            [self._saved_id("refresh")],
+            get_log=v.boolean(get_log, "get_log"),
+            get_failures=v.boolean(get_failures, "get_failures"),
         )
-        if found is None:
+        if not found:
             return False
-        self._doc = found
+        self._doc = found[0]
         return True
 
     async def log(
@@ -250,22 +253,21 @@ class Job:
     ) -> bool:
         """Append to the job's log (stored at once for a saved job). echo=True also logs it to
         the "jobcollection.job" logger; echo="warning" does so for that level and above."""
-        v.text(message, "message", max_length=self._jc.limits.max_message_length)
-        v.log_level(level)
+        v.text(message, "message", max_length=self._service.limits.max_message_length)
+        checked_level = v.log_level(level)
         if data is not None:
             v.plain_object(data, "data")
-        self._echo(message, level, echo)
+        self._echo(message, checked_level, echo)
         if self._doc.id is None:
             entries = self._doc.log or []
             entry = LogEntry(
-                time=self._jc.clock.now(), level=v.log_level(level), message=message, data=data
+                time=self._service.clock.now(), level=checked_level, message=message, data=data
             )
             self._doc.log = [*entries, entry]
             return True
-        options: dict[str, Any] = {"level": level}
-        if data is not None:
-            options["data"] = data
-        return bool(await self._jc.call("jobLog", self._doc.id, self._doc.run_id, message, options))
+        return await self._service.log(
+            self._doc.id, self._doc.run_id, message, level=checked_level, data=data
+        )
 
     def _echo(self, message: str, level: str, echo: bool | str) -> None:
         if echo is False:
@@ -292,10 +294,10 @@ class Job:
             return True
         if self._doc.run_id is None:
             return None
-        ok = await self._jc.call("jobProgress", self._doc.id, self._doc.run_id, done_, total_)
+        ok = await self._service.progress(self._doc.id, self._doc.run_id, done_, total_)
         if ok:
             self._doc.progress = local
-        return ok  # type: ignore[no-any-return]
+        return ok
 
     async def done(
         self,
@@ -305,19 +307,24 @@ class Job:
     ) -> bool | Id:
         """Complete the claimed job; with repeat_id the id of the repeat it scheduled, if any."""
         job_id, run_id = self._claim("done")
-        options: dict[str, Any] = {"repeatId": repeat_id}
-        if delay_deps is not None:
-            options["delayDeps"] = v.duration_ms(delay_deps, "delay_deps")
-        outcome = await self._jc.call("jobDone", job_id, run_id, result, options)
+        value = v.wrap_value({} if result is None else result, "result")
+        outcome = await self._service.done(
+            job_id,
+            run_id,
+            value,
+            repeat_id=v.boolean(repeat_id, "repeat_id"),
+            delay_deps_ms=None if delay_deps is None else v.duration_ms(delay_deps, "delay_deps"),
+        )
         self.reported = True
         if outcome:
             self._doc.status = "completed"
-        return outcome  # type: ignore[no-any-return]
+        return outcome
 
     async def fail(self, error: Any = None, fatal: bool = False) -> bool:
         """Fail the claimed job; it is retried unless fatal or out of retries."""
         job_id, run_id = self._claim("fail")
-        ok = bool(await self._jc.call("jobFail", job_id, run_id, error, {"fatal": fatal}))
+        value = v.wrap_value(dict(NO_ERROR) if error is None else error, "error")
+        ok = await self._service.fail(job_id, run_id, value, fatal=v.boolean(fatal, "fatal"))
         self.reported = True
         if ok:
             self._doc.run_id = None
@@ -328,7 +335,7 @@ class Job:
         the attempt is not counted and the lease is dropped (a worker that will not start it,
         at shutdown for example). False if the claim is lost."""
         job_id, run_id = self._claim("release")
-        released = bool(await self._jc.call("jobRelease", job_id, run_id))
+        released = bool(await self._service.release([job_id], run_id))
         if released:
             self.reported = True
             self._doc.run_id = None
@@ -337,30 +344,33 @@ class Job:
     async def heartbeat(self) -> bool:
         """Extend the claimed job's lease by its work timeout; False if the claim is lost."""
         job_id, run_id = self._claim("heartbeat")
-        return bool(await self._jc.call("jobHeartbeat", job_id, run_id))
+        return bool(await self._service.heartbeat([job_id], run_id))
 
     async def pause(self) -> bool:
         if self._doc.id is None:
             self._doc.status = "paused"
             return True
-        return bool(await self._jc.call("jobPause", self._doc.id))
+        return await self._service.pause([self._doc.id])
 
     async def resume(self) -> bool:
         if self._doc.id is None:
             self._doc.status = "waiting"
             return True
-        return bool(await self._jc.call("jobResume", self._doc.id))
+        return await self._service.resume([self._doc.id])
 
     async def ready(self, time: datetime | None = None, force: bool = False) -> bool:
-        options: dict[str, Any] = {"force": force}
-        if time is not None:
-            options["time"] = time
-        return bool(await self._jc.call("jobReady", self._saved_id("ready"), options))
+        return await self._service.ready(
+            [self._saved_id("ready")],
+            time=None if time is None else v.aware_datetime(time, "time"),
+            force=v.boolean(force, "force"),
+        )
 
     async def cancel(self, antecedents: bool = False, dependents: bool = True) -> bool:
-        job_id = self._saved_id("cancel")
-        options = {"antecedents": antecedents, "dependents": dependents}
-        return bool(await self._jc.call("jobCancel", job_id, options))
+        return await self._service.cancel(
+            [self._saved_id("cancel")],
+            antecedents=v.boolean(antecedents, "antecedents"),
+            dependents=v.boolean(dependents, "dependents"),
+        )
 
     async def restart(
         self,
@@ -369,15 +379,13 @@ class Job:
         antecedents: bool = True,
         dependents: bool = False,
     ) -> bool:
-        job_id = self._saved_id("restart")
-        options: dict[str, Any] = {
-            "retries": retries,
-            "antecedents": antecedents,
-            "dependents": dependents,
-        }
-        if until is not None:
-            options["until"] = until
-        return bool(await self._jc.call("jobRestart", job_id, options))
+        return await self._service.restart(
+            [self._saved_id("restart")],
+            retries=v.count(retries, "retries"),
+            until=None if until is None else v.aware_datetime(until, "until"),
+            antecedents=v.boolean(antecedents, "antecedents"),
+            dependents=v.boolean(dependents, "dependents"),
+        )
 
     async def rerun(
         self,
@@ -386,14 +394,13 @@ class Job:
         wait: float | timedelta | None = None,
     ) -> Id | bool:
         """Clone a completed job to run again; the new id, or False."""
-        job_id = self._saved_id("rerun")
-        options: dict[str, Any] = {"repeats": repeats}
-        if until is not None:
-            options["until"] = until
-        if wait is not None:
-            options["wait"] = v.duration_ms(wait, "wait")
-        new_id = await self._jc.call("jobRerun", job_id, options)
+        new_id = await self._service.rerun(
+            self._saved_id("rerun"),
+            repeats=v.count(repeats, "repeats"),
+            until=None if until is None else v.aware_datetime(until, "until"),
+            wait_ms=None if wait is None else v.duration_ms(wait, "wait"),
+        )
         return False if new_id is None else new_id
 
     async def remove(self) -> bool:
-        return bool(await self._jc.call("jobRemove", self._saved_id("remove")))
+        return await self._service.remove([self._saved_id("remove")])

@@ -13,6 +13,8 @@ possible job well under 16 MiB (see `Limits.worst_case_bytes`).
 - `max_jobs` bounds how many jobs one `get_work` call may claim; larger requests are clamped
   (a worker asking for "as many as possible" still gets a bounded batch).
 
+The core (core.py) applies these checks to every call, from Python or through the method layer.
+
 Give a JobCollection other limits with `JobCollection(collection, limits=Limits(...))`.
 """
 
@@ -129,24 +131,18 @@ class Limits:
                 name, f"is longer than {self.max_message_length} characters ({len(message)})"
             )
 
-    def enforce(self, method: str, args: dict[str, Any], codec: Codec = None) -> dict[str, Any]:
-        """Check (or clamp) a method's parsed arguments against these limits, before any
-        query is built. Raises InvalidArgument naming the argument."""
-        if method == "jobSave":
-            self.check_doc(args["doc"], codec=codec)
-        elif method == "jobSaveMany":
-            for i, doc in enumerate(args["docs"]):
-                self.check_doc(doc, f"docs[{i}]", codec)
-        elif method == "getWork":
-            args["max_jobs"] = min(args["max_jobs"], self.max_jobs)
-        elif method == "jobDone":
-            _check_size(args["result"], "result", self.max_data_bytes, codec)
-        elif method == "jobFail":
-            _check_size(args["error"], "error", self.max_error_bytes, codec)
-        elif method == "jobLog":
-            self.check_message(args["message"])
-            _check_size(args.get("data"), "data", self.max_log_data_bytes, codec)
-        return args
+    def check_result(self, result: Mapping[str, Any], codec: Codec = None) -> None:
+        """A done() result (InvalidArgument "result" if it is too large or cannot be stored)."""
+        _check_size(result, "result", self.max_data_bytes, codec)
+
+    def check_error(self, error: Mapping[str, Any], codec: Codec = None) -> None:
+        """A fail() error value."""
+        _check_size(error, "error", self.max_error_bytes, codec)
+
+    def check_log(self, message: str, data: Mapping[str, Any] | None, codec: Codec = None) -> None:
+        """A log line: its message and data."""
+        self.check_message(message)
+        _check_size(data, "data", self.max_log_data_bytes, codec)
 
 
 DEFAULT_LIMITS = Limits()

@@ -46,10 +46,10 @@ from . import validation as v
 from .errors import DatabaseError, InvalidArgument, InvalidArgumentType, WakeupUnavailable
 from .job import Job
 from .store import refused
-from .wakeup import ChangeStreamSource, WakeupSource
+from .wakeup import WakeupSource
 
 if TYPE_CHECKING:
-    from .collection import JobCollection
+    from .seam import ServedCollection
 
 logger = logging.getLogger("jobcollection.queue")
 
@@ -140,7 +140,7 @@ class JobQueue:
 
     def __init__(
         self,
-        jc: JobCollection,
+        jc: ServedCollection,
         type_or_types: str | Sequence[str],
         worker: Worker,
         *,
@@ -177,6 +177,7 @@ class JobQueue:
             ) from None
 
         self._jc = jc
+        self._service = jc.service
         self._worker: Callable[[Any], Any] = worker
         self._error_callback = error_callback
         self._queued: deque[Job] = deque()
@@ -199,11 +200,9 @@ class JobQueue:
         self._retired: set[asyncio.Task[Any]] = set()
         self._changed = asyncio.Event()
 
-        source: WakeupSource | None
+        source: WakeupSource | None = wakeup if not isinstance(wakeup, bool) else None
         if wakeup is True:
-            source = ChangeStreamSource(jc.collection)
-        else:
-            source = None if wakeup is False else wakeup
+            source = self._service.wakeup()
         if source is not None:
             self._listen_task = self._spawn(self._listen(source), "wakeup")
         self._heartbeat_task = self._spawn(
@@ -318,10 +317,12 @@ class JobQueue:
             del self._leases[run_id]
         renewed = 0
         for run_id, jobs in claims.items():  # one renewal per claim: its jobs share a lease
-            asked_at = self._jc.clock.now()
+            asked_at = self._service.clock.now()
             try:
                 still_held = set(
-                    await self._jc.call("jobHeartbeat", [job.id for job in jobs], run_id)
+                    await self._service.heartbeat(
+                        [job._saved_id("heartbeat") for job in jobs], run_id
+                    )
                 )
             except Exception as exc:
                 await self._report(exc, f"heartbeat of claim {run_id}")
@@ -404,12 +405,13 @@ class JobQueue:
         if self.length() >= free and wanted < max(1, self._prefetch // 2):
             return  # every free slot has a job: refill the prefetch once it is half empty
         try:
-            jobs = await self._jc.get_work(
-                self._types, max_jobs=wanted, work_timeout=self._work_timeout_ms / 1000
+            docs = await self._service.get_work(
+                self._types, max_jobs=wanted, work_timeout_ms=self._work_timeout_ms
             )
         except Exception as exc:
             await self._report(exc, "claiming work")
             return
+        jobs = [Job._claimed(self._jc, doc) for doc in docs]
         for job in jobs:
             if job.doc.expires_after is not None:
                 self._leases.setdefault(job.doc.run_id, job.doc.expires_after)
@@ -500,7 +502,7 @@ class JobQueue:
             _text(lambda: str(error), "<str() raised>"),
             ", ".join(str(job.id) for job in pending),
         )
-        failure = failure_info(error, self._jc.limits.max_error_bytes)
+        failure = failure_info(error, self._service.limits.max_error_bytes)
         await asyncio.gather(*(self._settle(job, "fail", failure) for job in pending))
 
     async def _settle(self, job: Job, kind: Literal["done", "fail"], value: Any) -> bool:
@@ -517,10 +519,10 @@ class JobQueue:
                 if kind == "fail":
                     await self._report(exc, f"failing job {job.id}")
                     return False
-                kind, value = "fail", failure_info(exc, self._jc.limits.max_error_bytes)
+                kind, value = "fail", failure_info(exc, self._service.limits.max_error_bytes)
             except DatabaseError as exc:
                 if refused(exc) and kind == "done":
-                    kind, value = "fail", failure_info(exc, self._jc.limits.max_error_bytes)
+                    kind, value = "fail", failure_info(exc, self._service.limits.max_error_bytes)
                     continue
                 if refused(exc) or not await self._may_retry(job, attempt, exc):
                     await self._report(exc, f"reporting on job {job.id}")
@@ -530,7 +532,7 @@ class JobQueue:
     async def _may_retry(self, job: Job, attempt: int, exc: Exception) -> bool:
         """Wait before the next attempt at writing a report; False once the claim's lease
         has run out (the job server fails the job from then on, so it is not lost)."""
-        now = self._jc.clock.now()
+        now = self._service.clock.now()
         lease = timedelta(milliseconds=self._work_timeout_ms)
         expires = self._leases.setdefault(job.doc.run_id, now + lease)
         if now >= expires:
@@ -557,7 +559,9 @@ class JobQueue:
             attempt = 1
             while True:
                 try:
-                    ids = await self._jc.call("jobRelease", [job.id for job in held], run_id)
+                    ids = await self._service.release(
+                        [job._saved_id("release") for job in held], run_id
+                    )
                 except DatabaseError as exc:
                     if refused(exc) or not await self._may_retry(held[0], attempt, exc):
                         await self._report(exc, f"releasing the jobs of claim {run_id}")

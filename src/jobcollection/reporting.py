@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -33,6 +32,7 @@ from .clock import Clock
 from .document import FOLLOW_UPS, JobDoc, assume_utc
 from .errors import DatabaseError, InvalidArgument, InvalidDocument
 from .followups import FollowUps, Pending, mark, pending_of
+from .reading import Reader
 from .store import Document, Store
 from .transitions import Id
 
@@ -77,22 +77,14 @@ class _Planned:
 Result = Outcome | BaseException
 
 
-class Completer:
+class Reporter:
     """Collects done/fail reports and applies them in batches."""
 
-    def __init__(
-        self,
-        store: Store,
-        clock: Clock,
-        follow_ups: FollowUps,
-        parse: Callable[[Document], JobDoc],
-    ) -> None:
-        """`parse` reads a stored document (with `_private`) as a job, or raises
-        InvalidDocument."""
+    def __init__(self, store: Store, clock: Clock, follow_ups: FollowUps, reader: Reader) -> None:
         self._store = store
         self._clock = clock
         self._follow_ups = follow_ups
-        self._parse = parse
+        self._parse = reader.job_with_private
         self._pending: list[Report] = []
         self._task: asyncio.Task[None] | None = None
 

@@ -12,12 +12,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from .operations import Operations
+from . import transitions
+from .claiming import Claimer
+from .clock import Clock
+from .followups import FollowUps
+from .managing import Manager
+from .reporting import Report, Reporter
 from .servertime import refresh_clock
+from .store import Document, Store, transient
+from .transitions import Id
 
 logger = logging.getLogger("jobcollection")
 
@@ -37,25 +44,38 @@ class ServerPass:
 
 
 class JobServer:
-    """Owns the promotion loop and the shutdown timer of one JobCollection."""
+    """Owns the promotion loop, the shutdown timer and the passes of one JobCollection."""
 
-    def __init__(self, ops: Operations, on_closed: Callable[[], None]) -> None:
-        self._ops = ops
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        claimer: Claimer,
+        reporter: Reporter,
+        manager: Manager,
+        follow_ups: FollowUps,
+        on_closed: Callable[[], None],
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._claimer = claimer
+        self._reporter = reporter
+        self._manager = manager
+        self._follow_ups = follow_ups
         self.interval = 15.0
+        self.running = False
+        self.quarantined: set[Id] = set()
+        """Jobs whose expiry the server refused to write: not read again by later passes."""
         self._loop_task: asyncio.Task[None] | None = None
         self._shutdown_task: asyncio.Task[None] | None = None
         self._on_closed = on_closed
-
-    @property
-    def running(self) -> bool:
-        return self._ops.server_running
 
     async def start(self) -> bool:
         if self._shutdown_task is not None:
             self._shutdown_task.cancel()
             self._shutdown_task = None
-        self._ops.server_running = True
-        await self._ops.store.detect_router()
+        self.running = self._claimer.accepting = True
+        await self._store.detect_router()
         self._start_loop()
         return True
 
@@ -88,7 +108,7 @@ class JobServer:
         jobs. Without the server's time (a ServerClock that cannot read it) nothing is done."""
         if not self.running:
             return ServerPass(expired=0, promoted=False)
-        await refresh_clock(self._ops.clock)  # a ServerClock re-reads the server's time when due
+        await refresh_clock(self._clock)  # a ServerClock re-reads the server's time when due
         errors = 0
 
         async def step(name: str, action: Callable[[], Awaitable[T]], default: T) -> T:
@@ -100,15 +120,65 @@ class JobServer:
                 logger.exception("job server pass: %s failed; the next pass tries again", name)
                 return default
 
-        expired = await step("lease expiry", self._ops.fail_expired, 0)
-        followed_up = await step("follow-ups", self._ops.finish_follow_ups, 0)
-        promoted = await step("promotion", self._ops.job_ready, False)
-        await step("forgetting finished claims", self._ops.forget_finished_runs, None)
+        expired = await step("lease expiry", self.fail_expired, 0)
+        followed_up = await step("follow-ups", self.finish_follow_ups, 0)
+        promoted = await step("promotion", self._manager.promote, False)
+        await step("forgetting finished claims", self._claimer.forget_finished_runs, None)
         return ServerPass(expired, promoted, followed_up, errors)
+
+    async def fail_expired(self) -> int:
+        """Fail (non-fatally) every running job whose lease ran out; the number failed. Each
+        job is judged alone: one whose failure cannot be written is logged and skipped, and if
+        the server refused the write, later passes of this instance do not read it again."""
+        query = transitions.expired(self._clock.now())
+        if self.quarantined:
+            query["_id"] = {"$nin": list(self.quarantined)}
+        expired = await self._store.find(query, {"runId": 1})
+        return await self._fail_each(expired, transitions.EXPIRED_ERROR, expired=True)
+
+    async def finish_follow_ups(self) -> int:
+        """Finish the follow-ups (repeats, dependents) that faults left pending."""
+        return await self._follow_ups.finish_stored(self._clock.now())
+
+    async def fail_claimed_running(self) -> int:
+        """At shutdown: fail the jobs still running under runIds this instance handed out.
+        RunIds of jobs that could not be failed are kept, so that a later call tries again."""
+        claimer = self._claimer
+        if not claimer.claimed_run_ids:
+            return 0
+        held = transitions.held_runs(list(claimer.claimed_run_ids))
+        failed = await self._fail_each(
+            await self._store.find(held, {"runId": 1}), transitions.SHUTDOWN_ERROR
+        )
+        claimer.claimed_run_ids = {j["runId"] for j in await self._store.find(held, {"runId": 1})}
+        claimer.unconfirmed_claims.clear()
+        return failed
+
+    async def _fail_each(
+        self, jobs: Sequence[Document], error: dict[str, Any], *, expired: bool = False
+    ) -> int:
+        """Fail held jobs non-fatally, bundled; the number failed. Errors are logged per job."""
+        reports = [Report("fail", j["_id"], j["runId"], dict(error), expired=expired) for j in jobs]
+        outcomes = await asyncio.gather(
+            *(self._reporter.submit(r) for r in reports), return_exceptions=True
+        )
+        failed = 0
+        for report, outcome in zip(reports, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                logger.error("job %s: could not fail it: %s", report.job_id, outcome)
+                if not transient(outcome):
+                    fence = transitions.held(report.job_id, report.run_id)
+                    if not await self._claimer.set_aside(fence, report.run_id, f"{outcome}"):
+                        self.quarantined.add(report.job_id)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            elif outcome:
+                failed += 1
+        return failed
 
     async def shutdown(self, timeout: float) -> bool:
         """Stop promotion and claiming now; fail this instance's running jobs after timeout."""
-        self._ops.server_running = False
+        self.running = self._claimer.accepting = False
         await self._stop_loop()
         if self._shutdown_task is not None:
             self._shutdown_task.cancel()
@@ -131,7 +201,7 @@ class JobServer:
 
     async def _finish(self) -> None:
         try:
-            failed = await self._ops.fail_claimed_running()
+            failed = await self.fail_claimed_running()
         except Exception:
             logger.exception("job server shutdown: could not fail the jobs still running")
         else:

@@ -7,7 +7,7 @@ changes stored data.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -21,10 +21,12 @@ from .constants import (
     Backoff,
     LogLevel,
 )
-from .document import check_storable, normalize_datetime
+from .document import CronSchedule, JobDoc, check_storable, normalize_datetime, parse_doc
 from .errors import InvalidArgument, InvalidArgumentType
+from .schedule import check_cron
 
 T = TypeVar("T")
+Id = ObjectId | str
 
 MAX_IDS = 100_000
 """The most ids one call may name; bulk helpers split longer lists."""
@@ -175,3 +177,56 @@ def plain_object(value: Any, name: str) -> dict[str, Any]:
 def wrap_value(value: Any, name: str) -> dict[str, Any]:
     """done/fail values: a dict is stored as is, anything else as {"value": value}."""
     return plain_object(value if isinstance(value, dict) else {"value": value}, name)
+
+
+def job_doc(value: Any, name: str) -> JobDoc:
+    """A job document given to a save: a JobDoc (re-checked where it can have changed in
+    place) or a dict in the stored shape, validated."""
+    if isinstance(value, JobDoc):
+        # Saving never changes the given document and stores fresh dicts made from it, so a
+        # shallow copy is enough (a deep copy was the largest CPU cost of save_jobs). What
+        # can change in place since the model validated it is checked again.
+        plain_object(value.data, f"{name}.data")
+        for field in ("depends", "resolved"):
+            for i, dep in enumerate(getattr(value, field)):
+                job_id(dep, f"{name}.{field}[{i}]")
+        return value.model_copy()
+    if not isinstance(value, dict):
+        raise InvalidArgumentType(name, f"must be a job document, not {type(value).__name__}")
+    return parse_doc(value)
+
+
+def saveable(value: Any, name: str) -> JobDoc:
+    """A job document a save may store: waiting or paused, with a cron schedule that can be
+    evaluated."""
+    doc = job_doc(value, name)
+    if doc.status not in ("waiting", "paused"):
+        raise InvalidArgument(
+            f"{name}.status", f"a saved job must be waiting or paused, not {doc.status}"
+        )
+    if isinstance(doc.repeat_wait, CronSchedule):
+        check_cron(doc.repeat_wait)
+    return doc
+
+
+def check_own_ids(
+    docs: Sequence[JobDoc],
+    new_ids: Sequence[Id | None],
+    doc_names: Sequence[str],
+    id_names: Sequence[str],
+) -> None:
+    """Each job of one save names a job of its own: no two save under the same id (both
+    would be reported saved while one job is stored), and none depends on itself (it would
+    wait forever). A job's own id is its `_id` (a resave) or the id it is inserted under
+    (`jobId`/`jobIds[i]`); a new job without one is unique. InvalidArgument names the later
+    of two duplicates and the earlier one."""
+    seen: dict[Id, str] = {}
+    for doc, new_id, doc_name, id_name in zip(docs, new_ids, doc_names, id_names, strict=True):
+        own, where = (doc.id, f"{doc_name}._id") if doc.id is not None else (new_id, id_name)
+        if own is None:
+            continue
+        if own in doc.depends:
+            raise InvalidArgument(f"{doc_name}.depends", "a job cannot depend on itself")
+        if own in seen:
+            raise InvalidArgument(where, f"duplicates {seen[own]}")
+        seen[own] = where

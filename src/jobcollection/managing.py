@@ -1,0 +1,268 @@
+"""Managing jobs: reading them, and the transitions any manager may ask for (pause, resume,
+promote, cancel, restart, rerun, remove), with their cascades over antecedents and dependents.
+
+Arguments arrive validated; each state change is one conditional update from transitions.py.
+A transition that does not apply returns False/None and logs why, as job-collection does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+
+from . import transitions
+from .clock import Clock
+from .constants import JOB_STATUS_CANCELLABLE, JOB_STATUS_REMOVABLE, JOB_STATUS_RESTARTABLE
+from .document import FOLLOW_UPS, REPEAT_OF, JobDoc, LaterSchedule
+from .reading import Reader
+from .schedule import occurrences
+from .store import Store
+from .transitions import Id
+
+logger = logging.getLogger("jobcollection")
+
+Apply = Callable[[Sequence[Id]], Awaitable[int]]
+
+
+class Manager:
+    """Reads jobs and applies the management transitions."""
+
+    def __init__(self, store: Store, clock: Clock, reader: Reader) -> None:
+        self.store = store
+        self.clock = clock
+        self.reader = reader
+
+    async def get_jobs(
+        self, ids: Sequence[Id], get_log: bool = False, get_failures: bool = False
+    ) -> list[JobDoc]:
+        projection: dict[str, int] = {"_private": 0}
+        if not get_log:
+            projection["log"] = 0
+        if not get_failures:
+            projection["failures"] = 0
+        found = {
+            d["_id"]: d for d in await self.store.find({"_id": {"$in": list(ids)}}, projection)
+        }
+        return [self.reader.job(found[i]) for i in ids if i in found]
+
+    async def remove(self, ids: Sequence[Id]) -> bool:
+        ids = await self._without_pending_repeats(ids)
+        removed = await self.store.delete_many(transitions.removable(ids, JOB_STATUS_REMOVABLE))
+        if not removed:
+            logger.warning("jobRemove: no job was removable among %d ids", len(ids))
+        return removed > 0
+
+    async def _without_pending_repeats(self, ids: Sequence[Id]) -> list[Id]:
+        """The ids less the repeats whose scheduling completion still has its follow-ups
+        pending: removing one now would let those follow-ups insert it again."""
+        repeats = await self.store.find(
+            {"_id": {"$in": list(ids)}, REPEAT_OF: {"$exists": True}}, {REPEAT_OF: 1}
+        )
+        key = REPEAT_OF.split(".", 1)[1]
+        origins = {
+            r["_id"]: (o.get("id"), o.get("runId"))
+            for r in repeats
+            if isinstance(o := r.get("_private", {}).get(key), dict)
+        }
+        if not origins:
+            return list(ids)
+        pending = {
+            (d["_id"], d["_private"][FOLLOW_UPS.split(".", 1)[1]].get("runId"))
+            for d in await self.store.find(
+                {"_id": {"$in": [i for i, _ in origins.values()]}, FOLLOW_UPS: {"$exists": True}},
+                {FOLLOW_UPS: 1},
+            )
+        }
+        blocked = {r for r, origin in origins.items() if origin in pending}
+        if blocked:
+            logger.warning(
+                "jobRemove: %d repeat(s) kept until the follow-ups that scheduled them finish",
+                len(blocked),
+            )
+        return [i for i in ids if i not in blocked]
+
+    async def pause(self, ids: Sequence[Id]) -> bool:
+        paused = await self.store.update_many(*transitions.pause(ids, self.clock.now()))
+        if not paused:
+            logger.warning("jobPause: no job was pausable among %d ids", len(ids))
+        return paused > 0
+
+    async def resume(self, ids: Sequence[Id]) -> bool:
+        resumed = await self.store.update_many(*transitions.resume(ids, self.clock.now()))
+        if resumed:
+            await self.promote(ids)
+        else:
+            logger.warning("jobResume: no job was paused among %d ids", len(ids))
+        return resumed > 0
+
+    async def promote(
+        self, ids: Sequence[Id] | None = None, time: datetime | None = None, force: bool = False
+    ) -> bool:
+        """Promote waiting jobs that are due and have nothing left to wait for (named ones, or
+        all); whether any was. Quiet: for the library's own use."""
+        now = self.clock.now()
+        query, update = transitions.ready(ids, now, time or now, force)
+        return await self.store.update_many(query, update) > 0
+
+    async def ready(
+        self, ids: Sequence[Id] | None = None, time: datetime | None = None, force: bool = False
+    ) -> bool:
+        """jobReady: promote, saying why when named jobs stay put."""
+        readied = await self.promote(ids, time, force)
+        if not readied and ids is not None:
+            logger.warning(
+                "jobReady: no job among %d ids was waiting and due%s",
+                len(ids),
+                "" if force else " with its dependencies resolved",
+            )
+        return readied
+
+    async def cancel(
+        self, ids: Sequence[Id], antecedents: bool = False, dependents: bool = True
+    ) -> bool:
+        cancelled = await self._cascade(
+            ids, antecedents, dependents, JOB_STATUS_CANCELLABLE, self._cancel
+        )
+        if not cancelled:
+            logger.warning("jobCancel: no job was cancellable among %d ids", len(ids))
+        return cancelled
+
+    async def cancel_cascade(self, ids: Sequence[Id]) -> bool:
+        """Cancel jobs and, transitively, their dependents (a follow-up of a final failure):
+        jobs already cancelled still lead the cascade on to theirs, at every level, so a
+        cascade cut short by a fault is carried on to its end."""
+        through = [*JOB_STATUS_CANCELLABLE, "cancelled"]
+        return await self._cascade(ids, False, True, through, self._cancel)
+
+    async def _cancel(self, ids: Sequence[Id]) -> int:
+        return await self.store.update_many(*transitions.cancel(ids, self.clock.now()))
+
+    async def restart(
+        self,
+        ids: Sequence[Id],
+        retries: int = 0,
+        until: datetime | None = None,
+        antecedents: bool = True,
+        dependents: bool = False,
+    ) -> bool:
+        async def restart(level: Sequence[Id]) -> int:
+            level = await self._runnable(level)
+            if not level:
+                return 0
+            now = self.clock.now()
+            count = 0
+            for query, update in transitions.restart(level, retries, until, now):
+                count += await self.store.update_many(query, update)
+            if count:
+                await self.promote(level)
+            return count
+
+        restarted = await self._cascade(
+            ids, antecedents, dependents, JOB_STATUS_RESTARTABLE, restart
+        )
+        if not restarted:
+            logger.warning("jobRestart: no job was restartable among %d ids", len(ids))
+        return restarted
+
+    async def _runnable(self, ids: Sequence[Id]) -> list[Id]:
+        """The ids that could still run: none of their pending antecedents, directly or
+        through theirs, was removed. Restarting any other job would leave it waiting forever."""
+        graph: dict[Id, list[Id]] = {}
+        missing: set[Id] = set()
+        frontier = set(ids)
+        while frontier:
+            found = {
+                d["_id"]: d.get("depends", [])
+                for d in await self.store.find({"_id": {"$in": list(frontier)}}, {"depends": 1})
+            }
+            missing |= frontier - set(found)
+            graph.update(found)
+            frontier = {a for depends in found.values() for a in depends} - set(graph) - missing
+        doomed: dict[Id, bool] = {}
+
+        def is_doomed(job_id: Id) -> bool:
+            if job_id in missing:
+                return True
+            if job_id not in doomed:
+                doomed[job_id] = False  # a cycle does not doom a job by itself
+                doomed[job_id] = any(is_doomed(a) for a in graph.get(job_id, []))
+            return doomed[job_id]
+
+        runnable = []
+        for job_id in ids:
+            if any(is_doomed(a) for a in graph.get(job_id, [])):
+                logger.warning("jobRestart: job %s waits on an antecedent that was removed", job_id)
+            else:
+                runnable.append(job_id)
+        return runnable
+
+    async def _cascade(
+        self,
+        ids: Sequence[Id],
+        antecedents: bool,
+        dependents: bool,
+        statuses: Sequence[str],
+        apply: Apply,
+    ) -> bool:
+        """Apply a transition to ids, then to their related jobs in `statuses`, transitively."""
+        changed = False
+        seen: set[Id] = set()
+        level = list(ids)
+        while level:
+            seen.update(level)
+            changed = bool(await apply(level)) or changed
+            related: list[Id] = []
+            if antecedents:
+                jobs = await self.store.find({"_id": {"$in": level}}, {"depends": 1})
+                ante = [a for j in jobs for a in j.get("depends", [])]
+                if ante:
+                    related += [
+                        d["_id"]
+                        for d in await self.store.find(
+                            {"_id": {"$in": ante}, "status": {"$in": list(statuses)}}, {"_id": 1}
+                        )
+                    ]
+            if dependents:
+                related += [
+                    d["_id"]
+                    for d in await self.store.find(
+                        {"depends": {"$in": level}, "status": {"$in": list(statuses)}}, {"_id": 1}
+                    )
+                ]
+            level = [r for r in dict.fromkeys(related) if r not in seen]
+        return changed
+
+    async def rerun(
+        self,
+        job_id: Id,
+        repeats: int = 0,
+        until: datetime | None = None,
+        wait_ms: int | None = None,
+    ) -> Id | None:
+        raw = await self.store.find_one(
+            {"_id": job_id, "status": "completed"}, {"log": 0, "failures": 0}
+        )
+        if raw is None:
+            logger.warning("jobRerun: job %s is not completed", job_id)
+            return None
+        doc = self.reader.job_with_private(raw)
+        now = self.clock.now()
+        if wait_ms is None:
+            wait_ms = self._rerun_wait_ms(doc, now)
+            if wait_ms is None:
+                logger.warning("jobRerun: job %s has no next scheduled run", job_id)
+                return None
+        clone = transitions.rerun_document(doc, repeats, until or doc.repeat_until, wait_ms, now)
+        new_id: Id = await self.store.insert_one(clone)
+        return new_id
+
+    @staticmethod
+    def _rerun_wait_ms(doc: JobDoc, now: datetime) -> int | None:
+        wait = doc.repeat_wait
+        if isinstance(wait, int):
+            return wait
+        if isinstance(wait, LaterSchedule):
+            return None
+        upcoming = occurrences(wait, now, 1)
+        return int((upcoming[0] - now).total_seconds() * 1000) if upcoming else None

@@ -1,0 +1,213 @@
+"""Saving jobs: inserting new ones (one at a time or many in one round trip), resubmitting
+paused ones, and checking their antecedents.
+
+A new job's `_id` can be chosen by the caller (the `Job` chooses it once), which makes a save
+retried after a lost reply find the job instead of inserting it twice; an id that names
+another job is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+
+from . import transitions
+from .clock import Clock
+from .constants import FOREVER
+from .document import JobDoc
+from .errors import DatabaseError, InvalidArgument
+from .managing import Manager
+from .store import Document, Store
+from .transitions import Id
+
+logger = logging.getLogger("jobcollection")
+
+
+class Saver:
+    """Inserts and resubmits jobs."""
+
+    def __init__(self, store: Store, clock: Clock, manager: Manager) -> None:
+        self.store = store
+        self.clock = clock
+        self.manager = manager
+
+    async def save(
+        self, doc: JobDoc, cancel_repeats: bool = False, new_id: Id | None = None
+    ) -> Id | None:
+        """Insert a new job (under `new_id` if given, which makes a retried save a no-op) or
+        resubmit a paused one; its id, or None if it was not saved or was cancelled."""
+        now = self.clock.now()
+        prepared = transitions.prepare_save(doc, now)
+        if prepared is None:
+            logger.warning("jobSave: schedule has no run before repeatUntil; not saved")
+            return None
+        doc = prepared
+        if doc.id is not None:
+            return await self._resave(doc, now)
+        if cancel_repeats and doc.repeats == FOREVER:
+            query = transitions.cancel_repeats_filter(doc.type)
+            if new_id is not None:
+                query["_id"] = {"$ne": new_id}  # not this very job, saved by a lost attempt
+            earlier = await self.store.find(query, {"_id": 1})
+            if earlier:
+                await self.manager.cancel([d["_id"] for d in earlier])
+        stored = transitions.insert_document(doc, now)
+        job_id: Id
+        if new_id is None:
+            job_id = await self.store.insert_one(stored)
+        else:
+            job_id = stored["_id"] = new_id
+            if await self.store.insert_missing([stored]):
+                return await self._finish_save(job_id, stored, now)
+        if not doc.depends:
+            return job_id
+        if await self._check_deps(job_id, doc.depends, now):
+            if doc.status == "waiting":
+                await self.manager.promote([job_id])
+            return job_id
+        return None
+
+    async def save_many(
+        self,
+        docs: Sequence[JobDoc],
+        cancel_repeats: bool = False,
+        new_ids: Sequence[Id | None] | None = None,
+    ) -> list[Id | None]:
+        """Save many jobs: new jobs without dependencies are inserted in one round trip;
+        the rest (resaves, dependencies, cancel_repeats of forever-repeating jobs) are saved
+        one by one with jobSave's semantics. The ids in the order given (None: not saved).
+
+        The outcome is that of saving the jobs one by one in order: a forever-repeating job
+        saved with cancel_repeats cancels the jobs of its type listed before it, not after."""
+        now = self.clock.now()
+        ids: list[Id | None] = [None] * len(docs)
+        given = list(new_ids) if new_ids is not None else [None] * len(docs)
+        bulk: list[tuple[int, JobDoc]] = []
+
+        async def insert_bulk() -> None:
+            if not bulk:
+                return
+            stored = [transitions.insert_document(doc, now) for _, doc in bulk]
+            for (i, _), document in zip(bulk, stored, strict=True):
+                document["_id"] = given[i] if given[i] is not None else ObjectId()
+            # Ids known up front make a retried batch insert only what is missing.
+            existing = await self.store.insert_missing(stored)
+            if existing:
+                await self._check_same_jobs(
+                    {
+                        document["_id"]: (i, document)
+                        for (i, _), document in zip(bulk, stored, strict=True)
+                        if document["_id"] in existing
+                    }
+                )
+            for (i, _), document in zip(bulk, stored, strict=True):
+                ids[i] = document["_id"]
+            bulk.clear()
+
+        for i, doc in enumerate(docs):
+            if cancel_repeats and doc.repeats == FOREVER and doc.id is None:
+                await insert_bulk()  # the jobs before this one are among those it cancels
+                ids[i] = await self.save(doc, cancel_repeats, given[i])
+            elif doc.id is not None or doc.depends:
+                ids[i] = await self.save(doc, cancel_repeats, given[i])
+            elif (prepared := transitions.prepare_save(doc, now)) is not None:
+                bulk.append((i, prepared))
+            else:
+                logger.warning("jobSave: schedule has no run before repeatUntil; not saved")
+        await insert_bulk()
+        return ids
+
+    async def _check_same_jobs(self, given: dict[Id, tuple[int, Document]]) -> None:
+        """Ids a batch found stored already must be the jobs the batch meant (an earlier
+        attempt's); raise InvalidArgument naming the first that is another job."""
+        stored = {
+            d["_id"]: d
+            for d in await self.store.find({"_id": {"$in": list(given)}}, {"type": 1, "data": 1})
+        }
+        for job_id, (i, document) in sorted(given.items(), key=lambda item: item[1][0]):
+            found = stored.get(job_id)
+            if found is None:
+                raise DatabaseError(f"job {job_id}: a duplicate key, but no job has this id")
+            if found.get("type") != document["type"] or not self.store.same(
+                found.get("data"), document["data"]
+            ):
+                raise InvalidArgument(f"jobIds[{i}]", f"{job_id!r} is the id of another job")
+
+    async def _finish_save(self, job_id: Id, given: Document, now: datetime) -> Id | None:
+        """A save repeated after its reply was lost: the job is stored already. Finish what
+        the first attempt may not have (dependency check, promotion), from what is stored.
+        An id that names another job (another type or data) is refused."""
+        stored = await self.store.find_one(
+            {"_id": job_id}, {"status": 1, "depends": 1, "type": 1, "data": 1}
+        )
+        if stored is None:
+            raise DatabaseError(f"job {job_id}: a duplicate key, but no job has this id")
+        if stored.get("type") != given["type"] or not self.store.same(
+            stored.get("data"), given["data"]
+        ):
+            raise InvalidArgument("jobId", f"{job_id!r} is the id of another job")
+        if stored["status"] == "cancelled":
+            return None
+        if stored.get("depends") and not await self._check_deps(job_id, stored["depends"], now):
+            return None
+        if stored["status"] == "waiting":
+            await self.manager.promote([job_id])
+        return job_id
+
+    async def _resave(self, doc: JobDoc, now: datetime) -> Id | None:
+        assert doc.id is not None
+        query, update = transitions.resave(doc, now)
+        if not await self.store.update_one(query, update):
+            logger.warning("jobSave: job %s is not paused; only paused jobs can be resaved", doc.id)
+            return None
+        if await self._check_deps(doc.id, doc.depends, now):
+            await self.manager.promote([doc.id])
+            return doc.id
+        return None
+
+    async def _check_deps(self, job_id: Id, depends: Sequence[Id], now: datetime) -> bool:
+        """Resolve completed antecedents; cancel the job if one is missing, failed or cancelled."""
+        if not depends:
+            return True
+        found = {
+            d["_id"]: d
+            for d in await self.store.find(
+                {"_id": {"$in": list(depends)}}, {"status": 1, "runId": 1}
+            )
+        }
+        resolved = [d for d in depends if found.get(d, {}).get("status") == "completed"]
+        entries = [
+            transitions.entry(
+                now,
+                "Dependency resolved",
+                data={"dependency": {"id": d, "runId": found[d].get("runId")}},
+            )
+            for d in resolved
+        ]
+        doomed = False
+        for dep in depends:
+            status = found.get(dep, {}).get("status")
+            if status is None:
+                entries.append(transitions.entry(now, f"Antecedent job {dep} missing at save"))
+            elif status in ("failed", "cancelled"):
+                entries.append(transitions.entry(now, f"Antecedent job {status} before save"))
+            else:
+                continue
+            doomed = True
+        if entries:
+            update: dict[str, Any] = {"$push": {"log": {"$each": entries}}}
+            if resolved:
+                # A set: a resave or a repeated save resolving an id again adds it once.
+                update["$pull"] = {"depends": {"$in": resolved}}
+                update["$addToSet"] = {"resolved": {"$each": resolved}}
+            await self.store.update_one(
+                {"_id": job_id, "status": {"$in": ["waiting", "paused"]}}, update
+            )
+        if doomed:
+            await self.manager.cancel([job_id])
+            return False
+        return True

@@ -1,0 +1,176 @@
+"""The seam between jobs and where they are stored: what a `Job` and a `JobQueue` need.
+
+`JobService` names the typed operations a job handle and a queue call. `JobCollection` provides
+one over a MongoDB collection (`jc.service`, see core.py); a remote client provides one over the
+network, and `Job` and `JobQueue` run unchanged on either. Everything here is typed Python:
+ids are ObjectIds or strings, documents are JobDocs, datetimes are aware, durations are integer
+milliseconds (`_ms`) as stored. Arguments are validated by the caller (the Python API of Job and
+JobCollection, or the method layer for wire calls); a service checks them against its limits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from .clock import Clock
+from .document import JobDoc
+from .limits import Limits
+from .transitions import Id
+
+if TYPE_CHECKING:
+    from .wakeup import WakeupSource
+
+Outcome = bool | Id
+"""What done() answers: whether it was applied, or the id of the repeat it scheduled."""
+
+
+@runtime_checkable
+class JobService(Protocol):
+    """The typed operations of a job collection (the original's methods, in Python)."""
+
+    @property
+    def clock(self) -> Clock:
+        """Where "now" comes from (the database server's time by default)."""
+        ...
+
+    @property
+    def limits(self) -> Limits:
+        """Bounds on what a job may hold and a call may ask for."""
+        ...
+
+    async def save(
+        self, doc: JobDoc, *, cancel_repeats: bool = False, job_id: Id | None = None
+    ) -> Id | None:
+        """jobSave: insert a new job (under `job_id` if given) or resubmit a paused one."""
+        ...
+
+    async def save_many(
+        self,
+        docs: Sequence[JobDoc],
+        *,
+        cancel_repeats: bool = False,
+        job_ids: Sequence[Id | None] | None = None,
+    ) -> list[Id | None]:
+        """jobSaveMany: save() of each document, as few round trips as their semantics allow."""
+        ...
+
+    async def get_jobs(
+        self, ids: Sequence[Id], *, get_log: bool = False, get_failures: bool = False
+    ) -> list[JobDoc]:
+        """getJob: the stored jobs among these ids, in order."""
+        ...
+
+    async def get_work(
+        self, types: Sequence[str], *, max_jobs: int = 1, work_timeout_ms: int | None = None
+    ) -> list[JobDoc]:
+        """getWork: claim up to max_jobs ready jobs under one fresh runId."""
+        ...
+
+    async def log(
+        self,
+        job_id: Id,
+        run_id: Id | None,
+        message: str,
+        *,
+        level: str = "info",
+        data: dict[str, Any] | None = None,
+    ) -> bool:
+        """jobLog: append to a job's log (a heartbeat, when given the holder's runId)."""
+        ...
+
+    async def progress(self, job_id: Id, run_id: Id, completed: float, total: float) -> bool | None:
+        """jobProgress: record a held job's progress (a heartbeat too)."""
+        ...
+
+    async def done(
+        self,
+        job_id: Id,
+        run_id: Id,
+        result: dict[str, Any],
+        *,
+        repeat_id: bool = False,
+        delay_deps_ms: int | None = None,
+    ) -> Outcome:
+        """jobDone: complete a held job; its repeat and dependents follow."""
+        ...
+
+    async def fail(
+        self, job_id: Id, run_id: Id, error: dict[str, Any], *, fatal: bool = False
+    ) -> bool:
+        """jobFail: fail a held job (retried while its retries and time allow)."""
+        ...
+
+    async def heartbeat(self, ids: Sequence[Id], run_id: Id) -> list[Id]:
+        """jobHeartbeat: renew the leases of jobs held under one runId; the ids still held."""
+        ...
+
+    async def release(self, ids: Sequence[Id], run_id: Id) -> list[Id]:
+        """jobRelease: hand held jobs back, ready, without using an attempt; those released."""
+        ...
+
+    async def pause(self, ids: Sequence[Id]) -> bool:
+        """jobPause."""
+        ...
+
+    async def resume(self, ids: Sequence[Id]) -> bool:
+        """jobResume."""
+        ...
+
+    async def ready(
+        self,
+        ids: Sequence[Id] | None = None,
+        *,
+        time: datetime | None = None,
+        force: bool = False,
+    ) -> bool:
+        """jobReady: promote waiting jobs now (no ids: every due job)."""
+        ...
+
+    async def cancel(
+        self, ids: Sequence[Id], *, antecedents: bool = False, dependents: bool = True
+    ) -> bool:
+        """jobCancel."""
+        ...
+
+    async def restart(
+        self,
+        ids: Sequence[Id],
+        *,
+        retries: int = 0,
+        until: datetime | None = None,
+        antecedents: bool = True,
+        dependents: bool = False,
+    ) -> bool:
+        """jobRestart."""
+        ...
+
+    async def rerun(
+        self,
+        job_id: Id,
+        *,
+        repeats: int = 0,
+        until: datetime | None = None,
+        wait_ms: int | None = None,
+    ) -> Id | None:
+        """jobRerun: clone a completed job to run again; the new id."""
+        ...
+
+    async def remove(self, ids: Sequence[Id]) -> bool:
+        """jobRemove."""
+        ...
+
+    def wakeup(self) -> WakeupSource | None:
+        """Where a queue learns promptly that jobs became ready, if anywhere (the queue polls
+        regardless)."""
+        ...
+
+
+@runtime_checkable
+class ServedCollection(Protocol):
+    """What `Job(jc, ...)` and `JobQueue(jc, ...)` are given: a job collection, local or
+    remote, with its typed service."""
+
+    @property
+    def service(self) -> JobService: ...
