@@ -325,7 +325,7 @@ class JobQueue:
                     )
                 )
             except Exception as exc:
-                await self._report(exc, f"heartbeat of claim {run_id}")
+                await self._on_error(exc, f"heartbeat of claim {run_id}")
                 continue
             self._leases[run_id] = asked_at + timedelta(milliseconds=self._work_timeout_ms)
             for job in jobs:
@@ -409,7 +409,7 @@ class JobQueue:
                 self._types, max_jobs=wanted, work_timeout_ms=self._work_timeout_ms
             )
         except Exception as exc:
-            await self._report(exc, "claiming work")
+            await self._on_error(exc, "claiming work")
             return
         jobs = [Job._claimed(self._jc, doc) for doc in docs]
         for job in jobs:
@@ -517,7 +517,7 @@ class JobQueue:
                 return await job.fail(value)
             except InvalidArgument as exc:  # the value cannot be stored: retrying cannot help
                 if kind == "fail":
-                    await self._report(exc, f"failing job {job.id}")
+                    await self._on_error(exc, f"failing job {job.id}")
                     return False
                 kind, value = "fail", failure_info(exc, self._service.limits.max_error_bytes)
             except DatabaseError as exc:
@@ -525,7 +525,7 @@ class JobQueue:
                     kind, value = "fail", failure_info(exc, self._service.limits.max_error_bytes)
                     continue
                 if refused(exc) or not await self._may_retry(job, attempt, exc):
-                    await self._report(exc, f"reporting on job {job.id}")
+                    await self._on_error(exc, f"reporting on job {job.id}")
                     return False
             attempt += 1
 
@@ -564,7 +564,7 @@ class JobQueue:
                     )
                 except DatabaseError as exc:
                     if refused(exc) or not await self._may_retry(held[0], attempt, exc):
-                        await self._report(exc, f"releasing the jobs of claim {run_id}")
+                        await self._on_error(exc, f"releasing the jobs of claim {run_id}")
                         break
                     attempt += 1
                     continue
@@ -595,7 +595,7 @@ class JobQueue:
             try:
                 await self.heartbeat_now()
             except Exception as exc:
-                await self._report(exc, "heartbeat")
+                await self._on_error(exc, "heartbeat")
 
     async def _listen(self, source: WakeupSource) -> None:
         signals = source.signals(self._types)
@@ -642,7 +642,7 @@ class JobQueue:
         while not condition():
             await self._changed.wait()
 
-    async def _report(self, exc: Exception, what: str) -> None:
+    async def _on_error(self, exc: Exception, what: str) -> None:
         if self._error_callback is None:
             logger.error("%s failed: %s", what, exc, exc_info=exc)
             return
