@@ -323,6 +323,7 @@ class Core:
         *,
         repeat_id: bool = False,
         delay_deps_ms: int | None = None,
+        claimed: JobDoc | None = None,
         origin: Origin | None = None,
     ) -> Outcome:
         def params() -> tuple[Any, ...]:
@@ -334,7 +335,13 @@ class Core:
         async def run() -> Outcome:
             self._limits.check_result(result, self.store.codec_options)
             report = Report(
-                "done", job_id, run_id, result, repeat_id=repeat_id, delay_deps_ms=delay_deps_ms
+                "done",
+                job_id,
+                run_id,
+                result,
+                repeat_id=repeat_id,
+                delay_deps_ms=delay_deps_ms,
+                claimed=claimed,
             )
             return await self.reporter.submit(report)
 
@@ -347,11 +354,13 @@ class Core:
         error: dict[str, Any],
         *,
         fatal: bool = False,
+        claimed: JobDoc | None = None,
         origin: Origin | None = None,
     ) -> bool:
         async def run() -> bool:
             self._limits.check_error(error, self.store.codec_options)
-            return bool(await self.reporter.submit(Report("fail", job_id, run_id, error, fatal)))
+            report = Report("fail", job_id, run_id, error, fatal, claimed=claimed)
+            return bool(await self.reporter.submit(report))
 
         return await self._call(
             "jobFail", lambda: (job_id, run_id, error, {"fatal": fatal}), origin, run

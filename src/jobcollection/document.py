@@ -220,11 +220,26 @@ REPEAT_OF: Final = "_private.jobcollectionRepeatOf"
 """In a repeat: the completion (`{id, runId}`) that scheduled it. While that completion's
 follow-ups are pending, the repeat cannot be removed (they would insert it again)."""
 
+DEPENDENTS: Final = "_private.jobcollectionDependents"
+"""On a job: a dependent of it was saved (set before the dependent is stored), so its
+completion or final failure looks its dependents up. A job without it has none this library
+knows of, and finishes in one write (reporting.py)."""
+
+ANNOUNCED: Final = "_private.jobcollectionAnnounced"
+"""On a dependent this library saved: its antecedents carry DEPENDENTS. Dependents saved by
+another application (job-collection v1.x) lack it; the job server resolves those itself."""
+
 INTERNAL_PRIVATE_KEYS: Final = frozenset(
-    {"jobcollectionFlush", "jobcollectionFollowUps", "jobcollectionRepeatOf"}
+    {
+        "jobcollectionFlush",
+        "jobcollectionFollowUps",
+        "jobcollectionRepeatOf",
+        "jobcollectionDependents",
+        "jobcollectionAnnounced",
+    }
 )
-"""Keys this library keeps in `_private` for itself (completion.FLUSH_MARK, FOLLOW_UPS,
-REPEAT_OF); they are never returned nor copied into a rerun."""
+"""Keys this library keeps in `_private` for itself (reporting.FLUSH_MARK, FOLLOW_UPS,
+REPEAT_OF, DEPENDENTS, ANNOUNCED); they are never returned nor copied into a rerun."""
 
 _INT_FIELDS: Final = frozenset(
     {

@@ -29,7 +29,7 @@ from typing import Literal
 
 from . import transitions
 from .constants import JOB_STATUS_CANCELLABLE
-from .document import FOLLOW_UPS, REPEAT_OF, JobDoc, assume_utc
+from .document import ANNOUNCED, DEPENDENTS, FOLLOW_UPS, REPEAT_OF, JobDoc, assume_utc
 from .managing import Manager
 from .reading import Reader
 from .schedule import next_repeat_wait_ms
@@ -39,6 +39,8 @@ from .transitions import Id
 logger = logging.getLogger("jobcollection")
 
 FinalStatus = Literal["completed", "failed"]
+DOOMING = ("failed", "cancelled")
+"""Antecedent statuses that doom a dependent: it is cancelled."""
 _MARK_KEY = FOLLOW_UPS.split(".", 1)[1]
 
 
@@ -145,6 +147,55 @@ class FollowUps:
             )
         await self.finish(pending)
         return len(pending)
+
+    async def adopt_dependents(self, now: datetime, limit: int = 1000) -> int:
+        """Adopt the dependents another application saved: job-collection v1.x does not mark
+        their antecedents with DEPENDENTS, so a completion written in one blind write would
+        not look them up. Each such dependent (waiting or paused, without ANNOUNCED) is
+        adopted once, as a save of this library would do it: its antecedents are marked
+        first, then read; the dependent is resolved (and promoted when due) for those that
+        completed, cancelled if one failed or was cancelled, and marked ANNOUNCED. The number
+        adopted."""
+        dependents = await self._store.find(
+            {
+                "status": {"$in": ["waiting", "paused"]},
+                "depends.0": {"$exists": True},
+                ANNOUNCED: {"$exists": False},
+            },
+            {"depends": 1},
+            limit=limit,
+        )
+        if not dependents:
+            return 0
+        antecedents = list({a for d in dependents for a in d.get("depends", [])})
+        await self._store.update_many({"_id": {"$in": antecedents}}, {"$set": {DEPENDENTS: True}})
+        finished = {
+            a["_id"]: a
+            for a in await self._store.find(
+                {"_id": {"$in": antecedents}, "status": {"$in": ["completed", *DOOMING]}},
+                {"status": 1, "runId": 1},
+            )
+        }
+        updates = []
+        resolved: list[Id] = []
+        doomed: list[Id] = []
+        for dependent in dependents:
+            statuses = {a: finished.get(a, {}).get("status") for a in dependent["depends"]}
+            done = [(a, finished[a].get("runId")) for a, s in statuses.items() if s == "completed"]
+            if any(s in DOOMING for s in statuses.values()):
+                doomed.append(dependent["_id"])
+            elif done:
+                updates.append(transitions.resolve_dependents(dependent["_id"], done, now, None))
+                resolved.append(dependent["_id"])
+        await self._store.update_each(updates)
+        if resolved:
+            await self._manager.promote(resolved)
+        if doomed:
+            await self._manager.cancel_cascade(doomed)
+        await self._store.update_many(
+            {"_id": {"$in": [d["_id"] for d in dependents]}}, {"$set": {ANNOUNCED: True}}
+        )
+        return len(dependents)
 
     async def _repeat(self, completed: Sequence[Pending]) -> dict[Id, Id]:
         """Insert the next run of each completed repeating job (at most once per completion)."""

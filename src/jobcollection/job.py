@@ -53,6 +53,7 @@ class Job:
         """True once done() or fail() was answered for this handle (the queue leaves it
         alone); a call that raised, e.g. on an invalid result, does not count."""
         self._new_id: Id | None = None
+        self._claimed_copy = False
         if isinstance(type_or_doc, JobDoc | dict):
             if data is not None:
                 raise InvalidArgument("data", "give either a document or a type and data")
@@ -81,6 +82,7 @@ class Job:
         job._service = jc.service
         job.reported = False
         job._new_id = None
+        job._claimed_copy = True  # the document as claimed: done/fail may skip reading it
         job._doc = doc.model_copy()
         return job
 
@@ -314,6 +316,7 @@ class Job:
             value,
             repeat_id=v.boolean(repeat_id, "repeat_id"),
             delay_deps_ms=None if delay_deps is None else v.duration_ms(delay_deps, "delay_deps"),
+            claimed=self._doc if self._claimed_copy else None,
         )
         self.reported = True
         if outcome:
@@ -324,7 +327,13 @@ class Job:
         """Fail the claimed job; it is retried unless fatal or out of retries."""
         job_id, run_id = self._claim("fail")
         value = v.wrap_value(dict(NO_ERROR) if error is None else error, "error")
-        ok = await self._service.fail(job_id, run_id, value, fatal=v.boolean(fatal, "fatal"))
+        ok = await self._service.fail(
+            job_id,
+            run_id,
+            value,
+            fatal=v.boolean(fatal, "fatal"),
+            claimed=self._doc if self._claimed_copy else None,
+        )
         self.reported = True
         if ok:
             self._doc.run_id = None

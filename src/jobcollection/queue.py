@@ -398,8 +398,12 @@ class JobQueue:
         if self._paused or not self._accepting:  # paused before this claim could start
             return
         free = self._payload * (self._concurrency - self.running())
-        # At most prefetch + payload x concurrency jobs in hand: queued, running or reporting.
-        wanted = self._prefetch + free - self.length() - self._reports_in_flight()
+        # Reports in flight do not hold the next claim back, up to one round of them (a
+        # worker slot's worth each): at most prefetch + 2 x payload x concurrency jobs are
+        # in hand, queued, running or being reported.
+        capacity = self._payload * self._concurrency
+        backlog = max(0, self._reports_in_flight() - capacity)
+        wanted = self._prefetch + free - self.length() - backlog
         if wanted <= 0:
             return
         if self.length() >= free and wanted < max(1, self._prefetch // 2):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,10 +30,11 @@ from bson import ObjectId
 
 from . import transitions
 from .clock import Clock
-from .document import FOLLOW_UPS, JobDoc, assume_utc
+from .document import DEPENDENTS, FOLLOW_UPS, JobDoc, assume_utc
 from .errors import DatabaseError, InvalidArgument, InvalidDocument
 from .followups import FollowUps, Pending, mark, pending_of
 from .reading import Reader
+from .schedule import next_repeat_wait_ms
 from .store import Document, Store
 from .transitions import Id
 
@@ -61,6 +63,9 @@ class Report:
     expired: bool = False
     """A failure for an expired lease (the job server's): it applies only while the lease is
     still expired, so a heartbeat that lands first wins."""
+    claimed: JobDoc | None = None
+    """The job as its holder claimed it, if the holder has it: the report is then written
+    without reading the job first, when it sets off no follow-up (see Reporter)."""
     future: asyncio.Future[Outcome] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -72,6 +77,9 @@ class _Planned:
     fence: dict[str, Any]
     update: dict[str, Any]
     pending: Pending | None
+    blind: bool
+    """Planned from the holder's copy without reading the job: if its fence does not hold
+    (the job has dependents now, or the claim is lost), the report is read and planned again."""
 
 
 Result = Outcome | BaseException
@@ -134,13 +142,22 @@ class Reporter:
         return batch, later
 
     async def _flush(self, batch: list[Report]) -> list[Result]:
+        """Apply a batch. A report whose holder gave its claimed copy and that sets off no
+        follow-up (a completion without a repeat to schedule, or a failure) is written blind:
+        its fence adds "no dependents" (DEPENDENTS absent), so one write suffices. The others
+        are read first. A blind write whose fence did not hold is read and planned again."""
         now = self._clock.now()
         flush = ObjectId()  # marks this flush's writes, to tell them apart after a race
+        blind = {i for i, report in enumerate(batch) if _blind(report, now)}
+        read = [r.job_id for i, r in enumerate(batch) if i not in blind]
         found = {
             d["_id"]: d
-            for d in await self._store.find(
-                {"_id": {"$in": [r.job_id for r in batch]}},
-                {"log": 0, "failures": {"$slice": -1}},
+            for d in (
+                await self._store.find(
+                    {"_id": {"$in": read}}, {"log": 0, "failures": {"$slice": -1}}
+                )
+                if read
+                else []
             )
         }
         results: dict[int, Result] = {}
@@ -148,11 +165,17 @@ class Reporter:
         follow: list[tuple[int, Pending]] = []
         for i, report in enumerate(batch):
             raw = found.get(report.job_id)
-            if raw is None:
+            if i in blind:
+                try:
+                    planned.append(self._plan(i, report, report.claimed, None, now, flush))
+                except InvalidArgument as exc:
+                    results[i] = exc
+            elif raw is None:
                 results[i] = False
             elif _holds(report, raw, now):
                 try:
-                    planned.append(self._plan(i, report, raw, now, flush))
+                    doc, reason = self._parse_or_reason(raw)
+                    planned.append(self._plan(i, report, doc, reason, now, flush))
                 except InvalidArgument as exc:
                     results[i] = exc
             elif self._applied_before(report, raw):
@@ -165,22 +188,37 @@ class Reporter:
                     follow.append((i, pending))
             else:
                 results[i] = False
-        follow += await self._write(planned, flush, results)
+        written, missed = await self._write(planned, flush, results)
+        follow += written
+        if missed:  # blind writes whose fence did not hold: read and plan them again
+            again = await self._flush([dataclasses.replace(batch[i], claimed=None) for i in missed])
+            results.update(zip(missed, again, strict=True))
         await self._finish_follow_ups(batch, follow, results)
         return [results[i] for i in range(len(batch))]
 
-    def _plan(
-        self, index: int, report: Report, raw: Document, now: datetime, flush: ObjectId
-    ) -> _Planned:
-        """The fenced update for one report (raises InvalidArgument if it cannot be stored)."""
-        status: str
-        doc: JobDoc | None
+    def _parse_or_reason(self, raw: Document) -> tuple[JobDoc | None, str | None]:
+        """A stored document as a job, or None and why it is not one (a poison document)."""
         try:
-            doc = self._parse(raw)
+            return self._parse(raw), None
         except InvalidDocument as exc:
-            doc = None
+            return None, f"Invalid job document: {exc}"[:2000]
+
+    def _plan(
+        self,
+        index: int,
+        report: Report,
+        doc: JobDoc | None,
+        reason: str | None,
+        now: datetime,
+        flush: ObjectId,
+    ) -> _Planned:
+        """The fenced update for one report (raises InvalidArgument if it cannot be stored).
+        Without a document (`reason` says why it is not a valid job) the job is failed for
+        good with that reason."""
+        status: str
+        blind = doc is not None and doc is report.claimed
+        if doc is None:
             status = "failed"
-            reason = f"Invalid job document: {exc}"[:2000]
             logger.error("job %s: %s; failing it", report.job_id, reason)
             update = transitions.fail_invalid(report.run_id, {"value": reason}, now)
         else:
@@ -190,7 +228,7 @@ class Reporter:
                 status, update = transitions.fail(doc, report.value, report.fatal, now)
         update.setdefault("$set", {})[FLUSH_MARK] = flush
         pending: Pending | None = None
-        if status in ("completed", "failed"):
+        if status in ("completed", "failed") and not blind:
             delay = report.delay_deps_ms if status == "completed" else None
             final: Literal["completed", "failed"] = (
                 "completed" if status == "completed" else "failed"
@@ -206,38 +244,48 @@ class Reporter:
         fence = transitions.held(report.job_id, report.run_id)
         if report.expired:
             fence["expiresAfter"] = {"$lt": now}
-        return _Planned(index, fence, update, pending)
+        if blind:  # no follow-up is marked: it must have no dependents to look up
+            fence[DEPENDENTS] = {"$exists": False}
+        return _Planned(index, fence, update, pending, blind)
 
     async def _write(
         self, planned: list[_Planned], flush: ObjectId, results: dict[int, Result]
-    ) -> list[tuple[int, Pending]]:
-        """Write the planned updates; record each report's result; the follow-ups to finish."""
+    ) -> tuple[list[tuple[int, Pending]], list[int]]:
+        """Write the planned updates and record each report's result; the follow-ups to
+        finish, and the blind writes whose fence did not hold (to read and plan again)."""
         if not planned:
-            return []
+            return [], []
         try:
             outcome = await self._store.update_each([(p.fence, p.update) for p in planned])
         except DatabaseError as exc:  # unknown outcome: the caller retries (see README)
             for p in planned:
                 results[p.index] = exc
-            return []
+            return [], []
         written = [p for j, p in enumerate(planned) if j not in outcome.refused]
         for j, error in outcome.refused.items():
             results[planned[j].index] = error
-        if outcome.matched < len(written):  # some fence no longer held: which ones?
+        applied = written
+        if outcome.matched < len(written):  # some fence did not hold: which ones?
             try:
-                written = await self._confirm(written, flush)
+                applied = await self._confirm(written, flush)
             except DatabaseError as exc:
                 for p in written:
                     results[p.index] = exc
-                return []
+                return [], []
         follow: list[tuple[int, Pending]] = []
-        for p in planned:
-            results.setdefault(p.index, False)
-        for p in written:
+        for p in applied:
             results[p.index] = True
             if p.pending is not None:
                 follow.append((p.index, p.pending))
-        return follow
+        missed: list[int] = []
+        for p in written:  # written but not applied: the fence no longer held
+            if p.index in results:
+                continue
+            if p.blind:
+                missed.append(p.index)
+            else:
+                results[p.index] = False
+        return follow, missed
 
     async def _confirm(self, written: list[_Planned], flush: ObjectId) -> list[_Planned]:
         """After a write that matched fewer jobs than it named (another writer, perhaps
@@ -298,6 +346,16 @@ class Reporter:
         return raw.get("runId") != report.run_id and self._store.same(
             failures[-1], {**report.value, "runId": report.run_id}
         )
+
+
+def _blind(report: Report, now: datetime) -> bool:
+    """Whether a report can be written from its holder's copy of the job, unread: it sets
+    off no follow-up but for dependents (which its fence rules out), so nothing else of the
+    stored job is needed. A completion with a repeat to schedule, and an expiry, are read."""
+    doc = report.claimed
+    if doc is None or report.expired or doc.run_id != report.run_id:
+        return False
+    return report.kind == "fail" or next_repeat_wait_ms(doc, now) is None
 
 
 def _holds(report: Report, raw: Document, now: datetime) -> bool:

@@ -18,7 +18,7 @@ from bson import ObjectId
 from . import transitions
 from .clock import Clock
 from .constants import FOREVER
-from .document import JobDoc
+from .document import ANNOUNCED, DEPENDENTS, JobDoc
 from .errors import DatabaseError, InvalidArgument
 from .managing import Manager
 from .store import Document, Store
@@ -56,6 +56,9 @@ class Saver:
             if earlier:
                 await self.manager.cancel([d["_id"] for d in earlier])
         stored = transitions.insert_document(doc, now)
+        if doc.depends:
+            await self._announce(doc.depends)
+            stored.setdefault("_private", {})[ANNOUNCED.split(".", 1)[1]] = True
         job_id: Id
         if new_id is None:
             job_id = await self.store.insert_one(stored)
@@ -161,6 +164,9 @@ class Saver:
     async def _resave(self, doc: JobDoc, now: datetime) -> Id | None:
         assert doc.id is not None
         query, update = transitions.resave(doc, now)
+        if doc.depends:
+            await self._announce(doc.depends)
+            update["$set"][ANNOUNCED] = True
         if not await self.store.update_one(query, update):
             logger.warning("jobSave: job %s is not paused; only paused jobs can be resaved", doc.id)
             return None
@@ -168,6 +174,12 @@ class Saver:
             await self.manager.promote([doc.id])
             return doc.id
         return None
+
+    async def _announce(self, depends: Sequence[Id]) -> None:
+        """Mark antecedents as having a dependent, before the dependent is stored: a
+        completion racing this save then either sees the mark (and looks its dependents up)
+        or happened first (and the save's check of their statuses sees it completed)."""
+        await self.store.update_many({"_id": {"$in": list(depends)}}, {"$set": {DEPENDENTS: True}})
 
     async def _check_deps(self, job_id: Id, depends: Sequence[Id], now: datetime) -> bool:
         """Resolve completed antecedents; cancel the job if one is missing, failed or cancelled."""

@@ -92,14 +92,24 @@ class JobService(Protocol):
         *,
         repeat_id: bool = False,
         delay_deps_ms: int | None = None,
+        claimed: JobDoc | None = None,
     ) -> Outcome:
-        """jobDone: complete a held job; its repeat and dependents follow."""
+        """jobDone: complete a held job; its repeat and dependents follow. `claimed` is the
+        job as the caller claimed it, if it holds that copy: a hint that can save a read (a
+        service may ignore it)."""
         ...
 
     async def fail(
-        self, job_id: Id, run_id: Id, error: dict[str, Any], *, fatal: bool = False
+        self,
+        job_id: Id,
+        run_id: Id,
+        error: dict[str, Any],
+        *,
+        fatal: bool = False,
+        claimed: JobDoc | None = None,
     ) -> bool:
-        """jobFail: fail a held job (retried while its retries and time allow)."""
+        """jobFail: fail a held job (retried while its retries and time allow); `claimed` as
+        for done()."""
         ...
 
     async def heartbeat(self, ids: Sequence[Id], run_id: Id) -> list[Id]:

@@ -122,6 +122,7 @@ class JobServer:
 
         expired = await step("lease expiry", self.fail_expired, 0)
         followed_up = await step("follow-ups", self.finish_follow_ups, 0)
+        await step("dependents saved elsewhere", self.adopt_dependents, 0)
         promoted = await step("promotion", self._manager.promote, False)
         await step("forgetting finished claims", self._claimer.forget_finished_runs, None)
         return ServerPass(expired, promoted, followed_up, errors)
@@ -139,6 +140,10 @@ class JobServer:
     async def finish_follow_ups(self) -> int:
         """Finish the follow-ups (repeats, dependents) that faults left pending."""
         return await self._follow_ups.finish_stored(self._clock.now())
+
+    async def adopt_dependents(self) -> int:
+        """Adopt the dependents other applications saved (see followups.py)."""
+        return await self._follow_ups.adopt_dependents(self._clock.now())
 
     async def fail_claimed_running(self) -> int:
         """At shutdown: fail the jobs still running under runIds this instance handed out.
