@@ -31,6 +31,7 @@ heartbeat and the wake-up listener); `shutdown()` stops them all and awaits them
 from __future__ import annotations
 
 import asyncio
+import enum
 import inspect
 import logging
 import traceback
@@ -61,6 +62,38 @@ ErrorCallback: TypeAlias = Callable[[Exception], Any]
 it may be a plain function or an async one."""
 
 ShutdownLevel: TypeAlias = Literal["soft", "normal", "hard"]
+
+
+class State(enum.Enum):
+    """Where a queue is in its life; what it does follows from this one value."""
+
+    ACTIVE = "active"
+    """Claims jobs and starts them."""
+    PAUSED = "paused"
+    """Claims and starts nothing; running workers carry on, queued jobs wait."""
+    SOFT = "shutdown soft"
+    """Claims nothing; queued jobs still start; ends when nothing is queued or running."""
+    NORMAL = "shutdown normal"
+    """Claims and starts nothing; queued jobs are released; running ones finish."""
+    HARD = "shutdown hard"
+    """As NORMAL, and running workers are cancelled, their jobs failed."""
+
+    @property
+    def claims(self) -> bool:
+        return self is State.ACTIVE
+
+    @property
+    def starts(self) -> bool:
+        return self in (State.ACTIVE, State.SOFT)
+
+    @property
+    def level(self) -> int:
+        """How urgent a shutdown this is: -1 for none."""
+        return _LEVELS.get(self, -1)
+
+
+_LEVELS = {State.SOFT: 0, State.NORMAL: 1, State.HARD: 2}
+_SHUTDOWN_STATES = {"soft": State.SOFT, "normal": State.NORMAL, "hard": State.HARD}
 
 SHUTDOWN_LEVELS: tuple[ShutdownLevel, ...] = ("soft", "normal", "hard")
 """From least to most urgent; a later shutdown() call may only raise the level."""
@@ -182,17 +215,16 @@ class JobQueue:
         self._error_callback = error_callback
         self._queued: deque[Job] = deque()
         self._workers: dict[asyncio.Task[None], list[Job]] = {}
+        """Batches whose worker call is in flight (each holds a slot), by their task."""
         self._reporting: dict[asyncio.Task[None], list[Job]] = {}
-        """Reports (done/fail) of finished worker calls being written; their slots are free."""
+        """Batches whose worker call is over and whose reports (done/fail) are being written;
+        their slots are free."""
         self._lost: set[Job] = set()
         self._leases: dict[Any, datetime] = {}
         """When the lease of each claim held (by runId) runs out, as last renewed."""
         self._fetch_task: asyncio.Task[None] | None = None
         self._refetch = False
-        self._paused = True
-        self._accepting = True
-        self._killed = False
-        self._level: ShutdownLevel | None = None
+        self._state = State.PAUSED
         self._shutdown_task: asyncio.Task[None] | None = None
         self._poll_task: asyncio.Task[None] | None = None
         self._listen_task: asyncio.Task[None] | None = None
@@ -211,12 +243,8 @@ class JobQueue:
         self.resume()
 
     def __repr__(self) -> str:
-        if self._level is not None:
-            state = f"shutdown {self._level}"
-        else:
-            state = "paused" if self._paused else "active"
         counts = f"queued={self.length()} running={self.running()}"
-        return f"<JobQueue {self._types} {state} {counts}>"
+        return f"<JobQueue {self._types} {self._state.value} {counts}>"
 
     async def __aenter__(self) -> Self:
         return self
@@ -251,18 +279,18 @@ class JobQueue:
 
     def pause(self) -> None:
         """Stop claiming and starting jobs; running workers carry on, queued jobs wait."""
-        if self._level is not None:
+        if self._state.level >= 0:
             return  # the shutdown decides what runs now
-        self._paused = True
+        self._state = State.PAUSED
         self._stop_polling()
         self._notify()
 
     def resume(self) -> None:
         """Claim at once, restart the poll timer and start queued jobs."""
-        if self._level is not None:
+        if self._state.level >= 0:
             logger.warning("resume() ignored: %r is shutting down", self)
             return
-        self._paused = False
+        self._state = State.ACTIVE
         self._stop_polling()
         if self._poll_interval is not None:
             self._poll_task = self._spawn(self._poll(self._poll_interval), "poll")
@@ -272,7 +300,7 @@ class JobQueue:
 
     def trigger(self) -> None:
         """Look for work now, as each poll does; ignored while paused or shutting down."""
-        if self._paused or not self._accepting:
+        if not self._state.claims:
             return
         if self._fetch_task is not None:
             self._refetch = True  # claim again once the claim in flight has answered
@@ -296,7 +324,7 @@ class JobQueue:
         await self._wait_until(self._settled)
 
     def _settled(self) -> bool:
-        startable = self._queued and not self._paused and not self.full()
+        startable = self._queued and self._state.starts and not self.full()
         return self._fetch_task is None and not startable
 
     async def heartbeat_now(self) -> int:
@@ -358,21 +386,17 @@ class JobQueue:
           "Worker shutdown" at once and their worker tasks are cancelled.
         A second call may raise the level (a second Ctrl-C turning "normal" into "hard").
         """
-        level = v.choice(level, "level", SHUTDOWN_LEVELS)
+        target = _SHUTDOWN_STATES[v.choice(level, "level", SHUTDOWN_LEVELS)]
         quiet = v.boolean(quiet, "quiet")
         if asyncio.current_task() in self._workers:
             raise RuntimeError(
                 "shutdown() awaited inside a worker would wait for itself; "
                 "run it in its own task: asyncio.create_task(queue.shutdown())"
             )
-        current = -1 if self._level is None else SHUTDOWN_LEVELS.index(self._level)
-        if SHUTDOWN_LEVELS.index(level) > current:
+        if target.level > self._state.level:
             if not quiet:
                 logger.info("%r: shutting down (%s)", self, level)
-            self._level = level
-            self._accepting = False
-            if level != "soft":
-                self._paused = True
+            self._state = target
             self._notify()
         if self._shutdown_task is None:
             self._shutdown_task = asyncio.create_task(
@@ -391,11 +415,11 @@ class JobQueue:
         while True:
             self._refetch = False
             await self._fetch_once()
-            if not (self._refetch and self._accepting and not self._paused):
+            if not (self._refetch and self._state.claims):
                 return
 
     async def _fetch_once(self) -> None:
-        if self._paused or not self._accepting:  # paused before this claim could start
+        if not self._state.claims:  # paused or stopped before this claim could start
             return
         free = self._payload * (self._concurrency - self.running())
         # Reports in flight do not hold the next claim back, up to one round of them (a
@@ -434,52 +458,55 @@ class JobQueue:
     def _process(self) -> None:
         """Start workers while there are queued jobs and free slots (unless paused)."""
         started = False
-        while self._queued and not self._paused and not self._killed and not self.full():
+        while self._queued and self._state.starts and not self.full():
             take = min(self._payload, len(self._queued))
             batch = [self._queued.popleft() for _ in range(take)]
-            task = self._spawn(self._work(batch), "worker")
+            task = self._spawn(self._run_batch(batch), "batch")
             self._workers[task] = batch
-            task.add_done_callback(self._worker_finished)
+            task.add_done_callback(self._batch_finished)
             started = True
         if started:
             self._notify()
 
-    async def _work(self, batch: list[Job]) -> None:
+    async def _run_batch(self, batch: list[Job]) -> None:
+        """One batch's whole life: call the worker, free its slot, write its reports."""
+        task = asyncio.current_task()
+        assert task is not None
+        error: BaseException | None = None
+        result: Any = None
         try:
-            outcome = self._worker(batch if self._payload > 1 else batch[0])
-            if not inspect.isawaitable(outcome):
-                raise InvalidArgumentType(
-                    "worker", f"must return an awaitable, not {type(outcome).__name__}"
-                )
-            result = await outcome
+            result = await self._call_worker(batch)
         except asyncio.CancelledError as exc:
-            if not self._killed:  # cancelled by someone else: leave nothing running
+            if self._state is not State.HARD:  # cancelled by someone else: leave nothing running
                 await self._finish(batch, error=exc)
             raise
         except Exception as exc:
-            self._hand_over(batch, error=exc)
+            error = exc
         except BaseException as exc:  # SystemExit, KeyboardInterrupt: fail, then let it go
             await self._finish(batch, error=exc)
             raise
-        else:
-            self._hand_over(batch, result=result)
+        # The call is over: its slot is free for the next batch while its reports are written
+        # (reports of calls finishing close together share one bundled write).
+        self._reporting[task] = self._workers.pop(task, batch)
+        self._process()
+        self.trigger()
+        self._notify()
+        await self._finish(batch, result=result, error=error)
 
-    def _hand_over(
-        self, batch: list[Job], *, result: Any = None, error: BaseException | None = None
-    ) -> None:
-        """The worker call is over: free its slot, and write its report in a task of its own,
-        so that reports of many calls finishing close together share one bundled write."""
-        if all(job.reported for job in batch):
-            return
-        task = self._spawn(self._finish(batch, result=result, error=error), "report")
-        self._reporting[task] = batch
-        task.add_done_callback(self._report_finished)
+    async def _call_worker(self, batch: list[Job]) -> Any:
+        outcome = self._worker(batch if self._payload > 1 else batch[0])
+        if not inspect.isawaitable(outcome):
+            raise InvalidArgumentType(
+                "worker", f"must return an awaitable, not {type(outcome).__name__}"
+            )
+        return await outcome
 
-    def _report_finished(self, task: asyncio.Task[None]) -> None:
-        batch = self._reporting.pop(task, [])
+    def _batch_finished(self, task: asyncio.Task[None]) -> None:
+        batch = self._workers.pop(task, None) or self._reporting.pop(task, [])
         self._lost.difference_update(batch)
         if not task.cancelled() and task.exception() is not None:
-            logger.error("report task failed", exc_info=task.exception())
+            logger.error("batch task failed", exc_info=task.exception())
+        self._process()
         self.trigger()
         self._notify()
 
@@ -581,16 +608,6 @@ class JobQueue:
         outcomes = await asyncio.gather(*(self._settle(job, "fail", dict(error)) for job in jobs))
         return sum(outcomes)
 
-    def _worker_finished(self, task: asyncio.Task[None]) -> None:
-        batch = self._workers.pop(task, [])
-        reporting = {job for jobs in self._reporting.values() for job in jobs}
-        self._lost.difference_update(job for job in batch if job not in reporting)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("worker task failed", exc_info=task.exception())
-        self._process()
-        self.trigger()
-        self._notify()
-
     # --- background --------------------------------------------------------------------------
 
     async def _heartbeat_loop(self, interval: float) -> None:
@@ -668,8 +685,7 @@ class JobQueue:
         released = failed_running = 0
         while True:
             changed = self._changed
-            if self._level == "soft":
-                self._paused = False
+            if self._state is State.SOFT:
                 self._process()
                 if self.idle():
                     break
@@ -679,7 +695,7 @@ class JobQueue:
                 self._notify()
                 released += await self._release(jobs)
                 continue
-            elif self._level == "hard" and self._workers:
+            elif self._state is State.HARD and self._workers:
                 failed_running += await self._kill_workers()
                 continue
             elif not self._workers and not self._reporting:
@@ -698,8 +714,7 @@ class JobQueue:
             )
 
     async def _kill_workers(self) -> int:
-        """Hard shutdown: cancel every worker task and fail the jobs they had not finished."""
-        self._killed = True
+        """Hard shutdown: cancel every worker call and fail the jobs it had not finished."""
         tasks = list(self._workers)
         jobs = [job for batch in self._workers.values() for job in batch if not job.reported]
         for task in tasks:
