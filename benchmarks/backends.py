@@ -1,9 +1,10 @@
 """Where the benchmarks run and how they count round trips.
 
-- `MemoryBackend`: the in-memory backend (`jobcollection.testing.memory_database()`), each
-  collection wrapped in `CountingCollection`, which counts one command per driver call that
-  reaches the database (an awaited method, or a cursor's `to_list`) and can add a simulated
-  network round trip (`--rtt-ms`) before each one.
+- `MemoryBackend`: the in-memory backend (`jobcollection.testing.memory_database()`), or with
+  `store="dict"` the near-zero-cost `DictCollection` (dictstore.py), each collection wrapped
+  in `CountingCollection`, which counts one command per driver call that reaches the database
+  (an awaited method, or a cursor's `to_list`) and can add a simulated network round trip
+  (`--rtt-ms`) before each one.
 - `MongoBackend`: a real server (`--uri`), counted with pymongo command monitoring
   (`jobcollection.monitoring.CommandCounter`), so a `getMore` counts as the round trip it is.
 
@@ -18,6 +19,8 @@ import itertools
 import time
 import uuid
 from typing import Any
+
+from dictstore import DictCollection
 
 from jobcollection.monitoring import CommandCounter
 from jobcollection.testing import memory_database
@@ -82,12 +85,14 @@ class _CountingCursor:
 
 
 class MemoryBackend:
-    """mongomock-motor through jobcollection's test shim; every figure it gives is labelled
-    "in-memory": its commands cost Python work over the whole collection, not a network hop."""
+    """mongomock-motor through jobcollection's test shim, or the dict store; every figure it
+    gives is labelled "in-memory" or "in-process": its commands cost Python work, not a
+    network hop (the dict store's next to none)."""
 
     real = False
 
-    def __init__(self, rtt_ms: float = 0.0) -> None:
+    def __init__(self, rtt_ms: float = 0.0, store: str = "mongomock") -> None:
+        self.store = store
         self.rtt_s = rtt_ms / 1000
         self.commands = 0
         self.backend_s = 0.0
@@ -95,7 +100,11 @@ class MemoryBackend:
         self.waited_s = 0.0
         """Seconds spent in simulated round trips."""
         self._names = itertools.count()
-        label = "in-memory (mongomock-motor)"
+        label = (
+            "in-process dict store (near-zero cost)"
+            if store == "dict"
+            else "in-memory (mongomock-motor)"
+        )
         self.label = f"{label}, simulated round trip {rtt_ms:g} ms" if rtt_ms else label
 
     async def command(self, awaitable: Any) -> Any:
@@ -112,6 +121,8 @@ class MemoryBackend:
 
     async def collection(self) -> Any:
         """A fresh, empty, counted collection."""
+        if self.store == "dict":
+            return CountingCollection(DictCollection(), self)
         db = memory_database(f"bench{next(self._names)}")
         return CountingCollection(db["queue.jobs"], self)
 

@@ -177,7 +177,9 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 
 async def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    backend: Backend = MongoBackend(args.uri) if args.uri else MemoryBackend(args.rtt_ms)
+    backend: Backend = (
+        MongoBackend(args.uri) if args.uri else MemoryBackend(args.rtt_ms, store=args.backend)
+    )
     real = backend.real
     global SPLIT
     SPLIT = not real and not args.rtt_ms
@@ -500,6 +502,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--rtt-ms", type=float, default=0.0, help="in-memory only: simulated round trip per command"
     )
     parser.add_argument("--skip-explain", action="store_true", help="with --uri: no explain() runs")
+    parser.add_argument(
+        "--backend",
+        choices=["memory", "dict"],
+        default="memory",
+        help="without --uri: mongomock-motor (default), or the near-zero-cost dict store, "
+        "on which the time is jobcollection's own",
+    )
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument(
         "--profile", action="store_true", help="cProfile one batched end-to-end run and exit"

@@ -307,6 +307,7 @@ async def explain_claim(backend: Backend, sizes: list[int], limit: int = 100) ->
     query get_work sends, at each size."""
     jc, collection = await _started(backend)
     template = transitions.insert_document(jc.create_job(JOB_TYPE).doc, datetime.now(UTC))
+    assert template is not None
     out: list[Explained] = []
     queued = 0
     for size in sizes:

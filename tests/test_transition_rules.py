@@ -155,9 +155,11 @@ def test_a_repeat_is_a_fresh_copy_scheduled_from_its_completion() -> None:
 
 def test_a_new_job_with_nothing_to_wait_for_is_inserted_ready() -> None:
     stored = t.insert_document(JobDoc(type="t", after=NOW), NOW)
+    assert stored is not None
     assert stored["status"] == "ready"
     assert [e["message"] for e in stored["log"]] == ["Job Submitted", "Promoted to ready"]
     later = t.insert_document(JobDoc(type="t", after=NOW + timedelta(hours=1)), NOW)
+    assert later is not None
     assert later["status"] == "waiting"
 
 

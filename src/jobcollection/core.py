@@ -59,7 +59,7 @@ class Core:
         self.store = Store(collection, caps=limits.push_caps())
         self._clock = clock
         self._limits = limits
-        self.reader = Reader()
+        self.reader = Reader(aware_dates=self.store.aware_dates)
         self.manager = Manager(self.store, clock, self.reader)
         self.follow_ups = FollowUps(self.store, self.manager, self.reader)
         self.reporter = Reporter(self.store, clock, self.follow_ups, self.reader)

@@ -39,6 +39,8 @@ from .errors import InvalidDocument
 _LATEST_STORABLE = datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
 STORED: Final = {"stored": True}
 """Validation context for documents read from the database: naive datetimes there are UTC."""
+STORED_AWARE: Final = {"stored": True, "aware": True}
+"""As STORED, from a driver that returns every datetime aware already (no walk needed)."""
 
 
 def normalize_datetime(value: datetime) -> datetime:
@@ -164,14 +166,20 @@ class JobDoc(BaseModel):
         """pymongo decodes BSON dates as naive UTC unless told otherwise, and v1.x writes
         JavaScript Dates anywhere in a job: in a stored document every naive datetime, at any
         depth (data, result, log, failures), is UTC."""
-        if not (info.context or {}).get("stored") or not isinstance(value, dict):
+        context = info.context or {}
+        if not context.get("stored") or not isinstance(value, dict):
             return value
+        if context.get("aware"):
+            return {k: _stored_int(k, v) for k, v in value.items()}
         return {k: _stored_int(k, assume_utc(v)) for k, v in value.items()}
 
     @field_validator("data", "result")
     @classmethod
-    def _plain_object(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None:
+    def _plain_object(
+        cls, value: dict[str, Any] | None, info: ValidationInfo
+    ) -> dict[str, Any] | None:
+        """Given values must be storable as given; stored ones are read as they are."""
+        if value is not None and not (info.context or {}).get("stored"):
             check_storable(value, "value")
         return value
 
@@ -201,15 +209,31 @@ class JobDoc(BaseModel):
         return out
 
     @classmethod
-    def from_mongo(cls, raw: dict[str, Any], *, with_private: bool = False) -> JobDoc:
+    def from_mongo(
+        cls, raw: dict[str, Any], *, with_private: bool = False, aware_dates: bool = False
+    ) -> JobDoc:
         """Validate a document read from the database. `_private` is dropped, or kept (for
-        the server's own use, such as cloning a job) without this library's bookkeeping."""
-        doc = parse_doc({k: v for k, v in raw.items() if k != "_private"}, stored=True)
-        private = assume_utc(raw.get("_private"))
+        the server's own use, such as cloning a job) without this library's bookkeeping.
+        `aware_dates`: the driver returned every datetime aware (else naive ones are UTC)."""
+        fields = {k: v for k, v in raw.items() if k != "_private"}
+        try:
+            doc = JobDoc.model_validate(fields, context=STORED_AWARE if aware_dates else STORED)
+        except ValidationError as exc:
+            if aware_dates:  # a backend that took the codec options but did not apply them
+                return cls.from_mongo(raw, with_private=with_private)
+            raise InvalidDocument(f"invalid job document: {_describe(exc)}") from exc
+        private = raw.get("_private") if aware_dates else assume_utc(raw.get("_private"))
         if with_private and isinstance(private, dict):
             kept = {k: v for k, v in private.items() if k not in INTERNAL_PRIVATE_KEYS}
             doc.private = kept or None
         return doc
+
+
+def assign(doc: JobDoc, **fields: Any) -> None:
+    """Set fields of a JobDoc to values the caller has validated already. Assigning an
+    attribute directly validates it, and runs the model's own checks over the whole
+    document, on every assignment; the library's own assignments need neither."""
+    doc.__dict__.update(fields)
 
 
 FOLLOW_UPS: Final = "_private.jobcollectionFollowUps"

@@ -21,7 +21,7 @@ from .constants import (
     FOREVER_DATE,
     JOB_LOG_LEVELS,
 )
-from .document import CronSchedule, JobDoc, LogEntry, Progress, parse_doc
+from .document import CronSchedule, JobDoc, LogEntry, Progress, assign, parse_doc
 from .errors import InvalidArgument, InvalidArgumentType, JobNotSaved
 from .schedule import add_ms, check_cron
 from .transitions import NO_ERROR, Id
@@ -111,7 +111,7 @@ class Job:
         """Run after these saved jobs complete; None or [] clears the dependencies. A saved
         job cannot depend on itself: it would wait for its own completion forever."""
         if not jobs:
-            self._doc.depends, self._doc.resolved = [], []
+            assign(self._doc, depends=[], resolved=[])
             return self
         items = [jobs] if isinstance(jobs, Job) else list(jobs)
         ids: list[Id] = []
@@ -123,13 +123,12 @@ class Job:
             if job.id == self.id:
                 raise InvalidArgument(f"jobs[{i}]", "a job cannot depend on itself")
             ids.append(job.id)
-        self._doc.depends = [*self._doc.depends, *ids]
-        self._doc.resolved = []
+        assign(self._doc, depends=[*self._doc.depends, *ids], resolved=[])
         return self
 
     def priority(self, level: int | str = 0) -> Job:
         """Lower runs first: an integer or one of JOB_PRIORITIES ("high", "low", ...)."""
-        self._doc.priority = v.priority(level, "level")
+        assign(self._doc, priority=v.priority(level, "level"))
         return self
 
     def retry(
@@ -147,11 +146,14 @@ class Job:
         method = v.backoff(backoff)
         deadline = FOREVER_DATE if until is None else v.aware_datetime(until, "until")
         # Assigned only once every argument passed, so a bad one leaves the job unchanged.
-        self._doc.retries = stored
-        self._doc.repeat_retries = stored
-        self._doc.retry_wait = wait_ms
-        self._doc.retry_backoff = method
-        self._doc.retry_until = deadline
+        assign(
+            self._doc,
+            retries=stored,
+            repeat_retries=stored,
+            retry_wait=wait_ms,
+            retry_backoff=method,
+            retry_until=deadline,
+        )
         return self
 
     def repeat(
@@ -182,19 +184,18 @@ class Job:
         else:
             repeat_wait = DEFAULT_REPEAT_WAIT_MS if wait is None else v.duration_ms(wait, "wait")
         # Assigned only once every argument passed, so a bad one leaves the job unchanged.
-        self._doc.repeats = count
-        self._doc.repeat_until = deadline
-        self._doc.repeat_wait = repeat_wait
+        assign(self._doc, repeats=count, repeat_until=deadline, repeat_wait=repeat_wait)
         return self
 
     def delay(self, seconds: float | timedelta = 0) -> Job:
         """Not before `seconds` from now."""
-        self._doc.after = add_ms(self._service.clock.now(), v.duration_ms(seconds, "seconds"))
+        delay_ms = v.duration_ms(seconds, "seconds")
+        assign(self._doc, after=add_ms(self._service.clock.now(), delay_ms))
         return self
 
     def after(self, when: datetime) -> Job:
         """Not before an aware datetime."""
-        self._doc.after = v.aware_datetime(when, "when")
+        assign(self._doc, after=v.aware_datetime(when, "when"))
         return self
 
     # --- actions -----------------------------------------------------------------------------
@@ -221,7 +222,7 @@ class Job:
 
     def _saved_as(self, job_id: Id | None) -> None:
         if job_id is not None:
-            self._doc.id = job_id
+            assign(self._doc, id=job_id)
 
     async def save(self, cancel_repeats: bool = False) -> Id | None:
         """Insert (or resubmit a paused) job; its id, or None if it was not saved/cancelled.
@@ -265,7 +266,7 @@ class Job:
             entry = LogEntry(
                 time=self._service.clock.now(), level=checked_level, message=message, data=data
             )
-            self._doc.log = [*entries, entry]
+            assign(self._doc, log=[*entries, entry])
             return True
         return await self._service.log(
             self._doc.id, self._doc.run_id, message, level=checked_level, data=data
@@ -292,13 +293,13 @@ class Job:
         if echo:
             echo_logger.info("%s: progress %.1f%%", self, local.percent)
         if self._doc.id is None:
-            self._doc.progress = local
+            assign(self._doc, progress=local)
             return True
         if self._doc.run_id is None:
             return None
         ok = await self._service.progress(self._doc.id, self._doc.run_id, done_, total_)
         if ok:
-            self._doc.progress = local
+            assign(self._doc, progress=local)
         return ok
 
     async def done(
@@ -320,7 +321,7 @@ class Job:
         )
         self.reported = True
         if outcome:
-            self._doc.status = "completed"
+            assign(self._doc, status="completed")
         return outcome
 
     async def fail(self, error: Any = None, fatal: bool = False) -> bool:
@@ -336,7 +337,7 @@ class Job:
         )
         self.reported = True
         if ok:
-            self._doc.run_id = None
+            assign(self._doc, run_id=None)
         return ok
 
     async def release(self) -> bool:
@@ -347,7 +348,7 @@ class Job:
         released = bool(await self._service.release([job_id], run_id))
         if released:
             self.reported = True
-            self._doc.run_id = None
+            assign(self._doc, run_id=None)
         return released
 
     async def heartbeat(self) -> bool:
@@ -357,13 +358,13 @@ class Job:
 
     async def pause(self) -> bool:
         if self._doc.id is None:
-            self._doc.status = "paused"
+            assign(self._doc, status="paused")
             return True
         return await self._service.pause([self._doc.id])
 
     async def resume(self) -> bool:
         if self._doc.id is None:
-            self._doc.status = "waiting"
+            assign(self._doc, status="waiting")
             return True
         return await self._service.resume([self._doc.id])
 

@@ -24,13 +24,15 @@ def _identity(doc: Document) -> Document:
 class Reader:
     """Reads stored documents as JobDocs, after the application's scrub hook."""
 
-    def __init__(self) -> None:
+    def __init__(self, aware_dates: bool = False) -> None:
+        """`aware_dates`: the driver returns every datetime aware (see store.py)."""
         self.scrub: Scrub = _identity
         """Applied to every stored document (without `_private`) before it is validated."""
+        self._aware = aware_dates
 
     def job(self, raw: Document) -> JobDoc:
         """A stored document as a job (InvalidDocument if it is not one)."""
-        return JobDoc.from_mongo(self._scrubbed(raw))
+        return JobDoc.from_mongo(self._scrubbed(raw), aware_dates=self._aware)
 
     def job_with_private(self, raw: Document) -> JobDoc:
         """As job(), keeping the application's `_private` (for the server's own use, such as
@@ -38,7 +40,7 @@ class Reader:
         scrubbed = self._scrubbed(raw)
         if "_private" in raw:
             scrubbed = {**scrubbed, "_private": raw["_private"]}
-        return JobDoc.from_mongo(scrubbed, with_private=True)
+        return JobDoc.from_mongo(scrubbed, with_private=True, aware_dates=self._aware)
 
     def _scrubbed(self, raw: Document) -> Document:
         try:

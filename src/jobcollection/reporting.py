@@ -25,13 +25,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-import bson.errors
 from bson import ObjectId
 
 from . import transitions
 from .clock import Clock
 from .document import DEPENDENTS, FOLLOW_UPS, JobDoc, assume_utc
-from .errors import DatabaseError, InvalidArgument, InvalidDocument
+from .errors import DatabaseError, InvalidDocument
 from .followups import FollowUps, Pending, mark, pending_of
 from .reading import Reader
 from .schedule import next_repeat_wait_ms
@@ -100,7 +99,9 @@ class Reporter:
         self._pending.append(report)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._drain(), name="jobcollection-completion")
-        return await asyncio.shield(report.future)
+        # Not shielded: a caller cancelled while it waits cancels only its own future; the
+        # batch it joined is written all the same.
+        return await report.future
 
     async def close(self) -> None:
         task, self._task = self._task, None
@@ -166,18 +167,12 @@ class Reporter:
         for i, report in enumerate(batch):
             raw = found.get(report.job_id)
             if i in blind:
-                try:
-                    planned.append(self._plan(i, report, report.claimed, None, now, flush))
-                except InvalidArgument as exc:
-                    results[i] = exc
+                planned.append(self._plan(i, report, report.claimed, None, now, flush))
             elif raw is None:
                 results[i] = False
             elif _holds(report, raw, now):
-                try:
-                    doc, reason = self._parse_or_reason(raw)
-                    planned.append(self._plan(i, report, doc, reason, now, flush))
-                except InvalidArgument as exc:
-                    results[i] = exc
+                doc, reason = self._parse_or_reason(raw)
+                planned.append(self._plan(i, report, doc, reason, now, flush))
             elif self._applied_before(report, raw):
                 # The same call repeated after a lost reply: it was applied. Finish its
                 # follow-ups if they are still marked pending for this run.
@@ -212,9 +207,9 @@ class Reporter:
         now: datetime,
         flush: ObjectId,
     ) -> _Planned:
-        """The fenced update for one report (raises InvalidArgument if it cannot be stored).
-        Without a document (`reason` says why it is not a valid job) the job is failed for
-        good with that reason."""
+        """The fenced update for one report. Its value was checked (storable, within the
+        limits) before it was submitted. Without a document (`reason` says why it is not a
+        valid job) the job is failed for good with that reason."""
         status: str
         blind = doc is not None and doc is report.claimed
         if doc is None:
@@ -236,11 +231,6 @@ class Reporter:
             pending = Pending(report.job_id, report.run_id, final, now, delay, doc)
             update["$set"][FOLLOW_UPS] = mark(report.run_id, final, now, delay)
         update = self._store.capped(update)
-        try:
-            self._store.encode(update)
-        except (bson.errors.BSONError, TypeError, ValueError, OverflowError) as exc:
-            name = "result" if report.kind == "done" else "error"
-            raise InvalidArgument(name, f"cannot be stored: {exc}") from exc
         fence = transitions.held(report.job_id, report.run_id)
         if report.expired:
             fence["expiresAfter"] = {"$lt": now}

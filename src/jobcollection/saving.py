@@ -41,13 +41,16 @@ class Saver:
         """Insert a new job (under `new_id` if given, which makes a retried save a no-op) or
         resubmit a paused one; its id, or None if it was not saved or was cancelled."""
         now = self.clock.now()
-        prepared = transitions.prepare_save(doc, now)
-        if prepared is None:
+        if doc.id is not None:
+            prepared = transitions.prepare_save(doc, now)
+            if prepared is None:
+                logger.warning("jobSave: schedule has no run before repeatUntil; not saved")
+                return None
+            return await self._resave(prepared, now)
+        stored = transitions.insert_document(doc, now)
+        if stored is None:
             logger.warning("jobSave: schedule has no run before repeatUntil; not saved")
             return None
-        doc = prepared
-        if doc.id is not None:
-            return await self._resave(doc, now)
         if cancel_repeats and doc.repeats == FOREVER:
             query = transitions.cancel_repeats_filter(doc.type)
             if new_id is not None:
@@ -55,7 +58,6 @@ class Saver:
             earlier = await self.store.find(query, {"_id": 1})
             if earlier:
                 await self.manager.cancel([d["_id"] for d in earlier])
-        stored = transitions.insert_document(doc, now)
         if doc.depends:
             await self._announce(doc.depends)
             stored.setdefault("_private", {})[ANNOUNCED.split(".", 1)[1]] = True
@@ -89,12 +91,12 @@ class Saver:
         now = self.clock.now()
         ids: list[Id | None] = [None] * len(docs)
         given = list(new_ids) if new_ids is not None else [None] * len(docs)
-        bulk: list[tuple[int, JobDoc]] = []
+        bulk: list[tuple[int, Document]] = []
 
         async def insert_bulk() -> None:
             if not bulk:
                 return
-            stored = [transitions.insert_document(doc, now) for _, doc in bulk]
+            stored = [document for _, document in bulk]
             for (i, _), document in zip(bulk, stored, strict=True):
                 document["_id"] = given[i] if given[i] is not None else ObjectId()
             # Ids known up front make a retried batch insert only what is missing.
@@ -117,8 +119,8 @@ class Saver:
                 ids[i] = await self.save(doc, cancel_repeats, given[i])
             elif doc.id is not None or doc.depends:
                 ids[i] = await self.save(doc, cancel_repeats, given[i])
-            elif (prepared := transitions.prepare_save(doc, now)) is not None:
-                bulk.append((i, prepared))
+            elif (stored := transitions.insert_document(doc, now)) is not None:
+                bulk.append((i, stored))
             else:
                 logger.warning("jobSave: schedule has no run before repeatUntil; not saved")
         await insert_bulk()

@@ -138,6 +138,9 @@ class Store:
             )
         self.collection = collection
         self._coll, self.codec_options = _library_view(collection)
+        self.aware_dates = self._coll is not collection
+        """Whether reads return every datetime aware in UTC (the driver took the codec
+        options); otherwise the document model makes naive ones UTC."""
         self._bulk_supported = True
         self.routed = False
         """True on a mongos: single-document writes must name `_id` (see detect_router)."""

@@ -82,19 +82,31 @@ def prepare_save(doc: JobDoc, now: datetime) -> JobDoc | None:
     return doc
 
 
-def insert_document(doc: JobDoc, now: datetime) -> dict[str, Any]:
-    """The document a first save inserts: created now, `Job Submitted` after any local log."""
-    prepared = doc.model_copy(
-        update={
-            "created": now,
-            "updated": now,
-            "run_id": None,
-            "repeat_retries": doc.repeat_retries
-            if doc.repeat_retries is not None
-            else doc.retries + doc.retried,
-        }
+def insert_document(doc: JobDoc, now: datetime) -> dict[str, Any] | None:
+    """The document a first save inserts (`prepare_save`'s rules, applied to the stored form
+    directly): created now, `Job Submitted` after any local log, inserted ready when nothing
+    holds it back. None when a cron schedule has no run before repeatUntil."""
+    stored = doc.to_mongo()
+    after = max(doc.after, now)
+    repeat_until = max(doc.repeat_until, now)
+    if isinstance(doc.repeat_wait, CronSchedule):
+        first = first_run(doc.repeat_wait, after)
+        if first is None or first > repeat_until:
+            return None
+        after = first
+    retries = min(doc.retries, FOREVER)
+    repeat_retries = retries + doc.retried if doc.repeat_retries is None else doc.repeat_retries
+    stored.update(
+        after=after,
+        retryUntil=max(doc.retry_until, now),
+        repeatUntil=repeat_until,
+        retries=retries,
+        repeats=min(doc.repeats, FOREVER),
+        repeatRetries=min(repeat_retries, FOREVER),
+        created=now,
+        updated=now,
+        runId=None,
     )
-    stored = prepared.to_mongo()
     stored["log"] = [*stored.get("log", []), entry(now, "Job Submitted")]
     return born_ready(stored, now)
 
