@@ -479,6 +479,8 @@ async def profile(backend: Backend, n: int) -> int:
 AREAS = [
     ("mongomock_motor", "in-memory backend (mongomock)"),
     ("mongomock", "in-memory backend (mongomock)"),
+    ("dictstore.py", "in-process dict store"),
+    ("pydantic_core", "pydantic (job document model)"),
     ("/jobcollection/", "jobcollection"),
     ("pydantic", "pydantic (job document model)"),
     ("/bson/", "bson (ObjectId, codecs)"),
