@@ -13,6 +13,7 @@ Retry delays are patched to zero: no test waits for time to pass.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -271,3 +272,35 @@ async def test_a_normal_shutdown_releases_queued_jobs_even_when_the_first_write_
         if doc["status"] == "ready":
             assert (doc["retries"], doc["retried"]) == (1, 0)  # no attempt used
             assert messages(doc).count("Job Released") == 1
+
+
+class HoldsReplies(Yielding):
+    """A server whose bulk writes are applied at once but answered only when released."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self.applied = asyncio.Event()
+        self.answer = asyncio.Event()
+
+    async def bulk_write(self, requests: list[Any], **kwargs: Any) -> Any:
+        result = await self._inner.bulk_write(requests, **kwargs)
+        self.applied.set()
+        await self.answer.wait()
+        return result
+
+
+async def test_a_heartbeat_during_a_report_does_not_call_the_claim_lost(
+    database: Any, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    collection = HoldsReplies(database["queue.jobs"])
+    jc = JobCollection(collection, clock=clock)
+    await jc.start_job_server()
+    await jc.create_job("work").save()
+    queue = jc.process_jobs("work", noop, poll_interval=None, wakeup=False)
+    await within(collection.applied.wait())  # completed, the reply not yet in
+    with caplog.at_level(logging.WARNING, logger="jobcollection.queue"):
+        assert await queue.heartbeat_now() == 0
+    assert "lost its claim" not in caplog.text
+    collection.answer.set()
+    await within(queue.shutdown("soft"))
+    await jc.close()

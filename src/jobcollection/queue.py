@@ -356,10 +356,11 @@ class JobQueue:
                 await self._on_error(exc, f"heartbeat of claim {run_id}")
                 continue
             self._leases[run_id] = asked_at + timedelta(milliseconds=self._work_timeout_ms)
+            reporting = {id(job) for batch in self._reporting.values() for job in batch}
             for job in jobs:
                 if job.id in still_held:
                     renewed += 1
-                elif not job.reported:
+                elif not job.reported and id(job) not in reporting:  # not its own report
                     self._claim_lost(job)
         return renewed
 
