@@ -46,9 +46,9 @@ def _client_bytes(snapshot: tracemalloc.Snapshot) -> int:
 
 
 async def save_memory(n: int) -> tuple[float, float]:
-    """KiB per job: tracemalloc's peak during save_jobs beyond the Jobs given (the store's
-    own copies included, an upper bound), and what the client still holds afterwards beyond
-    them (what the library kept)."""
+    """KiB per job: the client's peak during save_jobs beyond the Jobs given (tracemalloc's
+    peak less what the store kept: the database's memory), and what the client still holds
+    afterwards beyond them (what the library kept)."""
     backend = MemoryBackend(store="dict")
     jc, _ = await _collection(backend)
     jobs = [jc.create_job(JOB_TYPE, {"i": i}) for i in range(n)]
@@ -57,12 +57,13 @@ async def save_memory(n: int) -> tuple[float, float]:
     base = _client_bytes(tracemalloc.take_snapshot())
     start, _ = tracemalloc.get_traced_memory()
     await jc.save_jobs(jobs)
-    _, peak = tracemalloc.get_traced_memory()
     gc.collect()
+    after, peak = tracemalloc.get_traced_memory()
     kept = _client_bytes(tracemalloc.take_snapshot()) - base
     tracemalloc.stop()
+    store = (after - start) - kept
     await jc.close()
-    return (peak - start) / n / 1024, max(0, kept) / n / 1024
+    return (peak - start - store) / n / 1024, max(0, kept) / n / 1024
 
 
 def _alive(*types: type) -> int:

@@ -26,6 +26,10 @@ from .transitions import Id
 
 logger = logging.getLogger("jobcollection")
 
+INSERT_BATCH = 1000
+"""New jobs inserted per round trip by save_many: few round trips, and the stored form of
+only one batch in memory at a time."""
+
 
 class Saver:
     """Inserts and resubmits jobs."""
@@ -121,6 +125,8 @@ class Saver:
                 ids[i] = await self.save(doc, cancel_repeats, given[i])
             elif (stored := transitions.insert_document(doc, now)) is not None:
                 bulk.append((i, stored))
+                if len(bulk) >= INSERT_BATCH:  # only one batch of stored documents at a time
+                    await insert_bulk()
             else:
                 logger.warning("jobSave: schedule has no run before repeatUntil; not saved")
         await insert_bulk()

@@ -183,14 +183,14 @@ def job_doc(value: Any, name: str) -> JobDoc:
     """A job document given to a save: a JobDoc (re-checked where it can have changed in
     place) or a dict in the stored shape, validated."""
     if isinstance(value, JobDoc):
-        # Saving never changes the given document and stores fresh dicts made from it, so a
-        # shallow copy is enough (a deep copy was the largest CPU cost of save_jobs). What
-        # can change in place since the model validated it is checked again.
+        # Saving never changes the given document (it stores fresh dicts made from it), so
+        # it is used as given. What can change in place since the model validated it is
+        # checked again.
         plain_object(value.data, f"{name}.data")
         for field in ("depends", "resolved"):
             for i, dep in enumerate(getattr(value, field)):
                 job_id(dep, f"{name}.{field}[{i}]")
-        return value.model_copy()
+        return value
     if not isinstance(value, dict):
         raise InvalidArgumentType(name, f"must be a job document, not {type(value).__name__}")
     return parse_doc(value)
