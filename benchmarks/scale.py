@@ -68,6 +68,20 @@ async def save_memory(n: int) -> tuple[float, float]:
     return (peak - start - store) / n / 1024, max(0, kept) / n / 1024
 
 
+def counting_worker(n: int) -> tuple[Callable[[list[Job]], Awaitable[None]], asyncio.Event]:
+    """A worker that does nothing, and an event set once it has been given n jobs."""
+    done = asyncio.Event()
+    seen = 0
+
+    async def worker(jobs: list[Job]) -> None:
+        nonlocal seen
+        seen += len(jobs)
+        if seen >= n:
+            done.set()
+
+    return worker, done
+
+
 def _alive(*types: type) -> int:
     """How many objects of these types are alive now."""
     gc.collect()
@@ -80,15 +94,7 @@ async def queue_memory(n: int) -> int:
     backend = MemoryBackend(store="dict")
     jc, _ = await _collection(backend)
     await jc.save_jobs([jc.create_job(JOB_TYPE, {"i": i}) for i in range(n)])
-    done = asyncio.Event()
-    seen = 0
-
-    async def worker(jobs: list[Job]) -> None:
-        nonlocal seen
-        seen += len(jobs)
-        if seen >= n:
-            done.set()
-
+    worker, done = counting_worker(n)
     queue = jc.process_jobs(
         JOB_TYPE, worker, payload=100, prefetch=100, poll_interval=None, wakeup=False
     )
@@ -109,15 +115,7 @@ async def process(n: int, *, others: int = 0, types: int = 1) -> tuple[float, fl
         await jc.save_jobs([jc.create_job("other", {"i": i}) for i in range(others)])
     listened = [JOB_TYPE, *(f"type{i}" for i in range(types - 1))]
     await jc.save_jobs([jc.create_job(JOB_TYPE, {"i": i}) for i in range(n)])
-    done = asyncio.Event()
-    seen = 0
-
-    async def worker(jobs: list[Job]) -> None:
-        nonlocal seen
-        seen += len(jobs)
-        if seen >= n:
-            done.set()
-
+    worker, done = counting_worker(n)
     commands, inside = backend.commands, backend.backend_s
     started = time.perf_counter()
     queue = jc.process_jobs(
