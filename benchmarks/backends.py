@@ -49,10 +49,14 @@ class CountingCollection:
         self._backend = backend
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)  # name, with_options (which the backend refuses)...
+        return getattr(self._inner, name)  # name, codec_options, database...
 
     def find(self, *args: Any, **kwargs: Any) -> _CountingCursor:
         return _CountingCursor(self._inner.find(*args, **kwargs), self._backend)
+
+    def with_options(self, **options: Any) -> CountingCollection:
+        """The inner collection's view, counted the same way (mongomock refuses options)."""
+        return CountingCollection(self._inner.with_options(**options), self._backend)
 
 
 def _counted(name: str) -> Any:

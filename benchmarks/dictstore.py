@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bson import ObjectId
+from bson.codec_options import CodecOptions
 from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -243,8 +244,12 @@ class DictCollection:
         self._ready: dict[str, list[tuple[Any, ...]]] = {}
         self._seq = itertools.count()
 
-    def with_options(self, **options: Any) -> Any:
-        raise NotImplementedError("DictCollection takes no options")
+    codec_options = CodecOptions()
+
+    def with_options(self, **options: Any) -> DictCollection:
+        """As a driver's view with other options: the same documents. Dates are kept as
+        given (aware, from jobcollection), as a driver told `tz_aware=True` returns them."""
+        return self
 
     # --- the ready heaps ---------------------------------------------------------------------
 

@@ -526,7 +526,7 @@ class JobQueue:
         if not pending:
             return
         if error is None:
-            await asyncio.gather(*(self._settle(job, "done", result) for job in pending))
+            await self._settle_all(pending, "done", lambda: result)
             return
         logger.warning(
             "worker raised %s: %s; failing job(s) %s",
@@ -535,7 +535,7 @@ class JobQueue:
             ", ".join(str(job.id) for job in pending),
         )
         failure = failure_info(error, self._service.limits.max_error_bytes)
-        await asyncio.gather(*(self._settle(job, "fail", failure) for job in pending))
+        await self._settle_all(pending, "fail", lambda: failure)
 
     async def _settle(self, job: Job, kind: Literal["done", "fail"], value: Any) -> bool:
         """Write one job's report; whether it was applied. A DatabaseError is retried (see
@@ -606,7 +606,16 @@ class JobQueue:
 
     async def _fail_jobs(self, jobs: list[Job], error: dict[str, Any]) -> int:
         """Fail jobs (not fatally) concurrently; the number failed."""
-        outcomes = await asyncio.gather(*(self._settle(job, "fail", dict(error)) for job in jobs))
+        return await self._settle_all(jobs, "fail", lambda: dict(error))
+
+    async def _settle_all(
+        self, jobs: list[Job], kind: Literal["done", "fail"], value: Callable[[], Any]
+    ) -> int:
+        """Write the reports of several jobs concurrently (so they share one bundled write);
+        the number applied. A lone report is awaited directly: no task to create."""
+        if len(jobs) == 1:
+            return int(await self._settle(jobs[0], kind, value()))
+        outcomes = await asyncio.gather(*(self._settle(job, kind, value()) for job in jobs))
         return sum(outcomes)
 
     # --- background --------------------------------------------------------------------------
