@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import bson
@@ -170,6 +170,55 @@ def test_unsaved_job_defaults(jc: JobCollection) -> None:
     assert doc.repeat_until == FOREVER_DATE
     assert doc.created == START
     assert [e.message for e in doc.log or []] == ["Constructed"]
+
+
+async def test_new_jobs_share_no_mutable_state(jc: JobCollection) -> None:
+    # A new job's document is a copy of one validated template: nothing of it is shared.
+    first, second = jc.create_job("a", {"n": 1}), jc.create_job("a", {"n": 1})
+    antecedent = jc.create_job("before")
+    await antecedent.save()
+    first.depends([antecedent])
+    assert second.doc.depends == [] and second.doc.resolved == []
+    for field in ("data", "depends", "resolved", "log", "progress"):
+        assert getattr(first.doc, field) is not getattr(second.doc, field), field
+    assert jc.create_job("a").doc.depends == []
+
+
+async def test_a_clock_giving_naive_times_is_refused(make_jc: Any) -> None:
+    class Naive:
+        def now(self) -> datetime:
+            return datetime(2026, 1, 1)
+
+    jc = await make_jc(clock=Naive(), started=False)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        jc.create_job("t")
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        (START, START),
+        (START.replace(microsecond=123456), START.replace(microsecond=123000)),
+        (datetime(2026, 1, 1, 14, 0, 0, 999, tzinfo=timezone(timedelta(hours=2))), START),
+        (START.astimezone(bson.tz_util.utc), START),
+        (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC), FOREVER_DATE),
+    ],
+)
+def test_dates_are_kept_in_utc_milliseconds(given: datetime, stored: datetime) -> None:
+    after = JobDoc(type="t", after=given).after
+    assert after == stored and after.tzinfo is UTC
+    assert after.microsecond == stored.microsecond
+
+
+@pytest.mark.parametrize("aware", [False, True])
+def test_stored_doubles_read_back_as_integers(aware: bool) -> None:
+    # JavaScript stores integers beyond 32 bits as doubles; either driver path reads ints.
+    raw = {"type": "t", "data": {"x": 2.0}, "repeats": float(FOREVER), "retries": 3.0}
+    doc = JobDoc.from_mongo(raw, aware_dates=aware)
+    assert (doc.repeats, doc.retries) == (FOREVER, 3)
+    assert type(doc.repeats) is int and type(doc.retries) is int
+    assert type(doc.data["x"]) is float  # only the schema's integer fields
+    assert raw["repeats"] == float(FOREVER)  # the given document is not changed
 
 
 async def test_past_dates_are_raised_to_now_at_save(jc: JobCollection, clock: ManualClock) -> None:

@@ -21,7 +21,7 @@ from .constants import (
     FOREVER_DATE,
     JOB_LOG_LEVELS,
 )
-from .document import CronSchedule, JobDoc, LogEntry, Progress, assign, parse_doc
+from .document import CronSchedule, JobDoc, LogEntry, Progress, assign, new_job_doc, parse_doc
 from .errors import InvalidArgument, InvalidArgumentType, JobNotSaved
 from .schedule import add_ms, check_cron
 from .transitions import NO_ERROR, Id
@@ -62,15 +62,7 @@ class Job:
         if not isinstance(type_or_doc, str) or not type_or_doc:
             raise InvalidArgumentType("type", "must be a non-empty string or a job document")
         payload = v.plain_object({} if data is None else data, "data")
-        now = self._service.clock.now()
-        self._doc = JobDoc(
-            type=type_or_doc,
-            data=payload,
-            created=now,
-            updated=now,
-            repeat_retries=1,
-            log=[LogEntry(time=now, message="Constructed")],
-        )
+        self._doc = new_job_doc(type_or_doc, payload, self._service.clock.now())
 
     @classmethod
     def _claimed(cls, jc: ServedCollection, doc: JobDoc) -> Job:
