@@ -21,6 +21,7 @@ import pytest
 from helpers import Yielding
 from jobcollection import JobCollection, ManualClock
 from strict import REGISTRY, memory_database, strict_mode
+from v1schema import v1_problems
 
 MONGODB_URI = os.environ.get("MONGODB_URI")
 SHARDED = MONGODB_URI is None and strict_mode() == "sharded"
@@ -35,6 +36,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "unindexed_queries: the test sends library queries no index serves on purpose "
         "(the strict backend does not fail it for them)",
+    )
+    config.addinivalue_line(
+        "markers",
+        "v1_invalid(reason): the test stores job documents job-collection v1.x would refuse "
+        "on purpose (they are not checked against v1.x's schema at teardown)",
     )
 
 
@@ -58,8 +64,10 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-async def database() -> AsyncIterator[Any]:
-    """A fresh database: real (dropped after the test) with MONGODB_URI, else in memory."""
+async def database(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    """A fresh database: real (dropped after the test) with MONGODB_URI, else in memory.
+    Every job document left in it must be valid for job-collection v1.x (checked once the
+    test is over, unless it is marked v1_invalid)."""
     if MONGODB_URI:
         from pymongo import AsyncMongoClient
 
@@ -67,11 +75,31 @@ async def database() -> AsyncIterator[Any]:
         name = f"jobcollection_test_{uuid.uuid4().hex[:12]}"
         try:
             yield client[name]
+            await check_v1_schema(request, client[name])
         finally:
             await client.drop_database(name)
             await client.close()
     else:
-        yield memory_database("jobcollection_test")
+        db = memory_database("jobcollection_test")
+        yield db
+        await check_v1_schema(request, db)
+
+
+async def check_v1_schema(request: pytest.FixtureRequest, db: Any) -> None:
+    """Fail the test if a job document it left stored would fail v1.x's `validJobDoc`."""
+    if request.node.get_closest_marker("v1_invalid"):
+        return
+    problems = []
+    for name in await db.list_collection_names():
+        if not name.endswith(".jobs"):
+            continue
+        async for doc in db[name].find({}):
+            problems.extend(f"{name} {doc.get('_id')}: {p}" for p in v1_problems(doc))
+    if problems:
+        pytest.fail(
+            "stored documents job-collection v1.x would refuse:\n" + "\n".join(problems[:20]),
+            pytrace=False,
+        )
 
 
 MakeJC = Callable[..., Awaitable[JobCollection]]

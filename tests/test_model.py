@@ -403,10 +403,54 @@ def test_given_naive_datetimes_are_rejected_but_stored_ones_are_utc(jc: JobColle
     assert stored.after == naive.replace(tzinfo=UTC)
 
 
-def test_cron_schedule_is_stored_as_a_subdocument(jc: JobCollection) -> None:
-    job = jc.create_job("cron").repeat(schedule="0 3 * * *", timezone="Europe/Paris")
-    assert job.doc.to_mongo()["repeatWait"] == {"cron": "0 3 * * *", "timezone": "Europe/Paris"}
-    assert isinstance(job.doc.repeat_wait, CronSchedule)
+async def test_a_cron_schedule_is_stored_as_v1_reads_it(jc: JobCollection) -> None:
+    # v1.x's schema allows milliseconds or a later.js schedule in repeatWait: the stored form
+    # is the later.js schedule of the same times, the expression is kept in _private.
+    schedule = CronSchedule(cron="0 3 * * 1", timezone="Europe/Paris")
+    job_id = (
+        await jc.create_job("cron").repeat(schedule="0 3 * * 1", timezone="Europe/Paris").save()
+    )
+    raw = await jc.collection.find_one({"_id": job_id})
+    assert raw["repeatWait"] == {
+        "schedules": [{"s": [0], "m": [0], "h": [3], "d": [2]}],
+        "exceptions": [],
+    }
+    assert raw["_private"]["jobcollectionSchedule"] == {
+        "cron": "0 3 * * 1",
+        "timezone": "Europe/Paris",
+    }
+    # every way of reading the job gives the schedule back, never the key in _private
+    loaded = await jc.get_job(job_id)
+    assert loaded is not None and loaded.doc.repeat_wait == schedule
+    assert loaded.doc.private is None
+    await jc.collection.update_one({"_id": job_id}, {"$set": {"status": "ready", "after": START}})
+    [claimed] = await jc.get_work("cron")
+    assert claimed.doc.repeat_wait == schedule
+
+
+async def test_resaving_a_cron_job_with_a_plain_wait_clears_its_schedule(jc: JobCollection) -> None:
+    job = jc.create_job("cron").repeat(schedule="0 3 * * *")
+    await job.pause()  # an unsaved job is saved paused, and a paused job can be resaved
+    job_id = await job.save()
+    job.repeat(wait=60)
+    assert await job.save() == job_id
+    raw = await jc.collection.find_one({"_id": job_id})
+    assert raw["repeatWait"] == 60_000
+    assert "jobcollectionSchedule" not in raw.get("_private", {})
+    loaded = await jc.get_job(job_id)
+    assert loaded is not None and loaded.doc.repeat_wait == 60_000
+    # and back to a schedule
+    assert await job.pause()
+    job.repeat(schedule="*/5 * * * *")
+    assert await job.save() == job_id
+    loaded = await jc.get_job(job_id)
+    assert loaded is not None and loaded.doc.repeat_wait == CronSchedule(cron="*/5 * * * *")
+
+
+def test_a_cron_schedule_in_repeat_wait_itself_is_still_read() -> None:
+    # as versions of this library before 0.1.0 stored it
+    doc = JobDoc.from_mongo({"type": "t", "data": {}, "repeatWait": {"cron": "0 3 * * *"}})
+    assert doc.repeat_wait == CronSchedule(cron="0 3 * * *")
 
 
 @pytest.mark.parametrize(
@@ -637,6 +681,7 @@ def test_error_messages() -> None:
     assert str(DatabaseError()) == "The database driver reported an error."
 
 
+@pytest.mark.v1_invalid("an application's own field is stored on purpose (scrub removes it)")
 async def test_scrub_runs_before_validation_in_get_job_and_get_work(jc: JobCollection) -> None:
     job_id = await jc.create_job("shared", {"n": 1}).save()
     await jc.collection.update_one({"_id": job_id}, {"$set": {"appField": "x"}})

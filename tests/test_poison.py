@@ -37,6 +37,7 @@ async def raw_job(jc: JobCollection, **fields: Any) -> Any:
 # --- claims --------------------------------------------------------------------------------
 
 
+@pytest.mark.v1_invalid("a poison document is stored on purpose")
 async def test_a_claim_that_includes_a_poison_document_hands_over_the_healthy_jobs(
     jc: JobCollection, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -59,6 +60,7 @@ async def test_a_claim_that_includes_a_poison_document_hands_over_the_healthy_jo
     reason="plain mongomock applies an update that fails half-way; MongoDB and the strict "
     "backend apply all of it or nothing",
 )
+@pytest.mark.v1_invalid("a poison document is stored on purpose")
 async def test_a_single_claim_of_a_poison_document_fails_it_and_returns_nothing(
     jc: JobCollection,
 ) -> None:
@@ -112,6 +114,7 @@ def drop_app_fields(doc: Doc) -> Doc:
     return {k: v for k, v in doc.items() if k != "appField"}
 
 
+@pytest.mark.v1_invalid("documents with an application's own field are stored on purpose")
 async def test_scrub_applies_to_claims_reports_and_expiry(
     jc: JobCollection, clock: ManualClock
 ) -> None:
@@ -130,6 +133,7 @@ async def test_scrub_applies_to_claims_reports_and_expiry(
     assert doc["appField"] == 2  # scrub shapes what is read, never what is stored
 
 
+@pytest.mark.v1_invalid("documents with an application's own field are stored on purpose")
 async def test_a_scrub_that_raises_makes_the_document_poison_not_the_call(
     jc: JobCollection,
 ) -> None:
@@ -148,6 +152,7 @@ async def test_a_scrub_that_raises_makes_the_document_poison_not_the_call(
 # --- the job server keeps going ------------------------------------------------------------
 
 
+@pytest.mark.v1_invalid("a poison document is stored on purpose")
 async def test_an_expired_poison_job_is_failed_and_the_pass_goes_on(
     jc: JobCollection, clock: ManualClock
 ) -> None:

@@ -241,7 +241,12 @@ async def test_cron_first_run_is_strictly_after_now(jc: JobCollection) -> None:
     doc = await stored(jc, job_id)
     assert doc["status"] == "waiting"
     assert utc(doc["after"]) == START + timedelta(minutes=10)
-    assert doc["repeatWait"] == {"cron": "*/10 * * * *"}
+    # v1.x reads the later.js schedule of the same times; the expression is kept in _private
+    assert doc["repeatWait"] == {
+        "schedules": [{"s": [0], "m": [0, 10, 20, 30, 40, 50]}],
+        "exceptions": [],
+    }
+    assert doc["_private"]["jobcollectionSchedule"] == {"cron": "*/10 * * * *"}
 
 
 async def test_cron_repeats_at_each_occurrence_until(jc: JobCollection, clock: ManualClock) -> None:
@@ -290,7 +295,11 @@ async def test_cron_schedule_with_seconds_and_timezone(
     )
     doc = await stored(jc, job_id)
     assert utc(doc["after"]) == datetime(2026, 1, 1, 14, 0, tzinfo=UTC)
-    assert doc["repeatWait"] == {"cron": "0 9 * * *", "timezone": "America/New_York"}
+    assert doc["repeatWait"] == {"schedules": [{"s": [0], "m": [0], "h": [9]}], "exceptions": []}
+    assert doc["_private"]["jobcollectionSchedule"] == {
+        "cron": "0 9 * * *",
+        "timezone": "America/New_York",
+    }
     # croniter syntax: a sixth field holds the seconds, last
     every_30s = await jc.create_job("u").repeat(schedule="* * * * * */30").save()
     assert utc((await stored(jc, every_30s))["after"]) == START + timedelta(seconds=30)

@@ -10,6 +10,7 @@ handle made from another copy is read first, as before. Dependents another appli
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from bson import ObjectId
@@ -76,6 +77,19 @@ async def test_a_repeating_job_is_read_before_its_completion(jc: JobCollection) 
     assert await job.done() is True
     assert await jc.collection.count_documents({"type": "t"}) == 2
     assert (await stored(jc, job_id))["status"] == "completed"
+
+
+async def test_a_job_repeating_on_a_cron_schedule_is_read_before_its_completion(
+    jc: JobCollection, clock: ManualClock
+) -> None:
+    # The claim reads the schedule from _private (repeatWait holds its later.js form): a
+    # claimed copy without it would look like a job with no repeat and be completed blind.
+    job_id = await jc.create_job("t").repeat(schedule="*/10 * * * *").save()
+    clock.set((await stored(jc, job_id))["after"].replace(tzinfo=UTC))
+    await jc.ready_jobs()
+    job = await claim_one(jc)
+    assert await job.done() is True
+    assert await jc.collection.count_documents({"type": "t"}) == 2
 
 
 async def test_a_handle_built_from_another_copy_reads_the_job_first(jc: JobCollection) -> None:

@@ -1,8 +1,9 @@
 """The job document: a pydantic model with snake_case attributes stored under the original names.
 
 Stored documents keep job-collection v1.x field names and units (milliseconds in `retryWait`,
-`repeatWait` and `workTimeout`), so a collection can be shared with a v1.x application. The
-only extension is a cron schedule in `repeatWait` (`{"cron": ..., "timezone": ...}`).
+`repeatWait` and `workTimeout`) and its closed schema, so a collection can be shared with a
+v1.x application. A cron schedule is stored as the later.js schedule naming the same times in
+`repeatWait` (later.py), with the expression and its zone in `_private` (SCHEDULE).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from .constants import (
     Status,
 )
 from .errors import InvalidDocument
+from .later import later_schedule
 
 _LATEST_STORABLE = datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
 STORED: Final = {"stored": True}
@@ -192,13 +194,21 @@ class JobDoc(BaseModel):
         return self
 
     def to_mongo(self) -> dict[str, Any]:
-        """The document as stored, `_private` included (callers decide whether to persist it)."""
+        """The document as stored, `_private` included (callers decide whether to persist it).
+        A cron schedule is stored as v1.x can read it: `repeatWait` holds the later.js
+        schedule of the same times and `_private` the expression itself (SCHEDULE)."""
         out = self.model_dump(by_alias=True, exclude_none=True)
         out["runId"] = self.run_id
         if "log" in out:  # every entry names its runId, null included, as v1.x writes them
             out["log"] = [{"runId": None, **e} for e in out["log"]]
         if self.private is not None:
             out["_private"] = self.private
+        if isinstance(self.repeat_wait, CronSchedule):
+            out["repeatWait"] = later_schedule(self.repeat_wait.cron)
+            out["_private"] = {
+                **out.get("_private", {}),
+                _SCHEDULE_KEY: self.repeat_wait.model_dump(exclude_none=True),
+            }
         if self.id is None:
             out.pop("_id", None)
         return out
@@ -214,6 +224,11 @@ class JobDoc(BaseModel):
         if "_private" in raw:
             fields = dict(raw)
             del fields["_private"]
+            schedule = (
+                raw["_private"].get(_SCHEDULE_KEY) if isinstance(raw["_private"], dict) else None
+            )
+            if schedule is not None:  # the cron schedule the stored later.js one stands for
+                fields["repeatWait"] = schedule
         try:
             doc = JobDoc.model_validate(fields, context=STORED_AWARE if aware_dates else STORED)
         except ValidationError as exc:
@@ -247,6 +262,11 @@ DEPENDENTS: Final = "_private.jobcollectionDependents"
 completion or final failure looks its dependents up. A job without it has none this library
 knows of, and finishes in one write (reporting.py)."""
 
+SCHEDULE: Final = "_private.jobcollectionSchedule"
+"""On a job repeating on a cron schedule: the schedule (`{cron, timezone}`), which is what this
+library evaluates; `repeatWait` holds the later.js schedule of the same times for v1.x."""
+_SCHEDULE_KEY: Final = SCHEDULE.split(".", 1)[1]
+
 ANNOUNCED: Final = "_private.jobcollectionAnnounced"
 """On a dependent this library saved: its antecedents carry DEPENDENTS. Dependents saved by
 another application (job-collection v1.x) lack it; the job server resolves those itself."""
@@ -258,10 +278,12 @@ INTERNAL_PRIVATE_KEYS: Final = frozenset(
         "jobcollectionRepeatOf",
         "jobcollectionDependents",
         "jobcollectionAnnounced",
+        "jobcollectionSchedule",
     }
 )
 """Keys this library keeps in `_private` for itself (reporting.FLUSH_MARK, FOLLOW_UPS,
-REPEAT_OF, DEPENDENTS, ANNOUNCED); they are never returned nor copied into a rerun."""
+REPEAT_OF, DEPENDENTS, ANNOUNCED, SCHEDULE); they are never returned nor copied into a rerun
+(a rerun's schedule is written again from its `repeat_wait`)."""
 
 _INT_FIELDS: Final = frozenset(
     {

@@ -36,7 +36,7 @@ class Manager:
     async def get_jobs(
         self, ids: Sequence[Id], get_log: bool = False, get_failures: bool = False
     ) -> list[JobDoc]:
-        projection: dict[str, int] = {"_private": 0}
+        projection: dict[str, int] = {}  # `_private` is read: it holds a cron schedule
         if not get_log:
             projection["log"] = 0
         if not get_failures:

@@ -32,15 +32,20 @@ class Reader:
 
     def job(self, raw: Document) -> JobDoc:
         """A stored document as a job (InvalidDocument if it is not one)."""
-        return JobDoc.from_mongo(self._scrubbed(raw), aware_dates=self._aware)
+        return self._parse(raw, with_private=False)
 
     def job_with_private(self, raw: Document) -> JobDoc:
         """As job(), keeping the application's `_private` (for the server's own use, such as
         cloning a job into its repeat)."""
+        return self._parse(raw, with_private=True)
+
+    def _parse(self, raw: Document, *, with_private: bool) -> JobDoc:
+        """The scrubbed document, validated with its `_private` beside it (which holds the
+        library's own keys, such as a cron schedule; the scrub hook never sees it)."""
         scrubbed = self._scrubbed(raw)
         if "_private" in raw:
             scrubbed = {**scrubbed, "_private": raw["_private"]}
-        return JobDoc.from_mongo(scrubbed, with_private=True, aware_dates=self._aware)
+        return JobDoc.from_mongo(scrubbed, with_private=with_private, aware_dates=self._aware)
 
     def _scrubbed(self, raw: Document) -> Document:
         try:

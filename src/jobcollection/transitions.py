@@ -21,14 +21,16 @@ from .constants import (
     JOB_STATUS_PAUSABLE,
     JOB_STATUS_RESTARTABLE,
 )
-from .document import FOLLOW_UPS, CronSchedule, JobDoc, LogEntry, Progress
+from .document import FOLLOW_UPS, SCHEDULE, CronSchedule, JobDoc, LogEntry, Progress
 from .schedule import add_ms, first_run, retry_after
 
 Filter = dict[str, Any]
 Update = dict[str, Any]
 Id = ObjectId | str
 
-NO_LOG = {"log": 0, "failures": 0, "_private": 0}
+NO_LOG = {"log": 0, "failures": 0}
+"""What a claim reads: the job without its log and failures (`_private` is read: it holds a
+cron schedule, see document.SCHEDULE)."""
 
 
 def entry(
@@ -147,13 +149,17 @@ def resave(doc: JobDoc, now: datetime) -> tuple[Filter, Update]:
     copied["repeatRetries"] = (
         doc.repeat_retries if doc.repeat_retries is not None else doc.retries + doc.retried
     )
-    return (
-        {"_id": doc.id, "status": "paused", "runId": None},
-        {
-            "$set": {**copied, "status": "waiting", "updated": now},
-            "$push": {"log": entry(now, "Job Resubmitted")},
-        },
-    )
+    update: Update = {
+        "$set": {**copied, "status": "waiting", "updated": now},
+        "$push": {"log": entry(now, "Job Resubmitted")},
+    }
+    # The cron schedule `repeatWait` stands for, written or cleared with it.
+    schedule = fields.get("_private", {}).get(SCHEDULE.split(".", 1)[1])
+    if schedule is not None:
+        update["$set"][SCHEDULE] = schedule
+    else:
+        update["$unset"] = {SCHEDULE: ""}
+    return {"_id": doc.id, "status": "paused", "runId": None}, update
 
 
 def cancel_repeats_filter(job_type: str) -> Filter:
