@@ -180,6 +180,20 @@ def test_retry_options(jc: JobCollection) -> None:
     assert jc.create_job("t").retry(1, wait=0).doc.retry_wait == 0
 
 
+def test_retry_backoff_beyond_v1(jc: JobCollection) -> None:
+    doc = jc.create_job("t").retry(3, wait=10, backoff="linear", jitter=0.25, max_wait=60).doc
+    assert (doc.retry_backoff, doc.retry_jitter, doc.retry_max_wait) == ("linear", 0.25, 60_000)
+    stored = doc.to_mongo()
+    assert stored["retryBackoff"] == "constant"  # v1.x knows constant and exponential only
+    assert stored["_private"]["jobcollectionRetry"] == {
+        "backoff": "linear",
+        "jitter": 0.25,
+        "maxWait": 60_000,
+    }
+    plain = jc.create_job("t").retry(3, backoff="exponential").doc.to_mongo()
+    assert plain["retryBackoff"] == "exponential" and "_private" not in plain
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "name"),
     [
@@ -190,7 +204,13 @@ def test_retry_options(jc: JobCollection) -> None:
         ({"retries": 1, "wait": -1}, InvalidArgument, "wait"),
         ({"retries": 1, "wait": "5"}, InvalidArgumentType, "wait"),
         ({"retries": 1, "wait": float("nan")}, InvalidArgument, "wait"),
-        ({"retries": 1, "backoff": "linear"}, InvalidArgument, "backoff"),
+        ({"retries": 1, "backoff": "fibonacci"}, InvalidArgument, "backoff"),
+        ({"retries": 1, "jitter": 1.5}, InvalidArgument, "jitter"),
+        ({"retries": 1, "jitter": -0.1}, InvalidArgument, "jitter"),
+        ({"retries": 1, "jitter": "0.5"}, InvalidArgumentType, "jitter"),
+        ({"retries": 1, "jitter": float("nan")}, InvalidArgument, "jitter"),
+        ({"retries": 1, "max_wait": -1}, InvalidArgument, "max_wait"),
+        ({"retries": 1, "max_wait": "60"}, InvalidArgumentType, "max_wait"),
         ({"retries": 1, "until": datetime(2030, 1, 1)}, InvalidArgument, "until"),
         ({"retries": 1, "until": 123}, InvalidArgumentType, "until"),
     ],

@@ -508,7 +508,7 @@ def public_cases() -> list[tuple[str, PublicCall]]:
         ("retry", lambda j, b: j.retry(b), NOT_COUNT),
         ("retry(wait)", lambda j, b: j.retry(1, wait=b), [math.nan, -1, True, 2**1100]),
         ("retry(until)", lambda j, b: j.retry(1, until=b), NOT_DATE),
-        ("retry(backoff)", lambda j, b: j.retry(1, backoff=b), ["linear", *OPERATORS]),
+        ("retry(backoff)", lambda j, b: j.retry(1, backoff=b), ["fibonacci", *OPERATORS]),
         ("repeat", lambda j, b: j.repeat(b), NOT_COUNT),
         ("repeat(schedule)", lambda j, b: j.repeat(schedule=b), ["* *", *OPERATORS, 5]),
         (

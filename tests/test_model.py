@@ -467,7 +467,7 @@ def test_unknown_top_level_keys_are_rejected(jc: JobCollection, extra: dict[str,
     ("field", "value"),
     [
         ("status", "sleeping"),
-        ("retryBackoff", "linear"),
+        ("retryBackoff", "fibonacci"),
         ("retries", -1),
         ("retryWait", 1.5),
         ("priority", "high"),

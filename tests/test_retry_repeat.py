@@ -46,6 +46,49 @@ async def test_retry_forever_with_no_wait_reruns_the_same_job(jc: JobCollection)
     assert await jc.collection.count_documents({}) == 1
 
 
+async def test_linear_backoff_with_a_cap_survives_claims_and_resaves(
+    jc: JobCollection, clock: ManualClock
+) -> None:
+    # The settings beyond v1.x live in _private: a claim reads them, so the worker's report
+    # (written from its claimed copy) waits as asked: 10 s, 20 s, then the 25 s cap.
+    job_id = await jc.create_job("t").retry(5, wait=10, backoff="linear", max_wait=25).save()
+    raw = await stored(jc, job_id)
+    assert raw["retryBackoff"] == "constant"
+    assert raw["_private"]["jobcollectionRetry"] == {"backoff": "linear", "maxWait": 25_000}
+    for wait in (10, 20, 25, 25):
+        worker = await claim_one(jc)
+        assert worker.doc.retry_backoff == "linear" and worker.doc.retry_max_wait == 25_000
+        assert await worker.fail("boom")
+        assert utc((await stored(jc, job_id))["after"]) == clock.now() + timedelta(seconds=wait)
+        clock.advance(wait)
+        await after_pass(jc)
+    loaded = await jc.get_job(job_id)
+    assert loaded is not None and loaded.doc.retry_backoff == "linear"
+    assert loaded.doc.private is None  # the library's own keys are never returned
+
+
+async def test_jitter_spreads_retries_within_the_wait(
+    jc: JobCollection, clock: ManualClock
+) -> None:
+    ids = [await jc.create_job("t").retry(1, wait=100, jitter=0.5).save() for _ in range(20)]
+    for _ in ids:
+        assert await (await claim_one(jc)).fail("boom")
+    waits = {(utc((await stored(jc, i))["after"]) - clock.now()).total_seconds() for i in ids}
+    assert all(50 < w <= 100 for w in waits)
+    assert len(waits) > 1  # 20 draws from 50,000 possible waits
+
+
+async def test_resaving_with_plain_retries_clears_the_extra_settings(jc: JobCollection) -> None:
+    job = jc.create_job("t").retry(3, backoff="linear", jitter=0.1)
+    await job.pause()
+    job_id = await job.save()
+    job.retry(3, backoff="exponential")
+    assert await job.save() == job_id
+    raw = await stored(jc, job_id)
+    assert raw["retryBackoff"] == "exponential"
+    assert "jobcollectionRetry" not in raw.get("_private", {})
+
+
 async def test_retry_exponential_backoff_doubles_the_wait(
     jc: JobCollection, clock: ManualClock
 ) -> None:

@@ -27,6 +27,7 @@ from jobcollection.schedule import (
     next_repeat_wait_ms,
     occurrences,
     retry_after,
+    retry_wait_ms,
 )
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -65,6 +66,54 @@ def test_zero_wait_retries_now() -> None:
 )
 def test_backoff_saturates_at_forever_date(fields: dict[str, Any]) -> None:
     assert retry_after(doc(**fields), NOW) == FOREVER_DATE
+
+
+@pytest.mark.parametrize(
+    ("backoff", "waits"),
+    [
+        ("constant", [10, 10, 10, 10]),
+        ("linear", [10, 20, 30, 40]),
+        ("exponential", [10, 20, 40, 80]),
+    ],
+)
+def test_the_wait_after_each_attempt(backoff: Any, waits: list[int]) -> None:
+    assert [retry_wait_ms(10, backoff, attempt) for attempt in (1, 2, 3, 4)] == waits
+    assert retry_wait_ms(10, backoff, 0) == 10  # no attempt counted yet: the first wait
+
+
+@pytest.mark.parametrize("backoff", ["constant", "linear", "exponential"])
+def test_max_wait_caps_every_backoff(backoff: Any) -> None:
+    waits = [retry_wait_ms(10, backoff, n, max_wait_ms=25) for n in range(1, 70)]
+    assert max(waits) <= 25 and waits[0] == 10
+    assert retry_wait_ms(10, backoff, 3, max_wait_ms=0) == 0
+
+
+@pytest.mark.parametrize(
+    ("jitter", "rand", "wait"),
+    [
+        (0.0, 0.99, 1000),  # no jitter: the full wait
+        (0.5, 0.0, 1000),  # the draw at 0 keeps it all
+        (0.5, 0.5, 750),
+        (0.5, 0.999, 501),  # never below wait * (1 - jitter)
+        (1.0, 0.999, 1),
+        (1.0, 0.5, 500),
+    ],
+)
+def test_jitter_draws_from_the_top_of_the_wait(jitter: float, rand: float, wait: int) -> None:
+    assert retry_wait_ms(1000, "constant", 1, jitter=jitter, rand=rand) == wait
+
+
+def test_jitter_applies_after_the_cap_and_the_wait_saturates() -> None:
+    assert retry_wait_ms(10, "exponential", 5, max_wait_ms=100, jitter=0.5, rand=0.5) == 75
+    assert retry_wait_ms(FOREVER, "linear", 10) == FOREVER
+    assert retry_wait_ms(FOREVER, "exponential", 10_000) == FOREVER
+
+
+def test_a_documents_retry_settings_drive_retry_after() -> None:
+    job = doc(retry_wait=1_000, retried=3, retry_backoff="linear", retry_max_wait=2_500)
+    assert retry_after(job, NOW) == NOW + timedelta(milliseconds=2_500)
+    job = doc(retry_wait=1_000, retried=1, retry_jitter=0.5)
+    assert retry_after(job, NOW, rand=0.5) == NOW + timedelta(milliseconds=750)
 
 
 def test_add_ms() -> None:

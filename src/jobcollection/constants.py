@@ -42,6 +42,10 @@ JOB_LOG_LEVELS: Final[tuple[LogLevel, ...]] = ("info", "success", "warning", "da
 
 Backoff = Literal["constant", "exponential"]
 JOB_RETRY_BACKOFF_METHODS: Final[tuple[Backoff, ...]] = ("constant", "exponential")
+"""The backoff methods job-collection v1.x knows: what a stored `retryBackoff` holds."""
+RetryBackoff = Literal["constant", "exponential", "linear"]
+RETRY_BACKOFF_METHODS: Final[tuple[RetryBackoff, ...]] = ("constant", "exponential", "linear")
+"""What `Job.retry(backoff=)` takes: v1.x's methods, and "linear" (kept in `_private`)."""
 
 JOB_STATUS_CANCELLABLE: Final[tuple[Status, ...]] = ("running", "ready", "waiting", "paused")
 JOB_STATUS_PAUSABLE: Final[tuple[Status, ...]] = ("ready", "waiting")

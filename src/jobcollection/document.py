@@ -31,8 +31,8 @@ from .constants import (
     DEFAULT_RETRY_WAIT_MS,
     EPOCH,
     FOREVER_DATE,
-    Backoff,
     LogLevel,
+    RetryBackoff,
     Status,
 )
 from .errors import InvalidDocument
@@ -152,7 +152,13 @@ class JobDoc(BaseModel):
     repeat_retries: NonNegativeInt | None = Field(default=None, alias="repeatRetries")
     retry_until: AwareDatetime = Field(default=FOREVER_DATE, alias="retryUntil")
     retry_wait: NonNegativeInt = Field(default=DEFAULT_RETRY_WAIT_MS, alias="retryWait")
-    retry_backoff: Backoff = Field(default="constant", alias="retryBackoff")
+    retry_backoff: RetryBackoff = Field(default="constant", alias="retryBackoff")
+    retry_jitter: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = Field(
+        default=0.0, exclude=True
+    )
+    """Each retry wait is shortened by up to this fraction, at random (kept under RETRY)."""
+    retry_max_wait: NonNegativeInt | None = Field(default=None, exclude=True)
+    """The longest retry wait, in ms, whatever the backoff (kept under RETRY)."""
     repeats: NonNegativeInt = 0
     repeated: NonNegativeInt = 0
     repeat_until: AwareDatetime = Field(default=FOREVER_DATE, alias="repeatUntil")
@@ -203,15 +209,31 @@ class JobDoc(BaseModel):
             out["log"] = [{"runId": None, **e} for e in out["log"]]
         if self.private is not None:
             out["_private"] = self.private
+        extensions: dict[str, Any] = {}
         if isinstance(self.repeat_wait, CronSchedule):
             out["repeatWait"] = later_schedule(self.repeat_wait.cron)
-            out["_private"] = {
-                **out.get("_private", {}),
-                _SCHEDULE_KEY: self.repeat_wait.model_dump(exclude_none=True),
-            }
+            extensions[_SCHEDULE_KEY] = self.repeat_wait.model_dump(exclude_none=True)
+        retry = self._retry_extension()
+        if retry:
+            extensions[_RETRY_KEY] = retry
+            if self.retry_backoff == "linear":  # v1.x knows constant and exponential only
+                out["retryBackoff"] = "constant"
+        if extensions:
+            out["_private"] = {**out.get("_private", {}), **extensions}
         if self.id is None:
             out.pop("_id", None)
         return out
+
+    def _retry_extension(self) -> dict[str, Any]:
+        """The retry settings beyond v1.x's, as stored under RETRY (empty: none)."""
+        retry: dict[str, Any] = {}
+        if self.retry_backoff == "linear":
+            retry["backoff"] = "linear"
+        if self.retry_jitter:
+            retry["jitter"] = self.retry_jitter
+        if self.retry_max_wait is not None:
+            retry["maxWait"] = self.retry_max_wait
+        return retry
 
     @classmethod
     def from_mongo(
@@ -224,11 +246,8 @@ class JobDoc(BaseModel):
         if "_private" in raw:
             fields = dict(raw)
             del fields["_private"]
-            schedule = (
-                raw["_private"].get(_SCHEDULE_KEY) if isinstance(raw["_private"], dict) else None
-            )
-            if schedule is not None:  # the cron schedule the stored later.js one stands for
-                fields["repeatWait"] = schedule
+            if isinstance(raw["_private"], dict):
+                _read_extensions(raw["_private"], fields)
         try:
             doc = JobDoc.model_validate(fields, context=STORED_AWARE if aware_dates else STORED)
         except ValidationError as exc:
@@ -267,6 +286,32 @@ SCHEDULE: Final = "_private.jobcollectionSchedule"
 library evaluates; `repeatWait` holds the later.js schedule of the same times for v1.x."""
 _SCHEDULE_KEY: Final = SCHEDULE.split(".", 1)[1]
 
+RETRY: Final = "_private.jobcollectionRetry"
+"""On a job retried with settings v1.x does not have: `{backoff: "linear", jitter, maxWait}`
+(each only when set); a linear backoff is stored as "constant" in `retryBackoff`."""
+_RETRY_KEY: Final = RETRY.split(".", 1)[1]
+
+EXTENSIONS: Final = (SCHEDULE, RETRY)
+"""The per-job settings kept in `_private` beside the v1.x fields they extend: written and
+cleared together with those fields (a resave sets or unsets each)."""
+
+
+def _read_extensions(private: dict[str, Any], fields: dict[str, Any]) -> None:
+    """Put the settings a stored job keeps under EXTENSIONS into its fields, to validate."""
+    schedule = private.get(_SCHEDULE_KEY)
+    if schedule is not None:  # the cron schedule the stored later.js one stands for
+        fields["repeatWait"] = schedule
+    retry = private.get(_RETRY_KEY)
+    if retry is None:
+        return
+    if not isinstance(retry, dict) or set(retry) - {"backoff", "jitter", "maxWait"}:
+        raise InvalidDocument(f"invalid job document: {RETRY}: {retry!r} is not retry settings")
+    if "backoff" in retry:
+        fields["retryBackoff"] = retry["backoff"]
+    fields["retry_jitter"] = retry.get("jitter", 0.0)
+    fields["retry_max_wait"] = retry.get("maxWait")
+
+
 ANNOUNCED: Final = "_private.jobcollectionAnnounced"
 """On a dependent this library saved: its antecedents carry DEPENDENTS. Dependents saved by
 another application (job-collection v1.x) lack it; the job server resolves those itself."""
@@ -279,11 +324,12 @@ INTERNAL_PRIVATE_KEYS: Final = frozenset(
         "jobcollectionDependents",
         "jobcollectionAnnounced",
         "jobcollectionSchedule",
+        "jobcollectionRetry",
     }
 )
 """Keys this library keeps in `_private` for itself (reporting.FLUSH_MARK, FOLLOW_UPS,
-REPEAT_OF, DEPENDENTS, ANNOUNCED, SCHEDULE); they are never returned nor copied into a rerun
-(a rerun's schedule is written again from its `repeat_wait`)."""
+REPEAT_OF, DEPENDENTS, ANNOUNCED, SCHEDULE, RETRY); they are never returned nor copied into a rerun
+(a rerun's settings are written again from its fields)."""
 
 _INT_FIELDS: Final = frozenset(
     {

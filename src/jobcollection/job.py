@@ -130,12 +130,21 @@ class Job:
         until: datetime | None = None,
         wait: float | timedelta = DEFAULT_RETRY_WAIT_MS / 1000,
         backoff: str = "constant",
+        jitter: float = 0.0,
+        max_wait: float | timedelta | None = None,
     ) -> Job:
-        """Allow `retries` more attempts after the first, `wait` seconds apart (exponential
-        doubles it each time), never starting after `until`."""
+        """Allow `retries` more attempts after the first, never starting after `until`.
+
+        The n-th retry waits `wait` seconds ("constant"), `n * wait` ("linear") or
+        `2^(n-1) * wait` ("exponential"), at most `max_wait`; `jitter` (0 to 1) shortens each
+        wait by up to that fraction of it, at random, so that jobs failing together do not
+        retry together. A v1.x server that fails the job uses the plain wait: "linear", the
+        jitter and `max_wait` are this library's (kept in `_private`)."""
         stored = min(v.count(retries, "retries") + 1, FOREVER)
         wait_ms = v.duration_ms(wait, "wait")
         method = v.backoff(backoff)
+        spread = v.fraction(jitter, "jitter")
+        cap = None if max_wait is None else v.duration_ms(max_wait, "max_wait")
         deadline = FOREVER_DATE if until is None else v.aware_datetime(until, "until")
         # Assigned only once every argument passed, so a bad one leaves the job unchanged.
         assign(
@@ -144,6 +153,8 @@ class Job:
             repeat_retries=stored,
             retry_wait=wait_ms,
             retry_backoff=method,
+            retry_jitter=spread,
+            retry_max_wait=cap,
             retry_until=deadline,
         )
         return self

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import random
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -220,7 +221,9 @@ class Reporter:
             if report.kind == "done":
                 status, update = "completed", transitions.done(doc, report.value, now)
             else:
-                status, update = transitions.fail(doc, report.value, report.fatal, now)
+                status, update = transitions.fail(
+                    doc, report.value, report.fatal, now, random.random()
+                )
         update.setdefault("$set", {})[FLUSH_MARK] = flush
         pending: Pending | None = None
         if status in ("completed", "failed") and not blind:

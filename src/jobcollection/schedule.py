@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 
 from .clock import to_millis
-from .constants import FOREVER_DATE, SCHEDULE_MIN_LEAD_MS
+from .constants import FOREVER, FOREVER_DATE, SCHEDULE_MIN_LEAD_MS, RetryBackoff
 from .document import CronSchedule, JobDoc, LaterSchedule
 from .errors import InvalidArgument
 
@@ -25,12 +25,44 @@ _MAX_BACKOFF_EXPONENT = 62
 _SECOND = timedelta(seconds=1)
 
 
-def retry_after(doc: JobDoc, now: datetime) -> datetime:
-    """When a failed attempt may run again: constant wait, or wait * 2^(retried - 1)."""
-    wait = doc.retry_wait
-    if doc.retry_backoff == "exponential":
-        wait *= 2 ** min(max(doc.retried - 1, 0), _MAX_BACKOFF_EXPONENT)
+def retry_after(doc: JobDoc, now: datetime, rand: float = 0.0) -> datetime:
+    """When a failed attempt may run again (see retry_wait_ms); `rand` is a random number in
+    [0, 1) that the job's jitter applies to."""
+    wait = retry_wait_ms(
+        doc.retry_wait,
+        doc.retry_backoff,
+        doc.retried,
+        jitter=doc.retry_jitter,
+        max_wait_ms=doc.retry_max_wait,
+        rand=rand,
+    )
     return add_ms(now, wait)
+
+
+def retry_wait_ms(
+    wait_ms: int,
+    backoff: RetryBackoff,
+    attempt: int,
+    *,
+    jitter: float = 0.0,
+    max_wait_ms: int | None = None,
+    rand: float = 0.0,
+) -> int:
+    """The wait after the `attempt`-th attempt failed: `wait_ms` each time (constant),
+    `wait_ms * attempt` (linear) or `wait_ms * 2^(attempt - 1)` (exponential), at most
+    `max_wait_ms`; then shortened by `jitter * rand` of itself (BullMQ's jitter: the wait is
+    drawn from [wait * (1 - jitter), wait], so that jobs failing together spread out)."""
+    attempt = max(attempt, 1)
+    if backoff == "exponential":
+        wait = wait_ms * 2 ** min(attempt - 1, _MAX_BACKOFF_EXPONENT)
+    elif backoff == "linear":
+        wait = wait_ms * attempt
+    else:
+        wait = wait_ms
+    if max_wait_ms is not None:
+        wait = min(wait, max_wait_ms)
+    wait = int(min(wait, FOREVER))
+    return wait - math.floor(wait * jitter * rand)
 
 
 def add_ms(moment: datetime, ms: int) -> datetime:

@@ -21,7 +21,7 @@ from .constants import (
     JOB_STATUS_PAUSABLE,
     JOB_STATUS_RESTARTABLE,
 )
-from .document import FOLLOW_UPS, SCHEDULE, CronSchedule, JobDoc, LogEntry, Progress
+from .document import EXTENSIONS, FOLLOW_UPS, CronSchedule, JobDoc, LogEntry, Progress
 from .schedule import add_ms, first_run, retry_after
 
 Filter = dict[str, Any]
@@ -153,12 +153,14 @@ def resave(doc: JobDoc, now: datetime) -> tuple[Filter, Update]:
         "$set": {**copied, "status": "waiting", "updated": now},
         "$push": {"log": entry(now, "Job Resubmitted")},
     }
-    # The cron schedule `repeatWait` stands for, written or cleared with it.
-    schedule = fields.get("_private", {}).get(SCHEDULE.split(".", 1)[1])
-    if schedule is not None:
-        update["$set"][SCHEDULE] = schedule
-    else:
-        update["$unset"] = {SCHEDULE: ""}
+    # The settings kept in _private beside the fields copied, written or cleared with them.
+    private = fields.get("_private", {})
+    for path in EXTENSIONS:
+        key = path.split(".", 1)[1]
+        if key in private:
+            update["$set"][path] = private[key]
+        else:
+            update.setdefault("$unset", {})[path] = ""
     return {"_id": doc.id, "status": "paused", "runId": None}, update
 
 
@@ -272,15 +274,20 @@ def fail_invalid(run_id: Id | None, error: dict[str, Any], now: datetime) -> Upd
     }
 
 
-def fail_outcome(doc: JobDoc, fatal: bool, now: datetime) -> tuple[str, datetime]:
-    """The status a failed attempt leads to, and the `after` it sets (even when failed)."""
-    after = retry_after(doc, now)
+def fail_outcome(
+    doc: JobDoc, fatal: bool, now: datetime, rand: float = 0.0
+) -> tuple[str, datetime]:
+    """The status a failed attempt leads to, and the `after` it sets (even when failed);
+    `rand` (in [0, 1)) draws the job's retry jitter, if it has one."""
+    after = retry_after(doc, now, rand)
     retry = not fatal and doc.retries > 0 and doc.retry_until >= after
     return ("waiting" if retry else "failed"), after
 
 
-def fail(doc: JobDoc, error: dict[str, Any], fatal: bool, now: datetime) -> tuple[str, Update]:
-    status, after = fail_outcome(doc, fatal, now)
+def fail(
+    doc: JobDoc, error: dict[str, Any], fatal: bool, now: datetime, rand: float = 0.0
+) -> tuple[str, Update]:
+    status, after = fail_outcome(doc, fatal, now, rand)
     value = error.get("value")
     kind = "Error" if status == "waiting" else "Fatal Error"
     message = (

@@ -17,9 +17,9 @@ from .constants import (
     FOREVER,
     JOB_LOG_LEVELS,
     JOB_PRIORITIES,
-    JOB_RETRY_BACKOFF_METHODS,
-    Backoff,
+    RETRY_BACKOFF_METHODS,
     LogLevel,
+    RetryBackoff,
 )
 from .document import CronSchedule, JobDoc, check_storable, normalize_datetime, parse_doc
 from .errors import InvalidArgument, InvalidArgumentType
@@ -145,8 +145,16 @@ def log_level(value: Any, name: str = "level") -> LogLevel:
     return choice(value, name, JOB_LOG_LEVELS)
 
 
-def backoff(value: Any, name: str = "backoff") -> Backoff:
-    return choice(value, name, JOB_RETRY_BACKOFF_METHODS)
+def backoff(value: Any, name: str = "backoff") -> RetryBackoff:
+    return choice(value, name, RETRY_BACKOFF_METHODS)
+
+
+def fraction(value: Any, name: str) -> float:
+    """A number from 0 to 1."""
+    checked = number(value, name)
+    if not 0 <= checked <= 1:
+        raise InvalidArgument(name, f"must be from 0 to 1, got {checked}")
+    return checked
 
 
 def boolean(value: Any, name: str) -> bool:
