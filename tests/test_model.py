@@ -281,7 +281,11 @@ async def test_private_is_stored_but_never_returned(jc: JobCollection) -> None:
     assert await claimed.done() is True
     new_id = await claimed.rerun(wait=0)
     assert new_id
-    assert (await _raw(jc, new_id))["_private"] == {"token": "s3cr3t"}
+    # the application's keys are copied; the library's own record which job the rerun is of
+    assert (await _raw(jc, new_id))["_private"] == {
+        "token": "s3cr3t",
+        "jobcollectionLineage": [job_id],
+    }
     rerun = await jc.get_job(new_id)
     assert rerun is not None and rerun.doc.private is None
 

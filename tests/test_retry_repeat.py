@@ -395,6 +395,30 @@ async def test_rerun_with_wait_and_repeats(jc: JobCollection, clock: ManualClock
     assert (await stored(jc, job_id))["status"] == "completed"
 
 
+async def test_repeats_and_reruns_record_their_lineage(
+    jc: JobCollection, clock: ManualClock
+) -> None:
+    first = jc.create_job("t").repeat(2, wait=0)
+    first_id = await first.save()
+    assert first.rescheduled_from is None and await first.lineage() == []
+    chain = [first_id]
+    for _ in range(2):  # each completion schedules the next run, made from it
+        worker = await claim_one(jc)
+        assert worker.id == chain[-1]
+        assert await worker.lineage() == chain[:-1]
+        repeat_id = await worker.done(repeat_id=True)
+        chain.append(repeat_id)
+        await after_pass(jc)
+    last = await claim_one(jc)
+    assert last.id == chain[-1] and last.rescheduled_from == chain[-2]
+    assert await last.lineage() == chain[:-1]
+    assert await last.done() is True
+    rerun_id = await last.rerun(wait=0)
+    rerun = await jc.get_job(rerun_id)
+    assert rerun is not None and await rerun.lineage() == chain
+    assert rerun.rescheduled_from == last.id
+
+
 @pytest.mark.parametrize("status", ["ready", "running", "failed", "cancelled"])
 async def test_rerun_of_a_job_that_is_not_completed_returns_false(
     jc: JobCollection, status: str

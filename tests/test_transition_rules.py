@@ -9,7 +9,7 @@ from bson import ObjectId
 
 from jobcollection import FOREVER, FOREVER_DATE, JobDoc
 from jobcollection import transitions as t
-from jobcollection.document import FOLLOW_UPS
+from jobcollection.document import FOLLOW_UPS, LINEAGE_LIMIT
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 RUN = ObjectId("0123456789abcdef01234567")
@@ -172,3 +172,14 @@ def test_a_poison_document_is_failed_with_its_reason_alone() -> None:
 def test_expiry_reads_running_jobs_past_their_lease() -> None:
     assert t.expired(NOW) == {"status": "running", "expiresAfter": {"$lt": NOW}}
     assert t.held_runs([RUN]) == {"status": "running", "runId": {"$in": [RUN]}}
+
+
+def test_a_clones_lineage_keeps_the_newest_forebears() -> None:
+    forebears = [ObjectId() for _ in range(LINEAGE_LIMIT)]
+    parent = JobDoc(type="t", id=ObjectId(), status="completed", lineage=forebears)
+    clone = t.rerun_document(parent, 0, FOREVER_DATE, 0, NOW)
+    assert clone["_private"]["jobcollectionLineage"] == [*forebears[1:], parent.id]
+    fresh = t.rerun_document(
+        JobDoc(type="t", id=ObjectId(), status="completed"), 0, FOREVER_DATE, 0, NOW
+    )
+    assert len(fresh["_private"]["jobcollectionLineage"]) == 1

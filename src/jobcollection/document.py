@@ -159,6 +159,9 @@ class JobDoc(BaseModel):
     """Each retry wait is shortened by up to this fraction, at random (kept under RETRY)."""
     retry_max_wait: NonNegativeInt | None = Field(default=None, exclude=True)
     """The longest retry wait, in ms, whatever the backoff (kept under RETRY)."""
+    lineage: list[JobId] = Field(default_factory=list, exclude=True)
+    """The jobs this one was made from (as a repeat or a rerun), oldest first: the newest
+    LINEAGE_LIMIT of them (kept under LINEAGE)."""
     repeats: NonNegativeInt = 0
     repeated: NonNegativeInt = 0
     repeat_until: AwareDatetime = Field(default=FOREVER_DATE, alias="repeatUntil")
@@ -218,6 +221,8 @@ class JobDoc(BaseModel):
             extensions[_RETRY_KEY] = retry
             if self.retry_backoff == "linear":  # v1.x knows constant and exponential only
                 out["retryBackoff"] = "constant"
+        if self.lineage:
+            extensions[_LINEAGE_KEY] = self.lineage
         if extensions:
             out["_private"] = {**out.get("_private", {}), **extensions}
         if self.id is None:
@@ -291,16 +296,26 @@ RETRY: Final = "_private.jobcollectionRetry"
 (each only when set); a linear backoff is stored as "constant" in `retryBackoff`."""
 _RETRY_KEY: Final = RETRY.split(".", 1)[1]
 
-EXTENSIONS: Final = (SCHEDULE, RETRY)
+LINEAGE: Final = "_private.jobcollectionLineage"
+"""On a repeat or a rerun: the ids of the jobs it was made from, oldest first (JobDoc.lineage)."""
+_LINEAGE_KEY: Final = LINEAGE.split(".", 1)[1]
+LINEAGE_LIMIT: Final = 100
+"""How many of a job's forebears its lineage keeps (the newest)."""
+
+PRIVATE_SETTINGS: Final = (SCHEDULE, RETRY)
 """The per-job settings kept in `_private` beside the v1.x fields they extend: written and
 cleared together with those fields (a resave sets or unsets each)."""
 
 
 def _read_extensions(private: dict[str, Any], fields: dict[str, Any]) -> None:
-    """Put the settings a stored job keeps under EXTENSIONS into its fields, to validate."""
+    """Put what a stored job keeps in `_private` for its fields (PRIVATE_SETTINGS, LINEAGE)
+    into those fields, to validate."""
     schedule = private.get(_SCHEDULE_KEY)
     if schedule is not None:  # the cron schedule the stored later.js one stands for
         fields["repeatWait"] = schedule
+    lineage = private.get(_LINEAGE_KEY)
+    if lineage is not None:
+        fields["lineage"] = lineage
     retry = private.get(_RETRY_KEY)
     if retry is None:
         return
@@ -325,11 +340,12 @@ INTERNAL_PRIVATE_KEYS: Final = frozenset(
         "jobcollectionAnnounced",
         "jobcollectionSchedule",
         "jobcollectionRetry",
+        "jobcollectionLineage",
     }
 )
 """Keys this library keeps in `_private` for itself (reporting.FLUSH_MARK, FOLLOW_UPS,
-REPEAT_OF, DEPENDENTS, ANNOUNCED, SCHEDULE, RETRY); they are never returned nor copied into a rerun
-(a rerun's settings are written again from its fields)."""
+REPEAT_OF, DEPENDENTS, ANNOUNCED, SCHEDULE, RETRY, LINEAGE); they are never returned nor
+copied into a rerun as they are (a rerun's are written again from its fields)."""
 
 _INT_FIELDS: Final = frozenset(
     {

@@ -97,6 +97,12 @@ class Job:
     def doc(self) -> JobDoc:
         return self._doc
 
+    @property
+    def rescheduled_from(self) -> Id | None:
+        """The job this one was made from, as a repeat, a rerun or a cron schedule's next run
+        (None for a job saved as such)."""
+        return self._doc.lineage[-1] if self._doc.lineage else None
+
     # --- builders ----------------------------------------------------------------------------
 
     def depends(self, jobs: Job | list[Job] | tuple[Job, ...] | None = None) -> Job:
@@ -414,6 +420,12 @@ class Job:
             wait_ms=None if wait is None else v.duration_ms(wait, "wait"),
         )
         return False if new_id is None else new_id
+
+    async def lineage(self) -> list[Id]:
+        """The ids of the jobs this one was made from, oldest first, ending with
+        `rescheduled_from`: the newest LINEAGE_LIMIT (100) of them. A job's lineage is fixed
+        when it is stored, so the handle's copy is the stored one."""
+        return list(self._doc.lineage)
 
     async def remove(self) -> bool:
         return await self._service.remove([self._saved_id("remove")])

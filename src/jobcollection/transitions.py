@@ -21,7 +21,15 @@ from .constants import (
     JOB_STATUS_PAUSABLE,
     JOB_STATUS_RESTARTABLE,
 )
-from .document import EXTENSIONS, FOLLOW_UPS, CronSchedule, JobDoc, LogEntry, Progress
+from .document import (
+    FOLLOW_UPS,
+    LINEAGE_LIMIT,
+    PRIVATE_SETTINGS,
+    CronSchedule,
+    JobDoc,
+    LogEntry,
+    Progress,
+)
 from .schedule import add_ms, first_run, retry_after
 
 Filter = dict[str, Any]
@@ -155,7 +163,7 @@ def resave(doc: JobDoc, now: datetime) -> tuple[Filter, Update]:
     }
     # The settings kept in _private beside the fields copied, written or cleared with them.
     private = fields.get("_private", {})
-    for path in EXTENSIONS:
+    for path in PRIVATE_SETTINGS:
         key = path.split(".", 1)[1]
         if key in private:
             update["$set"][path] = private[key]
@@ -453,6 +461,7 @@ def rerun_document(
                 )
             ],
             "after": add_ms(now, wait_ms),
+            "lineage": [*doc.lineage, doc.id][-LINEAGE_LIMIT:],
         }
     )
     return born_ready(clone.to_mongo(), now)
