@@ -61,8 +61,17 @@ def test_the_pipeline_matches_jobs_of_the_types_that_become_ready() -> None:
     assert matches(updated({"status": "ready", "updated": 1}))
 
 
+def test_the_pipeline_matches_jobs_that_will_fall_due() -> None:
+    # a delayed job, a retry after a failure, a resumed or restarted job: the queue's claim
+    # finds nothing ready and sets its wake-up for the due time
+    assert matches(inserted("waiting"))
+    assert matches(updated({"status": "waiting", "after": 1, "runId": None}))
+
+
 def test_the_pipeline_ignores_other_changes() -> None:
-    assert not matches(inserted("waiting"))
+    assert not matches(inserted("waiting", "push"))
+    assert not matches(inserted("paused"))
+    assert not matches(updated({"status": "completed", "runId": 1}))
     assert not matches(inserted("ready", "push"))
     assert not matches(updated({"status": "running", "runId": 1}))
     assert not matches(updated({"log.3": {"message": "hi"}, "updated": 1}))

@@ -33,7 +33,7 @@ from .seam import Outcome
 from .server import JobServer, ServerPass
 from .servertime import refresh_clock
 from .store import Store
-from .transitions import Id
+from .transitions import Due, Id
 from .wakeup import ChangeStreamSource, WakeupSource
 
 logger = logging.getLogger("jobcollection")
@@ -415,6 +415,12 @@ class Core:
         return await self._call(
             "jobReady", params, origin, lambda: self.manager.ready(ids, time, force)
         )
+
+    async def ready_due(self, types: Sequence[str]) -> Due:
+        """The job server's promotion, for the types a queue found nothing ready of: no
+        method events (as the server's passes fire none)."""
+        await refresh_clock(self._clock)
+        return await self.manager.ready_due(types)
 
     async def cancel(
         self,

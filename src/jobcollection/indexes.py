@@ -28,7 +28,11 @@ class Index:
 
 
 INDEXES: tuple[Index, ...] = (
-    Index((("type", 1), ("status", 1)), serves="v1.x's index; cancel_repeats lookups"),
+    Index(
+        (("type", 1), ("status", 1), ("after", 1)),
+        serves="cancel_repeats lookups (as v1.x's {type, status}); a queue's promotion of its "
+        "types' due jobs, and the next of them due, in `after` order",
+    ),
     Index(
         (("priority", 1), ("retryUntil", 1), ("after", 1)),
         serves="v1.x's index; no query of this library (the claim index below covers its sort)",

@@ -14,11 +14,11 @@ from datetime import datetime
 from . import transitions
 from .clock import Clock
 from .constants import JOB_STATUS_CANCELLABLE, JOB_STATUS_REMOVABLE, JOB_STATUS_RESTARTABLE
-from .document import FOLLOW_UPS, REPEAT_OF, JobDoc, LaterSchedule
+from .document import FOLLOW_UPS, REPEAT_OF, JobDoc, LaterSchedule, assume_utc
 from .reading import Reader
 from .schedule import occurrences
 from .store import Store
-from .transitions import Id
+from .transitions import Due, Id
 
 logger = logging.getLogger("jobcollection")
 
@@ -104,6 +104,18 @@ class Manager:
         now = self.clock.now()
         query, update = transitions.ready(ids, now, time or now, force)
         return await self.store.update_many(query, update) > 0
+
+    async def ready_due(self, types: Sequence[str]) -> Due:
+        """Promote the due jobs of these types; if none was, find when the next falls due
+        (served by the index on type, status and after)."""
+        now = self.clock.now()
+        promoted = await self.store.update_many(*transitions.ready(None, now, now, False, types))
+        if promoted:
+            return Due(promoted)
+        nearest = await self.store.find(
+            transitions.waiting_on_time(types), {"after": 1}, sort=[("after", 1)], limit=1
+        )
+        return Due(0, assume_utc(nearest[0]["after"]) if nearest else None)
 
     async def ready(
         self, ids: Sequence[Id] | None = None, time: datetime | None = None, force: bool = False

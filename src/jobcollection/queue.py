@@ -9,7 +9,10 @@ jobs at a time, one claim at a time: when it starts or resumes, every `poll_inte
 on `trigger()`, after each worker call finishes, and when its wake-up source (a change stream,
 where the server has them) says that jobs may have become ready. While every free worker slot
 has a queued job to start, it waits until the prefetched jobs are half used before claiming
-more, so that each claim's round trips bring a batch rather than one job.
+more, so that each claim's round trips bring a batch rather than one job. A claim that finds
+nothing ready promotes the queue's due jobs itself (the job server promotes only every 15 s by
+default) and claims again, or sets a wake-up for when the next of them falls due, so a delay
+or a retry wait that has passed starts the job on time.
 
 The worker's coroutine finishing is the original's callback: if it raises, the jobs it was given
 that are still running are failed (not fatally) with the exception's type, message and
@@ -24,8 +27,8 @@ lease holds (after that the job server fails the job, and it is retried by its r
 report that retrying cannot cure (a result too large or that cannot be encoded, a write the
 server refuses) fails the job instead, with the reason.
 
-The queue owns its background tasks (the poll timer, the claim in flight, the workers, the
-heartbeat and the wake-up listener); `shutdown()` stops them all and awaits them.
+The queue owns its background tasks (the poll timer, the due-job wake-up, the claim in flight,
+the workers, the heartbeat and the wake-up listener); `shutdown()` stops them all and awaits them.
 """
 
 from __future__ import annotations
@@ -102,6 +105,9 @@ WORKER_SHUTDOWN_ERROR = {"value": "Worker shutdown"}
 """The failure given to running jobs a hard shutdown takes away from the queue (as in the
 original)."""
 
+MIN_WAKEUP_DELAY = 0.05
+"""Seconds a queue waits at least before looking for a job that falls due (one just due is
+claimed at the next look, never in a tight loop)."""
 DEFAULT_WORK_TIMEOUT = 60.0
 """Seconds of lease on every claim a queue makes unless told otherwise; the heartbeat renews
 it every third of that, so only a queue that stops (its process died or hangs) loses it."""
@@ -229,6 +235,10 @@ class JobQueue:
         self._poll_task: asyncio.Task[None] | None = None
         self._listen_task: asyncio.Task[None] | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
+        self._wakeup_task: asyncio.Task[None] | None = None
+        self.next_wakeup: datetime | None = None
+        """When the queue will look for work on its own because a job of its types falls due
+        then (sooner than its next poll); None: at its next poll or trigger."""
         self._retired: set[asyncio.Task[Any]] = set()
         self._changed = asyncio.Event()
 
@@ -440,12 +450,52 @@ class JobQueue:
         except Exception as exc:
             await self._on_error(exc, "claiming work")
             return
+        if self.next_wakeup is not None and self.next_wakeup <= self._service.clock.now():
+            self._cancel_wakeup()  # this claim looked for what it would have looked for
+        if not docs:
+            await self._ready_due()
+            return
         jobs = [Job._claimed(self._jc, doc) for doc in docs]
         for job in jobs:
             if job.doc.expires_after is not None:
                 self._leases.setdefault(job.doc.run_id, job.doc.expires_after)
         self._queued.extend(jobs)
         self._process()
+
+    async def _ready_due(self) -> None:
+        """Nothing was ready: promote this queue's due jobs itself instead of waiting for the
+        job server's next pass (and claim again at once if any was), or wake up when the next
+        one falls due. So a delay, an `after` or a retry wait that has passed starts the job
+        within moments, for the cost of one or two commands per empty claim."""
+        try:
+            due = await self._service.ready_due(self._types)
+        except Exception as exc:
+            await self._on_error(exc, "promoting due jobs")
+            return
+        if due.promoted:
+            self._refetch = True
+        elif due.next_due is not None:
+            self._wake_at(due.next_due)
+
+    def _wake_at(self, when: datetime) -> None:
+        """Look for work at `when` (a job falls due then), unless the poll comes first or a
+        wake-up is set sooner. Without polling the queue claims only when triggered."""
+        if self._poll_interval is None or not self._state.claims:
+            return
+        if self._wakeup_task is not None and not self._wakeup_task.done():
+            if self.next_wakeup is not None and self.next_wakeup <= when:
+                return
+            self._retire(self._wakeup_task)
+        delay = (when - self._service.clock.now()).total_seconds()
+        if delay >= self._poll_interval:
+            return
+        self.next_wakeup = when
+        self._wakeup_task = self._spawn(self._wake(max(delay, MIN_WAKEUP_DELAY)), "due")
+
+    async def _wake(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self.next_wakeup = None
+        self.trigger()
 
     def _fetch_finished(self, task: asyncio.Task[None]) -> None:
         if self._fetch_task is task:
@@ -663,6 +713,12 @@ class JobQueue:
     def _stop_polling(self) -> None:
         self._retire(self._poll_task)
         self._poll_task = None
+        self._cancel_wakeup()
+
+    def _cancel_wakeup(self) -> None:
+        self._retire(self._wakeup_task)
+        self._wakeup_task = None
+        self.next_wakeup = None
 
     def _notify(self) -> None:
         """Wake everything waiting for the queue's state to change."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from .clock import Clock
 from .document import JobDoc
 from .limits import Limits
-from .transitions import Id
+from .transitions import Due, Id
 
 if TYPE_CHECKING:
     from .wakeup import WakeupSource
@@ -136,6 +136,12 @@ class JobService(Protocol):
         force: bool = False,
     ) -> bool:
         """jobReady: promote waiting jobs now (no ids: every due job)."""
+        ...
+
+    async def ready_due(self, types: Sequence[str]) -> Due:
+        """Promote the due waiting jobs of these types now, as the job server's next pass
+        would, so that a queue that found nothing ready starts them on time; when none was
+        due, say when the next one is. The job server's own work: no method events."""
         ...
 
     async def cancel(

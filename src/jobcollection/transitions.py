@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -334,11 +335,33 @@ def resume(ids: Sequence[Id], now: datetime) -> tuple[Filter, Update]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class Due:
+    """What promoting the due jobs of some types found: how many it promoted, and, when it
+    promoted none, when the next waiting job of those types falls due (None: no job of
+    theirs waits on time alone)."""
+
+    promoted: int
+    next_due: datetime | None = None
+
+
+def waiting_on_time(types: Sequence[str]) -> Filter:
+    """Waiting jobs of these types that wait for their `after` alone (no antecedent)."""
+    return {"type": {"$in": list(types)}, "status": "waiting", "depends": {"$size": 0}}
+
+
 def ready(
-    ids: Sequence[Id] | None, now: datetime, time: datetime, force: bool
+    ids: Sequence[Id] | None,
+    now: datetime,
+    time: datetime,
+    force: bool,
+    types: Sequence[str] | None = None,
 ) -> tuple[Filter, Update]:
-    """Promote waiting jobs that are due (and, unless forced, have no pending dependencies)."""
+    """Promote waiting jobs that are due (and, unless forced, have no pending dependencies);
+    of some types only, if given."""
     query: Filter = {"status": "waiting"}
+    if types is not None:
+        query["type"] = {"$in": list(types)}
     if time != FOREVER_DATE:
         query["after"] = {"$lte": time}
     if not force:

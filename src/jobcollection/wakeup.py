@@ -49,12 +49,15 @@ class WakeupSource(Protocol):
 
 
 def ready_pipeline(types: Sequence[str]) -> list[dict[str, Any]]:
-    """The change-stream pipeline for "a job of these types may have become ready".
+    """The change-stream pipeline for "a job of these types may have become ready, or will
+    fall due": a ready job is claimed at once; on a waiting one the queue's claim finds
+    nothing and sets its wake-up for when the job falls due (queue.py), so a job saved with a
+    delay, or failed with a retry wait, by any process starts on time.
 
     An insert or replace carries the whole document, so it is matched on type and status. An
-    update carries only the changed fields, so any update that sets status to "ready" matches
-    (looking the document up to check its type would cost a read per update of any kind).
-    Only `_id` (the resume token) and the operation type are sent back.
+    update carries only the changed fields, so any update that sets status to "ready" or
+    "waiting" matches (looking the document up to check its type would cost a read per update
+    of any kind). Only `_id` (the resume token) and the operation type are sent back.
     """
     return [
         {
@@ -62,12 +65,12 @@ def ready_pipeline(types: Sequence[str]) -> list[dict[str, Any]]:
                 "$or": [
                     {
                         "operationType": {"$in": ["insert", "replace"]},
-                        "fullDocument.status": "ready",
+                        "fullDocument.status": {"$in": ["ready", "waiting"]},
                         "fullDocument.type": {"$in": list(types)},
                     },
                     {
                         "operationType": "update",
-                        "updateDescription.updatedFields.status": "ready",
+                        "updateDescription.updatedFields.status": {"$in": ["ready", "waiting"]},
                     },
                 ]
             }
