@@ -463,7 +463,8 @@ def index_serves(
 ) -> bool:
     """Whether one index serves a query under the rule above."""
     if partial is not None and any(
-        path not in query or query[path] != predicate for path, predicate in partial.items()
+        path not in query or not _implies(query[path], predicate)
+        for path, predicate in partial.items()
     ):
         return False
     fields = constraints(query)
@@ -486,6 +487,20 @@ def index_serves(
     same = all(d == w for (_, d), (_, w) in zip(remaining, window, strict=True))
     reverse = all(d == -w for (_, d), (_, w) in zip(remaining, window, strict=True))
     return same or reverse
+
+
+def _implies(condition: Any, predicate: Any) -> bool:
+    """Whether a query's condition on a path states a partial index's predicate on it: the
+    same, or operators among which are the predicate's (MongoDB uses a partial index only for
+    queries that state its filter)."""
+    if condition == predicate:
+        return True
+    return (
+        isinstance(condition, Mapping)
+        and isinstance(predicate, Mapping)
+        and all(str(op).startswith("$") for op in predicate)
+        and all(op in condition and condition[op] == arg for op, arg in predicate.items())
+    )
 
 
 def query_served(query: Mapping[str, Any], sort: Sequence[tuple[str, int]] = ()) -> bool:

@@ -28,6 +28,7 @@ from jobcollection import (
     PERMISSION_LEVELS,
     CronSchedule,
     DatabaseError,
+    DuplicateJob,
     InvalidArgument,
     InvalidArgumentType,
     InvalidDocument,
@@ -617,6 +618,7 @@ PUBLIC_SURFACE = {
     "Clock",
     "CronSchedule",
     "DatabaseError",
+    "DuplicateJob",
     "InvalidArgument",
     "InvalidArgumentType",
     "InvalidDocument",
@@ -666,6 +668,7 @@ def test_the_local_collection_provides_the_seam_jobs_and_queues_use(jc: JobColle
         (JobNotSaved, (RuntimeError,)),
         (PermissionDenied, (PermissionError,)),
         (DatabaseError, ()),
+        (DuplicateJob, ()),
     ],
 )
 def test_error_hierarchy(error: type[Exception], bases: tuple[type[Exception], ...]) -> None:

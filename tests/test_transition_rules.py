@@ -33,9 +33,14 @@ def test_the_claim_fence_and_update() -> None:
     assert update["$set"]["status"] == "running" and update["$set"]["runId"] == RUN
     assert update["$set"]["expiresAfter"] == NOW + timedelta(seconds=30)
     assert update["$inc"] == {"retries": -1, "retried": 1}
-    assert "$unset" not in update
+    # a started job lets go of its unique key, if it holds one
+    assert update["$unset"] == {"_private.jobcollectionUnique": ""}
     leaseless = t.claim(RUN, NOW, None)
-    assert leaseless["$unset"] == {"workTimeout": "", "expiresAfter": ""}
+    assert leaseless["$unset"] == {
+        "_private.jobcollectionUnique": "",
+        "workTimeout": "",
+        "expiresAfter": "",
+    }
 
 
 def test_every_worker_write_is_fenced_by_id_run_and_status() -> None:

@@ -24,6 +24,7 @@ from .constants import (
 from .document import CronSchedule, JobDoc, LaterSchedule, LogEntry, Progress
 from .errors import (
     DatabaseError,
+    DuplicateJob,
     InvalidArgument,
     InvalidArgumentType,
     InvalidDocument,
@@ -61,6 +62,7 @@ __all__ = [
     "Clock",
     "CronSchedule",
     "DatabaseError",
+    "DuplicateJob",
     "InvalidArgument",
     "InvalidArgumentType",
     "InvalidDocument",

@@ -8,6 +8,7 @@ the allow/deny rules when made on behalf of a user (wire.py).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import IO, Any
@@ -17,9 +18,9 @@ from . import validation as v
 from .clock import Clock
 from .core import Core
 from .document import JobDoc
-from .errors import InvalidArgument, InvalidArgumentType
+from .errors import DatabaseError, InvalidArgument, InvalidArgumentType
 from .events import EventEmitter
-from .indexes import INDEXES
+from .indexes import INDEXES, UNIQUE_JOBS
 from .job import Job
 from .limits import DEFAULT_LIMITS, Limits
 from .queue import ErrorCallback, JobQueue, Worker
@@ -28,6 +29,8 @@ from .servertime import ServerClock
 from .transitions import Id
 from .wakeup import WakeupSource
 from .wire import MethodLayer
+
+logger = logging.getLogger("jobcollection")
 
 BULK_CHUNK = 256
 """Ids per call for the bulk helpers, as in the original client."""
@@ -163,9 +166,21 @@ class JobCollection:
         return await self._core.run_server_pass()
 
     async def ensure_indexes(self) -> None:
-        """The indexes of job-collection plus those the library's queries use (indexes.py)."""
+        """The indexes of job-collection plus those the library's queries use (indexes.py).
+        A sharded collection cannot have the unique jobs' index: that is logged, and saving
+        a unique job then raises DatabaseError."""
+        store = self._core.store
         for index in INDEXES:
-            await self._core.store.create_index(index.keys, **index.options())
+            try:
+                await store.create_index(index.keys, **index.options())
+            except DatabaseError as exc:
+                if index is not UNIQUE_JOBS:
+                    raise
+                store.unique_jobs = False
+                logger.warning("unique jobs are not available on this collection: %s", exc)
+            else:
+                if index is UNIQUE_JOBS:
+                    store.unique_jobs = True
 
     async def close(self) -> None:
         """Cancel background tasks (the job server stops promoting; a shutdown still in its

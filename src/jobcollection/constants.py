@@ -47,6 +47,13 @@ RetryBackoff = Literal["constant", "exponential", "linear"]
 RETRY_BACKOFF_METHODS: Final[tuple[RetryBackoff, ...]] = ("constant", "exponential", "linear")
 """What `Job.retry(backoff=)` takes: v1.x's methods, and "linear" (kept in `_private`)."""
 
+OnConflict = Literal["replace", "ignore", "error"]
+UNIQUE_ON_CONFLICT: Final[tuple[OnConflict, ...]] = ("replace", "ignore", "error")
+"""What saving a unique job does while a pending job holds its key: cancel that job and save
+this one, keep that job (the save answers its id), or raise DuplicateJob."""
+JOB_STATUS_PENDING: Final[tuple[Status, ...]] = ("waiting", "paused", "ready")
+"""Not started yet: the jobs a unique key is held by (a claim or a cancel lets go of it)."""
+
 JOB_STATUS_CANCELLABLE: Final[tuple[Status, ...]] = ("running", "ready", "waiting", "paused")
 JOB_STATUS_PAUSABLE: Final[tuple[Status, ...]] = ("ready", "waiting")
 JOB_STATUS_REMOVABLE: Final[tuple[Status, ...]] = ("cancelled", "completed", "failed")

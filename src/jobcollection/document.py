@@ -32,6 +32,7 @@ from .constants import (
     EPOCH,
     FOREVER_DATE,
     LogLevel,
+    OnConflict,
     RetryBackoff,
     Status,
 )
@@ -117,6 +118,28 @@ class Progress(BaseModel):
     percent: Annotated[Finite, Field(ge=0)] = 0
 
 
+def _check_user(value: object) -> int | str | ObjectId:
+    if isinstance(value, ObjectId) or (isinstance(value, str) and value):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63:
+        return value
+    raise ValueError("a user id must be an integer, a non-empty string or an ObjectId")
+
+
+UserId = Annotated[int | str | ObjectId, PlainValidator(_check_user)]
+"""Who a job is for (seed 003's `userId`, 0 for the system's own jobs)."""
+
+
+class Unique(BaseModel):
+    """A unique job: at most one pending job (not started yet) per type, user and key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    key: str | None = None
+    """None: one pending job per type and user."""
+    on_conflict: OnConflict = "replace"
+    """What saving it does while another pending job holds the key (UNIQUE_ON_CONFLICT)."""
+
+
 class JobDoc(BaseModel):
     """A job as stored. Attribute names are snake_case; aliases are the stored field names."""
 
@@ -159,6 +182,11 @@ class JobDoc(BaseModel):
     """Each retry wait is shortened by up to this fraction, at random (kept under RETRY)."""
     retry_max_wait: NonNegativeInt | None = Field(default=None, exclude=True)
     """The longest retry wait, in ms, whatever the backoff (kept under RETRY)."""
+    user_id: UserId | None = Field(default=None, exclude=True)
+    """Who the job is for (kept under USER); None: nobody in particular."""
+    unique: Unique | None = Field(default=None, exclude=True)
+    """Set on a unique job until it starts (its key is kept under UNIQUE while it is
+    pending; a claim or a cancel lets go of it)."""
     lineage: list[JobId] = Field(default_factory=list, exclude=True)
     """The jobs this one was made from (as a repeat or a rerun), oldest first: the newest
     LINEAGE_LIMIT of them (kept under LINEAGE)."""
@@ -223,11 +251,25 @@ class JobDoc(BaseModel):
                 out["retryBackoff"] = "constant"
         if self.lineage:
             extensions[_LINEAGE_KEY] = self.lineage
+        if self.user_id is not None:
+            extensions[_USER_KEY] = self.user_id
+        if self.unique is not None:
+            extensions[_UNIQUE_KEY] = self.unique_key()
         if extensions:
             out["_private"] = {**out.get("_private", {}), **extensions}
         if self.id is None:
             out.pop("_id", None)
         return out
+
+    def unique_key(self) -> dict[str, Any]:
+        """The value a unique job holds under UNIQUE while it is pending: its type, its user
+        and its key (the last two where set), in this order."""
+        value: dict[str, Any] = {"type": self.type}
+        if self.user_id is not None:
+            value["user"] = self.user_id
+        if self.unique is not None and self.unique.key is not None:
+            value["key"] = self.unique.key
+        return value
 
     def _retry_extension(self) -> dict[str, Any]:
         """The retry settings beyond v1.x's, as stored under RETRY (empty: none)."""
@@ -302,6 +344,15 @@ _LINEAGE_KEY: Final = LINEAGE.split(".", 1)[1]
 LINEAGE_LIMIT: Final = 100
 """How many of a job's forebears its lineage keeps (the newest)."""
 
+USER: Final = "_private.jobcollectionUser"
+"""On a job for a user (seed 003's userId): the user's id (JobDoc.user_id)."""
+_USER_KEY: Final = USER.split(".", 1)[1]
+
+UNIQUE: Final = "_private.jobcollectionUnique"
+"""On a unique job not started yet: `{type, user?, key?}` (JobDoc.unique_key), under a partial
+unique index, so that two pending jobs never hold the same; a claim or a cancel unsets it."""
+_UNIQUE_KEY: Final = UNIQUE.split(".", 1)[1]
+
 PRIVATE_SETTINGS: Final = (SCHEDULE, RETRY)
 """The per-job settings kept in `_private` beside the v1.x fields they extend: written and
 cleared together with those fields (a resave sets or unsets each)."""
@@ -316,6 +367,13 @@ def _read_extensions(private: dict[str, Any], fields: dict[str, Any]) -> None:
     lineage = private.get(_LINEAGE_KEY)
     if lineage is not None:
         fields["lineage"] = lineage
+    if _USER_KEY in private:
+        fields["user_id"] = private[_USER_KEY]
+    unique = private.get(_UNIQUE_KEY)
+    if unique is not None:
+        if not isinstance(unique, dict):
+            raise InvalidDocument(f"invalid job document: {UNIQUE}: {unique!r} is not a key")
+        fields["unique"] = {"key": unique.get("key")}
     retry = private.get(_RETRY_KEY)
     if retry is None:
         return
@@ -341,11 +399,13 @@ INTERNAL_PRIVATE_KEYS: Final = frozenset(
         "jobcollectionSchedule",
         "jobcollectionRetry",
         "jobcollectionLineage",
+        "jobcollectionUser",
+        "jobcollectionUnique",
     }
 )
 """Keys this library keeps in `_private` for itself (reporting.FLUSH_MARK, FOLLOW_UPS,
-REPEAT_OF, DEPENDENTS, ANNOUNCED, SCHEDULE, RETRY, LINEAGE); they are never returned nor
-copied into a rerun as they are (a rerun's are written again from its fields)."""
+REPEAT_OF, DEPENDENTS, ANNOUNCED, SCHEDULE, RETRY, LINEAGE, USER, UNIQUE); they are never
+returned nor copied into a rerun as they are (a rerun's are written again from its fields)."""
 
 _INT_FIELDS: Final = frozenset(
     {

@@ -52,5 +52,15 @@ class DatabaseError(JobCollectionError):
     """The database driver reported an error."""
 
 
+class DuplicateJob(JobCollectionError):
+    """A unique job was saved with on_conflict="error" while a pending job holds its key."""
+
+    def __init__(self, key: dict[str, object], holder: object) -> None:
+        self.key = key
+        self.holder = holder
+        """The id of the pending job that holds the key."""
+        super().__init__(f"job {holder!r} is pending with the same unique key {key!r}")
+
+
 class WakeupUnavailable(JobCollectionError):
     """Prompt wake-up is not available on this deployment; the queue relies on polling."""

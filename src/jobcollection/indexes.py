@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .document import FOLLOW_UPS
+from .document import FOLLOW_UPS, UNIQUE
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,11 +21,24 @@ class Index:
     keys: tuple[tuple[str, int], ...]
     partial: Mapping[str, Any] | None = field(default=None)
     serves: str = ""
+    unique: bool = False
 
     def options(self) -> dict[str, Any]:
         """Keyword arguments for `create_index`."""
-        return {} if self.partial is None else {"partialFilterExpression": dict(self.partial)}
+        options: dict[str, Any] = {"unique": True} if self.unique else {}
+        if self.partial is not None:
+            options["partialFilterExpression"] = dict(self.partial)
+        return options
 
+
+UNIQUE_JOBS = Index(
+    ((UNIQUE, 1),),
+    partial={UNIQUE: {"$exists": True}},
+    unique=True,
+    serves="unique jobs: no two pending jobs hold the same key (only those are indexed)",
+)
+"""A sharded collection cannot have it (a unique index must start with the shard key): there
+start_job_server() warns, and saving a unique job raises DatabaseError."""
 
 INDEXES: tuple[Index, ...] = (
     Index(
@@ -45,6 +58,7 @@ INDEXES: tuple[Index, ...] = (
     Index((("status", 1), ("after", 1)), serves="promotion: waiting jobs that are due"),
     Index((("status", 1), ("runId", 1)), serves="the jobs held under some runIds"),
     Index((("depends", 1),), serves="dependents of a job"),
+    UNIQUE_JOBS,
     Index(
         ((f"{FOLLOW_UPS}.at", 1),),
         partial={FOLLOW_UPS: {"$exists": True}},

@@ -21,7 +21,16 @@ from .constants import (
     FOREVER_DATE,
     JOB_LOG_LEVELS,
 )
-from .document import CronSchedule, JobDoc, LogEntry, Progress, assign, new_job_doc, parse_doc
+from .document import (
+    CronSchedule,
+    JobDoc,
+    LogEntry,
+    Progress,
+    Unique,
+    assign,
+    new_job_doc,
+    parse_doc,
+)
 from .errors import InvalidArgument, InvalidArgumentType, JobNotSaved
 from .schedule import add_ms, check_cron
 from .transitions import NO_ERROR, Id
@@ -103,7 +112,28 @@ class Job:
         (None for a job saved as such)."""
         return self._doc.lineage[-1] if self._doc.lineage else None
 
+    @property
+    def user_id(self) -> int | str | ObjectId | None:
+        """Who the job is for (`for_user`), None if nobody in particular."""
+        return self._doc.user_id
+
     # --- builders ----------------------------------------------------------------------------
+
+    def for_user(self, user_id: int | str | ObjectId) -> Job:
+        """Mark the job as a user's (seed 003's userId: 0 for the system's own jobs); a unique
+        job is unique per type and user. Kept in `_private` (v1.x has no such field)."""
+        assign(self._doc, user_id=v.user_id(user_id))
+        return self
+
+    def unique(self, key: str | None = None, on_conflict: str = "replace") -> Job:
+        """Allow one pending job (not started yet) per type, user and `key` (None: per type
+        and user). Saving it while another holds the key: "replace" cancels that one,
+        "ignore" keeps it (save() answers its id), "error" raises DuplicateJob. A MongoDB
+        unique index enforces it, so concurrent saves from any process leave one pending job.
+        A job that has started, or a repeat or rerun of this job, holds no key."""
+        unique = Unique(key=v.unique_key(key), on_conflict=v.on_conflict(on_conflict))
+        assign(self._doc, unique=unique)
+        return self
 
     def depends(self, jobs: Job | list[Job] | tuple[Job, ...] | None = None) -> Job:
         """Run after these saved jobs complete; None or [] clears the dependencies. A saved

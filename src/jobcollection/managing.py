@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 from . import transitions
 from .clock import Clock
 from .constants import JOB_STATUS_CANCELLABLE, JOB_STATUS_REMOVABLE, JOB_STATUS_RESTARTABLE
-from .document import FOLLOW_UPS, REPEAT_OF, JobDoc, LaterSchedule, assume_utc
+from .document import FOLLOW_UPS, REPEAT_OF, UNIQUE, JobDoc, LaterSchedule, assume_utc
 from .reading import Reader
 from .schedule import occurrences
 from .store import Store
@@ -146,6 +147,17 @@ class Manager:
         cascade cut short by a fault is carried on to its end."""
         through = [*JOB_STATUS_CANCELLABLE, "cancelled"]
         return await self._cascade(ids, False, True, through, self._cancel)
+
+    async def replace(self, holder: Id, key: dict[str, Any]) -> bool:
+        """Cancel the pending job that holds a unique key, for a job saved in its place (and
+        its dependents, as cancel() does); False if it let go of the key first (it started,
+        or another save replaced it)."""
+        query, update = transitions.cancel([holder], self.clock.now())
+        query[UNIQUE] = key
+        if not await self.store.update_many(query, update):
+            return False
+        await self.cancel_cascade([holder])
+        return True
 
     async def _cancel(self, ids: Sequence[Id]) -> int:
         return await self.store.update_many(*transitions.cancel(ids, self.clock.now()))

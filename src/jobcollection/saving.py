@@ -18,13 +18,17 @@ from bson import ObjectId
 from . import transitions
 from .clock import Clock
 from .constants import FOREVER
-from .document import ANNOUNCED, DEPENDENTS, JobDoc
-from .errors import DatabaseError, InvalidArgument
+from .document import ANNOUNCED, DEPENDENTS, UNIQUE, JobDoc, Unique
+from .errors import DatabaseError, DuplicateJob, InvalidArgument
 from .managing import Manager
-from .store import Document, Store
+from .store import Document, Store, is_unique_conflict
 from .transitions import Id
 
 logger = logging.getLogger("jobcollection")
+
+UNIQUE_ATTEMPTS = 100
+"""How often saving a unique job with on_conflict="replace" cancels the job holding its key
+and tries again before it gives up (other saves of the same key keep taking it)."""
 
 INSERT_BATCH = 1000
 """New jobs inserted per round trip by save_many: few round trips, and the stored form of
@@ -66,7 +70,14 @@ class Saver:
             await self._announce(doc.depends)
             stored.setdefault("_private", {})[ANNOUNCED.split(".", 1)[1]] = True
         job_id: Id
-        if new_id is None:
+        if doc.unique is not None:
+            job_id = stored["_id"] = ObjectId() if new_id is None else new_id
+            holder = await self._insert_unique(doc.unique, stored)
+            if holder == job_id:  # stored by an earlier attempt whose reply was lost
+                return await self._finish_save(job_id, stored, now)
+            if holder is not None:  # on_conflict="ignore": the pending job that holds the key
+                return holder
+        elif new_id is None:
             job_id = await self.store.insert_one(stored)
         else:
             job_id = stored["_id"] = new_id
@@ -121,7 +132,7 @@ class Saver:
             if cancel_repeats and doc.repeats == FOREVER and doc.id is None:
                 await insert_bulk()  # the jobs before this one are among those it cancels
                 ids[i] = await self.save(doc, cancel_repeats, given[i])
-            elif doc.id is not None or doc.depends:
+            elif doc.id is not None or doc.depends or doc.unique is not None:
                 ids[i] = await self.save(doc, cancel_repeats, given[i])
             elif (stored := transitions.insert_document(doc, now)) is not None:
                 bulk.append((i, stored))
@@ -131,6 +142,38 @@ class Saver:
                 logger.warning("jobSave: schedule has no run before repeatUntil; not saved")
         await insert_bulk()
         return ids
+
+    async def _insert_unique(self, unique: Unique, stored: Document) -> Id | None:
+        """Insert a unique job (its `_id` chosen): None once it is stored, else the id of the
+        pending job that holds its key. While another does: "replace" cancels it (fenced by
+        its still holding the key, so one that has started is left alone) and tries again;
+        "ignore" answers its id; "error" raises DuplicateJob. The job's own id is answered if
+        it is stored already (an earlier attempt whose reply was lost)."""
+        if self.store.unique_jobs is False:
+            raise DatabaseError(
+                "unique jobs need a unique index this collection cannot have (it is sharded)"
+            )
+        key = stored["_private"][UNIQUE.split(".", 1)[1]]
+        own: Id = stored["_id"]
+        for _ in range(UNIQUE_ATTEMPTS):
+            try:
+                return own if await self.store.insert_missing([stored]) else None
+            except DatabaseError as exc:
+                if not is_unique_conflict(exc):
+                    raise
+            # states the index's filter, so that the partial index serves it
+            found = await self.store.find_one({UNIQUE: {"$eq": key, "$exists": True}}, {"_id": 1})
+            if found is None:
+                continue  # it started or was cancelled meanwhile
+            holder: Id = found["_id"]
+            if holder == own or unique.on_conflict == "ignore":
+                return holder
+            if unique.on_conflict == "error":
+                raise DuplicateJob(key, holder)
+            await self.manager.replace(holder, key)
+        raise DatabaseError(
+            f"unique key {key!r}: still taken after {UNIQUE_ATTEMPTS} attempts to replace its job"
+        )
 
     async def _check_same_jobs(self, given: dict[Id, tuple[int, Document]]) -> None:
         """Ids a batch found stored already must be the jobs the batch meant (an earlier

@@ -112,6 +112,18 @@ def is_id_duplicate(error: Mapping[str, Any]) -> bool:
     return dict(pattern) == {"_id": 1}
 
 
+def is_unique_conflict(exc: DatabaseError) -> bool:
+    """Whether an insert failed on a unique index other than `_id` (a unique job's key)."""
+    cause = exc.__cause__
+    if isinstance(cause, DuplicateKeyError):
+        errors = [{"code": cause.code, **(cause.details or {})}]
+    elif isinstance(cause, BulkWriteError):
+        errors = cause.details.get("writeErrors") or []
+    else:
+        return False
+    return any(e.get("code") == DUPLICATE_KEY and not is_id_duplicate(e) for e in errors)
+
+
 @dataclass(slots=True)
 class BulkOutcome:
     """What an unordered bulk write of single-document updates did."""
@@ -144,6 +156,9 @@ class Store:
         self._bulk_supported = True
         self.routed = False
         """True on a mongos: single-document writes must name `_id` (see detect_router)."""
+        self.unique_jobs: bool | None = None
+        """Whether the index that keeps unique jobs unique exists: set when the job server
+        creates the indexes (a sharded collection cannot have it); None: not known here."""
         self.commands = 0
         self.caps: dict[str, int] = dict(DEFAULT_LIMITS.push_caps() if caps is None else caps)
         """Arrays kept to their newest N items on every write (see limits.py)."""

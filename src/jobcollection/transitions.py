@@ -26,6 +26,7 @@ from .document import (
     FOLLOW_UPS,
     LINEAGE_LIMIT,
     PRIVATE_SETTINGS,
+    UNIQUE,
     CronSchedule,
     JobDoc,
     LogEntry,
@@ -198,10 +199,11 @@ def claim(run_id: ObjectId, now: datetime, work_timeout_ms: int | None) -> Updat
     update: Update = {
         "$set": {"status": "running", "runId": run_id, "updated": now},
         "$inc": {"retries": -1, "retried": 1},
+        "$unset": {UNIQUE: ""},  # a started job holds no unique key
         "$push": {"log": entry(now, "Job Running", run_id=run_id)},
     }
     if work_timeout_ms is None:
-        update["$unset"] = {"workTimeout": "", "expiresAfter": ""}
+        update["$unset"].update({"workTimeout": "", "expiresAfter": ""})
     else:
         update["$set"]["workTimeout"] = work_timeout_ms
         update["$set"]["expiresAfter"] = add_ms(now, work_timeout_ms)
@@ -393,6 +395,7 @@ def cancel(ids: Sequence[Id], now: datetime) -> tuple[Filter, Update]:
             "progress": fresh_progress(),
             "updated": now,
         },
+        "$unset": {UNIQUE: ""},  # its unique key is free for another job
         "$push": {"log": entry(now, "Job Cancelled", level="warning")},
     }
 
@@ -485,6 +488,7 @@ def rerun_document(
             ],
             "after": add_ms(now, wait_ms),
             "lineage": [*doc.lineage, doc.id][-LINEAGE_LIMIT:],
+            "unique": None,  # only the job saved as unique holds its key
         }
     )
     return born_ready(clone.to_mongo(), now)

@@ -18,7 +18,9 @@ from .constants import (
     JOB_LOG_LEVELS,
     JOB_PRIORITIES,
     RETRY_BACKOFF_METHODS,
+    UNIQUE_ON_CONFLICT,
     LogLevel,
+    OnConflict,
     RetryBackoff,
 )
 from .document import CronSchedule, JobDoc, check_storable, normalize_datetime, parse_doc
@@ -169,6 +171,42 @@ def text(value: Any, name: str, *, max_length: int) -> str:
     if len(value) > max_length:
         raise InvalidArgument(name, f"is longer than {max_length} characters")
     return value
+
+
+MAX_KEY_LENGTH = 1024
+"""The longest unique key (an index entry stays well within MongoDB's limits)."""
+
+
+def user_id(value: Any, name: str = "user_id") -> int | str | ObjectId:
+    """Who a job is for: an integer (0 for the system, as seed 003 has it), a non-empty
+    string or an ObjectId."""
+    if isinstance(value, ObjectId):
+        return value
+    if isinstance(value, str):
+        if not value:
+            raise InvalidArgument(name, "must not be empty")
+        return text(value, name, max_length=MAX_KEY_LENGTH)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentType(
+            name, f"must be an int, a string or an ObjectId, not {type(value).__name__}"
+        )
+    if not -(2**63) <= value < 2**63:
+        raise InvalidArgument(name, "is beyond 64 bits")
+    return value
+
+
+def unique_key(value: Any, name: str = "key") -> str | None:
+    """A unique job's key: None (one pending job per type and user) or a non-empty string."""
+    if value is None:
+        return None
+    key = text(value, name, max_length=MAX_KEY_LENGTH)
+    if not key:
+        raise InvalidArgument(name, "must not be empty (None: one per type and user)")
+    return key
+
+
+def on_conflict(value: Any, name: str = "on_conflict") -> OnConflict:
+    return choice(value, name, UNIQUE_ON_CONFLICT)
 
 
 def plain_object(value: Any, name: str) -> dict[str, Any]:
