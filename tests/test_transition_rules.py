@@ -94,7 +94,8 @@ def test_restart_splits_into_disjoint_updates_that_never_pass_forever() -> None:
     assert saturated[0]["retries"] == {"$gte": 1, "$gt": FOREVER - 5}
     assert saturated[1]["$set"]["retries"] == FOREVER
     for _, update in (exhausted, remaining, saturated):
-        assert update["$unset"] == {FOLLOW_UPS: ""}  # a failed job's pending cancels are void
+        # a failed job's pending cancels are void, and it is no longer to be removed
+        assert update["$unset"] == {FOLLOW_UPS: "", "_private.jobcollectionExpireAt": ""}
 
 
 def test_ready_promotes_due_jobs_without_dependencies_unless_forced() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 from bson import ObjectId
 from pydantic import (
@@ -140,6 +140,14 @@ class Unique(BaseModel):
     """What saving it does while another pending job holds the key (UNIQUE_ON_CONFLICT)."""
 
 
+class RemoveAfter(BaseModel):
+    """Retention: delete the job this long after it reaches one of these final statuses."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    delay_ms: NonNegativeInt
+    statuses: tuple[Literal["completed", "failed", "cancelled"], ...] = ("completed",)
+
+
 class JobDoc(BaseModel):
     """A job as stored. Attribute names are snake_case; aliases are the stored field names."""
 
@@ -187,6 +195,8 @@ class JobDoc(BaseModel):
     unique: Unique | None = Field(default=None, exclude=True)
     """Set on a unique job until it starts (its key is kept under UNIQUE while it is
     pending; a claim or a cancel lets go of it)."""
+    remove_after: RemoveAfter | None = Field(default=None, exclude=True)
+    """Retention (kept under REMOVE_AFTER); None: kept until removed."""
     lineage: list[JobId] = Field(default_factory=list, exclude=True)
     """The jobs this one was made from (as a repeat or a rerun), oldest first: the newest
     LINEAGE_LIMIT of them (kept under LINEAGE)."""
@@ -249,6 +259,11 @@ class JobDoc(BaseModel):
             extensions[_RETRY_KEY] = retry
             if self.retry_backoff == "linear":  # v1.x knows constant and exponential only
                 out["retryBackoff"] = "constant"
+        if self.remove_after is not None:
+            extensions[_REMOVE_AFTER_KEY] = {
+                "delay": self.remove_after.delay_ms,
+                "statuses": list(self.remove_after.statuses),
+            }
         if self.lineage:
             extensions[_LINEAGE_KEY] = self.lineage
         if self.user_id is not None:
@@ -353,7 +368,17 @@ UNIQUE: Final = "_private.jobcollectionUnique"
 unique index, so that two pending jobs never hold the same; a claim or a cancel unsets it."""
 _UNIQUE_KEY: Final = UNIQUE.split(".", 1)[1]
 
-PRIVATE_SETTINGS: Final = (SCHEDULE, RETRY)
+REMOVE_AFTER: Final = "_private.jobcollectionRemoveAfter"
+"""On a job with retention: `{delay: ms, statuses: [...]}` (JobDoc.remove_after)."""
+_REMOVE_AFTER_KEY: Final = REMOVE_AFTER.split(".", 1)[1]
+
+EXPIRE_AT: Final = "_private.jobcollectionExpireAt"
+"""On a finished job with retention: when MongoDB deletes it (a TTL index). Set by the write
+that finishes it, or, when that write leaves follow-ups pending, by the write that clears
+them (so the job is never deleted before its repeat and dependents are seen to); unset by a
+restart."""
+
+PRIVATE_SETTINGS: Final = (SCHEDULE, RETRY, REMOVE_AFTER)
 """The per-job settings kept in `_private` beside the v1.x fields they extend: written and
 cleared together with those fields (a resave sets or unsets each)."""
 
@@ -367,6 +392,14 @@ def _read_extensions(private: dict[str, Any], fields: dict[str, Any]) -> None:
     lineage = private.get(_LINEAGE_KEY)
     if lineage is not None:
         fields["lineage"] = lineage
+    remove_after = private.get(_REMOVE_AFTER_KEY)
+    if remove_after is not None:
+        if not isinstance(remove_after, dict) or set(remove_after) != {"delay", "statuses"}:
+            raise InvalidDocument(f"invalid job document: {REMOVE_AFTER}: {remove_after!r}")
+        fields["remove_after"] = {
+            "delay_ms": remove_after["delay"],
+            "statuses": remove_after["statuses"],
+        }
     if _USER_KEY in private:
         fields["user_id"] = private[_USER_KEY]
     unique = private.get(_UNIQUE_KEY)
@@ -401,10 +434,13 @@ INTERNAL_PRIVATE_KEYS: Final = frozenset(
         "jobcollectionLineage",
         "jobcollectionUser",
         "jobcollectionUnique",
+        "jobcollectionRemoveAfter",
+        "jobcollectionExpireAt",
     }
 )
 """Keys this library keeps in `_private` for itself (reporting.FLUSH_MARK, FOLLOW_UPS,
-REPEAT_OF, DEPENDENTS, ANNOUNCED, SCHEDULE, RETRY, LINEAGE, USER, UNIQUE); they are never
+REPEAT_OF, DEPENDENTS, ANNOUNCED, SCHEDULE, RETRY, LINEAGE, USER, UNIQUE, REMOVE_AFTER,
+EXPIRE_AT); they are never
 returned nor copied into a rerun as they are (a rerun's are written again from its fields)."""
 
 _INT_FIELDS: Final = frozenset(

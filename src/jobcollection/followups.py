@@ -29,7 +29,15 @@ from typing import Literal
 
 from . import transitions
 from .constants import JOB_STATUS_CANCELLABLE
-from .document import ANNOUNCED, DEPENDENTS, FOLLOW_UPS, REPEAT_OF, JobDoc, assume_utc
+from .document import (
+    ANNOUNCED,
+    DEPENDENTS,
+    EXPIRE_AT,
+    FOLLOW_UPS,
+    REPEAT_OF,
+    JobDoc,
+    assume_utc,
+)
 from .managing import Manager
 from .reading import Reader
 from .schedule import next_repeat_wait_ms
@@ -80,6 +88,20 @@ def pending_of(raw: Document, doc: JobDoc | None) -> Pending | None:
         return None
     delay = value.get("delayDeps")
     return Pending(raw["_id"], run_id, status, at, delay if isinstance(delay, int) else None, doc)
+
+
+def _clearing(pending: Pending) -> Document:
+    """The update that ends a job's follow-ups: the mark goes, the removal date comes (from
+    the time it finished, for a job with retention)."""
+    update: Document = {"$unset": {FOLLOW_UPS: ""}}
+    removal = (
+        None
+        if pending.doc is None
+        else transitions.removal_date(pending.doc, pending.status, pending.at)
+    )
+    if removal is not None:
+        update["$set"] = {EXPIRE_AT: removal}
+    return update
 
 
 class FollowUps:
@@ -262,10 +284,8 @@ class FollowUps:
 
     async def _clear(self, pending: Sequence[Pending]) -> None:
         """Remove the marks of finished follow-ups (each fenced by its run, so a newer mark on
-        a job restarted and finished again is kept)."""
+        a job restarted and finished again is kept), setting the removal date of a job with
+        retention: only now that nothing depends on its document may MongoDB delete it."""
         await self._store.update_each(
-            [
-                ({"_id": p.job_id, f"{FOLLOW_UPS}.runId": p.run_id}, {"$unset": {FOLLOW_UPS: ""}})
-                for p in pending
-            ]
+            [({"_id": p.job_id, f"{FOLLOW_UPS}.runId": p.run_id}, _clearing(p)) for p in pending]
         )

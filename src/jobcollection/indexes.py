@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .document import FOLLOW_UPS, UNIQUE
+from .document import EXPIRE_AT, FOLLOW_UPS, UNIQUE
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,10 +22,14 @@ class Index:
     partial: Mapping[str, Any] | None = field(default=None)
     serves: str = ""
     unique: bool = False
+    expire_after_seconds: int | None = None
+    """A TTL index: MongoDB deletes a document this long after the date its key holds."""
 
     def options(self) -> dict[str, Any]:
         """Keyword arguments for `create_index`."""
         options: dict[str, Any] = {"unique": True} if self.unique else {}
+        if self.expire_after_seconds is not None:
+            options["expireAfterSeconds"] = self.expire_after_seconds
         if self.partial is not None:
             options["partialFilterExpression"] = dict(self.partial)
         return options
@@ -59,6 +63,13 @@ INDEXES: tuple[Index, ...] = (
     Index((("status", 1), ("runId", 1)), serves="the jobs held under some runIds"),
     Index((("depends", 1),), serves="dependents of a job"),
     UNIQUE_JOBS,
+    Index(
+        ((EXPIRE_AT, 1),),
+        partial={EXPIRE_AT: {"$exists": True}},
+        expire_after_seconds=0,
+        serves="retention: MongoDB deletes each job at its removal date (a TTL index; only "
+        "jobs with one are indexed); no query of this library",
+    ),
     Index(
         ((f"{FOLLOW_UPS}.at", 1),),
         partial={FOLLOW_UPS: {"$exists": True}},

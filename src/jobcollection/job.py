@@ -8,6 +8,7 @@ collection's typed service (seam.py), local or remote alike.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -20,12 +21,14 @@ from .constants import (
     FOREVER,
     FOREVER_DATE,
     JOB_LOG_LEVELS,
+    JOB_STATUS_REMOVABLE,
 )
 from .document import (
     CronSchedule,
     JobDoc,
     LogEntry,
     Progress,
+    RemoveAfter,
     Unique,
     assign,
     new_job_doc,
@@ -123,6 +126,25 @@ class Job:
         """Mark the job as a user's (seed 003's userId: 0 for the system's own jobs); a unique
         job is unique per type and user. Kept in `_private` (v1.x has no such field)."""
         assign(self._doc, user_id=v.user_id(user_id))
+        return self
+
+    def remove_after(
+        self, delay: float | timedelta, statuses: Sequence[str] = ("completed",)
+    ) -> Job:
+        """Have MongoDB delete the job `delay` seconds after it reaches one of `statuses`
+        ("completed", "failed", "cancelled"): a TTL index on a removal date set as it gets
+        there (or once its repeat and dependents are seen to), not a sweeping loop. A restart
+        clears the date; a rerun or repeat keeps the setting. Kept in `_private`."""
+        delay_ms = v.duration_ms(delay, "delay")
+        if isinstance(statuses, str) or not isinstance(statuses, Sequence):
+            raise InvalidArgumentType("statuses", "must be a list of statuses")
+        if not statuses:
+            raise InvalidArgument("statuses", "must name at least one status")
+        chosen = tuple(
+            v.choice(status, f"statuses[{i}]", JOB_STATUS_REMOVABLE)
+            for i, status in enumerate(statuses)
+        )
+        assign(self._doc, remove_after=RemoveAfter(delay_ms=delay_ms, statuses=chosen))
         return self
 
     def unique(self, key: str | None = None, on_conflict: str = "replace") -> Job:

@@ -15,11 +15,20 @@ from typing import Any
 from . import transitions
 from .clock import Clock
 from .constants import JOB_STATUS_CANCELLABLE, JOB_STATUS_REMOVABLE, JOB_STATUS_RESTARTABLE
-from .document import FOLLOW_UPS, REPEAT_OF, UNIQUE, JobDoc, LaterSchedule, assume_utc
+from .document import (
+    EXPIRE_AT,
+    FOLLOW_UPS,
+    REMOVE_AFTER,
+    REPEAT_OF,
+    UNIQUE,
+    JobDoc,
+    LaterSchedule,
+    assume_utc,
+)
 from .reading import Reader
-from .schedule import occurrences
+from .schedule import add_ms, occurrences
 from .store import Store
-from .transitions import Due, Id
+from .transitions import Due, Filter, Id
 
 logger = logging.getLogger("jobcollection")
 
@@ -152,15 +161,34 @@ class Manager:
         """Cancel the pending job that holds a unique key, for a job saved in its place (and
         its dependents, as cancel() does); False if it let go of the key first (it started,
         or another save replaced it)."""
-        query, update = transitions.cancel([holder], self.clock.now())
-        query[UNIQUE] = key
-        if not await self.store.update_many(query, update):
+        if not await self._cancel([holder], {UNIQUE: key}):
             return False
         await self.cancel_cascade([holder])
         return True
 
-    async def _cancel(self, ids: Sequence[Id]) -> int:
-        return await self.store.update_many(*transitions.cancel(ids, self.clock.now()))
+    async def _cancel(self, ids: Sequence[Id], fence: Filter | None = None) -> int:
+        """Cancel these jobs (those `fence` also matches); the number cancelled. A job whose
+        retention covers "cancelled" gets its removal date in the same write: jobs are
+        cancelled in groups by retention delay (read first), then the rest."""
+        now = self.clock.now()
+        query, update = transitions.cancel(ids, now)
+        query.update(fence or {})
+        kept = await self.store.find(
+            {**query, f"{REMOVE_AFTER}.statuses": "cancelled"}, {REMOVE_AFTER: 1}
+        )
+        delays: dict[int, list[Id]] = {}
+        for raw in kept:
+            delay = raw["_private"][REMOVE_AFTER.split(".", 1)[1]]["delay"]
+            delays.setdefault(delay, []).append(raw["_id"])
+        count = 0
+        for delay, group in delays.items():
+            dated = {**update, "$set": {**update["$set"], EXPIRE_AT: add_ms(now, delay)}}
+            count += await self.store.update_many(
+                {**query, "_id": {"$in": group}, f"{REMOVE_AFTER}.delay": delay}, dated
+            )
+        if kept:
+            query[f"{REMOVE_AFTER}.statuses"] = {"$ne": "cancelled"}
+        return count + await self.store.update_many(query, update)
 
     async def restart(
         self,

@@ -30,7 +30,7 @@ from bson import ObjectId
 
 from . import transitions
 from .clock import Clock
-from .document import DEPENDENTS, FOLLOW_UPS, JobDoc, assume_utc
+from .document import DEPENDENTS, EXPIRE_AT, FOLLOW_UPS, JobDoc, assume_utc
 from .errors import DatabaseError, InvalidDocument
 from .followups import FollowUps, Pending, mark, pending_of
 from .reading import Reader
@@ -233,6 +233,10 @@ class Reporter:
             )
             pending = Pending(report.job_id, report.run_id, final, now, delay, doc)
             update["$set"][FOLLOW_UPS] = mark(report.run_id, final, now, delay)
+        elif doc is not None and (removal := transitions.removal_date(doc, status, now)):
+            # nothing follows this write: the job may be deleted from the date set with it
+            # (with follow-ups, the write that clears them sets it; see followups.py)
+            update["$set"][EXPIRE_AT] = removal
         update = self._store.capped(update)
         fence = transitions.held(report.job_id, report.run_id)
         if report.expired:

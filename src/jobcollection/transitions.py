@@ -23,6 +23,7 @@ from .constants import (
     JOB_STATUS_RESTARTABLE,
 )
 from .document import (
+    EXPIRE_AT,
     FOLLOW_UPS,
     LINEAGE_LIMIT,
     PRIVATE_SETTINGS,
@@ -416,8 +417,11 @@ def restart(
     if until is not None:
         common["retryUntil"] = until
     # A failed job's follow-ups still pending (its dependents not yet cancelled) are void:
-    # it runs again, so its dependents keep waiting for it.
-    log = {"$push": {"log": entry(now, "Job Restarted")}, "$unset": {FOLLOW_UPS: ""}}
+    # it runs again, so its dependents keep waiting for it; and it is no longer to be removed.
+    log = {
+        "$push": {"log": entry(now, "Job Restarted")},
+        "$unset": {FOLLOW_UPS: "", EXPIRE_AT: ""},
+    }
     ceiling = FOREVER - retries  # the largest stored count that n more keeps within FOREVER
     exhausted = (
         {**base, "retries": {"$lt": 1}},
@@ -432,6 +436,14 @@ def restart(
         {"$set": {**common, "retries": FOREVER}, **log},
     )
     return [exhausted, remaining, saturated]
+
+
+def removal_date(doc: JobDoc, status: str, at: datetime) -> datetime | None:
+    """When a job that reached `status` at `at` is to be deleted, by its retention (None:
+    kept)."""
+    if doc.remove_after is None or status not in doc.remove_after.statuses:
+        return None
+    return add_ms(at, doc.remove_after.delay_ms)
 
 
 def removable(ids: Sequence[Id], statuses: Sequence[str]) -> Filter:
