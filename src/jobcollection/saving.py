@@ -18,7 +18,7 @@ from bson import ObjectId
 from . import transitions
 from .clock import Clock
 from .constants import FOREVER
-from .document import ANNOUNCED, DEPENDENTS, UNIQUE, JobDoc, Unique
+from .document import ANNOUNCED, DEPENDENTS, UNIQUE, JobDoc, assume_utc
 from .errors import DatabaseError, DuplicateJob, InvalidArgument
 from .managing import Manager
 from .store import Document, Store, is_unique_conflict
@@ -33,6 +33,16 @@ and tries again before it gives up (other saves of the same key keep taking it).
 INSERT_BATCH = 1000
 """New jobs inserted per round trip by save_many: few round trips, and the stored form of
 only one batch in memory at a time."""
+
+
+def _saved_later(holder: Document, own: Document) -> bool:
+    """Whether the job holding a unique key was saved after this one (its `created`, then
+    its id, is the greater): the order in which concurrent saves of one key replace each
+    other."""
+    held_since = assume_utc(holder.get("created"))
+    if not isinstance(held_since, datetime) or held_since == own["created"]:
+        return bool(str(holder["_id"]) > str(own["_id"]))
+    return bool(held_since > own["created"])
 
 
 class Saver:
@@ -72,8 +82,8 @@ class Saver:
         job_id: Id
         if doc.unique is not None:
             job_id = stored["_id"] = ObjectId() if new_id is None else new_id
-            holder = await self._insert_unique(doc.unique, stored)
-            if holder == job_id:  # stored by an earlier attempt whose reply was lost
+            holder = await self._insert_unique(doc, stored, now)
+            if holder == job_id:  # stored by an earlier attempt, or stored replaced
                 return await self._finish_save(job_id, stored, now)
             if holder is not None:  # on_conflict="ignore": the pending job that holds the key
                 return holder
@@ -143,12 +153,17 @@ class Saver:
         await insert_bulk()
         return ids
 
-    async def _insert_unique(self, unique: Unique, stored: Document) -> Id | None:
+    async def _insert_unique(self, doc: JobDoc, stored: Document, now: datetime) -> Id | None:
         """Insert a unique job (its `_id` chosen): None once it is stored, else the id of the
         pending job that holds its key. While another does: "replace" cancels it (fenced by
-        its still holding the key, so one that has started is left alone) and tries again;
-        "ignore" answers its id; "error" raises DuplicateJob. The job's own id is answered if
-        it is stored already (an earlier attempt whose reply was lost)."""
+        its still holding the key, so one that has started is left alone) and tries again,
+        unless that job was saved after this one (a later `created`, or the same and a
+        greater id): then this one is the one replaced, and is stored cancelled, so that
+        concurrent saves of one key settle at once on the latest; "ignore" answers its id;
+        "error" raises DuplicateJob. The job's own id is answered if it is stored already
+        (an earlier attempt whose reply was lost) or was stored cancelled."""
+        unique = doc.unique
+        assert unique is not None
         if self.store.unique_jobs is False:
             raise DatabaseError(
                 "unique jobs need a unique index this collection cannot have (it is sharded)"
@@ -162,7 +177,9 @@ class Saver:
                 if not is_unique_conflict(exc):
                     raise
             # states the index's filter, so that the partial index serves it
-            found = await self.store.find_one({UNIQUE: {"$eq": key, "$exists": True}}, {"_id": 1})
+            found = await self.store.find_one(
+                {UNIQUE: {"$eq": key, "$exists": True}}, {"_id": 1, "created": 1}
+            )
             if found is None:
                 continue  # it started or was cancelled meanwhile
             holder: Id = found["_id"]
@@ -170,6 +187,9 @@ class Saver:
                 return holder
             if unique.on_conflict == "error":
                 raise DuplicateJob(key, holder)
+            if _saved_later(found, stored):
+                await self.store.insert_missing([transitions.born_replaced(stored, doc, now)])
+                return own  # stored cancelled: save() answers None, as for a cancelled save
             await self.manager.replace(holder, key)
         raise DatabaseError(
             f"unique key {key!r}: still taken after {UNIQUE_ATTEMPTS} attempts to replace its job"

@@ -35,6 +35,7 @@ from .document import (
 )
 from .schedule import add_ms, first_run, retry_after
 
+_UNIQUE_KEY = UNIQUE.split(".", 1)[1]
 Filter = dict[str, Any]
 Update = dict[str, Any]
 Id = ObjectId | str
@@ -131,6 +132,20 @@ def born_ready(stored: dict[str, Any], now: datetime) -> dict[str, Any]:
         stored.update(status="ready", after=now)
         stored["log"] = [*stored.get("log", []), entry(now, "Promoted to ready")]
     return stored
+
+
+def born_replaced(stored: dict[str, Any], doc: JobDoc, now: datetime) -> dict[str, Any]:
+    """A unique job whose key a newer save took while this one was being saved: inserted
+    cancelled (as if saved, then replaced), holding no key. The same document as inserting
+    it and then cancelling it, in one write."""
+    replaced = {**stored, "status": "cancelled", "progress": fresh_progress()}
+    replaced["log"] = [*stored.get("log", []), entry(now, "Job Cancelled", level="warning")]
+    private = {k: v for k, v in stored.get("_private", {}).items() if k != _UNIQUE_KEY}
+    removal = removal_date(doc, "cancelled", now)
+    if removal is not None:
+        private[EXPIRE_AT.split(".", 1)[1]] = removal
+    replaced["_private"] = private
+    return replaced
 
 
 def resave(doc: JobDoc, now: datetime) -> tuple[Filter, Update]:
