@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import IO, Any
 
+from bson import ObjectId
+
 from . import constants as c
 from . import validation as v
 from .clock import Clock
@@ -343,6 +345,82 @@ class JobCollection:
 
     def create_job(self, type: str, data: dict[str, Any] | None = None) -> Job:
         return Job(self, type, data)
+
+    # --- scheduling (seed 003) ----------------------------------------------------------------
+
+    async def schedule_job(
+        self,
+        type: str,
+        data: dict[str, Any] | None = None,
+        *,
+        user_id: int | str | ObjectId = 0,
+        due: datetime | None = None,
+        retry_on_failure: bool = False,
+        retry_delay: float | timedelta | None = None,
+        remove_after: float | timedelta | None = None,
+    ) -> Id | None:
+        """Schedule a one-off job for a user (0: the system) at `due` (default now), first
+        cancelling that user's jobs of this type that have not started, or started but are
+        past their lease; a running job within its lease is left alone. At most one such job
+        is ever pending, however many calls race (a unique job, see Job.unique). The new id;
+        None if a concurrent call's job replaced this one as it was saved.
+
+        `retry_on_failure` retries a failed run without end, `retry_delay` seconds apart (5
+        minutes by default); `remove_after` deletes the job that long after it completed."""
+        job = self._scheduled(type, data, user_id, retry_on_failure, retry_delay, remove_after)
+        if due is not None:
+            job.after(v.aware_datetime(due, "due"))
+        return await self._schedule(job)
+
+    async def schedule_cron_job(
+        self,
+        crontab: str,
+        type: str,
+        data: dict[str, Any] | None = None,
+        *,
+        timezone: str = "UTC",
+        user_id: int | str | ObjectId = 0,
+        retry_on_failure: bool = False,
+        retry_delay: float | timedelta | None = None,
+        remove_after: float | timedelta | None = None,
+    ) -> Id | None:
+        """As schedule_job, for a job that runs at every occurrence of `crontab` (croniter
+        syntax, read in `timezone`), from the first one after now; its next run is saved
+        each time it completes. Scheduling it again replaces it, pending runs included."""
+        if not isinstance(crontab, str):
+            raise InvalidArgumentType("crontab", "must be a cron expression string")
+        job = self._scheduled(type, data, user_id, retry_on_failure, retry_delay, remove_after)
+        try:
+            job.repeat(schedule=crontab, timezone=timezone)
+        except InvalidArgument as exc:
+            if exc.argument != "schedule":
+                raise
+            raise InvalidArgument("crontab", exc.problem) from None
+        return await self._schedule(job)
+
+    def _scheduled(
+        self,
+        job_type: str,
+        data: dict[str, Any] | None,
+        user_id: Any,
+        retry_on_failure: bool,
+        retry_delay: float | timedelta | None,
+        remove_after: float | timedelta | None,
+    ) -> Job:
+        """A scheduled job as seed 003's WorkerJobConfig describes it (README: Scheduling)."""
+        job = self.create_job(job_type, data).for_user(user_id).unique()
+        if v.boolean(retry_on_failure, "retry_on_failure"):
+            wait = c.DEFAULT_RETRY_WAIT_MS / 1000 if retry_delay is None else retry_delay
+            job.retry(c.FOREVER, wait=v.duration_ms(wait, "retry_delay") / 1000)
+        elif retry_delay is not None:
+            raise InvalidArgument("retry_delay", "only applies with retry_on_failure=True")
+        if remove_after is not None:
+            job.remove_after(v.duration_ms(remove_after, "remove_after") / 1000)
+        return job
+
+    async def _schedule(self, job: Job) -> Id | None:
+        await self._core.cancel_pending_of(job.type, job.user_id)
+        return await job.save()
 
     def make_job(self, doc: dict[str, Any] | JobDoc) -> Job:
         return Job(self, doc)

@@ -416,6 +416,12 @@ class Core:
             "jobReady", params, origin, lambda: self.manager.ready(ids, time, force)
         )
 
+    async def cancel_pending_of(self, job_type: str, user_id: Any) -> int:
+        """Scheduling's replacement of a user's pending jobs: a convenience of this library,
+        not a method of the original, so it fires no method events."""
+        await refresh_clock(self._clock)
+        return await self.manager.cancel_pending_of(job_type, user_id)
+
     async def ready_due(self, types: Sequence[str]) -> Due:
         """The job server's promotion, for the types a queue found nothing ready of: no
         method events (as the server's passes fire none)."""

@@ -14,13 +14,19 @@ from typing import Any
 
 from . import transitions
 from .clock import Clock
-from .constants import JOB_STATUS_CANCELLABLE, JOB_STATUS_REMOVABLE, JOB_STATUS_RESTARTABLE
+from .constants import (
+    JOB_STATUS_CANCELLABLE,
+    JOB_STATUS_PENDING,
+    JOB_STATUS_REMOVABLE,
+    JOB_STATUS_RESTARTABLE,
+)
 from .document import (
     EXPIRE_AT,
     FOLLOW_UPS,
     REMOVE_AFTER,
     REPEAT_OF,
     UNIQUE,
+    USER,
     JobDoc,
     LaterSchedule,
     assume_utc,
@@ -156,6 +162,25 @@ class Manager:
         cascade cut short by a fault is carried on to its end."""
         through = [*JOB_STATUS_CANCELLABLE, "cancelled"]
         return await self._cascade(ids, False, True, through, self._cancel)
+
+    async def cancel_pending_of(self, job_type: str, user_id: Any) -> int:
+        """Cancel a user's jobs of a type that have not started, or that started and are past
+        their lease (seed 003's matching pending jobs), with their dependents; how many."""
+        now = self.clock.now()
+        stale = {"status": "running", "expiresAfter": {"$lt": now}}
+        matching = await self.store.find(
+            {
+                "type": job_type,
+                USER: user_id,
+                "$or": [{"status": {"$in": list(JOB_STATUS_PENDING)}}, stale],
+            },
+            {"_id": 1},
+        )
+        if not matching:
+            return 0
+        ids = [d["_id"] for d in matching]
+        await self.cancel(ids)
+        return len(ids)
 
     async def replace(self, holder: Id, key: dict[str, Any]) -> bool:
         """Cancel the pending job that holds a unique key, for a job saved in its place (and

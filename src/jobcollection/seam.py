@@ -138,6 +138,11 @@ class JobService(Protocol):
         """jobReady: promote waiting jobs now (no ids: every due job)."""
         ...
 
+    async def cancel_pending_of(self, job_type: str, user_id: Any) -> int:
+        """Cancel a user's jobs of a type that have not started, or that started and are past
+        their lease, with their dependents (what scheduling a job replaces); how many."""
+        ...
+
     async def ready_due(self, types: Sequence[str]) -> Due:
         """Promote the due waiting jobs of these types now, as the job server's next pass
         would, so that a queue that found nothing ready starts them on time; when none was
