@@ -21,6 +21,7 @@ from .document import JobDoc
 from .errors import DatabaseError, InvalidDocument
 from .reading import Reader
 from .reporting import Report, Reporter
+from .schedule import late_start
 from .store import Document, Store, transient
 from .transitions import Id
 
@@ -171,14 +172,18 @@ class Claimer:
         failed for good (with the reason) instead."""
         jobs: list[JobDoc] = []
         invalid: list[Document] = []
+        now = self.clock.now()
         for raw in claimed:
             handed = self.unconfirmed_claims.get(raw.get("runId"))  # type: ignore[arg-type]
             if handed is not None:
                 handed.add(raw["_id"])
             try:
-                jobs.append(self.reader.job(raw))
+                job = self.reader.job(raw)
             except InvalidDocument:
                 invalid.append(raw)
+                continue
+            if not await self._skipped(job, now):
+                jobs.append(job)
         for raw in invalid:
             report = Report("fail", raw["_id"], raw["runId"], {"value": "invalid"}, fatal=True)
             try:
@@ -186,6 +191,21 @@ class Claimer:
             except Exception as exc:  # its lease, or the job server's shutdown, fails it later
                 logger.error("getWork: could not fail invalid job %s: %s", raw["_id"], exc)
         return jobs
+
+    async def _skipped(self, job: JobDoc, now: datetime) -> bool:
+        """Whether a claimed run of a catch_up="none" schedule starting too late was put back
+        to wait for the schedule's next occurrence instead of being handed over (one more
+        write, for such a run only). If that write fails, the run goes ahead."""
+        late = late_start(job, now)
+        if late is None or job.id is None or job.run_id is None:
+            return False
+        try:
+            return bool(
+                await self.store.update_one(*transitions.skip_late(job.id, job.run_id, late, now))
+            )
+        except DatabaseError as exc:
+            logger.warning("job %s: could not skip its late run (%s); it runs", job.id, exc)
+            return False
 
     async def _recover_claims(
         self, types: Sequence[str], max_jobs: int, now: datetime

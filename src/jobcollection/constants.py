@@ -47,6 +47,9 @@ RetryBackoff = Literal["constant", "exponential", "linear"]
 RETRY_BACKOFF_METHODS: Final[tuple[RetryBackoff, ...]] = ("constant", "exponential", "linear")
 """What `Job.retry(backoff=)` takes: v1.x's methods, and "linear" (kept in `_private`)."""
 
+CATCH_UP_POLICIES: Final = ("latest", "none", "all")
+"""What `repeat(catch_up=)` takes (see document.CronSchedule)."""
+
 OnConflict = Literal["replace", "ignore", "error"]
 UNIQUE_ON_CONFLICT: Final[tuple[OnConflict, ...]] = ("replace", "ignore", "error")
 """What saving a unique job does while a pending job holds its key: cancel that job and save

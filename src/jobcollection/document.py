@@ -76,12 +76,25 @@ Int64 = Annotated[int, Field(ge=-INT64_MAX - 1, le=INT64_MAX, strict=True)]
 NonNegativeInt = Annotated[int, Field(ge=0, le=INT64_MAX, strict=True)]
 
 
-class CronSchedule(BaseModel):
-    """A cron expression (croniter syntax) and the IANA zone it is read in (None: UTC)."""
+CatchUp = Literal["latest", "none", "all"]
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+class CronSchedule(BaseModel):
+    """A cron expression (croniter syntax), the IANA zone it is read in (None: UTC), and what
+    becomes of the runs missed while nothing ran the job (schedule.next_run)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     cron: str
     timezone: str | None = None
+    catch_up: CatchUp = Field(default="latest", alias="catchUp")
+    """"latest": one run for all the missed occurrences; "none": a run started more than
+    `catch_up_window_ms` late is skipped, for the next occurrence; "all": one run per missed
+    occurrence (the newest CATCH_UP_LIMIT)."""
+    catch_up_window_ms: NonNegativeInt = Field(default=60_000, alias="catchUpWindow")
+
+    def stored(self) -> dict[str, Any]:
+        """As kept under SCHEDULE: what differs from the defaults, by its stored names."""
+        return self.model_dump(by_alias=True, exclude_defaults=True)
 
 
 class LaterSchedule(BaseModel):
@@ -197,6 +210,9 @@ class JobDoc(BaseModel):
     pending; a claim or a cancel lets go of it)."""
     remove_after: RemoveAfter | None = Field(default=None, exclude=True)
     """Retention (kept under REMOVE_AFTER); None: kept until removed."""
+    skipped_runs: NonNegativeInt = Field(default=0, exclude=True)
+    """Occurrences of its cron schedule that were given no run of their own, counted on the
+    run after them (kept under SKIPPED)."""
     lineage: list[JobId] = Field(default_factory=list, exclude=True)
     """The jobs this one was made from (as a repeat or a rerun), oldest first: the newest
     LINEAGE_LIMIT of them (kept under LINEAGE)."""
@@ -253,7 +269,7 @@ class JobDoc(BaseModel):
         extensions: dict[str, Any] = {}
         if isinstance(self.repeat_wait, CronSchedule):
             out["repeatWait"] = later_schedule(self.repeat_wait.cron)
-            extensions[_SCHEDULE_KEY] = self.repeat_wait.model_dump(exclude_none=True)
+            extensions[_SCHEDULE_KEY] = self.repeat_wait.stored()
         retry = self._retry_extension()
         if retry:
             extensions[_RETRY_KEY] = retry
@@ -264,6 +280,8 @@ class JobDoc(BaseModel):
                 "delay": self.remove_after.delay_ms,
                 "statuses": list(self.remove_after.statuses),
             }
+        if self.skipped_runs:
+            extensions[_SKIPPED_KEY] = self.skipped_runs
         if self.lineage:
             extensions[_LINEAGE_KEY] = self.lineage
         if self.user_id is not None:
@@ -359,6 +377,11 @@ _LINEAGE_KEY: Final = LINEAGE.split(".", 1)[1]
 LINEAGE_LIMIT: Final = 100
 """How many of a job's forebears its lineage keeps (the newest)."""
 
+SKIPPED: Final = "_private.jobcollectionSkipped"
+"""On a run of a cron schedule: how many occurrences before it were given no run (JobDoc.
+skipped_runs), each also logged."""
+_SKIPPED_KEY: Final = SKIPPED.split(".", 1)[1]
+
 USER: Final = "_private.jobcollectionUser"
 """On a job for a user (seed 003's userId): the user's id (JobDoc.user_id)."""
 _USER_KEY: Final = USER.split(".", 1)[1]
@@ -392,6 +415,8 @@ def _read_extensions(private: dict[str, Any], fields: dict[str, Any]) -> None:
     lineage = private.get(_LINEAGE_KEY)
     if lineage is not None:
         fields["lineage"] = lineage
+    if _SKIPPED_KEY in private:
+        fields["skipped_runs"] = private[_SKIPPED_KEY]
     remove_after = private.get(_REMOVE_AFTER_KEY)
     if remove_after is not None:
         if not isinstance(remove_after, dict) or set(remove_after) != {"delay", "statuses"}:
@@ -436,11 +461,12 @@ INTERNAL_PRIVATE_KEYS: Final = frozenset(
         "jobcollectionUnique",
         "jobcollectionRemoveAfter",
         "jobcollectionExpireAt",
+        "jobcollectionSkipped",
     }
 )
 """Keys this library keeps in `_private` for itself (reporting.FLUSH_MARK, FOLLOW_UPS,
 REPEAT_OF, DEPENDENTS, ANNOUNCED, SCHEDULE, RETRY, LINEAGE, USER, UNIQUE, REMOVE_AFTER,
-EXPIRE_AT); they are never
+EXPIRE_AT, SKIPPED); they are never
 returned nor copied into a rerun as they are (a rerun's are written again from its fields)."""
 
 _INT_FIELDS: Final = frozenset(

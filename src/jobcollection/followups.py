@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from . import transitions
@@ -40,7 +40,7 @@ from .document import (
 )
 from .managing import Manager
 from .reading import Reader
-from .schedule import next_repeat_wait_ms
+from .schedule import next_run
 from .store import Document, Store
 from .transitions import Id
 
@@ -225,11 +225,12 @@ class FollowUps:
         for p in completed:
             if p.doc is None:
                 continue
-            wait_ms = next_repeat_wait_ms(p.doc, p.at)
-            if wait_ms is None:
+            found = next_run(p.doc, p.at)
+            if found is None:
                 continue
+            wait_ms = int((found.at - p.at) / timedelta(milliseconds=1))
             clone = transitions.rerun_document(
-                p.doc, p.doc.repeats - 1, p.doc.repeat_until, wait_ms, p.at
+                p.doc, p.doc.repeats - 1, p.doc.repeat_until, wait_ms, p.at, found.skipped
             )
             clone["_id"] = transitions.repeat_job_id(p.job_id, p.run_id)
             private = clone.setdefault("_private", {})

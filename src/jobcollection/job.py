@@ -16,6 +16,7 @@ from bson import ObjectId
 
 from . import validation as v
 from .constants import (
+    CATCH_UP_POLICIES,
     DEFAULT_REPEAT_WAIT_MS,
     DEFAULT_RETRY_WAIT_MS,
     FOREVER,
@@ -225,13 +226,25 @@ class Job:
         wait: float | timedelta | None = None,
         schedule: str | None = None,
         timezone: str | None = None,
+        catch_up: str = "latest",
+        catch_up_window: float | timedelta = 60,
     ) -> Job:
         """Run again after each completion: every `wait` seconds (default 300) or on a cron
-        `schedule` read in `timezone`, `repeats` more times, never starting after `until`."""
+        `schedule` read in `timezone`, `repeats` more times, never starting after `until`.
+
+        `catch_up` says what becomes of the occurrences of a schedule missed while nothing
+        ran the job (a worker outage): "latest" runs once for all of them; "none" skips a run
+        that would start more than `catch_up_window` seconds late and waits for the next
+        occurrence; "all" runs once per missed occurrence (the newest 100). Every occurrence
+        given no run is logged on the next run and counted (`doc.skipped_runs`)."""
         if wait is not None and schedule is not None:
             raise InvalidArgument("schedule", "give either wait or schedule, not both")
         if timezone is not None and schedule is None:
             raise InvalidArgument("timezone", "only applies to a schedule")
+        policy = v.choice(catch_up, "catch_up", CATCH_UP_POLICIES)
+        window_ms = v.duration_ms(catch_up_window, "catch_up_window")
+        if schedule is None and (policy != "latest" or window_ms != 60_000):
+            raise InvalidArgument("catch_up", "only applies to a schedule")
         count = v.count(repeats, "repeats")
         deadline = FOREVER_DATE if until is None else v.aware_datetime(until, "until")
         repeat_wait: int | CronSchedule
@@ -240,7 +253,9 @@ class Job:
                 raise InvalidArgumentType("schedule", "must be a cron expression string")
             if timezone is not None and not isinstance(timezone, str):
                 raise InvalidArgumentType("timezone", "must be an IANA zone name")
-            repeat_wait = CronSchedule(cron=schedule, timezone=timezone)
+            repeat_wait = CronSchedule(
+                cron=schedule, timezone=timezone, catch_up=policy, catch_up_window_ms=window_ms
+            )
             check_cron(repeat_wait)
         else:
             repeat_wait = DEFAULT_REPEAT_WAIT_MS if wait is None else v.duration_ms(wait, "wait")

@@ -34,7 +34,7 @@ from .document import DEPENDENTS, EXPIRE_AT, FOLLOW_UPS, JobDoc, assume_utc
 from .errors import DatabaseError, InvalidDocument
 from .followups import FollowUps, Pending, mark, pending_of
 from .reading import Reader
-from .schedule import next_repeat_wait_ms
+from .schedule import next_run
 from .store import Document, Store
 from .transitions import Id
 
@@ -352,7 +352,7 @@ def _blind(report: Report, now: datetime) -> bool:
     doc = report.claimed
     if doc is None or report.expired or doc.run_id != report.run_id:
         return False
-    return report.kind == "fail" or next_repeat_wait_ms(doc, now) is None
+    return report.kind == "fail" or next_run(doc, now) is None
 
 
 def _holds(report: Report, raw: Document, now: datetime) -> bool:

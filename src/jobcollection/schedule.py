@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -90,8 +91,11 @@ def _zone(schedule: CronSchedule) -> ZoneInfo:
         raise InvalidArgument("timezone", f"unknown time zone {schedule.timezone!r}") from None
 
 
-def occurrences(schedule: CronSchedule, start: datetime, n: int) -> list[datetime]:
-    """The next n occurrences strictly after start, in UTC (fewer if the schedule ends).
+def occurrences(
+    schedule: CronSchedule, start: datetime, n: int, until: datetime | None = None
+) -> list[datetime]:
+    """The next n occurrences strictly after start, in UTC (fewer if the schedule ends, or,
+    given `until`, none after it).
 
     Daylight-saving changes follow Vixie cron's rule (see `_instants`): a fixed-time entry
     runs once in a repeated hour and once right after a skipped one; an entry with `*` at the
@@ -113,6 +117,8 @@ def occurrences(schedule: CronSchedule, start: datetime, n: int) -> list[datetim
             moment = to_millis(instant)
             if moment <= start or (out and moment <= out[-1]):
                 continue  # a run already listed (several fixed times in one gap), or the past
+            if until is not None and moment > until:
+                break
             out.append(moment)
             if len(out) == n:
                 break
@@ -254,26 +260,69 @@ def first_run(schedule: CronSchedule, after: datetime) -> datetime | None:
     return found[0] if found else None
 
 
-def next_repeat_wait_ms(doc: JobDoc, now: datetime) -> int | None:
-    """Milliseconds from now until a completed job's next repeat, or None for no repeat.
+CATCH_UP_LIMIT = 100
+"""catch_up="all": the most runs made up for at once; older missed occurrences are skipped."""
+COUNT_LIMIT = 10_000
+"""The most missed occurrences counted (an every-minute schedule down for a week)."""
 
-    A numeric repeatWait repeats after that wait; a cron schedule at its next occurrence that
-    is at least SCHEDULE_MIN_LEAD_MS away (so a job finishing right at an occurrence does not
-    run twice for it). Either way the repeat must start no later than repeatUntil.
-    """
-    if doc.repeats <= 0:
+
+@dataclass(frozen=True, slots=True)
+class NextRun:
+    """When a completed job runs next, and how many occurrences of its schedule before that
+    get no run of their own (each is logged and counted on that next run)."""
+
+    at: datetime
+    skipped: int = 0
+
+
+def next_run(doc: JobDoc, now: datetime) -> NextRun | None:
+    """A completed job's next run (None: no repeat), which must start by repeatUntil.
+
+    A numeric repeatWait repeats that long after now. A cron schedule looks at the occurrences
+    after the one this run was for (`after`) up to now, the missed ones: "latest" and "none"
+    run at the first occurrence after now that is at least SCHEDULE_MIN_LEAD_MS away (so a job
+    finishing right at an occurrence does not run twice for it), skipping the missed ones;
+    "all" runs at the first missed one (a catch-up run, due at once), and so on, for the newest
+    CATCH_UP_LIMIT of them. ("none" also skips a run that starts too late: see
+    late_start.)"""
+    if doc.repeats <= 0 or isinstance(doc.repeat_wait, LaterSchedule):
         return None
-    wait = doc.repeat_wait
-    if isinstance(wait, LaterSchedule):
-        return None
-    if isinstance(wait, CronSchedule):
-        upcoming = occurrences(wait, now, 2)
-        lead = [t for t in upcoming if t - now > timedelta(milliseconds=SCHEDULE_MIN_LEAD_MS)]
-        if not lead:
-            return None
-        ms = int((lead[0] - now) / timedelta(milliseconds=1))
+    schedule = doc.repeat_wait
+    if isinstance(schedule, CronSchedule):
+        edge = now + timedelta(milliseconds=SCHEDULE_MIN_LEAD_MS)
+        missed = occurrences(schedule, doc.after, COUNT_LIMIT, until=edge)
+        if schedule.catch_up == "all" and missed:
+            runs = missed[-CATCH_UP_LIMIT:]
+            found = NextRun(runs[0], len(missed) - len(runs))
+        else:
+            upcoming = occurrences(schedule, max(edge, doc.after), 1)
+            if not upcoming:
+                return None
+            found = NextRun(upcoming[0], len(missed))
     else:
-        ms = wait
-    if add_ms(now, ms) > doc.repeat_until:
+        found = NextRun(add_ms(now, schedule))
+    return None if found.at > doc.repeat_until else found
+
+
+def late_start(doc: JobDoc, now: datetime) -> NextRun | None:
+    """For a run of a catch_up="none" schedule claimed more than its window after the
+    occurrence it was for: the occurrence to wait for instead, and how many were missed (this
+    one included). None: the run goes ahead (in time, another policy, or no later occurrence
+    before repeatUntil, when a late run beats none)."""
+    schedule = doc.repeat_wait
+    if not isinstance(schedule, CronSchedule) or schedule.catch_up != "none":
         return None
-    return ms
+    if now - doc.after <= timedelta(milliseconds=schedule.catch_up_window_ms):
+        return None
+    upcoming = occurrences(schedule, now, 1)
+    if not upcoming or upcoming[0] > doc.repeat_until:
+        return None
+    missed = occurrences(schedule, doc.after, COUNT_LIMIT, until=now)
+    return NextRun(upcoming[0], 1 + len(missed))
+
+
+def next_repeat_wait_ms(doc: JobDoc, now: datetime) -> int | None:
+    """Milliseconds from now until a completed job's next run (next_run), None for no repeat;
+    negative for a catch-up run due already."""
+    found = next_run(doc, now)
+    return None if found is None else int((found.at - now) / timedelta(milliseconds=1))

@@ -27,13 +27,14 @@ from .document import (
     FOLLOW_UPS,
     LINEAGE_LIMIT,
     PRIVATE_SETTINGS,
+    SKIPPED,
     UNIQUE,
     CronSchedule,
     JobDoc,
     LogEntry,
     Progress,
 )
-from .schedule import add_ms, first_run, retry_after
+from .schedule import NextRun, add_ms, first_run, retry_after
 
 _UNIQUE_KEY = UNIQUE.split(".", 1)[1]
 Filter = dict[str, Any]
@@ -125,11 +126,17 @@ def insert_document(doc: JobDoc, now: datetime) -> dict[str, Any] | None:
     return born_ready(stored, now)
 
 
-def born_ready(stored: dict[str, Any], now: datetime) -> dict[str, Any]:
+def born_ready(
+    stored: dict[str, Any], now: datetime, *, keep_after: bool = False
+) -> dict[str, Any]:
     """A new waiting job that is due and depends on nothing is inserted ready: the same
-    document as inserting it and then promoting it, in one write."""
+    document as inserting it and then promoting it, in one write; by jobReady naming it
+    (`after` becomes now), or, with `keep_after`, by the job server's pass, which keeps it (a
+    repeat: a catch-up run's `after` is the occurrence it is for)."""
     if stored["status"] == "waiting" and not stored.get("depends") and stored["after"] <= now:
-        stored.update(status="ready", after=now)
+        stored["status"] = "ready"
+        if not keep_after:
+            stored["after"] = now
         stored["log"] = [*stored.get("log", []), entry(now, "Promoted to ready")]
     return stored
 
@@ -248,6 +255,23 @@ def release(ids: Sequence[Id], run_id: Id, now: datetime) -> tuple[Filter, Updat
         "$inc": {"retries": 1, "retried": -1},
         "$unset": {"workTimeout": "", "expiresAfter": ""},
         "$push": {"log": entry(now, "Job Released", run_id=run_id)},
+    }
+
+
+def skip_late(job_id: Id, run_id: Id, late: NextRun, now: datetime) -> tuple[Filter, Update]:
+    """A claimed run of a catch_up="none" schedule that starts too late (schedule.late_start):
+    back to waiting for the next occurrence instead of running, its attempt given back, the
+    occurrences missed logged and counted."""
+    message = f"Skipped {late.skipped} missed run(s) of the schedule (catch_up=none)"
+    return held(job_id, run_id), {
+        "$set": {"status": "waiting", "runId": None, "after": late.at, "updated": now},
+        "$inc": {"retries": 1, "retried": -1, SKIPPED: late.skipped},
+        "$unset": {"workTimeout": "", "expiresAfter": ""},
+        "$push": {
+            "log": entry(
+                now, message, level="warning", run_id=run_id, data={"skipped": late.skipped}
+            )
+        },
     }
 
 
@@ -480,9 +504,27 @@ def repeat_job_id(job_id: Id, run_id: Id) -> ObjectId:
 
 
 def rerun_document(
-    doc: JobDoc, repeats: int, until: datetime, wait_ms: int, now: datetime
+    doc: JobDoc, repeats: int, until: datetime, wait_ms: int, now: datetime, skipped: int = 0
 ) -> dict[str, Any]:
-    """The clone a repeat or rerun inserts, remembering which job and run it came from."""
+    """The clone a repeat or rerun inserts, remembering which job and run it came from, and
+    logging the `skipped` occurrences of its schedule before it (schedule.next_run)."""
+    log = [
+        LogEntry(
+            time=now,
+            message="Rerunning job",
+            data={"previousJob": {"id": doc.id, "runId": doc.run_id}},
+        )
+    ]
+    if skipped:
+        catch_up = doc.repeat_wait.catch_up if isinstance(doc.repeat_wait, CronSchedule) else ""
+        log.append(
+            LogEntry(
+                time=now,
+                level="warning",
+                message=f"Skipped {skipped} missed run(s) of the schedule (catch_up={catch_up})",
+                data={"skipped": skipped},
+            )
+        )
     repeat_retries = (
         doc.repeat_retries if doc.repeat_retries is not None else (doc.retries + doc.retried)
     )
@@ -506,19 +548,14 @@ def rerun_document(
             "updated": now,
             "progress": Progress(),
             "depends": [],
-            "log": [
-                LogEntry(
-                    time=now,
-                    message="Rerunning job",
-                    data={"previousJob": {"id": doc.id, "runId": doc.run_id}},
-                )
-            ],
+            "log": log,
+            "skipped_runs": skipped,
             "after": add_ms(now, wait_ms),
             "lineage": [*doc.lineage, doc.id][-LINEAGE_LIMIT:],
             "unique": None,  # only the job saved as unique holds its key
         }
     )
-    return born_ready(clone.to_mongo(), now)
+    return born_ready(clone.to_mongo(), now, keep_after=True)
 
 
 def resolve_dependents(
