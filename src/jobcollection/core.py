@@ -416,6 +416,11 @@ class Core:
             "jobReady", params, origin, lambda: self.manager.ready(ids, time, force)
         )
 
+    async def results(self, ids: Sequence[Id], max_bytes: int) -> dict[Id, dict[str, Any]]:
+        """Antecedents' results for a dependent: a read of this library's, no method events."""
+        await refresh_clock(self._clock)
+        return await self.manager.results(ids, max_bytes)
+
     async def cancel_pending_of(self, job_type: str, user_id: Any) -> int:
         """Scheduling's replacement of a user's pending jobs: a convenience of this library,
         not a method of the original, so it fires no method events."""

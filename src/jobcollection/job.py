@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from .seam import JobService, ServedCollection
 
 echo_logger = logging.getLogger("jobcollection.job")
+MAX_RESULTS_BYTES = 16 * 1024 * 1024
+"""antecedent_results(): the most bytes of results read at once, by default."""
 _ECHO_LEVELS = {
     "info": logging.INFO,
     "success": logging.INFO,
@@ -487,6 +489,18 @@ class Job:
             wait_ms=None if wait is None else v.duration_ms(wait, "wait"),
         )
         return False if new_id is None else new_id
+
+    async def antecedent_results(self, max_bytes: int = MAX_RESULTS_BYTES) -> dict[Id, Any]:
+        """`{antecedent_id: result}` for this job's antecedents that completed (all of them,
+        once it may run), in the order of its `resolved` then `depends`; one read. Each
+        result is at most `limits.max_data_bytes`; together they may be at most `max_bytes`
+        (16 MiB by default, a MongoDB document's limit), else InvalidArgument("max_bytes").
+        A removed antecedent is not included."""
+        limit = v.integer(max_bytes, "max_bytes", minimum=0)
+        ids = [*self._doc.resolved, *self._doc.depends]
+        if not ids:
+            return {}
+        return await self._service.results(ids, limit)
 
     async def lineage(self) -> list[Id]:
         """The ids of the jobs this one was made from, oldest first, ending with

@@ -31,6 +31,7 @@ from .document import (
     LaterSchedule,
     assume_utc,
 )
+from .errors import InvalidArgument
 from .reading import Reader
 from .schedule import add_ms, occurrences
 from .store import Store
@@ -162,6 +163,24 @@ class Manager:
         cascade cut short by a fault is carried on to its end."""
         through = [*JOB_STATUS_CANCELLABLE, "cancelled"]
         return await self._cascade(ids, False, True, through, self._cancel)
+
+    async def results(self, ids: Sequence[Id], max_bytes: int) -> dict[Id, dict[str, Any]]:
+        """The results of the completed jobs among these ids (in their order), read alone;
+        InvalidArgument("max_bytes") if together they are larger (BSON-encoded)."""
+        found = {
+            d["_id"]: d.get("result") or {}
+            for d in await self.store.find(
+                {"_id": {"$in": list(ids)}, "status": "completed"}, {"result": 1}
+            )
+        }
+        results = {i: assume_utc(found[i]) for i in dict.fromkeys(ids) if i in found}
+        size = sum(len(self.store.encode(r)) for r in results.values())
+        if size > max_bytes:
+            raise InvalidArgument(
+                "max_bytes",
+                f"the results of {len(results)} antecedents are {size} bytes BSON-encoded",
+            )
+        return results
 
     async def cancel_pending_of(self, job_type: str, user_id: Any) -> int:
         """Cancel a user's jobs of a type that have not started, or that started and are past

@@ -138,6 +138,11 @@ class JobService(Protocol):
         """jobReady: promote waiting jobs now (no ids: every due job)."""
         ...
 
+    async def results(self, ids: Sequence[Id], max_bytes: int) -> dict[Id, dict[str, Any]]:
+        """The results of the completed jobs among these ids, by id, in the ids' order;
+        InvalidArgument("max_bytes") if together they are larger (BSON-encoded)."""
+        ...
+
     async def cancel_pending_of(self, job_type: str, user_id: Any) -> int:
         """Cancel a user's jobs of a type that have not started, or that started and are past
         their lease, with their dependents (what scheduling a job replaces); how many."""
