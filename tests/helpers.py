@@ -10,7 +10,7 @@ from typing import Any
 
 from bson import ObjectId
 
-from jobcollection import Job, JobCollection
+from jobcollection import Job, JobCollection, ManualClock
 
 Doc = dict[str, Any]
 
@@ -139,3 +139,19 @@ for _name in (
 async def _yield_then(awaitable: Any) -> Any:
     await asyncio.sleep(0)
     return await awaitable
+
+
+async def run_repeatedly(
+    jc: JobCollection, clock: ManualClock, job_id: Any, times: int
+) -> list[datetime]:
+    """Run a repeating job `times` times, each at its `after`, finishing 3 s later."""
+    started = []
+    for _ in range(times):
+        clock.set(utc((await stored(jc, job_id))["after"]))
+        await jc.run_server_pass()
+        worker = await claim_one(jc)
+        started.append(clock.now())
+        clock.advance(3)
+        job_id = await worker.done(repeat_id=True)
+        assert job_id not in (True, False, None)
+    return started

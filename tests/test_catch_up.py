@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from helpers import claim_one, stored, utc
+from helpers import run_repeatedly, stored, utc
 from jobcollection import CronSchedule, InvalidArgument, JobCollection, JobDoc, ManualClock
 from jobcollection.schedule import CATCH_UP_LIMIT, NextRun, late_start, next_run, occurrences
 
@@ -176,14 +176,6 @@ async def test_runs_across_a_change_follow_the_rule(
     count = 4 if daily else (40 if cron.startswith("0") else 80)  # past the change
     expected = occurrences(CronSchedule(cron=cron, timezone=zone), clock.now(), count)
     job_id = await jc.create_job("t").repeat(schedule=cron, timezone=zone).save()
-    started = []
-    for _ in range(count):
-        clock.set(utc((await stored(jc, job_id))["after"]))
-        await jc.run_server_pass()
-        worker = await claim_one(jc)
-        started.append(clock.now())
-        clock.advance(3)
-        job_id = await worker.done(repeat_id=True)
-    assert started == expected
+    assert await run_repeatedly(jc, clock, job_id, count) == expected
     # none was skipped: every run started at its own occurrence
     assert await jc.collection.count_documents({"_private.jobcollectionSkipped": {"$gt": 0}}) == 0

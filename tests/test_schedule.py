@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from croniter import croniter
 
-from helpers import claim_one, stored, utc
+from helpers import run_repeatedly
 from jobcollection import (
     FOREVER,
     FOREVER_DATE,
@@ -584,29 +584,13 @@ def test_runs_near_a_change_cost_a_few_candidates(monkeypatch: pytest.MonkeyPatc
 # --- cron across daylight-saving changes, through the public API --------------------------------
 
 
-async def _run_repeatedly(
-    jc: JobCollection, clock: ManualClock, job_id: Any, times: int
-) -> list[datetime]:
-    """Run a repeating job `times` times, each at its `after`, finishing 3 s later."""
-    started = []
-    for _ in range(times):
-        clock.set(utc((await stored(jc, job_id))["after"]))
-        await jc.run_server_pass()
-        worker = await claim_one(jc)
-        started.append(clock.now())
-        clock.advance(3)
-        job_id = await worker.done(repeat_id=True)
-        assert job_id not in (True, False, None)
-    return started
-
-
 async def test_fixed_time_job_runs_once_on_the_fall_back_day(
     jc: JobCollection, clock: ManualClock
 ) -> None:
     clock.set(at(2026, 10, 23, 12))
     job = jc.create_job("t").repeat(schedule="30 2 * * *", timezone=BERLIN)
     job_id = await job.save()
-    assert await _run_repeatedly(jc, clock, job_id, 3) == [
+    assert await run_repeatedly(jc, clock, job_id, 3) == [
         at(2026, 10, 24, 0, 30),  # 02:30 CEST
         at(2026, 10, 25, 0, 30),  # 02:30 CEST, the first of the day's two 02:30s
         at(2026, 10, 26, 1, 30),  # 02:30 CET: the second 02:30 of the 25th was skipped
@@ -619,7 +603,7 @@ async def test_fixed_time_job_runs_once_on_the_spring_forward_day(
 ) -> None:
     clock.set(at(2026, 3, 27, 12))
     job_id = await jc.create_job("t").repeat(schedule="30 2 * * *", timezone=BERLIN).save()
-    assert await _run_repeatedly(jc, clock, job_id, 3) == [
+    assert await run_repeatedly(jc, clock, job_id, 3) == [
         at(2026, 3, 28, 1, 30),  # 02:30 CET
         at(2026, 3, 29, 1),  # 03:00 CEST: there is no 02:30 that day
         at(2026, 3, 30, 0, 30),  # 02:30 CEST
@@ -631,7 +615,7 @@ async def test_hourly_job_runs_every_elapsed_hour_on_the_fall_back_day(
 ) -> None:
     clock.set(at(2026, 11, 1, 4, 30))  # 00:30 EDT
     job_id = await jc.create_job("t").repeat(schedule="0 * * * *", timezone=NEW_YORK).save()
-    assert await _run_repeatedly(jc, clock, job_id, 4) == [
+    assert await run_repeatedly(jc, clock, job_id, 4) == [
         at(2026, 11, 1, 5),  # 01:00 EDT
         at(2026, 11, 1, 6),  # 01:00 EST
         at(2026, 11, 1, 7),  # 02:00 EST
