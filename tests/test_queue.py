@@ -831,14 +831,14 @@ class FakeSource:
 
 
 async def test_a_wakeup_signal_starts_a_new_job_without_polling(
-    jc: JobCollection, make_queue: MakeQueue
+    jc: JobCollection, make_queue: MakeQueue, make_jc: Any
 ) -> None:
     source = FakeSource()
     gate = Gate()
     gate.release()
     queue = make_queue(gate, ["work", "other"], wakeup=source)
     await within(queue.settle())
-    await save(jc, 1)
+    await save(await make_jc(), 1)  # saved by another process: no local hint
     await within(queue.settle())
     assert await statuses(jc) == {"ready": 1}
     source.emit()
@@ -848,6 +848,25 @@ async def test_a_wakeup_signal_starts_a_new_job_without_polling(
     assert source.subscribed == [["work", "other"]]
     await within(queue.shutdown())
     await within(source.ended.wait())  # the queue closed its subscription
+
+
+async def test_a_job_saved_in_the_same_process_starts_without_polling(
+    jc: JobCollection, make_queue: MakeQueue, clock: ManualClock
+) -> None:
+    # no wake-up source, no polling: the collection tells its own queues of each save
+    gate = Gate()
+    gate.release()
+    queue = make_queue(gate, wakeup=True)
+    await within(queue.settle())
+    await save(jc, 1)
+    await gate.wait_for_calls(1)
+    await within(queue.drain())
+    assert await statuses(jc) == {"completed": 1}
+    # a job due later: the queue sets its wake-up for then (it polls every 5 s)
+    delayed = make_queue(gate, "later", wakeup=True, poll_interval=5)
+    await within(delayed.settle())
+    await jc.create_job("later").delay(2).save()
+    assert delayed.next_wakeup == clock.now() + timedelta(seconds=2)
 
 
 async def test_when_the_wakeup_source_fails_the_queue_rescans_and_polls(

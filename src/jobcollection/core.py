@@ -34,7 +34,7 @@ from .server import JobServer, ServerPass
 from .servertime import refresh_clock
 from .store import Store
 from .transitions import Due, Id
-from .wakeup import ChangeStreamSource, WakeupSource
+from .wakeup import ChangeStreamSource, LocalSaves, WakeupSource
 
 logger = logging.getLogger("jobcollection")
 
@@ -75,6 +75,7 @@ class Core:
             on_closed=self.close_log_stream,
         )
         self.events = EventEmitter()
+        self.local_saves = LocalSaves()
         self._log_stream: IO[str] | None = None
 
     @property
@@ -186,7 +187,9 @@ class Core:
 
         async def run() -> Id | None:
             checked = self._saveable([doc], [job_id], "doc", "jobId")[0]
-            return await self.saver.save(checked, cancel_repeats, job_id)
+            saved = await self.saver.save(checked, cancel_repeats, job_id)
+            self._published([checked], [saved])
+            return saved
 
         return await self._call("jobSave", params, origin, run)
 
@@ -208,7 +211,9 @@ class Core:
         async def run() -> list[Id | None]:
             id_name = "jobIds" if name == "docs" else name
             checked = self._saveable(docs, ids, name, id_name, many=True)
-            return await self.saver.save_many(checked, cancel_repeats, ids)
+            saved = await self.saver.save_many(checked, cancel_repeats, ids)
+            self._published(checked, saved)
+            return saved
 
         return await self._call("jobSaveMany", params, origin, run)
 
@@ -274,6 +279,18 @@ class Core:
 
     def wakeup(self) -> WakeupSource | None:
         return ChangeStreamSource(self.store.collection)
+
+    def saves(self) -> LocalSaves | None:
+        return self.local_saves
+
+    def _published(self, docs: Sequence[JobDoc], ids: Sequence[Id | None]) -> None:
+        """Tell this process's queues of the jobs just saved, with when each is due."""
+        if not self.local_saves.active:
+            return
+        now = self._clock.now()
+        for doc, job_id in zip(docs, ids, strict=True):
+            if job_id is not None:
+                self.local_saves.publish(doc.type, max(doc.after, now))
 
     # --- what workers report -----------------------------------------------------------------
 

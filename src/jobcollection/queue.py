@@ -247,6 +247,10 @@ class JobQueue:
             source = self._service.wakeup()
         if source is not None:
             self._listen_task = self._spawn(self._listen(source), "wakeup")
+        self._unsubscribe: Callable[[], None] | None = None
+        saves = self._service.saves() if wakeup is not False else None
+        if saves is not None:
+            self._unsubscribe = saves.subscribe(self._types, self._on_saved)
         self._heartbeat_task = self._spawn(
             self._heartbeat_loop(self._heartbeat_interval), "heartbeat"
         )
@@ -693,6 +697,16 @@ class JobQueue:
             if aclose is not None:
                 await aclose()
 
+    def _on_saved(self, due: datetime) -> None:
+        """A job of this queue's types was saved in this process: look now if it is due, or
+        wake up when it is (see _wake_at)."""
+        if not self._state.claims:
+            return
+        if due <= self._service.clock.now():
+            self.trigger()
+        else:
+            self._wake_at(due)
+
     def _fall_back(self, why: str, level: int) -> None:
         if self._poll_interval is not None:
             logger.log(level, "%s; polling every %g s", why, self._poll_interval)
@@ -744,6 +758,9 @@ class JobQueue:
 
     async def _run_shutdown(self, quiet: bool) -> None:
         self._stop_polling()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         self._retire(self._listen_task)
         self._listen_task = None
         if self._fetch_task is not None:

@@ -20,7 +20,7 @@ from .limits import Limits
 from .transitions import Due, Id
 
 if TYPE_CHECKING:
-    from .wakeup import WakeupSource
+    from .wakeup import LocalSaves, WakeupSource
 
 Outcome = bool | Id
 """What done() answers: whether it was applied, or the id of the repeat it scheduled."""
@@ -190,6 +190,11 @@ class JobService(Protocol):
     def wakeup(self) -> WakeupSource | None:
         """Where a queue learns promptly that jobs became ready, if anywhere (the queue polls
         regardless)."""
+        ...
+
+    def saves(self) -> LocalSaves | None:
+        """The jobs saved through this service, as they are (for the queues of the same
+        process); None where saves are not seen."""
         ...
 
 

@@ -12,6 +12,10 @@ covered by polling.
   `WakeupUnavailable` and the queue carries on polling.
 - Anything with a `signals(types)` async iterator is a source: tests drive queues with a fake,
   and an application can wake its queues from its own notifications.
+
+`LocalSaves` needs no server: a JobCollection tells the queues of its own process about each
+job it saves (its type and when it is due), so a queue starts a job saved in the same process
+at once, or when it falls due, on any deployment.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from pymongo.errors import OperationFailure, PyMongoError
@@ -180,3 +185,39 @@ async def _close(stream: Any) -> None:
             await closing
     except PyMongoError:
         logger.debug("closing a change stream failed", exc_info=True)
+
+
+SaveHint = Callable[[datetime], None]
+"""Told when a job of a queue's types was saved, and when it is due (a hint: its `after`)."""
+
+
+class LocalSaves:
+    """The jobs saved through one JobCollection, for the queues of the same process."""
+
+    def __init__(self) -> None:
+        self._by_type: dict[str, list[SaveHint]] = {}
+
+    def subscribe(self, types: Sequence[str], hint: SaveHint) -> Callable[[], None]:
+        """Call `hint` for each job of these types saved from now on; the unsubscribe."""
+        for job_type in types:
+            self._by_type.setdefault(job_type, []).append(hint)
+
+        def unsubscribe() -> None:
+            for job_type in types:
+                hints = self._by_type.get(job_type, [])
+                if hint in hints:
+                    hints.remove(hint)
+
+        return unsubscribe
+
+    @property
+    def active(self) -> bool:
+        """Whether any queue listens (else saves need not say anything)."""
+        return any(self._by_type.values())
+
+    def publish(self, job_type: str, due: datetime) -> None:
+        for hint in self._by_type.get(job_type, ()):
+            try:
+                hint(due)
+            except Exception:
+                logger.exception("a queue's save hint raised")
