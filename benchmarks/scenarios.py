@@ -248,17 +248,21 @@ async def enqueue_to_start(
         poll_interval=poll_interval if mode != "change-stream" else 60.0,
         wakeup=mode == "change-stream",
     )
+    # Saved through another JobCollection, as another process would: the queue's own
+    # collection would tell it of each save at once (LocalSaves), whatever the mode.
+    saver = JobCollection(collection, clock=SystemClock())
     if mode == "change-stream":
         await asyncio.sleep(0.5)  # let the stream open before the first job
     for key in range(jobs):
         await asyncio.sleep(rng.uniform(0, poll_interval))
         got_one.clear()
         saved_at[key] = time.perf_counter()
-        await jc.create_job(JOB_TYPE, {"key": key}).save()
+        await saver.create_job(JOB_TYPE, {"key": key}).save()
         if mode == "trigger":
             queue.trigger()
         await asyncio.wait_for(got_one.wait(), timeout=max(10 * poll_interval, 10))
     await queue.shutdown("soft", quiet=True)
+    await saver.close()
     await _finish(backend, jc, collection)
     return Latency(latencies)
 
