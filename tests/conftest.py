@@ -130,13 +130,18 @@ async def jc(make_jc: MakeJC) -> JobCollection:
     return await make_jc()
 
 
+WrapJC = Callable[[Callable[[Any], Any]], Awaitable[JobCollection]]
+
+
 @pytest.fixture
-async def make_racy_jc(database: Any, clock: ManualClock) -> AsyncIterator[MakeJC]:
-    """JobCollections on one shared collection whose database calls interleave."""
+async def make_wrapped_jc(database: Any, clock: ManualClock) -> AsyncIterator[WrapJC]:
+    """Started JobCollections over a wrapper of the test collection (`wrap(collection)`: a
+    fault injector, an interleaving or refusing proxy; `jc.collection` is the wrapper),
+    closed after the test."""
     made: list[JobCollection] = []
 
-    async def make() -> JobCollection:
-        jc = JobCollection(Yielding(database["queue.jobs"]), clock=clock)
+    async def make(wrap: Callable[[Any], Any]) -> JobCollection:
+        jc = JobCollection(wrap(database["queue.jobs"]), clock=clock)
         await jc.start_job_server()
         made.append(jc)
         return jc
@@ -144,3 +149,13 @@ async def make_racy_jc(database: Any, clock: ManualClock) -> AsyncIterator[MakeJ
     yield make
     for jc in made:
         await jc.close()
+
+
+@pytest.fixture
+def make_racy_jc(make_wrapped_jc: WrapJC) -> MakeJC:
+    """JobCollections on one shared collection whose database calls interleave."""
+
+    async def make() -> JobCollection:
+        return await make_wrapped_jc(Yielding)
+
+    return make

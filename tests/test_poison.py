@@ -17,7 +17,7 @@ import pytest
 from bson import ObjectId
 from pymongo.errors import BulkWriteError, WriteError
 
-from conftest import MONGODB_URI, START, MakeJC
+from conftest import MONGODB_URI, START, MakeJC, WrapJC
 from faults import FaultyCollection
 from helpers import Yielding, claim_one, stored, stored_job
 from jobcollection import JobCollection, ManualClock
@@ -210,46 +210,37 @@ class RefusesUpdatesOf(Yielding):
 
 
 async def test_a_job_whose_expiry_the_server_refuses_is_skipped_and_not_read_again(
-    database: Any, clock: ManualClock, caplog: pytest.LogCaptureFixture
+    make_wrapped_jc: WrapJC, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     refused: set[Any] = set()
-    collection = RefusesUpdatesOf(database["queue.jobs"], refused)
-    jc = JobCollection(collection, clock=clock)
-    await jc.start_job_server()
-    try:
-        stuck = await jc.create_job("t").save()
-        other = await jc.create_job("t").save()
-        await jc.get_work("t", max_jobs=2, work_timeout=10)
-        refused.add(stuck)
-        clock.advance(11)
-        with caplog.at_level(logging.ERROR, logger="jobcollection"):
-            outcome = await jc.run_server_pass()
-        assert outcome.expired == 1 and outcome.errors == 0
-        assert f"job {stuck}: could not fail it" in caplog.text
-        assert (await stored(jc, other))["status"] == "failed"
-        collection.reads.clear()
-        assert (await jc.run_server_pass()).expired == 0
-        expiry_reads = [q for q in collection.reads if "expiresAfter" in q]
-        assert expiry_reads and all(stuck in q["_id"]["$nin"] for q in expiry_reads)
-    finally:
-        await jc.close()
+    jc = await make_wrapped_jc(lambda inner: RefusesUpdatesOf(inner, refused))
+    collection = jc.collection
+    stuck = await jc.create_job("t").save()
+    other = await jc.create_job("t").save()
+    await jc.get_work("t", max_jobs=2, work_timeout=10)
+    refused.add(stuck)
+    clock.advance(11)
+    with caplog.at_level(logging.ERROR, logger="jobcollection"):
+        outcome = await jc.run_server_pass()
+    assert outcome.expired == 1 and outcome.errors == 0
+    assert f"job {stuck}: could not fail it" in caplog.text
+    assert (await stored(jc, other))["status"] == "failed"
+    collection.reads.clear()
+    assert (await jc.run_server_pass()).expired == 0
+    expiry_reads = [q for q in collection.reads if "expiresAfter" in q]
+    assert expiry_reads and all(stuck in q["_id"]["$nin"] for q in expiry_reads)
 
 
 async def test_a_pass_whose_expiry_step_fails_still_promotes(
-    database: Any, clock: ManualClock
+    make_wrapped_jc: WrapJC, clock: ManualClock
 ) -> None:
-    faulty = FaultyCollection(database["queue.jobs"])
-    jc = JobCollection(faulty, clock=clock)
-    await jc.start_job_server()
-    try:
-        job_id = await jc.create_job("t").delay(5).save()
-        clock.advance(6)
-        faulty.faults.fail_before("find", when=lambda op, args: "expiresAfter" in str(args))
-        outcome = await jc.run_server_pass()
-        assert outcome.errors == 1 and outcome.promoted is True
-        assert (await stored(jc, job_id))["status"] == "ready"
-    finally:
-        await jc.close()
+    jc = await make_wrapped_jc(FaultyCollection)
+    job_id = await jc.create_job("t").delay(5).save()
+    clock.advance(6)
+    jc.collection.faults.fail_before("find", when=lambda op, args: "expiresAfter" in str(args))
+    outcome = await jc.run_server_pass()
+    assert outcome.errors == 1 and outcome.promoted is True
+    assert (await stored(jc, job_id))["status"] == "ready"
 
 
 async def test_close_during_a_shutdown_grace_period_fails_the_jobs_it_handed_out(

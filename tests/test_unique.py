@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from conftest import SHARDED, MakeJC
+from conftest import SHARDED, MakeJC, WrapJC
 from faults import FaultyCollection
 from helpers import claim_one, stored
 from jobcollection import (
@@ -22,7 +22,6 @@ from jobcollection import (
     InvalidArgument,
     InvalidArgumentType,
     JobCollection,
-    ManualClock,
 )
 from jobcollection.document import Unique
 
@@ -171,23 +170,16 @@ async def test_concurrent_saves_from_many_processes_leave_one_pending_job(
 
 
 @needs_index
-async def test_a_save_repeated_after_a_lost_reply_is_stored_once(
-    database: Any, clock: ManualClock
-) -> None:
-    faulty = FaultyCollection(database["queue.jobs"])
-    jc = JobCollection(faulty, clock=clock)
-    await jc.start_job_server()
-    try:
-        job = jc.create_job("t").unique(on_conflict="error")
-        faulty.faults.fail_after("insert_one")
-        with pytest.raises(DatabaseError):
-            await job.save()
-        job_id = await job.save()  # its own key: found, not a duplicate
-        assert job_id is not None
-        assert await jc.collection.count_documents({}) == 1
-        assert (await stored(jc, job_id))["status"] == "ready"
-    finally:
-        await jc.close()
+async def test_a_save_repeated_after_a_lost_reply_is_stored_once(make_wrapped_jc: WrapJC) -> None:
+    jc = await make_wrapped_jc(FaultyCollection)
+    job = jc.create_job("t").unique(on_conflict="error")
+    jc.collection.faults.fail_after("insert_one")
+    with pytest.raises(DatabaseError):
+        await job.save()
+    job_id = await job.save()  # its own key: found, not a duplicate
+    assert job_id is not None
+    assert await jc.collection.count_documents({}) == 1
+    assert (await stored(jc, job_id))["status"] == "ready"
 
 
 @pytest.mark.skipif(not SHARDED, reason="only a sharded collection refuses the index")
