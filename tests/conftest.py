@@ -39,6 +39,16 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers",
+        "both_sides: the module's tests of `jc` run on a local JobCollection and through its "
+        "remote API",
+    )
+    config.addinivalue_line(
+        "markers",
+        "local_only(reason): a test of a `both_sides` module that tests the local service's "
+        "own workings (its store, its in-process signals), so runs on the local side only",
+    )
+    config.addinivalue_line(
+        "markers",
         "v1_invalid(reason): the test stores job documents job-collection v1.x would refuse "
         "on purpose (they are not checked against v1.x's schema at teardown)",
     )
@@ -125,9 +135,34 @@ async def make_jc(database: Any, clock: ManualClock) -> AsyncIterator[MakeJC]:
 
 
 @pytest.fixture
-async def jc(make_jc: MakeJC) -> JobCollection:
-    """A started JobCollection on the manual clock."""
-    return await make_jc()
+def side(request: pytest.FixtureRequest) -> str:
+    """Where the `jc` under test runs its Python API: "local", or "remote" (through its remote
+    API over loopback) for the tests of modules marked `both_sides`."""
+    return getattr(request, "param", "local")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marked = metafunc.definition.get_closest_marker
+    if "jc" in metafunc.fixturenames and marked("both_sides") and not marked("local_only"):
+        metafunc.parametrize("side", ["local", "remote"], indirect=True)
+
+
+@pytest.fixture
+async def jc(make_jc: MakeJC, side: str, clock: ManualClock) -> AsyncIterator[Any]:
+    """A started JobCollection on the manual clock; on the remote side, one whose jobs,
+    queues and bulk actions go through its remote API (remote_helpers.ThroughRemote)."""
+    local = await make_jc()
+    if side == "local":
+        yield local
+        return
+    from jobcollection.remote import RemoteJobCollection
+    from remote_helpers import ThroughRemote, serve_jc
+
+    async with (
+        serve_jc(local) as url,
+        RemoteJobCollection(url, token="admin-token", clock=clock) as remote,
+    ):
+        yield ThroughRemote(local, remote)
 
 
 WrapJC = Callable[[Callable[[Any], Any]], Awaitable[JobCollection]]

@@ -23,6 +23,8 @@ from jobcollection import (
     ManualClock,
 )
 
+pytestmark = pytest.mark.both_sides
+
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 

@@ -18,6 +18,8 @@ from helpers import run_repeatedly, stored, utc
 from jobcollection import CronSchedule, InvalidArgument, JobCollection, JobDoc, ManualClock
 from jobcollection.schedule import CATCH_UP_LIMIT, NextRun, late_start, next_run, occurrences
 
+pytestmark = pytest.mark.both_sides
+
 BERLIN = "Europe/Berlin"
 NEW_YORK = "America/New_York"
 

@@ -14,6 +14,8 @@ from conftest import START
 from helpers import claim_one, messages, stored, utc
 from jobcollection import InvalidArgument, Job, JobCollection, ManualClock
 
+pytestmark = pytest.mark.both_sides
+
 
 async def status(jc: JobCollection, job: Job) -> str:
     return str((await stored(jc, job.id))["status"])

@@ -41,3 +41,12 @@ def test_benchmark_harness_runs_and_reports_commands_per_job() -> None:
     assert "save_jobs() batched" in out
     assert "naive insert_one" in out
     assert "commands/job <= 0.2 at payload or prefetch >= 100" in out
+
+
+def test_remote_worker_example_works_over_http() -> None:
+    out = run_example(EXAMPLES / "remote_worker.py", "--demo")
+    assert "serving the remote API on http://127.0.0.1:" in out
+    for n in (1, 2, 3):
+        assert f"sent welcome email to user{n}@example.com" in out
+        assert f"user{n}@example.com: completed, result {{'status': 'sent'}}" in out
+    assert "HTTP requests" in out

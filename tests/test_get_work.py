@@ -13,6 +13,8 @@ from conftest import SHARDED, START, MakeJC
 from helpers import stored, utc
 from jobcollection import InvalidArgument, Job, JobCollection, ManualClock
 
+pytestmark = pytest.mark.both_sides
+
 
 async def save_many(jc: JobCollection, n: int, job_type: str = "t") -> list[Any]:
     ids = []

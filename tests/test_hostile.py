@@ -346,6 +346,15 @@ def method_cases(w: World) -> dict[str, tuple[tuple[Any, ...], dict[Slot, list[A
             (w.running, w.run_id),
             {("arg", 0): NOT_ID, ("arg", 1): [*NOT_ONE_ID, None], ("arg", 2): NOT_OPTIONS},
         ),
+        "jobReadyDue": (("t",), {("arg", 0): NOT_TYPES, ("arg", 1): NOT_OPTIONS}),
+        "jobCancelPending": (
+            ("t", 0),
+            {
+                ("arg", 0): [t for t in NOT_TYPES if not isinstance(t, list)],
+                ("arg", 1): [None, True, 2**64, 1.5, "", [], *OPERATORS],
+                ("arg", 2): NOT_OPTIONS,
+            },
+        ),
     }
 
 

@@ -101,6 +101,12 @@ async def test_every_method_with_wire_params(make_jc: MakeJC, clock: ManualClock
     assert (await stored(jc, rerun_id))["repeats"] == 1
     assert await jc.call("jobCancel", rerun_id, {"antecedents": False, "dependents": True})
     assert await jc.call("jobRemove", [rerun_id, job_id]) is True
+    delayed = {**wire_doc(jc, "later"), "after": START + timedelta(hours=2)}
+    later = await jc.call("jobSave", delayed)
+    due = await jc.call("jobReadyDue", ["later"])
+    assert (due.promoted, due.next_due) == (0, START + timedelta(hours=2))
+    assert await jc.call("jobCancelPending", "later", 0) == 0  # not that user's
+    assert (await stored(jc, later))["status"] == "waiting"
     assert await jc.collection.count_documents({"_id": {"$in": [rerun_id, job_id]}}) == 0
     assert await jc.call("shutdownJobServer", {"timeout": 0}) is True
     assert await jc.call("getWork", "m") == []

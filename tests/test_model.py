@@ -551,13 +551,23 @@ def test_constant_values() -> None:
         "jobSaveMany",
         "jobHeartbeat",
         "jobRelease",
+        "jobReadyDue",
+        "jobCancelPending",
     ]
 
 
 def test_method_permissions() -> None:
     groups = {
         "admin": {"startJobs", "stopJobs", "startJobServer", "shutdownJobServer"},
-        "manager": {"jobRemove", "jobPause", "jobResume", "jobCancel", "jobReady", "jobRestart"},
+        "manager": {
+            "jobRemove",
+            "jobPause",
+            "jobResume",
+            "jobCancel",
+            "jobReady",
+            "jobRestart",
+            "jobCancelPending",
+        },
         "creator": {"jobSave", "jobRerun", "jobSaveMany"},
         "worker": {
             "getWork",
@@ -568,6 +578,7 @@ def test_method_permissions() -> None:
             "jobFail",
             "jobHeartbeat",
             "jobRelease",
+            "jobReadyDue",
         },
     }
     assert set(METHOD_PERMISSIONS) == set(METHODS)

@@ -64,6 +64,8 @@ class World:
             "jobFail": (self.running, self.run_id),
             "jobHeartbeat": (self.running, self.run_id),
             "jobRelease": (self.running, self.run_id),
+            "jobReadyDue": (["t"],),
+            "jobCancelPending": ("t", 0),
         }[method]
 
 

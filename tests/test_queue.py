@@ -37,6 +37,8 @@ from jobcollection import (
 )
 from strict import memory_database
 
+pytestmark = pytest.mark.both_sides
+
 T = TypeVar("T")
 BOUND = 10.0
 """Seconds any single wait in these tests may take before it counts as a hang."""
@@ -850,6 +852,9 @@ async def test_a_wakeup_signal_starts_a_new_job_without_polling(
     await within(source.ended.wait())  # the queue closed its subscription
 
 
+@pytest.mark.local_only(
+    "in-process save signals: a remote queue is woken by its long poll (test_remote)"
+)
 async def test_a_job_saved_in_the_same_process_starts_without_polling(
     jc: JobCollection, make_queue: MakeQueue, clock: ManualClock
 ) -> None:
@@ -889,6 +894,7 @@ async def test_when_the_wakeup_source_fails_the_queue_rescans_and_polls(
     assert "polling every 30 s" in record.getMessage()
 
 
+@pytest.mark.local_only("change streams are the local service's wake-up")
 async def test_an_unavailable_wakeup_source_falls_back_to_polling(
     jc: JobCollection, make_queue: MakeQueue, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -1050,6 +1056,7 @@ async def test_jobs_in_hand_never_exceed_prefetch_plus_capacity(
     assert held and max(held) <= 3 + 2 * (2 * 2)  # prefetch + a round of reports in flight
 
 
+@pytest.mark.local_only("holds the local store's writes")
 async def test_shutdown_waits_for_reports_in_flight(
     jc: JobCollection, make_queue: MakeQueue, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -25,6 +25,8 @@ from faults import Faults, FaultyCollection
 from helpers import Yielding, messages, stored
 from jobcollection import DatabaseError, Job, JobCollection, JobQueue, Limits, ManualClock
 
+pytestmark = pytest.mark.both_sides
+
 T = TypeVar("T")
 
 

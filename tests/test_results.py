@@ -8,6 +8,8 @@ import pytest
 from helpers import claim_one
 from jobcollection import InvalidArgument, InvalidArgumentType, JobCollection
 
+pytestmark = pytest.mark.both_sides
+
 
 async def finish(jc: JobCollection, job_type: str, result: object) -> None:
     assert await (await claim_one(jc, job_type)).done(result) is True

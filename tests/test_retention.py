@@ -17,6 +17,8 @@ from helpers import claim_one, stored, utc
 from jobcollection import InvalidArgument, InvalidArgumentType, JobCollection, ManualClock
 from jobcollection.indexes import INDEXES
 
+pytestmark = pytest.mark.both_sides
+
 EXPIRE = "jobcollectionExpireAt"
 
 

@@ -11,6 +11,8 @@ from conftest import START
 from helpers import claim_one, messages, stored, utc
 from jobcollection import JobCollection, ManualClock
 
+pytestmark = pytest.mark.both_sides
+
 
 async def nothing_ready(jc: JobCollection, job_type: str = "t") -> bool:
     return await jc.get_work(job_type) == []

@@ -23,7 +23,10 @@ from jobcollection import (
     ManualClock,
 )
 
-pytestmark = pytest.mark.skipif(SHARDED, reason="scheduling keeps jobs unique: not sharded")
+pytestmark = [
+    pytest.mark.skipif(SHARDED, reason="scheduling keeps jobs unique: not sharded"),
+    pytest.mark.both_sides,
+]
 
 PENDING = {"$in": ["waiting", "paused", "ready"]}
 

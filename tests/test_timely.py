@@ -18,6 +18,8 @@ import pytest
 from conftest import MakeJC
 from jobcollection import Job, JobCollection, JobQueue, ManualClock
 
+pytestmark = pytest.mark.both_sides
+
 BOUND = 10.0
 MakeQueue = Callable[..., JobQueue]
 

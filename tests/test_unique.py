@@ -25,6 +25,8 @@ from jobcollection import (
 )
 from jobcollection.document import Unique
 
+pytestmark = pytest.mark.both_sides
+
 needs_index = pytest.mark.skipif(SHARDED, reason="a sharded collection has no unique jobs")
 
 

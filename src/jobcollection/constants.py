@@ -84,10 +84,14 @@ METHODS: Final[tuple[str, ...]] = (
     "jobSaveMany",
     "jobHeartbeat",
     "jobRelease",
+    "jobReadyDue",
+    "jobCancelPending",
 )
 """The original's methods, plus this project's extensions: jobSaveMany (batched jobSave),
-jobHeartbeat (renew a held job's lease without logging or reporting progress) and jobRelease
-(hand held jobs back, ready, without counting an attempt)."""
+jobHeartbeat (renew a held job's lease without logging or reporting progress), jobRelease
+(hand held jobs back, ready, without counting an attempt), jobReadyDue (promote the due jobs
+of some types now, as a queue that found nothing ready does) and jobCancelPending (cancel a
+user's jobs of a type that have not started, as scheduling a job does)."""
 
 PERMISSION_LEVELS: Final[tuple[str, ...]] = ("admin", "manager", "creator", "worker")
 
@@ -113,6 +117,8 @@ METHOD_PERMISSIONS: Final[dict[str, tuple[str, ...]]] = {
     "jobFail": ("jobFail", "admin", "worker"),
     "jobHeartbeat": ("jobHeartbeat", "admin", "worker"),
     "jobRelease": ("jobRelease", "admin", "worker"),
+    "jobReadyDue": ("jobReadyDue", "admin", "worker"),
+    "jobCancelPending": ("jobCancelPending", "admin", "manager"),
 }
 """For each method, the rule names that may allow or deny it: its own name and its groups."""
 

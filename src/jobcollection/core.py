@@ -4,7 +4,9 @@
 (`jc.call`, wire.py) parses the original's wire format and calls it too. Whoever calls, each
 operation goes through `_call` once: the ServerClock re-reads the server's time when due, the
 limits are checked, and the method's events fire and its log line is written (the wire-shaped
-parameters of a Python call are built only when something reads them). Below the core, the
+parameters of a Python call are built only when something reads them). The queues of the
+same process are told of every job saved (LocalSaves) and of the ids of every cancel and
+remove (LocalCancels, so a running job's worker is stopped at once). Below the core, the
 parts apply the transitions: saving.py, claiming.py, managing.py, reporting.py (with
 followups.py) and server.py, all through one Store.
 """
@@ -34,7 +36,7 @@ from .server import JobServer, ServerPass
 from .servertime import refresh_clock
 from .store import Store
 from .transitions import Due, Id
-from .wakeup import ChangeStreamSource, LocalSaves, WakeupSource
+from .wakeup import ChangeStreamSource, LocalCancels, LocalSaves, WakeupSource
 
 logger = logging.getLogger("jobcollection")
 
@@ -76,6 +78,7 @@ class Core:
         )
         self.events = EventEmitter()
         self.local_saves = LocalSaves()
+        self.local_cancels = LocalCancels()
         self._log_stream: IO[str] | None = None
 
     @property
@@ -283,6 +286,9 @@ class Core:
     def saves(self) -> LocalSaves | None:
         return self.local_saves
 
+    def cancels(self) -> LocalCancels | None:
+        return self.local_cancels
+
     def _published(self, docs: Sequence[JobDoc], ids: Sequence[Id | None]) -> None:
         """Tell this process's queues of the jobs just saved, with when each is due."""
         if not self.local_saves.active:
@@ -438,17 +444,35 @@ class Core:
         await refresh_clock(self._clock)
         return await self.manager.results(ids, max_bytes)
 
-    async def cancel_pending_of(self, job_type: str, user_id: Any) -> int:
-        """Scheduling's replacement of a user's pending jobs: a convenience of this library,
-        not a method of the original, so it fires no method events."""
-        await refresh_clock(self._clock)
-        return await self.manager.cancel_pending_of(job_type, user_id)
+    async def cancel_pending_of(
+        self, job_type: str, user_id: Any, *, origin: Origin | None = None
+    ) -> int:
+        """Scheduling's replacement of a user's pending jobs: part of `schedule_job`, so it
+        fires method events (jobCancelPending) only when called through the method layer."""
+        return await self._quiet(
+            "jobCancelPending",
+            lambda: (job_type, user_id),
+            origin,
+            lambda: self.manager.cancel_pending_of(job_type, user_id),
+        )
 
-    async def ready_due(self, types: Sequence[str]) -> Due:
-        """The job server's promotion, for the types a queue found nothing ready of: no
-        method events (as the server's passes fire none)."""
+    async def ready_due(self, types: Sequence[str], *, origin: Origin | None = None) -> Due:
+        """The job server's promotion, for the types a queue found nothing ready of: method
+        events (jobReadyDue) only when called through the method layer (a local queue's call
+        is the server's own work, and the server's passes fire none)."""
+        return await self._quiet(
+            "jobReadyDue", lambda: (list(types),), origin, lambda: self.manager.ready_due(types)
+        )
+
+    async def _quiet(
+        self, method: str, params: Params, origin: Origin | None, run: Callable[[], Awaitable[T]]
+    ) -> T:
+        """An operation that is part of another (no events of its own), unless a remote or
+        method-layer caller asked for it by name."""
+        if origin is not None:
+            return await self._call(method, params, origin, run)
         await refresh_clock(self._clock)
-        return await self.manager.ready_due(types)
+        return await run()
 
     async def cancel(
         self,
@@ -458,11 +482,17 @@ class Core:
         dependents: bool = True,
         origin: Origin | None = None,
     ) -> bool:
+        async def run() -> bool:
+            try:
+                return await self.manager.cancel(ids, antecedents, dependents)
+            finally:  # even after an error: some may have been cancelled
+                self.local_cancels.publish(ids)
+
         return await self._call(
             "jobCancel",
             lambda: (list(ids), {"antecedents": antecedents, "dependents": dependents}),
             origin,
-            lambda: self.manager.cancel(ids, antecedents, dependents),
+            run,
         )
 
     async def restart(
@@ -517,6 +547,10 @@ class Core:
         )
 
     async def remove(self, ids: Sequence[Id], *, origin: Origin | None = None) -> bool:
-        return await self._call(
-            "jobRemove", lambda: (list(ids),), origin, lambda: self.manager.remove(ids)
-        )
+        async def run() -> bool:
+            try:
+                return await self.manager.remove(ids)
+            finally:  # even after an error: some may have been removed
+                self.local_cancels.publish(ids)
+
+        return await self._call("jobRemove", lambda: (list(ids),), origin, run)

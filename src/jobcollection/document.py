@@ -210,6 +210,12 @@ class JobDoc(BaseModel):
     pending; a claim or a cancel lets go of it)."""
     remove_after: RemoveAfter | None = Field(default=None, exclude=True)
     """Retention (kept under REMOVE_AFTER); None: kept until removed."""
+    timeout: Annotated[int, Field(ge=1, le=INT64_MAX, strict=True)] | None = Field(
+        default=None, exclude=True
+    )
+    """How long, in ms, a queue lets a worker call on the job run before it cancels the call
+    and fails the job (kept under TIMEOUT); None: the queue's own timeout, if any. Unrelated
+    to `work_timeout`, the lease the queue's heartbeat renews."""
     skipped_runs: NonNegativeInt = Field(default=0, exclude=True)
     """Occurrences of its cron schedule that were given no run of their own, counted on the
     run after them (kept under SKIPPED)."""
@@ -286,6 +292,8 @@ class JobDoc(BaseModel):
             extensions[_LINEAGE_KEY] = self.lineage
         if self.user_id is not None:
             extensions[_USER_KEY] = self.user_id
+        if self.timeout is not None:
+            extensions[_TIMEOUT_KEY] = self.timeout
         if self.unique is not None:
             extensions[_UNIQUE_KEY] = self.unique_key()
         if extensions:
@@ -395,15 +403,19 @@ REMOVE_AFTER: Final = "_private.jobcollectionRemoveAfter"
 """On a job with retention: `{delay: ms, statuses: [...]}` (JobDoc.remove_after)."""
 _REMOVE_AFTER_KEY: Final = REMOVE_AFTER.split(".", 1)[1]
 
+TIMEOUT: Final = "_private.jobcollectionTimeout"
+"""On a job with a time limit of its own: the ms a worker call on it may take (JobDoc.timeout)."""
+_TIMEOUT_KEY: Final = TIMEOUT.split(".", 1)[1]
+
 EXPIRE_AT: Final = "_private.jobcollectionExpireAt"
 """On a finished job with retention: when MongoDB deletes it (a TTL index). Set by the write
 that finishes it, or, when that write leaves follow-ups pending, by the write that clears
 them (so the job is never deleted before its repeat and dependents are seen to); unset by a
 restart."""
 
-PRIVATE_SETTINGS: Final = (SCHEDULE, RETRY, REMOVE_AFTER)
-"""The per-job settings kept in `_private` beside the v1.x fields they extend: written and
-cleared together with those fields (a resave sets or unsets each)."""
+PRIVATE_SETTINGS: Final = (SCHEDULE, RETRY, REMOVE_AFTER, TIMEOUT)
+"""The per-job settings kept in `_private` that a resave of a paused job replaces: written
+and cleared together with the v1.x fields they extend (a resave sets or unsets each)."""
 
 
 def _read_extensions(private: dict[str, Any], fields: dict[str, Any]) -> None:
@@ -427,11 +439,15 @@ def _read_extensions(private: dict[str, Any], fields: dict[str, Any]) -> None:
         }
     if _USER_KEY in private:
         fields["user_id"] = private[_USER_KEY]
+    if _TIMEOUT_KEY in private:
+        fields["timeout"] = private[_TIMEOUT_KEY]
     unique = private.get(_UNIQUE_KEY)
     if unique is not None:
         if not isinstance(unique, dict):
             raise InvalidDocument(f"invalid job document: {UNIQUE}: {unique!r} is not a key")
         fields["unique"] = {"key": unique.get("key")}
+        if "onConflict" in unique:  # a given document's (codec.encode_doc), never stored
+            fields["unique"]["on_conflict"] = unique["onConflict"]
     retry = private.get(_RETRY_KEY)
     if retry is None:
         return
@@ -462,11 +478,12 @@ INTERNAL_PRIVATE_KEYS: Final = frozenset(
         "jobcollectionRemoveAfter",
         "jobcollectionExpireAt",
         "jobcollectionSkipped",
+        "jobcollectionTimeout",
     }
 )
 """Keys this library keeps in `_private` for itself (reporting.FLUSH_MARK, FOLLOW_UPS,
 REPEAT_OF, DEPENDENTS, ANNOUNCED, SCHEDULE, RETRY, LINEAGE, USER, UNIQUE, REMOVE_AFTER,
-EXPIRE_AT, SKIPPED); they are never
+EXPIRE_AT, SKIPPED, TIMEOUT); they are never
 returned nor copied into a rerun as they are (a rerun's are written again from its fields)."""
 
 _INT_FIELDS: Final = frozenset(
@@ -516,9 +533,20 @@ def assume_utc(value: Any) -> Any:
 
 
 def parse_doc(raw: dict[str, Any] | JobDoc, *, stored: bool = False) -> JobDoc:
-    """Validate a job document, raising InvalidDocument that names every bad field."""
+    """Validate a job document, raising InvalidDocument that names every bad field.
+
+    A given document's `_private` is read as a stored one's: the settings this library keeps
+    there (a cron schedule, retry extras, retention, user, unique key, lineage, timeout)
+    become their fields, its bookkeeping (pending follow-ups, removal dates, ...) is dropped,
+    so that no caller can forge it, and every other key is the caller's and kept."""
     if isinstance(raw, JobDoc):
         return raw.model_copy(deep=True)
+    private = raw.get("_private") if isinstance(raw, dict) else None
+    if isinstance(private, dict):
+        raw = dict(raw)
+        _read_extensions(private, raw)
+        own = {k: v for k, v in private.items() if k not in INTERNAL_PRIVATE_KEYS}
+        raw["_private"] = own or None
     try:
         return JobDoc.model_validate(raw, context=STORED if stored else None)
     except ValidationError as exc:

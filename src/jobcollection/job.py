@@ -1,8 +1,8 @@
 """Job: a chainable builder for a new job and a handle on a stored one.
 
-Builders (priority, retry, repeat, depends, delay, after) validate their input and change the
-local document only; actions (save, done, fail, cancel, ...) validate theirs and call the
-collection's typed service (seam.py), local or remote alike.
+Builders (priority, retry, repeat, depends, delay, after, timeout, ...) validate their input
+and change the local document only; actions (save, done, fail, cancel, ...) validate theirs
+and call the collection's typed service (seam.py), local or remote alike.
 """
 
 from __future__ import annotations
@@ -67,6 +67,10 @@ class Job:
         self.reported = False
         """True once done() or fail() was answered for this handle (the queue leaves it
         alone); a call that raised, e.g. on an invalid result, does not count."""
+        self._cancelled = False
+        self._report_in_flight = False
+        """A done() or fail() of this handle awaits its answer (the queue does not take the
+        job's claim for lost meanwhile: the report may have just been stored)."""
         self._new_id: Id | None = None
         self._claimed_copy = False
         if isinstance(type_or_doc, JobDoc | dict):
@@ -88,6 +92,8 @@ class Job:
         job = cls.__new__(cls)
         job._service = jc.service
         job.reported = False
+        job._cancelled = False
+        job._report_in_flight = False
         job._new_id = None
         job._claimed_copy = True  # the document as claimed: done/fail may skip reading it
         job._doc = doc.model_copy()
@@ -122,6 +128,19 @@ class Job:
     def user_id(self) -> int | str | ObjectId | None:
         """Who the job is for (`for_user`), None if nobody in particular."""
         return self._doc.user_id
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the queue running this job found its claim lost: the job was cancelled
+        or removed, or its lease ran out (the job server then failed it). Its reports would
+        be refused, and the queue sends none. When every job of a worker call is lost the
+        queue cancels the call; a payload batch of which only some were cancelled keeps
+        running, and its worker can check this to skip them."""
+        return self._cancelled
+
+    def _lose_claim(self) -> None:
+        """The queue found this job's claim lost (see `cancelled`)."""
+        self._cancelled = True
 
     # --- builders ----------------------------------------------------------------------------
 
@@ -265,6 +284,17 @@ class Job:
         assign(self._doc, repeats=count, repeat_until=deadline, repeat_wait=repeat_wait)
         return self
 
+    def timeout(self, seconds: float | timedelta | None) -> Job:
+        """Let a worker call on this job run at most `seconds` (at least 1 ms); None clears it,
+        leaving the queue's `timeout`, if any. A queue cancels a call that runs longer and
+        fails the job, not fatally (it is retried if it has retries left), with "timed out
+        after N s"; it overrides the queue's timeout, and a payload batch is bounded by the
+        smallest of its jobs'. Unrelated to the lease (`work_timeout`). A repeat or rerun
+        keeps it. Kept in `_private`."""
+        limit_ms = None if seconds is None else v.duration_ms(seconds, "seconds", minimum_ms=1)
+        assign(self._doc, timeout=limit_ms)
+        return self
+
     def delay(self, seconds: float | timedelta = 0) -> Job:
         """Not before `seconds` from now."""
         delay_ms = v.duration_ms(seconds, "seconds")
@@ -389,14 +419,20 @@ class Job:
         """Complete the claimed job; with repeat_id the id of the repeat it scheduled, if any."""
         job_id, run_id = self._claim("done")
         value = v.wrap_value({} if result is None else result, "result")
-        outcome = await self._service.done(
-            job_id,
-            run_id,
-            value,
-            repeat_id=v.boolean(repeat_id, "repeat_id"),
-            delay_deps_ms=None if delay_deps is None else v.duration_ms(delay_deps, "delay_deps"),
-            claimed=self._doc if self._claimed_copy else None,
-        )
+        with_repeat_id = v.boolean(repeat_id, "repeat_id")
+        delay_deps_ms = None if delay_deps is None else v.duration_ms(delay_deps, "delay_deps")
+        self._report_in_flight = True
+        try:
+            outcome = await self._service.done(
+                job_id,
+                run_id,
+                value,
+                repeat_id=with_repeat_id,
+                delay_deps_ms=delay_deps_ms,
+                claimed=self._doc if self._claimed_copy else None,
+            )
+        finally:
+            self._report_in_flight = False
         self.reported = True
         if outcome:
             assign(self._doc, status="completed")
@@ -406,13 +442,18 @@ class Job:
         """Fail the claimed job; it is retried unless fatal or out of retries."""
         job_id, run_id = self._claim("fail")
         value = v.wrap_value(dict(NO_ERROR) if error is None else error, "error")
-        ok = await self._service.fail(
-            job_id,
-            run_id,
-            value,
-            fatal=v.boolean(fatal, "fatal"),
-            claimed=self._doc if self._claimed_copy else None,
-        )
+        is_fatal = v.boolean(fatal, "fatal")
+        self._report_in_flight = True
+        try:
+            ok = await self._service.fail(
+                job_id,
+                run_id,
+                value,
+                fatal=is_fatal,
+                claimed=self._doc if self._claimed_copy else None,
+            )
+        finally:
+            self._report_in_flight = False
         self.reported = True
         if ok:
             assign(self._doc, run_id=None)

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from . import transitions
+from . import validation as v
 from .clock import Clock
 from .constants import (
     JOB_STATUS_CANCELLABLE,
@@ -31,7 +32,6 @@ from .document import (
     LaterSchedule,
     assume_utc,
 )
-from .errors import InvalidArgument
 from .reading import Reader
 from .schedule import add_ms, occurrences
 from .store import Store
@@ -174,12 +174,7 @@ class Manager:
             )
         }
         results = {i: assume_utc(found[i]) for i in dict.fromkeys(ids) if i in found}
-        size = sum(len(self.store.encode(r)) for r in results.values())
-        if size > max_bytes:
-            raise InvalidArgument(
-                "max_bytes",
-                f"the results of {len(results)} antecedents are {size} bytes BSON-encoded",
-            )
+        v.check_results_size(results, max_bytes, self.store.encode)
         return results
 
     async def cancel_pending_of(self, job_type: str, user_id: Any) -> int:

@@ -19,6 +19,19 @@ that are still running are failed (not fatally) with the exception's type, messa
 traceback; if it returns, they are completed with the returned value as their result. Jobs the
 worker finished itself (`job.reported`) are left as they are.
 
+The queue cancels a worker call (asyncio cancellation, raised inside the worker's coroutine,
+which may clean up in try/finally) in two cases, and cancels it again every `cancel_grace`
+seconds, with a warning, for as long as it swallows the cancellation:
+- it runs longer than its `timeout` (the smallest of its jobs' own, `Job.timeout`, or else the
+  queue's): its unreported jobs are failed, not fatally, with "timed out after N s";
+- every job it has not reported lost its claim (cancelled, removed, or its lease ran out):
+  those jobs are left as they are (`job.cancelled`), not reported, not retried. A payload
+  batch of which only some jobs lost their claims runs on; its worker can check
+  `job.cancelled`, and the queue reports only the others.
+The queue finds lost claims at every heartbeat (every third of `work_timeout`), at once when
+the job is cancelled or removed through a JobCollection of the same process (LocalCancels),
+and at once from a change stream where the server has them (CancelSource).
+
 Every job a queue is handed ends completed, failed, retried or released. Every claim carries a
 lease (`work_timeout`, DEFAULT_WORK_TIMEOUT by default), renewed by the heartbeat while the
 queue holds the job, so the jobs of a process that dies are recovered by the job server. A
@@ -28,7 +41,8 @@ report that retrying cannot cure (a result too large or that cannot be encoded, 
 server refuses) fails the job instead, with the reason.
 
 The queue owns its background tasks (the poll timer, the due-job wake-up, the claim in flight,
-the workers, the heartbeat and the wake-up listener); `shutdown()` stops them all and awaits them.
+the workers, the heartbeat, the claim checks and the wake-up and cancel listeners);
+`shutdown()` stops them all and awaits them.
 """
 
 from __future__ import annotations
@@ -40,6 +54,7 @@ import logging
 import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeAlias
@@ -50,7 +65,7 @@ from . import validation as v
 from .errors import DatabaseError, InvalidArgument, InvalidArgumentType, WakeupUnavailable
 from .job import Job
 from .store import refused
-from .wakeup import WakeupSource
+from .wakeup import CancelSource, WakeupSource
 
 if TYPE_CHECKING:
     from .seam import ServedCollection
@@ -111,6 +126,8 @@ claimed at the next look, never in a tight loop)."""
 DEFAULT_WORK_TIMEOUT = 60.0
 """Seconds of lease on every claim a queue makes unless told otherwise; the heartbeat renews
 it every third of that, so only a queue that stops (its process died or hangs) loses it."""
+DEFAULT_CANCEL_GRACE = 5.0
+"""Seconds a queue gives a worker call it cancelled to end before it cancels it again."""
 
 MAX_RETRY_DELAY = 5.0
 """The longest wait, in seconds, between two attempts to write a report."""
@@ -162,6 +179,23 @@ def _text(make: Callable[[], str], fallback: str) -> str:
         return fallback
 
 
+def _seconds(ms: int) -> str:
+    """Milliseconds as seconds, compactly: 50 -> "0.05", 30000 -> "30"."""
+    return f"{ms / 1000:.3f}".rstrip("0").rstrip(".")
+
+
+@dataclass(slots=True)
+class _Stop:
+    """A worker call the queue cancelled: why, what its unreported jobs are failed with (None:
+    their claims are lost, nothing is reported), how many times it was cancelled (each is
+    undone once the call is over) and the timer of the next cancel."""
+
+    why: str
+    error: BaseException | None
+    cancels: int = 0
+    again: asyncio.TimerHandle | None = None
+
+
 def _poll_seconds(value: Any) -> float | None:
     """None or 0 disables polling; otherwise seconds (or a timedelta) > 0."""
     if value is None:
@@ -188,9 +222,17 @@ class JobQueue:
         poll_interval: float | timedelta | None = 5.0,
         prefetch: int = 0,
         work_timeout: float | timedelta | None = None,
+        timeout: float | timedelta | None = None,
+        cancel_grace: float | timedelta = DEFAULT_CANCEL_GRACE,
         error_callback: ErrorCallback | None = None,
         wakeup: WakeupSource | bool = True,
     ) -> None:
+        """`timeout`: the longest a worker call may run (None: no limit) unless its jobs say
+        otherwise (`Job.timeout`); `cancel_grace`: how long a cancelled worker call has to
+        end before it is cancelled again (see the module's docstring for both). A wake-up
+        source that is also a CancelSource (the default change streams) tells the queue of
+        cancelled jobs too; cancels made through this process's JobCollection are seen
+        whatever `wakeup` says."""
         self._types = v.job_types(type_or_types, "type_or_types")
         if not callable(worker):
             raise InvalidArgumentType("worker", "must be an async function")
@@ -198,9 +240,13 @@ class JobQueue:
         self._payload = v.integer(payload, "payload", minimum=1)
         self._prefetch = v.integer(prefetch, "prefetch", minimum=0)
         self._poll_interval = _poll_seconds(poll_interval)
-        timeout = DEFAULT_WORK_TIMEOUT if work_timeout is None else work_timeout
-        self._work_timeout_ms = v.duration_ms(timeout, "work_timeout", minimum_ms=1)
+        lease = DEFAULT_WORK_TIMEOUT if work_timeout is None else work_timeout
+        self._work_timeout_ms = v.duration_ms(lease, "work_timeout", minimum_ms=1)
         self._heartbeat_interval = self._work_timeout_ms / 1000 / 3
+        self._timeout_ms = (
+            None if timeout is None else v.duration_ms(timeout, "timeout", minimum_ms=1)
+        )
+        self._cancel_grace = v.duration_ms(cancel_grace, "cancel_grace", minimum_ms=1) / 1000
         if error_callback is not None and not callable(error_callback):
             raise InvalidArgumentType("error_callback", "must be callable")
         if not isinstance(wakeup, bool) and not isinstance(wakeup, WakeupSource):
@@ -225,7 +271,10 @@ class JobQueue:
         self._reporting: dict[asyncio.Task[None], list[Job]] = {}
         """Batches whose worker call is over and whose reports (done/fail) are being written;
         their slots are free."""
-        self._lost: set[Job] = set()
+        self._stopped: dict[asyncio.Task[None], _Stop] = {}
+        """Worker calls the queue cancelled and that have not ended yet, by their task."""
+        self._checks: set[asyncio.Task[None]] = set()
+        """Claim checks in flight, started by a cancel (see _on_cancelled)."""
         self._leases: dict[Any, datetime] = {}
         """When the lease of each claim held (by runId) runs out, as last renewed."""
         self._fetch_task: asyncio.Task[None] | None = None
@@ -234,6 +283,7 @@ class JobQueue:
         self._shutdown_task: asyncio.Task[None] | None = None
         self._poll_task: asyncio.Task[None] | None = None
         self._listen_task: asyncio.Task[None] | None = None
+        self._cancels_task: asyncio.Task[None] | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._wakeup_task: asyncio.Task[None] | None = None
         self.next_wakeup: datetime | None = None
@@ -247,10 +297,16 @@ class JobQueue:
             source = self._service.wakeup()
         if source is not None:
             self._listen_task = self._spawn(self._listen(source), "wakeup")
+        if isinstance(source, CancelSource):
+            self._cancels_task = self._spawn(self._listen_cancels(source), "cancels")
         self._unsubscribe: Callable[[], None] | None = None
         saves = self._service.saves() if wakeup is not False else None
         if saves is not None:
             self._unsubscribe = saves.subscribe(self._types, self._on_saved)
+        cancels = self._service.cancels()
+        self._unsubscribe_cancels = (
+            None if cancels is None else cancels.subscribe(self._on_cancelled)
+        )
         self._heartbeat_task = self._spawn(
             self._heartbeat_loop(self._heartbeat_interval), "heartbeat"
         )
@@ -344,19 +400,27 @@ class JobQueue:
     async def heartbeat_now(self) -> int:
         """Renew the lease of every job the queue holds (queued, running or being reported)
         now; the number renewed. The queue does this every work_timeout / 3 seconds by
-        itself. A job whose claim is found lost is dropped if it has not started."""
-        held = [
-            job
-            for job in (*self._queued, *self._in_hand())
-            if not job.reported and job not in self._lost
-        ]
-        if not held:
+        itself. A job whose claim is found lost (`job.cancelled`) is dropped if it has not
+        started; a worker call whose unreported jobs all lost their claims is cancelled."""
+        claims = self._claims()
+        if not claims:
             return 0
-        claims: dict[Any, list[Job]] = {}
-        for job in held:
-            claims.setdefault(job.doc.run_id, []).append(job)
         for run_id in set(self._leases) - set(claims):  # claims no longer held
             del self._leases[run_id]
+        return await self._renew(claims)
+
+    def _claims(self) -> dict[Any, list[Job]]:
+        """The jobs the queue holds (queued, running or being reported) whose claim it has not
+        found lost and that are not reported, by claim (runId)."""
+        claims: dict[Any, list[Job]] = {}
+        for job in (*self._queued, *self._in_hand()):
+            if not job.reported and not job.cancelled:
+                claims.setdefault(job.doc.run_id, []).append(job)
+        return claims
+
+    async def _renew(self, claims: dict[Any, list[Job]]) -> int:
+        """Renew the lease of these claims, finding the jobs whose claim is lost; the number
+        of jobs renewed."""
         renewed = 0
         for run_id, jobs in claims.items():  # one renewal per claim: its jobs share a lease
             asked_at = self._service.clock.now()
@@ -374,21 +438,50 @@ class JobQueue:
             for job in jobs:
                 if job.id in still_held:
                     renewed += 1
-                elif not job.reported and id(job) not in reporting:  # not its own report
-                    self._claim_lost(job)
+                elif not (job.reported or job._report_in_flight or id(job) in reporting):
+                    self._claim_lost(job)  # (a job reported since it was asked is not lost)
         return renewed
 
     def _claim_lost(self, job: Job) -> None:
+        """Drop a queued job whose claim is lost; cancel the worker call holding a running one
+        once every job the call has not reported is lost."""
+        queued = job in self._queued
         logger.warning(
             "job %s lost its claim (lease expired, cancelled or removed); %s",
             job.id,
-            "its result will not be stored" if job not in self._queued else "not starting it",
+            "not starting it" if queued else "its result will not be stored",
         )
-        if job in self._queued:
+        job._lose_claim()
+        if queued:
             self._queued.remove(job)
             self._notify()
-        else:
-            self._lost.add(job)
+            return
+        for task, batch in self._workers.items():
+            if job in batch:
+                if all(other.cancelled for other in batch if not other.reported):
+                    self._stop(task, "its jobs lost their claims", None)
+                return
+
+    def _on_cancelled(self, ids: Sequence[Any]) -> None:
+        """Jobs were cancelled or removed: check the claims of those the queue holds now (so
+        their worker call is cancelled at once, not at the next heartbeat)."""
+        named = set(ids)
+        claims = {
+            run_id: jobs
+            for run_id, jobs in self._claims().items()
+            if any(job.id in named for job in jobs)
+        }
+        if claims:
+            self._check(claims)
+
+    def _check(self, claims: dict[Any, list[Job]]) -> None:
+        """Renew (and so check) these claims in a task of their own; shutdown awaits it."""
+        task = self._spawn(self._check_claims(claims), "claim-check")
+        self._checks.add(task)
+        task.add_done_callback(self._checks.discard)
+
+    async def _check_claims(self, claims: dict[Any, list[Job]]) -> None:
+        await self._renew(claims)
 
     async def shutdown(self, level: ShutdownLevel = "normal", quiet: bool = False) -> None:
         """Stop the queue; returns when the level's conditions hold and every task ended.
@@ -524,22 +617,35 @@ class JobQueue:
             self._notify()
 
     async def _run_batch(self, batch: list[Job]) -> None:
-        """One batch's whole life: call the worker, free its slot, write its reports."""
+        """One batch's whole life: call the worker (within its timeout), free its slot, write
+        its reports."""
         task = asyncio.current_task()
         assert task is not None
         error: BaseException | None = None
         result: Any = None
+        deadline = self._deadline(task, batch)
         try:
             result = await self._call_worker(batch)
-        except asyncio.CancelledError as exc:
-            if self._state is not State.HARD:  # cancelled by someone else: leave nothing running
-                await self._finish(batch, error=exc)
-            raise
-        except Exception as exc:
+        except BaseException as exc:
             error = exc
-        except BaseException as exc:  # SystemExit, KeyboardInterrupt: fail, then let it go
-            await self._finish(batch, error=exc)
-            raise
+        if deadline is not None:
+            deadline.cancel()
+        stop = self._end_stop(task)
+        cancelled = isinstance(error, asyncio.CancelledError)
+        if stop is not None and not (cancelled and task.cancelling() > stop.cancels):
+            # The queue cancelled the call (and no one else did): whatever the call did since,
+            # its jobs are failed with the stop's error, or left alone (their claims are lost).
+            for _ in range(stop.cancels):
+                task.uncancel()
+            result, error = None, stop.error
+        elif cancelled:
+            assert error is not None
+            if self._state is not State.HARD:  # cancelled by someone else: leave nothing running
+                await self._finish(batch, error=error)
+            raise error
+        elif error is not None and not isinstance(error, Exception):
+            await self._finish(batch, error=error)  # SystemExit, KeyboardInterrupt: fail, then
+            raise error  # let it go
         # The call is over: its slot is free for the next batch while its reports are written
         # (reports of calls finishing close together share one bundled write).
         self._reporting[task] = self._workers.pop(task, batch)
@@ -547,6 +653,62 @@ class JobQueue:
         self.trigger()
         self._notify()
         await self._finish(batch, result=result, error=error)
+
+    def _deadline(self, task: asyncio.Task[None], batch: list[Job]) -> asyncio.TimerHandle | None:
+        """Time the worker call out after the smallest timeout of its jobs (the queue's for a
+        job without one of its own); None: no limit."""
+        limits = [self._timeout_ms if job.doc.timeout is None else job.doc.timeout for job in batch]
+        known = [ms for ms in limits if ms is not None]
+        if not known:
+            return None
+        limit_ms = min(known)
+        why = f"timed out after {_seconds(limit_ms)} s"
+        return asyncio.get_running_loop().call_later(
+            limit_ms / 1000, self._stop, task, why, TimeoutError(why)
+        )
+
+    def _stop(self, task: asyncio.Task[None], why: str, error: BaseException | None) -> None:
+        """Cancel a worker call in flight; its jobs are failed with `error` once it ends (None:
+        left alone). It is cancelled again every cancel_grace seconds until it ends."""
+        if task in self._stopped:  # cancelled already: for the other reason, or by another check
+            return
+        logger.info(
+            "cancelling the worker call on job(s) %s: %s", self._ids(self._workers[task]), why
+        )
+        stop = _Stop(why, error)
+        self._stopped[task] = stop
+        self._cancel_call(task, stop)
+
+    def _cancel_call(self, task: asyncio.Task[None], stop: _Stop) -> None:
+        stop.cancels += 1
+        task.cancel()
+        stop.again = asyncio.get_running_loop().call_later(
+            self._cancel_grace, self._still_running, task, stop
+        )
+
+    def _end_stop(self, task: asyncio.Task[None]) -> _Stop | None:
+        """The worker call of `task` is over (or the task was cancelled before it started):
+        cancel it no more; the stop, if the queue had cancelled it."""
+        stop = self._stopped.pop(task, None)
+        if stop is not None and stop.again is not None:
+            stop.again.cancel()
+        return stop
+
+    def _still_running(self, task: asyncio.Task[None], stop: _Stop) -> None:
+        """A worker call the queue cancelled cancel_grace seconds ago has not ended (it
+        swallowed the cancellation): cancel it again."""
+        logger.warning(
+            "the worker call on job(s) %s is still running %g s after it was cancelled (%s); "
+            "cancelling it again",
+            self._ids(self._workers[task]),
+            self._cancel_grace,
+            stop.why,
+        )
+        self._cancel_call(task, stop)
+
+    @staticmethod
+    def _ids(jobs: list[Job]) -> str:
+        return ", ".join(str(job.id) for job in jobs)
 
     async def _call_worker(self, batch: list[Job]) -> Any:
         outcome = self._worker(batch if self._payload > 1 else batch[0])
@@ -557,8 +719,9 @@ class JobQueue:
         return await outcome
 
     def _batch_finished(self, task: asyncio.Task[None]) -> None:
-        batch = self._workers.pop(task, None) or self._reporting.pop(task, [])
-        self._lost.difference_update(batch)
+        if self._workers.pop(task, None) is None:
+            self._reporting.pop(task, None)
+        self._end_stop(task)  # a task cancelled before it started never ran _run_batch
         if not task.cancelled() and task.exception() is not None:
             logger.error("batch task failed", exc_info=task.exception())
         self._process()
@@ -576,7 +739,7 @@ class JobQueue:
     async def _finish(
         self, batch: list[Job], *, result: Any = None, error: BaseException | None = None
     ) -> None:
-        pending = [job for job in batch if not job.reported]
+        pending = [job for job in batch if not job.reported and not job.cancelled]
         if not pending:
             return
         if error is None:
@@ -586,7 +749,7 @@ class JobQueue:
             "worker raised %s: %s; failing job(s) %s",
             type(error).__name__,
             _text(lambda: str(error), "<str() raised>"),
-            ", ".join(str(job.id) for job in pending),
+            self._ids(pending),
         )
         failure = failure_info(error, self._service.limits.max_error_bytes)
         await self._settle_all(pending, "fail", lambda: failure)
@@ -697,6 +860,27 @@ class JobQueue:
             if aclose is not None:
                 await aclose()
 
+    async def _listen_cancels(self, source: CancelSource) -> None:
+        cancellations = source.cancellations()
+        try:
+            async for job_id in cancellations:
+                if job_id is not None:
+                    self._on_cancelled([job_id])
+                elif claims := self._claims():  # cancels may have been missed: check them all
+                    self._check(claims)
+        except WakeupUnavailable:
+            logger.debug("cancel stream unavailable; the heartbeat finds cancelled jobs")
+        except Exception as exc:
+            logger.warning(
+                "cancel stream failed (%r); the heartbeat finds cancelled jobs every %g s",
+                exc,
+                self._heartbeat_interval,
+            )
+        finally:
+            aclose = getattr(cancellations, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
     def _on_saved(self, due: datetime) -> None:
         """A job of this queue's types was saved in this process: look now if it is due, or
         wake up when it is (see _wake_at)."""
@@ -786,8 +970,13 @@ class JobQueue:
             await changed.wait()
         self._retire(self._heartbeat_task)
         self._heartbeat_task = None
-        if self._retired:
-            await asyncio.gather(*self._retired, return_exceptions=True)
+        self._retire(self._cancels_task)
+        self._cancels_task = None
+        if self._unsubscribe_cancels is not None:
+            self._unsubscribe_cancels()
+            self._unsubscribe_cancels = None
+        if self._retired or self._checks:
+            await asyncio.gather(*self._retired, *self._checks, return_exceptions=True)
         if not quiet:
             logger.info(
                 "%r: shut down; released %d queued and failed %d running job(s)",
@@ -797,9 +986,15 @@ class JobQueue:
             )
 
     async def _kill_workers(self) -> int:
-        """Hard shutdown: cancel every worker call and fail the jobs it had not finished."""
+        """Hard shutdown: cancel every worker call and fail the jobs it had not finished (and
+        that have not lost their claims)."""
         tasks = list(self._workers)
-        jobs = [job for batch in self._workers.values() for job in batch if not job.reported]
+        jobs = [
+            job
+            for batch in self._workers.values()
+            for job in batch
+            if not job.reported and not job.cancelled
+        ]
         for task in tasks:
             task.cancel()
         failed = await self._fail_jobs(jobs, WORKER_SHUTDOWN_ERROR)

@@ -20,7 +20,7 @@ from .limits import Limits
 from .transitions import Due, Id
 
 if TYPE_CHECKING:
-    from .wakeup import LocalSaves, WakeupSource
+    from .wakeup import LocalCancels, LocalSaves, WakeupSource
 
 Outcome = bool | Id
 """What done() answers: whether it was applied, or the id of the repeat it scheduled."""
@@ -52,8 +52,10 @@ class JobService(Protocol):
         *,
         cancel_repeats: bool = False,
         job_ids: Sequence[Id | None] | None = None,
+        name: str = "docs",
     ) -> list[Id | None]:
-        """jobSaveMany: save() of each document, as few round trips as their semantics allow."""
+        """jobSaveMany: save() of each document, as few round trips as their semantics allow.
+        `name` is what errors call the documents (`docs[i]`; save_jobs says `jobs[i]`)."""
         ...
 
     async def get_jobs(
@@ -195,6 +197,12 @@ class JobService(Protocol):
     def saves(self) -> LocalSaves | None:
         """The jobs saved through this service, as they are (for the queues of the same
         process); None where saves are not seen."""
+        ...
+
+    def cancels(self) -> LocalCancels | None:
+        """The ids of the jobs cancelled or removed through this service (for the queues of
+        the same process, which stop a worker whose jobs were cancelled at once); None where
+        cancels are not seen (the queues' heartbeats find them)."""
         ...
 
 

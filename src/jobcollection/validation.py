@@ -7,10 +7,11 @@ changes stored data.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+import bson
 from bson import ObjectId
 
 from .constants import (
@@ -276,3 +277,17 @@ def check_own_ids(
         if own in seen:
             raise InvalidArgument(where, f"duplicates {seen[own]}")
         seen[own] = where
+
+
+def check_results_size(
+    results: Mapping[Any, Mapping[str, Any]],
+    max_bytes: int,
+    encode: Callable[[Mapping[str, Any]], bytes] = bson.encode,
+) -> None:
+    """Antecedents' results read together may be at most `max_bytes` BSON-encoded
+    (InvalidArgument("max_bytes") naming their size otherwise)."""
+    size = sum(len(encode(result)) for result in results.values())
+    if size > max_bytes:
+        raise InvalidArgument(
+            "max_bytes", f"the results of {len(results)} antecedents are {size} bytes BSON-encoded"
+        )

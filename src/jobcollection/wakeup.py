@@ -16,6 +16,12 @@ covered by polling.
 `LocalSaves` needs no server: a JobCollection tells the queues of its own process about each
 job it saves (its type and when it is due), so a queue starts a job saved in the same process
 at once, or when it falls due, on any deployment.
+
+Cancellations reach running workers the same two ways. `LocalCancels`: a JobCollection tells
+the queues of its own process the ids it was asked to cancel or remove, and a queue holding
+one checks that claim at once. A `CancelSource` (`ChangeStreamSource.cancellations()`) yields
+the ids of jobs any process cancels, where change streams exist. Elsewhere a queue learns of
+a cancel at its next heartbeat (every third of its work_timeout).
 """
 
 from __future__ import annotations
@@ -25,13 +31,14 @@ import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from pymongo.errors import OperationFailure, PyMongoError
 
 from .errors import WakeupUnavailable
 
 logger = logging.getLogger("jobcollection.wakeup")
+T = TypeVar("T")
 
 UNSUPPORTED_CODES = frozenset({13, 115, 40324, 40573})
 """Server error codes that mean change streams cannot work here: Unauthorized,
@@ -40,6 +47,18 @@ CommandNotSupported, unknown `$changeStream` stage, and "only supported on repli
 HISTORY_LOST_CODES = frozenset({136, 280, 286})
 """CappedPositionLost, ChangeStreamFatalError, ChangeStreamHistoryLost: the resume token is
 useless, so the stream starts afresh (and signals a rescan)."""
+
+
+@runtime_checkable
+class CancelSource(Protocol):
+    """Tells a queue which jobs were cancelled (a queue whose wake-up source is also one
+    listens to it: `JobQueue(wakeup=...)`)."""
+
+    def cancellations(self) -> AsyncIterator[Any]:
+        """Yield the id of each job cancelled from now on, or None when cancels may have been
+        missed (the queue then checks every claim it holds). Raise `WakeupUnavailable` if the
+        source cannot work here; any other exception also ends it (the heartbeat remains)."""
+        ...
 
 
 @runtime_checkable
@@ -84,6 +103,21 @@ def ready_pipeline(types: Sequence[str]) -> list[dict[str, Any]]:
     ]
 
 
+def cancel_pipeline() -> list[dict[str, Any]]:
+    """The change-stream pipeline for "a job was cancelled": updates that set status to
+    "cancelled" (of any type: an update does not carry the type, and the queue looks the id up
+    among the jobs it holds). Only `_id` (the resume token) and the job's id are sent back."""
+    return [
+        {
+            "$match": {
+                "operationType": "update",
+                "updateDescription.updatedFields.status": "cancelled",
+            }
+        },
+        {"$project": {"_id": 1, "documentKey": 1}},
+    ]
+
+
 def _unsupported(exc: BaseException) -> bool:
     return isinstance(exc, OperationFailure) and exc.code in UNSUPPORTED_CODES
 
@@ -93,7 +127,8 @@ def _history_lost(exc: BaseException) -> bool:
 
 
 class ChangeStreamSource:
-    """Wake-up signals from a MongoDB change stream on the job collection.
+    """Wake-up signals, and cancelled jobs, from MongoDB change streams on the job collection
+    (`signals` and `cancellations` each open a stream of their own).
 
     Works with a pymongo `AsyncCollection` (whose `watch` is a coroutine) and a Motor
     collection (whose `watch` returns the stream). After a resumable error it waits
@@ -131,8 +166,22 @@ class ChangeStreamSource:
     def _delay(self, failures: int) -> float:
         return float(min(self.retry_delay * 2 ** (failures - 1), self.max_retry_delay))
 
-    async def signals(self, types: Sequence[str]) -> AsyncIterator[object]:
-        pipeline = ready_pipeline(types)
+    def signals(self, types: Sequence[str]) -> AsyncIterator[object]:
+        """ "opened" whenever the stream (re)opens, "changed" for each job of `types` that
+        became ready or waiting."""
+        return self._watch(ready_pipeline(types), lambda change: "changed", "opened")
+
+    def cancellations(self) -> AsyncIterator[Any]:
+        """The id of each job cancelled, and None whenever the stream (re)opens."""
+        return self._watch(cancel_pipeline(), _cancelled_id, None)
+
+    async def _watch(
+        self,
+        pipeline: list[dict[str, Any]],
+        describe: Callable[[dict[str, Any]], T],
+        opened: T,
+    ) -> AsyncIterator[T]:
+        """`opened` whenever the stream (re)opens, `describe(change)` for each change."""
         token: Mapping[str, Any] | None = None
         failures = 0
         clock = asyncio.get_running_loop().time
@@ -142,11 +191,11 @@ class ChangeStreamSource:
             try:
                 stream = await self._open(pipeline, token)
                 opened_at = clock()
-                yield "opened"  # changes made before (or while away) may have been missed
-                async for _change in stream:
+                yield opened  # changes made before (or while away) may have been missed
+                async for change in stream:
                     token = stream.resume_token
                     failures = 0
-                    yield "changed"
+                    yield describe(change)
                 # Invalidated (collection dropped or renamed): start afresh, at once the first
                 # time, then backing off if streams keep ending without a change.
                 token = None
@@ -176,6 +225,12 @@ class ChangeStreamSource:
             finally:
                 if stream is not None:
                     await _close(stream)
+
+
+def _cancelled_id(change: dict[str, Any]) -> Any:
+    """The id of the job a change cancelled; None (check every claim) if it does not say."""
+    key = change.get("documentKey")
+    return key.get("_id") if isinstance(key, dict) else None
 
 
 async def _close(stream: Any) -> None:
@@ -221,3 +276,33 @@ class LocalSaves:
                 hint(due)
             except Exception:
                 logger.exception("a queue's save hint raised")
+
+
+CancelHint = Callable[[Sequence[Any]], None]
+"""Told the ids of jobs cancelled or removed (some of them may not have been)."""
+
+
+class LocalCancels:
+    """The jobs cancelled or removed through one JobCollection, for the queues of the same
+    process: a queue holding one checks its claim at once, so that its worker is stopped
+    without waiting for the next heartbeat."""
+
+    def __init__(self) -> None:
+        self._hints: list[CancelHint] = []
+
+    def subscribe(self, hint: CancelHint) -> Callable[[], None]:
+        """Call `hint` with the ids of each cancel or remove from now on; the unsubscribe."""
+        self._hints.append(hint)
+
+        def unsubscribe() -> None:
+            if hint in self._hints:
+                self._hints.remove(hint)
+
+        return unsubscribe
+
+    def publish(self, ids: Sequence[Any]) -> None:
+        for hint in list(self._hints):
+            try:
+                hint(ids)
+            except Exception:
+                logger.exception("a queue's cancel hint raised")

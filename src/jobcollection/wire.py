@@ -321,6 +321,20 @@ def _parse_server_shutdown(p: tuple[Any, ...]) -> Parsed:
     return {"timeout_ms": opts.get("timeout", 60_000)}
 
 
+def _parse_ready_due(p: tuple[Any, ...]) -> Parsed:
+    _arity(p, 1, 2, "jobReadyDue")
+    _options(p, 1, {})
+    return {"types": v.job_types(p[0])}
+
+
+def _parse_cancel_pending(p: tuple[Any, ...]) -> Parsed:
+    _arity(p, 2, 3, "jobCancelPending")
+    _options(p, 2, {})
+    if not isinstance(p[0], str) or not p[0]:
+        raise InvalidArgumentType("type", "must be a non-empty string")
+    return {"job_type": p[0], "user_id": v.user_id(p[1], "userId")}
+
+
 def _run(name: str) -> Run:
     """Run the core operation `name` with the parsed arguments as keywords."""
 
@@ -366,6 +380,10 @@ METHOD_TABLE: dict[str, Method] = {
     "jobFail": Method(_parse_fail, _positional("fail", "job_id", "run_id", "error")),
     "jobHeartbeat": Method(_parse_held("jobHeartbeat"), _run_held("heartbeat")),
     "jobRelease": Method(_parse_held("jobRelease"), _run_held("release")),
+    "jobReadyDue": Method(_parse_ready_due, _positional("ready_due", "types")),
+    "jobCancelPending": Method(
+        _parse_cancel_pending, _positional("cancel_pending_of", "job_type", "user_id")
+    ),
 }
 """Every method of the original (and this project's extensions), by name."""
 assert set(METHOD_TABLE) == set(METHODS)

@@ -1,0 +1,7 @@
+"""`python -m jobcollection`: the jobcollection command (cli.py)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

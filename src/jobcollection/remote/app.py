@@ -1,0 +1,328 @@
+"""The remote API: a JobCollection's method layer over HTTP, as an ASGI application.
+
+`create_app(jc, auth=...)` returns a Starlette application, to run with uvicorn (`jobcollection
+serve`) or mount inside a Starlette or FastAPI application. Every route but none answers 401
+without a user from `auth`; every call runs as `jc.call(method, *params, user_id=user)`, so the
+allow/deny rules, the method events and the log stream apply as to any call.
+
+    GET  /info                  the server's time, its limits and version
+    POST /methods/{method}      {"params": [...]}            -> {"result": ...}
+    POST /batch                 {"calls": [{"method", "params"}, ...]}
+                                -> {"results": [{"result": ...} | {"error": ..., "status": n}]}
+    POST /wait                  {"types": [...], "timeout": s} -> {"signal": bool}
+
+Bodies are JSON with Extended JSON ids and dates (codec.py), refused with 413 beyond
+`max_body_bytes` before they are parsed; a malformed one gets 400 and changes nothing; a call
+the rules refuse gets 403; an unknown method 404. `/batch` runs its calls concurrently (what a
+client sends together, such as the reports of a payload of jobs, is written together), each
+answering for itself. `/wait` is a long poll: it answers when a job of those types may have
+become ready (a save through this server, or a change stream event where the database has
+them) or after `timeout` seconds (at most `max_wait`), so an idle remote queue costs one
+request per `max_wait` and a new job starts at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .. import validation as v
+from ..constants import METHODS
+from ..errors import InvalidArgument, InvalidArgumentType, WakeupUnavailable
+from . import codec
+from .auth import Auth
+
+if TYPE_CHECKING:
+    from ..collection import JobCollection
+
+logger = logging.getLogger("jobcollection.remote")
+
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+"""The largest request body accepted: room for a batch of jobs each near the 16 MiB limit is
+not needed, a few large ones is."""
+DEFAULT_MAX_WAIT = 30.0
+"""The longest a long poll (/wait) is held, in seconds."""
+MAX_BATCH_CALLS = 1_000
+"""Calls in one /batch request at most."""
+
+
+class HTTPError(Exception):
+    """A request refused before any call ran: its status and what to say."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = {"type": kind, "message": message}
+
+
+def _json(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        codec.dumps(value), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+def _error(status: int, body: dict[str, Any]) -> Response:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return _json({"error": body}, status, headers)
+
+
+class Signals:
+    """Wakes the long polls waiting for jobs of some types: on every save through this
+    server's JobCollection (LocalSaves) and, where the database has change streams, on every
+    change that makes a job of those types ready or waiting (one stream per set of types,
+    shared by the polls waiting for it)."""
+
+    def __init__(self, jc: JobCollection) -> None:
+        self._service = jc.service
+        self._waiting: dict[tuple[str, ...], set[asyncio.Event]] = {}
+        self._streams: dict[tuple[str, ...], asyncio.Task[None]] = {}
+        self._streams_available = True
+
+    async def wait(self, types: tuple[str, ...], timeout: float) -> bool:
+        """Whether a signal came for these types within `timeout` seconds."""
+        event = asyncio.Event()
+        saves = self._service.saves()
+        unsubscribe = saves.subscribe(types, lambda due: event.set()) if saves else None
+        self._waiting.setdefault(types, set()).add(event)
+        self._watch(types)
+        try:
+            async with asyncio.timeout(timeout):
+                await event.wait()
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._waiting[types].discard(event)
+            if unsubscribe is not None:
+                unsubscribe()
+
+    def _watch(self, types: tuple[str, ...]) -> None:
+        if not self._streams_available or types in self._streams:
+            return
+        source = self._service.wakeup()
+        if source is None:
+            self._streams_available = False
+            return
+        self._streams[types] = asyncio.create_task(
+            self._listen(types, source.signals(types)), name="jobcollection-remote-stream"
+        )
+
+    async def _listen(self, types: tuple[str, ...], signals: Any) -> None:
+        try:
+            async for _ in signals:
+                for event in self._waiting.get(types, ()):
+                    event.set()
+        except WakeupUnavailable:
+            self._streams_available = False  # saves through this server still wake polls
+        except Exception:
+            logger.exception("the change stream of the long polls failed; saves still wake them")
+        finally:
+            self._streams.pop(types, None)
+            aclose = getattr(signals, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def close(self) -> None:
+        """Answer every waiting poll and stop the change streams (the server is stopping)."""
+        for events in self._waiting.values():
+            for event in events:
+                event.set()
+        tasks = list(self._streams.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class RemoteAPI:
+    """The routes of the remote API over one JobCollection."""
+
+    def __init__(self, jc: JobCollection, auth: Auth, max_body_bytes: int, max_wait: float) -> None:
+        self.jc = jc
+        self.auth = auth
+        self.max_body_bytes = max_body_bytes
+        self.max_wait = max_wait
+        self.signals = Signals(jc)
+
+    async def user(self, request: Request) -> Any:
+        """The user the request is made for (HTTPError 401 if none)."""
+        user_id = self.auth(request)
+        if inspect.isawaitable(user_id):
+            user_id = await user_id
+        if user_id is None:
+            raise HTTPError(401, "Unauthorized", "a valid bearer token is required")
+        return user_id
+
+    async def body(self, request: Request) -> dict[str, Any]:
+        """The request's JSON object, refused beyond max_body_bytes before it is parsed."""
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise HTTPError(
+                413, "PayloadTooLarge", f"bodies are limited to {self.max_body_bytes} bytes"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise HTTPError(
+                    413, "PayloadTooLarge", f"bodies are limited to {self.max_body_bytes} bytes"
+                )
+            chunks.append(chunk)
+        try:
+            value = codec.loads(b"".join(chunks))
+        except ValueError as exc:
+            raise HTTPError(400, "MalformedRequest", f"the body is not JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise HTTPError(400, "MalformedRequest", "the body must be a JSON object")
+        return value
+
+    async def run(self, user_id: Any, method: Any, params: Any) -> tuple[int, dict[str, Any]]:
+        """One call: its status and what to answer."""
+        if not isinstance(method, str) or method not in METHODS:
+            return 404, {"error": {"type": "UnknownMethod", "message": f"no method {method!r}"}}
+        if not isinstance(params, list):
+            return 400, {
+                "error": {"type": "MalformedRequest", "message": "params must be a JSON array"}
+            }
+        try:
+            given = _inbound(method, params)
+            result = await self.jc.call(method, *given, user_id=user_id)
+        except Exception as exc:
+            status = codec.error_status(exc)
+            if status == 500:
+                logger.exception("remote call %s failed", method)
+            return status, {"error": codec.error_body(exc)}
+        return 200, {"result": codec.encode(result)}
+
+    # --- routes ------------------------------------------------------------------------------
+
+    async def info(self, request: Request) -> Response:
+        await self.user(request)
+        from .. import __version__
+
+        return _json(
+            {
+                "version": __version__,
+                "time": self.jc.clock.now(),
+                "limits": dataclasses.asdict(self.jc.limits),
+                "maxWait": self.max_wait,
+                "maxBodyBytes": self.max_body_bytes,
+                "maxBatchCalls": MAX_BATCH_CALLS,
+            }
+        )
+
+    async def method(self, request: Request) -> Response:
+        method = request.path_params["method"]
+        if method not in METHODS:
+            return _error(404, {"type": "UnknownMethod", "message": f"no method {method!r}"})
+        user_id = await self.user(request)
+        body = await self.body(request)
+        status, answer = await self.run(user_id, method, body.get("params", []))
+        return _json(answer, status)
+
+    async def batch(self, request: Request) -> Response:
+        user_id = await self.user(request)
+        calls = (await self.body(request)).get("calls")
+        if not isinstance(calls, list) or not all(isinstance(c, dict) for c in calls):
+            raise HTTPError(400, "MalformedRequest", "calls must be an array of objects")
+        if len(calls) > MAX_BATCH_CALLS:
+            raise HTTPError(400, "MalformedRequest", f"at most {MAX_BATCH_CALLS} calls a batch")
+        answers = await asyncio.gather(
+            *(self.run(user_id, c.get("method"), c.get("params", [])) for c in calls)
+        )
+        return _json({"results": [a if s == 200 else {**a, "status": s} for s, a in answers]})
+
+    async def wait(self, request: Request) -> Response:
+        user_id = await self.user(request)
+        body = await self.body(request)
+        try:
+            types = tuple(v.job_types(body.get("types"), "types"))
+            timeout = v.number(body.get("timeout", self.max_wait), "timeout", minimum=0)
+        except InvalidArgument as exc:
+            return _error(400, codec.error_body(exc))
+        if not self.jc.permits("getWork", list(types), user_id=user_id):
+            return _error(
+                403, {"type": "PermissionDenied", "message": "Method not authorized: getWork"}
+            )
+        waiting = asyncio.create_task(self.signals.wait(types, min(timeout, self.max_wait)))
+        gone = asyncio.create_task(_disconnected(request))
+        try:
+            await asyncio.wait([waiting, gone], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            waiting.cancel()
+        if not waiting.done() or waiting.cancelled():
+            return _json({"signal": False})  # the client left: nobody reads this
+        return _json({"signal": waiting.result()})
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the client has gone (its body was read: what comes next is the end)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _inbound(method: str, params: list[Any]) -> list[Any]:
+    """The params of a call as the method layer takes them: job documents' settings under
+    `_private` (codec.inbound_doc)."""
+    if method == "jobSave" and params:
+        return [codec.inbound_doc(params[0], "doc"), *params[1:]]
+    if method == "jobSaveMany" and params and isinstance(params[0], list):
+        docs = [codec.inbound_doc(d, f"docs[{i}]") for i, d in enumerate(params[0])]
+        return [docs, *params[1:]]
+    return params
+
+
+def _guarded(
+    handler: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    async def route(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except HTTPError as exc:
+            return _error(exc.status, exc.body)
+        except InvalidArgumentType as exc:
+            return _error(400, codec.error_body(exc))
+
+    return route
+
+
+def create_app(
+    jc: JobCollection,
+    *,
+    auth: Auth,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_wait: float = DEFAULT_MAX_WAIT,
+) -> Starlette:
+    """The remote API of `jc` as an ASGI application (see the module docstring). `auth` maps
+    a request to the user id its calls are made for, or None to refuse it (remote.auth)."""
+    if not callable(auth):
+        raise InvalidArgumentType("auth", "must be a callable of the request (e.g. TokenAuth)")
+    max_body = v.integer(max_body_bytes, "max_body_bytes", minimum=1024)
+    wait = v.number(max_wait, "max_wait", minimum=0)
+    api = RemoteAPI(jc, auth, max_body, wait)
+    routes = [
+        Route("/info", _guarded(api.info), methods=["GET"]),
+        Route("/methods/{method}", _guarded(api.method), methods=["POST"]),
+        Route("/batch", _guarded(api.batch), methods=["POST"]),
+        Route("/wait", _guarded(api.wait), methods=["POST"]),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await api.signals.close()
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.remote_api = api
+    return app

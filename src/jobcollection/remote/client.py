@@ -1,0 +1,471 @@
+"""The remote client: a JobService over the remote API, and a job collection built on it.
+
+`RemoteJobCollection(url, token=...)` is an async context manager over an httpx client. Its
+service (`RemoteService`) implements the seam a `Job` and a `JobQueue` use (seam.py), so
+`create_job`, `save`, `get_job`, `get_work`, `process_jobs` and every `Job` action work
+unchanged on a machine that has only the URL and a token.
+
+- Calls made together are sent together: every call joins a batch that is sent once the
+  caller's turn of the event loop ends, as one `/batch` request (one `/methods/...` request
+  for a lone call). The reports of a payload of jobs, or of workers finishing together, are
+  one request, and the server writes them together.
+- A queue's prompt wake-up is a long poll (`/wait`), answered when a job of its types may have
+  become ready, so an idle queue costs one request per `wait` seconds.
+- Cancellation reaches a worker through the heartbeat: its reply lists the jobs still held.
+- Values are checked against the server's limits before they are sent (what the server would
+  refuse with InvalidArgument is refused here, without a request).
+- A request that fails in transit raises DatabaseError, as a lost database reply does, so a
+  queue retries its reports while their lease lasts, and every retry is safe (a repeated
+  report answers as the first did; a repeated save finds the job it inserted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from .. import validation as v
+from ..api import JobsAPI
+from ..clock import Clock, to_millis
+from ..document import JobDoc
+from ..errors import DatabaseError, InvalidArgument, InvalidArgumentType
+from ..limits import Limits
+from ..seam import Outcome
+from ..transitions import Due, Id
+from ..wakeup import LocalCancels, LocalSaves, WakeupSource
+from . import codec
+
+DEFAULT_TIMEOUT = 30.0
+"""Seconds a request may take (a long poll: its wait on top)."""
+DEFAULT_WAIT = 25.0
+"""Seconds a queue's long poll asks the server to hold it."""
+RETRY_DELAY = 1.0
+"""Seconds a long poll waits after a failure before it asks again (doubling to 30 s)."""
+
+
+class RemoteClock:
+    """The server's time: this machine's clock plus the offset measured when connecting."""
+
+    def __init__(self, offset: timedelta) -> None:
+        self.offset = offset
+
+    def now(self) -> datetime:
+        return to_millis(datetime.now(UTC) + self.offset)
+
+
+class LongPoll:
+    """A WakeupSource over the remote API's /wait: yields whenever the server says jobs of
+    the types may have become ready. After a failed request it waits (backing off) and
+    yields once it is answered again, since changes may have been missed meanwhile."""
+
+    def __init__(self, service: RemoteService, wait: float) -> None:
+        self._service = service
+        self._wait = wait
+
+    async def signals(self, types: Sequence[str]) -> AsyncIterator[object]:
+        failures = 0
+        while True:
+            try:
+                signal = await self._service.wait(types, self._wait)
+            except DatabaseError:
+                failures += 1
+                await asyncio.sleep(min(RETRY_DELAY * 2 ** (failures - 1), 30.0))
+                continue
+            if signal or failures:
+                yield "changed"
+            failures = 0
+
+
+class RemoteService:
+    """The JobService of a remote API (see the module docstring)."""
+
+    def __init__(
+        self, http: httpx.AsyncClient, clock: Clock, limits: Limits, wait: float, max_calls: int
+    ) -> None:
+        self._http = http
+        self._clock = clock
+        self._limits = limits
+        self._wait = wait
+        self._max_calls = max_calls
+        self._batch: list[tuple[str, list[Any], asyncio.Future[Any]]] = []
+        self._sending: set[asyncio.Task[None]] = set()
+        self.requests = 0
+        """HTTP requests made so far (for benchmarks)."""
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def limits(self) -> Limits:
+        return self._limits
+
+    # --- transport ---------------------------------------------------------------------------
+
+    async def call(self, method: str, *params: Any) -> Any:
+        """A method of the remote API with wire-shaped params; its wire-shaped result."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._batch.append((method, list(params), future))
+        if len(self._batch) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, []
+        for start in range(0, len(batch), self._max_calls):
+            task = asyncio.create_task(self._send(batch[start : start + self._max_calls]))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[tuple[str, list[Any], asyncio.Future[Any]]]) -> None:
+        try:
+            if len(batch) == 1:
+                method, params, future = batch[0]
+                status, body = await self._post(f"/methods/{method}", {"params": params})
+                answers = [body if status == 200 else {**body, "status": status}]
+            else:
+                calls = [{"method": m, "params": p} for m, p, _ in batch]
+                status, body = await self._post("/batch", {"calls": calls})
+                if status != 200:
+                    codec.raise_error(status, body)
+                answers = body["results"]
+        except Exception as exc:
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, _, future), answer in zip(batch, answers, strict=True):
+            if future.done():
+                continue
+            if "error" in answer:
+                try:
+                    codec.raise_error(answer.get("status", 500), answer)
+                except Exception as exc:
+                    future.set_exception(exc)
+            else:
+                future.set_result(answer.get("result"))
+
+    async def _post(
+        self, path: str, body: dict[str, Any], timeout: float | None = None
+    ) -> tuple[int, Any]:
+        self.requests += 1
+        try:
+            reply = await self._http.post(
+                path,
+                content=codec.dumps(body),
+                headers={"content-type": "application/json"},
+                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+        except httpx.HTTPError as exc:
+            raise DatabaseError(f"the remote API did not answer: {exc!r}") from exc
+        try:
+            return reply.status_code, codec.loads(reply.content)
+        except ValueError as exc:
+            raise DatabaseError(f"the remote API answered {reply.status_code}, not JSON") from exc
+
+    async def wait(self, types: Sequence[str], seconds: float) -> bool:
+        """Hold a long poll for jobs of these types; whether the server signalled."""
+        timeout = self._http.timeout.read or DEFAULT_TIMEOUT
+        status, body = await self._post(
+            "/wait", {"types": list(types), "timeout": seconds}, timeout=seconds + timeout
+        )
+        if status != 200:
+            codec.raise_error(status, body)
+        return bool(body.get("signal"))
+
+    async def close(self) -> None:
+        """Send what is batched and wait for the requests in flight."""
+        if self._batch:
+            self._flush()
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
+
+    # --- the seam ----------------------------------------------------------------------------
+
+    async def save(
+        self, doc: JobDoc, *, cancel_repeats: bool = False, job_id: Id | None = None
+    ) -> Id | None:
+        self._limits.check_doc(doc)
+        options = {"cancelRepeats": cancel_repeats, "jobId": job_id}
+        saved: Id | None = await self.call("jobSave", codec.encode_doc(doc), options)
+        return saved
+
+    async def save_many(
+        self,
+        docs: Sequence[JobDoc],
+        *,
+        cancel_repeats: bool = False,
+        job_ids: Sequence[Id | None] | None = None,
+        name: str = "docs",
+    ) -> list[Id | None]:
+        options: dict[str, Any] = {"cancelRepeats": cancel_repeats}
+        if job_ids is not None:
+            options["jobIds"] = list(job_ids)
+        for i, doc in enumerate(docs):
+            self._limits.check_doc(doc, f"{name}[{i}]")
+        try:
+            saved: list[Id | None] = await self.call(
+                "jobSaveMany", [codec.encode_doc(doc) for doc in docs], options
+            )
+        except InvalidArgument as exc:  # named by the server as jobSaveMany's `docs[i]`
+            if name == "docs" or not exc.argument.startswith("docs["):
+                raise
+            renamed = name + exc.argument[len("docs") :]
+            raise type(exc)(renamed, exc.problem) from None
+        return saved
+
+    async def get_jobs(
+        self, ids: Sequence[Id], *, get_log: bool = False, get_failures: bool = False
+    ) -> list[JobDoc]:
+        found = await self.call(
+            "getJob", list(ids), {"getLog": get_log, "getFailures": get_failures}
+        )
+        return [codec.decode_doc(raw) for raw in found]
+
+    async def get_work(
+        self, types: Sequence[str], *, max_jobs: int = 1, work_timeout_ms: int | None = None
+    ) -> list[JobDoc]:
+        options: dict[str, Any] = {"maxJobs": max_jobs}
+        if work_timeout_ms is not None:
+            options["workTimeout"] = work_timeout_ms
+        found = await self.call("getWork", list(types), options)
+        return [codec.decode_doc(raw) for raw in found]
+
+    async def log(
+        self,
+        job_id: Id,
+        run_id: Id | None,
+        message: str,
+        *,
+        level: str = "info",
+        data: dict[str, Any] | None = None,
+    ) -> bool:
+        self._limits.check_log(message, data)
+        options: dict[str, Any] = {"level": level}
+        if data is not None:
+            options["data"] = data
+        return bool(await self.call("jobLog", job_id, run_id, message, options))
+
+    async def progress(self, job_id: Id, run_id: Id, completed: float, total: float) -> bool | None:
+        done: bool | None = await self.call("jobProgress", job_id, run_id, completed, total)
+        return done
+
+    async def done(
+        self,
+        job_id: Id,
+        run_id: Id,
+        result: dict[str, Any],
+        *,
+        repeat_id: bool = False,
+        delay_deps_ms: int | None = None,
+        claimed: JobDoc | None = None,
+    ) -> Outcome:
+        self._limits.check_result(result)
+        options: dict[str, Any] = {"repeatId": repeat_id}
+        if delay_deps_ms is not None:
+            options["delayDeps"] = delay_deps_ms
+        outcome: Outcome = await self.call("jobDone", job_id, run_id, result, options)
+        return outcome
+
+    async def fail(
+        self,
+        job_id: Id,
+        run_id: Id,
+        error: dict[str, Any],
+        *,
+        fatal: bool = False,
+        claimed: JobDoc | None = None,
+    ) -> bool:
+        self._limits.check_error(error)
+        return bool(await self.call("jobFail", job_id, run_id, error, {"fatal": fatal}))
+
+    async def heartbeat(self, ids: Sequence[Id], run_id: Id) -> list[Id]:
+        held: list[Id] = await self.call("jobHeartbeat", list(ids), run_id)
+        return held
+
+    async def release(self, ids: Sequence[Id], run_id: Id) -> list[Id]:
+        released: list[Id] = await self.call("jobRelease", list(ids), run_id)
+        return released
+
+    async def pause(self, ids: Sequence[Id]) -> bool:
+        return bool(await self.call("jobPause", list(ids)))
+
+    async def resume(self, ids: Sequence[Id]) -> bool:
+        return bool(await self.call("jobResume", list(ids)))
+
+    async def ready(
+        self,
+        ids: Sequence[Id] | None = None,
+        *,
+        time: datetime | None = None,
+        force: bool = False,
+    ) -> bool:
+        options: dict[str, Any] = {"force": force}
+        if time is not None:
+            options["time"] = time
+        return bool(await self.call("jobReady", None if ids is None else list(ids), options))
+
+    async def results(self, ids: Sequence[Id], max_bytes: int) -> dict[Id, dict[str, Any]]:
+        """Read through getJob (what a worker may call): the completed jobs' results."""
+        docs = await self.get_jobs(ids)
+        found = {doc.id: doc for doc in docs if doc.status == "completed"}
+        results = {i: found[i].result or {} for i in ids if i in found}
+        v.check_results_size(results, max_bytes)
+        return results
+
+    async def cancel_pending_of(self, job_type: str, user_id: Any) -> int:
+        return int(await self.call("jobCancelPending", job_type, user_id))
+
+    async def ready_due(self, types: Sequence[str]) -> Due:
+        due = await self.call("jobReadyDue", list(types))
+        return Due(promoted=int(due["promoted"]), next_due=due.get("nextDue"))
+
+    async def cancel(
+        self, ids: Sequence[Id], *, antecedents: bool = False, dependents: bool = True
+    ) -> bool:
+        options = {"antecedents": antecedents, "dependents": dependents}
+        return bool(await self.call("jobCancel", list(ids), options))
+
+    async def restart(
+        self,
+        ids: Sequence[Id],
+        *,
+        retries: int = 0,
+        until: datetime | None = None,
+        antecedents: bool = True,
+        dependents: bool = False,
+    ) -> bool:
+        options: dict[str, Any] = {
+            "retries": retries,
+            "antecedents": antecedents,
+            "dependents": dependents,
+        }
+        if until is not None:
+            options["until"] = until
+        return bool(await self.call("jobRestart", list(ids), options))
+
+    async def rerun(
+        self,
+        job_id: Id,
+        *,
+        repeats: int = 0,
+        until: datetime | None = None,
+        wait_ms: int | None = None,
+    ) -> Id | None:
+        options: dict[str, Any] = {"repeats": repeats}
+        if until is not None:
+            options["until"] = until
+        if wait_ms is not None:
+            options["wait"] = wait_ms
+        new_id: Id | None = await self.call("jobRerun", job_id, options)
+        return new_id
+
+    async def remove(self, ids: Sequence[Id]) -> bool:
+        return bool(await self.call("jobRemove", list(ids)))
+
+    def wakeup(self) -> WakeupSource | None:
+        return LongPoll(self, self._wait)
+
+    def saves(self) -> LocalSaves | None:
+        return None
+
+    def cancels(self) -> LocalCancels | None:
+        return None
+
+
+class RemoteJobCollection(JobsAPI):
+    """A job collection served by a remote API (`jobcollection.remote.create_app`): the
+    Python API of a JobCollection for creating, finding, claiming and managing jobs, on a
+    machine with only the URL and a token. Use it as an async context manager:
+
+        async with RemoteJobCollection("https://jobs.example.com", token=TOKEN) as jc:
+            queue = jc.process_jobs("sendEmail", send_email)
+
+    `clock`: where "now" comes from (default: the server's time, measured on connecting);
+    `wait`: seconds a queue's long poll asks the server to hold; `timeout`: seconds a request
+    may take; `transport`: an httpx transport (tests; a custom TLS setup)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str,
+        clock: Clock | None = None,
+        wait: float = DEFAULT_WAIT,
+        timeout: float = DEFAULT_TIMEOUT,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if not isinstance(url, str) or not url:
+            raise InvalidArgumentType("url", "must be the remote API's base URL")
+        if not isinstance(token, str) or not token:
+            raise InvalidArgumentType("token", "must be a non-empty bearer token")
+        if clock is not None and not isinstance(clock, Clock):
+            raise InvalidArgumentType("clock", "must have a now() method")
+        self.url = url.rstrip("/")
+        self._token = token
+        self._clock = clock
+        self._wait = v.number(wait, "wait", minimum=0)
+        self._timeout = v.number(timeout, "timeout", minimum=0)
+        self._transport = transport
+        self._service: RemoteService | None = None
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        """Open the connection and read the server's time and limits (what `async with`
+        does)."""
+        http = httpx.AsyncClient(
+            base_url=self.url,
+            headers={"authorization": f"Bearer {self._token}"},
+            timeout=self._timeout,
+            transport=self._transport,
+        )
+        try:
+            sent = datetime.now(UTC)
+            reply = await http.get("/info")
+            received = datetime.now(UTC)
+            body = codec.loads(reply.content) if reply.content else {}
+            if reply.status_code != 200:
+                codec.raise_error(reply.status_code, body)
+        except httpx.HTTPError as exc:
+            await http.aclose()
+            raise DatabaseError(f"the remote API at {self.url} did not answer: {exc!r}") from exc
+        except BaseException:
+            await http.aclose()
+            raise
+        clock = self._clock or RemoteClock(body["time"] - (sent + (received - sent) / 2))
+        limits = Limits(**body["limits"])
+        self._service = RemoteService(http, clock, limits, self._wait, body["maxBatchCalls"])
+        self._http = http
+
+    async def close(self) -> None:
+        """Send what is batched, wait for it, and close the connection."""
+        if self._service is None:
+            return
+        service, self._service = self._service, None
+        await service.close()
+        await self._http.aclose()
+
+    @property
+    def service(self) -> RemoteService:
+        """The typed operations `Job` and `JobQueue` call, over HTTP."""
+        if self._service is None:
+            raise RuntimeError(
+                "the RemoteJobCollection is not connected: use `async with` or `await connect()`"
+            )
+        return self._service
