@@ -23,7 +23,7 @@ import ipaddress
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 from .constants import PERMISSION_LEVELS
@@ -112,7 +112,20 @@ def _server_class() -> type[Any]:
 
     class Server(uvicorn.Server):
         """uvicorn's server, printing its address once it listens (the port it was given,
-        when asked for port 0)."""
+        when asked for port 0), and stopping on SIGINT/SIGTERM without raising the signal
+        again once it has stopped (uvicorn's own handling does, which would end the process
+        before the job server is shut down and the collection closed)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.handle_exit, sig, None)
+            try:
+                yield
+            finally:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
 
         async def startup(self, sockets: Any = None) -> None:
             await super().startup(sockets)

@@ -28,6 +28,7 @@ import contextlib
 import dataclasses
 import inspect
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,8 @@ DEFAULT_MAX_WAIT = 30.0
 """The longest a long poll (/wait) is held, in seconds."""
 MAX_BATCH_CALLS = 1_000
 """Calls in one /batch request at most."""
+MAX_CLAIM_KEYS = 10_000
+"""Claim keys remembered, with the jobs their claims were answered with."""
 
 
 class HTTPError(Exception):
@@ -152,6 +155,8 @@ class RemoteAPI:
         self.max_body_bytes = max_body_bytes
         self.max_wait = max_wait
         self.signals = Signals(jc)
+        self.claims: OrderedDict[tuple[Any, str], list[tuple[Any, Any]]] = OrderedDict()
+        """The jobs each claim key was answered with (see `claim`)."""
 
     async def user(self, request: Request) -> Any:
         """The user the request is made for (HTTPError 401 if none)."""
@@ -196,13 +201,38 @@ class RemoteAPI:
             }
         try:
             given = _inbound(method, params)
-            result = await self.jc.call(method, *given, user_id=user_id)
+            if method == "getWork":
+                result = await self.claim(user_id, given)
+            else:
+                result = await self.jc.call(method, *given, user_id=user_id)
         except Exception as exc:
             status = codec.error_status(exc)
             if status == 500:
                 logger.exception("remote call %s failed", method)
             return status, {"error": codec.error_body(exc)}
         return 200, {"result": codec.encode(result)}
+
+    async def claim(self, user_id: Any, params: list[Any]) -> Any:
+        """getWork with the client's claim key (option `claimKey`, this API's): a key sent
+        again (the answer to its claim was lost) is answered with the jobs claimed under it
+        that its claim still holds, if any, instead of claiming others. Keys are remembered
+        per user, the newest MAX_CLAIM_KEYS."""
+        options = params[1] if len(params) > 1 and isinstance(params[1], dict) else None
+        key = options.pop("claimKey", None) if options is not None else None
+        if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 64):
+            raise InvalidArgument("claimKey", "must be a string of 1 to 64 characters")
+        if key is not None and (user_id, key) in self.claims:
+            held = self.claims[(user_id, key)]
+            docs = await self.jc.call("getJob", [i for i, _ in held], user_id=user_id)
+            again = [d for d in docs if d.status == "running" and (d.id, d.run_id) in held]
+            if again:
+                return again
+        claimed = await self.jc.call("getWork", *params, user_id=user_id)
+        if key is not None:
+            self.claims[(user_id, key)] = [(d.id, d.run_id) for d in claimed]
+            while len(self.claims) > MAX_CLAIM_KEYS:
+                self.claims.popitem(last=False)
+        return claimed
 
     # --- routes ------------------------------------------------------------------------------
 

@@ -16,12 +16,14 @@ unchanged on a machine that has only the URL and a token.
   refuse with InvalidArgument is refused here, without a request).
 - A request that fails in transit raises DatabaseError, as a lost database reply does, so a
   queue retries its reports while their lease lasts, and every retry is safe (a repeated
-  report answers as the first did; a repeated save finds the job it inserted).
+  report answers as the first did; a repeated save finds the job it inserted; the next claim
+  after a lost one is handed the jobs the lost one claimed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -94,6 +96,8 @@ class RemoteService:
         self._max_calls = max_calls
         self._batch: list[tuple[str, list[Any], asyncio.Future[Any]]] = []
         self._sending: set[asyncio.Task[None]] = set()
+        self._unanswered: dict[tuple[str, ...], list[str]] = {}
+        """Claim keys of claims whose answer was lost, by the types claimed."""
         self.requests = 0
         """HTTP requests made so far (for benchmarks)."""
 
@@ -230,10 +234,20 @@ class RemoteService:
     async def get_work(
         self, types: Sequence[str], *, max_jobs: int = 1, work_timeout_ms: int | None = None
     ) -> list[JobDoc]:
+        """A claim carries a fresh random claim key; after a claim whose answer was lost, the
+        next claim of the same types sends that key again, and the server hands over the
+        jobs it claimed under it (still held) instead of claiming others, so a lost answer
+        costs no job its lease and its attempt."""
         options: dict[str, Any] = {"maxJobs": max_jobs}
         if work_timeout_ms is not None:
             options["workTimeout"] = work_timeout_ms
-        found = await self.call("getWork", list(types), options)
+        unanswered = self._unanswered.setdefault(tuple(types), [])
+        key = unanswered.pop() if unanswered else secrets.token_urlsafe(16)
+        try:
+            found = await self.call("getWork", list(types), {**options, "claimKey": key})
+        except DatabaseError:
+            unanswered.append(key)
+            raise
         return [codec.decode_doc(raw) for raw in found]
 
     async def log(
