@@ -243,6 +243,9 @@ class DictCollection:
         self._docs: dict[Any, Doc] = {}
         self._ready: dict[str, list[tuple[Any, ...]]] = {}
         self._seq = itertools.count()
+        self._dependents: set[Any] = set()
+        """Ids of the jobs with antecedents: what a lookup of dependents scans (on a server,
+        the index on `depends`)."""
 
     codec_options = CodecOptions()
 
@@ -258,6 +261,10 @@ class DictCollection:
         return (doc.get("priority", 0), doc.get("retryUntil"), doc.get("after"))
 
     def _track(self, doc: Doc) -> None:
+        if doc.get("depends"):
+            self._dependents.add(doc["_id"])
+        else:
+            self._dependents.discard(doc["_id"])
         if doc.get("status") == "ready" and doc.get("runId") is None:
             heap = self._ready.setdefault(doc["type"], [])
             heapq.heappush(heap, (self._claim_key(doc), next(self._seq), doc["_id"]))
@@ -297,7 +304,10 @@ class DictCollection:
         if ids is not None and not isinstance(ids, Mapping):
             candidates: Iterable[Doc] = [self._docs[ids]] if ids in self._docs else []
         elif isinstance(ids, Mapping) and set(ids) == {"$in"}:
-            candidates = [self._docs[i] for i in ids["$in"] if i in self._docs]
+            candidates = [self._docs[i] for i in dict.fromkeys(ids["$in"]) if i in self._docs]
+            query = {k: v for k, v in query.items() if k != "_id"}  # met by every candidate
+        elif isinstance(query.get("depends"), Mapping):
+            candidates = [self._docs[i] for i in self._dependents if i in self._docs]
         elif (
             list(sort) == CLAIM_SORT
             and query.get("status") == "ready"
@@ -393,6 +403,7 @@ class DictCollection:
         found = self._select(dict(filter), [], 0)
         for doc in found:
             del self._docs[doc["_id"]]
+            self._dependents.discard(doc["_id"])
         return _Result(deleted_count=len(found))
 
     async def create_index(self, keys: Any, **options: Any) -> str:

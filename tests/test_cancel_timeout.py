@@ -34,6 +34,8 @@ from jobcollection import (
 from jobcollection.document import TIMEOUT
 from jobcollection.wakeup import CancelSource, LocalCancels, WakeupSource, cancel_pipeline
 
+pytestmark = pytest.mark.both_sides
+
 T = TypeVar("T")
 BOUND = 5.0
 """Seconds any single wait in these tests may take before it counts as a hang."""
@@ -254,6 +256,7 @@ async def test_a_payload_batch_with_some_jobs_cancelled_runs_on_and_reports_the_
     assert docs[0]["result"] == {"value": "done"}
 
 
+@pytest.mark.local_only("orders a local heartbeat's answer against the start of a batch")
 async def test_a_batch_whose_claims_are_lost_before_it_starts_never_runs(
     jc: JobCollection, make_jc: MakeJC, make_queue: MakeQueue
 ) -> None:

@@ -50,3 +50,11 @@ def test_remote_worker_example_works_over_http() -> None:
         assert f"sent welcome email to user{n}@example.com" in out
         assert f"user{n}@example.com: completed, result {{'status': 'sent'}}" in out
     assert "HTTP requests" in out
+
+
+def test_remote_benchmark_runs_and_reports_requests_per_job() -> None:
+    out = run_example(EXAMPLES.parent / "benchmarks" / "remote.py", "--quick")
+    assert "HTTP requests/job" in out
+    assert "remote/local throughput:" in out
+    requests = float(out.split("HTTP requests/job ")[1].split()[0])
+    assert 0 < requests <= 0.05  # a claim per 100 jobs and a request per payload's reports

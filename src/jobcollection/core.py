@@ -14,6 +14,7 @@ followups.py) and server.py, all through one Store.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,6 +42,8 @@ from .wakeup import ChangeStreamSource, LocalCancels, LocalSaves, WakeupSource
 logger = logging.getLogger("jobcollection")
 
 T = TypeVar("T")
+MAX_HANDED = 20_000
+"""Jobs claimed through the method layer whose claimed copies are kept for their reports."""
 Params = Callable[[], tuple[Any, ...]]
 
 
@@ -78,6 +81,7 @@ class Core:
         )
         self.events = EventEmitter()
         self.local_saves = LocalSaves()
+        self._handed: OrderedDict[tuple[Id | None, Id | None], JobDoc] = OrderedDict()
         self.local_cancels = LocalCancels()
         self._log_stream: IO[str] | None = None
 
@@ -273,12 +277,26 @@ class Core:
             return list(types), options
 
         wanted = min(max_jobs, self._limits.max_jobs)
-        return await self._call(
-            "getWork",
-            params,
-            origin,
-            lambda: self.claimer.get_work(types, wanted, work_timeout_ms),
-        )
+
+        async def run() -> list[JobDoc]:
+            docs = await self.claimer.get_work(types, wanted, work_timeout_ms)
+            if origin is not None:  # a remote worker: its reports will come without them
+                self._remember_handed(docs)
+            return docs
+
+        return await self._call("getWork", params, origin, run)
+
+    def _remember_handed(self, docs: Sequence[JobDoc]) -> None:
+        """Keep the jobs a method-layer claim handed out, as claimed, for their reports (a
+        remote worker's done/fail cannot send its copy back): the `claimed` hint that lets a
+        report be written without reading the job first. The newest MAX_HANDED are kept."""
+        for doc in docs:
+            self._handed[(doc.id, doc.run_id)] = doc
+        while len(self._handed) > MAX_HANDED:
+            self._handed.popitem(last=False)
+
+    def _handed_copy(self, job_id: Id, run_id: Id, origin: Origin | None) -> JobDoc | None:
+        return None if origin is None else self._handed.pop((job_id, run_id), None)
 
     def wakeup(self) -> WakeupSource | None:
         return ChangeStreamSource(self.store.collection)
@@ -364,7 +382,7 @@ class Core:
                 result,
                 repeat_id=repeat_id,
                 delay_deps_ms=delay_deps_ms,
-                claimed=claimed,
+                claimed=claimed or self._handed_copy(job_id, run_id, origin),
             )
             return await self.reporter.submit(report)
 
@@ -382,7 +400,8 @@ class Core:
     ) -> bool:
         async def run() -> bool:
             self._limits.check_error(error, self.store.codec_options)
-            report = Report("fail", job_id, run_id, error, fatal, claimed=claimed)
+            hint = claimed or self._handed_copy(job_id, run_id, origin)
+            report = Report("fail", job_id, run_id, error, fatal, claimed=hint)
             return bool(await self.reporter.submit(report))
 
         return await self._call(

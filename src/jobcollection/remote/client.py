@@ -11,7 +11,8 @@ unchanged on a machine that has only the URL and a token.
   one request, and the server writes them together.
 - A queue's prompt wake-up is a long poll (`/wait`), answered when a job of its types may have
   become ready, so an idle queue costs one request per `wait` seconds.
-- Cancellation reaches a worker through the heartbeat: its reply lists the jobs still held.
+- Cancellation reaches a worker through the heartbeat: its reply lists the jobs still held
+  (and at once when the cancel was made through the same client).
 - Values are checked against the server's limits before they are sent (what the server would
   refuse with InvalidArgument is refused here, without a request).
 - A request that fails in transit raises DatabaseError, as a lost database reply does, so a
@@ -96,6 +97,7 @@ class RemoteService:
         self._max_calls = max_calls
         self._batch: list[tuple[str, list[Any], asyncio.Future[Any]]] = []
         self._sending: set[asyncio.Task[None]] = set()
+        self._cancels = LocalCancels()
         self._unanswered: dict[tuple[str, ...], list[str]] = {}
         """Claim keys of claims whose answer was lost, by the types claimed."""
         self.requests = 0
@@ -343,7 +345,10 @@ class RemoteService:
         self, ids: Sequence[Id], *, antecedents: bool = False, dependents: bool = True
     ) -> bool:
         options = {"antecedents": antecedents, "dependents": dependents}
-        return bool(await self.call("jobCancel", list(ids), options))
+        try:
+            return bool(await self.call("jobCancel", list(ids), options))
+        finally:
+            self._cancels.publish(ids)
 
     async def restart(
         self,
@@ -380,7 +385,10 @@ class RemoteService:
         return new_id
 
     async def remove(self, ids: Sequence[Id]) -> bool:
-        return bool(await self.call("jobRemove", list(ids)))
+        try:
+            return bool(await self.call("jobRemove", list(ids)))
+        finally:
+            self._cancels.publish(ids)
 
     def wakeup(self) -> WakeupSource | None:
         return LongPoll(self, self._wait)
@@ -389,7 +397,9 @@ class RemoteService:
         return None
 
     def cancels(self) -> LocalCancels | None:
-        return None
+        """The cancels made through this client, for its own queues (those made elsewhere
+        reach them through the heartbeat's reply)."""
+        return self._cancels
 
 
 class RemoteJobCollection(JobsAPI):
