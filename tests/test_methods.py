@@ -549,3 +549,18 @@ async def test_invalid_rules_raise_and_add_nothing(
     else:
         jc.allow(getWork=["alice"])
         assert await jc.call("getWork", "t", user_id="alice") == []
+
+
+async def test_permits_answers_what_call_would_decide_without_calling(
+    make_jc: MakeJC,
+) -> None:
+    jc = await make_jc()
+    jc.allow(worker=["w"])
+    jc.deny(getWork=lambda user, method, params: params[0] == ["secret"])
+    assert jc.permits("getWork", ["t"], user_id="w") is True
+    assert jc.permits("getWork", ["secret"], user_id="w") is False
+    assert jc.permits("jobCancel", [], user_id="w") is False
+    assert jc.permits("jobCancel", [], user_id="nobody") is False
+    with pytest.raises(InvalidArgument, match="unknown method"):
+        jc.permits("nope", user_id="w")
+    assert await jc.collection.count_documents({}) == 0

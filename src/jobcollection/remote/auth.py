@@ -1,10 +1,11 @@
 """Who a remote call is made for: the `auth` of the remote API.
 
 An `Auth` is any callable given the request's connection (a Starlette `HTTPConnection`: its
-headers, client address, ...) that answers the user id the call is made for, or None to refuse
-it (401). It may be a plain function or an async one. Every call then runs through
-`jc.call(..., user_id=that id)`, so the collection's allow/deny rules decide what the user may
-do. The id is never None for a remote call: None would mean trusted server code.
+headers, client address, ...) that answers the user id the call is made for (a hashable value:
+a string, a number, an ObjectId), or None to refuse it (401). It may be a plain function or
+an async one. Every call then runs through `jc.call(..., user_id=that id)`, so the
+collection's allow/deny rules decide what the user may do. The id is never None for a
+remote call: None would mean trusted server code.
 
 `TokenAuth` is the one shipped: bearer tokens (`Authorization: Bearer <token>`), each mapped to
 a user id, kept only as SHA-256 hashes and compared in constant time. A tokens file holds one

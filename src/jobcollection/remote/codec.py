@@ -179,7 +179,8 @@ def error_status(exc: Exception) -> int:
 def error_body(exc: Exception) -> dict[str, Any]:
     """What a client is told of an error: the library's own errors in full; of a database
     error whether the server refused the write (retrying cannot help) or its outcome is
-    unknown; of anything else only that it happened (details stay in the server's log)."""
+    unknown, and the library's words but not the driver's; of anything else only that it
+    happened (details stay in the server's log)."""
     if not isinstance(exc, JobCollectionError):
         return {"type": "InternalError", "message": "internal server error"}
     body: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
@@ -187,8 +188,9 @@ def error_body(exc: Exception) -> dict[str, Any]:
         body.update(argument=exc.argument, problem=exc.problem)
     elif isinstance(exc, DuplicateJob):
         body.update(key=exc.key, holder=exc.holder)
-    elif isinstance(exc, DatabaseError):
-        body.update(message="database error", refused=refused(exc))
+    elif isinstance(exc, DatabaseError):  # the driver's words stay in the server's log
+        message = "database error" if exc.__cause__ is not None else str(exc)
+        body.update(message=message, refused=refused(exc))
     return body
 
 
