@@ -7,10 +7,12 @@
 `serve` runs the remote API (remote.create_app) with uvicorn, and the job server, on a MongoDB
 database or, without `--mongodb-uri`, on the in-memory backend (a demo). Users and their roles
 (admin, manager, creator, worker) come from the tokens file; without one it makes a demo admin
-token and serves on loopback only. `worker` runs a queue of an async function, against a
-remote API (`--url`, the token in `--token` or JOBCOLLECTION_TOKEN) or a database; the first
-SIGTERM or Ctrl-C shuts it down gracefully (running jobs finish, queued ones are handed back),
-a second one at once. `token` prints a new token and its line for the tokens file.
+token and serves on loopback only; with `--ddp` it also serves Meteor's DDP at `/websocket`,
+for job-collection's own node.js workers (meteor-job), logging in with the same tokens.
+`worker` runs a queue of an async function, against a remote API (`--url`, the token in
+`--token` or JOBCOLLECTION_TOKEN) or a database; the first SIGTERM or Ctrl-C shuts it down
+gracefully (running jobs finish, queued ones are handed back), a second one at once.
+`token` prints a new token and its line for the tokens file.
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ async def serve(args: argparse.Namespace) -> int:
             jc.allow(**{role: auth.role_rule(role)})
         if not args.no_job_server:
             await jc.start_job_server()
-        app = create_app(jc, auth=auth, max_wait=args.max_wait)
+        app = create_app(jc, auth=auth, max_wait=args.max_wait, ddp=args.ddp)
         config = uvicorn.Config(
             app,
             host=args.host,
@@ -266,6 +268,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--ssl-keyfile", help="the certificate's private key (PEM)")
     s.add_argument("--max-wait", type=float, default=30.0, help="longest long poll, seconds")
     s.add_argument("--no-job-server", action="store_true", help="another process runs it")
+    s.add_argument(
+        "--ddp", action="store_true", help="also serve DDP at /websocket (meteor-job workers)"
+    )
     s.add_argument("--log-level", default="info")
     s.set_defaults(run=serve)
 

@@ -1,8 +1,8 @@
 """The remote API: a JobCollection's method layer over HTTP, as an ASGI application.
 
 `create_app(jc, auth=...)` returns a Starlette application, to run with uvicorn (`jobcollection
-serve`) or mount inside a Starlette or FastAPI application. Every route but none answers 401
-without a user from `auth`; every call runs as `jc.call(method, *params, user_id=user)`, so the
+serve`) or mount inside a Starlette or FastAPI application. Every route answers 401 without a
+user from `auth`; every call runs as `jc.call(method, *params, user_id=user)`, so the
 allow/deny rules, the method events and the log stream apply as to any call.
 
     GET  /info                  the server's time, its limits and version
@@ -10,6 +10,7 @@ allow/deny rules, the method events and the log stream apply as to any call.
     POST /batch                 {"calls": [{"method", "params"}, ...]}
                                 -> {"results": [{"result": ...} | {"error": ..., "status": n}]}
     POST /wait                  {"types": [...], "timeout": s} -> {"signal": bool}
+    WS   /websocket             Meteor's DDP, with create_app(..., ddp=True) (ddp.py)
 
 Bodies are JSON with Extended JSON ids and dates (codec.py), refused with 413 beyond
 `max_body_bytes` before they are parsed; a malformed one gets 400 and changes nothing; a call
@@ -18,7 +19,13 @@ client sends together, such as the reports of a payload of jobs, is written toge
 answering for itself. `/wait` is a long poll: it answers when a job of those types may have
 become ready (a save through this server, or a change stream event where the database has
 them) or after `timeout` seconds (at most `max_wait`), so an idle remote queue costs one
-request per `max_wait` and a new job starts at once.
+request per `max_wait` and a new job starts at once. A `getWork` may carry a `claimKey` of
+the client's (this API's option): sent again after a lost answer, it is answered with the
+jobs its claim still holds (RemoteAPI.claim).
+
+The app's lifespan closes the change streams of the long polls when the server stops; an
+application that mounts it (whose mounted apps' lifespans do not run) calls
+`await app.state.close()` in its own shutdown.
 """
 
 from __future__ import annotations
@@ -35,12 +42,13 @@ from typing import TYPE_CHECKING, Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from .. import validation as v
 from ..constants import METHODS
 from ..errors import InvalidArgument, InvalidArgumentType, WakeupUnavailable
 from . import codec
+from . import ddp as ddp_module
 from .auth import Auth
 
 if TYPE_CHECKING:
@@ -200,7 +208,7 @@ class RemoteAPI:
                 "error": {"type": "MalformedRequest", "message": "params must be a JSON array"}
             }
         try:
-            given = _inbound(method, params)
+            given = codec.inbound_params(method, params)
             if method == "getWork":
                 result = await self.claim(user_id, given)
             else:
@@ -302,17 +310,6 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-def _inbound(method: str, params: list[Any]) -> list[Any]:
-    """The params of a call as the method layer takes them: job documents' settings under
-    `_private` (codec.inbound_doc)."""
-    if method == "jobSave" and params:
-        return [codec.inbound_doc(params[0], "doc"), *params[1:]]
-    if method == "jobSaveMany" and params and isinstance(params[0], list):
-        docs = [codec.inbound_doc(d, f"docs[{i}]") for i, d in enumerate(params[0])]
-        return [docs, *params[1:]]
-    return params
-
-
 def _guarded(
     handler: Callable[[Request], Awaitable[Response]],
 ) -> Callable[[Request], Awaitable[Response]]:
@@ -333,20 +330,36 @@ def create_app(
     auth: Auth,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_wait: float = DEFAULT_MAX_WAIT,
+    ddp: bool = False,
+    ddp_max_message_bytes: int = ddp_module.DEFAULT_MAX_MESSAGE_BYTES,
+    ddp_max_messages_per_s: float = ddp_module.DEFAULT_MAX_MESSAGES_PER_S,
 ) -> Starlette:
     """The remote API of `jc` as an ASGI application (see the module docstring). `auth` maps
-    a request to the user id its calls are made for, or None to refuse it (remote.auth)."""
+    a request to the user id its calls are made for, or None to refuse it (remote.auth).
+    With `ddp=True` it also serves Meteor's DDP at `/websocket` (remote.ddp), for
+    job-collection's own workers: its login needs an `auth` with `user_for(token)`, such as
+    TokenAuth; a session's messages are bounded in size and rate by the `ddp_` options."""
     if not callable(auth):
         raise InvalidArgumentType("auth", "must be a callable of the request (e.g. TokenAuth)")
     max_body = v.integer(max_body_bytes, "max_body_bytes", minimum=1024)
     wait = v.number(max_wait, "max_wait", minimum=0)
     api = RemoteAPI(jc, auth, max_body, wait)
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/info", _guarded(api.info), methods=["GET"]),
         Route("/methods/{method}", _guarded(api.method), methods=["POST"]),
         Route("/batch", _guarded(api.batch), methods=["POST"]),
         Route("/wait", _guarded(api.wait), methods=["POST"]),
     ]
+    if v.boolean(ddp, "ddp"):
+        endpoint = ddp_module.DDPEndpoint(
+            jc,
+            auth,
+            max_message_bytes=v.integer(ddp_max_message_bytes, "ddp_max_message_bytes", minimum=1),
+            max_messages_per_s=v.number(
+                ddp_max_messages_per_s, "ddp_max_messages_per_s", minimum=1
+            ),
+        )
+        routes.append(WebSocketRoute("/websocket", endpoint.serve))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -355,4 +368,5 @@ def create_app(
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.remote_api = api
+    app.state.close = api.signals.close
     return app

@@ -145,6 +145,17 @@ def inbound_doc(raw: Any, name: str) -> Any:
     return fields
 
 
+def inbound_params(method: str, params: list[Any]) -> list[Any]:
+    """The params of a call as the method layer takes them: job documents' settings under
+    `_private` (inbound_doc)."""
+    if method == "jobSave" and params:
+        return [inbound_doc(params[0], "doc"), *params[1:]]
+    if method == "jobSaveMany" and params and isinstance(params[0], list):
+        docs = [inbound_doc(d, f"docs[{i}]") for i, d in enumerate(params[0])]
+        return [docs, *params[1:]]
+    return params
+
+
 def encode(value: Any) -> Any:
     """A method's result, wire-shaped: job documents encoded, Due as an object."""
     if isinstance(value, JobDoc):
