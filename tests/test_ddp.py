@@ -41,11 +41,12 @@ NODE_DIR = Path(__file__).resolve().parent / "node"
 PACKAGES = ("ddp", "ddp-login", "meteor-job")
 _NODE = shutil.which("node")
 _MISSING = [p for p in PACKAGES if not (NODE_DIR / "node_modules" / p / "package.json").exists()]
-needs_node = pytest.mark.skipif(
-    _NODE is None or bool(_MISSING),
-    reason="needs node and the npm packages of tests/node (`npm install --prefix tests/node`): "
-    + ("node is not on PATH" if _NODE is None else f"missing {_MISSING}"),
+_WHY = "needs node and the npm packages of tests/node (`npm install --prefix tests/node`): " + (
+    "node is not on PATH" if _NODE is None else f"missing {_MISSING}"
 )
+if (_NODE is None or _MISSING) and os.environ.get("JOBCOLLECTION_REQUIRE_NODE"):
+    raise RuntimeError(f"JOBCOLLECTION_REQUIRE_NODE is set (CI) but the DDP tests {_WHY}")
+needs_node = pytest.mark.skipif(_NODE is None or bool(_MISSING), reason=_WHY)
 ROOT = "myJobQueue"
 
 
