@@ -8,6 +8,7 @@ v1.x application. A cron schedule is stored as the later.js schedule naming the 
 
 from __future__ import annotations
 
+import base64
 import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
@@ -18,9 +19,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainSerializer,
     PlainValidator,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -69,7 +72,37 @@ def _check_id(value: object) -> ObjectId | str:
 
 AwareDatetime = Annotated[datetime, Field(strict=True), AfterValidator(normalize_datetime)]
 """Only datetime objects (no numbers or strings to guess from), aware, in UTC milliseconds."""
-JobId = Annotated[ObjectId | str, PlainValidator(_check_id)]
+
+
+def jsonable(value: Any) -> Any:
+    """A stored value as JSON can hold it: ObjectIds as their hex strings, binary as base64,
+    other BSON types (Decimal128, Regex, ...) as their str(); dicts and lists walked; what
+    JSON has a form of (and datetimes, which pydantic writes in ISO 8601) as it is."""
+    if value is None or isinstance(value, str | int | float | bool | datetime):
+        return value
+    if isinstance(value, dict):
+        return {key: jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(item) for item in value]
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    return str(value)
+
+
+def _id_json(value: ObjectId | str) -> str:
+    return str(value)
+
+
+JobId = Annotated[
+    ObjectId | str,
+    PlainValidator(_check_id),
+    PlainSerializer(_id_json, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "description": "an ObjectId's 24 hex digits, or a string"}),
+]
+"""A job's id: an ObjectId (in JSON, its hex string, which `get_job` takes back) or a string."""
+Free = Annotated[dict[str, Any], PlainSerializer(jsonable, when_used="json")]
+"""A free-form stored value (data, result, an error, log data): in JSON, with its BSON values
+as strings (`jsonable`)."""
 INT64_MAX: Final = 2**63 - 1
 Int64 = Annotated[int, Field(ge=-INT64_MAX - 1, le=INT64_MAX, strict=True)]
 """An integer MongoDB can store (a bigger one would fail only when encoded)."""
@@ -116,7 +149,7 @@ class LogEntry(BaseModel):
     run_id: JobId | None = Field(default=None, alias="runId")
     level: LogLevel = "info"
     message: str
-    data: dict[str, Any] | None = None
+    data: Free | None = None
 
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
@@ -139,7 +172,12 @@ def _check_user(value: object) -> int | str | ObjectId:
     raise ValueError("a user id must be an integer, a non-empty string or an ObjectId")
 
 
-UserId = Annotated[int | str | ObjectId, PlainValidator(_check_user)]
+UserId = Annotated[
+    int | str | ObjectId,
+    PlainValidator(_check_user),
+    PlainSerializer(jsonable, when_used="json"),
+    WithJsonSchema({"anyOf": [{"type": "integer"}, {"type": "string"}]}),
+]
 """Who a job is for (seed 003's `userId`, 0 for the system's own jobs)."""
 
 
@@ -175,10 +213,10 @@ class JobDoc(BaseModel):
     id: JobId | None = Field(default=None, alias="_id")
     run_id: JobId | None = Field(default=None, alias="runId")
     type: Annotated[str, Field(min_length=1, strict=True)]
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: Free = Field(default_factory=dict)
     status: Status = "waiting"
-    result: dict[str, Any] | None = None
-    failures: list[dict[str, Any]] | None = None
+    result: Free | None = None
+    failures: list[Free] | None = None
     priority: Int64 = 0
     depends: list[JobId] = Field(default_factory=list)
     resolved: list[JobId] = Field(default_factory=list)

@@ -36,12 +36,19 @@ MAX_IDS = 100_000
 
 
 def job_id(value: Any, name: str = "id") -> ObjectId | str:
-    """An ObjectId or a non-empty string; anything else (a dict, a list, ...) is refused."""
+    """An ObjectId or a non-empty string; anything else (a dict, a list, ...) is refused.
+
+    A string of 24 hexadecimal digits is the ObjectId it spells: what `str(job.id)` gave a web
+    page, a URL or a JSON client finds the job again. Every other string is a string id
+    (job-collection's own are 17 characters, Meteor's `Random.id()`, so they are never taken
+    for ObjectIds). A collection whose ids are 24-hex *strings* cannot be addressed by them."""
     if isinstance(value, ObjectId):
         return value
     if isinstance(value, str):
         if not value:
             raise InvalidArgument(name, "must not be an empty string")
+        if len(value) == 24 and ObjectId.is_valid(value):
+            return ObjectId(value)
         return value
     raise InvalidArgumentType(name, f"must be an ObjectId or a string, not {type(value).__name__}")
 
