@@ -564,3 +564,40 @@ async def test_permits_answers_what_call_would_decide_without_calling(
     with pytest.raises(InvalidArgument, match="unknown method"):
         jc.permits("nope", user_id="w")
     assert await jc.collection.count_documents({}) == 0
+
+
+async def test_logs_show_ids_and_options_never_job_data(
+    jc: JobCollection, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = {"api_key": "s3cr3t-token", "nested": {"password": "hunter2"}}
+    with caplog.at_level(logging.DEBUG, logger="jobcollection"):
+        job_id = await jc.create_job("t", secret).save()
+        await jc.call("jobSave", {**jc.create_job("t", secret).doc.to_mongo()}, user_id=None)
+        [job] = await jc.get_work("t")
+        await job.done({"token": "result-secret"})
+        await jc.call("jobLog", job_id, None, "x", {"data": {"k": "log-secret"}})
+        with pytest.raises(InvalidArgument):
+            await jc.call("jobDone", job_id, ObjectId(), {"$bad": "done-secret"})
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    for word in ("s3cr3t-token", "hunter2", "result-secret", "log-secret", "done-secret"):
+        assert word not in text
+    assert str(job_id) in text and "jobDone" in text
+    calls = [r for r in caplog.records if getattr(r, "method", None) == "jobSave"]
+    assert calls and all(hasattr(r, "user_id") for r in calls)  # structured fields (extra=)
+
+
+async def test_a_claim_before_the_job_server_ever_started_warns_once(
+    make_jc: MakeJC, caplog: pytest.LogCaptureFixture
+) -> None:
+    jc = await make_jc(started=False)
+    with caplog.at_level(logging.WARNING, logger="jobcollection"):
+        assert await jc.get_work("t") == []
+        assert await jc.get_work("t") == []
+    warnings = [r for r in caplog.records if "start_job_server" in r.getMessage()]
+    assert len(warnings) == 1
+    await jc.start_job_server()
+    await jc.shutdown_job_server(timeout=0)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="jobcollection"):
+        assert await jc.get_work("t") == []  # after a deliberate shutdown: no news
+    assert not [r for r in caplog.records if "start_job_server" in r.getMessage()]

@@ -456,7 +456,37 @@ async def test_an_exception_fails_the_job_with_type_message_and_traceback(
     assert failure["type"] == "ValueError"
     assert "in boom" in failure["traceback"]
     assert failure["traceback"].rstrip().endswith("ValueError: cannot send to 0")
-    assert any("worker raised ValueError" in r.getMessage() for r in caplog.records)
+    [line] = [r for r in caplog.records if "ValueError" in r.getMessage()]
+    assert "failed" in line.getMessage() and "it will not be retried" in line.getMessage()
+    assert line.exc_info is not None and line.exc_info[0] is ValueError  # the traceback
+    assert (line.job_type, line.outcome, line.retry) == ("work", "failed", False)  # type: ignore[attr-defined]
+
+
+async def test_each_job_logs_its_start_and_outcome_without_its_data(
+    jc: JobCollection, make_queue: MakeQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    [ok] = await save(jc, 1, type="fine")
+    [flaky] = await save(jc, 1, retries=1, wait=60)
+
+    async def fine(job: Job) -> dict[str, str]:
+        return {"secret": "result-secret"}
+
+    with caplog.at_level(logging.INFO, "jobcollection.queue"):
+        await within(make_queue(fine, "fine").drain())
+        await within(make_queue(boom).drain())
+    lines = {
+        (r.job_id, r.outcome if hasattr(r, "outcome") else "started"): r
+        for r in caplog.records
+        if hasattr(r, "job_id")
+    }  # type: ignore[attr-defined]
+    assert (str(ok), "started") in lines and (str(ok), "completed") in lines
+    done = lines[(str(ok), "completed")]
+    assert done.levelno == logging.INFO and done.job_type == "fine"  # type: ignore[attr-defined]
+    assert done.getMessage().startswith(f"job fine {ok} completed in ")
+    failed = lines[(str(flaky), "failed")]
+    assert failed.levelno == logging.WARNING and "it will be retried" in failed.getMessage()
+    assert failed.retry is True  # type: ignore[attr-defined]
+    assert "result-secret" not in "\n".join(r.getMessage() for r in caplog.records)
 
 
 async def test_a_failure_from_an_exception_is_not_fatal(
@@ -941,7 +971,9 @@ async def test_by_default_the_in_memory_backend_falls_back_to_polling(
             for _ in range(3):
                 await asyncio.sleep(0)
             await within(queue.shutdown(quiet=True))
-        assert any("change streams are not supported" in r.getMessage() for r in caplog.records)
+        messages = [r.getMessage() for r in caplog.records]
+        assert any("this backend has no change streams" in m for m in messages)
+        assert not any("not callable" in m for m in messages)  # no backend internals
     finally:
         await jc.close()
 

@@ -237,7 +237,7 @@ async def test_where_change_streams_cannot_work_the_source_says_so(collection: A
 
 async def test_the_in_memory_backend_has_no_change_streams() -> None:
     source = ChangeStreamSource(memory_database("wakeup")["queue.jobs"])
-    with pytest.raises(WakeupUnavailable, match="not supported"):
+    with pytest.raises(WakeupUnavailable, match="this backend has no change streams"):
         await take(source.signals(["email"]), 1)
 
 

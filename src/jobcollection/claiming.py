@@ -38,6 +38,9 @@ class Claimer:
         self.reporter = reporter
         self.accepting = False
         """Whether jobs are handed out: the job server runs (get_work returns [] otherwise)."""
+        self.started_once = False
+        """Whether the job server ever started (a claim before that warns: _never_started)."""
+        self._warned = False
         self.claimed_run_ids: set[ObjectId] = set()
         """The runIds this instance handed out that may still have running jobs."""
         self.unconfirmed_claims: dict[ObjectId, set[Id]] = {}
@@ -55,6 +58,7 @@ class Claimer:
         claimed but could not hand over come first. A claimed job whose stored document is
         not a valid job is failed for good, with the reason, instead of being handed over."""
         if not self.accepting:
+            self._never_started()
             return []
         now = self.clock.now()
         claimed = await self._recover_claims(types, max_jobs, now)
@@ -82,6 +86,18 @@ class Claimer:
             if complete:
                 self.unconfirmed_claims.pop(run_id, None)
         return await self._hand_over(claimed)
+
+    def _never_started(self) -> None:
+        """Say once, loudly, that claims hand out nothing because this JobCollection's job
+        server was never started (the most common set-up mistake: a queue then sits idle);
+        after a deliberate shutdown it is not news."""
+        if self.started_once or self._warned:
+            return
+        self._warned = True
+        logger.warning(
+            "getWork hands out no job: the job server of this JobCollection is not running; "
+            "call `await jc.start_job_server()` in the process that claims jobs"
+        )
 
     async def _claim(
         self, types: Sequence[str], wanted: int, run_id: ObjectId, update: dict[str, Any]

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any, TypeVar
 
+from bson import ObjectId
+
 from . import validation as v
 from .claiming import Claimer
 from .clock import Clock
@@ -55,6 +57,32 @@ class Origin:
     method: str
     user_id: Any
     params: tuple[Any, ...]
+
+
+def summary(params: tuple[Any, ...]) -> str:
+    """A call's parameters as a log line may show them: ids, names, numbers and options as
+    given, documents and values (job data, results, errors, log lines) only as their kind, so
+    that no secret a job carries reaches a log."""
+    return ", ".join(_summarised(param) for param in params)
+
+
+def _summarised(value: Any) -> str:
+    if value is None or isinstance(value, bool | int | float | ObjectId):
+        return repr(value)
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 64 else f"<str of {len(value)} characters>"
+    if isinstance(value, JobDoc):
+        return f"<job {value.type} {value.id}>"
+    if isinstance(value, list | tuple):
+        if all(isinstance(v, ObjectId | str) for v in value) and len(value) <= 10:
+            return repr(list(value))
+        return f"<{len(value)} items>"
+    if isinstance(value, dict):
+        if "type" in value and "data" in value:
+            return f"<job document {value.get('type')!r}>"
+        scalars = all(v is None or isinstance(v, bool | int | float) for v in value.values())
+        return repr(value) if scalars else f"<object with keys {sorted(map(str, value))}>"
+    return f"<{type(value).__name__}>"
 
 
 class Core:
@@ -129,14 +157,22 @@ class Core:
             return
         user_id = origin.user_id if origin is not None else None
         given = origin.params if origin is not None else params()
-        if logged:  # the line holds repr(params) (a whole batch for jobSaveMany)
-            line = f"{self._clock.now().isoformat()}, {user_id}, {name}, {given!r}"
+        if logger.isEnabledFor(level):  # ids and options, never job data nor results
+            extra = {"method": name, "user_id": user_id}
             if error is None:
-                logger.debug("call %s", line)
+                logger.debug("call %s by %s: %s", name, user_id, summary(given), extra=extra)
             else:
-                logger.info("call %s failed: %s", line, error)
-            if self._log_stream is not None:
-                self._log_stream.write(line + "\n")
+                logger.info(
+                    "call %s by %s failed: %s (%s)",
+                    name,
+                    user_id,
+                    error,
+                    summary(given),
+                    extra={**extra, "error": str(error)},
+                )
+        if self._log_stream is not None:  # the original's line: repr(params), data included
+            line = f"{self._clock.now().isoformat()}, {user_id}, {name}, {given!r}"
+            self._log_stream.write(line + "\n")
         if wanted:
             event = MethodEvent(name, given, user_id, error, result)
             await self.events.emit("call" if error is None else "error", event)

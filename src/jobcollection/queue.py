@@ -172,6 +172,11 @@ def failure_info(exc: BaseException, max_bytes: int | None = None) -> dict[str, 
     return info
 
 
+def _fields(job: Job) -> dict[str, Any]:
+    """A job's structured log fields (`extra=`): its type, id and attempt; never its data."""
+    return {"job_type": job.type, "job_id": str(job.id), "attempt": job.doc.retried}
+
+
 def _text(make: Callable[[], str], fallback: str) -> str:
     try:
         return make()
@@ -624,6 +629,10 @@ class JobQueue:
         error: BaseException | None = None
         result: Any = None
         deadline = self._deadline(task, batch)
+        started = asyncio.get_running_loop().time()
+        if logger.isEnabledFor(logging.INFO):
+            for job in batch:
+                logger.info("job %s %s started", job.type, job.id, extra=_fields(job))
         try:
             result = await self._call_worker(batch)
         except BaseException as exc:
@@ -652,7 +661,9 @@ class JobQueue:
         self._process()
         self.trigger()
         self._notify()
-        await self._finish(batch, result=result, error=error)
+        await self._finish(
+            batch, result=result, error=error, seconds=asyncio.get_running_loop().time() - started
+        )
 
     def _deadline(self, task: asyncio.Task[None], batch: list[Job]) -> asyncio.TimerHandle | None:
         """Time the worker call out after the smallest timeout of its jobs (the queue's for a
@@ -737,20 +748,42 @@ class JobQueue:
         return sum(len(batch) for batch in self._reporting.values())
 
     async def _finish(
-        self, batch: list[Job], *, result: Any = None, error: BaseException | None = None
+        self,
+        batch: list[Job],
+        *,
+        result: Any = None,
+        error: BaseException | None = None,
+        seconds: float | None = None,
     ) -> None:
+        """Report the outcome of a worker call on the jobs it left unreported, and log one
+        line per job: INFO for a completion, WARNING (with the traceback) for a failure,
+        saying whether the job will be retried. Job data and results are never logged."""
         pending = [job for job in batch if not job.reported and not job.cancelled]
         if not pending:
             return
+        took = "" if seconds is None else f" in {seconds:.3f} s"
         if error is None:
             await self._settle_all(pending, "done", lambda: result)
+            if logger.isEnabledFor(logging.INFO):
+                for job in pending:
+                    fields = {**_fields(job), "outcome": "completed", "seconds": seconds}
+                    logger.info("job %s %s completed%s", job.type, job.id, took, extra=fields)
             return
-        logger.warning(
-            "worker raised %s: %s; failing job(s) %s",
-            type(error).__name__,
-            _text(lambda: str(error), "<str() raised>"),
-            self._ids(pending),
-        )
+        message = _text(lambda: str(error), "<str() raised>")
+        now = self._service.clock.now()
+        for job in pending:
+            retry = job.doc.retries > 0 and job.doc.retry_until > now
+            logger.warning(
+                "job %s %s failed%s: %s: %s; %s",
+                job.type,
+                job.id,
+                took,
+                type(error).__name__,
+                message,
+                "it will be retried" if retry else "it will not be retried",
+                exc_info=error,
+                extra={**_fields(job), "outcome": "failed", "retry": retry, "seconds": seconds},
+            )
         failure = failure_info(error, self._service.limits.max_error_bytes)
         await self._settle_all(pending, "fail", lambda: failure)
 

@@ -74,7 +74,7 @@ class JobServer:
         if self._shutdown_task is not None:
             self._shutdown_task.cancel()
             self._shutdown_task = None
-        self.running = self._claimer.accepting = True
+        self.running = self._claimer.accepting = self._claimer.started_once = True
         await self._store.detect_router()
         self._start_loop()
         return True

@@ -158,7 +158,7 @@ class ChangeStreamSource:
             stream = watch(pipeline, resume_after=token)
         except (AttributeError, NotImplementedError, TypeError) as exc:
             # mongomock exposes no watch(): attribute access yields a sub-collection.
-            raise WakeupUnavailable(f"change streams are not supported here ({exc})") from exc
+            raise WakeupUnavailable("this backend has no change streams") from exc
         if inspect.isawaitable(stream):  # pymongo's AsyncCollection.watch is a coroutine
             stream = await stream
         return stream
