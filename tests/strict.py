@@ -414,6 +414,7 @@ def from_wire(doc: Mapping[str, Any], options: CodecOptions[Any]) -> Document:
 #         longest prefix of index keys constrained by "eq"/"in" that are not sort keys; the
 #         index keys right after P must be the remaining sort keys, in order, with directions
 #         all equal to the index's or all reversed.
+#   (c) the sort starts with `_id` (a keyset listing: the `_id` index walks it in order).
 #   Filter fields outside the index are a residual filter (fine: they are checked on the
 #   documents the index scan fetches). https://www.mongodb.com/docs/manual/tutorial/equality-sort-range-rule/
 #   https://www.mongodb.com/docs/manual/core/index-partial/#query-coverage
@@ -508,6 +509,10 @@ def query_served(query: Mapping[str, Any], sort: Sequence[tuple[str, int]] = ())
     from jobcollection.indexes import INDEXES  # read at each check: the list may change
 
     if constraints(query).get("_id") in ("eq", "in"):
+        return True
+    if sort and sort[0][0] == "_id":
+        # (c) a listing in `_id` order (find_jobs' keyset pages): the `_id` index walks the
+        # jobs in order and the query stops at its limit; other conditions are residual.
         return True
     return any(index_serves(ix.keys, ix.partial, query, sort) for ix in INDEXES)
 

@@ -638,6 +638,7 @@ PUBLIC_SURFACE = {
     "JobCollectionError",
     "JobDoc",
     "JobNotSaved",
+    "JobPage",
     "JobQueue",
     "JobService",
     "LaterSchedule",

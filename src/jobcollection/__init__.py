@@ -5,7 +5,7 @@ anywhere. Documents keep job-collection v1.x field names and units.
 """
 
 from .clock import Clock, ManualClock, SystemClock
-from .collection import JobCollection
+from .collection import JobCollection, JobPage
 from .constants import (
     FOREVER,
     FOREVER_DATE,
@@ -71,6 +71,7 @@ __all__ = [
     "JobCollectionError",
     "JobDoc",
     "JobNotSaved",
+    "JobPage",
     "JobQueue",
     "JobService",
     "LaterSchedule",

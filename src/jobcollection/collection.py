@@ -9,11 +9,15 @@ the allow/deny rules when made on behalf of a user (wire.py).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import IO, Any
 
+from bson import ObjectId
+
 from . import constants as c
+from . import queries
 from . import validation as v
 from .api import JobsAPI
 from .clock import Clock
@@ -21,12 +25,22 @@ from .core import Core
 from .errors import DatabaseError, InvalidArgument, InvalidArgumentType
 from .events import EventEmitter
 from .indexes import INDEXES, UNIQUE_JOBS
+from .job import Job
 from .limits import DEFAULT_LIMITS, Limits
 from .server import ServerPass
 from .servertime import ServerClock
 from .wire import MethodLayer
 
 logger = logging.getLogger("jobcollection")
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """A page of `find_jobs`: its jobs, newest first, and the cursor of the next page."""
+
+    jobs: list[Job]
+    next: str | None
+    """Give it as `after=` for the next page; None: this is the last page."""
 
 
 class JobCollection(JobsAPI):
@@ -103,6 +117,29 @@ class JobCollection(JobsAPI):
     def commands(self) -> int:
         """Database commands issued so far by this instance (for benchmarks)."""
         return self._core.store.commands
+
+    # --- finding jobs ------------------------------------------------------------------------
+
+    async def find_jobs(
+        self,
+        type: str | Sequence[str] | None = None,
+        status: str | Sequence[str] | None = None,
+        user_id: int | str | ObjectId | None = None,
+        created_before: datetime | None = None,
+        data: dict[str, Any] | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> JobPage:
+        """A page of the jobs that match every condition given, newest first: of a type (or
+        types) and status (or statuses), for a user, created before a moment, whose data
+        holds these values at these paths (`{"customer.id": 7}`), at most `limit` (1 to
+        1,000). Pages by keyset, not by skipping: give the page's `next` as `after` for the
+        following one (see queries.py)."""
+        query = queries.job_query(type, status, user_id, created_before, data, limit)
+        if after is not None:
+            queries.decode_cursor(after)
+        docs, following = await self._core.find_jobs(query, after)
+        return JobPage([Job(self, doc) for doc in docs], following)
 
     # --- method layer ------------------------------------------------------------------------
 

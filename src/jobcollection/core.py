@@ -31,6 +31,7 @@ from .events import EventEmitter, MethodEvent
 from .followups import FollowUps
 from .limits import Limits
 from .managing import Manager
+from .queries import JobQuery
 from .reading import Reader
 from .reporting import Report, Reporter
 from .saving import Saver
@@ -498,6 +499,14 @@ class Core:
         """Antecedents' results for a dependent: a read of this library's, no method events."""
         await refresh_clock(self._clock)
         return await self.manager.results(ids, max_bytes)
+
+    async def find_jobs(
+        self, query: JobQuery, after: str | None
+    ) -> tuple[list[JobDoc], str | None]:
+        """A page of jobs (JobCollection.find_jobs): a read of this library's, no method
+        events."""
+        await refresh_clock(self._clock)
+        return await self.manager.find_page(query, after)
 
     async def cancel_pending_of(
         self, job_type: str, user_id: Any, *, origin: Origin | None = None

@@ -32,6 +32,8 @@ from .document import (
     LaterSchedule,
     assume_utc,
 )
+from .errors import InvalidDocument
+from .queries import ORDER, JobQuery, encode_cursor
 from .reading import Reader
 from .schedule import add_ms, occurrences
 from .store import Store
@@ -176,6 +178,27 @@ class Manager:
         results = {i: assume_utc(found[i]) for i in dict.fromkeys(ids) if i in found}
         v.check_results_size(results, max_bytes, self.store.encode)
         return results
+
+    async def find_page(
+        self, query: JobQuery, after: str | None
+    ) -> tuple[list[JobDoc], str | None]:
+        """A page of the jobs a query matches, newest first, and the cursor of the next page
+        (None: this is the last). Stored documents that are not valid jobs are left out."""
+        wanted = query.limit + 1  # one more than a page: whether another page follows
+        found = await self.store.find(query.filter(after), sort=ORDER, limit=wanted)
+        if after is not None and after.startswith("o") and len(found) < wanted:
+            # The ObjectId-keyed jobs ran out: the string-keyed ones follow (queries.py).
+            more = wanted - len(found)
+            found += await self.store.find(query.strings(), sort=ORDER, limit=more)
+        page = found[: query.limit]
+        following = encode_cursor(page[-1]["_id"]) if len(found) > query.limit else None
+        jobs = []
+        for raw in page:
+            try:
+                jobs.append(self.reader.job(raw))
+            except InvalidDocument as exc:
+                logger.warning("find_jobs: leaving out job %s: %s", raw.get("_id"), exc)
+        return jobs, following
 
     async def cancel_pending_of(self, job_type: str, user_id: Any) -> int:
         """Cancel a user's jobs of a type that have not started, or that started and are past
