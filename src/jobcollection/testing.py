@@ -1,4 +1,16 @@
-"""The in-memory backend for tests, demos and benchmarks (needs the `memory` extra).
+"""The in-memory backend, and helpers for testing code that uses jobcollection (needs the
+`memory` extra). README "Testing your code" shows them at work.
+
+- `await memory_collection()`: a started JobCollection in memory on a `ManualClock`.
+- `await drain(jc, {"type": worker, ...})`: run every ready job of those types to completion
+  with those workers, as a queue would (a return completes the job, an exception fails it,
+  retries as configured), until none is ready; the clock moves only when you move it.
+- `await perform_job(jc, job, worker)`: run one job through the real claim, validation and
+  retry decision; the job as stored after.
+- `await assert_enqueued(jc, type, data={...})`: the pending jobs of a type whose data holds
+  these values (AssertionError listing what is there otherwise).
+- A pytest plugin (`jobcollection.pytest_plugin`, loaded when jobcollection is installed) with
+  the fixtures `jobcollection_clock` and `memory_jc` (needs pytest-asyncio).
 
 `memory_database()` returns a mongomock-motor database with two shims applied, both to
 mongomock only, never pymongo or Motor:
@@ -17,7 +29,21 @@ mongomock only, never pymongo or Motor:
 from __future__ import annotations
 
 import functools
-from typing import Any
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .clock import ManualClock
+    from .collection import JobCollection
+    from .job import Job
+
+JobWorker = Callable[["Job"], Awaitable[Any]]
+"""A worker of one job, as `process_jobs` takes it (payload 1)."""
+TEST_START = datetime(2026, 1, 1, tzinfo=UTC)
+"""Where a test's ManualClock starts unless told otherwise."""
+PENDING = ("waiting", "paused", "ready")
 
 
 def _accept_unset_sort(method: Any) -> Any:
@@ -58,3 +84,108 @@ def memory_database(name: str = "jobcollection") -> Any:
     _patch_mongomock_bulk()
     _patch_mongomock_ttl()
     return AsyncMongoMockClient()[name]
+
+
+async def memory_collection(
+    *, clock: ManualClock | None = None, root: str = "queue", start: bool = True
+) -> JobCollection:
+    """A JobCollection on a fresh in-memory database, on `clock` (a ManualClock at
+    TEST_START by default), its job server started unless `start=False`. Close it with
+    `await jc.close()` when the test is over."""
+    from .clock import ManualClock
+    from .collection import JobCollection
+
+    jc = JobCollection.from_database(
+        memory_database(), root, clock=clock if clock is not None else ManualClock(TEST_START)
+    )
+    if start:
+        await jc.start_job_server()
+    return jc
+
+
+async def _run(job: Job, worker: JobWorker) -> None:
+    """Run one claimed job as a JobQueue does: the worker's return value completes it, its
+    exception fails it (not fatally: its retries apply), unless it reported itself."""
+    from .queue import failure_info
+
+    try:
+        outcome = worker(job)
+        result = await outcome if inspect.isawaitable(outcome) else outcome
+    except Exception as exc:
+        if not job.reported:
+            await job.fail(failure_info(exc, job._service.limits.max_error_bytes))
+        return
+    if not job.reported:
+        await job.done(result)
+
+
+async def drain(jc: JobCollection, workers: Mapping[str, JobWorker], *, limit: int = 10_000) -> int:
+    """Run the ready jobs of the workers' types, one at a time, until none is ready (a job
+    that becomes ready meanwhile, such as a dependent or a retry without a wait, runs too);
+    how many ran. Jobs waiting for a time run once the clock has passed it: move the clock
+    (`clock.advance(...)`) and drain again. Raises RuntimeError after `limit` runs (a job
+    that retries for ever without a wait)."""
+    if not workers:
+        raise ValueError("workers: give at least one job type and its worker")
+    ran = 0
+    types = list(workers)
+    while True:
+        await jc.ready_jobs()  # what the job server's next pass would promote now
+        claimed = await jc.get_work(types, max_jobs=1)
+        if not claimed:
+            return ran
+        if ran >= limit:
+            raise RuntimeError(f"drain: more than {limit} jobs ran; is a job retrying for ever?")
+        await _run(claimed[0], workers[claimed[0].type])
+        ran += 1
+
+
+async def perform_job(jc: JobCollection, job: Job, worker: JobWorker) -> Job:
+    """Save `job` if it is new, make it ready now (whatever its delay), claim it and run
+    `worker` on it as a queue would; the job as stored afterwards (completed, failed, or
+    waiting for a retry). Other ready jobs of its type are left as they were."""
+    if job.id is None:
+        await job.save()
+    if job.id is None:
+        raise RuntimeError("perform_job: the job was not saved (cancelled or replaced)")
+    await jc.ready_jobs([job.id], time=jc.forever_date, force=True)
+    claimed = await jc.get_work(job.type, max_jobs=jc.limits.max_jobs)
+    mine = [c for c in claimed if c.id == job.id]
+    for other in claimed:
+        if other.id != job.id:
+            await other.release()
+    if not mine:
+        raise RuntimeError(f"perform_job: job {job.id} could not be claimed (is it ready?)")
+    await _run(mine[0], worker)
+    stored = await jc.get_job(job.id, get_log=True, get_failures=True)
+    assert stored is not None
+    return stored
+
+
+def _holds(data: Any, expected: Any) -> bool:
+    """Whether `data` holds `expected`: equal, or for dicts every expected key held."""
+    if isinstance(expected, Mapping) and isinstance(data, Mapping):
+        return all(k in data and _holds(data[k], v) for k, v in expected.items())
+    return bool(data == expected)
+
+
+async def assert_enqueued(
+    jc: JobCollection,
+    type: str,
+    data: Mapping[str, Any] | None = None,
+    *,
+    count: int | None = None,
+) -> list[Job]:
+    """The pending jobs (waiting, paused or ready) of `type` whose data holds `data` (a
+    partial match: nested dicts compare key by key); AssertionError, listing the pending jobs
+    of that type, if there is none (or not exactly `count`)."""
+    page = await jc.find_jobs(type=type, status=list(PENDING), limit=1000)
+    matching = [job for job in page.jobs if data is None or _holds(job.data, data)]
+    if (count is None and not matching) or (count is not None and len(matching) != count):
+        seen = [job.data for job in page.jobs]
+        wanted = "some" if count is None else str(count)
+        raise AssertionError(
+            f"expected {wanted} pending {type!r} job(s) with data holding {data!r}, found "
+            f"{len(matching)}; the pending {type!r} jobs hold: {seen!r}"
+        )
+    return matching

@@ -1,0 +1,41 @@
+"""A pytest plugin for applications that use jobcollection: in-memory job collections on a
+manual clock. Loaded automatically when jobcollection is installed (the `pytest11` entry
+point); its fixtures are async and need pytest-asyncio:
+
+    async def test_signup_sends_a_welcome_email(memory_jc, jobcollection_clock):
+        await signup(memory_jc, "ada@example.com")
+        await assert_enqueued(memory_jc, "sendEmail", data={"to": "ada@example.com"})
+
+`jobcollection_clock` is a ManualClock at testing.TEST_START; `memory_jc` a started
+JobCollection in memory on it, closed after the test (see jobcollection.testing).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import AsyncIterator
+
+import pytest
+
+from .clock import ManualClock
+from .collection import JobCollection
+from .testing import TEST_START, memory_collection
+
+
+@pytest.fixture
+def jobcollection_clock() -> ManualClock:
+    """A clock that moves only when the test moves it."""
+    return ManualClock(TEST_START)
+
+
+if importlib.util.find_spec("pytest_asyncio") is not None:  # else: no async fixtures
+    import pytest_asyncio
+
+    @pytest_asyncio.fixture
+    async def memory_jc(jobcollection_clock: ManualClock) -> AsyncIterator[JobCollection]:
+        """A started JobCollection in memory on `jobcollection_clock`, closed after."""
+        jc = await memory_collection(clock=jobcollection_clock)
+        try:
+            yield jc
+        finally:
+            await jc.close()
