@@ -25,7 +25,7 @@ def run_example(path: Path, *args: str) -> str:
     return done.stdout
 
 
-def test_quickstart_shows_a_retry_a_dependency_and_cron_repeats() -> None:
+def test_quickstart_runs_a_queue_with_a_retry_a_dependency_and_cron_repeats() -> None:
     out = run_example(EXAMPLES / "quickstart.py")
     assert "flaky    run 1, attempt 1 failed; retrying in 30 s" in out
     assert "flaky    run 1, attempt 2 done" in out
@@ -34,6 +34,8 @@ def test_quickstart_shows_a_retry_a_dependency_and_cron_repeats() -> None:
     for stamp, run in (("09:15:00", 1), ("09:30:00", 2), ("09:45:00", 3), ("10:00:00", 4)):
         assert f"{stamp}  cleanup  run {run}, attempt 1 done" in out
     assert "cleanup ran 4 times" in out
+    assert "flaky's failure: 'the mail server did not answer'" in out  # a worker that raised
+    assert "report's result: {'ok': True, 'at': '09:05:00'}" in out  # a worker's return value
 
 
 def test_benchmark_harness_runs_and_reports_commands_per_job() -> None:
