@@ -721,3 +721,35 @@ async def test_scrub_runs_before_validation_in_get_job_and_get_work(jc: JobColle
     assert seen == [job_id, job_id]
     with pytest.raises(InvalidArgumentType, match="scrub"):
         jc.scrub = "not a function"  # type: ignore[assignment]
+
+
+def test_every_public_name_has_a_docstring() -> None:
+    """The public API (the package's and the remote API's `__all__`, and their methods and
+    properties) is documented where it is defined or where the protocol it implements is."""
+    import inspect
+
+    from pydantic import BaseModel
+
+    from jobcollection import remote
+
+    missing = []
+    for module in (jobcollection, remote):
+        for name in module.__all__:
+            found = getattr(module, name)
+            if not (inspect.isclass(found) or inspect.isfunction(found)):
+                continue
+            if not inspect.getdoc(found):
+                missing.append(name)
+            if not inspect.isclass(found):
+                continue
+            for member in dir(found):
+                pydantic_own = issubclass(found, BaseModel) and hasattr(BaseModel, member)
+                if member.startswith("_") or pydantic_own:
+                    continue
+                static = inspect.getattr_static(found, member)
+                value = getattr(found, member)
+                if isinstance(value, type) or not (callable(value) or isinstance(static, property)):
+                    continue
+                if not inspect.getdoc(value) and not getattr(static, "__doc__", None):
+                    missing.append(f"{name}.{member}")
+    assert missing == []

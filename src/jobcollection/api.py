@@ -57,6 +57,8 @@ class JobsAPI:
     async def get_job(
         self, id: Id, get_log: bool = False, get_failures: bool = False
     ) -> Job | None:
+        """The stored job with this id (a 24-hex string is the ObjectId it spells), or
+        None; with its log and failures if asked."""
         found = await self.service.get_jobs(
             [v.job_id(id)],
             get_log=v.boolean(get_log, "get_log"),
@@ -67,6 +69,7 @@ class JobsAPI:
     async def get_jobs(
         self, ids: Sequence[Id], get_log: bool = False, get_failures: bool = False
     ) -> list[Job]:
+        """The stored jobs among these ids, in their order (missing ones left out)."""
         ids = v.job_ids(ids)
         if not ids:
             return []
@@ -177,14 +180,17 @@ class JobsAPI:
         )
 
     async def pause_jobs(self, ids: Sequence[Id]) -> bool:
+        """Pause these jobs (256 per call); whether any changed."""
         return await self._bulk(ids, self.service.pause)
 
     async def resume_jobs(self, ids: Sequence[Id]) -> bool:
+        """Resume these paused jobs; whether any changed."""
         return await self._bulk(ids, self.service.resume)
 
     async def cancel_jobs(
         self, ids: Sequence[Id], antecedents: bool = False, dependents: bool = True
     ) -> bool:
+        """Cancel these jobs (their dependents too, by default); whether any changed."""
         up, down = v.boolean(antecedents, "antecedents"), v.boolean(dependents, "dependents")
         return await self._bulk(
             ids, lambda chunk: self.service.cancel(chunk, antecedents=up, dependents=down)
@@ -198,6 +204,8 @@ class JobsAPI:
         antecedents: bool = True,
         dependents: bool = False,
     ) -> bool:
+        """Restart these cancelled or failed jobs with `retries` more attempts; whether any
+        changed."""
         more = v.count(retries, "retries")
         deadline = None if until is None else v.aware_datetime(until, "until")
         up, down = v.boolean(antecedents, "antecedents"), v.boolean(dependents, "dependents")
@@ -209,11 +217,13 @@ class JobsAPI:
         )
 
     async def remove_jobs(self, ids: Sequence[Id]) -> bool:
+        """Delete these finished jobs; whether any was removed."""
         return await self._bulk(ids, self.service.remove)
 
     # --- jobs --------------------------------------------------------------------------------
 
     def create_job(self, type: str, data: dict[str, Any] | None = None) -> Job:
+        """A new job of a type with its data, to configure with the builders and save()."""
         return Job(self, type, data)
 
     # --- scheduling (seed 003) ----------------------------------------------------------------
@@ -293,4 +303,6 @@ class JobsAPI:
         return await job.save()
 
     def make_job(self, doc: dict[str, Any] | JobDoc) -> Job:
+        """A handle on a job document (a stored dict or a JobDoc), such as one read from the
+        collection."""
         return Job(self, doc)

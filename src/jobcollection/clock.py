@@ -20,13 +20,16 @@ def to_millis(moment: datetime) -> datetime:
 class Clock(Protocol):
     """A source of the current time as an aware UTC datetime."""
 
-    def now(self) -> datetime: ...
+    def now(self) -> datetime:
+        """The current time: aware, in UTC."""
+        ...
 
 
 class SystemClock:
     """The machine's clock in UTC."""
 
     def now(self) -> datetime:
+        """This machine's time, in UTC, at millisecond precision."""
         return to_millis(datetime.now(UTC))
 
 
@@ -39,6 +42,7 @@ class ManualClock:
         self._now = to_millis((start or datetime.now(UTC)).astimezone(UTC))
 
     def now(self) -> datetime:
+        """Where the clock was last set or advanced to."""
         return self._now
 
     def advance(self, seconds: float | timedelta) -> datetime:

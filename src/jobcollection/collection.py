@@ -111,6 +111,7 @@ class JobCollection(JobsAPI):
 
     @property
     def events(self) -> EventEmitter:
+        """The method events: `jc.events.on("call" | "error" | <method>, handler)`."""
         return self._core.events
 
     @property
@@ -165,6 +166,8 @@ class JobCollection(JobsAPI):
         return self._methods.rules.permits(user_id, method, params)
 
     def set_log_stream(self, stream: IO[str] | None = None) -> None:
+        """Write one line per call to `stream` (the original's format, parameters included;
+        None stops), once per job-server start/shutdown cycle."""
         self._core.set_log_stream(stream)
 
     # --- job server --------------------------------------------------------------------------

@@ -104,18 +104,22 @@ class Job:
 
     @property
     def id(self) -> Id | None:
+        """The stored id (None until saved): an ObjectId, or a string for a job saved under one."""
         return self._doc.id
 
     @property
     def type(self) -> str:
+        """The job type: what a queue claims it by."""
         return self._doc.type
 
     @property
     def data(self) -> dict[str, Any]:
+        """The job's data, as saved (a dict)."""
         return self._doc.data
 
     @property
     def doc(self) -> JobDoc:
+        """The job document as this handle knows it (`refresh()` reads it again)."""
         return self._doc
 
     @property
@@ -476,18 +480,24 @@ class Job:
         return bool(await self._service.heartbeat([job_id], run_id))
 
     async def pause(self) -> bool:
+        """Pause the job (ready or waiting) so that no worker claims it; a new job is saved paused.
+        Whether it changed."""
         if self._doc.id is None:
             assign(self._doc, status="paused")
             return True
         return await self._service.pause([self._doc.id])
 
     async def resume(self) -> bool:
+        """Resume a paused job (waiting again, ready when due); a new job is saved waiting. Whether
+        it changed."""
         if self._doc.id is None:
             assign(self._doc, status="waiting")
             return True
         return await self._service.resume([self._doc.id])
 
     async def ready(self, time: datetime | None = None, force: bool = False) -> bool:
+        """Promote the waiting job now, or when `time` comes; `force` ignores its antecedents.
+        Whether it changed."""
         return await self._service.ready(
             [self._saved_id("ready")],
             time=None if time is None else v.aware_datetime(time, "time"),
@@ -495,6 +505,8 @@ class Job:
         )
 
     async def cancel(self, antecedents: bool = False, dependents: bool = True) -> bool:
+        """Cancel the job (and by default its dependents; `antecedents` too if asked). A running
+        job's worker is stopped (README "Cancelling a running job"). Whether it changed."""
         return await self._service.cancel(
             [self._saved_id("cancel")],
             antecedents=v.boolean(antecedents, "antecedents"),
@@ -508,6 +520,8 @@ class Job:
         antecedents: bool = True,
         dependents: bool = False,
     ) -> bool:
+        """Restart a cancelled or failed job with `retries` more attempts (its antecedents
+        too, by default). Whether it changed."""
         return await self._service.restart(
             [self._saved_id("restart")],
             retries=v.count(retries, "retries"),
@@ -550,4 +564,5 @@ class Job:
         return list(self._doc.lineage)
 
     async def remove(self) -> bool:
+        """Delete the job once finished (cancelled, completed or failed); whether it was."""
         return await self._service.remove([self._saved_id("remove")])

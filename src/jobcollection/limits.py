@@ -126,6 +126,7 @@ class Limits:
         _check_size(doc.private, f"{name}._private", self.max_data_bytes, codec)
 
     def check_message(self, message: str, name: str = "message") -> None:
+        """A log message (InvalidArgument `name` if it is longer than max_message_length)."""
         if len(message) > self.max_message_length:
             raise InvalidArgument(
                 name, f"is longer than {self.max_message_length} characters ({len(message)})"

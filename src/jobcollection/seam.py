@@ -212,4 +212,6 @@ class ServedCollection(Protocol):
     remote, with its typed service."""
 
     @property
-    def service(self) -> JobService: ...
+    def service(self) -> JobService:
+        """The collection's typed operations."""
+        ...

@@ -38,7 +38,7 @@ from ..clock import Clock, to_millis
 from ..document import JobDoc
 from ..errors import DatabaseError, InvalidArgument, InvalidArgumentType
 from ..limits import Limits
-from ..seam import Outcome
+from ..seam import JobService, Outcome
 from ..transitions import Due, Id
 from ..wakeup import LocalCancels, LocalSaves, WakeupSource
 from . import codec
@@ -84,8 +84,9 @@ class LongPoll:
             failures = 0
 
 
-class RemoteService:
-    """The JobService of a remote API (see the module docstring)."""
+class RemoteService(JobService):
+    """The JobService of a remote API (see the module docstring); each operation is the
+    protocol's (seam.py), sent as the method of the same name."""
 
     def __init__(
         self, http: httpx.AsyncClient, clock: Clock, limits: Limits, wait: float, max_calls: int
