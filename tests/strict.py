@@ -504,6 +504,12 @@ def _implies(condition: Any, predicate: Any) -> bool:
     )
 
 
+def _library_indexes() -> tuple[Any, ...]:
+    from jobcollection.indexes import INDEXES
+
+    return INDEXES
+
+
 def query_served(query: Mapping[str, Any], sort: Sequence[tuple[str, int]] = ()) -> bool:
     """Rule 8: whether the `_id` index or one of jobcollection's indexes serves the query."""
     from jobcollection.indexes import INDEXES  # read at each check: the list may change
@@ -994,6 +1000,13 @@ class StrictCollection:
         query = self._filter(filter)
         check_query("count_documents", query, (), library_caller())
         return int(await self._inner.count_documents(query))
+
+    async def distinct(self, key: Any, filter: Any = None, **options: Any) -> list[Any]:
+        _no_other_options("distinct", options)
+        query = self._filter(filter or {})
+        if not any(ix.keys[0][0] == key for ix in _library_indexes()) and not query:
+            check_query("distinct", {key: {"$exists": True}}, (), library_caller())
+        return list(await self._inner.distinct(key, query))
 
     # --- writes -------------------------------------------------------------------------
 

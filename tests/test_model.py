@@ -647,6 +647,7 @@ PUBLIC_SURFACE = {
     "ManualClock",
     "MethodEvent",
     "PermissionDenied",
+    "QueueStats",
     "Progress",
     "ServedCollection",
     "ServerClock",

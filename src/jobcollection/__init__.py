@@ -5,7 +5,7 @@ anywhere. Documents keep job-collection v1.x field names and units.
 """
 
 from .clock import Clock, ManualClock, SystemClock
-from .collection import JobCollection, JobPage
+from .collection import JobCollection, JobPage, QueueStats
 from .constants import (
     FOREVER,
     FOREVER_DATE,
@@ -80,6 +80,7 @@ __all__ = [
     "ManualClock",
     "MethodEvent",
     "PermissionDenied",
+    "QueueStats",
     "Progress",
     "ServerClock",
     "ServedCollection",

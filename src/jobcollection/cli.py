@@ -3,6 +3,11 @@
     jobcollection serve  [--mongodb-uri URI] [--tokens FILE] [--host H] [--port P] ...
     jobcollection worker MODULE:FUNCTION --type T [--concurrency N] (--url URL | --mongodb-uri URI)
     jobcollection token USER [ROLE ...]
+    jobcollection ls [--type T ...] [--status S ...] [--user U] [--data PATH=VALUE ...] [--json]
+    jobcollection show ID [--json]
+    jobcollection retry|cancel|remove (ID ... | --type/--status/--user/--data ...) [--yes]
+    jobcollection purge --completed-before MOMENT [--status S ...] [--yes]
+    jobcollection stats [--json]
 
 `serve` runs the remote API (remote.create_app) with uvicorn, and the job server, on a MongoDB
 database or, without `--mongodb-uri`, on the in-memory backend (a demo). Users and their roles
@@ -13,6 +18,12 @@ for job-collection's own node.js workers (meteor-job), logging in with the same 
 `--token` or JOBCOLLECTION_TOKEN) or a database; the first SIGTERM or Ctrl-C shuts it down
 gracefully (running jobs finish, queued ones are handed back), a second one at once.
 `token` prints a new token and its line for the tokens file.
+
+The operator commands (`ls`, `show`, `retry`, `cancel`, `remove`, `purge`, `stats`) work on a
+database as `serve` does. Each is an async function of a JobCollection, the parsed arguments
+and a `Console` (where it writes, how it asks for a confirmation), so it runs in-process on any
+collection. Exit codes: 0 done, 1 nothing found, declined or a database error, 2 bad
+arguments (argparse's code).
 """
 
 from __future__ import annotations
@@ -20,15 +31,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import importlib
 import ipaddress
+import json
 import os
+import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, TextIO
 
+from . import constants as c
+from . import validation as v
 from .constants import PERMISSION_LEVELS
+from .errors import DatabaseError, InvalidArgument
+from .servertime import refresh_clock
+
+if TYPE_CHECKING:
+    from .collection import JobCollection
 
 TOKEN_ENV = "JOBCOLLECTION_TOKEN"
 """Where `worker --url` reads its token when `--token` is not given (a token on the command
@@ -246,6 +268,404 @@ def token(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- operating on jobs --------------------------------------------------------------------------
+
+MAX_MATCHED = 100_000
+"""The most jobs a filter of `retry`/`cancel`/`remove`/`purge` may select (narrow it beyond)."""
+PAGE = 1_000
+"""Jobs read per page while collecting a filter's matches (find_jobs' largest page)."""
+FINISHED: tuple[str, ...] = ("completed", "failed", "cancelled")
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
+OPTION_OF = {
+    "type": "--type",
+    "status": "--status",
+    "user_id": "--user",
+    "data": "--data",
+    "created_before": "--created-before",
+    "limit": "--limit",
+    "after": "--after",
+    "id": "ID",
+    "ids": "ID",
+}
+"""The option that gave each find_jobs/get_job argument, for error messages."""
+
+
+@dataclasses.dataclass
+class Console:
+    """Where an operator command writes its output (`out`) and its notes (`err`), and how it
+    asks a yes/no question (`ask(prompt)` returns the answer; "" at end of input)."""
+
+    out: TextIO
+    err: TextIO
+    ask: Callable[[str], str]
+
+    @classmethod
+    def standard(cls) -> Console:
+        """stdout, stderr, and questions asked on stderr and answered on stdin."""
+
+        def ask(prompt: str) -> str:
+            print(prompt, end=" ", file=sys.stderr, flush=True)
+            return sys.stdin.readline()
+
+        return cls(sys.stdout, sys.stderr, ask)
+
+    def confirm(self, question: str) -> bool:
+        return self.ask(f"{question} [y/N]").strip().lower() in ("y", "yes")
+
+
+class Refused(Exception):
+    """An argument the command cannot use: its message names the option; exit code 2."""
+
+
+def moment(text: str) -> datetime | timedelta:
+    """An ISO 8601 date or datetime (UTC unless it names its offset), or a duration ago:
+    a number and a unit, s, m, h, d or w (`90m`, `7d`)."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhdw])", text.strip())
+    if match:
+        return timedelta(seconds=float(match[1]) * DURATION_UNITS[match[2]])
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither an ISO date/datetime (2026-11-01T00:00:00Z) nor a duration "
+            "ago (30m, 12h, 7d)"
+        ) from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def value_of(text: str) -> Any:
+    """A value given on the command line: JSON when it is JSON (`7`, `true`, `"7"`), else
+    the text itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def data_item(text: str) -> tuple[str, Any]:
+    """PATH=VALUE, the VALUE as `value_of` reads it."""
+    path, sep, value = text.partition("=")
+    if not sep or not path:
+        raise argparse.ArgumentTypeError(f"{text!r} is not PATH=VALUE (customer.id=7)")
+    return path, value_of(value)
+
+
+def page_size(text: str) -> int:
+    from .queries import MAX_PAGE
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_PAGE:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 1 to {MAX_PAGE}")
+    return value
+
+
+def _when(value: datetime | timedelta, now: datetime) -> datetime:
+    """A moment `moment` parsed: a datetime as given, a duration as that long before now."""
+    return now - value if isinstance(value, timedelta) else value
+
+
+def _filters(args: argparse.Namespace, statuses: Sequence[str] | None = None) -> dict[str, Any]:
+    """find_jobs' keyword arguments for the filter options given (`statuses` when no
+    --status is)."""
+    return {
+        "type": args.type,
+        "status": args.status or statuses,
+        "user_id": None if args.user is None else value_of(args.user),
+        "data": None if args.data is None else dict(args.data),
+    }
+
+
+def _has_filter(args: argparse.Namespace) -> bool:
+    return any(x is not None for x in (args.type, args.status, args.user, args.data))
+
+
+async def _matching(
+    jc: JobCollection, filters: dict[str, Any], keep: Callable[[Any], bool] = lambda job: True
+) -> list[Any]:
+    """The ids of every job find_jobs finds with these filters (and `keep` accepts), newest
+    first; Refused beyond MAX_MATCHED."""
+    ids: list[Any] = []
+    after = None
+    while True:
+        page = await jc.find_jobs(**filters, limit=PAGE, after=after)
+        ids.extend(job.id for job in page.jobs if keep(job))
+        if len(ids) > MAX_MATCHED:
+            raise Refused(
+                f"more than {MAX_MATCHED:,} jobs match: narrow the filter (--type, --status, "
+                "--user, --data) or act in several runs"
+            )
+        if page.next is None:
+            return ids
+        after = page.next
+
+
+async def _statuses(jc: JobCollection, ids: Sequence[Any]) -> dict[Any, str]:
+    """The status of each of these jobs that exists."""
+    found: dict[Any, str] = {}
+    for start in range(0, len(ids), PAGE):
+        for job in await jc.get_jobs(list(ids[start : start + PAGE])):
+            found[job.id] = job.doc.status
+    return found
+
+
+def _stamp(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _age(seconds: float) -> str:
+    """A duration for people: `3d 4h`, `12m 5s`, `40s`."""
+    whole = int(seconds)
+    parts: list[str] = []
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
+        if whole >= size or (unit == "s" and not parts):
+            parts.append(f"{whole // size}{unit}")
+            whole %= size
+    return " ".join(parts[:2])
+
+
+def _table(rows: list[list[str]], out: TextIO) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip(), file=out
+        )
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+async def ls(jc: JobCollection, args: argparse.Namespace, console: Console) -> int:
+    """A page of jobs, newest first; the next page's cursor on stderr."""
+    await refresh_clock(jc.clock)
+    now = jc.clock.now()
+    page = await jc.find_jobs(
+        **_filters(args),
+        created_before=None if args.created_before is None else _when(args.created_before, now),
+        limit=args.limit,
+        after=args.after,
+    )
+    if args.json:
+        for job in page.jobs:
+            print(_json(job.doc.model_dump(mode="json", by_alias=True)), file=console.out)
+    elif page.jobs:
+        rows = [["ID", "TYPE", "STATUS", "CREATED", "UPDATED", "RETRIED"]]
+        rows += [
+            [
+                str(job.id),
+                job.doc.type,
+                job.doc.status,
+                _stamp(job.doc.created),
+                _stamp(job.doc.updated),
+                f"{job.doc.retried}/{job.doc.retries}",
+            ]
+            for job in page.jobs
+        ]
+        _table(rows, console.out)
+    if page.next is not None:
+        print(f"next page: --after {page.next}", file=console.err)
+    if not page.jobs:
+        print("no jobs match", file=console.err)
+        return 1
+    return 0
+
+
+async def show(jc: JobCollection, args: argparse.Namespace, console: Console) -> int:
+    """One job with its log and failures."""
+    job = await jc.get_job(v.job_id(args.id, "id"), get_log=True, get_failures=True)
+    if job is None:
+        print(f"no job {args.id}", file=console.err)
+        return 1
+    doc = job.doc.model_dump(mode="json", by_alias=True)
+    if args.json:
+        print(_json(doc), file=console.out)
+        return 0
+    d = job.doc
+    lines = [
+        ("id", str(job.id)),
+        ("type", d.type),
+        ("status", d.status),
+        ("priority", str(d.priority)),
+        ("created", _stamp(d.created)),
+        ("updated", _stamp(d.updated)),
+        ("after", _stamp(d.after)),
+        ("retried", f"{d.retried}/{d.retries}"),
+        ("progress", f"{d.progress.percent:g}%"),
+        ("depends", ", ".join(str(i) for i in d.depends) or "-"),
+        ("data", _json(doc["data"])),
+        ("result", "-" if d.result is None else _json(doc["result"])),
+    ]
+    for name, value in lines:
+        print(f"{name + ':':<10}{value}", file=console.out)
+    failures = doc.get("failures") or []
+    print(f"failures: {len(failures)}", file=console.out)
+    for failure in failures:
+        print(f"  {_json(failure)}", file=console.out)
+    log = d.log or []
+    print(f"log: {len(log)} lines", file=console.out)
+    for entry in log:
+        print(f"  {_stamp(entry.time)} {entry.level:<8}{entry.message}", file=console.out)
+    return 0
+
+
+ACTIONS: dict[
+    str, tuple[str, tuple[str, ...], Callable[[JobCollection, list[Any]], Awaitable[bool]]]
+] = {
+    "retry": ("Retry", c.JOB_STATUS_RESTARTABLE, lambda jc, ids: jc.restart_jobs(ids)),
+    "cancel": ("Cancel", c.JOB_STATUS_CANCELLABLE, lambda jc, ids: jc.cancel_jobs(ids)),
+    "remove": ("Remove", c.JOB_STATUS_REMOVABLE, lambda jc, ids: jc.remove_jobs(ids)),
+}
+"""Each bulk command: its verb, the statuses its filter selects by default (those it can
+change), and the bulk method it applies."""
+
+
+async def act(jc: JobCollection, args: argparse.Namespace, console: Console) -> int:
+    """retry/cancel/remove: by ids, or by a filter after counting and confirming."""
+    verb, statuses, apply = ACTIONS[args.command]
+    if args.ids and _has_filter(args):
+        raise Refused("give job ids or a filter (--type, --status, --user, --data), not both")
+    if args.ids:
+        ids = list(dict.fromkeys(v.job_id(i, "id") for i in args.ids))
+    elif _has_filter(args):
+        ids = await _matching(jc, _filters(args, statuses))
+    else:
+        raise Refused("give job ids or a filter (--type, --status, --user, --data)")
+    return await _apply(jc, ids, verb, apply, console, confirm=not args.ids and not args.yes)
+
+
+async def _apply(
+    jc: JobCollection,
+    ids: list[Any],
+    verb: str,
+    apply: Callable[[JobCollection, list[Any]], Awaitable[bool]],
+    console: Console,
+    *,
+    confirm: bool,
+    what: str = "jobs",
+) -> int:
+    """Apply a bulk method to the jobs of these ids that exist, after a confirmation if
+    asked for; print how many matched and how many changed status (or went, for remove)."""
+    before = await _statuses(jc, ids)
+    matched = [i for i in ids if i in before]
+    if not matched:
+        print(f"{verb.lower()}: no {what} match", file=console.err)
+        return 1
+    if confirm and not console.confirm(f"{verb} {len(matched)} {what}?"):
+        print(f"{verb.lower()}: nothing done", file=console.err)
+        return 1
+    await apply(jc, matched)
+    after = await _statuses(jc, matched)
+    changed = sum(1 for i in matched if after.get(i) != before[i])
+    print(f"{verb.lower()}: {len(matched)} matched, {changed} changed", file=console.out)
+    return 0
+
+
+async def purge(jc: JobCollection, args: argparse.Namespace, console: Console) -> int:
+    """Remove finished jobs last updated (finished) before a moment."""
+    await refresh_clock(jc.clock)
+    before = _when(args.completed_before, jc.clock.now())
+    statuses = args.status or list(FINISHED)
+    # A job finished before the moment was created before it too: find_jobs narrows by
+    # creation, and the finishing time (`updated`) is checked on the jobs it returns.
+    ids = await _matching(
+        jc,
+        {"status": statuses, "created_before": before},
+        keep=lambda job: job.doc.updated is not None and job.doc.updated < before,
+    )
+    return await _apply(
+        jc,
+        ids,
+        "Remove",
+        ACTIONS["remove"][2],
+        console,
+        confirm=not args.yes,
+        what=f"{'/'.join(statuses)} jobs finished before {_stamp(before)}",
+    )
+
+
+async def stats(jc: JobCollection, args: argparse.Namespace, console: Console) -> int:
+    """Jobs per type and status, and how long the longest-waiting ready job of each type
+    has been due (now - its `after`): `jc.stats()`."""
+    read = await jc.stats()
+    counts: dict[str, dict[str, int]] = {}
+    for (job_type, status), n in read.counts.items():
+        counts.setdefault(job_type, {})[status] = n
+    waiting = {t: read.oldest_ready_age(t) for t in read.oldest_ready}
+    types = sorted(counts)
+    if args.json:
+        report = {
+            "types": {
+                t: {
+                    "counts": {s: counts[t].get(s, 0) for s in c.JOB_STATUSES},
+                    "total": sum(counts[t].values()),
+                    "oldest_ready_s": waiting.get(t),
+                }
+                for t in types
+            },
+            "total": sum(sum(n.values()) for n in counts.values()),
+        }
+        print(_json(report), file=console.out)
+        return 0
+    rows = [["TYPE", *(s.upper() for s in c.JOB_STATUSES), "TOTAL", "OLDEST READY"]]
+    for t in types:
+        oldest = waiting.get(t)
+        rows.append(
+            [
+                t,
+                *(str(counts[t].get(s, 0)) for s in c.JOB_STATUSES),
+                str(sum(counts[t].values())),
+                "-" if oldest is None else _age(oldest),
+            ]
+        )
+    total = [sum(counts[t].get(s, 0) for t in types) for s in c.JOB_STATUSES]
+    rows.append(["(all)", *(str(n) for n in total), str(sum(total)), ""])
+    _table(rows, console.out)
+    return 0
+
+
+Operation = Callable[["JobCollection", argparse.Namespace, Console], Awaitable[int]]
+
+
+async def operate(
+    jc: JobCollection, args: argparse.Namespace, console: Console | None = None
+) -> int:
+    """Run the operator command `args` names on a collection: its exit code. A bad argument
+    (a Refused or an InvalidArgument) is reported naming its option, with code 2; a
+    database error with code 1."""
+    console = console or Console.standard()
+    operation: Operation = args.operation
+    try:
+        return await operation(jc, args, console)
+    except Refused as exc:
+        print(f"jobcollection {args.command}: {exc}", file=console.err)
+        return 2
+    except InvalidArgument as exc:
+        name = exc.argument.split("[")[0]
+        option = OPTION_OF.get(name, name)
+        print(f"jobcollection {args.command}: {option}: {exc.problem}", file=console.err)
+        return 2
+    except DatabaseError as exc:
+        print(f"jobcollection {args.command}: {exc}", file=console.err)
+        return 1
+
+
+async def run_operator(args: argparse.Namespace) -> int:
+    """An operator command on the database the options name."""
+    from .collection import JobCollection
+
+    async with open_database(args.mongodb_uri, args.database) as db:
+        jc = JobCollection.from_database(db, args.root)
+        try:
+            return await operate(jc, args)
+        finally:
+            await jc.close()
+
+
 # --- the command --------------------------------------------------------------------------------
 
 
@@ -292,7 +712,82 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("user")
     t.add_argument("roles", nargs="*", help=f"any of {', '.join(PERMISSION_LEVELS)}")
     t.set_defaults(run=token)
+
+    _operator_commands(commands)
     return top
+
+
+def _filter_options(parser: argparse.ArgumentParser, what: str = "jobs") -> None:
+    parser.add_argument("--type", action="append", help=f"{what} of this type (repeatable)")
+    parser.add_argument(
+        "--status",
+        action="append",
+        choices=c.JOB_STATUSES,
+        help=f"{what} in this status (repeatable)",
+    )
+    parser.add_argument("--user", help=f'{what} for this user id (JSON when it parses: 7, "7")')
+    parser.add_argument(
+        "--data",
+        action="append",
+        type=data_item,
+        metavar="PATH=VALUE",
+        help=f"{what} whose data holds VALUE (JSON when it parses) at PATH (repeatable)",
+    )
+
+
+def _operator_commands(commands: Any) -> None:
+    def add(name: str, operation: Operation, help: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = commands.add_parser(name, help=help, description=help)
+        _database_options(p)
+        p.set_defaults(run=run_operator, operation=operation)
+        return p
+
+    ls_ = add("ls", ls, "list jobs, newest first (the next page's cursor goes to stderr)")
+    _filter_options(ls_)
+    ls_.add_argument(
+        "--created-before",
+        type=moment,
+        metavar="MOMENT",
+        help="jobs created before an ISO date/datetime (UTC unless given) or a duration ago "
+        "(30m, 12h, 7d)",
+    )
+    ls_.add_argument("--limit", type=page_size, default=50, help="jobs per page (1-1000)")
+    ls_.add_argument("--after", metavar="CURSOR", help="the page after this cursor")
+    ls_.add_argument("--json", action="store_true", help="one job document per line")
+
+    sh = add("show", show, "one job, with its log and failures")
+    sh.add_argument("id", help="the job's id (24 hex digits: the ObjectId they spell)")
+    sh.add_argument("--json", action="store_true", help="the job document as JSON")
+
+    for name, (verb, statuses, _) in ACTIONS.items():
+        a = add(
+            name,
+            act,
+            f"{verb.lower()} jobs by id, or every job matching a filter (by default the "
+            f"{'/'.join(statuses)} ones) after a confirmation",
+        )
+        a.add_argument("ids", nargs="*", metavar="ID", help="job ids")
+        _filter_options(a)
+        a.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    pu = add("purge", purge, "remove finished jobs last updated before a moment")
+    pu.add_argument(
+        "--completed-before",
+        type=moment,
+        required=True,
+        metavar="MOMENT",
+        help="an ISO date/datetime (UTC unless given) or a duration ago (30m, 12h, 7d)",
+    )
+    pu.add_argument(
+        "--status",
+        action="append",
+        choices=FINISHED,
+        help="only jobs in this status (repeatable; default: all three)",
+    )
+    pu.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    st = add("stats", stats, "jobs per type and status, and the oldest ready job per type")
+    st.add_argument("--json", action="store_true", help="one JSON object")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

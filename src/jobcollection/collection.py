@@ -35,6 +35,24 @@ logger = logging.getLogger("jobcollection")
 
 
 @dataclass(frozen=True, slots=True)
+class QueueStats:
+    """What `stats()` read: the jobs of each type in each status, and since when the oldest
+    ready job of each type has been due."""
+
+    counts: dict[tuple[str, str], int]
+    """(type, status) -> how many jobs (statuses with none are left out)."""
+    oldest_ready: dict[str, datetime]
+    """type -> the due date (`after`) of its oldest ready job (types with none left out)."""
+    at: datetime
+    """When they were read (the collection's clock)."""
+
+    def oldest_ready_age(self, job_type: str) -> float:
+        """Seconds the oldest ready job of a type has waited since it fell due (0: none)."""
+        due = self.oldest_ready.get(job_type)
+        return 0.0 if due is None else max(0.0, (self.at - due).total_seconds())
+
+
+@dataclass(frozen=True, slots=True)
 class JobPage:
     """A page of `find_jobs`: its jobs, newest first, and the cursor of the next page."""
 
@@ -141,6 +159,13 @@ class JobCollection(JobsAPI):
             queries.decode_cursor(after)
         docs, following = await self._core.find_jobs(query, after)
         return JobPage([Job(self, doc) for doc in docs], following)
+
+    async def stats(self) -> QueueStats:
+        """How many jobs each type has in each status, and the oldest ready job of each type
+        (for dashboards, metrics and alerts: a growing oldest-ready age means workers do not
+        keep up). One count per type and status, served by an index."""
+        counts, oldest = await self._core.stats()
+        return QueueStats(counts, oldest, self._core.clock.now())
 
     # --- method layer ------------------------------------------------------------------------
 

@@ -107,6 +107,7 @@ class Core:
             self.manager,
             self.follow_ups,
             on_closed=self.close_log_stream,
+            on_pass=self._passed,
         )
         self.events = EventEmitter()
         self.local_saves = LocalSaves()
@@ -178,6 +179,13 @@ class Core:
             event = MethodEvent(name, given, user_id, error, result)
             await self.events.emit("call" if error is None else "error", event)
             await self.events.emit(name, event)
+
+    async def _passed(self, done: ServerPass) -> None:
+        """Tell the handlers of "jobServerPass" what a job-server pass did (its ServerPass is
+        the event's return_value): metrics count expired leases from it."""
+        if self.events.listens(("jobServerPass",)):
+            event = MethodEvent("jobServerPass", (), None, None, done)
+            await self.events.emit("jobServerPass", event)
 
     def set_log_stream(self, stream: IO[str] | None) -> None:
         """Write one line per call to stream; once per job-server start/shutdown cycle."""
@@ -499,6 +507,12 @@ class Core:
         """Antecedents' results for a dependent: a read of this library's, no method events."""
         await refresh_clock(self._clock)
         return await self.manager.results(ids, max_bytes)
+
+    async def stats(self) -> tuple[dict[tuple[str, str], int], dict[str, datetime]]:
+        """Counts per type and status, and each type's oldest ready job's due date
+        (JobCollection.stats): reads of this library's, no method events."""
+        await refresh_clock(self._clock)
+        return await self.manager.stats()
 
     async def find_jobs(
         self, query: JobQuery, after: str | None

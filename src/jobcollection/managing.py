@@ -20,6 +20,7 @@ from .constants import (
     JOB_STATUS_PENDING,
     JOB_STATUS_REMOVABLE,
     JOB_STATUS_RESTARTABLE,
+    JOB_STATUSES,
 )
 from .document import (
     EXPIRE_AT,
@@ -199,6 +200,31 @@ class Manager:
             except InvalidDocument as exc:
                 logger.warning("find_jobs: leaving out job %s: %s", raw.get("_id"), exc)
         return jobs, following
+
+    async def stats(self) -> tuple[dict[tuple[str, str], int], dict[str, datetime]]:
+        """How many jobs each type has in each status, and when the oldest ready job of each
+        type fell due: one count per type and status, and one read per type with ready jobs
+        (each served by the `{type, status, after}` index)."""
+        depth: dict[tuple[str, str], int] = {}
+        oldest: dict[str, datetime] = {}
+        for job_type in await self.store.distinct("type"):
+            if not isinstance(job_type, str):
+                continue
+            for status in JOB_STATUSES:
+                n = await self.store.count({"type": job_type, "status": status})
+                if n:
+                    depth[(job_type, status)] = n
+            if (job_type, "ready") in depth:
+                [first] = await self.store.find(
+                    {"type": job_type, "status": "ready"},
+                    {"after": 1},
+                    sort=[("after", 1)],
+                    limit=1,
+                ) or [{}]
+                after = assume_utc(first.get("after"))
+                if isinstance(after, datetime):
+                    oldest[job_type] = after
+        return depth, oldest
 
     async def cancel_pending_of(self, job_type: str, user_id: Any) -> int:
         """Cancel a user's jobs of a type that have not started, or that started and are past

@@ -55,6 +55,7 @@ class JobServer:
         manager: Manager,
         follow_ups: FollowUps,
         on_closed: Callable[[], None],
+        on_pass: Callable[[ServerPass], Awaitable[None]],
     ) -> None:
         self._store = store
         self._clock = clock
@@ -69,6 +70,7 @@ class JobServer:
         self._loop_task: asyncio.Task[None] | None = None
         self._shutdown_task: asyncio.Task[None] | None = None
         self._on_closed = on_closed
+        self._on_pass = on_pass
 
     async def start(self) -> bool:
         if self._shutdown_task is not None:
@@ -125,7 +127,9 @@ class JobServer:
         await step("dependents saved elsewhere", self.adopt_dependents, 0)
         promoted = await step("promotion", self._manager.promote, False)
         await step("forgetting finished claims", self._claimer.forget_finished_runs, None)
-        return ServerPass(expired, promoted, followed_up, errors)
+        done = ServerPass(expired, promoted, followed_up, errors)
+        await self._on_pass(done)
+        return done
 
     async def fail_expired(self) -> int:
         """Fail (non-fatally) every running job whose lease ran out; the number failed. Each

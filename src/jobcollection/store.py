@@ -233,6 +233,17 @@ class Store:
         )
         return found
 
+    async def count(self, query: Mapping[str, Any]) -> int:
+        """How many documents match (countDocuments)."""
+        found: int = await self._run(self._coll.count_documents(dict(query)))
+        return found
+
+    async def distinct(self, field: str) -> list[Any]:
+        """The distinct values of a field (one command; served by an index that starts with
+        the field)."""
+        found: list[Any] = await self._run(self._coll.distinct(field))
+        return found
+
     async def insert_one(self, doc: Document) -> Any:
         return (await self._run(self._coll.insert_one(cap_arrays(doc, self.caps)))).inserted_id
 

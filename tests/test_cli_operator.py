@@ -1,0 +1,356 @@
+"""The operator commands of `jobcollection` (ls, show, retry, cancel, remove, purge, stats),
+run in-process on the test collection with the arguments parsed as the command line would,
+their output captured and their confirmations answered; one smoke test runs the command."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from conftest import START
+from helpers import claim_one
+from jobcollection import JobCollection, ManualClock
+from jobcollection.cli import Console, operate, parser
+
+
+@dataclass
+class Ran:
+    """What an operator command did: its exit code, output, notes and questions asked."""
+
+    code: int
+    out: str
+    err: str
+    asked: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        return self.out.splitlines()
+
+
+async def run(jc: Any, *argv: str, answer: str = "") -> Ran:
+    """`jobcollection ARGV...` on `jc`, answering any confirmation with `answer`."""
+    args = parser().parse_args(list(argv))
+    out, err = io.StringIO(), io.StringIO()
+    asked: list[str] = []
+
+    def ask(prompt: str) -> str:
+        asked.append(prompt)
+        return answer
+
+    code = await operate(jc, args, Console(out, err, ask))
+    return Ran(code, out.getvalue(), err.getvalue(), asked)
+
+
+async def statuses(jc: JobCollection, ids: list[Any]) -> list[str | None]:
+    found = {job.id: job.doc.status for job in await jc.get_jobs(ids)}
+    return [found.get(i) for i in ids]
+
+
+async def failed_job(jc: JobCollection, job_type: str = "t", **data: Any) -> Any:
+    """A job that failed its only attempt (claimed before any other ready job)."""
+    job_id = await jc.create_job(job_type, data).priority("critical").save()
+    worker = await claim_one(jc, job_type)
+    assert worker.id == job_id
+    assert await worker.fail("boom")
+    return job_id
+
+
+async def completed_job(jc: JobCollection, job_type: str = "t") -> Any:
+    """A job done at its first attempt (claimed before any other ready job)."""
+    job_id = await jc.create_job(job_type).priority("critical").save()
+    worker = await claim_one(jc, job_type)
+    assert worker.id == job_id
+    assert await worker.done({"ok": True})
+    return job_id
+
+
+# --- ls ---------------------------------------------------------------------------------------
+
+
+async def test_ls_lists_newest_first_as_a_table(jc: JobCollection, clock: ManualClock) -> None:
+    first = await jc.create_job("mail", {"to": "a"}).save()
+    clock.advance(60)
+    second = await jc.create_job("sms").save()
+    ran = await run(jc, "ls")
+    assert ran.code == 0
+    header, *rows = ran.lines()
+    assert header.split() == ["ID", "TYPE", "STATUS", "CREATED", "UPDATED", "RETRIED"]
+    assert [row.split()[:3] for row in rows] == [
+        [str(second), "sms", "ready"],
+        [str(first), "mail", "ready"],
+    ]
+    assert rows[1].split()[3] == "2026-01-01T12:00:00Z"
+    assert rows[1].split()[5] == "0/1"
+    assert ran.err == ""
+
+
+async def test_ls_filters(jc: JobCollection, clock: ManualClock) -> None:
+    old = await jc.create_job("mail", {"customer": {"id": 7}}).for_user("u1").save()
+    clock.advance(3600)
+    sms = await jc.create_job("sms", {"customer": {"id": 7}}).save()
+    other = await jc.create_job("mail", {"customer": {"id": "7"}}).save()
+    failed = await failed_job(jc, "mail")
+
+    async def ids(*argv: str) -> list[str]:
+        ran = await run(jc, "ls", "--json", *argv)
+        return [json.loads(line)["_id"] for line in ran.lines()]
+
+    assert await ids("--type", "mail") == [str(failed), str(other), str(old)]
+    assert await ids("--type", "mail", "--type", "sms", "--status", "ready") == [
+        str(other),
+        str(sms),
+        str(old),
+    ]
+    assert await ids("--status", "failed") == [str(failed)]
+    assert await ids("--user", "u1") == [str(old)]
+    assert await ids("--data", "customer.id=7") == [str(sms), str(old)]
+    assert await ids("--data", 'customer.id="7"') == [str(other)]
+    assert await ids("--created-before", "2026-01-01T12:30:00Z") == [str(old)]
+    assert await ids("--created-before", "30m") == [str(old)]  # now is 13:00
+    nothing = await run(jc, "ls", "--type", "nope")
+    assert (nothing.code, nothing.out, nothing.err) == (1, "", "no jobs match\n")
+
+
+async def test_ls_json_lines_are_the_documents(jc: JobCollection) -> None:
+    job_id = await jc.create_job("mail", {"to": "a"}).save()
+    ran = await run(jc, "ls", "--json")
+    (doc,) = [json.loads(line) for line in ran.lines()]
+    assert doc["_id"] == str(job_id) and doc["type"] == "mail" and doc["data"] == {"to": "a"}
+
+
+async def test_ls_pages_with_the_cursor_on_stderr(jc: JobCollection) -> None:
+    ids = [str(await jc.create_job("t", {"n": n}).save()) for n in range(5)]
+    seen: list[str] = []
+    after: list[str] = []
+    for _ in range(3):
+        ran = await run(jc, "ls", "--limit", "2", *after)
+        assert ran.code == 0
+        seen += [row.split()[0] for row in ran.lines()[1:]]
+        if not ran.err:
+            break
+        prefix = "next page: --after "
+        assert ran.err.startswith(prefix)
+        after = ["--after", ran.err[len(prefix) :].strip()]
+    assert seen == ids[::-1]
+
+
+async def test_ls_bad_arguments_name_the_option(
+    jc: JobCollection, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv, option in (
+        (["--status", "nope"], "--status"),
+        (["--created-before", "yesterday"], "--created-before"),
+        (["--data", "no-equals-sign"], "--data"),
+        (["--limit", "0"], "--limit"),
+    ):
+        with pytest.raises(SystemExit) as exited:
+            parser().parse_args(["ls", *argv])
+        assert exited.value.code == 2
+        assert f"argument {option}" in capsys.readouterr().err
+    for argv, message in (
+        (["--after", "garbage"], "jobcollection ls: --after: must be the `next` cursor"),
+        (["--data", "$x=1"], "jobcollection ls: --data: a path must be"),
+        (["--user", "[1]"], "jobcollection ls: --user: must be"),
+    ):
+        ran = await run(jc, "ls", *argv)
+        assert ran.code == 2 and ran.err.startswith(message), ran.err
+
+
+# --- show -------------------------------------------------------------------------------------
+
+
+async def test_show_prints_a_job_with_its_log_and_failures(jc: JobCollection) -> None:
+    job_id = await failed_job(jc, "mail", to="a")
+    ran = await run(jc, "show", str(job_id))
+    assert ran.code == 0
+    assert f"id:       {job_id}" in ran.lines()
+    assert "status:   failed" in ran.lines()
+    assert 'data:     {"to": "a"}' in ran.lines()
+    assert "failures: 1" in ran.lines()
+    assert "boom" in ran.out
+    as_json = json.loads((await run(jc, "show", str(job_id), "--json")).out)
+    assert as_json["_id"] == str(job_id) and as_json["status"] == "failed"
+    assert len(as_json["failures"]) == 1 and as_json["log"]
+
+
+async def test_show_a_missing_job_exits_1(jc: JobCollection) -> None:
+    ran = await run(jc, "show", "6b0e00000000000000000000")
+    assert (ran.code, ran.out, ran.err) == (1, "", "no job 6b0e00000000000000000000\n")
+
+
+# --- retry, cancel, remove --------------------------------------------------------------------
+
+
+async def test_cancel_by_id_asks_nothing_and_counts(jc: JobCollection) -> None:
+    a = await jc.create_job("t").save()
+    b = await jc.create_job("t").save()
+    done = await completed_job(jc, "other")
+    ran = await run(jc, "cancel", str(a), str(done), "6b0e00000000000000000000")
+    assert ran.code == 0 and ran.asked == []
+    assert ran.out == "cancel: 2 matched, 1 changed\n"
+    assert await statuses(jc, [a, b, done]) == ["cancelled", "ready", "completed"]
+
+
+async def test_cancel_by_filter_asks_first(jc: JobCollection) -> None:
+    mail = [await jc.create_job("mail").save() for _ in range(3)]
+    sms = await jc.create_job("sms").save()
+    await failed_job(jc, "mail")  # not cancellable: not counted
+
+    declined = await run(jc, "cancel", "--type", "mail", answer="n")
+    assert declined.asked == ["Cancel 3 jobs? [y/N]"]
+    assert (declined.code, declined.out, declined.err) == (1, "", "cancel: nothing done\n")
+    assert await statuses(jc, [*mail, sms]) == ["ready"] * 4
+
+    accepted = await run(jc, "cancel", "--type", "mail", answer="y")
+    assert accepted.asked == ["Cancel 3 jobs? [y/N]"]
+    assert (accepted.code, accepted.out) == (0, "cancel: 3 matched, 3 changed\n")
+    assert await statuses(jc, [*mail, sms]) == ["cancelled"] * 3 + ["ready"]
+
+    unasked = await run(jc, "cancel", "--type", "sms", "--yes")
+    assert (unasked.code, unasked.out, unasked.asked) == (0, "cancel: 1 matched, 1 changed\n", [])
+    none_left = await run(jc, "cancel", "--type", "mail", "--yes")
+    assert (none_left.code, none_left.err) == (1, "cancel: no jobs match\n")
+
+
+async def test_cancel_by_data_and_status(jc: JobCollection) -> None:
+    seven = await jc.create_job("t", {"customer": 7}).save()
+    eight = await jc.create_job("t", {"customer": 8}).save()
+    ran = await run(jc, "cancel", "--data", "customer=7", "--status", "ready", "--yes")
+    assert ran.out == "cancel: 1 matched, 1 changed\n"
+    assert await statuses(jc, [seven, eight]) == ["cancelled", "ready"]
+
+
+async def test_ids_and_a_filter_together_are_refused(jc: JobCollection) -> None:
+    job_id = await jc.create_job("t").save()
+    ran = await run(jc, "remove", str(job_id), "--type", "t")
+    assert ran.code == 2 and "not both" in ran.err
+    assert (await run(jc, "remove")).code == 2
+
+
+async def test_retry_restarts_failed_jobs(jc: JobCollection) -> None:
+    failed = [await failed_job(jc) for _ in range(2)]
+    ready = await jc.create_job("t").save()
+    ran = await run(jc, "retry", "--type", "t", answer="yes")
+    assert ran.asked == ["Retry 2 jobs? [y/N]"]
+    assert ran.out == "retry: 2 matched, 2 changed\n"
+    assert await statuses(jc, failed) == ["waiting"] * 2  # promoted by the job server
+    assert await statuses(jc, [ready]) == ["ready"]
+    again = await run(jc, "retry", str(ready))
+    assert again.out == "retry: 1 matched, 0 changed\n"
+
+
+async def test_remove_by_filter_removes_finished_jobs(jc: JobCollection) -> None:
+    done = await completed_job(jc)
+    failed = await failed_job(jc)
+    ready = await jc.create_job("t").save()
+    ran = await run(jc, "remove", "--type", "t", "--yes")
+    assert ran.out == "remove: 2 matched, 2 changed\n"
+    assert await statuses(jc, [done, failed, ready]) == [None, None, "ready"]
+
+
+# --- purge ------------------------------------------------------------------------------------
+
+
+async def test_purge_by_duration(jc: JobCollection, clock: ManualClock) -> None:
+    old_done = await completed_job(jc)
+    old_failed = await failed_job(jc)
+    clock.advance(timedelta(days=3))
+    new_done = await completed_job(jc)
+    pending = await jc.create_job("t").save()
+    clock.advance(timedelta(days=1))
+
+    declined = await run(jc, "purge", "--completed-before", "2d")
+    assert declined.code == 1
+    assert declined.asked == [
+        "Remove 2 completed/failed/cancelled jobs finished before 2026-01-03T12:00:00Z? [y/N]"
+    ]
+    ran = await run(jc, "purge", "--completed-before", "2d", "--yes")
+    assert (ran.code, ran.out) == (0, "remove: 2 matched, 2 changed\n")
+    assert await statuses(jc, [old_done, old_failed, new_done, pending]) == [
+        None,
+        None,
+        "completed",
+        "ready",
+    ]
+
+
+async def test_purge_by_date_and_status(jc: JobCollection, clock: ManualClock) -> None:
+    done = await completed_job(jc)
+    failed = await failed_job(jc)
+    clock.advance(timedelta(days=10))
+    moment = (START + timedelta(days=1)).isoformat()
+    ran = await run(jc, "purge", "--completed-before", moment, "--status", "failed", answer="y")
+    assert ran.asked == ["Remove 1 failed jobs finished before 2026-01-02T12:00:00Z? [y/N]"]
+    assert ran.out == "remove: 1 matched, 1 changed\n"
+    assert await statuses(jc, [done, failed]) == ["completed", None]
+    early = await run(jc, "purge", "--completed-before", "2025-12-31", "--yes")
+    assert (early.code, early.err) == (
+        1,
+        "remove: no completed/failed/cancelled jobs finished before 2025-12-31T00:00:00Z match\n",
+    )
+
+
+async def test_purge_keeps_jobs_finished_after_the_moment(
+    jc: JobCollection, clock: ManualClock
+) -> None:
+    """A job created long ago but finished recently is kept: the finishing time counts."""
+    job_id = await jc.create_job("t").save()
+    clock.advance(timedelta(days=10))
+    worker = await claim_one(jc)
+    assert await worker.done()
+    ran = await run(jc, "purge", "--completed-before", "1d", "--yes")
+    assert ran.code == 1
+    assert await statuses(jc, [job_id]) == ["completed"]
+
+
+# --- stats ------------------------------------------------------------------------------------
+
+
+async def test_stats_counts_per_type_and_status(jc: JobCollection, clock: ManualClock) -> None:
+    await jc.create_job("mail").save()
+    clock.advance(600)
+    await jc.create_job("mail").save()
+    await failed_job(jc, "mail")
+    await completed_job(jc, "sms")
+    await jc.create_job("sms").delay(3600).save()
+    clock.advance(90)
+
+    ran = await run(jc, "stats", "--json")
+    report = json.loads(ran.out)
+    assert report["total"] == 5
+    mail, sms = report["types"]["mail"], report["types"]["sms"]
+    assert mail["counts"]["ready"] == 2 and mail["counts"]["failed"] == 1
+    assert mail["total"] == 3 and mail["oldest_ready_s"] == 690
+    assert sms["counts"]["completed"] == 1 and sms["counts"]["waiting"] == 1
+    assert sms["oldest_ready_s"] is None
+
+    table = (await run(jc, "stats")).lines()
+    assert table[0].split()[0] == "TYPE" and table[0].endswith("OLDEST READY")
+    assert table[1].split() == ["mail", "0", "0", "2", "0", "1", "0", "0", "3", "11m", "30s"]
+    assert table[2].split() == ["sms", "1", "0", "0", "0", "0", "0", "1", "2", "-"]
+    assert table[3].split() == ["(all)", "1", "0", "2", "0", "1", "0", "1", "5"]
+
+
+# --- the command ------------------------------------------------------------------------------
+
+
+def test_the_command_runs_on_the_in_memory_backend() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MONGODB_URI"}
+    for argv in (["ls", "--help"], ["stats"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "jobcollection", *argv],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+    assert "TYPE" in done.stdout
