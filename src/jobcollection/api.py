@@ -17,6 +17,7 @@ from typing import Any
 from bson import ObjectId
 
 from . import constants as c
+from . import tracing
 from . import validation as v
 from .document import JobDoc
 from .errors import InvalidArgument, InvalidArgumentType
@@ -144,12 +145,14 @@ class JobsAPI:
         for i, job in enumerate(jobs):
             if not isinstance(job, Job):
                 raise InvalidArgumentType(f"jobs[{i}]", "must be a Job")
-        ids = await self.service.save_many(
-            [job.doc for job in jobs],
-            cancel_repeats=v.boolean(cancel_repeats, "cancel_repeats"),
-            job_ids=[job._insert_id() for job in jobs],
-            name="jobs",
-        )
+        docs = [job.doc for job in jobs]
+        with tracing.enqueuing(docs):
+            ids = await self.service.save_many(
+                docs,
+                cancel_repeats=v.boolean(cancel_repeats, "cancel_repeats"),
+                job_ids=[job._insert_id() for job in jobs],
+                name="jobs",
+            )
         for job, job_id in zip(jobs, ids, strict=True):
             job._saved_as(job_id)
         return ids

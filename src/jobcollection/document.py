@@ -254,6 +254,10 @@ class JobDoc(BaseModel):
     """How long, in ms, a queue lets a worker call on the job run before it cancels the call
     and fails the job (kept under TIMEOUT); None: the queue's own timeout, if any. Unrelated
     to `work_timeout`, the lease the queue's heartbeat renews."""
+    trace: dict[str, str] | None = Field(default=None, exclude=True)
+    """The trace context of the code that saved the job (W3C `traceparent`, `tracestate`;
+    kept under TRACE), which the spans of its attempts are a child of or linked to
+    (tracing.py); None: it was saved outside any trace."""
     skipped_runs: NonNegativeInt = Field(default=0, exclude=True)
     """Occurrences of its cron schedule that were given no run of their own, counted on the
     run after them (kept under SKIPPED)."""
@@ -332,6 +336,8 @@ class JobDoc(BaseModel):
             extensions[_USER_KEY] = self.user_id
         if self.timeout is not None:
             extensions[_TIMEOUT_KEY] = self.timeout
+        if self.trace is not None:
+            extensions[_TRACE_KEY] = self.trace
         if self.unique is not None:
             extensions[_UNIQUE_KEY] = self.unique_key()
         if extensions:
@@ -445,6 +451,10 @@ TIMEOUT: Final = "_private.jobcollectionTimeout"
 """On a job with a time limit of its own: the ms a worker call on it may take (JobDoc.timeout)."""
 _TIMEOUT_KEY: Final = TIMEOUT.split(".", 1)[1]
 
+TRACE: Final = "_private.jobcollectionTrace"
+"""On a job saved within a trace: the trace context it was saved in (JobDoc.trace)."""
+_TRACE_KEY: Final = TRACE.split(".", 1)[1]
+
 EXPIRE_AT: Final = "_private.jobcollectionExpireAt"
 """On a finished job with retention: when MongoDB deletes it (a TTL index). Set by the write
 that finishes it, or, when that write leaves follow-ups pending, by the write that clears
@@ -479,6 +489,8 @@ def _read_extensions(private: dict[str, Any], fields: dict[str, Any]) -> None:
         fields["user_id"] = private[_USER_KEY]
     if _TIMEOUT_KEY in private:
         fields["timeout"] = private[_TIMEOUT_KEY]
+    if _TRACE_KEY in private:
+        fields["trace"] = private[_TRACE_KEY]
     unique = private.get(_UNIQUE_KEY)
     if unique is not None:
         if not isinstance(unique, dict):
@@ -517,6 +529,7 @@ INTERNAL_PRIVATE_KEYS: Final = frozenset(
         "jobcollectionExpireAt",
         "jobcollectionSkipped",
         "jobcollectionTimeout",
+        "jobcollectionTrace",
     }
 )
 """Keys this library keeps in `_private` for itself (reporting.FLUSH_MARK, FOLLOW_UPS,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from bson import ObjectId
 
+from . import tracing
 from . import validation as v
 from .constants import (
     CATCH_UP_POLICIES,
@@ -339,11 +340,11 @@ class Job:
     async def save(self, cancel_repeats: bool = False) -> Id | None:
         """Insert (or resubmit a paused) job; its id, or None if it was not saved/cancelled.
         Safe to call again after a DatabaseError: the job is inserted at most once."""
-        job_id = await self._service.save(
-            self._doc,
-            cancel_repeats=v.boolean(cancel_repeats, "cancel_repeats"),
-            job_id=self._insert_id(),
-        )
+        cancel = v.boolean(cancel_repeats, "cancel_repeats")
+        with tracing.enqueuing([self._doc]):
+            job_id = await self._service.save(
+                self._doc, cancel_repeats=cancel, job_id=self._insert_id()
+            )
         self._saved_as(job_id)
         return job_id
 

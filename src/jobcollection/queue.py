@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self, TypeAlias
 
 import bson
 
+from . import tracing
 from . import validation as v
 from .errors import DatabaseError, InvalidArgument, InvalidArgumentType, WakeupUnavailable
 from .job import Job
@@ -634,7 +635,8 @@ class JobQueue:
             for job in batch:
                 logger.info("job %s %s started", job.type, job.id, extra=_fields(job))
         try:
-            result = await self._call_worker(batch)
+            with tracing.processing([job.doc for job in batch]):
+                result = await self._call_worker(batch)
         except BaseException as exc:
             error = exc
         if deadline is not None:

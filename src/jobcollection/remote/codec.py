@@ -64,6 +64,7 @@ PUBLIC_SETTINGS: Final = frozenset(
         "jobcollectionUser",
         "jobcollectionUnique",
         "jobcollectionTimeout",
+        "jobcollectionTrace",
     }
 )
 """The `_private` keys that hold a job's settings (what the Python API exposes); every other
