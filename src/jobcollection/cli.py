@@ -8,12 +8,17 @@
     jobcollection retry|cancel|remove (ID ... | --type/--status/--user/--data ...) [--yes]
     jobcollection purge --completed-before MOMENT [--status S ...] [--yes]
     jobcollection stats [--json]
+    jobcollection dashboard [--mongodb-uri URI] [--port P] [--read-only]
 
 `serve` runs the remote API (remote.create_app) with uvicorn, and the job server, on a MongoDB
 database or, without `--mongodb-uri`, on the in-memory backend (a demo). Users and their roles
 (admin, manager, creator, worker) come from the tokens file; without one it makes a demo admin
 token and serves on loopback only; with `--ddp` it also serves Meteor's DDP at `/websocket`,
 for job-collection's own node.js workers (meteor-job), logging in with the same tokens.
+It also serves the web dashboard (jobcollection.web) at `/dashboard/`: a browser logs in with
+a token; users the tokens file makes neither admin nor manager may only look.
+`dashboard` serves the dashboard alone, on loopback, without tokens: whoever can reach it
+there acts as its admin user (`--read-only`: may only look).
 `worker` runs a queue of an async function, against a remote API (`--url`, the token in
 `--token` or JOBCOLLECTION_TOKEN) or a database; the first SIGTERM or Ctrl-C shuts it down
 gracefully (running jobs finish, queued ones are handed back), a second one at once.
@@ -92,6 +97,7 @@ def _loopback(host: str) -> bool:
 
 async def serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from starlette.routing import Mount
 
     from .collection import JobCollection
     from .remote import TokenAuth, create_app, hash_token, new_token
@@ -112,6 +118,8 @@ async def serve(args: argparse.Namespace) -> int:
         if not args.no_job_server:
             await jc.start_job_server()
         app = create_app(jc, auth=auth, max_wait=args.max_wait, ddp=args.ddp)
+        dashboard = _dashboard(jc, auth)
+        app.router.routes.append(Mount("/dashboard", app=dashboard))
         config = uvicorn.Config(
             app,
             host=args.host,
@@ -121,7 +129,7 @@ async def serve(args: argparse.Namespace) -> int:
             ssl_keyfile=args.ssl_keyfile,
             timeout_graceful_shutdown=args.max_wait + 5,
         )
-        server = _server_class()(config)
+        server = _server_class(closing=[dashboard.state.close])(config)
         try:
             await server.serve()
         finally:
@@ -131,7 +139,40 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _server_class() -> type[Any]:
+def _dashboard(jc: JobCollection, auth: Any) -> Any:
+    """The dashboard `serve` mounts: users without the admin or manager role only look."""
+    from .web import create_dashboard
+
+    return create_dashboard(
+        jc, auth=auth, read_only=lambda user: not {"admin", "manager"} & auth.roles_of(user)
+    )
+
+
+async def dashboard(args: argparse.Namespace) -> int:
+    """The dashboard alone, on loopback, without tokens (it refuses other clients)."""
+    import uvicorn
+
+    from .collection import JobCollection
+    from .web import create_dashboard
+
+    if not _loopback(args.host):
+        say("refusing: `dashboard` serves loopback only (use `serve --tokens FILE` beyond)")
+        return 2
+    async with open_database(args.mongodb_uri, args.database) as db:
+        jc = JobCollection.from_database(db, args.root)
+        app = create_dashboard(jc, read_only=args.read_only)
+        config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)
+        server = _server_class(closing=[app.state.close])(config)
+        try:
+            await server.serve()
+        finally:
+            await jc.close()
+    return 0
+
+
+def _server_class(closing: Sequence[Callable[[], Awaitable[None]]] = ()) -> type[Any]:
+    """uvicorn's server, as `Server` below says; `closing` is awaited as it starts to stop
+    (the dashboard's event streams end, rather than holding the shutdown)."""
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -157,6 +198,11 @@ def _server_class() -> type[Any]:
                 host, port = self.servers[0].sockets[0].getsockname()[:2]
                 scheme = "https" if self.config.ssl_certfile else "http"
                 say(f"jobcollection serving on {scheme}://{host}:{port}")
+
+        async def shutdown(self, sockets: Any = None) -> None:
+            for close in closing:
+                await close()
+            await super().shutdown(sockets)
 
     return Server
 
@@ -712,6 +758,14 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("user")
     t.add_argument("roles", nargs="*", help=f"any of {', '.join(PERMISSION_LEVELS)}")
     t.set_defaults(run=token)
+
+    d = commands.add_parser("dashboard", help="serve the web dashboard alone, on loopback")
+    _database_options(d)
+    d.add_argument("--host", default="127.0.0.1", help="a loopback address")
+    d.add_argument("--port", type=int, default=8000, help="0: any free port")
+    d.add_argument("--read-only", action="store_true", help="no actions, only looking")
+    d.add_argument("--log-level", default="info")
+    d.set_defaults(run=dashboard)
 
     _operator_commands(commands)
     return top

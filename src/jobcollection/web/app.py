@@ -1,0 +1,559 @@
+"""The dashboard's routes: who a request is for, what it may do, and what each page reads.
+
+    GET  /                      overview: counts per type and status, oldest ready, chart
+    GET  /live                  the overview's live part (what its script reloads)
+    GET  /jobs?type=&status=&user=&data.PATH=VALUE&after=CURSOR     job list, 50 a page
+    GET  /jobs/{id}             a job: data, result, progress, log, failures, dependencies,
+                                lineage; /jobs/{id}/live is its live part
+    POST /jobs/{id}/{action}    pause, resume, cancel, restart, rerun or remove it
+    GET  /bulk/{action}?filters the count of the jobs an action on a filter would touch
+    POST /bulk/{action}         do it (the filter again, as form fields)
+    GET  /events[?job=ID]       server-sent events: `change` when the counts (or the job) change
+    GET|POST /login, POST /logout   a form that keeps a bearer token in a cookie
+
+Every action is a method call, `jc.call(method, ..., user_id=user)`, so the collection's
+allow/deny rules decide (403 when they refuse). Reads use the Python API (`stats`,
+`find_jobs`, `get_job`), so every user `auth` accepts may see every job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import inspect
+import ipaddress
+import json
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
+
+from starlette.applications import Starlette
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from .. import validation as v
+from ..errors import InvalidArgument, InvalidArgumentType, PermissionDenied
+from ..remote.auth import Auth
+from . import pages
+from .activity import per_minute
+from .pages import ACTIONS, Filters, View
+
+if TYPE_CHECKING:
+    from ..collection import JobCollection
+
+LOOPBACK_USER = "dashboard"
+"""The user a dashboard without `auth` acts as (granted admin unless it is read-only)."""
+COOKIE = "jobcollection_dashboard"
+"""The cookie the login form keeps the token in."""
+PAGE_SIZE = 50
+"""Jobs per page of the job list."""
+MAX_BULK = 10_000
+"""The most jobs an action on a filter may touch (narrow the filter beyond)."""
+CHUNK = 1_000
+"""Ids per method call of a bulk action."""
+MAX_FORM_BYTES = 64 * 1024
+METHODS = {
+    "pause": "jobPause",
+    "resume": "jobResume",
+    "cancel": "jobCancel",
+    "restart": "jobRestart",
+    "rerun": "jobRerun",
+    "remove": "jobRemove",
+}
+"""The method each action calls."""
+
+ReadOnly = bool | Callable[[Any], bool]
+
+
+class Refused(Exception):
+    """A request answered with an error page: its status, title and message."""
+
+    def __init__(self, status: int, title: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.title = title
+
+
+class NeedLogin(Exception):
+    """No user: `auth` refused the request's bearer header and cookie (or there were none)."""
+
+
+def _loopback(connection: HTTPConnection) -> bool:
+    client = connection.client
+    if client is None:
+        return False
+    try:
+        return ipaddress.ip_address(client.host).is_loopback
+    except ValueError:
+        return False
+
+
+def _with_bearer(connection: HTTPConnection, token: str) -> HTTPConnection | None:
+    """The connection as if it carried `Authorization: Bearer <token>`."""
+    try:
+        header = f"Bearer {token}".encode("latin-1")
+    except UnicodeEncodeError:
+        return None
+    headers = [(k, val) for k, val in connection.scope["headers"] if k != b"authorization"]
+    return HTTPConnection({**connection.scope, "headers": [*headers, (b"authorization", header)]})
+
+
+def _value(text: str) -> Any:
+    """A filter value: JSON when it parses (`7`, `"7"`, `true`), else the text itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def filters_from(items: Sequence[tuple[str, str]]) -> Filters:
+    """The filters of a job list URL or a bulk form: `type` and `status` (repeatable),
+    `user`, `data.PATH=VALUE` (repeatable) and the form's `data=PATH=VALUE`."""
+    data: list[tuple[str, str]] = []
+    for key, value in items:
+        if key.startswith("data.") and len(key) > 5:
+            data.append((key[5:], value))
+        elif key == "data" and value.strip():
+            path, sep, given = value.strip().partition("=")
+            if not sep or not path:
+                raise InvalidArgument("data", f"{value!r} is not PATH=VALUE (customer.id=7)")
+            data.append((path.strip(), given.strip()))
+    return Filters(
+        types=tuple(dict.fromkeys(val for key, val in items if key == "type" and val)),
+        statuses=tuple(dict.fromkeys(val for key, val in items if key == "status" and val)),
+        user=next((val for key, val in items if key == "user" and val), ""),
+        data=tuple(data),
+    )
+
+
+def find_arguments(filters: Filters) -> dict[str, Any]:
+    """find_jobs' keyword arguments for these filters."""
+    return {
+        "type": list(filters.types) or None,
+        "status": list(filters.statuses) or None,
+        "user_id": _value(filters.user) if filters.user else None,
+        "data": {path: _value(value) for path, value in filters.data} or None,
+    }
+
+
+class Dashboard:
+    """The routes of the dashboard over one JobCollection."""
+
+    def __init__(
+        self,
+        jc: JobCollection,
+        auth: Auth | None,
+        read_only: ReadOnly,
+        poll_s: float,
+        events_max_s: float,
+        chart_sample: int,
+    ) -> None:
+        self.jc = jc
+        self.auth = auth
+        self.read_only = read_only
+        self.poll_s = poll_s
+        self.events_max_s = events_max_s
+        self.chart_sample = chart_sample
+        self.secret = secrets.token_bytes(32)
+        self.closing = asyncio.Event()
+
+    # --- who and what -------------------------------------------------------------------------
+
+    def is_read_only(self, user: Any) -> bool:
+        return bool(self.read_only(user)) if callable(self.read_only) else self.read_only
+
+    def csrf(self, user: Any) -> str:
+        """The form token of a user: only pages served to that user hold it."""
+        return hmac.new(self.secret, repr(user).encode(), hashlib.sha256).hexdigest()
+
+    async def _authenticate(self, connection: HTTPConnection | None) -> Any:
+        if connection is None or self.auth is None:
+            return None
+        user = self.auth(connection)
+        if inspect.isawaitable(user):
+            user = await user
+        return user
+
+    async def view(self, request: Request) -> View:
+        """Who the request is for (NeedLogin, or Refused 403 off loopback without auth)."""
+        base = str(request.scope.get("root_path", ""))
+        if self.auth is None:
+            if not _loopback(request):
+                raise Refused(
+                    403,
+                    "Forbidden",
+                    "this dashboard has no auth configured: it answers loopback clients only",
+                )
+            user = LOOPBACK_USER
+            cookie = False
+        else:
+            user = await self._authenticate(request)
+            cookie = False
+            token = request.cookies.get(COOKIE)
+            if user is None and token and "authorization" not in request.headers:
+                user = await self._authenticate(_with_bearer(request, token))
+                cookie = user is not None
+            if user is None:
+                raise NeedLogin
+        return View(base, user, self.is_read_only(user), self.csrf(user), cookie)
+
+    @staticmethod
+    def same_origin(request: Request) -> None:
+        """Refuse a POST a page of another site sent (its Origin names another host)."""
+        origin = request.headers.get("origin")
+        if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+            raise Refused(403, "Forbidden", "cross-site form posts are refused")
+
+    async def form(self, request: Request) -> list[tuple[str, str]]:
+        size = 0
+        chunks: list[bytes] = []
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_FORM_BYTES:
+                raise Refused(413, "Too large", f"forms are limited to {MAX_FORM_BYTES} bytes")
+            chunks.append(chunk)
+        return parse_qsl(b"".join(chunks).decode("utf-8", "replace"), keep_blank_values=True)
+
+    async def post(self, request: Request) -> tuple[View, list[tuple[str, str]]]:
+        """The view and form of an action: refused for read-only users, other sites, and
+        forms without the user's token."""
+        view = await self.view(request)
+        self.same_origin(request)
+        form = await self.form(request)
+        if view.read_only:
+            raise Refused(403, "Forbidden", f"{view.user} may only look (read-only)")
+        token = next((val for key, val in form if key == "csrf"), "")
+        if not hmac.compare_digest(token.encode(), view.csrf.encode()):
+            raise Refused(403, "Forbidden", "the form's token is missing or stale: reload it")
+        return view, form
+
+    # --- pages --------------------------------------------------------------------------------
+
+    async def live_fragment(self, view: View) -> str:
+        stats = await self.jc.stats()
+        finished = []
+        read = 0
+        after = None
+        while read < self.chart_sample:
+            page = await self.jc.find_jobs(
+                status=["completed", "failed"],
+                limit=min(1_000, self.chart_sample - read),
+                after=after,
+            )
+            read += len(page.jobs)
+            finished += [(j.doc.updated, j.doc.status) for j in page.jobs if j.doc.updated]
+            if page.next is None:
+                break
+            after = page.next
+        oldest = {t: stats.oldest_ready_age(t) for t in stats.oldest_ready}
+        minutes = per_minute(finished, stats.at)
+        return pages.counts_fragment(view, stats.counts, oldest, minutes, read, self.chart_sample)
+
+    async def overview(self, request: Request) -> Response:
+        view = await self.view(request)
+        return HTMLResponse(pages.overview(view, await self.live_fragment(view)))
+
+    async def live(self, request: Request) -> Response:
+        return HTMLResponse(await self.live_fragment(await self.view(request)))
+
+    async def jobs(self, request: Request) -> Response:
+        view = await self.view(request)
+        types = sorted({t for t, _ in (await self.jc.stats()).counts})
+        try:
+            filters = filters_from(request.query_params.multi_items())
+        except InvalidArgument as exc:
+            return HTMLResponse(pages.job_list(view, Filters(), types, [], None, str(exc)), 400)
+        try:
+            page = await self.jc.find_jobs(
+                **find_arguments(filters),
+                limit=PAGE_SIZE,
+                after=request.query_params.get("after") or None,
+            )
+        except InvalidArgument as exc:
+            return HTMLResponse(pages.job_list(view, filters, types, [], None, str(exc)), 400)
+        return HTMLResponse(pages.job_list(view, filters, types, page.jobs, page.next))
+
+    async def _job(self, request: Request) -> Any:
+        job = await self.jc.get_job(
+            v.job_id(request.path_params["job_id"]), get_log=True, get_failures=True
+        )
+        if job is None:
+            raise Refused(404, "Not found", f"no job {request.path_params['job_id']}")
+        return job
+
+    async def job(self, request: Request) -> Response:
+        view = await self.view(request)
+        job = await self._job(request)
+        linked = [*job.doc.depends, *job.doc.resolved, *job.doc.lineage]
+        statuses = {j.id: j.doc.status for j in await self.jc.get_jobs(linked)} if linked else {}
+        return HTMLResponse(pages.job_page(view, job, statuses))
+
+    async def job_live(self, request: Request) -> Response:
+        view = await self.view(request)
+        return HTMLResponse(pages.job_live(view, await self._job(request)))
+
+    # --- actions ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _action(request: Request) -> str:
+        action = str(request.path_params["action"])
+        if action not in ACTIONS:
+            raise Refused(404, "Not found", f"no action {action!r}")
+        return action
+
+    async def apply(self, action: str, ids: Sequence[Any], user: Any) -> list[Any]:
+        """Run an action's method on these ids as `user`, CHUNK ids a call (rerun: one call
+        a job); the new jobs' ids for rerun, else []."""
+        method = METHODS[action]
+        if action == "rerun":
+            made = [await self.jc.call(method, job_id, {}, user_id=user) for job_id in ids]
+            return [i for i in made if i is not None]
+        for start in range(0, len(ids), CHUNK):
+            chunk = list(ids[start : start + CHUNK])
+            if action in ("cancel", "restart"):
+                await self.jc.call(method, chunk, {}, user_id=user)
+            else:
+                await self.jc.call(method, chunk, user_id=user)
+        return []
+
+    async def act(self, request: Request) -> Response:
+        view, _ = await self.post(request)
+        action = self._action(request)
+        job = await self._job(request)
+        made = await self.apply(action, [job.id], view.user)
+        if action == "remove" and await self.jc.get_job(job.id) is None:
+            return RedirectResponse(view.url("/jobs"), 303)
+        return RedirectResponse(view.job_url(made[0] if made else job.id), 303)
+
+    async def matching(self, action: str, filters: Filters) -> list[tuple[Any, str]]:
+        """The (id, status) of the jobs matching a filter that the action applies to."""
+        applicable = ACTIONS[action][1]
+        statuses = [s for s in filters.statuses or applicable if s in applicable]
+        if not statuses:
+            return []
+        arguments = {**find_arguments(filters), "status": statuses}
+        found: list[tuple[Any, str]] = []
+        after = None
+        while True:
+            page = await self.jc.find_jobs(**arguments, limit=1_000, after=after)
+            found += [(job.id, job.doc.status) for job in page.jobs]
+            if len(found) > MAX_BULK:
+                raise Refused(
+                    400, "Too many jobs", f"more than {MAX_BULK:,} jobs match: narrow the filter"
+                )
+            if page.next is None:
+                return found
+            after = page.next
+
+    async def bulk_confirm(self, request: Request) -> Response:
+        view = await self.view(request)
+        if view.read_only:
+            raise Refused(403, "Forbidden", f"{view.user} may only look (read-only)")
+        action = self._action(request)
+        filters = filters_from(request.query_params.multi_items())
+        if filters.empty():
+            raise Refused(400, "No filter", "an action on many jobs needs a filter")
+        found = await self.matching(action, filters)
+        return HTMLResponse(pages.confirm_bulk(view, action, filters, len(found)))
+
+    async def bulk(self, request: Request) -> Response:
+        view, form = await self.post(request)
+        action = self._action(request)
+        filters = filters_from([(k, val) for k, val in form if k not in ("csrf", "expected")])
+        if filters.empty():
+            raise Refused(400, "No filter", "an action on many jobs needs a filter")
+        before = dict(await self.matching(action, filters))
+        ids = list(before)
+        made = await self.apply(action, ids, view.user)
+        if action == "rerun":
+            changed = len(made)
+        else:
+            after: dict[Any, str] = {}
+            for start in range(0, len(ids), CHUNK):
+                jobs = await self.jc.get_jobs(ids[start : start + CHUNK])
+                after.update((job.id, job.doc.status) for job in jobs)
+            changed = sum(1 for i in ids if after.get(i) != before[i])
+        return HTMLResponse(pages.bulk_done(view, action, filters, len(ids), changed))
+
+    # --- live updates -------------------------------------------------------------------------
+
+    async def _state(self, job_id: Any) -> dict[str, Any]:
+        """What the events compare: the counts, or one job's status, progress and log."""
+        if job_id is None:
+            stats = await self.jc.stats()
+            return {"counts": {f"{t}/{s}": n for (t, s), n in sorted(stats.counts.items())}}
+        job = await self.jc.get_job(job_id, get_log=True)
+        if job is None:
+            return {"status": None}
+        return {
+            "status": job.doc.status,
+            "updated": str(job.doc.updated),
+            "percent": job.doc.progress.percent,
+            "log": len(job.doc.log or []),
+        }
+
+    async def stream(self, job_id: Any) -> AsyncIterator[str]:
+        """`change` now and whenever the state changes (polled every poll_s), for at most
+        events_max_s (the browser then reconnects) or until the dashboard closes."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.events_max_s
+        yield f"retry: {int(self.poll_s * 1000) + 1000}\n\n"
+        last = None
+        number = 0
+        while not self.closing.is_set():
+            state = await self._state(job_id)
+            if state != last:
+                number += 1
+                last = state
+                yield f"id: {number}\nevent: change\ndata: {json.dumps(state)}\n\n"
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(self.poll_s, remaining)):
+                    await self.closing.wait()
+
+    async def events(self, request: Request) -> Response:
+        await self.view(request)
+        given = request.query_params.get("job")
+        job_id = v.job_id(given, "job") if given else None
+        return StreamingResponse(
+            self.stream(job_id),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    async def close(self) -> None:
+        """End the event streams (the server is stopping)."""
+        self.closing.set()
+
+    # --- login --------------------------------------------------------------------------------
+
+    async def login_form(self, request: Request) -> Response:
+        base = str(request.scope.get("root_path", ""))
+        if self.auth is None:
+            return RedirectResponse(base + "/", 303)
+        return HTMLResponse(pages.login(base))
+
+    async def login(self, request: Request) -> Response:
+        base = str(request.scope.get("root_path", ""))
+        if self.auth is None:
+            return RedirectResponse(base + "/", 303)
+        self.same_origin(request)
+        token = next((val for key, val in await self.form(request) if key == "token"), "")
+        user = await self._authenticate(_with_bearer(request, token)) if token else None
+        if user is None:
+            return HTMLResponse(pages.login(base, "That token is not valid."), 401)
+        response = RedirectResponse(base + "/", 303)
+        response.set_cookie(
+            COOKIE,
+            token,
+            path=base or "/",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        view = await self.view(request)
+        self.same_origin(request)
+        form = await self.form(request)
+        token = next((val for key, val in form if key == "csrf"), "")
+        if not hmac.compare_digest(token.encode(), view.csrf.encode()):
+            raise Refused(403, "Forbidden", "the form's token is missing or stale: reload it")
+        response = RedirectResponse(view.url("/login"), 303)
+        response.delete_cookie(COOKIE, path=view.base or "/")
+        return response
+
+
+def _guarded(
+    dashboard: Dashboard, handler: Callable[[Request], Awaitable[Response]]
+) -> Callable[[Request], Awaitable[Response]]:
+    """A route answering its refusals as pages: the login form (401) without a user, 403
+    when the rules refuse an action, 400 for a bad argument."""
+
+    async def route(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except NeedLogin:
+            base = str(request.scope.get("root_path", ""))
+            return HTMLResponse(pages.login(base, "Log in to see this dashboard."), 401)
+        except Refused as exc:
+            return HTMLResponse(pages.problem(None, exc.title, str(exc)), exc.status)
+        except PermissionDenied as exc:
+            return HTMLResponse(pages.problem(None, "Forbidden", f"refused: {exc}"), 403)
+        except InvalidArgument as exc:
+            return HTMLResponse(pages.problem(None, "Bad request", str(exc)), 400)
+
+    return route
+
+
+def create_dashboard(
+    jc: JobCollection,
+    *,
+    auth: Auth | None = None,
+    read_only: ReadOnly = False,
+    poll_s: float = 2.0,
+    events_max_s: float = 300.0,
+    chart_sample: int = 2_000,
+) -> Starlette:
+    """The web dashboard of `jc`, a Starlette application to run with uvicorn or mount in a
+    Starlette/FastAPI application (`Mount("/dashboard", app=create_dashboard(jc, ...))`).
+
+    `auth`: a callable of the request answering its user id or None (as the remote API's,
+    `TokenAuth` for one); a browser sends the token as a bearer header or logs in with it
+    at `/login` (kept in an HttpOnly cookie). Without `auth` the dashboard answers loopback
+    clients only (403 for any other) and acts as user `LOOPBACK_USER` ("dashboard"), which
+    it grants admin on `jc` unless that user is read-only.
+    `read_only`: True, or a function of the user id saying whether that user may only look
+    (no action buttons; POSTs answered 403).
+    `poll_s`: how often an event stream reads the counts; `events_max_s`: how long one stays
+    open (the browser then reconnects); `chart_sample`: how many of the newest finished jobs
+    the chart reads at most."""
+    if auth is not None and not callable(auth):
+        raise InvalidArgumentType("auth", "must be a callable of the request (e.g. TokenAuth)")
+    if not isinstance(read_only, bool) and not callable(read_only):
+        raise InvalidArgumentType("read_only", "must be a bool or a function of the user id")
+    dashboard = Dashboard(
+        jc,
+        auth,
+        read_only,
+        v.number(poll_s, "poll_s", minimum=0.01),
+        v.number(events_max_s, "events_max_s", minimum=0),
+        v.integer(chart_sample, "chart_sample", minimum=1),
+    )
+    if auth is None and not dashboard.is_read_only(LOOPBACK_USER):
+        jc.allow(admin=[LOOPBACK_USER])
+
+    def route(path: str, handler: Callable[[Request], Awaitable[Response]], method: str) -> Route:
+        return Route(path, _guarded(dashboard, handler), methods=[method])
+
+    routes = [
+        route("/", dashboard.overview, "GET"),
+        route("/live", dashboard.live, "GET"),
+        route("/jobs", dashboard.jobs, "GET"),
+        route("/jobs/{job_id}", dashboard.job, "GET"),
+        route("/jobs/{job_id}/live", dashboard.job_live, "GET"),
+        route("/jobs/{job_id}/{action}", dashboard.act, "POST"),
+        route("/bulk/{action}", dashboard.bulk_confirm, "GET"),
+        route("/bulk/{action}", dashboard.bulk, "POST"),
+        route("/events", dashboard.events, "GET"),
+        route("/login", dashboard.login_form, "GET"),
+        route("/login", dashboard.login, "POST"),
+        route("/logout", dashboard.logout, "POST"),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await dashboard.close()
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.dashboard = dashboard
+    app.state.close = dashboard.close
+    return app

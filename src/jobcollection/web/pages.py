@@ -1,0 +1,441 @@
+"""The dashboard's HTML: each page as a function of what the route read, every value escaped
+on its way in (`e`). No template engine, no external assets: CSS and the little JavaScript the
+pages need are inline."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from html import escape
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from ..constants import JOB_STATUSES
+from ..job import Job
+from .activity import Minute, chart_svg
+
+ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "pause": ("Pause", ("ready", "waiting")),
+    "resume": ("Resume", ("paused",)),
+    "cancel": ("Cancel", ("running", "ready", "waiting", "paused")),
+    "restart": ("Restart", ("cancelled", "failed")),
+    "rerun": ("Rerun", ("completed",)),
+    "remove": ("Remove", ("cancelled", "completed", "failed")),
+}
+"""Each action: its label and the statuses of the jobs it applies to."""
+
+
+def e(value: Any) -> str:
+    """A value as HTML text (quotes escaped too, so it is safe in attributes)."""
+    return escape(str(value), quote=True)
+
+
+def pretty(value: Any) -> str:
+    """A stored value as indented JSON (ids and dates as their text)."""
+    return json.dumps(value, indent=2, default=str, ensure_ascii=False, sort_keys=True)
+
+
+def stamp(moment: datetime | None) -> str:
+    return "-" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def age(seconds: float) -> str:
+    """A duration, short: 42s, 5m 3s, 2h 10m, 3d 4h."""
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3_600:
+        return f"{s // 60}m {s % 60}s"
+    if s < 86_400:
+        return f"{s // 3_600}h {s % 3_600 // 60}m"
+    return f"{s // 86_400}d {s % 86_400 // 3_600}h"
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """Who a page is for and where the dashboard lives."""
+
+    base: str
+    """The dashboard's path prefix (where it is mounted), "" at the root."""
+    user: Any
+    read_only: bool
+    csrf: str
+    cookie_login: bool = False
+
+    def url(self, path: str, query: Mapping[str, Any] | Sequence[tuple[str, Any]] = ()) -> str:
+        items = list(query.items()) if isinstance(query, Mapping) else list(query)
+        return self.base + path + (f"?{urlencode(items)}" if items else "")
+
+    def job_url(self, job_id: Any) -> str:
+        return f"{self.base}/jobs/{quote(str(job_id), safe='')}"
+
+
+CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1d232a;background:#f6f7f9}
+header{background:#1d232a;color:#fff;padding:.6em 1.2em;display:flex;gap:1.2em;align-items:center}
+header a{color:#fff;text-decoration:none}header .who{margin-left:auto;opacity:.8}
+main{padding:1em 1.2em;max-width:1200px}
+table{border-collapse:collapse;background:#fff;margin:.5em 0}
+td,th{border:1px solid #d5d9de;padding:.25em .6em;text-align:left;vertical-align:top}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
+pre{background:#fff;border:1px solid #d5d9de;padding:.6em;overflow:auto;max-height:30em}
+.status{padding:0 .4em;border-radius:3px;background:#e4e7eb}
+.status.failed{background:#f8d4d4}.status.completed{background:#d4f0d9}
+.status.running{background:#d4e4f8}.status.cancelled{background:#eee}
+form.inline{display:inline}button{margin:.1em}
+.chart rect.completed{fill:#3c9a5f}.chart rect.failed{fill:#d0453b}
+.chart line{stroke:#999}.chart{background:#fff;border:1px solid #d5d9de}
+.note{color:#5b6570}.error{color:#a8231a}
+fieldset{border:1px solid #d5d9de;background:#fff}
+"""
+
+
+def layout(view: View | None, title: str, body: str, script: str = "") -> str:
+    nav = ""
+    if view is not None:
+        logout = ""
+        if view.cookie_login:
+            logout = (
+                f'<form class="inline" method="post" action="{e(view.url("/logout"))}">'
+                f'<input type="hidden" name="csrf" value="{e(view.csrf)}">'
+                '<button type="submit">Log out</button></form>'
+            )
+        role = " (read-only)" if view.read_only else ""
+        nav = (
+            f'<a href="{e(view.url("/"))}"><b>jobcollection</b></a>'
+            f'<a href="{e(view.url("/"))}">Overview</a>'
+            f'<a href="{e(view.url("/jobs"))}">Jobs</a>'
+            f'<span class="who">{e(view.user)}{role}</span>{logout}'
+        )
+    scripts = f"<script>{script}</script>" if script else ""
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>{e(title)} - jobcollection</title><style>{CSS}</style></head>"
+        f"<body><header>{nav}</header><main><h1>{e(title)}</h1>{body}</main>{scripts}"
+        "</body></html>"
+    )
+
+
+def badge(status: str) -> str:
+    return f'<span class="status {e(status)}">{e(status)}</span>'
+
+
+# --- overview -----------------------------------------------------------------------------------
+
+LIVE_SCRIPT = """
+(function(){
+  var live=document.getElementById('live'); if(!live||!window.EventSource) return;
+  var source=new EventSource(live.dataset.events);
+  source.addEventListener('change',function(ev){
+    fetch(live.dataset.fragment,{credentials:'same-origin'}).then(function(r){
+      return r.ok?r.text():null;
+    }).then(function(html){
+      if(html===null) return;
+      live.innerHTML=html; live.dataset.event=ev.lastEventId;
+    });
+  });
+})();
+"""
+"""Reload the `#live` part of a page (its `data-fragment` URL) on each `change` event of its
+`data-events` stream; `data-event` names the last event applied (tests wait on it)."""
+
+
+def counts_fragment(
+    view: View,
+    counts: Mapping[tuple[str, str], int],
+    oldest_ready_s: Mapping[str, float],
+    minutes: list[Minute],
+    sampled: int,
+    sample_limit: int,
+) -> str:
+    """The live part of the overview: counts per type and status, the oldest ready job's
+    age, and the chart."""
+    types = sorted({t for t, _ in counts})
+    head = "".join(f"<th>{e(s)}</th>" for s in JOB_STATUSES)
+    rows = []
+    for t in types:
+        cells = []
+        for s in JOB_STATUSES:
+            n = counts.get((t, s), 0)
+            link = view.url("/jobs", [("type", t), ("status", s)])
+            shown = f'<a href="{e(link)}">{n}</a>' if n else "0"
+            cells.append(f'<td class="n" data-status="{e(s)}">{shown}</td>')
+        total = sum(counts.get((t, s), 0) for s in JOB_STATUSES)
+        oldest = age(oldest_ready_s[t]) if t in oldest_ready_s else "-"
+        rows.append(
+            f'<tr data-type="{e(t)}"><th><a href="{e(view.url("/jobs", [("type", t)]))}">'
+            f'{e(t)}</a></th>{"".join(cells)}<td class="n total">{total}</td>'
+            f'<td class="n oldest">{e(oldest)}</td></tr>'
+        )
+    totals = "".join(
+        f'<td class="n">{sum(counts.get((t, s), 0) for t in types)}</td>' for s in JOB_STATUSES
+    )
+    grand = sum(counts.values())
+    rows.append(
+        f'<tr class="all"><th>(all)</th>{totals}<td class="n total">{grand}</td><td></td></tr>'
+    )
+    table = (
+        f'<table id="counts"><tr><th>type</th>{head}<th>total</th><th>oldest ready</th></tr>'
+        f"{''.join(rows)}</table>"
+    )
+    if not types:
+        table += '<p class="note">No jobs yet.</p>'
+    done = sum(m.completed for m in minutes)
+    failed = sum(m.failed for m in minutes)
+    note = f" (from the newest {sample_limit:,} finished jobs)" if sampled >= sample_limit else ""
+    chart = (
+        f"<h2>Finished per minute, last hour</h2>{chart_svg(minutes)}"
+        f'<p class="note" id="activity"><span class="completed-count">{done}</span> completed, '
+        f'<span class="failed-count">{failed}</span> failed{e(note)}; '
+        f"{e(stamp(minutes[-1].start))} is the current minute.</p>"
+    )
+    return table + chart
+
+
+def overview(view: View, fragment: str) -> str:
+    live = (
+        f'<div id="live" data-events="{e(view.url("/events"))}" '
+        f'data-fragment="{e(view.url("/live"))}" data-event="">{fragment}</div>'
+    )
+    return layout(view, "Overview", live, LIVE_SCRIPT)
+
+
+# --- job list -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """A job list's filters as given in its URL (and as find_jobs takes them)."""
+
+    types: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    user: str = ""
+    data: tuple[tuple[str, str], ...] = ()
+    """(path, value as given): values are JSON when they parse (`7`, `"7"`, `true`)."""
+
+    def query(self) -> list[tuple[str, str]]:
+        """These filters as URL query items."""
+        items = [("type", t) for t in self.types] + [("status", s) for s in self.statuses]
+        if self.user:
+            items.append(("user", self.user))
+        items += [(f"data.{path}", value) for path, value in self.data]
+        return items
+
+    def empty(self) -> bool:
+        return not (self.types or self.statuses or self.user or self.data)
+
+    def describe(self) -> str:
+        parts = []
+        if self.types:
+            parts.append("type " + " or ".join(self.types))
+        if self.statuses:
+            parts.append("status " + " or ".join(self.statuses))
+        if self.user:
+            parts.append(f"user {self.user}")
+        parts += [f"data.{p} = {v}" for p, v in self.data]
+        return ", ".join(parts) or "every job"
+
+
+def filter_form(view: View, filters: Filters, types: Iterable[str]) -> str:
+    def options(values: Iterable[str], chosen: tuple[str, ...]) -> str:
+        return '<option value="">any</option>' + "".join(
+            f'<option value="{e(x)}"{" selected" if x in chosen else ""}>{e(x)}</option>'
+            for x in values
+        )
+
+    known = sorted(set(types) | set(filters.types))
+    data = " ".join(f"{p}={v}" for p, v in filters.data)
+    return (
+        f'<form id="filters" method="get" action="{e(view.url("/jobs"))}"><fieldset>'
+        f'<label>type <select name="type">{options(known, filters.types)}</select></label> '
+        f'<label>status <select name="status">{options(JOB_STATUSES, filters.statuses)}'
+        "</select></label> "
+        f'<label>user <input name="user" value="{e(filters.user)}" size="12"></label> '
+        f'<label>data <input name="data" value="{e(data)}" placeholder="path=value" size="20">'
+        '</label> <button type="submit">Filter</button></fieldset></form>'
+    )
+
+
+def job_list(
+    view: View,
+    filters: Filters,
+    types: Iterable[str],
+    jobs: Sequence[Job],
+    next_cursor: str | None,
+    error: str | None = None,
+) -> str:
+    body = [filter_form(view, filters, types)]
+    if error is not None:
+        body.append(f'<p class="error">{e(error)}</p>')
+    rows = [
+        f'<tr class="job" data-id="{e(job.id)}"><td><a href="{e(view.job_url(job.id))}">'
+        f"{e(job.id)}</a></td><td>{e(job.type)}</td><td>{badge(job.doc.status)}</td>"
+        f"<td>{e('' if job.user_id is None else job.user_id)}</td>"
+        f"<td>{e(stamp(job.doc.created))}</td><td>{e(stamp(job.doc.updated))}</td>"
+        f'<td class="n">{job.doc.progress.percent:g}%</td></tr>'
+        for job in jobs
+    ]
+    body.append(
+        '<table id="jobs"><tr><th>id</th><th>type</th><th>status</th><th>user</th>'
+        f"<th>created</th><th>updated</th><th>progress</th></tr>{''.join(rows)}</table>"
+    )
+    if not jobs:
+        body.append('<p class="note">No jobs match.</p>')
+    if next_cursor is not None:
+        link = view.url("/jobs", [*filters.query(), ("after", next_cursor)])
+        body.append(f'<p><a id="next" href="{e(link)}">Next page</a></p>')
+    if not view.read_only and not filters.empty():
+        links = " ".join(
+            f'<a class="bulk" href="{e(view.url(f"/bulk/{name}", filters.query()))}">'
+            f"{e(label)} all</a>"
+            for name, (label, _) in ACTIONS.items()
+        )
+        body.append(f"<p>Every job matching {e(filters.describe())}: {links}</p>")
+    return layout(view, "Jobs", "".join(body))
+
+
+# --- job page -----------------------------------------------------------------------------------
+
+
+def action_buttons(view: View, job: Job) -> str:
+    if view.read_only:
+        return ""
+    buttons = [
+        f'<form class="inline" method="post" action="{e(view.job_url(job.id))}/{name}">'
+        f'<input type="hidden" name="csrf" value="{e(view.csrf)}">'
+        f'<button type="submit" name="action" value="{name}">{e(label)}</button></form>'
+        for name, (label, statuses) in ACTIONS.items()
+        if job.doc.status in statuses
+    ]
+    return f'<div id="actions">{"".join(buttons)}</div>'
+
+
+def _job_links(view: View, ids: Sequence[Any], statuses: Mapping[Any, str]) -> str:
+    if not ids:
+        return "none"
+    items = []
+    for job_id in ids:
+        status = statuses.get(job_id)
+        items.append(
+            f'<li><a href="{e(view.job_url(job_id))}">{e(job_id)}</a> '
+            f"{badge(status) if status else '(removed)'}</li>"
+        )
+    return f"<ul>{''.join(items)}</ul>"
+
+
+def job_live(view: View, job: Job) -> str:
+    """The part of the job page that changes while the job runs."""
+    doc = job.doc
+    p = doc.progress
+    log_rows = "".join(
+        f"<tr><td>{e(stamp(entry.time))}</td><td>{e(entry.level)}</td><td>{e(entry.message)}</td>"
+        f"<td>{'' if entry.data is None else f'<pre>{e(pretty(entry.data))}</pre>'}</td></tr>"
+        for entry in doc.log or []
+    )
+    failures = "".join(
+        f"<li><pre>{e(pretty(failure))}</pre></li>" for failure in doc.failures or []
+    )
+    result = "none" if doc.result is None else f'<pre id="result">{e(pretty(doc.result))}</pre>'
+    failed = f'<ol id="failures">{failures}</ol>' if failures else "none"
+    return (
+        f'<p>Status {badge(doc.status)} <span id="status" hidden>{e(doc.status)}</span>, '
+        f"updated {e(stamp(doc.updated))}</p>"
+        f"{action_buttons(view, job)}"
+        f'<h2>Progress</h2><p><progress max="100" value="{p.percent:g}"></progress> '
+        f"{p.percent:g}% ({p.completed:g} of {p.total:g})</p>"
+        f"<h2>Result</h2>{result}"
+        f'<h2>Log</h2><table id="log"><tr><th>time</th><th>level</th><th>message</th>'
+        f"<th>data</th></tr>{log_rows}</table>"
+        f"<h2>Failures (one per failed attempt)</h2>{failed}"
+    )
+
+
+def job_page(view: View, job: Job, statuses: Mapping[Any, str]) -> str:
+    """A job: what it is, the live part, its dependencies and lineage."""
+    doc = job.doc
+    summary = [
+        ("id", job.id),
+        ("type", doc.type),
+        ("user", "" if doc.user_id is None else doc.user_id),
+        ("created", stamp(doc.created)),
+        ("due (after)", stamp(doc.after)),
+        ("priority", doc.priority),
+        ("retries", f"{doc.retried} so far, {doc.retries} left"),
+        ("repeats", f"{doc.repeated} so far, {doc.repeats} left"),
+    ]
+    rows = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in summary)
+    lineage = list(doc.lineage)
+    live_url = f"{view.job_url(job.id)}/live"
+    events = view.url("/events", [("job", str(job.id))])
+    body = (
+        f'<table id="summary">{rows}</table>'
+        f'<h2>Data</h2><pre id="data">{e(pretty(doc.data))}</pre>'
+        f'<div id="live" data-events="{e(events)}" data-fragment="{e(live_url)}" '
+        f'data-event="">{job_live(view, job)}</div>'
+        f'<h2>Dependencies</h2><div id="depends"><p>Waits on:</p>'
+        f"{_job_links(view, doc.depends, statuses)}"
+        f"<p>Resolved:</p>{_job_links(view, doc.resolved, statuses)}</div>"
+        f'<h2>Lineage</h2><div id="lineage"><p>Made from (oldest first):</p>'
+        f"{_job_links(view, lineage, statuses)}"
+        f"<p>Rescheduled from: "
+        + (
+            "none"
+            if job.rescheduled_from is None
+            else f'<a href="{e(view.job_url(job.rescheduled_from))}">{e(job.rescheduled_from)}</a>'
+        )
+        + "</p></div>"
+    )
+    return layout(view, f"Job {doc.type}", body, LIVE_SCRIPT)
+
+
+# --- actions ------------------------------------------------------------------------------------
+
+
+def confirm_bulk(view: View, action: str, filters: Filters, count: int) -> str:
+    label, statuses = ACTIONS[action]
+    hidden = "".join(
+        f'<input type="hidden" name="{e(k)}" value="{e(v)}">' for k, v in filters.query()
+    )
+    if count == 0:
+        form = '<p id="count" data-count="0">No jobs match: nothing to do.</p>'
+    else:
+        form = (
+            f'<p id="count" data-count="{count}">{e(label)} <b>{count:,}</b> '
+            f"{'job' if count == 1 else 'jobs'} matching {e(filters.describe())} "
+            f"(those {e('/'.join(statuses))})?</p>"
+            f'<form method="post" action="{e(view.url(f"/bulk/{action}"))}">{hidden}'
+            f'<input type="hidden" name="csrf" value="{e(view.csrf)}">'
+            f'<input type="hidden" name="expected" value="{count}">'
+            f'<button type="submit">{e(label)} {count:,}</button></form>'
+        )
+    back = f'<p><a href="{e(view.url("/jobs", filters.query()))}">Back to the list</a></p>'
+    return layout(view, f"{label} every matching job", form + back)
+
+
+def bulk_done(view: View, action: str, filters: Filters, matched: int, changed: int) -> str:
+    label, _ = ACTIONS[action]
+    body = (
+        f'<p id="outcome" data-matched="{matched}" data-changed="{changed}">{e(label)}: '
+        f"{matched:,} matched, {changed:,} changed.</p>"
+        f'<p><a href="{e(view.url("/jobs", filters.query()))}">Back to the list</a></p>'
+    )
+    return layout(view, f"{label} done", body)
+
+
+def problem(view: View | None, title: str, message: str) -> str:
+    back = f'<p><a href="{e(view.url("/"))}">Overview</a></p>' if view is not None else ""
+    return layout(view, title, f'<p class="error" id="problem">{e(message)}</p>{back}')
+
+
+def login(base: str, message: str = "") -> str:
+    note = f'<p class="error">{e(message)}</p>' if message else ""
+    form = (
+        f'{note}<form method="post" action="{e(base)}/login"><fieldset>'
+        '<label>Token <input type="password" name="token" autocomplete="current-password" '
+        'size="50"></label> <button type="submit">Log in</button></fieldset></form>'
+        '<p class="note">The token is kept in a cookie for this dashboard only.</p>'
+    )
+    return layout(None, "Log in", form)

@@ -1,0 +1,433 @@
+"""The web dashboard (jobcollection.web) over HTTP: the overview's numbers, the job list's
+filters and pages, a job's page (hostile data escaped), actions through the method layer and
+their refusals (rules, read-only users, other sites, non-loopback clients), bulk actions after
+a count, the login cookie and the event stream. The browser test: test_web_browser.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import MakeJC
+from jobcollection import JobCollection, ManualClock
+from jobcollection.remote import TokenAuth
+from jobcollection.web import LOOPBACK_USER, create_dashboard
+from jobcollection.web.activity import per_minute
+from remote_helpers import serving
+
+TOKENS = {"admin-token": "tester", "viewer-token": "viewer", "nobody-token": "nobody"}
+Client = Callable[..., httpx.AsyncClient]
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[Client]:
+    """Clients of an ASGI app (from 127.0.0.1 unless `address` says otherwise), closed after
+    the test."""
+    made: list[httpx.AsyncClient] = []
+
+    def make(app: Any, address: str = "127.0.0.1", **options: Any) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=app, client=(address, 50_000))
+        made.append(httpx.AsyncClient(transport=transport, base_url="http://testserver", **options))
+        return made[-1]
+
+    yield make
+    for http in made:
+        await http.aclose()
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
+    assert found, "the page has no form token"
+    return found[1]
+
+
+def row_ids(page: str) -> list[str]:
+    return re.findall(r'<tr class="job" data-id="([^"]+)"', page)
+
+
+def cell(page: str, job_type: str, status: str) -> str:
+    row = re.search(rf'<tr data-type="{job_type}">(.*?)</tr>', page)
+    assert row, f"no row for {job_type}"
+    value = re.search(rf'data-status="{status}">(?:<a [^>]*>)?(\d+)', row[1])
+    assert value
+    return value[1]
+
+
+async def status_of(jc: JobCollection, job_id: Any) -> str | None:
+    job = await jc.get_job(job_id)
+    return None if job is None else job.doc.status
+
+
+# --- pure parts ---------------------------------------------------------------------------------
+
+
+def test_per_minute_counts_finished_jobs_in_whole_minutes_up_to_now() -> None:
+    now = datetime(2026, 1, 1, 12, 30, 20, tzinfo=UTC)
+    finished = [
+        (now, "completed"),
+        (now - timedelta(seconds=15), "completed"),  # 12:30:05, the current minute too
+        (now - timedelta(seconds=30), "failed"),  # 12:29:50
+        (now - timedelta(minutes=59, seconds=20), "completed"),  # 11:31:00, the first minute
+        (now - timedelta(minutes=59, seconds=21), "completed"),  # before it
+        (now + timedelta(seconds=1), "completed"),  # not yet
+        (now, "cancelled"),
+    ]
+    minutes = per_minute(finished, now)
+    assert len(minutes) == 60
+    assert minutes[0].start == datetime(2026, 1, 1, 11, 31, tzinfo=UTC)
+    assert (minutes[-1].completed, minutes[-1].failed) == (2, 0)
+    assert (minutes[-2].completed, minutes[-2].failed) == (0, 1)
+    assert minutes[0].completed == 1
+    assert sum(m.completed + m.failed for m in minutes) == 4
+
+
+# --- overview -----------------------------------------------------------------------------------
+
+
+async def test_the_overview_shows_counts_oldest_ready_and_the_last_hour(
+    jc: JobCollection, clock: ManualClock, client: Client
+) -> None:
+    for n in range(3):
+        await jc.create_job("mail", {"n": n}).save()
+    paused = jc.create_job("sms")
+    await paused.save()
+    await paused.pause()
+    for job_type in ("done", "done", "broken"):
+        await jc.create_job(job_type).retry(0).save()
+    clock.advance(90)
+    for job in await jc.get_work(["done"], max_jobs=2):
+        await job.done({"ok": True})
+    [broken] = await jc.get_work("broken")
+    await broken.fail("no", fatal=True)
+
+    http = client(create_dashboard(jc))
+    page = (await http.get("/")).text
+    assert cell(page, "mail", "ready") == "3"
+    assert cell(page, "sms", "paused") == "1"
+    assert cell(page, "done", "completed") == "2"
+    assert cell(page, "broken", "failed") == "1"
+    mail = re.search(r'<tr data-type="mail">.*?</tr>', page)
+    assert mail and '<td class="n oldest">1m 30s</td>' in mail[0]
+    assert '<span class="completed-count">2</span>' in page
+    assert '<span class="failed-count">1</span>' in page
+    assert "<svg" in page and "http://" not in page.replace("http://www.w3.org", "")
+    assert (await http.get("/live")).text in page  # what the page's script reloads
+
+
+# --- job list -----------------------------------------------------------------------------------
+
+
+async def test_the_job_list_filters_and_pages_by_cursor(jc: JobCollection, client: Client) -> None:
+    mail = [await jc.create_job("mail", {"n": n}).save() for n in range(55)]
+    sms = await jc.create_job("sms", {"customer": {"id": 7}}).for_user("u1").save()
+    await (await jc.get_job(mail[0])).pause()  # type: ignore[union-attr]
+    http = client(create_dashboard(jc))
+
+    first = (await http.get("/jobs", params={"type": "mail"})).text
+    assert row_ids(first) == [str(i) for i in mail[::-1][:50]]
+    cursor = re.search(r'<a id="next" href="([^"]+)"', first)
+    assert cursor
+    second = (await http.get(cursor[1].replace("&amp;", "&"))).text
+    assert row_ids(second) == [str(i) for i in mail[4::-1]]
+    assert 'id="next"' not in second
+
+    async def ids(**params: Any) -> list[str]:
+        reply = await http.get("/jobs", params=params)
+        assert reply.status_code == 200
+        return row_ids(reply.text)
+
+    assert await ids(type="mail", status="paused") == [str(mail[0])]
+    assert await ids(user="u1") == [str(sms)]
+    assert await ids(**{"data.customer.id": "7"}) == [str(sms)]
+    assert await ids(data="n=3") == [str(mail[3])]  # the form's field
+    assert await ids(type="sms", status="") == [str(sms)]  # "any" status
+    bad = await http.get("/jobs", params={"status": "nope"})
+    assert bad.status_code == 400 and "status" in bad.text
+
+
+# --- job page -----------------------------------------------------------------------------------
+
+
+async def test_a_job_page_shows_everything_and_escapes_hostile_values(
+    jc: JobCollection, client: Client
+) -> None:
+    hostile = "<script>alert('x')</script>"
+    antecedent = jc.create_job("parent")
+    first = await antecedent.save()
+    job = jc.create_job("evil", {"note": hostile, "n": 1}).retry(2, wait=0).depends(antecedent)
+    await job.save()
+    parent = await jc.get_work("parent")
+    await parent[0].done()
+    [claimed] = await jc.get_work("evil")
+    await claimed.log(hostile, data={"x": hostile})
+    await claimed.progress(1, 4)
+    await claimed.fail({"message": hostile})
+    http = client(create_dashboard(jc))
+
+    reply = await http.get(f"/jobs/{job.id}")
+    assert reply.status_code == 200
+    page = reply.text
+    assert "<script>alert" not in page
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
+    assert page.count("&lt;script&gt;") >= 3  # data, log message and data, failure
+    assert '<span id="status" hidden>waiting</span>' in page  # retried
+    assert 'id="failures"' in page and "runId" in page
+    assert f'href="/jobs/{first}"' in page  # the resolved antecedent, linked
+    assert "25%" in page
+    assert (await http.get(f"/jobs/{job.id}/live")).text in page
+    assert (await http.get(f"/jobs/{'0' * 24}")).status_code == 404
+
+    await jc.create_job("plain").save()
+    [plain] = await jc.get_work("plain")
+    await plain.done()
+    rerun = await plain.rerun()
+    page = (await http.get(f"/jobs/{rerun}")).text
+    assert f'<a href="/jobs/{plain.id}">{plain.id}</a>' in page  # lineage, rescheduled from
+
+
+# --- actions ------------------------------------------------------------------------------------
+
+
+async def test_actions_run_as_the_user_through_the_rules(jc: JobCollection, client: Client) -> None:
+    jc.allow(admin=["tester"])
+    jc.allow(jobPause=["nobody"])
+    app = create_dashboard(jc, auth=TokenAuth.from_tokens(TOKENS))
+    job_id = await jc.create_job("mail").save()
+    for token, expected in (("nobody-token", 403), ("admin-token", 303)):
+        http = client(app, headers={"authorization": f"Bearer {token}"})
+        page = (await http.get(f"/jobs/{job_id}")).text
+        assert 'value="cancel"' in page
+        reply = await http.post(f"/jobs/{job_id}/cancel", data={"csrf": csrf_of(page)})
+        assert reply.status_code == expected
+        if expected == 403:
+            assert "not authorized" in reply.text.lower()
+            assert await status_of(jc, job_id) == "ready"  # nothing changed
+    assert await status_of(jc, job_id) == "cancelled"
+    assert reply.headers["location"] == f"/jobs/{job_id}"
+
+    http = client(app, headers={"authorization": "Bearer admin-token"})
+    csrf = csrf_of((await http.get(f"/jobs/{job_id}")).text)
+    assert (await http.post(f"/jobs/{job_id}/restart", data={"csrf": csrf})).status_code == 303
+    assert await status_of(jc, job_id) == "ready"
+    await http.post(f"/jobs/{job_id}/pause", data={"csrf": csrf})
+    assert await status_of(jc, job_id) == "paused"
+    await http.post(f"/jobs/{job_id}/resume", data={"csrf": csrf})
+    assert await status_of(jc, job_id) == "ready"
+    [claimed] = await jc.get_work("mail")
+    await claimed.done()
+    rerun = await http.post(f"/jobs/{job_id}/rerun", data={"csrf": csrf})
+    new_id = rerun.headers["location"].rsplit("/", 1)[1]
+    assert new_id != str(job_id) and await status_of(jc, new_id) in ("waiting", "ready")
+    removed = await http.post(f"/jobs/{job_id}/remove", data={"csrf": csrf})
+    assert removed.headers["location"] == "/jobs"
+    assert await status_of(jc, job_id) is None
+    assert (await http.post(f"/jobs/{new_id}/nope", data={"csrf": csrf})).status_code == 404
+
+
+async def test_read_only_users_see_no_actions_and_cannot_post(
+    jc: JobCollection, client: Client
+) -> None:
+    jc.allow(admin=["tester", "viewer"])  # the rules would let them: the role does not
+    app = create_dashboard(
+        jc, auth=TokenAuth.from_tokens(TOKENS), read_only=lambda user: user == "viewer"
+    )
+    job_id = await jc.create_job("mail").save()
+    admin = client(app, headers={"authorization": "Bearer admin-token"})
+    csrf = csrf_of((await admin.get(f"/jobs/{job_id}")).text)
+    viewer = client(app, headers={"authorization": "Bearer viewer-token"})
+    page = (await viewer.get(f"/jobs/{job_id}")).text
+    assert 'id="actions"' not in page and "(read-only)" in page
+    assert 'class="bulk"' not in (await viewer.get("/jobs", params={"type": "mail"})).text
+    reply = await viewer.post(f"/jobs/{job_id}/cancel", data={"csrf": csrf})
+    assert reply.status_code == 403
+    assert (await viewer.get("/bulk/cancel", params={"type": "mail"})).status_code == 403
+    assert await status_of(jc, job_id) == "ready"
+
+
+async def test_without_auth_only_loopback_clients_are_served(
+    jc: JobCollection, client: Client
+) -> None:
+    app = create_dashboard(jc)
+    assert jc.permits("jobCancel", [], user_id=LOOPBACK_USER)  # granted admin
+    assert (await client(app).get("/")).status_code == 200
+    for address in ("203.0.113.9", "10.0.0.2", "::ffff:8.8.8.8"):
+        reply = await client(app, address=address).get("/")
+        assert reply.status_code == 403 and "loopback" in reply.text
+    assert (await client(app, address="::1").get("/jobs")).status_code == 200
+
+    with_auth = create_dashboard(jc, auth=TokenAuth.from_tokens(TOKENS))
+    remote = client(with_auth, address="203.0.113.9")
+    assert (await remote.get("/")).status_code == 401  # the login form
+    assert (await remote.get("/", headers={"authorization": "Bearer admin-token"})).is_success
+
+
+async def test_a_read_only_dashboard_without_auth_grants_nothing(
+    make_jc: MakeJC, client: Client
+) -> None:
+    jc = await make_jc()
+    app = create_dashboard(jc, read_only=True)
+    assert not jc.permits("jobCancel", [], user_id=LOOPBACK_USER)
+    job_id = await jc.create_job("mail").save()
+    assert 'id="actions"' not in (await client(app).get(f"/jobs/{job_id}")).text
+    assert (await client(app).post(f"/jobs/{job_id}/cancel")).status_code == 403
+
+
+async def test_posts_need_the_form_token_and_the_same_origin(
+    jc: JobCollection, client: Client
+) -> None:
+    http = client(create_dashboard(jc))
+    job_id = await jc.create_job("mail").save()
+    csrf = csrf_of((await http.get(f"/jobs/{job_id}")).text)
+    for data, headers in (
+        ({}, {}),
+        ({"csrf": "0" * 64}, {}),
+        ({"csrf": csrf}, {"origin": "http://evil.example"}),
+        ({"csrf": csrf}, {"origin": "null"}),
+    ):
+        reply = await http.post(f"/jobs/{job_id}/cancel", data=data, headers=headers)
+        assert reply.status_code == 403
+    assert await status_of(jc, job_id) == "ready"
+    same = await http.post(
+        f"/jobs/{job_id}/cancel", data={"csrf": csrf}, headers={"origin": "http://testserver"}
+    )
+    assert same.status_code == 303 and await status_of(jc, job_id) == "cancelled"
+
+
+async def test_a_bulk_action_shows_the_count_then_acts_on_the_filter(
+    jc: JobCollection, client: Client
+) -> None:
+    mail = [await jc.create_job("mail", {"batch": n % 2}).save() for n in range(6)]
+    other = await jc.create_job("sms", {"batch": 0}).save()
+    [running] = await jc.get_work("mail")  # the oldest: batch 0, cancellable too
+    await running.done()  # now completed: not cancellable
+    http = client(create_dashboard(jc))
+
+    confirm = await http.get("/bulk/cancel", params={"type": "mail", "data.batch": "0"})
+    assert confirm.status_code == 200
+    assert 'data-count="2"' in confirm.text  # batch 0 minus the completed one
+    form = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', confirm.text))
+    assert form == {"type": "mail", "data.batch": "0", "csrf": form["csrf"], "expected": "2"}
+    done = await http.post("/bulk/cancel", data=form)
+    assert 'data-matched="2" data-changed="2"' in done.text
+    statuses = [await status_of(jc, i) for i in mail]
+    assert statuses == ["completed", "ready", "cancelled", "ready", "cancelled", "ready"]
+    assert await status_of(jc, other) == "ready"
+
+    assert (await http.get("/bulk/cancel")).status_code == 400  # no filter: refused
+    none = await http.get("/bulk/remove", params={"type": "mail", "status": "ready"})
+    assert 'data-count="0"' in none.text  # ready jobs cannot be removed
+    restart = await http.get("/bulk/restart", params={"type": "mail"})
+    assert 'data-count="2"' in restart.text
+
+
+async def test_a_login_form_keeps_the_token_in_a_cookie(jc: JobCollection, client: Client) -> None:
+    app = create_dashboard(jc, auth=TokenAuth.from_tokens(TOKENS))
+    http = client(app)
+    assert (await http.get("/")).status_code == 401
+    refused = await http.post("/login", data={"token": "wrong"})
+    assert refused.status_code == 401 and "not valid" in refused.text
+    reply = await http.post("/login", data={"token": "admin-token"})
+    assert reply.status_code == 303
+    cookie = reply.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
+    page = await http.get("/")
+    assert page.status_code == 200 and "tester" in page.text and "Log out" in page.text
+    out = await http.post("/logout", data={"csrf": csrf_of(page.text)})
+    assert out.status_code == 303
+    assert (await http.get("/")).status_code == 401
+
+
+# --- live updates -------------------------------------------------------------------------------
+
+
+async def next_event(lines: AsyncIterator[str]) -> dict[str, str]:
+    event: dict[str, str] = {}
+    async for line in lines:
+        if not line:
+            if "data" in event:
+                return event
+            continue
+        key, _, value = line.partition(": ")
+        event[key] = value
+    raise AssertionError("the stream ended")
+
+
+async def test_the_event_stream_tells_when_counts_or_a_job_change(jc: JobCollection) -> None:
+    app = create_dashboard(jc, poll_s=0.02, events_max_s=30)
+    async with serving(app) as url, httpx.AsyncClient(base_url=url) as http:
+        async with http.stream("GET", "/events") as reply:
+            assert reply.headers["content-type"].startswith("text/event-stream")
+            lines = reply.aiter_lines()
+            first = await asyncio.wait_for(next_event(lines), 10)
+            assert first["event"] == "change" and json.loads(first["data"]) == {"counts": {}}
+            await jc.create_job("mail").save()
+            second = await asyncio.wait_for(next_event(lines), 10)
+            assert json.loads(second["data"]) == {"counts": {"mail/ready": 1}}
+            assert second["id"] == "2"
+        job_id = await jc.create_job("sms").save()
+        async with http.stream("GET", "/events", params={"job": str(job_id)}) as reply:
+            lines = reply.aiter_lines()
+            first = json.loads((await asyncio.wait_for(next_event(lines), 10))["data"])
+            assert first["status"] == "ready"
+            [claimed] = await jc.get_work("sms")
+            second = json.loads((await asyncio.wait_for(next_event(lines), 10))["data"])
+            assert second["status"] == "running"
+            await claimed.log("half way")
+            third = json.loads((await asyncio.wait_for(next_event(lines), 10))["data"])
+            assert third["log"] == second["log"] + 1
+        await app.state.close()
+        async with http.stream("GET", "/events") as reply:  # closed: the stream ends at once
+            assert [line async for line in reply.aiter_lines() if line] == ["retry: 1020"]
+
+
+# --- the command --------------------------------------------------------------------------------
+
+
+async def test_serve_mounts_the_dashboard_and_dashboard_serves_it_alone(tmp_path: Path) -> None:
+    from test_remote_processes import jobcollection, make_token
+
+    admin_token, admin_line = await make_token(tmp_path, "admin-user", "admin")
+    worker_token, worker_line = await make_token(tmp_path, "worker-user", "worker")
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"{admin_line}\n{worker_line}\n")
+    async with jobcollection(
+        tmp_path, "serve", "--port", "0", "--tokens", str(tokens), "--log-level", "warning"
+    ) as server:
+        url = (await server.expect("jobcollection serving on ")).rsplit(" ", 1)[1]
+        async with httpx.AsyncClient(base_url=url, follow_redirects=True) as http:
+            assert (await http.get("/dashboard")).status_code == 401  # the login form
+            as_admin = {"authorization": f"Bearer {admin_token}"}
+            admin = await http.get("/dashboard/", headers=as_admin)
+            assert admin.status_code == 200 and "admin-user" in admin.text
+            assert "(read-only)" not in admin.text
+            worker = await http.get(
+                "/dashboard/jobs", headers={"authorization": f"Bearer {worker_token}"}
+            )
+            assert worker.status_code == 200 and "worker-user (read-only)" in worker.text
+            assert (await http.get("/info", headers=as_admin)).status_code == 200
+        server.send_signal(signal.SIGTERM)
+        assert await server.exited() == 0
+
+    async with jobcollection(tmp_path, "dashboard", "--host", "0.0.0.0") as refused:
+        assert await refused.exited() == 2
+    async with jobcollection(
+        tmp_path, "dashboard", "--port", "0", "--read-only", "--log-level", "warning"
+    ) as alone:
+        url = (await alone.expect("jobcollection serving on ")).rsplit(" ", 1)[1]
+        async with httpx.AsyncClient(base_url=url) as http:
+            page = await http.get("/")
+            assert page.status_code == 200 and "dashboard (read-only)" in page.text
+            async with http.stream("GET", "/events") as events:  # open while it stops
+                lines = events.aiter_lines()
+                await asyncio.wait_for(next_event(lines), 10)
+                alone.send_signal(signal.SIGTERM)
+                assert await alone.exited() == 0

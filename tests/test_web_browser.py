@@ -1,0 +1,106 @@
+"""The dashboard in a real browser: headless Chromium (Debian's package, never a downloaded
+build) driven by Playwright against uvicorn on loopback. It loads the overview, sees it update
+live, filters the job list by type, opens a job, cancels it and checks the stored status.
+Screenshots go to test-artifacts/dashboard/ (CI keeps them as artifacts).
+
+Skipped when chromium or playwright is missing, unless JOBCOLLECTION_REQUIRE_BROWSER is set
+(CI sets it): then it fails."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+from jobcollection import JobCollection
+from jobcollection.web import create_dashboard
+from remote_helpers import serving
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "dashboard"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TIMEOUT_MS = 15_000
+
+
+def missing() -> str | None:
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is missing (apt-get install chromium)"
+    if importlib.util.find_spec("playwright") is None:
+        return "playwright is missing (pip install playwright; never `playwright install`)"
+    return None
+
+
+@pytest.fixture
+def browser_available() -> None:
+    reason = missing()
+    if reason is None:
+        return
+    if os.environ.get("JOBCOLLECTION_REQUIRE_BROWSER"):
+        pytest.fail(f"JOBCOLLECTION_REQUIRE_BROWSER is set but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.mark.usefixtures("browser_available")
+async def test_filter_open_and_cancel_a_job_in_chromium(jc: JobCollection, tmp_path: Path) -> None:
+    from playwright.async_api import async_playwright, expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for n in range(3):
+        await jc.create_job("mail", {"n": n}).save()
+    sms = [await jc.create_job("sms", {"to": f"+1555000{n}"}).save() for n in range(2)]
+    app = create_dashboard(jc, poll_s=0.1)
+
+    async with serving(app) as url, async_playwright() as playwright:
+        context = await playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=ARGS,
+        )
+        try:
+            page = await context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            await page.goto(f"{url}/")
+            ready = page.locator('tr[data-type="mail"] td[data-status="ready"]')
+            await expect(ready).to_have_text("3")
+            await page.screenshot(path=str(ARTIFACTS / "1-overview.png"), full_page=True)
+
+            await jc.create_job("mail", {"n": 3}).save()  # the page learns of it by itself
+            await expect(ready).to_have_text("4")
+
+            await page.click("header >> text=Jobs")
+            await page.select_option("#filters select[name=type]", "sms")
+            await page.click("#filters button[type=submit]")
+            await page.wait_for_url("**/jobs?type=sms*")
+            rows = page.locator("#jobs tr.job")
+            await expect(rows).to_have_count(2)
+            await page.screenshot(path=str(ARTIFACTS / "2-jobs-sms.png"), full_page=True)
+
+            await page.click(f'#jobs a:text("{sms[0]}")')
+            await expect(page.locator("h1")).to_have_text("Job sms")
+            await expect(page.locator("#data")).to_contain_text("+15550000")
+            await page.screenshot(path=str(ARTIFACTS / "3-job.png"), full_page=True)
+
+            await page.click("#actions button[value=cancel]")
+            await expect(page.locator("#live .status.cancelled")).to_be_visible()
+            await page.screenshot(path=str(ARTIFACTS / "4-cancelled.png"), full_page=True)
+        finally:
+            await context.close()
+            await app.state.close()
+
+    stored = await jc.get_job(sms[0])
+    assert stored is not None and stored.doc.status == "cancelled"
+    other = await jc.get_job(sms[1])
+    assert other is not None and other.doc.status == "ready"
