@@ -389,6 +389,24 @@ async def test_the_event_stream_tells_when_counts_or_a_job_change(jc: JobCollect
             assert [line async for line in reply.aiter_lines() if line] == ["retry: 1020"]
 
 
+async def test_calls_through_the_collection_wake_the_stream_without_polling(
+    jc: JobCollection,
+) -> None:
+    app = create_dashboard(jc, poll_s=3600, events_max_s=7200)  # it would poll hourly
+    async with serving(app) as url, httpx.AsyncClient(base_url=url) as http:
+        async with http.stream("GET", "/events") as reply:
+            lines = reply.aiter_lines()
+            await asyncio.wait_for(next_event(lines), 10)
+            job = jc.create_job("mail")
+            await job.save()  # a method call: the stream reads the counts again at once
+            event = await asyncio.wait_for(next_event(lines), 10)
+            assert json.loads(event["data"]) == {"counts": {"mail/ready": 1}}
+            await job.pause()
+            event = await asyncio.wait_for(next_event(lines), 10)
+            assert json.loads(event["data"]) == {"counts": {"mail/paused": 1}}
+        await app.state.close()
+
+
 # --- the command --------------------------------------------------------------------------------
 
 

@@ -25,6 +25,7 @@ import hmac
 import inspect
 import ipaddress
 import json
+import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -36,11 +37,13 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response, Stream
 from starlette.routing import Route
 
 from .. import validation as v
-from ..errors import InvalidArgument, InvalidArgumentType, PermissionDenied
+from ..errors import InvalidArgument, InvalidArgumentType, PermissionDenied, WakeupUnavailable
 from ..remote.auth import Auth
 from . import pages
 from .activity import per_minute
 from .pages import ACTIONS, Filters, View
+
+logger = logging.getLogger("jobcollection.web")
 
 if TYPE_CHECKING:
     from ..collection import JobCollection
@@ -160,6 +163,11 @@ class Dashboard:
         self.chart_sample = chart_sample
         self.secret = secrets.token_bytes(32)
         self.closing = asyncio.Event()
+        self.changed = asyncio.Event()
+        """Set when something may have changed: a method call through this JobCollection (its
+        queues, the remote workers it serves, this dashboard), or a change stream event."""
+        self._watcher: asyncio.Task[None] | None = None
+        jc.events.on("call", self._on_call)
 
     # --- who and what -------------------------------------------------------------------------
 
@@ -396,9 +404,45 @@ class Dashboard:
             "log": len(job.doc.log or []),
         }
 
+    def _on_call(self, event: Any) -> None:
+        self._poke()
+
+    def _poke(self) -> None:
+        """Wake the event streams to read the state again now."""
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    def _watch(self) -> None:
+        """Where the database has change streams, wake the event streams on every change a
+        process makes to a job of the types seen (once, for the dashboard's life)."""
+        if self._watcher is not None:
+            return
+        self._watcher = asyncio.create_task(self._watch_changes())
+
+    async def _watch_changes(self) -> None:
+        source = self.jc.service.wakeup()
+        types = sorted({t for t, _ in (await self.jc.stats()).counts})
+        if source is None or not types:
+            return
+        signals = source.signals(types)
+        try:
+            async for _ in signals:
+                self._poke()
+        except WakeupUnavailable:
+            return  # polling (and this process's own calls) keep the streams current
+        except Exception:
+            logger.warning("the dashboard's change stream failed; polling", exc_info=True)
+        finally:
+            aclose = getattr(signals, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
     async def stream(self, job_id: Any) -> AsyncIterator[str]:
-        """`change` now and whenever the state changes (polled every poll_s), for at most
-        events_max_s (the browser then reconnects) or until the dashboard closes."""
+        """`change` now and whenever the state changes, for at most events_max_s (the
+        browser then reconnects) or until the dashboard closes. The state is read again when
+        a call through this JobCollection or a change stream says something changed, and
+        every poll_s otherwise (changes made by other processes without change streams)."""
+        self._watch()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.events_max_s
         yield f"retry: {int(self.poll_s * 1000) + 1000}\n\n"
@@ -413,9 +457,19 @@ class Dashboard:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(self.poll_s, remaining)):
-                    await self.closing.wait()
+            waiters = [
+                asyncio.ensure_future(self.closing.wait()),
+                asyncio.ensure_future(self.changed.wait()),
+            ]
+            try:
+                await asyncio.wait(
+                    waiters,
+                    timeout=min(self.poll_s, remaining),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
 
     async def events(self, request: Request) -> Response:
         await self.view(request)
@@ -428,8 +482,12 @@ class Dashboard:
         )
 
     async def close(self) -> None:
-        """End the event streams (the server is stopping)."""
+        """End the event streams and the change-stream watch (the server is stopping)."""
         self.closing.set()
+        self.jc.events.off("call", self._on_call)
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
 
     # --- login --------------------------------------------------------------------------------
 
