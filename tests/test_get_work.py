@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from bson import ObjectId
 
 from conftest import SHARDED, START, MakeJC
 from helpers import stored, utc
@@ -275,3 +276,20 @@ async def test_get_job_log_and_failures_on_request(jc: JobCollection) -> None:
     assert full is not None
     assert full.doc.log is not None and full.doc.log[-1].message == "Job Failed with Error: boom."
     assert full.doc.failures == [{"value": "boom", "runId": run_id}]
+
+
+async def test_bulk_actions_report_counts_when_asked(jc: JobCollection) -> None:
+    ids = await save_many(jc, 4)
+    missing = ObjectId()
+    assert await jc.pause_jobs([*ids[:3], missing], count=True) == 3
+    assert await jc.pause_jobs(ids[:3], count=True) == 0  # paused already
+    assert await jc.resume_jobs(ids, count=True) == 3
+    [claimed] = await jc.get_work("t")
+    assert await jc.cancel_jobs(ids, count=True) == 4  # the running one included
+    assert await jc.restart_jobs(ids[:2], count=True) == 2
+    assert await jc.remove_jobs(ids, count=True) == 2  # the restarted two are not finished
+    assert await jc.ready_jobs(ids, count=True) == 0
+    assert await jc.pause_jobs(ids[:1]) is True  # without count: a bool, as before
+    with pytest.raises(InvalidArgument, match="count"):
+        await jc.ready_jobs(count=True)
+    assert claimed.id in ids

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal, overload
 
 from bson import ObjectId
 
@@ -159,46 +159,119 @@ class JobsAPI:
 
     # --- bulk management ---------------------------------------------------------------------
 
-    async def _bulk(self, ids: Any, apply: Callable[[list[Id]], Any]) -> bool:
-        """Apply an operation to ids in chunks of BULK_CHUNK; whether any changed."""
+    async def _bulk(
+        self, ids: Any, apply: Callable[[list[Id]], Any], count: bool = False
+    ) -> bool | int:
+        """Apply an operation to ids in chunks of BULK_CHUNK: whether any changed, or with
+        `count` how many of these jobs it changed (their statuses are read before and after
+        each chunk: two reads more per chunk)."""
         ids = v.job_ids(ids)
-        changed = False
+        if not v.boolean(count, "count"):
+            changed = False
+            for start in range(0, len(ids), BULK_CHUNK):
+                changed = bool(await apply(ids[start : start + BULK_CHUNK])) or changed
+            return changed
+        total = 0
         for start in range(0, len(ids), BULK_CHUNK):
-            changed = bool(await apply(ids[start : start + BULK_CHUNK])) or changed
-        return changed
+            chunk = ids[start : start + BULK_CHUNK]
+            before = await self._statuses(chunk)
+            await apply(chunk)
+            after = await self._statuses(chunk)
+            total += sum(1 for job_id, status in before.items() if after.get(job_id) != status)
+        return total
 
+    async def _statuses(self, ids: list[Id]) -> dict[Id | None, str]:
+        return {doc.id: doc.status for doc in await self.service.get_jobs(ids)}
+
+    @overload
     async def ready_jobs(
         self,
         ids: Sequence[Id] | None = None,
         time: datetime | None = None,
         force: bool = False,
-    ) -> bool:
-        """Promote waiting jobs now; with no ids, every due job without dependencies."""
+        *,
+        count: Literal[False] = False,
+    ) -> bool: ...
+    @overload
+    async def ready_jobs(
+        self,
+        ids: Sequence[Id] | None = None,
+        time: datetime | None = None,
+        force: bool = False,
+        *,
+        count: Literal[True],
+    ) -> int: ...
+    async def ready_jobs(
+        self,
+        ids: Sequence[Id] | None = None,
+        time: datetime | None = None,
+        force: bool = False,
+        *,
+        count: bool = False,
+    ) -> bool | int:
+        """Promote waiting jobs now; with no ids, every due job without dependencies.
+        Whether any changed; with `count=True` (and ids), how many of them."""
         when = None if time is None else v.aware_datetime(time, "time")
         forced = v.boolean(force, "force")
         if ids is None:
+            if count:
+                raise InvalidArgument("count", "needs the ids of the jobs to count")
             return await self.service.ready(None, time=when, force=forced)
         return await self._bulk(
-            ids, lambda chunk: self.service.ready(chunk, time=when, force=forced)
+            ids, lambda chunk: self.service.ready(chunk, time=when, force=forced), count
         )
 
-    async def pause_jobs(self, ids: Sequence[Id]) -> bool:
-        """Pause these jobs (256 per call); whether any changed."""
-        return await self._bulk(ids, self.service.pause)
+    @overload
+    async def pause_jobs(self, ids: Sequence[Id], *, count: Literal[False] = False) -> bool: ...
+    @overload
+    async def pause_jobs(self, ids: Sequence[Id], *, count: Literal[True]) -> int: ...
+    async def pause_jobs(self, ids: Sequence[Id], *, count: bool = False) -> bool | int:
+        """Pause these jobs (256 per call); whether any changed, or with `count=True` how
+        many."""
+        return await self._bulk(ids, self.service.pause, count)
 
-    async def resume_jobs(self, ids: Sequence[Id]) -> bool:
-        """Resume these paused jobs; whether any changed."""
-        return await self._bulk(ids, self.service.resume)
+    @overload
+    async def resume_jobs(self, ids: Sequence[Id], *, count: Literal[False] = False) -> bool: ...
+    @overload
+    async def resume_jobs(self, ids: Sequence[Id], *, count: Literal[True]) -> int: ...
+    async def resume_jobs(self, ids: Sequence[Id], *, count: bool = False) -> bool | int:
+        """Resume these paused jobs; whether any changed, or with `count=True` how many."""
+        return await self._bulk(ids, self.service.resume, count)
 
+    @overload
     async def cancel_jobs(
-        self, ids: Sequence[Id], antecedents: bool = False, dependents: bool = True
-    ) -> bool:
-        """Cancel these jobs (their dependents too, by default); whether any changed."""
+        self,
+        ids: Sequence[Id],
+        antecedents: bool = False,
+        dependents: bool = True,
+        *,
+        count: Literal[False] = False,
+    ) -> bool: ...
+    @overload
+    async def cancel_jobs(
+        self,
+        ids: Sequence[Id],
+        antecedents: bool = False,
+        dependents: bool = True,
+        *,
+        count: Literal[True],
+    ) -> int: ...
+    async def cancel_jobs(
+        self,
+        ids: Sequence[Id],
+        antecedents: bool = False,
+        dependents: bool = True,
+        *,
+        count: bool = False,
+    ) -> bool | int:
+        """Cancel these jobs (their dependents too, by default); whether any changed, or
+        with `count=True` how many of these (dependents are not counted)."""
         up, down = v.boolean(antecedents, "antecedents"), v.boolean(dependents, "dependents")
         return await self._bulk(
-            ids, lambda chunk: self.service.cancel(chunk, antecedents=up, dependents=down)
+            ids, lambda chunk: self.service.cancel(chunk, antecedents=up, dependents=down), count
         )
 
+    @overload
     async def restart_jobs(
         self,
         ids: Sequence[Id],
@@ -206,9 +279,32 @@ class JobsAPI:
         until: datetime | None = None,
         antecedents: bool = True,
         dependents: bool = False,
-    ) -> bool:
+        *,
+        count: Literal[False] = False,
+    ) -> bool: ...
+    @overload
+    async def restart_jobs(
+        self,
+        ids: Sequence[Id],
+        retries: int = 0,
+        until: datetime | None = None,
+        antecedents: bool = True,
+        dependents: bool = False,
+        *,
+        count: Literal[True],
+    ) -> int: ...
+    async def restart_jobs(
+        self,
+        ids: Sequence[Id],
+        retries: int = 0,
+        until: datetime | None = None,
+        antecedents: bool = True,
+        dependents: bool = False,
+        *,
+        count: bool = False,
+    ) -> bool | int:
         """Restart these cancelled or failed jobs with `retries` more attempts; whether any
-        changed."""
+        changed, or with `count=True` how many of these."""
         more = v.count(retries, "retries")
         deadline = None if until is None else v.aware_datetime(until, "until")
         up, down = v.boolean(antecedents, "antecedents"), v.boolean(dependents, "dependents")
@@ -217,11 +313,17 @@ class JobsAPI:
             lambda chunk: self.service.restart(
                 chunk, retries=more, until=deadline, antecedents=up, dependents=down
             ),
+            count,
         )
 
-    async def remove_jobs(self, ids: Sequence[Id]) -> bool:
-        """Delete these finished jobs; whether any was removed."""
-        return await self._bulk(ids, self.service.remove)
+    @overload
+    async def remove_jobs(self, ids: Sequence[Id], *, count: Literal[False] = False) -> bool: ...
+    @overload
+    async def remove_jobs(self, ids: Sequence[Id], *, count: Literal[True]) -> int: ...
+    async def remove_jobs(self, ids: Sequence[Id], *, count: bool = False) -> bool | int:
+        """Delete these finished jobs; whether any was removed, or with `count=True` how
+        many."""
+        return await self._bulk(ids, self.service.remove, count)
 
     # --- jobs --------------------------------------------------------------------------------
 

@@ -560,14 +560,22 @@ async def show(jc: JobCollection, args: argparse.Namespace, console: Console) ->
 
 
 ACTIONS: dict[
-    str, tuple[str, tuple[str, ...], Callable[[JobCollection, list[Any]], Awaitable[bool]]]
+    str, tuple[str, tuple[str, ...], Callable[[JobCollection, list[Any]], Awaitable[int]]]
 ] = {
-    "retry": ("Retry", c.JOB_STATUS_RESTARTABLE, lambda jc, ids: jc.restart_jobs(ids)),
-    "cancel": ("Cancel", c.JOB_STATUS_CANCELLABLE, lambda jc, ids: jc.cancel_jobs(ids)),
-    "remove": ("Remove", c.JOB_STATUS_REMOVABLE, lambda jc, ids: jc.remove_jobs(ids)),
+    "retry": (
+        "Retry",
+        c.JOB_STATUS_RESTARTABLE,
+        lambda jc, ids: jc.restart_jobs(ids, count=True),
+    ),
+    "cancel": (
+        "Cancel",
+        c.JOB_STATUS_CANCELLABLE,
+        lambda jc, ids: jc.cancel_jobs(ids, count=True),
+    ),
+    "remove": ("Remove", c.JOB_STATUS_REMOVABLE, lambda jc, ids: jc.remove_jobs(ids, count=True)),
 }
 """Each bulk command: its verb, the statuses its filter selects by default (those it can
-change), and the bulk method it applies."""
+change), and the bulk method it applies, answering how many jobs it changed."""
 
 
 async def act(jc: JobCollection, args: argparse.Namespace, console: Console) -> int:
@@ -588,7 +596,7 @@ async def _apply(
     jc: JobCollection,
     ids: list[Any],
     verb: str,
-    apply: Callable[[JobCollection, list[Any]], Awaitable[bool]],
+    apply: Callable[[JobCollection, list[Any]], Awaitable[int]],
     console: Console,
     *,
     confirm: bool,
@@ -604,9 +612,7 @@ async def _apply(
     if confirm and not console.confirm(f"{verb} {len(matched)} {what}?"):
         print(f"{verb.lower()}: nothing done", file=console.err)
         return 1
-    await apply(jc, matched)
-    after = await _statuses(jc, matched)
-    changed = sum(1 for i in matched if after.get(i) != before[i])
+    changed = await apply(jc, matched)
     print(f"{verb.lower()}: {len(matched)} matched, {changed} changed", file=console.out)
     return 0
 
