@@ -17,7 +17,7 @@ from typing import Any, Literal, overload
 from bson import ObjectId
 
 from . import constants as c
-from . import tracing
+from . import tracing, waiting
 from . import validation as v
 from .document import JobDoc
 from .errors import InvalidArgument, InvalidArgumentType
@@ -133,6 +133,16 @@ class JobsAPI:
             error_callback=error_callback,
             wakeup=wakeup,
         )
+
+    async def wait_for(
+        self, ids: Sequence[Id], timeout: float | timedelta | None = None
+    ) -> list[Job]:
+        """Wait until every one of these jobs is final (see `Job.wait`); the jobs, in order
+        (removed ones left out); TimeoutError after `timeout` seconds."""
+        wanted = v.job_ids(ids)
+        limit = None if timeout is None else v.duration_ms(timeout, "timeout") / 1000
+        docs = await waiting.waiters(self.service).wait(wanted, limit)
+        return [Job(self, doc) for doc in docs if doc is not None]
 
     async def save_jobs(self, jobs: Sequence[Job], cancel_repeats: bool = False) -> list[Id | None]:
         """Save many new jobs in as few round trips as their semantics allow (one for jobs

@@ -8,8 +8,10 @@ the allow/deny rules when made on behalf of a user (wire.py).
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import IO, Any
@@ -65,11 +67,19 @@ class JobCollection(JobsAPI):
     """A persistent job queue stored in a MongoDB collection."""
 
     def __init__(
-        self, collection: Any, *, clock: Clock | None = None, limits: Limits | None = None
+        self,
+        collection: Any,
+        *,
+        clock: Clock | None = None,
+        limits: Limits | None = None,
+        permissions: Mapping[str, Any] | None = None,
     ) -> None:
         """`clock`: where "now" comes from; by default the database server's time
         (`ServerClock`), so processes whose clocks disagree still agree on leases and
-        schedules. `limits`: bounds on job size and batch sizes (`Limits()` by default)."""
+        schedules. `limits`: bounds on job size and batch sizes (`Limits()` by default).
+        `permissions`: seed 002's `{"allow": rule, "deny": rule}`, rules over every method
+        (as `allow(admin=rule)` and `deny(admin=rule)`); a rule is a list of user ids or a
+        function of `(user_id, method)` or `(user_id, method, params)`."""
         if clock is not None and not isinstance(clock, Clock):
             raise InvalidArgumentType("clock", "must have a now() method")
         if limits is not None and not isinstance(limits, Limits):
@@ -79,6 +89,19 @@ class JobCollection(JobsAPI):
         self._methods = MethodLayer(core)
         name = str(getattr(collection, "name", "queue.jobs"))
         self.root = name[: -len(".jobs")] if name.endswith(".jobs") else name
+        if permissions is not None:
+            self._permit(permissions)
+
+    def _permit(self, permissions: Mapping[str, Any]) -> None:
+        """Seed 002's `permissions` option (see __init__)."""
+        if not isinstance(permissions, Mapping):
+            raise InvalidArgumentType("permissions", 'must be {"allow": rule, "deny": rule}')
+        unknown = sorted(set(map(str, permissions)) - {"allow", "deny"})
+        if unknown:
+            raise InvalidArgument("permissions", f"unknown keys {unknown}; use allow, deny")
+        for kind, rule in permissions.items():
+            checked = _seed_rule(rule, f"permissions[{kind!r}]")
+            (self.allow if kind == "allow" else self.deny)(admin=checked)
 
     @classmethod
     def from_database(
@@ -88,11 +111,12 @@ class JobCollection(JobsAPI):
         *,
         clock: Clock | None = None,
         limits: Limits | None = None,
+        permissions: Mapping[str, Any] | None = None,
     ) -> JobCollection:
         """The JobCollection stored in `<root>.jobs` of a database."""
         if not isinstance(root, str) or not root:
             raise InvalidArgument("root", "must be a non-empty string")
-        return cls(db[f"{root}.jobs"], clock=clock, limits=limits)
+        return cls(db[f"{root}.jobs"], clock=clock, limits=limits, permissions=permissions)
 
     @property
     def service(self) -> Core:
@@ -207,6 +231,22 @@ class JobCollection(JobsAPI):
         that are still running (non-fatally, so their retries apply)."""
         return await self._core.shutdown_server(v.duration_ms(timeout, "timeout"))
 
+    async def start_jobs(self) -> bool:
+        """Deprecated (the seeds' early name): `start_job_server()`."""
+        warnings.warn(
+            "start_jobs() is deprecated: use start_job_server()", DeprecationWarning, stacklevel=2
+        )
+        return await self.start_job_server()
+
+    async def stop_jobs(self, timeout: float | timedelta = 60.0) -> bool:
+        """Deprecated (the seeds' early name): `shutdown_job_server(timeout)`."""
+        warnings.warn(
+            "stop_jobs() is deprecated: use shutdown_job_server()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return await self.shutdown_job_server(timeout)
+
     def promote(self, interval: float | timedelta = 15.0) -> None:
         """Set the seconds between promotion/expiry passes; a pass runs soon."""
         ms = v.duration_ms(interval, "interval", minimum_ms=1)
@@ -238,3 +278,17 @@ class JobCollection(JobsAPI):
         """Cancel background tasks (the job server stops promoting; a shutdown still in its
         grace period is finished now) and wait for reports in flight to be written."""
         await self._core.close()
+
+
+def _seed_rule(rule: Any, name: str) -> Any:
+    """A seed-002 rule as a rule of `allow`/`deny`: a function of `(user_id, method)` gets the
+    params too, unused; a list of user ids is kept."""
+    if not callable(rule):
+        return rule  # a list of user ids (checked by allow/deny)
+    try:
+        takes = len(inspect.signature(rule).parameters)
+    except (TypeError, ValueError):
+        takes = 3
+    if takes == 2:
+        return lambda user_id, method, params: rule(user_id, method)
+    return rule

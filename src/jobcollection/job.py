@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from bson import ObjectId
 
-from . import tracing
+from . import tracing, waiting
 from . import validation as v
 from .constants import (
     CATCH_UP_POLICIES,
@@ -545,6 +545,19 @@ class Job:
             wait_ms=None if wait is None else v.duration_ms(wait, "wait"),
         )
         return False if new_id is None else new_id
+
+    async def wait(self, timeout: float | timedelta | None = None) -> Job:
+        """Wait until the job is final (completed, failed or cancelled: a failed attempt with
+        retries left is not final) and return this handle, its document read again;
+        TimeoutError after `timeout` seconds. Every wait of a process on one collection
+        shares one poll (waiting.py), woken at once by this process's calls and, where the
+        database has them, by change streams. JobNotSaved if the job was removed."""
+        limit = None if timeout is None else v.duration_ms(timeout, "timeout") / 1000
+        [doc] = await waiting.waiters(self._service).wait([self._saved_id("wait")], limit)
+        if doc is None:
+            raise JobNotSaved(f"wait: job {self._doc.id} was removed")
+        self._doc = doc
+        return self
 
     async def antecedent_results(self, max_bytes: int = MAX_RESULTS_BYTES) -> dict[Id, Any]:
         """`{antecedent_id: result}` for this job's antecedents that completed (all of them,

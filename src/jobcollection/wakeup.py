@@ -175,6 +175,11 @@ class ChangeStreamSource:
         """The id of each job cancelled, and None whenever the stream (re)opens."""
         return self._watch(cancel_pipeline(), _cancelled_id, None)
 
+    def finishes(self) -> AsyncIterator[Any]:
+        """The id of each job that reached a final status (or was removed), and None
+        whenever the stream (re)opens (waiting.py: what `job.wait()` waits for)."""
+        return self._watch(finish_pipeline(), _cancelled_id, None)
+
     async def _watch(
         self,
         pipeline: list[dict[str, Any]],
@@ -227,8 +232,30 @@ class ChangeStreamSource:
                     await _close(stream)
 
 
+def finish_pipeline() -> list[dict[str, Any]]:
+    """The change-stream pipeline for "a job finished": updates that set status to
+    completed, failed or cancelled, and deletes. Only `_id` (the resume token) and the job's
+    id are sent back."""
+    return [
+        {
+            "$match": {
+                "$or": [
+                    {
+                        "operationType": "update",
+                        "updateDescription.updatedFields.status": {
+                            "$in": ["completed", "failed", "cancelled"]
+                        },
+                    },
+                    {"operationType": "delete"},
+                ]
+            }
+        },
+        {"$project": {"_id": 1, "documentKey": 1}},
+    ]
+
+
 def _cancelled_id(change: dict[str, Any]) -> Any:
-    """The id of the job a change cancelled; None (check every claim) if it does not say."""
+    """The id of the job a change is about; None (check every one) if it does not say."""
     key = change.get("documentKey")
     return key.get("_id") if isinstance(key, dict) else None
 
