@@ -4,7 +4,8 @@ Every coroutine of a process that waits on jobs of one collection (its service) 
 one `Waiters`: one poll reads every job waited on together (a `getJob` of up to POLL_CHUNK
 ids), so however many coroutines wait, the database sees one read per interval, and never
 more than one per MIN_INTERVAL. The interval grows from MIN_INTERVAL to MAX_INTERVAL while
-nothing finishes and starts again when something does. A poll comes at once when something may have finished:
+nothing finishes and starts again when something does. A poll comes at once when something
+may have finished:
 
 - a call through the same JobCollection that finishes jobs (done, fail, cancel, remove: its
   queues, the remote workers it serves), told by its method events;
