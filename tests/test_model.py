@@ -649,13 +649,16 @@ PUBLIC_SURFACE = {
     "PermissionDenied",
     "QueueStats",
     "Progress",
+    "RateLimit",
     "ServedCollection",
     "ServerClock",
     "ServerPass",
     "SystemClock",
+    "Task",
     "WakeupSource",
     "WakeupUnavailable",
     "__version__",
+    "current_job",
 }
 """The package's whole public surface: a name added or dropped must change this list."""
 

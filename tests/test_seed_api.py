@@ -46,3 +46,19 @@ async def test_bad_permissions_are_refused_by_name(database: Any) -> None:
         JobCollection.from_database(database, permissions=["x"])  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentType):
         JobCollection.from_database(database, permissions={"allow": 5})
+
+
+async def test_cargo_is_the_early_name_of_payload(make_jc: MakeJC) -> None:
+    jc = await make_jc()
+    await jc.save_jobs([jc.create_job("t", {"n": n}) for n in range(4)])
+    batches: list[int] = []
+
+    async def worker(jobs: list[Any]) -> None:
+        batches.append(len(jobs))
+
+    queue = jc.process_jobs("t", worker, cargo=4, poll_interval=None, wakeup=False)
+    await queue.drain()
+    await queue.shutdown("soft", quiet=True)
+    assert batches == [4]
+    with pytest.raises(InvalidArgument, match="cargo"):
+        jc.process_jobs("t", worker, cargo=2, payload=3)

@@ -37,9 +37,11 @@ from .events import MethodEvent
 from .job import Job
 from .limits import Limits
 from .queue import JobQueue
+from .ratelimit import RateLimit
 from .seam import JobService, ServedCollection
 from .server import ServerPass
 from .servertime import ServerClock
+from .tasks import Task, current_job
 from .wakeup import ChangeStreamSource, WakeupSource
 
 __version__ = "0.1.0"
@@ -82,11 +84,14 @@ __all__ = [
     "PermissionDenied",
     "QueueStats",
     "Progress",
+    "RateLimit",
     "ServerClock",
     "ServedCollection",
     "ServerPass",
     "SystemClock",
+    "Task",
     "WakeupSource",
     "WakeupUnavailable",
     "__version__",
+    "current_job",
 ]

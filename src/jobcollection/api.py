@@ -23,7 +23,9 @@ from .document import JobDoc
 from .errors import InvalidArgument, InvalidArgumentType
 from .job import Job
 from .queue import DEFAULT_CANCEL_GRACE, ErrorCallback, JobQueue, Worker
+from .ratelimit import RateLimit
 from .seam import JobService
+from .tasks import P, R, Task, TaskFunction, dispatcher, registered
 from .transitions import Id
 from .wakeup import WakeupSource
 
@@ -111,6 +113,8 @@ class JobsAPI:
         cancel_grace: float | timedelta = DEFAULT_CANCEL_GRACE,
         error_callback: ErrorCallback | None = None,
         wakeup: WakeupSource | bool = True,
+        rate_limit: RateLimit | None = None,
+        cargo: int | None = None,
     ) -> JobQueue:
         """A queue that claims jobs and hands them to an async worker (call it inside a
         running event loop; it starts at once). `poll_interval` None or 0 disables polling;
@@ -118,7 +122,12 @@ class JobsAPI:
         while the queue holds the job; `wakeup` True starts jobs as soon as they become ready
         where the server has change streams (a remote collection: through a long poll),
         False relies on polling and trigger(), or give your own WakeupSource; `timeout` (the
-        longest a worker call may run) and `cancel_grace`: see JobQueue."""
+        longest a worker call may run) and `cancel_grace`: see JobQueue; `rate_limit`: see
+        README "Rate limits"; `cargo`: the seeds' early name of `payload` (not both)."""
+        if cargo is not None:
+            if payload != 1:
+                raise InvalidArgument("cargo", "is the early name of payload: give one of them")
+            payload = cargo
         return JobQueue(
             self,
             type_or_types,
@@ -132,6 +141,7 @@ class JobsAPI:
             cancel_grace=cancel_grace,
             error_callback=error_callback,
             wakeup=wakeup,
+            rate_limit=rate_limit,
         )
 
     async def wait_for(
@@ -416,6 +426,71 @@ class JobsAPI:
     async def _schedule(self, job: Job) -> Id | None:
         await self.service.cancel_pending_of(job.type, job.user_id)
         return await job.save()
+
+    # --- typed tasks (tasks.py) ---------------------------------------------------------------
+
+    def task(
+        self,
+        name: str,
+        *,
+        retry: int = 0,
+        retry_wait: float | timedelta | None = None,
+        timeout: float | timedelta | None = None,
+        priority: int | str = 0,
+        unique: bool | str = False,
+    ) -> Callable[[TaskFunction[P, R]], Task[P, R]]:
+        """Register an async function as the worker of job type `name`: its input is one
+        pydantic model or plain annotated parameters; each job of it gets `retry` retries
+        (`retry_wait` seconds apart), a `timeout` in seconds, a `priority` and, with `unique`
+        (True or a key), Job.unique. `await f.enqueue(...)` saves a job; see tasks.py."""
+
+        def register(function: TaskFunction[P, R]) -> Task[P, R]:
+            made = Task(
+                self,
+                name,
+                function,
+                retry=retry,
+                retry_wait=retry_wait,
+                timeout=timeout,
+                priority=priority,
+                unique=unique,
+            )
+            known = registered(self)
+            if name in known:
+                raise InvalidArgument("name", f"a task named {name!r} is registered already")
+            known[name] = made
+            return made
+
+        return register
+
+    def run_tasks(
+        self,
+        tasks: Sequence[Task[..., Any]] | None = None,
+        *,
+        concurrency: int = 1,
+        poll_interval: float | timedelta | None = 5.0,
+        prefetch: int = 0,
+        work_timeout: float | timedelta | None = None,
+        timeout: float | timedelta | None = None,
+        error_callback: ErrorCallback | None = None,
+        wakeup: WakeupSource | bool = True,
+    ) -> JobQueue:
+        """One queue (started at once, as process_jobs) that works the jobs of these tasks
+        (default: every task registered with `task`), handing each to its task's function;
+        `timeout` bounds the calls of tasks defined without one. Options: see process_jobs."""
+        chosen = list(registered(self).values()) if tasks is None else tasks
+        types, worker = dispatcher(chosen)
+        return self.process_jobs(
+            types,
+            worker,
+            concurrency=concurrency,
+            poll_interval=poll_interval,
+            prefetch=prefetch,
+            work_timeout=work_timeout,
+            timeout=timeout,
+            error_callback=error_callback,
+            wakeup=wakeup,
+        )
 
     def make_job(self, doc: dict[str, Any] | JobDoc) -> Job:
         """A handle on a job document (a stored dict or a JobDoc), such as one read from the

@@ -19,9 +19,10 @@ from . import transitions
 from .clock import Clock
 from .document import JobDoc
 from .errors import DatabaseError, InvalidDocument
+from .ratelimit import put_back
 from .reading import Reader
 from .reporting import Report, Reporter
-from .schedule import late_start
+from .schedule import add_ms, late_start
 from .store import Document, Store, transient
 from .transitions import Id
 
@@ -50,13 +51,19 @@ class Claimer:
         """RunIds of claims in flight: their jobs are not recovered by a concurrent call."""
 
     async def get_work(
-        self, types: Sequence[str], max_jobs: int = 1, work_timeout_ms: int | None = None
+        self,
+        types: Sequence[str],
+        max_jobs: int = 1,
+        work_timeout_ms: int | None = None,
+        *,
+        among: Sequence[Id] | None = None,
     ) -> list[JobDoc]:
         """Claim up to max_jobs ready jobs under one runId: one round trip for one job (two
         through a mongos), three (find, claim, read back) for more; more only when another
         worker claims some of the same jobs first. Jobs an earlier call of this instance
         claimed but could not hand over come first. A claimed job whose stored document is
-        not a valid job is failed for good, with the reason, instead of being handed over."""
+        not a valid job is failed for good, with the reason, instead of being handed over.
+        With `among`, only jobs among these ids are claimed (a rate limit's reserved ones)."""
         if not self.accepting:
             self._never_started()
             return []
@@ -73,13 +80,14 @@ class Claimer:
             wanted = max_jobs - len(claimed)
             try:
                 try:
-                    fresh, complete = await self._claim(types, wanted, run_id, update)
+                    fresh, complete = await self._claim(types, wanted, run_id, update, among)
                 except DatabaseError as exc:
                     if transient(exc):
                         raise
                     # A document refuses the claim's update (a poison document, such as a
                     # non-numeric `retries`): claim one by one, setting aside what refuses.
-                    fresh, complete = await self._claim_each(types, wanted, update), True
+                    fresh = await self._claim_each(types, wanted, update, among)
+                    complete = True
             finally:
                 self._claiming.discard(run_id)
             claimed += fresh
@@ -100,13 +108,18 @@ class Claimer:
         )
 
     async def _claim(
-        self, types: Sequence[str], wanted: int, run_id: ObjectId, update: dict[str, Any]
+        self,
+        types: Sequence[str],
+        wanted: int,
+        run_id: ObjectId,
+        update: dict[str, Any],
+        among: Sequence[Id] | None = None,
     ) -> tuple[list[Document], bool]:
         """Claim up to `wanted` jobs; the documents claimed, and whether they are all the
         jobs claimed under run_id (False when a read-back came back short)."""
         if wanted == 1 and not self.store.routed:
             one = await self.store.find_one_and_update(
-                transitions.claimable(types),
+                transitions.claimable(types, among),
                 update,
                 transitions.NO_LOG,
                 sort=transitions.CLAIM_SORT,
@@ -117,7 +130,10 @@ class Claimer:
         while len(claimed) < wanted:
             limit = wanted - len(claimed)
             candidates = await self.store.find(
-                transitions.claimable(types), {"_id": 1}, sort=transitions.CLAIM_SORT, limit=limit
+                transitions.claimable(types, among),
+                {"_id": 1},
+                sort=transitions.CLAIM_SORT,
+                limit=limit,
             )
             if not candidates:
                 break
@@ -145,12 +161,19 @@ class Claimer:
         return claimed, complete
 
     async def _claim_each(
-        self, types: Sequence[str], wanted: int, update: dict[str, Any]
+        self,
+        types: Sequence[str],
+        wanted: int,
+        update: dict[str, Any],
+        among: Sequence[Id] | None = None,
     ) -> list[Document]:
         """Claim candidates one at a time; one whose claim is refused is failed instead."""
         claimed: list[Document] = []
         candidates = await self.store.find(
-            transitions.claimable(types), {"_id": 1}, sort=transitions.CLAIM_SORT, limit=wanted
+            transitions.claimable(types, among),
+            {"_id": 1},
+            sort=transitions.CLAIM_SORT,
+            limit=wanted,
         )
         for candidate in candidates:
             fence = transitions.claimable(types) | {"_id": candidate["_id"]}
@@ -334,6 +357,13 @@ class Claimer:
             kept = {j["_id"] for j in await self.store.find(held_now, {"_id": 1})}
             return [job_id for job_id in held if job_id not in kept]
         return held
+
+    async def rate_limited(self, job_id: Id, run_id: Id, retry_after_ms: int) -> bool:
+        """Put a held job back to wait retry_after_ms without counting the attempt (its
+        worker met a rate limit); whether it was (False: the claim is lost)."""
+        now = self.clock.now()
+        fence, update = put_back(job_id, run_id, now, add_ms(now, retry_after_ms))
+        return bool(await self.store.update_one(fence, update))
 
     async def forget_finished_runs(self) -> None:
         """Drop remembered runIds with no running job left, so the set stays small."""

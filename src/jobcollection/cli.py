@@ -2,6 +2,7 @@
 
     jobcollection serve  [--mongodb-uri URI] [--tokens FILE] [--host H] [--port P] ...
     jobcollection worker MODULE:FUNCTION --type T [--concurrency N] (--url URL | --mongodb-uri URI)
+    jobcollection worker MODULE:OBJECT --tasks [--type T] [--concurrency N] (--url ... | ...)
     jobcollection token USER [ROLE ...]
     jobcollection ls [--type T ...] [--status S ...] [--user U] [--data PATH=VALUE ...] [--json]
     jobcollection show ID [--json]
@@ -22,6 +23,9 @@ there acts as its admin user (`--read-only`: may only look).
 `worker` runs a queue of an async function, against a remote API (`--url`, the token in
 `--token` or JOBCOLLECTION_TOKEN) or a database; the first SIGTERM or Ctrl-C shuts it down
 gracefully (running jobs finish, queued ones are handed back), a second one at once.
+`worker MODULE:OBJECT --tasks` runs typed tasks (tasks.py) instead, in one queue: every task
+registered on the job collection OBJECT names (`@jc.task(...)` in that module; the worker runs
+them on the collection it opens), or a Task, or a list of Tasks; `--type` picks among them.
 `token` prints a new token and its line for the tokens file.
 
 The operator commands (`ls`, `show`, `retry`, `cancel`, `remove`, `purge`, `stats`) work on a
@@ -56,6 +60,7 @@ from .servertime import refresh_clock
 
 if TYPE_CHECKING:
     from .collection import JobCollection
+    from .tasks import Task
 
 TOKEN_ENV = "JOBCOLLECTION_TOKEN"
 """Where `worker --url` reads its token when `--token` is not given (a token on the command
@@ -210,19 +215,51 @@ def _server_class(closing: Sequence[Callable[[], Awaitable[None]]] = ()) -> type
 # --- worker -------------------------------------------------------------------------------------
 
 
-def load_function(spec: str) -> Callable[..., Any]:
-    """MODULE:FUNCTION, imported as Python would (the current directory first)."""
+def load_object(spec: str, what: str = "FUNCTION") -> Any:
+    """MODULE:NAME, imported as Python would (the current directory first)."""
     module_name, _, name = spec.partition(":")
     if not module_name or not name:
-        raise SystemExit(f"worker: {spec!r} must be MODULE:FUNCTION")
+        raise SystemExit(f"worker: {spec!r} must be MODULE:{what}")
     if "" not in sys.path:
         sys.path.insert(0, "")
-    function = importlib.import_module(module_name)
+    found: Any = importlib.import_module(module_name)
     for part in name.split("."):
-        function = getattr(function, part)
+        found = getattr(found, part)
+    return found
+
+
+def load_function(spec: str) -> Callable[..., Any]:
+    """MODULE:FUNCTION, imported as Python would (the current directory first)."""
+    function: Callable[..., Any] = load_object(spec)
     if not callable(function):
         raise SystemExit(f"worker: {spec} is not a function")
     return function
+
+
+def load_tasks(spec: str, types: Sequence[str] | None = None) -> list[Task[..., Any]]:
+    """`worker --tasks`: MODULE:OBJECT names a collection whose tasks are registered with
+    `jc.task` (all of them run), a Task, or a list of Tasks; with `types`, only the tasks of
+    these job types."""
+    from .api import JobsAPI
+    from .tasks import Task, registered
+
+    found = load_object(spec, "OBJECT")
+    if isinstance(found, Task):
+        chosen = [found]
+    elif isinstance(found, list | tuple) and all(isinstance(t, Task) for t in found):
+        chosen = list(found)
+    elif isinstance(found, JobsAPI):
+        chosen = list(registered(found).values())
+    else:
+        raise SystemExit(f"worker: {spec} is not a job collection, a Task or a list of Tasks")
+    if types:
+        missing = set(types) - {t.name for t in chosen}
+        if missing:
+            raise SystemExit(f"worker: {spec} has no task of type {', '.join(sorted(missing))}")
+        chosen = [t for t in chosen if t.name in types]
+    if not chosen:
+        raise SystemExit(f"worker: {spec} has no registered task")
+    return chosen
 
 
 class Stopper:
@@ -272,21 +309,28 @@ async def open_collection(args: argparse.Namespace) -> AsyncIterator[Any]:
 
 
 async def work(args: argparse.Namespace) -> int:
-    function = load_function(args.function)
+    tasks = load_tasks(args.function, args.type) if args.tasks else None
+    function = None if args.tasks else load_function(args.function)
+    if tasks is not None and args.payload != 1:
+        raise SystemExit("worker: --tasks runs one job per call (no --payload)")
+    if tasks is None and not args.type:
+        raise SystemExit("worker: --type is required (or --tasks)")
+    types = args.type if tasks is None else [task.name for task in tasks]
     stopper = Stopper()
     stopper.install()
     async with open_collection(args) as jc:
-        queue = jc.process_jobs(
-            args.type,
-            function,
-            concurrency=args.concurrency,
-            payload=args.payload,
-            prefetch=args.prefetch,
-            poll_interval=args.poll_interval,
-            work_timeout=args.work_timeout,
-            timeout=args.timeout,
-        )
-        say(f"worker started: {', '.join(args.type)} jobs, concurrency {args.concurrency}")
+        options = {
+            "concurrency": args.concurrency,
+            "prefetch": args.prefetch,
+            "poll_interval": args.poll_interval,
+            "work_timeout": args.work_timeout,
+            "timeout": args.timeout,
+        }
+        if tasks is not None:
+            queue = jc.run_tasks(tasks, **options)
+        else:
+            queue = jc.process_jobs(args.type, function, payload=args.payload, **options)
+        say(f"worker started: {', '.join(types)} jobs, concurrency {args.concurrency}")
         await stopper.requested.wait()
         shutdown = asyncio.create_task(queue.shutdown("normal"))
         hard = asyncio.create_task(stopper.hard.wait())
@@ -746,9 +790,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--log-level", default="info")
     s.set_defaults(run=serve)
 
-    w = commands.add_parser("worker", help="run a queue of an async function")
-    w.add_argument("function", help="MODULE:FUNCTION, an async function of a job")
-    w.add_argument("--type", action="append", required=True, help="job type (repeatable)")
+    w = commands.add_parser("worker", help="run a queue of an async function, or of tasks")
+    w.add_argument(
+        "function",
+        help="MODULE:FUNCTION, an async function of a job; with --tasks MODULE:OBJECT, a "
+        "job collection whose registered tasks (jc.task) run, a Task or a list of Tasks",
+    )
+    w.add_argument(
+        "--type", action="append", help="job type (repeatable; with --tasks: only these)"
+    )
+    w.add_argument("--tasks", action="store_true", help="run typed tasks (see function)")
     w.add_argument("--url", help="the remote API's URL")
     w.add_argument("--token", help=f"bearer token (default: ${TOKEN_ENV})")
     _database_options(w)

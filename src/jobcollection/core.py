@@ -32,6 +32,7 @@ from .followups import FollowUps
 from .limits import Limits
 from .managing import Manager
 from .queries import JobQuery
+from .ratelimit import LimitedWork, Limiter, RateLimit, counter_store
 from .reading import Reader
 from .reporting import Report, Reporter
 from .saving import Saver
@@ -114,6 +115,8 @@ class Core:
         self._handed: OrderedDict[tuple[Id | None, Id | None], JobDoc] = OrderedDict()
         self.local_cancels = LocalCancels()
         self._log_stream: IO[str] | None = None
+        self._limiter: Limiter | None = None
+        """Claims under rate limits: made at the first (its counters are another collection)."""
 
     @property
     def clock(self) -> Clock:
@@ -331,6 +334,35 @@ class Core:
 
         return await self._call("getWork", params, origin, run)
 
+    @property
+    def rate_limits(self) -> bool:
+        return True
+
+    async def get_limited_work(
+        self,
+        types: Sequence[str],
+        rate_limit: RateLimit,
+        *,
+        max_jobs: int = 1,
+        work_timeout_ms: int | None = None,
+    ) -> LimitedWork:
+        """getWork under a rate limit (its events are getWork's)."""
+
+        def params() -> tuple[Any, ...]:
+            options: dict[str, Any] = {"maxJobs": max_jobs, "rateLimit": rate_limit}
+            if work_timeout_ms is not None:
+                options["workTimeout"] = work_timeout_ms
+            return list(types), options
+
+        wanted = min(max_jobs, self._limits.max_jobs)
+
+        async def run() -> LimitedWork:
+            if self._limiter is None:
+                self._limiter = Limiter(counter_store(self.store), self.claimer)
+            return await self._limiter.get_work(types, rate_limit, wanted, work_timeout_ms)
+
+        return await self._call("getWork", params, None, run)
+
     def _remember_handed(self, docs: Sequence[JobDoc]) -> None:
         """Keep the jobs a method-layer claim handed out, as claimed, for their reports (a
         remote worker's done/fail cannot send its copy back): the `claimed` hint that lets a
@@ -461,6 +493,16 @@ class Core:
             lambda: (list(ids), run_id),
             origin,
             lambda: self.claimer.heartbeat(ids, run_id),
+        )
+
+    async def rate_limited(
+        self, job_id: Id, run_id: Id, retry_after_ms: int, *, origin: Origin | None = None
+    ) -> bool:
+        return await self._call(
+            "jobRateLimited",
+            lambda: (job_id, run_id, {"retryAfter": retry_after_ms}),
+            origin,
+            lambda: self.claimer.rate_limited(job_id, run_id, retry_after_ms),
         )
 
     async def release(

@@ -580,3 +580,16 @@ class Job:
     async def remove(self) -> bool:
         """Delete the job once finished (cancelled, completed or failed); whether it was."""
         return await self._service.remove([self._saved_id("remove")])
+
+    async def rate_limited(self, retry_after: float | timedelta) -> bool:
+        """The worker met a rate limit (an HTTP 429, say): put the claimed job back to wait
+        `retry_after` (seconds or a timedelta) without using an attempt; the worker's return
+        then reports nothing for it. False if the claim is lost. A local JobCollection only,
+        for now (README "Rate limits")."""
+        job_id, run_id = self._claim("rate_limited")
+        wait_ms = v.duration_ms(retry_after, "retry_after")
+        put_back = await self._service.rate_limited(job_id, run_id, wait_ms)
+        if put_back:
+            self.reported = True
+            assign(self._doc, run_id=None, status="waiting")
+        return put_back

@@ -12,7 +12,9 @@ has a queued job to start, it waits until the prefetched jobs are half used befo
 more, so that each claim's round trips bring a batch rather than one job. A claim that finds
 nothing ready promotes the queue's due jobs itself (the job server promotes only every 15 s by
 default) and claims again, or sets a wake-up for when the next of them falls due, so a delay
-or a retry wait that has passed starts the job on time.
+or a retry wait that has passed starts the job on time. Under a `rate_limit` a claim takes
+at most what the limit has left in the current window (ratelimit.py); when the limit held
+jobs back, the queue looks again when the next window starts.
 
 The worker's coroutine finishing is the original's callback: if it raises, the jobs it was given
 that are still running are failed (not fatally) with the exception's type, message and
@@ -65,6 +67,7 @@ from . import tracing
 from . import validation as v
 from .errors import DatabaseError, InvalidArgument, InvalidArgumentType, WakeupUnavailable
 from .job import Job
+from .ratelimit import RateLimit
 from .store import refused
 from .wakeup import CancelSource, WakeupSource
 
@@ -129,6 +132,11 @@ DEFAULT_WORK_TIMEOUT = 60.0
 it every third of that, so only a queue that stops (its process died or hangs) loses it."""
 DEFAULT_CANCEL_GRACE = 5.0
 """Seconds a queue gives a worker call it cancelled to end before it cancels it again."""
+
+NO_RATE_LIMITS = (
+    "rate limits need a local JobCollection for now: a RemoteJobCollection cannot claim "
+    "under a RateLimit"
+)
 
 MAX_RETRY_DELAY = 5.0
 """The longest wait, in seconds, between two attempts to write a report."""
@@ -232,13 +240,15 @@ class JobQueue:
         cancel_grace: float | timedelta = DEFAULT_CANCEL_GRACE,
         error_callback: ErrorCallback | None = None,
         wakeup: WakeupSource | bool = True,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         """`timeout`: the longest a worker call may run (None: no limit) unless its jobs say
         otherwise (`Job.timeout`); `cancel_grace`: how long a cancelled worker call has to
         end before it is cancelled again (see the module's docstring for both). A wake-up
         source that is also a CancelSource (the default change streams) tells the queue of
         cancelled jobs too; cancels made through this process's JobCollection are seen
-        whatever `wakeup` says."""
+        whatever `wakeup` says. `rate_limit`: at most so many of its jobs start per window
+        over every process (ratelimit.py; a local JobCollection only, for now)."""
         self._types = v.job_types(type_or_types, "type_or_types")
         if not callable(worker):
             raise InvalidArgumentType("worker", "must be an async function")
@@ -253,6 +263,11 @@ class JobQueue:
             None if timeout is None else v.duration_ms(timeout, "timeout", minimum_ms=1)
         )
         self._cancel_grace = v.duration_ms(cancel_grace, "cancel_grace", minimum_ms=1) / 1000
+        if rate_limit is not None and not isinstance(rate_limit, RateLimit):
+            raise InvalidArgumentType("rate_limit", "must be None or a RateLimit")
+        self._rate_limit = rate_limit
+        if rate_limit is not None and not jc.service.rate_limits:
+            raise InvalidArgument("rate_limit", NO_RATE_LIMITS)
         if error_callback is not None and not callable(error_callback):
             raise InvalidArgumentType("error_callback", "must be callable")
         if not isinstance(wakeup, bool) and not isinstance(wakeup, WakeupSource):
@@ -546,17 +561,30 @@ class JobQueue:
             return
         if self.length() >= free and wanted < max(1, self._prefetch // 2):
             return  # every free slot has a job: refill the prefetch once it is half empty
+        next_window = None
         try:
-            docs = await self._service.get_work(
-                self._types, max_jobs=wanted, work_timeout_ms=self._work_timeout_ms
-            )
+            if self._rate_limit is None:
+                docs = await self._service.get_work(
+                    self._types, max_jobs=wanted, work_timeout_ms=self._work_timeout_ms
+                )
+            else:
+                work = await self._service.get_limited_work(
+                    self._types,
+                    self._rate_limit,
+                    max_jobs=wanted,
+                    work_timeout_ms=self._work_timeout_ms,
+                )
+                docs, next_window = work.docs, work.next_window
         except Exception as exc:
             await self._on_error(exc, "claiming work")
             return
         if self.next_wakeup is not None and self.next_wakeup <= self._service.clock.now():
             self._cancel_wakeup()  # this claim looked for what it would have looked for
+        if next_window is not None:  # the rate limit held jobs back: look again then
+            self._wake_at(next_window)
         if not docs:
-            await self._ready_due()
+            if next_window is None:  # nothing ready (rather than held back by the limit)
+                await self._ready_due()
             return
         jobs = [Job._claimed(self._jc, doc) for doc in docs]
         for job in jobs:

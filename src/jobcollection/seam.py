@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from .clock import Clock
 from .document import JobDoc
 from .limits import Limits
+from .ratelimit import LimitedWork, RateLimit
 from .transitions import Due, Id
 
 if TYPE_CHECKING:
@@ -70,6 +71,25 @@ class JobService(Protocol):
         """getWork: claim up to max_jobs ready jobs under one fresh runId."""
         ...
 
+    @property
+    def rate_limits(self) -> bool:
+        """Whether get_limited_work is available (False: a remote collection, for now)."""
+        ...
+
+    async def get_limited_work(
+        self,
+        types: Sequence[str],
+        rate_limit: RateLimit,
+        *,
+        max_jobs: int = 1,
+        work_timeout_ms: int | None = None,
+    ) -> LimitedWork:
+        """getWork under a RateLimit shared by every process on the database: at most as
+        many jobs as the limit has left in the current window (see ratelimit.py), and when
+        the next window starts if the limit held some back. InvalidArgument("rate_limit")
+        where rate limits are not available."""
+        ...
+
     async def log(
         self,
         job_id: Id,
@@ -120,6 +140,12 @@ class JobService(Protocol):
 
     async def release(self, ids: Sequence[Id], run_id: Id) -> list[Id]:
         """jobRelease: hand held jobs back, ready, without using an attempt; those released."""
+        ...
+
+    async def rate_limited(self, job_id: Id, run_id: Id, retry_after_ms: int) -> bool:
+        """Put a held job back to wait retry_after_ms, without using an attempt (its worker
+        met a rate limit); False if the claim is lost. InvalidArgument("retry_after") where
+        not available (a remote collection, for now)."""
         ...
 
     async def pause(self, ids: Sequence[Id]) -> bool:

@@ -112,6 +112,11 @@ def is_id_duplicate(error: Mapping[str, Any]) -> bool:
     return dict(pattern) == {"_id": 1}
 
 
+def is_duplicate(exc: BaseException) -> bool:
+    """Whether a DatabaseError is a duplicate key (an upsert that raced another's insert)."""
+    return isinstance(exc, DatabaseError) and isinstance(exc.__cause__, DuplicateKeyError)
+
+
 def is_unique_conflict(exc: DatabaseError) -> bool:
     """Whether an insert failed on a unique index other than `_id` (a unique job's key)."""
     cause = exc.__cause__
@@ -195,6 +200,15 @@ class Store:
             raise
         except Exception as exc:  # driver, bson, or the backend's own error
             raise DatabaseError(f"database error: {exc}") from exc
+
+    def sibling(self, name: str) -> Store:
+        """A Store over another collection of the same database (`database[name]`), with the
+        same options as this one's collection and no capped arrays."""
+        try:
+            other = self.collection.database[name]
+        except Exception as exc:  # a wrapper without a database
+            raise DatabaseError(f"database error: no collection {name!r} here: {exc}") from exc
+        return Store(other, caps={})
 
     async def detect_router(self) -> bool:
         """Ask the server whether it is a mongos (`hello` says `msg: "isdbgrid"`); remembered
@@ -291,8 +305,11 @@ class Store:
         *,
         sort: Sequence[tuple[str, int]] | None = None,
         return_new: bool = True,
+        upsert: bool = False,
     ) -> Document | None:
-        """Update the first match (in `sort` order) atomically; it as updated (or before)."""
+        """Update the first match (in `sort` order) atomically; it as updated (or before).
+        With `upsert`, a document is inserted from the query's equalities if none matches."""
+        options: dict[str, Any] = {"upsert": True} if upsert else {}
         found: Document | None = await self._run(
             self._coll.find_one_and_update(
                 dict(query),
@@ -300,6 +317,7 @@ class Store:
                 projection=dict(projection) if projection else None,
                 sort=list(sort) if sort else None,
                 return_document=ReturnDocument.AFTER if return_new else ReturnDocument.BEFORE,
+                **options,
             )
         )
         return found

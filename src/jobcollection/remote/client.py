@@ -38,6 +38,7 @@ from ..clock import Clock, to_millis
 from ..document import JobDoc
 from ..errors import DatabaseError, InvalidArgument, InvalidArgumentType
 from ..limits import Limits
+from ..ratelimit import LimitedWork, RateLimit
 from ..seam import JobService, Outcome
 from ..transitions import Due, Id
 from ..wakeup import LocalCancels, LocalSaves, WakeupSource
@@ -47,6 +48,10 @@ DEFAULT_TIMEOUT = 30.0
 """Seconds a request may take (a long poll: its wait on top)."""
 DEFAULT_WAIT = 25.0
 """Seconds a queue's long poll asks the server to hold it."""
+NO_RATE_LIMITS = (
+    "rate limits need a local JobCollection for now (a RemoteJobCollection cannot claim "
+    "under a RateLimit nor put a job back with rate_limited())"
+)
 RETRY_DELAY = 1.0
 """Seconds a long poll waits after a failure before it asks again (doubling to 30 s)."""
 
@@ -252,6 +257,23 @@ class RemoteService(JobService):
             unanswered.append(key)
             raise
         return [codec.decode_doc(raw) for raw in found]
+
+    @property
+    def rate_limits(self) -> bool:
+        return False
+
+    async def get_limited_work(
+        self,
+        types: Sequence[str],
+        rate_limit: RateLimit,
+        *,
+        max_jobs: int = 1,
+        work_timeout_ms: int | None = None,
+    ) -> LimitedWork:
+        raise InvalidArgument("rate_limit", NO_RATE_LIMITS)
+
+    async def rate_limited(self, job_id: Id, run_id: Id, retry_after_ms: int) -> bool:
+        raise InvalidArgument("retry_after", NO_RATE_LIMITS)
 
     async def log(
         self,

@@ -1,0 +1,27 @@
+"""Typed tasks misused: mypy --strict must report each marked line (tests/test_tasks.py)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from jobcollection import JobCollection
+
+
+class EmailArgs(BaseModel):
+    to: str
+
+
+async def misuse(jc: JobCollection) -> None:
+    @jc.task("sendEmail")
+    async def send_email(args: EmailArgs) -> int:
+        return len(args.to)
+
+    @jc.task("resize")
+    async def resize(image: str, width: int = 100) -> str:
+        return image
+
+    await send_email.enqueue({"to": "ada@example.com"})  # error: a dict, not EmailArgs
+    await resize.enqueue("x.png", width="wide")  # error: width is an int
+    await resize.enqueue(height=5)  # error: no such parameter
+    text: str = await send_email(EmailArgs(to="a"))  # error: the result is an int
+    print(text)
