@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from .document import JobDoc
@@ -39,12 +39,20 @@ def enabled() -> bool:
     return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
 
 
-@contextlib.contextmanager
-def enqueuing(docs: Sequence[JobDoc]) -> Iterator[None]:
+_NOTHING: Final = contextlib.nullcontext()
+"""What the spans below are when tracing is off: entered and left for next to nothing."""
+
+
+def enqueuing(docs: Sequence[JobDoc]) -> contextlib.AbstractContextManager[None]:
     """A PRODUCER span around saving these new jobs; each job without a trace context gets
     the span's (one span for a batch, named after the first job's type)."""
+    return _enqueuing(docs) if enabled() else _NOTHING
+
+
+@contextlib.contextmanager
+def _enqueuing(docs: Sequence[JobDoc]) -> Iterator[None]:
     fresh = [doc for doc in docs if doc.trace is None and doc.id is None]
-    if not fresh or not enabled():
+    if not fresh:
         yield
         return
     tracer = trace.get_tracer(TRACER)
@@ -64,13 +72,14 @@ def _context(doc: JobDoc) -> Any:
     return propagate.extract(doc.trace or {})
 
 
-@contextlib.contextmanager
-def processing(docs: Sequence[JobDoc]) -> Iterator[None]:
+def processing(docs: Sequence[JobDoc]) -> contextlib.AbstractContextManager[None]:
     """A CONSUMER span around one worker call on these claimed jobs (see the module
     docstring for its parent and links); records the exception the call raised."""
-    if not docs or not enabled():
-        yield
-        return
+    return _processing(docs) if docs and enabled() else _NOTHING
+
+
+@contextlib.contextmanager
+def _processing(docs: Sequence[JobDoc]) -> Iterator[None]:
     tracer = trace.get_tracer(TRACER)
     first = docs[0]
     parent = None
