@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-from bson import ObjectId
 
 from conftest import SHARDED, MakeJC
 from jobcollection import (
@@ -432,4 +431,3 @@ async def test_invalid_client_arguments_are_refused_locally() -> None:
         RemoteJobCollection("http://x", token="t").create_job("t")
     with pytest.raises(InvalidArgumentType, match="auth"):
         create_app(None, auth="nope")  # type: ignore[arg-type]
-    assert ObjectId.is_valid(str(ObjectId()))

@@ -69,7 +69,7 @@ from .errors import DatabaseError, InvalidArgument, InvalidArgumentType, WakeupU
 from .job import Job
 from .ratelimit import RateLimit
 from .store import refused
-from .wakeup import CancelSource, WakeupSource
+from .wakeup import CancelSource, WakeupSource, follow
 
 if TYPE_CHECKING:
     from .seam import ServedCollection
@@ -909,40 +909,29 @@ class JobQueue:
                 await self._on_error(exc, "heartbeat")
 
     async def _listen(self, source: WakeupSource) -> None:
-        signals = source.signals(self._types)
-        try:
-            async for _ in signals:
-                self.trigger()
-        except WakeupUnavailable as exc:
-            self._fall_back(f"prompt wake-up unavailable ({exc})", logging.INFO)
-        except Exception as exc:
-            self._fall_back(f"wake-up source failed ({exc!r}); rescanning", logging.WARNING)
+        ended = await follow(source.signals(self._types), lambda _: self.trigger())
+        if isinstance(ended, WakeupUnavailable):
+            self._fall_back(f"prompt wake-up unavailable ({ended})", logging.INFO)
+        elif ended is not None:
+            self._fall_back(f"wake-up source failed ({ended!r}); rescanning", logging.WARNING)
             self.trigger()
-        finally:
-            aclose = getattr(signals, "aclose", None)
-            if aclose is not None:
-                await aclose()
 
     async def _listen_cancels(self, source: CancelSource) -> None:
-        cancellations = source.cancellations()
-        try:
-            async for job_id in cancellations:
-                if job_id is not None:
-                    self._on_cancelled([job_id])
-                elif claims := self._claims():  # cancels may have been missed: check them all
-                    self._check(claims)
-        except WakeupUnavailable:
+        ended = await follow(source.cancellations(), self._on_cancel_signal)
+        if isinstance(ended, WakeupUnavailable):
             logger.debug("cancel stream unavailable; the heartbeat finds cancelled jobs")
-        except Exception as exc:
+        elif ended is not None:
             logger.warning(
                 "cancel stream failed (%r); the heartbeat finds cancelled jobs every %g s",
-                exc,
+                ended,
                 self._heartbeat_interval,
             )
-        finally:
-            aclose = getattr(cancellations, "aclose", None)
-            if aclose is not None:
-                await aclose()
+
+    def _on_cancel_signal(self, job_id: Any) -> None:
+        if job_id is not None:
+            self._on_cancelled([job_id])
+        elif claims := self._claims():  # cancels may have been missed: check them all
+            self._check(claims)
 
     def _on_saved(self, due: datetime) -> None:
         """A job of this queue's types was saved in this process: look now if it is due, or

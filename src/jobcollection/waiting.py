@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from .errors import WakeupUnavailable
+from .wakeup import follow
 
 if TYPE_CHECKING:
     from .document import JobDoc
@@ -140,19 +141,13 @@ class Waiters:
         finishes = getattr(source, "finishes", None)
         if finishes is None:
             return  # polling (and this process's own calls) it is
-        changes = finishes()
-        try:
-            async for job_id in changes:
-                if job_id is None or job_id in self._waiting:
-                    self._poke.set()
-        except WakeupUnavailable:
-            return
-        except Exception:
-            logger.warning("waiting for jobs: the change stream failed; polling", exc_info=True)
-        finally:
-            aclose = getattr(changes, "aclose", None)
-            if aclose is not None:
-                await aclose()
+        ended = await follow(finishes(), self._on_finish)
+        if ended is not None and not isinstance(ended, WakeupUnavailable):
+            logger.warning("waiting for jobs: the change stream failed (%r); polling", ended)
+
+    def _on_finish(self, job_id: Any) -> None:
+        if job_id is None or job_id in self._waiting:
+            self._poke.set()
 
 
 _WAITERS: weakref.WeakKeyDictionary[Any, Waiters] = weakref.WeakKeyDictionary()

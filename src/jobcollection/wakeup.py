@@ -260,6 +260,23 @@ def _cancelled_id(change: dict[str, Any]) -> Any:
     return key.get("_id") if isinstance(key, dict) else None
 
 
+async def follow(signals: AsyncIterator[T], on_signal: Callable[[T], None]) -> Exception | None:
+    """Call `on_signal` for each signal of a source until the source ends, then close it:
+    what every listener of a wake-up, cancel or finish stream does. The exception that ended
+    it (WakeupUnavailable where there are no change streams), None if it ended by itself;
+    the caller says what that means for it."""
+    try:
+        async for signal in signals:
+            on_signal(signal)
+    except Exception as exc:
+        return exc
+    finally:
+        aclose = getattr(signals, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    return None
+
+
 async def _close(stream: Any) -> None:
     try:
         closing = stream.close()

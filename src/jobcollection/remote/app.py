@@ -47,6 +47,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from .. import validation as v
 from ..constants import METHODS
 from ..errors import InvalidArgument, InvalidArgumentType, WakeupUnavailable
+from ..wakeup import follow
 from . import codec
 from . import ddp as ddp_module
 from .auth import Auth
@@ -129,19 +130,18 @@ class Signals:
         )
 
     async def _listen(self, types: tuple[str, ...], signals: Any) -> None:
+        def wake(_: object) -> None:
+            for event in self._waiting.get(types, ()):
+                event.set()
+
         try:
-            async for _ in signals:
-                for event in self._waiting.get(types, ()):
-                    event.set()
-        except WakeupUnavailable:
-            self._streams_available = False  # saves through this server still wake polls
-        except Exception:
-            logger.exception("the change stream of the long polls failed; saves still wake them")
+            ended = await follow(signals, wake)
         finally:
             self._streams.pop(types, None)
-            aclose = getattr(signals, "aclose", None)
-            if aclose is not None:
-                await aclose()
+        if isinstance(ended, WakeupUnavailable):
+            self._streams_available = False  # saves through this server still wake polls
+        elif ended is not None:
+            logger.warning("the long polls' change stream failed (%r); saves wake them", ended)
 
     async def close(self) -> None:
         """Answer every waiting poll and stop the change streams (the server is stopping)."""

@@ -39,6 +39,7 @@ from starlette.routing import Route
 from .. import validation as v
 from ..errors import InvalidArgument, InvalidArgumentType, PermissionDenied, WakeupUnavailable
 from ..remote.auth import Auth
+from ..wakeup import follow
 from . import pages
 from .activity import per_minute
 from .pages import ACTIONS, Filters, View
@@ -424,18 +425,10 @@ class Dashboard:
         types = sorted({t for t, _ in (await self.jc.stats()).counts})
         if source is None or not types:
             return
-        signals = source.signals(types)
-        try:
-            async for _ in signals:
-                self._poke()
-        except WakeupUnavailable:
-            return  # polling (and this process's own calls) keep the streams current
-        except Exception:
-            logger.warning("the dashboard's change stream failed; polling", exc_info=True)
-        finally:
-            aclose = getattr(signals, "aclose", None)
-            if aclose is not None:
-                await aclose()
+        ended = await follow(source.signals(types), lambda _: self._poke())
+        # Without change streams, polling (and this process's own calls) keep streams current.
+        if ended is not None and not isinstance(ended, WakeupUnavailable):
+            logger.warning("the dashboard's change stream failed (%r); polling", ended)
 
     async def stream(self, job_id: Any) -> AsyncIterator[str]:
         """`change` now and whenever the state changes, for at most events_max_s (the
