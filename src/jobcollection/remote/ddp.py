@@ -27,21 +27,33 @@ Login is by resume token only (ddp-login's `method: 'token'`): the token goes to
 `auth` as the HTTP API's bearer tokens, which must have a `user_for(token)` method (TokenAuth
 does; a plain callable of the request cannot serve DDP, and create_app refuses it). A bad
 token gets Meteor's 403 "You've been logged out by the server..." and leaves the session
-logged out.
+logged out. A session keeps only its token's hash: with an auth that can say when tokens
+change (TokenAuth, see auth.Revocable) each call asks again whom it stands for, and a
+session whose token is revoked is logged out and closed as Meteor closes the connections
+of a removed login token, within `check_interval_s` of the tokens file changing, even idle:
+calls it sent that had not started are never run.
 
-Bounds: a message longer than `max_message_bytes` or a malformed frame (not JSON, not an
-object, no `msg`, or anything before `connect`) closes the session with `error {reason}` and
-runs nothing; beyond `max_messages_per_s` (a bucket of one second's worth) a method is
-answered with Meteor's "too-many-requests" error without running and other messages are
-dropped. A session holds nothing but its user: a dropped connection leaves the jobs it claimed
-to their leases.
+A job a worker claims whose document EJSON cannot carry (BSON values of another kind stored
+by other means: a regex, a Decimal128, ...; saves refuse them) is failed, fatally, with the
+reason, rather than sent: one such job must not end the session and come back after every
+lease. Any other result that cannot be sent is answered with a 500 error.
+
+Bounds: a message longer than `max_message_bytes` (UTF-8 bytes) or a malformed frame (not
+JSON, not an object, no `msg`, or anything before `connect`) closes the session with `error
+{reason}` and runs nothing; beyond `max_messages_per_s` (a bucket of one second's worth) a
+method is answered with Meteor's "too-many-requests" error without running and other
+messages are dropped. A session holds nothing but its user (and its token's hash): a dropped
+connection leaves the jobs it claimed to their leases.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hashlib
 import inspect
 import logging
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -54,7 +66,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from ..constants import METHODS
 from ..document import JobDoc
 from ..errors import InvalidArgumentType, PermissionDenied
+from ..queries import DocPage
 from . import codec, ejson
+from .auth import Revocable
 
 if TYPE_CHECKING:
     from ..collection import JobCollection
@@ -108,10 +122,32 @@ class MeteorError(Exception):
         return body
 
 
+def _lone_surrogate(value: Any) -> bool:
+    """Whether a decoded value holds a string (or key) that is not Unicode text: BSON cannot
+    store it, and the database would be blamed (503) for what is the caller's mistake."""
+    if isinstance(value, str):
+        return not value.isascii() and _not_text(value)
+    if isinstance(value, dict):
+        return any(_lone_surrogate(k) or _lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_lone_surrogate(item) for item in value)
+    return False
+
+
+def _not_text(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 class _Closed(Exception):
     """The session is over (closed by us or gone)."""
 
 
+_SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89a-fA-F]")
+"""A JSON escape of a surrogate: what may spell a lone one (a frame's text is UTF-8)."""
 _NO_RESULT: Final = object()
 """A method answered without a `result` (JavaScript's undefined)."""
 
@@ -135,6 +171,8 @@ def outbound(value: Any) -> Any:
         return doc
     if isinstance(value, list | tuple):
         return [outbound(item) for item in value]
+    if isinstance(value, DocPage):  # jobFind's page: its jobs as getJob's
+        return {"jobs": outbound(value.docs), "next": value.next}
     return codec.encode(value)
 
 
@@ -148,6 +186,13 @@ class Session:
     user_id: Any = None
     connected: bool = False
     version: str = field(default=VERSIONS[0])
+    token_hash: str | None = None
+    """The SHA-256 hex digest of the token the session logged in with (never the token)."""
+    unsubscribe: Callable[[], None] | None = None
+    revoked: bool = False
+    """Its token was revoked: it is closed once the message in hand is answered."""
+    busy: bool = False
+    closing: asyncio.Task[None] | None = None
 
 
 class DDPEndpoint:
@@ -170,6 +215,10 @@ class DDPEndpoint:
             )
         self.jc = jc
         self.user_for: Callable[[str], Any] = user_for
+        revocable = callable(getattr(auth, "user_for_hash", None)) and callable(
+            getattr(auth, "subscribe", None)
+        )
+        self.revocable: Revocable | None = auth if revocable else None
         self.max_message_bytes = max_message_bytes
         self.max_messages_per_s = max_messages_per_s
         self.monotonic = monotonic
@@ -189,17 +238,30 @@ class DDPEndpoint:
                 message = await websocket.receive()
                 if message["type"] == "websocket.disconnect":
                     return
-                await self._handle(websocket, session, message)
+                session.busy = True
+                try:
+                    await self._handle(websocket, session, message)
+                finally:
+                    session.busy = False
+                if session.revoked:
+                    await self._close(websocket, LOGGED_OUT, 1008)
         except (_Closed, WebSocketDisconnect):
             pass
         finally:
+            self._forget_token(session)
+            if session.closing is not None:
+                await session.closing
             logger.debug("DDP session %s ended (user %r)", session.id, session.user_id)
 
     async def _handle(self, ws: WebSocket, session: Session, message: Any) -> None:
         raw = message.get("text")
         if raw is None:
             raw = message.get("bytes") or b""
-        if len(raw) > self.max_message_bytes:
+        if len(raw) > self.max_message_bytes or (
+            isinstance(raw, str)
+            and len(raw) * 4 > self.max_message_bytes  # else it fits, whatever its characters
+            and len(raw.encode("utf-8", "surrogatepass")) > self.max_message_bytes
+        ):
             reason = f"message too large (limit {self.max_message_bytes} bytes)"
             await self._close(ws, reason, 1009)
         try:
@@ -227,7 +289,8 @@ class DDPEndpoint:
         elif kind == "pong":
             pass
         elif kind == "method":
-            await self._method(ws, session, msg)
+            text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+            await self._method(ws, session, msg, _SURROGATE_ESCAPE.search(text) is not None)
         elif kind == "sub" and isinstance(msg.get("id"), str):
             name = msg.get("name")
             error = MeteorError(404, f"Subscription '{name}' not found")
@@ -261,10 +324,14 @@ class DDPEndpoint:
         offered = support if isinstance(support, list) else []
         common = [v for v in offered if v in VERSIONS]
         await self._send(ws, {"msg": "failed", "version": common[0] if common else VERSIONS[0]})
-        await ws.close()
+        with contextlib.suppress(Exception):  # the client may be gone already
+            await ws.close()
         raise _Closed
 
-    async def _method(self, ws: WebSocket, session: Session, msg: dict[str, Any]) -> None:
+    async def _method(
+        self, ws: WebSocket, session: Session, msg: dict[str, Any], escapes: bool = False
+    ) -> None:
+        """A method call; `escapes`: its text has escapes that may spell lone surrogates."""
         call_id, name, params = msg.get("id"), msg.get("method"), msg.get("params", [])
         if (
             not isinstance(call_id, str)
@@ -275,23 +342,63 @@ class DDPEndpoint:
             return
         answer: dict[str, Any] = {"msg": "result", "id": call_id}
         try:
-            result = await self._call(session, name, params)
+            if escapes and name != "login" and _lone_surrogate(params):
+                raise MeteorError(400, "params: a string is not Unicode text (a lone surrogate)")
+            result = await self._call(ws, session, name, params)
             if result is not _NO_RESULT:
                 answer["result"] = result
+            text = await self._encoded(name, answer)
         except MeteorError as exc:
-            answer["error"] = exc.body()
-        await self._send(ws, answer)
+            text = ejson.dumps({"msg": "result", "id": call_id, "error": exc.body()})
+        except Exception:
+            logger.exception("DDP call %s failed", name)
+            error = MeteorError(500, "Internal server error")
+            text = ejson.dumps({"msg": "result", "id": call_id, "error": error.body()})
+        await self._send_text(ws, text)
         await self._send(ws, {"msg": "updated", "methods": [call_id]})
 
-    async def _call(self, session: Session, name: str, params: list[Any]) -> Any:
+    async def _encoded(self, name: str, answer: dict[str, Any]) -> str:
+        """A result message as EJSON text. The jobs of a claim EJSON cannot carry are failed
+        (fatally, with the reason) and left out; any other result that cannot be sent is a
+        500 error."""
+        try:
+            return ejson.dumps(answer)
+        except (TypeError, ValueError) as exc:
+            problem = exc
+        if name != f"{self.prefix}getWork" or not isinstance(answer.get("result"), list):
+            logger.error("DDP call %s: the result cannot be sent as EJSON: %s", name, problem)
+            raise MeteorError(500, "The result cannot be sent over DDP", str(problem))
+        sendable = []
+        for doc in answer["result"]:
+            try:
+                ejson.to_json_value(doc)
+            except (TypeError, ValueError) as exc:
+                await self._fail_unsendable(doc, exc)
+            else:
+                sendable.append(doc)
+        return ejson.dumps({**answer, "result": sendable})
+
+    async def _fail_unsendable(self, doc: dict[str, Any], problem: Exception) -> None:
+        reason = f"the job cannot be sent to a DDP worker: {problem}"
+        logger.error("job %s failed: %s", doc.get("_id"), reason)
+        try:
+            await self.jc.call("jobFail", doc.get("_id"), doc.get("runId"), reason, {"fatal": True})
+        except Exception:  # its lease will end its run; it is failed again at the next claim
+            logger.exception("failing job %s failed", doc.get("_id"))
+
+    async def _call(self, ws: WebSocket, session: Session, name: str, params: list[Any]) -> Any:
         if name == "login":
-            return await self._login(session, params)
+            return await self._login(ws, session, params)
         if name == "logout":
             session.user_id = None
+            self._forget_token(session)
             return _NO_RESULT
         method = name[len(self.prefix) :] if name.startswith(self.prefix) else None
         if method not in METHODS:
             raise MeteorError(404, f"Method '{name}' not found")
+        self._recheck(session)
+        if session.revoked:
+            raise MeteorError(403, LOGGED_OUT)
         if session.user_id is None:
             raise MeteorError(403, *NOT_AUTHORIZED)
         try:
@@ -304,25 +411,67 @@ class DDPEndpoint:
             raise error from None
         return outbound(result)
 
-    async def _login(self, session: Session, params: list[Any]) -> Any:
+    async def _login(self, ws: WebSocket, session: Session, params: list[Any]) -> Any:
         options = params[0] if len(params) == 1 else None
         token = options.get("resume") if isinstance(options, dict) else None
         if not isinstance(token, str) or len(options or {}) != 1:
             raise MeteorError(400, "Unrecognized options for login request")
         session.user_id = None
-        user_id = self.user_for(token)
-        if inspect.isawaitable(user_id):
-            user_id = await user_id
+        self._forget_token(session)
+        try:
+            user_id = self.user_for(token)
+            if inspect.isawaitable(user_id):
+                user_id = await user_id
+        except Exception:
+            logger.exception("DDP login failed")
+            raise MeteorError(500, "Internal server error") from None
         if user_id is None:
             raise MeteorError(403, LOGGED_OUT)
         session.user_id = user_id
+        if self.revocable is not None:
+            session.token_hash = hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+            session.unsubscribe = self.revocable.subscribe(lambda: self._recheck(session, ws))
         logger.debug("DDP session %s logged in as %r", session.id, user_id)
         expires = self.jc.clock.now() + TOKEN_EXPIRES
         return {"id": user_id, "token": token, "tokenExpires": expires}
 
+    def _recheck(self, session: Session, ws: WebSocket | None = None) -> None:
+        """Log the session out if its token no longer stands for its user (a session that
+        is not handling a message is closed at once; one that is, once it has answered)."""
+        if self.revocable is None or session.token_hash is None or session.revoked:
+            return
+        user_id = self.revocable.user_for_hash(session.token_hash)  # may call us back
+        if session.revoked or user_id == session.user_id:
+            return
+        logger.info("DDP session %s logged out: its token was revoked", session.id)
+        session.user_id = None
+        session.revoked = True
+        self._forget_token(session)
+        if ws is not None and not session.busy:
+            session.closing = asyncio.get_running_loop().create_task(self._end(ws))
+
+    async def _end(self, ws: WebSocket) -> None:
+        """Close an idle session whose token was revoked (its receive then ends)."""
+        with contextlib.suppress(_Closed):
+            await self._close(ws, LOGGED_OUT, 1008)
+
+    def _forget_token(self, session: Session) -> None:
+        session.token_hash = None
+        if session.unsubscribe is not None:
+            session.unsubscribe()
+            session.unsubscribe = None
+
     async def _send(self, ws: WebSocket, msg: dict[str, Any]) -> None:
         try:
-            await ws.send_text(ejson.dumps(msg))
+            text = ejson.dumps(msg)
+        except (TypeError, ValueError):
+            logger.exception("DDP session: a message could not be encoded")
+            raise _Closed from None
+        await self._send_text(ws, text)
+
+    async def _send_text(self, ws: WebSocket, text: str) -> None:
+        try:
+            await ws.send_text(text)
         except Exception:  # the client is gone (the ASGI server's error type varies)
             raise _Closed from None
 

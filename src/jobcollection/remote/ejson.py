@@ -2,7 +2,7 @@
 
     {"$date": <ms since the epoch>}               <-> an aware datetime (UTC)
     {"$type": "oid", "$value": "<24 hex>"}         <-> a bson ObjectId (Meteor's Mongo.ObjectID)
-    {"$binary": "<base64>"}                        <-> bytes
+    {"$binary": "<base64>"}                        <-> bytes (a UUID is sent as its 16 bytes)
     {"$InfNaN": 1 | -1 | 0}                        <-> float inf, -inf, nan
     {"$escape": {...}}                             <-> a dict whose keys only look like the above
 
@@ -11,8 +11,10 @@ on the package index this project installs from), so this is the small codec, af
 `ejson` package: an object is read as one of the forms above when it has exactly that form's keys
 (`$date` alone, `$type` with `$value`, ...), and a plain dict of that shape is sent under
 `$escape`. Any other `$type` is refused (ValueError), as Meteor refuses a custom type it does
-not know. Dates beyond what Python holds (JavaScript's `new Date(8640000000000000)`, meteor-job's
-`Job.foreverDate`) are read as FOREVER_DATE, and FOREVER_DATE is sent as that date.
+not know; sending refuses (TypeError, naming where) what Meteor's EJSON has no form of, such
+as BSON's regex, Decimal128, Timestamp, MinKey, MaxKey, DBRef or code. Dates beyond what
+Python holds (JavaScript's `new Date(8640000000000000)`, meteor-job's `Job.foreverDate`) are
+read as FOREVER_DATE, and FOREVER_DATE is sent as that date.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
+from uuid import UUID
 
-from bson import ObjectId
+from bson import Code, ObjectId
 
 from ..constants import FOREVER_DATE
 
@@ -129,11 +132,28 @@ def _no_constant(name: str) -> Any:
 
 
 def to_json_value(value: Any, depth: int = 0) -> Any:
-    """A value as plain JSON values, its dates, ids, bytes and non-finite floats in EJSON forms
-    and its dicts that look like them escaped (TypeError for what EJSON has no form of)."""
+    """A value as plain JSON values, its dates, ids, bytes (and UUIDs, as their 16 bytes) and
+    non-finite floats in EJSON forms and its dicts that look like them escaped. TypeError for
+    what EJSON has no form of (BSON's regex, Decimal128, Timestamp, MinKey, DBRef, code...,
+    which a node.js client could not read), naming where: `data.price: EJSON has no form for
+    Decimal128`."""
+    try:
+        return _to_json(value, depth)
+    except _Unsendable as exc:
+        raise TypeError("".join(reversed(exc.path)).lstrip(".") + exc.problem) from None
+
+
+class _Unsendable(Exception):
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.path: list[str] = []
+
+
+def _to_json(value: Any, depth: int) -> Any:
     if depth > MAX_DEPTH:
         raise ValueError("nested too deeply")
-    if value is None or isinstance(value, str | bool | int):
+    if value is None or type(value) is str or isinstance(value, bool | int):
         return value
     if isinstance(value, float):
         if math.isfinite(value):
@@ -146,11 +166,28 @@ def to_json_value(value: Any, depth: int = 0) -> Any:
     if isinstance(value, bytes | bytearray | memoryview):
         return {"$binary": base64.b64encode(bytes(value)).decode("ascii")}
     if isinstance(value, Mapping):
-        out = {str(key): to_json_value(item, depth + 1) for key, item in value.items()}
+        out = {}
+        for key, item in value.items():
+            try:
+                out[str(key)] = _to_json(item, depth + 1)
+            except _Unsendable as exc:
+                exc.path.append(f".{key}")
+                raise
         return {"$escape": out} if _form(value) is not None else out
     if isinstance(value, list | tuple):
-        return [to_json_value(item, depth + 1) for item in value]
-    raise TypeError(f"EJSON has no form for {type(value).__name__}")
+        items = []
+        for i, item in enumerate(value):
+            try:
+                items.append(_to_json(item, depth + 1))
+            except _Unsendable as exc:
+                exc.path.append(f"[{i}]")
+                raise
+        return items
+    if isinstance(value, UUID):
+        return {"$binary": base64.b64encode(value.bytes).decode("ascii")}
+    if isinstance(value, str) and not isinstance(value, Code):
+        return str(value)
+    raise _Unsendable(f"{': ' if depth else ''}EJSON has no form for {type(value).__name__}")
 
 
 def _millis(moment: datetime) -> int:
