@@ -1,6 +1,8 @@
 """The dashboard in a real browser: headless Chromium (Debian's package, never a downloaded
 build) driven by Playwright against uvicorn on loopback. It loads the overview, sees it update
-live, filters the job list by type, opens a job, cancels it and checks the stored status.
+live, filters the job list by type, opens a job, cancels it and checks the stored status, all
+under the dashboard's Content-Security-Policy (its stylesheet applied, its script running, no
+violation reported); and another page cannot frame it.
 Screenshots go to test-artifacts/dashboard/ (CI keeps them as artifacts).
 
 Skipped when chromium or playwright is missing, unless JOBCOLLECTION_REQUIRE_BROWSER is set
@@ -31,6 +33,14 @@ ARGS = [
     "--disable-sync",
 ]
 TIMEOUT_MS = 15_000
+RECORD_VIOLATIONS = """
+window.cspViolations = [];
+document.addEventListener('securitypolicyviolation', function (ev) {
+  window.cspViolations.push(ev.violatedDirective + ' ' + ev.blockedURI);
+});
+"""
+"""Run in every page before its own scripts (so the policy does not apply to it): keeps the
+Content-Security-Policy violations the page reports."""
 
 
 def missing() -> str | None:
@@ -70,15 +80,28 @@ async def test_filter_open_and_cancel_a_job_in_chromium(jc: JobCollection, tmp_p
             args=ARGS,
         )
         try:
+            await context.add_init_script(RECORD_VIOLATIONS)
             page = await context.new_page()
             page.set_default_timeout(TIMEOUT_MS)
-            await page.goto(f"{url}/")
+            console: list[str] = []
+            page.on("console", lambda message: console.append(message.text))
+
+            async def assert_no_violation() -> None:
+                assert await page.evaluate("window.cspViolations") == []
+                assert not [m for m in console if "Content Security Policy" in m]
+
+            response = await page.goto(f"{url}/")
+            assert response is not None
+            assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+            # The stylesheet is the app's own file, so the policy lets it apply.
+            await expect(page.locator("header")).to_have_css("background-color", "rgb(29, 35, 42)")
             ready = page.locator('tr[data-type="mail"] td[data-status="ready"]')
             await expect(ready).to_have_text("3")
             await page.screenshot(path=str(ARTIFACTS / "1-overview.png"), full_page=True)
 
             await jc.create_job("mail", {"n": 3}).save()  # the page learns of it by itself
             await expect(ready).to_have_text("4")
+            await assert_no_violation()
 
             await page.click("header >> text=Jobs")
             await page.select_option("#filters select[name=type]", "sms")
@@ -96,6 +119,14 @@ async def test_filter_open_and_cancel_a_job_in_chromium(jc: JobCollection, tmp_p
             await page.click("#actions button[value=cancel]")
             await expect(page.locator("#live .status.cancelled")).to_be_visible()
             await page.screenshot(path=str(ARTIFACTS / "4-cancelled.png"), full_page=True)
+            await assert_no_violation()
+
+            # Another page framing the dashboard gets nothing: the browser refuses to frame it.
+            framing = await context.new_page()
+            async with framing.expect_console_message(lambda m: "frame-ancestors" in m.text):
+                await framing.set_content(f'<iframe src="{url}/"></iframe>')
+            [frame] = framing.main_frame.child_frames
+            assert await frame.locator("#live").count() == 0
         finally:
             await context.close()
             await app.state.close()
