@@ -17,11 +17,11 @@ from bson import ObjectId
 
 from . import transitions
 from .clock import Clock
-from .document import JobDoc
+from .document import CLAIMER, JobDoc
 from .errors import DatabaseError, InvalidDocument
 from .ratelimit import put_back
 from .reading import Reader
-from .reporting import Report, Reporter
+from .reporting import Report, Reporter, claimed_by, claimer_fence, claimer_of, refused
 from .schedule import add_ms, late_start
 from .store import Document, Store, transient
 from .transitions import Id
@@ -57,18 +57,22 @@ class Claimer:
         work_timeout_ms: int | None = None,
         *,
         among: Sequence[Id] | None = None,
+        user_id: Any = None,
     ) -> list[JobDoc]:
         """Claim up to max_jobs ready jobs under one runId: one round trip for one job (two
         through a mongos), three (find, claim, read back) for more; more only when another
         worker claims some of the same jobs first. Jobs an earlier call of this instance
-        claimed but could not hand over come first. A claimed job whose stored document is
-        not a valid job is failed for good, with the reason, instead of being handed over.
-        With `among`, only jobs among these ids are claimed (a rate limit's reserved ones)."""
+        claimed for the same user but could not hand over come first. A claimed job whose
+        stored document is not a valid job is failed for good, with the reason, instead of
+        being handed over. With `among`, only jobs among these ids are claimed (a rate
+        limit's reserved ones). The claim records `user_id` (None: server code) as the run's
+        claimer (document.CLAIMER), the only user who may report on it."""
         if not self.accepting:
             self._never_started()
             return []
         now = self.clock.now()
-        claimed = await self._recover_claims(types, max_jobs, now)
+        claimer = None if user_id is None else claimer_of(user_id)
+        claimed = await self._recover_claims(types, max_jobs, now, claimer)
         if len(claimed) < max_jobs:
             run_id = ObjectId()
             # Remembered before any write: if a reply is lost, the next get_work hands over
@@ -77,6 +81,10 @@ class Claimer:
             self.unconfirmed_claims[run_id] = set()
             self._claiming.add(run_id)
             update = transitions.claim(run_id, now, work_timeout_ms)
+            if claimer is None:
+                update["$unset"][CLAIMER] = ""
+            else:
+                update["$set"][CLAIMER] = claimer
             wanted = max_jobs - len(claimed)
             try:
                 try:
@@ -247,10 +255,11 @@ class Claimer:
             return False
 
     async def _recover_claims(
-        self, types: Sequence[str], max_jobs: int, now: datetime
+        self, types: Sequence[str], max_jobs: int, now: datetime, claimer: Any
     ) -> list[Document]:
-        """Jobs of these types that an earlier get_work of this instance claimed but could
-        not hand over (a lost reply, a short read-back), with their leases renewed."""
+        """Jobs of these types that an earlier get_work of this instance claimed for the same
+        claimer but could not hand over (a lost reply, a short read-back), with their leases
+        renewed."""
         runs = [r for r in self.unconfirmed_claims if r not in self._claiming]
         if not runs:
             return []
@@ -260,7 +269,7 @@ class Claimer:
         for claim in runs:
             if claim not in left:  # every job of this claim was handed over, or has ended
                 self.unconfirmed_claims.pop(claim, None)
-        mine = [d for d in unhanded if d.get("type") in types][:max_jobs]
+        mine = [d for d in unhanded if d.get("type") in types and _claimer(d) == claimer][:max_jobs]
         for doc in mine:  # at once, before any await: a concurrent call must not take them
             self.unconfirmed_claims[doc["runId"]].add(doc["_id"])
         leases: dict[tuple[Id, int], list[Document]] = {}
@@ -288,14 +297,23 @@ class Claimer:
         message: str,
         level: str = "info",
         data: dict[str, Any] | None = None,
+        by: Any = None,
     ) -> bool:
+        """Log on a job in any state; a line naming the run it is running under (which
+        renews that run's lease) only from the run's claimer, when `by` (claimer_of the user
+        logging) is given (PermissionDenied otherwise)."""
         now = self.clock.now()
+        fence: dict[str, Any] = {"_id": job_id}
+        if by is not None and run_id is not None:
+            fence["$nor"] = [{"runId": run_id, "status": "running", CLAIMER: {"$ne": by}}]
         found = await self.store.find_one_and_update(
-            {"_id": job_id},
+            fence,
             transitions.log_line(now, message, level, run_id, data),
             {"status": 1, "runId": 1, "workTimeout": 1},
         )
         if found is None:
+            if "$nor" in fence:
+                await self._refuse_if_held(job_id, run_id, by, "jobLog")
             logger.warning("jobLog: job %s not found", job_id)
             return False
         if run_id is not None:
@@ -310,27 +328,33 @@ class Claimer:
                 transitions.held(found["_id"], run_id), transitions.lease_renewal(now, timeout)
             )
 
-    async def progress(self, job_id: Id, run_id: Id, completed: float, total: float) -> bool | None:
+    async def progress(
+        self, job_id: Id, run_id: Id, completed: float, total: float, by: Any = None
+    ) -> bool | None:
         if not self.accepting:
             return None
         now = self.clock.now()
         found = await self.store.find_one_and_update(
-            transitions.held(job_id, run_id),
+            transitions.held(job_id, run_id) | claimer_fence(by),
             transitions.progress(now, completed, total),
             {"status": 1, "runId": 1, "workTimeout": 1},
         )
         if found is None:
+            await self._refuse_if_held(job_id, run_id, by, "jobProgress")
             logger.warning("jobProgress: job %s is not running under run %s", job_id, run_id)
             return False
         await self._renew_lease(found, run_id, now)
         return True
 
-    async def heartbeat(self, ids: Sequence[Id], run_id: Id) -> list[Id]:
+    async def heartbeat(self, ids: Sequence[Id], run_id: Id, by: Any = None) -> list[Id]:
         """Extend the leases of jobs held under one runId by their workTimeout; the ids still
-        held. Jobs of one claim share a work timeout, so this is one read and one write."""
+        held. Jobs of one claim share a work timeout, so this is one read and one write. From
+        a user (`by`) who did not claim the run: PermissionDenied, nothing written."""
         held = await self.store.find(
-            {"_id": {"$in": list(ids)}, "runId": run_id, "status": "running"}, {"workTimeout": 1}
+            {"_id": {"$in": list(ids)}, "runId": run_id, "status": "running"},
+            {"workTimeout": 1, CLAIMER: 1},
         )
+        _check_claimer(held, run_id, by, "jobHeartbeat")
         by_timeout: dict[int, list[Id]] = {}
         for job in held:
             if job.get("workTimeout"):
@@ -338,25 +362,38 @@ class Claimer:
         now = self.clock.now()
         for timeout, group in by_timeout.items():
             await self.store.update_many(
-                {"_id": {"$in": group}, "runId": run_id, "status": "running"},
+                {"_id": {"$in": group}, "runId": run_id, "status": "running"} | claimer_fence(by),
                 transitions.lease_renewal(now, timeout),
             )
         return [job["_id"] for job in held]
 
-    async def release(self, ids: Sequence[Id], run_id: Id) -> list[Id]:
+    async def release(self, ids: Sequence[Id], run_id: Id, by: Any = None) -> list[Id]:
         """Hand jobs held under one runId back, ready, without counting the attempt (a worker
-        that will not start them); the ids released."""
+        that will not start them); the ids released. From a user (`by`) who did not claim
+        the run: PermissionDenied, nothing written."""
         held_now = {**transitions.held_runs([run_id]), "_id": {"$in": list(ids)}}
-        held = [j["_id"] for j in await self.store.find(held_now, {"_id": 1})]
+        found = await self.store.find(held_now, {"_id": 1, "status": 1, "runId": 1, CLAIMER: 1})
+        _check_claimer(found, run_id, by, "jobRelease")
+        held = [j["_id"] for j in found]
         if not held:
             return []
-        released = await self.store.update_many(
-            *transitions.release(held, run_id, self.clock.now())
-        )
+        fence, update = transitions.release(held, run_id, self.clock.now())
+        released = await self.store.update_many(fence | claimer_fence(by), update)
         if released < len(held):  # some changed hands meanwhile: which were released?
             kept = {j["_id"] for j in await self.store.find(held_now, {"_id": 1})}
             return [job_id for job_id in held if job_id not in kept]
         return held
+
+    async def _refuse_if_held(self, job_id: Id, run_id: Id | None, by: Any, method: str) -> None:
+        """After a fenced write on a run that did not apply: PermissionDenied if the job is
+        running under that run for another user than `by` (a read that is safe: the runId
+        fixes the claimer)."""
+        if by is None or run_id is None:
+            return
+        found = await self.store.find(
+            transitions.held(job_id, run_id), {"status": 1, "runId": 1, CLAIMER: 1}, limit=1
+        )
+        _check_claimer(found, run_id, by, method)
 
     async def rate_limited(self, job_id: Id, run_id: Id, retry_after_ms: int) -> bool:
         """Put a held job back to wait retry_after_ms without counting the attempt (its
@@ -373,3 +410,20 @@ class Claimer:
             transitions.held_runs(list(self.claimed_run_ids)), {"runId": 1}
         )
         self.claimed_run_ids &= {j["runId"] for j in live}
+
+
+_CLAIMER_KEY = CLAIMER.split(".", 1)[1]
+
+
+def _claimer(doc: Document) -> Any:
+    """The claimer recorded on a stored running job (None: server code claimed it)."""
+    private = doc.get("_private")
+    return private.get(_CLAIMER_KEY) if isinstance(private, dict) else None
+
+
+def _check_claimer(found: Sequence[Document], run_id: Id, by: Any, method: str) -> None:
+    """PermissionDenied if a job read as held under `run_id` was claimed by another user than
+    `by` (None: anyone may)."""
+    for doc in found:
+        if not claimed_by({"status": "running", "runId": run_id, **doc}, run_id, by):
+            raise refused(doc["_id"], method)

@@ -20,18 +20,30 @@ The groups' rules are consulted per document only, with jobSave's params, which 
 rule written for jobSave expects. A call whose documents cannot be listed with their options
 (documents not a list, options not a dict, jobIds not one entry per document) is refused:
 its documents cannot be checked one by one, and the method would refuse it anyway.
+
+Rules see parameters the method layer has already parsed (wire.py): each has the method's
+shape, so a rule may index them as its method's parameters. A rule that raises anyway (or
+whose answer has no truth value) refuses the call: the error is logged once, at ERROR on the
+"jobcollection" logger, and the caller gets PermissionDenied, never the rule's exception.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Collection
 from typing import Any
 
 from .constants import METHOD_PERMISSIONS
 from .errors import InvalidArgument, InvalidArgumentType
 
+logger = logging.getLogger("jobcollection")
+
 RuleFunction = Callable[[Any, str, tuple[Any, ...]], bool]
 Rule = RuleFunction | Collection[Any]
+
+
+class _RuleFailed(Exception):
+    """A rule raised (logged where it did): the call is refused."""
 
 
 def _as_function(name: str, rule: Any) -> RuleFunction:
@@ -68,10 +80,22 @@ class Rules:
             table.setdefault(key, []).append(fn)
 
     def permits(self, user_id: Any, method: str, params: tuple[Any, ...]) -> bool:
-        """Whether the rules let this user make this call (raw, unvalidated params)."""
-        if method == "jobSaveMany":
-            return self._permits_save_many(user_id, params)
-        return self._permits(user_id, method, params)
+        """Whether the rules let this user make this call (params as given, parsed by the
+        method layer first); False if a rule raises (logged)."""
+        try:
+            if method == "jobSaveMany":
+                return self._permits_save_many(user_id, params)
+            return self._permits(user_id, method, params)
+        except _RuleFailed:
+            return False
+
+    def is_admin(self, user_id: Any, method: str, params: tuple[Any, ...]) -> bool:
+        """Whether an allow rule under the `admin` group matches this call (an admin may
+        report on runs other users claimed); False if a rule raises (logged)."""
+        try:
+            return _matches(self._allow, ("admin",), user_id, method, params)
+        except _RuleFailed:
+            return False
 
     def _permits(self, user_id: Any, method: str, params: tuple[Any, ...]) -> bool:
         """No deny rule and some allow rule match, under the method's name or its groups."""
@@ -104,8 +128,25 @@ def _matches(
     method: str,
     params: tuple[Any, ...],
 ) -> bool:
-    """Whether a rule of the table under one of these names matches the call."""
-    return any(rule(user_id, method, params) for n in names for rule in table.get(n, []))
+    """Whether a rule of the table under one of these names matches the call (_RuleFailed
+    if one raises, logged)."""
+    for name in names:
+        for rule in table.get(name, ()):
+            try:
+                matched = bool(rule(user_id, method, params))
+            except Exception:
+                logger.exception(
+                    "the %s rule %r raised for %s by %r; the call is refused",
+                    name,
+                    rule,
+                    method,
+                    user_id,
+                    extra={"method": method, "user_id": user_id},
+                )
+                raise _RuleFailed from None
+            if matched:
+                return True
+    return False
 
 
 def _saves(params: tuple[Any, ...]) -> list[tuple[Any, ...]] | None:

@@ -30,8 +30,8 @@ from bson import ObjectId
 
 from . import transitions
 from .clock import Clock
-from .document import DEPENDENTS, EXPIRE_AT, FOLLOW_UPS, JobDoc, assume_utc
-from .errors import DatabaseError, InvalidDocument
+from .document import CLAIMER, DEPENDENTS, EXPIRE_AT, FOLLOW_UPS, JobDoc, assume_utc
+from .errors import DatabaseError, InvalidDocument, PermissionDenied
 from .followups import FollowUps, Pending, mark, pending_of
 from .reading import Reader
 from .schedule import next_run
@@ -45,6 +45,7 @@ FLUSH_MARK = "_private.jobcollectionFlush"  # listed in document.INTERNAL_PRIVAT
 schema allows and which is never returned."""
 
 Outcome = bool | Id
+_CLAIMER_KEY = CLAIMER.split(".", 1)[1]
 """What a report answers: whether it was applied (by this call, or by an earlier attempt of the
 same call whose reply was lost), or the id of the repeat it scheduled when one was asked for."""
 
@@ -66,6 +67,10 @@ class Report:
     claimed: JobDoc | None = None
     """The job as its holder claimed it, if the holder has it: the report is then written
     without reading the job first, when it sets off no follow-up (see Reporter)."""
+    by: Any = None
+    """The user the report must come from (`claimer_of` the user reporting), or None for a
+    report that may come from anyone (server code, an admin): it applies only to a run that
+    user claimed, and on a run another user claimed it fails with PermissionDenied."""
     future: asyncio.Future[Outcome] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -171,6 +176,10 @@ class Reporter:
                 planned.append(self._plan(i, report, report.claimed, None, now, flush))
             elif raw is None:
                 results[i] = False
+            elif not claimed_by(raw, report.run_id, report.by):
+                results[i] = refused(
+                    report.job_id, "jobDone" if report.kind == "done" else "jobFail"
+                )
             elif _holds(report, raw, now):
                 doc, reason = self._parse_or_reason(raw)
                 planned.append(self._plan(i, report, doc, reason, now, flush))
@@ -238,7 +247,7 @@ class Reporter:
             # (with follow-ups, the write that clears them sets it; see followups.py)
             update["$set"][EXPIRE_AT] = removal
         update = self._store.capped(update)
-        fence = transitions.held(report.job_id, report.run_id)
+        fence = transitions.held(report.job_id, report.run_id) | claimer_fence(report.by)
         if report.expired:
             fence["expiresAfter"] = {"$lt": now}
         if blind:  # no follow-up is marked: it must have no dependents to look up
@@ -343,6 +352,44 @@ class Reporter:
         return raw.get("runId") != report.run_id and self._store.same(
             failures[-1], {**report.value, "runId": report.run_id}
         )
+
+
+def claimer_of(user_id: Any) -> Any:
+    """How a user is recorded as a run's claimer (document.CLAIMER), and compared with it: an
+    id MongoDB stores and matches as itself (a string, a 64-bit integer, an ObjectId) as is;
+    anything else an `auth` may return, as its type and repr (a string)."""
+    if isinstance(user_id, str | ObjectId) or (
+        type(user_id) is int and -(2**63) <= user_id < 2**63
+    ):
+        return user_id
+    return f"<{type(user_id).__name__}> {user_id!r}"
+
+
+def claimer_fence(by: Any) -> dict[str, Any]:
+    """What a write on a run adds to its fence so that only `by` (claimer_of a user; None:
+    anyone) may make it."""
+    return {} if by is None else {CLAIMER: by}
+
+
+def claimed_by(raw: Document, run_id: Id, by: Any) -> bool:
+    """Whether a report from `by` (None: anyone) may apply to a stored job as read: a run
+    `by` did not claim refuses it. A job not running under `run_id` is another matter (the
+    report does not apply; this says True). The read decides safely: a claim sets the claimer
+    with its runId, and nothing changes it while the runId stays."""
+    if by is None or raw.get("status") != "running" or raw.get("runId") != run_id:
+        return True
+    private = raw.get("_private")
+    return isinstance(private, dict) and private.get(_CLAIMER_KEY, _NOBODY) == by
+
+
+_NOBODY = object()
+
+
+def refused(job_id: Id, method: str) -> PermissionDenied:
+    """The error of a report on a run another user claimed."""
+    return PermissionDenied(
+        f"Method not authorized: {method} (job {job_id} is held by another user's claim)"
+    )
 
 
 def _blind(report: Report, now: datetime) -> bool:

@@ -12,6 +12,9 @@ covered by polling.
   `WakeupUnavailable` and the queue carries on polling.
 - Anything with a `signals(types)` async iterator is a source: tests drive queues with a fake,
   and an application can wake its queues from its own notifications.
+- `ChangeStreamSource.ready_types()` is one stream for every type, each signal naming the type
+  it is about (`Ready`): the remote API's long polls share it, filtering by type in the
+  process (a `ReadySource`).
 
 `LocalSaves` needs no server: a JobCollection tells the queues of its own process about each
 job it saves (its type and when it is due), so a queue starts a job saved in the same process
@@ -30,6 +33,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -72,7 +76,28 @@ class WakeupSource(Protocol):
         ...
 
 
-def ready_pipeline(types: Sequence[str]) -> list[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """A signal of a ReadySource: jobs of `job_type` (None: of any type, as an update does not
+    say) may have become ready or waiting; or, with `opened`, the stream (re)opened, so
+    changes made while it was away may have been missed."""
+
+    job_type: str | None = None
+    opened: bool = False
+
+
+@runtime_checkable
+class ReadySource(Protocol):
+    """One stream of wake-up signals for every type, each naming its type (`Ready`)."""
+
+    def ready_types(self) -> AsyncIterator[Ready]:
+        """Yield `Ready(opened=True)` whenever the stream (re)opens, and `Ready(type)` for each
+        job that may have become ready. Raise `WakeupUnavailable` if the source cannot work
+        here; any other exception also ends it."""
+        ...
+
+
+def ready_pipeline(types: Sequence[str] | None) -> list[dict[str, Any]]:
     """The change-stream pipeline for "a job of these types may have become ready, or will
     fall due": a ready job is claimed at once; on a waiting one the queue's claim finds
     nothing and sets its wake-up for when the job falls due (queue.py), so a job saved with a
@@ -82,16 +107,24 @@ def ready_pipeline(types: Sequence[str]) -> list[dict[str, Any]]:
     update carries only the changed fields, so any update that sets status to "ready" or
     "waiting" matches (looking the document up to check its type would cost a read per update
     of any kind). Only `_id` (the resume token) and the operation type are sent back.
+
+    With `types` None, jobs of every type match, and an insert's or replace's type is sent
+    back too (`fullDocument.type`), to be told apart in the process (ready_types).
     """
+    written: dict[str, Any] = {
+        "operationType": {"$in": ["insert", "replace"]},
+        "fullDocument.status": {"$in": ["ready", "waiting"]},
+    }
+    project: dict[str, Any] = {"_id": 1, "operationType": 1}
+    if types is None:
+        project["fullDocument.type"] = 1
+    else:
+        written["fullDocument.type"] = {"$in": list(types)}
     return [
         {
             "$match": {
                 "$or": [
-                    {
-                        "operationType": {"$in": ["insert", "replace"]},
-                        "fullDocument.status": {"$in": ["ready", "waiting"]},
-                        "fullDocument.type": {"$in": list(types)},
-                    },
+                    written,
                     {
                         "operationType": "update",
                         "updateDescription.updatedFields.status": {"$in": ["ready", "waiting"]},
@@ -99,7 +132,7 @@ def ready_pipeline(types: Sequence[str]) -> list[dict[str, Any]]:
                 ]
             }
         },
-        {"$project": {"_id": 1, "operationType": 1}},
+        {"$project": project},
     ]
 
 
@@ -170,6 +203,12 @@ class ChangeStreamSource:
         """ "opened" whenever the stream (re)opens, "changed" for each job of `types` that
         became ready or waiting."""
         return self._watch(ready_pipeline(types), lambda change: "changed", "opened")
+
+    def ready_types(self) -> AsyncIterator[Ready]:
+        """One stream for jobs of every type (ReadySource): `Ready(opened=True)` whenever it
+        (re)opens, `Ready(type)` for each job that became ready or waiting (`Ready(None)`
+        for an update, whose type the change does not carry)."""
+        return self._watch(ready_pipeline(None), _ready_type, Ready(opened=True))
 
     def cancellations(self) -> AsyncIterator[Any]:
         """The id of each job cancelled, and None whenever the stream (re)opens."""
@@ -254,6 +293,13 @@ def finish_pipeline() -> list[dict[str, Any]]:
     ]
 
 
+def _ready_type(change: dict[str, Any]) -> Ready:
+    """What a change of ready_pipeline(None) says: the type of the job it carries, if any."""
+    document = change.get("fullDocument")
+    job_type = document.get("type") if isinstance(document, dict) else None
+    return Ready(job_type if isinstance(job_type, str) else None)
+
+
 def _cancelled_id(change: dict[str, Any]) -> Any:
     """The id of the job a change is about; None (check every one) if it does not say."""
     key = change.get("documentKey")
@@ -306,13 +352,20 @@ class LocalSaves:
                 hints = self._by_type.get(job_type, [])
                 if hint in hints:
                     hints.remove(hint)
+                if not hints:  # no entry outlives its last listener
+                    self._by_type.pop(job_type, None)
 
         return unsubscribe
 
     @property
     def active(self) -> bool:
         """Whether any queue listens (else saves need not say anything)."""
-        return any(self._by_type.values())
+        return bool(self._by_type)
+
+    @property
+    def types(self) -> frozenset[str]:
+        """The types some listener is subscribed to now."""
+        return frozenset(self._by_type)
 
     def publish(self, job_type: str, due: datetime) -> None:
         for hint in self._by_type.get(job_type, ()):
