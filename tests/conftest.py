@@ -24,14 +24,27 @@ from strict import REGISTRY, memory_database, strict_mode
 from v1schema import v1_problems
 
 MONGODB_URI = os.environ.get("MONGODB_URI")
-SHARDED = MONGODB_URI is None and strict_mode() == "sharded"
-"""The suite runs through the strict proxy's sharded mode: the backend answers as a mongos."""
+
+
+def _answers_as_a_mongos(uri: str) -> bool:
+    from pymongo import MongoClient
+
+    with MongoClient(uri, serverSelectionTimeoutMS=10_000) as client:
+        return client.admin.command("hello").get("msg") == "isdbgrid"
+
+
+SHARDED = _answers_as_a_mongos(MONGODB_URI) if MONGODB_URI else strict_mode() == "sharded"
+"""The backend answers as a mongos: the strict proxy's sharded mode, a real mongos at
+MONGODB_URI, or the wire stand-in started with --sharded (tests/wire_tier.py)."""
 REPORTS_TIME = MONGODB_URI is not None or SHARDED
 """The backend reports its clock (`hello.localTime`); the plain in-memory one does not."""
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Files the tests write (tokens files above all) are writable by their owner alone
+    # whatever umask CI runs with: TokenAuth refuses a group- or world-writable file.
+    os.umask(0o022)
     config.addinivalue_line(
         "markers",
         "unindexed_queries: the test sends library queries no index serves on purpose "

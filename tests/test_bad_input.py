@@ -11,10 +11,17 @@ import math
 from typing import Any
 
 import pytest
-from bson import ObjectId
+from bson import Code, ObjectId
 
 from helpers import claim_one, stored
-from jobcollection import FOREVER, InvalidArgument, Job, JobCollection
+from jobcollection import (
+    FOREVER,
+    InvalidArgument,
+    InvalidArgumentType,
+    InvalidDocument,
+    Job,
+    JobCollection,
+)
 
 Doc = dict[str, Any]
 
@@ -281,3 +288,26 @@ async def test_save_jobs_of_10001_jobs_with_the_last_invalid_stores_none(
     spoil_status(jc, jobs[-1])
     await refused(jc, r"^jobs\[10000\]\.status: ", lambda: jc.save_jobs(jobs))
     assert await jc.collection.count_documents({}) == 0
+
+
+@pytest.mark.parametrize("value", [Code("x"), "a\ud800"], ids=["bson Code", "a lone surrogate"])
+async def test_ids_types_and_users_that_are_not_text_are_refused_by_name(
+    jc: JobCollection, value: Any
+) -> None:
+    """bson's Code is a str, and JSON's escapes can spell a lone surrogate: neither is text
+    MongoDB stores as a string, so neither passes for an id, a type or a user id (before,
+    Code went into queries as code, and a surrogate came back as a DatabaseError)."""
+    job_id = await jc.create_job("t").save()
+    before = await snapshot(jc)
+    with pytest.raises(InvalidArgumentType) as raised:
+        await jc.get_job(value)
+    assert raised.value.argument == "id"
+    with pytest.raises(InvalidArgumentType) as raised:
+        await jc.get_work([value])
+    assert raised.value.argument == "type[0]"
+    with pytest.raises(InvalidDocument, match=r"user_id: .* a non-empty text string"):
+        await jc.call("jobSave", wire(jc, _private={"jobcollectionUser": value}))
+    with pytest.raises(InvalidArgumentType) as raised:
+        await jc.call("jobRemove", [job_id, value])
+    assert raised.value.argument == "ids[1]"
+    assert await snapshot(jc) == before

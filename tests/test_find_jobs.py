@@ -1,5 +1,6 @@
-"""find_jobs: filters, keyset pages newest first, cursors, collections holding both kinds of
-ids, and bad arguments."""
+"""find_jobs and stats: filters, keyset pages newest first, cursors, collections holding both
+kinds of ids, and bad arguments; on a local collection and through the remote API (jobFind,
+jobStats)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from bson import ObjectId
 
 from conftest import START
 from jobcollection import InvalidArgument, InvalidArgumentType, JobCollection, ManualClock
+
+pytestmark = pytest.mark.both_sides
 
 
 async def pages(jc: JobCollection, **query: Any) -> list[list[Any]]:
@@ -85,6 +88,8 @@ async def test_bad_arguments_are_refused_by_name(jc: JobCollection) -> None:
         ({"after": "o" + "z" * 24}, "after"),
         ({"data": {"$where": 1}}, "data['$where']"),
         ({"data": {"a..b": 1}}, "data['a..b']"),
+        ({"data": {"a.$where": 1}}, "data['a.$where']"),
+        ({"data": {"a.b\0": 1}}, "data['a.b\\x00']"),
     ):
         with pytest.raises(InvalidArgument) as raised:
             await jc.find_jobs(**kwargs)
@@ -94,3 +99,25 @@ async def test_bad_arguments_are_refused_by_name(jc: JobCollection) -> None:
     with pytest.raises(InvalidArgumentType):
         await jc.find_jobs(data=[("a", 1)])  # type: ignore[arg-type]
     assert isinstance((await jc.find_jobs(after=f"o{ObjectId()}")).jobs, list)
+
+
+async def test_stats_count_each_type_and_status(jc: JobCollection, clock: ManualClock) -> None:
+    await jc.create_job("mail").save()
+    clock.advance(60)
+    await jc.create_job("mail").save()
+    paused = jc.create_job("sms")
+    await paused.save()
+    await paused.pause()
+    stats = await jc.stats()
+    assert stats.counts == {("mail", "ready"): 2, ("sms", "paused"): 1}
+    assert stats.oldest_ready == {"mail": START}
+    assert stats.at == START + timedelta(seconds=60)
+    assert stats.oldest_ready_age("mail") == 60.0 and stats.oldest_ready_age("sms") == 0.0
+
+
+async def test_a_page_holds_jobs_with_their_settings(jc: JobCollection) -> None:
+    """The jobs of a page are whole: their settings (a unique key, a user) come with them."""
+    saved = await jc.create_job("t", {"n": 1}).for_user("u").unique("k").save()
+    [job] = (await jc.find_jobs(user_id="u")).jobs
+    assert (job.id, job.doc.data, job.user_id) == (saved, {"n": 1}, "u")
+    assert job.doc.unique is not None and job.doc.unique.key == "k"

@@ -12,8 +12,9 @@ import base64
 import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
+from uuid import UUID
 
-from bson import ObjectId
+from bson import Code, ObjectId
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -164,12 +165,25 @@ class Progress(BaseModel):
     percent: Annotated[Finite, Field(ge=0)] = 0
 
 
+def is_text(value: object) -> bool:
+    """Whether a value is text as MongoDB stores a string: a `str` (or a subclass such as a
+    StrEnum) that is not bson's Code, holding no lone surrogate (JSON's escapes can spell one,
+    and BSON cannot encode it)."""
+    if not isinstance(value, str) or isinstance(value, Code):
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check_user(value: object) -> int | str | ObjectId:
-    if isinstance(value, ObjectId) or (isinstance(value, str) and value):
-        return value
+    if isinstance(value, ObjectId) or (is_text(value) and value):
+        return value  # type: ignore[return-value]
     if isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63:
         return value
-    raise ValueError("a user id must be an integer, a non-empty string or an ObjectId")
+    raise ValueError("a user id must be an integer, a non-empty text string or an ObjectId")
 
 
 UserId = Annotated[
@@ -288,7 +302,7 @@ class JobDoc(BaseModel):
     ) -> dict[str, Any] | None:
         """Given values must be storable as given; stored ones are read as they are."""
         if value is not None and not (info.context or {}).get("stored"):
-            check_storable(value, "value")
+            check_storable(value, info.field_name or "value")
         return value
 
     @model_validator(mode="after")
@@ -461,6 +475,12 @@ that finishes it, or, when that write leaves follow-ups pending, by the write th
 them (so the job is never deleted before its repeat and dependents are seen to); unset by a
 restart."""
 
+CLAIMER: Final = "_private.jobcollectionClaimer"
+"""On a running job claimed through the method layer on behalf of a user (`jc.call(...,
+user_id=)`: the remote API, DDP): that user (reporting.claimer_of), set by the claim with its
+runId and unset by a claim made by server code. Only that user, or an admin, may report on
+the run (wire.py); never returned."""
+
 PRIVATE_SETTINGS: Final = (SCHEDULE, RETRY, REMOVE_AFTER, TIMEOUT)
 """The per-job settings kept in `_private` that a resave of a paused job replaces: written
 and cleared together with the v1.x fields they extend (a resave sets or unsets each)."""
@@ -530,11 +550,12 @@ INTERNAL_PRIVATE_KEYS: Final = frozenset(
         "jobcollectionSkipped",
         "jobcollectionTimeout",
         "jobcollectionTrace",
+        "jobcollectionClaimer",
     }
 )
 """Keys this library keeps in `_private` for itself (reporting.FLUSH_MARK, FOLLOW_UPS,
 REPEAT_OF, DEPENDENTS, ANNOUNCED, SCHEDULE, RETRY, LINEAGE, USER, UNIQUE, REMOVE_AFTER,
-EXPIRE_AT, SKIPPED, TIMEOUT); they are never
+EXPIRE_AT, SKIPPED, TIMEOUT, CLAIMER); they are never
 returned nor copied into a rerun as they are (a rerun's are written again from its fields)."""
 
 _INT_FIELDS: Final = frozenset(
@@ -613,34 +634,91 @@ def _describe(exc: ValidationError) -> str:
 
 
 MAX_NESTING = 100
+STORABLE_KINDS: Final = (
+    "None, booleans, numbers, strings, datetimes, ObjectIds, bytes, UUIDs, lists or dicts"
+)
+"""What a job's free-form values (data, results, errors, log data) may hold: what MongoDB
+stores and every kind of worker can be sent, EJSON's DDP workers included."""
+
+
+class _Refused(Exception):
+    """What _check found wrong, and where: the path is gathered on the way out."""
+
+    def __init__(self, problem: str, *, located: bool = True) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.located = located
+        self.path: list[str] = []
 
 
 def check_storable(value: Any, name: str, depth: int = 0) -> None:
-    """Reject what MongoDB cannot store faithfully: `$`/`.` keys, NaN, huge ints, deep nesting."""
-    if value is None or isinstance(value, str):
+    """Reject what MongoDB cannot store faithfully or a worker cannot be sent: `$`/`.` keys,
+    NaN, huge ints, naive datetimes, deep nesting, and any type but STORABLE_KINDS (BSON's
+    regex, MinKey, MaxKey, Timestamp, Decimal128, DBRef, code, ...: EJSON, which
+    job-collection's DDP workers speak, has no form of them). ValueError names the path
+    under `name` (`data.items[2].price is of type Decimal128, which cannot be stored ...`)."""
+    try:
+        _check(value, depth)
+    except _Refused as exc:
+        where = name + "".join(reversed(exc.path)) if exc.located else name
+        raise ValueError(f"{where} {exc.problem}") from None
+
+
+def _check(value: Any, depth: int) -> None:
+    if value is None:
+        return
+    if type(value) is str:
+        if not value.isascii():
+            _check_text(value)
         return
     if depth > MAX_NESTING:
-        raise ValueError(f"{name} is nested deeper than {MAX_NESTING} levels")
+        raise _Refused(f"is nested deeper than {MAX_NESTING} levels", located=False)
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise ValueError(f"{name} has a non-string key {key!r}")
+                raise _Refused(f"has a non-string key {key!r}")
             if key.startswith("$") or "." in key or "\x00" in key:
-                raise ValueError(f"{name} has a key {key!r} with '$', '.' or NUL")
-            check_storable(item, name, depth + 1)
+                raise _Refused(f"has a key {key!r} with '$', '.' or NUL")
+            if not key.isascii():
+                _check_text(key)
+            try:
+                _check(item, depth + 1)
+            except _Refused as exc:
+                exc.path.append(f".{key}")
+                raise
     elif isinstance(value, list | tuple):
-        for item in value:
-            check_storable(item, name, depth + 1)
+        for i, item in enumerate(value):
+            try:
+                _check(item, depth + 1)
+            except _Refused as exc:
+                exc.path.append(f"[{i}]")
+                raise
     elif isinstance(value, bool):
         return
     elif isinstance(value, int):
         if not -(2**63) <= value < 2**63:
-            raise ValueError(f"{name} has an integer beyond 64 bits")
+            raise _Refused("has an integer beyond 64 bits")
     elif isinstance(value, float):
         if not math.isfinite(value):
-            raise ValueError(f"{name} has a non-finite number")
-    elif isinstance(value, datetime) and value.tzinfo is None:
-        raise ValueError(f"{name} has a naive datetime")
+            raise _Refused("has a non-finite number")
+    elif isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise _Refused("has a naive datetime")
+    elif isinstance(value, Code) or not isinstance(value, str | ObjectId | bytes | UUID):
+        raise _Refused(
+            f"is of type {type(value).__name__}, which cannot be stored: job values must be "
+            f"{STORABLE_KINDS}"
+        )
+    elif isinstance(value, str):
+        _check_text(value)
+
+
+def _check_text(text: str) -> None:
+    """A string BSON can hold: Unicode text (JSON's escapes can spell a lone surrogate)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise _Refused("has a string that is not Unicode text (a lone surrogate)") from None
 
 
 _NEW_JOB: Final = JobDoc(type="new", repeat_retries=1)

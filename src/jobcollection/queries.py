@@ -1,4 +1,5 @@
-"""Finding jobs: the filter of a `find_jobs` call and its page cursors, as pure functions.
+"""Finding and counting jobs: the query of a `find_jobs` call, its page cursors, and the
+values find_jobs and stats answer with, as pure data and functions.
 
 A query lists jobs newest first (descending `_id`) and pages by keyset: a page's cursor is the
 last id it holds, and the next page asks for ids below it (`{_id: {$lt: cursor}}`), so a page
@@ -22,27 +23,53 @@ from bson import ObjectId
 
 from . import validation as v
 from .constants import JOB_STATUSES
-from .document import USER, check_storable
+from .document import USER, JobDoc, check_storable
 from .errors import InvalidArgument, InvalidArgumentType
 from .transitions import Filter, Id
 
 MAX_PAGE: Final = 1_000
 """The most jobs one page may hold."""
+MAX_DATA_PATHS: Final = 100
+"""The most data paths one query may name."""
 ORDER: Final = (("_id", -1),)
 STRINGS: Final = {"$type": "string"}
 
 
 @dataclass(frozen=True, slots=True)
 class JobQuery:
-    """What a find_jobs call asks for, checked."""
+    """What a find_jobs call asks for, checked: the conditions as given (None: any) and the
+    page size. One value from the Python API to the store and across the remote API
+    (`wire`, and the method layer's jobFind reads it back)."""
 
-    conditions: Filter
+    types: tuple[str, ...] | None
+    statuses: tuple[str, ...] | None
+    user_id: int | str | ObjectId | None
+    created_before: datetime | None
+    data: dict[str, Any] | None
+    """Data paths (`customer.id`) and the values the jobs' data must hold there."""
     limit: int
+
+    @property
+    def conditions(self) -> Filter:
+        """The query's MongoDB filter (without the page's bound on `_id`)."""
+        out: dict[str, Any] = {}
+        if self.types is not None:
+            out["type"] = self.types[0] if len(self.types) == 1 else {"$in": list(self.types)}
+        if self.statuses is not None:
+            statuses = list(self.statuses)
+            out["status"] = statuses[0] if len(statuses) == 1 else {"$in": statuses}
+        if self.user_id is not None:
+            out[USER] = self.user_id
+        if self.created_before is not None:
+            out["created"] = {"$lt": self.created_before}
+        for path, value in (self.data or {}).items():
+            out[f"data.{path}"] = {"$eq": value}
+        return out
 
     def filter(self, cursor: str | None) -> Filter:
         """The filter of the page after `cursor` (None: the first page)."""
         if cursor is None:
-            return dict(self.conditions)
+            return self.conditions
         last = decode_cursor(cursor)
         bound: dict[str, Any] = {"$lt": last}
         if isinstance(last, str):
@@ -53,6 +80,48 @@ class JobQuery:
         """The filter of the first page of string-keyed jobs (after the ObjectId ones)."""
         return {**self.conditions, "_id": dict(STRINGS)}
 
+    def wire(self, after: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The query as jobFind's parameters: a filter of the conditions given (`type`,
+        `status`, `userId`, `createdBefore`, `data`) and the options `limit`, `after`."""
+        given: dict[str, Any] = {
+            "type": None if self.types is None else list(self.types),
+            "status": None if self.statuses is None else list(self.statuses),
+            "userId": self.user_id,
+            "createdBefore": self.created_before,
+            "data": self.data,
+        }
+        options: dict[str, Any] = {"limit": self.limit}
+        if after is not None:
+            options["after"] = after
+        return {k: value for k, value in given.items() if value is not None}, options
+
+
+@dataclass(frozen=True, slots=True)
+class DocPage:
+    """A page of find_jobs as the service answers it: the documents, newest first, and the
+    cursor of the next page (None: the last). `JobsAPI.find_jobs` wraps them in Jobs."""
+
+    docs: list[JobDoc]
+    next: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """What `stats()` read: the jobs of each type in each status, and since when the oldest
+    ready job of each type has been due."""
+
+    counts: dict[tuple[str, str], int]
+    """(type, status) -> how many jobs (statuses with none are left out)."""
+    oldest_ready: dict[str, datetime]
+    """type -> the due date (`after`) of its oldest ready job (types with none left out)."""
+    at: datetime
+    """When they were read (the collection's clock)."""
+
+    def oldest_ready_age(self, job_type: str) -> float:
+        """Seconds the oldest ready job of a type has waited since it fell due (0: none)."""
+        due = self.oldest_ready.get(job_type)
+        return 0.0 if due is None else max(0.0, (self.at - due).total_seconds())
+
 
 def job_query(
     type: str | Sequence[str] | None,
@@ -62,43 +131,52 @@ def job_query(
     data: Mapping[str, Any] | None,
     limit: int,
 ) -> JobQuery:
-    """The conditions of a find_jobs call (InvalidArgument naming a bad one)."""
-    conditions: dict[str, Any] = {}
-    if type is not None:
-        types = v.job_types(type, "type")
-        conditions["type"] = types[0] if len(types) == 1 else {"$in": types}
+    """The checked query of a find_jobs call (InvalidArgument naming a bad argument)."""
+    types = None if type is None else tuple(dict.fromkeys(v.job_types(type, "type")))
+    statuses = None
     if status is not None:
-        statuses = [status] if isinstance(status, str) else list(status)
-        if not statuses:
+        try:
+            if isinstance(status, Mapping):
+                raise TypeError
+            given = [status] if isinstance(status, str) else list(status)
+        except TypeError:
+            raise InvalidArgumentType("status", "must be a status or a list of them") from None
+        if not given:
             raise InvalidArgument("status", "must name at least one status")
-        checked = [v.choice(s, f"status[{i}]", JOB_STATUSES) for i, s in enumerate(statuses)]
-        conditions["status"] = checked[0] if len(checked) == 1 else {"$in": checked}
-    if user_id is not None:
-        conditions[USER] = v.user_id(user_id)
-    if created_before is not None:
-        conditions["created"] = {"$lt": v.aware_datetime(created_before, "created_before")}
-    if data is not None:
-        conditions.update(_data_conditions(data))
-    return JobQuery(conditions, v.integer(limit, "limit", minimum=1, maximum=MAX_PAGE))
+        checked = [v.choice(s, f"status[{i}]", JOB_STATUSES) for i, s in enumerate(given)]
+        statuses = tuple(dict.fromkeys(checked))
+    return JobQuery(
+        types=types,
+        statuses=statuses,
+        user_id=None if user_id is None else v.user_id(user_id),
+        created_before=None
+        if created_before is None
+        else v.aware_datetime(created_before, "created_before"),
+        data=None if data is None else _data_conditions(data),
+        limit=v.integer(limit, "limit", minimum=1, maximum=MAX_PAGE),
+    )
 
 
 def _data_conditions(data: Mapping[str, Any]) -> dict[str, Any]:
-    """`data` as equality conditions on the jobs' data: `{"customer.id": 7}` matches jobs
-    whose data has that value at that path. Values are matched as given, never as operators."""
+    """`data` checked as conditions on the jobs' data: `{"customer.id": 7}` matches jobs whose
+    data has that value at that path. Values are matched as given, never as operators; at
+    most MAX_DATA_PATHS paths."""
     if not isinstance(data, Mapping):
         raise InvalidArgumentType("data", "must be a dict of data paths and values")
+    if len(data) > MAX_DATA_PATHS:
+        raise InvalidArgument("data", f"names more than {MAX_DATA_PATHS} paths")
     out: dict[str, Any] = {}
     for path, value in data.items():
         name = f"data[{path!r}]"
-        if not isinstance(path, str) or not path or path.startswith("$"):
-            raise InvalidArgument(name, "a path must be a non-empty string not starting with $")
-        if any(not part for part in path.split(".")):
-            raise InvalidArgument(name, "a path must not have empty parts")
+        if not isinstance(path, str) or not path:
+            raise InvalidArgument(name, "a path must be a non-empty string")
+        if any(not part or part.startswith("$") or "\0" in part for part in path.split(".")):
+            raise InvalidArgument(name, "a path's parts must be non-empty, without $ first or NUL")
         try:
             check_storable({"value": value}, name)
         except ValueError as exc:
             raise InvalidArgument(name, str(exc)) from None
-        out[f"data.{path}"] = {"$eq": value}
+        out[path] = value
     return out
 
 

@@ -297,7 +297,10 @@ class JobQueue:
         self._checks: set[asyncio.Task[None]] = set()
         """Claim checks in flight, started by a cancel (see _on_cancelled)."""
         self._leases: dict[Any, datetime] = {}
-        """When the lease of each claim held (by runId) runs out, as last renewed."""
+        """When the lease of each claim held (by runId) runs out, as last renewed; an entry
+        goes when the queue holds no job of its claim any more (_forget_leases)."""
+        self._releasing: set[Any] = set()
+        """RunIds of claims whose jobs are being released (no longer queued, still held)."""
         self._fetch_task: asyncio.Task[None] | None = None
         self._refetch = False
         self._state = State.PAUSED
@@ -366,6 +369,11 @@ class JobQueue:
         """True when nothing is queued, running, or being reported."""
         return not self._queued and not self._workers and not self._reporting
 
+    def claims_held(self) -> int:
+        """Claims (runIds) whose lease the queue keeps track of: those it holds jobs of,
+        queued, running, being reported or being released. 0 once it holds nothing."""
+        return len(self._leases)
+
     # --- control -----------------------------------------------------------------------------
 
     def pause(self) -> None:
@@ -424,11 +432,18 @@ class JobQueue:
         itself. A job whose claim is found lost (`job.cancelled`) is dropped if it has not
         started; a worker call whose unreported jobs all lost their claims is cancelled."""
         claims = self._claims()
+        self._forget_leases()
         if not claims:
             return 0
-        for run_id in set(self._leases) - set(claims):  # claims no longer held
-            del self._leases[run_id]
         return await self._renew(claims)
+
+    def _forget_leases(self) -> None:
+        """Drop the leases of claims the queue holds no job of any more (every way a claim
+        ends passes here: its batch's task ended, its queued jobs were dropped or released),
+        so that the table stays as small as what the queue holds, however long it idles."""
+        held = {job.doc.run_id for job in (*self._queued, *self._in_hand())}
+        for run_id in set(self._leases) - held - self._releasing:
+            del self._leases[run_id]
 
     def _claims(self) -> dict[Any, list[Job]]:
         """The jobs the queue holds (queued, running or being reported) whose claim it has not
@@ -475,6 +490,7 @@ class JobQueue:
         job._lose_claim()
         if queued:
             self._queued.remove(job)
+            self._forget_leases()
             self._notify()
             return
         for task, batch in self._workers.items():
@@ -763,6 +779,7 @@ class JobQueue:
         if self._workers.pop(task, None) is None:
             self._reporting.pop(task, None)
         self._end_stop(task)  # a task cancelled before it started never ran _run_batch
+        self._forget_leases()  # its claims end here, unless the queue holds more of their jobs
         if not task.cancelled() and task.exception() is not None:
             logger.error("batch task failed", exc_info=task.exception())
         self._process()
@@ -867,21 +884,26 @@ class JobQueue:
         for job in jobs:
             claims.setdefault(job.doc.run_id, []).append(job)
         released = 0
-        for run_id, held in claims.items():
-            attempt = 1
-            while True:
-                try:
-                    ids = await self._service.release(
-                        [job._saved_id("release") for job in held], run_id
-                    )
-                except DatabaseError as exc:
-                    if refused(exc) or not await self._may_retry(held[0], attempt, exc):
-                        await self._on_error(exc, f"releasing the jobs of claim {run_id}")
-                        break
-                    attempt += 1
-                    continue
-                released += len(ids)
-                break
+        self._releasing.update(claims)
+        try:
+            for run_id, held in claims.items():
+                attempt = 1
+                while True:
+                    try:
+                        ids = await self._service.release(
+                            [job._saved_id("release") for job in held], run_id
+                        )
+                    except DatabaseError as exc:
+                        if refused(exc) or not await self._may_retry(held[0], attempt, exc):
+                            await self._on_error(exc, f"releasing the jobs of claim {run_id}")
+                            break
+                        attempt += 1
+                        continue
+                    released += len(ids)
+                    break
+        finally:
+            self._releasing.difference_update(claims)
+            self._forget_leases()
         return released
 
     async def _fail_jobs(self, jobs: list[Job], error: dict[str, Any]) -> int:

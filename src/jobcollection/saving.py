@@ -18,7 +18,7 @@ from bson import ObjectId
 from . import transitions
 from .clock import Clock
 from .constants import FOREVER
-from .document import ANNOUNCED, DEPENDENTS, UNIQUE, JobDoc, assume_utc
+from .document import ANNOUNCED, DEPENDENTS, UNIQUE, USER, JobDoc, assume_utc
 from .errors import DatabaseError, DuplicateJob, InvalidArgument
 from .managing import Manager
 from .store import Document, Store, is_unique_conflict
@@ -54,17 +54,24 @@ class Saver:
         self.manager = manager
 
     async def save(
-        self, doc: JobDoc, cancel_repeats: bool = False, new_id: Id | None = None
+        self,
+        doc: JobDoc,
+        cancel_repeats: bool = False,
+        new_id: Id | None = None,
+        *,
+        name: str = "doc",
     ) -> Id | None:
         """Insert a new job (under `new_id` if given, which makes a retried save a no-op) or
-        resubmit a paused one; its id, or None if it was not saved or was cancelled."""
+        resubmit a paused one; its id, or None if it was not saved or was cancelled. A
+        resave of a job stored with another type raises InvalidArgument naming
+        `{name}.type`, and changes nothing."""
         now = self.clock.now()
         if doc.id is not None:
             prepared = transitions.prepare_save(doc, now)
             if prepared is None:
                 logger.warning("jobSave: schedule has no run before repeatUntil; not saved")
                 return None
-            return await self._resave(prepared, now)
+            return await self._resave(prepared, now, name)
         stored = transitions.insert_document(doc, now)
         if stored is None:
             logger.warning("jobSave: schedule has no run before repeatUntil; not saved")
@@ -106,16 +113,23 @@ class Saver:
         docs: Sequence[JobDoc],
         cancel_repeats: bool = False,
         new_ids: Sequence[Id | None] | None = None,
+        *,
+        name: str = "docs",
     ) -> list[Id | None]:
         """Save many jobs: new jobs without dependencies are inserted in one round trip;
         the rest (resaves, dependencies, cancel_repeats of forever-repeating jobs) are saved
         one by one with jobSave's semantics. The ids in the order given (None: not saved).
 
         The outcome is that of saving the jobs one by one in order: a forever-repeating job
-        saved with cancel_repeats cancels the jobs of its type listed before it, not after."""
+        saved with cancel_repeats cancels the jobs of its type listed before it, not after.
+        A resave of a job stored with another type raises InvalidArgument naming
+        `{name}[i].type` before anything of the batch is written."""
         now = self.clock.now()
         ids: list[Id | None] = [None] * len(docs)
         given = list(new_ids) if new_ids is not None else [None] * len(docs)
+        await self._check_types(
+            [(doc, f"{name}[{i}]") for i, doc in enumerate(docs) if doc.id is not None]
+        )
         bulk: list[tuple[int, Document]] = []
 
         async def insert_bulk() -> None:
@@ -141,9 +155,9 @@ class Saver:
         for i, doc in enumerate(docs):
             if cancel_repeats and doc.repeats == FOREVER and doc.id is None:
                 await insert_bulk()  # the jobs before this one are among those it cancels
-                ids[i] = await self.save(doc, cancel_repeats, given[i])
+                ids[i] = await self.save(doc, cancel_repeats, given[i], name=f"{name}[{i}]")
             elif doc.id is not None or doc.depends or doc.unique is not None:
-                ids[i] = await self.save(doc, cancel_repeats, given[i])
+                ids[i] = await self.save(doc, cancel_repeats, given[i], name=f"{name}[{i}]")
             elif (stored := transitions.insert_document(doc, now)) is not None:
                 bulk.append((i, stored))
                 if len(bulk) >= INSERT_BATCH:  # only one batch of stored documents at a time
@@ -232,19 +246,53 @@ class Saver:
             await self.manager.promote([job_id])
         return job_id
 
-    async def _resave(self, doc: JobDoc, now: datetime) -> Id | None:
+    async def _resave(self, doc: JobDoc, now: datetime, name: str) -> Id | None:
+        """Resubmit a paused job. The update's filter names the document's type, so a resave
+        applies only to a job of that type; when it did not apply, a job stored under the id
+        with another type raises InvalidArgument (no job's type changes, so that read is
+        conclusive). With antecedents the type is checked first, so that a refused resave
+        does not mark them either."""
         assert doc.id is not None
         query, update = transitions.resave(doc, now)
         if doc.depends:
+            await self._check_types([(doc, name)])
             await self._announce(doc.depends)
             update["$set"][ANNOUNCED] = True
         if not await self.store.update_one(query, update):
+            await self._check_types([(doc, name)])
             logger.warning("jobSave: job %s is not paused; only paused jobs can be resaved", doc.id)
             return None
         if await self._check_deps(doc.id, doc.depends, now):
             await self.manager.promote([doc.id])
             return doc.id
         return None
+
+    async def _check_types(self, resaves: Sequence[tuple[JobDoc, str]]) -> None:
+        """Resaves (document, name in errors) keep their job's type and user: raise
+        InvalidArgument naming `{name}.type` or `{name}.user_id` for the first whose stored
+        job has another (a job not stored is not refused here: its resave matches nothing)."""
+        if not resaves:
+            return
+        stored = {
+            d["_id"]: (d.get("type"), _stored_user(d))
+            for d in await self.store.find(
+                {"_id": {"$in": [doc.id for doc, _ in resaves]}}, {"type": 1, USER: 1}
+            )
+        }
+        for doc, name in resaves:
+            if doc.id not in stored:
+                continue
+            stored_type, stored_user = stored[doc.id]
+            if stored_type != doc.type:
+                raise InvalidArgument(
+                    f"{name}.type",
+                    f"cannot change from {stored_type!r} to {doc.type!r} on a resave",
+                )
+            if stored_user != doc.user_id:
+                raise InvalidArgument(
+                    f"{name}.user_id",
+                    f"cannot change from {stored_user!r} to {doc.user_id!r} on a resave",
+                )
 
     async def _announce(self, depends: Sequence[Id]) -> None:
         """Mark antecedents as having a dependent, before the dependent is stored: a
@@ -294,3 +342,9 @@ class Saver:
             await self.manager.cancel([job_id])
             return False
         return True
+
+
+def _stored_user(stored: dict[str, Any]) -> Any:
+    """The user a stored job (projected on USER) is for, or None."""
+    private = stored.get("_private")
+    return private.get(USER.split(".", 1)[1]) if isinstance(private, dict) else None

@@ -101,9 +101,10 @@ def refused(exc: BaseException) -> bool:
 
 
 def is_id_duplicate(error: Mapping[str, Any]) -> bool:
-    """Whether a duplicate-key error is about `_id` (the job exists already), not another
-    unique index of the collection. Servers name the index in `keyPattern`; the in-memory
-    backend leaves it out for `_id` only."""
+    """Whether a duplicate-key error says it is about `_id` (the job exists already). Servers
+    name the index in `keyPattern`; the in-memory backend leaves it out for `_id`, or names
+    another unique index instead (mongomock-motor names the first unique index whose key the
+    document shares with any stored one): False is not conclusive, see `insert_missing`."""
     if error.get("code") != DUPLICATE_KEY:
         return False
     pattern = error.get("keyPattern")
@@ -263,10 +264,12 @@ class Store:
 
     async def insert_missing(self, docs: Sequence[Document]) -> set[Any]:
         """Insert documents that carry their `_id`, unordered, so a retried batch inserts only
-        what an earlier attempt did not; the ids found stored already. A duplicate on another
-        unique index, where the server names it, raises like any other error; the caller
-        checks that each id found is the job it meant (the in-memory backend does not say
-        which index a duplicate was on)."""
+        what an earlier attempt did not; the ids found stored already. A duplicate key whose
+        `_id` is stored is one of those, whatever index the error names (a server may name
+        another unique index the stored document also fills, and the in-memory backend names
+        any unique index but `_id`): a document under that `_id` is read to tell. A duplicate
+        of a document whose `_id` is not stored (another job holds a unique key) raises like
+        any other error. The caller checks that each id found is the job it meant."""
         capped = [cap_arrays(doc, self.caps) for doc in docs]
         try:
             if len(capped) == 1:
@@ -281,10 +284,19 @@ class Store:
                 errors = cause.details.get("writeErrors") or []
             else:
                 raise
-            if not errors or not all(is_id_duplicate(e) for e in errors):
+            if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
                 raise
-            return {capped[e["index"]]["_id"] for e in errors}
+            found = {capped[e["index"]]["_id"] for e in errors}
+            unsure = [capped[e["index"]]["_id"] for e in errors if not is_id_duplicate(e)]
+            if unsure and not await self._all_stored(unsure):
+                raise
+            return found
         return set()
+
+    async def _all_stored(self, ids: Sequence[Any]) -> bool:
+        """Whether a document is stored under each of these ids."""
+        stored = await self.find({"_id": {"$in": list(ids)}}, {"_id": 1})
+        return len({d["_id"] for d in stored}) == len(set(ids))
 
     async def update_one(self, query: Mapping[str, Any], update: Mapping[str, Any]) -> int:
         """Apply an update to at most one document; the number matched."""

@@ -29,6 +29,7 @@ from .document import (
     PRIVATE_SETTINGS,
     SKIPPED,
     UNIQUE,
+    USER,
     CronSchedule,
     JobDoc,
     LogEntry,
@@ -156,7 +157,9 @@ def born_replaced(stored: dict[str, Any], doc: JobDoc, now: datetime) -> dict[st
 
 
 def resave(doc: JobDoc, now: datetime) -> tuple[Filter, Update]:
-    """Resubmit a paused job with new settings: only a paused job with no runId qualifies.
+    """Resubmit a paused job with new settings: only a paused job with no runId, of the
+    document's own type and user, qualifies (a resave never changes who a job is for or what
+    type it is: allow/deny rules judged the document's, so they must be the stored job's).
 
     `depends` and `resolved` are both replaced by the document's own (bounded by
     Limits.check_doc): the check that follows moves what is already complete over to
@@ -194,7 +197,8 @@ def resave(doc: JobDoc, now: datetime) -> tuple[Filter, Update]:
             update["$set"][path] = private[key]
         else:
             update.setdefault("$unset", {})[path] = ""
-    return {"_id": doc.id, "status": "paused", "runId": None}, update
+    owner = {"_id": doc.id, "type": doc.type, USER: doc.user_id}  # None: stored without a user
+    return {**owner, "status": "paused", "runId": None}, update
 
 
 def cancel_repeats_filter(job_type: str) -> Filter:

@@ -24,7 +24,14 @@ from .constants import (
     OnConflict,
     RetryBackoff,
 )
-from .document import CronSchedule, JobDoc, check_storable, normalize_datetime, parse_doc
+from .document import (
+    CronSchedule,
+    JobDoc,
+    check_storable,
+    is_text,
+    normalize_datetime,
+    parse_doc,
+)
 from .errors import InvalidArgument, InvalidArgumentType
 from .schedule import check_cron
 
@@ -45,6 +52,8 @@ def job_id(value: Any, name: str = "id") -> ObjectId | str:
     if isinstance(value, ObjectId):
         return value
     if isinstance(value, str):
+        if not is_text(value):
+            raise InvalidArgumentType(name, "must be text (not bson Code, no lone surrogate)")
         if not value:
             raise InvalidArgument(name, "must not be an empty string")
         if len(value) == 24 and ObjectId.is_valid(value):
@@ -77,6 +86,10 @@ def job_types(value: Any, name: str = "type") -> list[str]:
     for i, item in enumerate(items):
         if not isinstance(item, str) or not item:
             raise InvalidArgumentType(f"{name}[{i}]", "must be a non-empty string")
+        if not is_text(item):
+            raise InvalidArgumentType(
+                f"{name}[{i}]", "must be text (not bson Code, no lone surrogate)"
+            )
     return list(dict.fromkeys(items))
 
 
