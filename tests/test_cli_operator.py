@@ -156,7 +156,7 @@ async def test_ls_bad_arguments_name_the_option(
         assert f"argument {option}" in capsys.readouterr().err
     for argv, message in (
         (["--after", "garbage"], "jobcollection ls: --after: must be the `next` cursor"),
-        (["--data", "$x=1"], "jobcollection ls: --data: a path must be"),
+        (["--data", "$x=1"], "jobcollection ls: --data: a path"),
         (["--user", "[1]"], "jobcollection ls: --user: must be"),
     ):
         ran = await run(jc, "ls", *argv)
@@ -343,7 +343,7 @@ async def test_stats_counts_per_type_and_status(jc: JobCollection, clock: Manual
 
 def test_the_command_runs_on_the_in_memory_backend() -> None:
     env = {k: v for k, v in os.environ.items() if k != "MONGODB_URI"}
-    for argv in (["ls", "--help"], ["stats"]):
+    for argv in (["ls", "--help"], ["stats", "--demo"]):
         done = subprocess.run(
             [sys.executable, "-m", "jobcollection", *argv],
             capture_output=True,

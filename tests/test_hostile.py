@@ -355,6 +355,27 @@ def method_cases(w: World) -> dict[str, tuple[tuple[Any, ...], dict[Slot, list[A
                 ("arg", 2): NOT_OPTIONS,
             },
         ),
+        "jobFind": (
+            ({"type": "t", "status": ["ready"], "data": {"k": "new"}}, {"limit": 10}),
+            {
+                ("arg", 0): NOT_OPTIONS,
+                ("opt", 0, "type"): [t for t in NOT_TYPES if t is not None],
+                ("opt", 0, "status"): ["nope", [], ["ready"] * 8, 1, {"ready": 1}, *OPERATORS],
+                ("opt", 0, "userId"): [True, "", 2**64, 1.5, [], *OPERATORS],
+                ("opt", 0, "createdBefore"): NOT_DATE,
+                ("opt", 0, "data"): [
+                    *[{path: 1} for path in ("$where", "a.$gt", "a..b", "", ".a", "a\x00")],
+                    *[{"x": value} for value in NOT_DATA if isinstance(value, dict)],
+                    {f"k{i}": 1 for i in range(101)},
+                    "x",
+                    [["x", 1]],
+                ],
+                ("opt", 1, "limit"): [*NOT_INT, 0, -1, 1_001, None],
+                ("opt", 1, "after"): ["", "x", "s", "o" + "z" * 24, "o123", 5, [], *OPERATORS],
+                ("arg", 1): NOT_OPTIONS,
+            },
+        ),
+        "jobStats": ((), {("arg", 0): NOT_OPTIONS}),
     }
 
 

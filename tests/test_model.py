@@ -553,6 +553,8 @@ def test_constant_values() -> None:
         "jobRelease",
         "jobReadyDue",
         "jobCancelPending",
+        "jobFind",
+        "jobStats",
     ]
 
 
@@ -567,6 +569,8 @@ def test_method_permissions() -> None:
             "jobReady",
             "jobRestart",
             "jobCancelPending",
+            "jobFind",
+            "jobStats",
         },
         "creator": {"jobSave", "jobRerun", "jobSaveMany"},
         "worker": {
@@ -625,6 +629,7 @@ def test_all_names_the_documented_api() -> None:
 
 PUBLIC_SURFACE = {
     *SPEC_CONSTANTS,
+    "BoundTask",
     "ChangeStreamSource",
     "Clock",
     "CronSchedule",
@@ -655,6 +660,7 @@ PUBLIC_SURFACE = {
     "ServerPass",
     "SystemClock",
     "Task",
+    "TaskRegistry",
     "WakeupSource",
     "WakeupUnavailable",
     "__version__",

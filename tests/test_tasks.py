@@ -175,7 +175,7 @@ async def test_task_definitions_are_checked(jc: JobCollection) -> None:
     assert raised.value.argument == "name"
     with pytest.raises(InvalidArgument) as raised:
         jc.task("bad", priority="urgent")(plain)
-    assert raised.value.argument == "level"
+    assert raised.value.argument == "priority"
     with pytest.raises(InvalidArgumentType) as raised:
         jc.task("sync")(lambda n: n)  # type: ignore[arg-type, return-value]
     assert raised.value.argument == "function"
@@ -253,16 +253,16 @@ async def halve(n: int) -> float:
 async def test_the_cli_worker_loads_every_registered_task_of_a_module(
     jc: JobCollection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from jobcollection.cli import load_tasks, parser
+    from jobcollection.cli import Refused, load_tasks, parser
 
     (tmp_path / "cli_tasks_module.py").write_text(CLI_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
     assert [t.name for t in load_tasks("cli_tasks_module:jc")] == ["double", "halve"]
     assert [t.name for t in load_tasks("cli_tasks_module:halve")] == ["halve"]
     assert [t.name for t in load_tasks("cli_tasks_module:jc", ["halve"])] == ["halve"]
-    with pytest.raises(SystemExit, match="no task of type other"):
+    with pytest.raises(Refused, match="no task of type other"):
         load_tasks("cli_tasks_module:jc", ["other"])
-    with pytest.raises(SystemExit, match="not a job collection"):
+    with pytest.raises(Refused, match="not a TaskRegistry, a job collection"):
         load_tasks("cli_tasks_module:JobCollection")
     args = parser().parse_args(["worker", "cli_tasks_module:jc", "--tasks"])
     assert args.tasks and args.type is None

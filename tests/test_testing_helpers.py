@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from jobcollection import Job, JobCollection, ManualClock
+from jobcollection import Job, JobCollection, ManualClock, TaskRegistry
 from jobcollection.testing import (
     TEST_START,
     assert_enqueued,
@@ -19,6 +19,25 @@ from jobcollection.testing import (
     memory_collection,
     perform_job,
 )
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+tasks = TaskRegistry()
+"""Declared at import, before any collection: the helpers run them on the test's."""
+attempts: list[str] = []
+
+
+@tasks.task("send", retry=1, retry_wait=30)
+async def send(to: str) -> str:
+    attempts.append(to)
+    if to == "flaky" and attempts.count(to) == 1:
+        raise ConnectionError("try again")
+    return f"sent to {to}"
+
+
+@tasks.task("count")
+async def count(n: int) -> int:
+    return n + 1
 
 
 async def test_memory_collection_is_started_on_a_manual_clock() -> None:
@@ -150,3 +169,55 @@ async def test_the_plugin_fixtures_are_here_too(
     memory_jc: JobCollection, jobcollection_clock: ManualClock
 ) -> None:
     assert memory_jc.clock is jobcollection_clock
+
+
+async def test_drain_and_perform_job_run_typed_tasks_and_registries(
+    memory_jc: JobCollection, jobcollection_clock: ManualClock
+) -> None:
+    attempts.clear()
+    first = await send.on(memory_jc).enqueue("a")
+    await count.on(memory_jc).enqueue(1)
+    assert await drain(memory_jc, send) == 1  # a Task: its own type only
+    assert await drain(memory_jc, tasks) == 1  # a registry: every type it holds
+    done = await memory_jc.get_job(first)  # type: ignore[arg-type]
+    assert done is not None and done.doc.result == {"value": "sent to a"}
+
+    await send.on(memory_jc).enqueue("flaky")
+    assert await drain(memory_jc, [send, count]) == 1  # failed: retried in 30 s
+    jobcollection_clock.advance(30)
+    assert await drain(memory_jc, {"send": send, "other": lambda job: job.log("x")}) == 1
+    assert attempts == ["a", "flaky", "flaky"]
+    with pytest.raises(ValueError, match="the task of 'count' jobs"):
+        await drain(memory_jc, {"send": count})
+    with pytest.raises(TypeError, match="workers\\[0\\]"):
+        await drain(memory_jc, [lambda job: None])  # type: ignore[list-item]
+
+    job = send.on(memory_jc).job("b").delay(3600)
+    stored = await perform_job(memory_jc, job, send)  # its delay skipped
+    assert (stored.doc.status, stored.doc.result) == ("completed", {"value": "sent to b"})
+    stored = await perform_job(memory_jc, count.on(memory_jc).job(41), tasks)
+    assert stored.doc.result == {"value": 42}
+    bad = await perform_job(memory_jc, memory_jc.create_job("count", {"n": "many"}), count)
+    assert bad.doc.status == "failed"  # data the task cannot read: fails at once
+    assert bad.doc.failures[-1]["type"] == "InvalidDocument"
+    with pytest.raises(ValueError, match="no task for 'other' jobs"):
+        await perform_job(memory_jc, memory_jc.create_job("other"), tasks)
+
+
+def test_the_typed_tasks_example_runs_as_written(tmp_path: Path) -> None:
+    """examples/test_tasks_example.py, run by pytest in a fresh process, in a folder that holds
+    only it, the application module it tests and the pytest settings it documents (no
+    conftest of this project, no configuration of ours)."""
+    for name in ("test_tasks_example.py", "tasks_app.py", "pytest.ini"):
+        (tmp_path / name).write_text((EXAMPLES / name).read_text())
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_tasks_example.py"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 passed" in done.stdout
+    assert "warning" not in done.stdout  # its settings leave pytest-asyncio nothing to say

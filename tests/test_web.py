@@ -30,13 +30,13 @@ Client = Callable[..., httpx.AsyncClient]
 
 @pytest.fixture
 async def client() -> AsyncIterator[Client]:
-    """Clients of an ASGI app (from 127.0.0.1 unless `address` says otherwise), closed after
-    the test."""
+    """Clients of an ASGI app (from 127.0.0.1 unless `address` says otherwise, for
+    http://localhost), closed after the test."""
     made: list[httpx.AsyncClient] = []
 
     def make(app: Any, address: str = "127.0.0.1", **options: Any) -> httpx.AsyncClient:
         transport = httpx.ASGITransport(app=app, client=(address, 50_000))
-        made.append(httpx.AsyncClient(transport=transport, base_url="http://testserver", **options))
+        made.append(httpx.AsyncClient(transport=transport, base_url="http://localhost", **options))
         return made[-1]
 
     yield make
@@ -297,7 +297,7 @@ async def test_posts_need_the_form_token_and_the_same_origin(
         assert reply.status_code == 403
     assert await status_of(jc, job_id) == "ready"
     same = await http.post(
-        f"/jobs/{job_id}/cancel", data={"csrf": csrf}, headers={"origin": "http://testserver"}
+        f"/jobs/{job_id}/cancel", data={"csrf": csrf}, headers={"origin": "http://localhost"}
     )
     assert same.status_code == 303 and await status_of(jc, job_id) == "cancelled"
 
@@ -407,6 +407,38 @@ async def test_calls_through_the_collection_wake_the_stream_without_polling(
         await app.state.close()
 
 
+@pytest.mark.parametrize("login", ["bearer", "cookie"])
+async def test_a_revoked_token_ends_its_event_streams(
+    jc: JobCollection, tmp_path: Path, login: str
+) -> None:
+    """As the remote API's long polls and DDP sessions do: a live view open with a token ends
+    once the token is gone from the tokens file, and the browser's reconnection meets 401."""
+    from jobcollection.remote.auth import hash_token
+
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"ops {hash_token('ops-token')} admin\nkeep {hash_token('keep')} admin\n")
+    auth = TokenAuth.from_file(tokens, check_interval_s=3600)  # checked when the test says
+    app = create_dashboard(jc, auth=auth, poll_s=3600, events_max_s=7200)
+    async with serving(app) as url, httpx.AsyncClient(base_url=url) as http:
+        if login == "cookie":
+            assert (await http.post("/login", data={"token": "ops-token"})).status_code == 303
+        else:
+            http.headers["authorization"] = "Bearer ops-token"
+        async with http.stream("GET", "/events") as reply:
+            lines = reply.aiter_lines()
+            await asyncio.wait_for(next_event(lines), 10)
+            tokens.write_text(f"keep {hash_token('keep')} admin\n")  # ops' token revoked
+            assert auth.check()
+            rest = await asyncio.wait_for(_rest_of(lines), 10)  # the stream ends by itself
+            assert "event: change" not in rest
+        assert (await http.get("/events")).status_code == 401
+        await app.state.close()
+
+
+async def _rest_of(lines: AsyncIterator[str]) -> list[str]:
+    return [line async for line in lines]
+
+
 # --- the command --------------------------------------------------------------------------------
 
 
@@ -418,7 +450,9 @@ async def test_serve_mounts_the_dashboard_and_dashboard_serves_it_alone(tmp_path
     tokens = tmp_path / "tokens"
     tokens.write_text(f"{admin_line}\n{worker_line}\n")
     async with jobcollection(
-        tmp_path, "serve", "--port", "0", "--tokens", str(tokens), "--log-level", "warning"
+        tmp_path,
+        *("serve", "--port", "0", "--tokens", str(tokens), "--log-level", "warning"),
+        *("--allowed-host", ".example.test"),
     ) as server:
         url = (await server.expect("jobcollection serving on ")).rsplit(" ", 1)[1]
         async with httpx.AsyncClient(base_url=url, follow_redirects=True) as http:
@@ -432,18 +466,26 @@ async def test_serve_mounts_the_dashboard_and_dashboard_serves_it_alone(tmp_path
             )
             assert worker.status_code == 200 and "worker-user (read-only)" in worker.text
             assert (await http.get("/info", headers=as_admin)).status_code == 200
+            for host, expected in (("jobs.example.test", 200), ("evil.test", 403)):
+                reply = await http.get("/dashboard/", headers={**as_admin, "host": host})
+                assert reply.status_code == expected
         server.send_signal(signal.SIGTERM)
         assert await server.exited() == 0
 
-    async with jobcollection(tmp_path, "dashboard", "--host", "0.0.0.0") as refused:
+    async with jobcollection(tmp_path, "dashboard", "--demo", "--host", "0.0.0.0") as refused:
         assert await refused.exited() == 2
     async with jobcollection(
-        tmp_path, "dashboard", "--port", "0", "--read-only", "--log-level", "warning"
+        tmp_path,
+        *("dashboard", "--demo", "--port", "0", "--read-only", "--log-level", "warning"),
+        *("--allowed-host", "jobs.test"),
     ) as alone:
         url = (await alone.expect("jobcollection serving on ")).rsplit(" ", 1)[1]
         async with httpx.AsyncClient(base_url=url) as http:
             page = await http.get("/")
             assert page.status_code == 200 and "dashboard (read-only)" in page.text
+            port = url.rsplit(":", 1)[1]
+            assert (await http.get("/", headers={"host": f"jobs.test:{port}"})).status_code == 200
+            assert (await http.get("/", headers={"host": "evil.test"})).status_code == 403
             async with http.stream("GET", "/events") as events:  # open while it stops
                 lines = events.aiter_lines()
                 await asyncio.wait_for(next_event(lines), 10)

@@ -4,8 +4,9 @@ Jobs are documents; every state change is one atomic conditional update, so work
 anywhere. Documents keep job-collection v1.x field names and units.
 """
 
+from .api import JobPage
 from .clock import Clock, ManualClock, SystemClock
-from .collection import JobCollection, JobPage, QueueStats
+from .collection import JobCollection
 from .constants import (
     FOREVER,
     FOREVER_DATE,
@@ -36,12 +37,13 @@ from .errors import (
 from .events import MethodEvent
 from .job import Job
 from .limits import Limits
+from .queries import QueueStats
 from .queue import JobQueue
 from .ratelimit import RateLimit
 from .seam import JobService, ServedCollection
 from .server import ServerPass
 from .servertime import ServerClock
-from .tasks import Task, current_job
+from .tasks import BoundTask, Task, TaskRegistry, current_job
 from .wakeup import ChangeStreamSource, WakeupSource
 
 __version__ = "0.1.0"
@@ -60,6 +62,7 @@ __all__ = [
     "METHODS",
     "METHOD_PERMISSIONS",
     "PERMISSION_LEVELS",
+    "BoundTask",
     "ChangeStreamSource",
     "Clock",
     "CronSchedule",
@@ -90,6 +93,7 @@ __all__ = [
     "ServerPass",
     "SystemClock",
     "Task",
+    "TaskRegistry",
     "WakeupSource",
     "WakeupUnavailable",
     "__version__",

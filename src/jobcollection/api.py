@@ -11,26 +11,37 @@ API.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, overload
 
 from bson import ObjectId
 
 from . import constants as c
-from . import tracing, waiting
+from . import queries, tracing, waiting
 from . import validation as v
 from .document import JobDoc
 from .errors import InvalidArgument, InvalidArgumentType
 from .job import Job
+from .queries import QueueStats
 from .queue import DEFAULT_CANCEL_GRACE, ErrorCallback, JobQueue, Worker
 from .ratelimit import RateLimit
 from .seam import JobService
-from .tasks import P, R, Task, TaskFunction, dispatcher, registered
+from .tasks import BoundTask, P, R, TaskFunction, TaskSource, dispatcher, registered
 from .transitions import Id
 from .wakeup import WakeupSource
 
 BULK_CHUNK = 256
 """Ids per call for the bulk helpers, as in the original client."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """A page of `find_jobs`: its jobs, newest first, and the cursor of the next page."""
+
+    jobs: list[Job]
+    next: str | None
+    """Give it as `after=` for the next page; None: this is the last page."""
 
 
 class JobsAPI:
@@ -83,6 +94,34 @@ class JobsAPI:
         )
         return [Job(self, doc) for doc in found]
 
+    async def find_jobs(
+        self,
+        type: str | Sequence[str] | None = None,
+        status: str | Sequence[str] | None = None,
+        user_id: int | str | ObjectId | None = None,
+        created_before: datetime | None = None,
+        data: dict[str, Any] | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> JobPage:
+        """A page of the jobs that match every condition given, newest first: of a type (or
+        types) and status (or statuses), for a user, created before a moment, whose data
+        holds these values at these paths (`{"customer.id": 7}`, at most 100 paths), at most
+        `limit` (1 to 1,000). Pages by keyset, not by skipping: give the page's `next` as
+        `after` for the following one (see queries.py). Remotely: the method jobFind."""
+        query = queries.job_query(type, status, user_id, created_before, data, limit)
+        if after is not None:
+            queries.decode_cursor(after)
+        found = await self.service.find_jobs(query, after)
+        return JobPage([Job(self, doc) for doc in found.docs], found.next)
+
+    async def stats(self) -> QueueStats:
+        """How many jobs each type has in each status, and the oldest ready job of each type
+        (for dashboards, metrics and alerts: a growing oldest-ready age means workers do not
+        keep up). One count per type and status, served by an index. Remotely: the method
+        jobStats."""
+        return await self.service.stats()
+
     async def get_work(
         self,
         type_or_types: str | Sequence[str],
@@ -127,7 +166,7 @@ class JobsAPI:
         if cargo is not None:
             if payload != 1:
                 raise InvalidArgument("cargo", "is the early name of payload: give one of them")
-            payload = cargo
+            payload = v.integer(cargo, "cargo", minimum=1)  # its errors name what was written
         return JobQueue(
             self,
             type_or_types,
@@ -438,34 +477,27 @@ class JobsAPI:
         timeout: float | timedelta | None = None,
         priority: int | str = 0,
         unique: bool | str = False,
-    ) -> Callable[[TaskFunction[P, R]], Task[P, R]]:
-        """Register an async function as the worker of job type `name`: its input is one
-        pydantic model or plain annotated parameters; each job of it gets `retry` retries
-        (`retry_wait` seconds apart), a `timeout` in seconds, a `priority` and, with `unique`
-        (True or a key), Job.unique. `await f.enqueue(...)` saves a job; see tasks.py."""
+    ) -> Callable[[TaskFunction[P, R]], BoundTask[P, R]]:
+        """Declare an async function as the worker of job type `name`, on this collection's
+        own registry and bound to it: `TaskRegistry.task` for a collection (its options are
+        the same). `await f.enqueue(...)` saves a job here; see tasks.py."""
+        declare = registered(self).task(
+            name,
+            retry=retry,
+            retry_wait=retry_wait,
+            timeout=timeout,
+            priority=priority,
+            unique=unique,
+        )
 
-        def register(function: TaskFunction[P, R]) -> Task[P, R]:
-            made = Task(
-                self,
-                name,
-                function,
-                retry=retry,
-                retry_wait=retry_wait,
-                timeout=timeout,
-                priority=priority,
-                unique=unique,
-            )
-            known = registered(self)
-            if name in known:
-                raise InvalidArgument("name", f"a task named {name!r} is registered already")
-            known[name] = made
-            return made
+        def register(function: TaskFunction[P, R]) -> BoundTask[P, R]:
+            return declare(function).on(self)
 
         return register
 
     def run_tasks(
         self,
-        tasks: Sequence[Task[..., Any]] | None = None,
+        tasks: TaskSource | None = None,
         *,
         concurrency: int = 1,
         poll_interval: float | timedelta | None = 5.0,
@@ -476,10 +508,10 @@ class JobsAPI:
         wakeup: WakeupSource | bool = True,
     ) -> JobQueue:
         """One queue (started at once, as process_jobs) that works the jobs of these tasks
-        (default: every task registered with `task`), handing each to its task's function;
-        `timeout` bounds the calls of tasks defined without one. Options: see process_jobs."""
-        chosen = list(registered(self).values()) if tasks is None else tasks
-        types, worker = dispatcher(chosen)
+        (a TaskRegistry or a list of Tasks; default: every task declared with `jc.task`),
+        handing each to its task's function; `timeout` bounds the calls of tasks defined
+        without one. Options: see process_jobs."""
+        types, worker = dispatcher(registered(self) if tasks is None else tasks)
         return self.process_jobs(
             types,
             worker,

@@ -11,15 +11,11 @@ from __future__ import annotations
 import inspect
 import logging
 import warnings
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import IO, Any
 
-from bson import ObjectId
-
 from . import constants as c
-from . import queries
 from . import validation as v
 from .api import JobsAPI
 from .clock import Clock
@@ -27,40 +23,12 @@ from .core import Core
 from .errors import DatabaseError, InvalidArgument, InvalidArgumentType
 from .events import EventEmitter
 from .indexes import INDEXES, UNIQUE_JOBS
-from .job import Job
 from .limits import DEFAULT_LIMITS, Limits
 from .server import ServerPass
 from .servertime import ServerClock
 from .wire import MethodLayer
 
 logger = logging.getLogger("jobcollection")
-
-
-@dataclass(frozen=True, slots=True)
-class QueueStats:
-    """What `stats()` read: the jobs of each type in each status, and since when the oldest
-    ready job of each type has been due."""
-
-    counts: dict[tuple[str, str], int]
-    """(type, status) -> how many jobs (statuses with none are left out)."""
-    oldest_ready: dict[str, datetime]
-    """type -> the due date (`after`) of its oldest ready job (types with none left out)."""
-    at: datetime
-    """When they were read (the collection's clock)."""
-
-    def oldest_ready_age(self, job_type: str) -> float:
-        """Seconds the oldest ready job of a type has waited since it fell due (0: none)."""
-        due = self.oldest_ready.get(job_type)
-        return 0.0 if due is None else max(0.0, (self.at - due).total_seconds())
-
-
-@dataclass(frozen=True, slots=True)
-class JobPage:
-    """A page of `find_jobs`: its jobs, newest first, and the cursor of the next page."""
-
-    jobs: list[Job]
-    next: str | None
-    """Give it as `after=` for the next page; None: this is the last page."""
 
 
 class JobCollection(JobsAPI):
@@ -160,36 +128,6 @@ class JobCollection(JobsAPI):
     def commands(self) -> int:
         """Database commands issued so far by this instance (for benchmarks)."""
         return self._core.store.commands
-
-    # --- finding jobs ------------------------------------------------------------------------
-
-    async def find_jobs(
-        self,
-        type: str | Sequence[str] | None = None,
-        status: str | Sequence[str] | None = None,
-        user_id: int | str | ObjectId | None = None,
-        created_before: datetime | None = None,
-        data: dict[str, Any] | None = None,
-        limit: int = 100,
-        after: str | None = None,
-    ) -> JobPage:
-        """A page of the jobs that match every condition given, newest first: of a type (or
-        types) and status (or statuses), for a user, created before a moment, whose data
-        holds these values at these paths (`{"customer.id": 7}`), at most `limit` (1 to
-        1,000). Pages by keyset, not by skipping: give the page's `next` as `after` for the
-        following one (see queries.py)."""
-        query = queries.job_query(type, status, user_id, created_before, data, limit)
-        if after is not None:
-            queries.decode_cursor(after)
-        docs, following = await self._core.find_jobs(query, after)
-        return JobPage([Job(self, doc) for doc in docs], following)
-
-    async def stats(self) -> QueueStats:
-        """How many jobs each type has in each status, and the oldest ready job of each type
-        (for dashboards, metrics and alerts: a growing oldest-ready age means workers do not
-        keep up). One count per type and status, served by an index."""
-        counts, oldest = await self._core.stats()
-        return QueueStats(counts, oldest, self._core.clock.now())
 
     # --- method layer ------------------------------------------------------------------------
 

@@ -86,12 +86,16 @@ METHODS: Final[tuple[str, ...]] = (
     "jobRelease",
     "jobReadyDue",
     "jobCancelPending",
+    "jobFind",
+    "jobStats",
 )
 """The original's methods, plus this project's extensions: jobSaveMany (batched jobSave),
 jobHeartbeat (renew a held job's lease without logging or reporting progress), jobRelease
 (hand held jobs back, ready, without counting an attempt), jobReadyDue (promote the due jobs
-of some types now, as a queue that found nothing ready does) and jobCancelPending (cancel a
-user's jobs of a type that have not started, as scheduling a job does)."""
+of some types now, as a queue that found nothing ready does), jobCancelPending (cancel a
+user's jobs of a type that have not started, as scheduling a job does), jobFind (a page of
+the jobs matching a filter, as find_jobs) and jobStats (jobs per type and status, as
+stats)."""
 
 PERMISSION_LEVELS: Final[tuple[str, ...]] = ("admin", "manager", "creator", "worker")
 
@@ -119,8 +123,13 @@ METHOD_PERMISSIONS: Final[dict[str, tuple[str, ...]]] = {
     "jobRelease": ("jobRelease", "admin", "worker"),
     "jobReadyDue": ("jobReadyDue", "admin", "worker"),
     "jobCancelPending": ("jobCancelPending", "admin", "manager"),
+    "jobFind": ("jobFind", "admin", "manager"),
+    "jobStats": ("jobStats", "admin", "manager"),
 }
-"""For each method, the rule names that may allow or deny it: its own name and its groups."""
+"""For each method, the rule names that may allow or deny it: its own name and its groups.
+jobFind and jobStats read every job (jobFind: their data too), which a worker's getJob by id
+does not: they are an operator's, so `manager` (who acts on jobs in bulk, and must find them
+first) and `admin`; grant them to another user by name (`jc.allow(jobStats=[...])`)."""
 
 DEFAULT_RETRY_WAIT_MS: Final = 300_000
 DEFAULT_REPEAT_WAIT_MS: Final = 300_000

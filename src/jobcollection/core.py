@@ -31,10 +31,10 @@ from .events import EventEmitter, MethodEvent
 from .followups import FollowUps
 from .limits import Limits
 from .managing import Manager
-from .queries import JobQuery
+from .queries import DocPage, JobQuery, QueueStats
 from .ratelimit import LimitedWork, Limiter, RateLimit, counter_store
 from .reading import Reader
-from .reporting import Report, Reporter
+from .reporting import Report, Reporter, claimer_of
 from .saving import Saver
 from .seam import Outcome
 from .server import JobServer, ServerPass
@@ -59,6 +59,19 @@ class Origin:
     method: str
     user_id: Any
     params: tuple[Any, ...]
+    admin: bool = False
+    """The rules allow the user under the `admin` group: it may report on runs other users
+    claimed (see `reporter`)."""
+
+    @property
+    def reporter(self) -> Any:
+        """Who a report in this call must come from (reporting.Report.by): the user, unless
+        it is an admin; None (anyone) for server code."""
+        return None if self.user_id is None or self.admin else claimer_of(self.user_id)
+
+
+def _by(origin: Origin | None) -> Any:
+    return None if origin is None else origin.reporter
 
 
 def summary(params: tuple[Any, ...]) -> str:
@@ -266,7 +279,7 @@ class Core:
         async def run() -> list[Id | None]:
             id_name = "jobIds" if name == "docs" else name
             checked = self._saveable(docs, ids, name, id_name, many=True)
-            saved = await self.saver.save_many(checked, cancel_repeats, ids)
+            saved = await self.saver.save_many(checked, cancel_repeats, ids, name=name)
             self._published(checked, saved)
             return saved
 
@@ -327,7 +340,8 @@ class Core:
         wanted = min(max_jobs, self._limits.max_jobs)
 
         async def run() -> list[JobDoc]:
-            docs = await self.claimer.get_work(types, wanted, work_timeout_ms)
+            user_id = None if origin is None else origin.user_id
+            docs = await self.claimer.get_work(types, wanted, work_timeout_ms, user_id=user_id)
             if origin is not None:  # a remote worker: its reports will come without them
                 self._remember_handed(docs)
             return docs
@@ -413,7 +427,7 @@ class Core:
 
         async def run() -> bool:
             self._limits.check_log(message, data, self.store.codec_options)
-            return await self.claimer.log(job_id, run_id, message, level, data)
+            return await self.claimer.log(job_id, run_id, message, level, data, _by(origin))
 
         return await self._call("jobLog", params, origin, run)
 
@@ -430,7 +444,7 @@ class Core:
             "jobProgress",
             lambda: (job_id, run_id, completed, total),
             origin,
-            lambda: self.claimer.progress(job_id, run_id, completed, total),
+            lambda: self.claimer.progress(job_id, run_id, completed, total, _by(origin)),
         )
 
     async def done(
@@ -460,6 +474,7 @@ class Core:
                 repeat_id=repeat_id,
                 delay_deps_ms=delay_deps_ms,
                 claimed=claimed or self._handed_copy(job_id, run_id, origin),
+                by=_by(origin),
             )
             return await self.reporter.submit(report)
 
@@ -478,7 +493,7 @@ class Core:
         async def run() -> bool:
             self._limits.check_error(error, self.store.codec_options)
             hint = claimed or self._handed_copy(job_id, run_id, origin)
-            report = Report("fail", job_id, run_id, error, fatal, claimed=hint)
+            report = Report("fail", job_id, run_id, error, fatal, claimed=hint, by=_by(origin))
             return bool(await self.reporter.submit(report))
 
         return await self._call(
@@ -492,7 +507,7 @@ class Core:
             "jobHeartbeat",
             lambda: (list(ids), run_id),
             origin,
-            lambda: self.claimer.heartbeat(ids, run_id),
+            lambda: self.claimer.heartbeat(ids, run_id, _by(origin)),
         )
 
     async def rate_limited(
@@ -512,7 +527,7 @@ class Core:
             "jobRelease",
             lambda: (list(ids), run_id),
             origin,
-            lambda: self.claimer.release(ids, run_id),
+            lambda: self.claimer.release(ids, run_id, _by(origin)),
         )
 
     # --- managing ----------------------------------------------------------------------------
@@ -550,19 +565,28 @@ class Core:
         await refresh_clock(self._clock)
         return await self.manager.results(ids, max_bytes)
 
-    async def stats(self) -> tuple[dict[tuple[str, str], int], dict[str, datetime]]:
-        """Counts per type and status, and each type's oldest ready job's due date
-        (JobCollection.stats): reads of this library's, no method events."""
-        await refresh_clock(self._clock)
-        return await self.manager.stats()
+    async def stats(self, *, origin: Origin | None = None) -> QueueStats:
+        """jobStats: counts per type and status, and each type's oldest ready job's due date
+        (JobsAPI.stats). A read for dashboards and metrics: method events only when called
+        through the method layer."""
+
+        async def run() -> QueueStats:
+            counts, oldest = await self.manager.stats()
+            return QueueStats(counts, oldest, self._clock.now())
+
+        return await self._quiet("jobStats", tuple, origin, run)
 
     async def find_jobs(
-        self, query: JobQuery, after: str | None
-    ) -> tuple[list[JobDoc], str | None]:
-        """A page of jobs (JobCollection.find_jobs): a read of this library's, no method
-        events."""
-        await refresh_clock(self._clock)
-        return await self.manager.find_page(query, after)
+        self, query: JobQuery, after: str | None, *, origin: Origin | None = None
+    ) -> DocPage:
+        """jobFind: a page of jobs (JobsAPI.find_jobs). A read for dashboards and operators:
+        method events only when called through the method layer."""
+
+        async def run() -> DocPage:
+            docs, following = await self.manager.find_page(query, after)
+            return DocPage(docs, following)
+
+        return await self._quiet("jobFind", lambda: query.wire(after), origin, run)
 
     async def cancel_pending_of(
         self, job_type: str, user_id: Any, *, origin: Origin | None = None
@@ -587,8 +611,8 @@ class Core:
     async def _quiet(
         self, method: str, params: Params, origin: Origin | None, run: Callable[[], Awaitable[T]]
     ) -> T:
-        """An operation that is part of another (no events of its own), unless a remote or
-        method-layer caller asked for it by name."""
+        """An operation that is part of another, or a read of this library's own (no events
+        of its own), unless a remote or method-layer caller asked for it by name."""
         if origin is not None:
             return await self._call(method, params, origin, run)
         await refresh_clock(self._clock)

@@ -17,11 +17,17 @@ counted is what passes through this JobCollection: its own queues, and, on a ser
 remote and DDP workers it serves. A finished job's type and timing come from its claim through
 this collection, so a report on a job claimed elsewhere is not counted. `outcome` "retried"
 means the failed job had attempts left when claimed (and its failure was not fatal).
+
+From the command line, `jobcollection serve --metrics-port PORT` and `jobcollection worker ...
+--metrics-port PORT` (on a database) serve these, and the process's own, on a port of their
+own (prometheus_client's HTTP server, on 127.0.0.1 unless `--metrics-host` says otherwise),
+in the text format `promtool check metrics` accepts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -32,11 +38,14 @@ from typing import TYPE_CHECKING, Any, Final
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from .document import JobDoc
+from .errors import DatabaseError
 from .events import MethodEvent
 from .server import ServerPass
 
 if TYPE_CHECKING:
     from .collection import JobCollection
+
+logger = logging.getLogger("jobcollection.metrics")
 
 MAX_CLAIMS: Final = 100_000
 """Claims remembered until their report (the oldest are forgotten: a worker that died)."""
@@ -174,9 +183,14 @@ class JobMetrics:
             self.oldest_ready.labels(job_type).set(stats.oldest_ready_age(job_type))
 
     async def run(self, interval: float = 15.0) -> None:
-        """Refresh every `interval` seconds until cancelled (run it as a task)."""
+        """Refresh every `interval` seconds until cancelled (run it as a task). A refresh the
+        database fails is logged (a warning) and tried again at the next interval; the gauges
+        keep their last values meanwhile."""
         while True:
-            await self.refresh()
+            try:
+                await self.refresh()
+            except DatabaseError as exc:
+                logger.warning("metrics: reading the queue depths failed: %s", exc)
             await asyncio.sleep(interval)
 
 

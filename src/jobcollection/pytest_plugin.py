@@ -7,7 +7,12 @@ point); its fixtures are async and need pytest-asyncio:
         await assert_enqueued(memory_jc, "sendEmail", data={"to": "ada@example.com"})
 
 `jobcollection_clock` is a ManualClock at testing.TEST_START; `memory_jc` a started
-JobCollection in memory on it, closed after the test (see jobcollection.testing).
+JobCollection in memory on it, closed after the test (see jobcollection.testing). Typed tasks
+run on it as on any collection: `send_email.on(memory_jc).enqueue(...)`, `drain(memory_jc,
+tasks)` for a TaskRegistry. pytest-asyncio needs two settings (examples/pytest.ini):
+`asyncio_mode = auto` (or each test marked `@pytest.mark.asyncio`) and
+`asyncio_default_fixture_loop_scope = function`; examples/test_tasks_example.py is a suite
+that uses them.
 """
 
 from __future__ import annotations

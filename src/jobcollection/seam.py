@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from .clock import Clock
 from .document import JobDoc
 from .limits import Limits
+from .queries import DocPage, JobQuery, QueueStats
 from .ratelimit import LimitedWork, RateLimit
 from .transitions import Due, Id
 
@@ -169,6 +170,15 @@ class JobService(Protocol):
     async def results(self, ids: Sequence[Id], max_bytes: int) -> dict[Id, dict[str, Any]]:
         """The results of the completed jobs among these ids, by id, in the ids' order;
         InvalidArgument("max_bytes") if together they are larger (BSON-encoded)."""
+        ...
+
+    async def find_jobs(self, query: JobQuery, after: str | None) -> DocPage:
+        """jobFind: the page after the cursor `after` (None: the first) of the jobs the query
+        matches, newest first (queries.py)."""
+        ...
+
+    async def stats(self) -> QueueStats:
+        """jobStats: the jobs of each type in each status, and each type's oldest ready job."""
         ...
 
     async def cancel_pending_of(self, job_type: str, user_id: Any) -> int:

@@ -1,21 +1,33 @@
-"""Typed task definitions: an async function registered as the worker of a job type.
+"""Typed task definitions: an async function declared as the worker of a job type, once, and
+used on any job collection (local, remote, or the test helpers' in-memory one).
 
-    @jc.task("sendEmail", retry=3, timeout=30, priority="high")
+    tasks = TaskRegistry()                 # the application's tasks, in its own module
+
+    @tasks.task("sendEmail", retry=3, timeout=30, priority="high")
     async def send_email(args: EmailArgs) -> Sent: ...
 
-    job_id = await send_email.enqueue(EmailArgs(to="ada@example.com"))
-    queue = jc.run_tasks(concurrency=4)   # one queue for every registered task
+    job_id = await send_email.on(jc).enqueue(EmailArgs(to="ada@example.com"))
+    queue = jc.run_tasks(tasks, concurrency=4)   # one queue for every task of the registry
+
+Declaring a task touches no collection, so a module of tasks imports before any exists (a
+RemoteJobCollection not yet connected, a test's in-memory one). `task.on(jc)` is the task bound
+to a collection (a `BoundTask`): its `enqueue` and `job` save jobs there. `@jc.task(...)` is the
+same declaration on the collection's own registry, already bound to it.
 
 A task's input is one pydantic model (its only parameter) or plain annotated parameters (a
 model is built from the signature). `enqueue` validates its arguments (InvalidArgument naming
-the field) and saves an ordinary job: type = the task's name, data = the input's JSON dump
-(`model_dump(mode="json")`), the task's options applied with the Job builders. A worker
-validates `job.data` the same way, calls the function, and stores its return value (JSON-able;
-a pydantic model is dumped) as the result; data that does not validate fails the job fatally.
+the field) and saves an ordinary job: type = the task's name, data = the input's JSON dump by
+alias (`model_dump(mode="json", by_alias=True)`: a field declared `Field(alias="from")` is
+stored as "from"), the task's options applied with the Job builders. A worker validates
+`job.data` the same way (so by alias), calls the function, and stores its return value
+(JSON-able; a pydantic model is dumped by alias) as the result; data that does not validate
+fails the job fatally.
 Inside the function, `current_job()` is the Job being worked on (for its log and progress).
 
 Typing: `Task[P, R]` keeps the function's parameters (a ParamSpec) and return type, so mypy
-checks `enqueue(...)` and `task(...)` calls as it checks calls of the function itself.
+checks `task.on(jc).enqueue(...)` and `task(...)` calls as it checks calls of the function
+itself; a Task that is not bound has no `enqueue`, so mypy also reports an enqueue that says
+nowhere where the job goes.
 """
 
 from __future__ import annotations
@@ -23,7 +35,7 @@ from __future__ import annotations
 import inspect
 import logging
 import typing
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeAlias, TypeVar
@@ -31,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeAlias, TypeVar
 from pydantic import BaseModel, ValidationError, create_model
 from pydantic_core import to_jsonable_python
 
+from . import validation as v
 from .errors import InvalidArgument, InvalidArgumentType, InvalidDocument, JobCollectionError
 from .job import Job
 from .queue import failure_info
@@ -114,9 +127,9 @@ class _Input:
         if self.whole:
             value = value[self.params[0].name]
             if isinstance(value, BaseModel):  # checked again: it may be built unvalidated
-                value = value.model_dump(warnings=False)
+                value = value.model_dump(by_alias=True, warnings=False)
         try:
-            return self.model.model_validate(value).model_dump(mode="json")
+            return self.model.model_validate(value).model_dump(mode="json", by_alias=True)
         except ValidationError as exc:
             raise _problem(exc) from None
 
@@ -135,14 +148,15 @@ class _Input:
 
 
 class Task(Generic[P, R]):
-    """An async function registered as the worker of job type `name` (see `JobsAPI.task`).
+    """An async function declared as the worker of job type `name`, with the options of its
+    jobs (see `TaskRegistry.task`); bound to no collection.
 
-    Calling the task calls the function; `enqueue` saves a job for it; `run` is the worker a
-    queue calls with such a job."""
+    Calling the task calls the function; `on(jc)` is the task bound to a collection, to
+    enqueue its jobs there; `run` is the worker a queue calls with such a job, on any
+    collection."""
 
     def __init__(
         self,
-        jc: ServedCollection,
         name: str,
         function: TaskFunction[P, R],
         *,
@@ -156,7 +170,21 @@ class Task(Generic[P, R]):
             raise InvalidArgumentType("name", "must be a non-empty string")
         if not inspect.iscoroutinefunction(function):
             raise InvalidArgumentType("function", "must be an async function")
-        self._jc = jc
+        # Checked under the names the caller wrote (the Job builders name their own
+        # parameters: `retries`, `wait`, `seconds`, `level`), now rather than at the first
+        # enqueue; the collection's limits are checked when a job is saved.
+        v.count(retry, "retry")
+        if retry_wait is not None:
+            if not retry:
+                raise InvalidArgument("retry_wait", "only applies with retry")
+            v.duration_ms(retry_wait, "retry_wait")
+        if timeout is not None:
+            v.duration_ms(timeout, "timeout", minimum_ms=1)
+        v.priority(priority, "priority")
+        if isinstance(unique, str):
+            v.unique_key(unique, "unique")
+        elif not isinstance(unique, bool):
+            raise InvalidArgumentType("unique", "must be True, False or a key string")
         self.name = name
         self.function = function
         self.retry = retry
@@ -165,7 +193,6 @@ class Task(Generic[P, R]):
         self.priority = priority
         self.unique = unique
         self._input = _Input(function)
-        self._configure(Job(jc, name))  # a bad option raises now, not at the first enqueue
 
     def __repr__(self) -> str:
         return f"<Task {self.name!r} {self.function.__qualname__}>"
@@ -174,14 +201,23 @@ class Task(Generic[P, R]):
         """Call the function directly (no job)."""
         return self.function(*args, **kwargs)
 
+    def same_as(self, other: Task[..., Any]) -> bool:
+        """Whether `other` is this task's declaration, bound or not."""
+        return self._input is other._input
+
+    def on(self, jc: ServedCollection) -> BoundTask[P, R]:
+        """This task bound to a job collection (a JobCollection, a RemoteJobCollection, even
+        one not connected yet): its `enqueue` and `job` save jobs there."""
+        if not hasattr(type(jc), "service"):
+            raise InvalidArgumentType("jc", f"must be a job collection, not {type(jc).__name__}")
+        return BoundTask(self, jc)
+
     def _configure(self, job: Job) -> Job:
         if self.retry:
             if self.retry_wait is None:
                 job.retry(self.retry)
             else:
                 job.retry(self.retry, wait=self.retry_wait)
-        elif self.retry_wait is not None:
-            raise InvalidArgument("retry_wait", "only applies with retry")
         if self.timeout is not None:
             job.timeout(self.timeout)
         job.priority(self.priority)
@@ -189,20 +225,7 @@ class Task(Generic[P, R]):
             job.unique()
         elif isinstance(self.unique, str):
             job.unique(self.unique)
-        elif self.unique is not False:
-            raise InvalidArgumentType("unique", "must be True, False or a key string")
         return job
-
-    def job(self, *args: P.args, **kwargs: P.kwargs) -> Job:
-        """An unsaved job for these arguments (validated), the task's options applied: to
-        set more (`delay`, `depends`, `for_user`, ...) before `save()`."""
-        return self._configure(Job(self._jc, self.name, self._input.data(args, kwargs)))
-
-    async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Id | None:
-        """Validate the arguments and save a job of this task; its id (as Job.save: None if
-        it was not saved). A bad argument raises InvalidArgument naming the field, and
-        nothing is saved."""
-        return await self.job(*args, **kwargs).save()
 
     async def run(self, job: Job) -> Any:
         """The worker of this task's jobs: call the function with the arguments `job.data`
@@ -224,30 +247,153 @@ class Task(Generic[P, R]):
         return to_jsonable_python(result)
 
 
-def registered(jc: object) -> dict[str, Task[..., Any]]:
-    """The tasks registered on a collection (`jc.task`), by name; a mapping that is the
-    registry itself."""
-    found: dict[str, Task[..., Any]] | None = vars(jc).get("_jobcollection_tasks")
+class BoundTask(Task[P, R]):
+    """A Task bound to a job collection (`task.on(jc)`, or what `@jc.task` returns): the same
+    declaration, whose `enqueue` and `job` save jobs on `jc`."""
+
+    def __init__(self, task: Task[P, R], jc: ServedCollection) -> None:
+        # The declaration as it is (name, function, options, input model): checked already.
+        vars(self).update(vars(task))
+        self.jc = jc
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name!r} {self.function.__qualname__} on {self.jc!r}>"
+
+    def job(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """An unsaved job for these arguments (validated), the task's options applied: to
+        set more (`delay`, `depends`, `for_user`, ...) before `save()`."""
+        return self._configure(Job(self.jc, self.name, self._input.data(args, kwargs)))
+
+    async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Id | None:
+        """Validate the arguments and save a job of this task; its id (as Job.save: None if
+        it was not saved). A bad argument raises InvalidArgument naming the field, and
+        nothing is saved."""
+        return await self.job(*args, **kwargs).save()
+
+
+AnyTask = TypeVar("AnyTask", bound=Task[..., Any])
+
+
+class TaskRegistry(Mapping[str, Task[..., Any]]):
+    """An application's typed tasks, by name, declared once and run or enqueued on any job
+    collection (as Celery's `shared_task` or procrastinate's `App` and blueprints):
+
+        tasks = TaskRegistry()
+
+        @tasks.task("sendEmail", retry=3)
+        async def send_email(args: EmailArgs) -> Sent: ...
+
+        await send_email.on(jc).enqueue(EmailArgs(to="ada@example.com"))
+        queue = jc.run_tasks(tasks)
+
+    A read-only mapping of the tasks by name; `include` adds another registry's tasks (one per
+    module of an application, gathered in one)."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, Task[..., Any]] = {}
+
+    def __repr__(self) -> str:
+        return f"<TaskRegistry {list(self._tasks)}>"
+
+    def __getitem__(self, name: str) -> Task[..., Any]:
+        return self._tasks[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tasks)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def task(
+        self,
+        name: str,
+        *,
+        retry: int = 0,
+        retry_wait: float | timedelta | None = None,
+        timeout: float | timedelta | None = None,
+        priority: int | str = 0,
+        unique: bool | str = False,
+    ) -> Callable[[TaskFunction[P, R]], Task[P, R]]:
+        """Declare an async function as the worker of job type `name`: its input is one
+        pydantic model or plain annotated parameters; each job of it gets `retry` retries
+        (`retry_wait` seconds apart), a `timeout` in seconds, a `priority` and, with `unique`
+        (True or a key), Job.unique. A bad option raises now; a second task of the same name
+        raises InvalidArgument. `await f.on(jc).enqueue(...)` saves a job."""
+
+        def register(function: TaskFunction[P, R]) -> Task[P, R]:
+            made = Task(
+                name,
+                function,
+                retry=retry,
+                retry_wait=retry_wait,
+                timeout=timeout,
+                priority=priority,
+                unique=unique,
+            )
+            return self.add(made)
+
+        return register
+
+    def add(self, task: AnyTask) -> AnyTask:
+        """Register a task (a declaration can be in several registries); InvalidArgument if
+        another task holds its name here. The task."""
+        if not isinstance(task, Task):
+            raise InvalidArgumentType("task", "must be a Task")
+        known = self._tasks.setdefault(task.name, task)
+        if not known.same_as(task):
+            raise InvalidArgument("name", f"a task named {task.name!r} is registered already")
+        return task
+
+    def include(self, other: TaskRegistry) -> None:
+        """Register every task of another registry (say, one module's); InvalidArgument, and
+        nothing added, if one's name is taken by another task here."""
+        if not isinstance(other, TaskRegistry):
+            raise InvalidArgumentType("other", "must be a TaskRegistry")
+        for task in other.values():
+            known = self._tasks.get(task.name)
+            if known is not None and not known.same_as(task):
+                raise InvalidArgument("name", f"a task named {task.name!r} is registered already")
+        for task in other.values():
+            self._tasks.setdefault(task.name, task)
+
+    async def run(self, job: Job) -> Any:
+        """The worker of every task here: hands the job to its type's task (Task.run)."""
+        task = self._tasks.get(job.type)
+        if task is None:
+            raise InvalidArgument("job", f"no task named {job.type!r} is registered")
+        return await task.run(job)
+
+
+def registered(jc: object) -> TaskRegistry:
+    """The registry of the tasks declared on a collection with `jc.task` (made on first use)."""
+    found: TaskRegistry | None = vars(jc).get("_jobcollection_tasks")
     if found is None:
-        found = {}
+        found = TaskRegistry()
         vars(jc)["_jobcollection_tasks"] = found
     return found
 
 
-def dispatcher(
-    tasks: Iterable[Task[..., Any]],
-) -> tuple[list[str], Callable[[Job], Awaitable[Any]]]:
+TaskSource: TypeAlias = "TaskRegistry | Iterable[Task[..., Any]]"
+"""What `run_tasks` and the test helpers take: a registry, or some tasks."""
+
+
+def dispatcher(tasks: TaskSource) -> tuple[list[str], Callable[[Job], Awaitable[Any]]]:
     """The job types of these tasks and one worker that hands each job to its task."""
-    by_name: dict[str, Task[..., Any]] = {}
+    if isinstance(tasks, TaskRegistry):
+        tasks = list(tasks.values())
+    if isinstance(tasks, Task | str | bytes) or not isinstance(tasks, Iterable):
+        raise InvalidArgumentType(
+            "tasks",
+            f"must be a TaskRegistry or a list of Tasks (or None), not {type(tasks).__name__}",
+        )
+    chosen = TaskRegistry()
     for i, task in enumerate(tasks):
         if not isinstance(task, Task):
             raise InvalidArgumentType(f"tasks[{i}]", "must be a Task")
-        if by_name.setdefault(task.name, task) is not task:
-            raise InvalidArgument(f"tasks[{i}]", f"a second task named {task.name!r}")
-    if not by_name:
+        try:
+            chosen.add(task)
+        except InvalidArgument:
+            raise InvalidArgument(f"tasks[{i}]", f"a second task named {task.name!r}") from None
+    if not chosen:
         raise InvalidArgument("tasks", "no task to run")
-
-    def work(job: Job) -> Awaitable[Any]:
-        return by_name[job.type].run(job)
-
-    return list(by_name), work
+    return list(chosen), chosen.run

@@ -4,9 +4,12 @@
 - `await memory_collection()`: a started JobCollection in memory on a `ManualClock`.
 - `await drain(jc, {"type": worker, ...})`: run every ready job of those types to completion
   with those workers, as a queue would (a return completes the job, an exception fails it,
-  retries as configured), until none is ready; the clock moves only when you move it.
+  retries as configured), until none is ready; the clock moves only when you move it. Typed
+  tasks work the same: `drain(jc, tasks)` for a TaskRegistry, or a Task, or a list of Tasks,
+  or a Task as the worker of its type in the mapping.
 - `await perform_job(jc, job, worker)`: run one job through the real claim, validation and
-  retry decision; the job as stored after.
+  retry decision; the job as stored after. The worker may be a Task or a TaskRegistry
+  (`perform_job(jc, send_email.on(jc).job(args), send_email)`).
 - `await assert_enqueued(jc, type, data={...})`: the pending jobs of a type whose data holds
   these values (AssertionError listing what is there otherwise).
 - A pytest plugin (`jobcollection.pytest_plugin`, loaded when jobcollection is installed) with
@@ -30,17 +33,23 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 if TYPE_CHECKING:
     from .clock import ManualClock
     from .collection import JobCollection
     from .job import Job
+    from .tasks import Task, TaskRegistry
 
 JobWorker = Callable[["Job"], Awaitable[Any]]
 """A worker of one job, as `process_jobs` takes it (payload 1)."""
+Workers: TypeAlias = (
+    "Mapping[str, JobWorker | Task[..., Any]] | Task[..., Any] | Iterable[Task[..., Any]]"
+)
+"""What `drain` runs: workers (or Tasks) by job type, which a TaskRegistry is; a Task; some
+Tasks."""
 TEST_START = datetime(2026, 1, 1, tzinfo=UTC)
 """Where a test's ManualClock starts unless told otherwise."""
 PENDING = ("waiting", "paused", "ready")
@@ -119,16 +128,42 @@ async def _run(job: Job, worker: JobWorker) -> None:
         await job.done(result)
 
 
-async def drain(jc: JobCollection, workers: Mapping[str, JobWorker], *, limit: int = 10_000) -> int:
+def _by_type(workers: Workers) -> dict[str, JobWorker]:
+    """The worker of each job type (a Task's is its `run`); ValueError for a Task filed
+    under another type than its name."""
+    from .tasks import Task
+
+    if isinstance(workers, Task):
+        return {workers.name: workers.run}
+    if not isinstance(workers, Mapping):
+        tasks = list(workers)
+        for i, task in enumerate(tasks):
+            if not isinstance(task, Task):
+                raise TypeError(f"workers[{i}]: a list holds Tasks, not {type(task).__name__}")
+        return {task.name: task.run for task in tasks}
+    found: dict[str, JobWorker] = {}
+    for job_type, worker in workers.items():
+        if isinstance(worker, Task):
+            if worker.name != job_type:
+                raise ValueError(f"workers[{job_type!r}] is the task of {worker.name!r} jobs")
+            found[job_type] = worker.run
+        else:
+            found[job_type] = worker
+    return found
+
+
+async def drain(jc: JobCollection, workers: Workers, *, limit: int = 10_000) -> int:
     """Run the ready jobs of the workers' types, one at a time, until none is ready (a job
     that becomes ready meanwhile, such as a dependent or a retry without a wait, runs too);
-    how many ran. Jobs waiting for a time run once the clock has passed it: move the clock
+    how many ran. `workers`: a worker (or a Task) by job type, a TaskRegistry, a Task, or a
+    list of Tasks. Jobs waiting for a time run once the clock has passed it: move the clock
     (`clock.advance(...)`) and drain again. Raises RuntimeError after `limit` runs (a job
     that retries for ever without a wait)."""
-    if not workers:
+    by_type = _by_type(workers)
+    if not by_type:
         raise ValueError("workers: give at least one job type and its worker")
     ran = 0
-    types = list(workers)
+    types = list(by_type)
     while True:
         await jc.ready_jobs()  # what the job server's next pass would promote now
         claimed = await jc.get_work(types, max_jobs=1)
@@ -136,14 +171,24 @@ async def drain(jc: JobCollection, workers: Mapping[str, JobWorker], *, limit: i
             return ran
         if ran >= limit:
             raise RuntimeError(f"drain: more than {limit} jobs ran; is a job retrying for ever?")
-        await _run(claimed[0], workers[claimed[0].type])
+        await _run(claimed[0], by_type[claimed[0].type])
         ran += 1
 
 
-async def perform_job(jc: JobCollection, job: Job, worker: JobWorker) -> Job:
+async def perform_job(
+    jc: JobCollection, job: Job, worker: JobWorker | Task[..., Any] | TaskRegistry
+) -> Job:
     """Save `job` if it is new, make it ready now (whatever its delay), claim it and run
     `worker` on it as a queue would; the job as stored afterwards (completed, failed, or
-    waiting for a retry). Other ready jobs of its type are left as they were."""
+    waiting for a retry). `worker` may be the job's Task, or a TaskRegistry holding it.
+    Other ready jobs of its type are left as they were."""
+    from .tasks import Task, TaskRegistry
+
+    if isinstance(worker, Task | TaskRegistry):
+        found = _by_type(worker).get(job.type)
+        if found is None:
+            raise ValueError(f"perform_job: {worker!r} has no task for {job.type!r} jobs")
+        worker = found
     if job.id is None:
         await job.save()
     if job.id is None:

@@ -2,9 +2,16 @@
 with the original's wire-shaped parameters, for `jc.call` and remote callers.
 
 Parameters are positional arguments and an options dict with the original camelCase keys,
-durations in milliseconds, aware datetimes. This layer parses them into typed values, applies
-the allow/deny rules for calls made on behalf of a user, and calls the core (core.py), which
-checks the limits, fires the events and writes the log line as for any call.
+durations in milliseconds, aware datetimes. This layer parses them into typed values (a call
+whose parameters do not have the method's shape is refused with InvalidArgument before any
+allow/deny rule sees it), applies the allow/deny rules for calls made on behalf of a user,
+and calls the core (core.py), which checks the limits, fires the events and writes the log
+line as for any call.
+
+A report on a running job (REPORTS) made on behalf of a user applies only to a run that user
+claimed (the claim records its user, document.CLAIMER), unless the rules allow the user under
+the `admin` group; on a run another user claimed it raises PermissionDenied. Server code (no
+user) may report on any run.
 """
 
 from __future__ import annotations
@@ -14,8 +21,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from . import queries
 from . import validation as v
-from .constants import FOREVER, JOB_LOG_LEVELS, METHODS
+from .constants import FOREVER, JOB_LOG_LEVELS, JOB_STATUSES, METHODS
 from .core import Core, Origin
 from .document import JobDoc, parse_doc
 from .errors import InvalidArgument, InvalidArgumentType, PermissionDenied
@@ -25,17 +33,41 @@ from .permissions import Rules
 Parsed = dict[str, Any]
 Validator = Callable[[Any, str], Any]
 
+REPORTS = frozenset({"jobLog", "jobProgress", "jobDone", "jobFail", "jobHeartbeat", "jobRelease"})
+"""The methods by which a worker reports on a job it holds: from a user, only on runs that
+user claimed (or from an admin)."""
+MAX_TYPES = 1_000
+"""The most job types one claim, promotion or long poll may name."""
+MAX_TYPE_LENGTH = 1_024
+"""The longest job type one may name there (characters)."""
 
-def _options(params: tuple[Any, ...], index: int, allowed: Mapping[str, Validator]) -> Parsed:
-    """The options dict at params[index] (absent or None: {}), each key validated."""
+
+def job_types(value: Any, name: str = "type") -> list[str]:
+    """validation.job_types, bounded: at most MAX_TYPES types of at most MAX_TYPE_LENGTH
+    characters each (what a claim or a long poll names goes into a query and into tables
+    kept while it waits)."""
+    if isinstance(value, list | tuple) and len(value) > MAX_TYPES:
+        raise InvalidArgument(name, f"names more than {MAX_TYPES} types")
+    types = v.job_types(value, name)
+    for i, item in enumerate(types):
+        if len(item) > MAX_TYPE_LENGTH:
+            raise InvalidArgument(f"{name}[{i}]", f"is longer than {MAX_TYPE_LENGTH} characters")
+    return types
+
+
+def _options(
+    params: tuple[Any, ...], index: int, allowed: Mapping[str, Validator], name: str = "options"
+) -> Parsed:
+    """The options dict at params[index] (absent or None: {}), each key validated; `name`
+    names the dict in errors."""
     raw = params[index] if len(params) > index else None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise InvalidArgumentType("options", f"must be a dict, not {type(raw).__name__}")
+        raise InvalidArgumentType(name, f"must be a dict, not {type(raw).__name__}")
     unknown = set(raw) - set(allowed)
     if unknown:
-        raise InvalidArgument("options", f"unknown keys {sorted(map(str, unknown))}")
+        raise InvalidArgument(name, f"unknown keys {sorted(map(str, unknown))}")
     return {_snake(key): allowed[key](value, key) for key, value in raw.items()}
 
 
@@ -137,7 +169,7 @@ def _parse_get_work(p: tuple[Any, ...]) -> Parsed:
     _arity(p, 1, 2, "getWork")
     opts = _options(p, 1, {"maxJobs": _opt_ms(1), "workTimeout": _optional(_opt_ms(1))})
     return {
-        "types": v.job_types(p[0]),
+        "types": job_types(p[0]),
         "max_jobs": opts.get("max_jobs", 1),  # clamped to Limits.max_jobs by the core
         "work_timeout_ms": opts.get("work_timeout"),
     }
@@ -324,7 +356,7 @@ def _parse_server_shutdown(p: tuple[Any, ...]) -> Parsed:
 def _parse_ready_due(p: tuple[Any, ...]) -> Parsed:
     _arity(p, 1, 2, "jobReadyDue")
     _options(p, 1, {})
-    return {"types": v.job_types(p[0])}
+    return {"types": job_types(p[0])}
 
 
 def _parse_cancel_pending(p: tuple[Any, ...]) -> Parsed:
@@ -333,6 +365,60 @@ def _parse_cancel_pending(p: tuple[Any, ...]) -> Parsed:
     if not isinstance(p[0], str) or not p[0]:
         raise InvalidArgumentType("type", "must be a non-empty string")
     return {"job_type": p[0], "user_id": v.user_id(p[1], "userId")}
+
+
+FIND_NAMES = {"user_id": "userId", "created_before": "createdBefore"}
+"""find_jobs' argument names as jobFind's filter spells them (in errors)."""
+
+
+def _parse_find(p: tuple[Any, ...]) -> Parsed:
+    """jobFind(filter, options): the filter's conditions (`type`, `status`, `userId`,
+    `createdBefore`, `data`; absent: any) and the page (`limit`, default 100, at most
+    queries.MAX_PAGE; `after`, a page's `next` cursor)."""
+    _arity(p, 0, 2, "jobFind")
+    keep = _as_given  # queries.job_query checks them, naming each
+    where = _options(
+        p,
+        0,
+        {"type": keep, "status": keep, "userId": keep, "createdBefore": keep, "data": keep},
+        "filter",
+    )
+    opts = _options(p, 1, {"limit": keep, "after": _optional(_cursor)})
+    types = where.get("type")
+    statuses = where.get("status")
+    if isinstance(statuses, list | tuple) and len(statuses) > len(JOB_STATUSES):
+        raise InvalidArgument("status", f"names more than the {len(JOB_STATUSES)} statuses")
+    try:
+        query = queries.job_query(
+            None if types is None else job_types(types),
+            statuses,
+            where.get("user_id"),
+            where.get("created_before"),
+            where.get("data"),
+            opts.get("limit", 100),
+        )
+    except InvalidArgument as exc:
+        name = FIND_NAMES.get(exc.argument, exc.argument)
+        if name == exc.argument:
+            raise
+        raise type(exc)(name, exc.problem) from None
+    return {"query": query, "after": opts.get("after")}
+
+
+def _as_given(value: Any, name: str) -> Any:
+    return value
+
+
+def _cursor(value: Any, name: str) -> str:
+    """A page's cursor (InvalidArgument("after") if it is not one)."""
+    queries.decode_cursor(value)
+    return str(value)
+
+
+def _parse_stats(p: tuple[Any, ...]) -> Parsed:
+    _arity(p, 0, 1, "jobStats")
+    _options(p, 0, {})
+    return {}
 
 
 def _run(name: str) -> Run:
@@ -384,6 +470,8 @@ METHOD_TABLE: dict[str, Method] = {
     "jobCancelPending": Method(
         _parse_cancel_pending, _positional("cancel_pending_of", "job_type", "user_id")
     ),
+    "jobFind": Method(_parse_find, _run("find_jobs")),
+    "jobStats": Method(_parse_stats, _run("stats")),
 }
 """Every method of the original (and this project's extensions), by name."""
 assert set(METHOD_TABLE) == set(METHODS)
@@ -398,18 +486,23 @@ class MethodLayer:
         self.rules = Rules()
 
     async def call(self, method: str, params: tuple[Any, ...], user_id: Any = None) -> Any:
-        """Run a method; with a user_id the allow/deny rules decide first. Parameters are
-        parsed here; the core does the rest (limits, clock, events) as for any call."""
-        spec = METHOD_TABLE.get(method) if isinstance(method, str) else None
+        """Run a method; with a user_id the allow/deny rules decide, once the parameters
+        have been parsed (InvalidArgument: no rule is asked about a malformed call); the
+        core does the rest (limits, clock, events) as for any call. A rule that raises
+        refuses the call (PermissionDenied; the rule's error is logged)."""
+        spec = METHOD_TABLE.get(method) if type(method) is str else None
         if spec is None:
             raise InvalidArgument(
                 "method", f"unknown method {method!r}; use one of {list(METHODS)}"
             )
         origin = Origin(method, user_id, params)
         try:
-            if user_id is not None and not self.rules.permits(user_id, method, params):
-                raise PermissionDenied(f"Method not authorized: {method}")
             args = spec.parse(params)
+            if user_id is not None:
+                if not self.rules.permits(user_id, method, params):
+                    raise PermissionDenied(f"Method not authorized: {method}")
+                if method in REPORTS and self.rules.is_admin(user_id, method, params):
+                    origin = Origin(method, user_id, params, admin=True)
         except Exception as exc:
             await self.core.emit(method, lambda: params, origin, exc, None)
             raise

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from jobcollection import JobCollection
+from jobcollection import JobCollection, TaskRegistry
 
 
 class EmailArgs(BaseModel):
@@ -24,4 +24,21 @@ async def misuse(jc: JobCollection) -> None:
     await resize.enqueue("x.png", width="wide")  # error: width is an int
     await resize.enqueue(height=5)  # error: no such parameter
     text: str = await send_email(EmailArgs(to="a"))  # error: the result is an int
+    print(text)
+
+
+tasks = TaskRegistry()
+
+
+@tasks.task("notify")
+async def notify(args: EmailArgs) -> int:
+    return len(args.to)
+
+
+async def misuse_registry(jc: JobCollection) -> None:
+    await notify.enqueue(EmailArgs(to="a"))  # error: not bound: no collection to save on
+    await notify.on(jc).enqueue({"to": "ada@example.com"})  # error: a dict, not EmailArgs
+    await notify.on(jc).enqueue(jc, EmailArgs(to="a"))  # error: the collection goes in on()
+    notify.on("jobs")  # error: not a job collection
+    text: str = await notify.on(jc)(EmailArgs(to="a"))  # error: the result is an int
     print(text)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from jobcollection import JobCollection, JobQueue, Task
+from jobcollection import BoundTask, JobCollection, JobQueue, Task, TaskRegistry
+from jobcollection.remote import RemoteJobCollection
+from jobcollection.testing import drain, perform_job
 
 
 class EmailArgs(BaseModel):
@@ -34,3 +36,33 @@ async def use(jc: JobCollection) -> None:
     print(job_id, sent.message_id, (await resize("y.png")).upper())
     queue: JobQueue = jc.run_tasks([email_task, resize], concurrency=4)
     await queue.shutdown()
+
+
+tasks = TaskRegistry()
+
+
+@tasks.task("notify", retry=2, priority="high")
+async def notify(args: EmailArgs) -> Sent:
+    return Sent(message_id=f"<{args.to}>")
+
+
+@tasks.task("thumbnail")
+async def thumbnail(image: str, size: int = 64) -> str:
+    return f"{image}@{size}"
+
+
+async def use_registry(jc: JobCollection, remote: RemoteJobCollection) -> None:
+    declared: Task[[EmailArgs], Sent] = notify
+    here: BoundTask[[EmailArgs], Sent] = notify.on(jc)
+    job_id = await here.enqueue(EmailArgs(to="ada@example.com"))
+    await thumbnail.on(remote).enqueue("x.png", size=32)
+    await thumbnail.on(jc).job("y.png").delay(60).save()
+    sent: Sent = await declared(EmailArgs(to="ada@example.com"))
+    print(job_id, sent.message_id, (await thumbnail("z.png")).upper(), len(tasks))
+    queue: JobQueue = jc.run_tasks(tasks)
+    remote_queue: JobQueue = remote.run_tasks([notify, thumbnail])
+    await queue.shutdown()
+    await remote_queue.shutdown()
+    ran: int = await drain(jc, tasks)
+    stored = await perform_job(jc, notify.on(jc).job(EmailArgs(to="b@example.com")), notify)
+    print(ran, stored.doc.status)

@@ -2,8 +2,10 @@
 
 `RemoteJobCollection(url, token=...)` is an async context manager over an httpx client. Its
 service (`RemoteService`) implements the seam a `Job` and a `JobQueue` use (seam.py), so
-`create_job`, `save`, `get_job`, `get_work`, `process_jobs` and every `Job` action work
-unchanged on a machine that has only the URL and a token.
+`create_job`, `save`, `get_job`, `find_jobs`, `stats`, `get_work`, `process_jobs` and every
+`Job` action work unchanged on a machine that has only the URL and a token (each under the
+token's roles: finding and counting jobs, jobFind and jobStats, is a manager's or an admin's).
+Connecting to a URL where something else answers raises DatabaseError saying so.
 
 - Calls made together are sent together: every call joins a batch that is sent once the
   caller's turn of the event loop ends, as one `/batch` request (one `/methods/...` request
@@ -38,6 +40,7 @@ from ..clock import Clock, to_millis
 from ..document import JobDoc
 from ..errors import DatabaseError, InvalidArgument, InvalidArgumentType
 from ..limits import Limits
+from ..queries import DocPage, JobQuery, QueueStats
 from ..ratelimit import LimitedWork, RateLimit
 from ..seam import JobService, Outcome
 from ..transitions import Due, Id
@@ -357,6 +360,12 @@ class RemoteService(JobService):
         v.check_results_size(results, max_bytes)
         return results
 
+    async def find_jobs(self, query: JobQuery, after: str | None) -> DocPage:
+        return codec.decode_page(await self.call("jobFind", *query.wire(after)))
+
+    async def stats(self) -> QueueStats:
+        return codec.decode_stats(await self.call("jobStats"))
+
     async def cancel_pending_of(self, job_type: str, user_id: Any) -> int:
         return int(await self.call("jobCancelPending", job_type, user_id))
 
@@ -486,19 +495,46 @@ class RemoteJobCollection(JobsAPI):
             sent = datetime.now(UTC)
             reply = await http.get("/info")
             received = datetime.now(UTC)
-            body = codec.loads(reply.content) if reply.content else {}
-            if reply.status_code != 200:
-                codec.raise_error(reply.status_code, body)
+            time, limits, max_calls = self._info(reply)
         except httpx.HTTPError as exc:
             await http.aclose()
             raise DatabaseError(f"the remote API at {self.url} did not answer: {exc!r}") from exc
         except BaseException:
             await http.aclose()
             raise
-        clock = self._clock or RemoteClock(body["time"] - (sent + (received - sent) / 2))
-        limits = Limits(**body["limits"])
-        self._service = RemoteService(http, clock, limits, self._wait, body["maxBatchCalls"])
+        clock = self._clock or RemoteClock(time - (sent + (received - sent) / 2))
+        self._service = RemoteService(http, clock, limits, self._wait, max_calls)
         self._http = http
+
+    def _info(self, reply: httpx.Response) -> tuple[datetime, Limits, int]:
+        """The server's time, limits and calls per batch from its /info reply; the error it
+        answered with (PermissionDenied for a refused token), or DatabaseError for a reply
+        that is not the remote API's (a URL where something else answers)."""
+        where = f"{self.url}/info"
+        try:
+            body = codec.loads(reply.content) if reply.content else {}
+        except ValueError:
+            raise DatabaseError(
+                f"{where} answered HTTP {reply.status_code} with a body that is not JSON: not "
+                "a jobcollection remote API"
+            ) from None
+        if reply.status_code != 200:
+            ours = isinstance(body, dict) and isinstance(body.get("error"), dict)
+            if ours or reply.status_code in (401, 403):
+                codec.raise_error(reply.status_code, body)
+            raise DatabaseError(
+                f"{where} answered HTTP {reply.status_code}: not a jobcollection remote API"
+            )
+        try:
+            time, limits, max_calls = body["time"], body["limits"], body["maxBatchCalls"]
+            if not isinstance(time, datetime) or type(max_calls) is not int or max_calls < 1:
+                raise TypeError("time or maxBatchCalls")
+            return time, Limits(**limits), max_calls
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DatabaseError(
+                f"{where} answered JSON without the remote API's time and limits ({exc!r}): "
+                "not a jobcollection remote API"
+            ) from None
 
     async def close(self) -> None:
         """Send what is batched, wait for it, and close the connection."""

@@ -5,12 +5,21 @@ and dates as `{"$date": milliseconds}`, decoded aware in UTC (any Extended JSON 
 accepted). A method's parameters and
 result are the method layer's (the original's names, camelCase options, milliseconds).
 
+A body is decoded to plain values only: JSON's, ObjectIds, dates, binary data and decimals
+(`$numberLong` gives a plain int). Extended JSON that would give a value of another BSON type
+(`$code`, `$regex`, `$ref`, `$minKey`, `$maxKey`, `$timestamp`, ...), some of which pass
+for a string or a dict, is refused as malformed, as are `NaN` and `Infinity` and strings that
+are not Unicode (a lone surrogate `\ud800`, which no database can store).
+
 A job document travels as job-collection v1.x stores it, without `_private`: the settings this
 library keeps there for a job (its cron schedule, retry extras, retention, user, unique key,
 lineage, skipped runs, timeout) travel under `jobcollection`, by short names (`user`,
 `schedule`, ...), and its bookkeeping never leaves the server. The server reads a given
 document's `jobcollection` back into `_private` for the method layer, which keeps only those
-settings (document.parse_doc).
+settings (document.parse_doc). A page of jobFind travels as `{"jobs": [document, ...],
+"next": cursor | null}`; the counts of jobStats as `{"counts": [{"type", "status", "count"}],
+"oldestReady": [{"type", "after"}], "at": date}` (lists: a job type may be any string, one
+starting with `$` too, which as a key would read as Extended JSON).
 
 Errors travel as `{"error": {"type": ..., "message": ..., ...}}` with an HTTP status, and are
 raised on the client as the same exceptions (errors.py).
@@ -20,11 +29,13 @@ from __future__ import annotations
 
 import functools
 import json
+import math
+import re
 from collections.abc import Mapping
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any, Final
 
-from bson import json_util
+from bson import Decimal128, Int64, ObjectId, json_util
 from bson.json_util import DatetimeRepresentation, JSONMode, JSONOptions
 from pymongo.errors import WriteError
 
@@ -39,6 +50,7 @@ from ..errors import (
     JobNotSaved,
     PermissionDenied,
 )
+from ..queries import DocPage, QueueStats
 from ..store import refused
 from ..transitions import Due
 
@@ -81,12 +93,79 @@ def dumps(value: Any) -> bytes:
     return json.dumps(value, default=_DEFAULT).encode()
 
 
+_PLAIN: Final = (ObjectId, datetime, bytes, Decimal128)
+"""What an Extended JSON object may decode to, besides a dict (Binary is bytes)."""
+_SURROGATE: Final = re.compile(rb"\\u[dD][89a-fA-F]")
+"""A surrogate written as a JSON escape: the body is checked for lone ones (_unicode)."""
+
+
+class _Refused(ValueError):
+    """A body that is JSON, but not what this API accepts."""
+
+
+def _object(value: dict[str, Any]) -> Any:
+    """An object of the body: a dict, or the plain value of an Extended JSON form."""
+    if not any(key[:1] == "$" for key in value):
+        return value
+    decoded = json_util.object_hook(value, JSON_OPTIONS)
+    if type(decoded) is dict:
+        return decoded
+    if isinstance(decoded, Int64):
+        return int(decoded)
+    if isinstance(decoded, float):  # $numberDouble
+        return _finite(decoded)
+    if isinstance(decoded, _PLAIN):
+        return decoded
+    if decoded is None or type(decoded) in (int, str):  # $undefined, $numberInt, $symbol
+        return decoded
+    raise _Refused(f"Extended JSON {type(decoded).__name__} values are not accepted")
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise _Refused(f"{value} is not a finite number")
+    return value
+
+
+def _float(text: str) -> float:
+    """A JSON number with a fraction or exponent (1e999 is too large, not infinite)."""
+    return _finite(float(text))
+
+
+def _constant(name: str) -> Any:
+    raise _Refused(f"{name} is not a JSON number")
+
+
+def _unicode(value: Any) -> None:
+    """Refuse strings (and keys) with a lone surrogate, at any depth (walked without
+    recursion: the parser bounded the depth, not this)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                raise _Refused("a string holds a lone surrogate (not Unicode)") from None
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
 def loads(body: bytes) -> Any:
-    """A JSON body with Extended JSON values decoded; ValueError if it is not JSON."""
+    """A JSON body with Extended JSON values decoded (see the module docstring); ValueError
+    if it is not JSON, or not what this API accepts."""
     try:
-        return json_util.loads(body, json_options=JSON_OPTIONS)
+        value = json.loads(body, object_hook=_object, parse_float=_float, parse_constant=_constant)
+        if _SURROGATE.search(body):
+            _unicode(value)
+        return value
     except RecursionError:
         raise ValueError("nested too deeply") from None
+    except _Refused:
+        raise
     except Exception as exc:  # JSON errors, and Extended JSON values that do not parse
         raise ValueError(f"{type(exc).__name__}: {exc}") from None
 
@@ -118,6 +197,30 @@ def decode_doc(raw: Mapping[str, Any]) -> JobDoc:
     if isinstance(settings, dict):
         fields["_private"] = {_LONG[k]: v for k, v in settings.items() if k in _LONG}
     return JobDoc.from_mongo(fields, aware_dates=True)
+
+
+def decode_page(raw: Any) -> DocPage:
+    """A page of jobFind as the server sent it (DatabaseError if it is not one)."""
+    try:
+        following = raw["next"]
+        if following is not None and not isinstance(following, str):
+            raise TypeError("next is not a cursor")
+        return DocPage([decode_doc(doc) for doc in raw["jobs"]], following)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DatabaseError(f"the remote API's jobFind answer is not a page: {exc!r}") from None
+
+
+def decode_stats(raw: Any) -> QueueStats:
+    """The counts of jobStats as the server sent them (DatabaseError if they are not)."""
+    try:
+        counts = {(str(c["type"]), str(c["status"])): int(c["count"]) for c in raw["counts"]}
+        oldest = {str(o["type"]): o["after"] for o in raw["oldestReady"]}
+        at = raw["at"]
+        if not all(isinstance(d, datetime) for d in [at, *oldest.values()]):
+            raise TypeError("a date is not a date")
+        return QueueStats(counts, oldest, at)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DatabaseError(f"the remote API's jobStats answer is not counts: {exc!r}") from None
 
 
 def inbound_doc(raw: Any, name: str) -> Any:
@@ -158,11 +261,25 @@ def inbound_params(method: str, params: list[Any]) -> list[Any]:
 
 
 def encode(value: Any) -> Any:
-    """A method's result, wire-shaped: job documents encoded, Due as an object."""
+    """A method's result, wire-shaped: job documents encoded; Due, a page of jobFind and the
+    counts of jobStats as objects (see decode_page, decode_stats)."""
     if isinstance(value, JobDoc):
         return encode_doc(value)
     if isinstance(value, Due):
         return {"promoted": value.promoted, "nextDue": value.next_due}
+    if isinstance(value, DocPage):
+        return {"jobs": [encode_doc(doc) for doc in value.docs], "next": value.next}
+    if isinstance(value, QueueStats):
+        return {
+            "counts": [
+                {"type": job_type, "status": status, "count": n}
+                for (job_type, status), n in value.counts.items()
+            ],
+            "oldestReady": [
+                {"type": job_type, "after": after} for job_type, after in value.oldest_ready.items()
+            ],
+            "at": value.at,
+        }
     if isinstance(value, list | tuple):
         return [encode(item) for item in value]
     return value

@@ -10,10 +10,16 @@
     POST /bulk/{action}         do it (the filter again, as form fields)
     GET  /events[?job=ID]       server-sent events: `change` when the counts (or the job) change
     GET|POST /login, POST /logout   a form that keeps a bearer token in a cookie
+    GET  /static/{name}         the stylesheet and the script (assets.py)
 
 Every action is a method call, `jc.call(method, ..., user_id=user)`, so the collection's
 allow/deny rules decide (403 when they refuse). Reads use the Python API (`stats`,
 `find_jobs`, `get_job`), so every user `auth` accepts may see every job.
+
+Against other sites: without `auth` only loopback clients, and only requests for loopback
+names or `allowed_hosts`, are answered (DNS rebinding; security.py, hosts.py); every POST
+needs the page's form token and is refused when the browser says another site sent it
+(`Origin`, `Sec-Fetch-Site`); every response forbids framing and inline script.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import ipaddress
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -35,14 +41,24 @@ from starlette.applications import Starlette
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import validation as v
-from ..errors import InvalidArgument, InvalidArgumentType, PermissionDenied, WakeupUnavailable
-from ..remote.auth import Auth
+from ..errors import (
+    DatabaseError,
+    InvalidArgument,
+    InvalidArgumentType,
+    PermissionDenied,
+    WakeupUnavailable,
+)
+from ..remote.auth import Auth, until_revoked
 from ..wakeup import follow
 from . import pages
 from .activity import per_minute
+from .assets import ASSETS
+from .hosts import allowed_hosts_from
 from .pages import ACTIONS, Filters, View
+from .security import Guard
 
 logger = logging.getLogger("jobcollection.web")
 
@@ -60,6 +76,8 @@ MAX_BULK = 10_000
 CHUNK = 1_000
 """Ids per method call of a bulk action."""
 MAX_FORM_BYTES = 64 * 1024
+MAX_SHOWN = 200
+"""The most characters of a value from the URL an error page repeats."""
 METHODS = {
     "pause": "jobPause",
     "resume": "jobResume",
@@ -73,6 +91,24 @@ METHODS = {
 ReadOnly = bool | Callable[[Any], bool]
 
 
+class _Stream(StreamingResponse):
+    """An event stream that calls `ended` once it is over (sent, or the client left)."""
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self, ended: Callable[[], None], content: AsyncIterator[str], headers: dict[str, str]
+    ) -> None:
+        super().__init__(content, headers=headers)
+        self.ended = ended
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.ended()
+
+
 class Refused(Exception):
     """A request answered with an error page: its status, title and message."""
 
@@ -84,6 +120,11 @@ class Refused(Exception):
 
 class NeedLogin(Exception):
     """No user: `auth` refused the request's bearer header and cookie (or there were none)."""
+
+
+def _shown(text: str) -> str:
+    """A value from the URL as an error page repeats it: cut to MAX_SHOWN characters."""
+    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + "..."
 
 
 def _loopback(connection: HTTPConnection) -> bool:
@@ -112,6 +153,8 @@ def _value(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+    except RecursionError:
+        raise InvalidArgument("filter", "the value is nested too deeply") from None
 
 
 def filters_from(items: Sequence[tuple[str, str]]) -> Filters:
@@ -126,6 +169,9 @@ def filters_from(items: Sequence[tuple[str, str]]) -> Filters:
             if not sep or not path:
                 raise InvalidArgument("data", f"{value!r} is not PATH=VALUE (customer.id=7)")
             data.append((path.strip(), given.strip()))
+    for path, _ in data:
+        if any(part.startswith("$") for part in path.split(".")):
+            raise InvalidArgument(f"data.{_shown(path)}", "a path part must not start with $")
     return Filters(
         types=tuple(dict.fromkeys(val for key, val in items if key == "type" and val)),
         statuses=tuple(dict.fromkeys(val for key, val in items if key == "status" and val)),
@@ -155,6 +201,7 @@ class Dashboard:
         poll_s: float,
         events_max_s: float,
         chart_sample: int,
+        max_streams: int,
     ) -> None:
         self.jc = jc
         self.auth = auth
@@ -162,6 +209,9 @@ class Dashboard:
         self.poll_s = poll_s
         self.events_max_s = events_max_s
         self.chart_sample = chart_sample
+        self.max_streams = max_streams
+        self.streams = 0
+        """The event streams open now."""
         self.secret = secrets.token_bytes(32)
         self.closing = asyncio.Event()
         self.changed = asyncio.Event()
@@ -212,9 +262,14 @@ class Dashboard:
 
     @staticmethod
     def same_origin(request: Request) -> None:
-        """Refuse a POST a page of another site sent (its Origin names another host)."""
+        """Refuse a POST a page of another site sent: its Origin names another host (or is
+        `null`), or the browser's Sec-Fetch-Site says it is not this origin's own (another
+        port of localhost is `same-site`: refused too)."""
         origin = request.headers.get("origin")
-        if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+        host = request.headers.get("host", "").lower()
+        if origin is not None and urlsplit(origin.lower()).netloc != host:
+            raise Refused(403, "Forbidden", "cross-site form posts are refused")
+        if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
             raise Refused(403, "Forbidden", "cross-site form posts are refused")
 
     async def form(self, request: Request) -> list[tuple[str, str]]:
@@ -291,7 +346,7 @@ class Dashboard:
             v.job_id(request.path_params["job_id"]), get_log=True, get_failures=True
         )
         if job is None:
-            raise Refused(404, "Not found", f"no job {request.path_params['job_id']}")
+            raise Refused(404, "Not found", f"no job {_shown(request.path_params['job_id'])}")
         return job
 
     async def job(self, request: Request) -> Response:
@@ -299,7 +354,7 @@ class Dashboard:
         job = await self._job(request)
         linked = [*job.doc.depends, *job.doc.resolved, *job.doc.lineage]
         statuses = {j.id: j.doc.status for j in await self.jc.get_jobs(linked)} if linked else {}
-        return HTMLResponse(pages.job_page(view, job, statuses))
+        return HTMLResponse(pages.job_page(view, job, statuses, self.jc.clock.now()))
 
     async def job_live(self, request: Request) -> Response:
         view = await self.view(request)
@@ -311,7 +366,7 @@ class Dashboard:
     def _action(request: Request) -> str:
         action = str(request.path_params["action"])
         if action not in ACTIONS:
-            raise Refused(404, "Not found", f"no action {action!r}")
+            raise Refused(404, "Not found", f"no action {_shown(action)!r}")
         return action
 
     async def apply(self, action: str, ids: Sequence[Any], user: Any) -> list[Any]:
@@ -430,19 +485,37 @@ class Dashboard:
         if ended is not None and not isinstance(ended, WakeupUnavailable):
             logger.warning("the dashboard's change stream failed (%r); polling", ended)
 
-    async def stream(self, job_id: Any) -> AsyncIterator[str]:
+    async def stream(
+        self, job_id: Any, revoked: asyncio.Future[None] | None = None
+    ) -> AsyncIterator[str]:
         """`change` now and whenever the state changes, for at most events_max_s (the
-        browser then reconnects) or until the dashboard closes. The state is read again when
-        a call through this JobCollection or a change stream says something changed, and
-        every poll_s otherwise (changes made by other processes without change streams)."""
+        browser then reconnects), until the dashboard closes, or until `revoked` is done (the
+        user's token was revoked: the browser's reconnection then meets the login form). The
+        state is read again when a call through this JobCollection or a change stream says
+        something changed, and every poll_s otherwise (changes made by other processes
+        without change streams)."""
+        try:
+            async for event in self._changes(job_id, revoked):
+                yield event
+        finally:
+            if revoked is not None:
+                revoked.cancel()
+
+    async def _changes(
+        self, job_id: Any, revoked: asyncio.Future[None] | None
+    ) -> AsyncIterator[str]:
         self._watch()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.events_max_s
         yield f"retry: {int(self.poll_s * 1000) + 1000}\n\n"
         last = None
         number = 0
-        while not self.closing.is_set():
-            state = await self._state(job_id)
+        while not self.closing.is_set() and not (revoked is not None and revoked.done()):
+            try:
+                state = await self._state(job_id)
+            except DatabaseError as exc:  # the browser reconnects after `retry`
+                logger.warning("the dashboard's event stream ends: %r", exc)
+                return
             if state != last:
                 number += 1
                 last = state
@@ -450,13 +523,13 @@ class Dashboard:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
-            waiters = [
+            waiters: list[asyncio.Future[Any]] = [
                 asyncio.ensure_future(self.closing.wait()),
                 asyncio.ensure_future(self.changed.wait()),
             ]
             try:
                 await asyncio.wait(
-                    waiters,
+                    [*waiters, *([revoked] if revoked is not None else [])],
                     timeout=min(self.poll_s, remaining),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
@@ -465,14 +538,27 @@ class Dashboard:
                     waiter.cancel()
 
     async def events(self, request: Request) -> Response:
-        await self.view(request)
+        view = await self.view(request)
         given = request.query_params.get("job")
         job_id = v.job_id(given, "job") if given else None
-        return StreamingResponse(
-            self.stream(job_id),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        headers = {"X-Accel-Buffering": "no"}
+        if request.method == "HEAD":
+            return Response(media_type="text/event-stream", headers=headers)
+        if self.streams >= self.max_streams:
+            raise Refused(
+                503, "Busy", f"{self.max_streams} live views are open: try again when fewer are"
+            )
+        self.streams += 1
+        revoked = None
+        if self.auth is not None:  # the stream ends when its user's token is revoked
+            token = request.cookies.get(COOKIE, "")
+            asked = _with_bearer(request, token) if view.cookie_login else request
+            if asked is not None:
+                revoked = asyncio.ensure_future(until_revoked(self.auth, asked, view.user))
+        return _Stream(self._stream_ended, self.stream(job_id, revoked), headers=headers)
+
+    def _stream_ended(self) -> None:
+        self.streams -= 1
 
     async def close(self) -> None:
         """End the event streams and the change-stream watch (the server is stopping)."""
@@ -526,22 +612,50 @@ def _guarded(
     dashboard: Dashboard, handler: Callable[[Request], Awaitable[Response]]
 ) -> Callable[[Request], Awaitable[Response]]:
     """A route answering its refusals as pages: the login form (401) without a user, 403
-    when the rules refuse an action, 400 for a bad argument."""
+    when the rules refuse an action, 400 for a bad argument, 503 when the database fails."""
 
     async def route(request: Request) -> Response:
+        base = str(request.scope.get("root_path", ""))
         try:
             return await handler(request)
         except NeedLogin:
-            base = str(request.scope.get("root_path", ""))
             return HTMLResponse(pages.login(base, "Log in to see this dashboard."), 401)
         except Refused as exc:
-            return HTMLResponse(pages.problem(None, exc.title, str(exc)), exc.status)
+            return HTMLResponse(pages.problem(None, exc.title, str(exc), base), exc.status)
         except PermissionDenied as exc:
-            return HTMLResponse(pages.problem(None, "Forbidden", f"refused: {exc}"), 403)
+            return HTMLResponse(pages.problem(None, "Forbidden", f"refused: {exc}", base), 403)
         except InvalidArgument as exc:
-            return HTMLResponse(pages.problem(None, "Bad request", str(exc)), 400)
+            return HTMLResponse(pages.problem(None, "Bad request", str(exc), base), 400)
+        except DatabaseError as exc:
+            logger.warning("the dashboard could not read or write the jobs: %r", exc)
+            message = "the database did not answer as it should: try again"
+            return HTMLResponse(pages.problem(None, "Unavailable", message, base), 503)
 
     return route
+
+
+async def static(request: Request) -> Response:
+    """A file of assets.py: kept by browsers when its URL has its version (as the pages'
+    links do), else not stored (as every other response)."""
+    asset = ASSETS.get(request.path_params["name"])
+    if asset is None:
+        raise Refused(404, "Not found", "no such file")
+    headers = {}
+    if request.query_params.get("v") == asset.version:
+        headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    return Response(asset.text, media_type=asset.media_type, headers=headers)
+
+
+class _Guarded(Starlette):
+    """A Starlette application inside security.Guard (outside its error handling, so that
+    its own 404, 405 and 500 responses carry the security headers too)."""
+
+    def __init__(self, hosts: tuple[str, ...] | None, **options: Any) -> None:
+        self.hosts = hosts
+        super().__init__(**options)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return Guard(super().build_middleware_stack(), self.hosts)
 
 
 def create_dashboard(
@@ -552,6 +666,8 @@ def create_dashboard(
     poll_s: float = 2.0,
     events_max_s: float = 300.0,
     chart_sample: int = 2_000,
+    allowed_hosts: Iterable[str] | None = None,
+    max_streams: int = 50,
 ) -> Starlette:
     """The web dashboard of `jc`, a Starlette application to run with uvicorn or mount in a
     Starlette/FastAPI application (`Mount("/dashboard", app=create_dashboard(jc, ...))`).
@@ -559,17 +675,27 @@ def create_dashboard(
     `auth`: a callable of the request answering its user id or None (as the remote API's,
     `TokenAuth` for one); a browser sends the token as a bearer header or logs in with it
     at `/login` (kept in an HttpOnly cookie). Without `auth` the dashboard answers loopback
-    clients only (403 for any other) and acts as user `LOOPBACK_USER` ("dashboard"), which
-    it grants admin on `jc` unless that user is read-only.
+    clients only (403 for any other), and only requests for a loopback name (`localhost`,
+    `127.0.0.1`, `[::1]`, any port) or one of `allowed_hosts` (403 for any other Host, so
+    that no other site's page can reach it by rebinding its name to 127.0.0.1); it acts as
+    user `LOOPBACK_USER` ("dashboard"), which it grants admin on `jc` unless that user is
+    read-only.
+    `allowed_hosts`: the other host names it may be reached by (`jobs.example.com`, or
+    `.example.com` for a domain and its subdomains; no ports). Given with `auth`, Host is
+    checked too (loopback names and these); without `auth`, it always is.
     `read_only`: True, or a function of the user id saying whether that user may only look
     (no action buttons; POSTs answered 403).
     `poll_s`: how often an event stream reads the counts; `events_max_s`: how long one stays
     open (the browser then reconnects); `chart_sample`: how many of the newest finished jobs
-    the chart reads at most."""
+    the chart reads at most; `max_streams`: how many event streams may be open at once
+    (further ones: 503, and the pages stop updating live)."""
     if auth is not None and not callable(auth):
         raise InvalidArgumentType("auth", "must be a callable of the request (e.g. TokenAuth)")
     if not isinstance(read_only, bool) and not callable(read_only):
         raise InvalidArgumentType("read_only", "must be a bool or a function of the user id")
+    hosts = allowed_hosts_from(allowed_hosts) if allowed_hosts is not None else None
+    if hosts is None and auth is None:
+        hosts = ()  # loopback names only
     dashboard = Dashboard(
         jc,
         auth,
@@ -577,6 +703,7 @@ def create_dashboard(
         v.number(poll_s, "poll_s", minimum=0.01),
         v.number(events_max_s, "events_max_s", minimum=0),
         v.integer(chart_sample, "chart_sample", minimum=1),
+        v.integer(max_streams, "max_streams", minimum=1),
     )
     if auth is None and not dashboard.is_read_only(LOOPBACK_USER):
         jc.allow(admin=[LOOPBACK_USER])
@@ -597,6 +724,7 @@ def create_dashboard(
         route("/login", dashboard.login_form, "GET"),
         route("/login", dashboard.login, "POST"),
         route("/logout", dashboard.logout, "POST"),
+        route("/static/{name}", static, "GET"),
     ]
 
     @contextlib.asynccontextmanager
@@ -604,7 +732,7 @@ def create_dashboard(
         yield
         await dashboard.close()
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = _Guarded(hosts, routes=routes, lifespan=lifespan)
     app.state.dashboard = dashboard
     app.state.close = dashboard.close
     return app

@@ -1,6 +1,7 @@
 """The dashboard's HTML: each page as a function of what the route read, every value escaped
-on its way in (`e`). No template engine, no external assets: CSS and the little JavaScript the
-pages need are inline."""
+on its way in (`e`). No template engine, no external assets, and nothing inline that a
+Content-Security-Policy would have to allow (no `<script>`, `<style>` or `style=`): the
+stylesheet and the one script are files the app serves (assets.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from html import escape
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from .. import describe
 from ..constants import JOB_STATUSES
 from ..job import Job
 from .activity import Minute, chart_svg
+from .assets import url_of
 
 ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "pause": ("Pause", ("ready", "waiting")),
@@ -72,27 +75,10 @@ class View:
         return f"{self.base}/jobs/{quote(str(job_id), safe='')}"
 
 
-CSS = """
-body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1d232a;background:#f6f7f9}
-header{background:#1d232a;color:#fff;padding:.6em 1.2em;display:flex;gap:1.2em;align-items:center}
-header a{color:#fff;text-decoration:none}header .who{margin-left:auto;opacity:.8}
-main{padding:1em 1.2em;max-width:1200px}
-table{border-collapse:collapse;background:#fff;margin:.5em 0}
-td,th{border:1px solid #d5d9de;padding:.25em .6em;text-align:left;vertical-align:top}
-td.n{text-align:right;font-variant-numeric:tabular-nums}
-pre{background:#fff;border:1px solid #d5d9de;padding:.6em;overflow:auto;max-height:30em}
-.status{padding:0 .4em;border-radius:3px;background:#e4e7eb}
-.status.failed{background:#f8d4d4}.status.completed{background:#d4f0d9}
-.status.running{background:#d4e4f8}.status.cancelled{background:#eee}
-form.inline{display:inline}button{margin:.1em}
-.chart rect.completed{fill:#3c9a5f}.chart rect.failed{fill:#d0453b}
-.chart line{stroke:#999}.chart{background:#fff;border:1px solid #d5d9de}
-.note{color:#5b6570}.error{color:#a8231a}
-fieldset{border:1px solid #d5d9de;background:#fff}
-"""
-
-
-def layout(view: View | None, title: str, body: str, script: str = "") -> str:
+def layout(view: View | None, title: str, body: str, *, live: bool = False, base: str = "") -> str:
+    """A whole page; `live` adds the script that keeps its `#live` part current. `base`: the
+    dashboard's path prefix when there is no view (login and error pages)."""
+    base = view.base if view is not None else base
     nav = ""
     if view is not None:
         logout = ""
@@ -109,13 +95,13 @@ def layout(view: View | None, title: str, body: str, script: str = "") -> str:
             f'<a href="{e(view.url("/jobs"))}">Jobs</a>'
             f'<span class="who">{e(view.user)}{role}</span>{logout}'
         )
-    scripts = f"<script>{script}</script>" if script else ""
+    script = f'<script src="{e(url_of(base, "live.js"))}" defer></script>' if live else ""
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>{e(title)} - jobcollection</title><style>{CSS}</style></head>"
-        f"<body><header>{nav}</header><main><h1>{e(title)}</h1>{body}</main>{scripts}"
-        "</body></html>"
+        f"<title>{e(title)} - jobcollection</title>"
+        f'<link rel="stylesheet" href="{e(url_of(base, "dashboard.css"))}">{script}</head>'
+        f"<body><header>{nav}</header><main><h1>{e(title)}</h1>{body}</main></body></html>"
     )
 
 
@@ -124,23 +110,6 @@ def badge(status: str) -> str:
 
 
 # --- overview -----------------------------------------------------------------------------------
-
-LIVE_SCRIPT = """
-(function(){
-  var live=document.getElementById('live'); if(!live||!window.EventSource) return;
-  var source=new EventSource(live.dataset.events);
-  source.addEventListener('change',function(ev){
-    fetch(live.dataset.fragment,{credentials:'same-origin'}).then(function(r){
-      return r.ok?r.text():null;
-    }).then(function(html){
-      if(html===null) return;
-      live.innerHTML=html; live.dataset.event=ev.lastEventId;
-    });
-  });
-})();
-"""
-"""Reload the `#live` part of a page (its `data-fragment` URL) on each `change` event of its
-`data-events` stream; `data-event` names the last event applied (tests wait on it)."""
 
 
 def counts_fragment(
@@ -196,11 +165,11 @@ def counts_fragment(
 
 
 def overview(view: View, fragment: str) -> str:
-    live = (
+    body = (
         f'<div id="live" data-events="{e(view.url("/events"))}" '
         f'data-fragment="{e(view.url("/live"))}" data-event="">{fragment}</div>'
     )
-    return layout(view, "Overview", live, LIVE_SCRIPT)
+    return layout(view, "Overview", body, live=True)
 
 
 # --- job list -----------------------------------------------------------------------------------
@@ -336,13 +305,20 @@ def job_live(view: View, job: Job) -> str:
         for entry in doc.log or []
     )
     failures = "".join(
-        f"<li><pre>{e(pretty(failure))}</pre></li>" for failure in doc.failures or []
+        f'<li class="failure"><p><time>{e(stamp(f.time))}</time> <b>{e(f.head)}</b></p>'
+        + (f'<pre class="traceback">{e(chr(10).join(f.traceback))}</pre>' if f.traceback else "")
+        + (f"<pre>{e(pretty(f.details))}</pre>" if f.details else "")
+        + "</li>"
+        for f in describe.failures(doc)
     )
     result = "none" if doc.result is None else f'<pre id="result">{e(pretty(doc.result))}</pre>'
     failed = f'<ol id="failures">{failures}</ol>' if failures else "none"
+    why = describe.outcome(doc)
     return (
         f'<p>Status {badge(doc.status)} <span id="status" hidden>{e(doc.status)}</span>, '
         f"updated {e(stamp(doc.updated))}</p>"
+        + (f'<p id="outcome">{e(why)}</p>' if why else "")
+        + f'<p id="attempts">Attempts: {e(describe.attempts(doc))}</p>'
         f"{action_buttons(view, job)}"
         f'<h2>Progress</h2><p><progress max="100" value="{p.percent:g}"></progress> '
         f"{p.percent:g}% ({p.completed:g} of {p.total:g})</p>"
@@ -353,9 +329,13 @@ def job_live(view: View, job: Job) -> str:
     )
 
 
-def job_page(view: View, job: Job, statuses: Mapping[Any, str]) -> str:
-    """A job: what it is, the live part, its dependencies and lineage."""
+def job_page(view: View, job: Job, statuses: Mapping[Any, str], now: datetime | None = None) -> str:
+    """A job: what it is (its attempts, repeats and schedule in the API's words, describe.py;
+    the next runs of a cron schedule, given `now`), the live part, its dependencies and
+    lineage."""
     doc = job.doc
+    plan = describe.schedule(doc)
+    upcoming = [] if now is None else describe.next_runs(doc, now)
     summary = [
         ("id", job.id),
         ("type", doc.type),
@@ -363,8 +343,13 @@ def job_page(view: View, job: Job, statuses: Mapping[Any, str]) -> str:
         ("created", stamp(doc.created)),
         ("due (after)", stamp(doc.after)),
         ("priority", doc.priority),
-        ("retries", f"{doc.retried} so far, {doc.retries} left"),
-        ("repeats", f"{doc.repeated} so far, {doc.repeats} left"),
+        ("repeats", describe.repeats(doc)),
+        *([("schedule", plan)] if plan else []),
+        *(
+            [("next runs", ", ".join(describe.run_time(t, doc) for t in upcoming))]
+            if upcoming
+            else []
+        ),
     ]
     rows = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in summary)
     lineage = list(doc.lineage)
@@ -388,7 +373,7 @@ def job_page(view: View, job: Job, statuses: Mapping[Any, str]) -> str:
         )
         + "</p></div>"
     )
-    return layout(view, f"Job {doc.type}", body, LIVE_SCRIPT)
+    return layout(view, f"Job {doc.type}", body, live=True)
 
 
 # --- actions ------------------------------------------------------------------------------------
@@ -425,9 +410,10 @@ def bulk_done(view: View, action: str, filters: Filters, matched: int, changed: 
     return layout(view, f"{label} done", body)
 
 
-def problem(view: View | None, title: str, message: str) -> str:
+def problem(view: View | None, title: str, message: str, base: str = "") -> str:
     back = f'<p><a href="{e(view.url("/"))}">Overview</a></p>' if view is not None else ""
-    return layout(view, title, f'<p class="error" id="problem">{e(message)}</p>{back}')
+    body = f'<p class="error" id="problem">{e(message)}</p>{back}'
+    return layout(view, title, body, base=base)
 
 
 def login(base: str, message: str = "") -> str:
@@ -438,4 +424,4 @@ def login(base: str, message: str = "") -> str:
         'size="50"></label> <button type="submit">Log in</button></fieldset></form>'
         '<p class="note">The token is kept in a cookie for this dashboard only.</p>'
     )
-    return layout(None, "Log in", form)
+    return layout(None, "Log in", form, base=base)

@@ -1,0 +1,247 @@
+"""The operator commands through a server: `jobcollection serve` and `jobcollection ls | show |
+stats | retry | cancel | remove | purge --url URL`, each a process, the token given with
+`--token` or in JOBCOLLECTION_TOKEN and the command running under the token's roles (finding
+and counting jobs, jobFind and jobStats, is a manager's or an admin's); a wrong URL path, a
+bad token, a role that lacks a method each end the command with one line and the documented
+exit code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobcollection import cli
+from jobcollection.remote import RemoteJobCollection
+from test_cli_errors import Ran, run_cli
+from test_remote_processes import jobcollection, make_token
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+DAY_AGO = datetime.now(UTC) - timedelta(days=1)
+
+
+async def test_operator_commands_through_a_serve_process(tmp_path: Path) -> None:
+    lines: list[str] = []
+    tokens: dict[str, str] = {}
+    for role in ("admin", "manager", "worker"):
+        tokens[role], line = await make_token(tmp_path, f"{role}-user", role)
+        lines.append(line)
+    (tmp_path / "tokens").write_text("\n".join(lines) + "\n")
+    async with jobcollection(
+        tmp_path, "serve", "--port", "0", "--tokens", "tokens", "--log-level", "warning"
+    ) as server:
+        url = (await server.expect("jobcollection serving on ")).rsplit(" ", 1)[1]
+
+        async def as_(role: str, *argv: str) -> Ran:
+            """The command run with the role's token in JOBCOLLECTION_TOKEN."""
+            return await run_cli(*argv, "--url", url, token=tokens[role])
+
+        async with RemoteJobCollection(url, token=tokens["admin"]) as admin:
+            mail: Any = await admin.create_job("mail", {"to": "a"}).save()
+            # Due a day ago: ready however this client's clock and the server's differ.
+            sms: Any = await admin.create_job("sms").retry(0).after(DAY_AGO).save()
+            async with RemoteJobCollection(url, token=tokens["worker"]) as worker:
+                [job] = await worker.get_work("sms")
+                assert await job.fail("no signal") is True
+
+            shown = await as_("worker", "show", str(mail))
+            assert shown.code == 0, shown.err
+            assert "status:   ready" in shown.out.splitlines()
+            assert 'data:     {"to": "a"}' in shown.out.splitlines()
+            as_json = json.loads((await as_("worker", "show", str(sms), "--json")).out)
+            assert as_json["status"] == "failed"
+            assert as_json["failures"][0]["value"] == "no signal"
+            missing = await as_("admin", "show", "6b0e00000000000000000000")
+            assert (missing.code, missing.err) == (1, "no job 6b0e00000000000000000000\n")
+
+            # A worker's token may read, not manage; a manager's may manage, not read (as in
+            # job-collection): the server refuses what the role may not do.
+            refused = await as_("worker", "cancel", str(mail))
+            assert refused.code == cli.EXIT_UNAVAILABLE
+            assert refused.error_line() == (
+                "jobcollection cancel: not allowed: the token's user may not call jobCancel (a "
+                "token with the role admin or manager may)"
+            )
+            unread = await as_("manager", "show", str(mail))
+            assert unread.code == cli.EXIT_UNAVAILABLE
+            assert unread.error_line() == (
+                "jobcollection show: not allowed: the token's user may not call getJob (a token "
+                "with the role admin or worker may)"
+            )
+            still = await admin.get_job(mail)
+            assert still is not None and still.doc.status == "ready"
+
+            cancelled = await run_cli(
+                "cancel", str(mail), "--url", url, "--token", tokens["manager"]
+            )
+            assert (cancelled.code, cancelled.out) == (
+                0,
+                "cancel: 1 given, some changed (not counted: the token's user may not read jobs)\n",
+            )
+            retried = await as_("admin", "retry", str(mail), str(sms))
+            assert (retried.code, retried.out) == (0, "retry: 2 matched, 2 changed\n")
+            assert await admin.cancel_jobs([sms]) is True
+            removed = await as_("admin", "remove", str(sms))
+            assert (removed.code, removed.out) == (0, "remove: 1 matched, 1 changed\n")
+            assert await admin.get_job(sms) is None
+            job_after = await admin.get_job(mail)
+            assert job_after is not None and job_after.doc.status in ("waiting", "ready")
+
+        # Mistakes (a token the server does not know, a URL with a path) end with one line.
+        # Run side by side.
+        paths = ["/nope", "/dashboard/"]
+        ran = await asyncio.gather(
+            run_cli("show", str(mail), "--url", url, "--token", "not-a-token"),
+            *(run_cli("show", str(mail), "--url", url + p, token=tokens["admin"]) for p in paths),
+            run_cli("dashboard", "--url", url),
+            as_("manager", "worker", "remote_workers:echo", "--type", "echo"),
+        )
+        bad, *wrong, dashboard, not_a_worker = ran
+        assert bad.code == cli.EXIT_UNAVAILABLE
+        assert bad.error_line() == (
+            f"jobcollection show: the server at {url} refused the token (a valid bearer token "
+            "is required); check --token or JOBCOLLECTION_TOKEN"
+        )
+        for path, wrong_here in zip(paths, wrong, strict=True):
+            assert wrong_here.code == cli.EXIT_UNAVAILABLE
+            assert wrong_here.error_line().startswith(
+                f"jobcollection show: {url}{path} does not answer as a jobcollection remote API"
+            )
+            assert wrong_here.error_line().endswith(
+                "give its base URL: the address `jobcollection serve` prints, or where an "
+                "application mounts it"
+            )
+        assert dashboard.code == cli.EXIT_USAGE
+        assert f"open {url}/dashboard/ and log in with a token" in dashboard.error_line()
+        # A worker whose token may not claim says so at once, rather than at every poll.
+        assert not_a_worker.code == cli.EXIT_UNAVAILABLE
+        assert not_a_worker.error_line() == (
+            "jobcollection worker: not allowed: the token's user may not call getWork (a token "
+            "with the role admin or worker may)"
+        )
+        server.send_signal(signal.SIGINT)
+        assert await server.exited() == 0, server.describe()
+    assert "serve: no --mongodb-uri: serving an IN-MEMORY database" in server.stderr.read_text()
+
+
+async def test_ls_stats_and_purge_through_a_serve_process(tmp_path: Path) -> None:
+    """`ls`, `stats`, `purge` and filters reach the server (jobFind, jobStats): with an admin's
+    token they list, count and remove; a worker's token is refused with one line and exit 3;
+    a manager's finds and changes jobs without counting them (it may not call getJob)."""
+    lines: list[str] = []
+    tokens: dict[str, str] = {}
+    for role in ("admin", "manager", "worker"):
+        tokens[role], line = await make_token(tmp_path, f"{role}-user", role)
+        lines.append(line)
+    (tmp_path / "tokens").write_text("\n".join(lines) + "\n")
+    async with jobcollection(
+        tmp_path, "serve", "--port", "0", "--tokens", "tokens", "--log-level", "warning"
+    ) as server:
+        url = (await server.expect("jobcollection serving on ")).rsplit(" ", 1)[1]
+
+        async def as_(role: str, *argv: str) -> Ran:
+            return await run_cli(*argv, "--url", url, token=tokens[role])
+
+        async with RemoteJobCollection(url, token=tokens["admin"]) as admin:
+            first: Any = await admin.create_job("mail", {"customer": {"id": 7}}).save()
+            second: Any = await admin.create_job("mail", {"customer": {"id": 8}}).save()
+            failed: Any = await admin.create_job("sms").retry(0).after(DAY_AGO).save()
+            done: Any = await admin.create_job("report").after(DAY_AGO).save()
+            async with RemoteJobCollection(url, token=tokens["worker"]) as worker:
+                [sms] = await worker.get_work("sms")
+                assert await sms.fail("no signal") is True
+                [report] = await worker.get_work("report")
+                assert await report.done({"rows": 3}) is True
+
+            (
+                listed,
+                as_json,
+                by_data,
+                first_page,
+                counted,
+                counted_json,
+                *refused,
+            ) = await asyncio.gather(
+                as_("admin", "ls"),
+                as_("admin", "ls", "--type", "mail", "--json"),
+                as_("manager", "ls", "--data", "customer.id=7"),
+                as_("admin", "ls", "--limit", "1"),
+                as_("admin", "stats"),
+                as_("manager", "stats", "--json"),
+                as_("worker", "ls"),
+                as_("worker", "stats"),
+                as_("worker", "purge", "--completed-before", "1d", "--yes"),
+                as_("worker", "cancel", "--type", "mail", "--yes"),
+            )
+            assert listed.code == 0, listed.err
+            rows = listed.out.splitlines()
+            assert rows[0].split() == ["ID", "TYPE", "STATUS", "CREATED", "UPDATED", "RETRIED"]
+            assert [row.split()[:3] for row in rows[1:]] == [
+                [str(done), "report", "completed"],
+                [str(failed), "sms", "failed"],
+                [str(second), "mail", "ready"],
+                [str(first), "mail", "ready"],
+            ]
+            assert [json.loads(line)["_id"] for line in as_json.out.splitlines()] == [
+                str(second),
+                str(first),
+            ]
+            assert "_private" not in as_json.out
+            assert (by_data.code, [row.split()[0] for row in by_data.out.splitlines()[1:]]) == (
+                0,
+                [str(first)],
+            )
+            cursor = first_page.err.strip().removeprefix("next page: --after ")
+            assert cursor != first_page.err.strip()
+            second_page = await as_("admin", "ls", "--limit", "1", "--after", cursor)
+            assert second_page.out.splitlines()[1].split()[0] == str(failed)
+
+            assert counted.code == 0, counted.err
+            table = {row.split()[0]: row.split()[1:] for row in counted.out.splitlines()}
+            assert table["mail"][:8] == ["0", "0", "2", "0", "0", "0", "0", "2"]
+            assert table["(all)"] == ["0", "0", "2", "0", "1", "0", "1", "4"]
+            report_json = json.loads(counted_json.out)
+            assert report_json["total"] == 4
+            assert report_json["types"]["sms"]["counts"]["failed"] == 1
+            assert report_json["types"]["mail"]["oldest_ready_s"] >= 0
+
+            # A worker's token may not find nor count: one line, exit 3, nothing changed.
+            methods = ["jobFind", "jobStats", "jobFind", "jobFind"]
+            for ran, method in zip(refused, methods, strict=True):
+                assert ran.code == cli.EXIT_UNAVAILABLE, ran.err
+                command = ran.err.split(":")[0]
+                assert ran.error_line() == (
+                    f"{command}: not allowed: the token's user may not call {method} (a token "
+                    "with the role admin or manager may)"
+                )
+            assert len((await admin.find_jobs()).jobs) == 4
+
+            # Purge finds in pages and removes what it found; a moment before the jobs
+            # finished leaves them be.
+            soon = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+            kept = await as_("admin", "purge", "--completed-before", "2d", "--yes")
+            assert kept.code == 1
+            assert kept.err.startswith("remove: no completed/failed/cancelled jobs finished")
+            purged = await as_("admin", "purge", "--completed-before", soon, "--yes")
+            assert (purged.code, purged.out) == (0, "remove: 2 matched, 2 changed\n")
+            assert await admin.get_jobs([failed, done]) == []
+
+            # A manager finds jobs by a filter and changes them, uncounted.
+            cancelled = await as_("manager", "cancel", "--type", "mail", "--yes")
+            assert (cancelled.code, cancelled.out) == (
+                0,
+                "cancel: 2 matched, some changed (not counted: the token's user may not read "
+                "jobs)\n",
+            )
+            statuses = {job.doc.status for job in (await admin.find_jobs(type="mail")).jobs}
+            assert statuses == {"cancelled"}
+        server.send_signal(signal.SIGINT)
+        assert await server.exited() == 0, server.describe()
