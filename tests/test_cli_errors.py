@@ -43,14 +43,17 @@ class Ran:
         return lines[0]
 
 
-def environment(token: str | None = None) -> dict[str, str]:
-    """This environment, with the tests folder importable and JOBCOLLECTION_TOKEN as given."""
+def environment(token: str | None = None, mongodb_uri: str | None = None) -> dict[str, str]:
+    """This environment, with the tests folder importable, and JOBCOLLECTION_TOKEN and
+    JOBCOLLECTION_MONGODB_URI as given (unset otherwise)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
-    env.pop("JOBCOLLECTION_TOKEN", None)
-    env.pop("MONGODB_URI", None)
+    for name in ("JOBCOLLECTION_TOKEN", "JOBCOLLECTION_MONGODB_URI", "MONGODB_URI"):
+        env.pop(name, None)
     if token is not None:
         env["JOBCOLLECTION_TOKEN"] = token
+    if mongodb_uri is not None:
+        env["JOBCOLLECTION_MONGODB_URI"] = mongodb_uri
     return env
 
 
@@ -60,17 +63,19 @@ COMMAND = (sys.executable, "-m", "jobcollection")
 async def run_cli(
     *args: str,
     token: str | None = None,
+    mongodb_uri: str | None = None,
     cwd: Path | None = None,
     program: tuple[str, ...] = COMMAND,
 ) -> Ran:
-    """`python -m jobcollection ARGS` (or `PROGRAM ARGS`) to its end."""
+    """`python -m jobcollection ARGS` (or `PROGRAM ARGS`) to its end, with JOBCOLLECTION_TOKEN
+    and JOBCOLLECTION_MONGODB_URI as given."""
     process = await asyncio.create_subprocess_exec(
         *program,
         *args,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=environment(token),
+        env=environment(token, mongodb_uri),
         cwd=cwd,
     )
     try:
@@ -150,6 +155,41 @@ async def test_a_url_that_is_not_http_is_refused() -> None:
     assert ran.error_line().startswith("jobcollection show: --url: '127.0.0.1:8000' is not an")
 
 
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://127.0.0.1:notaport", "Invalid port: 'notaport'"),
+        ("http://127.0.0.1:99999", "Port out of range 0-65535"),
+    ],
+)
+async def test_a_url_with_a_bad_port_is_refused(url: str, problem: str) -> None:
+    ran = await run_cli("ls", "--url", url, "--token", "t")
+    assert ran.code == cli.EXIT_USAGE
+    assert ran.error_line() == (
+        f"jobcollection ls: --url: {url!r} is not a usable URL ({problem}); give the address "
+        "`jobcollection serve` prints (http://HOST:PORT)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("given", "name"), [("--token", "--token"), ("env", "JOBCOLLECTION_TOKEN")]
+)
+async def test_a_token_that_cannot_be_one_is_refused_before_connecting(
+    given: str, name: str
+) -> None:
+    """Not printable ASCII: no `jobcollection token` made it, and no HTTP header carries it."""
+    url = f"http://127.0.0.1:{closed_port()}"
+    if given == "env":
+        ran = await run_cli("stats", "--url", url, token="tök\n")
+    else:
+        ran = await run_cli("stats", "--url", url, "--token", "two words")
+    assert ran.code == cli.EXIT_USAGE
+    assert ran.error_line() == (
+        f"jobcollection stats: {name}: not a token (a token is printable ASCII without "
+        "spaces, as `jobcollection token USER ROLE` prints it)"
+    )
+
+
 async def test_an_unreachable_server() -> None:
     url = f"http://127.0.0.1:{closed_port()}"
     ran = await run_cli("show", "6b0e00000000000000000000", "--url", url, "--token", "t")
@@ -171,6 +211,31 @@ async def test_an_invalid_mongodb_uri(uri: str) -> None:
     assert line.endswith("e.g. mongodb://HOST:27017 or mongodb+srv://USER:PASSWORD@CLUSTER)") or (
         line.endswith("mongodb+srv://USER:PASSWORD@CLUSTER")
     )
+
+
+async def test_the_uri_in_the_environment_is_named_in_its_errors() -> None:
+    """JOBCOLLECTION_MONGODB_URI stands for --mongodb-uri, and the messages about it say so;
+    --demo and --mongodb-uri each take the place of the environment's URI."""
+    unreachable = f"mongodb://127.0.0.1:{closed_port()}/?serverSelectionTimeoutMS=200"
+    invalid, refused, demo, given = await asyncio.gather(
+        run_cli("stats", mongodb_uri="localhost:27017"),
+        run_cli("ls", mongodb_uri=unreachable),
+        run_cli("ls", "--demo", mongodb_uri="localhost:27017"),
+        run_cli("stats", "--mongodb-uri", "nope", mongodb_uri=unreachable),
+    )
+    assert invalid.code == cli.EXIT_USAGE
+    assert invalid.error_line() == (
+        "jobcollection stats: JOBCOLLECTION_MONGODB_URI: not a MongoDB connection string "
+        "(e.g. mongodb://HOST:27017 or mongodb+srv://USER:PASSWORD@CLUSTER)"
+    )
+    assert refused.code == cli.EXIT_UNAVAILABLE
+    assert refused.error_line().endswith(
+        "check the host and port in JOBCOLLECTION_MONGODB_URI and that the server runs"
+    )
+    assert demo.code == cli.EXIT_FAILED  # no jobs in the empty demo database
+    assert demo.err.splitlines()[-1] == "no jobs match"
+    assert given.code == cli.EXIT_USAGE
+    assert given.error_line().startswith("jobcollection stats: --mongodb-uri: not a MongoDB")
 
 
 async def test_an_unreachable_mongodb() -> None:
@@ -315,6 +380,8 @@ async def test_help_lists_the_exit_codes() -> None:
         ran = await run_cli(*argv)
         assert ran.code == 0
         assert "exit codes:" in ran.out
+        if argv != ["--help"]:
+            assert "(default: $JOBCOLLECTION_MONGODB_URI when" in " ".join(ran.out.split())
         for code in ("0    done", "2    usage", "3    cannot connect", "4    a missing extra"):
             assert code in ran.out
 

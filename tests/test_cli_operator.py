@@ -77,17 +77,23 @@ async def completed_job(jc: JobCollection, job_type: str = "t") -> Any:
 async def test_ls_lists_newest_first_as_a_table(jc: JobCollection, clock: ManualClock) -> None:
     first = await jc.create_job("mail", {"to": "a"}).save()
     clock.advance(60)
-    second = await jc.create_job("sms").save()
+    second = await jc.create_job("sms").retry(5, wait=0).save()
+    clock.advance(60)
+    third = await jc.create_job("push").retry(wait=0).save()
+    for job_type in ("sms", "push"):  # an attempt made, failed and retried
+        assert await (await claim_one(jc, job_type)).fail("boom")
     ran = await run(jc, "ls")
     assert ran.code == 0
     header, *rows = ran.lines()
-    assert header.split() == ["ID", "TYPE", "STATUS", "CREATED", "UPDATED", "RETRIED"]
+    assert header.split() == ["ID", "TYPE", "STATUS", "CREATED", "UPDATED", "ATTEMPTS"]
     assert [row.split()[:3] for row in rows] == [
-        [str(second), "sms", "ready"],
+        [str(third), "push", "waiting"],
+        [str(second), "sms", "waiting"],
         [str(first), "mail", "ready"],
     ]
-    assert rows[1].split()[3] == "2026-01-01T12:00:00Z"
-    assert rows[1].split()[5] == "0/1"
+    assert rows[2].split()[3] == "2026-01-01T12:00:00Z"
+    # Attempts made of those allowed, as `retry()` counts them (stored: retried/retries).
+    assert [row.split(maxsplit=5)[5] for row in rows] == ["1 of forever", "1 of 6", "0 of 1"]
     assert ran.err == ""
 
 

@@ -183,7 +183,7 @@ async def test_ls_stats_and_purge_through_a_serve_process(tmp_path: Path) -> Non
             )
             assert listed.code == 0, listed.err
             rows = listed.out.splitlines()
-            assert rows[0].split() == ["ID", "TYPE", "STATUS", "CREATED", "UPDATED", "RETRIED"]
+            assert rows[0].split() == ["ID", "TYPE", "STATUS", "CREATED", "UPDATED", "ATTEMPTS"]
             assert [row.split()[:3] for row in rows[1:]] == [
                 [str(done), "report", "completed"],
                 [str(failed), "sms", "failed"],

@@ -28,6 +28,7 @@ import pytest
 
 from helpers import messages
 from jobcollection import JobCollection, cli
+from test_cli_errors import run_cli
 from test_remote_processes import LINE_TIMEOUT, jobcollection
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -129,6 +130,21 @@ async def test_a_worker_process_on_a_database_claims_and_completes_ready_jobs(
         for job_id in ids:
             assert f"INFO jobcollection.queue: job echo {job_id} started (attempt 1)" in logged
             assert f"INFO jobcollection.queue: job echo {job_id} completed in " in logged
+
+
+async def test_a_worker_process_finds_its_database_in_the_environment(tmp_path: Path) -> None:
+    """JOBCOLLECTION_MONGODB_URI alone (no --mongodb-uri on the command line, where the process
+    list shows a password) says where the jobs are."""
+    async with wire_database(tmp_path) as uri, collection_at(uri) as jc:
+        job_id = await jc.create_job("echo", {"n": 1}).save()
+        ran = await run_cli(
+            "worker", "remote_workers:echo", "--type", "echo", "--burst", mongodb_uri=uri
+        )
+        assert ran.code == 0, ran.err
+        assert f"echo done {job_id}" in ran.out.splitlines()
+        assert uri not in ran.out + ran.err
+        doc = await document(jc, job_id)
+        assert (doc["status"], doc["result"]) == ("completed", {"echo": {"n": 1}})
 
 
 async def test_worker_processes_on_one_database_run_their_job_servers_side_by_side(

@@ -100,6 +100,7 @@ def environment(token: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
     env.pop("JOBCOLLECTION_TOKEN", None)
+    env.pop("JOBCOLLECTION_MONGODB_URI", None)
     if token is not None:
         env["JOBCOLLECTION_TOKEN"] = token
     return env

@@ -15,9 +15,10 @@
 
 WHERE says where the jobs are, and nothing is assumed: `--url URL` (a `jobcollection serve`;
 the token in `--token` or JOBCOLLECTION_TOKEN, and the command runs under the token's roles),
-`--mongodb-uri URI` (a database), or `--demo` (an empty in-memory database, private to the
-process: for trying the command out, said so on stderr). `serve` without `--mongodb-uri`
-serves an in-memory database, and says so on stderr.
+`--mongodb-uri URI` (a database; JOBCOLLECTION_MONGODB_URI when none of the three is given,
+which keeps a password out of the process list), or `--demo` (an empty in-memory database,
+private to the process: for trying the command out, said so on stderr). `serve` without a
+URI serves an in-memory database, and says so on stderr.
 
 `serve` runs the remote API (remote.create_app) with uvicorn, and the job server. Users and
 their roles (admin, manager, creator, worker) come from the tokens file; without one it makes a
@@ -88,7 +89,7 @@ import sys
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO, overload
 from urllib.parse import urlsplit
 
 from . import constants as c
@@ -107,6 +108,9 @@ if TYPE_CHECKING:
 TOKEN_ENV = "JOBCOLLECTION_TOKEN"
 """Where `--url` reads its token when `--token` is not given (a token on the command line is
 visible to every user of the machine)."""
+MONGODB_URI_ENV = "JOBCOLLECTION_MONGODB_URI"
+"""Where a command reads its MongoDB URI when it is given none of `--url`, `--mongodb-uri` and
+`--demo` (a password in a URI on the command line is visible in the process list)."""
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -158,7 +162,10 @@ EXTRAS_NEEDED = """extras (pip install "jobcollection[EXTRA,...]"):
   remote = server + client; all = every extra"""
 """Which extra each command needs (scripts/check-extras runs each with only these)."""
 
-WHERE = "--url URL (with --token or $JOBCOLLECTION_TOKEN), --mongodb-uri URI, or --demo"
+WHERE = (
+    f"--url URL (with --token or ${TOKEN_ENV}), --mongodb-uri URI (or ${MONGODB_URI_ENV}), or "
+    "--demo"
+)
 
 
 class CommandFailed(Exception):
@@ -245,18 +252,38 @@ def demo_database(name: str) -> Any:
     return _DEMO_DATABASES[name]
 
 
+def uri_from_environment(args: argparse.Namespace) -> None:
+    """`--mongodb-uri` from JOBCOLLECTION_MONGODB_URI, for a command that takes one and was
+    given none of `--url`, `--mongodb-uri` and `--demo` (an empty variable is none);
+    `args.uri_option` says where the URI came from, for the messages about it."""
+    if getattr(args, "mongodb_uri", None) is not None or getattr(args, "demo", True):
+        return
+    uri = os.environ.get(MONGODB_URI_ENV)
+    if getattr(args, "url", None) is None and uri:
+        args.mongodb_uri = uri
+        args.uri_option = MONGODB_URI_ENV
+
+
+def uri_option(args: argparse.Namespace) -> str:
+    """Where the command's MongoDB URI came from: `--mongodb-uri` or the environment."""
+    option: str = getattr(args, "uri_option", "--mongodb-uri")
+    return option
+
+
 @contextlib.asynccontextmanager
-async def open_database(uri: str | None, name: str) -> AsyncIterator[Any]:
+async def open_database(
+    uri: str | None, name: str, option: str = "--mongodb-uri"
+) -> AsyncIterator[Any]:
     """The database `name` on MongoDB at `uri`, once its server answered a ping
     (CommandFailed otherwise: exit code 2 for a URI that is not one, 3 for a server that
-    cannot be reached or refuses the credentials), or the process's in-memory demo database
-    without one."""
+    cannot be reached or refuses the credentials; the messages name `option`, where the URI
+    came from), or the process's in-memory demo database without one."""
     if uri is None:
         yield demo_database(name)
         return
     example = "e.g. mongodb://HOST:27017 or mongodb+srv://USER:PASSWORD@CLUSTER"
     if not uri.startswith(("mongodb://", "mongodb+srv://")):
-        raise Refused(f"--mongodb-uri: not a MongoDB connection string ({example})")
+        raise Refused(f"{option}: not a MongoDB connection string ({example})")
     from pymongo import AsyncMongoClient
     from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError
 
@@ -264,8 +291,7 @@ async def open_database(uri: str | None, name: str) -> AsyncIterator[Any]:
         client: Any = AsyncMongoClient(uri, tz_aware=True)
     except (ConfigurationError, ValueError, TypeError) as exc:
         raise CommandFailed(
-            f"--mongodb-uri: not a usable MongoDB connection string ({one_line(str(exc))}); "
-            f"{example}",
+            f"{option}: not a usable MongoDB connection string ({one_line(str(exc))}); {example}",
             EXIT_USAGE,
         ) from exc
     try:
@@ -274,14 +300,14 @@ async def open_database(uri: str | None, name: str) -> AsyncIterator[Any]:
         except OperationFailure as exc:
             raise CommandFailed(
                 f"MongoDB refused: {one_line(str(exc), 200)}; check the user and password in "
-                "--mongodb-uri",
+                f"{option}",
                 EXIT_UNAVAILABLE,
             ) from exc
         except PyMongoError as exc:
             reason = re.split(r", Timeout:| \(configured timeouts", str(exc))[0]
             raise CommandFailed(
                 f"cannot reach MongoDB ({one_line(reason, 200)}); check the host and port in "
-                "--mongodb-uri and that the server runs",
+                f"{option} and that the server runs",
                 EXIT_UNAVAILABLE,
             ) from exc
         yield client[name]
@@ -334,7 +360,7 @@ async def serve(args: argparse.Namespace) -> int:
             "--no-job-server: this server hands out no work (getWork answers nothing) and "
             "promotes no job; it creates, reads and manages jobs",
         )
-    async with open_database(args.mongodb_uri, args.database) as db:
+    async with open_database(args.mongodb_uri, args.database, uri_option(args)) as db:
         jc = JobCollection.from_database(db, args.root)
         for role in PERMISSION_LEVELS:
             jc.allow(**{role: auth.role_rule(role)})
@@ -393,7 +419,7 @@ async def dashboard(args: argparse.Namespace) -> int:
             "--mongodb-uri URI)"
         )
     _where(args, remote=False)
-    async with open_database(args.mongodb_uri, args.database) as db:
+    async with open_database(args.mongodb_uri, args.database, uri_option(args)) as db:
         jc = JobCollection.from_database(db, args.root)
         app = create_dashboard(jc, read_only=args.read_only, allowed_hosts=args.allowed_hosts)
         config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)
@@ -628,7 +654,7 @@ def _where(args: argparse.Namespace, *, remote: bool = True) -> None:
     """Refuse a command that says neither where its jobs are nor `--demo`; say loudly that
     `--demo` is in memory."""
     if getattr(args, "url", None) is None and args.mongodb_uri is None and not args.demo:
-        where = WHERE if remote else "--mongodb-uri URI, or --demo"
+        where = WHERE if remote else f"--mongodb-uri URI (or ${MONGODB_URI_ENV}), or --demo"
         raise Refused(f"say where the jobs are: {where} (an empty in-memory database)")
     if args.demo:
         note(
@@ -644,18 +670,27 @@ async def open_remote(args: argparse.Namespace) -> AsyncIterator[RemoteJobCollec
     JOBCOLLECTION_TOKEN (CommandFailed, naming what is wrong, when it cannot be)."""
     url: str = args.url
     parts = urlsplit(url)
+    address = "give the address `jobcollection serve` prints (http://HOST:PORT)"
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise Refused(
-            f"--url: {url!r} is not an http(s) URL; give the address `jobcollection serve` "
-            "prints (http://HOST:PORT)"
-        )
+        raise Refused(f"--url: {url!r} is not an http(s) URL; {address}")
+    import httpx
+
+    try:
+        httpx.URL(url).copy_with(port=parts.port)  # parts.port: ValueError beyond 0-65535
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise Refused(f"--url: {url!r} is not a usable URL ({exc}); {address}") from None
     token = args.token or os.environ.get(TOKEN_ENV)
+    given = "--token" if args.token else TOKEN_ENV
     if not token:
         raise Refused(
             f"--url needs a token: --token TOKEN or {TOKEN_ENV} (the server's admin makes one "
             "with `jobcollection token USER ROLE`)"
         )
-    import httpx
+    if not (token.isascii() and token.isprintable()) or " " in token:
+        raise Refused(
+            f"{given}: not a token (a token is printable ASCII without spaces, as "
+            "`jobcollection token USER ROLE` prints it)"
+        )
 
     from .remote import RemoteJobCollection
 
@@ -680,11 +715,6 @@ async def open_remote(args: argparse.Namespace) -> AsyncIterator[RemoteJobCollec
                 EXIT_UNAVAILABLE,
             ) from exc
         raise CommandFailed(not_api.format(exc), EXIT_UNAVAILABLE) from exc
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CommandFailed(
-            not_api.format(f"GET {url.rstrip('/')}/info did not answer its JSON"),
-            EXIT_UNAVAILABLE,
-        ) from exc
     try:
         yield remote
     finally:
@@ -706,7 +736,7 @@ async def open_collection(
         return
     from .collection import JobCollection
 
-    async with open_database(args.mongodb_uri, args.database) as db:
+    async with open_database(args.mongodb_uri, args.database, uri_option(args)) as db:
         jc = JobCollection.from_database(db, args.root)
         try:
             if job_server:
@@ -1000,7 +1030,10 @@ def _json(value: Any) -> str:
 
 
 async def ls(jc: JobsAPI, args: argparse.Namespace, console: Console) -> int:
-    """A page of jobs, newest first; the next page's cursor on stderr."""
+    """A page of jobs, newest first; the next page's cursor on stderr. The table's ATTEMPTS
+    are those made of those allowed, in the API's words (`1 of 6`: `.retry(5)`)."""
+    from . import describe
+
     await refresh_clock(jc.service.clock)
     now = jc.service.clock.now()
     page = await jc.find_jobs(
@@ -1013,7 +1046,7 @@ async def ls(jc: JobsAPI, args: argparse.Namespace, console: Console) -> int:
         for job in page.jobs:
             print(_json(job.doc.model_dump(mode="json", by_alias=True)), file=console.out)
     elif page.jobs:
-        rows = [["ID", "TYPE", "STATUS", "CREATED", "UPDATED", "RETRIED"]]
+        rows = [["ID", "TYPE", "STATUS", "CREATED", "UPDATED", "ATTEMPTS"]]
         rows += [
             [
                 str(job.id),
@@ -1021,7 +1054,7 @@ async def ls(jc: JobsAPI, args: argparse.Namespace, console: Console) -> int:
                 job.doc.status,
                 _stamp(job.doc.created),
                 _stamp(job.doc.updated),
-                f"{job.doc.retried}/{job.doc.retries}",
+                describe.attempts_made(job.doc),
             ]
             for job in page.jobs
         ]
@@ -1097,11 +1130,7 @@ def describe_job(job: Any, doc: dict[str, Any], now: datetime) -> list[str]:
 
 
 ACTIONS: dict[str, tuple[str, tuple[str, ...], Callable[[JobsAPI, list[Any]], Awaitable[int]]]] = {
-    "retry": (
-        "Retry",
-        c.JOB_STATUS_RESTARTABLE,
-        lambda jc, ids: jc.restart_jobs(ids, count=True),
-    ),
+    "retry": ("Retry", c.JOB_STATUS_RESTARTABLE, lambda jc, ids: _retry(jc, ids, count=True)),
     "cancel": (
         "Cancel",
         c.JOB_STATUS_CANCELLABLE,
@@ -1112,12 +1141,28 @@ ACTIONS: dict[str, tuple[str, tuple[str, ...], Callable[[JobsAPI, list[Any]], Aw
 """Each bulk command: its verb, the statuses its filter selects by default (those it can
 change), and the bulk method it applies, answering how many jobs it changed."""
 UNCOUNTED: dict[str, Callable[[JobsAPI, list[Any]], Awaitable[bool]]] = {
-    "retry": lambda jc, ids: jc.restart_jobs(ids),
+    "retry": lambda jc, ids: _retry(jc, ids, count=False),
     "cancel": lambda jc, ids: jc.cancel_jobs(ids),
     "remove": lambda jc, ids: jc.remove_jobs(ids),
 }
 """Each bulk method, answering whether any job changed: for a user who may not read jobs (a
 remote API's manager role), so cannot count them."""
+
+
+@overload
+async def _retry(jc: JobsAPI, ids: list[Any], *, count: Literal[True]) -> int: ...
+@overload
+async def _retry(jc: JobsAPI, ids: list[Any], *, count: Literal[False]) -> bool: ...
+async def _retry(jc: JobsAPI, ids: list[Any], *, count: bool) -> int | bool:
+    """Run failed or cancelled jobs again now: restart them (their status, with one more
+    attempt), then ready them whatever their `after` (a restart keeps the `after` their last
+    failure's retry wait set, as job-collection's does; an operator's retry means now: jobReady
+    with ids and time FOREVER_DATE passes every `after` and sets it to now, SPEC B.2.5). Jobs
+    still waiting for their dependencies stay waiting."""
+    changed = await (jc.restart_jobs(ids, count=True) if count else jc.restart_jobs(ids))
+    if changed:
+        await jc.ready_jobs(ids, time=c.FOREVER_DATE)
+    return changed
 
 
 async def act(jc: JobsAPI, args: argparse.Namespace, console: Console) -> int:
@@ -1296,7 +1341,13 @@ def _database_options(
         exclusive.add_argument(
             "--url", help="a `jobcollection serve`: the address it prints (http://HOST:PORT)"
         )
-    exclusive.add_argument("--mongodb-uri", help="a MongoDB connection string")
+    exclusive.add_argument(
+        "--mongodb-uri",
+        metavar="URI",
+        help=f"a MongoDB connection string (default: ${MONGODB_URI_ENV} when "
+        f"{'neither --url nor --demo is' if remote else '--demo is not'} given; safer: a "
+        "password on the command line is visible in the process list)",
+    )
     exclusive.add_argument(
         "--demo",
         action="store_true",
@@ -1575,6 +1626,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command: its exit code (see EXIT_CODES). An error is one line on stderr
     (with its traceback too under `--debug`)."""
     args = parser().parse_args(argv)
+    uri_from_environment(args)
     try:
         with contextlib.ExitStack() as stack:
             if args.command == "worker":

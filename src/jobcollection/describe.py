@@ -76,6 +76,14 @@ def attempts(doc: JobDoc) -> str:
     return line
 
 
+def attempts_made(doc: JobDoc) -> str:
+    """`attempts` in a table's few characters: the attempts made of those the job may make,
+    `1 of 6` (`.retry(5)`: 5 retries, 6 attempts), `0 of 1` (no retries), `3 of forever`."""
+    made, left = doc.retried, doc.retries
+    total = made + left
+    return f"{made:,} of {'forever' if total >= NEAR_FOREVER else f'{max(total, 1):,}'}"
+
+
 def outcome(doc: JobDoc) -> str | None:
     """Why a failed job is failed for good: `failed: no retries left`, `failed: retry
     deadline passed`, or `failed: fatal error (N attempts were left)`; None for any other

@@ -45,9 +45,9 @@ FLUSH_MARK = "_private.jobcollectionFlush"  # listed in document.INTERNAL_PRIVAT
 schema allows and which is never returned."""
 
 Outcome = bool | Id
-_CLAIMER_KEY = CLAIMER.split(".", 1)[1]
 """What a report answers: whether it was applied (by this call, or by an earlier attempt of the
 same call whose reply was lost), or the id of the repeat it scheduled when one was asked for."""
+_CLAIMER_KEY = CLAIMER.split(".", 1)[1]
 
 
 @dataclass(slots=True)
