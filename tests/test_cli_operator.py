@@ -240,13 +240,15 @@ async def test_ids_and_a_filter_together_are_refused(jc: JobCollection) -> None:
     assert (await run(jc, "remove")).code == 2
 
 
-async def test_retry_restarts_failed_jobs(jc: JobCollection) -> None:
+async def test_retry_runs_failed_jobs_again_now(jc: JobCollection, clock: ManualClock) -> None:
     failed = [await failed_job(jc) for _ in range(2)]
     ready = await jc.create_job("t").save()
     ran = await run(jc, "retry", "--type", "t", answer="yes")
     assert ran.asked == ["Retry 2 jobs? [y/N]"]
     assert ran.out == "retry: 2 matched, 2 changed\n"
-    assert await statuses(jc, failed) == ["waiting"] * 2  # promoted by the job server
+    # Ready at once: an operator's retry means now, not after the failure's retry wait.
+    assert await statuses(jc, failed) == ["ready"] * 2
+    assert all(job.doc.after == clock.now() for job in await jc.get_jobs(failed))
     assert await statuses(jc, [ready]) == ["ready"]
     again = await run(jc, "retry", str(ready))
     assert again.out == "retry: 1 matched, 0 changed\n"
