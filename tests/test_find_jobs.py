@@ -116,8 +116,8 @@ async def test_stats_count_each_type_and_status(jc: JobCollection, clock: Manual
 
 
 async def test_a_page_holds_jobs_with_their_settings(jc: JobCollection) -> None:
-    """The jobs of a page are whole: their settings (a unique key, a user) come with them."""
-    saved = await jc.create_job("t", {"n": 1}).for_user("u").unique("k").save()
+    """The jobs of a page are whole: their settings (retention, a user) come with them."""
+    saved = await jc.create_job("t", {"n": 1}).for_user("u").remove_after(60).save()
     [job] = (await jc.find_jobs(user_id="u")).jobs
     assert (job.id, job.doc.data, job.user_id) == (saved, {"n": 1}, "u")
-    assert job.doc.unique is not None and job.doc.unique.key == "k"
+    assert job.doc.remove_after is not None and job.doc.remove_after.delay_ms == 60_000
