@@ -1,6 +1,6 @@
 """Cancelling running jobs and timing worker calls out: a cancelled job's worker is cancelled
 (`job.cancelled`, `cancel_grace`), a worker call that runs too long is failed not fatally
-(`JobQueue(timeout=)`, `Job.timeout`), and the ways a queue learns of a cancel (a cancel in the
+(`process_jobs(timeout=)`, `Job.timeout`), and the ways a queue learns of a cancel (a cancel in the
 same process, a change stream, the heartbeat).
 
 No test sleeps to let time pass: workers signal through events, queues are driven by

@@ -24,11 +24,11 @@ from .document import JobDoc
 from .errors import InvalidArgument, InvalidArgumentType
 from .job import Job
 from .queries import QueueStats
-from .queue import DEFAULT_CANCEL_GRACE, ErrorCallback, JobQueue, Worker
+from .queue import DEFAULT_CANCEL_GRACE, ErrorCallback, JobQueue, QueueOptions, Worker
 from .ratelimit import RateLimit
 from .seam import JobService
 from .tasks import BoundTask, P, R, TaskFunction, TaskSource, dispatcher, registered
-from .transitions import Id
+from .types import Id
 from .wakeup import WakeupSource
 
 BULK_CHUNK = 256
@@ -161,27 +161,26 @@ class JobsAPI:
         while the queue holds the job; `wakeup` True starts jobs as soon as they become ready
         where the server has change streams (a remote collection: through a long poll),
         False relies on polling and trigger(), or give your own WakeupSource; `timeout` (the
-        longest a worker call may run) and `cancel_grace`: see JobQueue; `rate_limit`: see
-        README "Rate limits"; `cargo`: the seeds' early name of `payload` (not both)."""
+        longest a worker call may run) and `cancel_grace`: see QueueOptions, the one value
+        these options become; `rate_limit`: see README "Rate limits"; `cargo`: the seeds'
+        early name of `payload` (not both)."""
         if cargo is not None:
             if payload != 1:
                 raise InvalidArgument("cargo", "is the early name of payload: give one of them")
             payload = v.integer(cargo, "cargo", minimum=1)  # its errors name what was written
-        return JobQueue(
-            self,
-            type_or_types,
-            worker,
+        options = QueueOptions(
             concurrency=concurrency,
             payload=payload,
-            poll_interval=poll_interval,
             prefetch=prefetch,
+            poll_interval=poll_interval,
             work_timeout=work_timeout,
             timeout=timeout,
             cancel_grace=cancel_grace,
-            error_callback=error_callback,
-            wakeup=wakeup,
             rate_limit=rate_limit,
+            wakeup=wakeup,
+            error_callback=error_callback,
         )
+        return JobQueue(self, type_or_types, worker, options)
 
     async def wait_for(
         self, ids: Sequence[Id], timeout: float | timedelta | None = None
@@ -512,17 +511,16 @@ class JobsAPI:
         handing each to its task's function; `timeout` bounds the calls of tasks defined
         without one. Options: see process_jobs."""
         types, worker = dispatcher(registered(self) if tasks is None else tasks)
-        return self.process_jobs(
-            types,
-            worker,
+        options = QueueOptions(
             concurrency=concurrency,
-            poll_interval=poll_interval,
             prefetch=prefetch,
+            poll_interval=poll_interval,
             work_timeout=work_timeout,
             timeout=timeout,
-            error_callback=error_callback,
             wakeup=wakeup,
+            error_callback=error_callback,
         )
+        return JobQueue(self, types, worker, options)
 
     def make_job(self, doc: dict[str, Any] | JobDoc) -> Job:
         """A handle on a job document (a stored dict or a JobDoc), such as one read from the

@@ -749,6 +749,9 @@ async def open_collection(
 
 
 async def work(args: argparse.Namespace) -> int:
+    from .queue import JobQueue, QueueOptions
+    from .tasks import dispatcher
+
     tasks = load_tasks(args.function, args.type) if args.tasks else None
     function = None if args.tasks else load_function(args.function)
     if tasks is not None and args.payload != 1:
@@ -767,22 +770,25 @@ async def work(args: argparse.Namespace) -> int:
         ):
             if args.url is not None:
                 await _may_claim(jc, types)
-            options = {
-                "concurrency": args.concurrency,
-                "prefetch": args.prefetch,
-                "poll_interval": args.poll_interval,
-                "work_timeout": args.work_timeout,
-                "timeout": args.timeout,
-            }
             try:
+                options = QueueOptions(
+                    concurrency=args.concurrency,
+                    payload=args.payload,
+                    prefetch=args.prefetch,
+                    poll_interval=args.poll_interval,
+                    work_timeout=args.work_timeout,
+                    timeout=args.timeout,
+                )
                 if tasks is not None:
-                    queue = jc.run_tasks(tasks, **options)
+                    types, worker = dispatcher(tasks)
+                    queue = JobQueue(jc, types, worker, options)
                 else:
                     assert function is not None
-                    queue = jc.process_jobs(args.type, function, payload=args.payload, **options)
+                    queue = JobQueue(jc, args.type, function, options)
             except InvalidArgument as exc:  # named as the option that gave it
                 name = exc.argument.split("[")[0]
-                if name not in {*options, "payload", "type_or_types", "types"}:
+                options_named = {field.name for field in dataclasses.fields(QueueOptions)}
+                if name not in {*options_named, "type_or_types", "types"}:
                     raise
                 option = "--type" if "type" in name else f"--{name.replace('_', '-')}"
                 raise Refused(f"{option}: {exc.problem}") from None
@@ -856,7 +862,7 @@ MAX_MATCHED = 100_000
 """The most jobs a filter of `retry`/`cancel`/`remove`/`purge` may select (narrow it beyond)."""
 PAGE = 1_000
 """Jobs read per page while collecting a filter's matches (find_jobs' largest page)."""
-FINISHED: tuple[str, ...] = ("completed", "failed", "cancelled")
+FINISHED: tuple[str, ...] = c.Status.FINAL
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
 OPTION_OF = {
     "type": "--type",
