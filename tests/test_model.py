@@ -652,6 +652,7 @@ PUBLIC_SURFACE = {
     "ManualClock",
     "MethodEvent",
     "PermissionDenied",
+    "QueueOptions",
     "QueueStats",
     "Progress",
     "RateLimit",
@@ -661,8 +662,10 @@ PUBLIC_SURFACE = {
     "SystemClock",
     "Task",
     "TaskRegistry",
+    "Status",
     "WakeupSource",
     "WakeupUnavailable",
+    "WriteRefused",
     "__version__",
     "current_job",
 }

@@ -21,6 +21,7 @@ from .constants import (
     METHOD_PERMISSIONS,
     METHODS,
     PERMISSION_LEVELS,
+    Status,
 )
 from .document import CronSchedule, JobDoc, LaterSchedule, LogEntry, Progress
 from .errors import (
@@ -33,12 +34,13 @@ from .errors import (
     JobNotSaved,
     PermissionDenied,
     WakeupUnavailable,
+    WriteRefused,
 )
 from .events import MethodEvent
 from .job import Job
 from .limits import Limits
 from .queries import QueueStats
-from .queue import JobQueue
+from .queue import JobQueue, QueueOptions
 from .ratelimit import RateLimit
 from .seam import JobService, ServedCollection
 from .server import ServerPass
@@ -87,6 +89,7 @@ __all__ = [
     "PermissionDenied",
     "QueueStats",
     "Progress",
+    "QueueOptions",
     "RateLimit",
     "ServerClock",
     "ServedCollection",
@@ -95,7 +98,9 @@ __all__ = [
     "Task",
     "TaskRegistry",
     "WakeupSource",
+    "Status",
     "WakeupUnavailable",
+    "WriteRefused",
     "__version__",
     "current_job",
 ]

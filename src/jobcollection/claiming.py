@@ -17,6 +17,7 @@ from bson import ObjectId
 
 from . import transitions
 from .clock import Clock
+from .constants import Status
 from .document import CLAIMER, JobDoc
 from .errors import DatabaseError, InvalidDocument
 from .ratelimit import put_back
@@ -24,7 +25,7 @@ from .reading import Reader
 from .reporting import Report, Reporter, claimed_by, claimer_fence, claimer_of, refused
 from .schedule import add_ms, late_start
 from .store import Document, Store, transient
-from .transitions import Id
+from .types import Id
 
 logger = logging.getLogger("jobcollection")
 
@@ -205,7 +206,7 @@ class Claimer:
             transitions.fail_invalid(
                 run_id, {"value": f"Invalid job document: {reason}"[:2000]}, now
             ),
-            {"$set": {"status": "failed", "runId": None, "updated": now}},
+            {"$set": {"status": Status.FAILED, "runId": None, "updated": now}},
         ):
             try:
                 return bool(await self.store.update_one(fence, update))
@@ -279,7 +280,11 @@ class Claimer:
         for (run_id, timeout), docs in leases.items():
             renewal = transitions.lease_renewal(now, timeout)
             await self.store.update_many(
-                {"_id": {"$in": [d["_id"] for d in docs]}, "runId": run_id, "status": "running"},
+                {
+                    "_id": {"$in": [d["_id"] for d in docs]},
+                    "runId": run_id,
+                    "status": Status.RUNNING,
+                },
                 renewal,
             )
             for doc in docs:
@@ -305,7 +310,7 @@ class Claimer:
         now = self.clock.now()
         fence: dict[str, Any] = {"_id": job_id}
         if by is not None and run_id is not None:
-            fence["$nor"] = [{"runId": run_id, "status": "running", CLAIMER: {"$ne": by}}]
+            fence["$nor"] = [{"runId": run_id, "status": Status.RUNNING, CLAIMER: {"$ne": by}}]
         found = await self.store.find_one_and_update(
             fence,
             transitions.log_line(now, message, level, run_id, data),
@@ -323,7 +328,7 @@ class Claimer:
     async def _renew_lease(self, found: Document, run_id: Id, now: datetime) -> None:
         """Logging or progress by the current holder is a heartbeat: push expiresAfter out."""
         timeout = found.get("workTimeout")
-        if found.get("status") == "running" and found.get("runId") == run_id and timeout:
+        if found.get("status") == Status.RUNNING and found.get("runId") == run_id and timeout:
             await self.store.update_one(
                 transitions.held(found["_id"], run_id), transitions.lease_renewal(now, timeout)
             )
@@ -351,7 +356,7 @@ class Claimer:
         held. Jobs of one claim share a work timeout, so this is one read and one write. From
         a user (`by`) who did not claim the run: PermissionDenied, nothing written."""
         held = await self.store.find(
-            {"_id": {"$in": list(ids)}, "runId": run_id, "status": "running"},
+            {"_id": {"$in": list(ids)}, "runId": run_id, "status": Status.RUNNING},
             {"workTimeout": 1, CLAIMER: 1},
         )
         _check_claimer(held, run_id, by, "jobHeartbeat")
@@ -362,7 +367,8 @@ class Claimer:
         now = self.clock.now()
         for timeout, group in by_timeout.items():
             await self.store.update_many(
-                {"_id": {"$in": group}, "runId": run_id, "status": "running"} | claimer_fence(by),
+                {"_id": {"$in": group}, "runId": run_id, "status": Status.RUNNING}
+                | claimer_fence(by),
                 transitions.lease_renewal(now, timeout),
             )
         return [job["_id"] for job in held]
@@ -425,5 +431,5 @@ def _check_claimer(found: Sequence[Document], run_id: Id, by: Any, method: str) 
     """PermissionDenied if a job read as held under `run_id` was claimed by another user than
     `by` (None: anyone may)."""
     for doc in found:
-        if not claimed_by({"status": "running", "runId": run_id, **doc}, run_id, by):
+        if not claimed_by({"status": Status.RUNNING, "runId": run_id, **doc}, run_id, by):
             raise refused(doc["_id"], method)

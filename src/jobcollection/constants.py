@@ -7,7 +7,8 @@ interchangeable; only the units of the Python API differ (seconds, aware datetim
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Final, Literal
+from enum import StrEnum
+from typing import ClassVar, Final, Literal
 
 FOREVER: Final = 2**53
 """Retries or repeats without end; larger values are clamped to it at save."""
@@ -25,16 +26,75 @@ JOB_PRIORITIES: Final[dict[str, int]] = {
     "critical": -15,
 }
 
-Status = Literal["waiting", "paused", "ready", "running", "failed", "cancelled", "completed"]
-JOB_STATUSES: Final[tuple[Status, ...]] = (
-    "waiting",
-    "paused",
-    "ready",
-    "running",
-    "failed",
-    "cancelled",
-    "completed",
-)
+
+class Status(StrEnum):
+    """A job's status. Members are the strings job-collection v1.x stores (`Status.READY ==
+    "ready"`; BSON and JSON write them as those strings), so a stored string compares equal to
+    its member and `Status(stored)` reads one. Which operations apply to a status is asked of
+    it (`status.cancellable`), or of the groups (`Status.CANCELLABLE`, ...; the JOB_STATUS_*
+    tuples are these)."""
+
+    WAITING = "waiting"
+    PAUSED = "paused"
+    READY = "ready"
+    RUNNING = "running"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    COMPLETED = "completed"
+
+    PENDING: ClassVar[tuple[Status, ...]]
+    """Not started yet: the jobs a unique key is held by (a claim or a cancel lets go of it)."""
+    FINAL: ClassVar[tuple[Status, ...]]
+    """Finished for good (until restarted or rerun): what retention and waiting look for."""
+    CANCELLABLE: ClassVar[tuple[Status, ...]]
+    PAUSABLE: ClassVar[tuple[Status, ...]]
+    REMOVABLE: ClassVar[tuple[Status, ...]]
+    RESTARTABLE: ClassVar[tuple[Status, ...]]
+
+    def __repr__(self) -> str:
+        """As the string it is (`'ready'`), so messages that list statuses read as before."""
+        return repr(self.value)
+
+    @property
+    def is_pending(self) -> bool:
+        """Not started yet (waiting, paused or ready)."""
+        return self in Status.PENDING
+
+    @property
+    def is_final(self) -> bool:
+        """Completed, failed or cancelled."""
+        return self in Status.FINAL
+
+    @property
+    def cancellable(self) -> bool:
+        """A cancel applies (JOB_STATUS_CANCELLABLE)."""
+        return self in Status.CANCELLABLE
+
+    @property
+    def pausable(self) -> bool:
+        """A pause applies (JOB_STATUS_PAUSABLE)."""
+        return self in Status.PAUSABLE
+
+    @property
+    def removable(self) -> bool:
+        """A remove applies (JOB_STATUS_REMOVABLE)."""
+        return self in Status.REMOVABLE
+
+    @property
+    def restartable(self) -> bool:
+        """A restart applies (JOB_STATUS_RESTARTABLE)."""
+        return self in Status.RESTARTABLE
+
+
+# The groups, in job-collection v1.x's order (its jobStatus* arrays).
+Status.PENDING = (Status.WAITING, Status.PAUSED, Status.READY)
+Status.FINAL = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+Status.CANCELLABLE = (Status.RUNNING, Status.READY, Status.WAITING, Status.PAUSED)
+Status.PAUSABLE = (Status.READY, Status.WAITING)
+Status.REMOVABLE = (Status.CANCELLED, Status.COMPLETED, Status.FAILED)
+Status.RESTARTABLE = (Status.CANCELLED, Status.FAILED)
+
+JOB_STATUSES: Final[tuple[Status, ...]] = tuple(Status)
 
 LogLevel = Literal["info", "success", "warning", "danger"]
 JOB_LOG_LEVELS: Final[tuple[LogLevel, ...]] = ("info", "success", "warning", "danger")
@@ -54,13 +114,13 @@ OnConflict = Literal["replace", "ignore", "error"]
 UNIQUE_ON_CONFLICT: Final[tuple[OnConflict, ...]] = ("replace", "ignore", "error")
 """What saving a unique job does while a pending job holds its key: cancel that job and save
 this one, keep that job (the save answers its id), or raise DuplicateJob."""
-JOB_STATUS_PENDING: Final[tuple[Status, ...]] = ("waiting", "paused", "ready")
+JOB_STATUS_PENDING: Final = Status.PENDING
 """Not started yet: the jobs a unique key is held by (a claim or a cancel lets go of it)."""
 
-JOB_STATUS_CANCELLABLE: Final[tuple[Status, ...]] = ("running", "ready", "waiting", "paused")
-JOB_STATUS_PAUSABLE: Final[tuple[Status, ...]] = ("ready", "waiting")
-JOB_STATUS_REMOVABLE: Final[tuple[Status, ...]] = ("cancelled", "completed", "failed")
-JOB_STATUS_RESTARTABLE: Final[tuple[Status, ...]] = ("cancelled", "failed")
+JOB_STATUS_CANCELLABLE: Final = Status.CANCELLABLE
+JOB_STATUS_PAUSABLE: Final = Status.PAUSABLE
+JOB_STATUS_REMOVABLE: Final = Status.REMOVABLE
+JOB_STATUS_RESTARTABLE: Final = Status.RESTARTABLE
 
 METHODS: Final[tuple[str, ...]] = (
     "startJobs",

@@ -40,7 +40,7 @@ from .seam import Outcome
 from .server import JobServer, ServerPass
 from .servertime import refresh_clock
 from .store import Store
-from .transitions import Due, Id
+from .types import Due, Id
 from .wakeup import ChangeStreamSource, LocalCancels, LocalSaves, WakeupSource
 
 logger = logging.getLogger("jobcollection")

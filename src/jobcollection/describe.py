@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .constants import FOREVER, FOREVER_DATE
+from .constants import FOREVER, FOREVER_DATE, Status
 from .document import CronSchedule, JobDoc, LaterSchedule, LogEntry
 
 NEAR_FOREVER: Final = FOREVER // 2
@@ -29,7 +29,6 @@ FAILURE_TEXT: Final = ("traceback", "stack")
 """Failure fields holding a traceback (Python workers' `traceback`, JavaScript's `stack`)."""
 FAILURE_HEAD: Final = ("type", "message", "value")
 """Failure fields the one-line head of a failure is made of."""
-PENDING: Final = frozenset({"waiting", "ready", "paused", "running"})
 
 
 def _plural(n: int, word: str) -> str:
@@ -88,7 +87,7 @@ def outcome(doc: JobDoc) -> str | None:
     """Why a failed job is failed for good: `failed: no retries left`, `failed: retry
     deadline passed`, or `failed: fatal error (N attempts were left)`; None for any other
     status. (v1.x logs "Job Failed with Fatal Error" for each of them.)"""
-    if doc.status != "failed":
+    if doc.status != Status.FAILED:
         return None
     if doc.retries <= 0:
         return "failed: no retries left"
@@ -136,9 +135,9 @@ def next_runs(doc: JobDoc, now: datetime, n: int = NEXT_RUNS) -> list[datetime]:
     from .schedule import occurrences
 
     wait = doc.repeat_wait
-    if not isinstance(wait, CronSchedule) or doc.status not in PENDING:
+    if not isinstance(wait, CronSchedule) or doc.status in Status.FINAL:
         return []
-    runs = [doc.after] if doc.after > now and doc.status != "running" else []
+    runs = [doc.after] if doc.after > now and doc.status != Status.RUNNING else []
     start = max(doc.after, now)
     more = min(n - len(runs), doc.repeats)
     return runs + occurrences(wait, start, more, until=doc.repeat_until)

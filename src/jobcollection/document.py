@@ -4,12 +4,18 @@ Stored documents keep job-collection v1.x field names and units (milliseconds in
 `repeatWait` and `workTimeout`) and its closed schema, so a collection can be shared with a
 v1.x application. A cron schedule is stored as the later.js schedule naming the same times in
 `repeatWait` (later.py), with the expression and its zone in `_private` (SCHEDULE).
+
+Everything this library keeps in a job's `_private` (its settings beyond v1.x's fields, and its
+own bookkeeping) is listed in one table, EXTENSIONS, from which writing (`to_mongo`), reading
+(`from_mongo`, `parse_doc`), a resave and the remote API's codec derive.
 """
 
 from __future__ import annotations
 
 import base64
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 from uuid import UUID
@@ -109,6 +115,20 @@ Int64 = Annotated[int, Field(ge=-INT64_MAX - 1, le=INT64_MAX, strict=True)]
 """An integer MongoDB can store (a bigger one would fail only when encoded)."""
 NonNegativeInt = Annotated[int, Field(ge=0, le=INT64_MAX, strict=True)]
 
+
+def _stored_status(status: Status | str) -> str:
+    """A status as the plain string stored (a copy made without validation, such as
+    `model_copy(update=...)`, may hold the string itself)."""
+    return str(status)
+
+
+StoredStatus = Annotated[Status, PlainSerializer(_stored_status, return_type=str)]
+"""A status: read from the string stored (a member of Status), dumped as that plain string."""
+FinalStatus = Annotated[
+    Literal[Status.COMPLETED, Status.FAILED, Status.CANCELLED],
+    PlainSerializer(_stored_status, return_type=str),
+]
+"""One of Status.FINAL, dumped as its plain string."""
 
 CatchUp = Literal["latest", "none", "all"]
 
@@ -210,7 +230,7 @@ class RemoveAfter(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     delay_ms: NonNegativeInt
-    statuses: tuple[Literal["completed", "failed", "cancelled"], ...] = ("completed",)
+    statuses: tuple[FinalStatus, ...] = (Status.COMPLETED,)
 
 
 class JobDoc(BaseModel):
@@ -228,7 +248,7 @@ class JobDoc(BaseModel):
     run_id: JobId | None = Field(default=None, alias="runId")
     type: Annotated[str, Field(min_length=1, strict=True)]
     data: Free = Field(default_factory=dict)
-    status: Status = "waiting"
+    status: StoredStatus = Status.WAITING
     result: Free | None = None
     failures: list[Free] | None = None
     priority: Int64 = 0
@@ -328,32 +348,13 @@ class JobDoc(BaseModel):
             out["log"] = [{"runId": None, **e} for e in out["log"]]
         if self.private is not None:
             out["_private"] = self.private
-        extensions: dict[str, Any] = {}
-        if isinstance(self.repeat_wait, CronSchedule):
+        if isinstance(self.repeat_wait, CronSchedule):  # the expression goes under SCHEDULE
             out["repeatWait"] = later_schedule(self.repeat_wait.cron)
-            extensions[_SCHEDULE_KEY] = self.repeat_wait.stored()
-        retry = self._retry_extension()
-        if retry:
-            extensions[_RETRY_KEY] = retry
-            if self.retry_backoff == "linear":  # v1.x knows constant and exponential only
-                out["retryBackoff"] = "constant"
-        if self.remove_after is not None:
-            extensions[_REMOVE_AFTER_KEY] = {
-                "delay": self.remove_after.delay_ms,
-                "statuses": list(self.remove_after.statuses),
-            }
-        if self.skipped_runs:
-            extensions[_SKIPPED_KEY] = self.skipped_runs
-        if self.lineage:
-            extensions[_LINEAGE_KEY] = self.lineage
-        if self.user_id is not None:
-            extensions[_USER_KEY] = self.user_id
-        if self.timeout is not None:
-            extensions[_TIMEOUT_KEY] = self.timeout
-        if self.trace is not None:
-            extensions[_TRACE_KEY] = self.trace
-        if self.unique is not None:
-            extensions[_UNIQUE_KEY] = self.unique_key()
+        if self.retry_backoff == "linear":  # v1.x knows constant and exponential only (RETRY)
+            out["retryBackoff"] = "constant"
+        extensions = {
+            ext.key: value for ext in SETTING_EXTENSIONS if (value := ext.stored(self)) is not None
+        }
         if extensions:
             out["_private"] = {**out.get("_private", {}), **extensions}
         if self.id is None:
@@ -369,17 +370,6 @@ class JobDoc(BaseModel):
         if self.unique is not None and self.unique.key is not None:
             value["key"] = self.unique.key
         return value
-
-    def _retry_extension(self) -> dict[str, Any]:
-        """The retry settings beyond v1.x's, as stored under RETRY (empty: none)."""
-        retry: dict[str, Any] = {}
-        if self.retry_backoff == "linear":
-            retry["backoff"] = "linear"
-        if self.retry_jitter:
-            retry["jitter"] = self.retry_jitter
-        if self.retry_max_wait is not None:
-            retry["maxWait"] = self.retry_max_wait
-        return retry
 
     @classmethod
     def from_mongo(
@@ -407,12 +397,23 @@ class JobDoc(BaseModel):
         return doc
 
 
+_FIELD_DEFAULTS: Final = {
+    name: field.get_default(call_default_factory=True)
+    for name, field in JobDoc.model_fields.items()
+}
+"""Each JobDoc field's default (a setting at its default is not stored: Extension.stored)."""
+
+
 def assign(doc: JobDoc, **fields: Any) -> None:
     """Set fields of a JobDoc to values the caller has validated already. Assigning an
     attribute directly validates it, and runs the model's own checks over the whole
     document, on every assignment; the library's own assignments need neither."""
     doc.__dict__.update(fields)
 
+
+FLUSH: Final = "_private.jobcollectionFlush"
+"""Where each done/fail write records the flush that made it (reporting.FLUSH_MARK): in
+`_private`, which v1.x's schema allows and which is never returned."""
 
 FOLLOW_UPS: Final = "_private.jobcollectionFollowUps"
 """Where the write that completes a job, or fails it for good, records that its follow-ups
@@ -430,44 +431,35 @@ knows of, and finishes in one write (reporting.py)."""
 SCHEDULE: Final = "_private.jobcollectionSchedule"
 """On a job repeating on a cron schedule: the schedule (`{cron, timezone}`), which is what this
 library evaluates; `repeatWait` holds the later.js schedule of the same times for v1.x."""
-_SCHEDULE_KEY: Final = SCHEDULE.split(".", 1)[1]
 
 RETRY: Final = "_private.jobcollectionRetry"
 """On a job retried with settings v1.x does not have: `{backoff: "linear", jitter, maxWait}`
 (each only when set); a linear backoff is stored as "constant" in `retryBackoff`."""
-_RETRY_KEY: Final = RETRY.split(".", 1)[1]
 
 LINEAGE: Final = "_private.jobcollectionLineage"
 """On a repeat or a rerun: the ids of the jobs it was made from, oldest first (JobDoc.lineage)."""
-_LINEAGE_KEY: Final = LINEAGE.split(".", 1)[1]
 LINEAGE_LIMIT: Final = 100
 """How many of a job's forebears its lineage keeps (the newest)."""
 
 SKIPPED: Final = "_private.jobcollectionSkipped"
 """On a run of a cron schedule: how many occurrences before it were given no run (JobDoc.
 skipped_runs), each also logged."""
-_SKIPPED_KEY: Final = SKIPPED.split(".", 1)[1]
 
 USER: Final = "_private.jobcollectionUser"
 """On a job for a user (seed 003's userId): the user's id (JobDoc.user_id)."""
-_USER_KEY: Final = USER.split(".", 1)[1]
 
 UNIQUE: Final = "_private.jobcollectionUnique"
 """On a unique job not started yet: `{type, user?, key?}` (JobDoc.unique_key), under a partial
 unique index, so that two pending jobs never hold the same; a claim or a cancel unsets it."""
-_UNIQUE_KEY: Final = UNIQUE.split(".", 1)[1]
 
 REMOVE_AFTER: Final = "_private.jobcollectionRemoveAfter"
 """On a job with retention: `{delay: ms, statuses: [...]}` (JobDoc.remove_after)."""
-_REMOVE_AFTER_KEY: Final = REMOVE_AFTER.split(".", 1)[1]
 
 TIMEOUT: Final = "_private.jobcollectionTimeout"
 """On a job with a time limit of its own: the ms a worker call on it may take (JobDoc.timeout)."""
-_TIMEOUT_KEY: Final = TIMEOUT.split(".", 1)[1]
 
 TRACE: Final = "_private.jobcollectionTrace"
 """On a job saved within a trace: the trace context it was saved in (JobDoc.trace)."""
-_TRACE_KEY: Final = TRACE.split(".", 1)[1]
 
 EXPIRE_AT: Final = "_private.jobcollectionExpireAt"
 """On a finished job with retention: when MongoDB deletes it (a TTL index). Set by the write
@@ -481,82 +473,181 @@ user_id=)`: the remote API, DDP): that user (reporting.claimer_of), set by the c
 runId and unset by a claim made by server code. Only that user, or an admin, may report on
 the run (wire.py); never returned."""
 
-PRIVATE_SETTINGS: Final = (SCHEDULE, RETRY, REMOVE_AFTER, TIMEOUT)
-"""The per-job settings kept in `_private` that a resave of a paused job replaces: written
-and cleared together with the v1.x fields they extend (a resave sets or unsets each)."""
-
-
-def _read_extensions(private: dict[str, Any], fields: dict[str, Any]) -> None:
-    """Put what a stored job keeps in `_private` for its fields (PRIVATE_SETTINGS, LINEAGE)
-    into those fields, to validate."""
-    schedule = private.get(_SCHEDULE_KEY)
-    if schedule is not None:  # the cron schedule the stored later.js one stands for
-        fields["repeatWait"] = schedule
-    lineage = private.get(_LINEAGE_KEY)
-    if lineage is not None:
-        fields["lineage"] = lineage
-    if _SKIPPED_KEY in private:
-        fields["skipped_runs"] = private[_SKIPPED_KEY]
-    remove_after = private.get(_REMOVE_AFTER_KEY)
-    if remove_after is not None:
-        if not isinstance(remove_after, dict) or set(remove_after) != {"delay", "statuses"}:
-            raise InvalidDocument(f"invalid job document: {REMOVE_AFTER}: {remove_after!r}")
-        fields["remove_after"] = {
-            "delay_ms": remove_after["delay"],
-            "statuses": remove_after["statuses"],
-        }
-    if _USER_KEY in private:
-        fields["user_id"] = private[_USER_KEY]
-    if _TIMEOUT_KEY in private:
-        fields["timeout"] = private[_TIMEOUT_KEY]
-    if _TRACE_KEY in private:
-        fields["trace"] = private[_TRACE_KEY]
-    unique = private.get(_UNIQUE_KEY)
-    if unique is not None:
-        if not isinstance(unique, dict):
-            raise InvalidDocument(f"invalid job document: {UNIQUE}: {unique!r} is not a key")
-        fields["unique"] = {"key": unique.get("key")}
-        if "onConflict" in unique:  # a given document's (codec.encode_doc), never stored
-            fields["unique"]["on_conflict"] = unique["onConflict"]
-    retry = private.get(_RETRY_KEY)
-    if retry is None:
-        return
-    if not isinstance(retry, dict) or set(retry) - {"backoff", "jitter", "maxWait"}:
-        raise InvalidDocument(f"invalid job document: {RETRY}: {retry!r} is not retry settings")
-    if "backoff" in retry:
-        fields["retryBackoff"] = retry["backoff"]
-    fields["retry_jitter"] = retry.get("jitter", 0.0)
-    fields["retry_max_wait"] = retry.get("maxWait")
-
-
 ANNOUNCED: Final = "_private.jobcollectionAnnounced"
 """On a dependent this library saved: its antecedents carry DEPENDENTS. Dependents saved by
 another application (job-collection v1.x) lack it; the job server resolves those itself."""
 
-INTERNAL_PRIVATE_KEYS: Final = frozenset(
-    {
-        "jobcollectionFlush",
-        "jobcollectionFollowUps",
-        "jobcollectionRepeatOf",
-        "jobcollectionDependents",
-        "jobcollectionAnnounced",
-        "jobcollectionSchedule",
-        "jobcollectionRetry",
-        "jobcollectionLineage",
-        "jobcollectionUser",
-        "jobcollectionUnique",
-        "jobcollectionRemoveAfter",
-        "jobcollectionExpireAt",
-        "jobcollectionSkipped",
-        "jobcollectionTimeout",
-        "jobcollectionTrace",
-        "jobcollectionClaimer",
+ExtensionKind = Literal["setting", "bookkeeping"]
+
+
+@dataclass(frozen=True, slots=True)
+class Extension:
+    """One key this library keeps in a job's `_private` (see EXTENSIONS)."""
+
+    path: str
+    """Where it is stored (`_private.jobcollection...`: the constant naming it)."""
+    kind: ExtensionKind
+    """"setting": a setting of the job, held by JobDoc fields; it travels to clients under
+    `jobcollection` (remote/codec.py) and a given document may carry it (parse_doc).
+    "bookkeeping": the library's own record, never returned nor accepted from a caller."""
+    fields: tuple[str, ...] = ()
+    """The JobDoc attributes a setting is read into and written from."""
+    resaved: bool = False
+    """A resave of a paused job replaces it: written or cleared together with the v1.x
+    fields it extends (PRIVATE_SETTINGS)."""
+    write: Callable[[JobDoc], Any] | None = None
+    """A setting's stored value for a job (None: nothing is stored). Unset: its one field's
+    value, unless that is None or the field's default."""
+    read: Callable[[Any], dict[str, Any]] | None = None
+    """The fields (by attribute or stored name) a stored value gives, to validate with the
+    rest of the document; InvalidDocument if it cannot be one. Unset: the value into its one
+    field (a stored null: the field's default)."""
+
+    @property
+    def key(self) -> str:
+        """Its key in `_private` (`jobcollectionSchedule`)."""
+        return self.path.split(".", 1)[1]
+
+    @property
+    def short(self) -> str:
+        """A setting's name under `jobcollection` on the wire (`schedule`, `removeAfter`)."""
+        rest = self.key.removeprefix("jobcollection")
+        return rest[:1].lower() + rest[1:]
+
+    def stored(self, doc: JobDoc) -> Any:
+        """What a job keeps under this key (None: nothing)."""
+        if self.write is not None:
+            return self.write(doc)
+        if len(self.fields) != 1:
+            return None
+        value = getattr(doc, self.fields[0])
+        return None if value == _FIELD_DEFAULTS[self.fields[0]] else value
+
+    def loaded(self, value: Any) -> dict[str, Any]:
+        """The fields a stored value gives (see `read`)."""
+        if self.read is not None:
+            return self.read(value)
+        if len(self.fields) != 1 or value is None:
+            return {}
+        return {self.fields[0]: value}
+
+
+def _malformed(path: str, value: Any, problem: str = "") -> InvalidDocument:
+    return InvalidDocument(f"invalid job document: {path}: {value!r}{problem}")
+
+
+def _schedule_out(doc: JobDoc) -> dict[str, Any] | None:
+    return doc.repeat_wait.stored() if isinstance(doc.repeat_wait, CronSchedule) else None
+
+
+def _schedule_in(schedule: Any) -> dict[str, Any]:
+    """The cron schedule the stored later.js one (in `repeatWait`) stands for."""
+    return {} if schedule is None else {"repeatWait": schedule}
+
+
+def _retry_out(doc: JobDoc) -> dict[str, Any] | None:
+    """The retry settings beyond v1.x's: `{backoff: "linear", jitter, maxWait}`, each only
+    when set (None: none)."""
+    retry: dict[str, Any] = {}
+    if doc.retry_backoff == "linear":
+        retry["backoff"] = "linear"
+    if doc.retry_jitter:
+        retry["jitter"] = doc.retry_jitter
+    if doc.retry_max_wait is not None:
+        retry["maxWait"] = doc.retry_max_wait
+    return retry or None
+
+
+def _retry_in(retry: Any) -> dict[str, Any]:
+    if retry is None:
+        return {}
+    if not isinstance(retry, dict) or set(retry) - {"backoff", "jitter", "maxWait"}:
+        raise _malformed(RETRY, retry, " is not retry settings")
+    fields = {"retryBackoff": retry["backoff"]} if "backoff" in retry else {}
+    return fields | {
+        "retry_jitter": retry.get("jitter", 0.0),
+        "retry_max_wait": retry.get("maxWait"),
     }
+
+
+def _retention_out(doc: JobDoc) -> dict[str, Any] | None:
+    retention = doc.remove_after
+    if retention is None:
+        return None
+    return {"delay": retention.delay_ms, "statuses": [str(s) for s in retention.statuses]}
+
+
+def _retention_in(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or set(value) != {"delay", "statuses"}:
+        raise _malformed(REMOVE_AFTER, value)
+    return {"remove_after": {"delay_ms": value["delay"], "statuses": value["statuses"]}}
+
+
+def _unique_out(doc: JobDoc) -> dict[str, Any] | None:
+    return None if doc.unique is None else doc.unique_key()
+
+
+def _unique_in(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _malformed(UNIQUE, value, " is not a key")
+    unique = {"key": value.get("key")}
+    if "onConflict" in value:  # a given document's (codec.encode_doc), never stored
+        unique["on_conflict"] = value["onConflict"]
+    return {"unique": unique}
+
+
+_RETRY_FIELDS: Final = ("retry_backoff", "retry_jitter", "retry_max_wait")
+
+# fmt: off
+EXTENSIONS: Final[tuple[Extension, ...]] = (
+    # The settings, in the order they are written.
+    Extension(SCHEDULE, "setting", ("repeat_wait",), True, _schedule_out, _schedule_in),
+    Extension(RETRY, "setting", _RETRY_FIELDS, True, _retry_out, _retry_in),
+    Extension(REMOVE_AFTER, "setting", ("remove_after",), True, _retention_out, _retention_in),
+    Extension(SKIPPED, "setting", ("skipped_runs",)),
+    Extension(LINEAGE, "setting", ("lineage",)),
+    Extension(USER, "setting", ("user_id",)),
+    Extension(TIMEOUT, "setting", ("timeout",), resaved=True),
+    Extension(TRACE, "setting", ("trace",)),
+    Extension(UNIQUE, "setting", ("unique",), False, _unique_out, _unique_in),
+    # The bookkeeping.
+    Extension(FLUSH, "bookkeeping"),
+    Extension(FOLLOW_UPS, "bookkeeping"),
+    Extension(REPEAT_OF, "bookkeeping"),
+    Extension(DEPENDENTS, "bookkeeping"),
+    Extension(ANNOUNCED, "bookkeeping"),
+    Extension(EXPIRE_AT, "bookkeeping"),
+    Extension(CLAIMER, "bookkeeping"),
 )
-"""Keys this library keeps in `_private` for itself (reporting.FLUSH_MARK, FOLLOW_UPS,
-REPEAT_OF, DEPENDENTS, ANNOUNCED, SCHEDULE, RETRY, LINEAGE, USER, UNIQUE, REMOVE_AFTER,
-EXPIRE_AT, SKIPPED, TIMEOUT, CLAIMER); they are never
-returned nor copied into a rerun as they are (a rerun's are written again from its fields)."""
+# fmt: on
+"""Every key this library keeps in a job's `_private`, which storing (JobDoc.to_mongo), reading
+(JobDoc.from_mongo, parse_doc), a resave (transitions.resave) and the remote API's codec
+(remote/codec.py) derive from: a new key is one line here, after the constant naming its path."""
+
+SETTING_EXTENSIONS: Final = tuple(ext for ext in EXTENSIONS if ext.kind == "setting")
+"""The extensions that hold a job's settings (the Python API exposes them as JobDoc fields)."""
+
+RESAVED_SETTINGS: Final = tuple(ext for ext in SETTING_EXTENSIONS if ext.resaved)
+PRIVATE_SETTINGS: Final = tuple(ext.path for ext in RESAVED_SETTINGS)
+"""The per-job settings kept in `_private` that a resave of a paused job replaces: written
+and cleared together with the v1.x fields they extend (a resave sets or unsets each)."""
+
+INTERNAL_PRIVATE_KEYS: Final = frozenset(ext.key for ext in EXTENSIONS)
+"""Keys this library keeps in `_private` for itself (EXTENSIONS); they are never returned nor
+copied into a rerun as they are (a rerun's settings are written again from its fields)."""
+
+
+def _read_extensions(private: dict[str, Any], fields: dict[str, Any]) -> None:
+    """Put the settings a stored job keeps in `_private` into the fields they are for, to
+    validate."""
+    for ext in SETTING_EXTENSIONS:
+        if ext.key in private:
+            fields.update(ext.loaded(private[ext.key]))
+
 
 _INT_FIELDS: Final = frozenset(
     {

@@ -7,6 +7,7 @@
     ├── JobNotSaved (RuntimeError)          an action that needs a saved (or claimed) job
     ├── PermissionDenied (PermissionError)  a method-layer call refused by allow/deny rules
     ├── DatabaseError                       the driver failed; the original is the __cause__
+    │   └── WriteRefused                    the server refused this write: retrying cannot cure it
     └── WakeupUnavailable                   no change streams here: a queue polls instead
 
 A transition that does not apply to a job's current state is not an error: the operation
@@ -50,6 +51,20 @@ class PermissionDenied(JobCollectionError, PermissionError):
 
 class DatabaseError(JobCollectionError):
     """The database driver reported an error."""
+
+
+class WriteRefused(DatabaseError):
+    """The server refused this write: retrying cannot cure it.
+
+    Raised where the server (or the remote API's server for it) answered a write with an
+    error of the write itself (a document that fails validation or grows too large, a
+    duplicate key, ...), as opposed to a DatabaseError whose outcome is unknown (a lost reply,
+    a failover), which a retry may cure. The driver's error, when there was one here, is the
+    `__cause__`; `code` is the server's error code (None when it named none)."""
+
+    def __init__(self, message: str | None = None, code: int | None = None) -> None:
+        self.code = code
+        super().__init__(message)
 
 
 class DuplicateJob(JobCollectionError):

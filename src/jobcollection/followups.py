@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from . import transitions
-from .constants import JOB_STATUS_CANCELLABLE
+from .constants import JOB_STATUS_CANCELLABLE, Status
 from .document import (
     ANNOUNCED,
     DEPENDENTS,
@@ -42,12 +42,12 @@ from .managing import Manager
 from .reading import Reader
 from .schedule import next_run
 from .store import Document, Store
-from .transitions import Id
+from .types import Id
 
 logger = logging.getLogger("jobcollection")
 
-FinalStatus = Literal["completed", "failed"]
-DOOMING = ("failed", "cancelled")
+FinalStatus = Literal[Status.COMPLETED, Status.FAILED]
+DOOMING = (Status.FAILED, Status.CANCELLED)
 """Antecedent statuses that doom a dependent: it is cancelled."""
 _MARK_KEY = FOLLOW_UPS.split(".", 1)[1]
 
@@ -82,12 +82,17 @@ def pending_of(raw: Document, doc: JobDoc | None) -> Pending | None:
     if not isinstance(value, dict):
         return None
     status, at, run_id = value.get("status"), assume_utc(value.get("at")), value.get("runId")
-    if status not in ("completed", "failed") or not isinstance(at, datetime) or run_id is None:
+    if (
+        status not in (Status.COMPLETED, Status.FAILED)
+        or not isinstance(at, datetime)
+        or run_id is None
+    ):
         return None
     if raw.get("status") != status:
         return None
     delay = value.get("delayDeps")
-    return Pending(raw["_id"], run_id, status, at, delay if isinstance(delay, int) else None, doc)
+    final: FinalStatus = Status.COMPLETED if status == Status.COMPLETED else Status.FAILED
+    return Pending(raw["_id"], run_id, final, at, delay if isinstance(delay, int) else None, doc)
 
 
 def _clearing(pending: Pending) -> Document:
@@ -118,14 +123,14 @@ class FollowUps:
         job-server pass finishes what is left."""
         if not pending:
             return {}
-        completed = [p for p in pending if p.status == "completed"]
+        completed = [p for p in pending if p.status == Status.COMPLETED]
         repeats = await self._repeat(completed)
         dependents = await self._store.find(
             {"depends": {"$in": [p.job_id for p in pending]}}, {"depends": 1, "status": 1}
         )
         if dependents:
             await self._resolve_dependents(completed, dependents)
-            failed = {p.job_id for p in pending if p.status == "failed"}
+            failed = {p.job_id for p in pending if p.status == Status.FAILED}
             await self._cancel_dependents(failed, dependents)
         await self._clear(pending)
         return repeats
@@ -180,7 +185,7 @@ class FollowUps:
         adopted."""
         dependents = await self._store.find(
             {
-                "status": {"$in": ["waiting", "paused"]},
+                "status": {"$in": [Status.WAITING, Status.PAUSED]},
                 "depends.0": {"$exists": True},
                 ANNOUNCED: {"$exists": False},
             },
@@ -194,7 +199,7 @@ class FollowUps:
         finished = {
             a["_id"]: a
             for a in await self._store.find(
-                {"_id": {"$in": antecedents}, "status": {"$in": ["completed", *DOOMING]}},
+                {"_id": {"$in": antecedents}, "status": {"$in": [Status.COMPLETED, *DOOMING]}},
                 {"status": 1, "runId": 1},
             )
         }
@@ -203,7 +208,9 @@ class FollowUps:
         doomed: list[Id] = []
         for dependent in dependents:
             statuses = {a: finished.get(a, {}).get("status") for a in dependent["depends"]}
-            done = [(a, finished[a].get("runId")) for a, s in statuses.items() if s == "completed"]
+            done = [
+                (a, finished[a].get("runId")) for a, s in statuses.items() if s == Status.COMPLETED
+            ]
             if any(s in DOOMING for s in statuses.values()):
                 doomed.append(dependent["_id"])
             elif done:
@@ -274,7 +281,7 @@ class FollowUps:
         """Cancel the dependents of jobs that failed for good, and theirs. Dependents already
         cancelled are included at every level (see `cancel` in __init__), so a cascade cut
         short by a fault is carried on."""
-        statuses = {*JOB_STATUS_CANCELLABLE, "cancelled"}
+        statuses = {*JOB_STATUS_CANCELLABLE, Status.CANCELLED}
         doomed = [
             d["_id"]
             for d in dependents

@@ -24,6 +24,7 @@ from .constants import (
     FOREVER_DATE,
     JOB_LOG_LEVELS,
     JOB_STATUS_REMOVABLE,
+    Status,
 )
 from .document import (
     CronSchedule,
@@ -38,7 +39,8 @@ from .document import (
 )
 from .errors import InvalidArgument, InvalidArgumentType, JobNotSaved
 from .schedule import add_ms, check_cron
-from .transitions import NO_ERROR, Id
+from .transitions import NO_ERROR
+from .types import Id
 
 if TYPE_CHECKING:
     from .seam import JobService, ServedCollection
@@ -156,7 +158,7 @@ class Job:
         return self
 
     def remove_after(
-        self, delay: float | timedelta, statuses: Sequence[str] = ("completed",)
+        self, delay: float | timedelta, statuses: Sequence[str] = (Status.COMPLETED,)
     ) -> Job:
         """Have MongoDB delete the job `delay` seconds after it reaches one of `statuses`
         ("completed", "failed", "cancelled"): a TTL index on a removal date set as it gets
@@ -440,7 +442,7 @@ class Job:
             self._report_in_flight = False
         self.reported = True
         if outcome:
-            assign(self._doc, status="completed")
+            assign(self._doc, status=Status.COMPLETED)
         return outcome
 
     async def fail(self, error: Any = None, fatal: bool = False) -> bool:
@@ -484,7 +486,7 @@ class Job:
         """Pause the job (ready or waiting) so that no worker claims it; a new job is saved paused.
         Whether it changed."""
         if self._doc.id is None:
-            assign(self._doc, status="paused")
+            assign(self._doc, status=Status.PAUSED)
             return True
         return await self._service.pause([self._doc.id])
 
@@ -492,7 +494,7 @@ class Job:
         """Resume a paused job (waiting again, ready when due); a new job is saved waiting. Whether
         it changed."""
         if self._doc.id is None:
-            assign(self._doc, status="waiting")
+            assign(self._doc, status=Status.WAITING)
             return True
         return await self._service.resume([self._doc.id])
 
@@ -591,5 +593,5 @@ class Job:
         put_back = await self._service.rate_limited(job_id, run_id, wait_ms)
         if put_back:
             self.reported = True
-            assign(self._doc, run_id=None, status="waiting")
+            assign(self._doc, run_id=None, status=Status.WAITING)
         return put_back

@@ -21,6 +21,7 @@ from .constants import (
     JOB_STATUS_REMOVABLE,
     JOB_STATUS_RESTARTABLE,
     JOB_STATUSES,
+    Status,
 )
 from .document import (
     EXPIRE_AT,
@@ -38,7 +39,7 @@ from .queries import ORDER, JobQuery, encode_cursor
 from .reading import Reader
 from .schedule import add_ms, occurrences
 from .store import Store
-from .transitions import Due, Filter, Id
+from .types import Due, Filter, Id
 
 logger = logging.getLogger("jobcollection")
 
@@ -164,7 +165,7 @@ class Manager:
         """Cancel jobs and, transitively, their dependents (a follow-up of a final failure):
         jobs already cancelled still lead the cascade on to theirs, at every level, so a
         cascade cut short by a fault is carried on to its end."""
-        through = [*JOB_STATUS_CANCELLABLE, "cancelled"]
+        through = [*JOB_STATUS_CANCELLABLE, Status.CANCELLED]
         return await self._cascade(ids, False, True, through, self._cancel)
 
     async def results(self, ids: Sequence[Id], max_bytes: int) -> dict[Id, dict[str, Any]]:
@@ -173,7 +174,7 @@ class Manager:
         found = {
             d["_id"]: d.get("result") or {}
             for d in await self.store.find(
-                {"_id": {"$in": list(ids)}, "status": "completed"}, {"result": 1}
+                {"_id": {"$in": list(ids)}, "status": Status.COMPLETED}, {"result": 1}
             )
         }
         results = {i: assume_utc(found[i]) for i in dict.fromkeys(ids) if i in found}
@@ -214,9 +215,9 @@ class Manager:
                 n = await self.store.count({"type": job_type, "status": status})
                 if n:
                     depth[(job_type, status)] = n
-            if (job_type, "ready") in depth:
+            if (job_type, Status.READY) in depth:
                 [first] = await self.store.find(
-                    {"type": job_type, "status": "ready"},
+                    {"type": job_type, "status": Status.READY},
                     {"after": 1},
                     sort=[("after", 1)],
                     limit=1,
@@ -230,7 +231,7 @@ class Manager:
         """Cancel a user's jobs of a type that have not started, or that started and are past
         their lease (seed 003's matching pending jobs), with their dependents; how many."""
         now = self.clock.now()
-        stale = {"status": "running", "expiresAfter": {"$lt": now}}
+        stale = {"status": Status.RUNNING, "expiresAfter": {"$lt": now}}
         matching = await self.store.find(
             {
                 "type": job_type,
@@ -262,7 +263,7 @@ class Manager:
         query, update = transitions.cancel(ids, now)
         query.update(fence or {})
         kept = await self.store.find(
-            {**query, f"{REMOVE_AFTER}.statuses": "cancelled"}, {REMOVE_AFTER: 1}
+            {**query, f"{REMOVE_AFTER}.statuses": Status.CANCELLED}, {REMOVE_AFTER: 1}
         )
         delays: dict[int, list[Id]] = {}
         for raw in kept:
@@ -275,7 +276,7 @@ class Manager:
                 {**query, "_id": {"$in": group}, f"{REMOVE_AFTER}.delay": delay}, dated
             )
         if kept:
-            query[f"{REMOVE_AFTER}.statuses"] = {"$ne": "cancelled"}
+            query[f"{REMOVE_AFTER}.statuses"] = {"$ne": Status.CANCELLED}
         return count + await self.store.update_many(query, update)
 
     async def restart(
@@ -381,7 +382,7 @@ class Manager:
         wait_ms: int | None = None,
     ) -> Id | None:
         raw = await self.store.find_one(
-            {"_id": job_id, "status": "completed"}, {"log": 0, "failures": 0}
+            {"_id": job_id, "status": Status.COMPLETED}, {"log": 0, "failures": 0}
         )
         if raw is None:
             logger.warning("jobRerun: job %s is not completed", job_id)

@@ -25,7 +25,7 @@ from . import validation as v
 from .constants import JOB_STATUSES
 from .document import USER, JobDoc, check_storable
 from .errors import InvalidArgument, InvalidArgumentType
-from .transitions import Filter, Id
+from .types import Filter, Id
 
 MAX_PAGE: Final = 1_000
 """The most jobs one page may hold."""

@@ -33,12 +33,13 @@ import bson
 
 from . import transitions
 from . import validation as v
+from .constants import Status
 from .document import USER, JobDoc
 from .errors import DatabaseError, InvalidArgument, InvalidArgumentType
 from .indexes import Index
 from .schedule import add_ms
 from .store import Store, is_duplicate
-from .transitions import Filter, Id, Update
+from .types import Filter, Id, Update
 
 if TYPE_CHECKING:
     from .claiming import Claimer
@@ -136,7 +137,7 @@ def put_back(job_id: Id, run_id: Id, now: datetime, until: datetime) -> tuple[Fi
     """A held job whose worker met a rate limit: back to waiting until `until`, as if never
     claimed (the attempt given back, the lease dropped, like a release)."""
     _, update = transitions.release([job_id], run_id, now)
-    update["$set"] |= {"status": "waiting", "after": until}
+    update["$set"] |= {"status": Status.WAITING, "after": until}
     wait_ms = (until - now) // timedelta(milliseconds=1)
     line = transitions.entry(
         now, "Job Rate Limited", level="warning", run_id=run_id, data={"retryAfterMs": wait_ms}

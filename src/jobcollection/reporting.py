@@ -30,19 +30,16 @@ from bson import ObjectId
 
 from . import transitions
 from .clock import Clock
-from .document import CLAIMER, DEPENDENTS, EXPIRE_AT, FOLLOW_UPS, JobDoc, assume_utc
+from .constants import Status
+from .document import CLAIMER, DEPENDENTS, EXPIRE_AT, FLUSH, FOLLOW_UPS, JobDoc, assume_utc
 from .errors import DatabaseError, InvalidDocument, PermissionDenied
 from .followups import FollowUps, Pending, mark, pending_of
 from .reading import Reader
 from .schedule import next_run
 from .store import Document, Store
-from .transitions import Id
+from .types import Id
 
 logger = logging.getLogger("jobcollection")
-
-FLUSH_MARK = "_private.jobcollectionFlush"  # listed in document.INTERNAL_PRIVATE_KEYS
-"""Where each done/fail write records the flush that made it: in `_private`, which v1.x's
-schema allows and which is never returned."""
 
 Outcome = bool | Id
 """What a report answers: whether it was applied (by this call, or by an earlier attempt of the
@@ -223,22 +220,22 @@ class Reporter:
         status: str
         blind = doc is not None and doc is report.claimed
         if doc is None:
-            status = "failed"
+            status = Status.FAILED
             logger.error("job %s: %s; failing it", report.job_id, reason)
             update = transitions.fail_invalid(report.run_id, {"value": reason}, now)
         else:
             if report.kind == "done":
-                status, update = "completed", transitions.done(doc, report.value, now)
+                status, update = Status.COMPLETED, transitions.done(doc, report.value, now)
             else:
                 status, update = transitions.fail(
                     doc, report.value, report.fatal, now, random.random()
                 )
-        update.setdefault("$set", {})[FLUSH_MARK] = flush
+        update.setdefault("$set", {})[FLUSH] = flush
         pending: Pending | None = None
-        if status in ("completed", "failed") and not blind:
-            delay = report.delay_deps_ms if status == "completed" else None
-            final: Literal["completed", "failed"] = (
-                "completed" if status == "completed" else "failed"
+        if status in (Status.COMPLETED, Status.FAILED) and not blind:
+            delay = report.delay_deps_ms if status == Status.COMPLETED else None
+            final: Literal[Status.COMPLETED, Status.FAILED] = (
+                Status.COMPLETED if status == Status.COMPLETED else Status.FAILED
             )
             pending = Pending(report.job_id, report.run_id, final, now, delay, doc)
             update["$set"][FOLLOW_UPS] = mark(report.run_id, final, now, delay)
@@ -300,7 +297,7 @@ class Reporter:
         marked = {
             d["_id"]
             for d in await self._store.find(
-                {"_id": {"$in": [p.fence["_id"] for p in written]}, FLUSH_MARK: flush},
+                {"_id": {"$in": [p.fence["_id"] for p in written]}, FLUSH: flush},
                 {"_id": 1},
             )
         }
@@ -344,7 +341,7 @@ class Reporter:
             return False
         if report.kind == "done":
             return (
-                raw.get("status") == "completed"
+                raw.get("status") == Status.COMPLETED
                 and raw.get("runId") == report.run_id
                 and self._store.same(raw.get("result"), report.value)
             )
@@ -376,7 +373,7 @@ def claimed_by(raw: Document, run_id: Id, by: Any) -> bool:
     `by` did not claim refuses it. A job not running under `run_id` is another matter (the
     report does not apply; this says True). The read decides safely: a claim sets the claimer
     with its runId, and nothing changes it while the runId stays."""
-    if by is None or raw.get("status") != "running" or raw.get("runId") != run_id:
+    if by is None or raw.get("status") != Status.RUNNING or raw.get("runId") != run_id:
         return True
     private = raw.get("_private")
     return isinstance(private, dict) and private.get(_CLAIMER_KEY, _NOBODY) == by
@@ -404,7 +401,7 @@ def _blind(report: Report, now: datetime) -> bool:
 
 def _holds(report: Report, raw: Document, now: datetime) -> bool:
     """Whether the report's fence holds on the stored document as read."""
-    if raw.get("status") != "running" or raw.get("runId") != report.run_id:
+    if raw.get("status") != Status.RUNNING or raw.get("runId") != report.run_id:
         return False
     if report.expired:
         expires = assume_utc(raw.get("expiresAfter"))

@@ -17,12 +17,12 @@ from bson import ObjectId
 
 from . import transitions
 from .clock import Clock
-from .constants import FOREVER
+from .constants import FOREVER, Status
 from .document import ANNOUNCED, DEPENDENTS, UNIQUE, USER, JobDoc, assume_utc
 from .errors import DatabaseError, DuplicateJob, InvalidArgument
 from .managing import Manager
 from .store import Document, Store, is_unique_conflict
-from .transitions import Id
+from .types import Id
 
 logger = logging.getLogger("jobcollection")
 
@@ -103,7 +103,7 @@ class Saver:
         if not doc.depends:
             return job_id
         if await self._check_deps(job_id, doc.depends, now):
-            if doc.status == "waiting":
+            if doc.status == Status.WAITING:
                 await self.manager.promote([job_id])
             return job_id
         return None
@@ -238,11 +238,11 @@ class Saver:
             stored.get("data"), given["data"]
         ):
             raise InvalidArgument("jobId", f"{job_id!r} is the id of another job")
-        if stored["status"] == "cancelled":
+        if stored["status"] == Status.CANCELLED:
             return None
         if stored.get("depends") and not await self._check_deps(job_id, stored["depends"], now):
             return None
-        if stored["status"] == "waiting":
+        if stored["status"] == Status.WAITING:
             await self.manager.promote([job_id])
         return job_id
 
@@ -310,7 +310,7 @@ class Saver:
                 {"_id": {"$in": list(depends)}}, {"status": 1, "runId": 1}
             )
         }
-        resolved = [d for d in depends if found.get(d, {}).get("status") == "completed"]
+        resolved = [d for d in depends if found.get(d, {}).get("status") == Status.COMPLETED]
         entries = [
             transitions.entry(
                 now,
@@ -324,7 +324,7 @@ class Saver:
             status = found.get(dep, {}).get("status")
             if status is None:
                 entries.append(transitions.entry(now, f"Antecedent job {dep} missing at save"))
-            elif status in ("failed", "cancelled"):
+            elif status in (Status.FAILED, Status.CANCELLED):
                 entries.append(transitions.entry(now, f"Antecedent job {status} before save"))
             else:
                 continue
@@ -336,7 +336,7 @@ class Saver:
                 update["$pull"] = {"depends": {"$in": resolved}}
                 update["$addToSet"] = {"resolved": {"$each": resolved}}
             await self.store.update_one(
-                {"_id": job_id, "status": {"$in": ["waiting", "paused"]}}, update
+                {"_id": job_id, "status": {"$in": [Status.WAITING, Status.PAUSED]}}, update
             )
         if doomed:
             await self.manager.cancel([job_id])

@@ -19,7 +19,7 @@ from .document import JobDoc
 from .limits import Limits
 from .queries import DocPage, JobQuery, QueueStats
 from .ratelimit import LimitedWork, RateLimit
-from .transitions import Due, Id
+from .types import Due, Id
 
 if TYPE_CHECKING:
     from .wakeup import LocalCancels, LocalSaves, WakeupSource

@@ -24,7 +24,7 @@ from .managing import Manager
 from .reporting import Report, Reporter
 from .servertime import refresh_clock
 from .store import Document, Store, transient
-from .transitions import Id
+from .types import Id
 
 logger = logging.getLogger("jobcollection")
 

@@ -16,8 +16,8 @@ nowhere else:
   argument of bulk updates): the collection is used as given, and a bulk write is applied one
   update at a time, with the same result.
 - **Errors.** Whatever a backend raises during an operation becomes DatabaseError, with the
-  original as the cause; a write the server refused (rather than one whose fate is unknown) is
-  told apart by `refused()`.
+  original as the cause; a write the server refused (rather than one whose fate is unknown)
+  becomes its subclass WriteRefused (the server's code in `code`), which `refused()` tells.
 - **Routers.** `detect_router()` asks the server whether it is a mongos; on one, claims avoid
   `findAndModify` without the shard key (see README, "Sharded clusters").
 
@@ -47,7 +47,7 @@ from pymongo.errors import (
 )
 from pymongo.read_concern import ReadConcern
 
-from .errors import DatabaseError
+from .errors import DatabaseError, WriteRefused
 from .limits import DEFAULT_LIMITS, cap_arrays, cap_pushes
 
 Document = dict[str, Any]
@@ -96,8 +96,15 @@ def transient(exc: BaseException) -> bool:
 
 def refused(exc: BaseException) -> bool:
     """Whether a DatabaseError is the server refusing a write (retrying cannot help), rather
-    than a driver error whose outcome is unknown (a lost reply, a failover)."""
-    return isinstance(exc, DatabaseError) and isinstance(exc.__cause__, WriteError)
+    than a driver error whose outcome is unknown (a lost reply, a failover): a WriteRefused."""
+    return isinstance(exc, WriteRefused)
+
+
+def refusal(message: str, cause: WriteError) -> WriteRefused:
+    """The WriteRefused a driver's WriteError (or one entry of a bulk's) stands for."""
+    error = WriteRefused(message, cause.code)
+    error.__cause__ = cause
+    return error
 
 
 def is_id_duplicate(error: Mapping[str, Any]) -> bool:
@@ -135,7 +142,7 @@ class BulkOutcome:
     """What an unordered bulk write of single-document updates did."""
 
     matched: int
-    refused: dict[int, DatabaseError] = field(default_factory=dict)
+    refused: dict[int, WriteRefused] = field(default_factory=dict)
     """Requests the server refused, by index; every other request was applied (or matched
     nothing)."""
 
@@ -199,6 +206,8 @@ class Store:
             return await awaitable
         except DatabaseError:
             raise
+        except WriteError as exc:  # the server refused the write (DuplicateKeyError too)
+            raise refusal(f"database error: {exc}", exc) from exc
         except Exception as exc:  # driver, bson, or the backend's own error
             raise DatabaseError(f"database error: {exc}") from exc
 
@@ -366,9 +375,9 @@ class Store:
             details = cause.details
             outcome = BulkOutcome(int(details.get("nMatched", 0)))
             for error in details.get("writeErrors", []):
-                refusal = DatabaseError(f"write refused: {error.get('errmsg')}")
-                refusal.__cause__ = WriteError(str(error.get("errmsg")), error.get("code"), error)
-                outcome.refused[error["index"]] = refusal
+                refused_one = WriteError(str(error.get("errmsg")), error.get("code"), error)
+                message = f"write refused: {error.get('errmsg')}"
+                outcome.refused[error["index"]] = refusal(message, refused_one)
             return outcome
         return BulkOutcome(int(result.matched_count))
 
@@ -379,8 +388,7 @@ class Store:
             try:
                 result = await self._coll.update_one(query, update)
             except WriteError as exc:
-                outcome.refused[i] = DatabaseError(f"write refused: {exc}")
-                outcome.refused[i].__cause__ = exc
+                outcome.refused[i] = refusal(f"write refused: {exc}", exc)
             except Exception as exc:
                 raise DatabaseError(f"database error: {exc}") from exc
             else:

@@ -50,7 +50,7 @@ from .queue import failure_info
 
 if TYPE_CHECKING:
     from .seam import ServedCollection
-    from .transitions import Id
+    from .types import Id
 
 P = ParamSpec("P")
 R = TypeVar("R")

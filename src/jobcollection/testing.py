@@ -37,6 +37,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from .constants import Status
+
 if TYPE_CHECKING:
     from .clock import ManualClock
     from .collection import JobCollection
@@ -52,7 +54,7 @@ Workers: TypeAlias = (
 Tasks."""
 TEST_START = datetime(2026, 1, 1, tzinfo=UTC)
 """Where a test's ManualClock starts unless told otherwise."""
-PENDING = ("waiting", "paused", "ready")
+PENDING = Status.PENDING
 
 
 def _accept_unset_sort(method: Any) -> Any:

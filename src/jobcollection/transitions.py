@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,12 +20,13 @@ from .constants import (
     JOB_STATUS_CANCELLABLE,
     JOB_STATUS_PAUSABLE,
     JOB_STATUS_RESTARTABLE,
+    Status,
 )
 from .document import (
     EXPIRE_AT,
     FOLLOW_UPS,
     LINEAGE_LIMIT,
-    PRIVATE_SETTINGS,
+    RESAVED_SETTINGS,
     SKIPPED,
     UNIQUE,
     USER,
@@ -36,11 +36,9 @@ from .document import (
     Progress,
 )
 from .schedule import NextRun, add_ms, first_run, retry_after
+from .types import Filter, Id, Update
 
 _UNIQUE_KEY = UNIQUE.split(".", 1)[1]
-Filter = dict[str, Any]
-Update = dict[str, Any]
-Id = ObjectId | str
 
 NO_LOG = {"log": 0, "failures": 0}
 """What a claim reads: the job without its log and failures (`_private` is read: it holds a
@@ -134,8 +132,8 @@ def born_ready(
     document as inserting it and then promoting it, in one write; by jobReady naming it
     (`after` becomes now), or, with `keep_after`, by the job server's pass, which keeps it (a
     repeat: a catch-up run's `after` is the occurrence it is for)."""
-    if stored["status"] == "waiting" and not stored.get("depends") and stored["after"] <= now:
-        stored["status"] = "ready"
+    if stored["status"] == Status.WAITING and not stored.get("depends") and stored["after"] <= now:
+        stored["status"] = Status.READY
         if not keep_after:
             stored["after"] = now
         stored["log"] = [*stored.get("log", []), entry(now, "Promoted to ready")]
@@ -146,10 +144,10 @@ def born_replaced(stored: dict[str, Any], doc: JobDoc, now: datetime) -> dict[st
     """A unique job whose key a newer save took while this one was being saved: inserted
     cancelled (as if saved, then replaced), holding no key. The same document as inserting
     it and then cancelling it, in one write."""
-    replaced = {**stored, "status": "cancelled", "progress": fresh_progress()}
+    replaced = {**stored, "status": Status.CANCELLED, "progress": fresh_progress()}
     replaced["log"] = [*stored.get("log", []), entry(now, "Job Cancelled", level="warning")]
     private = {k: v for k, v in stored.get("_private", {}).items() if k != _UNIQUE_KEY}
-    removal = removal_date(doc, "cancelled", now)
+    removal = removal_date(doc, Status.CANCELLED, now)
     if removal is not None:
         private[EXPIRE_AT.split(".", 1)[1]] = removal
     replaced["_private"] = private
@@ -186,19 +184,18 @@ def resave(doc: JobDoc, now: datetime) -> tuple[Filter, Update]:
         doc.repeat_retries if doc.repeat_retries is not None else doc.retries + doc.retried
     )
     update: Update = {
-        "$set": {**copied, "status": "waiting", "updated": now},
+        "$set": {**copied, "status": Status.WAITING, "updated": now},
         "$push": {"log": entry(now, "Job Resubmitted")},
     }
     # The settings kept in _private beside the fields copied, written or cleared with them.
     private = fields.get("_private", {})
-    for path in PRIVATE_SETTINGS:
-        key = path.split(".", 1)[1]
-        if key in private:
-            update["$set"][path] = private[key]
+    for ext in RESAVED_SETTINGS:
+        if ext.key in private:
+            update["$set"][ext.path] = private[ext.key]
         else:
-            update.setdefault("$unset", {})[path] = ""
+            update.setdefault("$unset", {})[ext.path] = ""
     owner = {"_id": doc.id, "type": doc.type, USER: doc.user_id}  # None: stored without a user
-    return {**owner, "status": "paused", "runId": None}, update
+    return {**owner, "status": Status.PAUSED, "runId": None}, update
 
 
 def cancel_repeats_filter(job_type: str) -> Filter:
@@ -211,7 +208,7 @@ def cancel_repeats_filter(job_type: str) -> Filter:
 
 def claimable(types: Sequence[str], ids: Sequence[Id] | None = None) -> Filter:
     """Ready, unclaimed jobs of these types (and among these ids): the claim's fence."""
-    query: Filter = {"type": {"$in": list(types)}, "status": "ready", "runId": None}
+    query: Filter = {"type": {"$in": list(types)}, "status": Status.READY, "runId": None}
     if ids is not None:
         query["_id"] = {"$in": list(ids)}
     return query
@@ -224,7 +221,7 @@ def claim(run_id: ObjectId, now: datetime, work_timeout_ms: int | None) -> Updat
     """Claim ready jobs for one runId (apply it under `claimable`, which is the fence);
     retries and retried change here, at claim time."""
     update: Update = {
-        "$set": {"status": "running", "runId": run_id, "updated": now},
+        "$set": {"status": Status.RUNNING, "runId": run_id, "updated": now},
         "$inc": {"retries": -1, "retried": 1},
         "$unset": {UNIQUE: ""},  # a started job holds no unique key
         "$push": {"log": entry(now, "Job Running", run_id=run_id)},
@@ -239,7 +236,7 @@ def claim(run_id: ObjectId, now: datetime, work_timeout_ms: int | None) -> Updat
 
 def held(job_id: Id, run_id: Id) -> Filter:
     """The fence every worker write goes through: this job, this claim, still running."""
-    return {"_id": job_id, "runId": run_id, "status": "running"}
+    return {"_id": job_id, "runId": run_id, "status": Status.RUNNING}
 
 
 def lease_renewal(now: datetime, work_timeout_ms: int) -> Update:
@@ -248,14 +245,14 @@ def lease_renewal(now: datetime, work_timeout_ms: int) -> Update:
 
 def held_runs(run_ids: Sequence[Id]) -> Filter:
     """The jobs still running under any of these runIds."""
-    return {"status": "running", "runId": {"$in": list(run_ids)}}
+    return {"status": Status.RUNNING, "runId": {"$in": list(run_ids)}}
 
 
 def release(ids: Sequence[Id], run_id: Id, now: datetime) -> tuple[Filter, Update]:
     """Hand claimed jobs back, ready, as if never claimed: the attempt the claim counted is
     given back and the lease dropped (a worker that will not start them, e.g. at shutdown)."""
-    return {"_id": {"$in": list(ids)}, "runId": run_id, "status": "running"}, {
-        "$set": {"status": "ready", "runId": None, "updated": now},
+    return {"_id": {"$in": list(ids)}, "runId": run_id, "status": Status.RUNNING}, {
+        "$set": {"status": Status.READY, "runId": None, "updated": now},
         "$inc": {"retries": 1, "retried": -1},
         "$unset": {"workTimeout": "", "expiresAfter": ""},
         "$push": {"log": entry(now, "Job Released", run_id=run_id)},
@@ -268,7 +265,7 @@ def skip_late(job_id: Id, run_id: Id, late: NextRun, now: datetime) -> tuple[Fil
     occurrences missed logged and counted."""
     message = f"Skipped {late.skipped} missed run(s) of the schedule (catch_up=none)"
     return held(job_id, run_id), {
-        "$set": {"status": "waiting", "runId": None, "after": late.at, "updated": now},
+        "$set": {"status": Status.WAITING, "runId": None, "after": late.at, "updated": now},
         "$inc": {"retries": 1, "retried": -1, SKIPPED: late.skipped},
         "$unset": {"workTimeout": "", "expiresAfter": ""},
         "$push": {
@@ -303,7 +300,7 @@ def done(doc: JobDoc, result: dict[str, Any], now: datetime) -> Update:
     total = doc.progress.total or 1
     return {
         "$set": {
-            "status": "completed",
+            "status": Status.COMPLETED,
             "result": result,
             "updated": now,
             "progress": {"completed": total, "total": total, "percent": 100},
@@ -316,7 +313,7 @@ def fail_invalid(run_id: Id | None, error: dict[str, Any], now: datetime) -> Upd
     """Fail a held job for good whose stored document is not a valid job (it cannot be read,
     so nothing of it is used): with the reason as its failure."""
     return {
-        "$set": {"status": "failed", "runId": None, "updated": now},
+        "$set": {"status": Status.FAILED, "runId": None, "updated": now},
         "$push": {
             "failures": {**error, "runId": run_id},
             "log": entry(
@@ -331,26 +328,26 @@ def fail_invalid(run_id: Id | None, error: dict[str, Any], now: datetime) -> Upd
 
 def fail_outcome(
     doc: JobDoc, fatal: bool, now: datetime, rand: float = 0.0
-) -> tuple[str, datetime]:
+) -> tuple[Status, datetime]:
     """The status a failed attempt leads to, and the `after` it sets (even when failed);
     `rand` (in [0, 1)) draws the job's retry jitter, if it has one."""
     after = retry_after(doc, now, rand)
     retry = not fatal and doc.retries > 0 and doc.retry_until >= after
-    return ("waiting" if retry else "failed"), after
+    return (Status.WAITING if retry else Status.FAILED), after
 
 
 def fail(
     doc: JobDoc, error: dict[str, Any], fatal: bool, now: datetime, rand: float = 0.0
-) -> tuple[str, Update]:
+) -> tuple[Status, Update]:
     status, after = fail_outcome(doc, fatal, now, rand)
     value = error.get("value")
-    kind = "Error" if status == "waiting" else "Fatal Error"
+    kind = "Error" if status == Status.WAITING else "Fatal Error"
     message = (
         f"Job Failed with {kind}: {value}."
         if isinstance(value, str)
         else (f"Job Failed with {kind}.")
     )
-    level = "warning" if status == "waiting" else "danger"
+    level = "warning" if status == Status.WAITING else "danger"
     return status, {
         "$set": {"status": status, "runId": None, "after": after, "updated": now},
         "$push": {
@@ -363,37 +360,27 @@ def fail(
 # --- management -----------------------------------------------------------------------------
 
 
-def ids_in(ids: Sequence[Id], statuses: Sequence[str]) -> Filter:
+def ids_in(ids: Sequence[Id], statuses: Sequence[Status]) -> Filter:
     return {"_id": {"$in": list(ids)}, "status": {"$in": list(statuses)}}
 
 
 def pause(ids: Sequence[Id], now: datetime) -> tuple[Filter, Update]:
     return ids_in(ids, JOB_STATUS_PAUSABLE), {
-        "$set": {"status": "paused", "updated": now},
+        "$set": {"status": Status.PAUSED, "updated": now},
         "$push": {"log": entry(now, "Job Paused")},
     }
 
 
 def resume(ids: Sequence[Id], now: datetime) -> tuple[Filter, Update]:
-    return {"_id": {"$in": list(ids)}, "status": "paused"}, {
-        "$set": {"status": "waiting", "updated": now},
+    return {"_id": {"$in": list(ids)}, "status": Status.PAUSED}, {
+        "$set": {"status": Status.WAITING, "updated": now},
         "$push": {"log": entry(now, "Job Resumed")},
     }
 
 
-@dataclass(frozen=True, slots=True)
-class Due:
-    """What promoting the due jobs of some types found: how many it promoted, and, when it
-    promoted none, when the next waiting job of those types falls due (None: no job of
-    theirs waits on time alone)."""
-
-    promoted: int
-    next_due: datetime | None = None
-
-
 def waiting_on_time(types: Sequence[str]) -> Filter:
     """Waiting jobs of these types that wait for their `after` alone (no antecedent)."""
-    return {"type": {"$in": list(types)}, "status": "waiting", "depends": {"$size": 0}}
+    return {"type": {"$in": list(types)}, "status": Status.WAITING, "depends": {"$size": 0}}
 
 
 def ready(
@@ -405,14 +392,14 @@ def ready(
 ) -> tuple[Filter, Update]:
     """Promote waiting jobs that are due (and, unless forced, have no pending dependencies);
     of some types only, if given."""
-    query: Filter = {"status": "waiting"}
+    query: Filter = {"status": Status.WAITING}
     if types is not None:
         query["type"] = {"$in": list(types)}
     if time != FOREVER_DATE:
         query["after"] = {"$lte": time}
     if not force:
         query["depends"] = {"$size": 0}
-    update: Update = {"$set": {"status": "ready", "updated": now}}
+    update: Update = {"$set": {"status": Status.READY, "updated": now}}
     if ids is not None:
         query["_id"] = {"$in": list(ids)}
         update["$set"]["after"] = now
@@ -434,7 +421,7 @@ def ready(
 def cancel(ids: Sequence[Id], now: datetime) -> tuple[Filter, Update]:
     return ids_in(ids, JOB_STATUS_CANCELLABLE), {
         "$set": {
-            "status": "cancelled",
+            "status": Status.CANCELLED,
             "runId": None,
             "progress": fresh_progress(),
             "updated": now,
@@ -456,7 +443,11 @@ def restart(
     count from 0 to FOREVER.
     """
     base = ids_in(ids, JOB_STATUS_RESTARTABLE)
-    common: dict[str, Any] = {"status": "waiting", "progress": fresh_progress(), "updated": now}
+    common: dict[str, Any] = {
+        "status": Status.WAITING,
+        "progress": fresh_progress(),
+        "updated": now,
+    }
     if until is not None:
         common["retryUntil"] = until
     # A failed job's follow-ups still pending (its dependents not yet cancelled) are void:
@@ -481,7 +472,7 @@ def restart(
     return [exhausted, remaining, saturated]
 
 
-def removal_date(doc: JobDoc, status: str, at: datetime) -> datetime | None:
+def removal_date(doc: JobDoc, status: Status, at: datetime) -> datetime | None:
     """When a job that reached `status` at `at` is to be deleted, by its retention (None:
     kept)."""
     if doc.remove_after is None or status not in doc.remove_after.statuses:
@@ -489,7 +480,7 @@ def removal_date(doc: JobDoc, status: str, at: datetime) -> datetime | None:
     return add_ms(at, doc.remove_after.delay_ms)
 
 
-def removable(ids: Sequence[Id], statuses: Sequence[str]) -> Filter:
+def removable(ids: Sequence[Id], statuses: Sequence[Status]) -> Filter:
     """Finished jobs, except those whose follow-ups are still pending (removing one would
     lose its repeat or leave its dependents waiting): they become removable within a pass."""
     return {**ids_in(ids, statuses), FOLLOW_UPS: {"$exists": False}}
@@ -536,7 +527,7 @@ def rerun_document(
         update={
             "id": None,
             "run_id": None,
-            "status": "waiting",
+            "status": Status.WAITING,
             "result": None,
             "failures": None,
             "expires_after": None,
@@ -590,7 +581,7 @@ def resolve_dependents(
 
 
 def expired(now: datetime) -> Filter:
-    return {"status": "running", "expiresAfter": {"$lt": now}}
+    return {"status": Status.RUNNING, "expiresAfter": {"$lt": now}}
 
 
 EXPIRED_ERROR = {"value": "Failed for exceeding worker set workTimeout"}

@@ -23,6 +23,7 @@ from .constants import (
     LogLevel,
     OnConflict,
     RetryBackoff,
+    Status,
 )
 from .document import (
     CronSchedule,
@@ -267,7 +268,7 @@ def saveable(value: Any, name: str) -> JobDoc:
     """A job document a save may store: waiting or paused, with a cron schedule that can be
     evaluated."""
     doc = job_doc(value, name)
-    if doc.status not in ("waiting", "paused"):
+    if doc.status not in (Status.WAITING, Status.PAUSED):
         raise InvalidArgument(
             f"{name}.status", f"a saved job must be waiting or paused, not {doc.status}"
         )

@@ -25,17 +25,17 @@ import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+from .constants import Status
 from .errors import WakeupUnavailable
 from .wakeup import follow
 
 if TYPE_CHECKING:
     from .document import JobDoc
     from .seam import JobService
-    from .transitions import Id
+    from .types import Id
 
 logger = logging.getLogger("jobcollection")
 
-FINAL: Final = frozenset({"completed", "failed", "cancelled"})
 MIN_INTERVAL: Final = 0.05
 MAX_INTERVAL: Final = 2.0
 POLL_CHUNK: Final = 1000
@@ -127,7 +127,7 @@ class Waiters:
         finished = 0
         for job_id in ids:
             doc = found.get(job_id)
-            if doc is not None and doc.status not in FINAL:
+            if doc is not None and doc.status not in Status.FINAL:
                 continue
             finished += 1
             for future in self._waiting.pop(job_id, []):

@@ -39,6 +39,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from pymongo.errors import OperationFailure, PyMongoError
 
+from .constants import Status
 from .errors import WakeupUnavailable
 
 logger = logging.getLogger("jobcollection.wakeup")
@@ -56,7 +57,7 @@ useless, so the stream starts afresh (and signals a rescan)."""
 @runtime_checkable
 class CancelSource(Protocol):
     """Tells a queue which jobs were cancelled (a queue whose wake-up source is also one
-    listens to it: `JobQueue(wakeup=...)`)."""
+    listens to it: `process_jobs(wakeup=...)`, QueueOptions.wakeup)."""
 
     def cancellations(self) -> AsyncIterator[Any]:
         """Yield the id of each job cancelled from now on, or None when cancels may have been
@@ -100,7 +101,7 @@ class ReadySource(Protocol):
 def ready_pipeline(types: Sequence[str] | None) -> list[dict[str, Any]]:
     """The change-stream pipeline for "a job of these types may have become ready, or will
     fall due": a ready job is claimed at once; on a waiting one the queue's claim finds
-    nothing and sets its wake-up for when the job falls due (queue.py), so a job saved with a
+    nothing and sets its wake-up for when the job falls due (queue/claims.py), so a job saved with a
     delay, or failed with a retry wait, by any process starts on time.
 
     An insert or replace carries the whole document, so it is matched on type and status. An
@@ -113,7 +114,7 @@ def ready_pipeline(types: Sequence[str] | None) -> list[dict[str, Any]]:
     """
     written: dict[str, Any] = {
         "operationType": {"$in": ["insert", "replace"]},
-        "fullDocument.status": {"$in": ["ready", "waiting"]},
+        "fullDocument.status": {"$in": [Status.READY, Status.WAITING]},
     }
     project: dict[str, Any] = {"_id": 1, "operationType": 1}
     if types is None:
@@ -127,7 +128,9 @@ def ready_pipeline(types: Sequence[str] | None) -> list[dict[str, Any]]:
                     written,
                     {
                         "operationType": "update",
-                        "updateDescription.updatedFields.status": {"$in": ["ready", "waiting"]},
+                        "updateDescription.updatedFields.status": {
+                            "$in": [Status.READY, Status.WAITING]
+                        },
                     },
                 ]
             }
@@ -144,7 +147,7 @@ def cancel_pipeline() -> list[dict[str, Any]]:
         {
             "$match": {
                 "operationType": "update",
-                "updateDescription.updatedFields.status": "cancelled",
+                "updateDescription.updatedFields.status": Status.CANCELLED,
             }
         },
         {"$project": {"_id": 1, "documentKey": 1}},
@@ -282,7 +285,7 @@ def finish_pipeline() -> list[dict[str, Any]]:
                     {
                         "operationType": "update",
                         "updateDescription.updatedFields.status": {
-                            "$in": ["completed", "failed", "cancelled"]
+                            "$in": [Status.COMPLETED, Status.FAILED, Status.CANCELLED]
                         },
                     },
                     {"operationType": "delete"},

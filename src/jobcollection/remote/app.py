@@ -45,7 +45,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from .. import validation as v
-from ..constants import METHODS
+from ..constants import METHODS, Status
 from ..errors import InvalidArgument, InvalidArgumentType, WakeupUnavailable
 from ..wakeup import Ready, ReadySource, follow
 from ..wire import job_types
@@ -355,7 +355,7 @@ class RemoteAPI:
         held = None if key is None else self.claims.get(user_id, key)
         if held:
             docs = await self.jc.call("getJob", [i for i, _ in held], user_id=user_id)
-            again = [d for d in docs if d.status == "running" and (d.id, d.run_id) in held]
+            again = [d for d in docs if d.status == Status.RUNNING and (d.id, d.run_id) in held]
             if again:
                 return again
         claimed = await self.jc.call("getWork", *params, user_id=user_id)

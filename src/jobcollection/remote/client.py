@@ -37,13 +37,14 @@ import httpx
 from .. import validation as v
 from ..api import JobsAPI
 from ..clock import Clock, to_millis
+from ..constants import Status
 from ..document import JobDoc
 from ..errors import DatabaseError, InvalidArgument, InvalidArgumentType
 from ..limits import Limits
 from ..queries import DocPage, JobQuery, QueueStats
 from ..ratelimit import LimitedWork, RateLimit
 from ..seam import JobService, Outcome
-from ..transitions import Due, Id
+from ..types import Due, Id
 from ..wakeup import LocalCancels, LocalSaves, WakeupSource
 from . import codec
 
@@ -355,7 +356,7 @@ class RemoteService(JobService):
     async def results(self, ids: Sequence[Id], max_bytes: int) -> dict[Id, dict[str, Any]]:
         """Read through getJob (what a worker may call): the completed jobs' results."""
         docs = await self.get_jobs(ids)
-        found = {doc.id: doc for doc in docs if doc.status == "completed"}
+        found = {doc.id: doc for doc in docs if doc.status == Status.COMPLETED}
         results = {i: found[i].result or {} for i in ids if i in found}
         v.check_results_size(results, max_bytes)
         return results

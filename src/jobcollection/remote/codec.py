@@ -22,7 +22,9 @@ settings (document.parse_doc). A page of jobFind travels as `{"jobs": [document,
 starting with `$` too, which as a key would read as Extended JSON).
 
 Errors travel as `{"error": {"type": ..., "message": ..., ...}}` with an HTTP status, and are
-raised on the client as the same exceptions (errors.py).
+raised on the client as the same exceptions (errors.py); a write the server refused travels as
+a DatabaseError with `"refused": true` (and its `code`, when known) and is raised as
+WriteRefused.
 """
 
 from __future__ import annotations
@@ -37,9 +39,8 @@ from typing import Any, Final
 
 from bson import Decimal128, Int64, ObjectId, json_util
 from bson.json_util import DatetimeRepresentation, JSONMode, JSONOptions
-from pymongo.errors import WriteError
 
-from ..document import JobDoc
+from ..document import SETTING_EXTENSIONS, JobDoc
 from ..errors import (
     DatabaseError,
     DuplicateJob,
@@ -49,10 +50,10 @@ from ..errors import (
     JobCollectionError,
     JobNotSaved,
     PermissionDenied,
+    WriteRefused,
 )
 from ..queries import DocPage, QueueStats
-from ..store import refused
-from ..transitions import Due
+from ..types import Due
 
 JSON_OPTIONS: Final = JSONOptions(
     json_mode=JSONMode.LEGACY,
@@ -65,22 +66,12 @@ an ISO date string costs a strptime per date, the largest part of a claim's deco
 
 SETTINGS: Final = "jobcollection"
 """The key a job's public settings travel under (its `_private` never leaves the server)."""
-_PREFIX: Final = "jobcollection"
-PUBLIC_SETTINGS: Final = frozenset(
-    {
-        "jobcollectionSchedule",
-        "jobcollectionRetry",
-        "jobcollectionRemoveAfter",
-        "jobcollectionSkipped",
-        "jobcollectionLineage",
-        "jobcollectionUser",
-        "jobcollectionUnique",
-        "jobcollectionTimeout",
-        "jobcollectionTrace",
-    }
-)
+PUBLIC_SETTINGS: Final = frozenset(ext.key for ext in SETTING_EXTENSIONS)
 """The `_private` keys that hold a job's settings (what the Python API exposes); every other
-key of this library's is bookkeeping."""
+key of this library's is bookkeeping (document.EXTENSIONS)."""
+_SHORT: Final = {ext.key: ext.short for ext in SETTING_EXTENSIONS}
+"""Each setting's `_private` key by the name it travels under (`removeAfter`)."""
+_LONG: Final = {ext.short: ext.key for ext in SETTING_EXTENSIONS}
 
 
 _DEFAULT = functools.partial(json_util.default, json_options=JSON_OPTIONS)
@@ -170,19 +161,11 @@ def loads(body: bytes) -> Any:
         raise ValueError(f"{type(exc).__name__}: {exc}") from None
 
 
-def _short(key: str) -> str:
-    rest = key[len(_PREFIX) :]
-    return rest[:1].lower() + rest[1:]
-
-
-_LONG = {_short(key): key for key in PUBLIC_SETTINGS}
-
-
 def encode_doc(doc: JobDoc) -> dict[str, Any]:
     """A job document as it leaves the server: v1.x's fields, and its settings apart."""
     stored = doc.to_mongo()
     private = stored.pop("_private", None) or {}
-    settings = {_short(k): v for k, v in private.items() if k in PUBLIC_SETTINGS}
+    settings = {_SHORT[k]: v for k, v in private.items() if k in _SHORT}
     if doc.unique is not None:  # what saving it does on a conflict travels with its key
         settings["unique"] = {**settings["unique"], "onConflict": doc.unique.on_conflict}
     if settings:
@@ -319,7 +302,10 @@ def error_body(exc: Exception) -> dict[str, Any]:
         body.update(key=exc.key, holder=exc.holder)
     elif isinstance(exc, DatabaseError):  # the driver's words stay in the server's log
         message = "database error" if exc.__cause__ is not None else str(exc)
-        body.update(message=message, refused=refused(exc))
+        # A WriteRefused travels as a refused DatabaseError, which every client reads.
+        body.update(type="DatabaseError", message=message, refused=isinstance(exc, WriteRefused))
+        if isinstance(exc, WriteRefused) and exc.code is not None:
+            body.update(code=exc.code)
     return body
 
 
@@ -342,7 +328,9 @@ def raise_error(status: int, body: Any) -> None:
     if status in (401, 403):
         raise PermissionDenied(message)
     if kind == "DatabaseError" and error.get("refused"):
-        raise DatabaseError(f"the server refused the write: {message}") from WriteError(
-            message, 121
+        code = error.get("code")
+        raise WriteRefused(
+            f"the server refused the write: {message}",
+            code if isinstance(code, int) and not isinstance(code, bool) else None,
         )
     raise DatabaseError(f"the server answered {status}: {message}")

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from html import escape
 
+from ..constants import Status
+
 
 @dataclass(frozen=True, slots=True)
 class Minute:
@@ -31,9 +33,9 @@ def per_minute(
         if at < first or at > now:
             continue
         index = int((at - first).total_seconds() // 60)
-        if status == "completed":
+        if status == Status.COMPLETED:
             completed[index] += 1
-        elif status == "failed":
+        elif status == Status.FAILED:
             failed[index] += 1
     return [Minute(first + timedelta(minutes=i), completed[i], failed[i]) for i in range(minutes)]
 

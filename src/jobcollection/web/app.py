@@ -44,6 +44,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import validation as v
+from ..constants import Status
 from ..errors import (
     DatabaseError,
     InvalidArgument,
@@ -304,7 +305,7 @@ class Dashboard:
         after = None
         while read < self.chart_sample:
             page = await self.jc.find_jobs(
-                status=["completed", "failed"],
+                status=[Status.COMPLETED, Status.FAILED],
                 limit=min(1_000, self.chart_sample - read),
                 after=after,
             )

@@ -14,18 +14,18 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from .. import describe
-from ..constants import JOB_STATUSES
+from ..constants import JOB_STATUSES, Status
 from ..job import Job
 from .activity import Minute, chart_svg
 from .assets import url_of
 
 ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "pause": ("Pause", ("ready", "waiting")),
-    "resume": ("Resume", ("paused",)),
-    "cancel": ("Cancel", ("running", "ready", "waiting", "paused")),
-    "restart": ("Restart", ("cancelled", "failed")),
-    "rerun": ("Rerun", ("completed",)),
-    "remove": ("Remove", ("cancelled", "completed", "failed")),
+    "pause": ("Pause", Status.PAUSABLE),
+    "resume": ("Resume", (Status.PAUSED,)),
+    "cancel": ("Cancel", Status.CANCELLABLE),
+    "restart": ("Restart", Status.RESTARTABLE),
+    "rerun": ("Rerun", (Status.COMPLETED,)),
+    "remove": ("Remove", Status.REMOVABLE),
 }
 """Each action: its label and the statuses of the jobs it applies to."""
 
