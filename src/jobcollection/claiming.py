@@ -20,7 +20,6 @@ from .clock import Clock
 from .constants import Status
 from .document import CLAIMER, JobDoc
 from .errors import DatabaseError, InvalidDocument
-from .ratelimit import put_back
 from .reading import Reader
 from .reporting import Report, Reporter, claimed_by, claimer_fence, claimer_of, refused
 from .schedule import add_ms, late_start
@@ -405,7 +404,7 @@ class Claimer:
         """Put a held job back to wait retry_after_ms without counting the attempt (its
         worker met a rate limit); whether it was (False: the claim is lost)."""
         now = self.clock.now()
-        fence, update = put_back(job_id, run_id, now, add_ms(now, retry_after_ms))
+        fence, update = transitions.put_back(job_id, run_id, now, add_ms(now, retry_after_ms))
         return bool(await self.store.update_one(fence, update))
 
     async def forget_finished_runs(self) -> None:

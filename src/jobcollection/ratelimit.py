@@ -33,13 +33,12 @@ import bson
 
 from . import transitions
 from . import validation as v
-from .constants import Status
 from .document import USER, JobDoc
 from .errors import DatabaseError, InvalidArgument, InvalidArgumentType
 from .indexes import Index
 from .schedule import add_ms
 from .store import Store, is_duplicate
-from .types import Filter, Id, Update
+from .types import Id, Update
 
 if TYPE_CHECKING:
     from .claiming import Claimer
@@ -131,19 +130,6 @@ def granted(n_after: int, asked: int, maximum: int) -> int:
     """How many of `asked` slots a reservation got, given the counter after its `$inc`:
     what was left under `maximum` before it, at most what it asked, at least none."""
     return max(0, min(asked, maximum - (n_after - asked)))
-
-
-def put_back(job_id: Id, run_id: Id, now: datetime, until: datetime) -> tuple[Filter, Update]:
-    """A held job whose worker met a rate limit: back to waiting until `until`, as if never
-    claimed (the attempt given back, the lease dropped, like a release)."""
-    _, update = transitions.release([job_id], run_id, now)
-    update["$set"] |= {"status": Status.WAITING, "after": until}
-    wait_ms = (until - now) // timedelta(milliseconds=1)
-    line = transitions.entry(
-        now, "Job Rate Limited", level="warning", run_id=run_id, data={"retryAfterMs": wait_ms}
-    )
-    update["$push"] = {"log": line}
-    return transitions.held(job_id, run_id), update
 
 
 def group_of(doc: Mapping[str, Any], path: str) -> Any:

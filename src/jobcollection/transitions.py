@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -257,6 +257,19 @@ def release(ids: Sequence[Id], run_id: Id, now: datetime) -> tuple[Filter, Updat
         "$unset": {"workTimeout": "", "expiresAfter": ""},
         "$push": {"log": entry(now, "Job Released", run_id=run_id)},
     }
+
+
+def put_back(job_id: Id, run_id: Id, now: datetime, until: datetime) -> tuple[Filter, Update]:
+    """A held job whose worker met a rate limit: back to waiting until `until`, as if never
+    claimed (the attempt given back, the lease dropped, like a release)."""
+    _, update = release([job_id], run_id, now)
+    update["$set"] |= {"status": Status.WAITING, "after": until}
+    wait_ms = (until - now) // timedelta(milliseconds=1)
+    line = entry(
+        now, "Job Rate Limited", level="warning", run_id=run_id, data={"retryAfterMs": wait_ms}
+    )
+    update["$push"] = {"log": line}
+    return held(job_id, run_id), update
 
 
 def skip_late(job_id: Id, run_id: Id, late: NextRun, now: datetime) -> tuple[Filter, Update]:
