@@ -661,6 +661,7 @@ PUBLIC_SURFACE = {
     "ServerPass",
     "SystemClock",
     "Task",
+    "TaskOptions",
     "TaskRegistry",
     "Status",
     "WakeupSource",

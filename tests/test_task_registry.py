@@ -10,8 +10,11 @@ Queues run with polling and wake-up off: they claim at start, and `drain()` wait
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import subprocess
 import sys
+import typing
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +29,13 @@ from jobcollection import (
     InvalidArgumentType,
     JobCollection,
     Task,
+    TaskOptions,
     TaskRegistry,
     current_job,
 )
 from jobcollection.api import JobsAPI
 from jobcollection.remote import RemoteJobCollection
+from jobcollection.tasks import TaskKeywords
 from remote_helpers import serve_jc
 from test_cli_errors import run_cli
 
@@ -171,6 +176,98 @@ async def test_run_tasks_refuses_what_is_not_tasks(jc: JobCollection) -> None:
     with pytest.raises(InvalidArgument) as raised:
         jc.run_tasks([double, twin])
     assert raised.value.argument == "tasks[1]"
+
+
+# --- TaskOptions: the options of a task's jobs as one value ------------------------------------
+
+
+@pytest.mark.local_only("a value object, no collection involved")
+def test_task_options_defaults_and_what_the_decorators_build() -> None:
+    none = TaskOptions()
+    assert (none.retry, none.retry_wait, none.timeout, none.priority, none.unique) == (
+        0,
+        None,
+        None,
+        0,
+        False,
+    )
+    assert send_email.options == TaskOptions(retry=2, retry_wait=5, timeout=30, priority="high")
+    assert double.options == TaskOptions(priority=5)
+    nowhere = RemoteJobCollection("http://127.0.0.1:9", token="t")  # never connected
+    assert double.on(nowhere).options is double.options  # binding keeps the declaration's
+
+    async def other(n: int) -> int:
+        return n
+
+    assert Task("plain", other).options == none
+    made = Task("made", other, TaskOptions(retry=1, unique="k"))
+    assert made.options == TaskOptions(retry=1, unique="k")
+    with pytest.raises(InvalidArgumentType) as raised:
+        Task("bad", other, {"retry": 1})  # type: ignore[arg-type]
+    assert raised.value.argument == "options"
+    with pytest.raises(TypeError):
+        TaskOptions(3)  # type: ignore[call-arg]  # keywords only
+    # The decorators' keywords are TaskOptions' fields, name for name and type for type.
+    assert typing.get_type_hints(TaskKeywords) == typing.get_type_hints(TaskOptions)
+
+
+@pytest.mark.local_only("a value object, no collection involved")
+@pytest.mark.parametrize(
+    ("options", "message", "kind"),
+    [
+        ({"retry": -1}, "retry: must be >= 0, got -1", InvalidArgument),
+        ({"retry": "3"}, "retry: must be an integer, not str", InvalidArgumentType),
+        ({"retry_wait": 5}, "retry_wait: only applies with retry", InvalidArgument),
+        ({"retry": 1, "retry_wait": -5}, "retry_wait: must not be negative", InvalidArgument),
+        ({"retry": 1, "retry_wait": "x"}, "retry_wait: must be a number", InvalidArgumentType),
+        ({"timeout": 0}, "timeout: must be at least 0.001 seconds", InvalidArgument),
+        ({"timeout": "soon"}, "timeout: must be a number, not str", InvalidArgumentType),
+        ({"priority": "urgent"}, "priority: unknown priority 'urgent'", InvalidArgument),
+        ({"priority": 1.5}, "priority: must be an integer, not float", InvalidArgumentType),
+        ({"unique": ""}, "unique: must not be empty", InvalidArgument),
+        ({"unique": 3}, "unique: must be True, False or a key string", InvalidArgumentType),
+    ],
+)
+def test_a_bad_task_option_is_refused_by_the_value_and_both_decorators(
+    options: dict[str, Any], message: str, kind: type[Exception]
+) -> None:
+    with pytest.raises(kind) as raised:
+        TaskOptions(**options)
+    assert str(raised.value).startswith(message)
+    with pytest.raises(kind) as from_registry:
+        TaskRegistry().task("t", **options)
+    assert str(from_registry.value) == str(raised.value)
+    nowhere = RemoteJobCollection("http://127.0.0.1:9", token="t")  # never connected
+    with pytest.raises(kind) as from_collection:
+        nowhere.task("t", **options)
+    assert str(from_collection.value) == str(raised.value)
+
+
+@pytest.mark.local_only("a value object, no collection involved")
+def test_task_options_are_frozen_and_compare_by_value() -> None:
+    options = TaskOptions(retry=3, retry_wait=timedelta(seconds=2), unique=True)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.retry = 5  # type: ignore[misc]
+    assert options == TaskOptions(retry=3, retry_wait=timedelta(seconds=2), unique=True)
+    assert len({options, TaskOptions(retry=3, retry_wait=timedelta(seconds=2), unique=True)}) == 1
+    assert options.retry_wait == timedelta(seconds=2)  # kept as given
+    assert dataclasses.replace(options, priority="low").priority == "low"
+    with pytest.raises(InvalidArgument) as raised:
+        dataclasses.replace(options, retry=0)  # a replaced value is checked again
+    assert raised.value.argument == "retry_wait"
+
+
+async def test_task_options_are_applied_to_each_job(jc: JobCollection) -> None:
+    options = TaskOptions(retry=2, retry_wait=timedelta(seconds=3), timeout=1.5, unique="k")
+    job = options.apply(jc.create_job("t", {}))
+    assert (job.doc.retries, job.doc.retry_wait, job.doc.timeout) == (3, 3000, 1500)
+    assert job.doc.unique is not None and job.doc.unique.key == "k"
+    assert job.doc.priority == 0
+    plain = TaskOptions().apply(jc.create_job("t", {}))
+    bare = jc.create_job("t", {})
+    assert plain.doc == bare.doc  # no option: the job as the builders make it
+    here = send_email.on(jc).job(EmailArgs(to="ada@example.com"))
+    assert send_email.options.apply(jc.create_job("sendEmail", here.data)).doc == here.doc
 
 
 @pytest.mark.local_only("a RemoteJobCollection of its own, over uvicorn")

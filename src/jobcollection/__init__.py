@@ -45,7 +45,7 @@ from .ratelimit import RateLimit
 from .seam import JobService, ServedCollection
 from .server import ServerPass
 from .servertime import ServerClock
-from .tasks import BoundTask, Task, TaskRegistry, current_job
+from .tasks import BoundTask, Task, TaskOptions, TaskRegistry, current_job
 from .wakeup import ChangeStreamSource, WakeupSource
 
 __version__ = "0.1.0"
@@ -96,6 +96,7 @@ __all__ = [
     "ServerPass",
     "SystemClock",
     "Task",
+    "TaskOptions",
     "TaskRegistry",
     "WakeupSource",
     "Status",

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, overload
+from typing import Any, Literal, Unpack, overload
 
 from bson import ObjectId
 
@@ -27,7 +27,16 @@ from .queries import QueueStats
 from .queue import DEFAULT_CANCEL_GRACE, ErrorCallback, JobQueue, QueueOptions, Worker
 from .ratelimit import RateLimit
 from .seam import JobService
-from .tasks import BoundTask, P, R, TaskFunction, TaskSource, dispatcher, registered
+from .tasks import (
+    BoundTask,
+    P,
+    R,
+    TaskFunction,
+    TaskKeywords,
+    TaskSource,
+    dispatcher,
+    registered,
+)
 from .types import Id
 from .wakeup import WakeupSource
 
@@ -468,26 +477,13 @@ class JobsAPI:
     # --- typed tasks (tasks.py) ---------------------------------------------------------------
 
     def task(
-        self,
-        name: str,
-        *,
-        retry: int = 0,
-        retry_wait: float | timedelta | None = None,
-        timeout: float | timedelta | None = None,
-        priority: int | str = 0,
-        unique: bool | str = False,
+        self, name: str, **options: Unpack[TaskKeywords]
     ) -> Callable[[TaskFunction[P, R]], BoundTask[P, R]]:
         """Declare an async function as the worker of job type `name`, on this collection's
-        own registry and bound to it: `TaskRegistry.task` for a collection (its options are
-        the same). `await f.enqueue(...)` saves a job here; see tasks.py."""
-        declare = registered(self).task(
-            name,
-            retry=retry,
-            retry_wait=retry_wait,
-            timeout=timeout,
-            priority=priority,
-            unique=unique,
-        )
+        own registry and bound to it: `TaskRegistry.task` for a collection (the same
+        `options`: TaskOptions' fields). `await f.enqueue(...)` saves a job here; see
+        tasks.py."""
+        declare = registered(self).task(name, **options)
 
         def register(function: TaskFunction[P, R]) -> BoundTask[P, R]:
             return declare(function).on(self)

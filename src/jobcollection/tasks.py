@@ -18,7 +18,8 @@ A task's input is one pydantic model (its only parameter) or plain annotated par
 model is built from the signature). `enqueue` validates its arguments (InvalidArgument naming
 the field) and saves an ordinary job: type = the task's name, data = the input's JSON dump by
 alias (`model_dump(mode="json", by_alias=True)`: a field declared `Field(alias="from")` is
-stored as "from"), the task's options applied with the Job builders. A worker validates
+stored as "from"), the task's options (`task.options`, a TaskOptions: one value, built once
+by the decorator) applied with the Job builders. A worker validates
 `job.data` the same way (so by alias), calls the function, and stores its return value
 (JSON-able; a pydantic model is dumped by alias) as the result; data that does not validate
 fails the job fatally.
@@ -37,8 +38,9 @@ import logging
 import typing
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeAlias, TypedDict, TypeVar, Unpack
 
 from pydantic import BaseModel, ValidationError, create_model
 from pydantic_core import to_jsonable_python
@@ -147,51 +149,97 @@ class _Input:
         return function(*positional, **named)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskOptions:
+    """The options of a task's jobs, as one validated value: what `@tasks.task(...)` and
+    `@jc.task(...)` build from their keywords, what `task.options` holds, and what every job
+    of the task gets (`apply`). A bad option raises InvalidArgument (or InvalidArgumentType)
+    naming it as spelled here, when the value is made; the collection's limits are checked
+    when a job is saved. Values are kept as given."""
+
+    retry: int = 0
+    """Retries after the first attempt (`Job.retry(retry)`); 0: none."""
+    retry_wait: float | timedelta | None = None
+    """Seconds (or a timedelta) between two attempts; None: Job.retry's default. Only with
+    `retry`."""
+    timeout: float | timedelta | None = None
+    """The longest a worker call on a job of the task may run (`Job.timeout`), in seconds or
+    a timedelta, at least a millisecond; None: the queue's `timeout`, if any."""
+    priority: int | str = 0
+    """`Job.priority`: an integer (lower runs first) or one of JOB_PRIORITIES ("high", ...)."""
+    unique: bool | str = False
+    """True: `Job.unique()` (one pending job per type and user); a key string:
+    `Job.unique(key)`; False: not unique."""
+
+    def __post_init__(self) -> None:
+        # Checked under the names the caller wrote (the Job builders name their own
+        # parameters: `retries`, `wait`, `seconds`, `level`), now rather than at the first
+        # enqueue.
+        v.count(self.retry, "retry")
+        if self.retry_wait is not None:
+            if not self.retry:
+                raise InvalidArgument("retry_wait", "only applies with retry")
+            v.duration_ms(self.retry_wait, "retry_wait")
+        if self.timeout is not None:
+            v.duration_ms(self.timeout, "timeout", minimum_ms=1)
+        v.priority(self.priority, "priority")
+        if isinstance(self.unique, str):
+            v.unique_key(self.unique, "unique")
+        elif not isinstance(self.unique, bool):
+            raise InvalidArgumentType("unique", "must be True, False or a key string")
+
+    def apply(self, job: Job) -> Job:
+        """Set these options on a job with the Job builders (`retry`, `timeout`, `priority`,
+        `unique`); the job, to set more before it is saved."""
+        if self.retry:
+            if self.retry_wait is None:
+                job.retry(self.retry)
+            else:
+                job.retry(self.retry, wait=self.retry_wait)
+        if self.timeout is not None:
+            job.timeout(self.timeout)
+        job.priority(self.priority)
+        if self.unique is True:
+            job.unique()
+        elif isinstance(self.unique, str):
+            job.unique(self.unique)
+        return job
+
+
+class TaskKeywords(TypedDict, total=False):
+    """TaskOptions' fields as the keywords of `TaskRegistry.task` and `jc.task` (their
+    `**options`, typed with Unpack so mypy checks each name and type); what each means and
+    its default: TaskOptions."""
+
+    retry: int
+    retry_wait: float | timedelta | None
+    timeout: float | timedelta | None
+    priority: int | str
+    unique: bool | str
+
+
 class Task(Generic[P, R]):
     """An async function declared as the worker of job type `name`, with the options of its
-    jobs (see `TaskRegistry.task`); bound to no collection.
+    jobs (`options`, a TaskOptions; default: none); bound to no collection.
 
     Calling the task calls the function; `on(jc)` is the task bound to a collection, to
     enqueue its jobs there; `run` is the worker a queue calls with such a job, on any
     collection."""
 
     def __init__(
-        self,
-        name: str,
-        function: TaskFunction[P, R],
-        *,
-        retry: int = 0,
-        retry_wait: float | timedelta | None = None,
-        timeout: float | timedelta | None = None,
-        priority: int | str = 0,
-        unique: bool | str = False,
+        self, name: str, function: TaskFunction[P, R], options: TaskOptions | None = None
     ) -> None:
         if not isinstance(name, str) or not name:
             raise InvalidArgumentType("name", "must be a non-empty string")
         if not inspect.iscoroutinefunction(function):
             raise InvalidArgumentType("function", "must be an async function")
-        # Checked under the names the caller wrote (the Job builders name their own
-        # parameters: `retries`, `wait`, `seconds`, `level`), now rather than at the first
-        # enqueue; the collection's limits are checked when a job is saved.
-        v.count(retry, "retry")
-        if retry_wait is not None:
-            if not retry:
-                raise InvalidArgument("retry_wait", "only applies with retry")
-            v.duration_ms(retry_wait, "retry_wait")
-        if timeout is not None:
-            v.duration_ms(timeout, "timeout", minimum_ms=1)
-        v.priority(priority, "priority")
-        if isinstance(unique, str):
-            v.unique_key(unique, "unique")
-        elif not isinstance(unique, bool):
-            raise InvalidArgumentType("unique", "must be True, False or a key string")
+        if options is None:
+            options = TaskOptions()
+        elif not isinstance(options, TaskOptions):
+            raise InvalidArgumentType("options", "must be None or a TaskOptions")
         self.name = name
         self.function = function
-        self.retry = retry
-        self.retry_wait = retry_wait
-        self.timeout = timeout
-        self.priority = priority
-        self.unique = unique
+        self.options = options
         self._input = _Input(function)
 
     def __repr__(self) -> str:
@@ -211,21 +259,6 @@ class Task(Generic[P, R]):
         if not hasattr(type(jc), "service"):
             raise InvalidArgumentType("jc", f"must be a job collection, not {type(jc).__name__}")
         return BoundTask(self, jc)
-
-    def _configure(self, job: Job) -> Job:
-        if self.retry:
-            if self.retry_wait is None:
-                job.retry(self.retry)
-            else:
-                job.retry(self.retry, wait=self.retry_wait)
-        if self.timeout is not None:
-            job.timeout(self.timeout)
-        job.priority(self.priority)
-        if self.unique is True:
-            job.unique()
-        elif isinstance(self.unique, str):
-            job.unique(self.unique)
-        return job
 
     async def run(self, job: Job) -> Any:
         """The worker of this task's jobs: call the function with the arguments `job.data`
@@ -262,7 +295,7 @@ class BoundTask(Task[P, R]):
     def job(self, *args: P.args, **kwargs: P.kwargs) -> Job:
         """An unsaved job for these arguments (validated), the task's options applied: to
         set more (`delay`, `depends`, `for_user`, ...) before `save()`."""
-        return self._configure(Job(self.jc, self.name, self._input.data(args, kwargs)))
+        return self.options.apply(Job(self.jc, self.name, self._input.data(args, kwargs)))
 
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Id | None:
         """Validate the arguments and save a job of this task; its id (as Job.save: None if
@@ -305,32 +338,17 @@ class TaskRegistry(Mapping[str, Task[..., Any]]):
         return len(self._tasks)
 
     def task(
-        self,
-        name: str,
-        *,
-        retry: int = 0,
-        retry_wait: float | timedelta | None = None,
-        timeout: float | timedelta | None = None,
-        priority: int | str = 0,
-        unique: bool | str = False,
+        self, name: str, **options: Unpack[TaskKeywords]
     ) -> Callable[[TaskFunction[P, R]], Task[P, R]]:
         """Declare an async function as the worker of job type `name`: its input is one
-        pydantic model or plain annotated parameters; each job of it gets `retry` retries
-        (`retry_wait` seconds apart), a `timeout` in seconds, a `priority` and, with `unique`
-        (True or a key), Job.unique. A bad option raises now; a second task of the same name
-        raises InvalidArgument. `await f.on(jc).enqueue(...)` saves a job."""
+        pydantic model or plain annotated parameters; `options` are the fields of
+        TaskOptions (`retry`, `retry_wait`, `timeout`, `priority`, `unique`), given to each
+        job of it. A bad option raises now; a second task of the same name raises
+        InvalidArgument. `await f.on(jc).enqueue(...)` saves a job."""
+        made = TaskOptions(**options)
 
         def register(function: TaskFunction[P, R]) -> Task[P, R]:
-            made = Task(
-                name,
-                function,
-                retry=retry,
-                retry_wait=retry_wait,
-                timeout=timeout,
-                priority=priority,
-                unique=unique,
-            )
-            return self.add(made)
+            return self.add(Task(name, function, made))
 
         return register
 

@@ -3,9 +3,11 @@ runs mypy on this file and on typed_tasks_bad.py)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pydantic import BaseModel
 
-from jobcollection import BoundTask, JobCollection, JobQueue, Task, TaskRegistry
+from jobcollection import BoundTask, JobCollection, JobQueue, Task, TaskOptions, TaskRegistry
 from jobcollection.remote import RemoteJobCollection
 from jobcollection.testing import drain, perform_job
 
@@ -46,13 +48,17 @@ async def notify(args: EmailArgs) -> Sent:
     return Sent(message_id=f"<{args.to}>")
 
 
-@tasks.task("thumbnail")
+@tasks.task("thumbnail", retry=1, retry_wait=timedelta(seconds=5), timeout=None, unique="k")
 async def thumbnail(image: str, size: int = 64) -> str:
     return f"{image}@{size}"
 
 
 async def use_registry(jc: JobCollection, remote: RemoteJobCollection) -> None:
     declared: Task[[EmailArgs], Sent] = notify
+    options: TaskOptions = notify.options
+    retries: int = options.retry + thumbnail.on(jc).options.retry
+    again: Task[[EmailArgs], Sent] = Task("notifyAgain", notify.function, TaskOptions(retry=1))
+    print(retries, again)
     here: BoundTask[[EmailArgs], Sent] = notify.on(jc)
     job_id = await here.enqueue(EmailArgs(to="ada@example.com"))
     await thumbnail.on(remote).enqueue("x.png", size=32)
