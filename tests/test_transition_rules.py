@@ -4,12 +4,18 @@ document (or ids), options and "now", returning plain filters and updates. No da
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from bson import ObjectId
 
 from jobcollection import FOREVER, FOREVER_DATE, JobDoc
+from jobcollection import dependencies as deps
 from jobcollection import transitions as t
-from jobcollection.document import FOLLOW_UPS, LINEAGE_LIMIT
+from jobcollection.constants import Status
+from jobcollection.document import EXPIRE_AT, FOLLOW_UPS, LINEAGE_LIMIT
+from jobcollection.schedule import NextRun
+from jobcollection.types import Id
+from strict import check_update
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 RUN = ObjectId("0123456789abcdef01234567")
@@ -189,3 +195,227 @@ def test_a_clones_lineage_keeps_the_newest_forebears() -> None:
         JobDoc(type="t", id=ObjectId(), status="completed"), 0, FOREVER_DATE, 0, NOW
     )
     assert len(fresh["_private"]["jobcollectionLineage"]) == 1
+
+
+# --- rules moved out of the appliers (issue 21): every filter and update is built here ------
+
+CLAIMER = "_private.jobcollectionClaimer"
+HELD = {"runId": RUN, "status": "running"}
+
+
+def test_a_claim_records_its_claimer_or_clears_it() -> None:
+    mine = t.claim_for(RUN, NOW, None, "user:u1")
+    assert mine["$set"][CLAIMER] == "user:u1" and CLAIMER not in mine["$unset"]
+    server = t.claim_for(RUN, NOW, 5_000, None)
+    assert server["$unset"][CLAIMER] == "" and CLAIMER not in server["$set"]
+    check_update(mine)
+    check_update(server)
+    job = ObjectId()
+    assert t.claimable_one(["a"], job) == {
+        "type": {"$in": ["a"]},
+        "status": "ready",
+        "runId": None,
+        "_id": job,
+    }
+
+
+def test_writes_on_a_run_are_fenced_by_its_claimer_when_one_is_named() -> None:
+    job = ObjectId()
+    assert t.claimer_fence(None) == {}
+    assert t.held_by(job, RUN, None) == {"_id": job, **HELD}
+    assert t.held_by(job, RUN, "user:u1") == {"_id": job, **HELD, CLAIMER: "user:u1"}
+    assert t.held_among([job], RUN) == {"_id": {"$in": [job]}, **HELD}
+    fence, _ = t.release([job], RUN, NOW, "user:u1")
+    assert fence == {"_id": {"$in": [job]}, **HELD, CLAIMER: "user:u1"}
+    assert t.release([job], RUN, NOW)[0] == {"_id": {"$in": [job]}, **HELD}
+
+
+def test_lease_renewals_and_log_lines_name_their_run() -> None:
+    job = ObjectId()
+    fence, update = t.renew_leases([job], RUN, NOW, 60_000, "user:u1")
+    assert fence == {"_id": {"$in": [job]}, **HELD, CLAIMER: "user:u1"}
+    assert update == {"$set": {"expiresAfter": NOW + timedelta(minutes=1)}}
+    assert t.log_fence(job, None, "user:u1") == {"_id": job}
+    assert t.log_fence(job, RUN, None) == {"_id": job}
+    assert t.log_fence(job, RUN, "user:u1") == {
+        "_id": job,
+        "$nor": [{**HELD, CLAIMER: {"$ne": "user:u1"}}],
+    }
+
+
+def test_a_bare_failure_sets_the_status_alone() -> None:
+    assert t.fail_bare(NOW) == {"$set": {"status": "failed", "runId": None, "updated": NOW}}
+
+
+def test_a_finishing_write_marks_its_follow_ups_or_its_removal_date() -> None:
+    flush = ObjectId()
+    mark = t.follow_ups_mark(RUN, Status.COMPLETED, NOW, 500)
+    assert mark == {"runId": RUN, "status": "completed", "at": NOW, "delayDeps": 500}
+    assert "delayDeps" not in t.follow_ups_mark(RUN, Status.FAILED, NOW, None)
+    done = t.finish_update(t.done(claimed(), {"x": 1}, NOW), flush, follow_ups=mark)
+    assert done["$set"]["_private.jobcollectionFlush"] == flush
+    assert done["$set"][FOLLOW_UPS] == mark and EXPIRE_AT not in done["$set"]
+    check_update(done)
+    removal = NOW + timedelta(days=1)
+    failed = t.finish_update(t.fail_invalid(RUN, {"value": "x"}, NOW), flush, removal=removal)
+    assert failed["$set"][EXPIRE_AT] == removal and FOLLOW_UPS not in failed["$set"]
+    check_update(failed)
+    plain = t.finish_update({"$push": {"log": {}}}, flush)
+    assert plain["$set"] == {"_private.jobcollectionFlush": flush}
+
+
+def test_a_finishing_write_is_fenced_by_its_run_lease_and_dependents() -> None:
+    job = ObjectId()
+    assert t.finish_fence(job, RUN, None, None, False) == {"_id": job, **HELD}
+    fence = t.finish_fence(job, RUN, "user:u1", NOW, True)
+    assert fence == {
+        "_id": job,
+        **HELD,
+        CLAIMER: "user:u1",
+        "expiresAfter": {"$lt": NOW},
+        "_private.jobcollectionDependents": {"$exists": False},
+    }
+
+
+def test_follow_ups_are_cleared_for_their_run_only() -> None:
+    job = ObjectId()
+    fence, update = t.clear_follow_ups(job, RUN)
+    assert fence == {"_id": job, f"{FOLLOW_UPS}.runId": RUN}
+    assert update == {"$unset": {FOLLOW_UPS: ""}}
+    removal = NOW + timedelta(hours=1)
+    assert t.clear_follow_ups(job, RUN, removal)[1] == {
+        "$unset": {FOLLOW_UPS: ""},
+        "$set": {EXPIRE_AT: removal},
+    }
+    value = {"runId": RUN, "status": "bogus"}
+    assert t.drop_mark(job, value) == (
+        {"_id": job, FOLLOW_UPS: value},
+        {"$unset": {FOLLOW_UPS: ""}},
+    )
+
+
+def test_a_repeat_document_remembers_the_run_it_repeats() -> None:
+    job = claimed(repeats=3, repeatWait=60_000)
+    assert job.id is not None
+    found = NextRun(NOW + timedelta(minutes=1), 0)
+    clone = t.repeat_document(job, job.id, RUN, found, NOW)
+    assert clone["_id"] == t.repeat_job_id(job.id, RUN)
+    assert clone["_private"]["jobcollectionRepeatOf"] == {"id": job.id, "runId": RUN}
+    assert clone["after"] == NOW + timedelta(minutes=1) and clone["repeats"] == 2
+
+
+def test_a_cancel_dates_the_removal_of_jobs_kept_for_a_while() -> None:
+    ids = [ObjectId(), ObjectId()]
+    fence, update = t.cancel(ids, NOW)
+    retained = t.cancel_retained(fence)
+    assert retained == {**fence, "_private.jobcollectionRemoveAfter.statuses": "cancelled"}
+    query, dated = t.cancel_dated(fence, update, ids[:1], 1_000, NOW)
+    assert query == {
+        **fence,
+        "_id": {"$in": ids[:1]},
+        "_private.jobcollectionRemoveAfter.delay": 1_000,
+    }
+    assert dated["$set"][EXPIRE_AT] == NOW + timedelta(seconds=1)
+    assert EXPIRE_AT not in update["$set"]  # the cancel's own update is kept
+    check_update(dated)
+    rest = t.cancel_unretained(dict(fence))
+    assert rest["_private.jobcollectionRemoveAfter.statuses"] == {"$ne": "cancelled"}
+
+
+def test_filters_for_repeats_to_cancel_and_leases_to_expire_can_leave_jobs_out() -> None:
+    new = ObjectId()
+    assert "_id" not in t.cancel_repeats_filter("t")
+    assert t.cancel_repeats_filter("t", new)["_id"] == {"$ne": new}
+    assert "_id" not in t.expired(NOW, set())
+    assert t.expired(NOW, [new]) == {
+        "status": "running",
+        "expiresAfter": {"$lt": NOW},
+        "_id": {"$nin": [new]},
+    }
+
+
+# --- dependency bookkeeping (dependencies.py) ------------------------------------------------
+
+DEPENDENTS = "_private.jobcollectionDependents"
+ANNOUNCED = "_private.jobcollectionAnnounced"
+
+
+def test_antecedents_are_marked_and_dependents_announced() -> None:
+    a, b = ObjectId(), ObjectId()
+    assert deps.announce([a, b]) == ({"_id": {"$in": [a, b]}}, {"$set": {DEPENDENTS: True}})
+    assert deps.adopted([a]) == ({"_id": {"$in": [a]}}, {"$set": {ANNOUNCED: True}})
+    assert deps.announced({"$set": {"x": 1}}) == {"$set": {"x": 1, ANNOUNCED: True}}
+    assert deps.announced_document({"type": "t"}) == {
+        "type": "t",
+        "_private": {"jobcollectionAnnounced": True},
+    }
+    assert deps.unannounced() == {
+        "status": {"$in": ["waiting", "paused"]},
+        "depends.0": {"$exists": True},
+        ANNOUNCED: {"$exists": False},
+    }
+    assert deps.finished_among([a]) == {
+        "_id": {"$in": [a]},
+        "status": {"$in": ["completed", "failed", "cancelled"]},
+    }
+
+
+def test_adoption_resolves_completed_antecedents_and_dooms_on_a_failed_one() -> None:
+    a, b, c = ObjectId(), ObjectId(), ObjectId()
+    d1, d2, d3 = ObjectId(), ObjectId(), ObjectId()
+    finished: dict[Id, dict[str, Any]] = {
+        a: {"status": "completed", "runId": RUN},
+        b: {"status": "failed"},
+    }
+    adoption = deps.adopt(
+        [
+            {"_id": d1, "depends": [a, c]},
+            {"_id": d2, "depends": [a, b]},
+            {"_id": d3, "depends": [c]},
+        ],
+        finished,
+        NOW,
+    )
+    assert adoption.resolved == [d1] and adoption.doomed == [d2]
+    [(fence, update)] = adoption.updates
+    assert fence == {"_id": d1, "depends": {"$all": [a]}}
+    assert update["$pull"] == {"depends": {"$in": [a]}}
+
+
+def test_a_save_resolves_completed_antecedents_and_is_doomed_by_a_missing_one() -> None:
+    job, a, b = ObjectId(), ObjectId(), ObjectId()
+    assert deps.check_at_save(job, [a], {a: {"status": "running"}}, NOW) == (None, False)
+    write, doomed = deps.check_at_save(job, [a, b], {a: {"status": "completed", "runId": RUN}}, NOW)
+    assert doomed
+    assert write is not None
+    fence, update = write
+    assert fence == {"_id": job, "status": {"$in": ["waiting", "paused"]}}
+    assert update["$pull"] == {"depends": {"$in": [a]}}
+    assert update["$addToSet"] == {"resolved": {"$each": [a]}}
+    messages = [e["message"] for e in update["$push"]["log"]["$each"]]
+    assert messages == ["Dependency resolved", f"Antecedent job {b} missing at save"]
+    check_update(update)
+
+
+def test_completions_resolve_their_dependents_with_the_longest_delay() -> None:
+    a, b, d = ObjectId(), ObjectId(), ObjectId()
+    later = NOW + timedelta(seconds=5)
+    waiting, updates = deps.resolve_completed(
+        [{"_id": d, "depends": [a, b]}, {"_id": ObjectId(), "depends": [ObjectId()]}],
+        {a: (RUN, NOW, 1_000), b: (RUN, later, 3_000)},
+    )
+    assert waiting == [d]
+    [(fence, update)] = updates
+    assert fence == {"_id": d, "depends": {"$all": [a, b]}}
+    assert update["$max"] == {"after": NOW + timedelta(seconds=3)}  # dated by the first
+
+
+def test_a_failure_dooms_dependents_still_cancellable_or_already_cancelled() -> None:
+    f = ObjectId()
+    d1, d2, d3 = ObjectId(), ObjectId(), ObjectId()
+    dependents = [
+        {"_id": d1, "depends": [f], "status": "waiting"},
+        {"_id": d2, "depends": [f], "status": "cancelled"},
+        {"_id": d3, "depends": [f], "status": "completed"},
+    ]
+    assert deps.doomed_by({f}, dependents) == [d1, d2]

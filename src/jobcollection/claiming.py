@@ -21,7 +21,7 @@ from .constants import Status
 from .document import CLAIMER, JobDoc
 from .errors import DatabaseError, InvalidDocument
 from .reading import Reader
-from .reporting import Report, Reporter, claimed_by, claimer_fence, claimer_of, refused
+from .reporting import Report, Reporter, claimed_by, claimer_of, refused
 from .schedule import add_ms, late_start
 from .store import Document, Store, transient
 from .types import Id
@@ -80,11 +80,7 @@ class Claimer:
             self.claimed_run_ids.add(run_id)
             self.unconfirmed_claims[run_id] = set()
             self._claiming.add(run_id)
-            update = transitions.claim(run_id, now, work_timeout_ms)
-            if claimer is None:
-                update["$unset"][CLAIMER] = ""
-            else:
-                update["$set"][CLAIMER] = claimer
+            update = transitions.claim_for(run_id, now, work_timeout_ms, claimer)
             wanted = max_jobs - len(claimed)
             try:
                 try:
@@ -148,7 +144,7 @@ class Claimer:
             ids = [c["_id"] for c in candidates]
             if limit == 1:  # through a mongos: findAndModify must name the shard key (_id)
                 one = await self.store.find_one_and_update(
-                    transitions.claimable(types, ids[:1]) | {"_id": ids[0]},
+                    transitions.claimable_one(types, ids[0]),
                     update,
                     transitions.NO_LOG,
                 )
@@ -184,7 +180,7 @@ class Claimer:
             limit=wanted,
         )
         for candidate in candidates:
-            fence = transitions.claimable(types) | {"_id": candidate["_id"]}
+            fence = transitions.claimable_one(types, candidate["_id"])
             try:
                 one = await self.store.find_one_and_update(fence, update, transitions.NO_LOG)
             except DatabaseError as exc:
@@ -205,7 +201,7 @@ class Claimer:
             transitions.fail_invalid(
                 run_id, {"value": f"Invalid job document: {reason}"[:2000]}, now
             ),
-            {"$set": {"status": Status.FAILED, "runId": None, "updated": now}},
+            transitions.fail_bare(now),
         ):
             try:
                 return bool(await self.store.update_one(fence, update))
@@ -277,15 +273,10 @@ class Claimer:
             if doc.get("workTimeout"):
                 leases.setdefault((doc["runId"], doc["workTimeout"]), []).append(doc)
         for (run_id, timeout), docs in leases.items():
-            renewal = transitions.lease_renewal(now, timeout)
-            await self.store.update_many(
-                {
-                    "_id": {"$in": [d["_id"] for d in docs]},
-                    "runId": run_id,
-                    "status": Status.RUNNING,
-                },
-                renewal,
+            fence, renewal = transitions.renew_leases(
+                [d["_id"] for d in docs], run_id, now, timeout
             )
+            await self.store.update_many(fence, renewal)
             for doc in docs:
                 doc.update(renewal["$set"])
         if mine:
@@ -307,9 +298,7 @@ class Claimer:
         renews that run's lease) only from the run's claimer, when `by` (claimer_of the user
         logging) is given (PermissionDenied otherwise)."""
         now = self.clock.now()
-        fence: dict[str, Any] = {"_id": job_id}
-        if by is not None and run_id is not None:
-            fence["$nor"] = [{"runId": run_id, "status": Status.RUNNING, CLAIMER: {"$ne": by}}]
+        fence = transitions.log_fence(job_id, run_id, by)
         found = await self.store.find_one_and_update(
             fence,
             transitions.log_line(now, message, level, run_id, data),
@@ -339,7 +328,7 @@ class Claimer:
             return None
         now = self.clock.now()
         found = await self.store.find_one_and_update(
-            transitions.held(job_id, run_id) | claimer_fence(by),
+            transitions.held_by(job_id, run_id, by),
             transitions.progress(now, completed, total),
             {"status": 1, "runId": 1, "workTimeout": 1},
         )
@@ -355,8 +344,7 @@ class Claimer:
         held. Jobs of one claim share a work timeout, so this is one read and one write. From
         a user (`by`) who did not claim the run: PermissionDenied, nothing written."""
         held = await self.store.find(
-            {"_id": {"$in": list(ids)}, "runId": run_id, "status": Status.RUNNING},
-            {"workTimeout": 1, CLAIMER: 1},
+            transitions.held_among(ids, run_id), {"workTimeout": 1, CLAIMER: 1}
         )
         _check_claimer(held, run_id, by, "jobHeartbeat")
         by_timeout: dict[int, list[Id]] = {}
@@ -365,11 +353,7 @@ class Claimer:
                 by_timeout.setdefault(job["workTimeout"], []).append(job["_id"])
         now = self.clock.now()
         for timeout, group in by_timeout.items():
-            await self.store.update_many(
-                {"_id": {"$in": group}, "runId": run_id, "status": Status.RUNNING}
-                | claimer_fence(by),
-                transitions.lease_renewal(now, timeout),
-            )
+            await self.store.update_many(*transitions.renew_leases(group, run_id, now, timeout, by))
         return [job["_id"] for job in held]
 
     async def release(self, ids: Sequence[Id], run_id: Id, by: Any = None) -> list[Id]:
@@ -382,8 +366,8 @@ class Claimer:
         held = [j["_id"] for j in found]
         if not held:
             return []
-        fence, update = transitions.release(held, run_id, self.clock.now())
-        released = await self.store.update_many(fence | claimer_fence(by), update)
+        fence, update = transitions.release(held, run_id, self.clock.now(), by)
+        released = await self.store.update_many(fence, update)
         if released < len(held):  # some changed hands meanwhile: which were released?
             kept = {j["_id"] for j in await self.store.find(held_now, {"_id": 1})}
             return [job_id for job_id in held if job_id not in kept]

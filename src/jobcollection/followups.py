@@ -24,17 +24,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Literal
 
-from . import transitions
-from .constants import JOB_STATUS_CANCELLABLE, Status
+from . import dependencies, transitions
+from .constants import Status
 from .document import (
-    ANNOUNCED,
-    DEPENDENTS,
-    EXPIRE_AT,
     FOLLOW_UPS,
-    REPEAT_OF,
     JobDoc,
     assume_utc,
 )
@@ -42,13 +38,11 @@ from .managing import Manager
 from .reading import Reader
 from .schedule import next_run
 from .store import Document, Store
-from .types import Id
+from .types import Filter, Id, Update
 
 logger = logging.getLogger("jobcollection")
 
 FinalStatus = Literal[Status.COMPLETED, Status.FAILED]
-DOOMING = (Status.FAILED, Status.CANCELLED)
-"""Antecedent statuses that doom a dependent: it is cancelled."""
 _MARK_KEY = FOLLOW_UPS.split(".", 1)[1]
 
 
@@ -64,14 +58,6 @@ class Pending:
     doc: JobDoc | None = None
     """The job as it was when it finished (for its repeat); None if it cannot be read as a
     job (then no repeat is scheduled; its dependents are still resolved or cancelled)."""
-
-
-def mark(run_id: Id, status: FinalStatus, now: datetime, delay_deps_ms: int | None) -> Document:
-    """The value stored under FOLLOW_UPS by the write that finishes a job."""
-    value: Document = {"runId": run_id, "status": status, "at": now}
-    if delay_deps_ms is not None:
-        value["delayDeps"] = delay_deps_ms
-    return value
 
 
 def pending_of(raw: Document, doc: JobDoc | None) -> Pending | None:
@@ -95,18 +81,15 @@ def pending_of(raw: Document, doc: JobDoc | None) -> Pending | None:
     return Pending(raw["_id"], run_id, final, at, delay if isinstance(delay, int) else None, doc)
 
 
-def _clearing(pending: Pending) -> Document:
-    """The update that ends a job's follow-ups: the mark goes, the removal date comes (from
+def _clearing(pending: Pending) -> tuple[Filter, Update]:
+    """The write that ends a job's follow-ups: the mark goes, the removal date comes (from
     the time it finished, for a job with retention)."""
-    update: Document = {"$unset": {FOLLOW_UPS: ""}}
     removal = (
         None
         if pending.doc is None
         else transitions.removal_date(pending.doc, pending.status, pending.at)
     )
-    if removal is not None:
-        update["$set"] = {EXPIRE_AT: removal}
-    return update
+    return transitions.clear_follow_ups(pending.job_id, pending.run_id, removal)
 
 
 class FollowUps:
@@ -164,13 +147,7 @@ class FollowUps:
                 pending.append(found)
         if void:  # a malformed mark, or a status that changed since: nothing left to do
             await self._store.update_each(
-                [
-                    (
-                        {"_id": raw["_id"], FOLLOW_UPS: raw["_private"][_MARK_KEY]},
-                        {"$unset": {FOLLOW_UPS: ""}},
-                    )
-                    for raw in void
-                ]
+                [transitions.drop_mark(raw["_id"], raw["_private"][_MARK_KEY]) for raw in void]
             )
         await self.finish(pending)
         return len(pending)
@@ -183,47 +160,24 @@ class FollowUps:
         first, then read; the dependent is resolved (and promoted when due) for those that
         completed, cancelled if one failed or was cancelled, and marked ANNOUNCED. The number
         adopted."""
-        dependents = await self._store.find(
-            {
-                "status": {"$in": [Status.WAITING, Status.PAUSED]},
-                "depends.0": {"$exists": True},
-                ANNOUNCED: {"$exists": False},
-            },
-            {"depends": 1},
-            limit=limit,
-        )
+        dependents = await self._store.find(dependencies.unannounced(), {"depends": 1}, limit=limit)
         if not dependents:
             return 0
         antecedents = list({a for d in dependents for a in d.get("depends", [])})
-        await self._store.update_many({"_id": {"$in": antecedents}}, {"$set": {DEPENDENTS: True}})
+        await self._store.update_many(*dependencies.announce(antecedents))
         finished = {
             a["_id"]: a
             for a in await self._store.find(
-                {"_id": {"$in": antecedents}, "status": {"$in": [Status.COMPLETED, *DOOMING]}},
-                {"status": 1, "runId": 1},
+                dependencies.finished_among(antecedents), {"status": 1, "runId": 1}
             )
         }
-        updates = []
-        resolved: list[Id] = []
-        doomed: list[Id] = []
-        for dependent in dependents:
-            statuses = {a: finished.get(a, {}).get("status") for a in dependent["depends"]}
-            done = [
-                (a, finished[a].get("runId")) for a, s in statuses.items() if s == Status.COMPLETED
-            ]
-            if any(s in DOOMING for s in statuses.values()):
-                doomed.append(dependent["_id"])
-            elif done:
-                updates.append(transitions.resolve_dependents(dependent["_id"], done, now, None))
-                resolved.append(dependent["_id"])
-        await self._store.update_each(updates)
-        if resolved:
-            await self._manager.promote(resolved)
-        if doomed:
-            await self._manager.cancel_cascade(doomed)
-        await self._store.update_many(
-            {"_id": {"$in": [d["_id"] for d in dependents]}}, {"$set": {ANNOUNCED: True}}
-        )
+        adoption = dependencies.adopt(dependents, finished, now)
+        await self._store.update_each(adoption.updates)
+        if adoption.resolved:
+            await self._manager.promote(adoption.resolved)
+        if adoption.doomed:
+            await self._manager.cancel_cascade(adoption.doomed)
+        await self._store.update_many(*dependencies.adopted([d["_id"] for d in dependents]))
         return len(dependents)
 
     async def _repeat(self, completed: Sequence[Pending]) -> dict[Id, Id]:
@@ -235,14 +189,7 @@ class FollowUps:
             found = next_run(p.doc, p.at)
             if found is None:
                 continue
-            wait_ms = int((found.at - p.at) / timedelta(milliseconds=1))
-            clone = transitions.rerun_document(
-                p.doc, p.doc.repeats - 1, p.doc.repeat_until, wait_ms, p.at, found.skipped
-            )
-            clone["_id"] = transitions.repeat_job_id(p.job_id, p.run_id)
-            private = clone.setdefault("_private", {})
-            private[REPEAT_OF.split(".", 1)[1]] = {"id": p.job_id, "runId": p.run_id}
-            clones[p.job_id] = clone
+            clones[p.job_id] = transitions.repeat_document(p.doc, p.job_id, p.run_id, found, p.at)
         if clones:
             await self._store.insert_missing(list(clones.values()))
         return {job_id: clone["_id"] for job_id, clone in clones.items()}
@@ -252,41 +199,23 @@ class FollowUps:
     ) -> None:
         """Move each completed job from its dependents' `depends` to `resolved`, then promote
         those dependents that have nothing left to wait for."""
-        by_id = {p.job_id: p for p in completed}
-        waiting = [d for d in dependents if any(a in by_id for a in d.get("depends", []))]
+        waiting, updates = dependencies.resolve_completed(
+            dependents, {p.job_id: (p.run_id, p.at, p.delay_deps_ms) for p in completed}
+        )
         if not waiting:
             return
-        updates = []
-        for dependent in waiting:
-            antecedents = [a for a in dependent.get("depends", []) if a in by_id]
-            delays = [d for a in antecedents if (d := by_id[a].delay_deps_ms) is not None]
-            updates.append(
-                transitions.resolve_dependents(
-                    dependent["_id"],
-                    [(a, by_id[a].run_id) for a in antecedents],
-                    by_id[antecedents[0]].at,
-                    max(delays) if delays else None,
-                )
-            )
         outcome = await self._store.update_each(updates)
         for index, error in outcome.refused.items():
             logger.error(
-                "job %s: cannot resolve its completed dependencies (%s)",
-                waiting[index]["_id"],
-                error,
+                "job %s: cannot resolve its completed dependencies (%s)", waiting[index], error
             )
-        await self._manager.promote([d["_id"] for d in waiting])
+        await self._manager.promote(waiting)
 
     async def _cancel_dependents(self, failed: set[Id], dependents: Sequence[Document]) -> None:
         """Cancel the dependents of jobs that failed for good, and theirs. Dependents already
         cancelled are included at every level (see `cancel` in __init__), so a cascade cut
         short by a fault is carried on."""
-        statuses = {*JOB_STATUS_CANCELLABLE, Status.CANCELLED}
-        doomed = [
-            d["_id"]
-            for d in dependents
-            if d.get("status") in statuses and any(a in failed for a in d.get("depends", []))
-        ]
+        doomed = dependencies.doomed_by(failed, dependents)
         if doomed:
             await self._manager.cancel_cascade(doomed)
 
@@ -294,6 +223,4 @@ class FollowUps:
         """Remove the marks of finished follow-ups (each fenced by its run, so a newer mark on
         a job restarted and finished again is kept), setting the removal date of a job with
         retention: only now that nothing depends on its document may MongoDB delete it."""
-        await self._store.update_each(
-            [({"_id": p.job_id, f"{FOLLOW_UPS}.runId": p.run_id}, _clearing(p)) for p in pending]
-        )
+        await self._store.update_each([_clearing(p) for p in pending])

@@ -24,7 +24,6 @@ from .constants import (
     Status,
 )
 from .document import (
-    EXPIRE_AT,
     FOLLOW_UPS,
     REMOVE_AFTER,
     REPEAT_OF,
@@ -37,7 +36,7 @@ from .document import (
 from .errors import InvalidDocument
 from .queries import ORDER, JobQuery, encode_cursor
 from .reading import Reader
-from .schedule import add_ms, occurrences
+from .schedule import occurrences
 from .store import Store
 from .types import Due, Filter, Id
 
@@ -231,7 +230,7 @@ class Manager:
         """Cancel a user's jobs of a type that have not started, or that started and are past
         their lease (seed 003's matching pending jobs), with their dependents; how many."""
         now = self.clock.now()
-        stale = {"status": Status.RUNNING, "expiresAfter": {"$lt": now}}
+        stale = transitions.expired(now)
         matching = await self.store.find(
             {
                 "type": job_type,
@@ -262,21 +261,18 @@ class Manager:
         now = self.clock.now()
         query, update = transitions.cancel(ids, now)
         query.update(fence or {})
-        kept = await self.store.find(
-            {**query, f"{REMOVE_AFTER}.statuses": Status.CANCELLED}, {REMOVE_AFTER: 1}
-        )
+        kept = await self.store.find(transitions.cancel_retained(query), {REMOVE_AFTER: 1})
         delays: dict[int, list[Id]] = {}
         for raw in kept:
             delay = raw["_private"][REMOVE_AFTER.split(".", 1)[1]]["delay"]
             delays.setdefault(delay, []).append(raw["_id"])
         count = 0
         for delay, group in delays.items():
-            dated = {**update, "$set": {**update["$set"], EXPIRE_AT: add_ms(now, delay)}}
             count += await self.store.update_many(
-                {**query, "_id": {"$in": group}, f"{REMOVE_AFTER}.delay": delay}, dated
+                *transitions.cancel_dated(query, update, group, delay, now)
             )
         if kept:
-            query[f"{REMOVE_AFTER}.statuses"] = {"$ne": Status.CANCELLED}
+            query = transitions.cancel_unretained(query)
         return count + await self.store.update_many(query, update)
 
     async def restart(

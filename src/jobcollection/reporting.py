@@ -31,9 +31,9 @@ from bson import ObjectId
 from . import transitions
 from .clock import Clock
 from .constants import Status
-from .document import CLAIMER, DEPENDENTS, EXPIRE_AT, FLUSH, FOLLOW_UPS, JobDoc, assume_utc
+from .document import CLAIMER, FLUSH, JobDoc, assume_utc
 from .errors import DatabaseError, InvalidDocument, PermissionDenied
-from .followups import FollowUps, Pending, mark, pending_of
+from .followups import FollowUps, Pending, pending_of
 from .reading import Reader
 from .schedule import next_run
 from .store import Document, Store
@@ -230,7 +230,6 @@ class Reporter:
                 status, update = transitions.fail(
                     doc, report.value, report.fatal, now, random.random()
                 )
-        update.setdefault("$set", {})[FLUSH] = flush
         pending: Pending | None = None
         if status in (Status.COMPLETED, Status.FAILED) and not blind:
             delay = report.delay_deps_ms if status == Status.COMPLETED else None
@@ -238,17 +237,17 @@ class Reporter:
                 Status.COMPLETED if status == Status.COMPLETED else Status.FAILED
             )
             pending = Pending(report.job_id, report.run_id, final, now, delay, doc)
-            update["$set"][FOLLOW_UPS] = mark(report.run_id, final, now, delay)
-        elif doc is not None and (removal := transitions.removal_date(doc, status, now)):
+            marked = transitions.follow_ups_mark(report.run_id, final, now, delay)
+            update = transitions.finish_update(update, flush, follow_ups=marked)
+        else:
             # nothing follows this write: the job may be deleted from the date set with it
             # (with follow-ups, the write that clears them sets it; see followups.py)
-            update["$set"][EXPIRE_AT] = removal
+            removal = None if doc is None else transitions.removal_date(doc, status, now)
+            update = transitions.finish_update(update, flush, removal=removal)
         update = self._store.capped(update)
-        fence = transitions.held(report.job_id, report.run_id) | claimer_fence(report.by)
-        if report.expired:
-            fence["expiresAfter"] = {"$lt": now}
-        if blind:  # no follow-up is marked: it must have no dependents to look up
-            fence[DEPENDENTS] = {"$exists": False}
+        fence = transitions.finish_fence(
+            report.job_id, report.run_id, report.by, now if report.expired else None, blind
+        )
         return _Planned(index, fence, update, pending, blind)
 
     async def _write(
@@ -360,12 +359,6 @@ def claimer_of(user_id: Any) -> Any:
     ):
         return user_id
     return f"<{type(user_id).__name__}> {user_id!r}"
-
-
-def claimer_fence(by: Any) -> dict[str, Any]:
-    """What a write on a run adds to its fence so that only `by` (claimer_of a user; None:
-    anyone) may make it."""
-    return {} if by is None else {CLAIMER: by}
 
 
 def claimed_by(raw: Document, run_id: Id, by: Any) -> bool:

@@ -15,10 +15,10 @@ from typing import Any
 
 from bson import ObjectId
 
-from . import transitions
+from . import dependencies, transitions
 from .clock import Clock
 from .constants import FOREVER, Status
-from .document import ANNOUNCED, DEPENDENTS, UNIQUE, USER, JobDoc, assume_utc
+from .document import UNIQUE, USER, JobDoc, assume_utc
 from .errors import DatabaseError, DuplicateJob, InvalidArgument
 from .managing import Manager
 from .store import Document, Store, is_unique_conflict
@@ -77,15 +77,13 @@ class Saver:
             logger.warning("jobSave: schedule has no run before repeatUntil; not saved")
             return None
         if cancel_repeats and doc.repeats == FOREVER:
-            query = transitions.cancel_repeats_filter(doc.type)
-            if new_id is not None:
-                query["_id"] = {"$ne": new_id}  # not this very job, saved by a lost attempt
+            query = transitions.cancel_repeats_filter(doc.type, new_id)
             earlier = await self.store.find(query, {"_id": 1})
             if earlier:
                 await self.manager.cancel([d["_id"] for d in earlier])
         if doc.depends:
             await self._announce(doc.depends)
-            stored.setdefault("_private", {})[ANNOUNCED.split(".", 1)[1]] = True
+            stored = dependencies.announced_document(stored)
         job_id: Id
         if doc.unique is not None:
             job_id = stored["_id"] = ObjectId() if new_id is None else new_id
@@ -257,7 +255,7 @@ class Saver:
         if doc.depends:
             await self._check_types([(doc, name)])
             await self._announce(doc.depends)
-            update["$set"][ANNOUNCED] = True
+            update = dependencies.announced(update)
         if not await self.store.update_one(query, update):
             await self._check_types([(doc, name)])
             logger.warning("jobSave: job %s is not paused; only paused jobs can be resaved", doc.id)
@@ -298,7 +296,7 @@ class Saver:
         """Mark antecedents as having a dependent, before the dependent is stored: a
         completion racing this save then either sees the mark (and looks its dependents up)
         or happened first (and the save's check of their statuses sees it completed)."""
-        await self.store.update_many({"_id": {"$in": list(depends)}}, {"$set": {DEPENDENTS: True}})
+        await self.store.update_many(*dependencies.announce(depends))
 
     async def _check_deps(self, job_id: Id, depends: Sequence[Id], now: datetime) -> bool:
         """Resolve completed antecedents; cancel the job if one is missing, failed or cancelled."""
@@ -310,34 +308,9 @@ class Saver:
                 {"_id": {"$in": list(depends)}}, {"status": 1, "runId": 1}
             )
         }
-        resolved = [d for d in depends if found.get(d, {}).get("status") == Status.COMPLETED]
-        entries = [
-            transitions.entry(
-                now,
-                "Dependency resolved",
-                data={"dependency": {"id": d, "runId": found[d].get("runId")}},
-            )
-            for d in resolved
-        ]
-        doomed = False
-        for dep in depends:
-            status = found.get(dep, {}).get("status")
-            if status is None:
-                entries.append(transitions.entry(now, f"Antecedent job {dep} missing at save"))
-            elif status in (Status.FAILED, Status.CANCELLED):
-                entries.append(transitions.entry(now, f"Antecedent job {status} before save"))
-            else:
-                continue
-            doomed = True
-        if entries:
-            update: dict[str, Any] = {"$push": {"log": {"$each": entries}}}
-            if resolved:
-                # A set: a resave or a repeated save resolving an id again adds it once.
-                update["$pull"] = {"depends": {"$in": resolved}}
-                update["$addToSet"] = {"resolved": {"$each": resolved}}
-            await self.store.update_one(
-                {"_id": job_id, "status": {"$in": [Status.WAITING, Status.PAUSED]}}, update
-            )
+        write, doomed = dependencies.check_at_save(job_id, depends, found, now)
+        if write is not None:
+            await self.store.update_one(*write)
         if doomed:
             await self.manager.cancel([job_id])
             return False

@@ -135,9 +135,7 @@ class JobServer:
         """Fail (non-fatally) every running job whose lease ran out; the number failed. Each
         job is judged alone: one whose failure cannot be written is logged and skipped, and if
         the server refused the write, later passes of this instance do not read it again."""
-        query = transitions.expired(self._clock.now())
-        if self.quarantined:
-            query["_id"] = {"$nin": list(self.quarantined)}
+        query = transitions.expired(self._clock.now(), self.quarantined)
         expired = await self._store.find(query, {"runId": 1})
         return await self._fail_each(expired, transitions.EXPIRED_ERROR, expired=True)
 

@@ -8,7 +8,7 @@ so a job can never be claimed twice, nor finished by a worker that lost its clai
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,9 +23,14 @@ from .constants import (
     Status,
 )
 from .document import (
+    CLAIMER,
+    DEPENDENTS,
     EXPIRE_AT,
+    FLUSH,
     FOLLOW_UPS,
     LINEAGE_LIMIT,
+    REMOVE_AFTER,
+    REPEAT_OF,
     RESAVED_SETTINGS,
     SKIPPED,
     UNIQUE,
@@ -198,9 +203,13 @@ def resave(doc: JobDoc, now: datetime) -> tuple[Filter, Update]:
     return {**owner, "status": Status.PAUSED, "runId": None}, update
 
 
-def cancel_repeats_filter(job_type: str) -> Filter:
-    """Earlier forever-repeating jobs of a type, replaced by a new save with cancel_repeats."""
-    return {"type": job_type, "status": {"$in": list(JOB_STATUS_CANCELLABLE)}}
+def cancel_repeats_filter(job_type: str, new_id: Id | None = None) -> Filter:
+    """Earlier forever-repeating jobs of a type, replaced by a new save with cancel_repeats
+    (not the job `new_id` itself, which a lost attempt of the save may have stored)."""
+    query: Filter = {"type": job_type, "status": {"$in": list(JOB_STATUS_CANCELLABLE)}}
+    if new_id is not None:
+        query["_id"] = {"$ne": new_id}
+    return query
 
 
 # --- claim ----------------------------------------------------------------------------------
@@ -234,6 +243,51 @@ def claim(run_id: ObjectId, now: datetime, work_timeout_ms: int | None) -> Updat
     return update
 
 
+def claimable_one(types: Sequence[str], job_id: Id) -> Filter:
+    """One ready, unclaimed job of these types, named by its id (through a mongos,
+    findAndModify must name the shard key, `_id`)."""
+    return claimable(types) | {"_id": job_id}
+
+
+def claim_for(run_id: ObjectId, now: datetime, work_timeout_ms: int | None, claimer: Any) -> Update:
+    """`claim`, recording `claimer` (claimer_of a user; None: server code, recorded as no
+    claimer) as the only user who may report on the run."""
+    update = claim(run_id, now, work_timeout_ms)
+    if claimer is None:
+        update["$unset"][CLAIMER] = ""
+    else:
+        update["$set"][CLAIMER] = claimer
+    return update
+
+
+def claimer_fence(by: Any) -> Filter:
+    """What a write on a run adds to its fence so that only `by` (claimer_of a user; None:
+    anyone) may make it."""
+    return {} if by is None else {CLAIMER: by}
+
+
+def held_among(ids: Sequence[Id], run_id: Id) -> Filter:
+    """These jobs, still running under this runId."""
+    return {"_id": {"$in": list(ids)}, "runId": run_id, "status": Status.RUNNING}
+
+
+def renew_leases(
+    ids: Sequence[Id], run_id: Id, now: datetime, work_timeout_ms: int, by: Any = None
+) -> tuple[Filter, Update]:
+    """Extend the leases of jobs held under one runId (claimed by `by`, if given) that share
+    a work timeout."""
+    return held_among(ids, run_id) | claimer_fence(by), lease_renewal(now, work_timeout_ms)
+
+
+def log_fence(job_id: Id, run_id: Id | None, by: Any) -> Filter:
+    """A log line on a job in any state; one naming the run the job is running under only
+    from the run's claimer, when `by` is given."""
+    fence: Filter = {"_id": job_id}
+    if by is not None and run_id is not None:
+        fence["$nor"] = [{"runId": run_id, "status": Status.RUNNING, CLAIMER: {"$ne": by}}]
+    return fence
+
+
 def held(job_id: Id, run_id: Id) -> Filter:
     """The fence every worker write goes through: this job, this claim, still running."""
     return {"_id": job_id, "runId": run_id, "status": Status.RUNNING}
@@ -243,15 +297,21 @@ def lease_renewal(now: datetime, work_timeout_ms: int) -> Update:
     return {"$set": {"expiresAfter": add_ms(now, work_timeout_ms)}}
 
 
+def held_by(job_id: Id, run_id: Id, by: Any) -> Filter:
+    """`held`, for a write only the run's claimer `by` (None: anyone) may make."""
+    return held(job_id, run_id) | claimer_fence(by)
+
+
 def held_runs(run_ids: Sequence[Id]) -> Filter:
     """The jobs still running under any of these runIds."""
     return {"status": Status.RUNNING, "runId": {"$in": list(run_ids)}}
 
 
-def release(ids: Sequence[Id], run_id: Id, now: datetime) -> tuple[Filter, Update]:
+def release(ids: Sequence[Id], run_id: Id, now: datetime, by: Any = None) -> tuple[Filter, Update]:
     """Hand claimed jobs back, ready, as if never claimed: the attempt the claim counted is
-    given back and the lease dropped (a worker that will not start them, e.g. at shutdown)."""
-    return {"_id": {"$in": list(ids)}, "runId": run_id, "status": Status.RUNNING}, {
+    given back and the lease dropped (a worker that will not start them, e.g. at shutdown);
+    only by the run's claimer `by`, if given."""
+    return held_among(ids, run_id) | claimer_fence(by), {
         "$set": {"status": Status.READY, "runId": None, "updated": now},
         "$inc": {"retries": 1, "retried": -1},
         "$unset": {"workTimeout": "", "expiresAfter": ""},
@@ -337,6 +397,53 @@ def fail_invalid(run_id: Id | None, error: dict[str, Any], now: datetime) -> Upd
             ),
         },
     }
+
+
+def fail_bare(now: datetime) -> Update:
+    """Fail a job for good by its status alone (a poison document that refuses even
+    `fail_invalid`'s update)."""
+    return {"$set": {"status": Status.FAILED, "runId": None, "updated": now}}
+
+
+def follow_ups_mark(
+    run_id: Id, status: Status, now: datetime, delay_deps_ms: int | None
+) -> dict[str, Any]:
+    """The value stored under FOLLOW_UPS by the write that finishes a job."""
+    value: dict[str, Any] = {"runId": run_id, "status": status, "at": now}
+    if delay_deps_ms is not None:
+        value["delayDeps"] = delay_deps_ms
+    return value
+
+
+def finish_update(
+    update: Update,
+    flush: ObjectId,
+    follow_ups: dict[str, Any] | None = None,
+    removal: datetime | None = None,
+) -> Update:
+    """A report's update (`done`, `fail` or `fail_invalid`) as written: tagged with the
+    flush that writes it, and with its follow-ups mark, or else its removal date (nothing
+    follows the write: the job may be deleted from that date). Changes `update`."""
+    update.setdefault("$set", {})[FLUSH] = flush
+    if follow_ups is not None:
+        update["$set"][FOLLOW_UPS] = follow_ups
+    elif removal is not None:
+        update["$set"][EXPIRE_AT] = removal
+    return update
+
+
+def finish_fence(
+    job_id: Id, run_id: Id, by: Any, expired_before: datetime | None, blind: bool
+) -> Filter:
+    """The fence of a report's write: the job held under the run (claimed by `by`), past
+    its lease when the report is the lease's expiry (`expired_before`: now), and, for a blind
+    write (it marks no follow-ups), with no dependents to look up."""
+    fence = held_by(job_id, run_id, by)
+    if expired_before is not None:
+        fence["expiresAfter"] = {"$lt": expired_before}
+    if blind:
+        fence[DEPENDENTS] = {"$exists": False}
+    return fence
 
 
 def fail_outcome(
@@ -444,6 +551,28 @@ def cancel(ids: Sequence[Id], now: datetime) -> tuple[Filter, Update]:
     }
 
 
+def cancel_retained(fence: Filter) -> Filter:
+    """Among a cancel's filter, the jobs whose retention covers "cancelled" (read for their
+    delays, see `cancel_dated`)."""
+    return {**fence, f"{REMOVE_AFTER}.statuses": Status.CANCELLED}
+
+
+def cancel_dated(
+    fence: Filter, update: Update, ids: Sequence[Id], delay_ms: int, now: datetime
+) -> tuple[Filter, Update]:
+    """`cancel` (its filter `fence`, its update) for the jobs among `ids` whose retention
+    delay is `delay_ms`, with their removal date set in the same write."""
+    dated = {**update, "$set": {**update["$set"], EXPIRE_AT: add_ms(now, delay_ms)}}
+    return {**fence, "_id": {"$in": list(ids)}, f"{REMOVE_AFTER}.delay": delay_ms}, dated
+
+
+def cancel_unretained(fence: Filter) -> Filter:
+    """Among a cancel's filter, the jobs whose retention does not cover "cancelled". Changes
+    `fence`."""
+    fence[f"{REMOVE_AFTER}.statuses"] = {"$ne": Status.CANCELLED}
+    return fence
+
+
 def restart(
     ids: Sequence[Id], retries: int, until: datetime | None, now: datetime
 ) -> list[tuple[Filter, Update]]:
@@ -497,6 +626,23 @@ def removable(ids: Sequence[Id], statuses: Sequence[Status]) -> Filter:
     """Finished jobs, except those whose follow-ups are still pending (removing one would
     lose its repeat or leave its dependents waiting): they become removable within a pass."""
     return {**ids_in(ids, statuses), FOLLOW_UPS: {"$exists": False}}
+
+
+def clear_follow_ups(
+    job_id: Id, run_id: Id, removal: datetime | None = None
+) -> tuple[Filter, Update]:
+    """End a job's follow-ups: the mark of this run goes (a newer mark, on a job restarted
+    and finished again, is kept), the removal date comes, for a job with retention."""
+    update: Update = {"$unset": {FOLLOW_UPS: ""}}
+    if removal is not None:
+        update["$set"] = {EXPIRE_AT: removal}
+    return {"_id": job_id, f"{FOLLOW_UPS}.runId": run_id}, update
+
+
+def drop_mark(job_id: Id, value: Any) -> tuple[Filter, Update]:
+    """Remove a follow-ups mark that is void (malformed, or its status changed since), if it
+    is still the stored `value`."""
+    return {"_id": job_id, FOLLOW_UPS: value}, {"$unset": {FOLLOW_UPS: ""}}
 
 
 def repeat_job_id(job_id: Id, run_id: Id) -> ObjectId:
@@ -566,6 +712,20 @@ def rerun_document(
     return born_ready(clone.to_mongo(), now, keep_after=True)
 
 
+def repeat_document(
+    doc: JobDoc, job_id: Id, run_id: Id, found: NextRun, at: datetime
+) -> dict[str, Any]:
+    """The next run of a repeating job that completed at `at` under `run_id` (`found`:
+    schedule.next_run), with the id derived from the completion (`repeat_job_id`) and
+    remembering which job and run it repeats."""
+    wait_ms = int((found.at - at) / timedelta(milliseconds=1))
+    clone = rerun_document(doc, doc.repeats - 1, doc.repeat_until, wait_ms, at, found.skipped)
+    clone["_id"] = repeat_job_id(job_id, run_id)
+    private = clone.setdefault("_private", {})
+    private[REPEAT_OF.split(".", 1)[1]] = {"id": job_id, "runId": run_id}
+    return clone
+
+
 def resolve_dependents(
     dependent: Id, antecedents: Sequence[tuple[Id, Id | None]], now: datetime, delay_ms: int | None
 ) -> tuple[Filter, Update]:
@@ -593,8 +753,13 @@ def resolve_dependents(
     return {"_id": dependent, "depends": {"$all": ids}}, update
 
 
-def expired(now: datetime) -> Filter:
-    return {"status": Status.RUNNING, "expiresAfter": {"$lt": now}}
+def expired(now: datetime, excluding: Collection[Id] = ()) -> Filter:
+    """Running jobs whose lease ran out, except those `excluding` names (jobs whose failure
+    the server refused: a job server does not read them again)."""
+    query: Filter = {"status": Status.RUNNING, "expiresAfter": {"$lt": now}}
+    if excluding:
+        query["_id"] = {"$nin": list(excluding)}
+    return query
 
 
 EXPIRED_ERROR = {"value": "Failed for exceeding worker set workTimeout"}
