@@ -178,33 +178,37 @@ async def end_to_end(backend: Backend, n: int, settings: QueueSettings) -> Sampl
     return sample
 
 
+async def naive_worker(collection: Any, job_type: str) -> None:
+    """The naive loop's worker, with the raw driver: claim the next ready job of the type with
+    find_one_and_update, complete it with update_one, until none is ready (two commands a
+    job, what the library's defaults send too)."""
+    while True:
+        run_id = ObjectId()
+        job = await collection.find_one_and_update(
+            {"type": job_type, "status": "ready"},
+            {"$set": {"status": "running", "runId": run_id, "updated": datetime.now(UTC)}},
+            sort=[("priority", 1), ("retryUntil", 1), ("after", 1)],
+            projection={"data": 1},
+            return_document=ReturnDocument.AFTER,
+        )
+        if job is None:
+            return
+        await collection.update_one(
+            {"_id": job["_id"], "runId": run_id, "status": "running"},
+            {"$set": {"status": "completed", "result": {}, "updated": datetime.now(UTC)}},
+        )
+
+
 async def end_to_end_naive(backend: Backend, n: int, concurrency: int) -> Sample:
     """The same workload with the raw driver: insert_one per job, then `concurrency` workers
     each looping find_one_and_update (claim) and update_one (complete)."""
     collection = await backend.collection()
     await collection.create_index([("type", 1), ("status", 1), ("priority", 1)])
 
-    async def worker() -> None:
-        while True:
-            run_id = ObjectId()
-            job = await collection.find_one_and_update(
-                {"type": JOB_TYPE, "status": "ready"},
-                {"$set": {"status": "running", "runId": run_id, "updated": datetime.now(UTC)}},
-                sort=[("priority", 1), ("retryUntil", 1), ("after", 1)],
-                projection={"data": 1},
-                return_document=ReturnDocument.AFTER,
-            )
-            if job is None:
-                return
-            await collection.update_one(
-                {"_id": job["_id"], "runId": run_id, "status": "running"},
-                {"$set": {"status": "completed", "result": {}, "updated": datetime.now(UTC)}},
-            )
-
     meter = Meter(backend)
     for i in range(n):
         await collection.insert_one(_naive_doc(i))
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(naive_worker(collection, JOB_TYPE) for _ in range(concurrency)))
     sample = meter.stop(n)
     left = await collection.count_documents({"status": {"$ne": "completed"}})
     assert left == 0, f"{left} jobs not completed"

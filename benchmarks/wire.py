@@ -35,12 +35,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bson import ObjectId
-from pymongo import AsyncMongoClient, ReturnDocument, monitoring
+from pymongo import AsyncMongoClient, monitoring
 
 from jobcollection import Job, JobCollection, SystemClock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from scenarios import naive_worker
 
 from wire_server import running
 
@@ -145,27 +146,10 @@ async def naive(bench: Bench, n: int, concurrency: int) -> Sample:
     collection = bench.collection()
     await collection.create_index([("type", 1), ("status", 1), ("priority", 1)])
 
-    async def worker() -> None:
-        while True:
-            run_id = ObjectId()
-            job = await collection.find_one_and_update(
-                {"type": JOB_TYPE, "status": "ready"},
-                {"$set": {"status": "running", "runId": run_id, "updated": datetime.now(UTC)}},
-                sort=[("priority", 1), ("retryUntil", 1), ("after", 1)],
-                projection={"data": 1},
-                return_document=ReturnDocument.AFTER,
-            )
-            if job is None:
-                return
-            await collection.update_one(
-                {"_id": job["_id"], "runId": run_id, "status": "running"},
-                {"$set": {"status": "completed", "result": {}, "updated": datetime.now(UTC)}},
-            )
-
     async def work() -> None:
         for i in range(n):
             await collection.insert_one(_naive_doc(i))
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(naive_worker(collection, JOB_TYPE) for _ in range(concurrency)))
 
     sample = await bench.measure(n, work)
     assert await collection.count_documents({"status": {"$ne": "completed"}}) == 0
