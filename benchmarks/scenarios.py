@@ -108,10 +108,11 @@ async def enqueue_batched(backend: Backend, n: int) -> Sample:
     return sample
 
 
-def _naive_doc(i: int) -> dict[str, Any]:
+def naive_doc(i: int, job_type: str = JOB_TYPE) -> dict[str, Any]:
+    """A ready job as the naive loop inserts it: the v1.x fields its claim sorts and filters on."""
     now = datetime.now(UTC)
     return {
-        "type": JOB_TYPE,
+        "type": job_type,
         "data": {"i": i},
         "status": "ready",
         "priority": 0,
@@ -126,7 +127,7 @@ async def enqueue_naive(backend: Backend, n: int) -> Sample:
     collection = await backend.collection()
     meter = Meter(backend)
     for i in range(n):
-        await collection.insert_one(_naive_doc(i))
+        await collection.insert_one(naive_doc(i))
     sample = meter.stop(n)
     await backend.drop(collection)
     return sample
@@ -207,7 +208,7 @@ async def end_to_end_naive(backend: Backend, n: int, concurrency: int) -> Sample
 
     meter = Meter(backend)
     for i in range(n):
-        await collection.insert_one(_naive_doc(i))
+        await collection.insert_one(naive_doc(i))
     await asyncio.gather(*(naive_worker(collection, JOB_TYPE) for _ in range(concurrency)))
     sample = meter.stop(n)
     left = await collection.count_documents({"status": {"$ne": "completed"}})

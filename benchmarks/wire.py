@@ -31,7 +31,6 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ from jobcollection import Job, JobCollection, SystemClock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from scenarios import naive_worker
+from scenarios import naive_doc, naive_worker
 
 from wire_server import running
 
@@ -128,27 +127,13 @@ class Bench:
         await self.client.close()
 
 
-def _naive_doc(i: int) -> dict[str, Any]:
-    now = datetime.now(UTC)
-    return {
-        "type": JOB_TYPE,
-        "data": {"i": i},
-        "status": "ready",
-        "priority": 0,
-        "retryUntil": now,
-        "after": now,
-        "created": now,
-        "updated": now,
-    }
-
-
 async def naive(bench: Bench, n: int, concurrency: int) -> Sample:
     collection = bench.collection()
     await collection.create_index([("type", 1), ("status", 1), ("priority", 1)])
 
     async def work() -> None:
         for i in range(n):
-            await collection.insert_one(_naive_doc(i))
+            await collection.insert_one(naive_doc(i, JOB_TYPE))
         await asyncio.gather(*(naive_worker(collection, JOB_TYPE) for _ in range(concurrency)))
 
     sample = await bench.measure(n, work)

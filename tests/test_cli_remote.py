@@ -9,9 +9,11 @@ exit code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,10 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 DAY_AGO = datetime.now(UTC) - timedelta(days=1)
 
 
-async def test_operator_commands_through_a_serve_process(tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def serving_roles(tmp_path: Path) -> AsyncIterator[tuple[Any, str, dict[str, str]]]:
+    """A `jobcollection serve` process whose tokens file names an admin, a manager and a
+    worker user: the process, its URL, and each role's token."""
     lines: list[str] = []
     tokens: dict[str, str] = {}
     for role in ("admin", "manager", "worker"):
@@ -39,6 +44,11 @@ async def test_operator_commands_through_a_serve_process(tmp_path: Path) -> None
         tmp_path, "serve", "--port", "0", "--tokens", "tokens", "--log-level", "warning"
     ) as server:
         url = (await server.expect("jobcollection serving on ")).rsplit(" ", 1)[1]
+        yield server, url, tokens
+
+
+async def test_operator_commands_through_a_serve_process(tmp_path: Path) -> None:
+    async with serving_roles(tmp_path) as (server, url, tokens):
 
         async def as_(role: str, *argv: str) -> Ran:
             """The command run with the role's token in JOBCOLLECTION_TOKEN."""
@@ -136,16 +146,7 @@ async def test_ls_stats_and_purge_through_a_serve_process(tmp_path: Path) -> Non
     """`ls`, `stats`, `purge` and filters reach the server (jobFind, jobStats): with an admin's
     token they list, count and remove; a worker's token is refused with one line and exit 3;
     a manager's finds and changes jobs without counting them (it may not call getJob)."""
-    lines: list[str] = []
-    tokens: dict[str, str] = {}
-    for role in ("admin", "manager", "worker"):
-        tokens[role], line = await make_token(tmp_path, f"{role}-user", role)
-        lines.append(line)
-    (tmp_path / "tokens").write_text("\n".join(lines) + "\n")
-    async with jobcollection(
-        tmp_path, "serve", "--port", "0", "--tokens", "tokens", "--log-level", "warning"
-    ) as server:
-        url = (await server.expect("jobcollection serving on ")).rsplit(" ", 1)[1]
+    async with serving_roles(tmp_path) as (server, url, tokens):
 
         async def as_(role: str, *argv: str) -> Ran:
             return await run_cli(*argv, "--url", url, token=tokens[role])
