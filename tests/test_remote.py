@@ -105,6 +105,15 @@ def test_token_auth_keeps_hashes_and_reads_its_file_again(tmp_path: Path) -> Non
         TokenAuth({hash_token("x"): "u"}, roles={"u": ["boss"]})
 
 
+def test_a_new_token_never_reads_as_a_command_line_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--token TOKEN` takes a token starting with `-` for an option and refuses it (CI met one)."""
+    from jobcollection.remote import auth as auth_module
+
+    drawn = iter(["-starts-with-a-dash", "--two", "fine-token"])
+    monkeypatch.setattr(auth_module.secrets, "token_urlsafe", lambda n: next(drawn))
+    assert auth_module.new_token() == "fine-token"
+
+
 async def test_a_custom_auth_function_decides_the_user(make_jc: MakeJC) -> None:
     jc = await make_jc()
     seen: list[Any] = []

@@ -68,8 +68,15 @@ def hash_token(token: str) -> str:
 
 
 def new_token() -> str:
-    """A fresh random bearer token (256 bits, URL-safe)."""
-    return secrets.token_urlsafe(32)
+    """A fresh random bearer token (256 bits, URL-safe).
+
+    Never one that starts with `-`: a command line reads such a token in `--token TOKEN` as an
+    option of its own and refuses it, so one token in 64 would fail for no reason a user could see.
+    """
+    token = secrets.token_urlsafe(32)
+    while token.startswith("-"):
+        token = secrets.token_urlsafe(32)
+    return token
 
 
 def _digest(value: str, name: str) -> bytes:
