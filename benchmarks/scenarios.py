@@ -347,3 +347,79 @@ async def explain_claim(backend: Backend, sizes: list[int], limit: int = 100) ->
         )
     await _finish(backend, jc, collection)
     return out
+
+
+# --- processing only (jobs stored before the measurement) ----------------------------------
+
+
+async def insert_naive_bulk(collection: Any, n: int, job_type: str = JOB_TYPE) -> None:
+    """Store n ready jobs as the naive loop writes them (naive_doc), in insert_many batches of
+    1,000: the naive side of a processing-only measurement, done before it starts."""
+    for start in range(0, n, 1000):
+        await collection.insert_many(
+            [naive_doc(i, job_type) for i in range(start, min(n, start + 1000))]
+        )
+
+
+async def save_bulk(jc: JobCollection, n: int, job_type: str = JOB_TYPE) -> None:
+    """Store n ready jobs with save_jobs (one call): jobcollection's side of a processing-only
+    measurement, done before it starts."""
+    ids = await jc.save_jobs([jc.create_job(job_type, {"i": i}) for i in range(n)])
+    assert None not in ids
+
+
+async def process_saved(
+    jc: JobCollection, n: int, settings: QueueSettings, job_type: str = JOB_TYPE
+) -> None:
+    """Process n stored jobs of job_type with a JobQueue whose worker does nothing (no polling,
+    no wake-up) until every one has been handed to the worker and every report is written:
+    the claims and completions alone."""
+    seen = 0
+    all_seen = asyncio.Event()
+
+    async def worker(job_or_jobs: Job | list[Job]) -> None:
+        nonlocal seen
+        seen += len(job_or_jobs) if isinstance(job_or_jobs, list) else 1
+        if seen >= n:
+            all_seen.set()
+
+    queue = jc.process_jobs(
+        job_type,
+        worker,
+        concurrency=settings.concurrency,
+        payload=settings.payload,
+        prefetch=settings.prefetch,
+        poll_interval=None,
+        wakeup=False,
+    )
+    await asyncio.wait_for(all_seen.wait(), timeout=900)
+    await queue.shutdown("soft", quiet=True)  # returns once every done() has been written
+
+
+async def process_only(backend: Backend, n: int, settings: QueueSettings) -> Sample:
+    """end_to_end without the enqueue in the measurement: save_jobs first, then measure the
+    queue processing the n jobs (claims and completions only)."""
+    jc, collection = await _started(backend)
+    await save_bulk(jc, n)
+    meter = Meter(backend)
+    await process_saved(jc, n, settings)
+    sample = meter.stop(n)
+    left = await collection.count_documents({"status": {"$ne": "completed"}})
+    assert left == 0, f"{left} jobs not completed"
+    await _finish(backend, jc, collection)
+    return sample
+
+
+async def process_only_naive(backend: Backend, n: int, concurrency: int) -> Sample:
+    """end_to_end_naive without the enqueue in the measurement: insert_many first, then
+    measure the naive workers (find_one_and_update + update_one per job)."""
+    collection = await backend.collection()
+    await collection.create_index([("type", 1), ("status", 1), ("priority", 1)])
+    await insert_naive_bulk(collection, n)
+    meter = Meter(backend)
+    await asyncio.gather(*(naive_worker(collection, JOB_TYPE) for _ in range(concurrency)))
+    sample = meter.stop(n)
+    left = await collection.count_documents({"status": {"$ne": "completed"}})
+    assert left == 0, f"{left} jobs not completed"
+    await backend.drop(collection)
+    return sample

@@ -4,6 +4,9 @@ queue, against the wire stand-in (tests/wire_server.py) running in a process of 
     python benchmarks/wire.py                 # 400 jobs per run, 3 repeats after a warm-up
     python benchmarks/wire.py --quick         # a smoke run (a few seconds)
     python benchmarks/wire.py --uri mongodb://HOST:27017   # the same against a real server
+    python benchmarks/wire.py --set processing   # processing only, jobs stored before timing
+    python benchmarks/wire.py --set enqueue      # save() / save_jobs() beside insert_one
+    python benchmarks/wire.py --set all          # the three tables
 
 The server's work (mongomock's, much slower than MongoDB's) happens in the other process, so
 this process's CPU time is what a worker process spends per job: jobcollection (or the naive
@@ -16,6 +19,15 @@ Each scenario enqueues N jobs and runs them to completion with a worker that doe
   by priority) and `update_one` (complete), as benchmarks/scenarios.py's baseline;
 - jobcollection: `save_jobs` (one batch), then `jc.process_jobs` with concurrency c, payload p,
   prefetch f (no polling, no wake-up) until every job is stored as completed.
+
+`--set processing` measures the processing alone, like with like: both sides store their N
+jobs in bulk before the measurement starts (the naive loop with `insert_many`, jobcollection
+with `save_jobs`), then only the claims and completions are timed. Its ratios are against the
+naive loop at c=1 in the same run. It also times one `bson.encode` + `bson.decode` of a stored
+job document, the reference for the payload-100 CPU target.
+
+`--set enqueue` times storing N jobs: `insert_one` per job (naive), `job.save()` per job and
+one `jc.save_jobs()` (both include creating the Jobs), with ratios against `insert_one`.
 """
 
 from __future__ import annotations
@@ -34,13 +46,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import bson
 from pymongo import AsyncMongoClient, monitoring
 
 from jobcollection import Job, JobCollection, SystemClock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from scenarios import naive_doc, naive_worker
+from scenarios import (
+    QueueSettings,
+    insert_naive_bulk,
+    naive_doc,
+    naive_worker,
+    process_saved,
+    save_bulk,
+)
 
 from wire_server import running
 
@@ -177,6 +197,84 @@ async def library(bench: Bench, n: int, concurrency: int, payload: int, prefetch
     return sample
 
 
+async def naive_processing(bench: Bench, n: int, concurrency: int) -> Sample:
+    """The naive workers alone: the n jobs are inserted in bulk before the measurement."""
+    collection = bench.collection()
+    await collection.create_index([("type", 1), ("status", 1), ("priority", 1)])
+    await insert_naive_bulk(collection, n, JOB_TYPE)
+
+    async def work() -> None:
+        await asyncio.gather(*(naive_worker(collection, JOB_TYPE) for _ in range(concurrency)))
+
+    sample = await bench.measure(n, work)
+    assert await collection.count_documents({"status": {"$ne": "completed"}}) == 0
+    await collection.drop()
+    return sample
+
+
+STORED_JOB: dict[str, Any] = {}  # one job document as save_jobs stored it, for the bson reference
+
+
+async def library_processing(bench: Bench, n: int, settings: QueueSettings) -> Sample:
+    """jobcollection's queue alone: the n jobs are saved in bulk before the measurement."""
+    collection = bench.collection()
+    jc = JobCollection(collection, clock=SystemClock())
+    await jc.start_job_server()  # creates the indexes, outside the measurement
+    await save_bulk(jc, n, JOB_TYPE)
+    if not STORED_JOB:
+        STORED_JOB.update(await collection.find_one({"type": JOB_TYPE}) or {})
+
+    sample = await bench.measure(n, lambda: process_saved(jc, n, settings, JOB_TYPE))
+    assert await collection.count_documents({"status": {"$ne": "completed"}}) == 0
+    await jc.shutdown_job_server(timeout=0)
+    await jc.close()
+    await collection.drop()
+    return sample
+
+
+async def naive_insert_one(bench: Bench, n: int) -> Sample:
+    collection = bench.collection()
+
+    async def work() -> None:
+        for i in range(n):
+            await collection.insert_one(naive_doc(i, JOB_TYPE))
+
+    sample = await bench.measure(n, work)
+    await collection.drop()
+    return sample
+
+
+async def library_enqueue(bench: Bench, n: int, batched: bool) -> Sample:
+    """save() per job, or one save_jobs(); creating the Jobs is measured too."""
+    collection = bench.collection()
+    jc = JobCollection(collection, clock=SystemClock())
+    await jc.start_job_server()
+
+    async def work() -> None:
+        jobs = [jc.create_job(JOB_TYPE, {"i": i}) for i in range(n)]
+        if batched:
+            await jc.save_jobs(jobs)
+        else:
+            for job in jobs:
+                await job.save()
+
+    sample = await bench.measure(n, work)
+    assert await collection.count_documents({}) == n
+    await jc.shutdown_job_server(timeout=0)
+    await jc.close()
+    await collection.drop()
+    return sample
+
+
+def bson_round_trip_us(document: dict[str, Any], times: int = 20_000) -> float:
+    """CPU microseconds of one bson.encode + bson.decode of the document."""
+    encode, decode = bson.encode, bson.decode
+    start = time.process_time()
+    for _ in range(times):
+        decode(encode(document))
+    return (time.process_time() - start) / times * 1e6
+
+
 SCENARIOS: list[tuple[str, str, Callable[[Bench, int], Awaitable[Sample]]]] = [
     ("naive", "c=1", lambda b, n: naive(b, n, 1)),
     ("naive", "c=10", lambda b, n: naive(b, n, 10)),
@@ -184,6 +282,40 @@ SCENARIOS: list[tuple[str, str, Callable[[Bench, int], Awaitable[Sample]]]] = [
     ("jobcollection", "c=10 p=1 f=100", lambda b, n: library(b, n, 10, 1, 100)),
     ("jobcollection", "c=1 p=100 f=100", lambda b, n: library(b, n, 1, 100, 100)),
 ]
+
+BULK = "bulk-inserted"
+PROCESSING: list[tuple[str, str, Callable[[Bench, int], Awaitable[Sample]]]] = [
+    ("naive", f"c=1 {BULK}", lambda b, n: naive_processing(b, n, 1)),
+    (
+        "jobcollection",
+        f"c=1 p=1 f=0 {BULK}",
+        lambda b, n: library_processing(b, n, QueueSettings(1, 1, 0)),
+    ),
+    ("naive", f"c=10 {BULK}", lambda b, n: naive_processing(b, n, 10)),
+    (
+        "jobcollection",
+        f"c=10 p=1 f=100 {BULK}",
+        lambda b, n: library_processing(b, n, QueueSettings(10, 1, 100)),
+    ),
+    (
+        "jobcollection",
+        f"c=1 p=100 f=100 {BULK}",
+        lambda b, n: library_processing(b, n, QueueSettings(1, 100, 100)),
+    ),
+]
+
+ENQUEUE: list[tuple[str, str, Callable[[Bench, int], Awaitable[Sample]]]] = [
+    ("naive", "insert_one", naive_insert_one),
+    ("jobcollection", "save() one by one", lambda b, n: library_enqueue(b, n, False)),
+    ("jobcollection", "save_jobs()", lambda b, n: library_enqueue(b, n, True)),
+]
+
+SETS = {
+    "end-to-end": [("vs naive c=1", SCENARIOS)],
+    "processing": [(f"vs naive c=1 {BULK}", PROCESSING)],
+    "enqueue": [("vs naive insert_one", ENQUEUE)],
+}
+SETS["all"] = [*SETS["end-to-end"], *SETS["processing"], *SETS["enqueue"]]
 
 
 def median_sample(samples: list[Sample]) -> Sample:
@@ -204,49 +336,72 @@ def by_name(commands: Counter[str], jobs: int) -> str:
     return ", ".join(f"{k} {v / jobs:.3g}" for k, v in commands.most_common())
 
 
-async def run(uri: str, jobs: int, repeats: int) -> None:
+async def run_set(
+    bench: Bench,
+    jobs: int,
+    repeats: int,
+    baseline: str,
+    scenarios: list[tuple[str, str, Callable[[Bench, int], Awaitable[Sample]]]],
+) -> None:
+    """Run each scenario (warm-up, then `repeats` times) and print a table, with ratios to
+    the first scenario's median."""
+    results: list[tuple[str, str, Sample, list[float]]] = []
+    for name, settings, scenario in scenarios:
+        await scenario(bench, max(20, jobs // 10))  # warm-up
+        samples = [await scenario(bench, jobs) for _ in range(repeats)]
+        best = median_sample(samples)
+        spread = [s.client_us for s in samples]
+        results.append((name, settings, best, spread))
+        print(
+            f"  {name} {settings}: {best.client_us:,.0f} us CPU/job "
+            f"(range {min(spread):,.0f}-{max(spread):,.0f}), "
+            f"{best.commands_per_job:.3f} commands/job",
+            file=sys.stderr,
+            flush=True,
+        )
+    first = results[0][2]
+    rows = []
+    for name, settings, s, _ in results:
+        rows.append(
+            [
+                f"{name} {settings}",
+                f"{s.client_us:,.0f}",
+                f"{s.client_us / first.client_us:.2f}x",
+                f"{s.commands_per_job:.3f}",
+                f"{s.client_cpu_s / max(1, sum(s.commands.values())) * 1e6:,.0f}",
+                "-" if s.server_us is None else f"{s.server_us:,.0f}",
+                f"{s.jobs / s.wall_s:,.0f}",
+                by_name(s.commands, s.jobs),
+            ]
+        )
+    header = [
+        "scenario",
+        "client CPU us/job",
+        baseline,
+        "commands/job",
+        "client CPU us/command",
+        "server CPU us/job",
+        "jobs/s",
+        "commands per job, by name",
+    ]
+    print(table(rows, header))
+    if scenarios is PROCESSING and STORED_JOB:
+        reference = bson_round_trip_us(STORED_JOB)
+        batched = results[-1][2]
+        print(
+            f"bson.encode + bson.decode of one stored job document ({len(bson.encode(STORED_JOB))}"
+            f" bytes): {reference:.1f} us; {results[-1][0]} {results[-1][1]} client CPU "
+            f"(library + driver + event loop) = {batched.client_us / reference:.1f}x that"
+        )
+
+
+async def run(uri: str, jobs: int, repeats: int, which: str = "end-to-end") -> None:
     bench = Bench(uri)
     try:
-        results: list[tuple[str, str, Sample, list[float]]] = []
-        for name, settings, scenario in SCENARIOS:
-            await scenario(bench, max(20, jobs // 10))  # warm-up
-            samples = [await scenario(bench, jobs) for _ in range(repeats)]
-            best = median_sample(samples)
-            spread = [s.client_us for s in samples]
-            results.append((name, settings, best, spread))
-            print(
-                f"  {name} {settings}: {best.client_us:,.0f} us CPU/job "
-                f"(range {min(spread):,.0f}-{max(spread):,.0f}), "
-                f"{best.commands_per_job:.3f} commands/job",
-                file=sys.stderr,
-                flush=True,
-            )
-        naive_c1 = results[0][2]
-        rows = []
-        for name, settings, s, _ in results:
-            rows.append(
-                [
-                    f"{name} {settings}",
-                    f"{s.client_us:,.0f}",
-                    f"{s.client_us / naive_c1.client_us:.2f}x",
-                    f"{s.commands_per_job:.3f}",
-                    f"{s.client_cpu_s / max(1, sum(s.commands.values())) * 1e6:,.0f}",
-                    "-" if s.server_us is None else f"{s.server_us:,.0f}",
-                    f"{s.jobs / s.wall_s:,.0f}",
-                    by_name(s.commands, s.jobs),
-                ]
-            )
-        header = [
-            "scenario",
-            "client CPU us/job",
-            "vs naive c=1",
-            "commands/job",
-            "client CPU us/command",
-            "server CPU us/job",
-            "jobs/s",
-            "commands per job, by name",
-        ]
-        print(table(rows, header))
+        for i, (baseline, scenarios) in enumerate(SETS[which]):
+            if i:
+                print()
+            await run_set(bench, jobs, repeats, baseline, scenarios)
     finally:
         await bench.close()
 
@@ -275,13 +430,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=400)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="100 jobs, 1 repeat")
+    parser.add_argument(
+        "--set",
+        choices=sorted(SETS),
+        default="end-to-end",
+        help="end-to-end (default: enqueue + processing), processing (jobs stored in bulk "
+        "before timing, both sides), enqueue, or all",
+    )
     args = parser.parse_args(argv)
     jobs, repeats = (100, 1) if args.quick else (args.jobs, args.repeats)
     with server(args.uri) as uri:
         where = args.uri or "the wire stand-in (tests/wire_server.py), its own process"
         print(f"{jobs} jobs per run, median client CPU of {repeats} runs after a warm-up")
         print(f"server: {where}; client: {machine()}")
-        asyncio.run(run(uri, jobs, repeats))
+        asyncio.run(run(uri, jobs, repeats, args.set))
     return 0
 
 

@@ -25,6 +25,7 @@ from jobcollection import (
     PermissionDenied,
 )
 from jobcollection.core import Origin
+from jobcollection.ops import GetWork
 
 MakeJC = Callable[..., Awaitable[JobCollection]]
 
@@ -85,8 +86,8 @@ async def world(make_jc: MakeJC) -> AsyncIterator[World]:
     await job.fail("x", fatal=True)
     running = await jc.create_job("held").save()
     # claimed on behalf of alice: only she (or an admin) may report on its run
-    [held] = await jc.service.get_work(
-        ["held"], work_timeout_ms=60_000, origin=Origin("getWork", "alice", ())
+    [held] = await jc.service.run(
+        GetWork(["held"], work_timeout_ms=60_000), Origin("getWork", "alice", ())
     )
     paused = jc.create_job("t")
     await paused.pause()

@@ -35,6 +35,7 @@ from jobcollection import (
     MethodEvent,
     WakeupUnavailable,
 )
+from jobcollection.ops import GetWork
 from strict import memory_database
 
 pytestmark = pytest.mark.both_sides
@@ -42,6 +43,27 @@ pytestmark = pytest.mark.both_sides
 T = TypeVar("T")
 BOUND = 10.0
 """Seconds any single wait in these tests may take before it counts as a hang."""
+
+
+Claim = Callable[[], Awaitable[Any]]
+
+
+def on_claims(
+    monkeypatch: pytest.MonkeyPatch,
+    jc: Any,
+    handler: Callable[[GetWork, Claim], Awaitable[Any]],
+) -> Callable[..., Awaitable[Any]]:
+    """Route the service's claims (GetWork operations) through handler(op, claim), where
+    claim() runs the claim as the service would; the service's own run, to put back."""
+    run = jc.service.run
+
+    async def routed(op: Any, *args: Any) -> Any:
+        if isinstance(op, GetWork):
+            return await handler(op, lambda: run(op, *args))
+        return await run(op, *args)
+
+    monkeypatch.setattr(jc.service, "run", routed)
+    return run
 
 
 async def within(awaitable: Awaitable[T]) -> T:
@@ -281,16 +303,15 @@ async def test_one_claim_at_a_time_and_triggers_during_a_claim_make_one_more(
     await save(jc, 1)
     calls: list[int] = []
     claiming, answer = asyncio.Event(), asyncio.Event()
-    get_work = jc.service.get_work
 
-    async def slow_get_work(*args: Any, **kwargs: Any) -> list[Job]:
-        calls.append(kwargs["max_jobs"])
-        jobs = await get_work(*args, **kwargs)
+    async def slow_get_work(op: GetWork, claim: Claim) -> Any:
+        calls.append(op.max_jobs)
+        jobs = await claim()
         claiming.set()
         await answer.wait()  # the claim is in flight until the test lets it answer
         return jobs
 
-    monkeypatch.setattr(jc.service, "get_work", slow_get_work)
+    on_claims(monkeypatch, jc, slow_get_work)
     gate = Gate()
     queue = make_queue(gate, concurrency=3)
     await within(claiming.wait())
@@ -342,19 +363,18 @@ async def test_claim_errors_go_to_the_error_callback_and_the_queue_carries_on(
     await save(jc, 1)
     errors: list[Exception] = []
 
-    async def failing_get_work(*args: Any, **kwargs: Any) -> list[Job]:
+    async def failing_get_work(op: GetWork, claim: Claim) -> Any:
         raise DatabaseError("database error: no primary")
 
     async def callback(exc: Exception) -> None:
         errors.append(exc)
 
-    get_work = jc.service.get_work
-    monkeypatch.setattr(jc.service, "get_work", failing_get_work)
+    run = on_claims(monkeypatch, jc, failing_get_work)
     queue = make_queue(noop, error_callback=callback)
     await within(queue.settle())
     assert [str(e) for e in errors] == ["database error: no primary"]
     assert await statuses(jc) == {"ready": 1}
-    monkeypatch.setattr(jc.service, "get_work", get_work)
+    monkeypatch.setattr(jc.service, "run", run)
     queue.trigger()
     await within(queue.drain())
     assert await statuses(jc) == {"completed": 1}
@@ -366,10 +386,10 @@ async def test_claim_errors_are_logged_without_an_error_callback(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async def failing_get_work(*args: Any, **kwargs: Any) -> list[Job]:
+    async def failing_get_work(op: GetWork, claim: Claim) -> Any:
         raise DatabaseError("database error: no primary")
 
-    monkeypatch.setattr(jc.service, "get_work", failing_get_work)
+    on_claims(monkeypatch, jc, failing_get_work)
     with caplog.at_level(logging.ERROR, "jobcollection.queue"):
         queue = make_queue(noop)
         await within(queue.settle())
@@ -1076,14 +1096,13 @@ async def test_jobs_in_hand_never_exceed_prefetch_plus_capacity(
 ) -> None:
     await jc.save_jobs([jc.create_job("work", {"n": n}) for n in range(40)])
     held: list[int] = []
-    original = jc.service.get_work
 
-    async def counting_get_work(*args: Any, **kwargs: Any) -> list[Job]:
-        got = await original(*args, **kwargs)
+    async def counting_get_work(op: GetWork, claim: Claim) -> Any:
+        got = await claim()
         held.append(await jc.collection.count_documents({"status": "running"}))
         return got
 
-    monkeypatch.setattr(jc.service, "get_work", counting_get_work)
+    on_claims(monkeypatch, jc, counting_get_work)
     queue = make_queue(noop, concurrency=2, payload=2, prefetch=3)
     await within(queue.drain())
     assert await statuses(jc) == {"completed": 40}

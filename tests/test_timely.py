@@ -17,6 +17,7 @@ import pytest
 
 from conftest import MakeJC
 from jobcollection import Job, JobCollection, JobQueue, ManualClock
+from jobcollection.ops import ReadyDue
 
 pytestmark = pytest.mark.both_sides
 
@@ -145,7 +146,9 @@ async def test_two_collections_promote_a_due_job_once(make_jc: MakeJC, clock: Ma
     first, second = await make_jc(), await make_jc()
     job_id = await first.create_job("t").delay(1).save()
     clock.advance(1)
-    outcomes = await asyncio.gather(first.service.ready_due(["t"]), second.service.ready_due(["t"]))
+    outcomes = await asyncio.gather(
+        first.service.run(ReadyDue(["t"])), second.service.run(ReadyDue(["t"]))
+    )
     assert sorted(o.promoted for o in outcomes) == [0, 1]
     job = await second.get_job(job_id)
     assert job is not None and job.doc.status == "ready"

@@ -18,7 +18,7 @@ from typing import Any, Literal, Unpack, overload
 from bson import ObjectId
 
 from . import constants as c
-from . import queries, tracing, waiting
+from . import ops, queries, tracing, waiting
 from . import validation as v
 from .document import JobDoc
 from .errors import InvalidArgument, InvalidArgumentType
@@ -82,10 +82,12 @@ class JobsAPI:
     ) -> Job | None:
         """The stored job with this id (a 24-hex string is the ObjectId it spells), or
         None; with its log and failures if asked."""
-        found = await self.service.get_jobs(
-            [v.job_id(id)],
-            get_log=v.boolean(get_log, "get_log"),
-            get_failures=v.boolean(get_failures, "get_failures"),
+        found = await self.service.run(
+            ops.GetJobs(
+                [v.job_id(id)],
+                get_log=v.boolean(get_log, "get_log"),
+                get_failures=v.boolean(get_failures, "get_failures"),
+            )
         )
         return Job(self, found[0]) if found else None
 
@@ -96,10 +98,12 @@ class JobsAPI:
         ids = v.job_ids(ids)
         if not ids:
             return []
-        found = await self.service.get_jobs(
-            ids,
-            get_log=v.boolean(get_log, "get_log"),
-            get_failures=v.boolean(get_failures, "get_failures"),
+        found = await self.service.run(
+            ops.GetJobs(
+                ids,
+                get_log=v.boolean(get_log, "get_log"),
+                get_failures=v.boolean(get_failures, "get_failures"),
+            )
         )
         return [Job(self, doc) for doc in found]
 
@@ -121,7 +125,7 @@ class JobsAPI:
         query = queries.job_query(type, status, user_id, created_before, data, limit)
         if after is not None:
             queries.decode_cursor(after)
-        found = await self.service.find_jobs(query, after)
+        found = await self.service.run(ops.FindJobs(query, after))
         return JobPage([Job(self, doc) for doc in found.docs], found.next)
 
     async def stats(self) -> QueueStats:
@@ -129,7 +133,7 @@ class JobsAPI:
         (for dashboards, metrics and alerts: a growing oldest-ready age means workers do not
         keep up). One count per type and status, served by an index. Remotely: the method
         jobStats."""
-        return await self.service.stats()
+        return await self.service.run(ops.Stats())
 
     async def get_work(
         self,
@@ -138,12 +142,14 @@ class JobsAPI:
         work_timeout: float | timedelta | None = None,
     ) -> list[Job]:
         """Claim up to max_jobs ready jobs of the given type(s); [] while the server is stopped."""
-        docs = await self.service.get_work(
-            v.job_types(type_or_types),
-            max_jobs=v.integer(max_jobs, "max_jobs", minimum=1, maximum=c.FOREVER),
-            work_timeout_ms=None
-            if work_timeout is None
-            else v.duration_ms(work_timeout, "work_timeout", minimum_ms=1),
+        docs = await self.service.run(
+            ops.GetWork(
+                v.job_types(type_or_types),
+                max_jobs=v.integer(max_jobs, "max_jobs", minimum=1, maximum=c.FOREVER),
+                work_timeout_ms=None
+                if work_timeout is None
+                else v.duration_ms(work_timeout, "work_timeout", minimum_ms=1),
+            )
         )
         return [Job._claimed(self, doc) for doc in docs]
 
@@ -214,11 +220,13 @@ class JobsAPI:
                 raise InvalidArgumentType(f"jobs[{i}]", "must be a Job")
         docs = [job.doc for job in jobs]
         with tracing.enqueuing(docs):
-            ids = await self.service.save_many(
-                docs,
-                cancel_repeats=v.boolean(cancel_repeats, "cancel_repeats"),
-                job_ids=[job._insert_id() for job in jobs],
-                name="jobs",
+            ids = await self.service.run(
+                ops.SaveMany(
+                    docs,
+                    cancel_repeats=v.boolean(cancel_repeats, "cancel_repeats"),
+                    job_ids=[job._insert_id() for job in jobs],
+                    name="jobs",
+                )
             )
         for job, job_id in zip(jobs, ids, strict=True):
             job._saved_as(job_id)
@@ -227,28 +235,29 @@ class JobsAPI:
     # --- bulk management ---------------------------------------------------------------------
 
     async def _bulk(
-        self, ids: Any, apply: Callable[[list[Id]], Any], count: bool = False
+        self, ids: Any, op: Callable[[list[Id]], ops.Op[bool]], count: bool = False
     ) -> bool | int:
-        """Apply an operation to ids in chunks of BULK_CHUNK: whether any changed, or with
-        `count` how many of these jobs it changed (their statuses are read before and after
-        each chunk: two reads more per chunk)."""
+        """Run an operation on ids in chunks of BULK_CHUNK (`op` makes it for a chunk):
+        whether any changed, or with `count` how many of these jobs it changed (their
+        statuses are read before and after each chunk: two reads more per chunk)."""
         ids = v.job_ids(ids)
         if not v.boolean(count, "count"):
             changed = False
             for start in range(0, len(ids), BULK_CHUNK):
-                changed = bool(await apply(ids[start : start + BULK_CHUNK])) or changed
+                chunk = ids[start : start + BULK_CHUNK]
+                changed = bool(await self.service.run(op(chunk))) or changed
             return changed
         total = 0
         for start in range(0, len(ids), BULK_CHUNK):
             chunk = ids[start : start + BULK_CHUNK]
             before = await self._statuses(chunk)
-            await apply(chunk)
+            await self.service.run(op(chunk))
             after = await self._statuses(chunk)
             total += sum(1 for job_id, status in before.items() if after.get(job_id) != status)
         return total
 
     async def _statuses(self, ids: list[Id]) -> dict[Id | None, str]:
-        return {doc.id: doc.status for doc in await self.service.get_jobs(ids)}
+        return {doc.id: doc.status for doc in await self.service.run(ops.GetJobs(ids))}
 
     @overload
     async def ready_jobs(
@@ -283,10 +292,8 @@ class JobsAPI:
         if ids is None:
             if count:
                 raise InvalidArgument("count", "needs the ids of the jobs to count")
-            return await self.service.ready(None, time=when, force=forced)
-        return await self._bulk(
-            ids, lambda chunk: self.service.ready(chunk, time=when, force=forced), count
-        )
+            return await self.service.run(ops.Ready(None, time=when, force=forced))
+        return await self._bulk(ids, lambda chunk: ops.Ready(chunk, time=when, force=forced), count)
 
     @overload
     async def pause_jobs(self, ids: Sequence[Id], *, count: Literal[False] = False) -> bool: ...
@@ -295,7 +302,7 @@ class JobsAPI:
     async def pause_jobs(self, ids: Sequence[Id], *, count: bool = False) -> bool | int:
         """Pause these jobs (256 per call); whether any changed, or with `count=True` how
         many."""
-        return await self._bulk(ids, self.service.pause, count)
+        return await self._bulk(ids, ops.Pause, count)
 
     @overload
     async def resume_jobs(self, ids: Sequence[Id], *, count: Literal[False] = False) -> bool: ...
@@ -303,7 +310,7 @@ class JobsAPI:
     async def resume_jobs(self, ids: Sequence[Id], *, count: Literal[True]) -> int: ...
     async def resume_jobs(self, ids: Sequence[Id], *, count: bool = False) -> bool | int:
         """Resume these paused jobs; whether any changed, or with `count=True` how many."""
-        return await self._bulk(ids, self.service.resume, count)
+        return await self._bulk(ids, ops.Resume, count)
 
     @overload
     async def cancel_jobs(
@@ -335,7 +342,7 @@ class JobsAPI:
         with `count=True` how many of these (dependents are not counted)."""
         up, down = v.boolean(antecedents, "antecedents"), v.boolean(dependents, "dependents")
         return await self._bulk(
-            ids, lambda chunk: self.service.cancel(chunk, antecedents=up, dependents=down), count
+            ids, lambda chunk: ops.Cancel(chunk, antecedents=up, dependents=down), count
         )
 
     @overload
@@ -377,7 +384,7 @@ class JobsAPI:
         up, down = v.boolean(antecedents, "antecedents"), v.boolean(dependents, "dependents")
         return await self._bulk(
             ids,
-            lambda chunk: self.service.restart(
+            lambda chunk: ops.Restart(
                 chunk, retries=more, until=deadline, antecedents=up, dependents=down
             ),
             count,
@@ -390,7 +397,7 @@ class JobsAPI:
     async def remove_jobs(self, ids: Sequence[Id], *, count: bool = False) -> bool | int:
         """Delete these finished jobs; whether any was removed, or with `count=True` how
         many."""
-        return await self._bulk(ids, self.service.remove, count)
+        return await self._bulk(ids, ops.Remove, count)
 
     # --- jobs --------------------------------------------------------------------------------
 
@@ -471,7 +478,7 @@ class JobsAPI:
         return job
 
     async def _schedule(self, job: Job) -> Id | None:
-        await self.service.cancel_pending_of(job.type, job.user_id)
+        await self.service.run(ops.CancelPendingOf(job.type, job.user_id))
         return await job.save()
 
     # --- typed tasks (tasks.py) ---------------------------------------------------------------

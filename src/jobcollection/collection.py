@@ -24,6 +24,7 @@ from .errors import DatabaseError, InvalidArgument, InvalidArgumentType
 from .events import EventEmitter
 from .indexes import INDEXES, UNIQUE_JOBS
 from .limits import DEFAULT_LIMITS, Limits
+from .ops import ShutdownServer, StartServer
 from .server import ServerPass
 from .servertime import ServerClock
 from .wire import MethodLayer
@@ -162,12 +163,12 @@ class JobCollection(JobsAPI):
     async def start_job_server(self) -> bool:
         """Create the indexes, allow claiming and start the promotion loop."""
         await self.ensure_indexes()
-        return await self._core.start_server()
+        return await self._core.run(StartServer())
 
     async def shutdown_job_server(self, timeout: float | timedelta = 60.0) -> bool:
         """Stop claiming and promotion; after timeout fail the jobs this instance handed out
         that are still running (non-fatally, so their retries apply)."""
-        return await self._core.shutdown_server(v.duration_ms(timeout, "timeout"))
+        return await self._core.run(ShutdownServer(v.duration_ms(timeout, "timeout")))
 
     async def start_jobs(self) -> bool:
         """Deprecated (the seeds' early name): `start_job_server()`."""

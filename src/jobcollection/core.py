@@ -17,7 +17,6 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import IO, Any, TypeVar
 
 from bson import ObjectId
@@ -31,12 +30,42 @@ from .events import EventEmitter, MethodEvent
 from .followups import FollowUps
 from .limits import Limits
 from .managing import Manager
-from .queries import DocPage, JobQuery, QueueStats
-from .ratelimit import LimitedWork, Limiter, RateLimit, counter_store
+from .ops import (
+    OPERATIONS,
+    Cancel,
+    CancelPendingOf,
+    Done,
+    Fail,
+    FindJobs,
+    GetJobs,
+    GetLimitedWork,
+    GetWork,
+    Heartbeat,
+    Log,
+    Op,
+    Outcome,
+    Pause,
+    Progress,
+    RateLimited,
+    Ready,
+    ReadyDue,
+    Release,
+    Remove,
+    Rerun,
+    Restart,
+    Results,
+    Resume,
+    Save,
+    SaveMany,
+    ShutdownServer,
+    StartServer,
+    Stats,
+)
+from .queries import DocPage, QueueStats
+from .ratelimit import LimitedWork, Limiter, counter_store
 from .reading import Reader
 from .reporting import Report, Reporter, claimer_of
 from .saving import Saver
-from .seam import Outcome
 from .server import JobServer, ServerPass
 from .servertime import refresh_clock
 from .store import Store
@@ -48,7 +77,6 @@ logger = logging.getLogger("jobcollection")
 T = TypeVar("T")
 MAX_HANDED = 20_000
 """Jobs claimed through the method layer whose claimed copies are kept for their reports."""
-Params = Callable[[], tuple[Any, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +158,8 @@ class Core:
         self._log_stream: IO[str] | None = None
         self._limiter: Limiter | None = None
         """Claims under rate limits: made at the first (its counters are another collection)."""
+        self._appliers = self._table()
+        assert set(self._appliers) == set(OPERATIONS), "every operation has its applier"
 
     @property
     def clock(self) -> Clock:
@@ -139,42 +169,46 @@ class Core:
     def limits(self) -> Limits:
         return self._limits
 
+    @property
+    def rate_limits(self) -> bool:
+        return True
+
     # --- the one door ------------------------------------------------------------------------
 
-    async def _call(
-        self, method: str, params: Params, origin: Origin | None, run: Callable[[], Awaitable[T]]
-    ) -> T:
-        """Run one operation: refresh the clock, run it, then fire its events."""
+    async def run(self, op: Op[T], origin: Origin | None = None) -> T:
+        """Run one operation: refresh the clock, apply it, then fire its events (a quiet
+        operation fires none unless the method layer called it by name)."""
+        apply: Callable[[Any, Origin | None], Awaitable[T]] = self._appliers[type(op)]
+        if op.quiet and origin is None:
+            await refresh_clock(self._clock)
+            return await apply(op, origin)
         error: BaseException | None = None
         result: T | None = None
         try:
             await refresh_clock(self._clock)  # a ServerClock re-reads the server's time when due
-            result = await run()
+            result = await apply(op, origin)
             return result
         except Exception as exc:
             error = exc
             raise
         finally:
-            await self.emit(method, params, origin, error, result)
+            await self.emit(op, origin, error, result)
 
     async def emit(
-        self,
-        method: str,
-        params: Params,
-        origin: Origin | None,
-        error: BaseException | None,
-        result: Any,
+        self, op: Op[Any] | None, origin: Origin | None, error: BaseException | None, result: Any
     ) -> None:
         """Fire a call's events and write its log line; the parameters are built only when an
-        event handler, the log stream or the logger will read them."""
-        name = origin.method if origin is not None else method
+        event handler, the log stream or the logger will read them. `op` is None for a call
+        refused before its operation was known (its origin says what was called)."""
+        assert op is not None or origin is not None
+        name = origin.method if origin is not None else op.method  # type: ignore[union-attr]
         level = logging.DEBUG if error is None else logging.INFO
         wanted = self.events.listens(("call" if error is None else "error", name))
         logged = self._log_stream is not None or logger.isEnabledFor(level)
         if not (wanted or logged):
             return
         user_id = origin.user_id if origin is not None else None
-        given = origin.params if origin is not None else params()
+        given = origin.params if origin is not None else op.params()  # type: ignore[union-attr]
         if logger.isEnabledFor(level):  # ids and options, never job data nor results
             extra = {"method": name, "user_id": user_id}
             if error is None:
@@ -218,19 +252,11 @@ class Core:
 
     # --- the job server ----------------------------------------------------------------------
 
-    async def start_server(self, *, origin: Origin | None = None) -> bool:
-        """startJobServer: allow claiming and start the promotion loop."""
-        return await self._call("startJobServer", tuple, origin, self.server.start)
+    async def _start_server(self, op: StartServer, origin: Origin | None) -> bool:
+        return await self.server.start()
 
-    async def shutdown_server(self, timeout_ms: int, *, origin: Origin | None = None) -> bool:
-        """shutdownJobServer: stop claiming and promotion; fail this instance's running jobs
-        after the timeout."""
-        return await self._call(
-            "shutdownJobServer",
-            lambda: ({"timeout": timeout_ms},),
-            origin,
-            lambda: self.server.shutdown(timeout_ms / 1000),
-        )
+    async def _shutdown_server(self, op: ShutdownServer, origin: Origin | None) -> bool:
+        return await self.server.shutdown(op.timeout_ms / 1000)
 
     async def run_server_pass(self) -> ServerPass:
         return await self.server.run_pass()
@@ -242,48 +268,19 @@ class Core:
 
     # --- saving ------------------------------------------------------------------------------
 
-    async def save(
-        self,
-        doc: JobDoc,
-        *,
-        cancel_repeats: bool = False,
-        job_id: Id | None = None,
-        origin: Origin | None = None,
-    ) -> Id | None:
-        def params() -> tuple[Any, ...]:
-            return doc, {"cancelRepeats": cancel_repeats, "jobId": job_id}
+    async def _save(self, op: Save, origin: Origin | None) -> Id | None:
+        checked = self._saveable([op.doc], [op.job_id], "doc", "jobId")[0]
+        saved = await self.saver.save(checked, op.cancel_repeats, op.job_id)
+        self._published([checked], [saved])
+        return saved
 
-        async def run() -> Id | None:
-            checked = self._saveable([doc], [job_id], "doc", "jobId")[0]
-            saved = await self.saver.save(checked, cancel_repeats, job_id)
-            self._published([checked], [saved])
-            return saved
-
-        return await self._call("jobSave", params, origin, run)
-
-    async def save_many(
-        self,
-        docs: Sequence[JobDoc],
-        *,
-        cancel_repeats: bool = False,
-        job_ids: Sequence[Id | None] | None = None,
-        name: str = "docs",
-        origin: Origin | None = None,
-    ) -> list[Id | None]:
-        """`name` names the documents in errors (`docs[i]`; save_jobs says `jobs[i]`)."""
-        ids = list(job_ids) if job_ids is not None else [None] * len(docs)
-
-        def params() -> tuple[Any, ...]:
-            return list(docs), {"cancelRepeats": cancel_repeats, "jobIds": ids}
-
-        async def run() -> list[Id | None]:
-            id_name = "jobIds" if name == "docs" else name
-            checked = self._saveable(docs, ids, name, id_name, many=True)
-            saved = await self.saver.save_many(checked, cancel_repeats, ids, name=name)
-            self._published(checked, saved)
-            return saved
-
-        return await self._call("jobSaveMany", params, origin, run)
+    async def _save_many(self, op: SaveMany, origin: Origin | None) -> list[Id | None]:
+        ids = list(op.job_ids) if op.job_ids is not None else [None] * len(op.docs)
+        id_name = "jobIds" if op.name == "docs" else op.name
+        checked = self._saveable(op.docs, ids, op.name, id_name, many=True)
+        saved = await self.saver.save_many(checked, op.cancel_repeats, ids, name=op.name)
+        self._published(checked, saved)
+        return saved
 
     def _saveable(
         self,
@@ -306,76 +303,36 @@ class Core:
         v.check_own_ids(checked, ids, doc_names, id_names)
         return checked
 
+    def _published(self, docs: Sequence[JobDoc], ids: Sequence[Id | None]) -> None:
+        """Tell this process's queues of the jobs just saved, with when each is due."""
+        if not self.local_saves.active:
+            return
+        now = self._clock.now()
+        for doc, job_id in zip(docs, ids, strict=True):
+            if job_id is not None:
+                self.local_saves.publish(doc.type, max(doc.after, now))
+
     # --- reading and claiming ----------------------------------------------------------------
 
-    async def get_jobs(
-        self,
-        ids: Sequence[Id],
-        *,
-        get_log: bool = False,
-        get_failures: bool = False,
-        origin: Origin | None = None,
-    ) -> list[JobDoc]:
-        def params() -> tuple[Any, ...]:
-            return list(ids), {"getLog": get_log, "getFailures": get_failures}
+    async def _get_jobs(self, op: GetJobs, origin: Origin | None) -> list[JobDoc]:
+        return await self.manager.get_jobs(op.ids, op.get_log, op.get_failures)
 
-        return await self._call(
-            "getJob", params, origin, lambda: self.manager.get_jobs(ids, get_log, get_failures)
-        )
+    async def _get_work(self, op: GetWork, origin: Origin | None) -> list[JobDoc]:
+        wanted = min(op.max_jobs, self._limits.max_jobs)
+        user_id = None if origin is None else origin.user_id
+        docs = await self.claimer.get_work(op.types, wanted, op.work_timeout_ms, user_id=user_id)
+        if origin is not None:  # a remote worker: its reports will come without them
+            self._remember_handed(docs)
+        return docs
 
-    async def get_work(
-        self,
-        types: Sequence[str],
-        *,
-        max_jobs: int = 1,
-        work_timeout_ms: int | None = None,
-        origin: Origin | None = None,
-    ) -> list[JobDoc]:
-        def params() -> tuple[Any, ...]:
-            options: dict[str, Any] = {"maxJobs": max_jobs}
-            if work_timeout_ms is not None:
-                options["workTimeout"] = work_timeout_ms
-            return list(types), options
-
-        wanted = min(max_jobs, self._limits.max_jobs)
-
-        async def run() -> list[JobDoc]:
-            user_id = None if origin is None else origin.user_id
-            docs = await self.claimer.get_work(types, wanted, work_timeout_ms, user_id=user_id)
-            if origin is not None:  # a remote worker: its reports will come without them
-                self._remember_handed(docs)
-            return docs
-
-        return await self._call("getWork", params, origin, run)
-
-    @property
-    def rate_limits(self) -> bool:
-        return True
-
-    async def get_limited_work(
-        self,
-        types: Sequence[str],
-        rate_limit: RateLimit,
-        *,
-        max_jobs: int = 1,
-        work_timeout_ms: int | None = None,
-    ) -> LimitedWork:
+    async def _get_limited_work(self, op: GetLimitedWork, origin: Origin | None) -> LimitedWork:
         """getWork under a rate limit (its events are getWork's)."""
-
-        def params() -> tuple[Any, ...]:
-            options: dict[str, Any] = {"maxJobs": max_jobs, "rateLimit": rate_limit}
-            if work_timeout_ms is not None:
-                options["workTimeout"] = work_timeout_ms
-            return list(types), options
-
-        wanted = min(max_jobs, self._limits.max_jobs)
-
-        async def run() -> LimitedWork:
-            if self._limiter is None:
-                self._limiter = Limiter(counter_store(self.store), self.claimer)
-            return await self._limiter.get_work(types, rate_limit, wanted, work_timeout_ms)
-
-        return await self._call("getWork", params, None, run)
+        if op.rate_limit is None:
+            raise InvalidArgument("rate_limit", "is required")
+        if self._limiter is None:
+            self._limiter = Limiter(counter_store(self.store), self.claimer)
+        wanted = min(op.max_jobs, self._limits.max_jobs)
+        return await self._limiter.get_work(op.types, op.rate_limit, wanted, op.work_timeout_ms)
 
     def _remember_handed(self, docs: Sequence[JobDoc]) -> None:
         """Keep the jobs a method-layer claim handed out, as claimed, for their reports (a
@@ -389,6 +346,17 @@ class Core:
     def _handed_copy(self, job_id: Id, run_id: Id, origin: Origin | None) -> JobDoc | None:
         return None if origin is None else self._handed.pop((job_id, run_id), None)
 
+    async def _results(self, op: Results, origin: Origin | None) -> dict[Id, dict[str, Any]]:
+        return await self.manager.results(op.ids, op.max_bytes)
+
+    async def _stats(self, op: Stats, origin: Origin | None) -> QueueStats:
+        counts, oldest = await self.manager.stats()
+        return QueueStats(counts, oldest, self._clock.now())
+
+    async def _find_jobs(self, op: FindJobs, origin: Origin | None) -> DocPage:
+        docs, following = await self.manager.find_page(op.query, op.after)
+        return DocPage(docs, following)
+
     def wakeup(self) -> WakeupSource | None:
         return ChangeStreamSource(self.store.collection)
 
@@ -398,303 +366,114 @@ class Core:
     def cancels(self) -> LocalCancels | None:
         return self.local_cancels
 
-    def _published(self, docs: Sequence[JobDoc], ids: Sequence[Id | None]) -> None:
-        """Tell this process's queues of the jobs just saved, with when each is due."""
-        if not self.local_saves.active:
-            return
-        now = self._clock.now()
-        for doc, job_id in zip(docs, ids, strict=True):
-            if job_id is not None:
-                self.local_saves.publish(doc.type, max(doc.after, now))
-
     # --- what workers report -----------------------------------------------------------------
 
-    async def log(
-        self,
-        job_id: Id,
-        run_id: Id | None,
-        message: str,
-        *,
-        level: str = "info",
-        data: dict[str, Any] | None = None,
-        origin: Origin | None = None,
-    ) -> bool:
-        def params() -> tuple[Any, ...]:
-            options: dict[str, Any] = {"level": level}
-            if data is not None:
-                options["data"] = data
-            return job_id, run_id, message, options
-
-        async def run() -> bool:
-            self._limits.check_log(message, data, self.store.codec_options)
-            return await self.claimer.log(job_id, run_id, message, level, data, _by(origin))
-
-        return await self._call("jobLog", params, origin, run)
-
-    async def progress(
-        self,
-        job_id: Id,
-        run_id: Id,
-        completed: float,
-        total: float,
-        *,
-        origin: Origin | None = None,
-    ) -> bool | None:
-        return await self._call(
-            "jobProgress",
-            lambda: (job_id, run_id, completed, total),
-            origin,
-            lambda: self.claimer.progress(job_id, run_id, completed, total, _by(origin)),
+    async def _log(self, op: Log, origin: Origin | None) -> bool:
+        self._limits.check_log(op.message, op.data, self.store.codec_options)
+        return await self.claimer.log(
+            op.job_id, op.run_id, op.message, op.level, op.data, _by(origin)
         )
 
-    async def done(
-        self,
-        job_id: Id,
-        run_id: Id,
-        result: dict[str, Any],
-        *,
-        repeat_id: bool = False,
-        delay_deps_ms: int | None = None,
-        claimed: JobDoc | None = None,
-        origin: Origin | None = None,
-    ) -> Outcome:
-        def params() -> tuple[Any, ...]:
-            options: dict[str, Any] = {"repeatId": repeat_id}
-            if delay_deps_ms is not None:
-                options["delayDeps"] = delay_deps_ms
-            return job_id, run_id, result, options
-
-        async def run() -> Outcome:
-            self._limits.check_result(result, self.store.codec_options)
-            report = Report(
-                "done",
-                job_id,
-                run_id,
-                result,
-                repeat_id=repeat_id,
-                delay_deps_ms=delay_deps_ms,
-                claimed=claimed or self._handed_copy(job_id, run_id, origin),
-                by=_by(origin),
-            )
-            return await self.reporter.submit(report)
-
-        return await self._call("jobDone", params, origin, run)
-
-    async def fail(
-        self,
-        job_id: Id,
-        run_id: Id,
-        error: dict[str, Any],
-        *,
-        fatal: bool = False,
-        claimed: JobDoc | None = None,
-        origin: Origin | None = None,
-    ) -> bool:
-        async def run() -> bool:
-            self._limits.check_error(error, self.store.codec_options)
-            hint = claimed or self._handed_copy(job_id, run_id, origin)
-            report = Report("fail", job_id, run_id, error, fatal, claimed=hint, by=_by(origin))
-            return bool(await self.reporter.submit(report))
-
-        return await self._call(
-            "jobFail", lambda: (job_id, run_id, error, {"fatal": fatal}), origin, run
+    async def _progress(self, op: Progress, origin: Origin | None) -> bool | None:
+        return await self.claimer.progress(
+            op.job_id, op.run_id, op.completed, op.total, _by(origin)
         )
 
-    async def heartbeat(
-        self, ids: Sequence[Id], run_id: Id, *, origin: Origin | None = None
-    ) -> list[Id]:
-        return await self._call(
-            "jobHeartbeat",
-            lambda: (list(ids), run_id),
-            origin,
-            lambda: self.claimer.heartbeat(ids, run_id, _by(origin)),
+    async def _done(self, op: Done, origin: Origin | None) -> Outcome:
+        self._limits.check_result(op.result, self.store.codec_options)
+        report = Report(
+            "done",
+            op.job_id,
+            op.run_id,
+            op.result,
+            repeat_id=op.repeat_id,
+            delay_deps_ms=op.delay_deps_ms,
+            claimed=op.claimed or self._handed_copy(op.job_id, op.run_id, origin),
+            by=_by(origin),
         )
+        return await self.reporter.submit(report)
 
-    async def rate_limited(
-        self, job_id: Id, run_id: Id, retry_after_ms: int, *, origin: Origin | None = None
-    ) -> bool:
-        return await self._call(
-            "jobRateLimited",
-            lambda: (job_id, run_id, {"retryAfter": retry_after_ms}),
-            origin,
-            lambda: self.claimer.rate_limited(job_id, run_id, retry_after_ms),
+    async def _fail(self, op: Fail, origin: Origin | None) -> bool:
+        self._limits.check_error(op.error, self.store.codec_options)
+        hint = op.claimed or self._handed_copy(op.job_id, op.run_id, origin)
+        report = Report(
+            "fail", op.job_id, op.run_id, op.error, op.fatal, claimed=hint, by=_by(origin)
         )
+        return bool(await self.reporter.submit(report))
 
-    async def release(
-        self, ids: Sequence[Id], run_id: Id, *, origin: Origin | None = None
-    ) -> list[Id]:
-        return await self._call(
-            "jobRelease",
-            lambda: (list(ids), run_id),
-            origin,
-            lambda: self.claimer.release(ids, run_id, _by(origin)),
-        )
+    async def _heartbeat(self, op: Heartbeat, origin: Origin | None) -> list[Id]:
+        return await self.claimer.heartbeat(op.ids, op.run_id, _by(origin))
+
+    async def _rate_limited(self, op: RateLimited, origin: Origin | None) -> bool:
+        return await self.claimer.rate_limited(op.job_id, op.run_id, op.retry_after_ms)
+
+    async def _release(self, op: Release, origin: Origin | None) -> list[Id]:
+        return await self.claimer.release(op.ids, op.run_id, _by(origin))
 
     # --- managing ----------------------------------------------------------------------------
 
-    async def pause(self, ids: Sequence[Id], *, origin: Origin | None = None) -> bool:
-        return await self._call(
-            "jobPause", lambda: (list(ids),), origin, lambda: self.manager.pause(ids)
+    async def _pause(self, op: Pause, origin: Origin | None) -> bool:
+        return await self.manager.pause(op.ids)
+
+    async def _resume(self, op: Resume, origin: Origin | None) -> bool:
+        return await self.manager.resume(op.ids)
+
+    async def _ready(self, op: Ready, origin: Origin | None) -> bool:
+        return await self.manager.ready(op.ids, op.time, op.force)
+
+    async def _cancel_pending_of(self, op: CancelPendingOf, origin: Origin | None) -> int:
+        return await self.manager.cancel_pending_of(op.job_type, op.user_id)
+
+    async def _ready_due(self, op: ReadyDue, origin: Origin | None) -> Due:
+        return await self.manager.ready_due(op.types)
+
+    async def _cancel(self, op: Cancel, origin: Origin | None) -> bool:
+        try:
+            return await self.manager.cancel(op.ids, op.antecedents, op.dependents)
+        finally:  # even after an error: some may have been cancelled
+            self.local_cancels.publish(op.ids)
+
+    async def _restart(self, op: Restart, origin: Origin | None) -> bool:
+        return await self.manager.restart(
+            op.ids, op.retries, op.until, op.antecedents, op.dependents
         )
 
-    async def resume(self, ids: Sequence[Id], *, origin: Origin | None = None) -> bool:
-        return await self._call(
-            "jobResume", lambda: (list(ids),), origin, lambda: self.manager.resume(ids)
-        )
+    async def _rerun(self, op: Rerun, origin: Origin | None) -> Id | None:
+        return await self.manager.rerun(op.job_id, op.repeats, op.until, op.wait_ms)
 
-    async def ready(
-        self,
-        ids: Sequence[Id] | None = None,
-        *,
-        time: datetime | None = None,
-        force: bool = False,
-        origin: Origin | None = None,
-    ) -> bool:
-        def params() -> tuple[Any, ...]:
-            options: dict[str, Any] = {"force": force}
-            if time is not None:
-                options["time"] = time
-            return (None if ids is None else list(ids)), options
+    async def _remove(self, op: Remove, origin: Origin | None) -> bool:
+        try:
+            return await self.manager.remove(op.ids)
+        finally:  # even after an error: some may have been removed
+            self.local_cancels.publish(op.ids)
 
-        return await self._call(
-            "jobReady", params, origin, lambda: self.manager.ready(ids, time, force)
-        )
-
-    async def results(self, ids: Sequence[Id], max_bytes: int) -> dict[Id, dict[str, Any]]:
-        """Antecedents' results for a dependent: a read of this library's, no method events."""
-        await refresh_clock(self._clock)
-        return await self.manager.results(ids, max_bytes)
-
-    async def stats(self, *, origin: Origin | None = None) -> QueueStats:
-        """jobStats: counts per type and status, and each type's oldest ready job's due date
-        (JobsAPI.stats). A read for dashboards and metrics: method events only when called
-        through the method layer."""
-
-        async def run() -> QueueStats:
-            counts, oldest = await self.manager.stats()
-            return QueueStats(counts, oldest, self._clock.now())
-
-        return await self._quiet("jobStats", tuple, origin, run)
-
-    async def find_jobs(
-        self, query: JobQuery, after: str | None, *, origin: Origin | None = None
-    ) -> DocPage:
-        """jobFind: a page of jobs (JobsAPI.find_jobs). A read for dashboards and operators:
-        method events only when called through the method layer."""
-
-        async def run() -> DocPage:
-            docs, following = await self.manager.find_page(query, after)
-            return DocPage(docs, following)
-
-        return await self._quiet("jobFind", lambda: query.wire(after), origin, run)
-
-    async def cancel_pending_of(
-        self, job_type: str, user_id: Any, *, origin: Origin | None = None
-    ) -> int:
-        """Scheduling's replacement of a user's pending jobs: part of `schedule_job`, so it
-        fires method events (jobCancelPending) only when called through the method layer."""
-        return await self._quiet(
-            "jobCancelPending",
-            lambda: (job_type, user_id),
-            origin,
-            lambda: self.manager.cancel_pending_of(job_type, user_id),
-        )
-
-    async def ready_due(self, types: Sequence[str], *, origin: Origin | None = None) -> Due:
-        """The job server's promotion, for the types a queue found nothing ready of: method
-        events (jobReadyDue) only when called through the method layer (a local queue's call
-        is the server's own work, and the server's passes fire none)."""
-        return await self._quiet(
-            "jobReadyDue", lambda: (list(types),), origin, lambda: self.manager.ready_due(types)
-        )
-
-    async def _quiet(
-        self, method: str, params: Params, origin: Origin | None, run: Callable[[], Awaitable[T]]
-    ) -> T:
-        """An operation that is part of another, or a read of this library's own (no events
-        of its own), unless a remote or method-layer caller asked for it by name."""
-        if origin is not None:
-            return await self._call(method, params, origin, run)
-        await refresh_clock(self._clock)
-        return await run()
-
-    async def cancel(
-        self,
-        ids: Sequence[Id],
-        *,
-        antecedents: bool = False,
-        dependents: bool = True,
-        origin: Origin | None = None,
-    ) -> bool:
-        async def run() -> bool:
-            try:
-                return await self.manager.cancel(ids, antecedents, dependents)
-            finally:  # even after an error: some may have been cancelled
-                self.local_cancels.publish(ids)
-
-        return await self._call(
-            "jobCancel",
-            lambda: (list(ids), {"antecedents": antecedents, "dependents": dependents}),
-            origin,
-            run,
-        )
-
-    async def restart(
-        self,
-        ids: Sequence[Id],
-        *,
-        retries: int = 0,
-        until: datetime | None = None,
-        antecedents: bool = True,
-        dependents: bool = False,
-        origin: Origin | None = None,
-    ) -> bool:
-        def params() -> tuple[Any, ...]:
-            options: dict[str, Any] = {
-                "retries": retries,
-                "antecedents": antecedents,
-                "dependents": dependents,
-            }
-            if until is not None:
-                options["until"] = until
-            return list(ids), options
-
-        return await self._call(
-            "jobRestart",
-            params,
-            origin,
-            lambda: self.manager.restart(ids, retries, until, antecedents, dependents),
-        )
-
-    async def rerun(
-        self,
-        job_id: Id,
-        *,
-        repeats: int = 0,
-        until: datetime | None = None,
-        wait_ms: int | None = None,
-        origin: Origin | None = None,
-    ) -> Id | None:
-        def params() -> tuple[Any, ...]:
-            options: dict[str, Any] = {"repeats": repeats}
-            if until is not None:
-                options["until"] = until
-            if wait_ms is not None:
-                options["wait"] = wait_ms
-            return job_id, options
-
-        return await self._call(
-            "jobRerun",
-            params,
-            origin,
-            lambda: self.manager.rerun(job_id, repeats, until, wait_ms),
-        )
-
-    async def remove(self, ids: Sequence[Id], *, origin: Origin | None = None) -> bool:
-        async def run() -> bool:
-            try:
-                return await self.manager.remove(ids)
-            finally:  # even after an error: some may have been removed
-                self.local_cancels.publish(ids)
-
-        return await self._call("jobRemove", lambda: (list(ids),), origin, run)
+    def _table(self) -> dict[type[Op[Any]], Callable[[Any, Origin | None], Awaitable[Any]]]:
+        """The applier of each operation."""
+        return {
+            StartServer: self._start_server,
+            ShutdownServer: self._shutdown_server,
+            Save: self._save,
+            SaveMany: self._save_many,
+            GetJobs: self._get_jobs,
+            GetWork: self._get_work,
+            GetLimitedWork: self._get_limited_work,
+            Log: self._log,
+            Progress: self._progress,
+            Done: self._done,
+            Fail: self._fail,
+            Heartbeat: self._heartbeat,
+            Release: self._release,
+            RateLimited: self._rate_limited,
+            Pause: self._pause,
+            Resume: self._resume,
+            Remove: self._remove,
+            Ready: self._ready,
+            Cancel: self._cancel,
+            Restart: self._restart,
+            Rerun: self._rerun,
+            Results: self._results,
+            CancelPendingOf: self._cancel_pending_of,
+            ReadyDue: self._ready_due,
+            Stats: self._stats,
+            FindJobs: self._find_jobs,
+        }

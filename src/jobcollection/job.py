@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from bson import ObjectId
 
-from . import tracing, waiting
+from . import ops, tracing, waiting
 from . import validation as v
 from .constants import (
     CATCH_UP_POLICIES,
@@ -344,18 +344,20 @@ class Job:
         Safe to call again after a DatabaseError: the job is inserted at most once."""
         cancel = v.boolean(cancel_repeats, "cancel_repeats")
         with tracing.enqueuing([self._doc]):
-            job_id = await self._service.save(
-                self._doc, cancel_repeats=cancel, job_id=self._insert_id()
+            job_id = await self._service.run(
+                ops.Save(self._doc, cancel_repeats=cancel, job_id=self._insert_id())
             )
         self._saved_as(job_id)
         return job_id
 
     async def refresh(self, get_log: bool = False, get_failures: bool = False) -> bool:
         """Reload the stored document; False if it is gone."""
-        found = await self._service.get_jobs(
-            [self._saved_id("refresh")],
-            get_log=v.boolean(get_log, "get_log"),
-            get_failures=v.boolean(get_failures, "get_failures"),
+        found = await self._service.run(
+            ops.GetJobs(
+                [self._saved_id("refresh")],
+                get_log=v.boolean(get_log, "get_log"),
+                get_failures=v.boolean(get_failures, "get_failures"),
+            )
         )
         if not found:
             return False
@@ -383,8 +385,8 @@ class Job:
             )
             assign(self._doc, log=[*entries, entry])
             return True
-        return await self._service.log(
-            self._doc.id, self._doc.run_id, message, level=checked_level, data=data
+        return await self._service.run(
+            ops.Log(self._doc.id, self._doc.run_id, message, level=checked_level, data=data)
         )
 
     def _echo(self, message: str, level: str, echo: bool | str) -> None:
@@ -412,7 +414,7 @@ class Job:
             return True
         if self._doc.run_id is None:
             return None
-        ok = await self._service.progress(self._doc.id, self._doc.run_id, done_, total_)
+        ok = await self._service.run(ops.Progress(self._doc.id, self._doc.run_id, done_, total_))
         if ok:
             assign(self._doc, progress=local)
         return ok
@@ -430,13 +432,15 @@ class Job:
         delay_deps_ms = None if delay_deps is None else v.duration_ms(delay_deps, "delay_deps")
         self._report_in_flight = True
         try:
-            outcome = await self._service.done(
-                job_id,
-                run_id,
-                value,
-                repeat_id=with_repeat_id,
-                delay_deps_ms=delay_deps_ms,
-                claimed=self._doc if self._claimed_copy else None,
+            outcome = await self._service.run(
+                ops.Done(
+                    job_id,
+                    run_id,
+                    value,
+                    repeat_id=with_repeat_id,
+                    delay_deps_ms=delay_deps_ms,
+                    claimed=self._doc if self._claimed_copy else None,
+                )
             )
         finally:
             self._report_in_flight = False
@@ -452,12 +456,14 @@ class Job:
         is_fatal = v.boolean(fatal, "fatal")
         self._report_in_flight = True
         try:
-            ok = await self._service.fail(
-                job_id,
-                run_id,
-                value,
-                fatal=is_fatal,
-                claimed=self._doc if self._claimed_copy else None,
+            ok = await self._service.run(
+                ops.Fail(
+                    job_id,
+                    run_id,
+                    value,
+                    fatal=is_fatal,
+                    claimed=self._doc if self._claimed_copy else None,
+                )
             )
         finally:
             self._report_in_flight = False
@@ -471,7 +477,7 @@ class Job:
         the attempt is not counted and the lease is dropped (a worker that will not start it,
         at shutdown for example). False if the claim is lost."""
         job_id, run_id = self._claim("release")
-        released = bool(await self._service.release([job_id], run_id))
+        released = bool(await self._service.run(ops.Release([job_id], run_id)))
         if released:
             self.reported = True
             assign(self._doc, run_id=None)
@@ -480,7 +486,7 @@ class Job:
     async def heartbeat(self) -> bool:
         """Extend the claimed job's lease by its work timeout; False if the claim is lost."""
         job_id, run_id = self._claim("heartbeat")
-        return bool(await self._service.heartbeat([job_id], run_id))
+        return bool(await self._service.run(ops.Heartbeat([job_id], run_id)))
 
     async def pause(self) -> bool:
         """Pause the job (ready or waiting) so that no worker claims it; a new job is saved paused.
@@ -488,7 +494,7 @@ class Job:
         if self._doc.id is None:
             assign(self._doc, status=Status.PAUSED)
             return True
-        return await self._service.pause([self._doc.id])
+        return await self._service.run(ops.Pause([self._doc.id]))
 
     async def resume(self) -> bool:
         """Resume a paused job (waiting again, ready when due); a new job is saved waiting. Whether
@@ -496,24 +502,28 @@ class Job:
         if self._doc.id is None:
             assign(self._doc, status=Status.WAITING)
             return True
-        return await self._service.resume([self._doc.id])
+        return await self._service.run(ops.Resume([self._doc.id]))
 
     async def ready(self, time: datetime | None = None, force: bool = False) -> bool:
         """Promote the waiting job now, or when `time` comes; `force` ignores its antecedents.
         Whether it changed."""
-        return await self._service.ready(
-            [self._saved_id("ready")],
-            time=None if time is None else v.aware_datetime(time, "time"),
-            force=v.boolean(force, "force"),
+        return await self._service.run(
+            ops.Ready(
+                [self._saved_id("ready")],
+                time=None if time is None else v.aware_datetime(time, "time"),
+                force=v.boolean(force, "force"),
+            )
         )
 
     async def cancel(self, antecedents: bool = False, dependents: bool = True) -> bool:
         """Cancel the job (and by default its dependents; `antecedents` too if asked). A running
         job's worker is stopped (README "Cancelling a running job"). Whether it changed."""
-        return await self._service.cancel(
-            [self._saved_id("cancel")],
-            antecedents=v.boolean(antecedents, "antecedents"),
-            dependents=v.boolean(dependents, "dependents"),
+        return await self._service.run(
+            ops.Cancel(
+                [self._saved_id("cancel")],
+                antecedents=v.boolean(antecedents, "antecedents"),
+                dependents=v.boolean(dependents, "dependents"),
+            )
         )
 
     async def restart(
@@ -525,12 +535,14 @@ class Job:
     ) -> bool:
         """Restart a cancelled or failed job with `retries` more attempts (its antecedents
         too, by default). Whether it changed."""
-        return await self._service.restart(
-            [self._saved_id("restart")],
-            retries=v.count(retries, "retries"),
-            until=None if until is None else v.aware_datetime(until, "until"),
-            antecedents=v.boolean(antecedents, "antecedents"),
-            dependents=v.boolean(dependents, "dependents"),
+        return await self._service.run(
+            ops.Restart(
+                [self._saved_id("restart")],
+                retries=v.count(retries, "retries"),
+                until=None if until is None else v.aware_datetime(until, "until"),
+                antecedents=v.boolean(antecedents, "antecedents"),
+                dependents=v.boolean(dependents, "dependents"),
+            )
         )
 
     async def rerun(
@@ -540,11 +552,13 @@ class Job:
         wait: float | timedelta | None = None,
     ) -> Id | bool:
         """Clone a completed job to run again; the new id, or False."""
-        new_id = await self._service.rerun(
-            self._saved_id("rerun"),
-            repeats=v.count(repeats, "repeats"),
-            until=None if until is None else v.aware_datetime(until, "until"),
-            wait_ms=None if wait is None else v.duration_ms(wait, "wait"),
+        new_id = await self._service.run(
+            ops.Rerun(
+                self._saved_id("rerun"),
+                repeats=v.count(repeats, "repeats"),
+                until=None if until is None else v.aware_datetime(until, "until"),
+                wait_ms=None if wait is None else v.duration_ms(wait, "wait"),
+            )
         )
         return False if new_id is None else new_id
 
@@ -571,7 +585,7 @@ class Job:
         ids = [*self._doc.resolved, *self._doc.depends]
         if not ids:
             return {}
-        return await self._service.results(ids, limit)
+        return await self._service.run(ops.Results(ids, limit))
 
     async def lineage(self) -> list[Id]:
         """The ids of the jobs this one was made from, oldest first, ending with
@@ -581,7 +595,7 @@ class Job:
 
     async def remove(self) -> bool:
         """Delete the job once finished (cancelled, completed or failed); whether it was."""
-        return await self._service.remove([self._saved_id("remove")])
+        return await self._service.run(ops.Remove([self._saved_id("remove")]))
 
     async def rate_limited(self, retry_after: float | timedelta) -> bool:
         """The worker met a rate limit (an HTTP 429, say): put the claimed job back to wait
@@ -590,7 +604,7 @@ class Job:
         for now (README "Rate limits")."""
         job_id, run_id = self._claim("rate_limited")
         wait_ms = v.duration_ms(retry_after, "retry_after")
-        put_back = await self._service.rate_limited(job_id, run_id, wait_ms)
+        put_back = await self._service.run(ops.RateLimited(job_id, run_id, wait_ms))
         if put_back:
             self.reported = True
             assign(self._doc, run_id=None, status=Status.WAITING)

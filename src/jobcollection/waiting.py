@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .constants import Status
 from .errors import WakeupUnavailable
+from .ops import GetJobs
 from .wakeup import follow
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ class Waiters:
         try:
             for start in range(0, len(ids), POLL_CHUNK):
                 self.polls += 1
-                docs = await self._service.get_jobs(ids[start : start + POLL_CHUNK])
+                docs = await self._service.run(GetJobs(ids[start : start + POLL_CHUNK]))
                 found.update((doc.id, doc) for doc in docs)
         except Exception as exc:  # the next poll tries again
             logger.warning("waiting for jobs: a poll failed (%s); trying again", exc)

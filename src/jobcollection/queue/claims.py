@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import WakeupUnavailable
 from ..job import Job
+from ..ops import GetLimitedWork, GetWork, ReadyDue
 from ..wakeup import WakeupSource, follow
 from .background import Background
 from .failures import ErrorSink
@@ -156,15 +157,17 @@ class Claims:
         next_window = None
         try:
             if options.rate_limit is None:
-                docs = await self._service.get_work(
-                    self._types, max_jobs=wanted, work_timeout_ms=options.work_timeout_ms
+                docs = await self._service.run(
+                    GetWork(self._types, max_jobs=wanted, work_timeout_ms=options.work_timeout_ms)
                 )
             else:
-                work = await self._service.get_limited_work(
-                    self._types,
-                    options.rate_limit,
-                    max_jobs=wanted,
-                    work_timeout_ms=options.work_timeout_ms,
+                work = await self._service.run(
+                    GetLimitedWork(
+                        self._types,
+                        max_jobs=wanted,
+                        work_timeout_ms=options.work_timeout_ms,
+                        rate_limit=options.rate_limit,
+                    )
                 )
                 docs, next_window = work.docs, work.next_window
         except Exception as exc:
@@ -190,7 +193,7 @@ class Claims:
         one falls due. So a delay, an `after` or a retry wait that has passed starts the job
         within moments, for the cost of one or two commands per empty claim."""
         try:
-            due = await self._service.ready_due(self._types)
+            due = await self._service.run(ReadyDue(self._types))
         except Exception as exc:
             await self._on_error(exc, "promoting due jobs")
             return

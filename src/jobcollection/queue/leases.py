@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import WakeupUnavailable
 from ..job import Job
+from ..ops import Heartbeat
 from ..wakeup import CancelSource, follow
 from .background import Background
 from .failures import ErrorSink
@@ -140,8 +141,8 @@ class Leases:
             asked_at = self._service.clock.now()
             try:
                 still_held = set(
-                    await self._service.heartbeat(
-                        [job._saved_id("heartbeat") for job in jobs], run_id
+                    await self._service.run(
+                        Heartbeat([job._saved_id("heartbeat") for job in jobs], run_id)
                     )
                 )
             except Exception as exc:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import DatabaseError, InvalidArgument, WriteRefused
 from ..job import Job
+from ..ops import Release
 from .failures import ErrorSink, failure_info, text
 from .leases import Leases
 from .log import fields, logger
@@ -99,8 +100,8 @@ class Reports:
                 attempt = 1
                 while True:
                     try:
-                        ids = await self._service.release(
-                            [job._saved_id("release") for job in held], run_id
+                        ids = await self._service.run(
+                            Release([job._saved_id("release") for job in held], run_id)
                         )
                     except DatabaseError as exc:
                         if isinstance(exc, WriteRefused) or not await self._may_retry(

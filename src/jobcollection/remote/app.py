@@ -47,8 +47,8 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from .. import validation as v
 from ..constants import METHODS, Status
 from ..errors import InvalidArgument, InvalidArgumentType, WakeupUnavailable
+from ..ops import job_types
 from ..wakeup import Ready, ReadySource, follow
-from ..wire import job_types
 from . import codec
 from . import ddp as ddp_module
 from .auth import Auth
@@ -80,7 +80,7 @@ MAX_CLAIM_KEY_USERS = 1_000
 """Users whose claim keys are remembered (those who claimed last)."""
 MAX_WAITING_TYPES = 100_000
 """Types named by all the long polls waiting at once, summed (a poll names at most
-wire.MAX_TYPES); a poll beyond it is answered 503."""
+ops.MAX_TYPES); a poll beyond it is answered 503."""
 
 
 class HTTPError(Exception):

@@ -30,7 +30,7 @@ import secrets
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import httpx
 
@@ -41,21 +41,17 @@ from ..constants import Status
 from ..document import JobDoc
 from ..errors import DatabaseError, InvalidArgument, InvalidArgumentType
 from ..limits import Limits
-from ..queries import DocPage, JobQuery, QueueStats
-from ..ratelimit import LimitedWork, RateLimit
-from ..seam import JobService, Outcome
-from ..types import Due, Id
+from ..ops import Cancel, Done, Fail, GetJobs, GetWork, Log, Op, Remove, Results, Save, SaveMany
+from ..seam import JobService
+from ..types import Id
 from ..wakeup import LocalCancels, LocalSaves, WakeupSource
 from . import codec
 
+R = TypeVar("R")
 DEFAULT_TIMEOUT = 30.0
 """Seconds a request may take (a long poll: its wait on top)."""
 DEFAULT_WAIT = 25.0
 """Seconds a queue's long poll asks the server to hold it."""
-NO_RATE_LIMITS = (
-    "rate limits need a local JobCollection for now (a RemoteJobCollection cannot claim "
-    "under a RateLimit nor put a job back with rate_limited())"
-)
 RETRY_DELAY = 1.0
 """Seconds a long poll waits after a failure before it asks again (doubling to 30 s)."""
 
@@ -203,225 +199,69 @@ class RemoteService(JobService):
 
     # --- the seam ----------------------------------------------------------------------------
 
-    async def save(
-        self, doc: JobDoc, *, cancel_repeats: bool = False, job_id: Id | None = None
-    ) -> Id | None:
-        self._limits.check_doc(doc)
-        options = {"cancelRepeats": cancel_repeats, "jobId": job_id}
-        saved: Id | None = await self.call("jobSave", codec.encode_doc(doc), options)
-        return saved
+    @property
+    def rate_limits(self) -> bool:
+        return False
 
-    async def save_many(
-        self,
-        docs: Sequence[JobDoc],
-        *,
-        cancel_repeats: bool = False,
-        job_ids: Sequence[Id | None] | None = None,
-        name: str = "docs",
-    ) -> list[Id | None]:
-        options: dict[str, Any] = {"cancelRepeats": cancel_repeats}
-        if job_ids is not None:
-            options["jobIds"] = list(job_ids)
-        for i, doc in enumerate(docs):
-            self._limits.check_doc(doc, f"{name}[{i}]")
+    async def run(self, op: Op[R]) -> R:
+        """Send an operation as the method of the same name, with the parameters the
+        operations' codec gives it (ops.py), and decode its answer by the operation's shape.
+        Values the server would refuse for its limits are refused here, without a request."""
+        if op.remote is not None:
+            raise InvalidArgument(*op.remote)
+        if isinstance(op, Results):
+            return await self._results(op)  # type: ignore[return-value]
+        self._check(op)
+        params = [codec.encode(value) for value in op.params()]
+        if isinstance(op, GetWork):
+            return await self._claim(op, params)  # type: ignore[return-value]
         try:
-            saved: list[Id | None] = await self.call(
-                "jobSaveMany", [codec.encode_doc(doc) for doc in docs], options
-            )
-        except InvalidArgument as exc:  # named by the server as jobSaveMany's `docs[i]`
-            if name == "docs" or not exc.argument.startswith("docs["):
-                raise
-            renamed = name + exc.argument[len("docs") :]
-            raise type(exc)(renamed, exc.problem) from None
-        return saved
+            answer = await self.call(op.method, *params)
+        except InvalidArgument as exc:
+            if isinstance(op, SaveMany) and op.name != "docs" and exc.argument.startswith("docs["):
+                renamed = op.name + exc.argument[len("docs") :]  # save_jobs says jobs[i]
+                raise type(exc)(renamed, exc.problem) from None
+            raise
+        finally:
+            if isinstance(op, Cancel | Remove):
+                self._cancels.publish(op.ids)
+        return codec.decode_result(op.returns, answer)  # type: ignore[no-any-return]
 
-    async def get_jobs(
-        self, ids: Sequence[Id], *, get_log: bool = False, get_failures: bool = False
-    ) -> list[JobDoc]:
-        found = await self.call(
-            "getJob", list(ids), {"getLog": get_log, "getFailures": get_failures}
-        )
-        return [codec.decode_doc(raw) for raw in found]
+    def _check(self, op: Op[Any]) -> None:
+        """What the server's limits refuse, refused before sending."""
+        if isinstance(op, Save):
+            self._limits.check_doc(op.doc)
+        elif isinstance(op, SaveMany):
+            for i, doc in enumerate(op.docs):
+                self._limits.check_doc(doc, f"{op.name}[{i}]")
+        elif isinstance(op, Log):
+            self._limits.check_log(op.message, op.data)
+        elif isinstance(op, Done):
+            self._limits.check_result(op.result)
+        elif isinstance(op, Fail):
+            self._limits.check_error(op.error)
 
-    async def get_work(
-        self, types: Sequence[str], *, max_jobs: int = 1, work_timeout_ms: int | None = None
-    ) -> list[JobDoc]:
+    async def _claim(self, op: GetWork, params: list[Any]) -> list[JobDoc]:
         """A claim carries a fresh random claim key; after a claim whose answer was lost, the
         next claim of the same types sends that key again, and the server hands over the
         jobs it claimed under it (still held) instead of claiming others, so a lost answer
         costs no job its lease and its attempt."""
-        options: dict[str, Any] = {"maxJobs": max_jobs}
-        if work_timeout_ms is not None:
-            options["workTimeout"] = work_timeout_ms
-        unanswered = self._unanswered.setdefault(tuple(types), [])
+        unanswered = self._unanswered.setdefault(tuple(op.types), [])
         key = unanswered.pop() if unanswered else secrets.token_urlsafe(16)
         try:
-            found = await self.call("getWork", list(types), {**options, "claimKey": key})
+            found = await self.call(op.method, params[0], {**params[1], "claimKey": key})
         except DatabaseError:
             unanswered.append(key)
             raise
         return [codec.decode_doc(raw) for raw in found]
 
-    @property
-    def rate_limits(self) -> bool:
-        return False
-
-    async def get_limited_work(
-        self,
-        types: Sequence[str],
-        rate_limit: RateLimit,
-        *,
-        max_jobs: int = 1,
-        work_timeout_ms: int | None = None,
-    ) -> LimitedWork:
-        raise InvalidArgument("rate_limit", NO_RATE_LIMITS)
-
-    async def rate_limited(self, job_id: Id, run_id: Id, retry_after_ms: int) -> bool:
-        raise InvalidArgument("retry_after", NO_RATE_LIMITS)
-
-    async def log(
-        self,
-        job_id: Id,
-        run_id: Id | None,
-        message: str,
-        *,
-        level: str = "info",
-        data: dict[str, Any] | None = None,
-    ) -> bool:
-        self._limits.check_log(message, data)
-        options: dict[str, Any] = {"level": level}
-        if data is not None:
-            options["data"] = data
-        return bool(await self.call("jobLog", job_id, run_id, message, options))
-
-    async def progress(self, job_id: Id, run_id: Id, completed: float, total: float) -> bool | None:
-        done: bool | None = await self.call("jobProgress", job_id, run_id, completed, total)
-        return done
-
-    async def done(
-        self,
-        job_id: Id,
-        run_id: Id,
-        result: dict[str, Any],
-        *,
-        repeat_id: bool = False,
-        delay_deps_ms: int | None = None,
-        claimed: JobDoc | None = None,
-    ) -> Outcome:
-        self._limits.check_result(result)
-        options: dict[str, Any] = {"repeatId": repeat_id}
-        if delay_deps_ms is not None:
-            options["delayDeps"] = delay_deps_ms
-        outcome: Outcome = await self.call("jobDone", job_id, run_id, result, options)
-        return outcome
-
-    async def fail(
-        self,
-        job_id: Id,
-        run_id: Id,
-        error: dict[str, Any],
-        *,
-        fatal: bool = False,
-        claimed: JobDoc | None = None,
-    ) -> bool:
-        self._limits.check_error(error)
-        return bool(await self.call("jobFail", job_id, run_id, error, {"fatal": fatal}))
-
-    async def heartbeat(self, ids: Sequence[Id], run_id: Id) -> list[Id]:
-        held: list[Id] = await self.call("jobHeartbeat", list(ids), run_id)
-        return held
-
-    async def release(self, ids: Sequence[Id], run_id: Id) -> list[Id]:
-        released: list[Id] = await self.call("jobRelease", list(ids), run_id)
-        return released
-
-    async def pause(self, ids: Sequence[Id]) -> bool:
-        return bool(await self.call("jobPause", list(ids)))
-
-    async def resume(self, ids: Sequence[Id]) -> bool:
-        return bool(await self.call("jobResume", list(ids)))
-
-    async def ready(
-        self,
-        ids: Sequence[Id] | None = None,
-        *,
-        time: datetime | None = None,
-        force: bool = False,
-    ) -> bool:
-        options: dict[str, Any] = {"force": force}
-        if time is not None:
-            options["time"] = time
-        return bool(await self.call("jobReady", None if ids is None else list(ids), options))
-
-    async def results(self, ids: Sequence[Id], max_bytes: int) -> dict[Id, dict[str, Any]]:
+    async def _results(self, op: Results) -> dict[Id, dict[str, Any]]:
         """Read through getJob (what a worker may call): the completed jobs' results."""
-        docs = await self.get_jobs(ids)
+        docs = await self.run(GetJobs(op.ids))
         found = {doc.id: doc for doc in docs if doc.status == Status.COMPLETED}
-        results = {i: found[i].result or {} for i in ids if i in found}
-        v.check_results_size(results, max_bytes)
+        results = {i: found[i].result or {} for i in op.ids if i in found}
+        v.check_results_size(results, op.max_bytes)
         return results
-
-    async def find_jobs(self, query: JobQuery, after: str | None) -> DocPage:
-        return codec.decode_page(await self.call("jobFind", *query.wire(after)))
-
-    async def stats(self) -> QueueStats:
-        return codec.decode_stats(await self.call("jobStats"))
-
-    async def cancel_pending_of(self, job_type: str, user_id: Any) -> int:
-        return int(await self.call("jobCancelPending", job_type, user_id))
-
-    async def ready_due(self, types: Sequence[str]) -> Due:
-        due = await self.call("jobReadyDue", list(types))
-        return Due(promoted=int(due["promoted"]), next_due=due.get("nextDue"))
-
-    async def cancel(
-        self, ids: Sequence[Id], *, antecedents: bool = False, dependents: bool = True
-    ) -> bool:
-        options = {"antecedents": antecedents, "dependents": dependents}
-        try:
-            return bool(await self.call("jobCancel", list(ids), options))
-        finally:
-            self._cancels.publish(ids)
-
-    async def restart(
-        self,
-        ids: Sequence[Id],
-        *,
-        retries: int = 0,
-        until: datetime | None = None,
-        antecedents: bool = True,
-        dependents: bool = False,
-    ) -> bool:
-        options: dict[str, Any] = {
-            "retries": retries,
-            "antecedents": antecedents,
-            "dependents": dependents,
-        }
-        if until is not None:
-            options["until"] = until
-        return bool(await self.call("jobRestart", list(ids), options))
-
-    async def rerun(
-        self,
-        job_id: Id,
-        *,
-        repeats: int = 0,
-        until: datetime | None = None,
-        wait_ms: int | None = None,
-    ) -> Id | None:
-        options: dict[str, Any] = {"repeats": repeats}
-        if until is not None:
-            options["until"] = until
-        if wait_ms is not None:
-            options["wait"] = wait_ms
-        new_id: Id | None = await self.call("jobRerun", job_id, options)
-        return new_id
-
-    async def remove(self, ids: Sequence[Id]) -> bool:
-        try:
-            return bool(await self.call("jobRemove", list(ids)))
-        finally:
-            self._cancels.publish(ids)
 
     def wakeup(self) -> WakeupSource | None:
         return LongPoll(self, self._wait)

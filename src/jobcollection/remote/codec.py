@@ -52,6 +52,7 @@ from ..errors import (
     PermissionDenied,
     WriteRefused,
 )
+from ..ops import Returns
 from ..queries import DocPage, QueueStats
 from ..types import Due
 
@@ -204,6 +205,19 @@ def decode_stats(raw: Any) -> QueueStats:
         return QueueStats(counts, oldest, at)
     except (KeyError, TypeError, ValueError) as exc:
         raise DatabaseError(f"the remote API's jobStats answer is not counts: {exc!r}") from None
+
+
+def decode_result(returns: Returns, raw: Any) -> Any:
+    """An operation's answer as the server sent it, by the operation's shape (ops.Returns)."""
+    if returns is Returns.DOCS:
+        return [decode_doc(doc) for doc in raw]
+    if returns is Returns.PAGE:
+        return decode_page(raw)
+    if returns is Returns.STATS:
+        return decode_stats(raw)
+    if returns is Returns.DUE:
+        return Due(promoted=int(raw["promoted"]), next_due=raw.get("nextDue"))
+    return raw
 
 
 def inbound_doc(raw: Any, name: str) -> Any:
