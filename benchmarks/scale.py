@@ -27,7 +27,7 @@ from typing import Any
 from backends import MemoryBackend
 
 from jobcollection import Job, JobCollection, JobDoc, SystemClock
-from jobcollection.reporting import Report
+from jobcollection.local.reporting import Report
 
 JOB_TYPE = "work"
 

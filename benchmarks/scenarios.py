@@ -19,7 +19,8 @@ from backends import Backend
 from bson import ObjectId
 from pymongo import ReturnDocument
 
-from jobcollection import Job, JobCollection, SystemClock, transitions
+from jobcollection import Job, JobCollection, SystemClock
+from jobcollection.rules import transitions
 
 JOB_TYPE = "bench"
 

@@ -12,7 +12,7 @@ from typing import Any
 import uvicorn
 
 from jobcollection import JobCollection
-from jobcollection.api import JobsAPI
+from jobcollection.api.jobs import JobsAPI
 from jobcollection.remote import RemoteJobCollection, TokenAuth, create_app
 
 TOKENS = {"admin-token": "tester", "worker-token": "worker-1", "creator-token": "creator-1"}

@@ -405,7 +405,7 @@ def from_wire(doc: Mapping[str, Any], options: CodecOptions[Any]) -> Document:
 # A query (filter, sort) is served when
 #   (a) the filter constrains `_id` by "eq" or "in" (the `_id` index; a sort of that bounded
 #       set is cheap), or
-#   (b) some index of jobcollection.indexes.INDEXES satisfies all of:
+#   (b) some index of jobcollection.mongo.indexes.INDEXES satisfies all of:
 #       - partial: each (path, predicate) of its partialFilterExpression appears in the filter
 #         literally (same path, equal predicate);
 #       - bounded: the filter constrains the index's first key ("eq", "in" or "range"): a scan
@@ -505,14 +505,14 @@ def _implies(condition: Any, predicate: Any) -> bool:
 
 
 def _library_indexes() -> tuple[Any, ...]:
-    from jobcollection.indexes import INDEXES
+    from jobcollection.mongo.indexes import INDEXES
 
     return INDEXES
 
 
 def query_served(query: Mapping[str, Any], sort: Sequence[tuple[str, int]] = ()) -> bool:
     """Rule 8: whether the `_id` index or one of jobcollection's indexes serves the query."""
-    from jobcollection.indexes import INDEXES  # read at each check: the list may change
+    from jobcollection.mongo.indexes import INDEXES  # read at each check: the list may change
 
     if constraints(query).get("_id") in ("eq", "in"):
         return True
@@ -581,7 +581,7 @@ class Registry:
 
     @staticmethod
     def report(findings: Sequence[Finding]) -> str:
-        from jobcollection.indexes import INDEXES
+        from jobcollection.mongo.indexes import INDEXES
 
         lines = []
         unindexed = [f for f in findings if f.kind == "unindexed"]
@@ -589,7 +589,7 @@ class Registry:
         if unindexed:
             lines.append("queries sent by the library that no index serves (tests/strict.py):")
             lines += [f"  {f}" for f in unindexed]
-            lines.append("the indexes (jobcollection.indexes.INDEXES, and _id):")
+            lines.append("the indexes (jobcollection.mongo.indexes.INDEXES, and _id):")
             for ix in INDEXES:
                 keys = ", ".join(f"{k}: {d}" for k, d in ix.keys)
                 partial = f" partial {dict(ix.partial)}" if ix.partial else ""

@@ -33,7 +33,7 @@ from conftest import MakeJC
 from helpers import stored
 from jobcollection import InvalidArgument, JobCollection
 from jobcollection.cli import main
-from jobcollection.constants import METHODS
+from jobcollection.model.constants import METHODS
 from jobcollection.remote import TokenAuth, create_app, ejson, hash_token
 from jobcollection.remote.ddp import LOGGED_OUT
 from remote_helpers import serving
@@ -920,8 +920,8 @@ async def test_random_calls_of_every_method_are_answered_without_a_500(
 
 def test_a_page_of_jobfind_reaches_ddp_clients_without_this_librarys_settings() -> None:
     """jobFind's jobs go out as getJob's do: v1.x documents, the settings kept on the server."""
-    from jobcollection.document import new_job_doc
-    from jobcollection.queries import DocPage
+    from jobcollection.model.document import new_job_doc
+    from jobcollection.model.queries import DocPage
     from jobcollection.remote.codec import SETTINGS
     from jobcollection.remote.ddp import outbound
     from jobcollection.testing import TEST_START

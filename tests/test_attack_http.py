@@ -21,10 +21,10 @@ from bson import ObjectId
 
 from conftest import MakeJC
 from jobcollection import METHODS, JobCollection
+from jobcollection.mongo.wakeup import ChangeStreamSource, Ready
 from jobcollection.remote import TokenAuth, create_app
 from jobcollection.remote import app as app_module
 from jobcollection.remote.codec import dumps, loads
-from jobcollection.wakeup import ChangeStreamSource, Ready
 from remote_helpers import serving
 
 TOKENS = {

@@ -24,7 +24,7 @@ from jobcollection import (
     ManualClock,
     MethodEvent,
 )
-from jobcollection.store import Store
+from jobcollection.mongo.store import Store
 
 
 async def all_docs(jc: JobCollection) -> list[Doc]:

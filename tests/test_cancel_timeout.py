@@ -31,8 +31,8 @@ from jobcollection import (
     ManualClock,
     MethodEvent,
 )
-from jobcollection.document import TIMEOUT
-from jobcollection.wakeup import CancelSource, LocalCancels, WakeupSource, cancel_pipeline
+from jobcollection.model.document import TIMEOUT
+from jobcollection.mongo.wakeup import CancelSource, LocalCancels, WakeupSource, cancel_pipeline
 
 pytestmark = pytest.mark.both_sides
 

@@ -16,7 +16,7 @@ import pytest
 
 from helpers import run_repeatedly, stored, utc
 from jobcollection import CronSchedule, InvalidArgument, JobCollection, JobDoc, ManualClock
-from jobcollection.schedule import CATCH_UP_LIMIT, NextRun, late_start, next_run, occurrences
+from jobcollection.model.schedule import CATCH_UP_LIMIT, NextRun, late_start, next_run, occurrences
 
 pytestmark = pytest.mark.both_sides
 

@@ -438,7 +438,7 @@ async def test_ctrl_c_while_connecting_exits_130(tmp_path: Path) -> None:
 
 
 def test_explain_gives_each_error_its_code_and_line() -> None:
-    from jobcollection.errors import DatabaseError, InvalidArgument, PermissionDenied
+    from jobcollection.model.errors import DatabaseError, InvalidArgument, PermissionDenied
 
     missing = ModuleNotFoundError("No module named 'uvicorn.config'", name="uvicorn.config")
     assert cli.explain(missing) == (

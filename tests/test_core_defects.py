@@ -30,7 +30,7 @@ from jobcollection import (
     ManualClock,
     testing,
 )
-from jobcollection.transitions import repeat_job_id, resave
+from jobcollection.rules.transitions import repeat_job_id, resave
 
 MakeJC = Callable[..., Awaitable[JobCollection]]
 BOUND = 10.0
@@ -123,7 +123,7 @@ async def test_a_resave_through_the_python_api_cannot_change_the_type(make_jc: M
 
 def test_the_resave_filter_states_the_type() -> None:
     """The type is part of the conditional update, so the check is atomic with the write."""
-    from jobcollection.document import new_job_doc
+    from jobcollection.model.document import new_job_doc
     from jobcollection.testing import TEST_START
 
     doc = new_job_doc("email", {}, TEST_START).model_copy(update={"id": "j1", "status": "paused"})

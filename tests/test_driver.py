@@ -25,9 +25,9 @@ from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 from pymongo.read_concern import ReadConcern
 
 from jobcollection import DatabaseError, JobCollection, ManualClock
-from jobcollection.store import Store
+from jobcollection.mongo.store import Store
+from jobcollection.rules.transitions import repeat_job_id
 from jobcollection.testing import memory_database
-from jobcollection.transitions import repeat_job_id
 
 memory_database()  # applies the in-memory bulk_write shim to mongomock, which backs the fake
 

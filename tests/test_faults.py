@@ -21,7 +21,7 @@ from conftest import SHARDED
 from faults import Faults, FaultyCollection
 from helpers import Yielding, claim_one
 from jobcollection import DatabaseError, InvalidArgument, Job, JobCollection, JobDoc, ManualClock
-from jobcollection.transitions import repeat_job_id
+from jobcollection.rules.transitions import repeat_job_id
 
 Doc = dict[str, Any]
 MakeWorker = Callable[..., Awaitable[tuple[JobCollection, Faults]]]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from croniter import croniter
 
-from jobcollection.later import later_schedule
+from jobcollection.model.later import later_schedule
 
 
 def later_matches(schedule: dict[str, Any], moment: datetime) -> bool:

@@ -24,8 +24,8 @@ from jobcollection import (
     MethodEvent,
     PermissionDenied,
 )
-from jobcollection.core import Origin
-from jobcollection.ops import GetWork
+from jobcollection.local.core import Origin
+from jobcollection.model.ops import GetWork
 
 MakeJC = Callable[..., Awaitable[JobCollection]]
 

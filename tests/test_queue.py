@@ -35,7 +35,7 @@ from jobcollection import (
     MethodEvent,
     WakeupUnavailable,
 )
-from jobcollection.ops import GetWork
+from jobcollection.model.ops import GetWork
 from strict import memory_database
 
 pytestmark = pytest.mark.both_sides

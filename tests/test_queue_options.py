@@ -17,7 +17,7 @@ from jobcollection import (
     RateLimit,
     TaskRegistry,
 )
-from jobcollection.queue import DEFAULT_CANCEL_GRACE, DEFAULT_WORK_TIMEOUT, QueueOptions
+from jobcollection.api.queue import DEFAULT_CANCEL_GRACE, DEFAULT_WORK_TIMEOUT, QueueOptions
 
 
 def test_the_defaults_are_process_jobs_defaults() -> None:

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import pytest
 from pymongo.errors import BulkWriteError
 
-import jobcollection.queue.reports
+import jobcollection.api.queue.reports
 from faults import Faults, FaultyCollection
 from helpers import Yielding, messages, stored
 from jobcollection import DatabaseError, Job, JobCollection, JobQueue, Limits, ManualClock
@@ -36,7 +36,7 @@ async def within(awaitable: Awaitable[T]) -> T:
 
 @pytest.fixture(autouse=True)
 def no_retry_delay(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(jobcollection.queue.reports, "retry_delay", lambda attempt: 0.0)
+    monkeypatch.setattr(jobcollection.api.queue.reports, "retry_delay", lambda attempt: 0.0)
 
 
 Made = tuple[JobCollection, Faults]
@@ -115,7 +115,7 @@ async def test_a_report_is_given_up_only_when_the_lease_ran_out_and_the_server_t
             retried_thrice.set()
         return 0.0
 
-    monkeypatch.setattr(jobcollection.queue.reports, "retry_delay", delay)
+    monkeypatch.setattr(jobcollection.api.queue.reports, "retry_delay", delay)
     job_id = await jc.create_job("work").retry(1, wait=0).save()
     finish = asyncio.Event()
 
@@ -151,7 +151,7 @@ async def test_every_claim_of_a_queue_carries_a_lease(
     queue = make_queue(worker)  # no work_timeout given
     await within(queue.settle())
     doc = await stored(jc, job_id)
-    assert doc["workTimeout"] == jobcollection.queue.DEFAULT_WORK_TIMEOUT * 1000
+    assert doc["workTimeout"] == jobcollection.api.queue.DEFAULT_WORK_TIMEOUT * 1000
     assert doc["expiresAfter"] is not None
     finish.set()
     await within(queue.drain())

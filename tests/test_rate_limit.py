@@ -23,8 +23,8 @@ from jobcollection import (
     ManualClock,
     RateLimit,
 )
-from jobcollection.queue import JobQueue
-from jobcollection.ratelimit import granted, window
+from jobcollection.api.queue import JobQueue
+from jobcollection.rules.ratecounters import granted, window
 
 T = TypeVar("T")
 SECOND = 1000

@@ -28,8 +28,8 @@ import pytest
 from conftest import MakeJC
 from helpers import messages, stored
 from jobcollection import Job, JobCollection, ManualClock, PermissionDenied
-from jobcollection.errors import DatabaseError
-from jobcollection.events import MethodEvent
+from jobcollection.model.errors import DatabaseError
+from jobcollection.model.events import MethodEvent
 from jobcollection.remote import RemoteJobCollection
 from remote_helpers import serve_jc
 from tcp_proxy import TcpProxy

@@ -15,7 +15,7 @@ import pytest
 
 from helpers import claim_one, stored, utc
 from jobcollection import InvalidArgument, InvalidArgumentType, JobCollection, ManualClock
-from jobcollection.indexes import INDEXES
+from jobcollection.mongo.indexes import INDEXES
 
 pytestmark = pytest.mark.both_sides
 

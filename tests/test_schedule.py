@@ -19,8 +19,8 @@ from jobcollection import (
     JobDoc,
     ManualClock,
 )
-from jobcollection.document import LaterSchedule
-from jobcollection.schedule import (
+from jobcollection.model.document import LaterSchedule
+from jobcollection.model.schedule import (
     add_ms,
     check_cron,
     first_run,

@@ -28,10 +28,10 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from jobcollection import FOREVER, JobCollection, ManualClock
+from jobcollection.api.queue import failure_info
 from jobcollection.cli import Console, operate, parser
-from jobcollection.describe import attempts, outcome, repeats
-from jobcollection.document import JobDoc
-from jobcollection.queue import failure_info
+from jobcollection.model.describe import attempts, outcome, repeats
+from jobcollection.model.document import JobDoc
 from test_remote_processes import jobcollection
 from wire_server import running
 

@@ -81,8 +81,8 @@ from conftest import START
 from faults import FaultyCollection, Rule
 from helpers import FAR, stored_job
 from jobcollection import DatabaseError, Job, JobCollection, ManualClock
-from jobcollection.document import FOLLOW_UPS, JobDoc
-from jobcollection.transitions import repeat_job_id
+from jobcollection.model.document import FOLLOW_UPS, JobDoc
+from jobcollection.rules.transitions import repeat_job_id
 from strict import memory_database
 
 EXAMPLES = int(os.environ.get("JOBCOLLECTION_STATEFUL_EXAMPLES", "100"))

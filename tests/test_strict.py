@@ -31,8 +31,8 @@ from pymongo.errors import (
 )
 
 from jobcollection import JobCollection, testing
-from jobcollection.document import FOLLOW_UPS
-from jobcollection.store import Store
+from jobcollection.model.document import FOLLOW_UPS
+from jobcollection.mongo.store import Store
 from strict import (
     REGISTRY,
     StrictCollection,

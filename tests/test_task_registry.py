@@ -33,9 +33,9 @@ from jobcollection import (
     TaskRegistry,
     current_job,
 )
-from jobcollection.api import JobsAPI
+from jobcollection.api.jobs import JobsAPI
+from jobcollection.api.tasks import TaskKeywords
 from jobcollection.remote import RemoteJobCollection
-from jobcollection.tasks import TaskKeywords
 from remote_helpers import serve_jc
 from test_cli_errors import run_cli
 
@@ -300,7 +300,7 @@ async def test_registry_tasks_on_a_remote_collection_bound_before_it_connects(
 IMPORT_CHECK = """
 import gc
 import tasks_app
-from jobcollection.api import JobsAPI
+from jobcollection.api.jobs import JobsAPI
 from jobcollection.cli import load_tasks
 
 assert not [o for o in gc.get_objects() if isinstance(o, JobsAPI)], "a collection was made"

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import MakeJC
 from jobcollection import Job, JobCollection, JobQueue, ManualClock
-from jobcollection.ops import ReadyDue
+from jobcollection.model.ops import ReadyDue
 
 pytestmark = pytest.mark.both_sides
 

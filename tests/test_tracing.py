@@ -1,4 +1,4 @@
-"""OpenTelemetry tracing (jobcollection.tracing): the enqueuing span's context kept on the
+"""OpenTelemetry tracing (jobcollection.api.tracing): the enqueuing span's context kept on the
 job, and a consumer span per attempt, the child of it for a first attempt and linked to it for
 retries and later runs. The SDK's in-memory exporter records the spans; the global tracer
 provider is set for the test only."""

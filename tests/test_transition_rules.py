@@ -9,12 +9,12 @@ from typing import Any
 from bson import ObjectId
 
 from jobcollection import FOREVER, FOREVER_DATE, JobDoc
-from jobcollection import dependencies as deps
-from jobcollection import transitions as t
-from jobcollection.constants import Status
-from jobcollection.document import EXPIRE_AT, FOLLOW_UPS, LINEAGE_LIMIT
-from jobcollection.schedule import NextRun
-from jobcollection.types import Id
+from jobcollection.model.constants import Status
+from jobcollection.model.document import EXPIRE_AT, FOLLOW_UPS, LINEAGE_LIMIT
+from jobcollection.model.schedule import NextRun
+from jobcollection.model.types import Id
+from jobcollection.rules import dependencies as deps
+from jobcollection.rules import transitions as t
 from strict import check_update
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

@@ -23,7 +23,7 @@ from jobcollection import (
     InvalidArgumentType,
     JobCollection,
 )
-from jobcollection.document import Unique
+from jobcollection.model.document import Unique
 
 pytestmark = pytest.mark.both_sides
 

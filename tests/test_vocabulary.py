@@ -19,8 +19,8 @@ from jobcollection import (
     JobCollection,
     JobDoc,
 )
-from jobcollection.constants import JOB_STATUS_PENDING, Status
-from jobcollection.document import (
+from jobcollection.model.constants import JOB_STATUS_PENDING, Status
+from jobcollection.model.document import (
     EXTENSIONS,
     INTERNAL_PRIVATE_KEYS,
     PRIVATE_SETTINGS,
@@ -32,9 +32,9 @@ from jobcollection.document import (
     RemoveAfter,
     parse_doc,
 )
-from jobcollection.errors import WriteRefused
+from jobcollection.model.errors import WriteRefused
+from jobcollection.mongo.store import Store, refused
 from jobcollection.remote import codec
-from jobcollection.store import Store, refused
 
 # --- Status -------------------------------------------------------------------------------------
 
@@ -223,8 +223,8 @@ def test_a_refusal_crosses_the_remote_api_as_write_refused() -> None:
 
 
 def test_the_remote_modules_name_types_without_the_rules() -> None:
+    import jobcollection.model.types as types
     import jobcollection.remote.client as client
-    import jobcollection.types as types
 
     assert client.Id is types.Id and codec.Due is types.Due
     assert "transitions" not in client.__dict__ and "pymongo" not in codec.__dict__

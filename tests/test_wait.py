@@ -8,8 +8,8 @@ import asyncio
 import pytest
 
 from jobcollection import Job, JobCollection, JobNotSaved, ManualClock
-from jobcollection.waiting import waiters
-from jobcollection.wakeup import finish_pipeline
+from jobcollection.api.waiting import waiters
+from jobcollection.mongo.wakeup import finish_pipeline
 
 pytestmark = pytest.mark.both_sides
 

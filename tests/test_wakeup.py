@@ -18,8 +18,8 @@ from jobcollection import (
     WakeupSource,
     WakeupUnavailable,
 )
+from jobcollection.mongo.wakeup import ready_pipeline
 from jobcollection.testing import memory_database
-from jobcollection.wakeup import ready_pipeline
 
 T = TypeVar("T")
 BOUND = 10.0

@@ -4,10 +4,15 @@ Jobs are documents; every state change is one atomic conditional update, so work
 anywhere. Documents keep job-collection v1.x field names and units.
 """
 
-from .api import JobPage
-from .clock import Clock, ManualClock, SystemClock
-from .collection import JobCollection
-from .constants import (
+from .api.collection import JobCollection
+from .api.job import Job
+from .api.jobs import JobPage
+from .api.queue import JobQueue, QueueOptions
+from .api.seam import JobService, ServedCollection
+from .api.tasks import BoundTask, Task, TaskOptions, TaskRegistry, current_job
+from .local.server import ServerPass
+from .model.clock import Clock, ManualClock, SystemClock
+from .model.constants import (
     FOREVER,
     FOREVER_DATE,
     JOB_LOG_LEVELS,
@@ -23,8 +28,8 @@ from .constants import (
     PERMISSION_LEVELS,
     Status,
 )
-from .document import CronSchedule, JobDoc, LaterSchedule, LogEntry, Progress
-from .errors import (
+from .model.document import CronSchedule, JobDoc, LaterSchedule, LogEntry, Progress
+from .model.errors import (
     DatabaseError,
     DuplicateJob,
     InvalidArgument,
@@ -36,17 +41,12 @@ from .errors import (
     WakeupUnavailable,
     WriteRefused,
 )
-from .events import MethodEvent
-from .job import Job
-from .limits import Limits
-from .queries import QueueStats
-from .queue import JobQueue, QueueOptions
-from .ratelimit import RateLimit
-from .seam import JobService, ServedCollection
-from .server import ServerPass
-from .servertime import ServerClock
-from .tasks import BoundTask, Task, TaskOptions, TaskRegistry, current_job
-from .wakeup import ChangeStreamSource, WakeupSource
+from .model.events import MethodEvent
+from .model.limits import Limits
+from .model.queries import QueueStats
+from .model.ratelimit import RateLimit
+from .mongo.servertime import ServerClock
+from .mongo.wakeup import ChangeStreamSource, WakeupSource
 
 __version__ = "0.1.0"
 

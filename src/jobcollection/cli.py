@@ -92,18 +92,18 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, TextIO, overload
 from urllib.parse import urlsplit
 
-from . import constants as c
-from . import validation as v
-from .constants import PERMISSION_LEVELS
-from .errors import DatabaseError, InvalidArgument, PermissionDenied
-from .servertime import refresh_clock
+from .model import constants as c
+from .model import validation as v
+from .model.constants import PERMISSION_LEVELS
+from .model.errors import DatabaseError, InvalidArgument, PermissionDenied
+from .mongo.servertime import refresh_clock
 
 if TYPE_CHECKING:
-    from .api import JobsAPI
-    from .collection import JobCollection
-    from .queue import JobQueue
+    from .api.collection import JobCollection
+    from .api.jobs import JobsAPI
+    from .api.queue import JobQueue
+    from .api.tasks import Task
     from .remote import RemoteJobCollection
-    from .tasks import Task
 
 TOKEN_ENV = "JOBCOLLECTION_TOKEN"
 """Where `--url` reads its token when `--token` is not given (a token on the command line is
@@ -331,7 +331,7 @@ async def serve(args: argparse.Namespace) -> int:
     import uvicorn
     from starlette.routing import Mount
 
-    from .collection import JobCollection
+    from .api.collection import JobCollection
     from .remote import TokenAuth, create_app, hash_token, new_token
 
     if args.tokens is not None:
@@ -405,7 +405,7 @@ async def dashboard(args: argparse.Namespace) -> int:
     """The dashboard alone, on loopback, without tokens (it refuses other clients)."""
     import uvicorn
 
-    from .collection import JobCollection
+    from .api.collection import JobCollection
     from .web import create_dashboard
 
     if not _loopback(args.host):
@@ -489,7 +489,7 @@ async def serving_metrics(args: argparse.Namespace, jc: JobsAPI) -> AsyncIterato
         return
     from prometheus_client import start_http_server
 
-    from .collection import JobCollection
+    from .api.collection import JobCollection
     from .metrics import JobMetrics
 
     if not isinstance(jc, JobCollection):  # refused before connecting: see `work`
@@ -597,8 +597,8 @@ def load_tasks(spec: str, types: Sequence[str] | None = None) -> list[Task[..., 
     """`worker --tasks`: MODULE:OBJECT names a TaskRegistry (all its tasks run), a collection
     whose tasks are registered with `jc.task` (all of them run), a Task, or a list of Tasks;
     with `types`, only the tasks of these job types."""
-    from .api import JobsAPI
-    from .tasks import Task, TaskRegistry, registered
+    from .api.jobs import JobsAPI
+    from .api.tasks import Task, TaskRegistry, registered
 
     found = load_object(spec, "OBJECT")
     if isinstance(found, Task):
@@ -734,7 +734,7 @@ async def open_collection(
         async with open_remote(args) as remote:
             yield remote
         return
-    from .collection import JobCollection
+    from .api.collection import JobCollection
 
     async with open_database(args.mongodb_uri, args.database, uri_option(args)) as db:
         jc = JobCollection.from_database(db, args.root)
@@ -749,8 +749,8 @@ async def open_collection(
 
 
 async def work(args: argparse.Namespace) -> int:
-    from .queue import JobQueue, QueueOptions
-    from .tasks import dispatcher
+    from .api.queue import JobQueue, QueueOptions
+    from .api.tasks import dispatcher
 
     tasks = load_tasks(args.function, args.type) if args.tasks else None
     function = None if args.tasks else load_function(args.function)
@@ -946,7 +946,7 @@ def seconds(text: str) -> float:
 
 
 def page_size(text: str) -> int:
-    from .queries import MAX_PAGE
+    from .model.queries import MAX_PAGE
 
     try:
         value = int(text)
@@ -1038,7 +1038,7 @@ def _json(value: Any) -> str:
 async def ls(jc: JobsAPI, args: argparse.Namespace, console: Console) -> int:
     """A page of jobs, newest first; the next page's cursor on stderr. The table's ATTEMPTS
     are those made of those allowed, in the API's words (`1 of 6`: `.retry(5)`)."""
-    from . import describe
+    from .model import describe
 
     await refresh_clock(jc.service.clock)
     now = jc.service.clock.now()
@@ -1092,8 +1092,8 @@ def describe_job(job: Any, doc: dict[str, Any], now: datetime) -> list[str]:
     """`show`'s lines: the job's fields, its attempts and repeats in the API's words (describe.py:
     "5 retries, 6 attempts", "failed: no retries left", "repeats forever"), a cron schedule
     with its next runs, each failure with its time and its traceback as lines, and its log."""
-    from . import describe
-    from .document import jsonable
+    from .model import describe
+    from .model.document import jsonable
 
     d = job.doc
     why = describe.outcome(d)

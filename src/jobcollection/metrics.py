@@ -37,13 +37,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-from .document import JobDoc
-from .errors import DatabaseError
-from .events import MethodEvent
-from .server import ServerPass
+from .local.server import ServerPass
+from .model.document import JobDoc
+from .model.errors import DatabaseError
+from .model.events import MethodEvent
 
 if TYPE_CHECKING:
-    from .collection import JobCollection
+    from .api.collection import JobCollection
 
 logger = logging.getLogger("jobcollection.metrics")
 

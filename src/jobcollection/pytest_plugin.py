@@ -22,8 +22,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from .clock import ManualClock
-from .collection import JobCollection
+from .api.collection import JobCollection
+from .model.clock import ManualClock
 from .testing import TEST_START, memory_collection
 
 

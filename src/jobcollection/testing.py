@@ -37,13 +37,13 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from .constants import Status
+from .model.constants import Status
 
 if TYPE_CHECKING:
-    from .clock import ManualClock
-    from .collection import JobCollection
-    from .job import Job
-    from .tasks import Task, TaskRegistry
+    from .api.collection import JobCollection
+    from .api.job import Job
+    from .api.tasks import Task, TaskRegistry
+    from .model.clock import ManualClock
 
 JobWorker = Callable[["Job"], Awaitable[Any]]
 """A worker of one job, as `process_jobs` takes it (payload 1)."""
@@ -103,8 +103,8 @@ async def memory_collection(
     """A JobCollection on a fresh in-memory database, on `clock` (a ManualClock at
     TEST_START by default), its job server started unless `start=False`. Close it with
     `await jc.close()` when the test is over."""
-    from .clock import ManualClock
-    from .collection import JobCollection
+    from .api.collection import JobCollection
+    from .model.clock import ManualClock
 
     jc = JobCollection.from_database(
         memory_database(), root, clock=clock if clock is not None else ManualClock(TEST_START)
@@ -117,7 +117,7 @@ async def memory_collection(
 async def _run(job: Job, worker: JobWorker) -> None:
     """Run one claimed job as a JobQueue does: the worker's return value completes it, its
     exception fails it (not fatally: its retries apply), unless it reported itself."""
-    from .queue import failure_info
+    from .api.queue import failure_info
 
     try:
         outcome = worker(job)
@@ -133,7 +133,7 @@ async def _run(job: Job, worker: JobWorker) -> None:
 def _by_type(workers: Workers) -> dict[str, JobWorker]:
     """The worker of each job type (a Task's is its `run`); ValueError for a Task filed
     under another type than its name."""
-    from .tasks import Task
+    from .api.tasks import Task
 
     if isinstance(workers, Task):
         return {workers.name: workers.run}
@@ -184,7 +184,7 @@ async def perform_job(
     `worker` on it as a queue would; the job as stored afterwards (completed, failed, or
     waiting for a retry). `worker` may be the job's Task, or a TaskRegistry holding it.
     Other ready jobs of its type are left as they were."""
-    from .tasks import Task, TaskRegistry
+    from .api.tasks import Task, TaskRegistry
 
     if isinstance(worker, Task | TaskRegistry):
         found = _by_type(worker).get(job.type)

@@ -44,17 +44,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from .. import validation as v
-from ..constants import METHODS, Status
-from ..errors import InvalidArgument, InvalidArgumentType, WakeupUnavailable
-from ..ops import job_types
-from ..wakeup import Ready, ReadySource, follow
+from ..model import validation as v
+from ..model.constants import METHODS, Status
+from ..model.errors import InvalidArgument, InvalidArgumentType, WakeupUnavailable
+from ..model.ops import job_types
+from ..mongo.wakeup import Ready, ReadySource, follow
 from . import codec
 from . import ddp as ddp_module
 from .auth import Auth
 
 if TYPE_CHECKING:
-    from ..collection import JobCollection
+    from ..api.collection import JobCollection
 
 logger = logging.getLogger("jobcollection.remote")
 

@@ -47,8 +47,8 @@ from typing import Any, Final, Protocol, TypeAlias
 
 from starlette.requests import HTTPConnection
 
-from ..constants import PERMISSION_LEVELS
-from ..errors import InvalidArgument, InvalidArgumentType
+from ..model.constants import PERMISSION_LEVELS
+from ..model.errors import InvalidArgument, InvalidArgumentType
 
 logger = logging.getLogger("jobcollection.remote.auth")
 

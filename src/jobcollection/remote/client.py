@@ -34,17 +34,29 @@ from typing import Any, Self, TypeVar
 
 import httpx
 
-from .. import validation as v
-from ..api import JobsAPI
-from ..clock import Clock, to_millis
-from ..constants import Status
-from ..document import JobDoc
-from ..errors import DatabaseError, InvalidArgument, InvalidArgumentType
-from ..limits import Limits
-from ..ops import Cancel, Done, Fail, GetJobs, GetWork, Log, Op, Remove, Results, Save, SaveMany
-from ..seam import JobService
-from ..types import Id
-from ..wakeup import LocalCancels, LocalSaves, WakeupSource
+from ..api.jobs import JobsAPI
+from ..api.seam import JobService
+from ..model import validation as v
+from ..model.clock import Clock, to_millis
+from ..model.constants import Status
+from ..model.document import JobDoc
+from ..model.errors import DatabaseError, InvalidArgument, InvalidArgumentType
+from ..model.limits import Limits
+from ..model.ops import (
+    Cancel,
+    Done,
+    Fail,
+    GetJobs,
+    GetWork,
+    Log,
+    Op,
+    Remove,
+    Results,
+    Save,
+    SaveMany,
+)
+from ..model.types import Id
+from ..mongo.wakeup import LocalCancels, LocalSaves, WakeupSource
 from . import codec
 
 R = TypeVar("R")

@@ -40,8 +40,8 @@ from typing import Any, Final
 from bson import Decimal128, Int64, ObjectId, json_util
 from bson.json_util import DatetimeRepresentation, JSONMode, JSONOptions
 
-from ..document import SETTING_EXTENSIONS, JobDoc
-from ..errors import (
+from ..model.document import SETTING_EXTENSIONS, JobDoc
+from ..model.errors import (
     DatabaseError,
     DuplicateJob,
     InvalidArgument,
@@ -52,9 +52,9 @@ from ..errors import (
     PermissionDenied,
     WriteRefused,
 )
-from ..ops import Returns
-from ..queries import DocPage, QueueStats
-from ..types import Due
+from ..model.ops import Returns
+from ..model.queries import DocPage, QueueStats
+from ..model.types import Due
 
 JSON_OPTIONS: Final = JSONOptions(
     json_mode=JSONMode.LEGACY,

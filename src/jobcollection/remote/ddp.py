@@ -63,15 +63,15 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ..constants import METHODS
-from ..document import JobDoc
-from ..errors import InvalidArgumentType, PermissionDenied
-from ..queries import DocPage
+from ..model.constants import METHODS
+from ..model.document import JobDoc
+from ..model.errors import InvalidArgumentType, PermissionDenied
+from ..model.queries import DocPage
 from . import codec, ejson
 from .auth import Revocable
 
 if TYPE_CHECKING:
-    from ..collection import JobCollection
+    from ..api.collection import JobCollection
 
 logger = logging.getLogger("jobcollection.remote.ddp")
 

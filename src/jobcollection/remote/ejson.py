@@ -30,7 +30,7 @@ from uuid import UUID
 
 from bson import Code, ObjectId
 
-from ..constants import FOREVER_DATE
+from ..model.constants import FOREVER_DATE
 
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 JS_FOREVER_MS: Final = 8_640_000_000_000_000

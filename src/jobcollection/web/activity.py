@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from html import escape
 
-from ..constants import Status
+from ..model.constants import Status
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,17 +43,17 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response, Stream
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .. import validation as v
-from ..constants import Status
-from ..errors import (
+from ..model import validation as v
+from ..model.constants import Status
+from ..model.errors import (
     DatabaseError,
     InvalidArgument,
     InvalidArgumentType,
     PermissionDenied,
     WakeupUnavailable,
 )
+from ..mongo.wakeup import follow
 from ..remote.auth import Auth, until_revoked
-from ..wakeup import follow
 from . import pages
 from .activity import per_minute
 from .assets import ASSETS
@@ -64,7 +64,7 @@ from .security import Guard
 logger = logging.getLogger("jobcollection.web")
 
 if TYPE_CHECKING:
-    from ..collection import JobCollection
+    from ..api.collection import JobCollection
 
 LOOPBACK_USER = "dashboard"
 """The user a dashboard without `auth` acts as (granted admin unless it is read-only)."""

@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..errors import InvalidArgument, InvalidArgumentType
+from ..model.errors import InvalidArgument, InvalidArgumentType
 
 _NAME = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*")
 """A host name, lowercased and without its final dot: labels of letters, digits, `-`, `_`."""

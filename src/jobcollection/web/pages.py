@@ -13,9 +13,9 @@ from html import escape
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from .. import describe
-from ..constants import JOB_STATUSES, Status
-from ..job import Job
+from ..api.job import Job
+from ..model import describe
+from ..model.constants import JOB_STATUSES, Status
 from .activity import Minute, chart_svg
 from .assets import url_of
 

@@ -1,0 +1,612 @@
+"""Job: a chainable builder for a new job and a handle on a stored one.
+
+Builders (priority, retry, repeat, depends, delay, after, timeout, ...) validate their input
+and change the local document only; actions (save, done, fail, cancel, ...) validate theirs
+and call the collection's typed service (seam.py), local or remote alike.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from bson import ObjectId
+
+from ..model import ops
+from ..model import validation as v
+from ..model.constants import (
+    CATCH_UP_POLICIES,
+    DEFAULT_REPEAT_WAIT_MS,
+    DEFAULT_RETRY_WAIT_MS,
+    FOREVER,
+    FOREVER_DATE,
+    JOB_LOG_LEVELS,
+    JOB_STATUS_REMOVABLE,
+    Status,
+)
+from ..model.document import (
+    CronSchedule,
+    JobDoc,
+    LogEntry,
+    Progress,
+    RemoveAfter,
+    Unique,
+    assign,
+    new_job_doc,
+    parse_doc,
+)
+from ..model.errors import InvalidArgument, InvalidArgumentType, JobNotSaved
+from ..model.schedule import add_ms, check_cron
+from ..model.types import Id
+from ..rules.transitions import NO_ERROR
+from . import tracing, waiting
+
+if TYPE_CHECKING:
+    from .seam import JobService, ServedCollection
+
+echo_logger = logging.getLogger("jobcollection.job")
+MAX_RESULTS_BYTES = 16 * 1024 * 1024
+"""antecedent_results(): the most bytes of results read at once, by default."""
+_ECHO_LEVELS = {
+    "info": logging.INFO,
+    "success": logging.INFO,
+    "warning": logging.WARNING,
+    "danger": logging.ERROR,
+}
+
+
+class Job:
+    """A job: build it, save it, and act on it once claimed."""
+
+    def __init__(
+        self,
+        jc: ServedCollection,
+        type_or_doc: str | dict[str, Any] | JobDoc,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        # Job._claimed builds handles without __init__: keep the two in step.
+        self._service: JobService = jc.service
+        self.reported = False
+        """True once done() or fail() was answered for this handle (the queue leaves it
+        alone); a call that raised, e.g. on an invalid result, does not count."""
+        self._cancelled = False
+        self._report_in_flight = False
+        """A done() or fail() of this handle awaits its answer (the queue does not take the
+        job's claim for lost meanwhile: the report may have just been stored)."""
+        self._new_id: Id | None = None
+        self._claimed_copy = False
+        if isinstance(type_or_doc, JobDoc | dict):
+            if data is not None:
+                raise InvalidArgument("data", "give either a document or a type and data")
+            self._doc = parse_doc(type_or_doc)
+            return
+        if not isinstance(type_or_doc, str) or not type_or_doc:
+            raise InvalidArgumentType("type", "must be a non-empty string or a job document")
+        payload = v.plain_object({} if data is None else data, "data")
+        self._doc = new_job_doc(type_or_doc, payload, self._service.clock.now())
+
+    @classmethod
+    def _claimed(cls, jc: ServedCollection, doc: JobDoc) -> Job:
+        """A handle on a document get_work just read. A handle only ever reassigns its
+        document's fields, so a shallow copy keeps the method event's document apart; the
+        deep copy __init__ makes of a caller's document was most of the CPU cost of a claim.
+        (Sets what __init__ sets.)"""
+        job = cls.__new__(cls)
+        job._service = jc.service
+        job.reported = False
+        job._cancelled = False
+        job._report_in_flight = False
+        job._new_id = None
+        job._claimed_copy = True  # the document as claimed: done/fail may skip reading it
+        job._doc = doc.model_copy()
+        return job
+
+    def __repr__(self) -> str:
+        return f"<Job {self._doc.type} {self._doc.id} {self._doc.status}>"
+
+    @property
+    def id(self) -> Id | None:
+        """The stored id (None until saved): an ObjectId, or a string for a job saved under one."""
+        return self._doc.id
+
+    @property
+    def type(self) -> str:
+        """The job type: what a queue claims it by."""
+        return self._doc.type
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The job's data, as saved (a dict)."""
+        return self._doc.data
+
+    @property
+    def doc(self) -> JobDoc:
+        """The job document as this handle knows it (`refresh()` reads it again)."""
+        return self._doc
+
+    @property
+    def rescheduled_from(self) -> Id | None:
+        """The job this one was made from, as a repeat, a rerun or a cron schedule's next run
+        (None for a job saved as such)."""
+        return self._doc.lineage[-1] if self._doc.lineage else None
+
+    @property
+    def user_id(self) -> int | str | ObjectId | None:
+        """Who the job is for (`for_user`), None if nobody in particular."""
+        return self._doc.user_id
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the queue running this job found its claim lost: the job was cancelled
+        or removed, or its lease ran out (the job server then failed it). Its reports would
+        be refused, and the queue sends none. When every job of a worker call is lost the
+        queue cancels the call; a payload batch of which only some were cancelled keeps
+        running, and its worker can check this to skip them."""
+        return self._cancelled
+
+    def _lose_claim(self) -> None:
+        """The queue found this job's claim lost (see `cancelled`)."""
+        self._cancelled = True
+
+    # --- builders ----------------------------------------------------------------------------
+
+    def for_user(self, user_id: int | str | ObjectId) -> Job:
+        """Mark the job as a user's (seed 003's userId: 0 for the system's own jobs); a unique
+        job is unique per type and user. Kept in `_private` (v1.x has no such field)."""
+        assign(self._doc, user_id=v.user_id(user_id))
+        return self
+
+    def remove_after(
+        self, delay: float | timedelta, statuses: Sequence[str] = (Status.COMPLETED,)
+    ) -> Job:
+        """Have MongoDB delete the job `delay` seconds after it reaches one of `statuses`
+        ("completed", "failed", "cancelled"): a TTL index on a removal date set as it gets
+        there (or once its repeat and dependents are seen to), not a sweeping loop. A restart
+        clears the date; a rerun or repeat keeps the setting. Kept in `_private`."""
+        delay_ms = v.duration_ms(delay, "delay")
+        if isinstance(statuses, str) or not isinstance(statuses, Sequence):
+            raise InvalidArgumentType("statuses", "must be a list of statuses")
+        if not statuses:
+            raise InvalidArgument("statuses", "must name at least one status")
+        chosen = tuple(
+            v.choice(status, f"statuses[{i}]", JOB_STATUS_REMOVABLE)
+            for i, status in enumerate(statuses)
+        )
+        assign(self._doc, remove_after=RemoveAfter(delay_ms=delay_ms, statuses=chosen))
+        return self
+
+    def unique(self, key: str | None = None, on_conflict: str = "replace") -> Job:
+        """Allow one pending job (not started yet) per type, user and `key` (None: per type
+        and user). Saving it while another holds the key: "replace" cancels that one,
+        "ignore" keeps it (save() answers its id), "error" raises DuplicateJob. A MongoDB
+        unique index enforces it, so concurrent saves from any process leave one pending job.
+        A job that has started, or a repeat or rerun of this job, holds no key."""
+        unique = Unique(key=v.unique_key(key), on_conflict=v.on_conflict(on_conflict))
+        assign(self._doc, unique=unique)
+        return self
+
+    def depends(self, jobs: Job | list[Job] | tuple[Job, ...] | None = None) -> Job:
+        """Run after these saved jobs complete; None or [] clears the dependencies. A saved
+        job cannot depend on itself: it would wait for its own completion forever."""
+        if not jobs:
+            assign(self._doc, depends=[], resolved=[])
+            return self
+        items = [jobs] if isinstance(jobs, Job) else list(jobs)
+        ids: list[Id] = []
+        for i, job in enumerate(items):
+            if not isinstance(job, Job):
+                raise InvalidArgumentType(f"jobs[{i}]", "must be a Job")
+            if job.id is None:
+                raise InvalidArgument(f"jobs[{i}]", "must be saved before it can be depended on")
+            if job.id == self.id:
+                raise InvalidArgument(f"jobs[{i}]", "a job cannot depend on itself")
+            ids.append(job.id)
+        assign(self._doc, depends=[*self._doc.depends, *ids], resolved=[])
+        return self
+
+    def priority(self, level: int | str = 0) -> Job:
+        """Lower runs first: an integer or one of JOB_PRIORITIES ("high", "low", ...)."""
+        assign(self._doc, priority=v.priority(level, "level"))
+        return self
+
+    def retry(
+        self,
+        retries: int = FOREVER,
+        *,
+        until: datetime | None = None,
+        wait: float | timedelta = DEFAULT_RETRY_WAIT_MS / 1000,
+        backoff: str = "constant",
+        jitter: float = 0.0,
+        max_wait: float | timedelta | None = None,
+    ) -> Job:
+        """Allow `retries` more attempts after the first, never starting after `until`.
+
+        The n-th retry waits `wait` seconds ("constant"), `n * wait` ("linear") or
+        `2^(n-1) * wait` ("exponential"), at most `max_wait`; `jitter` (0 to 1) shortens each
+        wait by up to that fraction of it, at random, so that jobs failing together do not
+        retry together. A v1.x server that fails the job uses the plain wait: "linear", the
+        jitter and `max_wait` are this library's (kept in `_private`)."""
+        stored = min(v.count(retries, "retries") + 1, FOREVER)
+        wait_ms = v.duration_ms(wait, "wait")
+        method = v.backoff(backoff)
+        spread = v.fraction(jitter, "jitter")
+        cap = None if max_wait is None else v.duration_ms(max_wait, "max_wait")
+        deadline = FOREVER_DATE if until is None else v.aware_datetime(until, "until")
+        # Assigned only once every argument passed, so a bad one leaves the job unchanged.
+        assign(
+            self._doc,
+            retries=stored,
+            repeat_retries=stored,
+            retry_wait=wait_ms,
+            retry_backoff=method,
+            retry_jitter=spread,
+            retry_max_wait=cap,
+            retry_until=deadline,
+        )
+        return self
+
+    def repeat(
+        self,
+        repeats: int = FOREVER,
+        *,
+        until: datetime | None = None,
+        wait: float | timedelta | None = None,
+        schedule: str | None = None,
+        timezone: str | None = None,
+        catch_up: str = "latest",
+        catch_up_window: float | timedelta = 60,
+    ) -> Job:
+        """Run again after each completion: every `wait` seconds (default 300) or on a cron
+        `schedule` read in `timezone`, `repeats` more times, never starting after `until`.
+
+        `catch_up` says what becomes of the occurrences of a schedule missed while nothing
+        ran the job (a worker outage): "latest" runs once for all of them; "none" skips a run
+        that would start more than `catch_up_window` seconds late and waits for the next
+        occurrence; "all" runs once per missed occurrence (the newest 100). Every occurrence
+        given no run is logged on the next run and counted (`doc.skipped_runs`)."""
+        if wait is not None and schedule is not None:
+            raise InvalidArgument("schedule", "give either wait or schedule, not both")
+        if timezone is not None and schedule is None:
+            raise InvalidArgument("timezone", "only applies to a schedule")
+        policy = v.choice(catch_up, "catch_up", CATCH_UP_POLICIES)
+        window_ms = v.duration_ms(catch_up_window, "catch_up_window")
+        if schedule is None and (policy != "latest" or window_ms != 60_000):
+            raise InvalidArgument("catch_up", "only applies to a schedule")
+        count = v.count(repeats, "repeats")
+        deadline = FOREVER_DATE if until is None else v.aware_datetime(until, "until")
+        repeat_wait: int | CronSchedule
+        if schedule is not None:
+            if not isinstance(schedule, str):
+                raise InvalidArgumentType("schedule", "must be a cron expression string")
+            if timezone is not None and not isinstance(timezone, str):
+                raise InvalidArgumentType("timezone", "must be an IANA zone name")
+            repeat_wait = CronSchedule(
+                cron=schedule, timezone=timezone, catch_up=policy, catch_up_window_ms=window_ms
+            )
+            check_cron(repeat_wait)
+        else:
+            repeat_wait = DEFAULT_REPEAT_WAIT_MS if wait is None else v.duration_ms(wait, "wait")
+        # Assigned only once every argument passed, so a bad one leaves the job unchanged.
+        assign(self._doc, repeats=count, repeat_until=deadline, repeat_wait=repeat_wait)
+        return self
+
+    def timeout(self, seconds: float | timedelta | None) -> Job:
+        """Let a worker call on this job run at most `seconds` (at least 1 ms); None clears it,
+        leaving the queue's `timeout`, if any. A queue cancels a call that runs longer and
+        fails the job, not fatally (it is retried if it has retries left), with "timed out
+        after N s"; it overrides the queue's timeout, and a payload batch is bounded by the
+        smallest of its jobs'. Unrelated to the lease (`work_timeout`). A repeat or rerun
+        keeps it. Kept in `_private`."""
+        limit_ms = None if seconds is None else v.duration_ms(seconds, "seconds", minimum_ms=1)
+        assign(self._doc, timeout=limit_ms)
+        return self
+
+    def delay(self, seconds: float | timedelta = 0) -> Job:
+        """Not before `seconds` from now."""
+        delay_ms = v.duration_ms(seconds, "seconds")
+        assign(self._doc, after=add_ms(self._service.clock.now(), delay_ms))
+        return self
+
+    def after(self, when: datetime) -> Job:
+        """Not before an aware datetime."""
+        assign(self._doc, after=v.aware_datetime(when, "when"))
+        return self
+
+    # --- actions -----------------------------------------------------------------------------
+
+    def _saved_id(self, action: str) -> Id:
+        if self._doc.id is None:
+            raise JobNotSaved(f"{action}: the job has not been saved")
+        return self._doc.id
+
+    def _claim(self, action: str) -> tuple[Id, Id]:
+        job_id = self._saved_id(action)
+        if self._doc.run_id is None:
+            raise JobNotSaved(f"{action}: the job is not claimed by a worker (no runId)")
+        return job_id, self._doc.run_id
+
+    def _insert_id(self) -> Id | None:
+        """The id a new job is inserted under, chosen once, so that saving again after a
+        lost reply finds the job instead of inserting it twice; None for a saved job."""
+        if self._doc.id is not None:
+            return None
+        if self._new_id is None:
+            self._new_id = ObjectId()
+        return self._new_id
+
+    def _saved_as(self, job_id: Id | None) -> None:
+        if job_id is not None:
+            assign(self._doc, id=job_id)
+
+    async def save(self, cancel_repeats: bool = False) -> Id | None:
+        """Insert (or resubmit a paused) job; its id, or None if it was not saved/cancelled.
+        Safe to call again after a DatabaseError: the job is inserted at most once."""
+        cancel = v.boolean(cancel_repeats, "cancel_repeats")
+        with tracing.enqueuing([self._doc]):
+            job_id = await self._service.run(
+                ops.Save(self._doc, cancel_repeats=cancel, job_id=self._insert_id())
+            )
+        self._saved_as(job_id)
+        return job_id
+
+    async def refresh(self, get_log: bool = False, get_failures: bool = False) -> bool:
+        """Reload the stored document; False if it is gone."""
+        found = await self._service.run(
+            ops.GetJobs(
+                [self._saved_id("refresh")],
+                get_log=v.boolean(get_log, "get_log"),
+                get_failures=v.boolean(get_failures, "get_failures"),
+            )
+        )
+        if not found:
+            return False
+        self._doc = found[0]
+        return True
+
+    async def log(
+        self,
+        message: str,
+        level: str = "info",
+        data: dict[str, Any] | None = None,
+        echo: bool | str = False,
+    ) -> bool:
+        """Append to the job's log (stored at once for a saved job). echo=True also logs it to
+        the "jobcollection.job" logger; echo="warning" does so for that level and above."""
+        v.text(message, "message", max_length=self._service.limits.max_message_length)
+        checked_level = v.log_level(level)
+        if data is not None:
+            v.plain_object(data, "data")
+        self._echo(message, checked_level, echo)
+        if self._doc.id is None:
+            entries = self._doc.log or []
+            entry = LogEntry(
+                time=self._service.clock.now(), level=checked_level, message=message, data=data
+            )
+            assign(self._doc, log=[*entries, entry])
+            return True
+        return await self._service.run(
+            ops.Log(self._doc.id, self._doc.run_id, message, level=checked_level, data=data)
+        )
+
+    def _echo(self, message: str, level: str, echo: bool | str) -> None:
+        if echo is False:
+            return
+        threshold = "info" if echo is True else v.log_level(echo, "echo")
+        if JOB_LOG_LEVELS.index(level) >= JOB_LOG_LEVELS.index(threshold):
+            echo_logger.log(_ECHO_LEVELS[level], "%s: %s", self, message)
+
+    async def progress(
+        self, completed: float = 0, total: float = 1, echo: bool = False
+    ) -> bool | None:
+        """Report progress; None for a saved job that is not running under this handle."""
+        done_ = v.number(completed, "completed", minimum=0)
+        total_ = v.number(total, "total")
+        if total_ <= 0:
+            raise InvalidArgument("total", f"must be > 0, got {total}")
+        if done_ > total_:
+            raise InvalidArgument("completed", f"must not exceed total ({completed} > {total})")
+        local = Progress(completed=done_, total=total_, percent=100 * done_ / total_)
+        if echo:
+            echo_logger.info("%s: progress %.1f%%", self, local.percent)
+        if self._doc.id is None:
+            assign(self._doc, progress=local)
+            return True
+        if self._doc.run_id is None:
+            return None
+        ok = await self._service.run(ops.Progress(self._doc.id, self._doc.run_id, done_, total_))
+        if ok:
+            assign(self._doc, progress=local)
+        return ok
+
+    async def done(
+        self,
+        result: Any = None,
+        repeat_id: bool = False,
+        delay_deps: float | timedelta | None = None,
+    ) -> bool | Id:
+        """Complete the claimed job; with repeat_id the id of the repeat it scheduled, if any."""
+        job_id, run_id = self._claim("done")
+        value = v.wrap_value({} if result is None else result, "result")
+        with_repeat_id = v.boolean(repeat_id, "repeat_id")
+        delay_deps_ms = None if delay_deps is None else v.duration_ms(delay_deps, "delay_deps")
+        self._report_in_flight = True
+        try:
+            outcome = await self._service.run(
+                ops.Done(
+                    job_id,
+                    run_id,
+                    value,
+                    repeat_id=with_repeat_id,
+                    delay_deps_ms=delay_deps_ms,
+                    claimed=self._doc if self._claimed_copy else None,
+                )
+            )
+        finally:
+            self._report_in_flight = False
+        self.reported = True
+        if outcome:
+            assign(self._doc, status=Status.COMPLETED)
+        return outcome
+
+    async def fail(self, error: Any = None, fatal: bool = False) -> bool:
+        """Fail the claimed job; it is retried unless fatal or out of retries."""
+        job_id, run_id = self._claim("fail")
+        value = v.wrap_value(dict(NO_ERROR) if error is None else error, "error")
+        is_fatal = v.boolean(fatal, "fatal")
+        self._report_in_flight = True
+        try:
+            ok = await self._service.run(
+                ops.Fail(
+                    job_id,
+                    run_id,
+                    value,
+                    fatal=is_fatal,
+                    claimed=self._doc if self._claimed_copy else None,
+                )
+            )
+        finally:
+            self._report_in_flight = False
+        self.reported = True
+        if ok:
+            assign(self._doc, run_id=None)
+        return ok
+
+    async def release(self) -> bool:
+        """Hand the claimed job back, ready for any worker, as if it had not been claimed:
+        the attempt is not counted and the lease is dropped (a worker that will not start it,
+        at shutdown for example). False if the claim is lost."""
+        job_id, run_id = self._claim("release")
+        released = bool(await self._service.run(ops.Release([job_id], run_id)))
+        if released:
+            self.reported = True
+            assign(self._doc, run_id=None)
+        return released
+
+    async def heartbeat(self) -> bool:
+        """Extend the claimed job's lease by its work timeout; False if the claim is lost."""
+        job_id, run_id = self._claim("heartbeat")
+        return bool(await self._service.run(ops.Heartbeat([job_id], run_id)))
+
+    async def pause(self) -> bool:
+        """Pause the job (ready or waiting) so that no worker claims it; a new job is saved paused.
+        Whether it changed."""
+        if self._doc.id is None:
+            assign(self._doc, status=Status.PAUSED)
+            return True
+        return await self._service.run(ops.Pause([self._doc.id]))
+
+    async def resume(self) -> bool:
+        """Resume a paused job (waiting again, ready when due); a new job is saved waiting. Whether
+        it changed."""
+        if self._doc.id is None:
+            assign(self._doc, status=Status.WAITING)
+            return True
+        return await self._service.run(ops.Resume([self._doc.id]))
+
+    async def ready(self, time: datetime | None = None, force: bool = False) -> bool:
+        """Promote the waiting job now, or when `time` comes; `force` ignores its antecedents.
+        Whether it changed."""
+        return await self._service.run(
+            ops.Ready(
+                [self._saved_id("ready")],
+                time=None if time is None else v.aware_datetime(time, "time"),
+                force=v.boolean(force, "force"),
+            )
+        )
+
+    async def cancel(self, antecedents: bool = False, dependents: bool = True) -> bool:
+        """Cancel the job (and by default its dependents; `antecedents` too if asked). A running
+        job's worker is stopped (README "Cancelling a running job"). Whether it changed."""
+        return await self._service.run(
+            ops.Cancel(
+                [self._saved_id("cancel")],
+                antecedents=v.boolean(antecedents, "antecedents"),
+                dependents=v.boolean(dependents, "dependents"),
+            )
+        )
+
+    async def restart(
+        self,
+        retries: int = 0,
+        until: datetime | None = None,
+        antecedents: bool = True,
+        dependents: bool = False,
+    ) -> bool:
+        """Restart a cancelled or failed job with `retries` more attempts (its antecedents
+        too, by default). Whether it changed."""
+        return await self._service.run(
+            ops.Restart(
+                [self._saved_id("restart")],
+                retries=v.count(retries, "retries"),
+                until=None if until is None else v.aware_datetime(until, "until"),
+                antecedents=v.boolean(antecedents, "antecedents"),
+                dependents=v.boolean(dependents, "dependents"),
+            )
+        )
+
+    async def rerun(
+        self,
+        repeats: int = 0,
+        until: datetime | None = None,
+        wait: float | timedelta | None = None,
+    ) -> Id | bool:
+        """Clone a completed job to run again; the new id, or False."""
+        new_id = await self._service.run(
+            ops.Rerun(
+                self._saved_id("rerun"),
+                repeats=v.count(repeats, "repeats"),
+                until=None if until is None else v.aware_datetime(until, "until"),
+                wait_ms=None if wait is None else v.duration_ms(wait, "wait"),
+            )
+        )
+        return False if new_id is None else new_id
+
+    async def wait(self, timeout: float | timedelta | None = None) -> Job:
+        """Wait until the job is final (completed, failed or cancelled: a failed attempt with
+        retries left is not final) and return this handle, its document read again;
+        TimeoutError after `timeout` seconds. Every wait of a process on one collection
+        shares one poll (waiting.py), woken at once by this process's calls and, where the
+        database has them, by change streams. JobNotSaved if the job was removed."""
+        limit = None if timeout is None else v.duration_ms(timeout, "timeout") / 1000
+        [doc] = await waiting.waiters(self._service).wait([self._saved_id("wait")], limit)
+        if doc is None:
+            raise JobNotSaved(f"wait: job {self._doc.id} was removed")
+        self._doc = doc
+        return self
+
+    async def antecedent_results(self, max_bytes: int = MAX_RESULTS_BYTES) -> dict[Id, Any]:
+        """`{antecedent_id: result}` for this job's antecedents that completed (all of them,
+        once it may run), in the order of its `resolved` then `depends`; one read. Each
+        result is at most `limits.max_data_bytes`; together they may be at most `max_bytes`
+        (16 MiB by default, a MongoDB document's limit), else InvalidArgument("max_bytes").
+        A removed antecedent is not included."""
+        limit = v.integer(max_bytes, "max_bytes", minimum=0)
+        ids = [*self._doc.resolved, *self._doc.depends]
+        if not ids:
+            return {}
+        return await self._service.run(ops.Results(ids, limit))
+
+    async def lineage(self) -> list[Id]:
+        """The ids of the jobs this one was made from, oldest first, ending with
+        `rescheduled_from`: the newest LINEAGE_LIMIT (100) of them. A job's lineage is fixed
+        when it is stored, so the handle's copy is the stored one."""
+        return list(self._doc.lineage)
+
+    async def remove(self) -> bool:
+        """Delete the job once finished (cancelled, completed or failed); whether it was."""
+        return await self._service.run(ops.Remove([self._saved_id("remove")]))
+
+    async def rate_limited(self, retry_after: float | timedelta) -> bool:
+        """The worker met a rate limit (an HTTP 429, say): put the claimed job back to wait
+        `retry_after` (seconds or a timedelta) without using an attempt; the worker's return
+        then reports nothing for it. False if the claim is lost. A local JobCollection only,
+        for now (README "Rate limits")."""
+        job_id, run_id = self._claim("rate_limited")
+        wait_ms = v.duration_ms(retry_after, "retry_after")
+        put_back = await self._service.run(ops.RateLimited(job_id, run_id, wait_ms))
+        if put_back:
+            self.reported = True
+            assign(self._doc, run_id=None, status=Status.WAITING)
+        return put_back

@@ -1,0 +1,113 @@
+"""QueueOptions: how a queue claims and runs jobs, as one validated value.
+
+`process_jobs`, `run_tasks` and the CLI's `worker` each build one from what their caller
+wrote, and a `JobQueue` reads it; so each option is checked once, here, and an error names the
+option as it is spelled here (the CLI turns `poll_interval` into `--poll-interval`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeAlias
+
+from ...model import validation as v
+from ...model.errors import InvalidArgumentType
+from ...model.ratelimit import RateLimit
+from ...mongo.wakeup import WakeupSource
+
+ErrorCallback: TypeAlias = Callable[[Exception], Any]
+"""Called with each error the queue cannot attach to a job (a failed claim, a failed report);
+it may be a plain function or an async one."""
+
+DEFAULT_WORK_TIMEOUT = 60.0
+"""Seconds of lease on every claim a queue makes unless told otherwise; the heartbeat renews
+it every third of that, so only a queue that stops (its process died or hangs) loses it."""
+DEFAULT_CANCEL_GRACE = 5.0
+"""Seconds a queue gives a worker call it cancelled to end before it cancels it again."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueOptions:
+    """A queue's options, validated when the value is made (InvalidArgument naming the
+    option). Durations are given in seconds or as a timedelta and kept as seconds (a float,
+    to the millisecond); the `_ms` properties are what the claims send."""
+
+    concurrency: int = 1
+    """Worker calls in flight at most."""
+    payload: int = 1
+    """Jobs per worker call: 1 hands the worker a Job, more a list of up to that many."""
+    prefetch: int = 0
+    """Jobs claimed ahead, beyond those a free worker slot takes."""
+    poll_interval: float | timedelta | None = 5.0
+    """Seconds between two looks for work; None or 0: no polling (kept as None)."""
+    work_timeout: float | timedelta | None = None
+    """The lease of every claim, renewed every third of it while the queue holds the job;
+    None: DEFAULT_WORK_TIMEOUT (kept as that)."""
+    timeout: float | timedelta | None = None
+    """The longest a worker call may run unless its jobs say otherwise (`Job.timeout`);
+    None: no limit."""
+    cancel_grace: float | timedelta = DEFAULT_CANCEL_GRACE
+    """How long a worker call the queue cancelled has to end before it is cancelled again."""
+    rate_limit: RateLimit | None = None
+    """At most so many of its jobs start per window over every process (ratelimit.py; a
+    local JobCollection only, for now)."""
+    wakeup: WakeupSource | bool = True
+    """True: start jobs as soon as they become ready where the server can say so (change
+    streams; a remote collection's long poll); False: polling and trigger() only; or a
+    WakeupSource of one's own (also a CancelSource: it tells of cancelled jobs too)."""
+    error_callback: ErrorCallback | None = None
+    """Called with each error the queue cannot attach to a job; None: it is logged."""
+
+    def __post_init__(self) -> None:
+        keep = object.__setattr__  # frozen: the validated values replace what was given
+        ms = v.duration_ms
+        keep(self, "concurrency", v.integer(self.concurrency, "concurrency", minimum=1))
+        keep(self, "payload", v.integer(self.payload, "payload", minimum=1))
+        keep(self, "prefetch", v.integer(self.prefetch, "prefetch", minimum=0))
+        poll_ms = None if self.poll_interval is None else ms(self.poll_interval, "poll_interval")
+        keep(self, "poll_interval", poll_ms / 1000 if poll_ms else None)
+        lease = DEFAULT_WORK_TIMEOUT if self.work_timeout is None else self.work_timeout
+        keep(self, "work_timeout", ms(lease, "work_timeout", minimum_ms=1) / 1000)
+        if self.timeout is not None:
+            keep(self, "timeout", ms(self.timeout, "timeout", minimum_ms=1) / 1000)
+        keep(self, "cancel_grace", ms(self.cancel_grace, "cancel_grace", minimum_ms=1) / 1000)
+        if self.rate_limit is not None and not isinstance(self.rate_limit, RateLimit):
+            raise InvalidArgumentType("rate_limit", "must be None or a RateLimit")
+        if self.error_callback is not None and not callable(self.error_callback):
+            raise InvalidArgumentType("error_callback", "must be callable")
+        if not isinstance(self.wakeup, bool | WakeupSource):
+            raise InvalidArgumentType(
+                "wakeup", "must be True, False or a WakeupSource (an object with signals())"
+            )
+
+    @property
+    def poll_s(self) -> float | None:
+        """Seconds between two polls; None: no polling."""
+        return None if self.poll_interval is None else _seconds(self.poll_interval)
+
+    @property
+    def work_timeout_ms(self) -> int:
+        """The lease of every claim."""
+        assert self.work_timeout is not None  # set by __post_init__
+        return round(_seconds(self.work_timeout) * 1000)
+
+    @property
+    def heartbeat_s(self) -> float:
+        """Seconds between two renewals of the leases: a third of the lease."""
+        return self.work_timeout_ms / 1000 / 3
+
+    @property
+    def timeout_ms(self) -> int | None:
+        """The longest a worker call may run unless its jobs say otherwise; None: no limit."""
+        return None if self.timeout is None else round(_seconds(self.timeout) * 1000)
+
+    @property
+    def cancel_grace_s(self) -> float:
+        """Seconds between two cancellations of a worker call that goes on after cancel()."""
+        return _seconds(self.cancel_grace)
+
+
+def _seconds(value: float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)

@@ -1,0 +1,480 @@
+"""The core: one typed door to every operation of a local job collection (a JobService).
+
+`Job`, `JobQueue` and `JobCollection` call it with typed Python values; the method layer
+(`jc.call`, wire.py) parses the original's wire format and calls it too. Whoever calls, each
+operation goes through `_call` once: the ServerClock re-reads the server's time when due, the
+limits are checked, and the method's events fire and its log line is written (the wire-shaped
+parameters of a Python call are built only when something reads them). The queues of the
+same process are told of every job saved (LocalSaves) and of the ids of every cancel and
+remove (LocalCancels, so a running job's worker is stopped at once). Below the core, the
+parts apply the transitions: saving.py, claiming.py, managing.py, reporting.py (with
+followups.py) and server.py, all through one Store.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import IO, Any, TypeVar
+
+from bson import ObjectId
+
+from ..model import validation as v
+from ..model.clock import Clock
+from ..model.document import JobDoc
+from ..model.errors import InvalidArgument, InvalidArgumentType
+from ..model.events import EventEmitter, MethodEvent
+from ..model.limits import Limits
+from ..model.ops import (
+    OPERATIONS,
+    Cancel,
+    CancelPendingOf,
+    Done,
+    Fail,
+    FindJobs,
+    GetJobs,
+    GetLimitedWork,
+    GetWork,
+    Heartbeat,
+    Log,
+    Op,
+    Outcome,
+    Pause,
+    Progress,
+    RateLimited,
+    Ready,
+    ReadyDue,
+    Release,
+    Remove,
+    Rerun,
+    Restart,
+    Results,
+    Resume,
+    Save,
+    SaveMany,
+    ShutdownServer,
+    StartServer,
+    Stats,
+)
+from ..model.queries import DocPage, QueueStats
+from ..model.ratelimit import LimitedWork
+from ..model.types import Due, Id
+from ..mongo.servertime import refresh_clock
+from ..mongo.store import Store
+from ..mongo.wakeup import ChangeStreamSource, LocalCancels, LocalSaves, WakeupSource
+from .claiming import Claimer
+from .followups import FollowUps
+from .limiter import Limiter, counter_store
+from .managing import Manager
+from .reading import Reader
+from .reporting import Report, Reporter, claimer_of
+from .saving import Saver
+from .server import JobServer, ServerPass
+
+logger = logging.getLogger("jobcollection")
+
+T = TypeVar("T")
+MAX_HANDED = 20_000
+"""Jobs claimed through the method layer whose claimed copies are kept for their reports."""
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """A call that came through the method layer: its name, its user and its wire params
+    (its events carry them as given)."""
+
+    method: str
+    user_id: Any
+    params: tuple[Any, ...]
+    admin: bool = False
+    """The rules allow the user under the `admin` group: it may report on runs other users
+    claimed (see `reporter`)."""
+
+    @property
+    def reporter(self) -> Any:
+        """Who a report in this call must come from (reporting.Report.by): the user, unless
+        it is an admin; None (anyone) for server code."""
+        return None if self.user_id is None or self.admin else claimer_of(self.user_id)
+
+
+def _by(origin: Origin | None) -> Any:
+    return None if origin is None else origin.reporter
+
+
+def summary(params: tuple[Any, ...]) -> str:
+    """A call's parameters as a log line may show them: ids, names, numbers and options as
+    given, documents and values (job data, results, errors, log lines) only as their kind, so
+    that no secret a job carries reaches a log."""
+    return ", ".join(_summarised(param) for param in params)
+
+
+def _summarised(value: Any) -> str:
+    if value is None or isinstance(value, bool | int | float | ObjectId):
+        return repr(value)
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 64 else f"<str of {len(value)} characters>"
+    if isinstance(value, JobDoc):
+        return f"<job {value.type} {value.id}>"
+    if isinstance(value, list | tuple):
+        if all(isinstance(v, ObjectId | str) for v in value) and len(value) <= 10:
+            return repr(list(value))
+        return f"<{len(value)} items>"
+    if isinstance(value, dict):
+        if "type" in value and "data" in value:
+            return f"<job document {value.get('type')!r}>"
+        scalars = all(v is None or isinstance(v, bool | int | float) for v in value.values())
+        return repr(value) if scalars else f"<object with keys {sorted(map(str, value))}>"
+    return f"<{type(value).__name__}>"
+
+
+class Core:
+    """The JobService of a JobCollection, and its job server."""
+
+    def __init__(self, collection: Any, clock: Clock, limits: Limits) -> None:
+        self.store = Store(collection, caps=limits.push_caps())
+        self._clock = clock
+        self._limits = limits
+        self.reader = Reader(aware_dates=self.store.aware_dates)
+        self.manager = Manager(self.store, clock, self.reader)
+        self.follow_ups = FollowUps(self.store, self.manager, self.reader)
+        self.reporter = Reporter(self.store, clock, self.follow_ups, self.reader)
+        self.saver = Saver(self.store, clock, self.manager)
+        self.claimer = Claimer(self.store, clock, self.reader, self.reporter)
+        self.server = JobServer(
+            self.store,
+            clock,
+            self.claimer,
+            self.reporter,
+            self.manager,
+            self.follow_ups,
+            on_closed=self.close_log_stream,
+            on_pass=self._passed,
+        )
+        self.events = EventEmitter()
+        self.local_saves = LocalSaves()
+        self._handed: OrderedDict[tuple[Id | None, Id | None], JobDoc] = OrderedDict()
+        self.local_cancels = LocalCancels()
+        self._log_stream: IO[str] | None = None
+        self._limiter: Limiter | None = None
+        """Claims under rate limits: made at the first (its counters are another collection)."""
+        self._appliers = self._table()
+        assert set(self._appliers) == set(OPERATIONS), "every operation has its applier"
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def limits(self) -> Limits:
+        return self._limits
+
+    @property
+    def rate_limits(self) -> bool:
+        return True
+
+    # --- the one door ------------------------------------------------------------------------
+
+    async def run(self, op: Op[T], origin: Origin | None = None) -> T:
+        """Run one operation: refresh the clock, apply it, then fire its events (a quiet
+        operation fires none unless the method layer called it by name)."""
+        apply: Callable[[Any, Origin | None], Awaitable[T]] = self._appliers[type(op)]
+        if op.quiet and origin is None:
+            await refresh_clock(self._clock)
+            return await apply(op, origin)
+        error: BaseException | None = None
+        result: T | None = None
+        try:
+            await refresh_clock(self._clock)  # a ServerClock re-reads the server's time when due
+            result = await apply(op, origin)
+            return result
+        except Exception as exc:
+            error = exc
+            raise
+        finally:
+            await self.emit(op, origin, error, result)
+
+    async def emit(
+        self, op: Op[Any] | None, origin: Origin | None, error: BaseException | None, result: Any
+    ) -> None:
+        """Fire a call's events and write its log line; the parameters are built only when an
+        event handler, the log stream or the logger will read them. `op` is None for a call
+        refused before its operation was known (its origin says what was called)."""
+        assert op is not None or origin is not None
+        name = origin.method if origin is not None else op.method  # type: ignore[union-attr]
+        level = logging.DEBUG if error is None else logging.INFO
+        wanted = self.events.listens(("call" if error is None else "error", name))
+        logged = self._log_stream is not None or logger.isEnabledFor(level)
+        if not (wanted or logged):
+            return
+        user_id = origin.user_id if origin is not None else None
+        given = origin.params if origin is not None else op.params()  # type: ignore[union-attr]
+        if logger.isEnabledFor(level):  # ids and options, never job data nor results
+            extra = {"method": name, "user_id": user_id}
+            if error is None:
+                logger.debug("call %s by %s: %s", name, user_id, summary(given), extra=extra)
+            else:
+                logger.info(
+                    "call %s by %s failed: %s (%s)",
+                    name,
+                    user_id,
+                    error,
+                    summary(given),
+                    extra={**extra, "error": str(error)},
+                )
+        if self._log_stream is not None:  # the original's line: repr(params), data included
+            line = f"{self._clock.now().isoformat()}, {user_id}, {name}, {given!r}"
+            self._log_stream.write(line + "\n")
+        if wanted:
+            event = MethodEvent(name, given, user_id, error, result)
+            await self.events.emit("call" if error is None else "error", event)
+            await self.events.emit(name, event)
+
+    async def _passed(self, done: ServerPass) -> None:
+        """Tell the handlers of "jobServerPass" what a job-server pass did (its ServerPass is
+        the event's return_value): metrics count expired leases from it."""
+        if self.events.listens(("jobServerPass",)):
+            event = MethodEvent("jobServerPass", (), None, None, done)
+            await self.events.emit("jobServerPass", event)
+
+    def set_log_stream(self, stream: IO[str] | None) -> None:
+        """Write one line per call to stream; once per job-server start/shutdown cycle."""
+        if stream is not None and not callable(getattr(stream, "write", None)):
+            raise InvalidArgumentType("stream", "must have a write(str) method")
+        if self._log_stream is not None and stream is not None:
+            raise InvalidArgument("stream", "a log stream is already set for this server cycle")
+        self._log_stream = stream
+
+    def close_log_stream(self) -> None:
+        stream, self._log_stream = self._log_stream, None
+        if stream is not None and callable(getattr(stream, "close", None)):
+            stream.close()
+
+    # --- the job server ----------------------------------------------------------------------
+
+    async def _start_server(self, op: StartServer, origin: Origin | None) -> bool:
+        return await self.server.start()
+
+    async def _shutdown_server(self, op: ShutdownServer, origin: Origin | None) -> bool:
+        return await self.server.shutdown(op.timeout_ms / 1000)
+
+    async def run_server_pass(self) -> ServerPass:
+        return await self.server.run_pass()
+
+    async def close(self) -> None:
+        """Stop the job server's tasks and wait for reports in flight."""
+        await self.server.close()
+        await self.reporter.close()
+
+    # --- saving ------------------------------------------------------------------------------
+
+    async def _save(self, op: Save, origin: Origin | None) -> Id | None:
+        checked = self._saveable([op.doc], [op.job_id], "doc", "jobId")[0]
+        saved = await self.saver.save(checked, op.cancel_repeats, op.job_id)
+        self._published([checked], [saved])
+        return saved
+
+    async def _save_many(self, op: SaveMany, origin: Origin | None) -> list[Id | None]:
+        ids = list(op.job_ids) if op.job_ids is not None else [None] * len(op.docs)
+        id_name = "jobIds" if op.name == "docs" else op.name
+        checked = self._saveable(op.docs, ids, op.name, id_name, many=True)
+        saved = await self.saver.save_many(checked, op.cancel_repeats, ids, name=op.name)
+        self._published(checked, saved)
+        return saved
+
+    def _saveable(
+        self,
+        docs: Sequence[JobDoc],
+        ids: Sequence[Id | None],
+        name: str,
+        id_name: str,
+        *,
+        many: bool = False,
+    ) -> list[JobDoc]:
+        """The documents a save may store, checked against the limits, each naming a job of
+        its own (raises InvalidArgument naming the document)."""
+        doc_names = [f"{name}[{i}]" for i in range(len(docs))] if many else [name]
+        id_names = [f"{id_name}[{i}]" for i in range(len(docs))] if many else [id_name]
+        checked = [v.saveable(doc, n) for doc, n in zip(docs, doc_names, strict=True)]
+        for doc, new_id, doc_name, id_label in zip(checked, ids, doc_names, id_names, strict=True):
+            if new_id is not None and doc.id is not None:
+                raise InvalidArgument(id_label, f"is for a new job; {doc_name} has an _id already")
+            self._limits.check_doc(doc, doc_name, self.store.codec_options)
+        v.check_own_ids(checked, ids, doc_names, id_names)
+        return checked
+
+    def _published(self, docs: Sequence[JobDoc], ids: Sequence[Id | None]) -> None:
+        """Tell this process's queues of the jobs just saved, with when each is due."""
+        if not self.local_saves.active:
+            return
+        now = self._clock.now()
+        for doc, job_id in zip(docs, ids, strict=True):
+            if job_id is not None:
+                self.local_saves.publish(doc.type, max(doc.after, now))
+
+    # --- reading and claiming ----------------------------------------------------------------
+
+    async def _get_jobs(self, op: GetJobs, origin: Origin | None) -> list[JobDoc]:
+        return await self.manager.get_jobs(op.ids, op.get_log, op.get_failures)
+
+    async def _get_work(self, op: GetWork, origin: Origin | None) -> list[JobDoc]:
+        wanted = min(op.max_jobs, self._limits.max_jobs)
+        user_id = None if origin is None else origin.user_id
+        docs = await self.claimer.get_work(op.types, wanted, op.work_timeout_ms, user_id=user_id)
+        if origin is not None:  # a remote worker: its reports will come without them
+            self._remember_handed(docs)
+        return docs
+
+    async def _get_limited_work(self, op: GetLimitedWork, origin: Origin | None) -> LimitedWork:
+        """getWork under a rate limit (its events are getWork's)."""
+        if op.rate_limit is None:
+            raise InvalidArgument("rate_limit", "is required")
+        if self._limiter is None:
+            self._limiter = Limiter(counter_store(self.store), self.claimer)
+        wanted = min(op.max_jobs, self._limits.max_jobs)
+        return await self._limiter.get_work(op.types, op.rate_limit, wanted, op.work_timeout_ms)
+
+    def _remember_handed(self, docs: Sequence[JobDoc]) -> None:
+        """Keep the jobs a method-layer claim handed out, as claimed, for their reports (a
+        remote worker's done/fail cannot send its copy back): the `claimed` hint that lets a
+        report be written without reading the job first. The newest MAX_HANDED are kept."""
+        for doc in docs:
+            self._handed[(doc.id, doc.run_id)] = doc
+        while len(self._handed) > MAX_HANDED:
+            self._handed.popitem(last=False)
+
+    def _handed_copy(self, job_id: Id, run_id: Id, origin: Origin | None) -> JobDoc | None:
+        return None if origin is None else self._handed.pop((job_id, run_id), None)
+
+    async def _results(self, op: Results, origin: Origin | None) -> dict[Id, dict[str, Any]]:
+        return await self.manager.results(op.ids, op.max_bytes)
+
+    async def _stats(self, op: Stats, origin: Origin | None) -> QueueStats:
+        counts, oldest = await self.manager.stats()
+        return QueueStats(counts, oldest, self._clock.now())
+
+    async def _find_jobs(self, op: FindJobs, origin: Origin | None) -> DocPage:
+        docs, following = await self.manager.find_page(op.query, op.after)
+        return DocPage(docs, following)
+
+    def wakeup(self) -> WakeupSource | None:
+        return ChangeStreamSource(self.store.collection)
+
+    def saves(self) -> LocalSaves | None:
+        return self.local_saves
+
+    def cancels(self) -> LocalCancels | None:
+        return self.local_cancels
+
+    # --- what workers report -----------------------------------------------------------------
+
+    async def _log(self, op: Log, origin: Origin | None) -> bool:
+        self._limits.check_log(op.message, op.data, self.store.codec_options)
+        return await self.claimer.log(
+            op.job_id, op.run_id, op.message, op.level, op.data, _by(origin)
+        )
+
+    async def _progress(self, op: Progress, origin: Origin | None) -> bool | None:
+        return await self.claimer.progress(
+            op.job_id, op.run_id, op.completed, op.total, _by(origin)
+        )
+
+    async def _done(self, op: Done, origin: Origin | None) -> Outcome:
+        self._limits.check_result(op.result, self.store.codec_options)
+        report = Report(
+            "done",
+            op.job_id,
+            op.run_id,
+            op.result,
+            repeat_id=op.repeat_id,
+            delay_deps_ms=op.delay_deps_ms,
+            claimed=op.claimed or self._handed_copy(op.job_id, op.run_id, origin),
+            by=_by(origin),
+        )
+        return await self.reporter.submit(report)
+
+    async def _fail(self, op: Fail, origin: Origin | None) -> bool:
+        self._limits.check_error(op.error, self.store.codec_options)
+        hint = op.claimed or self._handed_copy(op.job_id, op.run_id, origin)
+        report = Report(
+            "fail", op.job_id, op.run_id, op.error, op.fatal, claimed=hint, by=_by(origin)
+        )
+        return bool(await self.reporter.submit(report))
+
+    async def _heartbeat(self, op: Heartbeat, origin: Origin | None) -> list[Id]:
+        return await self.claimer.heartbeat(op.ids, op.run_id, _by(origin))
+
+    async def _rate_limited(self, op: RateLimited, origin: Origin | None) -> bool:
+        return await self.claimer.rate_limited(op.job_id, op.run_id, op.retry_after_ms)
+
+    async def _release(self, op: Release, origin: Origin | None) -> list[Id]:
+        return await self.claimer.release(op.ids, op.run_id, _by(origin))
+
+    # --- managing ----------------------------------------------------------------------------
+
+    async def _pause(self, op: Pause, origin: Origin | None) -> bool:
+        return await self.manager.pause(op.ids)
+
+    async def _resume(self, op: Resume, origin: Origin | None) -> bool:
+        return await self.manager.resume(op.ids)
+
+    async def _ready(self, op: Ready, origin: Origin | None) -> bool:
+        return await self.manager.ready(op.ids, op.time, op.force)
+
+    async def _cancel_pending_of(self, op: CancelPendingOf, origin: Origin | None) -> int:
+        return await self.manager.cancel_pending_of(op.job_type, op.user_id)
+
+    async def _ready_due(self, op: ReadyDue, origin: Origin | None) -> Due:
+        return await self.manager.ready_due(op.types)
+
+    async def _cancel(self, op: Cancel, origin: Origin | None) -> bool:
+        try:
+            return await self.manager.cancel(op.ids, op.antecedents, op.dependents)
+        finally:  # even after an error: some may have been cancelled
+            self.local_cancels.publish(op.ids)
+
+    async def _restart(self, op: Restart, origin: Origin | None) -> bool:
+        return await self.manager.restart(
+            op.ids, op.retries, op.until, op.antecedents, op.dependents
+        )
+
+    async def _rerun(self, op: Rerun, origin: Origin | None) -> Id | None:
+        return await self.manager.rerun(op.job_id, op.repeats, op.until, op.wait_ms)
+
+    async def _remove(self, op: Remove, origin: Origin | None) -> bool:
+        try:
+            return await self.manager.remove(op.ids)
+        finally:  # even after an error: some may have been removed
+            self.local_cancels.publish(op.ids)
+
+    def _table(self) -> dict[type[Op[Any]], Callable[[Any, Origin | None], Awaitable[Any]]]:
+        """The applier of each operation."""
+        return {
+            StartServer: self._start_server,
+            ShutdownServer: self._shutdown_server,
+            Save: self._save,
+            SaveMany: self._save_many,
+            GetJobs: self._get_jobs,
+            GetWork: self._get_work,
+            GetLimitedWork: self._get_limited_work,
+            Log: self._log,
+            Progress: self._progress,
+            Done: self._done,
+            Fail: self._fail,
+            Heartbeat: self._heartbeat,
+            Release: self._release,
+            RateLimited: self._rate_limited,
+            Pause: self._pause,
+            Resume: self._resume,
+            Remove: self._remove,
+            Ready: self._ready,
+            Cancel: self._cancel,
+            Restart: self._restart,
+            Rerun: self._rerun,
+            Results: self._results,
+            CancelPendingOf: self._cancel_pending_of,
+            ReadyDue: self._ready_due,
+            Stats: self._stats,
+            FindJobs: self._find_jobs,
+        }

@@ -1,0 +1,405 @@
+"""Managing jobs: reading them, and the transitions any manager may ask for (pause, resume,
+promote, cancel, restart, rerun, remove), with their cascades over antecedents and dependents.
+
+Arguments arrive validated; each state change is one conditional update from transitions.py.
+A transition that does not apply returns False/None and logs why, as job-collection does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from ..model import validation as v
+from ..model.clock import Clock
+from ..model.constants import (
+    JOB_STATUS_CANCELLABLE,
+    JOB_STATUS_PENDING,
+    JOB_STATUS_REMOVABLE,
+    JOB_STATUS_RESTARTABLE,
+    JOB_STATUSES,
+    Status,
+)
+from ..model.document import (
+    FOLLOW_UPS,
+    REMOVE_AFTER,
+    REPEAT_OF,
+    UNIQUE,
+    USER,
+    JobDoc,
+    LaterSchedule,
+    assume_utc,
+)
+from ..model.errors import InvalidDocument
+from ..model.queries import ORDER, JobQuery, encode_cursor
+from ..model.schedule import occurrences
+from ..model.types import Due, Filter, Id
+from ..mongo.store import Store
+from ..rules import transitions
+from .reading import Reader
+
+logger = logging.getLogger("jobcollection")
+
+Apply = Callable[[Sequence[Id]], Awaitable[int]]
+
+
+class Manager:
+    """Reads jobs and applies the management transitions."""
+
+    def __init__(self, store: Store, clock: Clock, reader: Reader) -> None:
+        self.store = store
+        self.clock = clock
+        self.reader = reader
+
+    async def get_jobs(
+        self, ids: Sequence[Id], get_log: bool = False, get_failures: bool = False
+    ) -> list[JobDoc]:
+        projection: dict[str, int] = {}  # `_private` is read: it holds a cron schedule
+        if not get_log:
+            projection["log"] = 0
+        if not get_failures:
+            projection["failures"] = 0
+        found = {
+            d["_id"]: d for d in await self.store.find({"_id": {"$in": list(ids)}}, projection)
+        }
+        return [self.reader.job(found[i]) for i in ids if i in found]
+
+    async def remove(self, ids: Sequence[Id]) -> bool:
+        ids = await self._without_pending_repeats(ids)
+        removed = await self.store.delete_many(transitions.removable(ids, JOB_STATUS_REMOVABLE))
+        if not removed:
+            logger.warning("jobRemove: no job was removable among %d ids", len(ids))
+        return removed > 0
+
+    async def _without_pending_repeats(self, ids: Sequence[Id]) -> list[Id]:
+        """The ids less the repeats whose scheduling completion still has its follow-ups
+        pending: removing one now would let those follow-ups insert it again."""
+        repeats = await self.store.find(
+            {"_id": {"$in": list(ids)}, REPEAT_OF: {"$exists": True}}, {REPEAT_OF: 1}
+        )
+        key = REPEAT_OF.split(".", 1)[1]
+        origins = {
+            r["_id"]: (o.get("id"), o.get("runId"))
+            for r in repeats
+            if isinstance(o := r.get("_private", {}).get(key), dict)
+        }
+        if not origins:
+            return list(ids)
+        pending = {
+            (d["_id"], d["_private"][FOLLOW_UPS.split(".", 1)[1]].get("runId"))
+            for d in await self.store.find(
+                {"_id": {"$in": [i for i, _ in origins.values()]}, FOLLOW_UPS: {"$exists": True}},
+                {FOLLOW_UPS: 1},
+            )
+        }
+        blocked = {r for r, origin in origins.items() if origin in pending}
+        if blocked:
+            logger.warning(
+                "jobRemove: %d repeat(s) kept until the follow-ups that scheduled them finish",
+                len(blocked),
+            )
+        return [i for i in ids if i not in blocked]
+
+    async def pause(self, ids: Sequence[Id]) -> bool:
+        paused = await self.store.update_many(*transitions.pause(ids, self.clock.now()))
+        if not paused:
+            logger.warning("jobPause: no job was pausable among %d ids", len(ids))
+        return paused > 0
+
+    async def resume(self, ids: Sequence[Id]) -> bool:
+        resumed = await self.store.update_many(*transitions.resume(ids, self.clock.now()))
+        if resumed:
+            await self.promote(ids)
+        else:
+            logger.warning("jobResume: no job was paused among %d ids", len(ids))
+        return resumed > 0
+
+    async def promote(
+        self, ids: Sequence[Id] | None = None, time: datetime | None = None, force: bool = False
+    ) -> bool:
+        """Promote waiting jobs that are due and have nothing left to wait for (named ones, or
+        all); whether any was. Quiet: for the library's own use."""
+        now = self.clock.now()
+        query, update = transitions.ready(ids, now, time or now, force)
+        return await self.store.update_many(query, update) > 0
+
+    async def ready_due(self, types: Sequence[str]) -> Due:
+        """Promote the due jobs of these types; if none was, find when the next falls due
+        (served by the index on type, status and after)."""
+        now = self.clock.now()
+        promoted = await self.store.update_many(*transitions.ready(None, now, now, False, types))
+        if promoted:
+            return Due(promoted)
+        nearest = await self.store.find(
+            transitions.waiting_on_time(types), {"after": 1}, sort=[("after", 1)], limit=1
+        )
+        return Due(0, assume_utc(nearest[0]["after"]) if nearest else None)
+
+    async def ready(
+        self, ids: Sequence[Id] | None = None, time: datetime | None = None, force: bool = False
+    ) -> bool:
+        """jobReady: promote, saying why when named jobs stay put."""
+        readied = await self.promote(ids, time, force)
+        if not readied and ids is not None:
+            logger.warning(
+                "jobReady: no job among %d ids was waiting and due%s",
+                len(ids),
+                "" if force else " with its dependencies resolved",
+            )
+        return readied
+
+    async def cancel(
+        self, ids: Sequence[Id], antecedents: bool = False, dependents: bool = True
+    ) -> bool:
+        cancelled = await self._cascade(
+            ids, antecedents, dependents, JOB_STATUS_CANCELLABLE, self._cancel
+        )
+        if not cancelled:
+            logger.warning("jobCancel: no job was cancellable among %d ids", len(ids))
+        return cancelled
+
+    async def cancel_cascade(self, ids: Sequence[Id]) -> bool:
+        """Cancel jobs and, transitively, their dependents (a follow-up of a final failure):
+        jobs already cancelled still lead the cascade on to theirs, at every level, so a
+        cascade cut short by a fault is carried on to its end."""
+        through = [*JOB_STATUS_CANCELLABLE, Status.CANCELLED]
+        return await self._cascade(ids, False, True, through, self._cancel)
+
+    async def results(self, ids: Sequence[Id], max_bytes: int) -> dict[Id, dict[str, Any]]:
+        """The results of the completed jobs among these ids (in their order), read alone;
+        InvalidArgument("max_bytes") if together they are larger (BSON-encoded)."""
+        found = {
+            d["_id"]: d.get("result") or {}
+            for d in await self.store.find(
+                {"_id": {"$in": list(ids)}, "status": Status.COMPLETED}, {"result": 1}
+            )
+        }
+        results = {i: assume_utc(found[i]) for i in dict.fromkeys(ids) if i in found}
+        v.check_results_size(results, max_bytes, self.store.encode)
+        return results
+
+    async def find_page(
+        self, query: JobQuery, after: str | None
+    ) -> tuple[list[JobDoc], str | None]:
+        """A page of the jobs a query matches, newest first, and the cursor of the next page
+        (None: this is the last). Stored documents that are not valid jobs are left out."""
+        wanted = query.limit + 1  # one more than a page: whether another page follows
+        found = await self.store.find(query.filter(after), sort=ORDER, limit=wanted)
+        if after is not None and after.startswith("o") and len(found) < wanted:
+            # The ObjectId-keyed jobs ran out: the string-keyed ones follow (queries.py).
+            more = wanted - len(found)
+            found += await self.store.find(query.strings(), sort=ORDER, limit=more)
+        page = found[: query.limit]
+        following = encode_cursor(page[-1]["_id"]) if len(found) > query.limit else None
+        jobs = []
+        for raw in page:
+            try:
+                jobs.append(self.reader.job(raw))
+            except InvalidDocument as exc:
+                logger.warning("find_jobs: leaving out job %s: %s", raw.get("_id"), exc)
+        return jobs, following
+
+    async def stats(self) -> tuple[dict[tuple[str, str], int], dict[str, datetime]]:
+        """How many jobs each type has in each status, and when the oldest ready job of each
+        type fell due: one count per type and status, and one read per type with ready jobs
+        (each served by the `{type, status, after}` index)."""
+        depth: dict[tuple[str, str], int] = {}
+        oldest: dict[str, datetime] = {}
+        for job_type in await self.store.distinct("type"):
+            if not isinstance(job_type, str):
+                continue
+            for status in JOB_STATUSES:
+                n = await self.store.count({"type": job_type, "status": status})
+                if n:
+                    depth[(job_type, status)] = n
+            if (job_type, Status.READY) in depth:
+                [first] = await self.store.find(
+                    {"type": job_type, "status": Status.READY},
+                    {"after": 1},
+                    sort=[("after", 1)],
+                    limit=1,
+                ) or [{}]
+                after = assume_utc(first.get("after"))
+                if isinstance(after, datetime):
+                    oldest[job_type] = after
+        return depth, oldest
+
+    async def cancel_pending_of(self, job_type: str, user_id: Any) -> int:
+        """Cancel a user's jobs of a type that have not started, or that started and are past
+        their lease (seed 003's matching pending jobs), with their dependents; how many."""
+        now = self.clock.now()
+        stale = transitions.expired(now)
+        matching = await self.store.find(
+            {
+                "type": job_type,
+                USER: user_id,
+                "$or": [{"status": {"$in": list(JOB_STATUS_PENDING)}}, stale],
+            },
+            {"_id": 1},
+        )
+        if not matching:
+            return 0
+        ids = [d["_id"] for d in matching]
+        await self.cancel(ids)
+        return len(ids)
+
+    async def replace(self, holder: Id, key: dict[str, Any]) -> bool:
+        """Cancel the pending job that holds a unique key, for a job saved in its place (and
+        its dependents, as cancel() does); False if it let go of the key first (it started,
+        or another save replaced it)."""
+        if not await self._cancel([holder], {UNIQUE: key}):
+            return False
+        await self.cancel_cascade([holder])
+        return True
+
+    async def _cancel(self, ids: Sequence[Id], fence: Filter | None = None) -> int:
+        """Cancel these jobs (those `fence` also matches); the number cancelled. A job whose
+        retention covers "cancelled" gets its removal date in the same write: jobs are
+        cancelled in groups by retention delay (read first), then the rest."""
+        now = self.clock.now()
+        query, update = transitions.cancel(ids, now)
+        query.update(fence or {})
+        kept = await self.store.find(transitions.cancel_retained(query), {REMOVE_AFTER: 1})
+        delays: dict[int, list[Id]] = {}
+        for raw in kept:
+            delay = raw["_private"][REMOVE_AFTER.split(".", 1)[1]]["delay"]
+            delays.setdefault(delay, []).append(raw["_id"])
+        count = 0
+        for delay, group in delays.items():
+            count += await self.store.update_many(
+                *transitions.cancel_dated(query, update, group, delay, now)
+            )
+        if kept:
+            query = transitions.cancel_unretained(query)
+        return count + await self.store.update_many(query, update)
+
+    async def restart(
+        self,
+        ids: Sequence[Id],
+        retries: int = 0,
+        until: datetime | None = None,
+        antecedents: bool = True,
+        dependents: bool = False,
+    ) -> bool:
+        async def restart(level: Sequence[Id]) -> int:
+            level = await self._runnable(level)
+            if not level:
+                return 0
+            now = self.clock.now()
+            count = 0
+            for query, update in transitions.restart(level, retries, until, now):
+                count += await self.store.update_many(query, update)
+            if count:
+                await self.promote(level)
+            return count
+
+        restarted = await self._cascade(
+            ids, antecedents, dependents, JOB_STATUS_RESTARTABLE, restart
+        )
+        if not restarted:
+            logger.warning("jobRestart: no job was restartable among %d ids", len(ids))
+        return restarted
+
+    async def _runnable(self, ids: Sequence[Id]) -> list[Id]:
+        """The ids that could still run: none of their pending antecedents, directly or
+        through theirs, was removed. Restarting any other job would leave it waiting forever."""
+        graph: dict[Id, list[Id]] = {}
+        missing: set[Id] = set()
+        frontier = set(ids)
+        while frontier:
+            found = {
+                d["_id"]: d.get("depends", [])
+                for d in await self.store.find({"_id": {"$in": list(frontier)}}, {"depends": 1})
+            }
+            missing |= frontier - set(found)
+            graph.update(found)
+            frontier = {a for depends in found.values() for a in depends} - set(graph) - missing
+        doomed: dict[Id, bool] = {}
+
+        def is_doomed(job_id: Id) -> bool:
+            if job_id in missing:
+                return True
+            if job_id not in doomed:
+                doomed[job_id] = False  # a cycle does not doom a job by itself
+                doomed[job_id] = any(is_doomed(a) for a in graph.get(job_id, []))
+            return doomed[job_id]
+
+        runnable = []
+        for job_id in ids:
+            if any(is_doomed(a) for a in graph.get(job_id, [])):
+                logger.warning("jobRestart: job %s waits on an antecedent that was removed", job_id)
+            else:
+                runnable.append(job_id)
+        return runnable
+
+    async def _cascade(
+        self,
+        ids: Sequence[Id],
+        antecedents: bool,
+        dependents: bool,
+        statuses: Sequence[str],
+        apply: Apply,
+    ) -> bool:
+        """Apply a transition to ids, then to their related jobs in `statuses`, transitively."""
+        changed = False
+        seen: set[Id] = set()
+        level = list(ids)
+        while level:
+            seen.update(level)
+            changed = bool(await apply(level)) or changed
+            related: list[Id] = []
+            if antecedents:
+                jobs = await self.store.find({"_id": {"$in": level}}, {"depends": 1})
+                ante = [a for j in jobs for a in j.get("depends", [])]
+                if ante:
+                    related += [
+                        d["_id"]
+                        for d in await self.store.find(
+                            {"_id": {"$in": ante}, "status": {"$in": list(statuses)}}, {"_id": 1}
+                        )
+                    ]
+            if dependents:
+                related += [
+                    d["_id"]
+                    for d in await self.store.find(
+                        {"depends": {"$in": level}, "status": {"$in": list(statuses)}}, {"_id": 1}
+                    )
+                ]
+            level = [r for r in dict.fromkeys(related) if r not in seen]
+        return changed
+
+    async def rerun(
+        self,
+        job_id: Id,
+        repeats: int = 0,
+        until: datetime | None = None,
+        wait_ms: int | None = None,
+    ) -> Id | None:
+        raw = await self.store.find_one(
+            {"_id": job_id, "status": Status.COMPLETED}, {"log": 0, "failures": 0}
+        )
+        if raw is None:
+            logger.warning("jobRerun: job %s is not completed", job_id)
+            return None
+        doc = self.reader.job_with_private(raw)
+        now = self.clock.now()
+        if wait_ms is None:
+            wait_ms = self._rerun_wait_ms(doc, now)
+            if wait_ms is None:
+                logger.warning("jobRerun: job %s has no next scheduled run", job_id)
+                return None
+        clone = transitions.rerun_document(doc, repeats, until or doc.repeat_until, wait_ms, now)
+        new_id: Id = await self.store.insert_one(clone)
+        return new_id
+
+    @staticmethod
+    def _rerun_wait_ms(doc: JobDoc, now: datetime) -> int | None:
+        wait = doc.repeat_wait
+        if isinstance(wait, int):
+            return wait
+        if isinstance(wait, LaterSchedule):
+            return None
+        upcoming = occurrences(wait, now, 1)
+        return int((upcoming[0] - now).total_seconds() * 1000) if upcoming else None

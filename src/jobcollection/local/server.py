@@ -1,0 +1,229 @@
+"""The job server: promotion of due jobs, expiry of leases and pending follow-ups, on a
+background task.
+
+`run_pass()` is one step (fail expired leases, finish pending follow-ups, promote), so tests
+drive the server without waiting. Several processes may run a server on one collection: every
+pass is a set of idempotent conditional updates. A pass isolates its parts: a step that fails
+(a driver error, a job that cannot be failed) is logged and the rest of the pass goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ..model.clock import Clock
+from ..model.types import Id
+from ..mongo.servertime import refresh_clock
+from ..mongo.store import Document, Store, transient
+from ..rules import transitions
+from .claiming import Claimer
+from .followups import FollowUps
+from .managing import Manager
+from .reporting import Report, Reporter
+
+logger = logging.getLogger("jobcollection")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerPass:
+    """What one pass did."""
+
+    expired: int
+    promoted: bool
+    followed_up: int = 0
+    """Jobs whose pending follow-ups (repeat, dependents) this pass finished."""
+    errors: int = 0
+    """Steps of the pass that failed (each logged); the next pass tries them again."""
+
+
+class JobServer:
+    """Owns the promotion loop, the shutdown timer and the passes of one JobCollection."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        claimer: Claimer,
+        reporter: Reporter,
+        manager: Manager,
+        follow_ups: FollowUps,
+        on_closed: Callable[[], None],
+        on_pass: Callable[[ServerPass], Awaitable[None]],
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._claimer = claimer
+        self._reporter = reporter
+        self._manager = manager
+        self._follow_ups = follow_ups
+        self.interval = 15.0
+        self.running = False
+        self.quarantined: set[Id] = set()
+        """Jobs whose expiry the server refused to write: not read again by later passes."""
+        self._loop_task: asyncio.Task[None] | None = None
+        self._shutdown_task: asyncio.Task[None] | None = None
+        self._on_closed = on_closed
+        self._on_pass = on_pass
+
+    async def start(self) -> bool:
+        if self._shutdown_task is not None:
+            self._shutdown_task.cancel()
+            self._shutdown_task = None
+        self.running = self._claimer.accepting = self._claimer.started_once = True
+        await self._store.detect_router()
+        self._start_loop()
+        return True
+
+    def promote(self, interval: float) -> None:
+        """Set the seconds between passes and run a pass soon."""
+        self.interval = interval
+        if self.running:
+            self._start_loop(immediately=True)
+
+    def _start_loop(self, immediately: bool = False) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+        self._loop_task = asyncio.create_task(self._loop(immediately), name="jobcollection-promote")
+
+    async def _loop(self, immediately: bool) -> None:
+        if immediately:
+            await self._safe_pass()
+        while True:
+            await asyncio.sleep(self.interval)
+            await self._safe_pass()
+
+    async def _safe_pass(self) -> None:
+        try:
+            await self.run_pass()
+        except Exception:
+            logger.exception("job server pass failed; retrying at the next interval")
+
+    async def run_pass(self) -> ServerPass:
+        """Fail jobs whose lease expired, finish pending follow-ups, then promote due waiting
+        jobs. Without the server's time (a ServerClock that cannot read it) nothing is done."""
+        if not self.running:
+            return ServerPass(expired=0, promoted=False)
+        await refresh_clock(self._clock)  # a ServerClock re-reads the server's time when due
+        errors = 0
+
+        async def step(name: str, action: Callable[[], Awaitable[T]], default: T) -> T:
+            nonlocal errors
+            try:
+                return await action()
+            except Exception:
+                errors += 1
+                logger.exception("job server pass: %s failed; the next pass tries again", name)
+                return default
+
+        expired = await step("lease expiry", self.fail_expired, 0)
+        followed_up = await step("follow-ups", self.finish_follow_ups, 0)
+        await step("dependents saved elsewhere", self.adopt_dependents, 0)
+        promoted = await step("promotion", self._manager.promote, False)
+        await step("forgetting finished claims", self._claimer.forget_finished_runs, None)
+        done = ServerPass(expired, promoted, followed_up, errors)
+        await self._on_pass(done)
+        return done
+
+    async def fail_expired(self) -> int:
+        """Fail (non-fatally) every running job whose lease ran out; the number failed. Each
+        job is judged alone: one whose failure cannot be written is logged and skipped, and if
+        the server refused the write, later passes of this instance do not read it again."""
+        query = transitions.expired(self._clock.now(), self.quarantined)
+        expired = await self._store.find(query, {"runId": 1})
+        return await self._fail_each(expired, transitions.EXPIRED_ERROR, expired=True)
+
+    async def finish_follow_ups(self) -> int:
+        """Finish the follow-ups (repeats, dependents) that faults left pending."""
+        return await self._follow_ups.finish_stored(self._clock.now())
+
+    async def adopt_dependents(self) -> int:
+        """Adopt the dependents other applications saved (see followups.py)."""
+        return await self._follow_ups.adopt_dependents(self._clock.now())
+
+    async def fail_claimed_running(self) -> int:
+        """At shutdown: fail the jobs still running under runIds this instance handed out.
+        RunIds of jobs that could not be failed are kept, so that a later call tries again."""
+        claimer = self._claimer
+        if not claimer.claimed_run_ids:
+            return 0
+        held = transitions.held_runs(list(claimer.claimed_run_ids))
+        failed = await self._fail_each(
+            await self._store.find(held, {"runId": 1}), transitions.SHUTDOWN_ERROR
+        )
+        claimer.claimed_run_ids = {j["runId"] for j in await self._store.find(held, {"runId": 1})}
+        claimer.unconfirmed_claims.clear()
+        return failed
+
+    async def _fail_each(
+        self, jobs: Sequence[Document], error: dict[str, Any], *, expired: bool = False
+    ) -> int:
+        """Fail held jobs non-fatally, bundled; the number failed. Errors are logged per job."""
+        reports = [Report("fail", j["_id"], j["runId"], dict(error), expired=expired) for j in jobs]
+        outcomes = await asyncio.gather(
+            *(self._reporter.submit(r) for r in reports), return_exceptions=True
+        )
+        failed = 0
+        for report, outcome in zip(reports, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                logger.error("job %s: could not fail it: %s", report.job_id, outcome)
+                if not transient(outcome):
+                    fence = transitions.held(report.job_id, report.run_id)
+                    if not await self._claimer.set_aside(fence, report.run_id, f"{outcome}"):
+                        self.quarantined.add(report.job_id)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            elif outcome:
+                failed += 1
+        return failed
+
+    async def shutdown(self, timeout: float) -> bool:
+        """Stop promotion and claiming now; fail this instance's running jobs after timeout."""
+        self.running = self._claimer.accepting = False
+        await self._stop_loop()
+        if self._shutdown_task is not None:
+            self._shutdown_task.cancel()
+        if timeout <= 0:
+            await self._finish()
+        else:
+            self._shutdown_task = asyncio.create_task(self._finish_later(timeout))
+        return True
+
+    async def _stop_loop(self) -> None:
+        task, self._loop_task = self._loop_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _finish_later(self, timeout: float) -> None:
+        await asyncio.sleep(timeout)
+        await self._finish()
+
+    async def _finish(self) -> None:
+        try:
+            failed = await self.fail_claimed_running()
+        except Exception:
+            logger.exception("job server shutdown: could not fail the jobs still running")
+        else:
+            if failed:
+                logger.warning("job server shutdown: failed %d jobs still running", failed)
+        self._on_closed()
+
+    async def close(self) -> None:
+        """Cancel and await every background task (for tests and process exit). A shutdown
+        still in its grace period is finished now: the jobs this instance handed out that are
+        still running are failed, rather than left running with nobody to fail them."""
+        await self._stop_loop()
+        task, self._shutdown_task = self._shutdown_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await self._finish()

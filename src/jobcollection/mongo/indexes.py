@@ -1,0 +1,78 @@
+"""The indexes `start_job_server()` creates, and which query each one serves.
+
+Every filter and sort the library sends is served by one of these (the suite checks it: see
+tests/strict.py). job-collection v1.x creates its two indexes itself, so they are kept here for
+a shared collection even though no query of this library needs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..model.document import EXPIRE_AT, FOLLOW_UPS, UNIQUE
+
+
+@dataclass(frozen=True, slots=True)
+class Index:
+    """Index keys in order, with a partial filter where only some documents need indexing."""
+
+    keys: tuple[tuple[str, int], ...]
+    partial: Mapping[str, Any] | None = field(default=None)
+    serves: str = ""
+    unique: bool = False
+    expire_after_seconds: int | None = None
+    """A TTL index: MongoDB deletes a document this long after the date its key holds."""
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments for `create_index`."""
+        options: dict[str, Any] = {"unique": True} if self.unique else {}
+        if self.expire_after_seconds is not None:
+            options["expireAfterSeconds"] = self.expire_after_seconds
+        if self.partial is not None:
+            options["partialFilterExpression"] = dict(self.partial)
+        return options
+
+
+UNIQUE_JOBS = Index(
+    ((UNIQUE, 1),),
+    partial={UNIQUE: {"$exists": True}},
+    unique=True,
+    serves="unique jobs: no two pending jobs hold the same key (only those are indexed)",
+)
+"""A sharded collection cannot have it (a unique index must start with the shard key): there
+start_job_server() warns, and saving a unique job raises DatabaseError."""
+
+INDEXES: tuple[Index, ...] = (
+    Index(
+        (("type", 1), ("status", 1), ("after", 1)),
+        serves="cancel_repeats lookups (as v1.x's {type, status}); a queue's promotion of its "
+        "types' due jobs, and the next of them due, in `after` order",
+    ),
+    Index(
+        (("priority", 1), ("retryUntil", 1), ("after", 1)),
+        serves="v1.x's index; no query of this library (the claim index below covers its sort)",
+    ),
+    Index(
+        (("type", 1), ("status", 1), ("priority", 1), ("retryUntil", 1), ("after", 1)),
+        serves="claims: ready jobs of some types in priority order",
+    ),
+    Index((("status", 1), ("expiresAfter", 1)), serves="expiry: running jobs past their lease"),
+    Index((("status", 1), ("after", 1)), serves="promotion: waiting jobs that are due"),
+    Index((("status", 1), ("runId", 1)), serves="the jobs held under some runIds"),
+    Index((("depends", 1),), serves="dependents of a job"),
+    UNIQUE_JOBS,
+    Index(
+        ((EXPIRE_AT, 1),),
+        partial={EXPIRE_AT: {"$exists": True}},
+        expire_after_seconds=0,
+        serves="retention: MongoDB deletes each job at its removal date (a TTL index; only "
+        "jobs with one are indexed); no query of this library",
+    ),
+    Index(
+        ((f"{FOLLOW_UPS}.at", 1),),
+        partial={FOLLOW_UPS: {"$exists": True}},
+        serves="jobs whose follow-ups (repeat, dependents) are pending; only those are indexed",
+    ),
+)
