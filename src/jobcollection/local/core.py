@@ -61,7 +61,7 @@ from ..model.ops import (
 from ..model.queries import DocPage, QueueStats
 from ..model.ratelimit import LimitedWork
 from ..model.types import Due, Id
-from ..mongo.servertime import refresh_clock
+from ..mongo.servertime import ServerClock
 from ..mongo.store import Store
 from ..mongo.wakeup import ChangeStreamSource, LocalCancels, LocalSaves, WakeupSource
 from .claiming import Claimer
@@ -159,6 +159,7 @@ class Core:
         self._log_stream: IO[str] | None = None
         self._limiter: Limiter | None = None
         """Claims under rate limits: made at the first (its counters are another collection)."""
+        self._server_clock = clock if isinstance(clock, ServerClock) else None
         self._appliers = self._table()
         assert set(self._appliers) == set(OPERATIONS), "every operation has its applier"
 
@@ -178,22 +179,27 @@ class Core:
 
     async def run(self, op: Op[T], origin: Origin | None = None) -> T:
         """Run one operation: refresh the clock, apply it, then fire its events (a quiet
-        operation fires none unless the method layer called it by name)."""
+        operation fires none unless the method layer called it by name). The hot path pays
+        for neither when nothing is due: the clock is refreshed only when stale, and events
+        are built only when a handler, the log stream or the logger will read them."""
         apply: Callable[[Any, Origin | None], Awaitable[T]] = self._appliers[type(op)]
+        if self._server_clock is not None and self._server_clock.stale():
+            await self._server_clock.refresh()  # the server's time, re-read when due
         if op.quiet and origin is None:
-            await refresh_clock(self._clock)
             return await apply(op, origin)
-        error: BaseException | None = None
-        result: T | None = None
         try:
-            await refresh_clock(self._clock)  # a ServerClock re-reads the server's time when due
             result = await apply(op, origin)
-            return result
         except Exception as exc:
-            error = exc
+            await self.emit(op, origin, exc, None)
             raise
-        finally:
-            await self.emit(op, origin, error, result)
+        if self._log_stream is not None or self._observed(op, origin):
+            await self.emit(op, origin, None, result)
+        return result
+
+    def _observed(self, op: Op[Any], origin: Origin | None) -> bool:
+        """Whether a handler or the logger would see a successful call of op."""
+        name = origin.method if origin is not None else op.method
+        return self.events.listens(("call", name)) or logger.isEnabledFor(logging.DEBUG)
 
     async def emit(
         self, op: Op[Any] | None, origin: Origin | None, error: BaseException | None, result: Any

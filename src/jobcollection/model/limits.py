@@ -178,7 +178,7 @@ def cap_pushes(update: Mapping[str, Any], caps: Mapping[str, int]) -> dict[str, 
     never loosened).
     """
     push = update.get("$push")
-    if not isinstance(push, Mapping) or not any(field in push for field in caps):
+    if push is None or not any(field in push for field in caps):
         return dict(update)
     capped: dict[str, Any] = {}
     for field, value in push.items():
