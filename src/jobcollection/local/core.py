@@ -65,6 +65,7 @@ from ..mongo.servertime import ServerClock
 from ..mongo.store import Store
 from ..mongo.wakeup import ChangeStreamSource, LocalCancels, LocalSaves, WakeupSource
 from .claiming import Claimer
+from .dependents import Dependents
 from .followups import FollowUps
 from .limiter import Limiter, counter_store
 from .managing import Manager
@@ -138,9 +139,10 @@ class Core:
         self._limits = limits
         self.reader = Reader(aware_dates=self.store.aware_dates)
         self.manager = Manager(self.store, clock, self.reader)
-        self.follow_ups = FollowUps(self.store, self.manager, self.reader)
+        self.dependents = Dependents(self.store, self.manager)
+        self.follow_ups = FollowUps(self.store, self.reader, self.dependents)
         self.reporter = Reporter(self.store, clock, self.follow_ups, self.reader)
-        self.saver = Saver(self.store, clock, self.manager)
+        self.saver = Saver(self.store, clock, self.manager, self.dependents)
         self.claimer = Claimer(self.store, clock, self.reader, self.reporter)
         self.server = JobServer(
             self.store,
@@ -149,6 +151,7 @@ class Core:
             self.reporter,
             self.manager,
             self.follow_ups,
+            self.dependents,
             on_closed=self.close_log_stream,
             on_pass=self._passed,
         )

@@ -1,14 +1,14 @@
 """Follow-ups: what a job's completion, or its failure for good, sets off in other documents.
 
 A completed job may schedule its next run (its repeat) and releases the jobs that wait on it
-(its dependents); a job that failed for good cancels its dependents. These writes touch other
-documents, so they cannot be part of the atomic update that finishes the job. To make them
-durable, that update also records that they are pending: `FOLLOW_UPS` in `_private` (the one
-field job-collection v1.x lets a server keep data in) holds the run, the new status, the time
-and the `delay_deps` asked for. Whoever finishes the follow-ups clears the mark: the reporter
-right after its write, or, if it crashed or lost its connection first, the next job-server
-pass (`finish_stored`). A lost reply, a driver error or a crash between the status write and
-the follow-ups delays them by one pass and never loses them.
+(its dependents, through dependents.py); a job that failed for good cancels its dependents.
+These writes touch other documents, so they cannot be part of the atomic update that finishes
+the job. To make them durable, that update also records that they are pending: `FOLLOW_UPS`
+in `_private` (the one field job-collection v1.x lets a server keep data in) holds the run,
+the new status, the time and the `delay_deps` asked for. Whoever finishes the follow-ups
+clears the mark: the reporter right after its write, or, if it crashed or lost its connection
+first, the next job-server pass (`finish_stored`). A lost reply, a driver error or a crash
+between the status write and the follow-ups delays them by one pass and never loses them.
 
 Every step is idempotent, so finishing the same follow-ups twice (a pass racing the reporter,
 a retried report) changes nothing:
@@ -32,8 +32,8 @@ from ..model.document import FOLLOW_UPS, JobDoc, assume_utc
 from ..model.schedule import next_run
 from ..model.types import Filter, Id, Update
 from ..mongo.store import Document, Store
-from ..rules import dependencies, transitions
-from .managing import Manager
+from ..rules import transitions
+from .dependents import Dependents
 from .reading import Reader
 
 logger = logging.getLogger("jobcollection")
@@ -91,10 +91,10 @@ def _clearing(pending: Pending) -> tuple[Filter, Update]:
 class FollowUps:
     """Finishes pending follow-ups: repeats, dependents, then the mark."""
 
-    def __init__(self, store: Store, manager: Manager, reader: Reader) -> None:
+    def __init__(self, store: Store, reader: Reader, dependents: Dependents) -> None:
         self._store = store
-        self._manager = manager
         self._reader = reader
+        self._dependents = dependents
 
     async def finish(self, pending: Sequence[Pending]) -> dict[Id, Id]:
         """Finish these follow-ups; the repeat scheduled for each completed job that has one,
@@ -102,15 +102,8 @@ class FollowUps:
         job-server pass finishes what is left."""
         if not pending:
             return {}
-        completed = [p for p in pending if p.status == Status.COMPLETED]
-        repeats = await self._repeat(completed)
-        dependents = await self._store.find(
-            {"depends": {"$in": [p.job_id for p in pending]}}, {"depends": 1, "status": 1}
-        )
-        if dependents:
-            await self._resolve_dependents(completed, dependents)
-            failed = {p.job_id for p in pending if p.status == Status.FAILED}
-            await self._cancel_dependents(failed, dependents)
+        repeats = await self._repeat([p for p in pending if p.status == Status.COMPLETED])
+        await self._dependents.follow(pending)
         await self._clear(pending)
         return repeats
 
@@ -148,34 +141,6 @@ class FollowUps:
         await self.finish(pending)
         return len(pending)
 
-    async def adopt_dependents(self, now: datetime, limit: int = 1000) -> int:
-        """Adopt the dependents another application saved: job-collection v1.x does not mark
-        their antecedents with DEPENDENTS, so a completion written in one blind write would
-        not look them up. Each such dependent (waiting or paused, without ANNOUNCED) is
-        adopted once, as a save of this library would do it: its antecedents are marked
-        first, then read; the dependent is resolved (and promoted when due) for those that
-        completed, cancelled if one failed or was cancelled, and marked ANNOUNCED. The number
-        adopted."""
-        dependents = await self._store.find(dependencies.unannounced(), {"depends": 1}, limit=limit)
-        if not dependents:
-            return 0
-        antecedents = list({a for d in dependents for a in d.get("depends", [])})
-        await self._store.update_many(*dependencies.announce(antecedents))
-        finished = {
-            a["_id"]: a
-            for a in await self._store.find(
-                dependencies.finished_among(antecedents), {"status": 1, "runId": 1}
-            )
-        }
-        adoption = dependencies.adopt(dependents, finished, now)
-        await self._store.update_each(adoption.updates)
-        if adoption.resolved:
-            await self._manager.promote(adoption.resolved)
-        if adoption.doomed:
-            await self._manager.cancel_cascade(adoption.doomed)
-        await self._store.update_many(*dependencies.adopted([d["_id"] for d in dependents]))
-        return len(dependents)
-
     async def _repeat(self, completed: Sequence[Pending]) -> dict[Id, Id]:
         """Insert the next run of each completed repeating job (at most once per completion)."""
         clones: dict[Id, Document] = {}
@@ -189,31 +154,6 @@ class FollowUps:
         if clones:
             await self._store.insert_missing(list(clones.values()))
         return {job_id: clone["_id"] for job_id, clone in clones.items()}
-
-    async def _resolve_dependents(
-        self, completed: Sequence[Pending], dependents: Sequence[Document]
-    ) -> None:
-        """Move each completed job from its dependents' `depends` to `resolved`, then promote
-        those dependents that have nothing left to wait for."""
-        waiting, updates = dependencies.resolve_completed(
-            dependents, {p.job_id: (p.run_id, p.at, p.delay_deps_ms) for p in completed}
-        )
-        if not waiting:
-            return
-        outcome = await self._store.update_each(updates)
-        for index, error in outcome.refused.items():
-            logger.error(
-                "job %s: cannot resolve its completed dependencies (%s)", waiting[index], error
-            )
-        await self._manager.promote(waiting)
-
-    async def _cancel_dependents(self, failed: set[Id], dependents: Sequence[Document]) -> None:
-        """Cancel the dependents of jobs that failed for good, and theirs. Dependents already
-        cancelled are included at every level (see `cancel` in __init__), so a cascade cut
-        short by a fault is carried on."""
-        doomed = dependencies.doomed_by(failed, dependents)
-        if doomed:
-            await self._manager.cancel_cascade(doomed)
 
     async def _clear(self, pending: Sequence[Pending]) -> None:
         """Remove the marks of finished follow-ups (each fenced by its run, so a newer mark on

@@ -1,5 +1,5 @@
-"""Saving jobs: inserting new ones (one at a time or many in one round trip), resubmitting
-paused ones, and checking their antecedents.
+"""Saving jobs: inserting new ones (one at a time or many in one round trip) and resubmitting
+paused ones; a dependent's antecedents are announced and checked through dependents.py.
 
 A new job's `_id` can be chosen by the caller (the `Job` chooses it once), which makes a save
 retried after a lost reply find the job instead of inserting it twice; an id that names
@@ -21,7 +21,8 @@ from ..model.document import UNIQUE, USER, JobDoc, assume_utc
 from ..model.errors import DatabaseError, DuplicateJob, InvalidArgument
 from ..model.types import Id
 from ..mongo.store import Document, Store, is_unique_conflict
-from ..rules import dependencies, transitions
+from ..rules import transitions
+from .dependents import Dependents
 from .managing import Manager
 
 logger = logging.getLogger("jobcollection")
@@ -48,10 +49,13 @@ def _saved_later(holder: Document, own: Document) -> bool:
 class Saver:
     """Inserts and resubmits jobs."""
 
-    def __init__(self, store: Store, clock: Clock, manager: Manager) -> None:
+    def __init__(
+        self, store: Store, clock: Clock, manager: Manager, dependents: Dependents
+    ) -> None:
         self.store = store
         self.clock = clock
         self.manager = manager
+        self.dependents = dependents
 
     async def save(
         self,
@@ -82,8 +86,7 @@ class Saver:
             if earlier:
                 await self.manager.cancel([d["_id"] for d in earlier])
         if doc.depends:
-            await self._announce(doc.depends)
-            stored = dependencies.announced_document(stored)
+            stored = await self.dependents.announce_insert(doc.depends, stored)
         job_id: Id
         if doc.unique is not None:
             job_id = stored["_id"] = ObjectId() if new_id is None else new_id
@@ -100,7 +103,7 @@ class Saver:
                 return await self._finish_save(job_id, stored, now)
         if not doc.depends:
             return job_id
-        if await self._check_deps(job_id, doc.depends, now):
+        if await self.dependents.check_at_save(job_id, doc.depends, now):
             if doc.status == Status.WAITING:
                 await self.manager.promote([job_id])
             return job_id
@@ -238,7 +241,9 @@ class Saver:
             raise InvalidArgument("jobId", f"{job_id!r} is the id of another job")
         if stored["status"] == Status.CANCELLED:
             return None
-        if stored.get("depends") and not await self._check_deps(job_id, stored["depends"], now):
+        if stored.get("depends") and not await self.dependents.check_at_save(
+            job_id, stored["depends"], now
+        ):
             return None
         if stored["status"] == Status.WAITING:
             await self.manager.promote([job_id])
@@ -254,13 +259,12 @@ class Saver:
         query, update = transitions.resave(doc, now)
         if doc.depends:
             await self._check_types([(doc, name)])
-            await self._announce(doc.depends)
-            update = dependencies.announced(update)
+            update = await self.dependents.announce_resave(doc.depends, update)
         if not await self.store.update_one(query, update):
             await self._check_types([(doc, name)])
             logger.warning("jobSave: job %s is not paused; only paused jobs can be resaved", doc.id)
             return None
-        if await self._check_deps(doc.id, doc.depends, now):
+        if await self.dependents.check_at_save(doc.id, doc.depends, now):
             await self.manager.promote([doc.id])
             return doc.id
         return None
@@ -291,30 +295,6 @@ class Saver:
                     f"{name}.user_id",
                     f"cannot change from {stored_user!r} to {doc.user_id!r} on a resave",
                 )
-
-    async def _announce(self, depends: Sequence[Id]) -> None:
-        """Mark antecedents as having a dependent, before the dependent is stored: a
-        completion racing this save then either sees the mark (and looks its dependents up)
-        or happened first (and the save's check of their statuses sees it completed)."""
-        await self.store.update_many(*dependencies.announce(depends))
-
-    async def _check_deps(self, job_id: Id, depends: Sequence[Id], now: datetime) -> bool:
-        """Resolve completed antecedents; cancel the job if one is missing, failed or cancelled."""
-        if not depends:
-            return True
-        found = {
-            d["_id"]: d
-            for d in await self.store.find(
-                {"_id": {"$in": list(depends)}}, {"status": 1, "runId": 1}
-            )
-        }
-        write, doomed = dependencies.check_at_save(job_id, depends, found, now)
-        if write is not None:
-            await self.store.update_one(*write)
-        if doomed:
-            await self.manager.cancel([job_id])
-            return False
-        return True
 
 
 def _stored_user(stored: dict[str, Any]) -> Any:

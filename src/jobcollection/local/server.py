@@ -22,6 +22,7 @@ from ..mongo.servertime import refresh_clock
 from ..mongo.store import Document, Store, transient
 from ..rules import transitions
 from .claiming import Claimer
+from .dependents import Dependents
 from .followups import FollowUps
 from .managing import Manager
 from .reporting import Report, Reporter
@@ -54,6 +55,7 @@ class JobServer:
         reporter: Reporter,
         manager: Manager,
         follow_ups: FollowUps,
+        dependents: Dependents,
         on_closed: Callable[[], None],
         on_pass: Callable[[ServerPass], Awaitable[None]],
     ) -> None:
@@ -63,6 +65,7 @@ class JobServer:
         self._reporter = reporter
         self._manager = manager
         self._follow_ups = follow_ups
+        self._dependents = dependents
         self.interval = 15.0
         self.running = False
         self.quarantined: set[Id] = set()
@@ -144,8 +147,8 @@ class JobServer:
         return await self._follow_ups.finish_stored(self._clock.now())
 
     async def adopt_dependents(self) -> int:
-        """Adopt the dependents other applications saved (see followups.py)."""
-        return await self._follow_ups.adopt_dependents(self._clock.now())
+        """Adopt the dependents other applications saved (see dependents.py)."""
+        return await self._dependents.adopt(self._clock.now())
 
     async def fail_claimed_running(self) -> int:
         """At shutdown: fail the jobs still running under runIds this instance handed out.

@@ -3,7 +3,7 @@ saved elsewhere (ANNOUNCED), and resolving or dooming a dependent from what its 
 stored statuses say.
 
 Pure functions of (ids, the documents read, now) returning filters and updates, like
-transitions.py; followups.py and saving.py apply them. (`transitions.resolve_dependents`
+transitions.py; local/dependents.py applies them. (`transitions.resolve_dependents`
 resolves a dependent once its antecedents complete.)
 """
 
