@@ -21,7 +21,16 @@ from pathlib import Path
 
 import pytest
 
-from jobcollection import cli
+from jobcollection.cli.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_MISSING_EXTRA,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    Refused,
+    explain,
+    one_line,
+)
 
 TESTS = Path(__file__).resolve().parent
 PROCESS_TIMEOUT = 30.0
@@ -114,7 +123,7 @@ def closed_port() -> int:
 )
 async def test_a_command_that_says_not_where_the_jobs_are_is_refused(argv: list[str]) -> None:
     ran = await run_cli(*argv)
-    assert ran.code == cli.EXIT_USAGE
+    assert ran.code == EXIT_USAGE
     line = ran.error_line()
     assert line.startswith(f"jobcollection {argv[0]}: say where the jobs are: ")
     assert "--mongodb-uri URI" in line and "--demo" in line
@@ -123,7 +132,7 @@ async def test_a_command_that_says_not_where_the_jobs_are_is_refused(argv: list[
 
 async def test_demo_is_an_in_memory_database_and_says_so() -> None:
     ran = await run_cli("ls", "--demo")
-    assert ran.code == cli.EXIT_FAILED
+    assert ran.code == EXIT_FAILED
     assert ran.err.splitlines() == [
         "jobcollection ls: --demo: an IN-MEMORY database, empty at start and private to this "
         "process; nothing is kept (--mongodb-uri URI or --url URL for real jobs)",
@@ -133,7 +142,7 @@ async def test_demo_is_an_in_memory_database_and_says_so() -> None:
 
 async def test_the_places_are_exclusive() -> None:
     ran = await run_cli("ls", "--demo", "--mongodb-uri", "mongodb://127.0.0.1:1")
-    assert ran.code == cli.EXIT_USAGE
+    assert ran.code == EXIT_USAGE
     assert "not allowed with argument" in ran.err and "Traceback" not in ran.err
 
 
@@ -142,7 +151,7 @@ async def test_the_places_are_exclusive() -> None:
 
 async def test_url_without_a_token_is_refused() -> None:
     ran = await run_cli("ls", "--url", "http://127.0.0.1:8000")
-    assert ran.code == cli.EXIT_USAGE
+    assert ran.code == EXIT_USAGE
     assert ran.error_line() == (
         "jobcollection ls: --url needs a token: --token TOKEN or JOBCOLLECTION_TOKEN (the "
         "server's admin makes one with `jobcollection token USER ROLE`)"
@@ -151,7 +160,7 @@ async def test_url_without_a_token_is_refused() -> None:
 
 async def test_a_url_that_is_not_http_is_refused() -> None:
     ran = await run_cli("show", "x", "--url", "127.0.0.1:8000", token="t")
-    assert ran.code == cli.EXIT_USAGE
+    assert ran.code == EXIT_USAGE
     assert ran.error_line().startswith("jobcollection show: --url: '127.0.0.1:8000' is not an")
 
 
@@ -164,7 +173,7 @@ async def test_a_url_that_is_not_http_is_refused() -> None:
 )
 async def test_a_url_with_a_bad_port_is_refused(url: str, problem: str) -> None:
     ran = await run_cli("ls", "--url", url, "--token", "t")
-    assert ran.code == cli.EXIT_USAGE
+    assert ran.code == EXIT_USAGE
     assert ran.error_line() == (
         f"jobcollection ls: --url: {url!r} is not a usable URL ({problem}); give the address "
         "`jobcollection serve` prints (http://HOST:PORT)"
@@ -183,7 +192,7 @@ async def test_a_token_that_cannot_be_one_is_refused_before_connecting(
         ran = await run_cli("stats", "--url", url, token="tök\n")
     else:
         ran = await run_cli("stats", "--url", url, "--token", "two words")
-    assert ran.code == cli.EXIT_USAGE
+    assert ran.code == EXIT_USAGE
     assert ran.error_line() == (
         f"jobcollection stats: {name}: not a token (a token is printable ASCII without "
         "spaces, as `jobcollection token USER ROLE` prints it)"
@@ -193,7 +202,7 @@ async def test_a_token_that_cannot_be_one_is_refused_before_connecting(
 async def test_an_unreachable_server() -> None:
     url = f"http://127.0.0.1:{closed_port()}"
     ran = await run_cli("show", "6b0e00000000000000000000", "--url", url, "--token", "t")
-    assert ran.code == cli.EXIT_UNAVAILABLE
+    assert ran.code == EXIT_UNAVAILABLE
     line = ran.error_line()
     assert line.startswith(f"jobcollection show: cannot reach {url} (ConnectError: ")
     assert line.endswith("is `jobcollection serve` running there?")
@@ -205,7 +214,7 @@ async def test_an_unreachable_server() -> None:
 @pytest.mark.parametrize("uri", ["localhost:27017", "mongodb://host:notaport", "mongodb://"])
 async def test_an_invalid_mongodb_uri(uri: str) -> None:
     ran = await run_cli("stats", "--mongodb-uri", uri)
-    assert ran.code == cli.EXIT_USAGE
+    assert ran.code == EXIT_USAGE
     line = ran.error_line()
     assert line.startswith("jobcollection stats: --mongodb-uri: not a")
     assert line.endswith("e.g. mongodb://HOST:27017 or mongodb+srv://USER:PASSWORD@CLUSTER)") or (
@@ -223,18 +232,18 @@ async def test_the_uri_in_the_environment_is_named_in_its_errors() -> None:
         run_cli("ls", "--demo", mongodb_uri="localhost:27017"),
         run_cli("stats", "--mongodb-uri", "nope", mongodb_uri=unreachable),
     )
-    assert invalid.code == cli.EXIT_USAGE
+    assert invalid.code == EXIT_USAGE
     assert invalid.error_line() == (
         "jobcollection stats: JOBCOLLECTION_MONGODB_URI: not a MongoDB connection string "
         "(e.g. mongodb://HOST:27017 or mongodb+srv://USER:PASSWORD@CLUSTER)"
     )
-    assert refused.code == cli.EXIT_UNAVAILABLE
+    assert refused.code == EXIT_UNAVAILABLE
     assert refused.error_line().endswith(
         "check the host and port in JOBCOLLECTION_MONGODB_URI and that the server runs"
     )
-    assert demo.code == cli.EXIT_FAILED  # no jobs in the empty demo database
+    assert demo.code == EXIT_FAILED  # no jobs in the empty demo database
     assert demo.err.splitlines()[-1] == "no jobs match"
-    assert given.code == cli.EXIT_USAGE
+    assert given.code == EXIT_USAGE
     assert given.error_line().startswith("jobcollection stats: --mongodb-uri: not a MongoDB")
 
 
@@ -242,7 +251,7 @@ async def test_an_unreachable_mongodb() -> None:
     uri = f"mongodb://127.0.0.1:{closed_port()}/?serverSelectionTimeoutMS=200"
     for argv in (["ls"], ["worker", "remote_workers:echo", "--type", "echo"]):
         ran = await run_cli(*argv, "--mongodb-uri", uri)
-        assert ran.code == cli.EXIT_UNAVAILABLE
+        assert ran.code == EXIT_UNAVAILABLE
         line = ran.error_line()
         assert line.startswith(f"jobcollection {argv[0]}: cannot reach MongoDB (127.0.0.1:")
         assert line.endswith("check the host and port in --mongodb-uri and that the server runs")
@@ -272,7 +281,7 @@ async def test_an_unreachable_mongodb() -> None:
 async def test_a_bad_module_function(spec: str, message: str, tmp_path: Path) -> None:
     (tmp_path / "broken_module.py").write_text("1 / 0\n")
     ran = await run_cli("worker", spec, "--type", "t", "--demo", cwd=tmp_path)
-    assert ran.code == cli.EXIT_USAGE
+    assert ran.code == EXIT_USAGE
     *demo_note, line = ran.err.splitlines()
     assert "Traceback" not in ran.err and len(demo_note) <= 1
     assert line.startswith(f"jobcollection worker: {message}"), line
@@ -287,14 +296,14 @@ async def test_a_bad_module_function(spec: str, message: str, tmp_path: Path) ->
 )
 async def test_a_bad_worker_option_is_named(option: list[str], message: str) -> None:
     ran = await run_cli("worker", "remote_workers:echo", "--type", "echo", *option, "--demo")
-    assert ran.code == cli.EXIT_USAGE
+    assert ran.code == EXIT_USAGE
     assert ran.err.splitlines()[-1] == f"jobcollection worker: {message}"
     assert "Traceback" not in ran.err
 
 
 async def test_tasks_that_are_not_tasks() -> None:
     ran = await run_cli("worker", "remote_workers:echo", "--tasks", "--demo")
-    assert ran.code == cli.EXIT_USAGE
+    assert ran.code == EXIT_USAGE
     assert ran.error_line() == (
         "jobcollection worker: remote_workers:echo is not a TaskRegistry, a job collection, a "
         "Task or a list of Tasks"
@@ -303,10 +312,10 @@ async def test_tasks_that_are_not_tasks() -> None:
 
 async def test_token_refuses_unknown_roles_and_users_the_tokens_file_cannot_hold() -> None:
     ran = await run_cli("token", "someone", "boss")
-    assert ran.code == cli.EXIT_USAGE
+    assert ran.code == EXIT_USAGE
     assert ran.error_line().startswith("jobcollection token: unknown roles ['boss']")
     ran = await run_cli("token", "two words", "admin")
-    assert ran.code == cli.EXIT_USAGE
+    assert ran.code == EXIT_USAGE
     assert ran.error_line().startswith("jobcollection token: USER 'two words' cannot be")
 
 
@@ -355,7 +364,7 @@ async def test_a_missing_extra_says_which_to_install(
         f"sys.exit(main({argv!r}))"
     )
     ran = await run_cli(program=(sys.executable, "-c", script))
-    assert ran.code == cli.EXIT_MISSING_EXTRA
+    assert ran.code == EXIT_MISSING_EXTRA
     assert ran.err.splitlines()[-1] == (
         f"jobcollection {argv[0]}: needs {missing}, which is not installed: "
         f'pip install "jobcollection[{extra}]"'
@@ -370,7 +379,7 @@ async def test_debug_shows_the_traceback_then_the_line() -> None:
     url = f"http://127.0.0.1:{closed_port()}"
     for argv in (["--debug", "show", "x"], ["show", "x", "--debug"]):
         ran = await run_cli(*argv, "--url", url, "--token", "t")
-        assert ran.code == cli.EXIT_UNAVAILABLE
+        assert ran.code == EXIT_UNAVAILABLE
         assert ran.err.startswith("Traceback (most recent call last):")
         assert ran.err.splitlines()[-1].startswith(f"jobcollection show: cannot reach {url}")
 
@@ -391,7 +400,7 @@ async def test_the_console_script_is_the_same_command() -> None:
     if not script.exists():
         pytest.skip("the console script is not installed next to this Python")
     ran = await run_cli("ls", program=(str(script),))
-    assert ran.code == cli.EXIT_USAGE
+    assert ran.code == EXIT_USAGE
     assert ran.error_line().startswith("jobcollection ls: say where the jobs are: ")
 
 
@@ -430,7 +439,7 @@ async def test_ctrl_c_while_connecting_exits_130(tmp_path: Path) -> None:
             _, err = await process.communicate()
         for writer in writers:
             writer.close()
-    assert process.returncode == cli.EXIT_INTERRUPTED, err.decode()
+    assert process.returncode == EXIT_INTERRUPTED, err.decode()
     assert b"Traceback" not in err
 
 
@@ -441,32 +450,32 @@ def test_explain_gives_each_error_its_code_and_line() -> None:
     from jobcollection.model.errors import DatabaseError, InvalidArgument, PermissionDenied
 
     missing = ModuleNotFoundError("No module named 'uvicorn.config'", name="uvicorn.config")
-    assert cli.explain(missing) == (
-        cli.EXIT_MISSING_EXTRA,
+    assert explain(missing) == (
+        EXIT_MISSING_EXTRA,
         'needs uvicorn, which is not installed: pip install "jobcollection[server]"',
     )
-    assert cli.explain(missing, "dashboard") == (
-        cli.EXIT_MISSING_EXTRA,
+    assert explain(missing, "dashboard") == (
+        EXIT_MISSING_EXTRA,
         'needs uvicorn, which is not installed: pip install "jobcollection[web]"',
     )
-    assert cli.explain(ModuleNotFoundError("No module named 'x'", name="x")) == (
-        cli.EXIT_FAILED,
+    assert explain(ModuleNotFoundError("No module named 'x'", name="x")) == (
+        EXIT_FAILED,
         "cannot import x: No module named 'x'",
     )
-    assert cli.explain(PermissionDenied("Method not authorized: jobRemove")) == (
-        cli.EXIT_UNAVAILABLE,
+    assert explain(PermissionDenied("Method not authorized: jobRemove")) == (
+        EXIT_UNAVAILABLE,
         "not allowed: the token's user may not call jobRemove (a token with the role admin or "
         "manager may)",
     )
-    assert cli.explain(InvalidArgument("limit", "must be >= 1")) == (
-        cli.EXIT_USAGE,
+    assert explain(InvalidArgument("limit", "must be >= 1")) == (
+        EXIT_USAGE,
         "limit: must be >= 1",
     )
-    assert cli.explain(DatabaseError("lost")) == (cli.EXIT_FAILED, "database error: lost")
-    assert cli.explain(cli.Refused("--x: no")) == (cli.EXIT_USAGE, "--x: no")
-    assert cli.explain(RuntimeError("odd")) == (
-        cli.EXIT_FAILED,
+    assert explain(DatabaseError("lost")) == (EXIT_FAILED, "database error: lost")
+    assert explain(Refused("--x: no")) == (EXIT_USAGE, "--x: no")
+    assert explain(RuntimeError("odd")) == (
+        EXIT_FAILED,
         "RuntimeError: odd (--debug shows the traceback)",
     )
-    assert cli.one_line("a\n  b\tc") == "a b c"
-    assert len(cli.one_line("x" * 1000)) == 500
+    assert one_line("a\n  b\tc") == "a b c"
+    assert len(one_line("x" * 1000)) == 500

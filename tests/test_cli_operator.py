@@ -362,3 +362,18 @@ def test_the_command_runs_on_the_in_memory_backend() -> None:
         )
         assert done.returncode == 0, done.stderr
     assert "TYPE" in done.stdout
+
+
+def test_the_cli_package_exports_what_runs_a_command_in_process() -> None:
+    """`jobcollection.cli` re-exports the command (`main`, the entry point) and what runs an
+    operator command in-process (`parser`, `operate`, `Console`), each documented; the rest
+    is in the modules named for what they hold."""
+    import inspect
+
+    import jobcollection.cli
+
+    assert sorted(jobcollection.cli.__all__) == ["Console", "main", "operate", "parser"]
+    for name in jobcollection.cli.__all__:
+        assert inspect.getdoc(getattr(jobcollection.cli, name)), name
+    assert jobcollection.cli.__doc__ is not None
+    assert parser().description == jobcollection.cli.__doc__.splitlines()[0]

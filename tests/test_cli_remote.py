@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from jobcollection import cli
+from jobcollection.cli.errors import EXIT_UNAVAILABLE, EXIT_USAGE
 from jobcollection.remote import RemoteJobCollection
 from test_cli_errors import Ran, run_cli
 from test_remote_processes import jobcollection, make_token
@@ -75,13 +75,13 @@ async def test_operator_commands_through_a_serve_process(tmp_path: Path) -> None
             # A worker's token may read, not manage; a manager's may manage, not read (as in
             # job-collection): the server refuses what the role may not do.
             refused = await as_("worker", "cancel", str(mail))
-            assert refused.code == cli.EXIT_UNAVAILABLE
+            assert refused.code == EXIT_UNAVAILABLE
             assert refused.error_line() == (
                 "jobcollection cancel: not allowed: the token's user may not call jobCancel (a "
                 "token with the role admin or manager may)"
             )
             unread = await as_("manager", "show", str(mail))
-            assert unread.code == cli.EXIT_UNAVAILABLE
+            assert unread.code == EXIT_UNAVAILABLE
             assert unread.error_line() == (
                 "jobcollection show: not allowed: the token's user may not call getJob (a token "
                 "with the role admin or worker may)"
@@ -115,13 +115,13 @@ async def test_operator_commands_through_a_serve_process(tmp_path: Path) -> None
             as_("manager", "worker", "remote_workers:echo", "--type", "echo"),
         )
         bad, *wrong, dashboard, not_a_worker = ran
-        assert bad.code == cli.EXIT_UNAVAILABLE
+        assert bad.code == EXIT_UNAVAILABLE
         assert bad.error_line() == (
             f"jobcollection show: the server at {url} refused the token (a valid bearer token "
             "is required); check --token or JOBCOLLECTION_TOKEN"
         )
         for path, wrong_here in zip(paths, wrong, strict=True):
-            assert wrong_here.code == cli.EXIT_UNAVAILABLE
+            assert wrong_here.code == EXIT_UNAVAILABLE
             assert wrong_here.error_line().startswith(
                 f"jobcollection show: {url}{path} does not answer as a jobcollection remote API"
             )
@@ -129,10 +129,10 @@ async def test_operator_commands_through_a_serve_process(tmp_path: Path) -> None
                 "give its base URL: the address `jobcollection serve` prints, or where an "
                 "application mounts it"
             )
-        assert dashboard.code == cli.EXIT_USAGE
+        assert dashboard.code == EXIT_USAGE
         assert f"open {url}/dashboard/ and log in with a token" in dashboard.error_line()
         # A worker whose token may not claim says so at once, rather than at every poll.
-        assert not_a_worker.code == cli.EXIT_UNAVAILABLE
+        assert not_a_worker.code == EXIT_UNAVAILABLE
         assert not_a_worker.error_line() == (
             "jobcollection worker: not allowed: the token's user may not call getWork (a token "
             "with the role admin or worker may)"
@@ -217,7 +217,7 @@ async def test_ls_stats_and_purge_through_a_serve_process(tmp_path: Path) -> Non
             # A worker's token may not find nor count: one line, exit 3, nothing changed.
             methods = ["jobFind", "jobStats", "jobFind", "jobFind"]
             for ran, method in zip(refused, methods, strict=True):
-                assert ran.code == cli.EXIT_UNAVAILABLE, ran.err
+                assert ran.code == EXIT_UNAVAILABLE, ran.err
                 command = ran.err.split(":")[0]
                 assert ran.error_line() == (
                     f"{command}: not allowed: the token's user may not call {method} (a token "

@@ -27,7 +27,9 @@ from typing import Any
 import pytest
 
 from helpers import messages
-from jobcollection import JobCollection, cli
+from jobcollection import JobCollection
+from jobcollection.cli import main
+from jobcollection.cli.connect import demo_database
 from test_cli_errors import run_cli
 from test_remote_processes import LINE_TIMEOUT, jobcollection
 
@@ -267,21 +269,21 @@ def test_main_runs_a_worker_that_claims_and_completes_jobs_on_the_demo_database(
     database = f"cli-{uuid.uuid4().hex}"
 
     async def save() -> list[Any]:
-        jc = JobCollection.from_database(cli.demo_database(database), "queue")
+        jc = JobCollection.from_database(demo_database(database), "queue")
         try:
             return [await jc.create_job("echo", {"n": n}).save() for n in range(2)]
         finally:
             await jc.close()
 
     async def read(ids: list[Any]) -> list[dict[str, Any]]:
-        jc = JobCollection.from_database(cli.demo_database(database), "queue")
+        jc = JobCollection.from_database(demo_database(database), "queue")
         try:
             return [await document(jc, job_id) for job_id in ids]
         finally:
             await jc.close()
 
     ids = asyncio.run(save())
-    code = cli.main(
+    code = main(
         [
             "worker",
             "remote_workers:echo",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from jobcollection import cli
+from jobcollection.cli.errors import COMMAND_EXTRAS, EXTRAS, EXTRAS_NEEDED
 
 PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
 
@@ -25,8 +25,8 @@ def extras() -> dict[str, list[str]]:
 
 
 def test_every_extra_a_message_names_exists_and_old_names_still_install() -> None:
-    named = set(cli.EXTRAS.values())
-    for overrides in cli.COMMAND_EXTRAS.values():
+    named = set(EXTRAS.values())
+    for overrides in COMMAND_EXTRAS.values():
         named |= set(overrides.values())
     assert named <= set(extras())
     # what requirements files name already: kept, `remote` as server + client
@@ -73,6 +73,6 @@ def test_help_says_which_extra_each_command_needs() -> None:
         check=False,
     )
     assert done.returncode == 0
-    assert cli.EXTRAS_NEEDED in done.stdout
+    assert EXTRAS_NEEDED in done.stdout
     for command in ("serve", "dashboard", "worker", "token"):
-        assert f"\n  {command} " in cli.EXTRAS_NEEDED
+        assert f"\n  {command} " in EXTRAS_NEEDED

@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 from bson import ObjectId
 
-from jobcollection import cli
+from jobcollection.cli.errors import EXIT_UNAVAILABLE, EXIT_USAGE
 from test_cli_errors import Ran, closed_port, run_cli
 from test_cli_worker_db import collection_at, document, wire_database
 from test_metrics_scrape import address, check_metrics, scrape_until
@@ -219,7 +219,7 @@ async def test_a_new_users_first_hour(tmp_path: Path) -> None:
             assert counted.code == 0, counted.err
             table = {row.split()[0]: row.split()[1:] for row in counted.out.splitlines()}
             assert table["(all)"][-1] == "8"
-            assert refused.code == cli.EXIT_UNAVAILABLE
+            assert refused.code == EXIT_UNAVAILABLE
             assert refused.error_line() == (
                 "jobcollection ls: not allowed: the token's user may not call jobFind (a token "
                 "with the role admin or manager may)"
@@ -304,13 +304,13 @@ async def the_mistakes(url: str, admin: str, tmp_path: Path) -> None:
         run_cli("ls"),
     )  # fmt: skip
     expected: list[tuple[Ran, int, str]] = [
-        (path, cli.EXIT_UNAVAILABLE, f"{url}/dashboard/ does not answer as a jobcollection "),
-        (bad_token, cli.EXIT_UNAVAILABLE, f"the server at {url} refused the token "),
-        (no_token, cli.EXIT_USAGE, "--url needs a token: --token TOKEN or JOBCOLLECTION_TOKEN"),
-        (unreachable, cli.EXIT_UNAVAILABLE, f"cannot reach {nowhere} (ConnectError: "),
-        (function, cli.EXIT_USAGE, "myapp_jobs:send: myapp_jobs has no 'send'"),
-        (mongodb_uri, cli.EXIT_USAGE, "--mongodb-uri: not a MongoDB connection string "),
-        (no_place, cli.EXIT_USAGE, "say where the jobs are: --url URL "),
+        (path, EXIT_UNAVAILABLE, f"{url}/dashboard/ does not answer as a jobcollection "),
+        (bad_token, EXIT_UNAVAILABLE, f"the server at {url} refused the token "),
+        (no_token, EXIT_USAGE, "--url needs a token: --token TOKEN or JOBCOLLECTION_TOKEN"),
+        (unreachable, EXIT_UNAVAILABLE, f"cannot reach {nowhere} (ConnectError: "),
+        (function, EXIT_USAGE, "myapp_jobs:send: myapp_jobs has no 'send'"),
+        (mongodb_uri, EXIT_USAGE, "--mongodb-uri: not a MongoDB connection string "),
+        (no_place, EXIT_USAGE, "say where the jobs are: --url URL "),
     ]
     for ran, code, start in expected:
         command = ran.err.split(":")[0]

@@ -301,7 +301,7 @@ IMPORT_CHECK = """
 import gc
 import tasks_app
 from jobcollection.api.jobs import JobsAPI
-from jobcollection.cli import load_tasks
+from jobcollection.cli.worker import load_tasks
 
 assert not [o for o in gc.get_objects() if isinstance(o, JobsAPI)], "a collection was made"
 print(sorted(tasks_app.tasks), [t.name for t in load_tasks("tasks_app:tasks", ["resize"])])

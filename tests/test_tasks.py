@@ -253,7 +253,9 @@ async def halve(n: int) -> float:
 async def test_the_cli_worker_loads_every_registered_task_of_a_module(
     jc: JobCollection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from jobcollection.cli import Refused, load_tasks, parser
+    from jobcollection.cli import parser
+    from jobcollection.cli.errors import Refused
+    from jobcollection.cli.worker import load_tasks
 
     (tmp_path / "cli_tasks_module.py").write_text(CLI_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))

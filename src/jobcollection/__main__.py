@@ -1,4 +1,4 @@
-"""`python -m jobcollection`: the jobcollection command (cli.py)."""
+"""`python -m jobcollection`: the jobcollection command (the cli package)."""
 
 import sys
 

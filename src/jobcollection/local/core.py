@@ -1,14 +1,15 @@
-"""The core: one typed door to every operation of a local job collection (a JobService).
+"""The core: the local service, which runs every operation of a job collection (a JobService).
 
-`Job`, `JobQueue` and `JobCollection` call it with typed Python values; the method layer
-(`jc.call`, wire.py) parses the original's wire format and calls it too. Whoever calls, each
-operation goes through `_call` once: the ServerClock re-reads the server's time when due, the
-limits are checked, and the method's events fire and its log line is written (the wire-shaped
-parameters of a Python call are built only when something reads them). The queues of the
-same process are told of every job saved (LocalSaves) and of the ids of every cancel and
-remove (LocalCancels, so a running job's worker is stopped at once). Below the core, the
-parts apply the transitions: saving.py, claiming.py, managing.py, reporting.py (with
-followups.py) and server.py, all through one Store.
+`Job`, `JobQueue` and `JobCollection` run operations (model/ops.py) on it with `run(op)`; the
+method layer (`jc.call`, methods/layer.py) parses the original's wire format into the same
+operations. Whoever calls, each operation goes through `run` once: the ServerClock re-reads
+the server's time when due, the operation's applier (one method per operation, in `_table`)
+checks the limits and applies its rules, and the method's events fire and its log line is
+written (the wire-shaped parameters, `op.params()`, are built only when something reads
+them). The queues of the same process are told of every job saved (LocalSaves) and of the ids
+of every cancel and remove (LocalCancels, so a running job's worker is stopped at once). Below
+the core, the parts apply the transitions: saving.py, claiming.py, managing.py, reporting.py
+(with followups.py), dependents.py, limiter.py and server.py, all through one Store.
 """
 
 from __future__ import annotations
