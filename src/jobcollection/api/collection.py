@@ -1,9 +1,9 @@
 """JobCollection: a job queue over one MongoDB collection.
 
-Its Python methods validate their arguments and call the typed core (`jc.service`, core.py),
+Its Python methods validate their arguments and call the typed core (`jc.service`, local/core.py),
 which checks the limits, fires each method's events and writes its log line; `jc.call(method,
 *params, user_id=)` runs the same operations from the original's wire format, checked against
-the allow/deny rules when made on behalf of a user (wire.py).
+the allow/deny rules when made on behalf of a user (methods/layer.py).
 """
 
 from __future__ import annotations
@@ -197,7 +197,7 @@ class JobCollection(JobsAPI):
         return await self._core.run_server_pass()
 
     async def ensure_indexes(self) -> None:
-        """The indexes of job-collection plus those the library's queries use (indexes.py).
+        """The indexes of job-collection plus those the library's queries use (mongo/indexes.py).
         A sharded collection cannot have the unique jobs' index: that is logged, and saving
         a unique job then raises DatabaseError."""
         store = self._core.store

@@ -113,7 +113,7 @@ class JobsAPI:
         types) and status (or statuses), for a user, created before a moment, whose data
         holds these values at these paths (`{"customer.id": 7}`, at most 100 paths), at most
         `limit` (1 to 1,000). Pages by keyset, not by skipping: give the page's `next` as
-        `after` for the following one (see queries.py). Remotely: the method jobFind."""
+        `after` for the following one (see model/queries.py). Remotely: the method jobFind."""
         query = queries.job_query(type, status, user_id, created_before, data, limit)
         if after is not None:
             queries.decode_cursor(after)

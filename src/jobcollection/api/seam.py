@@ -1,7 +1,7 @@
 """The seam between jobs and where they are stored: what a `Job` and a `JobQueue` need.
 
-`JobService` runs operations (ops.py) by one verb, `run(op)`. `JobCollection` provides one
-over a MongoDB collection (`jc.service`, see core.py); a remote client provides one over the
+`JobService` runs operations (model/ops.py) by one verb, `run(op)`. `JobCollection` provides one
+over a MongoDB collection (`jc.service`, see local/core.py); a remote client provides one over the
 network (remote/client.py), and `Job` and `JobQueue` run unchanged on either. Operations hold
 typed Python: ids are ObjectIds or strings, documents are JobDocs, datetimes are aware,
 durations are integer milliseconds (`_ms`) as stored. They are validated by whoever builds
@@ -46,7 +46,7 @@ class JobService(Protocol):
         ...
 
     async def run(self, op: Op[R]) -> R:
-        """Run one operation (ops.py) and answer its result."""
+        """Run one operation (model/ops.py) and answer its result."""
         ...
 
     def wakeup(self) -> WakeupSource | None:

@@ -87,9 +87,10 @@ async def show(jc: JobsAPI, args: argparse.Namespace, console: Console) -> int:
 
 
 def describe_job(job: Any, doc: dict[str, Any], now: datetime) -> list[str]:
-    """`show`'s lines: the job's fields, its attempts and repeats in the API's words (describe.py:
-    "5 retries, 6 attempts", "failed: no retries left", "repeats forever"), a cron schedule
-    with its next runs, each failure with its time and its traceback as lines, and its log."""
+    """`show`'s lines: the job's fields, its attempts and repeats in the API's words
+    (model/describe.py: "5 retries, 6 attempts", "failed: no retries left", "repeats
+    forever"), a cron schedule with its next runs, each failure with its time and its
+    traceback as lines, and its log."""
     from ..model import describe
     from ..model.document import jsonable
 

@@ -1,7 +1,7 @@
 """Managing jobs: reading them, and the transitions any manager may ask for (pause, resume,
 promote, cancel, restart, rerun, remove), with their cascades over antecedents and dependents.
 
-Arguments arrive validated; each state change is one conditional update from transitions.py.
+Arguments arrive validated; each state change is one conditional update from rules/transitions.py.
 A transition that does not apply returns False/None and logs why, as job-collection does.
 """
 
@@ -188,7 +188,7 @@ class Manager:
         wanted = query.limit + 1  # one more than a page: whether another page follows
         found = await self.store.find(query.filter(after), sort=ORDER, limit=wanted)
         if after is not None and after.startswith("o") and len(found) < wanted:
-            # The ObjectId-keyed jobs ran out: the string-keyed ones follow (queries.py).
+            # The ObjectId-keyed jobs ran out: the string-keyed ones follow (model/queries.py).
             more = wanted - len(found)
             found += await self.store.find(query.strings(), sort=ORDER, limit=more)
         page = found[: query.limit]

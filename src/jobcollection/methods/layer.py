@@ -5,7 +5,7 @@ Parameters are positional arguments and an options dict with the original camelC
 durations in milliseconds, aware datetimes. The operations' one codec (ops.parse) turns them
 into an operation value (a call whose parameters do not have the method's shape is refused
 with InvalidArgument before any allow/deny rule sees it); this layer applies the allow/deny
-rules for calls made on behalf of a user, and runs the operation on the core (core.py), which
+rules for calls made on behalf of a user, and runs the operation on the core (local/core.py), which
 checks the limits, fires the events and writes the log line as for any call.
 
 A report on a running job (REPORTS) made on behalf of a user applies only to a run that user

@@ -417,7 +417,7 @@ FLUSH: Final = "_private.jobcollectionFlush"
 
 FOLLOW_UPS: Final = "_private.jobcollectionFollowUps"
 """Where the write that completes a job, or fails it for good, records that its follow-ups
-(the repeat, the dependents) are pending; cleared once they are done (see followups.py)."""
+(the repeat, the dependents) are pending; cleared once they are done (see local/followups.py)."""
 
 REPEAT_OF: Final = "_private.jobcollectionRepeatOf"
 """In a repeat: the completion (`{id, runId}`) that scheduled it. While that completion's
@@ -426,7 +426,7 @@ follow-ups are pending, the repeat cannot be removed (they would insert it again
 DEPENDENTS: Final = "_private.jobcollectionDependents"
 """On a job: a dependent of it was saved (set before the dependent is stored), so its
 completion or final failure looks its dependents up. A job without it has none this library
-knows of, and finishes in one write (reporting.py)."""
+knows of, and finishes in one write (local/reporting.py)."""
 
 SCHEDULE: Final = "_private.jobcollectionSchedule"
 """On a job repeating on a cron schedule: the schedule (`{cron, timezone}`), which is what this
@@ -471,7 +471,7 @@ CLAIMER: Final = "_private.jobcollectionClaimer"
 """On a running job claimed through the method layer on behalf of a user (`jc.call(...,
 user_id=)`: the remote API, DDP): that user (reporting.claimer_of), set by the claim with its
 runId and unset by a claim made by server code. Only that user, or an admin, may report on
-the run (wire.py); never returned."""
+the run (methods/layer.py); never returned."""
 
 ANNOUNCED: Final = "_private.jobcollectionAnnounced"
 """On a dependent this library saved: its antecedents carry DEPENDENTS. Dependents saved by

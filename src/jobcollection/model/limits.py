@@ -13,7 +13,8 @@ possible job well under 16 MiB (see `Limits.worst_case_bytes`).
 - `max_jobs` bounds how many jobs one `get_work` call may claim; larger requests are clamped
   (a worker asking for "as many as possible" still gets a bounded batch).
 
-The core (core.py) applies these checks to every call, from Python or through the method layer.
+The core (local/core.py) applies these checks to every call, from Python or through the
+method layer.
 
 Give a JobCollection other limits with `JobCollection(collection, limits=Limits(...))`.
 """

@@ -1,10 +1,11 @@
 """Operations as values: one frozen dataclass per operation of a job collection.
 
 An operation is typed by its result (`Op[R]`) and run by a service's one verb,
-`await service.run(op) -> R` (seam.py): the local service applies it to MongoDB (core.py), the
-remote client sends it over HTTP (remote/client.py). Each field says how it travels in the
-original's method of the same operation (`method`): positionally, or under a camelCase key of
-the trailing options object, with the validator that parses it when it comes from outside.
+`await service.run(op) -> R` (api/seam.py): the local service applies it to MongoDB
+(local/core.py), the remote client sends it over HTTP (remote/client.py). Each field says how
+it travels in the original's method of the same operation (`method`): positionally, or under
+a camelCase key of the trailing options object, with the validator that parses it when it
+comes from outside.
 From that one description the generic codec here maps an operation to the original's
 parameters (`op.params()`, what events and the remote API carry) and back
 (`parse(method, params)`, what the method layer runs), so no operation's parameter list is
@@ -15,8 +16,8 @@ Values in an operation are typed Python, already validated by whoever built it (
 JobDocs, datetimes aware, durations integer milliseconds. Building one does no I/O and no
 validation, so the hot path pays for neither twice.
 
-Adding an operation: its dataclass here, its rule (a filter and an update) in transitions.py,
-its applier in core.py's table (see the README's Development section).
+Adding an operation: its dataclass here, its rule (a filter and an update) in rules/transitions.py,
+its applier in local/core.py's table (see the README's Development section).
 """
 
 from __future__ import annotations

@@ -174,7 +174,7 @@ class Store:
         creates the indexes (a sharded collection cannot have it); None: not known here."""
         self.commands = 0
         self.caps: dict[str, int] = dict(DEFAULT_LIMITS.push_caps() if caps is None else caps)
-        """Arrays kept to their newest N items on every write (see limits.py)."""
+        """Arrays kept to their newest N items on every write (see model/limits.py)."""
 
     def capped(self, update: Mapping[str, Any]) -> dict[str, Any]:
         """An update whose pushes onto capped arrays keep only the newest items."""

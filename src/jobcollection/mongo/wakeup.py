@@ -219,7 +219,7 @@ class ChangeStreamSource:
 
     def finishes(self) -> AsyncIterator[Any]:
         """The id of each job that reached a final status (or was removed), and None
-        whenever the stream (re)opens (waiting.py: what `job.wait()` waits for)."""
+        whenever the stream (re)opens (api/waiting.py: what `job.wait()` waits for)."""
         return self._watch(finish_pipeline(), _cancelled_id, None)
 
     async def _watch(

@@ -1,7 +1,7 @@
 """The remote client: a JobService over the remote API, and a job collection built on it.
 
 `RemoteJobCollection(url, token=...)` is an async context manager over an httpx client. Its
-service (`RemoteService`) implements the seam a `Job` and a `JobQueue` use (seam.py), so
+service (`RemoteService`) implements the seam a `Job` and a `JobQueue` use (api/seam.py), so
 `create_job`, `save`, `get_job`, `find_jobs`, `stats`, `get_work`, `process_jobs` and every
 `Job` action work unchanged on a machine that has only the URL and a token (each under the
 token's roles: finding and counting jobs, jobFind and jobStats, is a manager's or an admin's).
@@ -103,7 +103,7 @@ class LongPoll:
 
 class RemoteService(JobService):
     """The JobService of a remote API (see the module docstring); each operation is the
-    protocol's (seam.py), sent as the method of the same name."""
+    protocol's (api/seam.py), sent as the method of the same name."""
 
     def __init__(
         self, http: httpx.AsyncClient, clock: Clock, limits: Limits, wait: float, max_calls: int
@@ -217,7 +217,7 @@ class RemoteService(JobService):
 
     async def run(self, op: Op[R]) -> R:
         """Send an operation as the method of the same name, with the parameters the
-        operations' codec gives it (ops.py), and decode its answer by the operation's shape.
+        operations' codec gives it (model/ops.py), and decode its answer by the operation's shape.
         Values the server would refuse for its limits are refused here, without a request."""
         if op.remote is not None:
             raise InvalidArgument(*op.remote)

@@ -22,7 +22,7 @@ settings (document.parse_doc). A page of jobFind travels as `{"jobs": [document,
 starting with `$` too, which as a key would read as Extended JSON).
 
 Errors travel as `{"error": {"type": ..., "message": ..., ...}}` with an HTTP status, and are
-raised on the client as the same exceptions (errors.py); a write the server refused travels as
+raised on the client as the same exceptions (model/errors.py); a write the server refused travels as
 a DatabaseError with `"refused": true` (and its `code`, when known) and is raised as
 WriteRefused.
 """

@@ -19,7 +19,7 @@ the claim reads the ready candidates' ids and groups first, reserves per group f
 them, then claims the reserved jobs by id.
 
 The rules here are pure (windows, counter keys and updates, what a reservation granted; the
-put-back of a rate-limited job is in transitions.py); `Limiter` (limiter.py) applies them
+put-back of a rate-limited job is in transitions.py); `Limiter` (local/limiter.py) applies them
 through the Store.
 """
 

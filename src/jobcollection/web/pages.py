@@ -330,7 +330,7 @@ def job_live(view: View, job: Job) -> str:
 
 
 def job_page(view: View, job: Job, statuses: Mapping[Any, str], now: datetime | None = None) -> str:
-    """A job: what it is (its attempts, repeats and schedule in the API's words, describe.py;
+    """A job: what it is (its attempts, repeats and schedule in the API's words, model/describe.py;
     the next runs of a cron schedule, given `now`), the live part, its dependencies and
     lineage."""
     doc = job.doc

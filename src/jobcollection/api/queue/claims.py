@@ -10,7 +10,7 @@ more, so that each claim's round trips bring a batch rather than one job. A clai
 nothing ready promotes the queue's due jobs itself (the job server promotes only every 15 s by
 default) and claims again, or sets a wake-up for when the next of them falls due, so a delay
 or a retry wait that has passed starts the job on time. Under a `rate_limit` a claim takes
-at most what the limit has left in the current window (ratelimit.py); when the limit held
+at most what the limit has left in the current window (model/ratelimit.py); when the limit held
 jobs back, the queue looks again when the next window starts.
 """
 

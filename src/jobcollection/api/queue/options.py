@@ -51,7 +51,7 @@ class QueueOptions:
     cancel_grace: float | timedelta = DEFAULT_CANCEL_GRACE
     """How long a worker call the queue cancelled has to end before it is cancelled again."""
     rate_limit: RateLimit | None = None
-    """At most so many of its jobs start per window over every process (ratelimit.py; a
+    """At most so many of its jobs start per window over every process (model/ratelimit.py; a
     local JobCollection only, for now)."""
     wakeup: WakeupSource | bool = True
     """True: start jobs as soon as they become ready where the server can say so (change
