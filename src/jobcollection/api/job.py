@@ -89,10 +89,10 @@ class Job:
 
     @classmethod
     def _claimed(cls, jc: ServedCollection, doc: JobDoc) -> Job:
-        """A handle on a document get_work just read. A handle only ever reassigns its
-        document's fields, so a shallow copy keeps the method event's document apart; the
-        deep copy __init__ makes of a caller's document was most of the CPU cost of a claim.
-        (Sets what __init__ sets.)"""
+        """A handle on a document get_work just read, taken as it is: no one else holds it
+        (the core gives method events copies of what they carry), and the deep copy
+        __init__ makes of a caller's document was most of the CPU cost of a claim. (Sets
+        what __init__ sets.)"""
         job = cls.__new__(cls)
         job._service = jc.service
         job.reported = False
@@ -100,7 +100,7 @@ class Job:
         job._report_in_flight = False
         job._new_id = None
         job._claimed_copy = True  # the document as claimed: done/fail may skip reading it
-        job._doc = doc.model_copy()
+        job._doc = doc
         return job
 
     def __repr__(self) -> str:

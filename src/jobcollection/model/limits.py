@@ -155,7 +155,7 @@ Codec = CodecOptions[Any] | None
 def _check_size(
     value: Mapping[str, Any] | None, name: str, limit: int, codec: Codec = None
 ) -> None:
-    if value is None:
+    if not value:  # None, or {}: nothing to measure (an empty document is 5 bytes)
         return
     size = encoded_size(value, name, codec)
     if size > limit:

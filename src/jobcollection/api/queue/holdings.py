@@ -58,7 +58,8 @@ class Holdings:
         """Batches whose worker call is over and whose reports (done/fail) are being written;
         their slots are free."""
         self._concurrency = concurrency
-        self._changed = asyncio.Event()
+        self._changed: asyncio.Event | None = None
+        """Set at the next notify(), made only when someone is to wait on it."""
 
     def full(self) -> bool:
         """True when every worker slot has a call in flight."""
@@ -91,13 +92,17 @@ class Holdings:
     @property
     def changed(self) -> asyncio.Event:
         """Set at the next notify(): take it before looking, then wait on it."""
+        if self._changed is None:
+            self._changed = asyncio.Event()
         return self._changed
 
     def notify(self) -> None:
-        """Wake everything waiting for the queue's state to change."""
-        self._changed.set()
-        self._changed = asyncio.Event()
+        """Wake everything waiting for the queue's state to change (an event is made only
+        for those who wait: notify runs several times a job)."""
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
 
     async def wait_until(self, condition: Callable[[], bool]) -> None:
         while not condition():
-            await self._changed.wait()
+            await self.changed.wait()
