@@ -580,6 +580,7 @@ async def test_workers_whose_clocks_are_an_hour_off_change_nothing(
     assert (first.expired, second.expired, late) == (0, 1, False)  # lease of 60 s, server time
     assert third.promoted  # the job delayed by 600 s, promoted at 601 s
     await database["queue.jobs"].delete_many({})
+    await database["queue.servers"].delete_many({})  # the first run's job server lease
     clock.set(START)
     disagreeing = await lifecycle(skewed, clock, [HOUR, -HOUR, timedelta(minutes=-30)])
     assert disagreeing == agreed

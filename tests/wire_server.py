@@ -751,6 +751,7 @@ class StandIn:
         except _Duplicate as exc:
             entry = self.duplicate(coll, exc.doc, 0)
             entry.pop("index")
+            entry.pop("code", None)  # the error's own code, given below
             raise CommandError(11000, entry.pop("errmsg"), **entry) from None
         last: Document = {"n": matched or int(new_id is not None)}
         if found is not None:

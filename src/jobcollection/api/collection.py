@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import IO, Any
 
 from ..local.core import Core
+from ..local.leadership import DEFAULT_LEASE_MS, Leader
 from ..local.server import ServerPass
 from ..methods.layer import MethodLayer
 from ..model import constants as c
@@ -42,18 +43,26 @@ class JobCollection(JobsAPI):
         clock: Clock | None = None,
         limits: Limits | None = None,
         permissions: Mapping[str, Any] | None = None,
+        server_lease: float | timedelta = DEFAULT_LEASE_MS / 1000,
     ) -> None:
         """`clock`: where "now" comes from; by default the database server's time
         (`ServerClock`), so processes whose clocks disagree still agree on leases and
         schedules. `limits`: bounds on job size and batch sizes (`Limits()` by default).
         `permissions`: seed 002's `{"allow": rule, "deny": rule}`, rules over every method
         (as `allow(admin=rule)` and `deny(admin=rule)`); a rule is a list of user ids or a
-        function of `(user_id, method)` or `(user_id, method, params)`."""
+        function of `(user_id, method)` or `(user_id, method, params)`. `server_lease`
+        (seconds or a timedelta, default 10): of all the processes whose job server runs on
+        this collection, one runs its passes, holding a lease it renews every third of this;
+        when it stops, another takes over within a third of it, and when it dies, within
+        this and a third (`job_server_leader()`)."""
         if clock is not None and not isinstance(clock, Clock):
             raise InvalidArgumentType("clock", "must have a now() method")
         if limits is not None and not isinstance(limits, Limits):
             raise InvalidArgumentType("limits", "must be a jobcollection.Limits")
-        core = Core(collection, clock or ServerClock(collection), limits or DEFAULT_LIMITS)
+        lease_ms = v.duration_ms(server_lease, "server_lease", minimum_ms=3)
+        core = Core(
+            collection, clock or ServerClock(collection), limits or DEFAULT_LIMITS, lease_ms
+        )
         self._core = core
         self._methods = MethodLayer(core)
         name = str(getattr(collection, "name", "queue.jobs"))
@@ -81,11 +90,19 @@ class JobCollection(JobsAPI):
         clock: Clock | None = None,
         limits: Limits | None = None,
         permissions: Mapping[str, Any] | None = None,
+        server_lease: float | timedelta = DEFAULT_LEASE_MS / 1000,
     ) -> JobCollection:
-        """The JobCollection stored in `<root>.jobs` of a database."""
+        """The JobCollection stored in `<root>.jobs` of a database (options as for the
+        constructor)."""
         if not isinstance(root, str) or not root:
             raise InvalidArgument("root", "must be a non-empty string")
-        return cls(db[f"{root}.jobs"], clock=clock, limits=limits, permissions=permissions)
+        return cls(
+            db[f"{root}.jobs"],
+            clock=clock,
+            limits=limits,
+            permissions=permissions,
+            server_lease=server_lease,
+        )
 
     @property
     def service(self) -> Core:
@@ -193,8 +210,15 @@ class JobCollection(JobsAPI):
 
     async def run_server_pass(self) -> ServerPass:
         """One pass now (what the background loop does each interval): fail expired leases,
-        finish pending follow-ups, promote due jobs."""
+        finish pending follow-ups, promote due jobs; if this process holds the job server's
+        lease, or can take it (else nothing is done: `ServerPass.leading` is False)."""
         return await self._core.run_server_pass()
+
+    async def job_server_leader(self) -> Leader | None:
+        """Which process runs the job server's passes now (its host, pid, epoch, since when,
+        until when unless renewed, whether it is this one), or None while no process holds
+        an unexpired lease."""
+        return await self._core.server.leadership.leader()
 
     async def ensure_indexes(self) -> None:
         """The indexes of job-collection plus those the library's queries use (mongo/indexes.py).

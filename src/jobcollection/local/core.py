@@ -68,6 +68,7 @@ from ..mongo.wakeup import ChangeStreamSource, LocalCancels, LocalSaves, WakeupS
 from .claiming import Claimer
 from .dependents import Dependents
 from .followups import FollowUps
+from .leadership import DEFAULT_LEASE_MS, Leadership
 from .limiter import Limiter, counter_store
 from .managing import Manager
 from .reading import Reader
@@ -131,10 +132,25 @@ def _summarised(value: Any) -> str:
     return f"<{type(value).__name__}>"
 
 
+def _snapshot(result: Any) -> Any:
+    """What an event carries of a result: job documents as copies, so that a handler keeps
+    them as they were answered (the caller's handles change theirs as the jobs move on)."""
+    if isinstance(result, JobDoc):
+        return result.model_copy()
+    if isinstance(result, list) and result and isinstance(result[0], JobDoc):
+        return [doc.model_copy() for doc in result]
+    if isinstance(result, LimitedWork):
+        return LimitedWork(_snapshot(result.docs), result.next_window)
+    return result
+
+
 class Core:
     """The JobService of a JobCollection, and its job server."""
 
-    def __init__(self, collection: Any, clock: Clock, limits: Limits) -> None:
+    def __init__(
+        self, collection: Any, clock: Clock, limits: Limits, lease_ms: int = DEFAULT_LEASE_MS
+    ) -> None:
+        """`lease_ms`: how long the job server's lease lasts unless renewed (leadership.py)."""
         self.store = Store(collection, caps=limits.push_caps())
         self._clock = clock
         self._limits = limits
@@ -153,6 +169,7 @@ class Core:
             self.manager,
             self.follow_ups,
             self.dependents,
+            Leadership(self.store, clock, lease_ms),
             on_closed=self.close_log_stream,
             on_pass=self._passed,
         )
@@ -237,7 +254,7 @@ class Core:
             line = f"{self._clock.now().isoformat()}, {user_id}, {name}, {given!r}"
             self._log_stream.write(line + "\n")
         if wanted:
-            event = MethodEvent(name, given, user_id, error, result)
+            event = MethodEvent(name, given, user_id, error, _snapshot(result))
             await self.events.emit("call" if error is None else "error", event)
             await self.events.emit(name, event)
 

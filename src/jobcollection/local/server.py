@@ -2,9 +2,11 @@
 background task.
 
 `run_pass()` is one step (fail expired leases, finish pending follow-ups, promote), so tests
-drive the server without waiting. Several processes may run a server on one collection: every
-pass is a set of idempotent conditional updates. A pass isolates its parts: a step that fails
-(a driver error, a job that cannot be failed) is logged and the rest of the pass goes on.
+drive the server without waiting. Several processes may run a server on one collection: each
+claims work, and the passes run in the one that holds the job server's lease
+(leadership.py); the others stand by, checking every third of the lease whether it is free.
+Every pass is a set of idempotent conditional updates. A pass isolates its parts: a step that
+fails (a driver error, a job that cannot be failed) is logged and the rest of the pass goes on.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ..rules import transitions
 from .claiming import Claimer
 from .dependents import Dependents
 from .followups import FollowUps
+from .leadership import Leadership
 from .managing import Manager
 from .reporting import Report, Reporter
 
@@ -42,6 +45,8 @@ class ServerPass:
     """Jobs whose pending follow-ups (repeat, dependents) this pass finished."""
     errors: int = 0
     """Steps of the pass that failed (each logged); the next pass tries them again."""
+    leading: bool = True
+    """Whether this process held the job server's lease (else it stood by: nothing done)."""
 
 
 class JobServer:
@@ -56,6 +61,7 @@ class JobServer:
         manager: Manager,
         follow_ups: FollowUps,
         dependents: Dependents,
+        leadership: Leadership,
         on_closed: Callable[[], None],
         on_pass: Callable[[ServerPass], Awaitable[None]],
     ) -> None:
@@ -66,6 +72,7 @@ class JobServer:
         self._manager = manager
         self._follow_ups = follow_ups
         self._dependents = dependents
+        self.leadership = leadership
         self.interval = 15.0
         self.running = False
         self.quarantined: set[Id] = set()
@@ -96,24 +103,44 @@ class JobServer:
         self._loop_task = asyncio.create_task(self._loop(immediately), name="jobcollection-promote")
 
     async def _loop(self, immediately: bool) -> None:
-        if immediately:
-            await self._safe_pass()
+        """Hold (or try for) the lease every third of it; pass every `interval` while
+        leading. A process that stood by past its own next pass and takes the lease over
+        passes at once (the last leader may have died mid-interval)."""
+        loop = asyncio.get_running_loop()
+        next_pass = loop.time() + (0 if immediately else self.interval)
         while True:
-            await asyncio.sleep(self.interval)
-            await self._safe_pass()
+            leading = await self._safe_hold()
+            if leading and loop.time() >= next_pass:
+                await self._safe_pass(held=True)
+                next_pass = loop.time() + self.interval
+            wait = min(self.leadership.lease_ms / 3000, max(0.0, next_pass - loop.time()))
+            await asyncio.sleep(wait if leading else self.leadership.lease_ms / 3000)
 
-    async def _safe_pass(self) -> None:
+    async def _safe_hold(self) -> bool:
         try:
-            await self.run_pass()
+            await refresh_clock(self._clock)
+            return await self.leadership.hold()
+        except Exception:
+            logger.exception("job server: could not renew or take its lease; standing by")
+            self.leadership.epoch = None
+            return False
+
+    async def _safe_pass(self, held: bool = False) -> None:
+        try:
+            await self.run_pass(held=held)
         except Exception:
             logger.exception("job server pass failed; retrying at the next interval")
 
-    async def run_pass(self) -> ServerPass:
+    async def run_pass(self, *, held: bool = False) -> ServerPass:
         """Fail jobs whose lease expired, finish pending follow-ups, then promote due waiting
-        jobs. Without the server's time (a ServerClock that cannot read it) nothing is done."""
+        jobs, if this process holds the job server's lease (renewed, or taken over if free,
+        first; `held`: the loop just did). Without the server's time (a ServerClock that
+        cannot read it) nothing is done."""
         if not self.running:
             return ServerPass(expired=0, promoted=False)
         await refresh_clock(self._clock)  # a ServerClock re-reads the server's time when due
+        if not held and not await self.leadership.hold():
+            return ServerPass(expired=0, promoted=False, leading=False)
         errors = 0
 
         async def step(name: str, action: Callable[[], Awaitable[T]], default: T) -> T:
@@ -190,6 +217,7 @@ class JobServer:
         """Stop promotion and claiming now; fail this instance's running jobs after timeout."""
         self.running = self._claimer.accepting = False
         await self._stop_loop()
+        await self._release()
         if self._shutdown_task is not None:
             self._shutdown_task.cancel()
         if timeout <= 0:
@@ -197,6 +225,13 @@ class JobServer:
         else:
             self._shutdown_task = asyncio.create_task(self._finish_later(timeout))
         return True
+
+    async def _release(self) -> None:
+        """Give the lease up, so that a process standing by takes over at its next check."""
+        try:
+            await self.leadership.release()
+        except Exception as exc:  # it expires on its own
+            logger.warning("job server: could not release its lease (%s); it will expire", exc)
 
     async def _stop_loop(self) -> None:
         task, self._loop_task = self._loop_task, None
@@ -224,6 +259,7 @@ class JobServer:
         still in its grace period is finished now: the jobs this instance handed out that are
         still running are failed, rather than left running with nobody to fail them."""
         await self._stop_loop()
+        await self._release()
         task, self._shutdown_task = self._shutdown_task, None
         if task is not None and not task.done():
             task.cancel()

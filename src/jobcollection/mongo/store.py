@@ -121,8 +121,11 @@ def is_id_duplicate(error: Mapping[str, Any]) -> bool:
 
 
 def is_duplicate(exc: BaseException) -> bool:
-    """Whether a DatabaseError is a duplicate key (an upsert that raced another's insert)."""
-    return isinstance(exc, DatabaseError) and isinstance(exc.__cause__, DuplicateKeyError)
+    """Whether a DatabaseError is a duplicate key (an upsert that raced another's insert, or
+    whose filter missed a document with its `_id`): a DuplicateKeyError, or a command error
+    with its code (11000) as findAndModify may report it."""
+    cause = exc.__cause__ if isinstance(exc, DatabaseError) else None
+    return isinstance(cause, DuplicateKeyError) or getattr(cause, "code", None) == 11000
 
 
 def is_unique_conflict(exc: DatabaseError) -> bool:
