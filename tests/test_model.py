@@ -659,6 +659,7 @@ PUBLIC_SURFACE = {
     "ServedCollection",
     "ServerClock",
     "ServerPass",
+    "Leader",
     "SystemClock",
     "Task",
     "TaskOptions",

@@ -26,7 +26,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from helpers import messages, stored
-from jobcollection import JobCollection
+from jobcollection import JobCollection, Leader
 from test_remote_processes import EXPIRED, Process, environment, jobcollection
 from wire_server import running
 
@@ -75,9 +75,12 @@ def cli_worker(tmp_path: Path, uri: str, database: str, function: str, *options:
     )
 
 
-def script_worker(tmp_path: Path, uri: str, database: str, job_type: str, name: str) -> Any:
+def script_worker(
+    tmp_path: Path, uri: str, database: str, job_type: str, name: str, lease: float = 10.0
+) -> Any:
     """`python tests/wire_workers.py` (process_jobs and a job server, no CLI)."""
-    return _python(tmp_path, str(TESTS / "wire_workers.py"), uri, database, job_type, name)
+    script = str(TESTS / "wire_workers.py")
+    return _python(tmp_path, script, uri, database, job_type, name, str(lease))
 
 
 def _python(tmp_path: Path, *args: str) -> Any:
@@ -222,4 +225,42 @@ async def test_a_worker_process_killed_mid_job_has_its_job_retried_once_elsewher
     assert log.count("Job Completed") == 1, log
     assert "hang worker started" in log and "echo worker saw {'n': 0}" in log
     for job_id in later:
+        assert messages(await stored(jc, job_id)).count("Job Completed") == 1
+
+
+async def leader_other_than(jc: JobCollection, pid: int | None) -> Leader:
+    """The job server's leader once it is a process other than `pid` (bounded: the lease of
+    these tests is one second, so a change takes at most a second and a third)."""
+    async with asyncio.timeout(ALL_DONE_TIMEOUT):
+        while True:
+            leader = await jc.job_server_leader()
+            if leader is not None and leader.pid != pid:
+                return leader
+            await asyncio.sleep(0.05)
+
+
+async def test_a_killed_leader_is_replaced_by_a_process_standing_by(
+    shared: tuple[str, JobCollection], wire_uri: str, tmp_path: Path
+) -> None:
+    """Two worker processes, each with a job server (1 s lease): one leads, the other stands
+    by. SIGKILL of the leader: the other takes the lease over once it runs out, under the next
+    epoch, and its passes run (a delayed job saved then is promoted and completed)."""
+    database, jc = shared
+    first = script_worker(tmp_path, wire_uri, database, "t", "first", lease=1.0)
+    second = script_worker(tmp_path, wire_uri, database, "t", "second", lease=1.0)
+    async with first as one, second as two:
+        await one.expect("ready first")
+        await two.expect("ready second")
+        leader = await leader_other_than(jc, None)
+        by_pid = {one.process.pid: one, two.process.pid: two}
+        assert set(by_pid) == {one.process.pid, two.process.pid} and leader.pid in by_pid
+        doomed = by_pid.pop(leader.pid)
+        [survivor] = by_pid.values()
+        doomed.process.send_signal(signal.SIGKILL)
+        assert await doomed.exited() == -signal.SIGKILL
+        successor = await leader_other_than(jc, leader.pid)
+        assert successor.pid == survivor.process.pid and successor.epoch == leader.epoch + 1
+        job_id = await jc.create_job("t").delay(0.3).save()
+        [line] = await collect([survivor], ("done ",), 1)
+        assert line.split()[-1] == str(job_id)
         assert messages(await stored(jc, job_id)).count("Job Completed") == 1

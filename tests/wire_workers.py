@@ -2,7 +2,7 @@
 JobCollection with its job server (passes every 0.2 s) and one `process_jobs` queue, as an
 application would write it, without the CLI.
 
-    python tests/wire_workers.py URI DATABASE TYPE NAME
+    python tests/wire_workers.py URI DATABASE TYPE NAME [LEASE]
 
 It prints "ready NAME" once working, "done NAME ID" for each job it completed (flushed, so a
 test reading its output knows where it is), and, after SIGTERM, "stopped NAME" and exits 0.
@@ -20,9 +20,10 @@ from pymongo import AsyncMongoClient
 from jobcollection import Job, JobCollection
 
 
-async def main(uri: str, database: str, job_type: str, name: str) -> None:
+async def main(uri: str, database: str, job_type: str, name: str, lease: str = "10") -> None:
+    """LEASE: seconds of the job server's lease (see JobCollection's server_lease)."""
     client: Any = AsyncMongoClient(uri, tz_aware=False)
-    jc = JobCollection.from_database(client[database], "queue")
+    jc = JobCollection.from_database(client[database], "queue", server_lease=float(lease))
     jc.promote(0.2)
     await jc.start_job_server()
 
@@ -44,4 +45,4 @@ async def main(uri: str, database: str, job_type: str, name: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*sys.argv[1:5]))
+    asyncio.run(main(*sys.argv[1:6]))

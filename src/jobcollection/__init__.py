@@ -10,6 +10,7 @@ from .api.jobs import JobPage
 from .api.queue import JobQueue, QueueOptions
 from .api.seam import JobService, ServedCollection
 from .api.tasks import BoundTask, Task, TaskOptions, TaskRegistry, current_job
+from .local.leadership import Leader
 from .local.server import ServerPass
 from .model.clock import Clock, ManualClock, SystemClock
 from .model.constants import (
@@ -94,6 +95,7 @@ __all__ = [
     "ServerClock",
     "ServedCollection",
     "ServerPass",
+    "Leader",
     "SystemClock",
     "Task",
     "TaskOptions",
