@@ -104,3 +104,26 @@ async def test_the_lease_lives_beside_the_jobs_in_the_servers_collection(
     assert lease["_id"] == "jobServer" and lease["epoch"] == 1
     assert set(lease) == {"_id", "holder", "epoch", "expires", "since", "host", "pid"}
     assert await database["queue.jobs"].count_documents({"_id": "jobServer"}) == 0
+
+
+async def test_a_process_does_not_race_itself_for_the_lease(
+    make_jc: MakeJC, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop's hold and an explicit pass's, together on a free lease, their commands
+    interleaved as over a network: both lead (one takes the lease, the other renews it)."""
+    import asyncio
+
+    jc = await make_jc(started=False)
+    leadership = jc._core.server.leadership
+    servers = leadership._servers
+    take = servers.find_one_and_update
+
+    async def over_a_network(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0)  # the other hold's command goes out meanwhile
+        return await take(*args, **kwargs)
+
+    monkeypatch.setattr(servers, "find_one_and_update", over_a_network)
+    held = await asyncio.gather(leadership.hold(), leadership.hold())
+    assert held == [True, True]
+    leader = await jc.job_server_leader()
+    assert leader is not None and leader.this_process and leader.epoch == 1

@@ -22,6 +22,7 @@ one that holds the lease document `jobServer` in `<root>.servers`, a collection 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -77,6 +78,9 @@ class Leadership:
         self.me = str(ObjectId())
         self.epoch: int | None = None
         """The epoch of the lease this process holds (None: it does not)."""
+        self._holding = asyncio.Lock()
+        """One hold() at a time: the loop's and an explicit pass's would otherwise race
+        each other for the lease, and the loser would stand by beside itself."""
 
     @property
     def _servers(self) -> Store:
@@ -105,6 +109,10 @@ class Leadership:
         """Renew the lease this process holds, or take it over if it is free or expired;
         whether this process leads now. DatabaseError if the database cannot be reached (the
         caller stands by and tries again)."""
+        async with self._holding:
+            return await self._hold()
+
+    async def _hold(self) -> bool:
         if not self._beside():
             self.epoch = 0
             return True
