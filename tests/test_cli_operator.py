@@ -377,3 +377,18 @@ def test_the_cli_package_exports_what_runs_a_command_in_process() -> None:
         assert inspect.getdoc(getattr(jobcollection.cli, name)), name
     assert jobcollection.cli.__doc__ is not None
     assert parser().description == jobcollection.cli.__doc__.splitlines()[0]
+
+
+async def test_pause_and_resume_stop_and_restart_the_claims_of_a_type(jc: JobCollection) -> None:
+    await jc.create_job("mail").save()
+    paused = await run(jc, "pause", "mail", "sms")
+    assert (paused.code, paused.out.strip()) == (0, "paused: mail, sms")
+    assert await jc.get_work("mail") == []
+    every = await run(jc, "pause", "--all")
+    assert every.out.strip() == "paused: every type (and mail, sms)"
+    assert (await run(jc, "resume", "--all")).out.strip() == "paused: nothing"
+    assert len(await jc.get_work("mail")) == 1
+    for argv in (["pause"], ["resume", "mail", "--all"]):
+        refused = await run(jc, *argv)
+        assert refused.code == 2 and "--all" in refused.err, refused
+    assert (await jc.paused_types()).types == ()

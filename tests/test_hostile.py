@@ -376,6 +376,9 @@ def method_cases(w: World) -> dict[str, tuple[tuple[Any, ...], dict[Slot, list[A
             },
         ),
         "jobStats": ((), {("arg", 0): NOT_OPTIONS}),
+        "jobPauseTypes": ((["t"],), {("arg", 0): [t for t in NOT_TYPES if t is not None]}),
+        "jobResumeTypes": ((["t"],), {("arg", 0): [t for t in NOT_TYPES if t is not None]}),
+        "jobPausedTypes": ((), {("arg", 0): NOT_OPTIONS}),
     }
 
 

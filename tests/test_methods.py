@@ -23,6 +23,7 @@ from jobcollection import (
     JobDoc,
     ManualClock,
     MethodEvent,
+    Paused,
     PermissionDenied,
 )
 
@@ -78,6 +79,10 @@ async def test_every_method_with_wire_params(make_jc: MakeJC, clock: ManualClock
     assert len((await jc.call("jobFind")).docs) == 3
     counted = await jc.call("jobStats")
     assert counted.counts == {("t", "ready"): 1, ("m", "ready"): 2}
+    assert await jc.call("jobPauseTypes", ["m"]) == Paused(("m",))
+    assert await jc.call("jobPausedTypes") == Paused(("m",))
+    assert await jc.call("getWork", "m") == []
+    assert await jc.call("jobResumeTypes", None) == Paused()
 
     assert await jc.call("jobPause", [job_id]) is True
     assert await jc.call("jobResume", job_id) is True

@@ -555,6 +555,9 @@ def test_constant_values() -> None:
         "jobCancelPending",
         "jobFind",
         "jobStats",
+        "jobPauseTypes",
+        "jobResumeTypes",
+        "jobPausedTypes",
     ]
 
 
@@ -571,6 +574,9 @@ def test_method_permissions() -> None:
             "jobCancelPending",
             "jobFind",
             "jobStats",
+            "jobPauseTypes",
+            "jobResumeTypes",
+            "jobPausedTypes",
         },
         "creator": {"jobSave", "jobRerun", "jobSaveMany"},
         "worker": {
@@ -659,6 +665,7 @@ PUBLIC_SURFACE = {
     "ServedCollection",
     "ServerClock",
     "ServerPass",
+    "Paused",
     "Leader",
     "SystemClock",
     "Task",

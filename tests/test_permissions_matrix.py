@@ -72,6 +72,9 @@ class World:
             "jobCancelPending": ("t", 0),
             "jobFind": ({"status": ["ready", "paused"]}, {"limit": 10}),
             "jobStats": (),
+            "jobPauseTypes": (["paused-type"],),
+            "jobResumeTypes": (["paused-type"],),
+            "jobPausedTypes": (),
         }[method]
 
 

@@ -46,6 +46,7 @@ from .model.events import MethodEvent
 from .model.limits import Limits
 from .model.queries import QueueStats
 from .model.ratelimit import RateLimit
+from .model.types import Paused
 from .mongo.servertime import ServerClock
 from .mongo.wakeup import ChangeStreamSource, WakeupSource
 
@@ -89,6 +90,7 @@ __all__ = [
     "MethodEvent",
     "PermissionDenied",
     "QueueStats",
+    "Paused",
     "Progress",
     "QueueOptions",
     "RateLimit",

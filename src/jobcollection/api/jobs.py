@@ -24,7 +24,7 @@ from ..model.document import JobDoc
 from ..model.errors import InvalidArgument, InvalidArgumentType
 from ..model.queries import QueueStats
 from ..model.ratelimit import RateLimit
-from ..model.types import Id
+from ..model.types import Id, Paused
 from ..mongo.wakeup import WakeupSource
 from . import tracing, waiting
 from .job import Job
@@ -126,6 +126,25 @@ class JobsAPI:
         keep up). One count per type and status, served by an index. Remotely: the method
         jobStats."""
         return await self.service.run(ops.Stats())
+
+    # --- cluster-wide pause ------------------------------------------------------------------
+
+    async def pause_type(self, type: str | Sequence[str] | None) -> Paused:
+        """Stop every process from claiming jobs of this type (or types; None: of every
+        type) until resume_type: local queues, `get_work`, remote and node.js workers alike,
+        on this process at once and on the others within a second. Running jobs finish;
+        ready jobs stay ready. What is paused now. Remotely: the method jobPauseTypes."""
+        return await self.service.run(ops.PauseTypes(_types_or_every(type)))
+
+    async def resume_type(self, type: str | Sequence[str] | None) -> Paused:
+        """Let every process claim jobs of this type (or types) again; None resumes every
+        type and lifts the pause of every type (resuming some types while every type is
+        paused leaves every type paused). What is paused now. Remotely: jobResumeTypes."""
+        return await self.service.run(ops.ResumeTypes(_types_or_every(type)))
+
+    async def paused_types(self) -> Paused:
+        """Which types no process claims now. Remotely: the method jobPausedTypes."""
+        return await self.service.run(ops.PausedTypes())
 
     async def get_work(
         self,
@@ -521,3 +540,8 @@ class JobsAPI:
         """A handle on a job document (a stored dict or a JobDoc), such as one read from the
         collection."""
         return Job(self, doc)
+
+
+def _types_or_every(value: Any) -> list[str] | None:
+    """pause_type's `type`: a type or types, or None for every type (given explicitly)."""
+    return None if value is None else v.job_types(value, "type")

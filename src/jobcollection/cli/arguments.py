@@ -21,6 +21,7 @@ from .connect import MONGODB_URI_ENV, TOKEN_ENV
 from .errors import EXIT_CODES, EXTRAS_NEEDED
 from .logs import LOG_LEVELS, SERVER_LOG_LEVELS
 from .operating import Operation, run_operator
+from .pausing import pause, resume
 from .reading import ls, show, stats
 from .serve import dashboard, serve, token
 from .values import data_item, moment, page_size, seconds
@@ -248,6 +249,15 @@ def _operator_commands(commands: Any) -> None:
         help="only jobs in this status (repeatable; default: all three)",
     )
     pu.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    for name, operation, verb in (("pause", pause, "stop"), ("resume", resume, "restart")):
+        pr = add(
+            name,
+            operation,
+            f"{verb} the claims of job types on every process (running jobs finish)",
+        )
+        pr.add_argument("types", nargs="*", metavar="TYPE", help="job types")
+        pr.add_argument("--all", action="store_true", help="every type")
 
     st = add("stats", stats, "jobs per type and status, and the oldest ready job per type")
     st.add_argument("--json", action="store_true", help="one JSON object")

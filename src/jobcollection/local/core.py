@@ -43,6 +43,8 @@ from ..model.ops import (
     Op,
     Outcome,
     Pause,
+    PausedTypes,
+    PauseTypes,
     Progress,
     RateLimited,
     Ready,
@@ -53,6 +55,7 @@ from ..model.ops import (
     Restart,
     Results,
     Resume,
+    ResumeTypes,
     Save,
     SaveMany,
     ShutdownServer,
@@ -61,7 +64,7 @@ from ..model.ops import (
 )
 from ..model.queries import DocPage, QueueStats
 from ..model.ratelimit import LimitedWork
-from ..model.types import Due, Id
+from ..model.types import Due, Id, Paused
 from ..mongo.servertime import ServerClock
 from ..mongo.store import Store
 from ..mongo.wakeup import ChangeStreamSource, LocalCancels, LocalSaves, WakeupSource
@@ -71,6 +74,7 @@ from .followups import FollowUps
 from .leadership import DEFAULT_LEASE_MS, Leadership
 from .limiter import Limiter, counter_store
 from .managing import Manager
+from .pausing import Pauses
 from .reading import Reader
 from .reporting import Report, Reporter, claimer_of
 from .saving import Saver
@@ -173,6 +177,7 @@ class Core:
             on_closed=self.close_log_stream,
             on_pass=self._passed,
         )
+        self.pauses = Pauses(self.store, clock)
         self.events = EventEmitter()
         self.local_saves = LocalSaves()
         self._handed: OrderedDict[tuple[Id | None, Id | None], JobDoc] = OrderedDict()
@@ -346,9 +351,12 @@ class Core:
         return await self.manager.get_jobs(op.ids, op.get_log, op.get_failures)
 
     async def _get_work(self, op: GetWork, origin: Origin | None) -> list[JobDoc]:
+        types = await self.pauses.claimable(op.types)
+        if not types:  # every type asked for is paused on every process
+            return []
         wanted = min(op.max_jobs, self._limits.max_jobs)
         user_id = None if origin is None else origin.user_id
-        docs = await self.claimer.get_work(op.types, wanted, op.work_timeout_ms, user_id=user_id)
+        docs = await self.claimer.get_work(types, wanted, op.work_timeout_ms, user_id=user_id)
         if origin is not None:  # a remote worker: its reports will come without them
             self._remember_handed(docs)
         return docs
@@ -357,10 +365,13 @@ class Core:
         """getWork under a rate limit (its events are getWork's)."""
         if op.rate_limit is None:
             raise InvalidArgument("rate_limit", "is required")
+        types = await self.pauses.claimable(op.types)
+        if not types:
+            return LimitedWork([])
         if self._limiter is None:
             self._limiter = Limiter(counter_store(self.store), self.claimer)
         wanted = min(op.max_jobs, self._limits.max_jobs)
-        return await self._limiter.get_work(op.types, op.rate_limit, wanted, op.work_timeout_ms)
+        return await self._limiter.get_work(types, op.rate_limit, wanted, op.work_timeout_ms)
 
     def _remember_handed(self, docs: Sequence[JobDoc]) -> None:
         """Keep the jobs a method-layer claim handed out, as claimed, for their reports (a
@@ -475,6 +486,15 @@ class Core:
         finally:  # even after an error: some may have been removed
             self.local_cancels.publish(op.ids)
 
+    async def _pause_types(self, op: PauseTypes, origin: Origin | None) -> Paused:
+        return await self.pauses.pause(op.types)
+
+    async def _resume_types(self, op: ResumeTypes, origin: Origin | None) -> Paused:
+        return await self.pauses.resume(op.types)
+
+    async def _paused_types(self, op: PausedTypes, origin: Origin | None) -> Paused:
+        return await self.pauses.paused()
+
     def _table(self) -> dict[type[Op[Any]], Callable[[Any, Origin | None], Awaitable[Any]]]:
         """The applier of each operation."""
         return {
@@ -504,4 +524,7 @@ class Core:
             ReadyDue: self._ready_due,
             Stats: self._stats,
             FindJobs: self._find_jobs,
+            PauseTypes: self._pause_types,
+            ResumeTypes: self._resume_types,
+            PausedTypes: self._paused_types,
         }

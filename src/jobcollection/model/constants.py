@@ -148,14 +148,18 @@ METHODS: Final[tuple[str, ...]] = (
     "jobCancelPending",
     "jobFind",
     "jobStats",
+    "jobPauseTypes",
+    "jobResumeTypes",
+    "jobPausedTypes",
 )
 """The original's methods, plus this project's extensions: jobSaveMany (batched jobSave),
 jobHeartbeat (renew a held job's lease without logging or reporting progress), jobRelease
 (hand held jobs back, ready, without counting an attempt), jobReadyDue (promote the due jobs
 of some types now, as a queue that found nothing ready does), jobCancelPending (cancel a
 user's jobs of a type that have not started, as scheduling a job does), jobFind (a page of
-the jobs matching a filter, as find_jobs) and jobStats (jobs per type and status, as
-stats)."""
+the jobs matching a filter, as find_jobs), jobStats (jobs per type and status, as
+stats), and jobPauseTypes, jobResumeTypes and jobPausedTypes (stop and restart the claims of
+job types on every process, as pause_type and resume_type; which are paused)."""
 
 PERMISSION_LEVELS: Final[tuple[str, ...]] = ("admin", "manager", "creator", "worker")
 
@@ -185,6 +189,9 @@ METHOD_PERMISSIONS: Final[dict[str, tuple[str, ...]]] = {
     "jobCancelPending": ("jobCancelPending", "admin", "manager"),
     "jobFind": ("jobFind", "admin", "manager"),
     "jobStats": ("jobStats", "admin", "manager"),
+    "jobPauseTypes": ("jobPauseTypes", "admin", "manager"),
+    "jobResumeTypes": ("jobResumeTypes", "admin", "manager"),
+    "jobPausedTypes": ("jobPausedTypes", "admin", "manager"),
 }
 """For each method, the rule names that may allow or deny it: its own name and its groups.
 jobFind and jobStats read every job (jobFind: their data too), which a worker's getJob by id

@@ -37,7 +37,7 @@ from .errors import InvalidArgument, InvalidArgumentType
 from .limits import MAX_BSON_BYTES
 from .queries import DocPage, JobQuery, QueueStats
 from .ratelimit import LimitedWork, RateLimit
-from .types import Due, Id
+from .types import Due, Id, Paused
 
 R = TypeVar("R", covariant=True)
 Validator = Callable[[Any, str], Any]
@@ -69,6 +69,8 @@ class Returns(enum.Enum):
     """The counts of jobStats."""
     DUE = "due"
     """What a promotion found."""
+    PAUSED = "paused"
+    """Which types are paused on every process."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -619,6 +621,35 @@ class Stats(Op[QueueStats]):
     quiet = True
 
 
+@dataclass(frozen=True, slots=True)
+class PauseTypes(Op[Paused]):
+    """jobPauseTypes: no process claims jobs of these types (None: of any type) until they
+    are resumed; running jobs finish. What is paused now."""
+
+    method = "jobPauseTypes"
+    returns = Returns.PAUSED
+    types: Sequence[str] | None = positional("types", job_types, nullable=True)
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeTypes(Op[Paused]):
+    """jobResumeTypes: claims of these types (None: of every type, and the pause of every
+    type) resume on every process. What is paused now."""
+
+    method = "jobResumeTypes"
+    returns = Returns.PAUSED
+    types: Sequence[str] | None = positional("types", job_types, nullable=True)
+
+
+@dataclass(frozen=True, slots=True)
+class PausedTypes(Op[Paused]):
+    """jobPausedTypes: which types are paused on every process."""
+
+    method = "jobPausedTypes"
+    returns = Returns.PAUSED
+    quiet = True
+
+
 FIND_NAMES = {"user_id": "userId", "created_before": "createdBefore"}
 """find_jobs' argument names as jobFind's filter spells them (in errors)."""
 
@@ -713,6 +744,9 @@ OPERATIONS: tuple[type[Op[Any]], ...] = (
     ReadyDue,
     Stats,
     FindJobs,
+    PauseTypes,
+    ResumeTypes,
+    PausedTypes,
 )
 """Every operation."""
 

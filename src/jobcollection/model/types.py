@@ -19,6 +19,19 @@ Update = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
+class Paused:
+    """Which job types no process claims now (cluster-wide pause): these types, or every
+    type (`every`). Running jobs are not touched; claims resume with resume_type."""
+
+    types: tuple[str, ...] = ()
+    every: bool = False
+
+    def excludes(self, job_type: str) -> bool:
+        """Whether a job of this type may not be claimed now."""
+        return self.every or job_type in self.types
+
+
+@dataclass(frozen=True, slots=True)
 class Due:
     """What promoting the due jobs of some types found: how many it promoted, and, when it
     promoted none, when the next waiting job of those types falls due (None: no job of

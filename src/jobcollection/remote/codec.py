@@ -54,7 +54,7 @@ from ..model.errors import (
 )
 from ..model.ops import Returns
 from ..model.queries import DocPage, QueueStats
-from ..model.types import Due
+from ..model.types import Due, Paused
 
 JSON_OPTIONS: Final = JSONOptions(
     json_mode=JSONMode.LEGACY,
@@ -217,6 +217,8 @@ def decode_result(returns: Returns, raw: Any) -> Any:
         return decode_stats(raw)
     if returns is Returns.DUE:
         return Due(promoted=int(raw["promoted"]), next_due=raw.get("nextDue"))
+    if returns is Returns.PAUSED:
+        return Paused(tuple(map(str, raw["types"])), raw["all"] is True)
     return raw
 
 
@@ -264,6 +266,8 @@ def encode(value: Any) -> Any:
         return encode_doc(value)
     if isinstance(value, Due):
         return {"promoted": value.promoted, "nextDue": value.next_due}
+    if isinstance(value, Paused):
+        return {"types": list(value.types), "all": value.every}
     if isinstance(value, DocPage):
         return {"jobs": [encode_doc(doc) for doc in value.docs], "next": value.next}
     if isinstance(value, QueueStats):
