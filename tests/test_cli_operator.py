@@ -11,6 +11,8 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from datetime import timedelta
+from os import getpid
+from socket import gethostname
 from typing import Any
 
 import pytest
@@ -384,6 +386,12 @@ async def test_pause_and_resume_stop_and_restart_the_claims_of_a_type(jc: JobCol
     paused = await run(jc, "pause", "mail", "sms")
     assert (paused.code, paused.out.strip()) == (0, "paused: mail, sms")
     assert await jc.get_work("mail") == []
+    await jc.run_server_pass()  # this process takes the job server's lease
+    shown = (await run(jc, "stats")).lines()
+    assert shown[-2:] == ["paused: mail, sms", f"job server: led by {gethostname()} pid {getpid()}"]
+    report = json.loads((await run(jc, "stats", "--json")).out)
+    assert report["paused"] == {"types": ["mail", "sms"], "all": False}
+    assert report["leader"]["pid"] == getpid() and report["leader"]["epoch"] == 1
     every = await run(jc, "pause", "--all")
     assert every.out.strip() == "paused: every type (and mail, sms)"
     assert (await run(jc, "resume", "--all")).out.strip() == "paused: nothing"

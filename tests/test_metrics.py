@@ -101,6 +101,15 @@ async def test_depths_and_the_oldest_ready_age_come_from_stats(
     await metrics.refresh()
     assert value(registry, "jobcollection_queue_depth", type="a", status="completed") == 1
     assert value(registry, "jobcollection_oldest_ready_age_seconds", type="a") == 40.0
+    assert value(registry, "jobcollection_type_paused", type="b") == 0.0  # no sample
+    await jc.pause_type("b")
+    await metrics.refresh()
+    assert value(registry, "jobcollection_type_paused", type="b") == 1
+    await jc.resume_type("b")
+    await jc.pause_type(None)
+    await metrics.refresh()
+    assert value(registry, "jobcollection_type_paused", type="b") == 0.0  # no sample
+    assert value(registry, "jobcollection_type_paused", type="*") == 1
 
 
 async def test_labels_never_hold_an_id_or_a_user(jc: JobCollection) -> None:

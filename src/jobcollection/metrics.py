@@ -101,6 +101,13 @@ class JobMetrics:
             ["type"],
             registry=registry,
         )
+        self.paused = Gauge(
+            "jobcollection_type_paused",
+            '1 for a job type no process claims now (cluster-wide pause; type "*": every '
+            "type), as of the last refresh",
+            ["type"],
+            registry=registry,
+        )
         self.expired = Counter(
             "jobcollection_leases_expired",
             "Running jobs failed because their lease ran out",
@@ -173,8 +180,13 @@ class JobMetrics:
     # --- what is stored ----------------------------------------------------------------------
 
     async def refresh(self) -> None:
-        """Read the queue depths and the oldest ready job of each type (`jc.stats()`)."""
+        """Read the queue depths and the oldest ready job of each type (`jc.stats()`), and
+        which types are paused on every process (`jc.paused_types()`)."""
         stats = await self.jc.stats()
+        paused = await self.jc.paused_types()
+        self.paused.clear()
+        for job_type in (*paused.types, *(["*"] if paused.every else [])):
+            self.paused.labels(job_type).set(1)
         self.depth.clear()
         for (job_type, status), n in stats.counts.items():
             self.depth.labels(job_type, status).set(n)

@@ -12,10 +12,13 @@ import argparse
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ..api.collection import JobCollection
+from ..local.leadership import Leader
 from ..model import constants as c
 from ..model import validation as v
 from ..mongo.servertime import refresh_clock
 from .operating import Console, stamp, table, to_json
+from .pausing import said
 from .values import job_filters, when
 
 if TYPE_CHECKING:
@@ -136,8 +139,11 @@ def describe_job(job: Any, doc: dict[str, Any], now: datetime) -> list[str]:
 
 async def stats(jc: JobsAPI, args: argparse.Namespace, console: Console) -> int:
     """Jobs per type and status, and how long the longest-waiting ready job of each type
-    has been due (now - its `after`): `jc.stats()`."""
+    has been due (now - its `after`): `jc.stats()`; then which types are paused on every
+    process (`jc.paused_types()`) and, on a database, which process leads the job server."""
     read = await jc.stats()
+    paused = await jc.paused_types()
+    leader = await jc.job_server_leader() if isinstance(jc, JobCollection) else None
     counts: dict[str, dict[str, int]] = {}
     for (job_type, status), n in read.counts.items():
         counts.setdefault(job_type, {})[status] = n
@@ -154,7 +160,10 @@ async def stats(jc: JobsAPI, args: argparse.Namespace, console: Console) -> int:
                 for t in types
             },
             "total": sum(sum(n.values()) for n in counts.values()),
+            "paused": {"types": list(paused.types), "all": paused.every},
         }
+        if isinstance(jc, JobCollection):
+            report["leader"] = None if leader is None else _leader(leader)
         print(to_json(report), file=console.out)
         return 0
     rows = [["TYPE", *(s.upper() for s in c.JOB_STATUSES), "TOTAL", "OLDEST READY"]]
@@ -171,4 +180,13 @@ async def stats(jc: JobsAPI, args: argparse.Namespace, console: Console) -> int:
     total = [sum(counts[t].get(s, 0) for t in types) for s in c.JOB_STATUSES]
     rows.append(["(all)", *(str(n) for n in total), str(sum(total)), ""])
     table(rows, console.out)
+    print(said(paused), file=console.out)
+    if isinstance(jc, JobCollection):
+        led = "no process" if leader is None else f"{leader.host} pid {leader.pid}"
+        print(f"job server: led by {led}", file=console.out)
     return 0
+
+
+def _leader(leader: Leader) -> dict[str, Any]:
+    since = leader.since.isoformat()
+    return {"host": leader.host, "pid": leader.pid, "epoch": leader.epoch, "since": since}
