@@ -407,6 +407,8 @@ async def test_every_state_changing_route_refuses_other_sites(
     posts: list[tuple[str, dict[str, str]]] = [
         *((f"/jobs/{job_id}/{action}", {"csrf": csrf}) for action in ("pause", "cancel")),
         ("/bulk/cancel", {"csrf": csrf, "type": "mail"}),
+        ("/claims/pause", {"csrf": csrf, "type": "mail"}),
+        ("/claims/resume", {"csrf": csrf, "every": "1"}),
     ]
     for path, form in posts:
         for headers in CROSS_SITE:
@@ -416,6 +418,7 @@ async def test_every_state_changing_route_refuses_other_sites(
         without_token = {k: val for k, val in form.items() if k != "csrf"}
         assert (await http.post(path, data=without_token)).status_code == 403
     assert await status_of(jc, job_id) == "ready"
+    assert (await jc.paused_types()).types == ()
     same = {"origin": "http://localhost", "sec-fetch-site": "same-origin"}
     reply = await http.post(f"/jobs/{job_id}/pause", data={"csrf": csrf}, headers=same)
     assert reply.status_code == 303 and await status_of(jc, job_id) == "paused"

@@ -491,3 +491,57 @@ async def test_serve_mounts_the_dashboard_and_dashboard_serves_it_alone(tmp_path
                 await asyncio.wait_for(next_event(lines), 10)
                 alone.send_signal(signal.SIGTERM)
                 assert await alone.exited() == 0
+
+
+async def test_the_overview_pauses_and_resumes_a_type_on_every_process(
+    jc: JobCollection, client: Client
+) -> None:
+    jc.allow(admin=["tester"])
+    app = create_dashboard(jc, auth=TokenAuth.from_tokens(TOKENS))
+    await jc.create_job("mail").save()
+    await jc.create_job("sms<b>").save()
+    http = client(app, headers={"authorization": "Bearer admin-token"})
+    page = (await http.get("/")).text
+    assert '<td class="claims claimed">claimed <form' in page and "sms&lt;b&gt;" in page
+    csrf = csrf_of(page)
+    reply = await http.post("/claims/pause", data={"csrf": csrf, "type": "sms<b>"})
+    assert (reply.status_code, reply.headers["location"]) == (303, "/")
+    assert (await jc.paused_types()).types == ("sms<b>",)
+    assert await jc.get_work("sms<b>") == [] and len(await jc.get_work("mail")) == 1
+    row = re.search(r'<tr data-type="sms&lt;b&gt;">(.*?)</tr>', (await http.get("/")).text)
+    assert row and 'class="claims paused"' in row[1] and ">Resume</button>" in row[1]
+    await http.post("/claims/pause", data={"csrf": csrf, "every": "1"})
+    assert (await jc.paused_types()).every
+    await http.post("/claims/resume", data={"csrf": csrf, "every": "1"})
+    assert await jc.paused_types() == await jc.resume_type("mail")  # nothing paused
+    for form, status in (
+        ({"csrf": csrf}, 400),  # neither a type nor every type
+        ({"csrf": csrf, "type": "t", "every": "1"}, 400),
+        ({"csrf": csrf, "type": ""}, 400),
+        ({"type": "t"}, 403),  # no form token
+    ):
+        assert (await http.post("/claims/pause", data=form)).status_code == status, form
+    assert (await http.post("/claims/nope", data={"csrf": csrf, "type": "t"})).status_code == 404
+    assert (await jc.paused_types()).types == ()
+
+
+async def test_only_users_the_rules_allow_pause_a_type(jc: JobCollection, client: Client) -> None:
+    jc.allow(admin=["tester", "viewer"])
+    jc.allow(jobPause=["nobody"])  # pausing jobs is not pausing a type's claims
+    app = create_dashboard(
+        jc, auth=TokenAuth.from_tokens(TOKENS), read_only=lambda user: user == "viewer"
+    )
+    await jc.create_job("mail").save()
+    viewer = client(app, headers={"authorization": "Bearer viewer-token"})
+    page = (await viewer.get("/")).text
+    assert '<td class="claims claimed">claimed</td>' in page and "/claims/" not in page
+    admin = client(app, headers={"authorization": "Bearer admin-token"})
+    csrf = csrf_of((await admin.get("/")).text)
+    assert (
+        await viewer.post("/claims/pause", data={"csrf": csrf, "type": "mail"})
+    ).status_code == 403
+    nobody = client(app, headers={"authorization": "Bearer nobody-token"})
+    own = csrf_of((await nobody.get("/")).text)
+    refused = await nobody.post("/claims/pause", data={"csrf": own, "type": "mail"})
+    assert refused.status_code == 403 and "not authorized" in refused.text.lower()
+    assert (await jc.paused_types()).types == ()

@@ -103,6 +103,14 @@ async def test_filter_open_and_cancel_a_job_in_chromium(jc: JobCollection, tmp_p
             await expect(ready).to_have_text("4")
             await assert_no_violation()
 
+            # Pause the claims of a type on every process, from its row, then resume them.
+            await page.click('tr[data-type="mail"] td.claims button')
+            await expect(page.locator('tr[data-type="mail"] td.claims.paused')).to_be_visible()
+            assert (await jc.paused_types()).types == ("mail",)
+            await page.click('tr[data-type="mail"] td.claims button:text("Resume")')
+            await expect(page.locator('tr[data-type="mail"] td.claims.claimed')).to_be_visible()
+            assert (await jc.paused_types()).types == ()
+
             await page.click("header >> text=Jobs")
             await page.select_option("#filters select[name=type]", "sms")
             await page.click("#filters button[type=submit]")

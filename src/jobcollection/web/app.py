@@ -52,6 +52,7 @@ from ..model.errors import (
     PermissionDenied,
     WakeupUnavailable,
 )
+from ..model.ops import job_types
 from ..mongo.wakeup import follow
 from ..remote.auth import Auth, until_revoked
 from . import pages
@@ -88,6 +89,8 @@ METHODS = {
     "remove": "jobRemove",
 }
 """The method each action calls."""
+CLAIM_ACTIONS = {"pause": "jobPauseTypes", "resume": "jobResumeTypes"}
+"""The method that pauses or resumes the claims of job types on every process."""
 
 ReadOnly = bool | Callable[[Any], bool]
 
@@ -316,7 +319,10 @@ class Dashboard:
             after = page.next
         oldest = {t: stats.oldest_ready_age(t) for t in stats.oldest_ready}
         minutes = per_minute(finished, stats.at)
-        return pages.counts_fragment(view, stats.counts, oldest, minutes, read, self.chart_sample)
+        paused = await self.jc.paused_types()
+        return pages.counts_fragment(
+            view, stats.counts, oldest, minutes, read, self.chart_sample, paused
+        )
 
     async def overview(self, request: Request) -> Response:
         view = await self.view(request)
@@ -393,6 +399,20 @@ class Dashboard:
         if action == "remove" and await self.jc.get_job(job.id) is None:
             return RedirectResponse(view.url("/jobs"), 303)
         return RedirectResponse(view.job_url(made[0] if made else job.id), 303)
+
+    async def claims(self, request: Request) -> Response:
+        """Pause or resume the claims of a job type (form field `type`) or of every type
+        (`every`) on every process, as the user (jobPauseTypes, jobResumeTypes)."""
+        view, form = await self.post(request)
+        action = str(request.path_params["action"])
+        if action not in CLAIM_ACTIONS:
+            raise Refused(404, "Not found", f"no action {_shown(action)!r}")
+        fields = dict(form)
+        if ("type" in fields) == ("every" in fields):
+            raise Refused(400, "Bad request", "give one job type, or every type")
+        types = None if "every" in fields else [job_types(fields["type"], "type")[0]]
+        await self.jc.call(CLAIM_ACTIONS[action], types, user_id=view.user)
+        return RedirectResponse(view.url("/"), 303)
 
     async def matching(self, action: str, filters: Filters) -> list[tuple[Any, str]]:
         """The (id, status) of the jobs matching a filter that the action applies to."""
@@ -721,6 +741,7 @@ def create_dashboard(
         route("/jobs/{job_id}/{action}", dashboard.act, "POST"),
         route("/bulk/{action}", dashboard.bulk_confirm, "GET"),
         route("/bulk/{action}", dashboard.bulk, "POST"),
+        route("/claims/{action}", dashboard.claims, "POST"),
         route("/events", dashboard.events, "GET"),
         route("/login", dashboard.login_form, "GET"),
         route("/login", dashboard.login, "POST"),

@@ -36,6 +36,7 @@ pre{background:#fff;border:1px solid #d5d9de;padding:.6em;overflow:auto;max-heig
 .status.failed{background:#f8d4d4}.status.completed{background:#d4f0d9}
 .status.running{background:#d4e4f8}.status.cancelled{background:#eee}
 form.inline{display:inline}button{margin:.1em}
+td.claims.paused{background:#fbe9c6}
 .chart rect.completed{fill:#3c9a5f}.chart rect.failed{fill:#d0453b}
 .chart line{stroke:#999}.chart{background:#fff;border:1px solid #d5d9de}
 .note{color:#5b6570}.error{color:#a8231a}

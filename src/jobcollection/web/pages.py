@@ -16,6 +16,7 @@ from urllib.parse import quote, urlencode
 from ..api.job import Job
 from ..model import describe
 from ..model.constants import JOB_STATUSES, Status
+from ..model.types import Paused
 from .activity import Minute, chart_svg
 from .assets import url_of
 
@@ -119,10 +120,12 @@ def counts_fragment(
     minutes: list[Minute],
     sampled: int,
     sample_limit: int,
+    paused: Paused,
 ) -> str:
     """The live part of the overview: counts per type and status, the oldest ready job's
-    age, and the chart."""
-    types = sorted({t for t, _ in counts})
+    age, whether each type is paused on every process (with its button, for those who may
+    act), and the chart."""
+    types = sorted({t for t, _ in counts} | set(paused.types))
     head = "".join(f"<th>{e(s)}</th>" for s in JOB_STATUSES)
     rows = []
     for t in types:
@@ -137,18 +140,19 @@ def counts_fragment(
         rows.append(
             f'<tr data-type="{e(t)}"><th><a href="{e(view.url("/jobs", [("type", t)]))}">'
             f'{e(t)}</a></th>{"".join(cells)}<td class="n total">{total}</td>'
-            f'<td class="n oldest">{e(oldest)}</td></tr>'
+            f'<td class="n oldest">{e(oldest)}</td>{claims_cell(view, t, paused)}</tr>'
         )
     totals = "".join(
         f'<td class="n">{sum(counts.get((t, s), 0) for t in types)}</td>' for s in JOB_STATUSES
     )
     grand = sum(counts.values())
     rows.append(
-        f'<tr class="all"><th>(all)</th>{totals}<td class="n total">{grand}</td><td></td></tr>'
+        f'<tr class="all"><th>(all)</th>{totals}<td class="n total">{grand}</td><td></td>'
+        f"{claims_cell(view, None, paused)}</tr>"
     )
     table = (
-        f'<table id="counts"><tr><th>type</th>{head}<th>total</th><th>oldest ready</th></tr>'
-        f"{''.join(rows)}</table>"
+        f'<table id="counts"><tr><th>type</th>{head}<th>total</th><th>oldest ready</th>'
+        f"<th>claims</th></tr>{''.join(rows)}</table>"
     )
     if not types:
         table += '<p class="note">No jobs yet.</p>'
@@ -162,6 +166,28 @@ def counts_fragment(
         f"{e(stamp(minutes[-1].start))} is the current minute.</p>"
     )
     return table + chart
+
+
+def claims_cell(view: View, job_type: str | None, paused: Paused) -> str:
+    """Whether workers claim jobs of this type (None: of every type) on every process, and
+    the button that pauses or resumes them (none for read-only users)."""
+    stopped = paused.every if job_type is None else paused.excludes(job_type)
+    state = "paused" if stopped else "claimed"
+    if view.read_only:
+        return f'<td class="claims {state}">{state}</td>'
+    action = "resume" if stopped else "pause"
+    which = (
+        '<input type="hidden" name="every" value="1">'
+        if job_type is None
+        else f'<input type="hidden" name="type" value="{e(job_type)}">'
+    )
+    label = f"{action.capitalize()} every type" if job_type is None else action.capitalize()
+    return (
+        f'<td class="claims {state}">{state} '
+        f'<form method="post" class="inline" action="{e(view.url(f"/claims/{action}"))}">'
+        f'<input type="hidden" name="csrf" value="{e(view.csrf)}">{which}'
+        f'<button type="submit">{e(label)}</button></form></td>'
+    )
 
 
 def overview(view: View, fragment: str) -> str:
