@@ -511,8 +511,9 @@ def _library_indexes() -> tuple[Any, ...]:
 
 
 def query_served(query: Mapping[str, Any], sort: Sequence[tuple[str, int]] = ()) -> bool:
-    """Rule 8: whether the `_id` index or one of jobcollection's indexes serves the query."""
-    from jobcollection.mongo.indexes import INDEXES  # read at each check: the list may change
+    """Rule 8: whether the `_id` index or one of jobcollection's indexes serves the query
+    (those of the jobs, and those of the collections beside them)."""
+    from jobcollection.mongo.indexes import INDEXES, SIDE_INDEXES  # read at each check
 
     if constraints(query).get("_id") in ("eq", "in"):
         return True
@@ -520,7 +521,7 @@ def query_served(query: Mapping[str, Any], sort: Sequence[tuple[str, int]] = ())
         # (c) a listing in `_id` order (find_jobs' keyset pages): the `_id` index walks the
         # jobs in order and the query stops at its limit; other conditions are residual.
         return True
-    return any(index_serves(ix.keys, ix.partial, query, sort) for ix in INDEXES)
+    return any(index_serves(ix.keys, ix.partial, query, sort) for ix in (*INDEXES, *SIDE_INDEXES))
 
 
 def shape(query: Mapping[str, Any]) -> str:

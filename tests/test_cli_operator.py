@@ -400,3 +400,22 @@ async def test_pause_and_resume_stop_and_restart_the_claims_of_a_type(jc: JobCol
         refused = await run(jc, *argv)
         assert refused.code == 2 and "--all" in refused.err, refused
     assert (await jc.paused_types()).types == ()
+
+
+async def test_workers_lists_the_live_queues(jc: JobCollection, clock: ManualClock) -> None:
+    async def nothing(job: Any) -> None:
+        await job.done()
+
+    queue = jc.process_jobs("mail", nothing, concurrency=3, poll_interval=None)
+    try:
+        await queue.announce()
+        [head, row] = (await run(jc, "workers")).lines()
+        assert head.split()[:3] == ["ID", "HOST", "PID"]
+        assert row.split()[:5] == [queue.worker_id, gethostname(), str(getpid()), "local", "mail"]
+        [line] = (await run(jc, "workers", "--json")).out.splitlines()
+        shown = json.loads(line)
+        assert (shown["id"], shown["concurrency"], shown["holding"]) == (queue.worker_id, 3, 0)
+    finally:
+        await queue.shutdown(quiet=True)
+    gone = await run(jc, "workers")
+    assert gone.code == 0 and "none registered" in gone.err

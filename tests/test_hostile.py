@@ -193,6 +193,19 @@ def new_doc(jc: JobCollection) -> dict[str, Any]:
 Slot = tuple[Any, ...]
 
 
+WORKER: dict[str, Any] = {
+    "id": "w1",
+    "host": "h",
+    "pid": 1,
+    "version": "0",
+    "types": ["t"],
+    "concurrency": 1,
+    "payload": 1,
+    "prefetch": 0,
+}
+"""A queue's registration, as a worker sends it (jobWorkerSeen)."""
+
+
 def method_cases(w: World) -> dict[str, tuple[tuple[Any, ...], dict[Slot, list[Any]]]]:
     """For each method: valid parameters, and hostile values for each of its parameters."""
     doc = new_doc(w.jc)
@@ -379,6 +392,23 @@ def method_cases(w: World) -> dict[str, tuple[tuple[Any, ...], dict[Slot, list[A
         "jobPauseTypes": ((["t"],), {("arg", 0): [t for t in NOT_TYPES if t is not None]}),
         "jobResumeTypes": ((["t"],), {("arg", 0): [t for t in NOT_TYPES if t is not None]}),
         "jobPausedTypes": ((), {("arg", 0): NOT_OPTIONS}),
+        "jobWorkerSeen": (
+            (WORKER,),
+            {
+                ("arg", 0): [*OPERATORS, "x", [], 5, None, {**WORKER, "$set": 1}],
+                ("doc", "id"): ["", "a b", "x" * 65, 5, None, {"$ne": None}],
+                ("doc", "host"): [5, None, "h" * 257, {"$ne": None}],
+                ("doc", "pid"): [-1, True, "1", 2**40],
+                ("doc", "types"): [
+                    *(t for t in NOT_TYPES if t is not None),
+                    [f"t{n}" for n in range(101)],
+                ],
+                ("doc", "concurrency"): [0, True, "1", 2**40],
+                ("doc", "held"): [[{"$ne": None}], ["x"] * 101, "x", 5],
+            },
+        ),
+        "jobWorkerGone": (("w1",), {("arg", 0): ["", "a b", "x" * 65, 5, None, {"$ne": 1}]}),
+        "jobWorkers": ((), {("arg", 0): NOT_OPTIONS}),
     }
 
 

@@ -83,6 +83,15 @@ async def test_every_method_with_wire_params(make_jc: MakeJC, clock: ManualClock
     assert await jc.call("jobPausedTypes") == Paused(("m",))
     assert await jc.call("getWork", "m") == []
     assert await jc.call("jobResumeTypes", None) == Paused()
+    registration = {
+        **{"id": "w1", "host": "h", "pid": 1, "version": "0", "types": ["t"]},
+        **{"concurrency": 1, "payload": 1, "prefetch": 0, "held": [job_id], "holding": 1},
+    }
+    assert await jc.call("jobWorkerSeen", registration) is True
+    [seen] = await jc.call("jobWorkers")
+    assert (seen.id, seen.held, seen.kind, seen.started) == ("w1", (job_id,), "remote", START)
+    assert await jc.call("jobWorkerGone", "w1") is True
+    assert await jc.call("jobWorkers") == []
 
     assert await jc.call("jobPause", [job_id]) is True
     assert await jc.call("jobResume", job_id) is True

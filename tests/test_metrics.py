@@ -110,6 +110,15 @@ async def test_depths_and_the_oldest_ready_age_come_from_stats(
     await metrics.refresh()
     assert value(registry, "jobcollection_type_paused", type="b") == 0.0  # no sample
     assert value(registry, "jobcollection_type_paused", type="*") == 1
+    queue = jc.process_jobs(["a", "b"], noop, poll_interval=None)
+    try:
+        await queue.announce()
+        await metrics.refresh()
+        assert value(registry, "jobcollection_workers", type="a") == 1
+    finally:
+        await queue.shutdown(quiet=True)
+    await metrics.refresh()
+    assert value(registry, "jobcollection_workers", type="a") == 0.0  # no sample
 
 
 async def test_labels_never_hold_an_id_or_a_user(jc: JobCollection) -> None:
@@ -126,3 +135,7 @@ async def test_labels_never_hold_an_id_or_a_user(jc: JobCollection) -> None:
     buckets = {b for b in labels if b == "+Inf" or b.replace(".", "").isdigit()}
     assert labels - buckets <= {"a", "completed", "retried", *jc.job_statuses}
     assert str(job_id) not in labels and "alice@example.com" not in labels
+
+
+async def noop(job: Any) -> None:
+    await job.done()

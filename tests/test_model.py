@@ -558,6 +558,9 @@ def test_constant_values() -> None:
         "jobPauseTypes",
         "jobResumeTypes",
         "jobPausedTypes",
+        "jobWorkerSeen",
+        "jobWorkerGone",
+        "jobWorkers",
     ]
 
 
@@ -577,6 +580,7 @@ def test_method_permissions() -> None:
             "jobPauseTypes",
             "jobResumeTypes",
             "jobPausedTypes",
+            "jobWorkers",
         },
         "creator": {"jobSave", "jobRerun", "jobSaveMany"},
         "worker": {
@@ -589,6 +593,8 @@ def test_method_permissions() -> None:
             "jobHeartbeat",
             "jobRelease",
             "jobReadyDue",
+            "jobWorkerSeen",
+            "jobWorkerGone",
         },
     }
     assert set(METHOD_PERMISSIONS) == set(METHODS)
@@ -666,6 +672,7 @@ PUBLIC_SURFACE = {
     "ServerClock",
     "ServerPass",
     "Paused",
+    "WorkerInfo",
     "Leader",
     "SystemClock",
     "Task",

@@ -75,7 +75,23 @@ class World:
             "jobPauseTypes": (["paused-type"],),
             "jobResumeTypes": (["paused-type"],),
             "jobPausedTypes": (),
+            "jobWorkerSeen": (WORKER,),
+            "jobWorkerGone": ("w1",),
+            "jobWorkers": (),
         }[method]
+
+
+WORKER = {
+    "id": "w1",
+    "host": "h",
+    "pid": 1,
+    "version": "0",
+    "types": ["t"],
+    "concurrency": 1,
+    "payload": 1,
+    "prefetch": 0,
+}
+"""A queue's registration, as a worker sends it (jobWorkerSeen)."""
 
 
 @pytest.fixture

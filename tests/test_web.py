@@ -545,3 +545,30 @@ async def test_only_users_the_rules_allow_pause_a_type(jc: JobCollection, client
     refused = await nobody.post("/claims/pause", data={"csrf": own, "type": "mail"})
     assert refused.status_code == 403 and "not authorized" in refused.text.lower()
     assert (await jc.paused_types()).types == ()
+
+
+async def test_the_workers_page_lists_the_live_queues_and_their_jobs(
+    jc: JobCollection, client: Client
+) -> None:
+    job_id = await jc.create_job("mail<b>").save()
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def worker(job: Any) -> None:
+        started.set()
+        await release.wait()
+        await job.done()
+
+    queue = jc.process_jobs("mail<b>", worker, poll_interval=None)
+    http = client(create_dashboard(jc))
+    try:
+        async with asyncio.timeout(10):
+            await started.wait()
+        await queue.announce()
+        page = (await http.get("/workers")).text
+        assert f'data-id="{queue.worker_id}"' in page and "mail&lt;b&gt;" in page
+        assert f'href="/jobs/{job_id}"' in page and "mail<b>" not in page
+        assert '<a href="/workers">Workers</a>' in (await http.get("/")).text
+    finally:
+        release.set()
+        await queue.shutdown("soft", quiet=True)
+    assert "No queue is registered now." in (await http.get("/workers")).text

@@ -47,6 +47,7 @@ from .model.limits import Limits
 from .model.queries import QueueStats
 from .model.ratelimit import RateLimit
 from .model.types import Paused
+from .model.workers import WorkerInfo
 from .mongo.servertime import ServerClock
 from .mongo.wakeup import ChangeStreamSource, WakeupSource
 
@@ -91,6 +92,7 @@ __all__ = [
     "PermissionDenied",
     "QueueStats",
     "Paused",
+    "WorkerInfo",
     "Progress",
     "QueueOptions",
     "RateLimit",

@@ -108,6 +108,13 @@ class JobMetrics:
             ["type"],
             registry=registry,
         )
+        self.workers = Gauge(
+            "jobcollection_workers",
+            "Live queues of every process that claim a type (the worker registry), as of the "
+            "last refresh",
+            ["type"],
+            registry=registry,
+        )
         self.expired = Counter(
             "jobcollection_leases_expired",
             "Running jobs failed because their lease ran out",
@@ -181,9 +188,17 @@ class JobMetrics:
 
     async def refresh(self) -> None:
         """Read the queue depths and the oldest ready job of each type (`jc.stats()`), and
-        which types are paused on every process (`jc.paused_types()`)."""
+        which types are paused on every process (`jc.paused_types()`), and how many live
+        queues claim each type (`jc.workers()`)."""
         stats = await self.jc.stats()
         paused = await self.jc.paused_types()
+        claiming: dict[str, int] = {}
+        for worker in await self.jc.workers():
+            for job_type in worker.types:
+                claiming[job_type] = claiming.get(job_type, 0) + 1
+        self.workers.clear()
+        for job_type, n in claiming.items():
+            self.workers.labels(job_type).set(n)
         self.paused.clear()
         for job_type in (*paused.types, *(["*"] if paused.every else [])):
             self.paused.labels(job_type).set(1)

@@ -25,6 +25,7 @@ from ..model.errors import InvalidArgument, InvalidArgumentType
 from ..model.queries import QueueStats
 from ..model.ratelimit import RateLimit
 from ..model.types import Id, Paused
+from ..model.workers import WorkerInfo
 from ..mongo.wakeup import WakeupSource
 from . import tracing, waiting
 from .job import Job
@@ -145,6 +146,16 @@ class JobsAPI:
     async def paused_types(self) -> Paused:
         """Which types no process claims now. Remotely: the method jobPausedTypes."""
         return await self.service.run(ops.PausedTypes())
+
+    # --- the worker registry -----------------------------------------------------------------
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The live queues of every process working on this collection, local and remote:
+        host, pid, library version, types, concurrency, payload, prefetch, the jobs each
+        holds, who registered it, when it started and was last seen. A queue registers every
+        10 seconds and leaves at its shutdown; one not seen for 30 seconds (a killed
+        process) is gone. Remotely: the method jobWorkers."""
+        return await self.service.run(ops.ListWorkers())
 
     async def get_work(
         self,

@@ -22,7 +22,7 @@ from .errors import EXIT_CODES, EXTRAS_NEEDED
 from .logs import LOG_LEVELS, SERVER_LOG_LEVELS
 from .operating import Operation, run_operator
 from .pausing import pause, resume
-from .reading import ls, show, stats
+from .reading import ls, show, stats, workers
 from .serve import dashboard, serve, token
 from .values import data_item, moment, page_size, seconds
 from .worker import work
@@ -258,6 +258,9 @@ def _operator_commands(commands: Any) -> None:
         )
         pr.add_argument("types", nargs="*", metavar="TYPE", help="job types")
         pr.add_argument("--all", action="store_true", help="every type")
+
+    wo = add("workers", workers, "the live queues of every process, and the jobs they hold")
+    wo.add_argument("--json", action="store_true", help="one registration per line")
 
     st = add("stats", stats, "jobs per type and status, and the oldest ready job per type")
     st.add_argument("--json", action="store_true", help="one JSON object")

@@ -16,6 +16,7 @@ from ..api.collection import JobCollection
 from ..local.leadership import Leader
 from ..model import constants as c
 from ..model import validation as v
+from ..model.workers import WorkerInfo
 from ..mongo.servertime import refresh_clock
 from .operating import Console, stamp, table, to_json
 from .pausing import said
@@ -190,3 +191,39 @@ async def stats(jc: JobsAPI, args: argparse.Namespace, console: Console) -> int:
 def _leader(leader: Leader) -> dict[str, Any]:
     since = leader.since.isoformat()
     return {"host": leader.host, "pid": leader.pid, "epoch": leader.epoch, "since": since}
+
+
+async def workers(jc: JobsAPI, args: argparse.Namespace, console: Console) -> int:
+    """The live queues of every process (`jc.workers()`): where each runs, what it claims and
+    how, and how many jobs it holds."""
+    found = await jc.workers()
+    if args.json:
+        for w in found:
+            print(to_json(_worker(w)), file=console.out)
+        return 0
+    head = ["ID", "HOST", "PID", "KIND", "TYPES", "CONCURRENCY", "HOLDING", "LAST SEEN"]
+    rows = [
+        [
+            w.id,
+            w.host,
+            str(w.pid),
+            w.kind,
+            ",".join(w.types),
+            f"{w.concurrency} (payload {w.payload}, prefetch {w.prefetch})",
+            str(w.holding),
+            stamp(w.last_seen),
+        ]
+        for w in found
+    ]
+    table([head, *rows], console.out)
+    if not found:
+        print("workers: none registered", file=console.err)
+    return 0
+
+
+def _worker(w: WorkerInfo) -> dict[str, Any]:
+    fields = {**w.wire(), "user": w.user, "kind": w.kind}
+    fields["held"] = [str(i) for i in w.held]
+    for name, moment in (("started", w.started), ("last_seen", w.last_seen)):
+        fields[name] = None if moment is None else moment.isoformat()
+    return fields

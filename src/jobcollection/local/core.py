@@ -35,10 +35,12 @@ from ..model.ops import (
     Done,
     Fail,
     FindJobs,
+    ForgetWorker,
     GetJobs,
     GetLimitedWork,
     GetWork,
     Heartbeat,
+    ListWorkers,
     Log,
     Op,
     Outcome,
@@ -58,6 +60,7 @@ from ..model.ops import (
     ResumeTypes,
     Save,
     SaveMany,
+    SeeWorker,
     ShutdownServer,
     StartServer,
     Stats,
@@ -65,6 +68,7 @@ from ..model.ops import (
 from ..model.queries import DocPage, QueueStats
 from ..model.ratelimit import LimitedWork
 from ..model.types import Due, Id, Paused
+from ..model.workers import WorkerInfo
 from ..mongo.servertime import ServerClock
 from ..mongo.store import Store
 from ..mongo.wakeup import ChangeStreamSource, LocalCancels, LocalSaves, WakeupSource
@@ -79,6 +83,7 @@ from .reading import Reader
 from .reporting import Report, Reporter, claimer_of
 from .saving import Saver
 from .server import JobServer, ServerPass
+from .workers import Registry
 
 logger = logging.getLogger("jobcollection")
 
@@ -104,6 +109,11 @@ class Origin:
         """Who a report in this call must come from (reporting.Report.by): the user, unless
         it is an admin; None (anyone) for server code."""
         return None if self.user_id is None or self.admin else claimer_of(self.user_id)
+
+
+def _user(origin: Origin | None) -> Any:
+    """Who made a call: its user through the method layer, None for server code."""
+    return None if origin is None else origin.user_id
 
 
 def _by(origin: Origin | None) -> Any:
@@ -178,6 +188,7 @@ class Core:
             on_pass=self._passed,
         )
         self.pauses = Pauses(self.store, clock)
+        self.registry = Registry(self.store, clock)
         self.events = EventEmitter()
         self.local_saves = LocalSaves()
         self._handed: OrderedDict[tuple[Id | None, Id | None], JobDoc] = OrderedDict()
@@ -495,6 +506,16 @@ class Core:
     async def _paused_types(self, op: PausedTypes, origin: Origin | None) -> Paused:
         return await self.pauses.paused()
 
+    async def _see_worker(self, op: SeeWorker, origin: Origin | None) -> bool:
+        kind = "local" if origin is None else "remote"
+        return await self.registry.see(op.worker, _user(origin), kind)
+
+    async def _forget_worker(self, op: ForgetWorker, origin: Origin | None) -> bool:
+        return await self.registry.forget(op.worker_id, _user(origin))
+
+    async def _list_workers(self, op: ListWorkers, origin: Origin | None) -> list[WorkerInfo]:
+        return await self.registry.list()
+
     def _table(self) -> dict[type[Op[Any]], Callable[[Any, Origin | None], Awaitable[Any]]]:
         """The applier of each operation."""
         return {
@@ -527,4 +548,7 @@ class Core:
             PauseTypes: self._pause_types,
             ResumeTypes: self._resume_types,
             PausedTypes: self._paused_types,
+            SeeWorker: self._see_worker,
+            ForgetWorker: self._forget_worker,
+            ListWorkers: self._list_workers,
         }

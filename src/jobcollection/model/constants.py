@@ -151,6 +151,9 @@ METHODS: Final[tuple[str, ...]] = (
     "jobPauseTypes",
     "jobResumeTypes",
     "jobPausedTypes",
+    "jobWorkerSeen",
+    "jobWorkerGone",
+    "jobWorkers",
 )
 """The original's methods, plus this project's extensions: jobSaveMany (batched jobSave),
 jobHeartbeat (renew a held job's lease without logging or reporting progress), jobRelease
@@ -159,7 +162,9 @@ of some types now, as a queue that found nothing ready does), jobCancelPending (
 user's jobs of a type that have not started, as scheduling a job does), jobFind (a page of
 the jobs matching a filter, as find_jobs), jobStats (jobs per type and status, as
 stats), and jobPauseTypes, jobResumeTypes and jobPausedTypes (stop and restart the claims of
-job types on every process, as pause_type and resume_type; which are paused)."""
+job types on every process, as pause_type and resume_type; which are paused), and
+jobWorkerSeen, jobWorkerGone and jobWorkers (a queue registers itself, leaves, and the live
+registrations: the worker registry, `workers()`)."""
 
 PERMISSION_LEVELS: Final[tuple[str, ...]] = ("admin", "manager", "creator", "worker")
 
@@ -192,6 +197,9 @@ METHOD_PERMISSIONS: Final[dict[str, tuple[str, ...]]] = {
     "jobPauseTypes": ("jobPauseTypes", "admin", "manager"),
     "jobResumeTypes": ("jobResumeTypes", "admin", "manager"),
     "jobPausedTypes": ("jobPausedTypes", "admin", "manager"),
+    "jobWorkerSeen": ("jobWorkerSeen", "admin", "worker"),
+    "jobWorkerGone": ("jobWorkerGone", "admin", "worker"),
+    "jobWorkers": ("jobWorkers", "admin", "manager"),
 }
 """For each method, the rule names that may allow or deny it: its own name and its groups.
 jobFind and jobStats read every job (jobFind: their data too), which a worker's getJob by id

@@ -38,6 +38,7 @@ from .limits import MAX_BSON_BYTES
 from .queries import DocPage, JobQuery, QueueStats
 from .ratelimit import LimitedWork, RateLimit
 from .types import Due, Id, Paused
+from .workers import WorkerInfo, registration, worker_id
 
 R = TypeVar("R", covariant=True)
 Validator = Callable[[Any, str], Any]
@@ -71,6 +72,8 @@ class Returns(enum.Enum):
     """What a promotion found."""
     PAUSED = "paused"
     """Which types are paused on every process."""
+    WORKERS = "workers"
+    """Registrations of queues."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -650,6 +653,37 @@ class PausedTypes(Op[Paused]):
     quiet = True
 
 
+@dataclass(frozen=True, slots=True)
+class SeeWorker(Op[bool]):
+    """jobWorkerSeen: register (or renew) a queue in the worker registry, with the jobs it
+    holds now; as its user, who alone may renew or remove it."""
+
+    method = "jobWorkerSeen"
+    quiet = True
+    worker: WorkerInfo = positional("worker", registration)
+
+    def params(self) -> tuple[Any, ...]:
+        return (self.worker.wire(),)
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetWorker(Op[bool]):
+    """jobWorkerGone: remove a queue's registration (at its shutdown)."""
+
+    method = "jobWorkerGone"
+    quiet = True
+    worker_id: str = positional("id", worker_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ListWorkers(Op[list[WorkerInfo]]):
+    """jobWorkers: the queues registered and renewed within their TTL, oldest first."""
+
+    method = "jobWorkers"
+    returns = Returns.WORKERS
+    quiet = True
+
+
 FIND_NAMES = {"user_id": "userId", "created_before": "createdBefore"}
 """find_jobs' argument names as jobFind's filter spells them (in errors)."""
 
@@ -747,6 +781,9 @@ OPERATIONS: tuple[type[Op[Any]], ...] = (
     PauseTypes,
     ResumeTypes,
     PausedTypes,
+    SeeWorker,
+    ForgetWorker,
+    ListWorkers,
 )
 """Every operation."""
 

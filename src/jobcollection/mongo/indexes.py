@@ -76,3 +76,13 @@ INDEXES: tuple[Index, ...] = (
         serves="jobs whose follow-ups (repeat, dependents) are pending; only those are indexed",
     ),
 )
+
+WORKERS_INDEX = Index(
+    (("expireAt", 1),),
+    expire_after_seconds=0,
+    serves="the worker registry (`<root>.workers`): the live registrations; MongoDB deletes "
+    "each once it was not renewed (TTL)",
+)
+"""The index of `<root>.workers` beside `_id` (local/workers.py creates it)."""
+SIDE_INDEXES: tuple[Index, ...] = (WORKERS_INDEX,)
+"""The indexes of the collections beside the jobs whose queries are not by `_id` alone."""

@@ -34,6 +34,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -55,6 +56,7 @@ from ..model.errors import (
 from ..model.ops import Returns
 from ..model.queries import DocPage, QueueStats
 from ..model.types import Due, Paused
+from ..model.workers import WIRE_KEYS, WorkerInfo, registration
 
 JSON_OPTIONS: Final = JSONOptions(
     json_mode=JSONMode.LEGACY,
@@ -219,7 +221,20 @@ def decode_result(returns: Returns, raw: Any) -> Any:
         return Due(promoted=int(raw["promoted"]), next_due=raw.get("nextDue"))
     if returns is Returns.PAUSED:
         return Paused(tuple(map(str, raw["types"])), raw["all"] is True)
+    if returns is Returns.WORKERS:
+        return [_worker(item) for item in raw]
     return raw
+
+
+def _worker(raw: Mapping[str, Any]) -> WorkerInfo:
+    """A registration as jobWorkers sent it (trusted: the server wrote it)."""
+    return replace(
+        registration({k: value for k, value in raw.items() if k in WIRE_KEYS}),
+        user=raw.get("user"),
+        kind=str(raw.get("kind", "remote")),
+        started=raw.get("started"),
+        last_seen=raw.get("lastSeen"),
+    )
 
 
 def inbound_doc(raw: Any, name: str) -> Any:
@@ -268,6 +283,14 @@ def encode(value: Any) -> Any:
         return {"promoted": value.promoted, "nextDue": value.next_due}
     if isinstance(value, Paused):
         return {"types": list(value.types), "all": value.every}
+    if isinstance(value, WorkerInfo):
+        return {
+            **value.wire(),
+            "user": value.user,
+            "kind": value.kind,
+            "started": value.started,
+            "lastSeen": value.last_seen,
+        }
     if isinstance(value, DocPage):
         return {"jobs": [encode_doc(doc) for doc in value.docs], "next": value.next}
     if isinstance(value, QueueStats):

@@ -331,6 +331,10 @@ class Dashboard:
     async def live(self, request: Request) -> Response:
         return HTMLResponse(await self.live_fragment(await self.view(request)))
 
+    async def workers(self, request: Request) -> Response:
+        view = await self.view(request)
+        return HTMLResponse(pages.workers_page(view, await self.jc.workers()))
+
     async def jobs(self, request: Request) -> Response:
         view = await self.view(request)
         types = sorted({t for t, _ in (await self.jc.stats()).counts})
@@ -736,6 +740,7 @@ def create_dashboard(
         route("/", dashboard.overview, "GET"),
         route("/live", dashboard.live, "GET"),
         route("/jobs", dashboard.jobs, "GET"),
+        route("/workers", dashboard.workers, "GET"),
         route("/jobs/{job_id}", dashboard.job, "GET"),
         route("/jobs/{job_id}/live", dashboard.job_live, "GET"),
         route("/jobs/{job_id}/{action}", dashboard.act, "POST"),

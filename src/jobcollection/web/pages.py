@@ -17,6 +17,7 @@ from ..api.job import Job
 from ..model import describe
 from ..model.constants import JOB_STATUSES, Status
 from ..model.types import Paused
+from ..model.workers import WorkerInfo
 from .activity import Minute, chart_svg
 from .assets import url_of
 
@@ -94,6 +95,7 @@ def layout(view: View | None, title: str, body: str, *, live: bool = False, base
             f'<a href="{e(view.url("/"))}"><b>jobcollection</b></a>'
             f'<a href="{e(view.url("/"))}">Overview</a>'
             f'<a href="{e(view.url("/jobs"))}">Jobs</a>'
+            f'<a href="{e(view.url("/workers"))}">Workers</a>'
             f'<span class="who">{e(view.user)}{role}</span>{logout}'
         )
     script = f'<script src="{e(url_of(base, "live.js"))}" defer></script>' if live else ""
@@ -196,6 +198,37 @@ def overview(view: View, fragment: str) -> str:
         f'data-fragment="{e(view.url("/live"))}" data-event="">{fragment}</div>'
     )
     return layout(view, "Overview", body, live=True)
+
+
+# --- workers ------------------------------------------------------------------------------------
+
+
+def workers_page(view: View, workers: Sequence[WorkerInfo]) -> str:
+    """The live queues of every process (the worker registry), each with the jobs it holds."""
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ("host", "pid", "kind", "user", "types", "concurrency", "holding", "last seen")
+    )
+    rows = []
+    for w in workers:
+        held = " ".join(f'<a href="{e(view.job_url(i))}">{e(str(i))}</a>' for i in w.held)
+        more = f" and {w.holding - len(w.held)} more" if w.holding > len(w.held) else ""
+        rows.append(
+            f'<tr class="worker" data-id="{e(w.id)}"><td>{e(w.host)}</td><td class="n">{w.pid}'
+            f"</td><td>{e(w.kind)}</td><td>{e('' if w.user is None else str(w.user))}</td>"
+            f"<td>{e(', '.join(w.types))}</td><td>{w.concurrency} (payload {w.payload}, "
+            f'prefetch {w.prefetch})</td><td class="n holding">{w.holding}</td>'
+            f"<td>{e(stamp(w.last_seen))}</td></tr>"
+            f'<tr class="held"><td colspan="8">{held or "no jobs held"}{e(more)}</td></tr>'
+        )
+    table = f'<table id="workers"><tr>{head}</tr>{"".join(rows)}</table>'
+    if not workers:
+        table += '<p class="note">No queue is registered now.</p>'
+    note = (
+        '<p class="note">Every queue registers itself every 10 seconds with the jobs it holds, '
+        "and leaves at its shutdown; one not seen for 30 seconds is gone.</p>"
+    )
+    return layout(view, "Workers", table + note)
 
 
 # --- job list -----------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from .holdings import Holdings, State
 from .leases import Leases
 from .log import logger
 from .options import QueueOptions
+from .presence import Presence
 from .reports import Reports
 from .runner import Runner, Worker
 from .shutdown import Shutdown, ShutdownLevel
@@ -108,8 +109,16 @@ class JobQueue:
             on_error,
             claimed=self._runner.start,
         )
+        self._presence = Presence(jc.service, self._types, options, held, background)
         self._shutdown = Shutdown(
-            self, held, self._claims, self._runner, reports, self._leases, background
+            self,
+            held,
+            self._claims,
+            self._runner,
+            reports,
+            self._leases,
+            background,
+            self._presence,
         )
 
         source: WakeupSource | None = None
@@ -119,6 +128,7 @@ class JobQueue:
             source = options.wakeup
         self._claims.listen(source, saves=options.wakeup is not False)
         self._leases.start(source)
+        self._presence.start()
         self.resume()
 
     # --- a job's life: claimed -> queued -> run -> reported ----------------------------------
@@ -174,6 +184,16 @@ class JobQueue:
         """Claims (runIds) whose lease the queue keeps track of: those it holds jobs of,
         queued, running, being reported or being released. 0 once it holds nothing."""
         return self._leases.count()
+
+    @property
+    def worker_id(self) -> str:
+        """The queue's id in the worker registry (`jc.workers()`)."""
+        return self._presence.id
+
+    async def announce(self) -> bool:
+        """Register the queue in the worker registry now, with the jobs it holds (it does so
+        every 10 seconds by itself); whether it did."""
+        return await self._presence.announce()
 
     @property
     def options(self) -> QueueOptions:

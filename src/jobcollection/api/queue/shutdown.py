@@ -20,6 +20,7 @@ from .claims import Claims
 from .holdings import Holdings, State
 from .leases import Leases
 from .log import logger
+from .presence import Presence
 from .reports import Reports
 from .runner import Runner
 
@@ -47,6 +48,7 @@ class Shutdown:
         reports: Reports,
         leases: Leases,
         background: Background,
+        presence: Presence,
     ) -> None:
         self._owner = owner
         self._held = held
@@ -55,6 +57,7 @@ class Shutdown:
         self._reports = reports
         self._leases = leases
         self._background = background
+        self._presence = presence
         self._task: asyncio.Task[None] | None = None
 
     async def __call__(self, level: ShutdownLevel, quiet: bool) -> None:
@@ -98,6 +101,7 @@ class Shutdown:
                 break
             await changed.wait()
         self._leases.stop()
+        await self._presence.leave()
         await self._background.wait(self._leases.checks)
         if not quiet:
             logger.info(
