@@ -749,7 +749,7 @@ class StandIn:
         except Refused as exc:
             raise CommandError(exc.code, exc.errmsg) from None
         except _Duplicate as exc:
-            entry = self.duplicate(coll, exc.doc, 0)
+            entry = self.duplicate(coll, exc.doc, 0, new=found is None)  # an upsert inserts
             entry.pop("index")
             entry.pop("code", None)  # the error's own code, given below
             raise CommandError(11000, entry.pop("errmsg"), **entry) from None
