@@ -503,6 +503,7 @@ async def test_the_overview_pauses_and_resumes_a_type_on_every_process(
     http = client(app, headers={"authorization": "Bearer admin-token"})
     page = (await http.get("/")).text
     assert '<td class="claims claimed">claimed <form' in page and "sms&lt;b&gt;" in page
+    assert 'id="leader">Job server: led by ' in page
     csrf = csrf_of(page)
     reply = await http.post("/claims/pause", data={"csrf": csrf, "type": "sms<b>"})
     assert (reply.status_code, reply.headers["location"]) == (303, "/")

@@ -320,8 +320,9 @@ class Dashboard:
         oldest = {t: stats.oldest_ready_age(t) for t in stats.oldest_ready}
         minutes = per_minute(finished, stats.at)
         paused = await self.jc.paused_types()
+        leader = await self.jc.job_server_leader()
         return pages.counts_fragment(
-            view, stats.counts, oldest, minutes, read, self.chart_sample, paused
+            view, stats.counts, oldest, minutes, read, self.chart_sample, paused, leader
         )
 
     async def overview(self, request: Request) -> Response:

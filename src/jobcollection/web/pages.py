@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from ..api.job import Job
+from ..local.leadership import Leader
 from ..model import describe
 from ..model.constants import JOB_STATUSES, Status
 from ..model.types import Paused
@@ -123,10 +124,11 @@ def counts_fragment(
     sampled: int,
     sample_limit: int,
     paused: Paused,
+    leader: Leader | None = None,
 ) -> str:
     """The live part of the overview: counts per type and status, the oldest ready job's
     age, whether each type is paused on every process (with its button, for those who may
-    act), and the chart."""
+    act), which process leads the job server, and the chart."""
     types = sorted({t for t, _ in counts} | set(paused.types))
     head = "".join(f"<th>{e(s)}</th>" for s in JOB_STATUSES)
     rows = []
@@ -158,6 +160,8 @@ def counts_fragment(
     )
     if not types:
         table += '<p class="note">No jobs yet.</p>'
+    led = "no process" if leader is None else f"{leader.host} pid {leader.pid}"
+    table += f'<p class="note" id="leader">Job server: led by {e(led)}.</p>'
     done = sum(m.completed for m in minutes)
     failed = sum(m.failed for m in minutes)
     note = f" (from the newest {sample_limit:,} finished jobs)" if sampled >= sample_limit else ""

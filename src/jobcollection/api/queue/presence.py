@@ -9,6 +9,7 @@ refusal by the server's rules, after which the queue stops trying) and the queue
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -25,6 +26,9 @@ from .holdings import Holdings
 from .options import QueueOptions
 
 logger = logging.getLogger("jobcollection.queue")
+
+LEAVE_S = 5.0
+"""The longest a shutdown waits for a registration in flight before cutting it off."""
 
 
 class Presence:
@@ -46,6 +50,7 @@ class Presence:
         self._held = held
         self._background = background
         self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
         self._refused = False
 
     def start(self) -> None:
@@ -53,9 +58,12 @@ class Presence:
         self._task = self._background.spawn(self._loop(), "presence")
 
     async def _loop(self) -> None:
-        while True:
+        """Announce until leave(); a registration in flight is finished, never cancelled (a
+        command cut off mid-way leaves its connection to be cleaned up)."""
+        while not self._stop.is_set():
             await self.announce()
-            await asyncio.sleep(ANNOUNCE_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), ANNOUNCE_S)
 
     def _worker(self) -> WorkerInfo:
         from ... import __version__
@@ -90,7 +98,10 @@ class Presence:
 
     async def leave(self) -> None:
         """Stop announcing and remove the registration (at the queue's shutdown)."""
-        self._background.retire(self._task)
+        self._stop.set()
+        if self._task is not None:  # a registration in flight ends, or is cut off after LEAVE_S
+            await asyncio.wait({self._task}, timeout=LEAVE_S)
+            self._background.retire(self._task)
         if self._refused:
             return
         try:
