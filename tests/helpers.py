@@ -155,3 +155,16 @@ async def run_repeatedly(
         job_id = await worker.done(repeat_id=True)
         assert job_id not in (True, False, None)
     return started
+
+
+WORKER: dict[str, Any] = {
+    "id": "w1",
+    "host": "h",
+    "pid": 1,
+    "version": "0",
+    "types": ["t"],
+    "concurrency": 1,
+    "payload": 1,
+    "prefetch": 0,
+}
+"""A queue's registration, as a worker sends it (jobWorkerSeen)."""

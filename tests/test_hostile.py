@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import START
+from helpers import WORKER
 from jobcollection import (
     METHODS,
     DatabaseError,
@@ -191,19 +192,6 @@ def new_doc(jc: JobCollection) -> dict[str, Any]:
 # Slots: ("arg", i) the i-th parameter; ("opt", i, key) a key of the options dict at i;
 # ("doc", field) a field of the job document given to jobSave.
 Slot = tuple[Any, ...]
-
-
-WORKER: dict[str, Any] = {
-    "id": "w1",
-    "host": "h",
-    "pid": 1,
-    "version": "0",
-    "types": ["t"],
-    "concurrency": 1,
-    "payload": 1,
-    "prefetch": 0,
-}
-"""A queue's registration, as a worker sends it (jobWorkerSeen)."""
 
 
 def method_cases(w: World) -> dict[str, tuple[tuple[Any, ...], dict[Slot, list[Any]]]]:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from bson import ObjectId
 
+from helpers import WORKER
 from jobcollection import (
     METHOD_PERMISSIONS,
     METHODS,
@@ -79,19 +80,6 @@ class World:
             "jobWorkerGone": ("w1",),
             "jobWorkers": (),
         }[method]
-
-
-WORKER = {
-    "id": "w1",
-    "host": "h",
-    "pid": 1,
-    "version": "0",
-    "types": ["t"],
-    "concurrency": 1,
-    "payload": 1,
-    "prefetch": 0,
-}
-"""A queue's registration, as a worker sends it (jobWorkerSeen)."""
 
 
 @pytest.fixture

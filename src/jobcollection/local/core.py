@@ -484,9 +484,7 @@ class Core:
             self.local_cancels.publish(op.ids)
 
     async def _restart(self, op: Restart, origin: Origin | None) -> bool:
-        return await self.manager.restart(
-            op.ids, op.retries, op.until, op.antecedents, op.dependents
-        )
+        return await self.manager.restart(op)
 
     async def _rerun(self, op: Rerun, origin: Origin | None) -> Id | None:
         return await self.manager.rerun(op.job_id, op.repeats, op.until, op.wait_ms)

@@ -33,6 +33,7 @@ from ..model.document import (
     assume_utc,
 )
 from ..model.errors import InvalidDocument
+from ..model.ops import Restart
 from ..model.queries import ORDER, JobQuery, encode_cursor
 from ..model.schedule import occurrences
 from ..model.types import Due, Filter, Id
@@ -275,14 +276,11 @@ class Manager:
             query = transitions.cancel_unretained(query)
         return count + await self.store.update_many(query, update)
 
-    async def restart(
-        self,
-        ids: Sequence[Id],
-        retries: int = 0,
-        until: datetime | None = None,
-        antecedents: bool = True,
-        dependents: bool = False,
-    ) -> bool:
+    async def restart(self, op: Restart) -> bool:
+        """jobRestart: each level of the cascade (op's antecedents and dependents) restarted
+        with op's retries and deadline, then promoted."""
+        retries, until = op.retries, op.until
+
         async def restart(level: Sequence[Id]) -> int:
             level = await self._runnable(level)
             if not level:
@@ -296,10 +294,10 @@ class Manager:
             return count
 
         restarted = await self._cascade(
-            ids, antecedents, dependents, JOB_STATUS_RESTARTABLE, restart
+            op.ids, op.antecedents, op.dependents, JOB_STATUS_RESTARTABLE, restart
         )
         if not restarted:
-            logger.warning("jobRestart: no job was restartable among %d ids", len(ids))
+            logger.warning("jobRestart: no job was restartable among %d ids", len(op.ids))
         return restarted
 
     async def _runnable(self, ids: Sequence[Id]) -> list[Id]:

@@ -472,10 +472,11 @@ class Fail(Op[bool]):
 
 
 @dataclass(frozen=True, slots=True)
-class Heartbeat(Op[list[Id]]):
-    """jobHeartbeat: renew the leases of jobs held under one runId; the ids still held."""
+class _OnHeld(Op[list[Id]]):
+    """An operation on jobs held under one runId: the ids it applied to (one id given to
+    its method: whether it applied)."""
 
-    method = "jobHeartbeat"
+    method = ""
     one_id = True
     ids: Sequence[Id] = positional("ids", v.job_ids)
     run_id: Id = positional("runId", _run_id)
@@ -486,17 +487,17 @@ class Heartbeat(Op[list[Id]]):
 
 
 @dataclass(frozen=True, slots=True)
-class Release(Op[list[Id]]):
+class Heartbeat(_OnHeld):
+    """jobHeartbeat: renew the leases of jobs held under one runId; the ids still held."""
+
+    method = "jobHeartbeat"
+
+
+@dataclass(frozen=True, slots=True)
+class Release(_OnHeld):
     """jobRelease: hand held jobs back, ready, without using an attempt; those released."""
 
     method = "jobRelease"
-    one_id = True
-    ids: Sequence[Id] = positional("ids", v.job_ids)
-    run_id: Id = positional("runId", _run_id)
-
-    def for_one_id(self, result: Any) -> bool:
-        """Whether it applied."""
-        return bool(result)
 
 
 @dataclass(frozen=True, slots=True)
