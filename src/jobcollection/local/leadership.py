@@ -8,9 +8,9 @@ one that holds the lease document `jobServer` in `<root>.servers`, a collection 
 - The holder renews its lease (`expires`, on the collection's clock: the database server's
   time by default, so processes agree) every third of the lease. A renewal names the epoch it
   holds, so a holder that lost its lease cannot renew it back.
-- A process standing by takes the lease over once it has expired (or was released), in one
-  conditional update that raises the epoch; of two that try together one wins, the other's
-  upsert meets the document's `_id` and loses.
+- A process standing by reads the lease (by `_id`) and, once it has expired (or was
+  released), takes it over in one conditional update that raises the epoch; of two that try
+  together one wins, the other's upsert meets the document's `_id` and loses.
 - A pass starts only after its process renewed the lease it holds (`hold()`): a holder that
   lost it (paused past its lease, say) stands by and its pass changes nothing. The passes are
   conditional updates that are correct whoever runs them, so a pass already under way when the
@@ -123,6 +123,11 @@ class Leadership:
             if await self._servers.update_one(mine, {"$set": {"expires": expires}}):
                 return True
             self.epoch = None  # another took it over after it expired
+        held = await self._servers.find_one({"_id": LEASE_ID}, {"holder": 1, "expires": 1})
+        if held is not None and held.get("holder") is not None:
+            until = held.get("expires")
+            if isinstance(until, datetime) and assume_utc(until) > now:
+                return False  # standing by: a read, not a write that would fail
         free = {"_id": LEASE_ID, "$or": [{"expires": {"$lte": now}}, {"holder": None}]}
         take = {
             "$set": {
