@@ -33,6 +33,8 @@ from .reporting import Report, Reporter
 logger = logging.getLogger("jobcollection")
 
 T = TypeVar("T")
+STOP_S = 5.0
+"""The longest a stop waits for the loop's step under way (a pass) before cutting it off."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,9 @@ class JobServer:
         self.quarantined: set[Id] = set()
         """Jobs whose expiry the server refused to write: not read again by later passes."""
         self._loop_task: asyncio.Task[None] | None = None
+        self._loop_stop = asyncio.Event()
+        self._ending: set[asyncio.Task[None]] = set()
+        """Loops asked to end, until they have."""
         self._shutdown_task: asyncio.Task[None] | None = None
         self._on_closed = on_closed
         self._on_pass = on_pass
@@ -98,23 +103,39 @@ class JobServer:
             self._start_loop(immediately=True)
 
     def _start_loop(self, immediately: bool = False) -> None:
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-        self._loop_task = asyncio.create_task(self._loop(immediately), name="jobcollection-promote")
+        """Start the loop, asking the one running (if any) to end after its current step."""
+        self._stop_loop_soon()
+        self._loop_stop = stop = asyncio.Event()
+        self._loop_task = asyncio.create_task(
+            self._loop(immediately, stop), name="jobcollection-promote"
+        )
 
-    async def _loop(self, immediately: bool) -> None:
+    def _stop_loop_soon(self) -> None:
+        """Ask the loop to end after its current step; `_stop_loop` awaits it."""
+        task, self._loop_task = self._loop_task, None
+        if task is not None:
+            self._loop_stop.set()
+            self._ending.add(task)
+            task.add_done_callback(self._ending.discard)
+
+    async def _loop(self, immediately: bool, stop: asyncio.Event) -> None:
         """Hold (or try for) the lease every third of it; pass every `interval` while
         leading. A process that stood by past its own next pass and takes the lease over
-        passes at once (the last leader may have died mid-interval)."""
+        passes at once (the last leader may have died mid-interval). It ends when `stop` is
+        set, after the step under way: a command cut off mid-way would leave its connection
+        for the garbage collector."""
         loop = asyncio.get_running_loop()
         next_pass = loop.time() + (0 if immediately else self.interval)
-        while True:
+        while not stop.is_set():
             leading = await self._safe_hold()
-            if leading and loop.time() >= next_pass:
+            if leading and loop.time() >= next_pass and not stop.is_set():
                 await self._safe_pass(held=True)
                 next_pass = loop.time() + self.interval
             wait = min(self.leadership.lease_ms / 3000, max(0.0, next_pass - loop.time()))
-            await asyncio.sleep(wait if leading else self.leadership.lease_ms / 3000)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    stop.wait(), wait if leading else self.leadership.lease_ms / 3000
+                )
 
     async def _safe_hold(self) -> bool:
         try:
@@ -234,11 +255,16 @@ class JobServer:
             logger.warning("job server: could not release its lease (%s); it will expire", exc)
 
     async def _stop_loop(self) -> None:
-        task, self._loop_task = self._loop_task, None
-        if task is not None:
+        """Stop the loop after its current step (cut off after STOP_S), and any loop a
+        restart asked to end."""
+        self._stop_loop_soon()
+        ending = set(self._ending)
+        if not ending:
+            return
+        _, pending = await asyncio.wait(ending, timeout=STOP_S)
+        for task in pending:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*pending, return_exceptions=True)
 
     async def _finish_later(self, timeout: float) -> None:
         await asyncio.sleep(timeout)
