@@ -123,6 +123,8 @@ class Signals:
         self._held = 0
         """Types named by the polls waiting, summed."""
         self._stream: asyncio.Task[None] | None = None
+        self._opened = asyncio.Event()
+        """Set once the stream of `_stream` has opened."""
         self._closing: set[asyncio.Task[None]] = set()
         self._streams_available = True
 
@@ -176,23 +178,27 @@ class Signals:
         if not isinstance(source, ReadySource):
             self._streams_available = False  # saves through this server still wake polls
             return
+        self._opened = asyncio.Event()
         self._stream = asyncio.create_task(
-            self._listen(source.ready_types()), name="jobcollection-remote-stream"
+            self._listen(source.ready_types(), self._opened), name="jobcollection-remote-stream"
         )
 
     def _unwatch(self) -> None:
-        """Close the stream (the last poll has gone)."""
+        """Close the stream (the last poll has gone), once it has opened (or failed to): a
+        stream cut off while the driver connects leaves its socket to the garbage collector."""
         task, self._stream = self._stream, None
         if task is not None and not task.done():
-            task.cancel()
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+            closing = asyncio.create_task(_close_once_open(task, self._opened))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
 
-    async def _listen(self, signals: AsyncIterator[Ready]) -> None:
+    async def _listen(self, signals: AsyncIterator[Ready], opened: asyncio.Event) -> None:
         first = True
 
         def wake(signal: Ready) -> None:
             nonlocal first
+            if signal.opened:
+                opened.set()
             if signal.opened and first:
                 first = False
                 return
@@ -216,6 +222,19 @@ class Signals:
         self._unwatch()
         tasks = list(self._closing)
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+OPENING_S = 5.0
+"""The longest a stream no poll needs is left to finish opening before it is cut off."""
+
+
+async def _close_once_open(task: asyncio.Task[None], opened: asyncio.Event) -> None:
+    """Cancel a change stream's task once it has opened (or ended, or after OPENING_S)."""
+    waiting = asyncio.create_task(opened.wait())
+    await asyncio.wait({task, waiting}, timeout=OPENING_S, return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+    task.cancel()
+    await asyncio.gather(task, waiting, return_exceptions=True)
 
 
 class ClaimKeys:
