@@ -514,27 +514,32 @@ class RateLimited(Op[bool]):
 
 
 @dataclass(frozen=True, slots=True)
-class Pause(Op[bool]):
+class _OnIds(Op[bool]):
+    """An operation on the jobs with these ids: whether any changed."""
+
+    method = ""
+    ids: Sequence[Id] = positional("ids", v.job_ids)
+
+
+@dataclass(frozen=True, slots=True)
+class Pause(_OnIds):
     """jobPause."""
 
     method = "jobPause"
-    ids: Sequence[Id] = positional("ids", v.job_ids)
 
 
 @dataclass(frozen=True, slots=True)
-class Resume(Op[bool]):
+class Resume(_OnIds):
     """jobResume."""
 
     method = "jobResume"
-    ids: Sequence[Id] = positional("ids", v.job_ids)
 
 
 @dataclass(frozen=True, slots=True)
-class Remove(Op[bool]):
+class Remove(_OnIds):
     """jobRemove."""
 
     method = "jobRemove"
-    ids: Sequence[Id] = positional("ids", v.job_ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -626,23 +631,29 @@ class Stats(Op[QueueStats]):
 
 
 @dataclass(frozen=True, slots=True)
-class PauseTypes(Op[Paused]):
-    """jobPauseTypes: no process claims jobs of these types (None: of any type) until they
-    are resumed; running jobs finish. What is paused now."""
+class _OnTypes(Op[Paused]):
+    """A change of the cluster-wide pause of these types (None: of every type): what is
+    paused now."""
 
-    method = "jobPauseTypes"
+    method = ""
     returns = Returns.PAUSED
     types: Sequence[str] | None = positional("types", job_types, nullable=True)
 
 
 @dataclass(frozen=True, slots=True)
-class ResumeTypes(Op[Paused]):
+class PauseTypes(_OnTypes):
+    """jobPauseTypes: no process claims jobs of these types (None: of any type) until they
+    are resumed; running jobs finish."""
+
+    method = "jobPauseTypes"
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeTypes(_OnTypes):
     """jobResumeTypes: claims of these types (None: of every type, and the pause of every
-    type) resume on every process. What is paused now."""
+    type) resume on every process."""
 
     method = "jobResumeTypes"
-    returns = Returns.PAUSED
-    types: Sequence[str] | None = positional("types", job_types, nullable=True)
 
 
 @dataclass(frozen=True, slots=True)
