@@ -797,6 +797,16 @@ class StrictCursor:
             yield doc
 
 
+class StrictAggregate:
+    """The cursor of an aggregation's documents (all in one batch here)."""
+
+    def __init__(self, docs: list[Document]) -> None:
+        self._docs = docs
+
+    async def to_list(self, length: int | None = None) -> list[Document]:
+        return self._docs if length is None else self._docs[:length]
+
+
 class StrictCollection:
     """A Motor-style collection over a mongomock-motor one that refuses what MongoDB (or a
     mongos, with sharded=True) and pymongo refuse. See the module docstring."""
@@ -1001,6 +1011,17 @@ class StrictCollection:
         query = self._filter(filter)
         check_query("count_documents", query, (), library_caller())
         return int(await self._inner.count_documents(query))
+
+    async def aggregate(self, pipeline: Any, **options: Any) -> StrictAggregate:
+        """An aggregation (as pymongo's async API: a coroutine of a cursor); its first
+        `$match` must be served by an index, as a find's filter."""
+        _no_other_options("aggregate", options)
+        stages = [dict(stage) for stage in pipeline]
+        if stages and "$match" in stages[0]:
+            query = self._filter(stages[0]["$match"])
+            check_query("aggregate", query, (), library_caller())
+        found = await self._inner.aggregate(stages).to_list(None)
+        return StrictAggregate([self._out(doc) for doc in found])
 
     async def distinct(self, key: Any, filter: Any = None, **options: Any) -> list[Any]:
         _no_other_options("distinct", options)

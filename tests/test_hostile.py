@@ -397,6 +397,25 @@ def method_cases(w: World) -> dict[str, tuple[tuple[Any, ...], dict[Slot, list[A
         ),
         "jobWorkerGone": (("w1",), {("arg", 0): ["", "a b", "x" * 65, 5, None, {"$ne": 1}]}),
         "jobWorkers": ((), {("arg", 0): NOT_OPTIONS}),
+        "jobSetConcurrencyLimit": (
+            ("t", {"maxRunning": 2, "groupBy": "data.customer"}),
+            {
+                ("arg", 0): [*NOT_TYPES, ["t"], "t" * 1_025],
+                ("arg", 1): [*OPERATORS, "x", [], 5, True, {"maxRunning": 1, "$set": 1}],
+                ("opt", 1, "maxRunning"): [*NOT_INT, 0, -1, 10**7, None],
+                ("opt", 1, "groupBy"): [
+                    "",
+                    "data",
+                    "data.",
+                    "data.$where",
+                    "x.y",
+                    5,
+                    [],
+                    *OPERATORS,
+                ],
+            },
+        ),
+        "jobConcurrencyLimits": ((), {("arg", 0): NOT_OPTIONS}),
     }
 
 

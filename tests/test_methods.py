@@ -16,6 +16,7 @@ from helpers import Doc, stored, utc
 from jobcollection import (
     METHOD_PERMISSIONS,
     METHODS,
+    ConcurrencyLimit,
     InvalidArgument,
     InvalidArgumentType,
     InvalidDocument,
@@ -92,6 +93,12 @@ async def test_every_method_with_wire_params(make_jc: MakeJC, clock: ManualClock
     assert (seen.id, seen.held, seen.kind, seen.started) == ("w1", (job_id,), "remote", START)
     assert await jc.call("jobWorkerGone", "w1") is True
     assert await jc.call("jobWorkers") == []
+    limit = {"maxRunning": 1, "groupBy": "user"}
+    assert await jc.call("jobSetConcurrencyLimit", "m", limit) == {
+        "m": ConcurrencyLimit(1, group_by="user")
+    }
+    assert await jc.call("jobConcurrencyLimits") == {"m": ConcurrencyLimit(1, group_by="user")}
+    assert await jc.call("jobSetConcurrencyLimit", "m", None) == {}
 
     assert await jc.call("jobPause", [job_id]) is True
     assert await jc.call("jobResume", job_id) is True

@@ -561,6 +561,8 @@ def test_constant_values() -> None:
         "jobWorkerSeen",
         "jobWorkerGone",
         "jobWorkers",
+        "jobSetConcurrencyLimit",
+        "jobConcurrencyLimits",
     ]
 
 
@@ -581,6 +583,8 @@ def test_method_permissions() -> None:
             "jobResumeTypes",
             "jobPausedTypes",
             "jobWorkers",
+            "jobSetConcurrencyLimit",
+            "jobConcurrencyLimits",
         },
         "creator": {"jobSave", "jobRerun", "jobSaveMany"},
         "worker": {
@@ -643,6 +647,7 @@ PUBLIC_SURFACE = {
     *SPEC_CONSTANTS,
     "BoundTask",
     "ChangeStreamSource",
+    "ConcurrencyLimit",
     "Clock",
     "CronSchedule",
     "DatabaseError",

@@ -79,6 +79,8 @@ class World:
             "jobWorkerSeen": (WORKER,),
             "jobWorkerGone": ("w1",),
             "jobWorkers": (),
+            "jobSetConcurrencyLimit": ("limited-type", {"maxRunning": 3}),
+            "jobConcurrencyLimits": (),
         }[method]
 
 

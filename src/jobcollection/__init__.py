@@ -13,6 +13,7 @@ from .api.tasks import BoundTask, Task, TaskOptions, TaskRegistry, current_job
 from .local.leadership import Leader
 from .local.server import ServerPass
 from .model.clock import Clock, ManualClock, SystemClock
+from .model.concurrency import ConcurrencyLimit
 from .model.constants import (
     FOREVER,
     FOREVER_DATE,
@@ -96,6 +97,7 @@ __all__ = [
     "Progress",
     "QueueOptions",
     "RateLimit",
+    "ConcurrencyLimit",
     "ServerClock",
     "ServedCollection",
     "ServerPass",

@@ -20,6 +20,7 @@ from bson import ObjectId
 from ..model import constants as c
 from ..model import ops, queries
 from ..model import validation as v
+from ..model.concurrency import ConcurrencyLimit
 from ..model.document import JobDoc
 from ..model.errors import InvalidArgument, InvalidArgumentType
 from ..model.queries import QueueStats
@@ -146,6 +147,24 @@ class JobsAPI:
     async def paused_types(self) -> Paused:
         """Which types no process claims now. Remotely: the method jobPausedTypes."""
         return await self.service.run(ops.PausedTypes())
+
+    # --- concurrency limits ------------------------------------------------------------------
+
+    async def set_concurrency_limit(
+        self, type: str, limit: ConcurrencyLimit | None
+    ) -> dict[str, ConcurrencyLimit]:
+        """At most `limit.max_running` jobs of this type running at once (per group, with
+        `group_by`) over every process, remote and node.js worker; None removes the type's
+        limit. Applies on this process at once and on the others within a second; jobs
+        running beyond a lowered limit finish. Every type's limit now. See README
+        "Concurrency limits". Remotely: the method jobSetConcurrencyLimit."""
+        if limit is not None and not isinstance(limit, ConcurrencyLimit):
+            raise InvalidArgumentType("limit", "must be a ConcurrencyLimit or None")
+        return await self.service.run(ops.SetConcurrencyLimit(ops.one_type(type, "type"), limit))
+
+    async def concurrency_limits(self) -> dict[str, ConcurrencyLimit]:
+        """Every type's concurrency limit, by type. Remotely: jobConcurrencyLimits."""
+        return await self.service.run(ops.ConcurrencyLimits())
 
     # --- the worker registry -----------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from bson import ObjectId
 
 from ..model import validation as v
 from ..model.clock import Clock
+from ..model.concurrency import ConcurrencyLimit
 from ..model.document import JobDoc
 from ..model.errors import InvalidArgument, InvalidArgumentType
 from ..model.events import EventEmitter, MethodEvent
@@ -32,6 +33,7 @@ from ..model.ops import (
     OPERATIONS,
     Cancel,
     CancelPendingOf,
+    ConcurrencyLimits,
     Done,
     Fail,
     FindJobs,
@@ -61,6 +63,7 @@ from ..model.ops import (
     Save,
     SaveMany,
     SeeWorker,
+    SetConcurrencyLimit,
     ShutdownServer,
     StartServer,
     Stats,
@@ -83,6 +86,8 @@ from .reading import Reader
 from .reporting import Report, Reporter, claimer_of
 from .saving import Saver
 from .server import JobServer, ServerPass
+from .settings import Settings
+from .slots import Slots
 from .workers import Registry
 
 logger = logging.getLogger("jobcollection")
@@ -187,7 +192,9 @@ class Core:
             on_closed=self.close_log_stream,
             on_pass=self._passed,
         )
-        self.pauses = Pauses(self.store, clock)
+        settings = Settings(self.store, clock)
+        self.pauses = Pauses(settings)
+        self.slots = Slots(self.store, settings, self.claimer)
         self.registry = Registry(self.store, clock)
         self.events = EventEmitter()
         self.local_saves = LocalSaves()
@@ -367,7 +374,7 @@ class Core:
             return []
         wanted = min(op.max_jobs, self._limits.max_jobs)
         user_id = None if origin is None else origin.user_id
-        docs = await self.claimer.get_work(types, wanted, op.work_timeout_ms, user_id=user_id)
+        docs = await self.slots.get_work(types, wanted, op.work_timeout_ms, user_id=user_id)
         if origin is not None:  # a remote worker: its reports will come without them
             self._remember_handed(docs)
         return docs
@@ -380,7 +387,7 @@ class Core:
         if not types:
             return LimitedWork([])
         if self._limiter is None:
-            self._limiter = Limiter(counter_store(self.store), self.claimer)
+            self._limiter = Limiter(counter_store(self.store), self.claimer, self.slots)
         wanted = min(op.max_jobs, self._limits.max_jobs)
         return await self._limiter.get_work(types, op.rate_limit, wanted, op.work_timeout_ms)
 
@@ -504,6 +511,16 @@ class Core:
     async def _paused_types(self, op: PausedTypes, origin: Origin | None) -> Paused:
         return await self.pauses.paused()
 
+    async def _set_concurrency_limit(
+        self, op: SetConcurrencyLimit, origin: Origin | None
+    ) -> dict[str, ConcurrencyLimit]:
+        return await self.slots.set(op.job_type, op.limit)
+
+    async def _concurrency_limits(
+        self, op: ConcurrencyLimits, origin: Origin | None
+    ) -> dict[str, ConcurrencyLimit]:
+        return await self.slots.read()
+
     async def _see_worker(self, op: SeeWorker, origin: Origin | None) -> bool:
         kind = "local" if origin is None else "remote"
         return await self.registry.see(op.worker, _user(origin), kind)
@@ -549,4 +566,6 @@ class Core:
             SeeWorker: self._see_worker,
             ForgetWorker: self._forget_worker,
             ListWorkers: self._list_workers,
+            SetConcurrencyLimit: self._set_concurrency_limit,
+            ConcurrencyLimits: self._concurrency_limits,
         }

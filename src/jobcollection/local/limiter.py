@@ -1,5 +1,6 @@
 """Claims under global rate limits: `Limiter` reserves slots on the counters beside the jobs,
-claims at most what it got and gives back the rest (the rules are in ratecounters.py)."""
+claims at most what it got (through the concurrency limits: slots.py) and gives back the rest
+(the rules are in ratecounters.py)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from ..rules.ratecounters import (
 
 if TYPE_CHECKING:
     from .claiming import Claimer
+    from .slots import Slots
 
 COUNTER_INDEX = Index(
     ((EXPIRE_AT, 1),),
@@ -41,9 +43,10 @@ COUNTER_INDEX = Index(
 class Limiter:
     """Claims under rate limits: reserves slots on the counters, claims, gives back."""
 
-    def __init__(self, counters: Store, claimer: Claimer) -> None:
+    def __init__(self, counters: Store, claimer: Claimer, slots: Slots) -> None:
         self.counters = counters
         self.claimer = claimer
+        self.slots = slots
         self._indexed = False
 
     async def _take(self, counter: Any, asked: int, end: datetime, limit: RateLimit) -> int:
@@ -87,7 +90,7 @@ class Limiter:
         """Claim up to max_jobs ready jobs of these types, as many as the limit allows in the
         current window."""
         if not self.claimer.accepting:
-            return LimitedWork(await self.claimer.get_work(types, max_jobs, work_timeout_ms))
+            return LimitedWork(await self.slots.get_work(types, max_jobs, work_timeout_ms))
         await self._ensure_index()
         start, end = window(self.claimer.clock.now(), limit.per_ms)
         path = limit.path
@@ -104,7 +107,7 @@ class Limiter:
     ) -> list[JobDoc]:
         if count <= 0:
             return []
-        return await self.claimer.get_work(types, count, work_timeout_ms, among=among)
+        return await self.slots.get_work(types, count, work_timeout_ms, among=among)
 
     async def _get_grouped(
         self,

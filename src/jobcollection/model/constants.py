@@ -154,6 +154,8 @@ METHODS: Final[tuple[str, ...]] = (
     "jobWorkerSeen",
     "jobWorkerGone",
     "jobWorkers",
+    "jobSetConcurrencyLimit",
+    "jobConcurrencyLimits",
 )
 """The original's methods, plus this project's extensions: jobSaveMany (batched jobSave),
 jobHeartbeat (renew a held job's lease without logging or reporting progress), jobRelease
@@ -164,7 +166,9 @@ the jobs matching a filter, as find_jobs), jobStats (jobs per type and status, a
 stats), and jobPauseTypes, jobResumeTypes and jobPausedTypes (stop and restart the claims of
 job types on every process, as pause_type and resume_type; which are paused), and
 jobWorkerSeen, jobWorkerGone and jobWorkers (a queue registers itself, leaves, and the live
-registrations: the worker registry, `workers()`)."""
+registrations: the worker registry, `workers()`), and jobSetConcurrencyLimit and
+jobConcurrencyLimits (at most so many jobs of a type running at once on every process, as
+set_concurrency_limit; every type's limit)."""
 
 PERMISSION_LEVELS: Final[tuple[str, ...]] = ("admin", "manager", "creator", "worker")
 
@@ -200,6 +204,8 @@ METHOD_PERMISSIONS: Final[dict[str, tuple[str, ...]]] = {
     "jobWorkerSeen": ("jobWorkerSeen", "admin", "worker"),
     "jobWorkerGone": ("jobWorkerGone", "admin", "worker"),
     "jobWorkers": ("jobWorkers", "admin", "manager"),
+    "jobSetConcurrencyLimit": ("jobSetConcurrencyLimit", "admin", "manager"),
+    "jobConcurrencyLimits": ("jobConcurrencyLimits", "admin", "manager"),
 }
 """For each method, the rule names that may allow or deny it: its own name and its groups.
 jobFind and jobStats read every job (jobFind: their data too), which a worker's getJob by id

@@ -31,6 +31,7 @@ from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from . import queries
 from . import validation as v
+from .concurrency import ConcurrencyLimit, limit_from_wire
 from .constants import FOREVER, JOB_LOG_LEVELS, JOB_STATUSES, METHODS
 from .document import JobDoc, parse_doc
 from .errors import InvalidArgument, InvalidArgumentType
@@ -74,6 +75,8 @@ class Returns(enum.Enum):
     """Which types are paused on every process."""
     WORKERS = "workers"
     """Registrations of queues."""
+    LIMITS = "limits"
+    """Every type's concurrency limit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +303,13 @@ def _job_type(value: Any, name: str) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidArgumentType(name, "must be a non-empty string")
     return value
+
+
+def one_type(value: Any, name: str) -> str:
+    """One job type (a string), bounded as job_types bounds each."""
+    if not isinstance(value, str):
+        raise InvalidArgumentType(name, f"must be a string, not {type(value).__name__}")
+    return job_types(value, name)[0]
 
 
 def _any_ids(value: Any, name: str) -> list[Id] | None:
@@ -696,6 +706,29 @@ class ListWorkers(Op[list[WorkerInfo]]):
     quiet = True
 
 
+@dataclass(frozen=True, slots=True)
+class SetConcurrencyLimit(Op[dict[str, ConcurrencyLimit]]):
+    """jobSetConcurrencyLimit: at most so many jobs of a type running at once on every
+    process (None: no limit); every type's limit now."""
+
+    method = "jobSetConcurrencyLimit"
+    returns = Returns.LIMITS
+    job_type: str = positional("type", one_type)
+    limit: ConcurrencyLimit | None = positional("limit", limit_from_wire, nullable=True)
+
+    def params(self) -> tuple[Any, ...]:
+        return (self.job_type, None if self.limit is None else self.limit.wire())
+
+
+@dataclass(frozen=True, slots=True)
+class ConcurrencyLimits(Op[dict[str, ConcurrencyLimit]]):
+    """jobConcurrencyLimits: every type's concurrency limit."""
+
+    method = "jobConcurrencyLimits"
+    returns = Returns.LIMITS
+    quiet = True
+
+
 FIND_NAMES = {"user_id": "userId", "created_before": "createdBefore"}
 """find_jobs' argument names as jobFind's filter spells them (in errors)."""
 
@@ -796,6 +829,8 @@ OPERATIONS: tuple[type[Op[Any]], ...] = (
     SeeWorker,
     ForgetWorker,
     ListWorkers,
+    SetConcurrencyLimit,
+    ConcurrencyLimits,
 )
 """Every operation."""
 

@@ -26,6 +26,7 @@ Every call counts as one database command in `commands`, which the benchmarks re
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -264,6 +265,19 @@ class Store:
         """How many documents match (countDocuments)."""
         found: int = await self._run(self._coll.count_documents(dict(query)))
         return found
+
+    async def aggregate(self, pipeline: Sequence[Mapping[str, Any]]) -> list[Document]:
+        """The documents an aggregation pipeline produces (counted as one command)."""
+
+        async def run() -> list[Document]:
+            cursor = self._coll.aggregate([dict(stage) for stage in pipeline])
+            if inspect.isawaitable(cursor):  # pymongo's async API; Motor's is a cursor
+                cursor = await cursor
+            found: list[Document] = await cursor.to_list(length=None)
+            return found
+
+        result: list[Document] = await self._run(run())
+        return result
 
     async def distinct(self, field: str) -> list[Any]:
         """The distinct values of a field (one command; served by an index that starts with

@@ -41,6 +41,7 @@ from typing import Any, Final
 from bson import Decimal128, Int64, ObjectId, json_util
 from bson.json_util import DatetimeRepresentation, JSONMode, JSONOptions
 
+from ..model.concurrency import ConcurrencyLimit, limit_from_wire
 from ..model.document import SETTING_EXTENSIONS, JobDoc
 from ..model.errors import (
     DatabaseError,
@@ -223,6 +224,8 @@ def decode_result(returns: Returns, raw: Any) -> Any:
         return Paused(tuple(map(str, raw["types"])), raw["all"] is True)
     if returns is Returns.WORKERS:
         return [_worker(item) for item in raw]
+    if returns is Returns.LIMITS:
+        return {str(job_type): limit_from_wire(limit) for job_type, limit in raw.items()}
     return raw
 
 
@@ -306,6 +309,8 @@ def encode(value: Any) -> Any:
         }
     if isinstance(value, list | tuple):
         return [encode(item) for item in value]
+    if isinstance(value, dict) and any(isinstance(v, ConcurrencyLimit) for v in value.values()):
+        return {key: item.wire() for key, item in value.items()}
     return value
 
 
