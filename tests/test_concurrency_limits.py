@@ -252,3 +252,23 @@ async def test_changes_of_different_types_at_once_both_land(make_jc: MakeJC) -> 
         "a": ConcurrencyLimit(1),
         "b": ConcurrencyLimit(2),
     }
+
+
+async def test_claims_cost_three_commands_more_only_for_a_limited_type(
+    make_jc: MakeJC, clock: ManualClock
+) -> None:
+    jc = await make_jc()
+    await jc.save_jobs([jc.create_job(t) for t in ("free",) * 2 + ("capped",) * 3])
+    await jc.set_concurrency_limit("capped", ConcurrencyLimit(10))
+    await jc.get_work("capped")  # (the first also creates the locks' TTL index, once)
+    await jc.concurrency_limits()  # (the settings are read now, and kept for a second)
+
+    async def cost(job_type: str) -> int:
+        before = jc.commands
+        assert len(await jc.get_work(job_type)) == 1
+        return jc.commands - before
+
+    free = await cost("free")
+    assert await cost("capped") == free + 3  # the lock, the count, the lock given back
+    clock.advance(1)
+    assert await cost("free") == free + 1  # and once a second, the settings

@@ -33,6 +33,7 @@ async def test_a_plain_job_costs_a_claim_and_one_write(jc: JobCollection) -> Non
     async def claim() -> None:
         claimed.extend(await jc.get_work("t"))
 
+    await jc.paused_types()  # the settings every claim reads, at most once a second
     assert await costs(jc, claim()) == (2 if SHARDED else 1)  # a mongos: find, then by _id
     assert await costs(jc, claimed[0].done({"ok": 1})) == 1
     doc = await stored(jc, job_id)

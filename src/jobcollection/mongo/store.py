@@ -151,10 +151,21 @@ class BulkOutcome:
     nothing)."""
 
 
+class Tally:
+    """A count of database commands, shared by a Store and its siblings."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
 class Store:
     """Async operations on one collection, with errors translated and commands counted."""
 
-    def __init__(self, collection: Any, caps: Mapping[str, int] | None = None) -> None:
+    def __init__(
+        self, collection: Any, caps: Mapping[str, int] | None = None, tally: Tally | None = None
+    ) -> None:
         # Looked up on the type: databases (and collections) answer any attribute with a
         # sub-collection, so `getattr(db, "find")` would pass for a database.
         methods = ("find", "update_many", "insert_one", "delete_many", "create_index")
@@ -176,9 +187,14 @@ class Store:
         self.unique_jobs: bool | None = None
         """Whether the index that keeps unique jobs unique exists: set when the job server
         creates the indexes (a sharded collection cannot have it); None: not known here."""
-        self.commands = 0
+        self._tally = tally or Tally()
         self.caps: dict[str, int] = dict(DEFAULT_LIMITS.push_caps() if caps is None else caps)
         """Arrays kept to their newest N items on every write (see model/limits.py)."""
+
+    @property
+    def commands(self) -> int:
+        """Commands sent so far through this Store and its siblings (for benchmarks)."""
+        return self._tally.n
 
     def capped(self, update: Mapping[str, Any]) -> dict[str, Any]:
         """An update whose pushes onto capped arrays keep only the newest items."""
@@ -205,7 +221,7 @@ class Store:
         return self.encode(decoded)
 
     async def _run(self, awaitable: Any) -> Any:
-        self.commands += 1
+        self._tally.n += 1
         try:
             return await awaitable
         except DatabaseError:
@@ -217,12 +233,12 @@ class Store:
 
     def sibling(self, name: str) -> Store:
         """A Store over another collection of the same database (`database[name]`), with the
-        same options as this one's collection and no capped arrays."""
+        same options as this one's collection, no capped arrays, and the same command count."""
         try:
             other = self.collection.database[name]
         except Exception as exc:  # a wrapper without a database
             raise DatabaseError(f"database error: no collection {name!r} here: {exc}") from exc
-        return Store(other, caps={})
+        return Store(other, caps={}, tally=self._tally)
 
     async def detect_router(self) -> bool:
         """Ask the server whether it is a mongos (`hello` says `msg: "isdbgrid"`); remembered
@@ -374,7 +390,7 @@ class Store:
             return BulkOutcome(0)
         pairs = [(dict(q), self.capped(u)) for q, u in updates]
         if not self._bulk_supported:
-            self.commands += 1
+            self._tally.n += 1
             return await self._one_by_one(pairs)
         try:
             requests = [UpdateOne(q, u) for q, u in pairs]
