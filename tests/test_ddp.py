@@ -3,7 +3,7 @@ node.js stack (meteor-job 1.5.2 over ddp 0.12.1, logging in with ddp-login) agai
 JobCollection, and the protocol's edges through a Python WebSocket client.
 
 The node tests run tests/node/seed_worker.js (the seed's worker as written, but for the
-server's address), tests/node/worker.js (the same worker, with payloads and hanging jobs) and
+server's address), tests/node/worker.js (the same worker, with payloads, slow and hanging jobs) and
 tests/node/client.js with the packages `.ci/run` installs into tests/node/node_modules; without
 node or those packages they are skipped. Nothing waits for time to pass: the tests wait for a
 line a node process prints or a method event of the served collection, each bounded, and move
@@ -31,7 +31,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from conftest import MakeJC
 from helpers import messages, stored
-from jobcollection import FOREVER_DATE, JobCollection, ManualClock
+from jobcollection import FOREVER_DATE, ConcurrencyLimit, JobCollection, ManualClock, MethodEvent
 from jobcollection.remote import TokenAuth, create_app, ejson
 from jobcollection.remote.ddp import LOGGED_OUT
 from remote_helpers import TOKENS, serving
@@ -174,6 +174,60 @@ async def test_payload_and_concurrency_workers(
     ):
         await done.reach(count, worker)
     assert claimed[0] == count  # one claim of all of them: a payload, or one per worker
+    assert sorted(map(str, done.ids)) == sorted(map(str, ids))
+    for job_id in ids:
+        assert (await stored(jc, job_id))["status"] == "completed"
+
+
+@needs_node
+async def test_a_node_worker_is_listed_with_its_jobs_until_it_disconnects(
+    make_jc: MakeJC, tmp_path: Path
+) -> None:
+    jc = await make_jc(root=ROOT)
+    seen, gone = Applied(jc, "jobWorkerSeen"), Applied(jc, "jobWorkerGone")
+    job_id = await jc.create_job("sendEmail", email(0, hang=True)).save()
+    async with served(jc) as port:
+        async with node(tmp_path, port, "worker.js", token="worker-token") as worker:
+            assert await worker.expect("working") == f"working {job_id}"
+            await seen.reach(1, worker)
+            [listed] = await jc.workers()
+            assert (listed.kind, listed.user, listed.types) == ("ddp", "worker-1", ("sendEmail",))
+            assert (listed.held, listed.holding) == ((job_id,), 1)
+            assert (listed.host, listed.pid, listed.concurrency) == ("127.0.0.1", 0, 0)
+            worker.send_signal(signal.SIGKILL)  # its connection drops with it
+            assert await worker.exited() == -signal.SIGKILL
+        await gone.reach(1)
+        assert gone.ids == [listed.id]
+        assert await jc.workers() == []
+    assert (await stored(jc, job_id))["status"] == "running"  # left to its lease
+
+
+@needs_node
+async def test_a_node_worker_runs_no_more_jobs_at_once_than_the_concurrency_limit(
+    make_jc: MakeJC, tmp_path: Path
+) -> None:
+    jc = await make_jc(root=ROOT)
+    await jc.set_concurrency_limit("sendEmail", ConcurrencyLimit(2))
+    ids = [await jc.create_job("sendEmail", email(n, delay=100)).save() for n in range(8)]
+    running: list[int] = []
+    asked: list[tuple[int, int]] = []
+
+    async def sample(event: MethodEvent) -> None:  # at every call the worker makes
+        count = {"type": "sendEmail", "status": "running"}
+        running.append(await jc.collection.count_documents(count))
+        if event.method == "getWork":
+            asked.append((event.params[1]["maxJobs"], len(event.return_value)))
+
+    jc.events.on("call", sample)
+    done = Applied(jc, "jobDone")
+    options = json.dumps({"concurrency": 4})
+    async with (
+        served(jc) as port,
+        node(tmp_path, port, "worker.js", token="worker-token", WORKER_OPTIONS=options) as worker,
+    ):
+        await done.reach(len(ids), worker)
+    assert asked[0] == (4, 2)  # room for 4, given the 2 the limit allows
+    assert max(running) == 2
     assert sorted(map(str, done.ids)) == sorted(map(str, ids))
     for job_id in ids:
         assert (await stored(jc, job_id))["status"] == "completed"
@@ -448,6 +502,28 @@ async def test_messages_before_connect_too_large_or_too_many_are_bounded(
             errors = [a["error"]["error"] for a in answers if "error" in a]
             assert 0 < len(errors) <= 15 and set(errors) == {"too-many-requests"}
     assert await jc.collection.count_documents({}) == 0
+
+
+async def test_a_session_that_claims_work_is_a_worker_until_it_closes(make_jc: MakeJC) -> None:
+    jc = await make_jc(root=ROOT)
+    seen, gone = Applied(jc, "jobWorkerSeen"), Applied(jc, "jobWorkerGone")
+    job_id = await jc.create_job("u").save()
+    async with served(jc) as port:
+        async with session(port) as ddp:
+            assert (await ddp.call("login", {"resume": "admin-token"}))["result"]["id"] == "tester"
+            assert (await ddp.call(f"{ROOT}_getJob", job_id))["result"]["_id"] == job_id
+            assert await jc.workers() == []  # a session is not a worker before it claims
+            [claimed] = (await ddp.call(f"{ROOT}_getWork", ["t", "u"], {"maxJobs": 2}))["result"]
+            assert claimed["_id"] == job_id
+            await seen.reach(1)
+            [listed] = await jc.workers()
+            assert (listed.kind, listed.user, listed.types) == ("ddp", "tester", ("t", "u"))
+            assert (listed.held, listed.holding) == ((job_id,), 1)
+            assert listed.version.startswith("Python/")  # websockets' User-Agent
+            assert (await ddp.call(f"{ROOT}_jobDone", job_id, claimed["runId"], {}))["result"]
+        await gone.reach(1)
+        assert gone.ids == [listed.id] and await jc.workers() == []
+    assert len(seen.ids) == 1  # one registration, not one per call
 
 
 async def test_create_app_refuses_ddp_with_an_auth_that_cannot_log_in(jc: JobCollection) -> None:

@@ -2,8 +2,9 @@
 // nearly verbatim: host, port and queue name from the environment (DDP_HOST, DDP_PORT,
 // JOB_ROOT), the token in METEOR_TOKEN, and processJobs options as JSON in WORKER_OPTIONS.
 // sendEmail logs and reports progress; an email with `hang: true` never finishes (the
-// tests kill the process mid-job). Prints "logged in", then "working <id>" and "done <id>"
-// for each job.
+// tests kill the process mid-job), one with `delay: <ms>` finishes that much later (so that
+// jobs overlap). A worker's callback is invoked once its jobs have finished. Prints "logged
+// in", then "working <id>" and "done <id>" for each job.
 var DDP = require('ddp');
 var DDPlogin = require('ddp-login');
 var Job = require('meteor-job');
@@ -11,9 +12,13 @@ var Job = require('meteor-job');
 function sendEmail(job, address, subject, message, callback) {
   console.log('working ' + job.doc._id.toHexString());
   if (job.data.hang) return;
-  job.log('Sending to ' + address, {data: {subject: subject}});
-  job.progress(1, 2);
-  callback(job.data.fail ? new Error('mailbox full') : null);
+  function send() {
+    job.log('Sending to ' + address, {data: {subject: subject}});
+    job.progress(1, 2);
+    callback(job.data.fail ? new Error('mailbox full') : null);
+  }
+  if (job.data.delay) setTimeout(send, job.data.delay);
+  else send();
 }
 
 // Setup the DDP connection
@@ -36,7 +41,9 @@ ddp.connect(function (err) {
     var workers = Job.processJobs(process.env.JOB_ROOT, 'sendEmail', options,
       function (jobs, cb) {
         // A payload worker gets an array of jobs
-        (Array.isArray(jobs) ? jobs : [jobs]).forEach(function (job) {
+        var batch = Array.isArray(jobs) ? jobs : [jobs];
+        var left = batch.length;
+        batch.forEach(function (job) {
           var email = job.data; // Only one email per job
           sendEmail(job, email.address, email.subject, email.message,
             function (err) {
@@ -47,13 +54,12 @@ ddp.connect(function (err) {
                 job.done({sent: email.address});
               }
               console.log('done ' + job.doc._id.toHexString());
+              // Be sure to invoke the callback when work on these jobs has finished
+              left -= 1;
+              if (left === 0) cb();
             }
           );
         });
-        // Be sure to invoke the callback when work on this job has finished
-        if (!(Array.isArray(jobs) ? jobs : [jobs]).some(function (j) { return j.data.hang; })) {
-          cb();
-        }
       }
     );
   });

@@ -108,6 +108,10 @@ class Origin:
     admin: bool = False
     """The rules allow the user under the `admin` group: it may report on runs other users
     claimed (see `reporter`)."""
+    worker_kind: str = "remote"
+    """What the worker registry calls a worker this call registers (SeeWorker): "remote" for
+    a queue that registers itself through the method layer, "ddp" for a DDP session that
+    the server registers on its client's behalf (remote/ddp.py)."""
 
     @property
     def reporter(self) -> Any:
@@ -522,7 +526,7 @@ class Core:
         return await self.slots.read()
 
     async def _see_worker(self, op: SeeWorker, origin: Origin | None) -> bool:
-        kind = "local" if origin is None else "remote"
+        kind = "local" if origin is None else origin.worker_kind
         return await self.registry.see(op.worker, _user(origin), kind)
 
     async def _forget_worker(self, op: ForgetWorker, origin: Origin | None) -> bool:

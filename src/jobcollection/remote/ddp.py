@@ -42,8 +42,19 @@ Bounds: a message longer than `max_message_bytes` (UTF-8 bytes) or a malformed f
 JSON, not an object, no `msg`, or anything before `connect`) closes the session with `error
 {reason}` and runs nothing; beyond `max_messages_per_s` (a bucket of one second's worth) a
 method is answered with Meteor's "too-many-requests" error without running and other
-messages are dropped. A session holds nothing but its user (and its token's hash): a dropped
+messages are dropped. A session holds its user, its token's hash and, once it claims work,
+what the worker registry lists of it (below), nothing of the jobs themselves: a dropped
 connection leaves the jobs it claimed to their leases.
+
+A session that claims work is a worker, and the worker registry lists it (`jc.workers()`,
+kind "ddp"; SessionWorker): the server registers it at its first getWork, as its user, with
+its peer's address as host, the User-Agent its client sent (if any) as version, the types it
+asked for and the jobs handed to it that it has not reported done, failed or released (at
+most MAX_TRACKED ids kept); pid, concurrency, payload and prefetch are unknown to the server
+(0). The registration is renewed every ANNOUNCE_S seconds while the session lives, whatever
+it does meanwhile, and removed when the session ends (if the server dies, its TTL ends it):
+one write per ANNOUNCE_S per worker, none per call. The client needs no permission for it,
+nor any method of its own.
 """
 
 from __future__ import annotations
@@ -56,17 +67,22 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from ..local.core import Origin
 from ..model.constants import METHODS
 from ..model.document import JobDoc
 from ..model.errors import InvalidArgumentType, PermissionDenied
+from ..model.ops import ForgetWorker, SeeWorker, job_types
 from ..model.queries import DocPage
+from ..model.types import Id
+from ..model.workers import ANNOUNCE_S, MAX_HELD, MAX_TEXT, MAX_TYPES, WorkerInfo
 from . import codec, ejson
 from .auth import Revocable
 
@@ -90,6 +106,17 @@ NOT_AUTHORIZED: Final = (
 )
 """job-collection's reason and details for a call its allow/deny rules refuse."""
 LOGGED_OUT: Final = "You've been logged out by the server. Please log in again."
+KIND: Final = "ddp"
+"""What the worker registry calls a DDP session that claims work."""
+LETTING_GO: Final = frozenset({"jobDone", "jobFail", "jobRelease"})
+"""The reports after which a session no longer holds the job they name (whatever the answer:
+a report refused because the run was lost leaves the job held by no one here either)."""
+MAX_TRACKED: Final = 10_000
+"""The most held jobs a session keeps track of (the oldest are forgotten beyond), so that a
+session that claims and never reports does not grow without bound; MAX_HELD of them are
+listed."""
+LEAVE_S: Final = 5.0
+"""The longest a closing session waits for a registration in flight before cutting it off."""
 _ID_CHARS: Final = "23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz"
 
 
@@ -193,6 +220,119 @@ class Session:
     """Its token was revoked: it is closed once the message in hand is answered."""
     busy: bool = False
     closing: asyncio.Task[None] | None = None
+    worker: SessionWorker | None = None
+    """Its registration in the worker registry, from its first getWork."""
+
+
+class SessionWorker:
+    """A DDP session that claims work, as the worker registry lists it (kind "ddp"): the
+    types it asked for and the jobs handed to it that it has not reported on. A timer
+    registers it, then renews it every ANNOUNCE_S seconds as the session's user, whatever the
+    session does meanwhile (a job may run longer than the registration's TTL without a call);
+    `leave` removes it when the session ends. Registering is bookkeeping: a failure is
+    logged and tried again at the next renewal, never answered to the client."""
+
+    def __init__(self, jc: JobCollection, session: Session, host: str, version: str) -> None:
+        self._jc = jc
+        self._session = session
+        self._host = host
+        self._version = version
+        self._types: dict[str, None] = {}
+        """The types asked for, in the order first asked (a dict as an ordered set)."""
+        self._held: OrderedDict[Id, None] = OrderedDict()
+        self._registered_as: Any = None
+        """The user the stored registration names (None: nothing stored; a session with no
+        user registers nothing)."""
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def id(self) -> str:
+        """Its id in the registry: the session's."""
+        return self._session.id
+
+    def claimed(self, types: Sequence[str], docs: Sequence[JobDoc]) -> None:
+        """A getWork of these types handed it these jobs; the first starts the timer."""
+        for job_type in types:
+            if len(self._types) < MAX_TYPES and len(job_type) <= MAX_TEXT:
+                self._types.setdefault(job_type, None)
+        for doc in docs:
+            if doc.id is not None:
+                self._held[doc.id] = None
+        while len(self._held) > MAX_TRACKED:
+            self._held.popitem(last=False)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._renew())
+
+    def let_go(self, ids: Any) -> None:
+        """It reported on these jobs (one id or a list of them, as the report named them)."""
+        for job_id in ids if isinstance(ids, list | tuple) else [ids]:
+            if isinstance(job_id, Id):
+                self._held.pop(job_id, None)
+
+    def info(self) -> WorkerInfo:
+        """The registration as it stands now."""
+        held = list(self._held)
+        return WorkerInfo(
+            id=self.id,
+            host=self._host,
+            pid=0,
+            version=self._version,
+            types=tuple(self._types),
+            concurrency=0,
+            payload=0,
+            prefetch=0,
+            held=tuple(held[:MAX_HELD]),
+            holding=len(held),
+        )
+
+    async def _renew(self) -> None:
+        """Register now, then every ANNOUNCE_S seconds until `leave`."""
+        while not self._stop.is_set():
+            await self._announce()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), ANNOUNCE_S)
+
+    async def _announce(self) -> None:
+        """Register (or renew) as the session's user now; a session that has logged out, or
+        in as another user, drops the registration its former user made first."""
+        user = self._session.user_id
+        try:
+            if self._registered_as is not None and self._registered_as != user:
+                await self._forget()
+            if user is None:
+                return
+            info = self.info()
+            origin = Origin(SeeWorker.method, user, (info.wire(),), worker_kind=KIND)
+            if await self._jc.service.run(SeeWorker(info), origin):
+                self._registered_as = user
+        except Exception as exc:  # the next renewal tries again
+            logger.warning("registering DDP session %s as a worker failed: %s", self.id, exc)
+
+    async def _forget(self) -> None:
+        user = self._registered_as
+        origin = Origin(ForgetWorker.method, user, (self.id,), worker_kind=KIND)
+        await self._jc.service.run(ForgetWorker(self.id), origin)
+        self._registered_as = None
+
+    async def leave(self) -> None:
+        """Stop renewing and remove the registration (at the session's end). A registration
+        in flight is finished first, or cut off after LEAVE_S."""
+        self._stop.set()
+        if self._task is not None:
+            await asyncio.wait({self._task}, timeout=LEAVE_S)
+            if not self._task.done():
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+        if self._registered_as is None:
+            return
+        try:
+            await self._forget()
+        except Exception as exc:  # it expires on its own
+            logger.warning(
+                "DDP session %s left the worker registry only by its TTL: %s", self.id, exc
+            )
 
 
 class DDPEndpoint:
@@ -251,6 +391,8 @@ class DDPEndpoint:
             self._forget_token(session)
             if session.closing is not None:
                 await session.closing
+            if session.worker is not None:
+                await session.worker.leave()
             logger.debug("DDP session %s ended (user %r)", session.id, session.user_id)
 
     async def _handle(self, ws: WebSocket, session: Session, message: Any) -> None:
@@ -403,13 +545,28 @@ class DDPEndpoint:
             raise MeteorError(403, *NOT_AUTHORIZED)
         try:
             given = codec.inbound_params(method, params)
-            result = await self.jc.call(method, *given, user_id=session.user_id)
+            try:
+                result = await self.jc.call(method, *given, user_id=session.user_id)
+            finally:
+                if method in LETTING_GO and session.worker is not None and given:
+                    session.worker.let_go(given[0])
         except Exception as exc:
             error = meteor_error(exc)
             if error.error == 500:
                 logger.exception("DDP call %s failed", name)
             raise error from None
+        if method == "getWork" and isinstance(result, list):
+            self._worker(ws, session).claimed(job_types(given[0]), result)
         return outbound(result)
+
+    def _worker(self, ws: WebSocket, session: Session) -> SessionWorker:
+        """The session's registration, made at its first getWork."""
+        if session.worker is None:
+            host = ws.client.host if ws.client is not None else ""
+            agent = ws.headers.get("user-agent", "")
+            version = "".join(c for c in agent if c.isprintable())[:MAX_TEXT]
+            session.worker = SessionWorker(self.jc, session, host[:MAX_TEXT], version)
+        return session.worker
 
     async def _login(self, ws: WebSocket, session: Session, params: list[Any]) -> Any:
         options = params[0] if len(params) == 1 else None
