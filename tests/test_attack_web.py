@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -27,7 +28,13 @@ import httpx
 import pytest
 
 from faults import FaultyCollection
-from jobcollection import InvalidArgument, InvalidArgumentType, JobCollection, ManualClock
+from jobcollection import (
+    ConcurrencyLimit,
+    InvalidArgument,
+    InvalidArgumentType,
+    JobCollection,
+    ManualClock,
+)
 from jobcollection.remote import TokenAuth
 from jobcollection.web import create_dashboard
 from remote_helpers import serving
@@ -409,6 +416,8 @@ async def test_every_state_changing_route_refuses_other_sites(
         ("/bulk/cancel", {"csrf": csrf, "type": "mail"}),
         ("/claims/pause", {"csrf": csrf, "type": "mail"}),
         ("/claims/resume", {"csrf": csrf, "every": "1"}),
+        ("/limits/set", {"csrf": csrf, "type": "mail", "max_running": "1"}),
+        ("/limits/remove", {"csrf": csrf, "type": "mail"}),
     ]
     for path, form in posts:
         for headers in CROSS_SITE:
@@ -419,6 +428,7 @@ async def test_every_state_changing_route_refuses_other_sites(
         assert (await http.post(path, data=without_token)).status_code == 403
     assert await status_of(jc, job_id) == "ready"
     assert (await jc.paused_types()).types == ()
+    assert await jc.concurrency_limits() == {}
     same = {"origin": "http://localhost", "sec-fetch-site": "same-origin"}
     reply = await http.post(f"/jobs/{job_id}/pause", data={"csrf": csrf}, headers=same)
     assert reply.status_code == 303 and await status_of(jc, job_id) == "paused"
@@ -642,6 +652,81 @@ async def test_hostile_requests_are_answered_without_a_server_error(
         reply = await http.post(path, content=content, headers=headers)
         assert reply.status_code < 500, (path, content[:40], reply.status_code)
     assert await status_of(jc, job_id) == "ready"
+
+
+async def test_hostile_limit_forms_are_refused_naming_the_field(
+    jc: JobCollection, client: Client
+) -> None:
+    """The form that sets a concurrency limit, posted with anything but a type, a whole
+    number from 1 to 1,000,000 and an optional `user` or `data.PATH`: a 4xx whose page names
+    the field, never a 500, and no limit changes (the one set before is kept)."""
+    await jc.set_concurrency_limit("mail", ConcurrencyLimit(7))
+    http = client(create_dashboard(jc))
+    csrf = csrf_of((await http.get("/")).text)
+    deep = "[" * 3_000 + "]" * 3_000
+    forms: list[tuple[dict[str, str], int, str]] = [
+        ({"csrf": csrf, "type": "mail"}, 400, "max_running: give the most jobs"),
+        ({"csrf": csrf, "type": "mail", "max_running": ""}, 400, "max_running: give"),
+        ({"csrf": csrf, "type": "mail", "max_running": "abc"}, 400, "max_running: 'abc' is not"),
+        ({"csrf": csrf, "type": "mail", "max_running": "0"}, 400, "max_running: must be >= 1"),
+        ({"csrf": csrf, "type": "mail", "max_running": "-3"}, 400, "max_running: '-3' is not"),
+        ({"csrf": csrf, "type": "mail", "max_running": "2.5"}, 400, "max_running: '2.5' is not"),
+        ({"csrf": csrf, "type": "mail", "max_running": "1e3"}, 400, "max_running: '1e3' is not"),
+        ({"csrf": csrf, "type": "mail", "max_running": "1_000"}, 400, "max_running: '1_000' is"),
+        ({"csrf": csrf, "type": "mail", "max_running": "\u0665"}, 400, "is not a whole number"),
+        ({"csrf": csrf, "type": "mail", "max_running": "NaN"}, 400, "max_running: 'NaN' is not"),
+        ({"csrf": csrf, "type": "mail", "max_running": "1000001"}, 400, "max_running: must be"),
+        ({"csrf": csrf, "type": "mail", "max_running": "9" * 5_000}, 400, "max_running: must be"),
+        ({"csrf": csrf, "type": "mail", "max_running": deep}, 400, "max_running: "),
+        ({"csrf": csrf, "type": "", "max_running": "2"}, 400, "type: must be a non-empty"),
+        ({"csrf": csrf, "max_running": "2"}, 400, "type: must be a non-empty"),
+        ({"csrf": csrf, "type": "x" * 5_000, "max_running": "2"}, 400, "type: is longer than"),
+        (
+            {"csrf": csrf, "type": "mail", "max_running": "2", "group_by": "customer"},
+            400,
+            "group_by: must be 'user' or 'data.<field path>', not 'customer'",
+        ),
+        (
+            {"csrf": csrf, "type": "mail", "max_running": "2", "group_by": "data.$where"},
+            400,
+            "group_by: must be",
+        ),
+        (
+            {"csrf": csrf, "type": "mail", "max_running": "2", "group_by": "data..a"},
+            400,
+            "group_by: must be",
+        ),
+        (
+            {"csrf": csrf, "type": "mail", "max_running": "2", "group_by": "x" * 9_000},
+            400,
+            "group_by: is longer than 1024 characters",
+        ),
+        ({"type": "mail", "max_running": "2"}, 403, "the form's token is missing"),
+        ({"csrf": "0" * 64, "type": "mail", "max_running": "2"}, 403, "token is missing or stale"),
+        ({"csrf": csrf + "0", "type": "mail", "max_running": "2"}, 403, "token is missing"),
+    ]
+    for form, status, says in forms:
+        reply = await http.post("/limits/set", data=form)
+        assert reply.status_code == status, (form, reply.status_code)
+        assert says in html.unescape(reply.text), (form, reply.text[-400:])
+        assert len(reply.text) < 3_000  # a hostile value is not repeated whole
+        assert_protected(reply)
+    for form, status in (
+        ({"csrf": csrf}, 400),
+        ({"csrf": csrf, "type": ""}, 400),
+        ({"type": "mail"}, 403),
+    ):
+        assert (await http.post("/limits/remove", data=form)).status_code == status, form
+    bodies = [
+        b"\xff\xfe" * 100,
+        f"csrf={csrf}&type=mail&max_running=%ff%fe".encode(),
+        f"csrf={csrf}&type=mail&max_running=2&group_by=%ff".encode(),
+        f"csrf={csrf}&type=mail&max_running=2".encode() + b"&x=" + b"y" * 70_000,
+    ]
+    for content in bodies:
+        reply = await http.post("/limits/set", content=content)
+        assert 400 <= reply.status_code < 500, (content[:60], reply.status_code)
+    assert await jc.concurrency_limits() == {"mail": ConcurrencyLimit(7)}
 
 
 async def test_a_failing_database_is_a_503_not_a_500(

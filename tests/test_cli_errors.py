@@ -117,6 +117,8 @@ def closed_port() -> int:
         ["stats"],
         ["cancel", "6b0e00000000000000000000"],
         ["purge", "--completed-before", "7d"],
+        ["limit", "mail", "3"],
+        ["limits"],
         ["worker", "remote_workers:echo", "--type", "echo"],
         ["dashboard"],
     ],
@@ -249,7 +251,8 @@ async def test_the_uri_in_the_environment_is_named_in_its_errors() -> None:
 
 async def test_an_unreachable_mongodb() -> None:
     uri = f"mongodb://127.0.0.1:{closed_port()}/?serverSelectionTimeoutMS=200"
-    for argv in (["ls"], ["worker", "remote_workers:echo", "--type", "echo"]):
+    commands = (["ls"], ["limit", "mail", "3"], ["worker", "remote_workers:echo", "--type", "echo"])
+    for argv in commands:
         ran = await run_cli(*argv, "--mongodb-uri", uri)
         assert ran.code == EXIT_UNAVAILABLE
         line = ran.error_line()

@@ -1,6 +1,8 @@
-"""The operator commands of `jobcollection` (ls, show, retry, cancel, remove, purge, stats),
-run in-process on the test collection with the arguments parsed as the command line would,
-their output captured and their confirmations answered; one smoke test runs the command."""
+"""The operator commands of `jobcollection` (ls, show, retry, cancel, remove, purge, stats,
+pause, resume, limit, limits, workers), run in-process on the test collection with the
+arguments parsed as the command line would, their output captured and their confirmations
+answered; the command itself runs as a process on the demo database, and `limit`/`limits` on
+a database that processes share (the MongoDB wire stand-in)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from datetime import timedelta
 from os import getpid
+from pathlib import Path
 from socket import gethostname
 from typing import Any
 
@@ -19,8 +22,10 @@ import pytest
 
 from conftest import START
 from helpers import claim_one
-from jobcollection import JobCollection, ManualClock
+from jobcollection import ConcurrencyLimit, JobCollection, ManualClock
 from jobcollection.cli import Console, operate, parser
+from test_cli_errors import run_cli
+from test_cli_worker_db import collection_at, wire_database
 
 
 @dataclass
@@ -388,7 +393,11 @@ async def test_pause_and_resume_stop_and_restart_the_claims_of_a_type(jc: JobCol
     assert await jc.get_work("mail") == []
     await jc.run_server_pass()  # this process takes the job server's lease
     shown = (await run(jc, "stats")).lines()
-    assert shown[-2:] == ["paused: mail, sms", f"job server: led by {gethostname()} pid {getpid()}"]
+    assert shown[-3:] == [
+        "paused: mail, sms",
+        "limits: none",
+        f"job server: led by {gethostname()} pid {getpid()}",
+    ]
     report = json.loads((await run(jc, "stats", "--json")).out)
     assert report["paused"] == {"types": ["mail", "sms"], "all": False}
     assert report["leader"]["pid"] == getpid() and report["leader"]["epoch"] == 1
@@ -419,3 +428,103 @@ async def test_workers_lists_the_live_queues(jc: JobCollection, clock: ManualClo
         await queue.shutdown(quiet=True)
     gone = await run(jc, "workers")
     assert gone.code == 0 and "none registered" in gone.err
+
+
+# --- limit, limits ----------------------------------------------------------------------------
+
+
+async def test_limit_sets_and_removes_a_types_concurrency_limit(jc: JobCollection) -> None:
+    """`limit TYPE MAX [--group-by PATH]` sets the limit every claim honours, `limit TYPE
+    --remove` removes it; each prints every limit; `limits` and `stats` show them."""
+    for _ in range(3):
+        await jc.create_job("mail").save()
+    assert (await run(jc, "limits")).err == "no concurrency limits\n"
+    set_ = await run(jc, "limit", "mail", "2")
+    assert (set_.code, set_.out, set_.err) == (0, "limits: mail at most 2 running\n", "")
+    assert len(await jc.get_work("mail", max_jobs=3)) == 2  # the limit holds
+    grouped = await run(jc, "limit", "sms", "1", "--group-by", "data.customer")
+    assert grouped.out == (
+        "limits: mail at most 2 running, sms at most 1 running per data.customer\n"
+    )
+    assert await jc.concurrency_limits() == {
+        "mail": ConcurrencyLimit(2),
+        "sms": ConcurrencyLimit(1, group_by="data.customer"),
+    }
+    listed = await run(jc, "limits")
+    assert [line.split() for line in listed.lines()] == [
+        ["TYPE", "MAX", "RUNNING", "GROUP", "BY"],
+        ["mail", "2", "-"],
+        ["sms", "1", "data.customer"],
+    ]
+    assert json.loads((await run(jc, "limits", "--json")).out) == {
+        "mail": {"max_running": 2, "group_by": None},
+        "sms": {"max_running": 1, "group_by": "data.customer"},
+    }
+    assert (await run(jc, "stats")).lines()[-2] == (
+        "limits: mail at most 2 running, sms at most 1 running per data.customer"
+    )
+    report = json.loads((await run(jc, "stats", "--json")).out)
+    assert report["limits"]["mail"] == {"max_running": 2, "group_by": None}
+    removed = await run(jc, "limit", "mail", "--remove")
+    assert (removed.code, removed.out) == (0, "limits: sms at most 1 running per data.customer\n")
+    assert len(await jc.get_work("mail")) == 1  # no limit: the third job is claimed
+    again = await run(jc, "limit", "mail", "--remove")
+    assert (again.code, again.err) == (0, "mail had no concurrency limit\n")
+    assert list(await jc.concurrency_limits()) == ["sms"]
+
+
+async def test_limit_refuses_bad_arguments_naming_them(
+    jc: JobCollection, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A MAX that is not a whole number from 1 to 1,000,000 is refused by the parser (exit
+    2, naming MAX); a bad --group-by, TYPE, or a missing or extra argument, by the command
+    (one line, exit 2, naming it); nothing changes."""
+    for bad in ("0", "-1", "abc", "2.5", "1000001", "9" * 400):
+        with pytest.raises(SystemExit) as exited:
+            parser().parse_args(["limit", "mail", bad])
+        assert exited.value.code == 2
+        assert "argument MAX: " in capsys.readouterr().err
+    for argv, line in (
+        (["mail"], "give MAX, the most jobs of TYPE running at once, or --remove"),
+        (["mail", "3", "--remove"], "--remove takes TYPE alone (not MAX nor --group-by)"),
+        (["mail", "--remove", "--group-by", "user"], "--remove takes TYPE alone"),
+        (["mail", "3", "--group-by", "customer"], "--group-by: must be 'user' or 'data.<field"),
+        (["mail", "3", "--group-by", "data.$where"], "--group-by: must be 'user' or 'data."),
+        (["", "3"], "TYPE: must be a non-empty string"),
+        (["x" * 5_000, "3"], "TYPE: is longer than"),
+    ):
+        ran = await run(jc, "limit", *argv)
+        assert ran.code == 2 and ran.out == "", argv
+        assert ran.err.startswith(f"jobcollection limit: {line}"), ran.err
+        assert ran.err.count("\n") == 1 and len(ran.err) < 300, ran.err
+    assert await jc.concurrency_limits() == {}
+
+
+async def test_limit_and_limits_as_processes_on_a_database(tmp_path: Path) -> None:
+    """`limit` and `limits` as processes on a database (--mongodb-uri, and
+    JOBCOLLECTION_MONGODB_URI): what one process sets, another lists and this process's
+    collection reads; a bad MAX or --group-by exits 2 without a traceback."""
+    async with wire_database(tmp_path) as uri:
+        set_ = await run_cli("limit", "mail", "5", "--group-by", "user", "--mongodb-uri", uri)
+        assert (set_.code, set_.out, set_.err) == (
+            0,
+            "limits: mail at most 5 running per user\n",
+            "",
+        )
+        listed = await run_cli("limits", "--json", mongodb_uri=uri)
+        assert listed.code == 0, listed.err
+        assert json.loads(listed.out) == {"mail": {"max_running": 5, "group_by": "user"}}
+        async with collection_at(uri) as theirs:
+            assert await theirs.concurrency_limits() == {
+                "mail": ConcurrencyLimit(5, group_by="user")
+            }
+        bad_group = await run_cli("limit", "mail", "3", "--group-by", "nope", mongodb_uri=uri)
+        assert bad_group.code == 2
+        assert bad_group.error_line().startswith("jobcollection limit: --group-by: must be")
+        bad_max = await run_cli("limit", "mail", "0", mongodb_uri=uri)
+        assert bad_max.code == 2 and "argument MAX: '0' is not a whole number" in bad_max.err
+        assert "Traceback" not in bad_max.err
+        removed = await run_cli("limit", "mail", "--remove", mongodb_uri=uri)
+        assert (removed.code, removed.out) == (0, "limits: none\n")
+        stats = await run_cli("stats", mongodb_uri=uri)
+        assert stats.code == 0 and "limits: none" in stats.out.splitlines()

@@ -246,3 +246,52 @@ async def test_ls_stats_and_purge_through_a_serve_process(tmp_path: Path) -> Non
             assert statuses == {"cancelled"}
         server.send_signal(signal.SIGINT)
         assert await server.exited() == 0, server.describe()
+
+
+async def test_limit_and_limits_through_a_serve_process(tmp_path: Path) -> None:
+    """`limit` and `limits` reach the server (jobSetConcurrencyLimit, jobConcurrencyLimits):
+    a manager's token sets and removes a limit, which the server's claims then honour; a
+    worker's token is refused with one line and exit 3, and nothing changes; a bad argument
+    is refused before any call (exit 2)."""
+    async with serving_roles(tmp_path) as (server, url, tokens):
+
+        async def as_(role: str, *argv: str) -> Ran:
+            return await run_cli(*argv, "--url", url, token=tokens[role])
+
+        async with RemoteJobCollection(url, token=tokens["admin"]) as admin:
+            for _ in range(3):
+                await admin.create_job("mail").after(DAY_AGO).save()
+            set_ = await as_("manager", "limit", "mail", "2")
+            assert (set_.code, set_.out) == (0, "limits: mail at most 2 running\n"), set_.err
+            async with RemoteJobCollection(url, token=tokens["worker"]) as worker:
+                assert len(await worker.get_work("mail", max_jobs=3)) == 2
+
+            listed, as_json, counted, *refused = await asyncio.gather(
+                as_("admin", "limits"),
+                as_("manager", "limits", "--json"),
+                as_("admin", "stats"),
+                as_("worker", "limit", "mail", "--remove"),
+                as_("worker", "limit", "mail", "9"),
+                as_("worker", "limits"),
+            )
+            assert listed.out.splitlines()[1].split() == ["mail", "2", "-"]
+            assert json.loads(as_json.out) == {"mail": {"max_running": 2, "group_by": None}}
+            assert "limits: mail at most 2 running" in counted.out.splitlines()
+            methods = ["jobSetConcurrencyLimit", "jobSetConcurrencyLimit", "jobConcurrencyLimits"]
+            for ran, method in zip(refused, methods, strict=True):
+                assert ran.code == EXIT_UNAVAILABLE, ran.err
+                assert ran.error_line() == (
+                    f"jobcollection limit{'s' if 'limits' in ran.err else ''}: not allowed: "
+                    f"the token's user may not call {method} (a token with the role admin or "
+                    "manager may)"
+                )
+            bad = await as_("manager", "limit", "mail", "3", "--group-by", "customer")
+            assert bad.code == EXIT_USAGE
+            assert bad.error_line().startswith("jobcollection limit: --group-by: must be")
+            assert (await admin.concurrency_limits())["mail"].max_running == 2
+
+            removed = await as_("manager", "limit", "mail", "--remove")
+            assert (removed.code, removed.out) == (0, "limits: none\n")
+            assert await admin.concurrency_limits() == {}
+        server.send_signal(signal.SIGINT)
+        assert await server.exited() == 0, server.describe()

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from jobcollection import Job, JobCollection, ManualClock
+from jobcollection import ConcurrencyLimit, Job, JobCollection, ManualClock
 from jobcollection.metrics import JobMetrics
 
 pytestmark = pytest.mark.both_sides
@@ -119,6 +119,26 @@ async def test_depths_and_the_oldest_ready_age_come_from_stats(
         await queue.shutdown(quiet=True)
     await metrics.refresh()
     assert value(registry, "jobcollection_workers", type="a") == 0.0  # no sample
+
+
+async def test_the_concurrency_limit_gauge_is_each_limited_types_max_running(
+    jc: JobCollection,
+) -> None:
+    """`jobcollection_concurrency_limit{type}` is the max_running of each limited type (per
+    group with group_by: the same number), as of the last refresh; a removed limit leaves
+    no sample."""
+    registry = CollectorRegistry()
+    metrics = JobMetrics(jc, registry=registry)
+    await jc.set_concurrency_limit("a", ConcurrencyLimit(3))
+    await jc.set_concurrency_limit("b", ConcurrencyLimit(2, group_by="data.customer"))
+    await metrics.refresh()
+    assert value(registry, "jobcollection_concurrency_limit", type="a") == 3
+    assert value(registry, "jobcollection_concurrency_limit", type="b") == 2
+    await jc.set_concurrency_limit("a", None)
+    await jc.set_concurrency_limit("b", ConcurrencyLimit(5))
+    await metrics.refresh()
+    assert registry.get_sample_value("jobcollection_concurrency_limit", {"type": "a"}) is None
+    assert value(registry, "jobcollection_concurrency_limit", type="b") == 5
 
 
 async def test_labels_never_hold_an_id_or_a_user(jc: JobCollection) -> None:

@@ -26,7 +26,7 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
-from jobcollection import JobCollection
+from jobcollection import ConcurrencyLimit, JobCollection
 from jobcollection.remote import RemoteJobCollection
 from test_remote_processes import LINE_TIMEOUT, Process, jobcollection
 from wire_server import running
@@ -138,6 +138,7 @@ async def test_worker_metrics_port_serves_what_promtool_accepts(
 ) -> None:
     name, jc = database
     ids = await jc.save_jobs([jc.create_job("echo", {"n": n}) for n in range(3)])
+    await jc.set_concurrency_limit("echo", ConcurrencyLimit(5))  # read at the first refresh
     async with jobcollection(
         tmp_path,
         "worker",
@@ -160,6 +161,7 @@ async def test_worker_metrics_port_serves_what_promtool_accepts(
             metrics, r'^jobcollection_jobs_finished_total\{outcome="completed",type="echo"\} 3\.0$'
         )
         assert 'jobcollection_job_wait_seconds_count{type="echo"} 3.0' in body
+        assert 'jobcollection_concurrency_limit{type="echo"} 5.0' in body
         check_metrics(promtool, body)
         await stopped(worker)
 

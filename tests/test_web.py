@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from conftest import MakeJC
-from jobcollection import JobCollection, ManualClock
+from jobcollection import ConcurrencyLimit, JobCollection, ManualClock
 from jobcollection.remote import TokenAuth
 from jobcollection.web import LOOPBACK_USER, create_dashboard
 from jobcollection.web.activity import per_minute
@@ -546,6 +546,75 @@ async def test_only_users_the_rules_allow_pause_a_type(jc: JobCollection, client
     refused = await nobody.post("/claims/pause", data={"csrf": own, "type": "mail"})
     assert refused.status_code == 403 and "not authorized" in refused.text.lower()
     assert (await jc.paused_types()).types == ()
+
+
+async def test_the_overview_shows_sets_and_removes_concurrency_limits(
+    jc: JobCollection, client: Client
+) -> None:
+    """Each limited type's limit is shown beside its pause state (types without jobs too);
+    the form under the table sets one, a row's button removes it, through the rules as
+    jobSetConcurrencyLimit; the claims honour what was set."""
+    jc.allow(admin=["tester"])
+    app = create_dashboard(jc, auth=TokenAuth.from_tokens(TOKENS))
+    for n in range(3):
+        await jc.create_job("mail", {"customer": n % 2}).save()
+    await jc.set_concurrency_limit("sms<b>", ConcurrencyLimit(4, group_by="user"))
+    http = client(app, headers={"authorization": "Bearer admin-token"})
+    page = (await http.get("/")).text
+    assert "<th>claims</th><th>concurrency limit</th>" in page
+    row = re.search(r'<tr data-type="mail">(.*?)</tr>', page)
+    assert row and '<td class="limit">none</td>' in row[1]
+    row = re.search(r'<tr data-type="sms&lt;b&gt;">(.*?)</tr>', page)
+    assert row and 'class="claims claimed"' in row[1]
+    assert 'data-max="4" data-group-by="user">at most 4 running per user' in row[1]
+    assert 'action="/limits/remove"' in row[1] and 'value="sms&lt;b&gt;"' in row[1]
+    assert 'id="limit" method="post" action="/limits/set"' in page
+    assert '<option value="mail">' in page and "sms<b>" not in page
+    form = page[page.index('id="limit"') :]
+    assert '<div id="live"' not in form  # outside the part that reloads: typing survives
+
+    csrf = csrf_of(page)
+    reply = await http.post(
+        "/limits/set",
+        data={"csrf": csrf, "type": "mail", "max_running": " 1 ", "group_by": "data.customer"},
+    )
+    assert (reply.status_code, reply.headers["location"]) == (303, "/")
+    assert (await jc.concurrency_limits())["mail"] == ConcurrencyLimit(1, group_by="data.customer")
+    assert len(await jc.get_work("mail", max_jobs=3)) == 2  # one per customer
+    live = (await http.get("/live")).text
+    assert 'data-max="1" data-group-by="data.customer">at most 1 running per data.customer' in live
+    reply = await http.post("/limits/set", data={"csrf": csrf, "type": "mail", "max_running": "3"})
+    assert reply.status_code == 303
+    assert (await jc.concurrency_limits())["mail"] == ConcurrencyLimit(3)  # group_by: none
+    reply = await http.post("/limits/remove", data={"csrf": csrf, "type": "sms<b>"})
+    assert reply.status_code == 303
+    assert await jc.concurrency_limits() == {"mail": ConcurrencyLimit(3)}
+    assert (await http.post("/limits/nope", data={"csrf": csrf, "type": "t"})).status_code == 404
+
+
+async def test_only_users_the_rules_allow_set_a_limit(jc: JobCollection, client: Client) -> None:
+    """A read-only user, and one the rules do not let call jobSetConcurrencyLimit, see the
+    limits but no form and no button; their POSTs are refused (403) and nothing changes."""
+    jc.allow(admin=["tester", "viewer"])
+    jc.allow(jobPauseTypes=["nobody"])  # pausing a type is not limiting it
+    app = create_dashboard(
+        jc, auth=TokenAuth.from_tokens(TOKENS), read_only=lambda user: user == "viewer"
+    )
+    await jc.create_job("mail").save()
+    await jc.set_concurrency_limit("mail", ConcurrencyLimit(2))
+    for user, token in (("viewer", "viewer-token"), ("nobody", "nobody-token")):
+        http = client(app, headers={"authorization": f"Bearer {token}"})
+        page = (await http.get("/")).text
+        assert 'data-max="2" data-group-by="">at most 2 running</td>' in page, user
+        assert "/limits/" not in page and 'id="limit"' not in page, user
+        # The user's own form token (a read-only user's pages hold none).
+        form = {"csrf": app.state.dashboard.csrf(user), "type": "mail", "max_running": "9"}
+        for path in ("/limits/set", "/limits/remove"):
+            refused = await http.post(path, data=form)
+            assert refused.status_code == 403, (user, path)
+        if user == "nobody":
+            assert "not authorized: jobSetConcurrencyLimit" in refused.text
+    assert await jc.concurrency_limits() == {"mail": ConcurrencyLimit(2)}
 
 
 async def test_the_workers_page_lists_the_live_queues_and_their_jobs(

@@ -10,6 +10,9 @@ in the background):
     jobcollection_job_wait_seconds{type}                due (or saved) to claimed
     jobcollection_queue_depth{type,status}              jobs stored, by type and status
     jobcollection_oldest_ready_age_seconds{type}        how long the oldest ready job waited
+    jobcollection_type_paused{type}                     1 for a type paused on every process
+    jobcollection_concurrency_limit{type}               a limited type's max running jobs
+    jobcollection_workers{type}                         live queues claiming the type
     jobcollection_leases_expired_total                  running jobs failed for a lost lease
 
 Labels never hold a job id or a user: their number stays that of the job types. What is
@@ -108,6 +111,13 @@ class JobMetrics:
             ["type"],
             registry=registry,
         )
+        self.limit = Gauge(
+            "jobcollection_concurrency_limit",
+            "The most jobs of a type running at once on every process (its concurrency "
+            "limit's max_running; per group with group_by), as of the last refresh",
+            ["type"],
+            registry=registry,
+        )
         self.workers = Gauge(
             "jobcollection_workers",
             "Live queues of every process that claim a type (the worker registry), as of the "
@@ -188,10 +198,12 @@ class JobMetrics:
 
     async def refresh(self) -> None:
         """Read the queue depths and the oldest ready job of each type (`jc.stats()`), and
-        which types are paused on every process (`jc.paused_types()`), and how many live
-        queues claim each type (`jc.workers()`)."""
+        which types are paused on every process (`jc.paused_types()`), each limited type's
+        concurrency limit (`jc.concurrency_limits()`), and how many live queues claim each
+        type (`jc.workers()`)."""
         stats = await self.jc.stats()
         paused = await self.jc.paused_types()
+        limits = await self.jc.concurrency_limits()
         claiming: dict[str, int] = {}
         for worker in await self.jc.workers():
             for job_type in worker.types:
@@ -202,6 +214,9 @@ class JobMetrics:
         self.paused.clear()
         for job_type in (*paused.types, *(["*"] if paused.every else [])):
             self.paused.labels(job_type).set(1)
+        self.limit.clear()
+        for job_type, limit in limits.items():
+            self.limit.labels(job_type).set(limit.max_running)
         self.depth.clear()
         for (job_type, status), n in stats.counts.items():
             self.depth.labels(job_type, status).set(n)

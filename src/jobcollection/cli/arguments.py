@@ -19,12 +19,13 @@ from ..model.constants import PERMISSION_LEVELS
 from .changing import ACTIONS, FINISHED, act, purge
 from .connect import MONGODB_URI_ENV, TOKEN_ENV
 from .errors import EXIT_CODES, EXTRAS_NEEDED
+from .limits import limit, limits
 from .logs import LOG_LEVELS, SERVER_LOG_LEVELS
 from .operating import Operation, run_operator
 from .pausing import pause, resume
 from .reading import ls, show, stats, workers
 from .serve import dashboard, serve, token
-from .values import data_item, moment, page_size, seconds
+from .values import data_item, max_running, moment, page_size, seconds
 from .worker import work
 
 DESCRIPTION = "The `jobcollection` command (also `python -m jobcollection`)."
@@ -258,6 +259,30 @@ def _operator_commands(commands: Any) -> None:
         )
         pr.add_argument("types", nargs="*", metavar="TYPE", help="job types")
         pr.add_argument("--all", action="store_true", help="every type")
+
+    li = add(
+        "limit",
+        limit,
+        "at most MAX jobs of a type running at once on every process (per group with "
+        "--group-by), or --remove the type's limit",
+    )
+    li.add_argument("type", metavar="TYPE", help="the job type")
+    li.add_argument(
+        "max",
+        nargs="?",
+        type=max_running,
+        metavar="MAX",
+        help="the most jobs of TYPE running at once (1 to 1,000,000)",
+    )
+    li.add_argument(
+        "--group-by",
+        metavar="PATH",
+        help="at most MAX per value of this field: `user` (the job's user) or `data.PATH`",
+    )
+    li.add_argument("--remove", action="store_true", help="remove the type's limit")
+
+    ls_limits = add("limits", limits, "every type's concurrency limit")
+    ls_limits.add_argument("--json", action="store_true", help="one JSON object, by type")
 
     wo = add("workers", workers, "the live queues of every process, and the jobs they hold")
     wo.add_argument("--json", action="store_true", help="one registration per line")

@@ -1,5 +1,6 @@
 """The operator commands that only read: `ls` (a page of jobs), `show` (one job, with its
-log and failures) and `stats` (jobs per type and status).
+log and failures), `stats` (jobs per type and status, what is paused and limited) and
+`workers` (the live queues).
 
 Each is an `Operation` (operating.py): it writes to its Console and answers its exit code, 1
 when nothing matched. How a job reads to people (attempts, outcome, schedule, failures) comes
@@ -18,6 +19,8 @@ from ..model import constants as c
 from ..model import validation as v
 from ..model.workers import WorkerInfo
 from ..mongo.servertime import refresh_clock
+from .limits import as_json as limits_json
+from .limits import said as said_limits
 from .operating import Console, stamp, table, to_json
 from .pausing import said
 from .values import job_filters, when
@@ -141,9 +144,11 @@ def describe_job(job: Any, doc: dict[str, Any], now: datetime) -> list[str]:
 async def stats(jc: JobsAPI, args: argparse.Namespace, console: Console) -> int:
     """Jobs per type and status, and how long the longest-waiting ready job of each type
     has been due (now - its `after`): `jc.stats()`; then which types are paused on every
-    process (`jc.paused_types()`) and, on a database, which process leads the job server."""
+    process (`jc.paused_types()`), each type's concurrency limit (`jc.concurrency_limits()`)
+    and, on a database, which process leads the job server."""
     read = await jc.stats()
     paused = await jc.paused_types()
+    limited = await jc.concurrency_limits()
     leader = await jc.job_server_leader() if isinstance(jc, JobCollection) else None
     counts: dict[str, dict[str, int]] = {}
     for (job_type, status), n in read.counts.items():
@@ -162,6 +167,7 @@ async def stats(jc: JobsAPI, args: argparse.Namespace, console: Console) -> int:
             },
             "total": sum(sum(n.values()) for n in counts.values()),
             "paused": {"types": list(paused.types), "all": paused.every},
+            "limits": limits_json(limited),
         }
         if isinstance(jc, JobCollection):
             report["leader"] = None if leader is None else _leader(leader)
@@ -182,6 +188,7 @@ async def stats(jc: JobsAPI, args: argparse.Namespace, console: Console) -> int:
     rows.append(["(all)", *(str(n) for n in total), str(sum(total)), ""])
     table(rows, console.out)
     print(said(paused), file=console.out)
+    print(said_limits(limited), file=console.out)
     if isinstance(jc, JobCollection):
         led = "no process" if leader is None else f"{leader.host} pid {leader.pid}"
         print(f"job server: led by {led}", file=console.out)

@@ -1,5 +1,6 @@
 """What the command line's values mean: the argparse types of the options (`moment`,
-`data_item`, `seconds`, `page_size`) and the find_jobs filter the filter options make.
+`data_item`, `seconds`, `page_size`, `max_running`) and the find_jobs filter the filter
+options make.
 
 A value that is JSON is read as JSON (`--user 7` is the number, `--user '"7"'` the string),
 anything else as the text it is; a moment is an ISO date or datetime (UTC unless it says
@@ -71,6 +72,22 @@ def page_size(text: str) -> int:
         value = 0
     if not 1 <= value <= MAX_PAGE:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number from 1 to {MAX_PAGE}")
+    return value
+
+
+def max_running(text: str) -> int:
+    """The most jobs running at once a concurrency limit allows: a whole number from 1 to
+    model.concurrency.MAX_RUNNING."""
+    from ..model.concurrency import MAX_RUNNING
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_RUNNING:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number from 1 to {MAX_RUNNING:,}"
+        )
     return value
 
 

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from . import validation as v
 from .document import USER, JobDoc
 from .errors import InvalidArgument, InvalidArgumentType
+
+MAX_PATH: Final = 1_024
+"""The longest group_by accepted (a field path of a job's data)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,8 @@ def group_path(group_by: Any) -> str | None:
         return None
     if not isinstance(group_by, str):
         raise InvalidArgumentType("group_by", "must be None, 'user' or 'data.<field path>'")
+    if len(group_by) > MAX_PATH:
+        raise InvalidArgument("group_by", f"is longer than {MAX_PATH} characters")
     if group_by == "user":
         return USER
     parts = group_by.split(".")

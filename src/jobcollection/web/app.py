@@ -6,6 +6,8 @@
     GET  /jobs/{id}             a job: data, result, progress, log, failures, dependencies,
                                 lineage; /jobs/{id}/live is its live part
     POST /jobs/{id}/{action}    pause, resume, cancel, restart, rerun or remove it
+    POST /claims/{pause|resume} pause or resume a type's claims (or every type's) everywhere
+    POST /limits/{set|remove}   set or remove a type's concurrency limit
     GET  /bulk/{action}?filters the count of the jobs an action on a filter would touch
     POST /bulk/{action}         do it (the filter again, as form fields)
     GET  /events[?job=ID]       server-sent events: `change` when the counts (or the job) change
@@ -33,7 +35,7 @@ import ipaddress
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -44,6 +46,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..model import validation as v
+from ..model.concurrency import MAX_RUNNING, ConcurrencyLimit
 from ..model.constants import Status
 from ..model.errors import (
     DatabaseError,
@@ -52,7 +55,7 @@ from ..model.errors import (
     PermissionDenied,
     WakeupUnavailable,
 )
-from ..model.ops import job_types
+from ..model.ops import job_types, one_type
 from ..mongo.wakeup import follow
 from ..remote.auth import Auth, until_revoked
 from . import pages
@@ -91,6 +94,9 @@ METHODS = {
 """The method each action calls."""
 CLAIM_ACTIONS = {"pause": "jobPauseTypes", "resume": "jobResumeTypes"}
 """The method that pauses or resumes the claims of job types on every process."""
+SET_LIMIT = "jobSetConcurrencyLimit"
+"""The method that sets or removes a type's concurrency limit (`/limits/set|remove`)."""
+LIMIT_ACTIONS = ("set", "remove")
 
 ReadOnly = bool | Callable[[Any], bool]
 
@@ -301,7 +307,16 @@ class Dashboard:
 
     # --- pages --------------------------------------------------------------------------------
 
+    def may_limit(self, view: View, job_type: str) -> bool:
+        """Whether the user may set or remove this type's concurrency limit: not read-only,
+        and the rules permit jobSetConcurrencyLimit (asked as for removing the limit)."""
+        return not view.read_only and self.jc.permits(SET_LIMIT, job_type, None, user_id=view.user)
+
     async def live_fragment(self, view: View) -> str:
+        return (await self._live(view))[0]
+
+    async def _live(self, view: View) -> tuple[str, list[str]]:
+        """The overview's live part, and the job types it lists."""
         stats = await self.jc.stats()
         finished = []
         read = 0
@@ -321,13 +336,30 @@ class Dashboard:
         minutes = per_minute(finished, stats.at)
         paused = await self.jc.paused_types()
         leader = await self.jc.job_server_leader()
-        return pages.counts_fragment(
-            view, stats.counts, oldest, minutes, read, self.chart_sample, paused, leader
+        limits = await self.jc.concurrency_limits()
+        fragment = pages.counts_fragment(
+            view,
+            stats.counts,
+            oldest,
+            minutes,
+            read,
+            self.chart_sample,
+            paused,
+            leader,
+            limits,
+            lambda job_type: self.may_limit(view, job_type),
         )
+        return fragment, sorted({t for t, _ in stats.counts} | set(paused.types) | set(limits))
 
     async def overview(self, request: Request) -> Response:
+        """The overview, and under it the form that sets a concurrency limit, for a user
+        who may set the limit of a type it lists."""
         view = await self.view(request)
-        return HTMLResponse(pages.overview(view, await self.live_fragment(view)))
+        fragment, types = await self._live(view)
+        below = ""
+        if any(self.may_limit(view, t) for t in types):
+            below = pages.limit_form(view, types)
+        return HTMLResponse(pages.overview(view, fragment, below))
 
     async def live(self, request: Request) -> Response:
         return HTMLResponse(await self.live_fragment(await self.view(request)))
@@ -417,6 +449,23 @@ class Dashboard:
             raise Refused(400, "Bad request", "give one job type, or every type")
         types = None if "every" in fields else [job_types(fields["type"], "type")[0]]
         await self.jc.call(CLAIM_ACTIONS[action], types, user_id=view.user)
+        return RedirectResponse(view.url("/"), 303)
+
+    async def limit(self, request: Request) -> Response:
+        """Set (form fields `type`, `max_running` and, optional, `group_by`) or remove (`type`)
+        a type's concurrency limit on every process, as the user (jobSetConcurrencyLimit).
+        Each field is checked first: a bad one is a 400 naming it, and nothing changes."""
+        view, form = await self.post(request)
+        action = str(request.path_params["action"])
+        if action not in LIMIT_ACTIONS:
+            raise Refused(404, "Not found", f"no action {_shown(action)!r}")
+        fields = dict(form)
+        try:
+            job_type = one_type(fields.get("type", ""), "type")
+        except InvalidArgument as exc:
+            raise Refused(400, "Bad request", f"type: {exc.problem}") from None
+        limit = None if action == "remove" else _limit_from(fields)
+        await self.jc.call(SET_LIMIT, job_type, limit, user_id=view.user)
         return RedirectResponse(view.url("/"), 303)
 
     async def matching(self, action: str, filters: Filters) -> list[tuple[Any, str]]:
@@ -634,6 +683,27 @@ class Dashboard:
         return response
 
 
+def _limit_from(fields: Mapping[str, str]) -> dict[str, Any]:
+    """The limit a form asks for, as jobSetConcurrencyLimit takes it (Refused 400 naming the
+    field that is not one: `max_running`, a whole number from 1 to MAX_RUNNING, `group_by`,
+    empty, `user` or `data.PATH`)."""
+    text = fields.get("max_running", "").strip()
+    if not text:
+        raise Refused(
+            400, "Bad request", "max_running: give the most jobs of the type running at once"
+        )
+    if not text.isascii() or not text.isdigit():
+        raise Refused(400, "Bad request", f"max_running: {_shown(text)!r} is not a whole number")
+    if len(text.lstrip("0")) > len(str(MAX_RUNNING)):
+        raise Refused(400, "Bad request", f"max_running: must be <= {MAX_RUNNING:,}")
+    group_by = fields.get("group_by", "").strip() or None
+    try:
+        limit = ConcurrencyLimit(int(text), group_by=group_by)
+    except InvalidArgument as exc:
+        raise Refused(400, "Bad request", _shown(str(exc))) from None
+    return limit.wire()
+
+
 def _guarded(
     dashboard: Dashboard, handler: Callable[[Request], Awaitable[Response]]
 ) -> Callable[[Request], Awaitable[Response]]:
@@ -748,6 +818,7 @@ def create_dashboard(
         route("/bulk/{action}", dashboard.bulk_confirm, "GET"),
         route("/bulk/{action}", dashboard.bulk, "POST"),
         route("/claims/{action}", dashboard.claims, "POST"),
+        route("/limits/{action}", dashboard.limit, "POST"),
         route("/events", dashboard.events, "GET"),
         route("/login", dashboard.login_form, "GET"),
         route("/login", dashboard.login, "POST"),

@@ -6,7 +6,7 @@ stylesheet and the one script are files the app serves (assets.py)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
@@ -16,6 +16,7 @@ from urllib.parse import quote, urlencode
 from ..api.job import Job
 from ..local.leadership import Leader
 from ..model import describe
+from ..model.concurrency import MAX_RUNNING, ConcurrencyLimit
 from ..model.constants import JOB_STATUSES, Status
 from ..model.types import Paused
 from ..model.workers import WorkerInfo
@@ -125,11 +126,16 @@ def counts_fragment(
     sample_limit: int,
     paused: Paused,
     leader: Leader | None = None,
+    limits: Mapping[str, ConcurrencyLimit] | None = None,
+    may_limit: Callable[[str], bool] | None = None,
 ) -> str:
     """The live part of the overview: counts per type and status, the oldest ready job's
     age, whether each type is paused on every process (with its button, for those who may
-    act), which process leads the job server, and the chart."""
-    types = sorted({t for t, _ in counts} | set(paused.types))
+    act), each type's concurrency limit (with a button that removes it, for the types
+    `may_limit` says the user may change), which process leads the job server, and the
+    chart."""
+    limits = limits or {}
+    types = sorted({t for t, _ in counts} | set(paused.types) | set(limits))
     head = "".join(f"<th>{e(s)}</th>" for s in JOB_STATUSES)
     rows = []
     for t in types:
@@ -144,7 +150,8 @@ def counts_fragment(
         rows.append(
             f'<tr data-type="{e(t)}"><th><a href="{e(view.url("/jobs", [("type", t)]))}">'
             f'{e(t)}</a></th>{"".join(cells)}<td class="n total">{total}</td>'
-            f'<td class="n oldest">{e(oldest)}</td>{claims_cell(view, t, paused)}</tr>'
+            f'<td class="n oldest">{e(oldest)}</td>{claims_cell(view, t, paused)}'
+            f"{limit_cell(view, t, limits.get(t), bool(may_limit and may_limit(t)))}</tr>"
         )
     totals = "".join(
         f'<td class="n">{sum(counts.get((t, s), 0) for t in types)}</td>' for s in JOB_STATUSES
@@ -152,11 +159,11 @@ def counts_fragment(
     grand = sum(counts.values())
     rows.append(
         f'<tr class="all"><th>(all)</th>{totals}<td class="n total">{grand}</td><td></td>'
-        f"{claims_cell(view, None, paused)}</tr>"
+        f"{claims_cell(view, None, paused)}<td></td></tr>"
     )
     table = (
         f'<table id="counts"><tr><th>type</th>{head}<th>total</th><th>oldest ready</th>'
-        f"<th>claims</th></tr>{''.join(rows)}</table>"
+        f"<th>claims</th><th>concurrency limit</th></tr>{''.join(rows)}</table>"
     )
     if not types:
         table += '<p class="note">No jobs yet.</p>'
@@ -196,10 +203,55 @@ def claims_cell(view: View, job_type: str | None, paused: Paused) -> str:
     )
 
 
-def overview(view: View, fragment: str) -> str:
+def limited(limit: ConcurrencyLimit) -> str:
+    """A concurrency limit in words: `at most 5 running`, `at most 2 running per user`."""
+    per = f" per {limit.group_by}" if limit.group_by else ""
+    return f"at most {limit.max_running} running{per}"
+
+
+def limit_cell(view: View, job_type: str, limit: ConcurrencyLimit | None, may: bool) -> str:
+    """A type's concurrency limit (`none` without one; `data-max` holds its max_running),
+    and, for a user who `may` change it, the button that removes it."""
+    if limit is None:
+        return '<td class="limit">none</td>'
+    remove = ""
+    if may:
+        remove = (
+            f' <form method="post" class="inline" action="{e(view.url("/limits/remove"))}">'
+            f'<input type="hidden" name="csrf" value="{e(view.csrf)}">'
+            f'<input type="hidden" name="type" value="{e(job_type)}">'
+            '<button type="submit">Remove limit</button></form>'
+        )
+    return (
+        f'<td class="limit limited" data-max="{limit.max_running}" '
+        f'data-group-by="{e(limit.group_by or "")}">{e(limited(limit))}{remove}</td>'
+    )
+
+
+def limit_form(view: View, types: Iterable[str]) -> str:
+    """The form that sets a type's concurrency limit (jobSetConcurrencyLimit): the type (one
+    of `types` or another), the most jobs running at once, and what to count them per."""
+    options = "".join(f'<option value="{e(t)}">' for t in types)
+    return (
+        f'<form id="limit" method="post" action="{e(view.url("/limits/set"))}"><fieldset>'
+        "<legend>Concurrency limit: at most so many jobs of a type running at once, on every "
+        "process</legend>"
+        f'<input type="hidden" name="csrf" value="{e(view.csrf)}">'
+        '<label>type <input name="type" list="limit-types" required size="16"></label>'
+        f'<datalist id="limit-types">{options}</datalist> '
+        '<label>max running <input name="max_running" type="number" min="1" '
+        f'max="{MAX_RUNNING}" step="1" required size="7"></label> '
+        '<label>per <input name="group_by" placeholder="user or data.PATH (optional)" '
+        'size="24"></label> <button type="submit">Set limit</button></fieldset></form>'
+    )
+
+
+def overview(view: View, fragment: str, below: str = "") -> str:
+    """The overview page: its live part (`fragment`, counts_fragment), then `below` (forms
+    that the live part's reloads must not wipe while someone types in them)."""
     body = (
         f'<div id="live" data-events="{e(view.url("/events"))}" '
-        f'data-fragment="{e(view.url("/live"))}" data-event="">{fragment}</div>'
+        f'data-fragment="{e(view.url("/live"))}" data-event="">{fragment}</div>{below}'
     )
     return layout(view, "Overview", body, live=True)
 
