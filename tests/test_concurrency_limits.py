@@ -254,12 +254,12 @@ async def test_changes_of_different_types_at_once_both_land(make_jc: MakeJC) -> 
     }
 
 
-async def test_claims_cost_three_commands_more_only_for_a_limited_type(
-    make_jc: MakeJC, clock: ManualClock
+async def test_far_from_its_limit_a_type_is_claimed_into_a_quota_without_the_lock(
+    make_jc: MakeJC, clock: ManualClock, database: Any
 ) -> None:
     jc = await make_jc()
-    await jc.save_jobs([jc.create_job(t) for t in ("free",) * 2 + ("capped",) * 3])
-    await jc.set_concurrency_limit("capped", ConcurrencyLimit(10))
+    await jc.save_jobs([jc.create_job(t) for t in ("free",) * 2 + ("capped",) * 40])
+    await jc.set_concurrency_limit("capped", ConcurrencyLimit(1000))
     await jc.get_work("capped")  # (the first also creates the locks' TTL index, once)
     await jc.concurrency_limits()  # (the settings are read now, and kept for a second)
 
@@ -269,6 +269,43 @@ async def test_claims_cost_three_commands_more_only_for_a_limited_type(
         return jc.commands - before
 
     free = await cost("free")
-    assert await cost("capped") == free + 3  # the lock, the count, the lock given back
-    clock.advance(1)
-    assert await cost("free") == free + 1  # and once a second, the settings
+    # The first claim took the lock, counted, and took a quota of 16 (far from the limit):
+    # the next 15 claims are as cheap as any other type's.
+    assert [await cost("capped") for _ in range(15)] == [free] * 15
+    assert await cost("capped") == free + 2  # a new quota: the lock taken and given back
+    lock = await database["queue.limits"].find_one({"_id": {"slotsOf": "capped"}})
+    assert lock is not None and lock["holder"] is None and lock["bound"] == 32
+    assert [q["n"] for q in lock["quotas"]] == [16]  # its first quota given up: counted
+    clock.advance(1)  # a quota is claimed into for a second only
+    assert await cost("capped") == free + 1 + 2  # (and once a second, the settings)
+
+
+async def test_near_its_limit_every_claim_counts_under_the_lock(
+    make_jc: MakeJC, clock: ManualClock
+) -> None:
+    jc = await make_jc()
+    await jc.save_jobs([jc.create_job(t) for t in ("free",) * 2 + ("capped",) * 4])
+    await jc.set_concurrency_limit("capped", ConcurrencyLimit(2))
+    await jc.get_work("capped")
+    await jc.concurrency_limits()
+    before = jc.commands
+    assert len(await jc.get_work("free")) == 1
+    free = jc.commands - before
+    before = jc.commands
+    assert len(await jc.get_work("capped")) == 1
+    assert jc.commands - before == free + 3  # the lock, the count, the lock given back
+    assert await jc.get_work("capped") == []  # two running: the limit
+
+
+async def test_quotas_of_several_processes_never_exceed_the_limit(make_jc: MakeJC) -> None:
+    here, there = await make_jc(), await make_jc()
+    await here.save_jobs([here.create_job("t") for _ in range(30)])
+    await here.set_concurrency_limit("t", ConcurrencyLimit(8))
+    claimed = []
+    for _ in range(6):  # one at a time, each: into its quota while the limit is far
+        claimed += await here.get_work("t")
+        claimed += await there.get_work("t")
+    assert len(claimed) == 8 and await running(here) == 8
+    assert await here.get_work("t", max_jobs=5) == [] and await there.get_work("t") == []
+    assert await claimed[0].done() is True
+    assert len(await there.get_work("t", max_jobs=5)) == 1

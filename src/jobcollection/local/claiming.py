@@ -58,6 +58,7 @@ class Claimer:
         *,
         among: Sequence[Id] | None = None,
         user_id: Any = None,
+        quota: Any = None,
     ) -> list[JobDoc]:
         """Claim up to max_jobs ready jobs under one runId: one round trip for one job (two
         through a mongos), three (find, claim, read back) for more; more only when another
@@ -66,7 +67,8 @@ class Claimer:
         stored document is not a valid job is failed for good, with the reason, instead of
         being handed over. With `among`, only jobs among these ids are claimed (a rate
         limit's reserved ones). The claim records `user_id` (None: server code) as the run's
-        claimer (document.CLAIMER), the only user who may report on it."""
+        claimer (document.CLAIMER), the only user who may report on it, and the quota of a
+        concurrency limit it claims into (document.QUOTA; None: none)."""
         if not self.accepting:
             self._never_started()
             return []
@@ -80,7 +82,7 @@ class Claimer:
             self.claimed_run_ids.add(run_id)
             self.unconfirmed_claims[run_id] = set()
             self._claiming.add(run_id)
-            update = transitions.claim_for(run_id, now, work_timeout_ms, claimer)
+            update = transitions.claim_for(run_id, now, work_timeout_ms, claimer, quota)
             wanted = max_jobs - len(claimed)
             try:
                 try:

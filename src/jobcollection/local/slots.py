@@ -4,10 +4,11 @@ as many as its slots left free (the rules, and why they cannot drift: rules/conc
 
 Every claim of this process goes through here (local queues, `get_work`, the remote API and
 DDP call the core, and rate-limited claims claim through it too), so a limit holds for every
-kind of worker. A claim of types without a limit costs nothing more; one of a limited type
-costs three commands more per claim (take the lock, count, give the lock back; four with
-`group_by`, five when a group's backlog fills the candidates read), whatever number of jobs
-it takes.
+kind of worker. A claim of types without a limit costs nothing more. One of a limited type far
+from its limit claims into this process's quota (no command more), and takes a new quota with
+two (take the lock, give it back); near the limit it costs three (take the lock, count, give
+it back; four with `group_by`, five when a group's backlog fills the candidates read),
+whatever number of jobs it takes.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from bson import ObjectId
@@ -23,7 +26,7 @@ from ..model.concurrency import ConcurrencyLimit
 from ..model.document import JobDoc
 from ..model.errors import DatabaseError
 from ..model.types import Id
-from ..mongo.store import Store, is_duplicate
+from ..mongo.store import Document, Store, is_duplicate
 from ..rules import concurrency as rules
 from ..rules import transitions
 from ..rules.ratecounters import SCAN_FACTOR, group_key, group_of
@@ -51,6 +54,8 @@ class Slots:
         self._settings = settings
         self._claimer = claimer
         self._locks: Store | None = None
+        self._quotas: dict[str, LocalQuota] = {}
+        """This process's quota of each type far from its limit (rules.quota_size)."""
         self._local: dict[str, asyncio.Lock] = {}
         """One claim of a type at a time in this process: its claims never contend with
         each other for the lock in the database."""
@@ -129,33 +134,95 @@ class Slots:
         among: Sequence[Id] | None,
         user_id: Any,
     ) -> list[JobDoc]:
+        """Claim jobs of one limited type: into this process's quota while it lasts, else
+        under the type's claim lock."""
         async with self._local.setdefault(job_type, asyncio.Lock()):
-            token = await self._acquire(job_type)
-            if token is None:
-                return []
-            try:
-                chosen = await self._choose(job_type, limit, wanted, among)
-                if isinstance(chosen, int):
-                    count, ids = chosen, among
-                else:
-                    count, ids = len(chosen), chosen
-                if count <= 0:
-                    return []
-                return await self._claimer.get_work(
-                    [job_type], count, work_timeout_ms, among=ids, user_id=user_id
+            quota = self._quotas.pop(job_type, None)
+            now = self._claimer.clock.now()
+            if quota and limit.path is None and quota.left > 0 and now < quota.usable_until:
+                self._quotas[job_type] = quota
+                return await self._into_quota(
+                    quota, job_type, wanted, work_timeout_ms, among, user_id
                 )
-            finally:
-                await self._release(job_type, token)
+            taken = await self._acquire(job_type)
+            if taken is None:
+                return []
+            token, before = taken
+            now = self._claimer.clock.now()
+            # This process's last quota will not be claimed into again: its jobs are counted.
+            books = rules.accounts(before, now, given_up=quota.token if quota else None)
+            try:
+                if limit.path is not None:
+                    chosen = await self._choose(job_type, limit, limit.path, wanted, among, now)
+                    docs = await self._claim(
+                        job_type, chosen, len(chosen), work_timeout_ms, user_id
+                    )
+                    await self._release(job_type, token, None, books.quotas)
+                    return docs
+                bound = books.bound
+                if bound is None or rules.quota_size(limit, bound, wanted) == 0:
+                    held = await self._jobs.count(rules.holding(job_type, now, books.quotas))
+                    bound = held + books.reserved
+                size = rules.quota_size(limit, bound, wanted)
+                if size == 0:
+                    room = rules.room(limit, bound, wanted)
+                    docs = await self._claim(job_type, among, room, work_timeout_ms, user_id)
+                    await self._release(job_type, token, bound + len(docs), books.quotas)
+                    return docs
+                until = now + timedelta(milliseconds=rules.QUOTA_MS)
+                quotas = [*books.quotas, rules.Quota(token, size, until)]
+                await self._release(job_type, token, bound + size, quotas)
+            except BaseException:
+                # How many jobs the claim took is not known: the next holder counts.
+                await self._release(job_type, token, None, books.quotas)
+                raise
+            quota = LocalQuota(token, size, now + timedelta(milliseconds=rules.QUOTA_USE_MS))
+            self._quotas[job_type] = quota
+            return await self._into_quota(quota, job_type, wanted, work_timeout_ms, among, user_id)
+
+    async def _into_quota(
+        self,
+        quota: LocalQuota,
+        job_type: str,
+        wanted: int,
+        work_timeout_ms: int | None,
+        among: Sequence[Id] | None,
+        user_id: Any,
+    ) -> list[JobDoc]:
+        """Claim into this process's quota of the type, without the lock."""
+        count = min(wanted, quota.left)
+        docs = await self._claim(job_type, among, count, work_timeout_ms, user_id, quota.token)
+        quota.left -= len(docs)
+        return docs
+
+    async def _claim(
+        self,
+        job_type: str,
+        among: Sequence[Id] | None,
+        count: int,
+        work_timeout_ms: int | None,
+        user_id: Any,
+        quota: ObjectId | None = None,
+    ) -> list[JobDoc]:
+        if count <= 0:
+            return []
+        return await self._claimer.get_work(
+            [job_type], count, work_timeout_ms, among=among, user_id=user_id, quota=quota
+        )
 
     async def _choose(
-        self, job_type: str, limit: ConcurrencyLimit, wanted: int, among: Sequence[Id] | None
-    ) -> int | list[Id]:
-        """How many jobs the claim may take (no groups), or which (by group)."""
-        now = self._claimer.clock.now()
-        path = limit.path
-        if path is None:
-            held = await self._jobs.count(rules.holding(job_type, now))
-            return rules.room(limit, held, wanted)
+        self,
+        job_type: str,
+        limit: ConcurrencyLimit,
+        path: str,
+        wanted: int,
+        among: Sequence[Id] | None,
+        now: datetime,
+    ) -> list[Id]:
+        """Which jobs a claim under a limit per group takes: the running jobs counted per
+        group, the candidates read in the usual order (without the groups that are full),
+        and, if a group with none running is not among them while they fill the read, once
+        more past the groups read (so that a group is never starved by another's backlog)."""
         running = rules.counts_by_group(
             await self._jobs.aggregate(rules.holding_per_group(job_type, path, now))
         )
@@ -165,10 +232,9 @@ class Slots:
         shape = {"_id": 1, path: 1}
         query = rules.excluding(base, path, full) or base
         candidates = await self._jobs.find(query, shape, sort=transitions.CLAIM_SORT, limit=scan)
-        if len(candidates) >= scan:
-            # The candidates read may all be of a few busy groups: look once past them for
-            # the jobs of the others, so that a group is never starved by another's backlog.
-            seen = {group_key(v): v for v in (group_of(d, path) for d in candidates)}
+        seen = {group_key(v): v for v in (group_of(d, path) for d in candidates)}
+        idle = any(running.get(key, (None, 0))[1] == 0 for key in seen)
+        if len(candidates) >= scan and not idle:
             probe = rules.excluding(base, path, [*full, *seen.values()])
             if probe is not None:
                 candidates += await self._jobs.find(
@@ -185,17 +251,20 @@ class Slots:
             self._locks = locks
         return self._locks
 
-    async def _acquire(self, job_type: str) -> ObjectId | None:
-        """Take the type's claim lock (a token), waiting up to LOCK_WAIT_S while another
-        process holds it; None if it is still held then."""
+    async def _acquire(self, job_type: str) -> tuple[ObjectId, Document | None] | None:
+        """Take the type's claim lock: its token, and the lock's document as it was (None:
+        new), waiting up to LOCK_WAIT_S while another process holds it; None if it is still
+        held then."""
         locks = await self._lock_store()
         token = ObjectId()
         wait, waited = FIRST_WAIT_S, 0.0
         while True:
             fence, update = rules.acquire(job_type, token, self._claimer.clock.now())
             try:
-                await locks.find_one_and_update(fence, update, {"_id": 1}, upsert=True)
-                return token
+                before = await locks.find_one_and_update(
+                    fence, update, upsert=True, return_new=False
+                )
+                return token, before
             except DatabaseError as exc:
                 if not is_duplicate(exc):  # a duplicate key: another holder has it
                     raise
@@ -206,6 +275,22 @@ class Slots:
             waited += wait
             wait = min(wait * 2, LONGEST_WAIT_S)
 
-    async def _release(self, job_type: str, token: ObjectId) -> None:
+    async def _release(
+        self,
+        job_type: str,
+        token: ObjectId,
+        bound: int | None,
+        quotas: Sequence[rules.Quota],
+    ) -> None:
         locks = await self._lock_store()
-        await locks.update_one(*rules.release(job_type, token))
+        await locks.update_one(*rules.release(job_type, token, bound, quotas))
+
+
+@dataclass(slots=True)
+class LocalQuota:
+    """This process's quota of a type: how many jobs it may still claim without the lock,
+    until when."""
+
+    token: ObjectId
+    left: int
+    usable_until: datetime

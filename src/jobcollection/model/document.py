@@ -467,6 +467,11 @@ that finishes it, or, when that write leaves follow-ups pending, by the write th
 them (so the job is never deleted before its repeat and dependents are seen to); unset by a
 restart."""
 
+QUOTA: Final = "_private.jobcollectionQuota"
+"""On a job claimed into a process's quota of a type's concurrency limit (rules/concurrency.py):
+the quota's token, so that a count of the running jobs leaves out those its live quotas
+account for already; unset by any other claim."""
+
 CLAIMER: Final = "_private.jobcollectionClaimer"
 """On a running job claimed through the method layer on behalf of a user (`jc.call(...,
 user_id=)`: the remote API, DDP): that user (reporting.claimer_of), set by the claim with its
@@ -622,6 +627,7 @@ EXTENSIONS: Final[tuple[Extension, ...]] = (
     Extension(ANNOUNCED, "bookkeeping"),
     Extension(EXPIRE_AT, "bookkeeping"),
     Extension(CLAIMER, "bookkeeping"),
+    Extension(QUOTA, "bookkeeping"),
 )
 # fmt: on
 """Every key this library keeps in a job's `_private`, which storing (JobDoc.to_mongo), reading

@@ -12,6 +12,16 @@ count the same jobs at once: a claim of a limited type runs under the type's cla
 document in `<root>.limits` taken with one conditional upsert and given back after the claim;
 a lock whose holder died is free after LOCK_MS.
 
+Cheap while the limit is far. The lock's document also keeps an upper bound on the jobs
+running: every holder adds what it claimed (jobs only start through the lock, and leave
+`running` on their own, so the bound stays above the truth); a holder counts only when the
+bound does not show the limit far away, and then sets it to the count. While the jobs
+running and reserved stay within half the limit, a holder takes a quota instead: slots its
+process claims into without the lock for a second (QUOTA_USE_MS), added to the bound at
+once and kept in the document until they expire, so that a count also adds the quotas live.
+A process claiming one job at a time thus takes the lock once per 16 claims, and counts
+rarely; near the limit, every claim counts under the lock, exactly.
+
 Fairness between groups (`group_by`): fewest running first. Each job a claim takes goes to
 the group with the fewest jobs running (counting those taken in this claim), ties to the one
 whose next job comes first in the usual order (priority, then due time), which also orders
@@ -24,13 +34,15 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from bson import ObjectId
 
 from ..model.concurrency import ConcurrencyLimit, limit_from_wire
 from ..model.constants import Status
+from ..model.document import QUOTA
 from ..model.errors import InvalidArgument
 from ..model.types import Filter, Id, Update
 from .ratecounters import EXPIRE_AT, group_key, group_of
@@ -84,7 +96,7 @@ def set_limit(
     return fence, {"$set": {"limits": entries, "v": (version or 0) + 1}}
 
 
-# --- the claim lock -------------------------------------------------------------------------
+# --- the claim lock and its accounting ----------------------------------------------------
 
 
 def lock_id(job_type: str) -> dict[str, str]:
@@ -103,22 +115,110 @@ def acquire(job_type: str, token: ObjectId, now: datetime) -> tuple[Filter, Upda
     return fence, {"$set": {"holder": token, "until": until, EXPIRE_AT: now + LOCK_KEPT}}
 
 
-def release(job_type: str, token: ObjectId) -> tuple[Filter, Update]:
-    """Give a claim lock back (only if this token still holds it)."""
-    return {"_id": lock_id(job_type), "holder": token}, {"$set": {"holder": None}}
+def release(
+    job_type: str, token: ObjectId, bound: int | None, quotas: Sequence[Quota] = ()
+) -> tuple[Filter, Update]:
+    """Give a claim lock back (only if this token still holds it), leaving the accounting
+    for the next holder: the bound on the running jobs (None: unknown, the next holder
+    counts) and the quotas live now."""
+    update: Update = {"$set": {"holder": None, "quotas": [q.stored() for q in quotas]}}
+    if bound is None:
+        update["$unset"] = {"bound": ""}
+    else:
+        update["$set"]["bound"] = bound
+    return {"_id": lock_id(job_type), "holder": token}, update
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """Slots a process took in advance, to claim into without the lock until `until`."""
+
+    token: ObjectId
+    size: int
+    until: datetime
+
+    def stored(self) -> dict[str, Any]:
+        return {"t": self.token, "n": self.size, "until": self.until}
+
+
+@dataclass(frozen=True, slots=True)
+class Accounts:
+    """What a claim lock's document says when it is taken: an upper bound on the jobs of the
+    type running (None: not known: the lock is new, was taken over from a holder that died,
+    or its last holder failed), and the quotas still live."""
+
+    bound: int | None
+    quotas: tuple[Quota, ...]
+
+    @property
+    def reserved(self) -> int:
+        """The slots the live quotas hold, used or not (a count leaves out the jobs claimed
+        into them: `holding`)."""
+        return sum(q.size for q in self.quotas)
+
+
+def accounts(
+    before: Mapping[str, Any] | None, now: datetime, given_up: ObjectId | None = None
+) -> Accounts:
+    """The accounting a taken lock held (its document as it was before it was taken), but
+    for quotas that ran out and the one this process gives up (`given_up`: it claims into it
+    no more; its jobs are counted from then on). The bound is kept only from a lock its
+    holder gave back: one taken over from a holder that died may lack the jobs that holder
+    claimed."""
+    before = before or {}
+    quotas = []
+    for raw in before.get("quotas") or []:
+        try:
+            quota = Quota(raw["t"], int(raw["n"]), raw["until"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        live = isinstance(quota.until, datetime) and _aware(quota.until) > now
+        if live and quota.token != given_up:
+            quotas.append(quota)
+    bound = before.get("bound")
+    given_back = before.get("holder") is None
+    known = given_back and isinstance(bound, int) and not isinstance(bound, bool)
+    return Accounts(bound if known else None, tuple(quotas))
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+QUOTA_FACTOR: Final = 16
+"""A quota is this many times the jobs a claim wants (at most QUOTA_MAX, at least what it
+wants), so that a queue claiming one job at a time takes the lock once per 16 claims."""
+QUOTA_MAX: Final = 64
+QUOTA_MS: Final = 2_000
+"""How long a quota lasts; it is claimed into only in its first half (QUOTA_USE_MS), so that
+a claim started just before the end lands before another process recounts without it."""
+QUOTA_USE_MS: Final = 1_000
+
+
+def quota_size(limit: ConcurrencyLimit, bound: int, wanted: int) -> int:
+    """The quota a claim takes when the limit is far from binding: all the jobs (running,
+    and held in quotas) stay within half the limit; 0 when they would not (the claim then
+    counts and claims under the lock)."""
+    far = limit.max_running // 2 - bound
+    if wanted > far:
+        return 0
+    return min(far, max(wanted, min(wanted * QUOTA_FACTOR, QUOTA_MAX)))
 
 
 # --- the running jobs -----------------------------------------------------------------------
 
 
-def holding(job_type: str, now: datetime) -> Filter:
+def holding(job_type: str, now: datetime, quotas: Sequence[Quota] = ()) -> Filter:
     """The jobs of a type that hold a slot now: running, with a lease that has not run out,
-    or with none."""
-    return {
+    or with none; but those claimed into these quotas (live ones, which account for them)."""
+    query: Filter = {
         "type": job_type,
         "status": Status.RUNNING,
         "$or": [{"expiresAfter": {"$gt": now}}, {"expiresAfter": {"$exists": False}}],
     }
+    if quotas:
+        query[QUOTA] = {"$nin": [q.token for q in quotas]}
+    return query
 
 
 def holding_per_group(job_type: str, path: str, now: datetime) -> list[dict[str, Any]]:

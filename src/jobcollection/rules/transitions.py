@@ -29,6 +29,7 @@ from ..model.document import (
     FLUSH,
     FOLLOW_UPS,
     LINEAGE_LIMIT,
+    QUOTA,
     REMOVE_AFTER,
     REPEAT_OF,
     RESAVED_SETTINGS,
@@ -249,14 +250,18 @@ def claimable_one(types: Sequence[str], job_id: Id) -> Filter:
     return claimable(types) | {"_id": job_id}
 
 
-def claim_for(run_id: ObjectId, now: datetime, work_timeout_ms: int | None, claimer: Any) -> Update:
+def claim_for(
+    run_id: ObjectId, now: datetime, work_timeout_ms: int | None, claimer: Any, quota: Any = None
+) -> Update:
     """`claim`, recording `claimer` (claimer_of a user; None: server code, recorded as no
-    claimer) as the only user who may report on the run."""
+    claimer) as the only user who may report on the run, and the concurrency-limit quota the
+    job is claimed into (None: none)."""
     update = claim(run_id, now, work_timeout_ms)
-    if claimer is None:
-        update["$unset"][CLAIMER] = ""
-    else:
-        update["$set"][CLAIMER] = claimer
+    for path, value in ((CLAIMER, claimer), (QUOTA, quota)):
+        if value is None:
+            update["$unset"][path] = ""
+        else:
+            update["$set"][path] = value
     return update
 
 
