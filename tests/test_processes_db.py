@@ -1,13 +1,24 @@
 """Several processes on one database, through pymongo's real driver: `jobcollection worker`
 CLI processes and plain Python worker processes (tests/wire_workers.py, each with its own job
 server) working one collection on the wire stand-in (tests/wire_server.py, a process of its
-own), and a worker process SIGKILLed mid-job.
+own), a `jobcollection serve` process with a remote worker, and worker processes SIGKILLed
+mid-job.
 
 What must hold: every job is completed exactly once, whichever process claimed it; job
 servers in several processes coexist (delayed jobs are promoted, dependents released, once);
 a job whose worker process died is retried after its lease runs out, by another process, and
-completed once. Nothing waits for time to pass: the tests wait for lines the processes print,
-or for a process to exit, each bounded; the lease that runs out is one second long.
+completed once. A concurrency limit holds over every process (in all and per group), as the
+stored documents show at every moment this process samples them, and a SIGKILLed process's
+slot is freed when its lease runs out; a paused type is claimed by no process, local or
+remote, while the jobs running go on, and every process claims it again after the resume;
+the worker registry lists each process's queue with the jobs it holds, and forgets a
+SIGKILLed one once its TTL runs out.
+
+Nothing waits for time to pass: the tests wait for lines the processes print, for a process
+to exit, or for a state of the stored documents, each bounded; the lease that runs out is
+one second long, the registration three. The jobs' own work holds them a little (a short
+sleep, or until the test creates a file: their `gate`), so that limits and pauses bind while
+they run.
 """
 
 from __future__ import annotations
@@ -16,9 +27,11 @@ import asyncio
 import collections
 import contextlib
 import signal
+import socket
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +39,8 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from helpers import messages, stored
-from jobcollection import JobCollection, Leader
+from jobcollection import ConcurrencyLimit, JobCollection, Leader
+from jobcollection.remote import RemoteJobCollection, hash_token, new_token
 from test_remote_processes import EXPIRED, Process, environment, jobcollection
 from wire_server import running
 
@@ -60,11 +74,12 @@ async def shared(wire_uri: str) -> AsyncIterator[tuple[str, JobCollection]]:
 
 
 def cli_worker(tmp_path: Path, uri: str, database: str, function: str, *options: str) -> Any:
-    """`python -m jobcollection worker remote_workers:FUNCTION` on the database."""
+    """`python -m jobcollection worker remote_workers:FUNCTION` on the database (FUNCTION
+    may name its module: `wire_workers:held`)."""
     return jobcollection(
         tmp_path,
         "worker",
-        f"remote_workers:{function}",
+        function if ":" in function else f"remote_workers:{function}",
         *options,
         "--mongodb-uri",
         uri,
@@ -76,11 +91,18 @@ def cli_worker(tmp_path: Path, uri: str, database: str, function: str, *options:
 
 
 def script_worker(
-    tmp_path: Path, uri: str, database: str, job_type: str, name: str, lease: float = 10.0
+    tmp_path: Path,
+    uri: str,
+    database: str,
+    job_type: str,
+    name: str,
+    lease: float = 10.0,
+    options: Sequence[str] = (),
 ) -> Any:
-    """`python tests/wire_workers.py` (process_jobs and a job server, no CLI)."""
+    """`python tests/wire_workers.py` (process_jobs and a job server, no CLI); `job_type`
+    may be several types separated by commas, `options` wire_workers.py's options."""
     script = str(TESTS / "wire_workers.py")
-    return _python(tmp_path, script, uri, database, job_type, name, str(lease))
+    return _python(tmp_path, script, uri, database, job_type, name, str(lease), *options)
 
 
 def _python(tmp_path: Path, *args: str) -> Any:
@@ -264,3 +286,437 @@ async def test_a_killed_leader_is_replaced_by_a_process_standing_by(
         [line] = await collect([survivor], ("done ",), 1)
         assert line.split()[-1] == str(job_id)
         assert messages(await stored(jc, job_id)).count("Job Completed") == 1
+
+
+# --- concurrency limits --------------------------------------------------------------------------
+
+HOLD_S = 0.2
+"""How long a job of the limit tests works (its data's `hold`): long enough for the slots to
+be full while the others wait, short enough for forty jobs to pass quickly."""
+
+
+def value_at(doc: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted path of a stored document (None where it is missing)."""
+    value: Any = doc
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value
+
+
+class Sampler:
+    """Reads the stored running jobs of a type as often as it can (each read is one command,
+    answered as of one moment by the stand-in, which answers one command at a time) until
+    stopped: the most seen at once in all, and per value of `group` (a dotted field path).
+    `holding`: count only the jobs that hold a slot (rules/concurrency.py: a lease that has
+    not run out, by this process's clock moved `skew` on, or none)."""
+
+    def __init__(
+        self,
+        jc: JobCollection,
+        job_type: str,
+        group: str | None = None,
+        holding: bool = False,
+        skew: timedelta = timedelta(0),
+    ) -> None:
+        self.peak = 0
+        self.peaks: collections.Counter[Any] = collections.Counter()
+        self.samples = 0
+        self._jc = jc
+        self._type = job_type
+        self._group = group
+        self._holding = holding
+        self._skew = skew
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        projection = {"_id": 1} if self._group is None else {self._group: 1}
+        while not self._stop.is_set():
+            query: dict[str, Any] = {"type": self._type, "status": "running"}
+            if self._holding:
+                after = self._jc.clock.now() + self._skew
+                query["$or"] = [
+                    {"expiresAfter": {"$gt": after}},
+                    {"expiresAfter": {"$exists": False}},
+                ]
+            docs = await self._jc.collection.find(query, projection).to_list()
+            self.samples += 1
+            self.peak = max(self.peak, len(docs))
+            if self._group is not None:
+                groups = collections.Counter(value_at(d, self._group) for d in docs)
+                for value, count in groups.items():
+                    self.peaks[value] = max(self.peaks[value], count)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Sampler]:
+        """Sample while the block runs."""
+        self._task = asyncio.create_task(self._run())
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            async with asyncio.timeout(ALL_DONE_TIMEOUT):
+                await self._task
+
+    def describe(self) -> str:
+        return f"peak {self.peak}, per group {dict(self.peaks)}, {self.samples} samples"
+
+
+async def start_scripts(
+    stack: contextlib.AsyncExitStack,
+    tmp_path: Path,
+    uri: str,
+    database: str,
+    job_types: str,
+    names: Sequence[str],
+    options: Sequence[str] = (),
+) -> list[Process]:
+    """Script workers named `names`, entered into `stack`, once each said it is ready."""
+    processes = [
+        await stack.enter_async_context(
+            script_worker(tmp_path, uri, database, job_types, name, options=options)
+        )
+        for name in names
+    ]
+    for process, name in zip(processes, names, strict=True):
+        await process.expect(f"ready {name}")
+    return processes
+
+
+async def stop_scripts(processes: Sequence[Process], names: Sequence[str]) -> None:
+    for process, name in zip(processes, names, strict=True):
+        await stop(process, f"stopped {name}")
+
+
+async def assert_completed_once(jc: JobCollection, ids: Sequence[Any]) -> None:
+    """Every job completed, having run once, without failing."""
+    for job_id in ids:
+        doc = await stored(jc, job_id)
+        assert doc["status"] == "completed", doc
+        assert messages(doc).count("Job Running") == 1, messages(doc)
+        assert messages(doc).count("Job Completed") == 1, messages(doc)
+        assert not doc.get("failures"), doc
+
+
+def done_ids(lines: Sequence[str]) -> collections.Counter[str]:
+    """The job ids of "done NAME ID" lines, counted."""
+    return collections.Counter(line.split()[-1] for line in lines)
+
+
+async def test_a_concurrency_limit_holds_over_three_worker_processes(
+    shared: tuple[str, JobCollection], wire_uri: str, tmp_path: Path
+) -> None:
+    """Three processes of concurrency 10 under ConcurrencyLimit(5): the stored documents,
+    read again and again while they work, never show more than five jobs of the type
+    running, and do show five (the limit binds); every job is completed once."""
+    database, jc = shared
+    await jc.set_concurrency_limit("limited", ConcurrencyLimit(5))
+    names = ["a", "b", "c"]
+    async with contextlib.AsyncExitStack() as stack:
+        processes = await start_scripts(
+            stack, tmp_path, wire_uri, database, "limited", names, ["--concurrency", "10"]
+        )
+        async with Sampler(jc, "limited").running() as sampler:
+            jobs = [jc.create_job("limited", {"n": n, "hold": HOLD_S}) for n in range(40)]
+            ids = await jc.save_jobs(jobs)
+            lines = await collect(processes, ("done ",), len(ids))
+        await stop_scripts(processes, names)
+
+    assert sampler.peak == 5, sampler.describe()
+    assert done_ids(lines) == collections.Counter(map(str, ids))  # each once
+    await assert_completed_once(jc, ids)
+
+
+async def test_a_limit_per_group_holds_for_each_group_over_three_processes(
+    shared: tuple[str, JobCollection], wire_uri: str, tmp_path: Path
+) -> None:
+    """ConcurrencyLimit(2, group_by="data.customer") with three customers' jobs and three
+    processes of concurrency 10: at no moment are more than two jobs of one customer
+    running, every customer's jobs do run two at a time, and every job completes once."""
+    database, jc = shared
+    await jc.set_concurrency_limit("grouped", ConcurrencyLimit(2, group_by="data.customer"))
+    names = ["a", "b", "c"]
+    customers = ["acme", "globex", "initech"]
+    async with contextlib.AsyncExitStack() as stack:
+        processes = await start_scripts(
+            stack, tmp_path, wire_uri, database, "grouped", names, ["--concurrency", "10"]
+        )
+        async with Sampler(jc, "grouped", group="data.customer").running() as sampler:
+            jobs = [
+                jc.create_job("grouped", {"customer": customer, "n": n, "hold": HOLD_S})
+                for n in range(10)
+                for customer in customers
+            ]
+            ids = await jc.save_jobs(jobs)
+            lines = await collect(processes, ("done ",), len(ids))
+        await stop_scripts(processes, names)
+
+    assert sampler.peaks == dict.fromkeys(customers, 2), sampler.describe()
+    assert sampler.peak <= 2 * len(customers), sampler.describe()
+    assert done_ids(lines) == collections.Counter(map(str, ids))
+    await assert_completed_once(jc, ids)
+
+
+SKEW = timedelta(seconds=0.5)
+"""How far apart two processes' readings of the server's time may be (each process measures
+it, ServerClock, to within half a round trip: long ones on a loaded machine): the sampler
+of the killed-holder test counts a lease as held only if it runs past its own reading by
+this, so that a slot another process took a moment after the lease ran out, by its
+reading, is not counted twice. Jobs claimed beside a held slot would hold leases of a minute
+(the CLI's default): this leaves them counted."""
+
+
+async def test_a_killed_holders_slot_is_freed_when_its_lease_runs_out(
+    shared: tuple[str, JobCollection], wire_uri: str, tmp_path: Path
+) -> None:
+    """Limit 1: a CLI worker holds the only slot (a lease of 1 s, renewed while it lives)
+    and is SIGKILLed while another worker process, started before, waits for the slot. The
+    slot is taken again only once the lease has run out (no moment shows two jobs holding
+    slots), and the rescuer completes every job, the killed one once it is retried."""
+    database, jc = shared
+    jc.promote(0.1)
+    await jc.start_job_server()  # fails the killed job once its lease runs out
+    await jc.set_concurrency_limit("solo", ConcurrencyLimit(1))
+    held = await jc.create_job("solo", {"hold": HOLD_S}).retry(3, wait=0).save()
+    async with cli_worker(
+        tmp_path, wire_uri, database, "hang", "--type", "solo", "--work-timeout", "1"
+    ) as doomed:
+        assert await doomed.expect("hang started") == f"hang started {held}"
+        later = await jc.save_jobs([jc.create_job("solo", {"hold": HOLD_S}) for _ in range(3)])
+        sampler = Sampler(jc, "solo", holding=True, skew=SKEW)
+        async with (
+            sampler.running(),
+            cli_worker(
+                tmp_path,
+                wire_uri,
+                database,
+                "wire_workers:held",
+                "--type",
+                "solo",
+                "--concurrency",
+                "3",
+            ) as rescuer,
+        ):
+            await rescuer.expect("worker started")
+            doomed.process.send_signal(signal.SIGKILL)
+            assert await doomed.exited() == -signal.SIGKILL
+            lines = await collect([rescuer], ("worked ",), 4)
+            await stop(rescuer, "worker stopped")
+
+    assert sampler.peak == 1, sampler.describe()
+    assert sorted(line.split()[-1] for line in lines) == sorted(map(str, [held, *later]))
+    doc = await stored(jc, held)
+    assert doc["status"] == "completed", doc
+    log = messages(doc)
+    assert log.count("Job Running") == 2, log  # the killed attempt, then the rescuer's
+    assert sum(EXPIRED in m for m in log) == 1, log
+    assert log.count("Job Completed") == 1, log
+    await assert_completed_once(jc, later)
+
+
+# --- cluster-wide pause --------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def served(
+    tmp_path: Path, uri: str, database: str
+) -> AsyncIterator[tuple[Process, str, str, str]]:
+    """`jobcollection serve` on the database (long polls of at most a second: jobs saved by
+    another process wake nobody on the stand-in, which has no change streams): the process,
+    its URL, an admin's token and a worker's."""
+    admin, worker = new_token(), new_token()
+    tokens = tmp_path / "tokens"
+    tokens.write_text(
+        f"admin-user {hash_token(admin)} admin\nworker-user {hash_token(worker)} worker\n"
+    )
+    tokens.chmod(0o600)
+    async with jobcollection(
+        tmp_path,
+        "serve",
+        *("--port", "0", "--tokens", str(tokens), "--log-level", "warning", "--max-wait", "1"),
+        *("--mongodb-uri", uri, "--database", database),
+    ) as server:
+        url = (await server.expect("jobcollection serving on ")).rsplit(" ", 1)[1]
+        yield server, url, admin, worker
+
+
+def gated(jc: JobCollection, job_type: str, gate: Path, count: int) -> list[Any]:
+    """`count` jobs whose work ends once the file `gate` exists."""
+    return [jc.create_job(job_type, {"gate": str(gate), "n": n}) for n in range(count)]
+
+
+async def started(processes: Sequence[Process], count: int) -> dict[int, list[str]]:
+    """Wait for `count` "started" lines in all (bounded): the ids of the jobs each process
+    started meanwhile, by pid."""
+    before = [len(p.lines) for p in processes]
+    await collect(list(processes), ("started ",), count)
+    return {
+        p.process.pid: [line.split()[-1] for line in p.lines[n:] if line.startswith("started ")]
+        for p, n in zip(processes, before, strict=True)
+    }
+
+
+def claimed(by_process: Mapping[int, Sequence[str]]) -> list[str]:
+    """The job ids `started` answered, sorted."""
+    return sorted(job_id for ids in by_process.values() for job_id in ids)
+
+
+async def until_stored(jc: JobCollection, query: dict[str, Any], count: int) -> None:
+    """Wait (bounded) until `count` stored jobs match `query`."""
+    try:
+        async with asyncio.timeout(ALL_DONE_TIMEOUT):
+            while True:
+                if await jc.collection.count_documents(query) >= count:
+                    return
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        found = await jc.collection.count_documents(query)
+        raise AssertionError(f"{found} of {count} jobs match {query}") from None
+
+
+async def test_a_paused_type_is_claimed_by_no_process_until_resumed(
+    shared: tuple[str, JobCollection], wire_uri: str, tmp_path: Path
+) -> None:
+    """Three worker processes (2 slots each) and a remote worker (1 slot, through a
+    `jobcollection serve` process) work types p and q. With every slot full of p jobs, p is
+    paused (through the served API) and more p jobs are saved; once the three processes
+    said they know of the pause, the running jobs are let finish: they complete, untouched.
+    Then q jobs fill every slot again while the older p jobs stay ready: every process
+    claimed, and none took p. After the resume, the p jobs fill every slot: every process
+    claims p again; and every job completes once."""
+    database, jc = shared
+    names = ["a", "b", "c"]
+    capacity = {"script": 2, "remote": 1}
+    gates = {name: tmp_path / f"gate-{name}" for name in ("first", "paused", "other")}
+    async with contextlib.AsyncExitStack() as stack:
+        scripts = await start_scripts(
+            stack, tmp_path, wire_uri, database, "p,q", names, ["--watch-pause"]
+        )
+        server, url, admin_token, worker_token = await stack.enter_async_context(
+            served(tmp_path, wire_uri, database)
+        )
+        remote = await stack.enter_async_context(
+            jobcollection(
+                tmp_path,
+                "worker",
+                "wire_workers:held",
+                *("--type", "p", "--type", "q", "--url", url, "--poll-interval", "0.2"),
+                token=worker_token,
+            )
+        )
+        await remote.expect("worker started")
+        admin = await stack.enter_async_context(RemoteJobCollection(url, token=admin_token))
+        everyone = [*scripts, remote]
+        slots = {p.process.pid: capacity["script"] for p in scripts}
+        slots[remote.process.pid] = capacity["remote"]
+        total = sum(slots.values())
+
+        # Every slot full of p jobs: each process claims p.
+        first = await jc.save_jobs(gated(jc, "p", gates["first"], total))
+        by_process = await started(everyone, total)
+        assert {pid: len(ids) for pid, ids in by_process.items()} == slots
+        assert claimed(by_process) == sorted(map(str, first))
+
+        # Paused through the served API; the processes know of it before a slot frees.
+        assert (await admin.pause_type("p")).types == ("p",)
+        for process, name in zip(scripts, names, strict=True):
+            await process.expect(f"paused {name}")
+        waiting = await jc.save_jobs(gated(jc, "p", gates["paused"], total))
+        gates["first"].touch()  # the running jobs go on, and complete
+        await until_stored(jc, {"_id": {"$in": first}, "status": "completed"}, len(first))
+
+        # Other work fills every slot: every process claims, none takes the older p jobs.
+        other = await jc.save_jobs(gated(jc, "q", gates["other"], total))
+        by_process = await started(everyone, total)
+        assert {pid: len(ids) for pid, ids in by_process.items()} == slots
+        assert claimed(by_process) == sorted(map(str, other))
+        for job_id in waiting:
+            assert (await stored(jc, job_id))["status"] == "ready"
+
+        # Resumed: the p jobs fill every slot as the q jobs end.
+        assert (await jc.resume_type("p")).types == ()
+        gates["other"].touch()
+        by_process = await started(everyone, total)
+        assert {pid: len(ids) for pid, ids in by_process.items()} == slots
+        assert claimed(by_process) == sorted(map(str, waiting))
+        gates["paused"].touch()
+        everything = [*first, *waiting, *other]
+        await until_stored(jc, {"_id": {"$in": everything}, "status": "completed"}, total * 3)
+
+        await stop_scripts(scripts, names)
+        await stop(remote, "worker stopped")
+        await admin.close()  # before its server stops (the stack closes it again: no-op)
+        server.send_signal(signal.SIGTERM)
+        assert await server.exited() == 0, server.describe()
+    await assert_completed_once(jc, everything)
+
+
+# --- the worker registry -------------------------------------------------------------------------
+
+WORKER_TTL = 3.0
+"""The registrations' TTL in the registry test (`--worker-ttl`): renewed every second."""
+SLACK_S = 10.0
+"""What a loaded machine may add to the TTL before the registry is seen without a killed
+process (far less than the default TTL, 30 s, which this test must not be passing by)."""
+
+
+async def registered(
+    jc: JobCollection, wanted: Any, timeout: float = ALL_DONE_TIMEOUT
+) -> dict[int, Any]:
+    """Wait (bounded) until the registry's live queues, by pid, satisfy `wanted`; them."""
+    seen: dict[int, Any] = {}
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                seen = {w.pid: w for w in await jc.workers()}
+                if wanted(seen):
+                    return seen
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"the registry lists {seen}") from None
+
+
+async def test_worker_processes_are_listed_with_their_jobs_and_a_killed_one_expires(
+    shared: tuple[str, JobCollection], wire_uri: str, tmp_path: Path
+) -> None:
+    """Two worker processes (`worker_ttl` 3 s) each holding two jobs: `jc.workers()` lists
+    both, with their host, pid, type, concurrency, TTL and the jobs they hold. One is
+    SIGKILLed: it is gone once its registration was not renewed for 3 s, while the other
+    stays listed; the other leaves the registry at its shutdown."""
+    database, jc = shared
+    names = ["a", "b"]
+    gate = tmp_path / "gate"
+    options = ["--worker-ttl", str(WORKER_TTL)]
+    async with contextlib.AsyncExitStack() as stack:
+        doomed, survivor = await start_scripts(
+            stack, tmp_path, wire_uri, database, "r", names, options
+        )
+        await jc.save_jobs(gated(jc, "r", gate, 4))
+        holding = {pid: set(ids) for pid, ids in (await started([doomed, survivor], 4)).items()}
+        assert sorted(map(len, holding.values())) == [2, 2]
+
+        seen = await registered(
+            jc, lambda by_pid: {pid: set(map(str, w.held)) for pid, w in by_pid.items()} == holding
+        )
+        for worker in seen.values():
+            assert (worker.host, worker.types, worker.concurrency) == (
+                socket.gethostname(),
+                ("r",),
+                2,
+            )
+            assert (worker.kind, worker.holding, worker.ttl_ms) == ("local", 2, 3000)
+        last_known = seen[doomed.process.pid]
+
+        doomed.process.send_signal(signal.SIGKILL)
+        assert await doomed.exited() == -signal.SIGKILL
+        after = await registered(
+            jc, lambda by_pid: doomed.process.pid not in by_pid, WORKER_TTL + SLACK_S
+        )
+        assert list(after) == [survivor.process.pid]
+        # Listed until its TTL ran out since its last renewal, and no longer.
+        assert last_known.last_seen is not None
+        assert jc.clock.now() >= last_known.last_seen + timedelta(seconds=WORKER_TTL)
+
+        gate.touch()  # the survivor's jobs end; it stops, and leaves
+        await stop(survivor, "stopped b")
+    assert await jc.workers() == []

@@ -123,6 +123,7 @@ OLD_INTERNAL_KEYS = {
     "jobcollectionTimeout",
     "jobcollectionTrace",
     "jobcollectionClaimer",
+    "jobcollectionQuota",
 }
 OLD_PUBLIC_SETTINGS = {
     "jobcollectionSchedule",

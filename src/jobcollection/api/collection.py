@@ -26,6 +26,7 @@ from ..model.errors import DatabaseError, InvalidArgument, InvalidArgumentType
 from ..model.events import EventEmitter
 from ..model.limits import DEFAULT_LIMITS, Limits
 from ..model.ops import ShutdownServer, StartServer
+from ..model.workers import TTL_S, worker_ttl_ms
 from ..mongo.indexes import INDEXES, UNIQUE_JOBS
 from ..mongo.servertime import ServerClock
 from .jobs import JobsAPI
@@ -44,6 +45,7 @@ class JobCollection(JobsAPI):
         limits: Limits | None = None,
         permissions: Mapping[str, Any] | None = None,
         server_lease: float | timedelta = DEFAULT_LEASE_MS / 1000,
+        worker_ttl: float | timedelta = TTL_S,
     ) -> None:
         """`clock`: where "now" comes from; by default the database server's time
         (`ServerClock`), so processes whose clocks disagree still agree on leases and
@@ -54,14 +56,19 @@ class JobCollection(JobsAPI):
         (seconds or a timedelta, default 10): of all the processes whose job server runs on
         this collection, one runs its passes, holding a lease it renews every third of this;
         when it stops, another takes over within a third of it, and when it dies, within
-        this and a third (`job_server_leader()`)."""
+        this and a third (`job_server_leader()`). `worker_ttl` (seconds or a timedelta, 1 s to
+        a day, default 30): how long the registration of each queue of this collection in
+        the worker registry lasts unless renewed; a queue renews it every third of this, so a
+        process that dies is gone from `workers()` within this (shorter: sooner, at one
+        write per queue per third)."""
         if clock is not None and not isinstance(clock, Clock):
             raise InvalidArgumentType("clock", "must have a now() method")
         if limits is not None and not isinstance(limits, Limits):
             raise InvalidArgumentType("limits", "must be a jobcollection.Limits")
         lease_ms = v.duration_ms(server_lease, "server_lease", minimum_ms=3)
+        ttl_ms = worker_ttl_ms(worker_ttl, "worker_ttl")
         core = Core(
-            collection, clock or ServerClock(collection), limits or DEFAULT_LIMITS, lease_ms
+            collection, clock or ServerClock(collection), limits or DEFAULT_LIMITS, lease_ms, ttl_ms
         )
         self._core = core
         self._methods = MethodLayer(core)
@@ -91,6 +98,7 @@ class JobCollection(JobsAPI):
         limits: Limits | None = None,
         permissions: Mapping[str, Any] | None = None,
         server_lease: float | timedelta = DEFAULT_LEASE_MS / 1000,
+        worker_ttl: float | timedelta = TTL_S,
     ) -> JobCollection:
         """The JobCollection stored in `<root>.jobs` of a database (options as for the
         constructor)."""
@@ -102,6 +110,7 @@ class JobCollection(JobsAPI):
             limits=limits,
             permissions=permissions,
             server_lease=server_lease,
+            worker_ttl=worker_ttl,
         )
 
     @property

@@ -169,11 +169,12 @@ class JobsAPI:
     # --- the worker registry -----------------------------------------------------------------
 
     async def workers(self) -> list[WorkerInfo]:
-        """The live queues of every process working on this collection, local and remote:
-        host, pid, library version, types, concurrency, payload, prefetch, the jobs each
-        holds, who registered it, when it started and was last seen. A queue registers every
-        10 seconds and leaves at its shutdown; one not seen for 30 seconds (a killed
-        process) is gone. Remotely: the method jobWorkers."""
+        """The live queues of every process working on this collection, local, remote and
+        DDP (kind): host, pid, library version, types, concurrency, payload, prefetch, the
+        jobs each holds, who registered it, when it started and was last seen. A queue
+        registers every third of its TTL (`worker_ttl`, 30 s by default) and leaves at its
+        shutdown; one not seen within its TTL (a killed process) is gone. Remotely: the
+        method jobWorkers."""
         return await self.service.run(ops.ListWorkers())
 
     async def get_work(

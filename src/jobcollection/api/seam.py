@@ -40,6 +40,12 @@ class JobService(Protocol):
         ...
 
     @property
+    def worker_ttl_ms(self) -> int:
+        """How long the worker-registry entries of this service's queues last unless renewed
+        (they renew them every third of it)."""
+        ...
+
+    @property
     def rate_limits(self) -> bool:
         """Whether GetLimitedWork and RateLimited can run here (False: a remote collection,
         for now, which refuses them with InvalidArgument)."""

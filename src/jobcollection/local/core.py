@@ -71,7 +71,7 @@ from ..model.ops import (
 from ..model.queries import DocPage, QueueStats
 from ..model.ratelimit import LimitedWork
 from ..model.types import Due, Id, Paused
-from ..model.workers import WorkerInfo
+from ..model.workers import TTL_MS, WorkerInfo
 from ..mongo.servertime import ServerClock
 from ..mongo.store import Store
 from ..mongo.wakeup import ChangeStreamSource, LocalCancels, LocalSaves, WakeupSource
@@ -171,9 +171,15 @@ class Core:
     """The JobService of a JobCollection, and its job server."""
 
     def __init__(
-        self, collection: Any, clock: Clock, limits: Limits, lease_ms: int = DEFAULT_LEASE_MS
+        self,
+        collection: Any,
+        clock: Clock,
+        limits: Limits,
+        lease_ms: int = DEFAULT_LEASE_MS,
+        worker_ttl_ms: int = TTL_MS,
     ) -> None:
-        """`lease_ms`: how long the job server's lease lasts unless renewed (leadership.py)."""
+        """`lease_ms`: how long the job server's lease lasts unless renewed (leadership.py);
+        `worker_ttl_ms`: how long this process's queues' registrations last (workers.py)."""
         self.store = Store(collection, caps=limits.push_caps())
         self._clock = clock
         self._limits = limits
@@ -199,7 +205,7 @@ class Core:
         settings = Settings(self.store, clock)
         self.pauses = Pauses(settings)
         self.slots = Slots(self.store, settings, self.claimer)
-        self.registry = Registry(self.store, clock)
+        self.registry = Registry(self.store, clock, worker_ttl_ms)
         self.events = EventEmitter()
         self.local_saves = LocalSaves()
         self._handed: OrderedDict[tuple[Id | None, Id | None], JobDoc] = OrderedDict()
@@ -218,6 +224,10 @@ class Core:
     @property
     def limits(self) -> Limits:
         return self._limits
+
+    @property
+    def worker_ttl_ms(self) -> int:
+        return self.registry.ttl_ms
 
     @property
     def rate_limits(self) -> bool:

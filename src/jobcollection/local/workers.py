@@ -1,7 +1,9 @@
 """The worker registry, applied: registrations in `<root>.workers` (rules/workers.py), written
 by the queues (SeeWorker, ForgetWorker; a remote queue's through the method layer, as its
-user) and listed by `jc.workers()`. A TTL index, made at the first registration, deletes
-registrations that were not renewed; listing skips them already."""
+user) and listed by `jc.workers()`. Each registration lasts for the TTL its queue gives (the
+queues of this process give `Registry.ttl_ms`, JobCollection's `worker_ttl`). A TTL index,
+made at the first registration, deletes registrations that were not renewed; listing skips
+them already."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import Any
 from ..model.clock import Clock
 from ..model.document import assume_utc
 from ..model.errors import DatabaseError, PermissionDenied
-from ..model.workers import WorkerInfo
+from ..model.workers import TTL_MS, WorkerInfo
 from ..mongo.indexes import WORKERS_INDEX
 from ..mongo.store import Store, is_duplicate
 from ..rules import workers as rules
@@ -25,9 +27,13 @@ MAX_LISTED = 10_000
 class Registry:
     """The registrations of the queues working on one collection."""
 
-    def __init__(self, jobs: Store, clock: Clock) -> None:
+    def __init__(self, jobs: Store, clock: Clock, ttl_ms: int = TTL_MS) -> None:
         self._jobs = jobs
         self._clock = clock
+        self.ttl_ms = ttl_ms
+        """How long the registrations of this process's queues last unless renewed (they
+        renew them every third of it): JobCollection's `worker_ttl`. Registrations that come
+        through the method layer carry their own."""
         self._store: Store | None = None
         self._indexed = False
 

@@ -56,6 +56,7 @@ from ..model.ops import (
     SaveMany,
 )
 from ..model.types import Id
+from ..model.workers import TTL_MS
 from ..mongo.wakeup import LocalCancels, LocalSaves, WakeupSource
 from . import codec
 
@@ -210,6 +211,10 @@ class RemoteService(JobService):
             await asyncio.gather(*self._sending, return_exceptions=True)
 
     # --- the seam ----------------------------------------------------------------------------
+
+    @property
+    def worker_ttl_ms(self) -> int:
+        return TTL_MS  # (the server's own setting is its queues')
 
     @property
     def rate_limits(self) -> bool:

@@ -51,9 +51,10 @@ kind "ddp"; SessionWorker): the server registers it at its first getWork, as its
 its peer's address as host, the User-Agent its client sent (if any) as version, the types it
 asked for and the jobs handed to it that it has not reported done, failed or released (at
 most MAX_TRACKED ids kept); pid, concurrency, payload and prefetch are unknown to the server
-(0). The registration is renewed every ANNOUNCE_S seconds while the session lives, whatever
+(0). The registration lasts the server's `worker_ttl` and is renewed every third of it while
+the session lives, whatever
 it does meanwhile, and removed when the session ends (if the server dies, its TTL ends it):
-one write per ANNOUNCE_S per worker, none per call. The client needs no permission for it,
+one write per third of the TTL per worker, none per call. The client needs no permission for it,
 nor any method of its own.
 """
 
@@ -82,7 +83,7 @@ from ..model.errors import InvalidArgumentType, PermissionDenied
 from ..model.ops import ForgetWorker, SeeWorker, job_types
 from ..model.queries import DocPage
 from ..model.types import Id
-from ..model.workers import ANNOUNCE_S, MAX_HELD, MAX_TEXT, MAX_TYPES, WorkerInfo
+from ..model.workers import MAX_HELD, MAX_TEXT, MAX_TYPES, WorkerInfo, announce_s
 from . import codec, ejson
 from .auth import Revocable
 
@@ -227,7 +228,7 @@ class Session:
 class SessionWorker:
     """A DDP session that claims work, as the worker registry lists it (kind "ddp"): the
     types it asked for and the jobs handed to it that it has not reported on. A timer
-    registers it, then renews it every ANNOUNCE_S seconds as the session's user, whatever the
+    registers it, then renews it every third of its TTL as the session's user, whatever the
     session does meanwhile (a job may run longer than the registration's TTL without a call);
     `leave` removes it when the session ends. Registering is bookkeeping: a failure is
     logged and tried again at the next renewal, never answered to the client."""
@@ -284,14 +285,17 @@ class SessionWorker:
             prefetch=0,
             held=tuple(held[:MAX_HELD]),
             holding=len(held),
+            ttl_ms=self._jc.service.worker_ttl_ms,
         )
 
     async def _renew(self) -> None:
-        """Register now, then every ANNOUNCE_S seconds until `leave`."""
+        """Register now, then every third of the TTL until `leave`."""
         while not self._stop.is_set():
             await self._announce()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), ANNOUNCE_S)
+                await asyncio.wait_for(
+                    self._stop.wait(), announce_s(self._jc.service.worker_ttl_ms)
+                )
 
     async def _announce(self) -> None:
         """Register (or renew) as the session's user now; a session that has logged out, or

@@ -10,22 +10,23 @@ from typing import Any, Final
 
 from ..model.schedule import add_ms
 from ..model.types import Filter, Update
-from ..model.workers import TTL_S, WorkerInfo
+from ..model.workers import TTL_MS, WorkerInfo
 
 EXPIRE_AT: Final = "expireAt"
 """The field the TTL index deletes a registration by."""
 
 
 def register(worker: WorkerInfo, user: Any, kind: str, now: datetime) -> tuple[Filter, Update]:
-    """Register (or renew) a queue as `user` (None: server code) saw it now. The filter
-    names the user, so a registration can be renewed only by the user who made it: another
-    user's upsert meets its `_id` and fails."""
+    """Register (or renew) a queue as `user` (None: server code) saw it now, until its TTL
+    runs out. The filter names the user, so a registration can be renewed only by the user
+    who made it: another user's upsert meets its `_id` and fails."""
     fields = {k: value for k, value in worker.wire().items() if k != "id"}
     fields |= {
+        "ttl": worker.ttl_ms,
         "user": user,
         "kind": kind,
         "lastSeen": now,
-        EXPIRE_AT: add_ms(now, int(TTL_S * 1000)),
+        EXPIRE_AT: add_ms(now, worker.ttl_ms),
     }
     return {"_id": worker.id, "user": user}, {"$set": fields, "$setOnInsert": {"started": now}}
 
@@ -54,6 +55,7 @@ def read(stored: Mapping[str, Any]) -> WorkerInfo:
         prefetch=int(stored.get("prefetch", 0)),
         held=tuple(stored.get("held", ())),
         holding=int(stored.get("holding", 0)),
+        ttl_ms=int(stored.get("ttl", TTL_MS)),
         user=stored.get("user"),
         kind=str(stored.get("kind", "local")),
         started=stored.get("started"),

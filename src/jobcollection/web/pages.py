@@ -281,8 +281,9 @@ def workers_page(view: View, workers: Sequence[WorkerInfo]) -> str:
     if not workers:
         table += '<p class="note">No queue is registered now.</p>'
     note = (
-        '<p class="note">Every queue registers itself every 10 seconds with the jobs it holds, '
-        "and leaves at its shutdown; one not seen for 30 seconds is gone.</p>"
+        '<p class="note">Every queue registers itself every third of its TTL (10 of 30 seconds '
+        "by default) with the jobs it holds, and leaves at its shutdown; one not seen within "
+        "its TTL is gone.</p>"
     )
     return layout(view, "Workers", table + note)
 

@@ -192,7 +192,7 @@ class JobQueue:
 
     async def announce(self) -> bool:
         """Register the queue in the worker registry now, with the jobs it holds (it does so
-        every 10 seconds by itself); whether it did."""
+        every third of its collection's `worker_ttl` by itself); whether it did."""
         return await self._presence.announce()
 
     @property

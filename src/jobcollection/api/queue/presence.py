@@ -1,6 +1,7 @@
-"""The queue in the worker registry: it registers itself when it starts, again every
-ANNOUNCE_S seconds with the jobs it holds, and leaves at its shutdown (model/workers.py), so
-`jc.workers()` lists the live queues of every process, local and remote.
+"""The queue in the worker registry: it registers itself when it starts, again every third of
+its TTL with the jobs it holds, and leaves at its shutdown (model/workers.py), so
+`jc.workers()` lists the live queues of every process, local and remote. The TTL is its
+collection's: a local JobCollection's `worker_ttl`; the default (TTL_S) for a remote one.
 
 Registering is bookkeeping, never the queue's work: a failed registration is logged (once a
 refusal by the server's rules, after which the queue stops trying) and the queue carries on.
@@ -19,7 +20,7 @@ from bson import ObjectId
 
 from ...model.errors import PermissionDenied
 from ...model.ops import ForgetWorker, SeeWorker
-from ...model.workers import ANNOUNCE_S, MAX_HELD, WorkerInfo
+from ...model.workers import MAX_HELD, WorkerInfo, announce_s
 from ..seam import JobService
 from .background import Background
 from .holdings import Holdings
@@ -49,12 +50,13 @@ class Presence:
         self._options = options
         self._held = held
         self._background = background
+        self._ttl_ms = service.worker_ttl_ms
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._refused = False
 
     def start(self) -> None:
-        """Register now, then every ANNOUNCE_S seconds."""
+        """Register now, then every third of the TTL."""
         self._task = self._background.spawn(self._loop(), "presence")
 
     async def _loop(self) -> None:
@@ -63,7 +65,7 @@ class Presence:
         while not self._stop.is_set():
             await self.announce()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), ANNOUNCE_S)
+                await asyncio.wait_for(self._stop.wait(), announce_s(self._ttl_ms))
 
     def _worker(self) -> WorkerInfo:
         from ... import __version__
@@ -81,6 +83,7 @@ class Presence:
             prefetch=self._options.prefetch,
             held=tuple(ids[:MAX_HELD]),
             holding=len(ids),
+            ttl_ms=self._ttl_ms,
         )
 
     async def announce(self) -> bool:
