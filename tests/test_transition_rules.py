@@ -106,7 +106,12 @@ def test_restart_splits_into_disjoint_updates_that_never_pass_forever() -> None:
 
 def test_ready_promotes_due_jobs_without_dependencies_unless_forced() -> None:
     query, update = t.ready(None, NOW, NOW, False)
-    assert query == {"status": "waiting", "after": {"$lte": NOW}, "depends": {"$size": 0}}
+    assert query == {
+        "status": "waiting",
+        "after": {"$lte": NOW},
+        "depends": {"$size": 0},
+        "$nor": [t.UNMET],  # a job that runs only if an antecedent failed, none of which did
+    }
     assert "after" not in update["$set"]  # a pass keeps each job's own after
     ids = [ObjectId()]
     forced_query, forced = t.ready(ids, NOW, FOREVER_DATE, True)
@@ -418,4 +423,35 @@ def test_a_failure_dooms_dependents_still_cancellable_or_already_cancelled() -> 
         {"_id": d2, "depends": [f], "status": "cancelled"},
         {"_id": d3, "depends": [f], "status": "completed"},
     ]
-    assert deps.doomed_by({f}, dependents) == [d1, d2]
+    plan = deps.verdicts({f: Status.FAILED}, dependents, NOW)
+    assert plan.cancel == [d1]  # cancelled by its (default) policy
+    assert plan.ended == {d2: Status.CANCELLED}  # the cascade goes on through it
+
+
+def test_failure_policies_per_edge() -> None:
+    f, c, ok = ObjectId(), ObjectId(), ObjectId()
+    d_fail, d_ignore, d_remove, d_mixed = (ObjectId() for _ in range(4))
+
+    def dependent(job_id: ObjectId, *edges: tuple[ObjectId, str]) -> dict[str, Any]:
+        private = {"jobcollectionOnFailure": [{"id": a, "policy": p} for a, p in edges]}
+        return {"_id": job_id, "depends": [f, c, ok], "status": "waiting", "_private": private}
+
+    dependents = [
+        dependent(d_fail, (f, "fail"), (c, "ignore")),
+        dependent(d_ignore, (f, "ignore"), (c, "ignore")),
+        dependent(d_remove, (f, "remove"), (c, "ignore")),
+        dependent(d_mixed, (f, "ignore")),  # its edge from c is "cancel": cancel wins
+    ]
+    plan = deps.verdicts({f: Status.FAILED, c: Status.CANCELLED}, dependents, NOW)
+    assert plan.cancel == [d_mixed] and plan.fail == [d_fail]
+    assert plan.freed == [d_ignore, d_remove]
+    fail, ignore, remove = plan.writes
+    assert fail[0] == {
+        "_id": d_fail,
+        "status": {"$in": ["waiting", "paused", "ready"]},
+        "depends": f,
+    }
+    assert fail[1]["$set"]["status"] == "failed"
+    assert ignore[1]["$pull"] == {"depends": {"$in": [f, c]}}
+    assert ignore[1]["$addToSet"] == {"_private.jobcollectionFailedAntecedents": {"$each": [f, c]}}
+    assert remove[1]["$addToSet"] == {"_private.jobcollectionFailedAntecedents": {"$each": [c]}}

@@ -124,6 +124,11 @@ OLD_INTERNAL_KEYS = {
     "jobcollectionTrace",
     "jobcollectionClaimer",
     "jobcollectionQuota",
+    "jobcollectionOnFailure",
+    "jobcollectionFailedAntecedents",
+    "jobcollectionWorkflow",
+    "jobcollectionBatches",
+    "jobcollectionRunIf",
 }
 OLD_PUBLIC_SETTINGS = {
     "jobcollectionSchedule",

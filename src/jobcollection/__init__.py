@@ -10,6 +10,7 @@ from .api.jobs import JobPage
 from .api.queue import JobQueue, QueueOptions
 from .api.seam import JobService, ServedCollection
 from .api.tasks import BoundTask, Task, TaskOptions, TaskRegistry, current_job
+from .api.workflows import Batch, Flow, Workflow, WorkflowStatus, batch, chain, chord, group
 from .local.leadership import Leader
 from .local.server import ServerPass
 from .model.clock import Clock, ManualClock, SystemClock
@@ -27,6 +28,7 @@ from .model.constants import (
     JOB_STATUSES,
     METHOD_PERMISSIONS,
     METHODS,
+    ON_FAILURE_POLICIES,
     PERMISSION_LEVELS,
     Status,
 )
@@ -67,6 +69,15 @@ __all__ = [
     "JOB_STATUS_RESTARTABLE",
     "METHODS",
     "METHOD_PERMISSIONS",
+    "ON_FAILURE_POLICIES",
+    "Batch",
+    "Flow",
+    "Workflow",
+    "batch",
+    "WorkflowStatus",
+    "chain",
+    "chord",
+    "group",
     "PERMISSION_LEVELS",
     "BoundTask",
     "ChangeStreamSource",

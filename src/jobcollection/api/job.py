@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from ..model.constants import (
     FOREVER_DATE,
     JOB_LOG_LEVELS,
     JOB_STATUS_REMOVABLE,
+    OnFailure,
     Status,
 )
 from ..model.document import (
@@ -575,6 +577,26 @@ class Job:
             raise JobNotSaved(f"wait: job {self._doc.id} was removed")
         self._doc = doc
         return self
+
+    async def add_children(
+        self, children: Any, then: Job | None = None, on_failure: OnFailure = "ignore"
+    ) -> list[Id | None]:
+        """While this job is held by its worker: save new jobs (`children`: jobs, chains,
+        groups), and a continuation `then` that runs once they have all finished, whatever
+        their outcomes by default (`on_failure="ignore"`; see api/workflows.py): it receives
+        their results (`antecedent_results()`) and the ids of those that failed or were
+        cancelled (`failed_antecedents`). They join this job's workflow (this job's id is
+        the workflow of a job that has none: `jc.workflow(job.id)` finds them). This job
+        completes as usual; a child may add children of its own. Their ids, the
+        continuation's last."""
+        from . import workflows  # (workflows builds on Job)
+
+        job_id, _ = self._claim("add_children")
+        flow = workflows.group(children)
+        if then is not None:
+            flow = workflows.chain(flow, then, on_failure=on_failure)
+        workflow_id = self._doc.workflow if self._doc.workflow is not None else job_id
+        return await workflows.save_flow(self._service, replace(flow, id=workflow_id))
 
     async def antecedent_results(self, max_bytes: int = MAX_RESULTS_BYTES) -> dict[Id, Any]:
         """`{antecedent_id: result}` for this job's antecedents that completed (all of them,

@@ -33,6 +33,7 @@ from .job import Job
 from .queue import DEFAULT_CANCEL_GRACE, ErrorCallback, JobQueue, QueueOptions, Worker
 from .seam import JobService
 from .tasks import BoundTask, P, R, TaskFunction, TaskKeywords, TaskSource, dispatcher, registered
+from .workflows import Batch, Flow, Workflow, as_flow, save_flow
 
 BULK_CHUNK = 256
 """Ids per call for the bulk helpers, as in the original client."""
@@ -110,13 +111,19 @@ class JobsAPI:
         data: dict[str, Any] | None = None,
         limit: int = 100,
         after: str | None = None,
+        workflow: Id | None = None,
+        batch: Id | None = None,
     ) -> JobPage:
         """A page of the jobs that match every condition given, newest first: of a type (or
         types) and status (or statuses), for a user, created before a moment, whose data
         holds these values at these paths (`{"customer.id": 7}`, at most 100 paths), at most
-        `limit` (1 to 1,000). Pages by keyset, not by skipping: give the page's `next` as
-        `after` for the following one (see model/queries.py). Remotely: the method jobFind."""
-        query = queries.job_query(type, status, user_id, created_before, data, limit)
+        `limit` (1 to 1,000), saved in a workflow or belonging to a batch (`workflow`,
+        `batch`: its id). Pages by keyset, not
+        by skipping: give the page's `next` as `after` for the following one (see
+        model/queries.py). Remotely: the method jobFind."""
+        query = queries.job_query(
+            type, status, user_id, created_before, data, limit, workflow, batch
+        )
         if after is not None:
             queries.decode_cursor(after)
         found = await self.service.run(ops.FindJobs(query, after))
@@ -273,6 +280,23 @@ class JobsAPI:
         for job, job_id in zip(jobs, ids, strict=True):
             job._saved_as(job_id)
         return ids
+
+    async def save_workflow(self, flow: Flow | Job) -> Workflow:
+        """Save the new jobs of a flow (`chain`, `group`, `chord`; see api/workflows.py) with
+        the dependencies between them, in as few commands as save_jobs of the same jobs, each
+        marked with the workflow's id: nothing runs before everything that depends on it is
+        stored. Safe to call again with the same flow after a DatabaseError. The workflow."""
+        checked = as_flow(flow)
+        return Workflow(self, checked.id, await save_flow(self.service, checked))
+
+    def workflow(self, workflow_id: Id) -> Workflow:
+        """The workflow saved under this id (its jobs, status, cancel, retry)."""
+        return Workflow(self, v.job_id(workflow_id, "workflow_id"), [])
+
+    def batch(self, batch_id: Id) -> Batch:
+        """The batch of this id (`batch(...)`'s flow id): its members, status, cancel,
+        retry."""
+        return Batch(self, v.job_id(batch_id, "batch_id"), [])
 
     # --- bulk management ---------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Protocol
 
 from ..model.constants import Status
+from ..model.document import RUN_IF
 from ..model.types import Id, Update
 from ..mongo.store import Document, Store
 from ..rules import dependencies
@@ -112,7 +113,8 @@ class Dependents:
         """Resolve the dependents of the jobs that completed, then cancel those of the jobs
         that failed for good."""
         dependents = await self._store.find(
-            {"depends": {"$in": [f.job_id for f in finished]}}, {"depends": 1, "status": 1}
+            {"depends": {"$in": [f.job_id for f in finished]}},
+            {"depends": 1, "status": 1, RUN_IF: 1},
         )
         if dependents:
             await self._resolve([f for f in finished if f.status == Status.COMPLETED], dependents)
@@ -138,12 +140,13 @@ class Dependents:
             logger.error(
                 "job %s: cannot resolve its completed dependencies (%s)", waiting[index], error
             )
-        await self._manager.promote(waiting)
+        conditional = any(dependencies.conditional(d) for d in dependents)
+        await self._manager.promote(waiting, conditional=conditional)
 
     async def _cancel(self, failed: set[Id], dependents: Sequence[Document]) -> None:
-        """Cancel the dependents of jobs that failed for good, and theirs. Dependents already
-        cancelled are included at every level (see `cancel_cascade` in managing.py), so a
-        cascade cut short by a fault is carried on."""
-        doomed = dependencies.doomed_by(failed, dependents)
-        if doomed:
-            await self._manager.cancel_cascade(doomed)
+        """Apply the failure policies of the dependents of jobs that failed for good (cancel,
+        fail, or run without them), and on to theirs. Dependents that ended already lead the
+        cascade on, at every level (see `ended` in managing.py), so a cascade cut short by
+        a fault is carried on."""
+        if any(a in failed for d in dependents for a in d.get("depends", [])):
+            await self._manager.ended(dict.fromkeys(failed, Status.FAILED))

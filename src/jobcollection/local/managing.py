@@ -8,7 +8,7 @@ A transition that does not apply returns False/None and logs why, as job-collect
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -38,7 +38,7 @@ from ..model.queries import ORDER, JobQuery, encode_cursor
 from ..model.schedule import occurrences
 from ..model.types import Due, Filter, Id
 from ..mongo.store import Store
-from ..rules import transitions
+from ..rules import dependencies, transitions
 from .reading import Reader
 
 logger = logging.getLogger("jobcollection")
@@ -118,13 +118,26 @@ class Manager:
         return resumed > 0
 
     async def promote(
-        self, ids: Sequence[Id] | None = None, time: datetime | None = None, force: bool = False
+        self,
+        ids: Sequence[Id] | None = None,
+        time: datetime | None = None,
+        force: bool = False,
+        *,
+        conditional: bool = False,
     ) -> bool:
         """Promote waiting jobs that are due and have nothing left to wait for (named ones, or
-        all); whether any was. Quiet: for the library's own use."""
+        all); whether any was. With `conditional` (some of them may run only if an
+        antecedent failed: RUN_IF), those whose condition is not met are cancelled instead,
+        and their dependents follow their policies; so they are on every pass over all
+        jobs. Quiet: for the library's own use."""
         now = self.clock.now()
         query, update = transitions.ready(ids, now, time or now, force)
-        return await self.store.update_many(query, update) > 0
+        promoted = await self.store.update_many(query, update) > 0
+        if conditional or ids is None:
+            unmet = await self.store.find(transitions.unmet(ids), {"_id": 1})
+            if unmet:
+                await self.cancel([d["_id"] for d in unmet])
+        return promoted
 
     async def ready_due(self, types: Sequence[str]) -> Due:
         """Promote the due jobs of these types; if none was, find when the next falls due
@@ -154,19 +167,58 @@ class Manager:
     async def cancel(
         self, ids: Sequence[Id], antecedents: bool = False, dependents: bool = True
     ) -> bool:
-        cancelled = await self._cascade(
-            ids, antecedents, dependents, JOB_STATUS_CANCELLABLE, self._cancel
-        )
+        """Cancel jobs, then, with `dependents`, their dependents by their failure policies
+        (`ended`). With `antecedents`, job-collection's cascade both ways: every job related
+        to these, transitively, whatever its policy."""
+        if antecedents:
+            cancelled = await self._cascade(
+                ids, True, dependents, JOB_STATUS_CANCELLABLE, self._cancel
+            )
+        else:
+            cancelled = bool(await self._cancel(ids))
+            if dependents:
+                cancelled = await self.ended(dict.fromkeys(ids, Status.CANCELLED)) or cancelled
         if not cancelled:
             logger.warning("jobCancel: no job was cancellable among %d ids", len(ids))
         return cancelled
 
     async def cancel_cascade(self, ids: Sequence[Id]) -> bool:
-        """Cancel jobs and, transitively, their dependents (a follow-up of a final failure):
-        jobs already cancelled still lead the cascade on to theirs, at every level, so a
-        cascade cut short by a fault is carried on to its end."""
-        through = [*JOB_STATUS_CANCELLABLE, Status.CANCELLED]
-        return await self._cascade(ids, False, True, through, self._cancel)
+        """Cancel jobs, then their dependents by their failure policies (`ended`): jobs
+        already cancelled still lead the cascade on to theirs, at every level, so a cascade
+        cut short by a fault is carried on to its end."""
+        cancelled = bool(await self._cancel(ids))
+        return await self.ended(dict.fromkeys(ids, Status.CANCELLED)) or cancelled
+
+    async def ended(self, ended: Mapping[Id, Status]) -> bool:
+        """What the dependents of jobs that failed for good or were cancelled do, by the
+        failure policy of each edge (rules/dependencies.py `verdicts`), level by level:
+        cancelled or failed (and theirs in turn), or freed of the edge (and promoted if
+        nothing is left to wait for). Dependents that ended already lead the cascade on.
+        Whether any job changed."""
+        changed = False
+        level = dict(ended)
+        seen = set(level)
+        while level:
+            now = self.clock.now()
+            found = await self.store.find(*dependencies.dependents_of(level))
+            plan = dependencies.verdicts(level, found, now)
+            if plan.cancel:
+                changed = bool(await self._cancel(plan.cancel)) or changed
+            if plan.writes:
+                outcome = await self.store.update_each(plan.writes)
+                for error in outcome.refused.values():
+                    logger.error("a dependent's failure policy could not apply: %s", error)
+                changed = changed or outcome.matched > 0
+            if plan.freed:
+                await self.promote(plan.freed, conditional=plan.conditional)
+            following = {
+                **plan.ended,
+                **dict.fromkeys(plan.cancel, Status.CANCELLED),
+                **dict.fromkeys(plan.fail, Status.FAILED),
+            }
+            level = {k: s for k, s in following.items() if k not in seen}
+            seen.update(level)
+        return changed
 
     async def results(self, ids: Sequence[Id], max_bytes: int) -> dict[Id, dict[str, Any]]:
         """The results of the completed jobs among these ids (in their order), read alone;

@@ -21,7 +21,7 @@ from ..model.document import UNIQUE, USER, JobDoc, assume_utc
 from ..model.errors import DatabaseError, DuplicateJob, InvalidArgument
 from ..model.types import Id
 from ..mongo.store import Document, Store, is_unique_conflict
-from ..rules import transitions
+from ..rules import dependencies, transitions
 from .dependents import Dependents
 from .managing import Manager
 
@@ -120,6 +120,8 @@ class Saver:
         """Save many jobs: new jobs without dependencies are inserted in one round trip;
         the rest (resaves, dependencies, cancel_repeats of forever-repeating jobs) are saved
         one by one with jobSave's semantics. The ids in the order given (None: not saved).
+        A batch whose jobs depend on others of it (a workflow) is saved by _save_graph: its
+        new jobs in one round trip too, whatever their dependencies.
 
         The outcome is that of saving the jobs one by one in order: a forever-repeating job
         saved with cancel_repeats cancels the jobs of its type listed before it, not after.
@@ -131,6 +133,19 @@ class Saver:
         await self._check_types(
             [(doc, f"{name}[{i}]") for i, doc in enumerate(docs) if doc.id is not None]
         )
+        plan = dependencies.plan_batch(
+            [doc.depends for doc in docs],
+            [g if doc.id is None else None for doc, g in zip(docs, given, strict=True)],
+            [
+                doc.id is None
+                and given[i] is not None
+                and doc.unique is None
+                and not (cancel_repeats and doc.repeats == FOREVER)
+                for i, doc in enumerate(docs)
+            ],
+        )
+        if plan is not None:
+            return await self._save_graph(docs, given, plan, cancel_repeats, name)
         bulk: list[tuple[int, Document]] = []
 
         async def insert_bulk() -> None:
@@ -166,6 +181,45 @@ class Saver:
             else:
                 logger.warning("jobSave: schedule has no run before repeatUntil; not saved")
         await insert_bulk()
+        return ids
+
+    async def _save_graph(
+        self,
+        docs: Sequence[JobDoc],
+        given: Sequence[Id | None],
+        plan: dependencies.BatchPlan,
+        cancel_repeats: bool,
+        name: str,
+    ) -> list[Id | None]:
+        """Save a batch whose jobs depend on others of it (a workflow): its bulk in ordered
+        inserts of INSERT_BATCH, dependents before their antecedents, each marked as its own
+        save would have (DEPENDENTS, ANNOUNCED) and needing no check, its antecedents being
+        new; then the rest one by one, antecedents first. A job whose schedule has no run is
+        not saved, and its dependents are saved one by one (and cancelled, as missing their
+        antecedent). Nothing runs before its antecedents are stored: a root is inserted
+        after everything that depends on it."""
+        now = self.clock.now()
+        ids: list[Id | None] = [None] * len(docs)
+        prepared: list[tuple[int, Document]] = []
+        for i in plan.bulk:
+            stored = transitions.insert_document(docs[i], now)
+            if stored is None:
+                logger.warning("jobSave: schedule has no run before repeatUntil; not saved")
+                continue
+            stored["_id"] = given[i]
+            dependencies.mark_in_batch(stored, i in plan.antecedents, bool(docs[i].depends))
+            prepared.append((i, stored))
+        for start in range(0, len(prepared), INSERT_BATCH):
+            chunk = prepared[start : start + INSERT_BATCH]
+            existing = await self.store.insert_missing([d for _, d in chunk], ordered=True)
+            if existing:
+                await self._check_same_jobs(
+                    {d["_id"]: (i, d) for i, d in chunk if d["_id"] in existing}
+                )
+            for i, stored in chunk:
+                ids[i] = stored["_id"]
+        for i in plan.rest:
+            ids[i] = await self.save(docs[i], cancel_repeats, given[i], name=f"{name}[{i}]")
         return ids
 
     async def _insert_unique(self, doc: JobDoc, stored: Document, now: datetime) -> Id | None:

@@ -114,6 +114,11 @@ OnConflict = Literal["replace", "ignore", "error"]
 UNIQUE_ON_CONFLICT: Final[tuple[OnConflict, ...]] = ("replace", "ignore", "error")
 """What saving a unique job does while a pending job holds its key: cancel that job and save
 this one, keep that job (the save answers its id), or raise DuplicateJob."""
+OnFailure = Literal["cancel", "fail", "ignore", "remove"]
+ON_FAILURE_POLICIES: Final[tuple[OnFailure, ...]] = ("cancel", "fail", "ignore", "remove")
+"""What a dependent does when one of its antecedents fails for good or is cancelled (a policy
+per edge): is cancelled (job-collection's behaviour, the default), fails, runs anyway once
+the others complete (recording the antecedent in `failed_antecedents`), or drops the edge."""
 JOB_STATUS_PENDING: Final = Status.PENDING
 """Not started yet: the jobs a unique key is held by (a claim or a cancel lets go of it)."""
 

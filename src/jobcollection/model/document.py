@@ -43,6 +43,7 @@ from .constants import (
     FOREVER_DATE,
     LogLevel,
     OnConflict,
+    OnFailure,
     RetryBackoff,
     Status,
 )
@@ -233,6 +234,15 @@ class RemoveAfter(BaseModel):
     statuses: tuple[FinalStatus, ...] = (Status.COMPLETED,)
 
 
+class Edge(BaseModel):
+    """The failure policy of one dependency: what the job does when antecedent `id` fails for
+    good or is cancelled (constants.ON_FAILURE_POLICIES; "cancel" is never stored)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: JobId
+    policy: OnFailure
+
+
 class JobDoc(BaseModel):
     """A job as stored. Attribute names are snake_case; aliases are the stored field names."""
 
@@ -295,6 +305,19 @@ class JobDoc(BaseModel):
     skipped_runs: NonNegativeInt = Field(default=0, exclude=True)
     """Occurrences of its cron schedule that were given no run of their own, counted on the
     run after them (kept under SKIPPED)."""
+    on_failure: list[Edge] = Field(default_factory=list, exclude=True)
+    """The failure policies of its dependencies other than "cancel", the default (kept under
+    ON_FAILURE)."""
+    failed_antecedents: list[JobId] = Field(default_factory=list, exclude=True)
+    """Antecedents that failed or were cancelled and that it runs without (policy "ignore";
+    kept under FAILED_ANTECEDENTS)."""
+    workflow: JobId | None = Field(default=None, exclude=True)
+    """The workflow it was saved in (kept under WORKFLOW); None: none."""
+    batches: list[JobId] = Field(default_factory=list, exclude=True)
+    """The batches it belongs to, outermost first (kept under BATCHES)."""
+    run_if: Literal["failed"] | None = Field(default=None, exclude=True)
+    """"failed": it runs only if one of its antecedents failed or was cancelled, and is
+    cancelled otherwise (kept under RUN_IF); None: it runs when its antecedents let it."""
     lineage: list[JobId] = Field(default_factory=list, exclude=True)
     """The jobs this one was made from (as a repeat or a rerun), oldest first: the newest
     LINEAGE_LIMIT of them (kept under LINEAGE)."""
@@ -472,6 +495,26 @@ QUOTA: Final = "_private.jobcollectionQuota"
 the quota's token, so that a count of the running jobs leaves out those its live quotas
 account for already; unset by any other claim."""
 
+ON_FAILURE: Final = "_private.jobcollectionOnFailure"
+"""On a dependent: the failure policies of its dependencies that are not "cancel" (`[{id,
+policy}]`, JobDoc.on_failure)."""
+
+FAILED_ANTECEDENTS: Final = "_private.jobcollectionFailedAntecedents"
+"""On a dependent that runs without antecedents that failed or were cancelled (policy
+"ignore"): their ids (JobDoc.failed_antecedents)."""
+
+WORKFLOW: Final = "_private.jobcollectionWorkflow"
+"""On a member of a workflow: the workflow's id (JobDoc.workflow), under a partial index."""
+
+BATCHES: Final = "_private.jobcollectionBatches"
+"""On a member of a batch: the ids of the batches it belongs to, outermost first
+(JobDoc.batches), under a partial index."""
+
+RUN_IF: Final = "_private.jobcollectionRunIf"
+"""On a job that runs only on a condition of its antecedents (JobDoc.run_if): "failed", run
+only if one of them failed or was cancelled (a batch's on_failure callback); otherwise it is
+cancelled once it has nothing left to wait for."""
+
 CLAIMER: Final = "_private.jobcollectionClaimer"
 """On a running job claimed through the method layer on behalf of a user (`jc.call(...,
 user_id=)`: the remote API, DDP): that user (reporting.claimer_of), set by the claim with its
@@ -605,6 +648,10 @@ def _unique_in(value: Any) -> dict[str, Any]:
     return {"unique": unique}
 
 
+def _edges_out(doc: JobDoc) -> list[dict[str, Any]] | None:
+    return [edge.model_dump() for edge in doc.on_failure] or None
+
+
 _RETRY_FIELDS: Final = ("retry_backoff", "retry_jitter", "retry_max_wait")
 
 # fmt: off
@@ -618,6 +665,11 @@ EXTENSIONS: Final[tuple[Extension, ...]] = (
     Extension(USER, "setting", ("user_id",)),
     Extension(TIMEOUT, "setting", ("timeout",), resaved=True),
     Extension(TRACE, "setting", ("trace",)),
+    Extension(ON_FAILURE, "setting", ("on_failure",), False, _edges_out),
+    Extension(FAILED_ANTECEDENTS, "setting", ("failed_antecedents",)),
+    Extension(WORKFLOW, "setting", ("workflow",)),
+    Extension(BATCHES, "setting", ("batches",)),
+    Extension(RUN_IF, "setting", ("run_if",)),
     Extension(UNIQUE, "setting", ("unique",), False, _unique_out, _unique_in),
     # The bookkeeping.
     Extension(FLUSH, "bookkeeping"),

@@ -745,6 +745,8 @@ FIND_FILTER: Fields = [
         ("user_id", "userId"),
         ("created_before", "createdBefore"),
         ("data", "data"),
+        ("workflow", "workflow"),
+        ("batch", "batch"),
     ]
 ]
 FIND_OPTIONS: Fields = [
@@ -757,7 +759,8 @@ FIND_OPTIONS: Fields = [
 class FindJobs(Op[DocPage]):
     """jobFind(filter, options): the page after the cursor `after` (None: the first) of the
     jobs the query matches, newest first (queries.py). The filter's conditions are `type`,
-    `status`, `userId`, `createdBefore` and `data` (absent: any); the options `limit`
+    `status`, `userId`, `createdBefore`, `data`, `workflow` and `batch` (absent: any); the options
+    `limit`
     (default 100, at most queries.MAX_PAGE) and `after`."""
 
     method = "jobFind"
@@ -787,6 +790,8 @@ class FindJobs(Op[DocPage]):
                 where.get("created_before"),
                 where.get("data"),
                 opts.get("limit", 100),
+                where.get("workflow"),
+                where.get("batch"),
             )
         except InvalidArgument as exc:
             name = FIND_NAMES.get(exc.argument, exc.argument)

@@ -23,7 +23,7 @@ from bson import ObjectId
 
 from . import validation as v
 from .constants import JOB_STATUSES
-from .document import USER, JobDoc, check_storable
+from .document import BATCHES, USER, WORKFLOW, JobDoc, check_storable
 from .errors import InvalidArgument, InvalidArgumentType
 from .types import Filter, Id
 
@@ -48,6 +48,10 @@ class JobQuery:
     data: dict[str, Any] | None
     """Data paths (`customer.id`) and the values the jobs' data must hold there."""
     limit: int
+    workflow: ObjectId | str | None = None
+    """The workflow the jobs were saved in (None: any)."""
+    batch: ObjectId | str | None = None
+    """A batch the jobs belong to (None: any)."""
 
     @property
     def conditions(self) -> Filter:
@@ -64,6 +68,10 @@ class JobQuery:
             out["created"] = {"$lt": self.created_before}
         for path, value in (self.data or {}).items():
             out[f"data.{path}"] = {"$eq": value}
+        if self.workflow is not None:  # (stated as the partial index's filter is)
+            out[WORKFLOW] = {"$eq": self.workflow, "$exists": True}
+        if self.batch is not None:
+            out[BATCHES] = {"$eq": self.batch, "$exists": True}
         return out
 
     def filter(self, cursor: str | None) -> Filter:
@@ -82,13 +90,16 @@ class JobQuery:
 
     def wire(self, after: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
         """The query as jobFind's parameters: a filter of the conditions given (`type`,
-        `status`, `userId`, `createdBefore`, `data`) and the options `limit`, `after`."""
+        `status`, `userId`, `createdBefore`, `data`, `workflow`, `batch`) and the options `limit`,
+        `after`."""
         given: dict[str, Any] = {
             "type": None if self.types is None else list(self.types),
             "status": None if self.statuses is None else list(self.statuses),
             "userId": self.user_id,
             "createdBefore": self.created_before,
             "data": self.data,
+            "workflow": self.workflow,
+            "batch": self.batch,
         }
         options: dict[str, Any] = {"limit": self.limit}
         if after is not None:
@@ -130,6 +141,8 @@ def job_query(
     created_before: datetime | None,
     data: Mapping[str, Any] | None,
     limit: int,
+    workflow: Any = None,
+    batch: Any = None,
 ) -> JobQuery:
     """The checked query of a find_jobs call (InvalidArgument naming a bad argument)."""
     types = None if type is None else tuple(dict.fromkeys(v.job_types(type, "type")))
@@ -154,6 +167,8 @@ def job_query(
         else v.aware_datetime(created_before, "created_before"),
         data=None if data is None else _data_conditions(data),
         limit=v.integer(limit, "limit", minimum=1, maximum=MAX_PAGE),
+        workflow=None if workflow is None else v.job_id(workflow, "workflow"),
+        batch=None if batch is None else v.job_id(batch, "batch"),
     )
 
 

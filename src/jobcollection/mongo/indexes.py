@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..model.document import EXPIRE_AT, FOLLOW_UPS, UNIQUE
+from ..model.document import BATCHES, EXPIRE_AT, FOLLOW_UPS, UNIQUE, WORKFLOW
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +69,18 @@ INDEXES: tuple[Index, ...] = (
         expire_after_seconds=0,
         serves="retention: MongoDB deletes each job at its removal date (a TTL index; only "
         "jobs with one are indexed); no query of this library",
+    ),
+    Index(
+        ((WORKFLOW, 1), ("_id", -1)),
+        partial={WORKFLOW: {"$exists": True}},
+        serves="the members of a workflow, newest first (find_jobs(workflow=)); only the "
+        "members of workflows are indexed",
+    ),
+    Index(
+        ((BATCHES, 1), ("_id", -1)),
+        partial={BATCHES: {"$exists": True}},
+        serves="the members of a batch, newest first (find_jobs(batch=)); only the members "
+        "of batches are indexed",
     ),
     Index(
         ((f"{FOLLOW_UPS}.at", 1),),

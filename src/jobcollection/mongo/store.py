@@ -121,6 +121,23 @@ def is_id_duplicate(error: Mapping[str, Any]) -> bool:
     return dict(pattern) == {"_id": 1}
 
 
+def _duplicates(exc: DatabaseError) -> list[Mapping[str, Any]]:
+    """The duplicate-key errors (index, code, key) of a failed insert; re-raises `exc` if it
+    failed otherwise, or with no error listed."""
+    cause = exc.__cause__
+    if isinstance(cause, DuplicateKeyError):
+        errors: list[Mapping[str, Any]] = [
+            {"index": 0, "code": cause.code, **(cause.details or {})}
+        ]
+    elif isinstance(cause, BulkWriteError) and not cause.details.get("writeConcernErrors"):
+        errors = list(cause.details.get("writeErrors") or [])
+    else:
+        raise exc
+    if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
+        raise exc
+    return errors
+
+
 def is_duplicate(exc: BaseException) -> bool:
     """Whether a DatabaseError is a duplicate key (an upsert that raced another's insert, or
     whose filter missed a document with its `_id`): a DuplicateKeyError, or a command error
@@ -304,36 +321,34 @@ class Store:
     async def insert_one(self, doc: Document) -> Any:
         return (await self._run(self._coll.insert_one(cap_arrays(doc, self.caps)))).inserted_id
 
-    async def insert_missing(self, docs: Sequence[Document]) -> set[Any]:
-        """Insert documents that carry their `_id`, unordered, so a retried batch inserts only
-        what an earlier attempt did not; the ids found stored already. A duplicate key whose
-        `_id` is stored is one of those, whatever index the error names (a server may name
-        another unique index the stored document also fills, and the in-memory backend names
-        any unique index but `_id`): a document under that `_id` is read to tell. A duplicate
-        of a document whose `_id` is not stored (another job holds a unique key) raises like
-        any other error. The caller checks that each id found is the job it meant."""
+    async def insert_missing(self, docs: Sequence[Document], *, ordered: bool = False) -> set[Any]:
+        """Insert documents that carry their `_id`, so a retried batch inserts only what an
+        earlier attempt did not; the ids found stored already. A duplicate key whose `_id` is
+        stored is one of those, whatever index the error names (a server may name another
+        unique index the stored document also fills, and the in-memory backend names any
+        unique index but `_id`): a document under that `_id` is read to tell. A duplicate of
+        a document whose `_id` is not stored (another job holds a unique key) raises like any
+        other error. The caller checks that each id found is the job it meant.
+
+        Unordered by default; `ordered` inserts them in the order given (the server stops at
+        a duplicate, and the rest is sent again after it: one command more per duplicate)."""
         capped = [cap_arrays(doc, self.caps) for doc in docs]
-        try:
-            if len(capped) == 1:
-                await self._run(self._coll.insert_one(capped[0]))
-            else:
-                await self._run(self._coll.insert_many(capped, ordered=False))
-        except DatabaseError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, DuplicateKeyError):
-                errors = [{"index": 0, "code": cause.code, **(cause.details or {})}]
-            elif isinstance(cause, BulkWriteError) and not cause.details.get("writeConcernErrors"):
-                errors = cause.details.get("writeErrors") or []
-            else:
-                raise
-            if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
-            found = {capped[e["index"]]["_id"] for e in errors}
-            unsure = [capped[e["index"]]["_id"] for e in errors if not is_id_duplicate(e)]
-            if unsure and not await self._all_stored(unsure):
-                raise
-            return found
-        return set()
+        found: set[Any] = set()
+        while capped:
+            try:
+                if len(capped) == 1:
+                    await self._run(self._coll.insert_one(capped[0]))
+                else:
+                    await self._run(self._coll.insert_many(capped, ordered=ordered))
+                break
+            except DatabaseError as exc:
+                errors = _duplicates(exc)
+                found |= {capped[e["index"]]["_id"] for e in errors}
+                unsure = [capped[e["index"]]["_id"] for e in errors if not is_id_duplicate(e)]
+                if unsure and not await self._all_stored(unsure):
+                    raise
+                capped = capped[errors[-1]["index"] + 1 :] if ordered else []
+        return found
 
     async def _all_stored(self, ids: Sequence[Any]) -> bool:
         """Whether a document is stored under each of these ids."""

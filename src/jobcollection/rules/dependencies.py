@@ -9,13 +9,24 @@ resolves a dependent once its antecedents complete.)
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..model.constants import JOB_STATUS_CANCELLABLE, Status
-from ..model.document import ANNOUNCED, DEPENDENTS
+from ..model.constants import JOB_STATUS_CANCELLABLE, ON_FAILURE_POLICIES, Status
+from ..model.document import (
+    ANNOUNCED,
+    DEPENDENTS,
+    EXPIRE_AT,
+    FAILED_ANTECEDENTS,
+    ON_FAILURE,
+    REMOVE_AFTER,
+    RUN_IF,
+)
+from ..model.errors import InvalidArgument
+from ..model.schedule import add_ms
 from ..model.types import Filter, Id, Update
 from .transitions import entry, resolve_dependents
 
@@ -152,13 +163,212 @@ def resolve_completed(
     return [d["_id"] for d in waiting], updates
 
 
-def doomed_by(failed: set[Id], dependents: Sequence[Mapping[str, Any]]) -> list[Id]:
-    """The dependents (read with `depends` and `status`) of jobs that failed for good, to
-    cancel with theirs. Dependents already cancelled are included, so a cascade cut short by
-    a fault is carried on."""
-    statuses = {*JOB_STATUS_CANCELLABLE, Status.CANCELLED}
-    return [
-        d["_id"]
-        for d in dependents
-        if d.get("status") in statuses and any(a in failed for a in d.get("depends", []))
+@dataclass
+class BatchPlan:
+    """How a batch of jobs whose dependencies point into the batch itself is saved: `bulk`,
+    the new jobs inserted together in one ordered insert, dependents before their
+    antecedents (so a completion always finds its dependents stored), and `rest`, the jobs
+    saved one by one afterwards, antecedents first."""
+
+    bulk: list[int] = field(default_factory=list)
+    rest: list[int] = field(default_factory=list)
+    antecedents: set[int] = field(default_factory=set)
+    """Bulk jobs with a dependent in the bulk (stored marked DEPENDENTS)."""
+
+
+def plan_batch(
+    depends: Sequence[Sequence[Id]], new_ids: Sequence[Id | None], bulkable: Sequence[bool]
+) -> BatchPlan | None:
+    """Plan a batch (each job's antecedents, the id each new job is inserted under, and
+    whether it could be inserted in bulk on its own merits: new, not unique, ...), or None if
+    no job depends on another of the batch (save_many's usual way applies). A job is in the
+    bulk if it is bulkable and every antecedent is a bulk job of the batch. Raises
+    InvalidArgument("jobs") if the batch's dependencies form a cycle."""
+    position = {job_id: i for i, job_id in enumerate(new_ids) if job_id is not None}
+    inner = [[position[a] for a in deps if a in position] for deps in depends]
+    if not any(inner):
+        return None
+    order = _topological(inner)
+    in_bulk = [False] * len(depends)
+    for i in order:  # antecedents first: a job's antecedents are decided before it
+        in_bulk[i] = bulkable[i] and all(a in position and in_bulk[position[a]] for a in depends[i])
+    plan = BatchPlan()
+    plan.bulk = [i for i in reversed(order) if in_bulk[i]]
+    plan.rest = [i for i in order if not in_bulk[i]]
+    plan.antecedents = {a for i in plan.bulk for a in inner[i]}
+    return plan
+
+
+def _topological(inner: Sequence[Sequence[int]]) -> list[int]:
+    """The batch's jobs, each after its antecedents in the batch (Kahn's algorithm, keeping
+    the given order among jobs free to go); InvalidArgument if there is a cycle."""
+    waiting = [len(set(deps)) for deps in inner]
+    dependents: list[list[int]] = [[] for _ in inner]
+    for i, deps in enumerate(inner):
+        for a in set(deps):
+            dependents[a].append(i)
+    ready = deque(i for i, n in enumerate(waiting) if n == 0)
+    order: list[int] = []
+    while ready:
+        i = ready.popleft()
+        order.append(i)
+        for d in dependents[i]:
+            waiting[d] -= 1
+            if waiting[d] == 0:
+                ready.append(d)
+    if len(order) < len(inner):
+        stuck = sorted(set(range(len(inner))) - set(order))[:5]
+        raise InvalidArgument("jobs", f"their dependencies form a cycle (through jobs {stuck})")
+    return order
+
+
+def mark_in_batch(stored: dict[str, Any], antecedent: bool, dependent: bool) -> dict[str, Any]:
+    """A bulk job's document as a save of its own would have marked it: DEPENDENTS on an
+    antecedent, ANNOUNCED on a dependent. Changes `stored`."""
+    private = stored.setdefault("_private", {})
+    if antecedent:
+        private[DEPENDENTS.split(".", 1)[1]] = True
+    if dependent:
+        private[ANNOUNCED.split(".", 1)[1]] = True
+    return stored
+
+
+# --- failure policies ----------------------------------------------------------------------
+
+ENDED_BADLY = (Status.FAILED, Status.CANCELLED)
+"""How an antecedent ends for its dependents' failure policies to apply."""
+
+NOT_STARTED = (Status.WAITING, Status.PAUSED, Status.READY)
+"""The dependents a policy acts on (a running one is its worker's: it finishes, or its
+cancel stops it)."""
+
+_POLICY_KEY = ON_FAILURE.split(".", 1)[1]
+_RETENTION_KEY = REMOVE_AFTER.split(".", 1)[1]
+_RUN_IF_KEY = RUN_IF.split(".", 1)[1]
+
+
+def conditional(dependent: Mapping[str, Any]) -> bool:
+    """Whether a stored job runs only on a condition of its antecedents (RUN_IF)."""
+    return _RUN_IF_KEY in (dependent.get("_private") or {})
+
+
+def policy_of(dependent: Mapping[str, Any], antecedent: Id) -> str:
+    """A stored dependent's failure policy for one of its antecedents ("cancel" unless its
+    ON_FAILURE says otherwise; an entry that is not a policy counts as "cancel")."""
+    edges = (dependent.get("_private") or {}).get(_POLICY_KEY)
+    for edge in edges if isinstance(edges, list) else []:
+        if isinstance(edge, Mapping) and edge.get("id") == antecedent:
+            policy = edge.get("policy")
+            return policy if policy in ON_FAILURE_POLICIES else "cancel"
+    return "cancel"
+
+
+@dataclass
+class Verdicts:
+    """What the dependents of jobs that ended badly do, by their failure policies: the ids
+    to cancel (with theirs), the writes that fail some or drop edges of others (and the
+    dependents those may free, to promote), and the dependents that ended already (cancelled
+    or failed by an earlier pass of the same cascade cut short by a fault), whose own
+    dependents the cascade goes on to."""
+
+    cancel: list[Id] = field(default_factory=list)
+    fail: list[Id] = field(default_factory=list)
+    writes: list[tuple[Filter, Update]] = field(default_factory=list)
+    freed: list[Id] = field(default_factory=list)
+    conditional: bool = False
+    """Some freed job runs only on a condition (RUN_IF): the promotion settles it."""
+    ended: dict[Id, Status] = field(default_factory=dict)
+
+
+def verdicts(
+    ended: Mapping[Id, Status], dependents: Sequence[Mapping[str, Any]], now: datetime
+) -> Verdicts:
+    """Apply the failure policies of dependents (read with `depends`, `status`, their
+    policies and retention) to the antecedents among `ended` (id: FAILED or CANCELLED). Per
+    dependent, the strongest policy among its edges from those wins: cancel, then fail; its
+    "ignore" and "remove" edges are dropped otherwise ("ignore" recorded in
+    FAILED_ANTECEDENTS), and it is freed if nothing is left to wait for."""
+    out = Verdicts()
+    for dependent in dependents:
+        job_id, status = dependent["_id"], dependent.get("status")
+        gone = [a for a in dependent.get("depends", []) if a in ended]
+        if not gone:
+            continue
+        if status in ENDED_BADLY:  # ended before, by this cascade: go on to its dependents
+            out.ended[job_id] = Status(status)
+            continue
+        policies = {a: policy_of(dependent, a) for a in gone}
+        if "cancel" in policies.values():
+            if status in JOB_STATUS_CANCELLABLE:  # (a running one too, as job-collection does)
+                out.cancel.append(job_id)
+        elif status not in NOT_STARTED:
+            continue
+        elif "fail" in policies.values():
+            out.fail.append(job_id)
+            out.writes.append(fail_dependent(dependent, gone, ended, now))
+        else:
+            out.writes.append(drop_edges(job_id, policies, ended, now))
+            out.freed.append(job_id)
+            out.conditional = out.conditional or conditional(dependent)
+    return out
+
+
+def fail_dependent(
+    dependent: Mapping[str, Any], gone: Sequence[Id], ended: Mapping[Id, Status], now: datetime
+) -> tuple[Filter, Update]:
+    """Fail a dependent (not started) for good because of its antecedents that ended
+    badly (policy "fail"); its removal date set if its retention covers "failed"."""
+    causes = [{"antecedent": a, "status": str(ended[a])} for a in gone]
+    first = gone[0]
+    message = f"Job Failed: antecedent {first} {ended[first]}"
+    update: Update = {
+        "$set": {"status": Status.FAILED, "updated": now, "runId": None},
+        "$push": {
+            "failures": {"$each": [{"value": message, "antecedents": causes}]},
+            "log": entry(now, message, level="danger"),
+        },
+    }
+    retention = (dependent.get("_private") or {}).get(_RETENTION_KEY)
+    if isinstance(retention, Mapping) and Status.FAILED in (retention.get("statuses") or []):
+        delay = retention.get("delay")
+        if isinstance(delay, int) and not isinstance(delay, bool):
+            update["$set"][EXPIRE_AT] = add_ms(now, delay)
+    fence: Filter = {
+        "_id": dependent["_id"],
+        "status": {"$in": list(NOT_STARTED)},
+        "depends": first,
+    }
+    return fence, update
+
+
+def drop_edges(
+    job_id: Id, policies: Mapping[Id, str], ended: Mapping[Id, Status], now: datetime
+) -> tuple[Filter, Update]:
+    """Drop a dependent's edges from antecedents that ended badly (policies "ignore",
+    recorded in FAILED_ANTECEDENTS, and "remove"), each logged."""
+    gone = list(policies)
+    ignored = [a for a, p in policies.items() if p == "ignore"]
+    entries = [
+        entry(
+            now,
+            f"Antecedent {a} {ended[a]}: "
+            + ("running without it" if policies[a] == "ignore" else "dependency removed"),
+            level="warning",
+        )
+        for a in gone
     ]
+    update: Update = {
+        "$pull": {"depends": {"$in": gone}},
+        "$push": {"log": {"$each": entries}},
+    }
+    if ignored:
+        update["$addToSet"] = {FAILED_ANTECEDENTS: {"$each": ignored}}
+    return {"_id": job_id, "depends": {"$in": gone}}, update
+
+
+def dependents_of(ended: Mapping[Id, Status]) -> tuple[Filter, dict[str, int]]:
+    """The query and projection of the dependents `verdicts` judges: those of these jobs
+    that may be cancelled, or that ended already."""
+    statuses = [*JOB_STATUS_CANCELLABLE, *ENDED_BADLY]
+    query: Filter = {"depends": {"$in": list(ended)}, "status": {"$in": statuses}}
+    return query, {"depends": 1, "status": 1, ON_FAILURE: 1, REMOVE_AFTER: 1, RUN_IF: 1}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from bson import ObjectId
 
@@ -26,6 +26,7 @@ from ..model.document import (
     CLAIMER,
     DEPENDENTS,
     EXPIRE_AT,
+    FAILED_ANTECEDENTS,
     FLUSH,
     FOLLOW_UPS,
     LINEAGE_LIMIT,
@@ -33,6 +34,7 @@ from ..model.document import (
     REMOVE_AFTER,
     REPEAT_OF,
     RESAVED_SETTINGS,
+    RUN_IF,
     SKIPPED,
     UNIQUE,
     USER,
@@ -524,6 +526,7 @@ def ready(
         query["after"] = {"$lte": time}
     if not force:
         query["depends"] = {"$size": 0}
+        query["$nor"] = [UNMET]  # settled by `unmet` instead: cancelled
     update: Update = {"$set": {"status": Status.READY, "updated": now}}
     if ids is not None:
         query["_id"] = {"$in": list(ids)}
@@ -541,6 +544,19 @@ def ready(
     else:
         update["$push"] = {"log": entry(now, "Promoted to ready")}
     return query, update
+
+
+UNMET: Final = {RUN_IF: "failed", f"{FAILED_ANTECEDENTS}.0": {"$exists": False}}
+"""A job that runs only if an antecedent failed (RUN_IF), none of which did."""
+
+
+def unmet(ids: Sequence[Id] | None) -> Filter:
+    """The jobs (among ids; None: any) that have nothing left to wait for but run only if an
+    antecedent failed, and none did: they are cancelled instead of promoted."""
+    query: Filter = {"status": Status.WAITING, "depends": {"$size": 0}, **UNMET}
+    if ids is not None:
+        query["_id"] = {"$in": list(ids)}
+    return query
 
 
 def cancel(ids: Sequence[Id], now: datetime) -> tuple[Filter, Update]:
