@@ -140,6 +140,11 @@ OLD_PUBLIC_SETTINGS = {
     "jobcollectionUnique",
     "jobcollectionTimeout",
     "jobcollectionTrace",
+    "jobcollectionOnFailure",
+    "jobcollectionFailedAntecedents",
+    "jobcollectionWorkflow",
+    "jobcollectionBatches",
+    "jobcollectionRunIf",
 }
 
 
@@ -159,6 +164,11 @@ def test_the_derived_constants_are_the_ones_written_by_hand_before() -> None:
         "unique",
         "timeout",
         "trace",
+        "onFailure",
+        "failedAntecedents",
+        "workflow",
+        "batches",
+        "runIf",
     }
 
 
@@ -176,6 +186,11 @@ def _with_every_setting() -> dict[str, Any]:
         "timeout": 5_000,
         "trace": {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
         "unique": {"key": "k", "on_conflict": "ignore"},
+        "on_failure": [{"id": "a", "policy": "ignore"}, {"id": "b", "policy": "fail"}],
+        "failed_antecedents": ["c"],
+        "workflow": "w",
+        "batches": ["outer", "inner"],
+        "run_if": "failed",
     }
 
 
