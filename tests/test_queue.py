@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
@@ -612,20 +613,20 @@ async def test_a_result_that_cannot_be_stored_fails_the_job(
     assert problem in failure["message"]
 
 
-async def test_a_worker_that_returns_no_awaitable_fails_the_job(
+async def test_a_sync_worker_runs_in_a_thread_and_completes_the_job(
     jc: JobCollection, make_queue: MakeQueue
 ) -> None:
     [job_id] = await save(jc, 1)
+    loop_thread = threading.get_ident()
 
-    def sync_worker(job: Job) -> str:
-        return "done synchronously"
+    def sync_worker(job: Job) -> bool:
+        return threading.get_ident() != loop_thread  # (tests/test_sync_workers.py: more)
 
     queue = make_queue(sync_worker)
     await within(queue.drain())
-    job = await jc.get_job(job_id, get_failures=True)
-    assert job is not None and job.doc.failures
-    assert job.doc.failures[-1]["type"] == "InvalidArgumentType"
-    assert "awaitable" in job.doc.failures[-1]["message"]
+    job = await jc.get_job(job_id)
+    assert job is not None and job.doc.status == "completed"
+    assert job.doc.result == {"value": True}
 
 
 async def test_a_worker_cannot_await_its_own_queue_shutdown(

@@ -176,8 +176,11 @@ async def test_task_definitions_are_checked(jc: JobCollection) -> None:
     with pytest.raises(InvalidArgument) as raised:
         jc.task("bad", priority="urgent")(plain)
     assert raised.value.argument == "priority"
-    with pytest.raises(InvalidArgumentType) as raised:
+    with pytest.raises(InvalidArgument) as raised:  # a sync function runs in a thread, but
         jc.task("sync")(lambda n: n)  # type: ignore[arg-type, return-value]
+    assert raised.value.argument == "function"  # its parameters need annotations too
+    with pytest.raises(InvalidArgumentType) as raised:
+        jc.task("nothing")(5)  # type: ignore[arg-type]
     assert raised.value.argument == "function"
 
     async def spread(*args: int) -> None:

@@ -7,6 +7,8 @@ and call the collection's typed service (seam.py), local or remote alike.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
@@ -79,6 +81,7 @@ class Job:
         job's claim for lost meanwhile: the report may have just been stored)."""
         self._new_id: Id | None = None
         self._claimed_copy = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         if isinstance(type_or_doc, JobDoc | dict):
             if data is not None:
                 raise InvalidArgument("data", "give either a document or a type and data")
@@ -102,8 +105,26 @@ class Job:
         job._report_in_flight = False
         job._new_id = None
         job._claimed_copy = True  # the document as claimed: done/fail may skip reading it
+        job._loop = None
         job._doc = doc
         return job
+
+    def _bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The event loop `sync` actions run on (a sync worker's thread is not its)."""
+        self._loop = loop
+
+    @property
+    def sync(self) -> SyncActions:
+        """The job's actions for a sync worker, which runs in a thread: each (`progress`,
+        `log`, `done`, `fail`, `antecedent_results`, `add_children`, ...) runs on the
+        queue's event loop and blocks the thread until it is answered. RuntimeError for a
+        job no sync worker was handed (an async worker awaits the job's own actions)."""
+        if self._loop is None:
+            raise RuntimeError(
+                "job.sync is for a sync worker running in a thread; an async worker awaits "
+                "the job's own actions"
+            )
+        return SyncActions(self, self._loop)
 
     def __repr__(self) -> str:
         return f"<Job {self._doc.type} {self._doc.id} {self._doc.status}>"
@@ -632,3 +653,33 @@ class Job:
             self.reported = True
             assign(self._doc, run_id=None, status=Status.WAITING)
         return put_back
+
+
+class SyncActions:
+    """A job's async actions as blocking calls, for a sync worker in a thread (`job.sync`):
+    each runs on the event loop the job was handed out on; attributes that are not actions
+    (`data`, `id`, `doc`) are the job's."""
+
+    def __init__(self, job: Job, loop: asyncio.AbstractEventLoop) -> None:
+        self._job = job
+        self._loop = loop
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._job, name)
+        if not inspect.iscoroutinefunction(attribute):
+            return attribute
+
+        def blocking(*args: Any, **kwargs: Any) -> Any:
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is self._loop:
+                raise RuntimeError(
+                    f"job.sync.{name}() waits for the event loop it is called from; "
+                    f"await job.{name}() there"
+                )
+            future = asyncio.run_coroutine_threadsafe(attribute(*args, **kwargs), self._loop)
+            return future.result()
+
+        return blocking

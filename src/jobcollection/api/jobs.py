@@ -11,6 +11,7 @@ API.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Unpack, overload
@@ -218,9 +219,13 @@ class JobsAPI:
         wakeup: WakeupSource | bool = True,
         rate_limit: RateLimit | None = None,
         cargo: int | None = None,
+        executor: Executor | None = None,
     ) -> JobQueue:
-        """A queue that claims jobs and hands them to an async worker (call it inside a
-        running event loop; it starts at once). `poll_interval` None or 0 disables polling;
+        """A queue that claims jobs and hands them to a worker (call it inside a running
+        event loop; it starts at once): an async function runs on the event loop; a plain
+        function runs in a thread (the queue's own pool of `concurrency` threads, or
+        `executor`), and uses `job.sync` for the job's actions (see api/queue/threads.py).
+        `poll_interval` None or 0 disables polling;
         `work_timeout` is the lease of every claim (None: 60 s), renewed every third of it
         while the queue holds the job; `wakeup` True starts jobs as soon as they become ready
         where the server has change streams (a remote collection: through a long poll),
@@ -243,6 +248,7 @@ class JobsAPI:
             rate_limit=rate_limit,
             wakeup=wakeup,
             error_callback=error_callback,
+            executor=executor,
         )
         return JobQueue(self, type_or_types, worker, options)
 

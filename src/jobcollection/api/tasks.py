@@ -33,6 +33,7 @@ nowhere where the job goes.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import typing
@@ -49,6 +50,7 @@ from ..model import validation as v
 from ..model.errors import InvalidArgument, InvalidArgumentType, InvalidDocument, JobCollectionError
 from .job import Job
 from .queue import failure_info
+from .queue.threads import in_thread, is_async
 
 if TYPE_CHECKING:
     from ..model.types import Id
@@ -135,9 +137,9 @@ class _Input:
         except ValidationError as exc:
             raise _problem(exc) from None
 
-    def call(self, function: Callable[..., Awaitable[Any]], data: dict[str, Any]) -> Any:
-        """Call the function with the arguments job data holds (ValidationError if it does
-        not validate)."""
+    def call(self, function: Callable[..., Any], data: dict[str, Any]) -> Callable[[], Any]:
+        """The function bound to the arguments job data holds, to call (ValidationError if
+        the data does not validate)."""
         validated = self.model.model_validate(data)
         values = (
             {self.params[0].name: validated}
@@ -146,7 +148,7 @@ class _Input:
         )
         positional = [values[p.name] for p in self.params if p.kind is p.POSITIONAL_ONLY]
         named = {p.name: values[p.name] for p in self.params if p.kind is not p.POSITIONAL_ONLY}
-        return function(*positional, **named)
+        return functools.partial(function, *positional, **named)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -231,8 +233,8 @@ class Task(Generic[P, R]):
     ) -> None:
         if not isinstance(name, str) or not name:
             raise InvalidArgumentType("name", "must be a non-empty string")
-        if not inspect.iscoroutinefunction(function):
-            raise InvalidArgumentType("function", "must be an async function")
+        if not callable(function):
+            raise InvalidArgumentType("function", "must be a function (async, or run in a thread)")
         if options is None:
             options = TaskOptions()
         elif not isinstance(options, TaskOptions):
@@ -241,6 +243,8 @@ class Task(Generic[P, R]):
         self.function = function
         self.options = options
         self._input = _Input(function)
+        self._async = is_async(function)
+        """An async function runs on the event loop; any other in the queue's threads."""
 
     def __repr__(self) -> str:
         return f"<Task {self.name!r} {self.function.__qualname__}>"
@@ -274,7 +278,7 @@ class Task(Generic[P, R]):
             return None
         token = _current.set(job)
         try:
-            result = await call
+            result = await (call() if self._async else in_thread(call, [job]))
         finally:
             _current.reset(token)
         return to_jsonable_python(result)

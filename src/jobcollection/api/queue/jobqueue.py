@@ -70,7 +70,7 @@ class JobQueue:
             raise InvalidArgumentType("options", "must be None or a QueueOptions")
         self._types = v.job_types(type_or_types, "type_or_types")
         if not callable(worker):
-            raise InvalidArgumentType("worker", "must be an async function")
+            raise InvalidArgumentType("worker", "must be a function (async, or run in a thread)")
         if options.rate_limit is not None and not jc.service.rate_limits:
             raise InvalidArgument("rate_limit", NO_RATE_LIMITS)
         try:

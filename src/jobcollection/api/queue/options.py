@@ -8,6 +8,7 @@ option as it is spelled here (the CLI turns `poll_interval` into `--poll-interva
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeAlias
@@ -59,6 +60,11 @@ class QueueOptions:
     WakeupSource of one's own (also a CancelSource: it tells of cancelled jobs too)."""
     error_callback: ErrorCallback | None = None
     """Called with each error the queue cannot attach to a job; None: it is logged."""
+    executor: Executor | None = None
+    """Where a sync worker (a plain function, or a task declared on one) runs (threads.py):
+    None, a pool of `concurrency` threads of the queue's own; or an Executor of one's own
+    (a ThreadPoolExecutor: its function is handed the Job itself). Async workers run on the
+    event loop whatever this says."""
 
     def __post_init__(self) -> None:
         keep = object.__setattr__  # frozen: the validated values replace what was given
@@ -77,6 +83,12 @@ class QueueOptions:
             raise InvalidArgumentType("rate_limit", "must be None or a RateLimit")
         if self.error_callback is not None and not callable(self.error_callback):
             raise InvalidArgumentType("error_callback", "must be callable")
+        if self.executor is not None and not isinstance(self.executor, Executor):
+            raise InvalidArgumentType("executor", "must be None or a concurrent.futures.Executor")
+        if isinstance(self.executor, ProcessPoolExecutor):
+            raise InvalidArgumentType(
+                "executor", "must run in this process (a thread pool): a Job cannot be pickled"
+            )
         if not isinstance(self.wakeup, bool | WakeupSource):
             raise InvalidArgumentType(
                 "wakeup", "must be True, False or a WakeupSource (an object with signals())"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeAlias
 
 from ...model.errors import InvalidArgumentType
@@ -23,9 +23,11 @@ from .log import fields, logger
 from .options import QueueOptions
 from .reports import Reports
 from .stops import Stops
+from .threads import Threads, ThreadWorker, current_threads, is_async
 
-Worker: TypeAlias = Callable[[Job], Awaitable[Any]] | Callable[[list[Job]], Awaitable[Any]]
-"""An async function given one Job (payload 1) or a list of Jobs (payload > 1)."""
+Worker: TypeAlias = Callable[[Job], Any] | Callable[[list[Job]], Any]
+"""A function given one Job (payload 1) or a list of Jobs (payload > 1): an async one runs on
+the event loop, any other in the queue's threads (threads.py)."""
 
 
 class Runner:
@@ -45,7 +47,8 @@ class Runner:
         slot_freed: Callable[[], None],
         batch_ended: Callable[[], None],
     ) -> None:
-        self._worker: Callable[[Any], Any] = worker
+        self._worker: Callable[[Any], Any] = worker if is_async(worker) else ThreadWorker(worker)
+        self._threads = Threads(options.executor, options.concurrency)
         self._payload = options.payload
         self._timeout_ms = options.timeout_ms
         self._held = held
@@ -74,6 +77,7 @@ class Runner:
         its reports."""
         task = asyncio.current_task()
         assert task is not None
+        current_threads.set(self._threads)  # (the task's own context: where sync code runs)
         error: BaseException | None = None
         result: Any = None
         deadline = self._deadline(task, batch)
@@ -114,7 +118,7 @@ class Runner:
 
     async def _call(self, batch: list[Job]) -> Any:
         outcome = self._worker(batch if self._payload > 1 else batch[0])
-        if not inspect.isawaitable(outcome):
+        if not inspect.isawaitable(outcome):  # an async-looking callable that is not
             raise InvalidArgumentType(
                 "worker", f"must return an awaitable, not {type(outcome).__name__}"
             )
@@ -140,6 +144,10 @@ class Runner:
         if not task.cancelled() and task.exception() is not None:
             logger.error("batch task failed", exc_info=task.exception())
         self._batch_ended()
+
+    def release_threads(self) -> None:
+        """At the queue's end: let its own threads end once their calls return."""
+        self._threads.shutdown()
 
     async def kill(self, error: dict[str, Any]) -> int:
         """Cancel every worker call and fail (with `error`) the jobs it had not finished and

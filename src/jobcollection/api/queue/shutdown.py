@@ -101,6 +101,7 @@ class Shutdown:
                 break
             await changed.wait()
         self._leases.stop()
+        self._runner.release_threads()
         await self._presence.leave()
         await self._background.wait(self._leases.checks)
         if not quiet:
