@@ -416,6 +416,15 @@ def method_cases(w: World) -> dict[str, tuple[tuple[Any, ...], dict[Slot, list[A
             },
         ),
         "jobConcurrencyLimits": ((), {("arg", 0): NOT_OPTIONS}),
+        "jobAddDepends": (
+            ([w.paused], [w.ready]),
+            {
+                ("arg", 0): NOT_ID,
+                ("arg", 1): [*NOT_ID, [w.paused], ["no-such-job"]],
+                ("opt", 2, "onFailure"): ["explode", "", 5, None, *OPERATORS],
+                ("arg", 2): NOT_OPTIONS,
+            },
+        ),
     }
 
 

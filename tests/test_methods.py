@@ -99,6 +99,9 @@ async def test_every_method_with_wire_params(make_jc: MakeJC, clock: ManualClock
     }
     assert await jc.call("jobConcurrencyLimits") == {"m": ConcurrencyLimit(1, group_by="user")}
     assert await jc.call("jobSetConcurrencyLimit", "m", None) == {}
+    later = await jc.create_job("m").delay(3600).save()
+    assert await jc.call("jobAddDepends", [later], [job_id], {"onFailure": "ignore"}) == 1
+    assert (await stored(jc, later))["depends"] == [job_id]
 
     assert await jc.call("jobPause", [job_id]) is True
     assert await jc.call("jobResume", job_id) is True

@@ -563,6 +563,7 @@ def test_constant_values() -> None:
         "jobWorkers",
         "jobSetConcurrencyLimit",
         "jobConcurrencyLimits",
+        "jobAddDepends",
     ]
 
 
@@ -586,7 +587,7 @@ def test_method_permissions() -> None:
             "jobSetConcurrencyLimit",
             "jobConcurrencyLimits",
         },
-        "creator": {"jobSave", "jobRerun", "jobSaveMany"},
+        "creator": {"jobSave", "jobRerun", "jobSaveMany", "jobAddDepends"},
         "worker": {
             "getWork",
             "getJob",

@@ -81,6 +81,7 @@ class World:
             "jobWorkers": (),
             "jobSetConcurrencyLimit": ("limited-type", {"maxRunning": 3}),
             "jobConcurrencyLimits": (),
+            "jobAddDepends": ([self.paused], [self.ready]),
         }[method]
 
 

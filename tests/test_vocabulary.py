@@ -128,6 +128,7 @@ OLD_INTERNAL_KEYS = {
     "jobcollectionFailedAntecedents",
     "jobcollectionWorkflow",
     "jobcollectionBatches",
+    "jobcollectionCallbackOf",
     "jobcollectionRunIf",
 }
 OLD_PUBLIC_SETTINGS = {
@@ -144,6 +145,7 @@ OLD_PUBLIC_SETTINGS = {
     "jobcollectionFailedAntecedents",
     "jobcollectionWorkflow",
     "jobcollectionBatches",
+    "jobcollectionCallbackOf",
     "jobcollectionRunIf",
 }
 
@@ -168,6 +170,7 @@ def test_the_derived_constants_are_the_ones_written_by_hand_before() -> None:
         "failedAntecedents",
         "workflow",
         "batches",
+        "callbackOf",
         "runIf",
     }
 
@@ -190,6 +193,7 @@ def _with_every_setting() -> dict[str, Any]:
         "failed_antecedents": ["c"],
         "workflow": "w",
         "batches": ["outer", "inner"],
+        "callback_of": "outer",
         "run_if": "failed",
     }
 

@@ -338,3 +338,32 @@ async def test_cancelling_a_batch_runs_its_on_failure(jc: JobCollection) -> None
     assert await jc.batch(flow.id).cancel() == 3
     [job] = await jc.get_work("bad")
     assert len(job.doc.failed_antecedents) == 3
+
+
+async def test_jobs_added_to_an_open_batch_are_waited_for(jc: JobCollection) -> None:
+    complete = jc.create_job("all")
+    flow = batch([jc.create_job("m")], on_complete=complete)
+    await jc.save_workflow(flow)
+    opened = jc.batch(flow.id)
+    late = jc.create_job("m", {"late": True})
+    [late_id] = await opened.add(late)
+    assert (await opened.status()).total == 2
+    await finish(jc, "m")
+    assert (await stored(jc, complete.id))["status"] == "waiting"  # the late one still runs
+    await finish(jc, "m")
+    [callback] = await jc.get_work("all")
+    assert late_id in (await callback.antecedent_results())
+    with pytest.raises(InvalidArgument, match="closed"):
+        await opened.add(jc.create_job("m"))
+
+
+async def test_a_member_added_after_it_completed_is_resolved_at_once(jc: JobCollection) -> None:
+    complete = jc.create_job("all")
+    flow = batch([jc.create_job("m"), jc.create_job("m")], on_complete=complete)
+    await jc.save_workflow(flow)
+    first = await finish(jc, "m")
+    # An antecedent that completed already is resolved as it is added (jobAddDepends).
+    added = await jc.call("jobAddDepends", [complete.id], [first.id])
+    assert added == 1
+    await finish(jc, "m")
+    assert (await stored(jc, complete.id))["status"] == "ready"

@@ -24,7 +24,7 @@ failed.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -136,6 +136,8 @@ def batch(
     edges = list(body.edges)
     for name, job in given.items():
         edges += [(sink, job, policies[name]) for sink in body.sinks]
+    for job in given.values():
+        assign(job.doc, callback_of=batch_id)
     if on_failure is not None:
         assign(on_failure.doc, run_if="failed")
     sinks = body.sinks + ((on_complete,) if on_complete is not None else ())
@@ -315,6 +317,42 @@ class Workflow:
 
 class Batch(Workflow):
     """A batch (`batch`): its members (not its callbacks, unless they are members of an outer
-    batch), counted, cancelled and retried as a workflow's jobs are."""
+    batch), counted, cancelled and retried as a workflow's jobs are; more added while it is
+    open."""
 
     _by = "batch"
+
+    async def callbacks(self) -> list[Job]:
+        """Its callbacks (on_success, on_complete, on_failure), whatever their status."""
+        page = await self._jc.find_jobs(callback_of=self.id, limit=10)
+        return page.jobs
+
+    async def add(self, *members: Step | Iterable[Step]) -> list[Id | None]:
+        """Add new members (jobs, chains, groups) to the batch while it is open (a callback
+        still waits): they join its workflow and its outer batches, and each waiting callback
+        waits for them too, with its own policy. InvalidArgument("batch") once it is closed
+        (every callback has fired or been cancelled); a batch without callbacks is always
+        open. The new members' ids. Safe to call again with the same jobs after an error."""
+        callbacks = await self.callbacks()
+        waiting = [c for c in callbacks if c.doc.status == Status.WAITING]
+        if callbacks and not waiting:
+            raise InvalidArgument("batch", f"{self.id} is closed: its callbacks have fired")
+        flow = group(*members)
+        known = await self._jc.find_jobs(batch=self.id, limit=1)
+        model = known.jobs[0].doc if known.jobs else (callbacks[0].doc if callbacks else None)
+        outer: list[Id] = []
+        if model is not None and self.id in model.batches:  # a member: the batches around it
+            outer = model.batches[: model.batches.index(self.id)]
+        elif model is not None:  # a callback: a member of the outer batches only
+            outer = list(model.batches)
+        for job in flow.jobs:
+            assign(job.doc, batches=[*outer, self.id, *job.doc.batches])
+        workflow = None if model is None else model.workflow
+        ids = await save_flow(self._jc.service, replace(flow, id=workflow or self.id))
+        sinks = [job.id for job in flow.sinks if job.id is not None]
+        for callback in waiting:
+            assert callback.id is not None
+            edges = callback.doc.on_failure
+            policy: OnFailure = edges[0].policy if edges else "cancel"
+            await self._jc.service.run(ops.AddDepends([callback.id], sinks, on_failure=policy))
+        return ids

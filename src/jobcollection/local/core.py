@@ -31,6 +31,7 @@ from ..model.events import EventEmitter, MethodEvent
 from ..model.limits import Limits
 from ..model.ops import (
     OPERATIONS,
+    AddDepends,
     Cancel,
     CancelPendingOf,
     ConcurrencyLimits,
@@ -77,6 +78,7 @@ from ..mongo.store import Store
 from ..mongo.wakeup import ChangeStreamSource, LocalCancels, LocalSaves, WakeupSource
 from .claiming import Claimer
 from .dependents import Dependents
+from .edges import Edges
 from .followups import FollowUps
 from .leadership import DEFAULT_LEASE_MS, Leadership
 from .limiter import Limiter, counter_store
@@ -205,6 +207,7 @@ class Core:
         settings = Settings(self.store, clock)
         self.pauses = Pauses(settings)
         self.slots = Slots(self.store, settings, self.claimer)
+        self.edges = Edges(self.store, clock, self.manager, limits)
         self.registry = Registry(self.store, clock, worker_ttl_ms)
         self.events = EventEmitter()
         self.local_saves = LocalSaves()
@@ -535,6 +538,9 @@ class Core:
     ) -> dict[str, ConcurrencyLimit]:
         return await self.slots.read()
 
+    async def _add_depends(self, op: AddDepends, origin: Origin | None) -> int:
+        return await self.edges.add(op.ids, op.antecedents, op.on_failure)
+
     async def _see_worker(self, op: SeeWorker, origin: Origin | None) -> bool:
         kind = "local" if origin is None else origin.worker_kind
         return await self.registry.see(op.worker, _user(origin), kind)
@@ -582,4 +588,5 @@ class Core:
             ListWorkers: self._list_workers,
             SetConcurrencyLimit: self._set_concurrency_limit,
             ConcurrencyLimits: self._concurrency_limits,
+            AddDepends: self._add_depends,
         }

@@ -161,6 +161,7 @@ METHODS: Final[tuple[str, ...]] = (
     "jobWorkers",
     "jobSetConcurrencyLimit",
     "jobConcurrencyLimits",
+    "jobAddDepends",
 )
 """The original's methods, plus this project's extensions: jobSaveMany (batched jobSave),
 jobHeartbeat (renew a held job's lease without logging or reporting progress), jobRelease
@@ -173,7 +174,8 @@ job types on every process, as pause_type and resume_type; which are paused), an
 jobWorkerSeen, jobWorkerGone and jobWorkers (a queue registers itself, leaves, and the live
 registrations: the worker registry, `workers()`), and jobSetConcurrencyLimit and
 jobConcurrencyLimits (at most so many jobs of a type running at once on every process, as
-set_concurrency_limit; every type's limit)."""
+set_concurrency_limit; every type's limit), and jobAddDepends (more antecedents for jobs not
+started yet, as adding jobs to an open batch does)."""
 
 PERMISSION_LEVELS: Final[tuple[str, ...]] = ("admin", "manager", "creator", "worker")
 
@@ -211,6 +213,7 @@ METHOD_PERMISSIONS: Final[dict[str, tuple[str, ...]]] = {
     "jobWorkers": ("jobWorkers", "admin", "manager"),
     "jobSetConcurrencyLimit": ("jobSetConcurrencyLimit", "admin", "manager"),
     "jobConcurrencyLimits": ("jobConcurrencyLimits", "admin", "manager"),
+    "jobAddDepends": ("jobAddDepends", "admin", "creator"),
 }
 """For each method, the rule names that may allow or deny it: its own name and its groups.
 jobFind and jobStats read every job (jobFind: their data too), which a worker's getJob by id

@@ -315,6 +315,8 @@ class JobDoc(BaseModel):
     """The workflow it was saved in (kept under WORKFLOW); None: none."""
     batches: list[JobId] = Field(default_factory=list, exclude=True)
     """The batches it belongs to, outermost first (kept under BATCHES)."""
+    callback_of: JobId | None = Field(default=None, exclude=True)
+    """The batch it is a callback of (kept under CALLBACK_OF); None: none."""
     run_if: Literal["failed"] | None = Field(default=None, exclude=True)
     """"failed": it runs only if one of its antecedents failed or was cancelled, and is
     cancelled otherwise (kept under RUN_IF); None: it runs when its antecedents let it."""
@@ -510,6 +512,10 @@ BATCHES: Final = "_private.jobcollectionBatches"
 """On a member of a batch: the ids of the batches it belongs to, outermost first
 (JobDoc.batches), under a partial index."""
 
+CALLBACK_OF: Final = "_private.jobcollectionCallbackOf"
+"""On a callback of a batch: the batch's id (JobDoc.callback_of), under a partial index, so
+that jobs added to the batch later are added to its callbacks' antecedents too."""
+
 RUN_IF: Final = "_private.jobcollectionRunIf"
 """On a job that runs only on a condition of its antecedents (JobDoc.run_if): "failed", run
 only if one of them failed or was cancelled (a batch's on_failure callback); otherwise it is
@@ -669,6 +675,7 @@ EXTENSIONS: Final[tuple[Extension, ...]] = (
     Extension(FAILED_ANTECEDENTS, "setting", ("failed_antecedents",)),
     Extension(WORKFLOW, "setting", ("workflow",)),
     Extension(BATCHES, "setting", ("batches",)),
+    Extension(CALLBACK_OF, "setting", ("callback_of",)),
     Extension(RUN_IF, "setting", ("run_if",)),
     Extension(UNIQUE, "setting", ("unique",), False, _unique_out, _unique_in),
     # The bookkeeping.

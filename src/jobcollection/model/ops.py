@@ -32,7 +32,14 @@ from typing import Any, ClassVar, Generic, Self, TypeVar
 from . import queries
 from . import validation as v
 from .concurrency import ConcurrencyLimit, limit_from_wire
-from .constants import FOREVER, JOB_LOG_LEVELS, JOB_STATUSES, METHODS
+from .constants import (
+    FOREVER,
+    JOB_LOG_LEVELS,
+    JOB_STATUSES,
+    METHODS,
+    ON_FAILURE_POLICIES,
+    OnFailure,
+)
 from .document import JobDoc, parse_doc
 from .errors import InvalidArgument, InvalidArgumentType
 from .limits import MAX_BSON_BYTES
@@ -310,6 +317,10 @@ def one_type(value: Any, name: str) -> str:
     if not isinstance(value, str):
         raise InvalidArgumentType(name, f"must be a string, not {type(value).__name__}")
     return job_types(value, name)[0]
+
+
+def _on_failure(value: Any, name: str) -> OnFailure:
+    return v.choice(value, name, ON_FAILURE_POLICIES)
 
 
 def _any_ids(value: Any, name: str) -> list[Id] | None:
@@ -707,6 +718,24 @@ class ListWorkers(Op[list[WorkerInfo]]):
 
 
 @dataclass(frozen=True, slots=True)
+class AddDepends(Op[int]):
+    """jobAddDepends: more antecedents for jobs that have not started (waiting or paused),
+    with the failure policy of the new edges ("cancel" by default): an antecedent that
+    completed already is resolved at once, one that failed or was cancelled applies the
+    policy. How many of the jobs took them (one that started, or finished, takes none)."""
+
+    method = "jobAddDepends"
+    ids: Sequence[Id] = positional("ids", v.job_ids)
+    antecedents: Sequence[Id] = positional("antecedents", v.job_ids)
+    on_failure: OnFailure = option("onFailure", _on_failure, "cancel")
+
+    def checked(self) -> Self:
+        if set(self.ids) & set(self.antecedents):
+            raise InvalidArgument("antecedents", "a job cannot depend on itself")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
 class SetConcurrencyLimit(Op[dict[str, ConcurrencyLimit]]):
     """jobSetConcurrencyLimit: at most so many jobs of a type running at once on every
     process (None: no limit); every type's limit now."""
@@ -729,7 +758,7 @@ class ConcurrencyLimits(Op[dict[str, ConcurrencyLimit]]):
     quiet = True
 
 
-FIND_NAMES = {"user_id": "userId", "created_before": "createdBefore"}
+FIND_NAMES = {"callback_of": "callbackOf", "user_id": "userId", "created_before": "createdBefore"}
 """find_jobs' argument names as jobFind's filter spells them (in errors)."""
 
 
@@ -747,6 +776,7 @@ FIND_FILTER: Fields = [
         ("data", "data"),
         ("workflow", "workflow"),
         ("batch", "batch"),
+        ("callback_of", "callbackOf"),
     ]
 ]
 FIND_OPTIONS: Fields = [
@@ -792,6 +822,7 @@ class FindJobs(Op[DocPage]):
                 opts.get("limit", 100),
                 where.get("workflow"),
                 where.get("batch"),
+                where.get("callback_of"),
             )
         except InvalidArgument as exc:
             name = FIND_NAMES.get(exc.argument, exc.argument)
@@ -836,6 +867,7 @@ OPERATIONS: tuple[type[Op[Any]], ...] = (
     ListWorkers,
     SetConcurrencyLimit,
     ConcurrencyLimits,
+    AddDepends,
 )
 """Every operation."""
 

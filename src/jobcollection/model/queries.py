@@ -23,7 +23,7 @@ from bson import ObjectId
 
 from . import validation as v
 from .constants import JOB_STATUSES
-from .document import BATCHES, USER, WORKFLOW, JobDoc, check_storable
+from .document import BATCHES, CALLBACK_OF, USER, WORKFLOW, JobDoc, check_storable
 from .errors import InvalidArgument, InvalidArgumentType
 from .types import Filter, Id
 
@@ -52,6 +52,8 @@ class JobQuery:
     """The workflow the jobs were saved in (None: any)."""
     batch: ObjectId | str | None = None
     """A batch the jobs belong to (None: any)."""
+    callback_of: ObjectId | str | None = None
+    """The batch the jobs are callbacks of (None: any)."""
 
     @property
     def conditions(self) -> Filter:
@@ -72,6 +74,8 @@ class JobQuery:
             out[WORKFLOW] = {"$eq": self.workflow, "$exists": True}
         if self.batch is not None:
             out[BATCHES] = {"$eq": self.batch, "$exists": True}
+        if self.callback_of is not None:
+            out[CALLBACK_OF] = {"$eq": self.callback_of, "$exists": True}
         return out
 
     def filter(self, cursor: str | None) -> Filter:
@@ -90,7 +94,8 @@ class JobQuery:
 
     def wire(self, after: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
         """The query as jobFind's parameters: a filter of the conditions given (`type`,
-        `status`, `userId`, `createdBefore`, `data`, `workflow`, `batch`) and the options `limit`,
+        `status`, `userId`, `createdBefore`, `data`, `workflow`, `batch`, `callbackOf`) and the
+        options `limit`,
         `after`."""
         given: dict[str, Any] = {
             "type": None if self.types is None else list(self.types),
@@ -100,6 +105,7 @@ class JobQuery:
             "data": self.data,
             "workflow": self.workflow,
             "batch": self.batch,
+            "callbackOf": self.callback_of,
         }
         options: dict[str, Any] = {"limit": self.limit}
         if after is not None:
@@ -143,6 +149,7 @@ def job_query(
     limit: int,
     workflow: Any = None,
     batch: Any = None,
+    callback_of: Any = None,
 ) -> JobQuery:
     """The checked query of a find_jobs call (InvalidArgument naming a bad argument)."""
     types = None if type is None else tuple(dict.fromkeys(v.job_types(type, "type")))
@@ -169,6 +176,7 @@ def job_query(
         limit=v.integer(limit, "limit", minimum=1, maximum=MAX_PAGE),
         workflow=None if workflow is None else v.job_id(workflow, "workflow"),
         batch=None if batch is None else v.job_id(batch, "batch"),
+        callback_of=None if callback_of is None else v.job_id(callback_of, "callback_of"),
     )
 
 

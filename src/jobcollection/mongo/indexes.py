@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..model.document import BATCHES, EXPIRE_AT, FOLLOW_UPS, UNIQUE, WORKFLOW
+from ..model.document import BATCHES, CALLBACK_OF, EXPIRE_AT, FOLLOW_UPS, UNIQUE, WORKFLOW
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +81,12 @@ INDEXES: tuple[Index, ...] = (
         partial={BATCHES: {"$exists": True}},
         serves="the members of a batch, newest first (find_jobs(batch=)); only the members "
         "of batches are indexed",
+    ),
+    Index(
+        ((CALLBACK_OF, 1), ("_id", -1)),
+        partial={CALLBACK_OF: {"$exists": True}},
+        serves="the callbacks of a batch (find_jobs(callback_of=)), to add jobs to an open "
+        "batch; only callbacks are indexed",
     ),
     Index(
         ((f"{FOLLOW_UPS}.at", 1),),
