@@ -31,7 +31,14 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from conftest import MakeJC
 from helpers import messages, stored
-from jobcollection import FOREVER_DATE, ConcurrencyLimit, JobCollection, ManualClock, MethodEvent
+from jobcollection import (
+    FOREVER_DATE,
+    ConcurrencyLimit,
+    JobCollection,
+    ManualClock,
+    MethodEvent,
+    chord,
+)
 from jobcollection.remote import TokenAuth, create_app, ejson
 from jobcollection.remote.ddp import LOGGED_OUT
 from remote_helpers import TOKENS, serving
@@ -135,6 +142,26 @@ async def test_the_readme_worker_completes_jobs_python_saved(
         assert sending[0]["data"] == {"subject": "Hi"}
         assert sending[0]["runId"] == doc["runId"]
     assert set(progress.ids) == set(ids)
+
+
+@needs_node
+async def test_a_workflows_members_run_on_node_workers(make_jc: MakeJC, tmp_path: Path) -> None:
+    """A chord's parts run on job-collection's node.js worker (to it they are ordinary jobs
+    whose dependencies are v1.x's), and the Python callback receives their results."""
+    jc = await make_jc(root=ROOT)
+    done = Applied(jc, "jobDone")
+    parts = [jc.create_job("sendEmail", email(n)) for n in range(3)]
+    report = jc.create_job("report")
+    await jc.save_workflow(chord(parts, report))
+    async with (
+        served(jc) as port,
+        node(tmp_path, port, "worker.js", token="worker-token") as worker,
+    ):
+        await worker.expect("logged in")
+        await done.reach(3, worker)
+    [callback] = await jc.get_work("report")
+    results = await callback.antecedent_results()
+    assert sorted(r["sent"] for r in results.values()) == [f"user{n}@example.com" for n in range(3)]
 
 
 @needs_node
