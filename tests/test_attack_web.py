@@ -34,6 +34,8 @@ from jobcollection import (
     InvalidArgumentType,
     JobCollection,
     ManualClock,
+    batch,
+    chain,
 )
 from jobcollection.remote import TokenAuth
 from jobcollection.web import create_dashboard
@@ -751,3 +753,82 @@ async def test_a_failing_database_is_a_503_not_a_500(
         assert await status_of(jc, job_id) == "ready"
     finally:
         await jc.close()
+
+
+# --- workflow and batch pages -------------------------------------------------------------------
+
+
+async def test_hostile_workflow_and_batch_requests_are_4xx_and_change_nothing(
+    jc: JobCollection, client: Client
+) -> None:
+    """The workflow and batch routes (web/workflow_pages.py) given hostile ids, filters,
+    cursors, actions and forms: a 400 or 404 (403 for a post without the page's token or from
+    another site), never a 500; the pages carry the headers and nothing inline; nothing
+    hostile comes back as markup; and no job changes."""
+    hostile = "\"'><img src=x onerror=alert(1)><svg onload=alert(2)>"
+    deep = "[" * 1_200 + "]" * 1_200  # within the URL's bound (MAX_URL_BYTES) once encoded
+    flow = batch([jc.create_job("a"), jc.create_job("b", {"note": hostile})])
+    workflow = await jc.save_workflow(chain(jc.create_job(hostile), flow))
+    ids = {"workflows": workflow.id, "batches": flow.id}
+    http = client(create_dashboard(jc))
+    pages = [await http.get(f"/workflows/{workflow.id}"), await http.get(f"/batches/{flow.id}")]
+    for page in pages:
+        assert page.status_code == 200
+        assert_protected(page)
+        assert "<img src=x" not in page.text
+        # The hostile type, escaped, still reads as an attribute to assert_nothing_inline.
+        escaped = html.escape(hostile.split(">", 1)[1], quote=True)
+        assert_nothing_inline(page.text.replace(escaped, ""))
+    assert "&lt;img src=x" in pages[0].text  # the type, in the graph and the job list
+    csrf = csrf_of(pages[0].text)
+    before = {job.id: job.doc.status for job in (await jc.find_jobs()).jobs}
+
+    gets: list[tuple[str, Any, tuple[int, ...]]] = []
+    for kind, group_id in ids.items():
+        gets += [
+            (f"/{kind}/%00", None, (400, 404)),
+            (f"/{kind}/%ff%fe", None, (400, 404)),
+            (f"/{kind}/{hostile}", None, (404,)),
+            (f"/{kind}/{'a' * 5_000}", None, (404,)),
+            (f"/{kind}/{'0' * 24}", None, (404,)),
+            (f"/{kind}/{'0' * 24}", {"status": "nope"}, (404,)),
+            (f"/{kind}/{group_id}", {"status": "nope"}, (400,)),
+            (f"/{kind}/{group_id}", {"status": hostile}, (400,)),
+            (f"/{kind}/{group_id}", {"status": deep}, (400,)),
+            (f"/{kind}/{group_id}", {"type": hostile}, (200,)),
+            (f"/{kind}/{group_id}", {"type": "x" * 5_000}, (200, 400)),
+            (f"/{kind}/{group_id}", {"type": "$where"}, (200, 400)),
+            (f"/{kind}/{group_id}", {"after": "s"}, (400,)),
+            (f"/{kind}/{group_id}", {"after": "o" + "z" * 24}, (400,)),
+            (f"/{kind}/{group_id}", {"after": hostile}, (400,)),
+            (f"/{kind}/{group_id}", {"after": deep}, (400,)),
+            (f"/{kind}/{group_id}", [("type", str(n)) for n in range(700)], (200, 400)),
+            (f"/{kind}/{group_id}/cancel", None, (405,)),
+        ]
+    for path, params, expected in gets:
+        reply = await http.get(path, params=params)
+        assert reply.status_code in expected, (path, str(params)[:60], reply.status_code)
+        assert_protected(reply)
+        assert "<img src=x" not in reply.text and "<svg onload" not in reply.text
+        assert "x" * 300 not in reply.text and "a" * 300 not in reply.text  # not repeated whole
+
+    posts: list[tuple[str, dict[str, str], dict[str, str], int]] = [
+        (f"/workflows/{workflow.id}/cancel", {}, {}, 403),  # no token
+        (f"/batches/{flow.id}/retry", {"csrf": "0" * 64}, {}, 403),
+        (f"/workflows/{workflow.id}/{hostile}", {"csrf": csrf}, {}, 404),
+        (f"/batches/{flow.id}/remove", {"csrf": csrf}, {}, 404),
+        (f"/workflows/{hostile}/cancel", {"csrf": csrf}, {}, 404),
+        (f"/batches/{'a' * 5_000}/retry", {"csrf": csrf}, {}, 404),
+        *((f"/workflows/{workflow.id}/cancel", {"csrf": csrf}, h, 403) for h in CROSS_SITE),
+        *((f"/batches/{flow.id}/cancel", {"csrf": csrf}, h, 403) for h in CROSS_SITE),
+    ]
+    for path, form, headers, expected in posts:
+        reply = await http.post(path, data=form, headers=headers)
+        assert reply.status_code == expected, (path[:80], headers, reply.status_code)
+        assert_protected(reply)
+        assert "<img src=x" not in reply.text
+    for content in (b"\xff\xfe" * 100, b"csrf=" + b"%" * 1000, b"x" * 70_000):
+        reply = await http.post(f"/workflows/{workflow.id}/cancel", content=content)
+        assert 400 <= reply.status_code < 500, (content[:20], reply.status_code)
+    after = {job.id: job.doc.status for job in (await jc.find_jobs()).jobs}
+    assert after == before

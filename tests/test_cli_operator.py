@@ -22,8 +22,9 @@ import pytest
 
 from conftest import START
 from helpers import claim_one
-from jobcollection import ConcurrencyLimit, JobCollection, ManualClock
+from jobcollection import ConcurrencyLimit, JobCollection, ManualClock, batch, chain, chord
 from jobcollection.cli import Console, operate, parser
+from jobcollection.model.constants import JOB_STATUSES
 from test_cli_errors import run_cli
 from test_cli_worker_db import collection_at, wire_database
 
@@ -528,3 +529,139 @@ async def test_limit_and_limits_as_processes_on_a_database(tmp_path: Path) -> No
         assert (removed.code, removed.out) == (0, "limits: none\n")
         stats = await run_cli("stats", mongodb_uri=uri)
         assert stats.code == 0 and "limits: none" in stats.out.splitlines()
+
+
+# --- workflow, batch --------------------------------------------------------------------------
+
+
+async def test_workflow_shows_counts_progress_and_what_each_job_waits_on(
+    jc: JobCollection,
+) -> None:
+    """`workflow ID`: a line saying how far it is, its jobs counted per status, and each job
+    by step (antecedents first) with what it still waits on, non-default policies named;
+    `--json` has every edge."""
+    extract = jc.create_job("extract")
+    parts = [jc.create_job("transform", {"n": n}) for n in range(2)]
+    load = jc.create_job("load")
+    workflow = await jc.save_workflow(chain(extract, chord(parts, load, on_failure="ignore")))
+    assert await (await claim_one(jc, "extract")).done()
+    done = await claim_one(jc, "transform")
+    assert await done.done()
+    [pending] = [p.id for p in parts if p.id != done.id]
+
+    ran = await run(jc, "workflow", str(workflow.id))
+    assert ran.code == 0 and ran.err == ""
+    head, names, counts, blank, header, *rows = ran.lines()
+    assert head == f"workflow {workflow.id}: 4 jobs, 2 finished (50%), in progress"
+    assert names.split() == [s.upper() for s in JOB_STATUSES] + ["TOTAL"]
+    assert dict(zip(names.lower().split(), counts.split(), strict=True)) == {
+        **dict.fromkeys(JOB_STATUSES, "0"),
+        "completed": "2",
+        "ready": "1",
+        "waiting": "1",
+        "total": "4",
+    }
+    assert blank == "" and header.split() == ["STEP", "ID", "TYPE", "STATUS", "WAITS", "ON"]
+    assert [row.split()[:4] for row in rows[:1] + rows[3:]] == [
+        ["0", str(extract.id), "extract", "completed"],
+        ["2", str(load.id), "load", "waiting"],
+    ]
+    assert sorted(row.split()[:4] for row in rows[1:3]) == sorted(
+        [["1", str(done.id), "transform", "completed"], ["1", str(pending), "transform", "ready"]]
+    )
+    assert rows[3].split(maxsplit=4)[4] == f"{pending} (ignore)"
+    assert rows[0].split(maxsplit=4)[4] == "-"
+
+    report = json.loads((await run(jc, "workflow", str(workflow.id), "--json")).out)
+    assert (report["workflow"], report["total"], report["finished"]) == (str(workflow.id), 4, 2)
+    assert (report["progress"], report["done"]) == (0.5, False)
+    assert report["counts"] == {
+        **dict.fromkeys(JOB_STATUSES, 0),
+        "completed": 2,
+        "ready": 1,
+        "waiting": 1,
+    }
+    assert [job["step"] for job in report["jobs"]] == [0, 1, 1, 2]
+    last = report["jobs"][-1]
+    assert (last["id"], last["depends"], last["resolved"]) == (
+        str(load.id),
+        [str(pending)],
+        [str(done.id)],
+    )
+    assert sorted(edge["id"] for edge in last["on_failure"]) == sorted(str(p.id) for p in parts)
+    assert {edge["policy"] for edge in last["on_failure"]} == {"ignore"}
+    assert f"workflow: {workflow.id}" in (await run(jc, "show", str(load.id))).lines()
+
+
+async def test_batch_shows_progress_and_counts(jc: JobCollection) -> None:
+    members = [jc.create_job("import", {"f": f}).retry(0) for f in "abc"]
+    imports = batch(members, on_complete=jc.create_job("cleanup"))
+    await jc.save_workflow(imports)
+    assert await (await claim_one(jc, "import")).done()
+    assert await (await claim_one(jc, "import")).fail("bad header")
+
+    ran = await run(jc, "batch", str(imports.id))
+    assert ran.code == 0 and ran.err == ""
+    head, names, counts = ran.lines()
+    assert head == f"batch {imports.id}: 3 jobs, 2 finished (67%), in progress"  # no callback
+    shown = dict(zip(names.lower().split(), counts.split(), strict=True))
+    assert (shown["completed"], shown["failed"], shown["ready"], shown["total"]) == (
+        "1",
+        "1",
+        "1",
+        "3",
+    )
+    report = json.loads((await run(jc, "batch", str(imports.id), "--json")).out)
+    assert report == {
+        "batch": str(imports.id),
+        "total": 3,
+        "finished": 2,
+        "progress": 2 / 3,
+        "done": False,
+        "counts": {**dict.fromkeys(JOB_STATUSES, 0), "completed": 1, "failed": 1, "ready": 1},
+    }
+
+
+async def test_workflow_and_batch_of_nothing_or_a_bad_id(jc: JobCollection) -> None:
+    for command in ("workflow", "batch"):
+        missing = await run(jc, command, "0" * 24)
+        assert (missing.code, missing.out, missing.err) == (1, "", f"no {command} {'0' * 24}\n")
+        bad = await run(jc, command, "")
+        assert (bad.code, bad.out) == (2, "")
+        assert bad.err == f"jobcollection {command}: ID: must not be an empty string\n"
+
+
+async def test_workflow_and_batch_as_processes_on_a_database(tmp_path: Path) -> None:
+    """`workflow` and `batch` as processes on a database (--mongodb-uri, and
+    JOBCOLLECTION_MONGODB_URI): what this process saved and ran, they count; a missing one
+    exits 1, a bad id 2, each with one line and no traceback."""
+    async with wire_database(tmp_path) as uri, collection_at(uri) as jc:
+        members = [jc.create_job("part", {"n": n}) for n in range(3)]
+        flow = batch(members, on_success=jc.create_job("report"))
+        workflow = await jc.save_workflow(chain(jc.create_job("start"), flow))
+        await jc.start_job_server()
+        try:
+            assert await (await claim_one(jc, "start")).done()
+        finally:
+            await jc.shutdown_job_server(timeout=0)
+
+        shown = await run_cli("workflow", str(workflow.id), "--mongodb-uri", uri)
+        assert shown.code == 0, shown.err
+        assert shown.out.splitlines()[0] == (
+            f"workflow {workflow.id}: 5 jobs, 1 finished (20%), in progress"
+        )
+        steps = [row.split()[0] for row in shown.out.splitlines()[5:]]
+        assert steps == ["0", "1", "1", "1", "2"]
+        as_json = await run_cli("workflow", str(workflow.id), "--json", mongodb_uri=uri)
+        assert json.loads(as_json.out)["counts"]["ready"] == 3
+        counted = await run_cli("batch", str(flow.id), "--json", mongodb_uri=uri)
+        assert counted.code == 0, counted.err
+        assert json.loads(counted.out)["total"] == 3 and not json.loads(counted.out)["done"]
+
+        missing = await run_cli("batch", "0" * 24, mongodb_uri=uri)
+        assert (missing.code, missing.error_line()) == (1, f"no batch {'0' * 24}")
+        bad = await run_cli("workflow", "", mongodb_uri=uri)
+        assert (bad.code, bad.error_line()) == (
+            2,
+            "jobcollection workflow: ID: must not be an empty string",
+        )

@@ -1,7 +1,8 @@
 """The operator commands through a server: `jobcollection serve` and `jobcollection ls | show |
-stats | retry | cancel | remove | purge --url URL`, each a process, the token given with
-`--token` or in JOBCOLLECTION_TOKEN and the command running under the token's roles (finding
-and counting jobs, jobFind and jobStats, is a manager's or an admin's); a wrong URL path, a
+stats | retry | cancel | remove | purge | limit | limits | workflow | batch --url URL`, each a
+process, the token given with `--token` or in JOBCOLLECTION_TOKEN and the command running
+under the token's roles (finding and counting jobs, jobFind and jobStats, is a manager's or an
+admin's); a wrong URL path, a
 bad token, a role that lacks a method each end the command with one line and the documented
 exit code.
 """
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from jobcollection import batch, chord
 from jobcollection.cli.errors import EXIT_UNAVAILABLE, EXIT_USAGE
 from jobcollection.remote import RemoteJobCollection
 from test_cli_errors import Ran, run_cli
@@ -293,5 +295,57 @@ async def test_limit_and_limits_through_a_serve_process(tmp_path: Path) -> None:
             removed = await as_("manager", "limit", "mail", "--remove")
             assert (removed.code, removed.out) == (0, "limits: none\n")
             assert await admin.concurrency_limits() == {}
+        server.send_signal(signal.SIGINT)
+        assert await server.exited() == 0, server.describe()
+
+
+async def test_workflow_and_batch_through_a_serve_process(tmp_path: Path) -> None:
+    """`workflow` and `batch` reach the server (jobFind's `workflow` and `batch` conditions):
+    a manager's token shows how far each is and what each job waits on, failure policies
+    included (they travel in the documents); a worker's token is refused with one line and
+    exit 3; a missing one exits 1."""
+    async with serving_roles(tmp_path) as (server, url, tokens):
+
+        async def as_(role: str, *argv: str) -> Ran:
+            return await run_cli(*argv, "--url", url, token=tokens[role])
+
+        async with RemoteJobCollection(url, token=tokens["admin"]) as admin:
+            # Due a day ago: ready however this client's clock and the server's differ.
+            parts = [admin.create_job("part", {"n": n}).after(DAY_AGO) for n in range(2)]
+            report = admin.create_job("report")
+            workflow = await admin.save_workflow(chord(parts, report, on_failure="ignore"))
+            imports = batch([admin.create_job("import").after(DAY_AGO) for _ in range(2)])
+            await admin.save_workflow(imports)
+            async with RemoteJobCollection(url, token=tokens["worker"]) as worker:
+                [done] = await worker.get_work("part")
+                assert await done.done({"n": done.data["n"]}) is True
+            [pending] = [p.id for p in parts if p.id != done.id]
+
+            shown, as_json, counted, refused, missing = await asyncio.gather(
+                as_("manager", "workflow", str(workflow.id)),
+                as_("admin", "workflow", str(workflow.id), "--json"),
+                as_("manager", "batch", str(imports.id)),
+                as_("worker", "workflow", str(workflow.id)),
+                as_("admin", "batch", "0" * 24),
+            )
+            assert shown.code == 0, shown.err
+            lines = shown.out.splitlines()
+            assert lines[0] == f"workflow {workflow.id}: 3 jobs, 1 finished (33%), in progress"
+            last = lines[-1].split(maxsplit=4)
+            assert last[:4] == ["1", str(report.id), "report", "waiting"]
+            assert last[4] == f"{pending} (ignore)"
+            jobs = {job["id"]: job for job in json.loads(as_json.out)["jobs"]}
+            assert {e["policy"] for e in jobs[str(report.id)]["on_failure"]} == {"ignore"}
+            assert jobs[str(report.id)]["resolved"] == [str(done.id)]
+            assert counted.code == 0, counted.err
+            assert counted.out.splitlines()[0] == (
+                f"batch {imports.id}: 2 jobs, 0 finished (0%), in progress"
+            )
+            assert refused.code == EXIT_UNAVAILABLE
+            assert refused.error_line() == (
+                "jobcollection workflow: not allowed: the token's user may not call jobFind (a "
+                "token with the role admin or manager may)"
+            )
+            assert (missing.code, missing.error_line()) == (1, f"no batch {'0' * 24}")
         server.send_signal(signal.SIGINT)
         assert await server.exited() == 0, server.describe()

@@ -143,3 +143,54 @@ async def test_filter_open_and_cancel_a_job_in_chromium(jc: JobCollection, tmp_p
     assert stored is not None and stored.doc.status == "cancelled"
     other = await jc.get_job(sms[1])
     assert other is not None and other.doc.status == "ready"
+
+
+@pytest.mark.usefixtures("browser_available")
+async def test_a_workflow_page_in_chromium(jc: JobCollection, tmp_path: Path) -> None:
+    """A workflow's page under the policy: its graph is styled by the stylesheet (a
+    completed job's box is green), a box of many jobs links to their list and a job's box
+    to its page, and the cancel button cancels what is unfinished."""
+    from playwright.async_api import async_playwright, expect
+
+    from jobcollection import chain, group
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    start = jc.create_job("extract")
+    parts = [jc.create_job("transform", {"n": n}) for n in range(12)]
+    workflow = await jc.save_workflow(
+        chain(start, group(parts), group(jc.create_job("load"), jc.create_job("audit")))
+    )
+    [claimed] = await jc.get_work("extract")
+    await claimed.done()
+    app = create_dashboard(jc)
+
+    async with serving(app) as url, async_playwright() as playwright:
+        context = await playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=ARGS
+        )
+        try:
+            await context.add_init_script(RECORD_VIOLATIONS)
+            page = await context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            await page.goto(f"{url}/workflows/{workflow.id}")
+            box = page.locator(f'#graph g.node[data-job="{start.id}"] rect.box')
+            await expect(box).to_have_css("fill", "rgb(212, 240, 217)")  # completed
+            await expect(page.locator("#graph g.node.group")).to_have_attribute("data-jobs", "12")
+            await page.screenshot(path=str(ARTIFACTS / "5-workflow.png"), full_page=True)
+            assert await page.evaluate("window.cspViolations") == []
+
+            await page.click("#graph g.node.group a")
+            await page.wait_for_url("**?type=transform#jobs")
+            await expect(page.locator("#members tr.job")).to_have_count(12)
+            await page.click(f'#graph g.node[data-job="{start.id}"] a')
+            await expect(page.locator("h1")).to_have_text("Job extract")
+            await expect(page.locator("#groups a#workflow")).to_have_text(str(workflow.id))
+            await page.click("#groups a#workflow")
+            await page.click("#actions button[value=cancel]")
+            await expect(page.locator('#counts td[data-status="cancelled"]')).to_have_text("14")
+            assert await page.evaluate("window.cspViolations") == []
+        finally:
+            await context.close()
+            await app.state.close()
+    assert (await workflow.status()).counts == {"completed": 1, "cancelled": 14}

@@ -27,6 +27,7 @@ from .reading import ls, show, stats, workers
 from .serve import dashboard, serve, token
 from .values import data_item, max_running, moment, page_size, seconds
 from .worker import work
+from .workflows import batch, workflow
 
 DESCRIPTION = "The `jobcollection` command (also `python -m jobcollection`)."
 """The first line of `--help` (and of the package's docstring)."""
@@ -289,6 +290,19 @@ def _operator_commands(commands: Any) -> None:
 
     st = add("stats", stats, "jobs per type and status, and the oldest ready job per type")
     st.add_argument("--json", action="store_true", help="one JSON object")
+
+    wf = add(
+        "workflow",
+        workflow,
+        "a workflow: its jobs counted per status, how far it is, and each job with its type, "
+        "status and what it waits on",
+    )
+    wf.add_argument("id", metavar="ID", help="the workflow's id (Workflow.id, 24 hex digits)")
+    wf.add_argument("--json", action="store_true", help="one JSON object: the counts and every job")
+
+    ba = add("batch", batch, "a batch: how far it is, and its jobs counted per status")
+    ba.add_argument("id", metavar="ID", help="the batch's id (the flow's id, 24 hex digits)")
+    ba.add_argument("--json", action="store_true", help="one JSON object")
 
 
 def _metrics_options(parser: argparse.ArgumentParser) -> None:

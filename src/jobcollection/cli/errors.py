@@ -61,7 +61,8 @@ EXTRAS_NEEDED = """extras (pip install "jobcollection[EXTRA,...]"):
   worker      nothing more on --mongodb-uri; client with --url; memory with --demo;
               metrics with --metrics-port
   token       server
-  ls, show, retry, cancel, remove, purge, stats, pause, resume, limit, limits, workers
+  ls, show, retry, cancel, remove, purge, stats, pause, resume, limit, limits, workers,
+  workflow, batch
               nothing more on --mongodb-uri; client with --url; memory with --demo
   remote = server + client; all = every extra"""
 """Which extra each command needs (scripts/check-extras runs each with only these)."""

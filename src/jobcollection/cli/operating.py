@@ -1,10 +1,12 @@
-"""What every operator command (`ls`, `show`, `stats`, `retry`, `cancel`, `remove`, `purge`)
-shares: the `Console` it writes to and asks on, how its values print, and `operate`, which
-runs one on a collection and turns its errors into a line and an exit code.
+"""What every operator command (`ls`, `show`, `stats`, `retry`, `cancel`, `remove`, `purge`,
+`workflow`, `batch`, ...) shares: the `Console` it writes to and asks on, how its values
+print, and `operate`, which runs one on a collection and turns its errors into a line and an
+exit code.
 
 An operator command is an async function of a collection, the parsed arguments and a Console
 (`Operation`), so it runs in-process on any collection; the commands themselves are in
-reading.py (`ls`, `show`, `stats`) and changing.py (the rest). `jobcollection.cli` exports
+reading.py (`ls`, `show`, `stats`, `workers`), workflows.py (`workflow`, `batch`), pausing.py,
+limits.py and changing.py (the rest). `jobcollection.cli` exports
 `operate` and `Console`, for running a command in-process.
 """
 

@@ -94,7 +94,8 @@ async def show(jc: JobsAPI, args: argparse.Namespace, console: Console) -> int:
 
 
 def describe_job(job: Any, doc: dict[str, Any], now: datetime) -> list[str]:
-    """`show`'s lines: the job's fields, its attempts and repeats in the API's words
+    """`show`'s lines: the job's fields (the workflow and batches it is part of, when it
+    is: `jobcollection workflow ID`, `batch ID`), its attempts and repeats in the API's words
     (model/describe.py: "5 retries, 6 attempts", "failed: no retries left", "repeats
     forever"), a cron schedule with its next runs, each failure with its time and its
     traceback as lines, and its log."""
@@ -124,6 +125,8 @@ def describe_job(job: Any, doc: dict[str, Any], now: datetime) -> list[str]:
         ),
         ("progress", f"{d.progress.percent:g}%"),
         ("depends", ", ".join(str(i) for i in d.depends) or "-"),
+        *([("workflow", str(d.workflow))] if d.workflow is not None else []),
+        *([("batches", ", ".join(str(b) for b in d.batches))] if d.batches else []),
         ("data", to_json(doc["data"])),
         ("result", "-" if d.result is None else to_json(doc["result"])),
     ]

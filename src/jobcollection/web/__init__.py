@@ -6,8 +6,9 @@ dashboard` serves it alone on loopback). Server-rendered HTML with one styleshee
 small script, both served by the app (no external assets, nothing inline): an overview of
 counts per type and status, the oldest ready job's age and a chart of finished jobs per
 minute, updated live (server-sent events); a job list filtered by type, status, user and
-data, paged by cursor; a job page; and actions on a job or on every job a filter matches
-(after showing the count), each a method call made as the dashboard's user, so the
+data, paged by cursor; a job page; a workflow's page with its graph and a batch's page (how
+far each is, their jobs, cancel and retry); and actions on a job or on every job a filter
+matches (after showing the count), each a method call made as the dashboard's user, so the
 collection's allow/deny rules apply. Needs the `web` extra (`pip install "jobcollection[web]"`).
 
 Against other sites: without `auth` it answers loopback clients asking for a loopback name
@@ -16,10 +17,11 @@ rebound to 127.0.0.1 gets a 403; every response forbids framing and inline scrip
 (Content-Security-Policy) and is not stored; every POST needs the page's form token and is
 refused when the browser says another site sent it.
 
-Modules: app.py (routes, who a request is for, actions), pages.py (the HTML), assets.py (the
-stylesheet and the script), activity.py (finished jobs per minute and their chart),
-security.py (the headers of every response; which requests are answered), hosts.py (the Host
-header and the allowed hosts).
+Modules: app.py (routes, who a request is for, actions), pages.py (the HTML),
+workflow_pages.py (the HTML of workflows and batches), graph.py (a workflow laid out and
+drawn as SVG), assets.py (the stylesheet and the script), activity.py (finished jobs per
+minute and their chart), security.py (the headers of every response; which requests are
+answered), hosts.py (the Host header and the allowed hosts).
 """
 
 from .app import LOOPBACK_USER, create_dashboard

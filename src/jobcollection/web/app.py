@@ -6,6 +6,10 @@
     GET  /jobs/{id}             a job: data, result, progress, log, failures, dependencies,
                                 lineage; /jobs/{id}/live is its live part
     POST /jobs/{id}/{action}    pause, resume, cancel, restart, rerun or remove it
+    GET  /workflows/{id}?type=&status=&after=   a workflow: progress, counts, its graph, its
+                                jobs 50 a page; /batches/{id} a batch (no graph)
+    POST /workflows/{id}/{cancel|retry}, /batches/{id}/{cancel|retry}   cancel its unfinished
+                                jobs, or restart its failed and cancelled ones
     POST /claims/{pause|resume} pause or resume a type's claims (or every type's) everywhere
     POST /limits/{set|remove}   set or remove a type's concurrency limit
     GET  /bulk/{action}?filters the count of the jobs an action on a filter would touch
@@ -35,6 +39,7 @@ import ipaddress
 import json
 import logging
 import secrets
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
@@ -45,6 +50,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response, Stream
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..api.workflows import WorkflowStatus
 from ..model import validation as v
 from ..model.concurrency import MAX_RUNNING, ConcurrencyLimit
 from ..model.constants import Status
@@ -58,17 +64,19 @@ from ..model.errors import (
 from ..model.ops import job_types, one_type
 from ..mongo.wakeup import follow
 from ..remote.auth import Auth, until_revoked
-from . import pages
+from . import graph, pages
 from .activity import per_minute
 from .assets import ASSETS
 from .hosts import allowed_hosts_from
 from .pages import ACTIONS, Filters, View
 from .security import Guard
+from .workflow_pages import GROUP_ACTIONS, Group, group_page, related
 
 logger = logging.getLogger("jobcollection.web")
 
 if TYPE_CHECKING:
     from ..api.collection import JobCollection
+    from ..api.job import Job
 
 LOOPBACK_USER = "dashboard"
 """The user a dashboard without `auth` acts as (granted admin unless it is read-only)."""
@@ -80,6 +88,8 @@ MAX_BULK = 10_000
 """The most jobs an action on a filter may touch (narrow the filter beyond)."""
 CHUNK = 1_000
 """Ids per method call of a bulk action."""
+MAX_MEMBERS = 10_000
+"""The most jobs of a workflow or a batch its page reads (to count and draw them)."""
 MAX_FORM_BYTES = 64 * 1024
 MAX_SHOWN = 200
 """The most characters of a value from the URL an error page repeats."""
@@ -518,6 +528,111 @@ class Dashboard:
             changed = sum(1 for i in ids if after.get(i) != before[i])
         return HTMLResponse(pages.bulk_done(view, action, filters, len(ids), changed))
 
+    # --- workflows and batches ----------------------------------------------------------------
+
+    async def _members(
+        self, kind: str, group_id: Any, statuses: Sequence[str] | None, most: int
+    ) -> tuple[list[Job], bool]:
+        """The jobs of a workflow or a batch (`kind`; in these statuses), newest first: at
+        least `most` of them if there are as many (read up to 1,000 a call), and whether that
+        is all of them."""
+        where: dict[str, Any] = {kind: group_id}
+        found: list[Job] = []
+        after = None
+        size = min(1_000, most)
+        while True:
+            page = await self.jc.find_jobs(status=statuses, limit=size, after=after, **where)
+            found += page.jobs
+            if page.next is None:
+                return found, True
+            if len(found) >= most:
+                return found, False
+            after = page.next
+
+    def _may(self, view: View, action: str, jobs: Sequence[Job]) -> bool:
+        """Whether the page offers this action: the user is not read-only, some job is in a
+        status it applies to, and the rules permit its method on (the first CHUNK of) them."""
+        _, statuses, method, options = GROUP_ACTIONS[action]
+        ids = [j.id for j in jobs if j.doc.status in statuses][:CHUNK]
+        if view.read_only or not ids:
+            return False
+        return self.jc.permits(method, ids, options, user_id=view.user)
+
+    async def workflow(self, request: Request) -> Response:
+        return await self._group_page(request, "workflow")
+
+    async def batch(self, request: Request) -> Response:
+        return await self._group_page(request, "batch")
+
+    async def _group_page(self, request: Request, kind: str) -> Response:
+        """A workflow's or a batch's page: its first MAX_MEMBERS jobs counted (and, for a
+        workflow, drawn), and a page of its jobs (filters `type`, `status`; cursor `after`)."""
+        view = await self.view(request)
+        given = str(request.path_params["group_id"])
+        group_id = v.job_id(given, kind)
+        query = request.query_params
+        members, read_all = await self._members(kind, group_id, None, MAX_MEMBERS)
+        if not members:
+            raise Refused(404, "Not found", f"no {kind} {_shown(given)}")
+        job_type = query.get("type") or None
+        status = query.get("status") or None
+        where: dict[str, Any] = {kind: group_id}
+        page = await self.jc.find_jobs(
+            type=job_type, status=status, limit=PAGE_SIZE, after=query.get("after") or None, **where
+        )
+        counts = Counter(str(job.doc.status) for job in members)
+        drawing = None
+        if kind == "workflow":
+            drawing = graph.draw([graph.node_of(job.doc) for job in members])
+        workflows, outer, inner = related(kind, group_id, [job.doc for job in members])
+        group = Group(
+            kind=kind,
+            id=group_id,
+            progress=WorkflowStatus(dict(counts), len(members)),
+            read_all=read_all,
+            jobs=page.jobs,
+            next_cursor=page.next,
+            job_type=job_type,
+            status=status,
+            drawing=drawing,
+            workflows=workflows,
+            outer=outer,
+            inner=inner,
+            may=tuple(a for a in GROUP_ACTIONS if self._may(view, a, members)),
+        )
+        return HTMLResponse(group_page(view, group))
+
+    async def workflow_act(self, request: Request) -> Response:
+        return await self._group_act(request, "workflow")
+
+    async def batch_act(self, request: Request) -> Response:
+        return await self._group_act(request, "batch")
+
+    async def _group_act(self, request: Request, kind: str) -> Response:
+        """Cancel a workflow's or a batch's unfinished jobs, or retry its failed and cancelled
+        ones (GROUP_ACTIONS), as the user, CHUNK ids a call; then its page."""
+        view, _ = await self.post(request)
+        action = str(request.path_params["action"])
+        if action not in GROUP_ACTIONS:
+            raise Refused(404, "Not found", f"no action {_shown(action)!r}")
+        given = str(request.path_params["group_id"])
+        group_id = v.job_id(given, kind)
+        _, statuses, method, options = GROUP_ACTIONS[action]
+        jobs, read_all = await self._members(kind, group_id, list(statuses), MAX_BULK)
+        if not read_all:
+            raise Refused(
+                400,
+                "Too many jobs",
+                f"more than {MAX_BULK:,} jobs to {action}: use the API ({kind}.{action}())",
+            )
+        where: dict[str, Any] = {kind: group_id}
+        if not jobs and not (await self.jc.find_jobs(limit=1, **where)).jobs:
+            raise Refused(404, "Not found", f"no {kind} {_shown(given)}")
+        ids = [job.id for job in jobs]
+        for start in range(0, len(ids), CHUNK):
+            await self.jc.call(method, ids[start : start + CHUNK], options, user_id=view.user)
+        return RedirectResponse(view.group_url(kind, group_id), 303)
+
     # --- live updates -------------------------------------------------------------------------
 
     async def _state(self, job_id: Any) -> dict[str, Any]:
@@ -815,6 +930,10 @@ def create_dashboard(
         route("/jobs/{job_id}", dashboard.job, "GET"),
         route("/jobs/{job_id}/live", dashboard.job_live, "GET"),
         route("/jobs/{job_id}/{action}", dashboard.act, "POST"),
+        route("/workflows/{group_id}", dashboard.workflow, "GET"),
+        route("/workflows/{group_id}/{action}", dashboard.workflow_act, "POST"),
+        route("/batches/{group_id}", dashboard.batch, "GET"),
+        route("/batches/{group_id}/{action}", dashboard.batch_act, "POST"),
         route("/bulk/{action}", dashboard.bulk_confirm, "GET"),
         route("/bulk/{action}", dashboard.bulk, "POST"),
         route("/claims/{action}", dashboard.claims, "POST"),

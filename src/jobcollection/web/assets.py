@@ -41,6 +41,28 @@ td.claims.paused{background:#fbe9c6}
 .chart line{stroke:#999}.chart{background:#fff;border:1px solid #d5d9de}
 .note{color:#5b6570}.error{color:#a8231a}
 fieldset{border:1px solid #d5d9de;background:#fff}
+.status.paused{background:#fbe9c6}.status.ready{background:#fff3c4}
+#progress progress{width:24em;vertical-align:middle}
+.graph-wrap{overflow:auto;max-height:75vh;background:#fff;border:1px solid #d5d9de}
+.graph{display:block}.graph text{font:12px system-ui,sans-serif;fill:#1d232a}
+.graph text.detail{font-size:11px;fill:#5b6570}
+.graph rect.box,.graph rect.stack{fill:#f6f7f9;stroke:#8a939c}
+.graph .completed rect.box{fill:#d4f0d9;stroke:#3c9a5f}
+.graph .failed rect.box{fill:#f8d4d4;stroke:#d0453b}
+.graph .running rect.box{fill:#d4e4f8;stroke:#3b6fd0}
+.graph .ready rect.box{fill:#fff3c4;stroke:#b8962e}
+.graph .paused rect.box{fill:#fbe9c6;stroke:#c88a1a}
+.graph .cancelled rect.box{fill:#eee;stroke:#999;stroke-dasharray:4 2}
+.graph a:hover rect.box{stroke-width:2.5}
+.graph rect.bar{fill:#c9ced4}.graph rect.bar.completed{fill:#3c9a5f}
+.graph rect.bar.failed{fill:#d0453b}.graph rect.bar.running{fill:#3b6fd0}
+.graph rect.bar.ready{fill:#b8962e}.graph rect.bar.paused{fill:#c88a1a}
+.graph .edge path{fill:none;stroke:#8a939c;stroke-width:1.3}
+.graph .edge.policy-ignore path,.graph .edge.policy-remove path,.graph .edge.dropped path{
+stroke-dasharray:5 3}
+.graph .edge.policy-fail path{stroke:#d0453b}
+.graph .edge-label{font-size:11px;fill:#5b6570;text-anchor:middle}
+.graph marker path{fill:#8a939c}
 """
 
 LIVE_SCRIPT = """

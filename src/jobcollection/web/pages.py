@@ -78,6 +78,13 @@ class View:
     def job_url(self, job_id: Any) -> str:
         return f"{self.base}/jobs/{quote(str(job_id), safe='')}"
 
+    def group_url(
+        self, kind: str, group_id: Any, query: Mapping[str, Any] | Sequence[tuple[str, Any]] = ()
+    ) -> str:
+        """The page of a workflow (`kind` "workflow") or of a batch ("batch")."""
+        where = "workflows" if kind == "workflow" else "batches"
+        return self.url(f"/{where}/{quote(str(group_id), safe='')}", query)
+
 
 def layout(view: View | None, title: str, body: str, *, live: bool = False, base: str = "") -> str:
     """A whole page; `live` adds the script that keeps its `#live` part current. `base`: the
@@ -445,10 +452,24 @@ def job_live(view: View, job: Job) -> str:
     )
 
 
+def group_links(view: View, workflow: Any, batches: Sequence[Any]) -> str:
+    """A job page's links to the workflow it was saved in and the batches it belongs to."""
+    parts = []
+    if workflow is not None:
+        link = view.group_url("workflow", workflow)
+        parts.append(f'Workflow <a id="workflow" href="{e(link)}">{e(workflow)}</a>')
+    if batches:
+        links = ", ".join(
+            f'<a class="batch" href="{e(view.group_url("batch", b))}">{e(b)}</a>' for b in batches
+        )
+        parts.append(f"batch {links}" + (" (outermost first)" if len(batches) > 1 else ""))
+    return f'<p id="groups">{"; ".join(parts)}.</p>' if parts else ""
+
+
 def job_page(view: View, job: Job, statuses: Mapping[Any, str], now: datetime | None = None) -> str:
     """A job: what it is (its attempts, repeats and schedule in the API's words, model/describe.py;
-    the next runs of a cron schedule, given `now`), the live part, its dependencies and
-    lineage."""
+    the next runs of a cron schedule, given `now`), the workflow and batches it is part of, the
+    live part, its dependencies and lineage."""
     doc = job.doc
     plan = describe.schedule(doc)
     upcoming = [] if now is None else describe.next_runs(doc, now)
@@ -472,7 +493,7 @@ def job_page(view: View, job: Job, statuses: Mapping[Any, str], now: datetime | 
     live_url = f"{view.job_url(job.id)}/live"
     events = view.url("/events", [("job", str(job.id))])
     body = (
-        f'<table id="summary">{rows}</table>'
+        f'<table id="summary">{rows}</table>{group_links(view, doc.workflow, doc.batches)}'
         f'<h2>Data</h2><pre id="data">{e(pretty(doc.data))}</pre>'
         f'<div id="live" data-events="{e(events)}" data-fragment="{e(live_url)}" '
         f'data-event="">{job_live(view, job)}</div>'
