@@ -87,7 +87,7 @@ class Leadership:
         """The Store of `<root>.servers` beside `<root>.jobs` (looked up at first use)."""
         if self._store is None:
             name = self._jobs.collection.name.removesuffix(".jobs") + ".servers"
-            self._store = self._jobs.sibling(name)
+            self._store = self._jobs.sibling(name, counted=False)
         return self._store
 
     def _beside(self) -> bool:

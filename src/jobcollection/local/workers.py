@@ -43,7 +43,7 @@ class Registry:
         if self._store is None:
             name = self._jobs.collection.name.removesuffix(".jobs") + ".workers"
             try:
-                self._store = self._jobs.sibling(name)
+                self._store = self._jobs.sibling(name, counted=False)
             except DatabaseError:
                 return None
         if not self._indexed:

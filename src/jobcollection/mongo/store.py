@@ -248,14 +248,17 @@ class Store:
         except Exception as exc:  # driver, bson, or the backend's own error
             raise DatabaseError(f"database error: {exc}") from exc
 
-    def sibling(self, name: str) -> Store:
+    def sibling(self, name: str, *, counted: bool = True) -> Store:
         """A Store over another collection of the same database (`database[name]`), with the
-        same options as this one's collection, no capped arrays, and the same command count."""
+        same options as this one's collection and no capped arrays; its commands count with
+        this one's (`counted`: those of the claims and saves, such as the settings and the
+        claim locks), or apart (the background bookkeeping of the job server's lease and the
+        worker registry, which no job's cost includes)."""
         try:
             other = self.collection.database[name]
         except Exception as exc:  # a wrapper without a database
             raise DatabaseError(f"database error: no collection {name!r} here: {exc}") from exc
-        return Store(other, caps={}, tally=self._tally)
+        return Store(other, caps={}, tally=self._tally if counted else None)
 
     async def detect_router(self) -> bool:
         """Ask the server whether it is a mongos (`hello` says `msg: "isdbgrid"`); remembered
