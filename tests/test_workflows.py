@@ -367,3 +367,16 @@ async def test_a_member_added_after_it_completed_is_resolved_at_once(jc: JobColl
     assert added == 1
     await finish(jc, "m")
     assert (await stored(jc, complete.id))["status"] == "ready"
+
+
+async def test_completing_a_member_costs_a_read_a_write_and_its_follow_ups(
+    jc: JobCollection,
+) -> None:
+    await jc.save_workflow(chain(jc.create_job("a"), jc.create_job("b")))
+    [job] = await jc.get_work("a")
+    before = jc.commands
+    assert await job.done() is True
+    # The job read (a member of a workflow has dependents: no blind write to fail first),
+    # its completion, then the follow-up: its dependents read, resolved and promoted, and
+    # the follow-ups mark cleared.
+    assert jc.commands - before == 6

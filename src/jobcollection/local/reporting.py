@@ -385,9 +385,11 @@ def refused(job_id: Id, method: str) -> PermissionDenied:
 def _blind(report: Report, now: datetime) -> bool:
     """Whether a report can be written from its holder's copy of the job, unread: it sets
     off no follow-up but for dependents (which its fence rules out), so nothing else of the
-    stored job is needed. A completion with a repeat to schedule, and an expiry, are read."""
+    stored job is needed. A completion with a repeat to schedule, an expiry, and a report on
+    a job of a workflow (which most likely has dependents: the blind write's fence would
+    fail, then be read and written again) are read first."""
     doc = report.claimed
-    if doc is None or report.expired or doc.run_id != report.run_id:
+    if doc is None or report.expired or doc.run_id != report.run_id or doc.workflow is not None:
         return False
     return report.kind == "fail" or next_run(doc, now) is None
 
