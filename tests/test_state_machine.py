@@ -18,6 +18,17 @@ injected fault (a refused write or a lost reply) and retried, and:
   after True.
 - poison_appears: a job another application stored with a field v1.x's closed schema does
   not have, ready (of one of the TYPES) or running with an expired lease.
+- save_workflow (and a_workflow, at the start of every example): a chain or a chord of two or
+  three new jobs saved together (`jc.save_workflow`), each edge with its own failure policy
+  (cancel, fail, ignore, remove). When a job fails for good (one of its follow-ups, so under
+  the faults above too) or is cancelled, the model applies its dependents' policies level by
+  level (`expect_ended`, as `Manager.ended`): per dependent the strongest policy among its
+  edges from the level's jobs wins, cancel then fail (failed for good, one failure more);
+  "ignore" and "remove" drop those edges ("ignore" recording the antecedent in
+  `_private.jobcollectionFailedAntecedents`) and promote it if nothing is left to wait for;
+  dependents that ended already lead the cascade on. Restarting a failed job whose
+  follow-ups are pending voids them, but the dependents they had ended already lead the
+  cascade on to theirs.
 
 What the model cannot know. The status write is certain: a refused write is not applied, a
 lost reply is, and a retry answers True either way. The follow-ups are not: a fault cuts them
@@ -30,23 +41,24 @@ or a resend of the same report, applies what is left (the repeat scheduled from 
 completion time in the mark, promotions at the time they run). A resumed follow-up promotes
 the dependents it resolves itself; one that the cut-short attempt resolved is promoted by the
 pass's promotion step, within the one-pass delay the README allows. A cleared mark with a step
-left undone, a removed repeat inserted again, or a failure's cancel cascade that stops at a
-dependent already cancelled (the model cancels everything that waits, transitively, on a job
-failed for good) fails the run. Every other document is compared exactly. A claimed poison
-document is failed for good, with the reason, instead of handed over: get_work returns fewer
-jobs than were ready by the number of poison documents it claimed, learnt from their stored
-status (each one no longer ready must be failed, not running); a pass fails an expired one the
-same way.
+left undone, a removed repeat inserted again, or a failure's cascade of policies that stops at
+a dependent already cancelled or failed (the model carries it on through them) fails the run.
+Every other document is compared exactly. A claimed poison document is failed for good, with
+the reason, instead of handed over: get_work returns fewer jobs than were ready by the number
+of poison documents it claimed, learnt from their stored status (each one no longer ready must
+be failed, not running); a pass fails an expired one the same way.
 
 After every step: the stored jobs are exactly the model's (status, runId, pending
-dependencies, retry/repeat counters, failures, follow-ups mark, `after` while waiting,
-`expiresAfter` while running); removed jobs stay removed; no job is claimed by two live
-handles. After a server pass no job is running past its lease. A job is only ever claimed
-when all its antecedents completed. At the end, with faults off, the workers finishing what
-they hold and a few server passes: every job reaches a final state; every completion of a job
-with repeats left has exactly one repeat, `rules.repeat_job_id(job, runId)`, and no other
-document whose log starts from that completion (none if that repeat was removed); no
-dependent waits on a completed antecedent; no follow-ups mark is left.
+dependencies, retry/repeat counters, failures, follow-ups mark, failed antecedents, `after`
+while waiting, `expiresAfter` while running); removed jobs stay removed; no job is claimed by
+two live handles. After a server pass no job is running past its lease, and no waiting or
+paused job waits on an antecedent that ended or is gone. A job is only ever claimed when each
+of its antecedents completed or was dropped by its edge's policy. At the end, with faults
+off, the workers finishing what they hold and a few server passes: every job reaches a final
+state; every completion of a job with repeats left has exactly one repeat,
+`rules.repeat_job_id(job, runId)`, and no other document whose log starts from that
+completion (none if that repeat was removed); no dependent waits on a completed antecedent;
+no follow-ups mark is left.
 
 Deterministic (derandomize, no example database). JOBCOLLECTION_STATEFUL_EXAMPLES=1000 runs a
 longer search; a failure is shrunk to a shorter example (Hypothesis gives up after five
@@ -63,6 +75,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -81,7 +94,8 @@ from conftest import START
 from faults import FaultyCollection, Rule
 from helpers import FAR, stored_job
 from jobcollection import DatabaseError, Job, JobCollection, ManualClock
-from jobcollection.model.document import FOLLOW_UPS, JobDoc
+from jobcollection.api.workflows import Flow
+from jobcollection.model.document import FAILED_ANTECEDENTS, FOLLOW_UPS, JobDoc
 from jobcollection.rules.transitions import repeat_job_id
 from strict import memory_database
 
@@ -89,14 +103,24 @@ EXAMPLES = int(os.environ.get("JOBCOLLECTION_STATEFUL_EXAMPLES", "100"))
 STEPS_PER_EXAMPLE = int(os.environ.get("JOBCOLLECTION_STATEFUL_STEPS", "100"))
 pytestmark = pytest.mark.timeout(600)  # a passing run takes seconds; shrinking a failure longer
 TYPES = ("a", "b")
-MAX_JOBS = 8
+MAX_JOBS = 10
 CANCELLABLE = ("running", "ready", "waiting", "paused")
 RESTARTABLE = ("cancelled", "failed")
 REMOVABLE = ("cancelled", "completed", "failed")
 FINAL = ("completed", "failed", "cancelled")
+ENDED_BADLY = ("failed", "cancelled")
+NOT_STARTED = ("waiting", "paused", "ready")
+POLICIES = ("cancel", "fail", "ignore", "remove")
 MARK = FOLLOW_UPS.split(".", 1)[1]
+FAILED_KEY = FAILED_ANTECEDENTS.split(".", 1)[1]
 
 World = dict[Any, "Model"]
+FLOWS = {
+    "shape": st.sampled_from(["chain", "chord"]),
+    "jobs": st.lists(st.tuples(st.sampled_from(TYPES), st.integers(0, 1)), min_size=2, max_size=3),
+    "policies": st.lists(st.sampled_from(POLICIES), min_size=2, max_size=2),
+}
+"""A workflow: a chain or a chord of 2 or 3 new jobs (type, retries), a policy per edge."""
 
 
 @dataclass
@@ -133,6 +157,8 @@ class Model:
     last_failure: tuple[Any, Any] | None = None  # (runId, value) of the newest failure
     pending: FollowUp | None = None
     origin: tuple[Any, Any] | None = None  # a repeat: (job id, runId) of the completion
+    policies: dict[Any, str] = field(default_factory=dict)  # antecedent -> its edge's policy
+    failed_antecedents: list[Any] = field(default_factory=list)  # dropped by "ignore"
 
 
 @dataclass
@@ -208,6 +234,12 @@ def is_mark_clearing(args: Args) -> bool:
     return any(FOLLOW_UPS in u.get("$unset", {}) for u in updates(args))
 
 
+def is_policy_write(args: Args) -> bool:
+    """A bulk write to dependents (fenced by their `depends`): in a failure's follow-ups, the
+    policies that fail some and drop edges of others."""
+    return any("depends" in request._filter for request in args[0])
+
+
 def is_dependents_lookup(args: Args) -> bool:
     return "depends" in args[0] and "status" not in args[0]
 
@@ -228,6 +260,8 @@ STEPS: dict[str, tuple[str, int, Callable[[Args], bool] | None]] = {
     "promotion": ("update_many", 1, sets_status("ready")),
     "cancel cascade": ("update_many", 1, sets_status("cancelled")),
     "cascade lookup": ("find", 1, is_cascade_lookup),
+    "policy write": ("bulk_write", 1, is_policy_write),
+    "cascade, second lookup": ("find", 2, is_cascade_lookup),
     "cascade, second level": ("update_many", 2, sets_status("cancelled")),
     "mark clearing": ("bulk_write", 1, is_mark_clearing),
 }
@@ -320,8 +354,70 @@ class JobLifecycle(RuleBasedStateMachine):
         return hit
 
     def expect_cancel(self, ids: list[Any]) -> bool:
-        """jobCancel: these jobs and, transitively, their cancellable dependents."""
-        return self.cascade(ids, CANCELLABLE, self.cancel_level, antecedents=False, dependents=True)
+        """jobCancel: these jobs, then the dependents of those cancelled (now or before) by
+        their failure policies; a completed or failed job's are left to its follow-ups."""
+        hit = self.cancel_level(list(dict.fromkeys(ids)))
+        cancelled = [j for j in ids if self.alive(j) and self.model[j].status == "cancelled"]
+        return self.expect_ended(dict.fromkeys(cancelled, "cancelled")) or hit
+
+    def expect_ended(self, ended: dict[Any, str], step: Callable[[], None] | None = None) -> bool:
+        """What the dependents of jobs that failed for good or were cancelled do, level by
+        level: per dependent (as read before the level's writes), the strongest policy of
+        its edges from the level's jobs wins, cancel then fail (a running one is only
+        cancelled); "ignore" and "remove" drop those edges ("ignore" recording the
+        antecedent) and promote it if it has nothing left to wait for. Dependents that ended
+        already lead the cascade on, at every level. `step` records the model after each of
+        the level's writes (cancels, then policy writes, then promotion). Whether any job
+        changed."""
+        record = step or (lambda: None)
+        changed = False
+        level = dict(ended)
+        seen = set(level)
+        while level:
+            cancel: list[Any] = []
+            fail: list[Any] = []
+            drop: dict[Any, dict[Any, str]] = {}
+            following: dict[Any, str] = {}
+            for job_id, job in self.model.items():
+                gone = [a for a in job.depends if a in level]
+                if not gone or job.status not in (*CANCELLABLE, *ENDED_BADLY):
+                    continue
+                if job.status in ENDED_BADLY:
+                    following[job_id] = job.status
+                    continue
+                policies = {a: job.policies.get(a, "cancel") for a in gone}
+                if "cancel" in policies.values():
+                    cancel.append(job_id)
+                elif job.status not in NOT_STARTED:
+                    continue
+                elif "fail" in policies.values():
+                    fail.append(job_id)
+                else:
+                    drop[job_id] = policies
+            if cancel:
+                changed = self.cancel_level(cancel) or changed
+                record()
+            for job_id in fail:
+                job = self.model[job_id]
+                job.status, job.run_id = "failed", None
+                job.failures += 1
+            for job_id, policies in drop.items():
+                job = self.model[job_id]
+                job.depends = [a for a in job.depends if a not in policies]
+                for a, policy in policies.items():
+                    if policy == "ignore" and a not in job.failed_antecedents:
+                        job.failed_antecedents.append(a)
+            if fail or drop:
+                changed = True
+                record()
+            if drop:
+                self.expect_promote(list(drop))
+                record()
+            following.update(dict.fromkeys(cancel, "cancelled"))
+            following.update(dict.fromkeys(fail, "failed"))
+            level = {j: status for j, status in following.items() if j not in seen}
+            seen.update(level)
+        return changed
 
     def doomed(self, job_id: Any, seen: frozenset[Any] = frozenset()) -> bool:
         """A job that can never complete: it, or an antecedent it waits on, was removed."""
@@ -332,21 +428,37 @@ class JobLifecycle(RuleBasedStateMachine):
         return any(self.doomed(a, seen | {job_id}) for a in self.model[job_id].depends)
 
     def expect_restart(self, ids: list[Any]) -> bool:
+        """jobRestart: each level of the cascade over antecedents restarted, then promoted. A
+        failed job's follow-ups still pending are void (it runs again, its dependents still
+        waiting wait for it), but the dependents they had ended already lead the policies'
+        cascade on to theirs, as those follow-ups would have."""
+        cut_short: list[Any] = []
+
         def apply(level: list[Any]) -> bool:
             count = 0
             for job_id in level:
                 job = self.model.get(job_id)
                 runnable = job is not None and not any(self.doomed(a) for a in job.depends)
                 if job and job.status in RESTARTABLE and runnable:
+                    if job.status == "failed" and job.pending is not None:
+                        cut_short.append(job_id)
                     job.status = "waiting"
                     job.retries = max(job.retries, 1)
-                    job.pending = None  # a failed job's pending cancellations are void
+                    job.pending = None  # a failed job's pending follow-ups are void
                     count += 1
             if count:
                 self.expect_promote(level)
             return count > 0
 
-        return self.cascade(ids, RESTARTABLE, apply, antecedents=True, dependents=False)
+        restarted = self.cascade(ids, RESTARTABLE, apply, antecedents=True, dependents=False)
+        ended = {
+            d: job.status
+            for d, job in self.model.items()
+            if job.status in ENDED_BADLY and any(a in job.depends for a in cut_short)
+        }
+        if ended:
+            self.expect_ended(ended)
+        return restarted
 
     def expect_claim(self, job_id: Any, run_id: Any, timeout_s: int | None) -> None:
         job = self.model[job_id]
@@ -435,24 +547,10 @@ class JobLifecycle(RuleBasedStateMachine):
                 step()
                 self.expect_promote(waiting)
                 step()
-        else:
-            # Every job that waits on it, directly or not, is cancelled: dependents already
-            # cancelled lead the cascade on too, at every level, so one cut short resumes.
-            statuses = (*CANCELLABLE, "cancelled")
-            doomed = [
-                d
-                for d, other in self.model.items()
-                if job_id in other.depends and other.status in statuses
-            ]
-            if doomed:
-                self.cascade(
-                    doomed,
-                    statuses,
-                    self.cancel_level,
-                    antecedents=False,
-                    dependents=True,
-                )
-                step()
+        elif any(job_id in other.depends for other in self.model.values()):
+            # Its dependents follow their failure policies, and theirs in turn: dependents
+            # that ended already lead the cascade on, at every level, so one cut short resumes.
+            self.expect_ended({job_id: "failed"}, step)
         job.pending = None
         step()
 
@@ -513,6 +611,7 @@ class JobLifecycle(RuleBasedStateMachine):
             "after": job.after if job.status == "waiting" else None,
             "expiresAfter": job.expires_after if job.status == "running" else None,
             "followUps": None if pending is None else (pending.run_id, pending.status, pending.at),
+            "failedAntecedents": sorted(map(str, job.failed_antecedents)),
         }
 
     @staticmethod
@@ -534,6 +633,9 @@ class JobLifecycle(RuleBasedStateMachine):
             "followUps": None
             if mark is None
             else (mark.get("runId"), mark.get("status"), utc(mark.get("at"))),
+            "failedAntecedents": sorted(
+                map(str, (private.get(FAILED_KEY) if isinstance(private, dict) else None) or [])
+            ),
         }
 
     def stored(self, ids: list[Any] | None = None) -> dict[Any, dict[str, Any]]:
@@ -679,6 +781,47 @@ class JobLifecycle(RuleBasedStateMachine):
             elif model.status == "waiting":
                 self.expect_promote([job_id])
         assert returned == expected
+
+    @precondition(lambda self: len(self.model) + 3 <= MAX_JOBS)
+    @rule(**FLOWS)
+    def save_workflow(self, shape: str, jobs: list[tuple[str, int]], policies: list[str]) -> None:
+        self.save_flow(shape, jobs, policies)
+
+    @initialize(**FLOWS)
+    def a_workflow(self, shape: str, jobs: list[tuple[str, int]], policies: list[str]) -> None:
+        self.save_flow(shape, jobs, policies)
+
+    def save_flow(self, shape: str, jobs: list[tuple[str, int]], policies: list[str]) -> None:
+        """New jobs saved together: a chain (each after the one before) or a chord (the last
+        after all the others), each edge with its own failure policy."""
+        keys = [self.next_key() for _ in jobs]
+        made = [
+            self.jc.create_job(job_type, {"k": key}).retry(retries, wait=0)
+            for key, (job_type, retries) in zip(keys, jobs, strict=True)
+        ]
+        if shape == "chain":
+            pairs, sources = list(pairwise(made)), made[:1]
+        else:
+            pairs, sources = [(job, made[-1]) for job in made[:-1]], made[:-1]
+        edges = tuple((a, d, policies[i]) for i, (a, d) in enumerate(pairs))
+        flow = Flow(tuple(made), tuple(sources), (made[-1],), edges)
+        workflow = self.run(self.jc.save_workflow(flow))
+        assert workflow.ids == [job.id for job in made]
+        for key, job, (job_type, retries) in zip(keys, made, jobs, strict=True):
+            into = [(a.id, policy) for a, d, policy in edges if d is job]
+            self.model[job.id] = Model(
+                type=job_type,
+                key=key,
+                status="waiting" if into else "ready",
+                retries=retries + 1,
+                repeat_retries=retries + 1,
+                retry_wait_ms=0,
+                repeats=0,
+                repeat_wait_ms=300_000,
+                after=self.now,
+                depends=[a for a, _ in into],
+                policies={a: policy for a, policy in into if policy != "cancel"},
+            )
 
     @precondition(lambda self: len(self.model) < MAX_JOBS)
     @rule(
@@ -881,6 +1024,15 @@ class JobLifecycle(RuleBasedStateMachine):
         for doc in self.run(self.raw.find({"status": "running"}).to_list(None)):
             expires = utc(doc.get("expiresAfter"))
             assert expires is None or expires >= self.now, "running past its lease"
+        docs = self.stored()
+        for job_id, doc in docs.items():
+            if doc["status"] in ("waiting", "paused"):
+                ended = [
+                    a
+                    for a in doc["depends"]
+                    if docs.get(a, {}).get("status", "gone") in (*FINAL, "gone")
+                ]
+                assert not ended, f"job {job_id} waits on {ended}, which ended"
 
     # --- faults, then what the worker does ----------------------------------------------------
 
@@ -896,9 +1048,16 @@ class JobLifecycle(RuleBasedStateMachine):
             return [*steps, "mark clearing"]
         if report == "fail" and job.retries > 0:
             return ["status write"]  # back to waiting: no follow-ups
-        doomed = [d for d in dependents if self.model[d].status in (*CANCELLABLE, "cancelled")]
-        cascade = ["cancel cascade", "cascade lookup", "cascade, second level"] if doomed else []
-        return ["status write", "dependents lookup", *cascade, "mark clearing"]
+        doomed = [d for d in dependents if self.model[d].status in (*CANCELLABLE, *ENDED_BADLY)]
+        cascade = [
+            "cascade lookup",
+            "cancel cascade",
+            "policy write",
+            "promotion",
+            "cascade, second lookup",
+            "cascade, second level",
+        ]
+        return ["status write", "dependents lookup", *(cascade if doomed else []), "mark clearing"]
 
     def attempt(self, sent: Sent, fault: Rule | None) -> tuple[bool | None, bool]:
         """Send a report: its answer (None: it raised DatabaseError), and whether a fault hit

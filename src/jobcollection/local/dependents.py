@@ -130,9 +130,8 @@ class Dependents:
     async def _resolve(self, completed: Sequence[Finished], dependents: Sequence[Document]) -> None:
         """Move each completed job from its dependents' `depends` to `resolved`, then promote
         those dependents that have nothing left to wait for."""
-        waiting, updates = dependencies.resolve_completed(
-            dependents, {f.job_id: (f.run_id, f.at, f.delay_deps_ms) for f in completed}
-        )
+        done = {f.job_id: (f.run_id, f.at, f.delay_deps_ms) for f in completed}
+        waiting, updates = dependencies.resolve_completed(dependents, done)
         if not waiting:
             return
         outcome = await self._store.update_each(updates)
@@ -140,6 +139,12 @@ class Dependents:
             logger.error(
                 "job %s: cannot resolve its completed dependencies (%s)", waiting[index], error
             )
+        if outcome.matched + len(outcome.refused) < len(updates):
+            # Some dependent was resolved in part by another process since it was read: an
+            # update of several antecedents misses it, so resolve them one by one.
+            again = await self._store.update_each(dependencies.resolve_each(dependents, done))
+            for error in again.refused.values():
+                logger.error("cannot resolve completed dependencies (%s)", error)
         conditional = any(dependencies.conditional(d) for d in dependents)
         await self._manager.promote(waiting, conditional=conditional)
 

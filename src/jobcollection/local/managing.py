@@ -167,20 +167,33 @@ class Manager:
     async def cancel(
         self, ids: Sequence[Id], antecedents: bool = False, dependents: bool = True
     ) -> bool:
-        """Cancel jobs, then, with `dependents`, their dependents by their failure policies
-        (`ended`). With `antecedents`, job-collection's cascade both ways: every job related
-        to these, transitively, whatever its policy."""
+        """Cancel jobs, then, with `dependents`, the dependents of those cancelled (now, or
+        before: a cancel repeated after a fault carries its cascade on) by their failure
+        policies (`ended`); a job that completed or failed is left to its own follow-ups.
+        With `antecedents`, job-collection's cascade both ways: every job related to these,
+        transitively, whatever its policy."""
         if antecedents:
             cancelled = await self._cascade(
                 ids, True, dependents, JOB_STATUS_CANCELLABLE, self._cancel
             )
         else:
-            cancelled = bool(await self._cancel(ids))
+            count = await self._cancel(ids)
+            cancelled = count > 0
             if dependents:
-                cancelled = await self.ended(dict.fromkeys(ids, Status.CANCELLED)) or cancelled
+                ended = ids if count == len(set(ids)) else await self._cancelled_among(ids)
+                if ended:
+                    following = dict.fromkeys(ended, Status.CANCELLED)
+                    cancelled = await self.ended(following) or cancelled
         if not cancelled:
             logger.warning("jobCancel: no job was cancellable among %d ids", len(ids))
         return cancelled
+
+    async def _cancelled_among(self, ids: Sequence[Id]) -> list[Id]:
+        """The jobs among these that are cancelled."""
+        found = await self.store.find(
+            {"_id": {"$in": list(ids)}, "status": Status.CANCELLED}, {"_id": 1}
+        )
+        return [d["_id"] for d in found]
 
     async def cancel_cascade(self, ids: Sequence[Id]) -> bool:
         """Cancel jobs, then their dependents by their failure policies (`ended`): jobs
@@ -330,13 +343,17 @@ class Manager:
 
     async def restart(self, op: Restart) -> bool:
         """jobRestart: each level of the cascade (op's antecedents and dependents) restarted
-        with op's retries and deadline, then promoted."""
+        with op's retries and deadline, then promoted. A failed job's follow-ups still
+        pending are void (it runs again), but what they had done already is carried on
+        (`_carry_on`)."""
         retries, until = op.retries, op.until
+        cut_short: list[Id] = []
 
         async def restart(level: Sequence[Id]) -> int:
             level = await self._runnable(level)
             if not level:
                 return 0
+            cut_short.extend(await self._failures_pending(level))
             now = self.clock.now()
             count = 0
             for query, update in transitions.restart(level, retries, until, now):
@@ -348,9 +365,34 @@ class Manager:
         restarted = await self._cascade(
             op.ids, op.antecedents, op.dependents, JOB_STATUS_RESTARTABLE, restart
         )
+        if cut_short:
+            await self._carry_on(cut_short)
         if not restarted:
             logger.warning("jobRestart: no job was restartable among %d ids", len(op.ids))
         return restarted
+
+    async def _failures_pending(self, ids: Sequence[Id]) -> list[Id]:
+        """The failed jobs among these whose follow-ups (their dependents' failure policies)
+        are still pending: a restart voids them (the job runs again)."""
+        found = await self.store.find(
+            {
+                "_id": {"$in": list(ids)},
+                "status": Status.FAILED,
+                f"{FOLLOW_UPS}.status": Status.FAILED,
+            },
+            {"_id": 1},
+        )
+        return [d["_id"] for d in found]
+
+    async def _carry_on(self, restarted: Sequence[Id]) -> None:
+        """After restarting failed jobs whose follow-ups a fault had cut short: their
+        dependents still waiting wait for them again, but those the cut-short follow-ups had
+        cancelled or failed already stay so, and their own dependents follow their policies,
+        as the follow-ups would have done (else they would wait forever on a job that ended)."""
+        query, projection = dependencies.ended_dependents(restarted)
+        ended = await self.store.find(query, projection)
+        if ended:
+            await self.ended({d["_id"]: Status(d["status"]) for d in ended})
 
     async def _runnable(self, ids: Sequence[Id]) -> list[Id]:
         """The ids that could still run: none of their pending antecedents, directly or

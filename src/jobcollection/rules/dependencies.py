@@ -163,6 +163,26 @@ def resolve_completed(
     return [d["_id"] for d in waiting], updates
 
 
+def resolve_each(
+    dependents: Sequence[Mapping[str, Any]],
+    completed: Mapping[Id, tuple[Id, datetime, int | None]],
+) -> list[tuple[Filter, Update]]:
+    """`resolve_completed` one edge at a time, for the dependents it resolves several
+    antecedents of in one update: each fenced by its own antecedent still pending. The
+    update of several requires every one of them still pending, so it misses a dependent
+    another process resolved one of them of in the meantime (a job-server pass finishing
+    marked follow-ups while a reporter finishes its own); these resolve the rest."""
+    updates = []
+    for dependent in dependents:
+        antecedents = [a for a in dependent.get("depends", []) if a in completed]
+        if len(antecedents) < 2:
+            continue
+        for a in antecedents:
+            run_id, at, delay = completed[a]
+            updates.append(resolve_dependents(dependent["_id"], [(a, run_id)], at, delay))
+    return updates
+
+
 @dataclass
 class BatchPlan:
     """How a batch of jobs whose dependencies point into the batch itself is saved: `bulk`,
@@ -372,3 +392,10 @@ def dependents_of(ended: Mapping[Id, Status]) -> tuple[Filter, dict[str, int]]:
     statuses = [*JOB_STATUS_CANCELLABLE, *ENDED_BADLY]
     query: Filter = {"depends": {"$in": list(ended)}, "status": {"$in": statuses}}
     return query, {"depends": 1, "status": 1, ON_FAILURE: 1, REMOVE_AFTER: 1, RUN_IF: 1}
+
+
+def ended_dependents(antecedents: Sequence[Id]) -> tuple[Filter, dict[str, int]]:
+    """The query and projection of the dependents of these jobs that ended badly (failed or
+    cancelled) while still waiting on them: a cascade of failure policies goes on from them."""
+    query: Filter = {"depends": {"$in": list(antecedents)}, "status": {"$in": list(ENDED_BADLY)}}
+    return query, {"status": 1}
