@@ -14,9 +14,9 @@ concurrency, faults and every failure policy.
   callbacks as the batch's definition says.
 
 Then regressions found here (a pass and a reporter resolving the same fan-in at once; a
-restart voiding follow-ups that had ended a dependent already), and, marked xfail (strict),
-the gaps still open: a cancel's cascade is not durable, and a batch's callbacks wait on the
-last jobs of its members only.
+restart voiding follow-ups that had ended a dependent already; a batch's callbacks waiting
+on the last jobs of its members only), and, marked xfail (strict), the gap still open: a
+cancel's cascade is not durable.
 """
 
 from __future__ import annotations
@@ -672,11 +672,6 @@ async def test_a_cancel_whose_cascade_was_cut_short_is_carried_on_by_a_pass(
     assert docs[b.id]["status"] == "ready" and failed_antecedents(docs[b.id]) == [a.id]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a batch's callbacks wait on the last jobs of its members only (body.sinks): a "
-    "failure earlier in a member chain that runs on (ignore) goes unseen",
-)
 @pytest.mark.parametrize("policy", ["ignore", "remove"])
 async def test_a_batch_member_that_fails_inside_a_chain_that_runs_on_fires_on_failure(
     make_wrapped_jc: WrapJC, database: Any, policy: Any
@@ -702,11 +697,6 @@ async def test_a_batch_member_that_fails_inside_a_chain_that_runs_on_fires_on_fa
     assert docs[bad.id]["status"] == "ready"  # ... so on_failure runs
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a batch's callbacks wait on the last jobs of its members only (body.sinks): the "
-    "last job of a member chain cancelled early frees on_complete before the chain ran",
-)
 async def test_on_complete_waits_for_every_member_to_finish(
     make_wrapped_jc: WrapJC, database: Any
 ) -> None:

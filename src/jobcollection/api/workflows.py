@@ -113,9 +113,9 @@ def batch(
     (`jc.batch(flow.id).status()`), and callbacks, ordinary jobs each fired at most once:
     `on_success` once every member completed (cancelled if one fails or is cancelled),
     `on_complete` once every member finished, whatever the outcomes, and `on_failure` once
-    every member finished if one failed or was cancelled (cancelled otherwise). Each
-    receives the members' results (`antecedent_results()`) and the ids of those that
-    failed (`failed_antecedents`). A step after the batch in a chain waits for its members
+    every member finished if one failed or was cancelled (cancelled otherwise). Each waits
+    on every member (a failure inside a member chain counts too), and receives the members'
+    results (`antecedent_results()`) and the ids of those that failed (`failed_antecedents`). A step after the batch in a chain waits for its members
     and its on_complete. The flow's id is the batch's."""
     body = group(members)
     callbacks = {"on_success": on_success, "on_complete": on_complete, "on_failure": on_failure}
@@ -134,8 +134,8 @@ def batch(
         "on_failure": "ignore",
     }
     edges = list(body.edges)
-    for name, job in given.items():
-        edges += [(sink, job, policies[name]) for sink in body.sinks]
+    for name, job in given.items():  # every member, not only the last of each: a failure
+        edges += [(member, job, policies[name]) for member in body.jobs]  # inside a chain too
     for job in given.values():
         assign(job.doc, callback_of=batch_id)
     if on_failure is not None:
@@ -349,10 +349,10 @@ class Batch(Workflow):
             assign(job.doc, batches=[*outer, self.id, *job.doc.batches])
         workflow = None if model is None else model.workflow
         ids = await save_flow(self._jc.service, replace(flow, id=workflow or self.id))
-        sinks = [job.id for job in flow.sinks if job.id is not None]
+        added = [job.id for job in flow.jobs if job.id is not None]
         for callback in waiting:
             assert callback.id is not None
             edges = callback.doc.on_failure
             policy: OnFailure = edges[0].policy if edges else "cancel"
-            await self._jc.service.run(ops.AddDepends([callback.id], sinks, on_failure=policy))
+            await self._jc.service.run(ops.AddDepends([callback.id], added, on_failure=policy))
         return ids
