@@ -124,6 +124,7 @@ OLD_INTERNAL_KEYS = {
     "jobcollectionTrace",
     "jobcollectionClaimer",
     "jobcollectionQuota",
+    "jobcollectionCascade",
     "jobcollectionOnFailure",
     "jobcollectionFailedAntecedents",
     "jobcollectionWorkflow",

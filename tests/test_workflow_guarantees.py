@@ -15,8 +15,8 @@ concurrency, faults and every failure policy.
 
 Then regressions found here (a pass and a reporter resolving the same fan-in at once; a
 restart voiding follow-ups that had ended a dependent already; a batch's callbacks waiting
-on the last jobs of its members only), and, marked xfail (strict), the gap still open: a
-cancel's cascade is not durable.
+on the last jobs of its members only; a cancel's cascade cut short by a fault, now carried on
+by the next pass).
 """
 
 from __future__ import annotations
@@ -648,14 +648,9 @@ async def test_restarting_a_failure_whose_follow_ups_were_cut_short_carries_them
     assert await marked(database) == 0
 
 
-# --- known gaps ---------------------------------------------------------------------------
+# --- cancels cut short ----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a cancellation's follow-ups are not durable: a cancel whose cascade is cut short "
-    "(its caller gone) leaves the dependents waiting; no pass carries it on",
-)
 async def test_a_cancel_whose_cascade_was_cut_short_is_carried_on_by_a_pass(
     make_wrapped_jc: WrapJC, database: Any
 ) -> None:

@@ -115,8 +115,9 @@ def batch(
     `on_complete` once every member finished, whatever the outcomes, and `on_failure` once
     every member finished if one failed or was cancelled (cancelled otherwise). Each waits
     on every member (a failure inside a member chain counts too), and receives the members'
-    results (`antecedent_results()`) and the ids of those that failed (`failed_antecedents`). A step after the batch in a chain waits for its members
-    and its on_complete. The flow's id is the batch's."""
+    results (`antecedent_results()`) and the ids of those that failed (`failed_antecedents`).
+    A step after the batch in a chain waits for its members' last jobs and its on_complete.
+    The flow's id is the batch's."""
     body = group(members)
     callbacks = {"on_success": on_success, "on_complete": on_complete, "on_failure": on_failure}
     given = {name: job for name, job in callbacks.items() if job is not None}

@@ -23,6 +23,7 @@ from ..model.constants import (
     Status,
 )
 from ..model.document import (
+    CASCADE,
     FOLLOW_UPS,
     REMOVE_AFTER,
     REPEAT_OF,
@@ -176,17 +177,45 @@ class Manager:
             cancelled = await self._cascade(
                 ids, True, dependents, JOB_STATUS_CANCELLABLE, self._cancel
             )
+        elif not dependents:
+            cancelled = await self._cancel(ids) > 0
         else:
+            # Marked first, cleared last: a cascade a fault cuts short is carried on by a pass.
+            marked = await self.store.update_many(
+                *dependencies.cascade_begins(ids, self.clock.now())
+            )
             count = await self._cancel(ids)
             cancelled = count > 0
-            if dependents:
-                ended = ids if count == len(set(ids)) else await self._cancelled_among(ids)
-                if ended:
-                    following = dict.fromkeys(ended, Status.CANCELLED)
-                    cancelled = await self.ended(following) or cancelled
+            ended = ids if count == len(set(ids)) else await self._cancelled_among(ids)
+            if ended:
+                following = dict.fromkeys(ended, Status.CANCELLED)
+                cancelled = await self.ended(following) or cancelled
+            if marked:
+                await self.store.update_many(*dependencies.cascade_done(ids))
         if not cancelled:
             logger.warning("jobCancel: no job was cancellable among %d ids", len(ids))
         return cancelled
+
+    async def carry_on_cancels(self, now: datetime) -> int:
+        """Finish the cascades of cancels a fault cut short (the job server's pass): apply
+        the failure policies of the dependents of the marked jobs that are cancelled, then
+        clear their marks; clear the marks of jobs that were never cancelled after a grace
+        (their cancel may be under way). How many cascades were carried on."""
+        found = await self.store.find(*dependencies.cascades_pending(now))
+        cancelled = [d["_id"] for d in found if d.get("status") == Status.CANCELLED]
+        grace = now - dependencies.CASCADE_GRACE
+        stale = [
+            d["_id"]
+            for d in found
+            if d.get("status") != Status.CANCELLED
+            and isinstance(mark := assume_utc(_cascade_mark(d)), datetime)
+            and mark < grace
+        ]
+        if cancelled:
+            await self.ended(dict.fromkeys(cancelled, Status.CANCELLED))
+        if cancelled or stale:
+            await self.store.update_many(*dependencies.cascade_done([*cancelled, *stale]))
+        return len(cancelled)
 
     async def _cancelled_among(self, ids: Sequence[Id]) -> list[Id]:
         """The jobs among these that are cancelled."""
@@ -495,3 +524,8 @@ class Manager:
             return None
         upcoming = occurrences(wait, now, 1)
         return int((upcoming[0] - now).total_seconds() * 1000) if upcoming else None
+
+
+def _cascade_mark(doc: Mapping[str, Any]) -> Any:
+    """When a stored job's pending cancel cascade began (None: no mark)."""
+    return (doc.get("_private") or {}).get(CASCADE.split(".", 1)[1])

@@ -175,6 +175,7 @@ class JobServer:
 
         expired = await step("lease expiry", self.fail_expired, 0)
         followed_up = await step("follow-ups", self.finish_follow_ups, 0)
+        await step("cancels cut short", self.carry_on_cancels, 0)
         await step("dependents saved elsewhere", self.adopt_dependents, 0)
         promoted = await step("promotion", self._manager.promote, False)
         await step("forgetting finished claims", self._claimer.forget_finished_runs, None)
@@ -193,6 +194,10 @@ class JobServer:
     async def finish_follow_ups(self) -> int:
         """Finish the follow-ups (repeats, dependents) that faults left pending."""
         return await self._follow_ups.finish_stored(self._clock.now())
+
+    async def carry_on_cancels(self) -> int:
+        """Carry on the cascades of cancels that faults cut short (managing.py)."""
+        return await self._manager.carry_on_cancels(self._clock.now())
 
     async def adopt_dependents(self) -> int:
         """Adopt the dependents other applications saved (see dependents.py)."""

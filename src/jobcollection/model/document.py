@@ -512,6 +512,11 @@ BATCHES: Final = "_private.jobcollectionBatches"
 """On a member of a batch: the ids of the batches it belongs to, outermost first
 (JobDoc.batches), under a partial index."""
 
+CASCADE: Final = "_private.jobcollectionCascade"
+"""On a job with dependents being cancelled: when its cancel began, set before the cancel
+and cleared once its dependents' failure policies are applied, so that a cancel cut short
+by a fault is carried on by the next job-server pass (under a partial index)."""
+
 CALLBACK_OF: Final = "_private.jobcollectionCallbackOf"
 """On a callback of a batch: the batch's id (JobDoc.callback_of), under a partial index, so
 that jobs added to the batch later are added to its callbacks' antecedents too."""
@@ -687,6 +692,7 @@ EXTENSIONS: Final[tuple[Extension, ...]] = (
     Extension(EXPIRE_AT, "bookkeeping"),
     Extension(CLAIMER, "bookkeeping"),
     Extension(QUOTA, "bookkeeping"),
+    Extension(CASCADE, "bookkeeping"),
 )
 # fmt: on
 """Every key this library keeps in a job's `_private`, which storing (JobDoc.to_mongo), reading

@@ -11,7 +11,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..model.document import BATCHES, CALLBACK_OF, EXPIRE_AT, FOLLOW_UPS, UNIQUE, WORKFLOW
+from ..model.document import (
+    BATCHES,
+    CALLBACK_OF,
+    CASCADE,
+    EXPIRE_AT,
+    FOLLOW_UPS,
+    UNIQUE,
+    WORKFLOW,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +95,12 @@ INDEXES: tuple[Index, ...] = (
         partial={CALLBACK_OF: {"$exists": True}},
         serves="the callbacks of a batch (find_jobs(callback_of=)), to add jobs to an open "
         "batch; only callbacks are indexed",
+    ),
+    Index(
+        ((CASCADE, 1),),
+        partial={CASCADE: {"$exists": True}},
+        serves="cancels whose cascade to dependents a fault cut short (the job server carries "
+        "them on); only jobs being cancelled with dependents are indexed",
     ),
     Index(
         ((f"{FOLLOW_UPS}.at", 1),),

@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Final
 
 from ..model.constants import JOB_STATUS_CANCELLABLE, ON_FAILURE_POLICIES, Status
 from ..model.document import (
     ANNOUNCED,
+    CASCADE,
     DEPENDENTS,
     EXPIRE_AT,
     FAILED_ANTECEDENTS,
@@ -399,3 +400,35 @@ def ended_dependents(antecedents: Sequence[Id]) -> tuple[Filter, dict[str, int]]
     cancelled) while still waiting on them: a cascade of failure policies goes on from them."""
     query: Filter = {"depends": {"$in": list(antecedents)}, "status": {"$in": list(ENDED_BADLY)}}
     return query, {"status": 1}
+
+
+# --- durable cancel cascades ---------------------------------------------------------------
+
+_CASCADE_KEY = CASCADE.split(".", 1)[1]
+
+
+def cascade_begins(ids: Sequence[Id], now: datetime) -> tuple[Filter, Update]:
+    """Mark the jobs among ids that have dependents and may be cancelled: their cancel's
+    cascade is pending (cleared by `cascade_done` once it is applied)."""
+    fence: Filter = {
+        "_id": {"$in": list(ids)},
+        DEPENDENTS: True,
+        "status": {"$in": list(JOB_STATUS_CANCELLABLE)},
+    }
+    return fence, {"$set": {CASCADE: now}}
+
+
+def cascade_done(ids: Sequence[Id]) -> tuple[Filter, Update]:
+    """Clear the pending-cascade marks of these jobs."""
+    return {"_id": {"$in": list(ids)}, CASCADE: {"$exists": True}}, {"$unset": {CASCADE: ""}}
+
+
+CASCADE_GRACE: Final = timedelta(minutes=1)
+"""How long a pending-cascade mark on a job that is not cancelled is left alone (its cancel
+may be under way) before a pass clears it (the cancel never happened)."""
+
+
+def cascades_pending(now: datetime) -> tuple[Filter, dict[str, int]]:
+    """The jobs whose cancel's cascade is marked pending (since before now), with their
+    status and mark."""
+    return {CASCADE: {"$exists": True, "$lte": now}}, {"status": 1, CASCADE: 1}
