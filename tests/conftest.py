@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 
 from helpers import Yielding
@@ -207,3 +208,19 @@ def make_racy_jc(make_wrapped_jc: WrapJC) -> MakeJC:
         return await make_wrapped_jc(Yielding)
 
     return make
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[Callable[..., httpx.AsyncClient]]:
+    """Clients of an ASGI app (from 127.0.0.1 unless `address` says otherwise, for
+    http://localhost), closed after the test."""
+    made: list[httpx.AsyncClient] = []
+
+    def make(app: Any, address: str = "127.0.0.1", **options: Any) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=app, client=(address, 50_000))
+        made.append(httpx.AsyncClient(transport=transport, base_url="http://localhost", **options))
+        return made[-1]
+
+    yield make
+    for http in made:
+        await http.aclose()

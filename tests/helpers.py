@@ -103,14 +103,22 @@ class Yielding:
         object.__setattr__(view, "_inner", self._inner.with_options(**options))
         return view
 
+    async def _turns_then(self, awaitable: Any) -> Any:
+        """Await a command after letting the event loop run (a subclass may vary the turns)."""
+        return await _yield_then(awaitable)
+
+    def _cursor(self, cursor: Any) -> Yielding:
+        """A cursor whose to_list waits its turns as the commands do."""
+        return Yielding(cursor)
+
 
 def _passthrough(name: str) -> Any:
     def method(self: Yielding, *args: Any, **kwargs: Any) -> Any:
         result = getattr(self._inner, name)(*args, **kwargs)
         if inspect.isawaitable(result):
-            return _yield_then(result)
+            return self._turns_then(result)
         if callable(getattr(result, "to_list", None)):
-            return Yielding(result)  # a cursor whose to_list yields
+            return self._cursor(result)
         return result
 
     method.__name__ = name

@@ -28,22 +28,6 @@ TOKENS = {"admin-token": "tester", "viewer-token": "viewer", "nobody-token": "no
 Client = Callable[..., httpx.AsyncClient]
 
 
-@pytest.fixture
-async def client() -> AsyncIterator[Client]:
-    """Clients of an ASGI app (from 127.0.0.1 unless `address` says otherwise, for
-    http://localhost), closed after the test."""
-    made: list[httpx.AsyncClient] = []
-
-    def make(app: Any, address: str = "127.0.0.1", **options: Any) -> httpx.AsyncClient:
-        transport = httpx.ASGITransport(app=app, client=(address, 50_000))
-        made.append(httpx.AsyncClient(transport=transport, base_url="http://localhost", **options))
-        return made[-1]
-
-    yield make
-    for http in made:
-        await http.aclose()
-
-
 def csrf_of(page: str) -> str:
     found = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
     assert found, "the page has no form token"

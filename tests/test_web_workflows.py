@@ -8,10 +8,8 @@ input on these routes: test_attack_web.py."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
 import pytest
 
 from jobcollection import JobCollection, batch, chain, chord, group
@@ -19,33 +17,8 @@ from jobcollection.remote import TokenAuth
 from jobcollection.web import create_dashboard
 from jobcollection.web.graph import MAX_COLUMNS, MAX_ROWS, MAX_SAME, Node, draw, layers, svg
 
-TOKENS = {"admin-token": "tester", "viewer-token": "viewer", "nobody-token": "nobody"}
-Client = Callable[..., httpx.AsyncClient]
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[Client]:
-    """Clients of an ASGI app from 127.0.0.1, for http://localhost, closed after the test."""
-    made: list[httpx.AsyncClient] = []
-
-    def make(app: Any, **options: Any) -> httpx.AsyncClient:
-        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50_000))
-        made.append(httpx.AsyncClient(transport=transport, base_url="http://localhost", **options))
-        return made[-1]
-
-    yield make
-    for http in made:
-        await http.aclose()
-
-
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
-    assert found, "the page has no form token"
-    return found[1]
-
-
-def row_ids(page: str) -> list[str]:
-    return re.findall(r'<tr class="job" data-id="([^"]+)"', page)
+# The dashboard tests' own helpers: its tokens, a client fixture, the form token and rows.
+from test_web import TOKENS, Client, csrf_of, row_ids
 
 
 def count_cell(page: str, status: str) -> str:

@@ -22,7 +22,6 @@ by the next pass).
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 import random
 from collections.abc import Awaitable, Callable
@@ -73,36 +72,8 @@ class Jittery(Yielding):
             await asyncio.sleep(0)
         return await awaitable
 
-
-def _jittered(name: str) -> Callable[..., Any]:
-    def method(self: Jittery, *args: Any, **kwargs: Any) -> Any:
-        result = getattr(self._inner, name)(*args, **kwargs)
-        if inspect.isawaitable(result):
-            return self._turns_then(result)
-        if callable(getattr(result, "to_list", None)):
-            return Jittery(result, self._rng)  # a cursor whose to_list waits its turns
-        return result
-
-    method.__name__ = name
-    return method
-
-
-for _name in (
-    "find",
-    "find_one",
-    "insert_one",
-    "insert_many",
-    "update_one",
-    "update_many",
-    "find_one_and_update",
-    "delete_many",
-    "bulk_write",
-    "count_documents",
-    "sort",
-    "limit",
-    "to_list",
-):
-    setattr(Jittery, _name, _jittered(_name))
+    def _cursor(self, cursor: Any) -> Jittery:
+        return Jittery(cursor, self._rng)
 
 
 @dataclass
