@@ -652,6 +652,8 @@ PUBLIC_SURFACE = {
     "ON_FAILURE_POLICIES",
     "Batch",
     "Flow",
+    "JobView",
+    "WorkerProcessError",
     "Workflow",
     "batch",
     "WorkflowStatus",

@@ -184,10 +184,39 @@ async def test_job_sync_is_refused_outside_a_thread_and_on_the_loop(jc: JobColle
         job.sync.progress(1, 2)  # from the loop's own thread it would wait for itself
 
 
-def test_a_process_pool_is_refused_naming_the_option() -> None:
+async def test_executor_thread_names_the_queues_own_threads(jc: JobCollection) -> None:
+    job_id = await jc.create_job("t").save()
+    names: list[str] = []
+    queue = jc.process_jobs(
+        "t",
+        lambda job: names.append(threading.current_thread().name),
+        executor="thread",
+        poll_interval=None,
+        wakeup=False,
+    )
+    try:
+        queue.trigger()
+        await jc.wait_for([job_id], timeout=WAIT)
+    finally:
+        await queue.shutdown("soft", quiet=True)
+    assert names[0].startswith("jobcollection")
+
+
+def test_a_process_pool_executor_is_refused_naming_the_option() -> None:
     from jobcollection import QueueOptions
 
-    with ProcessPoolExecutor(1) as pool, pytest.raises(InvalidArgument, match="executor"):
+    with (
+        ProcessPoolExecutor(1) as pool,
+        pytest.raises(InvalidArgument, match=r'^executor: .*use executor="process"'),
+    ):
         QueueOptions(executor=pool)
-    with pytest.raises(InvalidArgument, match="executor"):
-        QueueOptions(executor="thread")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match=r"^executor: must be one of \['thread', 'process'\]"):
+        QueueOptions(executor="threads")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match=r"^executor: must be None"):
+        QueueOptions(executor=4)  # type: ignore[arg-type]
+    assert QueueOptions(executor="thread").executor == "thread"
+    for name in ("max_tasks_per_child", "max_memory_per_child"):
+        with pytest.raises(InvalidArgument, match=rf'^{name}: applies to executor="process" only'):
+            QueueOptions(executor="thread", **{name: 10})
+        with pytest.raises(InvalidArgument, match=rf"^{name}: must be >= 1"):
+            QueueOptions(executor="process", **{name: 0})

@@ -8,6 +8,7 @@ from .api.collection import JobCollection
 from .api.job import Job
 from .api.jobs import JobPage
 from .api.queue import JobQueue, QueueOptions
+from .api.queue.processes import JobView, WorkerProcessError
 from .api.seam import JobService, ServedCollection
 from .api.tasks import BoundTask, Task, TaskOptions, TaskRegistry, current_job
 from .api.workflows import Batch, Flow, Workflow, WorkflowStatus, batch, chain, chord, group
@@ -72,6 +73,8 @@ __all__ = [
     "ON_FAILURE_POLICIES",
     "Batch",
     "Flow",
+    "JobView",
+    "WorkerProcessError",
     "Workflow",
     "batch",
     "WorkflowStatus",

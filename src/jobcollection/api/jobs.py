@@ -32,6 +32,7 @@ from ..mongo.wakeup import WakeupSource
 from . import tracing, waiting
 from .job import Job
 from .queue import DEFAULT_CANCEL_GRACE, ErrorCallback, JobQueue, QueueOptions, Worker
+from .queue.options import ExecutorName
 from .seam import JobService
 from .tasks import BoundTask, P, R, TaskFunction, TaskKeywords, TaskSource, dispatcher, registered
 from .workflows import Batch, Flow, Workflow, as_flow, save_flow
@@ -220,13 +221,19 @@ class JobsAPI:
         wakeup: WakeupSource | bool = True,
         rate_limit: RateLimit | None = None,
         cargo: int | None = None,
-        executor: Executor | None = None,
+        executor: Executor | ExecutorName | None = None,
+        max_tasks_per_child: int | None = None,
+        max_memory_per_child: int | None = None,
     ) -> JobQueue:
         """A queue that claims jobs and hands them to a worker (call it inside a running
         event loop; it starts at once): an async function runs on the event loop; a plain
         function runs in a thread (the queue's own pool of `concurrency` threads, or
         `executor`), and uses `job.sync` for the job's actions (see api/queue/threads.py).
-        `poll_interval` None or 0 disables polling;
+        `executor="process"` runs a plain function in up to `concurrency` child processes
+        instead, handed a picklable `JobView` (id, type, data, attempt) for CPU-bound code; a
+        timeout or a cancel kills the child (SIGTERM, SIGKILL after `cancel_grace`), and
+        `max_tasks_per_child` (calls) and `max_memory_per_child` (resident bytes) recycle
+        children (see api/queue/processes.py). `poll_interval` None or 0 disables polling;
         `work_timeout` is the lease of every claim (None: 60 s), renewed every third of it
         while the queue holds the job; `wakeup` True starts jobs as soon as they become ready
         where the server has change streams (a remote collection: through a long poll),
@@ -250,6 +257,8 @@ class JobsAPI:
             wakeup=wakeup,
             error_callback=error_callback,
             executor=executor,
+            max_tasks_per_child=max_tasks_per_child,
+            max_memory_per_child=max_memory_per_child,
         )
         return JobQueue(self, type_or_types, worker, options)
 

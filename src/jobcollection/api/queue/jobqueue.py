@@ -5,8 +5,10 @@ in flight, each given one job (or a list of up to `payload` jobs). `JobQueue` is
 a job's life through it is, in order:
 
 1. claimed (claims.py), with a lease (leases.py) the heartbeat renews while the queue holds it;
-2. queued, until a worker slot is free, then run by a worker call (runner.py), which the queue
-   cancels (stops.py) if it runs past its timeout or all its jobs lost their claims;
+2. queued, until a worker slot is free, then run by a worker call (runner.py: on the event
+   loop, in threads, threads.py, or in child processes, processes.py), which the queue
+   cancels (stops.py; a child process is killed) if it runs past its timeout or all its jobs
+   lost their claims;
 3. reported (reports.py): completed, failed or, at a shutdown (shutdown.py), released.
 
 Every job a queue is handed ends completed, failed, retried or released. The queue owns its

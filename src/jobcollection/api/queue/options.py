@@ -11,10 +11,10 @@ from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 from ...model import validation as v
-from ...model.errors import InvalidArgumentType
+from ...model.errors import InvalidArgument, InvalidArgumentType
 from ...model.ratelimit import RateLimit
 from ...mongo.wakeup import WakeupSource
 
@@ -26,7 +26,13 @@ DEFAULT_WORK_TIMEOUT = 60.0
 """Seconds of lease on every claim a queue makes unless told otherwise; the heartbeat renews
 it every third of that, so only a queue that stops (its process died or hangs) loses it."""
 DEFAULT_CANCEL_GRACE = 5.0
-"""Seconds a queue gives a worker call it cancelled to end before it cancels it again."""
+"""Seconds a queue gives a worker call it cancelled to end before it cancels it again (a
+process worker's child: between SIGTERM and SIGKILL)."""
+
+ExecutorName: TypeAlias = Literal["thread", "process"]
+EXECUTORS: tuple[ExecutorName, ...] = ("thread", "process")
+"""The executors a queue makes of its own: a pool of threads (the default), or of child
+processes (processes.py)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,7 +56,8 @@ class QueueOptions:
     """The longest a worker call may run unless its jobs say otherwise (`Job.timeout`);
     None: no limit."""
     cancel_grace: float | timedelta = DEFAULT_CANCEL_GRACE
-    """How long a worker call the queue cancelled has to end before it is cancelled again."""
+    """How long a worker call the queue cancelled has to end before it is cancelled again;
+    a process worker's child, how long it has after SIGTERM before SIGKILL."""
     rate_limit: RateLimit | None = None
     """At most so many of its jobs start per window over every process (model/ratelimit.py; a
     local JobCollection only, for now)."""
@@ -60,11 +67,18 @@ class QueueOptions:
     WakeupSource of one's own (also a CancelSource: it tells of cancelled jobs too)."""
     error_callback: ErrorCallback | None = None
     """Called with each error the queue cannot attach to a job; None: it is logged."""
-    executor: Executor | None = None
-    """Where a sync worker (a plain function, or a task declared on one) runs (threads.py):
-    None, a pool of `concurrency` threads of the queue's own; or an Executor of one's own
-    (a ThreadPoolExecutor: its function is handed the Job itself). Async workers run on the
-    event loop whatever this says."""
+    executor: Executor | ExecutorName | None = None
+    """Where a sync worker (a plain function, or a task declared on one) runs: None or
+    "thread", a pool of `concurrency` threads of the queue's own (threads.py); an Executor of
+    one's own (a ThreadPoolExecutor: its function is handed the Job itself); or "process",
+    `concurrency` child processes of the queue's own, which a timeout or a cancel kills
+    (processes.py: the function is handed a JobView, and must pickle). Async workers run on
+    the event loop whatever this says, except that "process" refuses them."""
+    max_tasks_per_child: int | None = None
+    """executor="process": a child process is replaced after so many calls; None: never."""
+    max_memory_per_child: int | None = None
+    """executor="process": a child process whose resident memory is over so many bytes after
+    a call is replaced (Linux: the current RSS; elsewhere the peak); None: never."""
 
     def __post_init__(self) -> None:
         keep = object.__setattr__  # frozen: the validated values replace what was given
@@ -83,12 +97,25 @@ class QueueOptions:
             raise InvalidArgumentType("rate_limit", "must be None or a RateLimit")
         if self.error_callback is not None and not callable(self.error_callback):
             raise InvalidArgumentType("error_callback", "must be callable")
-        if self.executor is not None and not isinstance(self.executor, Executor):
-            raise InvalidArgumentType("executor", "must be None or a concurrent.futures.Executor")
+        if isinstance(self.executor, str):
+            keep(self, "executor", v.choice(self.executor, "executor", EXECUTORS))
+        elif self.executor is not None and not isinstance(self.executor, Executor):
+            raise InvalidArgumentType(
+                "executor", 'must be None, "thread", "process" or a concurrent.futures.Executor'
+            )
         if isinstance(self.executor, ProcessPoolExecutor):
             raise InvalidArgumentType(
-                "executor", "must run in this process (a thread pool): a Job cannot be pickled"
+                "executor",
+                "must not be a ProcessPoolExecutor, which cannot stop one call on a timeout or "
+                'a cancel (and a Job does not pickle): use executor="process"',
             )
+        for name in ("max_tasks_per_child", "max_memory_per_child"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if self.executor != "process":
+                raise InvalidArgument(name, 'applies to executor="process" only')
+            keep(self, name, v.integer(value, name, minimum=1))
         if not isinstance(self.wakeup, bool | WakeupSource):
             raise InvalidArgumentType(
                 "wakeup", "must be True, False or a WakeupSource (an object with signals())"

@@ -4,7 +4,9 @@ call through. A call is given one job (or a list of up to `payload` jobs), bound
 its slot is freed and its outcome becomes its jobs' reports (reports.py): its return value
 completes them, an exception fails them (not fatally), a timeout fails them with "timed out
 after N s", and jobs whose claims were all lost are left as they are. Jobs the worker reported
-itself (`job.reported`) are left as they are."""
+itself (`job.reported`) are left as they are. An async worker runs on the event loop, a plain
+function in the queue's threads (threads.py) or, with executor="process", in its child
+processes (processes.py), which a stopped call kills."""
 
 from __future__ import annotations
 
@@ -12,22 +14,30 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Any, TypeAlias
 
-from ...model.errors import InvalidArgumentType
+from ...model.errors import InvalidArgument, InvalidArgumentType
 from .. import tracing
 from ..job import Job
 from .background import Background
 from .holdings import Holdings, State
 from .log import fields, logger
 from .options import QueueOptions
+from .processes import JobView, Processes, ProcessWorker
 from .reports import Reports
 from .stops import Stops
 from .threads import Threads, ThreadWorker, current_threads, is_async
 
-Worker: TypeAlias = Callable[[Job], Any] | Callable[[list[Job]], Any]
+Worker: TypeAlias = (
+    Callable[[Job], Any]
+    | Callable[[list[Job]], Any]
+    | Callable[[JobView], Any]
+    | Callable[[list[JobView]], Any]
+)
 """A function given one Job (payload 1) or a list of Jobs (payload > 1): an async one runs on
-the event loop, any other in the queue's threads (threads.py)."""
+the event loop, any other in the queue's threads (threads.py); with executor="process", a
+plain function given a JobView (or a list of them) in its child processes (processes.py)."""
 
 
 class Runner:
@@ -47,8 +57,26 @@ class Runner:
         slot_freed: Callable[[], None],
         batch_ended: Callable[[], None],
     ) -> None:
-        self._worker: Callable[[Any], Any] = worker if is_async(worker) else ThreadWorker(worker)
-        self._threads = Threads(options.executor, options.concurrency)
+        self._processes: Processes | None = None
+        self._worker: Callable[[Any], Any]
+        if options.executor == "process":
+            if is_async(worker):
+                raise InvalidArgument(
+                    "executor",
+                    '"process" runs a plain function in child processes; this worker is async '
+                    "(it runs on the event loop)",
+                )
+            self._processes = Processes(
+                worker,
+                grace_s=options.cancel_grace_s,
+                max_tasks=options.max_tasks_per_child,
+                max_memory=options.max_memory_per_child,
+            )
+            self._worker = ProcessWorker(self._processes)
+        else:
+            self._worker = worker if is_async(worker) else ThreadWorker(worker)
+        given = options.executor if isinstance(options.executor, Executor) else None
+        self._threads = Threads(given, options.concurrency)
         self._payload = options.payload
         self._timeout_ms = options.timeout_ms
         self._held = held
@@ -145,9 +173,12 @@ class Runner:
             logger.error("batch task failed", exc_info=task.exception())
         self._batch_ended()
 
-    def release_threads(self) -> None:
-        """At the queue's end: let its own threads end once their calls return."""
+    async def release_executors(self) -> None:
+        """At the queue's end, after its last call: let its own threads end once their calls
+        return, and stop its child processes (it returns once none is left)."""
         self._threads.shutdown()
+        if self._processes is not None:
+            await self._processes.close()
 
     async def kill(self, error: dict[str, Any]) -> int:
         """Cancel every worker call and fail (with `error`) the jobs it had not finished and

@@ -6,7 +6,8 @@ Every level claims nothing more (a claim in flight is awaited, its jobs queued).
   ones finish.
 - "hard": queued jobs are released; running ones are failed (not fatally) with "Worker
   shutdown" at once and their worker tasks are cancelled.
-Then every background task the queue owns is stopped and awaited.
+Then every background task the queue owns is stopped and awaited, and its child processes
+(executor="process") are stopped: none outlives the shutdown.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class Shutdown:
                 break
             await changed.wait()
         self._leases.stop()
-        self._runner.release_threads()
+        await self._runner.release_executors()
         await self._presence.leave()
         await self._background.wait(self._leases.checks)
         if not quiet:
