@@ -151,8 +151,10 @@ async def processing(bench: Bench, case: Case, executor: str, n: int) -> Run:
     )
 
     async def run_all() -> None:
-        """Claim, run and complete every stored job."""
+        """Claim, run and complete every stored job. (settle() first: a trigger() that comes
+        as a claim ends can be lost, claims.py.)"""
         while True:
+            await queue.settle()
             queue.trigger()
             await queue.drain()
             if not await collection.count_documents({"status": {"$ne": "completed"}}):

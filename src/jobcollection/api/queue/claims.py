@@ -80,7 +80,7 @@ class Claims:
     @property
     def in_flight(self) -> bool:
         """Whether a claim is in flight."""
-        return self._fetch_task is not None and not self._fetch_task.done()
+        return self._fetch_task is not None
 
     def listen(self, source: WakeupSource | None, *, saves: bool) -> None:
         """Claim when `source` signals, and (with `saves`) when a job of the queue's types is
@@ -119,7 +119,7 @@ class Claims:
         another once it has answered."""
         if not self._held.state.claims:
             return
-        if self.in_flight:  # (a claim task that has ended, its callback still to come, is not)
+        if self._fetch_task is not None:
             self._refetch = True  # claim again once the claim in flight has answered
             return
         task = self._background.spawn(self._fetch(), "fetch")
