@@ -20,6 +20,15 @@ WAIT = 10.0
 """The longest a test waits for a thread to reach a point (it normally takes milliseconds)."""
 
 
+async def finished(jc: JobCollection, queue: Any, ids: list[Any]) -> list[Job]:
+    """Let the queue claim now, wait until these jobs are final, then shut it down."""
+    try:
+        queue.trigger()
+        return await jc.wait_for(ids, timeout=WAIT)
+    finally:
+        await queue.shutdown("soft", quiet=True)
+
+
 async def reached(event: threading.Event) -> None:
     """Wait, without blocking the loop, until a worker thread sets the event."""
     assert await asyncio.to_thread(event.wait, WAIT), "the worker thread never got there"
@@ -68,11 +77,7 @@ async def test_a_sync_worker_uses_the_jobs_actions_through_job_sync(jc: JobColle
         return job.data["n"]
 
     queue = jc.process_jobs("t", worker, poll_interval=None, wakeup=False)
-    try:
-        queue.trigger()
-        [done] = await jc.wait_for([job_id], timeout=WAIT)
-    finally:
-        await queue.shutdown("soft", quiet=True)
+    [done] = await finished(jc, queue, [job_id])
     doc = await stored(jc, job_id)
     assert doc["status"] == "completed" and doc["result"] == {"value": 3}
     assert doc["progress"]["percent"] == 100
@@ -88,11 +93,7 @@ async def test_sync_calls_run_side_by_side_up_to_the_concurrency(jc: JobCollecti
         together.wait()
 
     queue = jc.process_jobs("t", worker, concurrency=3, poll_interval=None, wakeup=False)
-    try:
-        queue.trigger()
-        done = await jc.wait_for(ids, timeout=WAIT)
-    finally:
-        await queue.shutdown("soft", quiet=True)
+    done = await finished(jc, queue, ids)
     assert [j.doc.status for j in done] == ["completed"] * 3
 
 
@@ -107,11 +108,7 @@ async def test_an_executor_of_ones_own(jc: JobCollection) -> None:
             poll_interval=None,
             wakeup=False,
         )
-        try:
-            queue.trigger()
-            await jc.wait_for([job_id], timeout=WAIT)
-        finally:
-            await queue.shutdown("soft", quiet=True)
+        await finished(jc, queue, [job_id])
     assert names[0].startswith("mine")
 
 
@@ -122,11 +119,7 @@ async def test_a_sync_worker_that_raises_fails_its_job(jc: JobCollection) -> Non
         raise ValueError("bad input")
 
     queue = jc.process_jobs("t", worker, poll_interval=None, wakeup=False)
-    try:
-        queue.trigger()
-        [failed] = await jc.wait_for([job_id], timeout=WAIT)
-    finally:
-        await queue.shutdown("soft", quiet=True)
+    [failed] = await finished(jc, queue, [job_id])
     assert failed.doc.status == "failed"
     assert "bad input" in str((await stored(jc, job_id))["failures"][-1])
 
@@ -164,11 +157,7 @@ async def test_a_sync_task_runs_in_a_thread_with_its_current_job(make_jc: MakeJC
 
     job_id = await resize.enqueue("x.png", width=50)
     queue = jc.run_tasks([resize], poll_interval=None, wakeup=False)
-    try:
-        queue.trigger()
-        [done] = await jc.wait_for([job_id], timeout=WAIT)
-    finally:
-        await queue.shutdown("soft", quiet=True)
+    [done] = await finished(jc, queue, [job_id])
     value = done.doc.result["value"]
     assert value.startswith("x.png@50:jobcollection")
     assert "resizing x.png" in [e["message"] for e in (await stored(jc, job_id))["log"]]
@@ -194,11 +183,7 @@ async def test_executor_thread_names_the_queues_own_threads(jc: JobCollection) -
         poll_interval=None,
         wakeup=False,
     )
-    try:
-        queue.trigger()
-        await jc.wait_for([job_id], timeout=WAIT)
-    finally:
-        await queue.shutdown("soft", quiet=True)
+    await finished(jc, queue, [job_id])
     assert names[0].startswith("jobcollection")
 
 
