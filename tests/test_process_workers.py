@@ -163,10 +163,6 @@ def process_queue(jc: JobCollection, **options: Any) -> JobQueue:
 
 async def start(queue: JobQueue, job: Job) -> Any:
     """Save a job and let the queue claim it now; its id."""
-    async with asyncio.timeout(WAIT):
-        # No claim in flight: a trigger() that comes as one ends can be lost (claims.py
-        # checks whether its task is set, not whether it is done: an open issue).
-        await queue.settle()
     job_id = await job.save()
     queue.trigger()
     return job_id

@@ -327,6 +327,37 @@ async def test_one_claim_at_a_time_and_triggers_during_a_claim_make_one_more(
     assert await statuses(jc) == {"running": 3}
 
 
+async def test_a_trigger_that_comes_as_a_claim_ends_is_not_lost(
+    jc: JobCollection, make_queue: MakeQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await save(jc, 1)
+    calls: list[int] = []
+
+    async def first_looks_too_early(op: GetWork, claim: Claim) -> Any:
+        calls.append(op.max_jobs)
+        return [] if len(calls) == 1 else await claim()  # the first looked before the save
+
+    on_claims(monkeypatch, jc, first_looks_too_early)
+    gate = Gate()
+    gate.release()
+    queue = make_queue(gate, poll_interval=None)
+    claims = queue._claims
+    task = claims._fetch_task
+    assert task is not None
+
+    def ended(task: asyncio.Task[None]) -> None:
+        # The claim has made its last look; its own done callback has not run yet: the
+        # wake-up for the saved job (a trigger) comes now.
+        queue.trigger()
+        claims._fetch_finished(task)
+
+    task.remove_done_callback(claims._fetch_finished)
+    task.add_done_callback(ended)
+    await within(gate.wait_for_calls(1))
+    await within(queue.drain())
+    assert await statuses(jc) == {"completed": 1}
+
+
 async def test_polling_disabled_the_queue_claims_on_trigger(
     jc: JobCollection, make_queue: MakeQueue
 ) -> None:

@@ -208,6 +208,11 @@ class Claims:
         if not task.cancelled() and task.exception() is not None:
             logger.error("claim task failed", exc_info=task.exception())
         self._held.notify()
+        if self._refetch and not task.cancelled():
+            # A trigger came after the claim's last look at `_refetch` but before this
+            # callback: the claim it asked for is made now, not lost.
+            self._refetch = False
+            self.trigger()
 
     # --- waking up ---------------------------------------------------------------------------
 
