@@ -6,6 +6,8 @@ for time to pass."""
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from typing import Any
 
 from jobcollection import Job
@@ -31,3 +33,10 @@ async def hang(job: Job) -> None:
     except asyncio.CancelledError:
         say(f"hang cancelled {job.id}")
         raise
+
+
+def where(job: Any) -> dict[str, Any]:
+    """A plain function (`worker --executor thread|process`): completes the job with the
+    process and the thread that ran it (`job` is a Job in a thread, a JobView in a child)."""
+    say(f"where done {job.id}")
+    return {"pid": os.getpid(), "thread": threading.current_thread().name}

@@ -276,7 +276,6 @@ async def test_an_unreachable_mongodb() -> None:
             "it, or add that folder to PYTHONPATH",
         ),
         ("remote_workers:nothing", "remote_workers:nothing: remote_workers has no 'nothing'"),
-        ("remote_workers:say", "remote_workers:say is not an async function: define it with "),
         ("remote_workers:TESTS", "remote_workers:TESTS: remote_workers has no 'TESTS'"),
         ("broken_module:work", "broken_module:work: importing broken_module raised ZeroDivision"),
     ],
@@ -295,6 +294,20 @@ async def test_a_bad_module_function(spec: str, message: str, tmp_path: Path) ->
     [
         (["--concurrency", "0"], "--concurrency: must be >= 1, got 0"),
         (["--type", ""], "--type: must be a non-empty string"),
+        (
+            ["--executor", "process"],
+            '--executor: "process" runs a plain function in child processes; this worker is '
+            "async (it runs on the event loop)",
+        ),
+        (
+            ["--max-tasks-per-child", "3"],
+            '--max-tasks-per-child: applies to executor="process" only',
+        ),
+        (
+            ["--max-memory-per-child", "lots"],
+            "error: argument --max-memory-per-child: 'lots' is not a size in bytes (1 or more: "
+            "512M, 2G)",
+        ),
     ],
 )
 async def test_a_bad_worker_option_is_named(option: list[str], message: str) -> None:

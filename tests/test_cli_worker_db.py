@@ -249,6 +249,42 @@ async def test_a_tasks_worker_on_a_database_runs_its_tasks(tmp_path: Path) -> No
         assert (doc["status"], doc["result"]) == ("completed", {"value": 2.5})
 
 
+@pytest.mark.parametrize("executor", ["thread", "process"])
+async def test_a_worker_process_runs_a_plain_function_in_its_threads_or_child_processes(
+    tmp_path: Path, executor: str
+) -> None:
+    async with wire_database(tmp_path) as uri, collection_at(uri) as jc:
+        ids = [await jc.create_job("where", {"n": n}).save() for n in range(4)]
+        async with jobcollection(
+            tmp_path,
+            "worker",
+            "remote_workers:where",
+            "--type",
+            "where",
+            "--executor",
+            executor,
+            "--concurrency",
+            "2",
+            "--mongodb-uri",
+            uri,
+            "--burst",
+        ) as process:
+            assert await process.expect("worker started") == (
+                f"worker started: where jobs, concurrency 2, in {executor}s"
+            )
+            await process.expect("worker stopped")
+            assert await process.exited() == 0, process.describe()
+        worker_pid = process.process.pid
+        results = [await document(jc, job_id) for job_id in ids]
+        assert {doc["status"] for doc in results} == {"completed"}
+        pids = {doc["result"]["pid"] for doc in results}
+        if executor == "thread":
+            assert pids == {worker_pid}
+            assert all(doc["result"]["thread"].startswith("jobcollection") for doc in results)
+        else:
+            assert worker_pid not in pids and 1 <= len(pids) <= 2
+
+
 async def test_a_demo_worker_says_it_is_in_memory(tmp_path: Path) -> None:
     async with jobcollection(
         tmp_path, "worker", "remote_workers:echo", "--type", "echo", "--demo", "--burst"

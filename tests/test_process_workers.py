@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from helpers import stored
-from jobcollection import InvalidArgument, Job, JobCollection, JobQueue
+from jobcollection import InvalidArgument, Job, JobCollection, JobQueue, TaskRegistry
 from jobcollection.api.queue.processes import JobView
 
 WAIT = 30.0
@@ -185,6 +185,20 @@ def pid_of(doc: dict[str, Any]) -> int:
 @pytest.fixture(autouse=True)
 def queue_log(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="jobcollection.queue")
+
+
+TASKS = TaskRegistry()
+"""Tasks that run_tasks(executor="process") runs in children (module-level functions)."""
+
+
+@TASKS.task("square")
+def square(n: int) -> dict[str, int]:
+    return {"square": n * n, "pid": os.getpid()}
+
+
+@TASKS.task("hello")
+async def hello(name: str) -> str:
+    return f"hello {name}"
 
 
 # --- tests ----------------------------------------------------------------------------------
@@ -400,3 +414,33 @@ async def test_a_hard_shutdown_kills_the_running_children(
     assert ended(caplog, pid)["exitcode"] == -signal.SIGKILL
     doc = await stored(jc, job_id)
     assert doc["status"] == "failed" and doc["failures"][-1]["value"] == "Worker shutdown"
+
+
+@pytest.mark.both_sides
+async def test_run_tasks_runs_plain_task_functions_in_child_processes(jc: JobCollection) -> None:
+    bound = square.on(jc)
+    ids = [await bound.enqueue(n) for n in (2, 3)]
+    bad = await jc.create_job("square", {"n": "two"}).retry(0).save()  # does not validate
+    queue = jc.run_tasks([square], executor="process", poll_interval=None, wakeup=False)
+    try:
+        queue.trigger()
+        done = await jc.wait_for([*ids, bad], timeout=WAIT)
+    finally:
+        await queue.shutdown("soft", quiet=True)
+    assert [job.doc.result["square"] for job in done[:2]] == [4, 9]
+    assert os.getpid() not in {job.doc.result["pid"] for job in done[:2]}
+    failure = (await stored(jc, bad))["failures"][-1]
+    assert done[2].doc.status == "failed"
+    assert "does not validate for task 'square'" in failure["message"], failure
+
+
+def test_run_tasks_refuses_tasks_a_child_cannot_run(jc: JobCollection) -> None:
+    with pytest.raises(InvalidArgument, match=r"^executor: .*task 'hello' is async"):
+        jc.run_tasks([square, hello], executor="process")
+
+    @jc.task("nested")
+    def nested(n: int) -> int:
+        return n
+
+    with pytest.raises(InvalidArgument, match=r"^executor: .*declare it at the top level"):
+        jc.run_tasks([nested], executor="process")

@@ -14,7 +14,14 @@ import pytest
 
 from conftest import MakeJC
 from helpers import stored
-from jobcollection import InvalidArgument, Job, JobCollection, ManualClock, current_job
+from jobcollection import (
+    InvalidArgument,
+    Job,
+    JobCollection,
+    ManualClock,
+    TaskRegistry,
+    current_job,
+)
 
 WAIT = 10.0
 """The longest a test waits for a thread to reach a point (it normally takes milliseconds)."""
@@ -161,6 +168,32 @@ async def test_a_sync_task_runs_in_a_thread_with_its_current_job(make_jc: MakeJC
     value = done.doc.result["value"]
     assert value.startswith("x.png@50:jobcollection")
     assert "resizing x.png" in [e["message"] for e in (await stored(jc, job_id))["log"]]
+
+
+async def test_calling_a_sync_task_directly_runs_it_in_a_thread() -> None:
+    tasks = TaskRegistry()
+
+    @tasks.task("where")
+    def where(n: int) -> str:
+        return f"{n}:{threading.current_thread().name}"
+
+    value = await where(3)  # an awaitable, as for an async task
+    assert value.startswith("3:") and value != f"3:{threading.current_thread().name}"
+    assert where.function(4) == f"4:{threading.current_thread().name}"  # here and now
+
+
+async def test_run_tasks_runs_sync_tasks_in_the_executor_given(make_jc: MakeJC) -> None:
+    jc = await make_jc()
+
+    @jc.task("where")
+    def where(n: int) -> str:
+        return threading.current_thread().name
+
+    ids = [await where.enqueue(n) for n in range(3)]
+    with ThreadPoolExecutor(2, thread_name_prefix="mine") as pool:
+        queue = jc.run_tasks(executor=pool, concurrency=2, poll_interval=None, wakeup=False)
+        done = await finished(jc, queue, ids)
+    assert {job.doc.result["value"][:4] for job in done} == {"mine"}
 
 
 async def test_job_sync_is_refused_outside_a_thread_and_on_the_loop(jc: JobCollection) -> None:

@@ -57,3 +57,13 @@ async def misuse_registry(jc: JobCollection) -> None:
     text: str = await notify.on(jc)(EmailArgs(to="a"))  # error: the result is an int
     print(text)
     notify.options.retry = 5  # error: TaskOptions is frozen
+
+
+async def misuse_sync(jc: JobCollection) -> None:
+    @jc.task("count")
+    def count(text: str) -> int:
+        return len(text)
+
+    await count.enqueue(3)  # error: text is a str
+    label: str = await count("abc")  # error: the result is an int
+    print(label)

@@ -72,3 +72,23 @@ async def use_registry(jc: JobCollection, remote: RemoteJobCollection) -> None:
     ran: int = await drain(jc, tasks)
     stored = await perform_job(jc, notify.on(jc).job(EmailArgs(to="b@example.com")), notify)
     print(ran, stored.doc.status)
+
+
+@tasks.task("checksum")
+def checksum(path: str, rounds: int = 1) -> int:
+    """A plain function as a task: it runs in the queue's threads."""
+    return len(path) * rounds
+
+
+async def use_sync_task(jc: JobCollection) -> None:
+    declared: Task[[str, int], int] = checksum
+    total: int = await checksum("a.bin", 2) + await declared("b.bin", 1)
+
+    @jc.task("hash")
+    def hash_of(text: str) -> str:
+        return text[::-1]
+
+    reversed_text: str = await hash_of("abc")
+    await hash_of.enqueue("abc")
+    await checksum.on(jc).enqueue("c.bin", rounds=3)
+    print(total, reversed_text)

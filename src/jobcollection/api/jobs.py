@@ -34,7 +34,7 @@ from .job import Job
 from .queue import DEFAULT_CANCEL_GRACE, ErrorCallback, JobQueue, QueueOptions, Worker
 from .queue.options import ExecutorName
 from .seam import JobService
-from .tasks import BoundTask, P, R, TaskFunction, TaskKeywords, TaskSource, dispatcher, registered
+from .tasks import BoundDeclaration, TaskKeywords, TaskSource, dispatcher, registered
 from .workflows import Batch, Flow, Workflow, as_flow, save_flow
 
 BULK_CHUNK = 256
@@ -565,19 +565,12 @@ class JobsAPI:
 
     # --- typed tasks (tasks.py) ---------------------------------------------------------------
 
-    def task(
-        self, name: str, **options: Unpack[TaskKeywords]
-    ) -> Callable[[TaskFunction[P, R]], BoundTask[P, R]]:
-        """Declare an async function as the worker of job type `name`, on this collection's
-        own registry and bound to it: `TaskRegistry.task` for a collection (the same
-        `options`: TaskOptions' fields). `await f.enqueue(...)` saves a job here; see
-        tasks.py."""
-        declare = registered(self).task(name, **options)
-
-        def register(function: TaskFunction[P, R]) -> BoundTask[P, R]:
-            return declare(function).on(self)
-
-        return register
+    def task(self, name: str, **options: Unpack[TaskKeywords]) -> BoundDeclaration:
+        """Declare a function (async, or plain: run in the queue's threads) as the worker
+        of job type `name`, on this collection's own registry and bound to it:
+        `TaskRegistry.task` for a collection (the same `options`: TaskOptions' fields).
+        `await f.enqueue(...)` saves a job here; see tasks.py."""
+        return BoundDeclaration(registered(self).task(name, **options), self)
 
     def run_tasks(
         self,
@@ -588,23 +581,33 @@ class JobsAPI:
         prefetch: int = 0,
         work_timeout: float | timedelta | None = None,
         timeout: float | timedelta | None = None,
+        cancel_grace: float | timedelta = DEFAULT_CANCEL_GRACE,
         error_callback: ErrorCallback | None = None,
         wakeup: WakeupSource | bool = True,
+        executor: Executor | ExecutorName | None = None,
+        max_tasks_per_child: int | None = None,
+        max_memory_per_child: int | None = None,
     ) -> JobQueue:
         """One queue (started at once, as process_jobs) that works the jobs of these tasks
         (a TaskRegistry or a list of Tasks; default: every task declared with `jc.task`),
         handing each to its task's function; `timeout` bounds the calls of tasks defined
-        without one. Options: see process_jobs."""
-        types, worker = dispatcher(registered(self) if tasks is None else tasks)
+        without one. Async task functions run on the event loop, plain ones in the queue's
+        threads (or `executor`); `executor="process"` runs the (plain) task functions in
+        child processes, killed on a timeout or a cancel. Options: see process_jobs."""
         options = QueueOptions(
             concurrency=concurrency,
             prefetch=prefetch,
             poll_interval=poll_interval,
             work_timeout=work_timeout,
             timeout=timeout,
+            cancel_grace=cancel_grace,
             wakeup=wakeup,
             error_callback=error_callback,
+            executor=executor,
+            max_tasks_per_child=max_tasks_per_child,
+            max_memory_per_child=max_memory_per_child,
         )
+        types, worker = dispatcher(registered(self) if tasks is None else tasks, options.executor)
         return JobQueue(self, types, worker, options)
 
     def make_job(self, doc: dict[str, Any] | JobDoc) -> Job:

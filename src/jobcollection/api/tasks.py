@@ -34,6 +34,7 @@ nowhere where the job goes.
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import logging
 import typing
@@ -41,7 +42,18 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeAlias, TypedDict, TypeVar, Unpack
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    ParamSpec,
+    TypeAlias,
+    TypedDict,
+    TypeVar,
+    Unpack,
+    cast,
+    overload,
+)
 
 from pydantic import BaseModel, ValidationError, create_model
 from pydantic_core import to_jsonable_python
@@ -58,8 +70,9 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
-TaskFunction: TypeAlias = Callable[P, Awaitable[R]]
-"""What `jc.task` registers: an async function of the job's arguments."""
+TaskFunction: TypeAlias = Callable[P, Awaitable[R]] | Callable[P, R]
+"""What a task is declared on: an async function of the job's arguments, or a plain one (run
+in the queue's threads); either way the task's result type R is what a call gives, awaited."""
 
 logger = logging.getLogger("jobcollection.tasks")
 
@@ -228,6 +241,19 @@ class Task(Generic[P, R]):
     enqueue its jobs there; `run` is the worker a queue calls with such a job, on any
     collection."""
 
+    @overload
+    def __init__(
+        self,
+        name: str,
+        function: Callable[P, Awaitable[R]],
+        options: TaskOptions | None = None,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self, name: str, function: Callable[P, R], options: TaskOptions | None = None
+    ) -> None: ...
+
     def __init__(
         self, name: str, function: TaskFunction[P, R], options: TaskOptions | None = None
     ) -> None:
@@ -250,8 +276,12 @@ class Task(Generic[P, R]):
         return f"<Task {self.name!r} {self.function.__qualname__}>"
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
-        """Call the function directly (no job)."""
-        return self.function(*args, **kwargs)
+        """Call the function directly (no job): an awaitable of its result. A plain function
+        runs in a thread (the current queue's, else asyncio's default executor), as it does
+        as a worker; call `task.function` to run it here and now."""
+        if self._async:
+            return cast(Awaitable[R], self.function(*args, **kwargs))
+        return cast(Awaitable[R], in_thread(functools.partial(self.function, *args, **kwargs), []))
 
     def same_as(self, other: Task[..., Any]) -> bool:
         """Whether `other` is this task's declaration, bound or not."""
@@ -311,6 +341,46 @@ class BoundTask(Task[P, R]):
 AnyTask = TypeVar("AnyTask", bound=Task[..., Any])
 
 
+@dataclass(frozen=True, slots=True)
+class Declaration:
+    """What `TaskRegistry.task(name, ...)` returns: the decorator that makes a function the
+    task `name` of the registry. Overloaded so that mypy types an async function's task and a
+    plain function's alike: Task[P, R], R being the result (awaited, for an async one)."""
+
+    registry: TaskRegistry
+    name: str
+    options: TaskOptions
+
+    @overload
+    def __call__(self, function: Callable[P, Awaitable[R]], /) -> Task[P, R]: ...
+
+    @overload
+    def __call__(self, function: Callable[P, R], /) -> Task[P, R]: ...
+
+    def __call__(self, function: Callable[..., Any], /) -> Task[Any, Any]:
+        """Declare `function` as the task and register it."""
+        return self.registry.add(Task(self.name, function, self.options))
+
+
+@dataclass(frozen=True, slots=True)
+class BoundDeclaration:
+    """What `jc.task(name, ...)` returns: a Declaration on the collection's own registry, whose
+    task comes bound to the collection (a BoundTask)."""
+
+    declaration: Declaration
+    jc: ServedCollection
+
+    @overload
+    def __call__(self, function: Callable[P, Awaitable[R]], /) -> BoundTask[P, R]: ...
+
+    @overload
+    def __call__(self, function: Callable[P, R], /) -> BoundTask[P, R]: ...
+
+    def __call__(self, function: Callable[..., Any], /) -> BoundTask[Any, Any]:
+        """Declare `function` as the task, register it, and bind it to the collection."""
+        return self.declaration(function).on(self.jc)
+
+
 class TaskRegistry(Mapping[str, Task[..., Any]]):
     """An application's typed tasks, by name, declared once and run or enqueued on any job
     collection (as Celery's `shared_task` or procrastinate's `App` and blueprints):
@@ -341,20 +411,14 @@ class TaskRegistry(Mapping[str, Task[..., Any]]):
     def __len__(self) -> int:
         return len(self._tasks)
 
-    def task(
-        self, name: str, **options: Unpack[TaskKeywords]
-    ) -> Callable[[TaskFunction[P, R]], Task[P, R]]:
-        """Declare an async function as the worker of job type `name`: its input is one
-        pydantic model or plain annotated parameters; `options` are the fields of
-        TaskOptions (`retry`, `retry_wait`, `timeout`, `priority`, `unique`), given to each
-        job of it. A bad option raises now; a second task of the same name raises
-        InvalidArgument. `await f.on(jc).enqueue(...)` saves a job."""
-        made = TaskOptions(**options)
-
-        def register(function: TaskFunction[P, R]) -> Task[P, R]:
-            return self.add(Task(name, function, made))
-
-        return register
+    def task(self, name: str, **options: Unpack[TaskKeywords]) -> Declaration:
+        """Declare a function as the worker of job type `name`: an async function, or a
+        plain one (it runs in the queue's threads); its input is one pydantic model or plain
+        annotated parameters; `options` are the fields of TaskOptions (`retry`,
+        `retry_wait`, `timeout`, `priority`, `unique`), given to each job of it. A bad
+        option raises now; a second task of the same name raises InvalidArgument.
+        `await f.on(jc).enqueue(...)` saves a job."""
+        return Declaration(self, name, TaskOptions(**options))
 
     def add(self, task: AnyTask) -> AnyTask:
         """Register a task (a declaration can be in several registries); InvalidArgument if
@@ -399,8 +463,76 @@ TaskSource: TypeAlias = "TaskRegistry | Iterable[Task[..., Any]]"
 """What `run_tasks` and the test helpers take: a registry, or some tasks."""
 
 
-def dispatcher(tasks: TaskSource) -> tuple[list[str], Callable[[Job], Awaitable[Any]]]:
-    """The job types of these tasks and one worker that hands each job to its task."""
+class TasksInProcesses:
+    """The worker of tasks run with executor="process": a plain callable that pickles, which a
+    queue's child process calls with a JobView. It crosses as each task function's place
+    (module and name: the decorator put the Task there, so the function itself does not
+    pickle by reference), found again in the child; there it validates the view's data for
+    its type's task and calls the function; the return value, made JSON-able, is the result.
+    Data that does not validate raises InvalidDocument (the job fails). No `current_job()` in
+    a child: a Job cannot cross (processes.py)."""
+
+    def __init__(self, tasks: Iterable[Task[..., Any]]) -> None:
+        self._places: dict[str, tuple[str, str]] = {}
+        for task in tasks:
+            if task._async:
+                raise InvalidArgument(
+                    "executor",
+                    f'"process" runs plain functions; task {task.name!r} is async (it runs on '
+                    "the event loop)",
+                )
+            place = (task.function.__module__, task.function.__qualname__)
+            if _found_at(place) is not task.function:
+                raise InvalidArgument(
+                    "executor",
+                    f'"process" finds task {task.name!r} again in the child by its module and '
+                    "name: declare it at the top level of a module",
+                )
+            self._places[task.name] = place
+        self._called: dict[str, tuple[Callable[..., Any], _Input]] = {}
+
+    def __getstate__(self) -> dict[str, tuple[str, str]]:
+        return self._places
+
+    def __setstate__(self, places: dict[str, tuple[str, str]]) -> None:
+        self._places = places
+        self._called = {}  # found again in the child, once per task
+
+    def __call__(self, job: Any) -> Any:
+        """Run the task of `job.type` (a JobView) with the arguments its data holds."""
+        called = self._called.get(job.type)
+        if called is None:
+            function = _found_at(self._places[job.type])
+            assert function is not None, f"task {job.type!r} is not where it was declared"
+            called = self._called[job.type] = (function, _Input(function))
+        function, arguments = called
+        try:
+            call = arguments.call(function, job.data)
+        except ValidationError as exc:
+            problem = _problem(exc)
+            raise InvalidDocument(
+                f"job data does not validate for task {job.type!r}: {problem}"
+            ) from None
+        return to_jsonable_python(call())
+
+
+def _found_at(place: tuple[str, str]) -> Callable[..., Any] | None:
+    """The function at MODULE, NAME (imported if need be): the function of the Task found
+    there, or the function itself; None if there is neither."""
+    module, qualname = place
+    found: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    if isinstance(found, Task):
+        return found.function
+    return found if callable(found) else None
+
+
+def dispatcher(
+    tasks: TaskSource, executor: object = None
+) -> tuple[list[str], Callable[[Job], Awaitable[Any]] | TasksInProcesses]:
+    """The job types of these tasks and one worker that hands each job to its task: on the
+    event loop and the queue's threads, or (`executor="process"`) in its child processes."""
     if isinstance(tasks, TaskRegistry):
         tasks = list(tasks.values())
     if isinstance(tasks, Task | str | bytes) or not isinstance(tasks, Iterable):
@@ -418,4 +550,6 @@ def dispatcher(tasks: TaskSource) -> tuple[list[str], Callable[[Job], Awaitable[
             raise InvalidArgument(f"tasks[{i}]", f"a second task named {task.name!r}") from None
     if not chosen:
         raise InvalidArgument("tasks", "no task to run")
+    if executor == "process":
+        return list(chosen), TasksInProcesses(chosen.values())
     return list(chosen), chosen.run

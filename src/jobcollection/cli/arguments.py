@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..api.queue.options import EXECUTORS
 from ..model import constants as c
 from ..model.constants import PERMISSION_LEVELS
 from .changing import ACTIONS, FINISHED, act, purge
@@ -25,7 +26,7 @@ from .operating import Operation, run_operator
 from .pausing import pause, resume
 from .reading import ls, show, stats, workers
 from .serve import dashboard, serve, token
-from .values import data_item, max_running, moment, page_size, seconds
+from .values import byte_size, data_item, max_running, moment, page_size, seconds
 from .worker import work
 from .workflows import batch, workflow
 
@@ -120,12 +121,16 @@ def parser() -> argparse.ArgumentParser:
     _metrics_options(s)
     s.set_defaults(run=serve)
 
-    w = _command(commands, "worker", help="run a queue of an async function, or of tasks")
+    w = _command(
+        commands,
+        "worker",
+        help="run a queue of a function (async, or plain: in threads or processes), or of tasks",
+    )
     w.add_argument(
         "function",
-        help="MODULE:FUNCTION, an async function of a job; with --tasks MODULE:OBJECT, a "
-        "TaskRegistry or a job collection whose tasks run (all of them), a Task or a list of "
-        "Tasks",
+        help="MODULE:FUNCTION, a function of a job (async, or plain); with --tasks "
+        "MODULE:OBJECT, a TaskRegistry or a job collection whose tasks run (all of them), "
+        "a Task or a list of Tasks",
     )
     w.add_argument(
         "--type", action="append", help="job type (repeatable; with --tasks: only these)"
@@ -138,6 +143,29 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--poll-interval", type=float, default=5.0)
     w.add_argument("--work-timeout", type=float, default=None, help="lease, seconds")
     w.add_argument("--timeout", type=float, default=None, help="seconds a job may run")
+    w.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default=None,
+        help="where a plain (not async) function runs: thread (the default: a pool of "
+        "--concurrency threads) or process (as many child processes, killed on a timeout or a "
+        "cancel; the function is handed a JobView)",
+    )
+    w.add_argument(
+        "--max-tasks-per-child",
+        type=int,
+        default=None,
+        metavar="N",
+        help="--executor process: replace a child after N jobs",
+    )
+    w.add_argument(
+        "--max-memory-per-child",
+        type=byte_size,
+        default=None,
+        metavar="SIZE",
+        help="--executor process: replace a child whose resident memory after a job is over "
+        "SIZE (bytes, or with K, M or G: 512M)",
+    )
     w.add_argument("--burst", action="store_true", help="stop once no job is ready")
     w.add_argument(
         "--grace",

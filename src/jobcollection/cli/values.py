@@ -110,3 +110,15 @@ def job_filters(args: argparse.Namespace, statuses: Sequence[str] | None = None)
 def has_filter(args: argparse.Namespace) -> bool:
     """Whether any filter option (--type, --status, --user, --data) was given."""
     return any(x is not None for x in (args.type, args.status, args.user, args.data))
+
+
+BYTE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+
+
+def byte_size(text: str) -> int:
+    """A number of bytes, 1 or more, maybe with a unit: K, M or G (powers of 1024: `512M`)."""
+    match = re.fullmatch(r"(\d+)\s*([KMG]?)i?B?", text.strip(), re.IGNORECASE)
+    value = 0 if match is None else int(match[1]) * BYTE_UNITS[match[2].upper()]
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size in bytes (1 or more: 512M, 2G)")
+    return value

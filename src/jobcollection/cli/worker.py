@@ -1,4 +1,5 @@
-"""`worker`: a queue of an async function (MODULE:FUNCTION), or of typed tasks (`--tasks`
+"""`worker`: a queue of a function (MODULE:FUNCTION; async, or plain: in the queue's threads or,
+with `--executor process`, its child processes), or of typed tasks (`--tasks`
 MODULE:OBJECT), until a signal or `--burst` stops it.
 
 `load_object` imports what the command names as Python would, refusing with a message that
@@ -13,7 +14,6 @@ import argparse
 import asyncio
 import dataclasses
 import importlib
-import inspect
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -66,12 +66,11 @@ def load_object(spec: str, what: str = "FUNCTION") -> Any:
 
 def load_function(spec: str) -> Callable[..., Any]:
     """MODULE:FUNCTION, imported as Python would (the current directory first): an async
-    function (or a callable that returns an awaitable)."""
+    function, or a plain one (it runs in the queue's threads, or with `--executor process`
+    in its child processes)."""
     function: Any = load_object(spec)
     if not callable(function):
         raise Refused(f"{spec} is a {type(function).__name__}, not a function")
-    if inspect.isfunction(function) and not inspect.iscoroutinefunction(function):
-        raise Refused(f"{spec} is not an async function: define it with `async def`")
     loaded: Callable[..., Any] = function
     return loaded
 
@@ -163,9 +162,12 @@ async def work(args: argparse.Namespace) -> int:
                     poll_interval=args.poll_interval,
                     work_timeout=args.work_timeout,
                     timeout=args.timeout,
+                    executor=args.executor,
+                    max_tasks_per_child=args.max_tasks_per_child,
+                    max_memory_per_child=args.max_memory_per_child,
                 )
                 if tasks is not None:
-                    types, worker = dispatcher(tasks)
+                    types, worker = dispatcher(tasks, options.executor)
                     queue = JobQueue(jc, types, worker, options)
                 else:
                     assert function is not None
@@ -177,7 +179,8 @@ async def work(args: argparse.Namespace) -> int:
                     raise
                 option = "--type" if "type" in name else f"--{name.replace('_', '-')}"
                 raise Refused(f"{option}: {exc.problem}") from None
-            say(f"worker started: {', '.join(types)} jobs, concurrency {args.concurrency}")
+            runs_in = "" if args.executor is None else f", in {args.executor}s"
+            say(f"worker started: {', '.join(types)} jobs, concurrency {args.concurrency}{runs_in}")
             await run_until_stopped(queue, stopper, burst=args.burst, grace=args.grace)
     finally:
         stopper.uninstall()
