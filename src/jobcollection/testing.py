@@ -116,15 +116,19 @@ async def memory_collection(
 
 async def _run(job: Job, worker: JobWorker) -> None:
     """Run one claimed job as a JobQueue does: the worker's return value completes it, its
-    exception fails it (not fatally: its retries apply), unless it reported itself."""
+    exception fails it (not fatally: its retries apply, as the job's `retry(on=...)` allows;
+    a Snooze, Cancel or Fatal it raised decides instead), unless it reported itself."""
     from .api.queue import failure_info
+    from .api.queue.failures import decision_for, report_failure
+    from .model.decisions import NO_RULES
 
     try:
         outcome = worker(job)
         result = await outcome if inspect.isawaitable(outcome) else outcome
     except Exception as exc:
         if not job.reported:
-            await job.fail(failure_info(exc, job._service.limits.max_error_bytes))
+            failure = failure_info(exc, job._service.limits.max_error_bytes)
+            await report_failure(job, failure, decision_for(exc, job, NO_RULES))
         return
     if not job.reported:
         await job.done(result)

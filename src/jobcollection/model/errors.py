@@ -10,6 +10,11 @@
     │   └── WriteRefused                    the server refused this write: retrying cannot cure it
     └── WakeupUnavailable                   no change streams here: a queue polls instead
 
+    JobDecision                             raised by a worker: how its job ends (not an
+    ├── Snooze                              back to wait N s, no attempt used       error of
+    ├── Cancel                              cancelled, the reason logged            the library)
+    └── Fatal                               failed, no retry (also a marker base class)
+
 A transition that does not apply to a job's current state is not an error: the operation
 returns False or None and logs why, as job-collection does.
 """
@@ -79,3 +84,33 @@ class DuplicateJob(JobCollectionError):
 
 class WakeupUnavailable(JobCollectionError):
     """Prompt wake-up is not available on this deployment; the queue relies on polling."""
+
+
+class JobDecision(Exception):
+    """Raised by a worker to decide how its job ends, in place of an ordinary failure (which
+    is retried while the job's retries and time allow). The queue that runs the worker, and
+    `jobcollection.testing.drain`, turn it into the matching report; `reason` is logged on
+    the job (a Fatal's is its failure)."""
+
+    def __init__(self, reason: str | None = None) -> None:
+        self.reason = reason or (type(self).__doc__ or "").strip().splitlines()[0]
+        super().__init__(self.reason)
+
+
+class Snooze(JobDecision):
+    """Put the job back to wait `seconds` without using an attempt: it is not a failure
+    (nothing is added to its failures; the reason is logged). Oban's `{:snooze, seconds}`."""
+
+    def __init__(self, seconds: float, reason: str | None = None) -> None:
+        self.seconds = seconds
+        super().__init__(reason or f"snoozed for {seconds} s")
+
+
+class Cancel(JobDecision):
+    """Cancel the job (and, as `job.cancel()` does, its dependents), with the reason logged
+    on it. Oban's `{:cancel, reason}`."""
+
+
+class Fatal(JobDecision):
+    """Fail the job with no retry, whatever retries it has left. Subclass it to mark an
+    exception type that retrying cannot cure. Oban's `{:discard, reason}`."""

@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any, Literal, TypeAlias
 
 from ...model import validation as v
+from ...model.decisions import NO_RULES, RetryRules
 from ...model.errors import InvalidArgument, InvalidArgumentType
 from ...model.ratelimit import RateLimit
 from ...mongo.wakeup import WakeupSource
@@ -79,6 +80,10 @@ class QueueOptions:
     max_memory_per_child: int | None = None
     """executor="process": a child process whose resident memory is over so many bytes after
     a call is replaced (Linux: the current RSS; elsewhere the peak); None: never."""
+    retry_rules: RetryRules = NO_RULES
+    """Which of its worker's exceptions are retried, and after what wait (model/decisions.py;
+    `process_jobs`' retry_on, non_retryable and retry_backoff); the default retries every
+    exception after the job's own backoff, as the job's `retry(on=...)` allows."""
 
     def __post_init__(self) -> None:
         keep = object.__setattr__  # frozen: the validated values replace what was given
@@ -116,6 +121,8 @@ class QueueOptions:
             if self.executor != "process":
                 raise InvalidArgument(name, 'applies to executor="process" only')
             keep(self, name, v.integer(value, name, minimum=1))
+        if not isinstance(self.retry_rules, RetryRules):
+            raise InvalidArgumentType("retry_rules", "must be a RetryRules")
         if not isinstance(self.wakeup, bool | WakeupSource):
             raise InvalidArgumentType(
                 "wakeup", "must be True, False or a WakeupSource (an object with signals())"
