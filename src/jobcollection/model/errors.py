@@ -21,6 +21,8 @@ returns False or None and logs why, as job-collection does.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class JobCollectionError(Exception):
     """A jobcollection operation failed."""
@@ -92,8 +94,10 @@ class JobDecision(Exception):
     `jobcollection.testing.drain`, turn it into the matching report; `reason` is logged on
     the job (a Fatal's is its failure)."""
 
+    default_reason: ClassVar[str] = "decided by its worker"
+
     def __init__(self, reason: str | None = None) -> None:
-        self.reason = reason or (type(self).__doc__ or "").strip().splitlines()[0]
+        self.reason = reason or self.default_reason
         super().__init__(self.reason)
 
 
@@ -110,7 +114,11 @@ class Cancel(JobDecision):
     """Cancel the job (and, as `job.cancel()` does, its dependents), with the reason logged
     on it. Oban's `{:cancel, reason}`."""
 
+    default_reason = "cancelled by its worker"
+
 
 class Fatal(JobDecision):
     """Fail the job with no retry, whatever retries it has left. Subclass it to mark an
     exception type that retrying cannot cure. Oban's `{:discard, reason}`."""
+
+    default_reason = "failed by its worker, not to be retried"
