@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -26,14 +27,19 @@ from jobcollection import (
     InvalidArgumentType,
     Job,
     JobCollection,
+    JobDoc,
     JobQueue,
     ManualClock,
+    PermissionDenied,
     RetryRules,
     Snooze,
 )
 from jobcollection.model.decisions import Decision, decide
-from jobcollection.model.document import RETRY
+from jobcollection.remote import RemoteJobCollection
 from jobcollection.testing import drain
+from remote_helpers import serve_jc
+from test_ddp import ROOT, email, needs_node, node, served
+from test_remote_processes import Applied
 
 pytestmark = pytest.mark.both_sides
 
@@ -368,21 +374,12 @@ async def test_jobfail_refuses_bad_or_contradictory_options(
 def test_decide_is_a_pure_function_of_the_exception_job_and_rules(
     exc: BaseException, rules: RetryRules, decision: Decision
 ) -> None:
-    from jobcollection import JobDoc
-
     assert decide(exc, JobDoc(type="t"), rules) == decision
-
-
-def test_the_stored_retry_settings_name_their_path() -> None:
-    assert RETRY == "_private.jobcollectionRetry"
 
 
 async def test_the_cancel_of_a_worker_without_the_permission_fails_the_job_instead(
     make_jc: MakeJC, clock: ManualClock
 ) -> None:
-    from jobcollection.remote import RemoteJobCollection
-    from remote_helpers import serve_jc
-
     local = await make_jc()
     local.allow(worker=["worker-1"])
     job_id = await local.create_job("work").retry(3).save()
@@ -396,3 +393,58 @@ async def test_the_cancel_of_a_worker_without_the_permission_fails_the_job_inste
     doc = await stored(local, job_id)
     assert (doc["status"], doc["retries"]) == ("failed", 3)
     assert "Cancelled by its worker: nope" in messages(doc)
+
+
+# --- permissions and node.js workers ---------------------------------------------------------
+
+
+async def test_only_the_claimer_may_snooze_or_choose_the_wait(make_jc: MakeJC) -> None:
+    jc = await make_jc()
+    jc.allow(worker=["w1", "w2"])
+    job_id = await jc.create_job("work").retry(3).save()
+    [mine] = await jc.call("getWork", "work", user_id="w1")
+    before = await stored(jc, job_id)
+    for options in ({"snooze": 60_000}, {"retryIn": 0}, {"fatal": True}):
+        with pytest.raises(PermissionDenied):
+            await jc.call("jobFail", job_id, mine.run_id, "x", options, user_id="w2")
+    assert await stored(jc, job_id) == before
+    assert await jc.call("jobFail", job_id, mine.run_id, "x", {"snooze": 1_000}, user_id="w1")
+    assert (await stored(jc, job_id))["status"] == "waiting"
+
+
+@needs_node
+async def test_node_workers_carry_fatal_snooze_and_retry_in(
+    make_jc: MakeJC, tmp_path: Path
+) -> None:
+    """job-collection's node.js worker (meteor-job) passes job.fail's options through to
+    jobFail: {fatal: true} fails with retries left, {snooze: ms} waits without using an
+    attempt, {retryIn: ms} waits so long before the retry."""
+    jc = await make_jc(root=ROOT)
+    failed = Applied(jc, "jobFail")
+    chosen = [{"fatal": True}, {"snooze": 60_000}, {"retryIn": 5_000}]
+    ids = [
+        await jc.create_job("sendEmail", email(n, fail=True, failOptions=options))
+        .retry(3, wait=10)
+        .save()
+        for n, options in enumerate(chosen)
+    ]
+    async with (
+        served(jc) as port,
+        node(tmp_path, port, "worker.js", token="worker-token") as worker,
+    ):
+        await worker.expect("logged in")
+        await failed.reach(3, worker)
+    fatal, snoozed, retried = [await stored(jc, job_id) for job_id in ids]
+    assert (fatal["status"], fatal["retries"]) == ("failed", 3)
+    assert (snoozed["status"], snoozed["retries"], waits(snoozed)) == (
+        "waiting",
+        4,
+        timedelta(seconds=60),
+    )
+    assert "failures" not in snoozed or snoozed["failures"] == []
+    assert messages(snoozed)[-1] == "Job Snoozed: Error: mailbox full."
+    assert (retried["status"], retried["retries"], waits(retried)) == (
+        "waiting",
+        3,
+        timedelta(seconds=5),
+    )
