@@ -33,6 +33,7 @@ from jobcollection import (
     PermissionDenied,
     RetryRules,
     Snooze,
+    TaskRegistry,
 )
 from jobcollection.model.decisions import Decision, decide
 from jobcollection.remote import RemoteJobCollection
@@ -448,3 +449,49 @@ async def test_node_workers_carry_fatal_snooze_and_retry_in(
         3,
         timedelta(seconds=5),
     )
+
+
+# --- tasks -----------------------------------------------------------------------------------
+
+
+async def test_a_tasks_own_rules_replace_the_queues_for_its_jobs(jc: JobCollection) -> None:
+    tasks = TaskRegistry()
+
+    @tasks.task("strict", retry=3, non_retryable=ValueError)
+    async def strict(n: int) -> None:
+        raise ValueError("bad") if n == 0 else KeyError("k")
+
+    @tasks.task("plain", retry=3)
+    async def plain(n: int) -> None:
+        raise KeyError("k")
+
+    ids = [
+        await strict.on(jc).enqueue(0),  # ValueError: non-retryable for this task
+        await strict.on(jc).enqueue(1),  # KeyError: retried (the queue's retry_on is not its)
+        await plain.on(jc).enqueue(1),  # KeyError: the queue's retry_on says fatal
+    ]
+    queue = jc.run_tasks(tasks, retry_on=TimeoutError, poll_interval=None, wakeup=False)
+    try:
+        await within(queue.drain())
+    finally:
+        await within(queue.shutdown(quiet=True))
+    assert [(await stored(jc, i))["status"] for i in ids] == ["failed", "waiting", "failed"]
+
+
+async def test_drain_applies_a_tasks_rules(jc: JobCollection) -> None:
+    tasks = TaskRegistry()
+
+    @tasks.task("later", retry=3, retry_backoff=lambda exc, attempt: 120)
+    async def later() -> None:
+        raise ConnectionError("down")
+
+    job_id = await later.on(jc).enqueue()
+    await drain(jc, tasks)
+    doc = await stored(jc, job_id)
+    assert (doc["status"], waits(doc)) == ("waiting", timedelta(seconds=120))
+
+
+def test_task_retry_rules_are_checked_when_declared() -> None:
+    tasks = TaskRegistry()
+    with pytest.raises(InvalidArgumentType, match="non_retryable"):
+        tasks.task("t", non_retryable="ValueError")  # type: ignore[arg-type]

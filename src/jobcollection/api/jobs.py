@@ -608,9 +608,9 @@ class JobsAPI:
         """One queue (started at once, as process_jobs) that works the jobs of these tasks
         (a TaskRegistry or a list of Tasks; default: every task declared with `jc.task`),
         handing each to its task's function; `timeout` bounds the calls of tasks defined
-        without one. Options: see process_jobs (the retry rules apply to every task's
-        jobs)."""
-        types, worker = dispatcher(registered(self) if tasks is None else tasks)
+        without one. Options: see process_jobs (its retry rules apply to the jobs of every
+        task that declares none of its own)."""
+        types, worker, by_type = dispatcher(registered(self) if tasks is None else tasks)
         options = QueueOptions(
             concurrency=concurrency,
             prefetch=prefetch,
@@ -622,6 +622,7 @@ class JobsAPI:
             retry_rules=RetryRules(
                 retry_on=retry_on, non_retryable=non_retryable, retry_backoff=retry_backoff
             ),
+            retry_rules_by_type=by_type,
         )
         return JobQueue(self, types, worker, options)
 

@@ -165,7 +165,8 @@ async def work(args: argparse.Namespace) -> int:
                     timeout=args.timeout,
                 )
                 if tasks is not None:
-                    types, worker = dispatcher(tasks)
+                    types, worker, by_type = dispatcher(tasks)
+                    options = dataclasses.replace(options, retry_rules_by_type=by_type)
                     queue = JobQueue(jc, types, worker, options)
                 else:
                     assert function is not None

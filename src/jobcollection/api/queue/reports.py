@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
-from ...model.decisions import NO_RULES, Decision, RetryRules
+from ...model.decisions import Decision, RetryRules
 from ...model.errors import DatabaseError, InvalidArgument, WriteRefused
 from ...model.ops import Release
 from ..job import Job
@@ -69,12 +69,13 @@ class Reports:
         service: JobService,
         leases: Leases,
         on_error: ErrorSink,
-        rules: RetryRules = NO_RULES,
+        rules: Callable[[str], RetryRules],
     ) -> None:
         self._service = service
         self._leases = leases
         self._on_error = on_error
         self._rules = rules
+        """The retry rules of a job type's jobs."""
 
     async def finish(
         self,
@@ -102,7 +103,7 @@ class Reports:
         now = self._service.clock.now()
         decisions: dict[int, Decision] = {}
         for job in pending:
-            decision = decisions[id(job)] = decision_for(error, job, self._rules)
+            decision = decisions[id(job)] = decision_for(error, job, self._rules(job.type))
             retry = decision.kind == "retry" and job.doc.retries > 0 and job.doc.retry_until > now
             outcome = _OUTCOMES.get(decision.kind, "failed")
             logger.log(
