@@ -239,7 +239,7 @@ async def test_a_backoff_that_raises_is_logged_and_the_jobs_own_applies(
     with caplog.at_level(logging.ERROR, "jobcollection"):
         doc = await run_once(jc, make_queue, raising(KeyError()), retry_backoff=broken)
     assert (doc["status"], waits(doc)) == ("waiting", timedelta(seconds=10))
-    assert any("the retry rules failed" in r.getMessage() for r in caplog.records)
+    assert any("deciding on its KeyError failed" in r.getMessage() for r in caplog.records)
 
 
 async def test_fail_with_retry_in_waits_that_long(jc: JobCollection) -> None:
@@ -376,6 +376,16 @@ def test_decide_is_a_pure_function_of_the_exception_job_and_rules(
     exc: BaseException, rules: RetryRules, decision: Decision
 ) -> None:
     assert decide(exc, JobDoc(type="t"), rules) == decision
+
+
+def test_a_wait_that_is_not_a_duration_is_refused_naming_where_it_came_from() -> None:
+    doc = JobDoc(type="t")
+    with pytest.raises(InvalidArgument, match="seconds"):
+        decide(Snooze(-1), doc)
+    with pytest.raises(InvalidArgument, match="retry_after"):
+        decide(RateLimitedError("soon"), doc)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="retry_backoff"):
+        decide(KeyError(), doc, RetryRules(retry_backoff=lambda e, n: -5))
 
 
 async def test_the_cancel_of_a_worker_without_the_permission_fails_the_job_instead(

@@ -11,8 +11,9 @@
     └── WakeupUnavailable                   no change streams here: a queue polls instead
 
     JobDecision                             raised by a worker: how its job ends (not an
-    ├── Snooze                              back to wait N s, no attempt used       error of
-    ├── Cancel                              cancelled, the reason logged            the library)
+    │                                       error of the library's: not a JobCollectionError)
+    ├── Snooze                              back to wait N s, no attempt used
+    ├── Cancel                              cancelled, the reason logged
     └── Fatal                               failed, no retry (also a marker base class)
 
 A transition that does not apply to a job's current state is not an error: the operation
@@ -21,6 +22,7 @@ returns False or None and logs why, as job-collection does.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import ClassVar
 
 
@@ -105,7 +107,7 @@ class Snooze(JobDecision):
     """Put the job back to wait `seconds` without using an attempt: it is not a failure
     (nothing is added to its failures; the reason is logged). Oban's `{:snooze, seconds}`."""
 
-    def __init__(self, seconds: float, reason: str | None = None) -> None:
+    def __init__(self, seconds: float | timedelta, reason: str | None = None) -> None:
         self.seconds = seconds
         super().__init__(reason or f"snoozed for {seconds} s")
 

@@ -54,13 +54,13 @@ def failure_info(exc: BaseException, max_bytes: int | None = None) -> dict[str, 
 
 def decision_for(exc: BaseException, job: Job, rules: RetryRules) -> Decision:
     """What a worker's exception decides for its job (model/decisions.py `decide`); rules
-    whose predicate or backoff raise, or answer a wait that is not a duration, are logged
-    and the job is retried after its own backoff, as without them."""
+    whose predicate or backoff raise, or a wait that is not a duration (the backoff's, a
+    `retry_after`, a Snooze's), are logged and the job is retried after its own backoff."""
     try:
         return decide(exc, job.doc, rules)
     except Exception as problem:
         logger.error(
-            "job %s %s: the retry rules failed on %s (%s); it is retried after its own backoff",
+            "job %s %s: deciding on its %s failed (%s); it is retried after its own backoff",
             job.type,
             job.id,
             type(exc).__name__,
