@@ -337,6 +337,8 @@ def method_cases(w: World) -> dict[str, tuple[tuple[Any, ...], dict[Slot, list[A
                 ("arg", 1): [*NOT_ONE_ID, None],
                 ("arg", 2): [*NOT_VALUE, {"x": "y" * LIMITS.max_error_bytes}],
                 ("opt", 3, "fatal"): NOT_BOOL,
+                ("opt", 3, "retryIn"): [*NOT_INT, -1, 2**53 + 1],
+                ("opt", 3, "snooze"): [*NOT_INT, -1, 2**53 + 1],
             },
         ),
         "jobHeartbeat": (

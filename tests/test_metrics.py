@@ -159,3 +159,16 @@ async def test_labels_never_hold_an_id_or_a_user(jc: JobCollection) -> None:
 
 async def noop(job: Any) -> None:
     await job.done()
+
+
+async def test_a_snooze_is_counted_as_snoozed_and_a_chosen_wait_as_retried(
+    jc: JobCollection,
+) -> None:
+    registry = CollectorRegistry()
+    JobMetrics(jc, registry=registry)
+    await jc.save_jobs([jc.create_job("mail").retry(2) for _ in range(2)])
+    [first, second] = await jc.get_work("mail", max_jobs=2)
+    assert await first.snooze(60, "closed") is True
+    assert await second.fail("429", retry_in=30) is True
+    assert value(registry, "jobcollection_jobs_finished_total", type="mail", outcome="snoozed") == 1
+    assert value(registry, "jobcollection_jobs_finished_total", type="mail", outcome="retried") == 1

@@ -647,6 +647,11 @@ def test_all_names_the_documented_api() -> None:
 PUBLIC_SURFACE = {
     *SPEC_CONSTANTS,
     "BoundTask",
+    "Cancel",
+    "Fatal",
+    "JobDecision",
+    "RetryRules",
+    "Snooze",
     "ChangeStreamSource",
     "ConcurrencyLimit",
     "ON_FAILURE_POLICIES",

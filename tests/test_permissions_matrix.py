@@ -243,6 +243,8 @@ async def test_a_worker_cannot_report_on_a_job_it_does_not_hold(two_workers: Wor
         for method, extra in (
             ("jobDone", ({"by": "w2"},)),
             ("jobFail", ({"by": "w2"},)),
+            ("jobFail", ({"by": "w2"}, {"snooze": 60_000})),
+            ("jobFail", ({"by": "w2"}, {"retryIn": 0})),
             ("jobProgress", (1, 2)),
             ("jobHeartbeat", ()),
             ("jobRelease", ()),

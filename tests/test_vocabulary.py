@@ -183,6 +183,7 @@ def _with_every_setting() -> dict[str, Any]:
         "retry_backoff": "linear",
         "retry_jitter": 0.25,
         "retry_max_wait": 60_000,
+        "retry_on": ("builtins.TimeoutError", "httpx.HTTPError"),
         "remove_after": {"delay_ms": 1_000, "statuses": ["completed", "failed"]},
         "skipped_runs": 2,
         "lineage": ["a", "b"],

@@ -5,7 +5,7 @@ passes, and reads the queue depths when asked (`await metrics.refresh()`, or `me
 in the background):
 
     jobcollection_jobs_enqueued_total{type}             jobs saved (new ones, not resaves)
-    jobcollection_jobs_finished_total{type,outcome}     completed | retried | failed
+    jobcollection_jobs_finished_total{type,outcome}     completed | retried | failed | snoozed
     jobcollection_job_duration_seconds{type}            claim to report, per attempt
     jobcollection_job_wait_seconds{type}                due (or saved) to claimed
     jobcollection_queue_depth{type,status}              jobs stored, by type and status
@@ -19,7 +19,8 @@ Labels never hold a job id or a user: their number stays that of the job types. 
 counted is what passes through this JobCollection: its own queues, and, on a server, the
 remote and DDP workers it serves. A finished job's type and timing come from its claim through
 this collection, so a report on a job claimed elsewhere is not counted. `outcome` "retried"
-means the failed job had attempts left when claimed (and its failure was not fatal).
+means the failed job had attempts left when claimed (and its failure was not fatal);
+"snoozed" that its worker put it back to wait without using an attempt (jobFail's `snooze`).
 
 From the command line, `jobcollection serve --metrics-port PORT` and `jobcollection worker ...
 --metrics-port PORT` (on a database) serve these, and the process's own, on a port of their
@@ -182,9 +183,13 @@ class JobMetrics:
         if event.method == "jobDone":
             outcome = "completed"
         else:
-            options = event.params[3] if len(event.params) > 3 else None
-            fatal = isinstance(options, dict) and bool(options.get("fatal"))
-            outcome = "retried" if claim.may_retry and not fatal else "failed"
+            given = event.params[3] if len(event.params) > 3 else None
+            options = given if isinstance(given, dict) else {}
+            if options.get("snooze") is not None:
+                outcome = "snoozed"
+            else:
+                retried = claim.may_retry and not options.get("fatal")
+                outcome = "retried" if retried else "failed"
         self.finished.labels(claim.type, outcome).inc()
         seconds = (self.jc.clock.now() - claim.at).total_seconds()
         self.duration.labels(claim.type).observe(max(0.0, seconds))

@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .model.constants import Status
+from .model.decisions import NO_RULES, RetryRules
 
 if TYPE_CHECKING:
     from .api.collection import JobCollection
@@ -114,43 +115,51 @@ async def memory_collection(
     return jc
 
 
-async def _run(job: Job, worker: JobWorker) -> None:
+async def _run(job: Job, worker: JobWorker, rules: RetryRules) -> None:
     """Run one claimed job as a JobQueue does: the worker's return value completes it, its
-    exception fails it (not fatally: its retries apply), unless it reported itself."""
+    exception fails it (not fatally: its retries apply, as the job's `retry(on=...)` and a
+    task's retry rules allow; a Snooze, Cancel or Fatal it raised decides instead), unless it
+    reported itself."""
     from .api.queue import failure_info
+    from .api.queue.failures import decision_for, report_failure
 
     try:
         outcome = worker(job)
         result = await outcome if inspect.isawaitable(outcome) else outcome
     except Exception as exc:
         if not job.reported:
-            await job.fail(failure_info(exc, job._service.limits.max_error_bytes))
+            failure = failure_info(exc, job._service.limits.max_error_bytes)
+            await report_failure(job, failure, decision_for(exc, job, rules))
         return
     if not job.reported:
         await job.done(result)
 
 
-def _by_type(workers: Workers) -> dict[str, JobWorker]:
-    """The worker of each job type (a Task's is its `run`); ValueError for a Task filed
-    under another type than its name."""
+def _by_type(workers: Workers) -> dict[str, tuple[JobWorker, RetryRules]]:
+    """The worker of each job type (a Task's is its `run`), with its retry rules (a Task's
+    own, if it declares any); ValueError for a Task filed under another type than its
+    name."""
     from .api.tasks import Task
 
+    def of(task: Task[..., Any]) -> tuple[JobWorker, RetryRules]:
+        return task.run, task.options.retry_rules() or NO_RULES
+
     if isinstance(workers, Task):
-        return {workers.name: workers.run}
+        return {workers.name: of(workers)}
     if not isinstance(workers, Mapping):
         tasks = list(workers)
         for i, task in enumerate(tasks):
             if not isinstance(task, Task):
                 raise TypeError(f"workers[{i}]: a list holds Tasks, not {type(task).__name__}")
-        return {task.name: task.run for task in tasks}
-    found: dict[str, JobWorker] = {}
+        return {task.name: of(task) for task in tasks}
+    found: dict[str, tuple[JobWorker, RetryRules]] = {}
     for job_type, worker in workers.items():
         if isinstance(worker, Task):
             if worker.name != job_type:
                 raise ValueError(f"workers[{job_type!r}] is the task of {worker.name!r} jobs")
-            found[job_type] = worker.run
+            found[job_type] = of(worker)
         else:
-            found[job_type] = worker
+            found[job_type] = (worker, NO_RULES)
     return found
 
 
@@ -173,7 +182,7 @@ async def drain(jc: JobCollection, workers: Workers, *, limit: int = 10_000) -> 
             return ran
         if ran >= limit:
             raise RuntimeError(f"drain: more than {limit} jobs ran; is a job retrying for ever?")
-        await _run(claimed[0], by_type[claimed[0].type])
+        await _run(claimed[0], *by_type[claimed[0].type])
         ran += 1
 
 
@@ -186,11 +195,12 @@ async def perform_job(
     Other ready jobs of its type are left as they were."""
     from .api.tasks import Task, TaskRegistry
 
+    rules = NO_RULES
     if isinstance(worker, Task | TaskRegistry):
         found = _by_type(worker).get(job.type)
         if found is None:
             raise ValueError(f"perform_job: {worker!r} has no task for {job.type!r} jobs")
-        worker = found
+        worker, rules = found
     if job.id is None:
         await job.save()
     if job.id is None:
@@ -203,7 +213,7 @@ async def perform_job(
             await other.release()
     if not mine:
         raise RuntimeError(f"perform_job: job {job.id} could not be claimed (is it ready?)")
-    await _run(mine[0], worker)
+    await _run(mine[0], worker, rules)
     stored = await jc.get_job(job.id, get_log=True, get_failures=True)
     assert stored is not None
     return stored

@@ -3,8 +3,9 @@
 // JOB_ROOT), the token in METEOR_TOKEN, and processJobs options as JSON in WORKER_OPTIONS.
 // sendEmail logs and reports progress; an email with `hang: true` never finishes (the
 // tests kill the process mid-job), one with `delay: <ms>` finishes that much later (so that
-// jobs overlap). A worker's callback is invoked once its jobs have finished. Prints "logged
-// in", then "working <id>" and "done <id>" for each job.
+// jobs overlap); one with `fail: true` fails, with `failOptions` as job.fail's options (say
+// {fatal: true} or {snooze: 60000}). A worker's callback is invoked once its jobs have
+// finished. Prints "logged in", then "working <id>" and "done <id>" for each job.
 var DDP = require('ddp');
 var DDPlogin = require('ddp-login');
 var Job = require('meteor-job');
@@ -49,7 +50,7 @@ ddp.connect(function (err) {
             function (err) {
               if (err) {
                 job.log("Sending failed with error" + err, {level: 'warning'});
-                job.fail("" + err);
+                job.fail("" + err, email.failOptions || {});
               } else {
                 job.done({sent: email.address});
               }

@@ -30,6 +30,7 @@ from ..model.constants import (
     OnFailure,
     Status,
 )
+from ..model.decisions import NamedTypes, type_names
 from ..model.document import (
     CronSchedule,
     JobDoc,
@@ -243,6 +244,7 @@ class Job:
         backoff: str = "constant",
         jitter: float = 0.0,
         max_wait: float | timedelta | None = None,
+        on: NamedTypes | None = None,
     ) -> Job:
         """Allow `retries` more attempts after the first, never starting after `until`.
 
@@ -250,13 +252,20 @@ class Job:
         `2^(n-1) * wait` ("exponential"), at most `max_wait`; `jitter` (0 to 1) shortens each
         wait by up to that fraction of it, at random, so that jobs failing together do not
         retry together. A v1.x server that fails the job uses the plain wait: "linear", the
-        jitter and `max_wait` are this library's (kept in `_private`)."""
+        jitter and `max_wait` are this library's (kept in `_private`).
+
+        `on`: only failures of these exception types (or subclasses) are retried; a Python
+        worker fails the job fatally for any other. Stored by qualified name
+        ("builtins.TimeoutError"; a name may be given as such), so any Python worker that
+        runs the job honours it; a predicate cannot be stored: give it to the queue
+        (`process_jobs(..., retry_on=...)`). Kept in `_private`."""
         stored = min(v.count(retries, "retries") + 1, FOREVER)
         wait_ms = v.duration_ms(wait, "wait")
         method = v.backoff(backoff)
         spread = v.fraction(jitter, "jitter")
         cap = None if max_wait is None else v.duration_ms(max_wait, "max_wait")
         deadline = FOREVER_DATE if until is None else v.aware_datetime(until, "until")
+        names = None if on is None else type_names(on)
         # Assigned only once every argument passed, so a bad one leaves the job unchanged.
         assign(
             self._doc,
@@ -266,6 +275,7 @@ class Job:
             retry_backoff=method,
             retry_jitter=spread,
             retry_max_wait=cap,
+            retry_on=names,
             retry_until=deadline,
         )
         return self
@@ -473,11 +483,43 @@ class Job:
             assign(self._doc, status=Status.COMPLETED)
         return outcome
 
-    async def fail(self, error: Any = None, fatal: bool = False) -> bool:
-        """Fail the claimed job; it is retried unless fatal or out of retries."""
-        job_id, run_id = self._claim("fail")
-        value = v.wrap_value(dict(NO_ERROR) if error is None else error, "error")
+    async def fail(
+        self,
+        error: Any = None,
+        fatal: bool = False,
+        *,
+        retry_in: float | timedelta | None = None,
+    ) -> bool:
+        """Fail the claimed job; it is retried unless fatal or out of retries. `retry_in`
+        (seconds or a timedelta) is the wait before that retry, in place of the job's
+        backoff (jobFail's `retryIn`: an HTTP 429's Retry-After, say); not with `fatal`."""
+        wait_ms = None if retry_in is None else v.duration_ms(retry_in, "retry_in")
         is_fatal = v.boolean(fatal, "fatal")
+        if is_fatal and wait_ms is not None:
+            raise InvalidArgument("retry_in", "a fatal failure is not retried")
+        return await self._report_failure("fail", error, fatal=is_fatal, retry_in_ms=wait_ms)
+
+    async def snooze(self, seconds: float | timedelta, reason: Any = None) -> bool:
+        """Put the claimed job back to wait `seconds` without using an attempt: not a
+        failure (nothing is added to its failures; `reason` is logged on it). What a worker
+        raising Snooze(seconds) does (Oban's snooze); it travels as jobFail's `snooze`
+        option, so it works on a remote collection too. False if the claim is lost."""
+        wait_ms = v.duration_ms(seconds, "seconds")
+        return await self._report_failure("snooze", reason, snooze_ms=wait_ms)
+
+    async def _report_failure(
+        self,
+        action: str,
+        error: Any,
+        *,
+        fatal: bool = False,
+        retry_in_ms: int | None = None,
+        snooze_ms: int | None = None,
+    ) -> bool:
+        """jobFail with these options (validated by the caller); `action` names the caller
+        in errors."""
+        job_id, run_id = self._claim(action)
+        value = v.wrap_value(dict(NO_ERROR) if error is None else error, "error")
         self._report_in_flight = True
         try:
             ok = await self._service.run(
@@ -485,7 +527,9 @@ class Job:
                     job_id,
                     run_id,
                     value,
-                    fatal=is_fatal,
+                    fatal=fatal,
+                    retry_in_ms=retry_in_ms,
+                    snooze_ms=snooze_ms,
                     claimed=self._doc if self._claimed_copy else None,
                 )
             )

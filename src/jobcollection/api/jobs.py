@@ -22,6 +22,7 @@ from ..model import constants as c
 from ..model import ops, queries
 from ..model import validation as v
 from ..model.concurrency import ConcurrencyLimit
+from ..model.decisions import Backoff, ExceptionTypes, RetryOn, RetryRules
 from ..model.document import JobDoc
 from ..model.errors import InvalidArgument, InvalidArgumentType
 from ..model.queries import QueueStats
@@ -224,6 +225,9 @@ class JobsAPI:
         executor: Executor | ExecutorName | None = None,
         max_tasks_per_child: int | None = None,
         max_memory_per_child: int | None = None,
+        retry_on: RetryOn | None = None,
+        non_retryable: ExceptionTypes = (),
+        retry_backoff: Backoff | None = None,
     ) -> JobQueue:
         """A queue that claims jobs and hands them to a worker (call it inside a running
         event loop; it starts at once): an async function runs on the event loop; a plain
@@ -240,7 +244,11 @@ class JobsAPI:
         False relies on polling and trigger(), or give your own WakeupSource; `timeout` (the
         longest a worker call may run) and `cancel_grace`: see QueueOptions, the one value
         these options become; `rate_limit`: see README "Rate limits"; `cargo`: the seeds'
-        early name of `payload` (not both)."""
+        early name of `payload` (not both). `retry_on` (exception types, or a predicate of
+        the exception), `non_retryable` (exception types) and `retry_backoff` (a function
+        (exc, attempt) -> seconds or None) decide which of the worker's exceptions are
+        retried and after what wait: others fail the job fatally (RetryRules,
+        model/decisions.py; the worker may also raise Snooze, Cancel or Fatal)."""
         if cargo is not None:
             if payload != 1:
                 raise InvalidArgument("cargo", "is the early name of payload: give one of them")
@@ -259,6 +267,9 @@ class JobsAPI:
             executor=executor,
             max_tasks_per_child=max_tasks_per_child,
             max_memory_per_child=max_memory_per_child,
+            retry_rules=RetryRules(
+                retry_on=retry_on, non_retryable=non_retryable, retry_backoff=retry_backoff
+            ),
         )
         return JobQueue(self, type_or_types, worker, options)
 
@@ -587,13 +598,19 @@ class JobsAPI:
         executor: Executor | ExecutorName | None = None,
         max_tasks_per_child: int | None = None,
         max_memory_per_child: int | None = None,
+        retry_on: RetryOn | None = None,
+        non_retryable: ExceptionTypes = (),
+        retry_backoff: Backoff | None = None,
     ) -> JobQueue:
         """One queue (started at once, as process_jobs) that works the jobs of these tasks
         (a TaskRegistry or a list of Tasks; default: every task declared with `jc.task`),
         handing each to its task's function; `timeout` bounds the calls of tasks defined
         without one. Async task functions run on the event loop, plain ones in the queue's
         threads (or `executor`); `executor="process"` runs the (plain) task functions in
-        child processes, killed on a timeout or a cancel. Options: see process_jobs."""
+        child processes, killed on a timeout or a cancel. Options: see process_jobs (its
+        retry rules apply to the jobs of every task that declares none of its own)."""
+        chosen = registered(self) if tasks is None else tasks
+        types, worker, by_type = dispatcher(chosen, executor)
         options = QueueOptions(
             concurrency=concurrency,
             prefetch=prefetch,
@@ -606,8 +623,11 @@ class JobsAPI:
             executor=executor,
             max_tasks_per_child=max_tasks_per_child,
             max_memory_per_child=max_memory_per_child,
+            retry_rules=RetryRules(
+                retry_on=retry_on, non_retryable=non_retryable, retry_backoff=retry_backoff
+            ),
+            retry_rules_by_type=by_type,
         )
-        types, worker = dispatcher(registered(self) if tasks is None else tasks, options.executor)
         return JobQueue(self, types, worker, options)
 
     def make_job(self, doc: dict[str, Any] | JobDoc) -> Job:

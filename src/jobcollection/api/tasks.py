@@ -59,6 +59,7 @@ from pydantic import BaseModel, ValidationError, create_model
 from pydantic_core import to_jsonable_python
 
 from ..model import validation as v
+from ..model.decisions import Backoff, ExceptionTypes, RetryOn, RetryRules
 from ..model.errors import InvalidArgument, InvalidArgumentType, InvalidDocument, JobCollectionError
 from .job import Job
 from .queue import failure_info
@@ -185,6 +186,16 @@ class TaskOptions:
     unique: bool | str = False
     """True: `Job.unique()` (one pending job per type and user); a key string:
     `Job.unique(key)`; False: not unique."""
+    retry_on: RetryOn | None = None
+    """Which of the function's exceptions are retried (exception types, or a predicate); the
+    others fail the job fatally. With `non_retryable` and `retry_backoff`, the task's retry
+    rules (RetryRules: model/decisions.py), which replace the queue's for its jobs; they are
+    the worker's, not stored with the jobs."""
+    non_retryable: ExceptionTypes = ()
+    """Exception types that fail the job fatally, whatever `retry_on` says."""
+    retry_backoff: Backoff | None = None
+    """The wait before a retry, from the exception and the attempt: seconds, a timedelta, or
+    None for the job's own backoff."""
 
     def __post_init__(self) -> None:
         # Checked under the names the caller wrote (the Job builders name their own
@@ -202,6 +213,17 @@ class TaskOptions:
             v.unique_key(self.unique, "unique")
         elif not isinstance(self.unique, bool):
             raise InvalidArgumentType("unique", "must be True, False or a key string")
+        self.retry_rules()
+
+    def retry_rules(self) -> RetryRules | None:
+        """The task's own retry rules, if it declares any (None: the queue's apply)."""
+        if self.retry_on is None and not self.non_retryable and self.retry_backoff is None:
+            return None
+        return RetryRules(
+            retry_on=self.retry_on,
+            non_retryable=self.non_retryable,
+            retry_backoff=self.retry_backoff,
+        )
 
     def apply(self, job: Job) -> Job:
         """Set these options on a job with the Job builders (`retry`, `timeout`, `priority`,
@@ -231,6 +253,9 @@ class TaskKeywords(TypedDict, total=False):
     timeout: float | timedelta | None
     priority: int | str
     unique: bool | str
+    retry_on: RetryOn | None
+    non_retryable: ExceptionTypes
+    retry_backoff: Backoff | None
 
 
 class Task(Generic[P, R]):
@@ -530,9 +555,11 @@ def _found_at(place: tuple[str, str]) -> Callable[..., Any] | None:
 
 def dispatcher(
     tasks: TaskSource, executor: object = None
-) -> tuple[list[str], Callable[[Job], Awaitable[Any]] | TasksInProcesses]:
-    """The job types of these tasks and one worker that hands each job to its task: on the
-    event loop and the queue's threads, or (`executor="process"`) in its child processes."""
+) -> tuple[list[str], Callable[[Job], Awaitable[Any]] | TasksInProcesses, dict[str, RetryRules]]:
+    """The job types of these tasks, one worker that hands each job to its task (on the
+    event loop and the queue's threads, or with `executor="process"` in its child processes),
+    and the retry rules of the tasks that declare their own, by type (QueueOptions'
+    retry_rules_by_type)."""
     if isinstance(tasks, TaskRegistry):
         tasks = list(tasks.values())
     if isinstance(tasks, Task | str | bytes) or not isinstance(tasks, Iterable):
@@ -550,6 +577,12 @@ def dispatcher(
             raise InvalidArgument(f"tasks[{i}]", f"a second task named {task.name!r}") from None
     if not chosen:
         raise InvalidArgument("tasks", "no task to run")
+    rules = task_retry_rules(chosen.values())
     if executor == "process":
-        return list(chosen), TasksInProcesses(chosen.values())
-    return list(chosen), chosen.run
+        return list(chosen), TasksInProcesses(chosen.values()), rules
+    return list(chosen), chosen.run, rules
+
+
+def task_retry_rules(tasks: Iterable[Task[..., Any]]) -> dict[str, RetryRules]:
+    """The retry rules of the tasks that declare their own, by type."""
+    return {task.name: rules for task in tasks if (rules := task.options.retry_rules()) is not None}

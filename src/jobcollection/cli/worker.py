@@ -167,7 +167,8 @@ async def work(args: argparse.Namespace) -> int:
                     max_memory_per_child=args.max_memory_per_child,
                 )
                 if tasks is not None:
-                    types, worker = dispatcher(tasks, options.executor)
+                    types, worker, by_type = dispatcher(tasks, options.executor)
+                    options = dataclasses.replace(options, retry_rules_by_type=by_type)
                     queue = JobQueue(jc, types, worker, options)
                 else:
                     assert function is not None

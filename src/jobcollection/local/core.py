@@ -471,7 +471,15 @@ class Core:
         self._limits.check_error(op.error, self.store.codec_options)
         hint = op.claimed or self._handed_copy(op.job_id, op.run_id, origin)
         report = Report(
-            "fail", op.job_id, op.run_id, op.error, op.fatal, claimed=hint, by=_by(origin)
+            "fail",
+            op.job_id,
+            op.run_id,
+            op.error,
+            op.fatal,
+            op.retry_in_ms,
+            op.snooze_ms,
+            claimed=hint,
+            by=_by(origin),
         )
         return bool(await self.reporter.submit(report))
 

@@ -56,6 +56,10 @@ class Report:
     run_id: Id
     value: dict[str, Any]
     fatal: bool = False
+    retry_in_ms: int | None = None
+    """A failure's wait before its retry, as its worker chose (jobFail's `retryIn`)."""
+    snooze_ms: int | None = None
+    """Not a failure: the job waits so long without using an attempt (jobFail's `snooze`)."""
     repeat_id: bool = False
     delay_deps_ms: int | None = None
     expired: bool = False
@@ -226,9 +230,14 @@ class Reporter:
         else:
             if report.kind == "done":
                 status, update = Status.COMPLETED, transitions.done(doc, report.value, now)
+            elif report.snooze_ms is not None:
+                status = Status.WAITING
+                update = transitions.snooze(
+                    report.job_id, report.run_id, report.value, now, report.snooze_ms
+                )
             else:
                 status, update = transitions.fail(
-                    doc, report.value, report.fatal, now, random.random()
+                    doc, report.value, report.fatal, now, random.random(), report.retry_in_ms
                 )
         pending: Pending | None = None
         if status in (Status.COMPLETED, Status.FAILED) and not blind:

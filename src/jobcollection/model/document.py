@@ -285,6 +285,9 @@ class JobDoc(BaseModel):
     """Each retry wait is shortened by up to this fraction, at random (kept under RETRY)."""
     retry_max_wait: NonNegativeInt | None = Field(default=None, exclude=True)
     """The longest retry wait, in ms, whatever the backoff (kept under RETRY)."""
+    retry_on: tuple[str, ...] | None = Field(default=None, exclude=True)
+    """The exception types (qualified names, `module.QualName`) a failure is retried for;
+    a Python worker fails the job fatally for any other (kept under RETRY). None: any."""
     user_id: UserId | None = Field(default=None, exclude=True)
     """Who the job is for (kept under USER); None: nobody in particular."""
     unique: Unique | None = Field(default=None, exclude=True)
@@ -614,18 +617,21 @@ def _retry_out(doc: JobDoc) -> dict[str, Any] | None:
         retry["jitter"] = doc.retry_jitter
     if doc.retry_max_wait is not None:
         retry["maxWait"] = doc.retry_max_wait
+    if doc.retry_on is not None:
+        retry["on"] = list(doc.retry_on)
     return retry or None
 
 
 def _retry_in(retry: Any) -> dict[str, Any]:
     if retry is None:
         return {}
-    if not isinstance(retry, dict) or set(retry) - {"backoff", "jitter", "maxWait"}:
+    if not isinstance(retry, dict) or set(retry) - {"backoff", "jitter", "maxWait", "on"}:
         raise _malformed(RETRY, retry, " is not retry settings")
     fields = {"retryBackoff": retry["backoff"]} if "backoff" in retry else {}
     return fields | {
         "retry_jitter": retry.get("jitter", 0.0),
         "retry_max_wait": retry.get("maxWait"),
+        "retry_on": retry.get("on"),
     }
 
 
@@ -663,7 +669,7 @@ def _edges_out(doc: JobDoc) -> list[dict[str, Any]] | None:
     return [edge.model_dump() for edge in doc.on_failure] or None
 
 
-_RETRY_FIELDS: Final = ("retry_backoff", "retry_jitter", "retry_max_wait")
+_RETRY_FIELDS: Final = ("retry_backoff", "retry_jitter", "retry_max_wait", "retry_on")
 
 # fmt: off
 EXTENSIONS: Final[tuple[Extension, ...]] = (

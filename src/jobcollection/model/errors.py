@@ -10,11 +10,20 @@
     │   └── WriteRefused                    the server refused this write: retrying cannot cure it
     └── WakeupUnavailable                   no change streams here: a queue polls instead
 
+    JobDecision                             raised by a worker: how its job ends (not an
+    │                                       error of the library's: not a JobCollectionError)
+    ├── Snooze                              back to wait N s, no attempt used
+    ├── Cancel                              cancelled, the reason logged
+    └── Fatal                               failed, no retry (also a marker base class)
+
 A transition that does not apply to a job's current state is not an error: the operation
 returns False or None and logs why, as job-collection does.
 """
 
 from __future__ import annotations
+
+from datetime import timedelta
+from typing import ClassVar
 
 
 class JobCollectionError(Exception):
@@ -79,3 +88,39 @@ class DuplicateJob(JobCollectionError):
 
 class WakeupUnavailable(JobCollectionError):
     """Prompt wake-up is not available on this deployment; the queue relies on polling."""
+
+
+class JobDecision(Exception):
+    """Raised by a worker to decide how its job ends, in place of an ordinary failure (which
+    is retried while the job's retries and time allow). The queue that runs the worker, and
+    `jobcollection.testing.drain`, turn it into the matching report; `reason` is logged on
+    the job (a Fatal's is its failure)."""
+
+    default_reason: ClassVar[str] = "decided by its worker"
+
+    def __init__(self, reason: str | None = None) -> None:
+        self.reason = reason or self.default_reason
+        super().__init__(self.reason)
+
+
+class Snooze(JobDecision):
+    """Put the job back to wait `seconds` without using an attempt: it is not a failure
+    (nothing is added to its failures; the reason is logged). Oban's `{:snooze, seconds}`."""
+
+    def __init__(self, seconds: float | timedelta, reason: str | None = None) -> None:
+        self.seconds = seconds
+        super().__init__(reason or f"snoozed for {seconds} s")
+
+
+class Cancel(JobDecision):
+    """Cancel the job (and, as `job.cancel()` does, its dependents), with the reason logged
+    on it. Oban's `{:cancel, reason}`."""
+
+    default_reason = "cancelled by its worker"
+
+
+class Fatal(JobDecision):
+    """Fail the job with no retry, whatever retries it has left. Subclass it to mark an
+    exception type that retrying cannot cure. Oban's `{:discard, reason}`."""
+
+    default_reason = "failed by its worker, not to be retried"

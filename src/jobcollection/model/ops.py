@@ -480,7 +480,11 @@ class Done(Op[Outcome]):
 @dataclass(frozen=True, slots=True)
 class Fail(Op[bool]):
     """jobFail: fail a held job (retried while its retries and time allow); `claimed` as for
-    Done."""
+    Done. The worker may decide more than v1.x's `fatal` (no retry): `retryIn` (ms) is the
+    wait before the retry in place of the job's backoff (the attempt counts, and the job's
+    retries and `until` still bound it); `snooze` (ms) is no failure at all: the job waits
+    that long without using an attempt, `error` logged, not added to its failures. At most
+    one of the three."""
 
     method = "jobFail"
     job_id: Id = positional("id", v.job_id)
@@ -489,7 +493,23 @@ class Fail(Op[bool]):
         "error", v.wrap_value, default_factory=lambda: dict(NO_FAILURE)
     )
     fatal: bool = option("fatal", v.boolean, False)
+    retry_in_ms: int | None = option("retryIn", _ms(0), None)
+    snooze_ms: int | None = option("snooze", _ms(0), None)
     claimed: JobDoc | None = local()
+
+    def checked(self) -> Self:
+        given = [
+            name
+            for name, value in (
+                ("fatal", self.fatal),
+                ("retryIn", self.retry_in_ms is not None),
+                ("snooze", self.snooze_ms is not None),
+            )
+            if value
+        ]
+        if len(given) > 1:
+            raise InvalidArgument(given[-1], f"cannot be given with {given[0]}")
+        return self
 
 
 @dataclass(frozen=True, slots=True)

@@ -326,15 +326,16 @@ def release(ids: Sequence[Id], run_id: Id, now: datetime, by: Any = None) -> tup
     }
 
 
-def put_back(job_id: Id, run_id: Id, now: datetime, until: datetime) -> tuple[Filter, Update]:
-    """A held job whose worker met a rate limit: back to waiting until `until`, as if never
-    claimed (the attempt given back, the lease dropped, like a release)."""
+def put_back(
+    job_id: Id, run_id: Id, now: datetime, until: datetime, message: str = "Job Rate Limited"
+) -> tuple[Filter, Update]:
+    """A held job whose worker met a rate limit (or snoozed it: `snooze`): back to waiting
+    until `until`, as if never claimed (the attempt given back, the lease dropped, like a
+    release), with `message` logged."""
     _, update = release([job_id], run_id, now)
     update["$set"] |= {"status": Status.WAITING, "after": until}
     wait_ms = (until - now) // timedelta(milliseconds=1)
-    line = entry(
-        now, "Job Rate Limited", level="warning", run_id=run_id, data={"retryAfterMs": wait_ms}
-    )
+    line = entry(now, message, level="warning", run_id=run_id, data={"retryAfterMs": wait_ms})
     update["$push"] = {"log": line}
     return held(job_id, run_id), update
 
@@ -454,19 +455,27 @@ def finish_fence(
 
 
 def fail_outcome(
-    doc: JobDoc, fatal: bool, now: datetime, rand: float = 0.0
+    doc: JobDoc, fatal: bool, now: datetime, rand: float = 0.0, retry_in_ms: int | None = None
 ) -> tuple[Status, datetime]:
     """The status a failed attempt leads to, and the `after` it sets (even when failed);
-    `rand` (in [0, 1)) draws the job's retry jitter, if it has one."""
-    after = retry_after(doc, now, rand)
+    `rand` (in [0, 1)) draws the job's retry jitter, if it has one. `retry_in_ms`, the wait
+    its worker chose (jobFail's `retryIn`), replaces the job's backoff and jitter; the job's
+    retries and `retryUntil` still decide whether it is retried."""
+    after = retry_after(doc, now, rand) if retry_in_ms is None else add_ms(now, retry_in_ms)
     retry = not fatal and doc.retries > 0 and doc.retry_until >= after
     return (Status.WAITING if retry else Status.FAILED), after
 
 
 def fail(
-    doc: JobDoc, error: dict[str, Any], fatal: bool, now: datetime, rand: float = 0.0
+    doc: JobDoc,
+    error: dict[str, Any],
+    fatal: bool,
+    now: datetime,
+    rand: float = 0.0,
+    retry_in_ms: int | None = None,
 ) -> tuple[Status, Update]:
-    status, after = fail_outcome(doc, fatal, now, rand)
+    """A held job's failed attempt (see fail_outcome): waiting for its retry, or failed."""
+    status, after = fail_outcome(doc, fatal, now, rand, retry_in_ms)
     value = error.get("value")
     kind = "Error" if status == Status.WAITING else "Fatal Error"
     message = (
@@ -482,6 +491,15 @@ def fail(
             "log": entry(now, message, level=level, run_id=doc.run_id),
         },
     }
+
+
+def snooze(job_id: Id, run_id: Id, error: dict[str, Any], now: datetime, wait_ms: int) -> Update:
+    """A held job its worker snoozed (jobFail's `snooze`): not a failure, but put back to
+    wait `wait_ms` without using an attempt (put_back), the error's value logged."""
+    value = error.get("value")
+    message = f"Job Snoozed: {value}." if isinstance(value, str) else "Job Snoozed."
+    _, update = put_back(job_id, run_id, now, add_ms(now, wait_ms), message)
+    return update
 
 
 # --- management -----------------------------------------------------------------------------

@@ -1,18 +1,25 @@
 """What goes wrong, as the queue records it: a job's failure (`failure_info`, what a worker's
-exception is stored as) and the errors it cannot attach to a job (`ErrorSink`: a failed claim,
-heartbeat or report goes to the queue's error_callback, or to the log)."""
+exception is stored as; `decision_for` and `report_failure`, what the exception decides for
+its job: model/decisions.py) and the errors it cannot attach to a job (`ErrorSink`: a failed
+claim, heartbeat or report goes to the queue's error_callback, or to the log)."""
 
 from __future__ import annotations
 
 import inspect
 import traceback
 from collections.abc import Callable
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 import bson
 
+from ...model.decisions import Decision, RetryRules, decide
+from ...model.errors import PermissionDenied
 from .log import logger
 from .options import ErrorCallback
+
+if TYPE_CHECKING:
+    from ..job import Job
 
 TRACEBACK_LIMIT = 10_000
 """Characters of traceback kept in a failure (the end, where the error is, is kept)."""
@@ -43,6 +50,51 @@ def failure_info(exc: BaseException, max_bytes: int | None = None) -> dict[str, 
         else:
             return {"value": name[: max(1, max_bytes // 4)]}
     return info
+
+
+def decision_for(exc: BaseException, job: Job, rules: RetryRules) -> Decision:
+    """What a worker's exception decides for its job (model/decisions.py `decide`); rules
+    whose predicate or backoff raise, or a wait that is not a duration (the backoff's, a
+    `retry_after`, a Snooze's), are logged and the job is retried after its own backoff."""
+    try:
+        return decide(exc, job.doc, rules)
+    except Exception as problem:
+        logger.error(
+            "job %s %s: deciding on its %s failed (%s); it is retried after its own backoff",
+            job.type,
+            job.id,
+            type(exc).__name__,
+            problem,
+            exc_info=problem,
+        )
+        return Decision("retry")
+
+
+async def report_failure(job: Job, failure: dict[str, Any], decision: Decision) -> bool:
+    """Report a failed worker call on its job as decided; whether it applied. A retry or a
+    fatal failure is jobFail (with `retryIn` for a chosen wait, or `fatal`); a snooze is
+    jobFail's `snooze`; a cancel logs its reason on the job, then cancels it (jobCancel, with
+    its dependents): a remote worker whose user may not cancel jobs fails it for good with
+    the reason instead."""
+    wait = None if decision.wait_ms is None else timedelta(milliseconds=decision.wait_ms)
+    if decision.kind == "snooze":
+        assert wait is not None  # (a snooze has its wait)
+        return await job.snooze(wait, decision.reason)
+    if decision.kind == "cancel":
+        reason = decision.reason or "cancelled"
+        await job.log(f"Cancelled by its worker: {reason}", level="warning")
+        try:
+            cancelled = await job.cancel()
+        except PermissionDenied:
+            logger.warning(
+                "job %s %s: its worker may not cancel jobs (jobCancel); failing it instead",
+                job.type,
+                job.id,
+            )
+            return await job.fail(failure, fatal=True)
+        job.reported = True
+        return cancelled
+    return await job.fail(failure, fatal=decision.kind == "fatal", retry_in=wait)
 
 
 def text(make: Callable[[], str], fallback: str) -> str:

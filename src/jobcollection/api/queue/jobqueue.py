@@ -90,7 +90,7 @@ class JobQueue:
         on_error = ErrorSink(options.error_callback)
         stops = Stops(held, options.cancel_grace_s)
         self._leases = Leases(jc.service, options, held, stops, background, on_error)
-        reports = Reports(jc.service, self._leases, on_error)
+        reports = Reports(jc.service, self._leases, on_error, options.retry_rules_for)
         self._runner = Runner(
             worker,
             options,

@@ -7,13 +7,14 @@ option as it is spelled here (the CLI turns `poll_interval` into `--poll-interva
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal, TypeAlias
 
 from ...model import validation as v
+from ...model.decisions import NO_RULES, RetryRules
 from ...model.errors import InvalidArgument, InvalidArgumentType
 from ...model.ratelimit import RateLimit
 from ...mongo.wakeup import WakeupSource
@@ -79,6 +80,13 @@ class QueueOptions:
     max_memory_per_child: int | None = None
     """executor="process": a child process whose resident memory is over so many bytes after
     a call is replaced (Linux: the current RSS; elsewhere the peak); None: never."""
+    retry_rules: RetryRules = NO_RULES
+    """Which of its worker's exceptions are retried, and after what wait (model/decisions.py;
+    `process_jobs`' retry_on, non_retryable and retry_backoff); the default retries every
+    exception after the job's own backoff, as the job's `retry(on=...)` allows."""
+    retry_rules_by_type: Mapping[str, RetryRules] = field(default_factory=dict, hash=False)
+    """The retry rules of some job types, in place of `retry_rules` for their jobs (a queue
+    of tasks: those of the tasks that declare their own)."""
 
     def __post_init__(self) -> None:
         keep = object.__setattr__  # frozen: the validated values replace what was given
@@ -116,10 +124,22 @@ class QueueOptions:
             if self.executor != "process":
                 raise InvalidArgument(name, 'applies to executor="process" only')
             keep(self, name, v.integer(value, name, minimum=1))
+        if not isinstance(self.retry_rules, RetryRules):
+            raise InvalidArgumentType("retry_rules", "must be a RetryRules")
+        if not isinstance(self.retry_rules_by_type, Mapping) or not all(
+            isinstance(k, str) and isinstance(r, RetryRules)
+            for k, r in self.retry_rules_by_type.items()
+        ):
+            raise InvalidArgumentType("retry_rules_by_type", "must map job types to RetryRules")
+        keep(self, "retry_rules_by_type", dict(self.retry_rules_by_type))
         if not isinstance(self.wakeup, bool | WakeupSource):
             raise InvalidArgumentType(
                 "wakeup", "must be True, False or a WakeupSource (an object with signals())"
             )
+
+    def retry_rules_for(self, job_type: str) -> RetryRules:
+        """The retry rules of a job type's jobs."""
+        return self.retry_rules_by_type.get(job_type, self.retry_rules)
 
     @property
     def poll_s(self) -> float | None:

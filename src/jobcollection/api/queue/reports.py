@@ -5,7 +5,11 @@ used) or fails running ones. A write that fails with a DatabaseError is retried,
 for as long as the claim's lease holds (after that the job server fails the job, and it is
 retried by its retries); a report that retrying cannot cure (a result too large or that cannot
 be encoded, a write the server refuses) fails the job instead, with the reason. One line is
-logged per job: INFO for a completion, WARNING (with the traceback) for a failure."""
+logged per job: INFO for a completion, WARNING (with the traceback) for a failure.
+
+What a worker's exception decides for its jobs (a retry, after which wait; a fatal failure; a
+snooze; a cancel) is the queue's RetryRules and the job's own `retry(on=...)` applied to it
+(model/decisions.py), and travels as the options of the jobs' failures (failures.py)."""
 
 from __future__ import annotations
 
@@ -14,15 +18,36 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
+from ...model.decisions import Decision, RetryRules
 from ...model.errors import DatabaseError, InvalidArgument, WriteRefused
 from ...model.ops import Release
 from ..job import Job
-from .failures import ErrorSink, failure_info, text
+from .failures import ErrorSink, decision_for, failure_info, report_failure, text
 from .leases import Leases
 from .log import fields, logger
 
 if TYPE_CHECKING:
     from ..seam import JobService
+
+RETRY = Decision("retry")
+"""An ordinary failure: retried after the job's own backoff while its retries allow."""
+_OUTCOMES = {"snooze": "snoozed", "cancel": "cancelled"}
+"""The outcome a decision logs (any other: "failed")."""
+
+
+def _consequence(decision: Decision, retry: bool) -> str:
+    """What becomes of a job whose worker raised, as its log line ends."""
+    if decision.kind == "snooze":
+        assert decision.wait_ms is not None
+        return f"it waits {decision.wait_ms / 1000:g} s, no attempt used"
+    if decision.kind == "cancel":
+        return "it is cancelled"
+    if decision.kind == "fatal":
+        return "it will not be retried (fatal)"
+    if retry and decision.wait_ms is not None:
+        return f"it will be retried in {decision.wait_ms / 1000:g} s"
+    return "it will be retried" if retry else "it will not be retried"
+
 
 MAX_RETRY_DELAY = 5.0
 """The longest wait, in seconds, between two attempts to write a report."""
@@ -39,10 +64,18 @@ def retry_delay(attempt: int) -> float:
 class Reports:
     """Writes the reports (done, fail, release) of the jobs a queue holds."""
 
-    def __init__(self, service: JobService, leases: Leases, on_error: ErrorSink) -> None:
+    def __init__(
+        self,
+        service: JobService,
+        leases: Leases,
+        on_error: ErrorSink,
+        rules: Callable[[str], RetryRules],
+    ) -> None:
         self._service = service
         self._leases = leases
         self._on_error = on_error
+        self._rules = rules
+        """The retry rules of a job type's jobs."""
 
     async def finish(
         self,
@@ -68,21 +101,26 @@ class Reports:
             return
         message = text(lambda: str(error), "<str() raised>")
         now = self._service.clock.now()
+        decisions: dict[int, Decision] = {}
         for job in pending:
-            retry = job.doc.retries > 0 and job.doc.retry_until > now
-            logger.warning(
-                "job %s %s failed%s: %s: %s; %s",
+            decision = decisions[id(job)] = decision_for(error, job, self._rules(job.type))
+            retry = decision.kind == "retry" and job.doc.retries > 0 and job.doc.retry_until > now
+            outcome = _OUTCOMES.get(decision.kind, "failed")
+            logger.log(
+                logging.INFO if decision.kind == "snooze" else logging.WARNING,
+                "job %s %s %s%s: %s: %s; %s",
                 job.type,
                 job.id,
+                outcome,
                 took,
                 type(error).__name__,
                 message,
-                "it will be retried" if retry else "it will not be retried",
-                exc_info=error,
-                extra={**fields(job), "outcome": "failed", "retry": retry, "seconds": seconds},
+                _consequence(decision, retry),
+                exc_info=error if outcome == "failed" else None,
+                extra={**fields(job), "outcome": outcome, "retry": retry, "seconds": seconds},
             )
         failure = failure_info(error, self._service.limits.max_error_bytes)
-        await self._settle_all(pending, "fail", lambda: failure)
+        await self._settle_all(pending, "fail", lambda: failure, decisions)
 
     async def fail(self, jobs: list[Job], error: dict[str, Any]) -> int:
         """Fail jobs (not fatally) concurrently; the number failed."""
@@ -116,25 +154,41 @@ class Reports:
         return released
 
     async def _settle_all(
-        self, jobs: list[Job], kind: Literal["done", "fail"], value: Callable[[], Any]
+        self,
+        jobs: list[Job],
+        kind: Literal["done", "fail"],
+        value: Callable[[], Any],
+        decisions: dict[int, Decision] | None = None,
     ) -> int:
         """Write the reports of several jobs concurrently (so they share one bundled write);
-        the number applied. A lone report is awaited directly: no task to create."""
+        the number applied. A failure is reported as `decisions` says for each job (by
+        id(job); none: an ordinary retry). A lone report is awaited directly: no task to
+        create."""
+        chosen = {} if decisions is None else decisions
         if len(jobs) == 1:
-            return int(await self._settle(jobs[0], kind, value()))
-        outcomes = await asyncio.gather(*(self._settle(job, kind, value()) for job in jobs))
+            return int(await self._settle(jobs[0], kind, value(), chosen.get(id(jobs[0]))))
+        outcomes = await asyncio.gather(
+            *(self._settle(job, kind, value(), chosen.get(id(job))) for job in jobs)
+        )
         return sum(outcomes)
 
-    async def _settle(self, job: Job, kind: Literal["done", "fail"], value: Any) -> bool:
-        """Write one job's report; whether it was applied. A DatabaseError is retried (see
-        retry_delay) while the claim's lease lasts; a report that cannot be stored, or that
-        the server refuses, becomes a failure with the reason."""
+    async def _settle(
+        self,
+        job: Job,
+        kind: Literal["done", "fail"],
+        value: Any,
+        decision: Decision | None = None,
+    ) -> bool:
+        """Write one job's report (a failure as `decision` says; None: an ordinary retry);
+        whether it was applied. A DatabaseError is retried (see retry_delay) while the
+        claim's lease lasts; a report that cannot be stored, or that the server refuses,
+        becomes a failure with the reason."""
         attempt = 1
         while True:
             try:
                 if kind == "done":
                     return bool(await job.done(value))
-                return await job.fail(value)
+                return await report_failure(job, value, decision or RETRY)
             except InvalidArgument as exc:  # the value cannot be stored: retrying cannot help
                 if kind == "fail":
                     await self._on_error(exc, f"failing job {job.id}")
