@@ -13,7 +13,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from bson import ObjectId
 
+from conftest import MakeJC, WrapJC
+from faults import Faults, FaultyCollection
 from helpers import messages, stored, utc
 from jobcollection import (
     InvalidArgument,
@@ -25,6 +28,10 @@ from jobcollection import (
     group,
 )
 from jobcollection.model.document import EXPIRES
+from jobcollection.rules import deadlines
+from strict import query_served
+from test_ddp import ROOT as DDP_ROOT
+from test_ddp import served, session
 
 pytestmark = pytest.mark.both_sides
 
@@ -151,6 +158,20 @@ async def test_a_queue_never_runs_a_job_past_its_deadline(
     assert len(await expired_reason(jc, late)) == 1
 
 
+async def test_a_ddp_worker_is_never_handed_a_job_past_its_deadline(
+    make_jc: MakeJC, clock: ManualClock
+) -> None:
+    jc = await make_jc(root=DDP_ROOT)
+    late = await save(jc, 10)
+    on_time = await save(jc, 3600)
+    clock.advance(11)
+    async with served(jc) as port, session(port) as ddp:
+        assert (await ddp.call("login", {"resume": "admin-token"}))["result"]["id"] == "tester"
+        claimed = (await ddp.call(f"{DDP_ROOT}_getWork", ["t"], {"maxJobs": 5}))["result"]
+    assert [c["_id"] for c in claimed] == [on_time]
+    assert len(await expired_reason(jc, late)) == 1
+
+
 async def test_a_job_started_before_its_deadline_runs_on(
     jc: JobCollection, clock: ManualClock
 ) -> None:
@@ -265,3 +286,70 @@ async def test_a_job_cancelled_otherwise_is_not_marked_expired(
     assert (await jc.run_server_pass()).overdue == 0
     job = await jc.get_job(job_id)
     assert job is not None and not job.doc.expired and job.doc.expires is not None
+
+
+# --- faults ---------------------------------------------------------------------------------------
+
+
+def _expiry(op: str, args: tuple[Any, ...]) -> bool:
+    """The write that cancels a job past its deadline."""
+    return op == "update_many" and f"{EXPIRES}.expired" in args[1].get("$set", {})
+
+
+@pytest.mark.local_only("faults are injected into the local collection's connection")
+async def test_a_late_claim_whose_cancel_fails_is_not_handed_out_and_is_cancelled_next_time(
+    make_wrapped_jc: WrapJC, clock: ManualClock
+) -> None:
+    jc = await make_wrapped_jc(FaultyCollection)
+    faults: Faults = jc.collection.faults
+    job_id = await save(jc, 10)
+    clock.advance(11)
+    faults.fail_before("update_many", when=_expiry)
+    assert await jc.get_work("t") == []  # not handed out, though still claimed
+    assert (await stored(jc, job_id))["status"] == "running"
+    assert await jc.get_work("t") == []  # this instance takes it up again, and cancels it
+    assert len(await expired_reason(jc, job_id)) == 1
+
+
+@pytest.mark.local_only("faults are injected into the local collection's connection")
+async def test_a_cascade_cut_short_by_a_lost_reply_is_carried_on_by_the_pass(
+    make_wrapped_jc: WrapJC, clock: ManualClock
+) -> None:
+    jc = await make_wrapped_jc(FaultyCollection)
+    faults: Faults = jc.collection.faults
+    a, b = jc.create_job("a").expires(10), jc.create_job("b")
+    await jc.save_workflow(chain(a, b))
+    clock.advance(11)
+    faults.fail_after("update_many", when=_expiry)  # cancelled, but the reply is lost
+    assert await jc.get_work("a") == []
+    assert len(await expired_reason(jc, a.id)) == 1
+    assert (await stored(jc, b.id))["status"] == "waiting"
+    await jc.run_server_pass()
+    assert (await stored(jc, b.id))["status"] == "cancelled"
+
+
+# --- the rules, as plain dicts --------------------------------------------------------------------
+
+
+def test_the_pass_query_is_served_by_the_partial_deadline_index() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert query_served(deadlines.overdue(now))
+    assert not query_served({deadlines.EXPIRES_AT: {"$lt": now}})  # the index's own: status first
+
+
+def test_an_expiry_is_fenced_by_the_status_and_the_deadline_it_expects() -> None:
+    now, at = datetime(2026, 1, 1, 0, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC)
+    ids = [ObjectId()]
+    fence, update = deadlines.expire(ids, at, now)
+    assert fence["status"] == {"$in": ["waiting", "paused", "ready"]}
+    assert fence[deadlines.EXPIRES_AT] == at and fence["_id"] == {"$in": ids}
+    assert "$inc" not in update
+    run_id = ObjectId()
+    fence, update = deadlines.expire(ids, at, now, run_id)
+    assert (fence["status"], fence["runId"]) == ("running", run_id)
+    assert update["$inc"] == {"retries": 1, "retried": -1}  # the attempt given back
+    assert [e["message"] for e in update["$push"]["log"]["$each"]] == [
+        "Expired: not started by 2026-01-01T00:00:00+00:00",
+        "Job Cancelled",
+    ]
+    assert update["$set"][f"{EXPIRES}.expired"] is True
