@@ -27,7 +27,8 @@ from jobcollection import (
     chain,
     group,
 )
-from jobcollection.model.document import EXPIRES
+from jobcollection.model import describe
+from jobcollection.model.document import EXPIRES, JobDoc
 from jobcollection.rules import deadlines
 from strict import query_served
 from test_ddp import ROOT as DDP_ROOT
@@ -99,6 +100,28 @@ async def test_a_deadline_is_an_aware_datetime_or_a_time_after_the_save(
     assert found.doc.expires_in_ms is None and not found.doc.expired
     cleared = jc.create_job("t").expires(60).expires(None)
     assert deadline(await stored(jc, await cleared.save())) is None
+
+
+async def test_a_task_gives_each_of_its_jobs_a_deadline_after_its_save(
+    jc: JobCollection, clock: ManualClock
+) -> None:
+    @jc.task("quote", expires=timedelta(minutes=5))
+    async def quote(item: int) -> int:
+        return item
+
+    job_id = await quote.enqueue(7)
+    assert deadline(await stored(jc, job_id)) == {"at": clock.now() + timedelta(minutes=5)}
+    with pytest.raises(InvalidArgument) as raised:
+        jc.task("bad", expires=0)
+    assert raised.value.argument == "expires"
+
+
+def test_a_deadline_reads_in_words() -> None:
+    at = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+    assert describe.deadline(JobDoc(type="t")) is None
+    assert describe.deadline(JobDoc(type="t", expires=at)) == "start by 2026-01-01T09:00:00Z"
+    missed = JobDoc(type="t", expires=at, expired=True)
+    assert describe.deadline(missed) == "missed: cancelled, not started by 2026-01-01T09:00:00Z"
 
 
 # --- claims never hand a job out late -------------------------------------------------------------
