@@ -33,6 +33,7 @@ from jobcollection.rules import deadlines
 from strict import query_served
 from test_ddp import ROOT as DDP_ROOT
 from test_ddp import served, session
+from test_show_job import show
 
 pytestmark = pytest.mark.both_sides
 
@@ -124,6 +125,18 @@ def test_a_deadline_reads_in_words() -> None:
     assert describe.deadline(missed) == "missed: cancelled, not started by 2026-01-01T09:00:00Z"
 
 
+async def test_show_says_the_deadline_and_that_it_was_missed(
+    jc: JobCollection, clock: ManualClock
+) -> None:
+    job_id = await save(jc, 10)
+    [line] = [x for x in await show(jc, job_id) if x.startswith("deadline:")]
+    assert line.endswith(" start by 2026-01-01T12:00:10Z")
+    clock.advance(11)
+    await jc.run_server_pass()
+    [line] = [x for x in await show(jc, job_id) if x.startswith("deadline:")]
+    assert line.endswith(" missed: cancelled, not started by 2026-01-01T12:00:10Z")
+
+
 # --- claims never hand a job out late -------------------------------------------------------------
 
 
@@ -179,6 +192,35 @@ async def test_a_queue_never_runs_a_job_past_its_deadline(
         await queue.shutdown("hard", quiet=True)
     assert ran == [on_time]
     assert len(await expired_reason(jc, late)) == 1
+
+
+async def test_a_queue_does_not_start_a_prefetched_job_once_past_its_deadline(
+    jc: JobCollection, clock: ManualClock
+) -> None:
+    ran: list[Any] = []
+    first_started, go_on = asyncio.Event(), asyncio.Event()
+
+    async def worker(job: Job) -> None:
+        ran.append(job.id)
+        first_started.set()
+        await go_on.wait()
+
+    first = await save(jc, 3600)
+    held = await save(jc, 10)  # claimed in time with the first, held queued behind it
+    queue = jc.process_jobs("t", worker, prefetch=1, poll_interval=None, wakeup=False)
+    try:
+        queue.trigger()
+        async with asyncio.timeout(BOUND):
+            await first_started.wait()
+            assert queue.length() == 1  # the second is queued
+            clock.advance(11)
+            go_on.set()
+            await queue.drain()
+    finally:
+        await queue.shutdown("hard", quiet=True)
+    assert ran == [first]
+    assert len(await expired_reason(jc, held)) == 1
+    assert "Job Released" in messages(await stored(jc, held))
 
 
 async def test_a_ddp_worker_is_never_handed_a_job_past_its_deadline(
