@@ -342,6 +342,22 @@ async def test_a_restart_clears_the_deadline_so_the_job_runs(
     assert claimed.id == job_id and not claimed.doc.expired
 
 
+async def test_a_resave_of_a_paused_job_replaces_or_clears_its_deadline(
+    jc: JobCollection, clock: ManualClock
+) -> None:
+    job = jc.create_job("t").expires(10)
+    await job.pause()
+    job_id = await job.save()
+    found = await jc.get_job(job_id)
+    assert found is not None
+    clock.advance(5)
+    assert await found.expires(timedelta(minutes=1)).save() == job_id
+    assert deadline(await stored(jc, job_id)) == {"at": clock.now() + timedelta(minutes=1)}
+    assert await found.pause() is True  # (a resave resubmits it: waiting)
+    assert await found.expires(None).save() == job_id
+    assert deadline(await stored(jc, job_id)) is None
+
+
 async def test_a_job_cancelled_otherwise_is_not_marked_expired(
     jc: JobCollection, clock: ManualClock
 ) -> None:
