@@ -100,8 +100,13 @@ def test_restart_splits_into_disjoint_updates_that_never_pass_forever() -> None:
     assert saturated[0]["retries"] == {"$gte": 1, "$gt": FOREVER - 5}
     assert saturated[1]["$set"]["retries"] == FOREVER
     for _, update in (exhausted, remaining, saturated):
-        # a failed job's pending cancels are void, and it is no longer to be removed
-        assert update["$unset"] == {FOLLOW_UPS: "", "_private.jobcollectionExpireAt": ""}
+        # a failed job's pending cancels are void, it is no longer to be removed, and its
+        # deadline is gone (whoever restarts a job means it to run)
+        assert update["$unset"] == {
+            FOLLOW_UPS: "",
+            "_private.jobcollectionExpireAt": "",
+            "_private.jobcollectionExpires": "",
+        }
 
 
 def test_ready_promotes_due_jobs_without_dependencies_unless_forced() -> None:

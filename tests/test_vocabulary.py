@@ -4,6 +4,7 @@ type aliases at the bottom layer (issue 21)."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import bson
@@ -21,6 +22,7 @@ from jobcollection import (
 )
 from jobcollection.model.constants import JOB_STATUS_PENDING, Status
 from jobcollection.model.document import (
+    EXPIRES,
     EXTENSIONS,
     INTERNAL_PRIVATE_KEYS,
     PRIVATE_SETTINGS,
@@ -131,6 +133,7 @@ OLD_INTERNAL_KEYS = {
     "jobcollectionBatches",
     "jobcollectionCallbackOf",
     "jobcollectionRunIf",
+    "jobcollectionExpires",
 }
 OLD_PUBLIC_SETTINGS = {
     "jobcollectionSchedule",
@@ -148,6 +151,7 @@ OLD_PUBLIC_SETTINGS = {
     "jobcollectionBatches",
     "jobcollectionCallbackOf",
     "jobcollectionRunIf",
+    "jobcollectionExpires",
 }
 
 
@@ -155,7 +159,7 @@ def test_the_derived_constants_are_the_ones_written_by_hand_before() -> None:
     assert INTERNAL_PRIVATE_KEYS == OLD_INTERNAL_KEYS
     assert len({ext.key for ext in EXTENSIONS}) == len(EXTENSIONS)
     assert codec.PUBLIC_SETTINGS == OLD_PUBLIC_SETTINGS
-    assert PRIVATE_SETTINGS == (SCHEDULE, RETRY, REMOVE_AFTER, TIMEOUT)
+    assert PRIVATE_SETTINGS == (SCHEDULE, RETRY, REMOVE_AFTER, TIMEOUT, EXPIRES)
     shorts = {ext.short for ext in EXTENSIONS if ext.kind == "setting"}
     assert shorts == {
         "schedule",
@@ -173,6 +177,7 @@ def test_the_derived_constants_are_the_ones_written_by_hand_before() -> None:
         "batches",
         "callbackOf",
         "runIf",
+        "expires",
     }
 
 
@@ -197,6 +202,8 @@ def _with_every_setting() -> dict[str, Any]:
         "batches": ["outer", "inner"],
         "callback_of": "outer",
         "run_if": "failed",
+        "expires": datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC),
+        "expired": True,
     }
 
 

@@ -336,6 +336,24 @@ class Job:
         assign(self._doc, timeout=limit_ms)
         return self
 
+    def expires(self, at: datetime | timedelta | float | None) -> Job:
+        """Give the job a deadline: if no worker has started it by `at` (an aware datetime,
+        or a timedelta or seconds after it is saved, by the collection's clock), it is
+        cancelled, with "Expired: not started by <time>" in its log, instead of running late
+        (Celery's `expires`, Dramatiq's `max_age`). Every start counts, a retry's included:
+        a job waiting for a retry at its deadline is cancelled too. Its dependents then
+        follow their failure policies, as after any cancel. A repeat or a rerun does not
+        keep it; a restart clears it. None clears it. Kept in `_private`."""
+        if at is None:
+            assign(self._doc, expires=None, expires_in_ms=None, expired=False)
+        elif isinstance(at, datetime):
+            deadline = v.aware_datetime(at, "at")
+            assign(self._doc, expires=deadline, expires_in_ms=None, expired=False)
+        else:
+            after_ms = v.duration_ms(at, "at", minimum_ms=1)
+            assign(self._doc, expires=None, expires_in_ms=after_ms, expired=False)
+        return self
+
     def delay(self, seconds: float | timedelta = 0) -> Job:
         """Not before `seconds` from now."""
         delay_ms = v.duration_ms(seconds, "seconds")

@@ -181,6 +181,9 @@ class TaskOptions:
     timeout: float | timedelta | None = None
     """The longest a worker call on a job of the task may run (`Job.timeout`), in seconds or
     a timedelta, at least a millisecond; None: the queue's `timeout`, if any."""
+    expires: float | timedelta | None = None
+    """A deadline for each job of the task (`Job.expires`), in seconds or a timedelta after
+    its save: a job not started by then is cancelled (Celery's task `expires`); None: none."""
     priority: int | str = 0
     """`Job.priority`: an integer (lower runs first) or one of JOB_PRIORITIES ("high", ...)."""
     unique: bool | str = False
@@ -208,6 +211,8 @@ class TaskOptions:
             v.duration_ms(self.retry_wait, "retry_wait")
         if self.timeout is not None:
             v.duration_ms(self.timeout, "timeout", minimum_ms=1)
+        if self.expires is not None:
+            v.duration_ms(self.expires, "expires", minimum_ms=1)
         v.priority(self.priority, "priority")
         if isinstance(self.unique, str):
             v.unique_key(self.unique, "unique")
@@ -226,8 +231,8 @@ class TaskOptions:
         )
 
     def apply(self, job: Job) -> Job:
-        """Set these options on a job with the Job builders (`retry`, `timeout`, `priority`,
-        `unique`); the job, to set more before it is saved."""
+        """Set these options on a job with the Job builders (`retry`, `timeout`, `expires`,
+        `priority`, `unique`); the job, to set more before it is saved."""
         if self.retry:
             if self.retry_wait is None:
                 job.retry(self.retry)
@@ -235,6 +240,8 @@ class TaskOptions:
                 job.retry(self.retry, wait=self.retry_wait)
         if self.timeout is not None:
             job.timeout(self.timeout)
+        if self.expires is not None:
+            job.expires(self.expires)
         job.priority(self.priority)
         if self.unique is True:
             job.unique()
@@ -251,6 +258,7 @@ class TaskKeywords(TypedDict, total=False):
     retry: int
     retry_wait: float | timedelta | None
     timeout: float | timedelta | None
+    expires: float | timedelta | None
     priority: int | str
     unique: bool | str
     retry_on: RetryOn | None
@@ -440,8 +448,8 @@ class TaskRegistry(Mapping[str, Task[..., Any]]):
         """Declare a function as the worker of job type `name`: an async function, or a
         plain one (it runs in the queue's threads); its input is one pydantic model or plain
         annotated parameters; `options` are the fields of TaskOptions (`retry`,
-        `retry_wait`, `timeout`, `priority`, `unique`), given to each job of it. A bad
-        option raises now; a second task of the same name raises InvalidArgument.
+        `retry_wait`, `timeout`, `expires`, `priority`, `unique`), given to each job of it.
+        A bad option raises now; a second task of the same name raises InvalidArgument.
         `await f.on(jc).enqueue(...)` saves a job."""
         return Declaration(self, name, TaskOptions(**options))
 

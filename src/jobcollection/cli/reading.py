@@ -105,6 +105,7 @@ def describe_job(job: Any, doc: dict[str, Any], now: datetime) -> list[str]:
     d = job.doc
     why = describe.outcome(d)
     plan = describe.schedule(d)
+    due_by = describe.deadline(d)
     upcoming = describe.next_runs(d, now)
     fields = [
         ("id", str(job.id)),
@@ -116,6 +117,7 @@ def describe_job(job: Any, doc: dict[str, Any], now: datetime) -> list[str]:
         ("updated", stamp(d.updated)),
         ("after", stamp(d.after)),
         ("attempts", describe.attempts(d)),
+        *([("deadline", due_by)] if due_by else []),
         ("repeats", describe.repeats(d)),
         *([("schedule", plan)] if plan else []),
         *(

@@ -22,7 +22,8 @@ from ..model.errors import DatabaseError, InvalidDocument
 from ..model.schedule import add_ms, late_start
 from ..model.types import Id
 from ..mongo.store import Document, Store, transient
-from ..rules import transitions
+from ..rules import deadlines, transitions
+from .managing import Manager
 from .reading import Reader
 from .reporting import Report, Reporter, claimed_by, claimer_of, refused
 
@@ -32,11 +33,15 @@ logger = logging.getLogger("jobcollection")
 class Claimer:
     """Hands out ready jobs under fresh runIds, and serves the workers that hold them."""
 
-    def __init__(self, store: Store, clock: Clock, reader: Reader, reporter: Reporter) -> None:
+    def __init__(
+        self, store: Store, clock: Clock, reader: Reader, reporter: Reporter, manager: Manager
+    ) -> None:
         self.store = store
         self.clock = clock
         self.reader = reader
         self.reporter = reporter
+        self.manager = manager
+        """Cancels the jobs a claim took past their deadlines (`_hand_over`)."""
         self.accepting = False
         """Whether jobs are handed out: the job server runs (get_work returns [] otherwise)."""
         self.started_once = False
@@ -65,41 +70,65 @@ class Claimer:
         worker claims some of the same jobs first. Jobs an earlier call of this instance
         claimed for the same user but could not hand over come first. A claimed job whose
         stored document is not a valid job is failed for good, with the reason, instead of
-        being handed over. With `among`, only jobs among these ids are claimed (a rate
+        being handed over; one past its deadline (`Job.expires`) is cancelled instead, and
+        another claimed in its place. With `among`, only jobs among these ids are claimed (a rate
         limit's reserved ones). The claim records `user_id` (None: server code) as the run's
         claimer (document.CLAIMER), the only user who may report on it, and the quota of a
         concurrency limit it claims into (document.QUOTA; None: none)."""
         if not self.accepting:
             self._never_started()
             return []
-        now = self.clock.now()
         claimer = None if user_id is None else claimer_of(user_id)
-        claimed = await self._recover_claims(types, max_jobs, now, claimer)
-        if len(claimed) < max_jobs:
-            run_id = ObjectId()
-            # Remembered before any write: if a reply is lost, the next get_work hands over
-            # the jobs claimed under this runId (and a shutdown fails them), not losing them.
-            self.claimed_run_ids.add(run_id)
-            self.unconfirmed_claims[run_id] = set()
-            self._claiming.add(run_id)
-            update = transitions.claim_for(run_id, now, work_timeout_ms, claimer, quota)
-            wanted = max_jobs - len(claimed)
+        claimed = await self._recover_claims(types, max_jobs, self.clock.now(), claimer)
+        jobs: list[JobDoc] = []
+        wanted = max_jobs
+        while True:
+            if len(claimed) < wanted:
+                more = wanted - len(claimed)
+                claimed += await self._claim_new(
+                    types, more, work_timeout_ms, claimer, quota, among
+                )
+            handed, expired = await self._hand_over(claimed)
+            jobs += handed
+            if not expired:
+                return jobs
+            # As many more in place of those cancelled for their deadlines (each round
+            # cancels one job at least, so this ends).
+            claimed, wanted = [], expired
+
+    async def _claim_new(
+        self,
+        types: Sequence[str],
+        wanted: int,
+        work_timeout_ms: int | None,
+        claimer: Any,
+        quota: Any,
+        among: Sequence[Id] | None,
+    ) -> list[Document]:
+        """Claim up to `wanted` ready jobs under a new runId."""
+        now = self.clock.now()
+        run_id = ObjectId()
+        # Remembered before any write: if a reply is lost, the next get_work hands over
+        # the jobs claimed under this runId (and a shutdown fails them), not losing them.
+        self.claimed_run_ids.add(run_id)
+        self.unconfirmed_claims[run_id] = set()
+        self._claiming.add(run_id)
+        update = transitions.claim_for(run_id, now, work_timeout_ms, claimer, quota)
+        try:
             try:
-                try:
-                    fresh, complete = await self._claim(types, wanted, run_id, update, among)
-                except DatabaseError as exc:
-                    if transient(exc):
-                        raise
-                    # A document refuses the claim's update (a poison document, such as a
-                    # non-numeric `retries`): claim one by one, setting aside what refuses.
-                    fresh = await self._claim_each(types, wanted, update, among)
-                    complete = True
-            finally:
-                self._claiming.discard(run_id)
-            claimed += fresh
-            if complete:
-                self.unconfirmed_claims.pop(run_id, None)
-        return await self._hand_over(claimed)
+                fresh, complete = await self._claim(types, wanted, run_id, update, among)
+            except DatabaseError as exc:
+                if transient(exc):
+                    raise
+                # A document refuses the claim's update (a poison document, such as a
+                # non-numeric `retries`): claim one by one, setting aside what refuses.
+                fresh = await self._claim_each(types, wanted, update, among)
+                complete = True
+        finally:
+            self._claiming.discard(run_id)
+        if complete:
+            self.unconfirmed_claims.pop(run_id, None)
+        return fresh
 
     def _never_started(self) -> None:
         """Say once, loudly, that claims hand out nothing because this JobCollection's job
@@ -212,11 +241,14 @@ class Claimer:
                     return False
         return False
 
-    async def _hand_over(self, claimed: list[Document]) -> list[JobDoc]:
+    async def _hand_over(self, claimed: list[Document]) -> tuple[list[JobDoc], int]:
         """The claimed documents as jobs, each recorded as handed over; invalid ones are
-        failed for good (with the reason) instead."""
+        failed for good (with the reason) instead, and those past their deadlines cancelled
+        (`_expired`), whichever path claimed them (local queues, get_work, the remote API,
+        DDP): the jobs, and how many were cancelled."""
         jobs: list[JobDoc] = []
         invalid: list[Document] = []
+        expired = 0
         now = self.clock.now()
         for raw in claimed:
             handed = self.unconfirmed_claims.get(raw.get("runId"))  # type: ignore[arg-type]
@@ -227,7 +259,9 @@ class Claimer:
             except InvalidDocument:
                 invalid.append(raw)
                 continue
-            if not await self._skipped(job, now):
+            if deadlines.started_late(job, now):
+                expired += await self._expired(job, raw, claimed)
+            elif not await self._skipped(job, now):
                 jobs.append(job)
         for raw in invalid:
             report = Report("fail", raw["_id"], raw["runId"], {"value": "invalid"}, fatal=True)
@@ -235,7 +269,27 @@ class Claimer:
                 await self.reporter.submit(report)
             except Exception as exc:  # its lease, or the job server's shutdown, fails it later
                 logger.error("getWork: could not fail invalid job %s: %s", raw["_id"], exc)
-        return jobs
+        return jobs, expired
+
+    async def _expired(self, job: JobDoc, raw: Document, claimed: list[Document]) -> int:
+        """Cancel a job the claim took past its deadline instead of handing it over (one
+        more write, for such a job only; its dependents follow their policies). If the cancel
+        cannot be written, the job is not handed over either: it is left to this instance's
+        next get_work, which hands over what its claims did not and so tries the cancel again
+        (`_recover_claims`); if none comes, its lease's expiry or this server's shutdown
+        fails it, and a claim or a pass cancels it then (a retry is not let past a deadline
+        either). How many were cancelled (0 or 1)."""
+        assert job.id is not None and job.expires is not None
+        try:
+            return await self.manager.expire({job.id: job.expires}, raw["runId"])
+        except DatabaseError as exc:
+            logger.warning("job %s: could not cancel it past its deadline: %s", job.id, exc)
+            run = raw["runId"]
+            handed = self.unconfirmed_claims.setdefault(
+                run, {d["_id"] for d in claimed if d.get("runId") == run}
+            )
+            handed.discard(job.id)
+            return 0
 
     async def _skipped(self, job: JobDoc, now: datetime) -> bool:
         """Whether a claimed run of a catch_up="none" schedule starting too late was put back

@@ -191,7 +191,7 @@ class Core:
         self.follow_ups = FollowUps(self.store, self.reader, self.dependents)
         self.reporter = Reporter(self.store, clock, self.follow_ups, self.reader)
         self.saver = Saver(self.store, clock, self.manager, self.dependents)
-        self.claimer = Claimer(self.store, clock, self.reader, self.reporter)
+        self.claimer = Claimer(self.store, clock, self.reader, self.reporter, self.manager)
         self.server = JobServer(
             self.store,
             clock,

@@ -24,6 +24,7 @@ from ..model.constants import (
 )
 from ..model.document import (
     CASCADE,
+    EXPIRES,
     FOLLOW_UPS,
     REMOVE_AFTER,
     REPEAT_OF,
@@ -37,14 +38,16 @@ from ..model.errors import InvalidDocument
 from ..model.ops import Restart
 from ..model.queries import ORDER, JobQuery, encode_cursor
 from ..model.schedule import occurrences
-from ..model.types import Due, Filter, Id
+from ..model.types import Due, Filter, Id, Update
 from ..mongo.store import Store
-from ..rules import dependencies, transitions
+from ..rules import deadlines, dependencies, transitions
 from .reading import Reader
 
 logger = logging.getLogger("jobcollection")
 
 Apply = Callable[[Sequence[Id]], Awaitable[int]]
+OVERDUE_BATCH = 1000
+"""The most pending jobs past their deadlines a job-server pass cancels (the next goes on)."""
 
 
 class Manager:
@@ -180,21 +183,55 @@ class Manager:
         elif not dependents:
             cancelled = await self._cancel(ids) > 0
         else:
-            # Marked first, cleared last: a cascade a fault cuts short is carried on by a pass.
-            marked = await self.store.update_many(
-                *dependencies.cascade_begins(ids, self.clock.now())
-            )
-            count = await self._cancel(ids)
-            cancelled = count > 0
-            ended = ids if count == len(set(ids)) else await self._cancelled_among(ids)
-            if ended:
-                following = dict.fromkeys(ended, Status.CANCELLED)
-                cancelled = await self.ended(following) or cancelled
-            if marked:
-                await self.store.update_many(*dependencies.cascade_done(ids))
+            _, cancelled = await self._cancel_following(ids, lambda: self._cancel(ids))
         if not cancelled:
             logger.warning("jobCancel: no job was cancellable among %d ids", len(ids))
         return cancelled
+
+    async def _cancel_following(
+        self, ids: Sequence[Id], cancel: Callable[[], Awaitable[int]]
+    ) -> tuple[int, bool]:
+        """Run `cancel` (a cancel of jobs among ids), then have the dependents of those
+        cancelled follow their failure policies (`ended`). Marked first, cleared last: a
+        cascade a fault cuts short is carried on by a pass. How many `cancel` cancelled, and
+        whether any job changed."""
+        marked = await self.store.update_many(*dependencies.cascade_begins(ids, self.clock.now()))
+        count = await cancel()
+        changed = count > 0
+        ended = ids if count == len(set(ids)) else await self._cancelled_among(ids)
+        if ended:
+            changed = await self.ended(dict.fromkeys(ended, Status.CANCELLED)) or changed
+        if marked:
+            await self.store.update_many(*dependencies.cascade_done(ids))
+        return count, changed
+
+    async def expire_overdue(self, now: datetime) -> int:
+        """Cancel the pending jobs past their deadlines (`Job.expires`; the job server's
+        pass): at most OVERDUE_BATCH a pass (the next pass goes on), found through the
+        partial index on the deadline. How many were cancelled."""
+        found = await self.store.find(deadlines.overdue(now), {EXPIRES: 1}, limit=OVERDUE_BATCH)
+        overdue = {d["_id"]: at for d in found if isinstance(at := _deadline(d), datetime)}
+        return await self.expire(overdue) if overdue else 0
+
+    async def expire(self, overdue: Mapping[Id, datetime], run_id: Id | None = None) -> int:
+        """Cancel jobs not started by their deadlines (`overdue`: each one's), with the
+        reason in their logs (rules/deadlines.py): pending ones, or, with `run_id`, ones a
+        claim under it took late. Each write is fenced by the status (and runId) it expects
+        and by the deadline, which a resave may have changed. Their dependents then follow
+        their failure policies, as after any cancel. How many were cancelled."""
+        now = self.clock.now()
+        by_deadline: dict[datetime, list[Id]] = {}
+        for job_id, at in overdue.items():
+            by_deadline.setdefault(at, []).append(job_id)
+
+        async def cancel() -> int:
+            count = 0
+            for at, group in by_deadline.items():
+                count += await self._apply_cancel(*deadlines.expire(group, at, now, run_id))
+            return count
+
+        count, _ = await self._cancel_following(list(overdue), cancel)
+        return count
 
     async def carry_on_cancels(self, now: datetime) -> int:
         """Finish the cascades of cancels a fault cut short (the job server's pass): apply
@@ -350,12 +387,17 @@ class Manager:
         return True
 
     async def _cancel(self, ids: Sequence[Id], fence: Filter | None = None) -> int:
-        """Cancel these jobs (those `fence` also matches); the number cancelled. A job whose
-        retention covers "cancelled" gets its removal date in the same write: jobs are
-        cancelled in groups by retention delay (read first), then the rest."""
-        now = self.clock.now()
-        query, update = transitions.cancel(ids, now)
+        """Cancel these jobs (those `fence` also matches); the number cancelled."""
+        query, update = transitions.cancel(ids, self.clock.now())
         query.update(fence or {})
+        return await self._apply_cancel(query, update)
+
+    async def _apply_cancel(self, query: Filter, update: Update) -> int:
+        """Apply a cancel (`transitions.cancel`'s filter and update, or a variant of them);
+        the number cancelled. A job whose retention covers "cancelled" gets its removal date
+        in the same write: jobs are cancelled in groups by retention delay (read first), then
+        the rest."""
+        now = self.clock.now()
         kept = await self.store.find(transitions.cancel_retained(query), {REMOVE_AFTER: 1})
         delays: dict[int, list[Id]] = {}
         for raw in kept:
@@ -524,6 +566,12 @@ class Manager:
             return None
         upcoming = occurrences(wait, now, 1)
         return int((upcoming[0] - now).total_seconds() * 1000) if upcoming else None
+
+
+def _deadline(doc: Mapping[str, Any]) -> Any:
+    """A stored job's deadline (deadlines.EXPIRES_AT), in UTC (None: none)."""
+    value = (doc.get("_private") or {}).get(EXPIRES.split(".", 1)[1])
+    return assume_utc(value.get("at")) if isinstance(value, dict) else None
 
 
 def _cascade_mark(doc: Mapping[str, Any]) -> Any:

@@ -1,12 +1,13 @@
-"""The job server: promotion of due jobs, expiry of leases and pending follow-ups, on a
-background task.
+"""The job server: promotion of due jobs, expiry of leases, deadlines and pending follow-ups,
+on a background task.
 
-`run_pass()` is one step (fail expired leases, finish pending follow-ups, promote), so tests
-drive the server without waiting. Several processes may run a server on one collection: each
-claims work, and the passes run in the one that holds the job server's lease
-(leadership.py); the others stand by, checking every third of the lease whether it is free.
-Every pass is a set of idempotent conditional updates. A pass isolates its parts: a step that
-fails (a driver error, a job that cannot be failed) is logged and the rest of the pass goes on.
+`run_pass()` is one step (fail expired leases, cancel jobs past their deadlines, finish
+pending follow-ups, promote), so tests drive the server without waiting. Several processes
+may run a server on one collection: each claims work, and the passes run in the one that
+holds the job server's lease (leadership.py); the others stand by, checking every third of
+the lease whether it is free. Every pass is a set of idempotent conditional updates. A pass
+isolates its parts: a step that fails (a driver error, a job that cannot be failed) is logged
+and the rest of the pass goes on.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ class ServerPass:
     """Steps of the pass that failed (each logged); the next pass tries them again."""
     leading: bool = True
     """Whether this process held the job server's lease (else it stood by: nothing done)."""
+    overdue: int = 0
+    """Pending jobs cancelled for not starting by their deadlines (`Job.expires`)."""
 
 
 class JobServer:
@@ -153,10 +156,10 @@ class JobServer:
             logger.exception("job server pass failed; retrying at the next interval")
 
     async def run_pass(self, *, held: bool = False) -> ServerPass:
-        """Fail jobs whose lease expired, finish pending follow-ups, then promote due waiting
-        jobs, if this process holds the job server's lease (renewed, or taken over if free,
-        first; `held`: the loop just did). Without the server's time (a ServerClock that
-        cannot read it) nothing is done."""
+        """Fail jobs whose lease expired, cancel pending jobs past their deadlines, finish
+        pending follow-ups, then promote due waiting jobs, if this process holds the job
+        server's lease (renewed, or taken over if free, first; `held`: the loop just did).
+        Without the server's time (a ServerClock that cannot read it) nothing is done."""
         if not self.running:
             return ServerPass(expired=0, promoted=False)
         await refresh_clock(self._clock)  # a ServerClock re-reads the server's time when due
@@ -174,12 +177,13 @@ class JobServer:
                 return default
 
         expired = await step("lease expiry", self.fail_expired, 0)
+        overdue = await step("deadlines", self.expire_overdue, 0)
         followed_up = await step("follow-ups", self.finish_follow_ups, 0)
         await step("cancels cut short", self.carry_on_cancels, 0)
         await step("dependents saved elsewhere", self.adopt_dependents, 0)
         promoted = await step("promotion", self._manager.promote, False)
         await step("forgetting finished claims", self._claimer.forget_finished_runs, None)
-        done = ServerPass(expired, promoted, followed_up, errors)
+        done = ServerPass(expired, promoted, followed_up, errors, overdue=overdue)
         await self._on_pass(done)
         return done
 
@@ -190,6 +194,11 @@ class JobServer:
         query = transitions.expired(self._clock.now(), self.quarantined)
         expired = await self._store.find(query, {"runId": 1})
         return await self._fail_each(expired, transitions.EXPIRED_ERROR, expired=True)
+
+    async def expire_overdue(self) -> int:
+        """Cancel the pending jobs past their deadlines, with their dependents as after any
+        cancel (managing.py)."""
+        return await self._manager.expire_overdue(self._clock.now())
 
     async def finish_follow_ups(self) -> int:
         """Finish the follow-ups (repeats, dependents) that faults left pending."""

@@ -98,6 +98,16 @@ def outcome(doc: JobDoc) -> str | None:
     return f"failed: fatal error ({_plural(doc.retries, 'attempt')} were left)"
 
 
+def deadline(doc: JobDoc) -> str | None:
+    """A job's deadline (`Job.expires`) in words: `start by 2026-01-01T09:00:00Z`, or
+    `missed: cancelled, not started by ...` once it was cancelled for it; None: none."""
+    if doc.expires is None:
+        return None
+    if doc.expired:
+        return f"missed: cancelled, not started by {stamp(doc.expires)}"
+    return f"start by {stamp(doc.expires)}"
+
+
 def repeats(doc: JobDoc) -> str:
     """How often a job runs again, in `repeat()`'s words: `none`, `forever; 3 so far`,
     `4 more times; 1 so far`, with its deadline when it has one."""

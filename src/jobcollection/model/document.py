@@ -323,6 +323,18 @@ class JobDoc(BaseModel):
     run_if: Literal["failed"] | None = Field(default=None, exclude=True)
     """"failed": it runs only if one of its antecedents failed or was cancelled, and is
     cancelled otherwise (kept under RUN_IF); None: it runs when its antecedents let it."""
+    expires: AwareDatetime | None = Field(default=None, exclude=True)
+    """The job's deadline (kept under EXPIRES): one not started by then is cancelled instead
+    of running late, a retry's start included; None: none (or one given relative, not saved
+    yet: `expires_in_ms`)."""
+    expires_in_ms: Annotated[int, Field(ge=1, le=INT64_MAX, strict=True)] | None = Field(
+        default=None, exclude=True
+    )
+    """A deadline given relative to the save (`Job.expires(timedelta)`), in ms: the save
+    resolves it against the collection's clock into `expires`, so a stored job never has it."""
+    expired: bool = Field(default=False, exclude=True)
+    """True on a job cancelled because it was not started by its deadline (`expires`); a
+    restart clears it with the deadline."""
     lineage: list[JobId] = Field(default_factory=list, exclude=True)
     """The jobs this one was made from (as a repeat or a rerun), oldest first: the newest
     LINEAGE_LIMIT of them (kept under LINEAGE)."""
@@ -529,6 +541,12 @@ RUN_IF: Final = "_private.jobcollectionRunIf"
 only if one of them failed or was cancelled (a batch's on_failure callback); otherwise it is
 cancelled once it has nothing left to wait for."""
 
+EXPIRES: Final = "_private.jobcollectionExpires"
+"""On a job with a deadline: `{at: date}`, and `expired: true` once it was cancelled for not
+starting by then (JobDoc.expires, JobDoc.expired); under a partial index on `at`, so that the
+job server finds the pending jobs past theirs. Before a save, a deadline given relative to it
+is `{in: ms}` (JobDoc.expires_in_ms), which the save resolves into `at`."""
+
 CLAIMER: Final = "_private.jobcollectionClaimer"
 """On a running job claimed through the method layer on behalf of a user (`jc.call(...,
 user_id=)`: the remote API, DDP): that user (reporting.claimer_of), set by the claim with its
@@ -665,11 +683,35 @@ def _unique_in(value: Any) -> dict[str, Any]:
     return {"unique": unique}
 
 
+def _deadline_out(doc: JobDoc) -> dict[str, Any] | None:
+    """`{at, expired?}` for a deadline, `{in}` for one relative to a save not made yet."""
+    if doc.expires_in_ms is not None:
+        return {"in": doc.expires_in_ms}
+    if doc.expires is None:
+        return None
+    return {"at": doc.expires, "expired": True} if doc.expired else {"at": doc.expires}
+
+
+def _deadline_in(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or set(value) - {"at", "in", "expired"}:
+        raise _malformed(EXPIRES, value, " is not a deadline")
+    if ("at" in value) == ("in" in value):
+        raise _malformed(EXPIRES, value, ": give either at or in")
+    return {
+        "expires": value.get("at"),
+        "expires_in_ms": value.get("in"),
+        "expired": value.get("expired", False),
+    }
+
+
 def _edges_out(doc: JobDoc) -> list[dict[str, Any]] | None:
     return [edge.model_dump() for edge in doc.on_failure] or None
 
 
 _RETRY_FIELDS: Final = ("retry_backoff", "retry_jitter", "retry_max_wait", "retry_on")
+_DEADLINE_FIELDS: Final = ("expires", "expires_in_ms", "expired")
 
 # fmt: off
 EXTENSIONS: Final[tuple[Extension, ...]] = (
@@ -689,6 +731,7 @@ EXTENSIONS: Final[tuple[Extension, ...]] = (
     Extension(CALLBACK_OF, "setting", ("callback_of",)),
     Extension(RUN_IF, "setting", ("run_if",)),
     Extension(UNIQUE, "setting", ("unique",), False, _unique_out, _unique_in),
+    Extension(EXPIRES, "setting", _DEADLINE_FIELDS, True, _deadline_out, _deadline_in),
     # The bookkeeping.
     Extension(FLUSH, "bookkeeping"),
     Extension(FOLLOW_UPS, "bookkeeping"),

@@ -16,6 +16,7 @@ from ..model.document import (
     CALLBACK_OF,
     CASCADE,
     EXPIRE_AT,
+    EXPIRES,
     FOLLOW_UPS,
     UNIQUE,
     WORKFLOW,
@@ -101,6 +102,12 @@ INDEXES: tuple[Index, ...] = (
         partial={CASCADE: {"$exists": True}},
         serves="cancels whose cascade to dependents a fault cut short (the job server carries "
         "them on); only jobs being cancelled with dependents are indexed",
+    ),
+    Index(
+        (("status", 1), (f"{EXPIRES}.at", 1)),
+        partial={f"{EXPIRES}.at": {"$exists": True}},
+        serves="deadlines: the pending jobs past theirs, which the job server cancels; only "
+        "jobs with a deadline are indexed",
     ),
     Index(
         ((f"{FOLLOW_UPS}.at", 1),),

@@ -26,6 +26,7 @@ from ..model.document import (
     CLAIMER,
     DEPENDENTS,
     EXPIRE_AT,
+    EXPIRES,
     FAILED_ANTECEDENTS,
     FLUSH,
     FOLLOW_UPS,
@@ -47,6 +48,7 @@ from ..model.schedule import NextRun, add_ms, first_run, retry_after
 from ..model.types import Filter, Id, Update
 
 _UNIQUE_KEY = UNIQUE.split(".", 1)[1]
+_EXPIRES_KEY = EXPIRES.split(".", 1)[1]
 
 NO_LOG = {"log": 0, "failures": 0}
 """What a claim reads: the job without its log and failures (`_private` is read: it holds a
@@ -75,11 +77,21 @@ def fresh_progress() -> dict[str, Any]:
 # --- save -----------------------------------------------------------------------------------
 
 
+def deadline_at_save(doc: JobDoc, now: datetime) -> datetime | None:
+    """The deadline a save stores (`Job.expires`): one given relative to the save counts
+    from `now`, the collection's clock at the save; an absolute one is kept as given."""
+    return doc.expires if doc.expires_in_ms is None else add_ms(now, doc.expires_in_ms)
+
+
 def normalize_for_save(doc: JobDoc, now: datetime) -> JobDoc:
     """Raise past deadlines and `after` to now and clamp counts to FOREVER, as the server
-    does at every save."""
+    does at every save; resolve a deadline given relative to the save (a job saved has not
+    been cancelled for missing it)."""
     return doc.model_copy(
         update={
+            "expires": deadline_at_save(doc, now),
+            "expires_in_ms": None,
+            "expired": False,
             "after": max(doc.after, now),
             "retry_until": max(doc.retry_until, now),
             "repeat_until": max(doc.repeat_until, now),
@@ -130,6 +142,9 @@ def insert_document(doc: JobDoc, now: datetime) -> dict[str, Any] | None:
         runId=None,
     )
     stored["log"] = [*stored.get("log", []), entry(now, "Job Submitted")]
+    deadline = deadline_at_save(doc, now)
+    if deadline is not None and (doc.expires_in_ms is not None or doc.expired):
+        stored["_private"][_EXPIRES_KEY] = {"at": deadline}  # as `normalize_for_save`'s
     return born_ready(stored, now)
 
 
@@ -633,9 +648,10 @@ def restart(
         common["retryUntil"] = until
     # A failed job's follow-ups still pending (its dependents not yet cancelled) are void:
     # it runs again, so its dependents keep waiting for it; and it is no longer to be removed.
+    # Its deadline goes too (Job.expires): whoever restarts a job means it to run.
     log = {
         "$push": {"log": entry(now, "Job Restarted")},
-        "$unset": {FOLLOW_UPS: "", EXPIRE_AT: ""},
+        "$unset": {FOLLOW_UPS: "", EXPIRE_AT: "", EXPIRES: ""},
     }
     ceiling = FOREVER - retries  # the largest stored count that n more keeps within FOREVER
     exhausted = (
@@ -746,6 +762,9 @@ def rerun_document(
             "after": add_ms(now, wait_ms),
             "lineage": [*doc.lineage, doc.id][-LINEAGE_LIMIT:],
             "unique": None,  # only the job saved as unique holds its key
+            "expires": None,  # a deadline is the job's own
+            "expires_in_ms": None,
+            "expired": False,
         }
     )
     return born_ready(clone.to_mongo(), now, keep_after=True)

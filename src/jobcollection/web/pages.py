@@ -472,6 +472,7 @@ def job_page(view: View, job: Job, statuses: Mapping[Any, str], now: datetime | 
     live part, its dependencies and lineage."""
     doc = job.doc
     plan = describe.schedule(doc)
+    due_by = describe.deadline(doc)
     upcoming = [] if now is None else describe.next_runs(doc, now)
     summary = [
         ("id", job.id),
@@ -480,6 +481,7 @@ def job_page(view: View, job: Job, statuses: Mapping[Any, str], now: datetime | 
         ("created", stamp(doc.created)),
         ("due (after)", stamp(doc.after)),
         ("priority", doc.priority),
+        *([("deadline", due_by)] if due_by else []),
         ("repeats", describe.repeats(doc)),
         *([("schedule", plan)] if plan else []),
         *(

@@ -98,6 +98,7 @@ class JobQueue:
             stops,
             reports,
             background,
+            clock=jc.service.clock,
             slot_freed=self._slot_freed,
             batch_ended=self._batch_ended,
         )

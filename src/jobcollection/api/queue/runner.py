@@ -4,9 +4,10 @@ call through. A call is given one job (or a list of up to `payload` jobs), bound
 its slot is freed and its outcome becomes its jobs' reports (reports.py): its return value
 completes them, an exception fails them (not fatally), a timeout fails them with "timed out
 after N s", and jobs whose claims were all lost are left as they are. Jobs the worker reported
-itself (`job.reported`) are left as they are. An async worker runs on the event loop, a plain
-function in the queue's threads (threads.py) or, with executor="process", in its child
-processes (processes.py), which a stopped call kills."""
+itself (`job.reported`) are left as they are. A queued job past its deadline (`Job.expires`)
+is released instead of started, for the next claim to cancel. An async worker runs on the
+event loop, a plain function in the queue's threads (threads.py) or, with executor="process",
+in its child processes (processes.py), which a stopped call kills."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, TypeAlias
 
+from ...model.clock import Clock
 from ...model.errors import InvalidArgument, InvalidArgumentType
+from ...rules import deadlines
 from .. import tracing
 from ..job import Job
 from .background import Background
@@ -54,6 +57,7 @@ class Runner:
         reports: Reports,
         background: Background,
         *,
+        clock: Clock,
         slot_freed: Callable[[], None],
         batch_ended: Callable[[], None],
     ) -> None:
@@ -83,6 +87,7 @@ class Runner:
         self._stops = stops
         self._reports = reports
         self._background = background
+        self._clock = clock
         self._slot_freed = slot_freed
         self._batch_ended = batch_ended
 
@@ -92,13 +97,32 @@ class Runner:
         started = False
         while held.queued and held.state.starts and not held.full():
             take = min(self._payload, len(held.queued))
-            batch = [held.queued.popleft() for _ in range(take)]
+            batch = self._in_time([held.queued.popleft() for _ in range(take)])
+            if not batch:
+                continue
             task = self._background.spawn(self._run(batch), "batch")
             held.calls[task] = batch
             task.add_done_callback(self._ended)
             started = True
         if started:
             held.notify()
+
+    def _in_time(self, batch: list[Job]) -> list[Job]:
+        """The jobs of a batch that are not past their deadlines (`Job.expires`). The others,
+        claimed in time but held queued (prefetched) until after them, are not started but
+        released: the claim that takes one next (this queue's, which the release's end
+        triggers, or any other) cancels it, as the job server's pass does."""
+        now = self._clock.now()
+        late = [job for job in batch if deadlines.started_late(job.doc, now)]
+        if not late:
+            return batch
+        task = self._background.spawn(self._hand_back(late), "release")
+        self._held.reporting[task] = late
+        task.add_done_callback(self._ended)
+        return [job for job in batch if job not in late]
+
+    async def _hand_back(self, jobs: list[Job]) -> None:
+        await self._reports.release(jobs)
 
     async def _run(self, batch: list[Job]) -> None:
         """One batch's whole life: call the worker (within its timeout), free its slot, write
