@@ -17,12 +17,13 @@ from typing import Any
 
 import pytest
 
-from conftest import SHARDED, START, WrapJC
+from conftest import SHARDED, START, MakeJC, WrapJC
 from helpers import Jittery, claim_one, stored
 from jobcollection import (
     DuplicateJob,
     InvalidArgument,
     InvalidArgumentType,
+    InvalidDocument,
     JobCollection,
     ManualClock,
 )
@@ -272,20 +273,37 @@ async def test_on_conflict_is_the_older_name_of_mode(jc: JobCollection) -> None:
         ({"mode": "ignore", "on_conflict": "ignore"}, InvalidArgument, "mode"),
     ],
 )
-def test_settings_that_make_no_sense_are_refused(
-    make_jc_sync: JobCollection, options: dict[str, Any], error: type[Exception], name: str
+async def test_settings_that_make_no_sense_are_refused(
+    make_jc: MakeJC, options: dict[str, Any], error: type[Exception], name: str
 ) -> None:
-    job = make_jc_sync.create_job("t")
+    job = (await make_jc(started=False)).create_job("t")
     before = job.doc.to_mongo()
     with pytest.raises(error, match=name):
         job.unique("k", **options)
     assert job.doc.to_mongo() == before
 
 
-@pytest.fixture
-def make_jc_sync(database: Any) -> JobCollection:
-    """A JobCollection that is never started (building jobs needs no job server)."""
-    return JobCollection.from_database(database, "queue")
+@needs_index
+async def test_the_method_layer_takes_the_settings_with_the_key(make_jc: MakeJC) -> None:
+    # as a v1.x-style caller (jc.call, the HTTP API, DDP) gives them
+    jc = await make_jc()
+    doc = {
+        **jc.create_job("t").doc.to_mongo(),
+        "_private": {
+            "jobcollectionUnique": {"key": "k", "onConflict": "throttle", "period": 60_000},
+            "jobcollectionUniqueHeld": {"type": "t", "key": "forged"},  # bookkeeping: dropped
+        },
+    }
+    first = await jc.call("jobSave", doc)
+    assert await jc.call("jobSave", {**doc}) == first
+    private = (await stored(jc, first))["_private"]
+    assert private == {
+        "jobcollectionUnique": {"type": "t", "key": "k"},
+        "jobcollectionUniquePolicy": {"period": 60_000},
+    }
+    doc["_private"] = {"jobcollectionUnique": {"key": "k", "onConflict": "throttle"}}
+    with pytest.raises(InvalidDocument, match="period"):
+        await jc.call("jobSave", doc)
 
 
 # --- concurrent saves from three JobCollections ----------------------------------------------
