@@ -166,6 +166,25 @@ async def test_states_past_pending_hold_the_key_while_running_and_finished(
 
 @needs_index
 @pytest.mark.both_sides
+async def test_a_rerun_of_a_job_holding_its_key_holds_none(jc: JobCollection) -> None:
+    def save() -> Any:
+        states = [*PENDING, "running", "completed"]
+        return jc.create_job("t").unique(mode="error", states=states).save()
+
+    first = await save()
+    worker = await claim_one(jc)
+    assert await worker.done() is True
+    rerun = await worker.rerun()
+    assert rerun and rerun is not True
+    private = (await stored(jc, rerun)).get("_private", {})
+    assert not {"jobcollectionUnique", "jobcollectionUniqueHeld"} & set(private)
+    with pytest.raises(DuplicateJob) as raised:  # the completed job holds it still
+        await save()
+    assert raised.value.holder == first
+
+
+@needs_index
+@pytest.mark.both_sides
 async def test_a_hold_ends_when_the_job_leaves_its_states(jc: JobCollection) -> None:
     # BullMQ's simple mode: deduplicated until the job completes or fails
     def save() -> Any:
