@@ -27,7 +27,14 @@ from jobcollection import (
     JobCollection,
     ManualClock,
 )
-from jobcollection.model.document import UNIQUE, UNIQUE_HELD, UNIQUE_POLICY, assume_utc
+from jobcollection.model.document import (
+    UNIQUE,
+    UNIQUE_HELD,
+    UNIQUE_POLICY,
+    JobDoc,
+    Unique,
+    assume_utc,
+)
 from jobcollection.rules import dedup
 
 needs_index = pytest.mark.skipif(SHARDED, reason="a sharded collection has no unique jobs")
@@ -100,6 +107,24 @@ def test_whether_a_found_job_still_holds_its_key(
 ) -> None:
     # a stored period is in ms: 60 ms
     assert dedup.holds(found, START + timedelta(seconds=seconds)) is expected
+
+
+def test_what_a_new_unique_job_stores_beside_its_key() -> None:
+    def doc(**unique: Any) -> JobDoc:
+        return JobDoc(type="t", unique=Unique(key="k", **unique))
+
+    assert dedup.bookkeeping(doc()) == {}  # the default: UNIQUE alone
+    assert dedup.bookkeeping(doc(on_conflict="throttle", period_ms=5)) == {
+        "jobcollectionUniquePolicy": {"period": 5}
+    }
+    assert dedup.bookkeeping(doc(on_conflict="error", states=[*PENDING, "failed"])) == {
+        "jobcollectionUniqueHeld": KEY,
+        "jobcollectionUniquePolicy": {"states": [*PENDING, "failed"]},
+    }
+    debounced = doc(on_conflict="debounce", period_ms=5_000)
+    assert dedup.bookkeeping(debounced) == {}  # its period is a delay, not a hold
+    assert dedup.earliest_start(debounced, START) == START + timedelta(seconds=5)
+    assert dedup.earliest_start(doc(), START) is None
 
 
 def test_a_release_is_fenced_on_the_status_read() -> None:
