@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import copy
 import inspect
+import random
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -176,3 +178,21 @@ WORKER: dict[str, Any] = {
     "prefetch": 0,
 }
 """A queue's registration, as a worker sends it (jobWorkerSeen)."""
+
+
+class Jittery(Yielding):
+    """A collection proxy that lets the event loop run a seeded random number of turns (0 to
+    3) before every database command: concurrent calls of several processes interleave in a
+    different order for each seed, and in the same order for the same seed."""
+
+    def __init__(self, inner: Any, rng: random.Random) -> None:
+        super().__init__(inner)
+        object.__setattr__(self, "_rng", rng)
+
+    async def _turns_then(self, awaitable: Awaitable[Any]) -> Any:
+        for _ in range(self._rng.randrange(4)):
+            await asyncio.sleep(0)
+        return await awaitable
+
+    def _cursor(self, cursor: Any) -> Jittery:
+        return Jittery(cursor, self._rng)

@@ -134,6 +134,8 @@ OLD_INTERNAL_KEYS = {
     "jobcollectionCallbackOf",
     "jobcollectionRunIf",
     "jobcollectionExpires",
+    "jobcollectionUniqueHeld",
+    "jobcollectionUniquePolicy",
 }
 OLD_PUBLIC_SETTINGS = {
     "jobcollectionSchedule",
@@ -195,7 +197,12 @@ def _with_every_setting() -> dict[str, Any]:
         "user_id": 0,
         "timeout": 5_000,
         "trace": {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
-        "unique": {"key": "k", "on_conflict": "ignore"},
+        "unique": {
+            "key": "k",
+            "on_conflict": "ignore",
+            "period_ms": 60_000,
+            "states": ["waiting", "paused", "ready", "running"],
+        },
         "on_failure": [{"id": "a", "policy": "ignore"}, {"id": "b", "policy": "fail"}],
         "failed_antecedents": ["c"],
         "workflow": "w",

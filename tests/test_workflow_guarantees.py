@@ -32,7 +32,7 @@ import pytest
 
 from conftest import WrapJC
 from faults import Faults, FaultyCollection, Rule
-from helpers import Yielding, claim_one, messages
+from helpers import Jittery, claim_one, messages
 from jobcollection import (
     DatabaseError,
     Job,
@@ -56,24 +56,6 @@ POLICIES = ("cancel", "fail", "ignore", "remove")
 
 
 # --- processes over one collection ---------------------------------------------------------
-
-
-class Jittery(Yielding):
-    """A collection proxy that lets the event loop run a seeded random number of turns (0 to
-    3) before every database command: concurrent calls of several processes interleave in a
-    different order for each seed, and in the same order for the same seed."""
-
-    def __init__(self, inner: Any, rng: random.Random) -> None:
-        super().__init__(inner)
-        object.__setattr__(self, "_rng", rng)
-
-    async def _turns_then(self, awaitable: Awaitable[Any]) -> Any:
-        for _ in range(self._rng.randrange(4)):
-            await asyncio.sleep(0)
-        return await awaitable
-
-    def _cursor(self, cursor: Any) -> Jittery:
-        return Jittery(cursor, self._rng)
 
 
 @dataclass

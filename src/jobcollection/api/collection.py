@@ -27,7 +27,7 @@ from ..model.events import EventEmitter
 from ..model.limits import DEFAULT_LIMITS, Limits
 from ..model.ops import ShutdownServer, StartServer
 from ..model.workers import TTL_S, worker_ttl_ms
-from ..mongo.indexes import INDEXES, UNIQUE_JOBS
+from ..mongo.indexes import INDEXES, UNIQUE_INDEXES, UNIQUE_JOBS
 from ..mongo.servertime import ServerClock
 from .jobs import JobsAPI
 
@@ -231,14 +231,14 @@ class JobCollection(JobsAPI):
 
     async def ensure_indexes(self) -> None:
         """The indexes of job-collection plus those the library's queries use (mongo/indexes.py).
-        A sharded collection cannot have the unique jobs' index: that is logged, and saving
+        A sharded collection cannot have the unique jobs' indexes: that is logged, and saving
         a unique job then raises DatabaseError."""
         store = self._core.store
         for index in INDEXES:
             try:
                 await store.create_index(index.keys, **index.options())
             except DatabaseError as exc:
-                if index is not UNIQUE_JOBS:
+                if index not in UNIQUE_INDEXES:
                     raise
                 store.unique_jobs = False
                 logger.warning("unique jobs are not available on this collection: %s", exc)

@@ -39,6 +39,7 @@ from ..model.document import (
     RemoveAfter,
     Unique,
     assign,
+    check_unique_policy,
     new_job_doc,
     parse_doc,
 )
@@ -201,13 +202,40 @@ class Job:
         assign(self._doc, remove_after=RemoveAfter(delay_ms=delay_ms, statuses=chosen))
         return self
 
-    def unique(self, key: str | None = None, on_conflict: str = "replace") -> Job:
-        """Allow one pending job (not started yet) per type, user and `key` (None: per type
-        and user). Saving it while another holds the key: "replace" cancels that one,
-        "ignore" keeps it (save() answers its id), "error" raises DuplicateJob. A MongoDB
-        unique index enforces it, so concurrent saves from any process leave one pending job.
-        A job that has started, or a repeat or rerun of this job, holds no key."""
-        unique = Unique(key=v.unique_key(key), on_conflict=v.on_conflict(on_conflict))
+    def unique(
+        self,
+        key: str | None = None,
+        on_conflict: str | None = None,
+        *,
+        mode: str | None = None,
+        period: float | timedelta | None = None,
+        states: Sequence[str] | None = None,
+    ) -> Job:
+        """Allow one job at a time to hold this type, user and `key` (None: per type and
+        user): deduplication. By default a job holds its key while it is pending (not started
+        yet); `states` adds statuses past pending it holds it in too ("running", "completed",
+        ...: it must list every pending status), and `period` (seconds or a timedelta) ends
+        the hold that long after the job's creation (a sliding window: each holder's own).
+
+        `mode` (`on_conflict` is its older name; give one) says what saving it does while
+        another job holds the key: "replace" (default) cancels that one and saves this one;
+        "ignore" keeps it and save() answers its id; "throttle" is "ignore" over a `period`;
+        "error" raises DuplicateJob; "debounce" gives that job this one's data and pushes its
+        start back to `period` from now (a new job starts `period` from now at the earliest);
+        "keep_latest" gives that job this one's data. "replace", "debounce" and "keep_latest"
+        act on a job not started: its hold is pending only, and a running job does not stop
+        a new one being queued. A MongoDB unique index enforces it, so concurrent saves from
+        any process settle on one holder. A repeat or rerun of this job holds no key."""
+        if on_conflict is not None and mode is not None:
+            raise InvalidArgument("mode", "give mode or on_conflict (its older name), not both")
+        chosen = "replace" if mode is None and on_conflict is None else mode or on_conflict
+        name = "on_conflict" if on_conflict is not None else "mode"
+        checked = v.unique_key(key)
+        chosen_mode = v.on_conflict(chosen, name)
+        period_ms = None if period is None else v.duration_ms(period, "period", minimum_ms=1)
+        held = Status.PENDING if states is None else v.unique_states(states)
+        check_unique_policy(chosen_mode, period_ms, held)
+        unique = Unique(key=checked, on_conflict=chosen_mode, period_ms=period_ms, states=held)
         assign(self._doc, unique=unique)
         return self
 

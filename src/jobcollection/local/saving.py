@@ -21,15 +21,16 @@ from ..model.document import UNIQUE, USER, JobDoc, assume_utc
 from ..model.errors import DatabaseError, DuplicateJob, InvalidArgument
 from ..model.types import Id
 from ..mongo.store import Document, Store, is_unique_conflict
-from ..rules import dependencies, transitions
+from ..rules import dedup, dependencies, transitions
 from .dependents import Dependents
 from .managing import Manager
 
 logger = logging.getLogger("jobcollection")
 
 UNIQUE_ATTEMPTS = 100
-"""How often saving a unique job with on_conflict="replace" cancels the job holding its key
-and tries again before it gives up (other saves of the same key keep taking it)."""
+"""How often saving a unique job tries to insert it again, after replacing the job holding
+its key, letting go of a hold that was over, or finding the holder gone, before it gives up
+(other saves of the same key keep taking it)."""
 
 INSERT_BATCH = 1000
 """New jobs inserted per round trip by save_many: few round trips, and the stored form of
@@ -224,13 +225,18 @@ class Saver:
 
     async def _insert_unique(self, doc: JobDoc, stored: Document, now: datetime) -> Id | None:
         """Insert a unique job (its `_id` chosen): None once it is stored, else the id of the
-        pending job that holds its key. While another does: "replace" cancels it (fenced by
-        its still holding the key, so one that has started is left alone) and tries again,
-        unless that job was saved after this one (a later `created`, or the same and a
-        greater id): then this one is the one replaced, and is stored cancelled, so that
-        concurrent saves of one key settle at once on the latest; "ignore" answers its id;
-        "error" raises DuplicateJob. The job's own id is answered if it is stored already
-        (an earlier attempt whose reply was lost) or was stored cancelled."""
+        job that holds its key. A job found holding it whose hold is over (its period, or
+        past pending its states) lets go of it (dedup.release) and the insert is tried
+        again. While another holds it, by the mode (`Unique.on_conflict`): "replace" cancels
+        it (fenced by its still holding the key, so one that has started is left alone) and
+        tries again, unless that job was saved after this one (a later `created`, or the
+        same and a greater id): then this one is the one replaced, and is stored cancelled,
+        so that concurrent saves of one key settle at once on the latest; "ignore" and
+        "throttle" answer its id; "error" raises DuplicateJob; "keep_latest" and "debounce"
+        give it this job's data (debounce: and push its start back) and answer its id. A
+        holder that has started is kept by every mode but "error". The job's own id is
+        answered if it is stored already (an earlier attempt whose reply was lost) or was
+        stored cancelled."""
         unique = doc.unique
         assert unique is not None
         if self.store.unique_jobs is False:
@@ -245,24 +251,41 @@ class Saver:
             except DatabaseError as exc:
                 if not is_unique_conflict(exc):
                     raise
-            # states the index's filter, so that the partial index serves it
-            found = await self.store.find_one(
-                {UNIQUE: {"$eq": key, "$exists": True}}, {"_id": 1, "created": 1}
-            )
+            found = await self._holder(key, unique.held_beyond_pending)
             if found is None:
                 continue  # it started or was cancelled meanwhile
             holder: Id = found["_id"]
-            if holder == own or unique.on_conflict == "ignore":
+            if holder == own:
                 return holder
-            if unique.on_conflict == "error":
+            if not dedup.holds(found, now):
+                await self.store.update_one(*dedup.release(found))
+                continue
+            mode = unique.on_conflict
+            if mode == "error":
                 raise DuplicateJob(key, holder)
-            if _saved_later(found, stored):
-                await self.store.insert_missing([transitions.born_replaced(stored, doc, now)])
-                return own  # stored cancelled: save() answers None, as for a cancelled save
-            await self.manager.replace(holder, key)
+            if mode in ("ignore", "throttle") or not dedup.not_started(found):
+                return holder  # kept: "ignore", or a job that has started
+            if mode == "replace":
+                if _saved_later(found, stored):
+                    await self.store.insert_missing([transitions.born_replaced(stored, doc, now)])
+                    return own  # stored cancelled: save() answers None, as for a cancelled save
+                await self.manager.replace(holder, key)
+                continue
+            start = dedup.earliest_start(doc, now)
+            for query, update in dedup.refresh(holder, key, stored["data"], start, now):
+                if await self.store.update_one(query, update):
+                    return holder
         raise DatabaseError(
-            f"unique key {key!r}: still taken after {UNIQUE_ATTEMPTS} attempts to replace its job"
+            f"unique key {key!r}: still taken after {UNIQUE_ATTEMPTS} attempts to save its job"
         )
+
+    async def _holder(self, key: dict[str, Any], beyond_pending: bool) -> Document | None:
+        """The job holding a unique key, pending first; past pending only for a save that
+        holds its own key past pending (only such a save can meet such a holder)."""
+        found = await self.store.find_one(dedup.holding(key, False), dedup.HOLDER)
+        if found is None and beyond_pending:
+            found = await self.store.find_one(dedup.holding(key, True), dedup.HOLDER)
+        return found
 
     async def _check_same_jobs(self, given: dict[Id, tuple[int, Document]]) -> None:
         """Ids a batch found stored already must be the jobs the batch meant (an earlier

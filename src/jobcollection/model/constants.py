@@ -110,10 +110,23 @@ RETRY_BACKOFF_METHODS: Final[tuple[RetryBackoff, ...]] = ("constant", "exponenti
 CATCH_UP_POLICIES: Final = ("latest", "none", "all")
 """What `repeat(catch_up=)` takes (see document.CronSchedule)."""
 
-OnConflict = Literal["replace", "ignore", "error"]
-UNIQUE_ON_CONFLICT: Final[tuple[OnConflict, ...]] = ("replace", "ignore", "error")
-"""What saving a unique job does while a pending job holds its key: cancel that job and save
-this one, keep that job (the save answers its id), or raise DuplicateJob."""
+OnConflict = Literal["replace", "ignore", "error", "throttle", "debounce", "keep_latest"]
+UNIQUE_ON_CONFLICT: Final[tuple[OnConflict, ...]] = (
+    "replace",
+    "ignore",
+    "error",
+    "throttle",
+    "debounce",
+    "keep_latest",
+)
+"""What saving a unique job does while another job holds its key (`Job.unique(mode=)`): cancel
+that job and save this one ("replace"); keep that job, the save answering its id ("ignore", and
+"throttle", which is "ignore" over a period); raise DuplicateJob ("error"); give that job this
+one's data and push its start back by the period ("debounce"); give that job this one's data
+("keep_latest")."""
+UNIQUE_ON_PENDING: Final[tuple[OnConflict, ...]] = ("replace", "debounce", "keep_latest")
+"""The modes that act on the job holding the key, which must not have started: a job saved
+with one holds its key only while it is pending."""
 OnFailure = Literal["cancel", "fail", "ignore", "remove"]
 ON_FAILURE_POLICIES: Final[tuple[OnFailure, ...]] = ("cancel", "fail", "ignore", "remove")
 """What a dependent does when one of its antecedents fails for good or is cancelled (a policy

@@ -41,13 +41,14 @@ from .constants import (
     DEFAULT_RETRY_WAIT_MS,
     EPOCH,
     FOREVER_DATE,
+    UNIQUE_ON_PENDING,
     LogLevel,
     OnConflict,
     OnFailure,
     RetryBackoff,
     Status,
 )
-from .errors import InvalidDocument
+from .errors import InvalidArgument, InvalidDocument
 from .later import later_schedule
 
 _LATEST_STORABLE = datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
@@ -217,13 +218,66 @@ UserId = Annotated[
 
 
 class Unique(BaseModel):
-    """A unique job: at most one pending job (not started yet) per type, user and key."""
+    """A unique job: at most one job at a time holds its key (its type, user and key); by
+    default a job holds it while it is pending (not started yet), see `Job.unique`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     key: str | None = None
-    """None: one pending job per type and user."""
+    """None: one job per type and user."""
     on_conflict: OnConflict = "replace"
-    """What saving it does while another pending job holds the key (UNIQUE_ON_CONFLICT)."""
+    """What saving it does while another job holds the key (UNIQUE_ON_CONFLICT; `mode`)."""
+    period_ms: Annotated[int, Field(ge=1, le=INT64_MAX, strict=True)] | None = None
+    """"debounce": how far each save pushes the held job's start back. Otherwise how long
+    after its creation the job holds the key at most (None: as long as it is in `states`)."""
+    states: tuple[Status, ...] = Status.PENDING
+    """The statuses in which the job holds its key: every pending one, and any others."""
+
+    @field_validator("states")
+    @classmethod
+    def _in_order(cls, states: tuple[Status, ...]) -> tuple[Status, ...]:
+        return tuple(status for status in Status if status in states)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Unique:
+        check_unique_policy(self.on_conflict, self.period_ms, self.states)
+        return self
+
+    @property
+    def held_beyond_pending(self) -> bool:
+        """Whether the job holds its key in a status past pending (kept under UNIQUE_HELD)."""
+        return any(not status.is_pending for status in self.states)
+
+    def policy(self) -> dict[str, Any] | None:
+        """What a conflicting save needs to know of how long the job holds its key (kept
+        under UNIQUE_POLICY): `{period: ms?, states: [...]?}`, each only when not the
+        default; None when both are."""
+        policy: dict[str, Any] = {}
+        if self.period_ms is not None and self.on_conflict != "debounce":
+            policy["period"] = self.period_ms
+        if self.held_beyond_pending:
+            policy["states"] = [str(status) for status in self.states]
+        return policy or None
+
+
+def check_unique_policy(
+    mode: OnConflict, period_ms: int | None, states: tuple[Status, ...]
+) -> None:
+    """Refuse (InvalidArgument naming `states` or `period`) the combinations of a unique
+    job's settings that make no sense: states without every pending status (a job holds its
+    key from its save), states past pending for a mode that acts on a job not started
+    ("replace", "debounce", "keep_latest"), "throttle" or "debounce" without a period,
+    "keep_latest" or "replace" with one."""
+    missing = [str(s) for s in Status.PENDING if s not in states]
+    if missing:
+        raise InvalidArgument("states", f"must include every pending status, missing {missing}")
+    if mode in UNIQUE_ON_PENDING and any(not s.is_pending for s in states):
+        raise InvalidArgument(
+            "states", f"mode {mode!r} acts on a job not started yet: only pending statuses"
+        )
+    if mode in ("throttle", "debounce") and period_ms is None:
+        raise InvalidArgument("period", f"mode {mode!r} needs a period")
+    if mode in ("keep_latest", "replace") and period_ms is not None:
+        raise InvalidArgument("period", f"mode {mode!r} takes no period")
 
 
 class RemoveAfter(BaseModel):
@@ -490,7 +544,17 @@ USER: Final = "_private.jobcollectionUser"
 
 UNIQUE: Final = "_private.jobcollectionUnique"
 """On a unique job not started yet: `{type, user?, key?}` (JobDoc.unique_key), under a partial
-unique index, so that two pending jobs never hold the same; a claim or a cancel unsets it."""
+unique index, so that two pending jobs never hold the same; a claim or a cancel unsets it, and
+so does a conflicting save once the job's period (UNIQUE_POLICY) is over."""
+
+UNIQUE_HELD: Final = "_private.jobcollectionUniqueHeld"
+"""On a unique job that holds its key past pending (`Unique.states`): the same key, under a
+partial unique index of its own, kept through its claim and finish. A conflicting save lets
+go of it (rules/dedup.py) once the job is in none of its states or past its period."""
+
+UNIQUE_POLICY: Final = "_private.jobcollectionUniquePolicy"
+"""On a unique job whose hold is not the default (pending only, no period): `{period: ms?,
+states: [...]?}` (Unique.policy), which a conflicting save reads to judge whether it holds."""
 
 REMOVE_AFTER: Final = "_private.jobcollectionRemoveAfter"
 """On a job with retention: `{delay: ms, statuses: [...]}` (JobDoc.remove_after)."""
@@ -678,8 +742,12 @@ def _unique_in(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise _malformed(UNIQUE, value, " is not a key")
     unique = {"key": value.get("key")}
-    if "onConflict" in value:  # a given document's (codec.encode_doc), never stored
-        unique["on_conflict"] = value["onConflict"]
+    # a given document's (codec.encode_doc), never stored: what the save does on a conflict
+    for name, field in (("onConflict", "on_conflict"), ("period", "period_ms")):
+        if name in value:
+            unique[field] = value[name]
+    if "states" in value:
+        unique["states"] = tuple(value["states"]) if isinstance(value["states"], list) else None
     return {"unique": unique}
 
 
@@ -742,6 +810,8 @@ EXTENSIONS: Final[tuple[Extension, ...]] = (
     Extension(CLAIMER, "bookkeeping"),
     Extension(QUOTA, "bookkeeping"),
     Extension(CASCADE, "bookkeeping"),
+    Extension(UNIQUE_HELD, "bookkeeping"),
+    Extension(UNIQUE_POLICY, "bookkeeping"),
 )
 # fmt: on
 """Every key this library keeps in a job's `_private`, which storing (JobDoc.to_mongo), reading

@@ -224,6 +224,17 @@ def on_conflict(value: Any, name: str = "on_conflict") -> OnConflict:
     return choice(value, name, UNIQUE_ON_CONFLICT)
 
 
+def unique_states(value: Any, name: str = "states") -> tuple[Status, ...]:
+    """The statuses in which a unique job holds its key: a list of statuses (each once; the
+    pending ones among them, which Unique checks)."""
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise InvalidArgumentType(name, "must be a list of statuses")
+    states = tuple(Status(choice(s, f"{name}[{i}]", list(Status))) for i, s in enumerate(value))
+    if len(set(states)) != len(states):
+        raise InvalidArgument(name, "names a status twice")
+    return states
+
+
 def plain_object(value: Any, name: str) -> dict[str, Any]:
     """A dict MongoDB can store as given: no `$`/`.` keys, finite numbers, bounded nesting."""
     if not isinstance(value, dict):

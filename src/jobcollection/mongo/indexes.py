@@ -19,6 +19,7 @@ from ..model.document import (
     EXPIRES,
     FOLLOW_UPS,
     UNIQUE,
+    UNIQUE_HELD,
     WORKFLOW,
 )
 
@@ -50,7 +51,15 @@ UNIQUE_JOBS = Index(
     unique=True,
     serves="unique jobs: no two pending jobs hold the same key (only those are indexed)",
 )
-"""A sharded collection cannot have it (a unique index must start with the shard key): there
+UNIQUE_HELD_JOBS = Index(
+    ((UNIQUE_HELD, 1),),
+    partial={UNIQUE_HELD: {"$exists": True}},
+    unique=True,
+    serves="unique jobs that hold their key past pending: no two hold the same key (only those "
+    "are indexed)",
+)
+UNIQUE_INDEXES = (UNIQUE_JOBS, UNIQUE_HELD_JOBS)
+"""A sharded collection cannot have them (a unique index must start with the shard key): there
 start_job_server() warns, and saving a unique job raises DatabaseError."""
 
 INDEXES: tuple[Index, ...] = (
@@ -72,6 +81,7 @@ INDEXES: tuple[Index, ...] = (
     Index((("status", 1), ("runId", 1)), serves="the jobs held under some runIds"),
     Index((("depends", 1),), serves="dependents of a job"),
     UNIQUE_JOBS,
+    UNIQUE_HELD_JOBS,
     Index(
         ((EXPIRE_AT, 1),),
         partial={EXPIRE_AT: {"$exists": True}},

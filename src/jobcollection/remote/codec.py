@@ -42,7 +42,8 @@ from bson import Decimal128, Int64, ObjectId, json_util
 from bson.json_util import DatetimeRepresentation, JSONMode, JSONOptions
 
 from ..model.concurrency import ConcurrencyLimit, limit_from_wire
-from ..model.document import SETTING_EXTENSIONS, JobDoc
+from ..model.constants import Status
+from ..model.document import SETTING_EXTENSIONS, JobDoc, Unique
 from ..model.errors import (
     DatabaseError,
     DuplicateJob,
@@ -171,10 +172,21 @@ def encode_doc(doc: JobDoc) -> dict[str, Any]:
     private = stored.pop("_private", None) or {}
     settings = {_SHORT[k]: v for k, v in private.items() if k in _SHORT}
     if doc.unique is not None:  # what saving it does on a conflict travels with its key
-        settings["unique"] = {**settings["unique"], "onConflict": doc.unique.on_conflict}
+        settings["unique"] = {**settings["unique"], **_unique_save(doc.unique)}
     if settings:
         stored[SETTINGS] = settings
     return stored
+
+
+def _unique_save(unique: Unique) -> dict[str, Any]:
+    """The settings of a unique job's save beside its key: its mode, and its period and
+    states where not the default (document._unique_in reads them back)."""
+    out: dict[str, Any] = {"onConflict": unique.on_conflict}
+    if unique.period_ms is not None:
+        out["period"] = unique.period_ms
+    if unique.states != Status.PENDING:
+        out["states"] = [str(status) for status in unique.states]
+    return out
 
 
 def decode_doc(raw: Mapping[str, Any]) -> JobDoc:

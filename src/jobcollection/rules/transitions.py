@@ -46,6 +46,7 @@ from ..model.document import (
 )
 from ..model.schedule import NextRun, add_ms, first_run, retry_after
 from ..model.types import Filter, Id, Update
+from . import dedup
 
 _UNIQUE_KEY = UNIQUE.split(".", 1)[1]
 _EXPIRES_KEY = EXPIRES.split(".", 1)[1]
@@ -119,9 +120,13 @@ def prepare_save(doc: JobDoc, now: datetime) -> JobDoc | None:
 def insert_document(doc: JobDoc, now: datetime) -> dict[str, Any] | None:
     """The document a first save inserts (`prepare_save`'s rules, applied to the stored form
     directly): created now, `Job Submitted` after any local log, inserted ready when nothing
-    holds it back. None when a cron schedule has no run before repeatUntil."""
+    holds it back; a unique job with what it holds its key by (dedup.bookkeeping), one saved
+    with "debounce" starting a period from now at the earliest. None when a cron schedule
+    has no run before repeatUntil."""
     stored = doc.to_mongo()
-    after = max(doc.after, now)
+    after = max(doc.after, now, dedup.earliest_start(doc, now) or now)
+    if held := dedup.bookkeeping(doc):
+        stored["_private"] = {**stored["_private"], **held}
     repeat_until = max(doc.repeat_until, now)
     if isinstance(doc.repeat_wait, CronSchedule):
         first = first_run(doc.repeat_wait, after)
