@@ -131,6 +131,7 @@ OLD_INTERNAL_KEYS = {
     "jobcollectionBatches",
     "jobcollectionCallbackOf",
     "jobcollectionRunIf",
+    "jobcollectionCheckpoint",
 }
 OLD_PUBLIC_SETTINGS = {
     "jobcollectionSchedule",
@@ -148,6 +149,7 @@ OLD_PUBLIC_SETTINGS = {
     "jobcollectionBatches",
     "jobcollectionCallbackOf",
     "jobcollectionRunIf",
+    "jobcollectionCheckpoint",
 }
 
 
@@ -173,6 +175,7 @@ def test_the_derived_constants_are_the_ones_written_by_hand_before() -> None:
         "batches",
         "callbackOf",
         "runIf",
+        "checkpoint",
     }
 
 
@@ -196,6 +199,7 @@ def _with_every_setting() -> dict[str, Any]:
         "batches": ["outer", "inner"],
         "callback_of": "outer",
         "run_if": "failed",
+        "checkpoint": {"position": 3, "pages": [1, 2]},
     }
 
 

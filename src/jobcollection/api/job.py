@@ -8,9 +8,10 @@ and call the collection's typed service (seam.py), local or remote alike.
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -82,6 +83,8 @@ class Job:
         self._new_id: Id | None = None
         self._claimed_copy = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._checkpoint: Any = None
+        self._heartbeats = False
         if isinstance(type_or_doc, JobDoc | dict):
             if data is not None:
                 raise InvalidArgument("data", "give either a document or a type and data")
@@ -106,6 +109,8 @@ class Job:
         job._new_id = None
         job._claimed_copy = True  # the document as claimed: done/fail may skip reading it
         job._loop = None
+        job._checkpoint = None
+        job._heartbeats = False
         job._doc = doc
         return job
 
@@ -172,6 +177,56 @@ class Job:
     def _lose_claim(self) -> None:
         """The queue found this job's claim lost (see `cancelled`)."""
         self._cancelled = True
+
+    # --- checkpoints (see docs/reference/queues.md "Checkpoints") ------------------------------
+
+    @property
+    def checkpoint_state(self) -> Any:
+        """Where the job is to resume from: the state this attempt last checkpointed, or else
+        the checkpoint stored by an earlier attempt that failed, timed out, lost its lease
+        or was released (the job as claimed carries it); None: none (a new job, a rerun or
+        a repeat starts without one)."""
+        return self._doc.checkpoint
+
+    async def checkpoint(self, state: Any, *, flush: bool = False) -> bool:
+        """Record where the claimed job has got to (`state`: a JSON value of at most
+        `limits.max_checkpoint_bytes` BSON-encoded; InvalidArgument naming `state`
+        otherwise), for the next attempt to resume from (`checkpoint_state`). Held by a
+        JobQueue, the state is stored with the next lease renewal, or with the failure or
+        release that ends the attempt first, and this returns at once; `flush=True`
+        stores it now. A job no queue holds stores it now. Whether it was recorded (False:
+        stored now, but the claim was lost)."""
+        job_id, run_id = self._claim("checkpoint")
+        value = copy.deepcopy(v.checkpoint_state(state, "state"))
+        self._service.limits.check_checkpoint(value)
+        self._checkpoint = value
+        assign(self._doc, checkpoint=value)
+        if self._heartbeats and not v.boolean(flush, "flush"):
+            return True
+        still_held = await self._service.run(
+            ops.Heartbeat([job_id], run_id, checkpoints=[(job_id, value)])
+        )
+        self._checkpoint_stored(value)
+        return bool(still_held)
+
+    def _pending_checkpoint(self) -> Any:
+        """The state checkpointed and not stored yet (None: none)."""
+        return self._checkpoint
+
+    def _checkpoint_stored(self, state: Any) -> None:
+        """`state` was stored (or its claim lost): it is pending no more, unless a newer one
+        was recorded meanwhile."""
+        if self._checkpoint is state:
+            self._checkpoint = None
+
+    def iterate(self, items: Any, *, every: int = 1, flush: bool = False) -> AsyncIterator[Any]:
+        """Iterate over `items` (an iterable, or an async iterable such as a cursor),
+        skipping those an earlier attempt of the job got past, and checkpointing the
+        position every `every` items (`flush`: stored at once rather than with the next
+        lease renewal); see api/checkpoints.py for what it guarantees."""
+        from .checkpoints import iterate  # (checkpoints builds on Job)
+
+        return iterate(self, items, every=every, flush=flush)
 
     # --- builders ----------------------------------------------------------------------------
 
@@ -469,8 +524,9 @@ class Job:
         finally:
             self._report_in_flight = False
         self.reported = True
+        self._checkpoint = None  # a completion clears the checkpoint
         if outcome:
-            assign(self._doc, status=Status.COMPLETED)
+            assign(self._doc, status=Status.COMPLETED, checkpoint=None)
         return outcome
 
     async def fail(self, error: Any = None, fatal: bool = False) -> bool:
@@ -478,6 +534,7 @@ class Job:
         job_id, run_id = self._claim("fail")
         value = v.wrap_value(dict(NO_ERROR) if error is None else error, "error")
         is_fatal = v.boolean(fatal, "fatal")
+        pending = self._checkpoint
         self._report_in_flight = True
         try:
             ok = await self._service.run(
@@ -486,11 +543,13 @@ class Job:
                     run_id,
                     value,
                     fatal=is_fatal,
+                    checkpoint=pending,
                     claimed=self._doc if self._claimed_copy else None,
                 )
             )
         finally:
             self._report_in_flight = False
+        self._checkpoint_stored(pending)
         self.reported = True
         if ok:
             assign(self._doc, run_id=None)
@@ -501,7 +560,12 @@ class Job:
         the attempt is not counted and the lease is dropped (a worker that will not start it,
         at shutdown for example). False if the claim is lost."""
         job_id, run_id = self._claim("release")
-        released = bool(await self._service.run(ops.Release([job_id], run_id)))
+        pending = self._checkpoint
+        checkpoints = None if pending is None else [(job_id, pending)]
+        released = bool(
+            await self._service.run(ops.Release([job_id], run_id, checkpoints=checkpoints))
+        )
+        self._checkpoint_stored(pending)
         if released:
             self.reported = True
             assign(self._doc, run_id=None)

@@ -58,6 +58,8 @@ class Report:
     fatal: bool = False
     repeat_id: bool = False
     delay_deps_ms: int | None = None
+    checkpoint: Any = None
+    """A failure's checkpoint its worker had not stored yet, stored with it (None: none)."""
     expired: bool = False
     """A failure for an expired lease (the job server's): it applies only while the lease is
     still expired, so a heartbeat that lands first wins."""
@@ -230,6 +232,7 @@ class Reporter:
                 status, update = transitions.fail(
                     doc, report.value, report.fatal, now, random.random()
                 )
+                update = transitions.with_checkpoint(update, report.checkpoint)
         pending: Pending | None = None
         if status in (Status.COMPLETED, Status.FAILED) and not blind:
             delay = report.delay_deps_ms if status == Status.COMPLETED else None
