@@ -1,0 +1,345 @@
+"""Checkpoints (`job.checkpoint(state)`, `job.checkpoint_state`, `job.iterate()`): the state
+is written with the queue's next lease renewal (no command of its own), at once with
+`flush=True` or outside a queue, with the failure or release that ends an attempt; the next
+attempt resumes from the last one written, after a failure, a timeout, a hard shutdown, a
+release or a lost lease; a completion clears it and a repeat starts without one. On both
+sides: the remote queue carries checkpoints in jobHeartbeat's options.
+
+Nothing waits for time to pass: workers signal through events, queues are driven by
+trigger(), drain() and heartbeat_now(), leases by the ManualClock; the timeout case uses a
+50 ms worker timeout, which is what it is about."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import pytest
+from bson import ObjectId
+
+from helpers import stored
+from jobcollection import (
+    InvalidArgument,
+    Job,
+    JobCollection,
+    JobNotSaved,
+    JobQueue,
+    ManualClock,
+)
+from jobcollection.model.document import CHECKPOINT
+
+pytestmark = pytest.mark.both_sides
+
+T = TypeVar("T")
+BOUND = 5.0
+"""Seconds any single wait may take before it counts as a hang."""
+
+
+async def within(awaitable: Awaitable[T]) -> T:
+    async with asyncio.timeout(BOUND):
+        return await awaitable
+
+
+MakeQueue = Callable[..., JobQueue]
+
+
+@pytest.fixture
+async def make_queue(jc: JobCollection) -> AsyncIterator[MakeQueue]:
+    """jc.process_jobs on type "work", polling and wake-up off; shut down (hard) after the
+    test."""
+    made: list[JobQueue] = []
+
+    def make(worker: Any, **options: Any) -> JobQueue:
+        options.setdefault("poll_interval", None)
+        options.setdefault("wakeup", False)
+        queue = jc.process_jobs("work", worker, **options)
+        made.append(queue)
+        return queue
+
+    yield make
+    for queue in made:
+        await within(queue.shutdown("hard", quiet=True))
+
+
+async def written(jc: JobCollection, job_id: Any) -> Any:
+    """The checkpoint stored on a job (None: none)."""
+    return (await stored(jc, job_id)).get("_private", {}).get(CHECKPOINT.split(".", 1)[1])
+
+
+async def claimed(jc: JobCollection, **options: Any) -> Job:
+    """A saved job of type "work", claimed outside any queue."""
+    await jc.create_job("work").save()
+    [job] = await jc.get_work("work", **options)
+    return job
+
+
+# --- when a checkpoint is written ---------------------------------------------------------------
+
+
+async def test_a_checkpoint_is_written_with_the_next_heartbeat_at_no_extra_command(
+    jc: JobCollection, make_queue: MakeQueue
+) -> None:
+    job_id = await jc.create_job("work").save()
+    reached, finish = asyncio.Event(), asyncio.Event()
+    costs: list[int] = []
+
+    async def worker(job: Job) -> None:
+        before = jc.commands
+        assert await job.checkpoint({"page": 1}) is True
+        costs.append(jc.commands - before)
+        reached.set()
+        await finish.wait()
+
+    queue = make_queue(worker)
+    queue.trigger()
+    await within(reached.wait())
+    assert costs == [0]  # recorded, not written
+    assert await written(jc, job_id) is None
+    before = jc.commands
+    assert await within(queue.heartbeat_now()) == 1
+    with_checkpoint = jc.commands - before
+    assert await written(jc, job_id) == {"page": 1}
+    before = jc.commands
+    assert await within(queue.heartbeat_now()) == 1  # nothing pending now
+    assert jc.commands - before == with_checkpoint  # the checkpoint cost no command
+    finish.set()
+    await within(queue.drain())
+    assert (await stored(jc, job_id))["status"] == "completed"
+    assert await written(jc, job_id) is None  # a completion clears it
+
+
+async def test_flush_writes_a_checkpoint_at_once(jc: JobCollection, make_queue: MakeQueue) -> None:
+    job_id = await jc.create_job("work").save()
+    seen: list[Any] = []
+
+    async def worker(job: Job) -> None:
+        seen.append(await job.checkpoint({"page": 2}, flush=True))
+        seen.append(await written(jc, job.id))
+        seen.append(job.checkpoint_state)
+
+    queue = make_queue(worker)
+    queue.trigger()
+    await within(queue.drain())
+    assert seen == [True, {"page": 2}, {"page": 2}]
+    assert (await stored(jc, job_id))["status"] == "completed"
+
+
+async def test_outside_a_queue_a_checkpoint_is_written_at_once(jc: JobCollection) -> None:
+    job = await claimed(jc, work_timeout=60)
+    lease = (await stored(jc, job.id))["expiresAfter"]
+    assert await job.checkpoint(["a", 1, {"b": [True, None, 2.5]}]) is True
+    assert await written(jc, job.id) == ["a", 1, {"b": [True, None, 2.5]}]
+    assert (await stored(jc, job.id))["expiresAfter"] >= lease  # a heartbeat too
+
+
+async def test_a_checkpoint_of_a_lost_claim_answers_false(
+    jc: JobCollection, clock: ManualClock
+) -> None:
+    job = await claimed(jc, work_timeout=1)
+    clock.advance(2)
+    assert (await jc.run_server_pass()).expired == 1
+    assert await job.checkpoint({"page": 1}) is False
+    assert await written(jc, job.id) is None
+
+
+# --- what the next attempt is handed ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["fail", "timeout", "release", "hard shutdown"])
+async def test_the_last_checkpoint_is_handed_to_the_next_attempt(
+    jc: JobCollection, make_queue: MakeQueue, how: str
+) -> None:
+    job_id = await jc.create_job("work").retry(retries=2, wait=0).save()
+    seen: list[Any] = []
+    checkpointed = asyncio.Event()
+
+    async def worker(job: Job) -> str | None:
+        seen.append(job.checkpoint_state)
+        if len(seen) > 1:
+            return "resumed"
+        await job.checkpoint({"page": 1}, flush=True)
+        await job.checkpoint({"page": 2})  # pending: written by the write that ends the attempt
+        checkpointed.set()
+        if how == "fail":
+            raise RuntimeError("boom")
+        if how == "release":
+            assert await job.release()
+            return None
+        await asyncio.Event().wait()  # until timed out or cancelled
+        return None
+
+    queue = make_queue(worker, timeout=0.05 if how == "timeout" else None)
+    queue.trigger()
+    await within(checkpointed.wait())
+    if how == "hard shutdown":
+        await within(queue.shutdown("hard", quiet=True))
+        queue = make_queue(worker)
+    await jc.run_server_pass()  # promotes the retry, if the queue did not take it at once
+    queue.trigger()
+    [job] = await jc.wait_for([job_id], timeout=BOUND)
+    assert seen == [None, {"page": 2}]  # page 2 was written only by the attempt's end
+    assert job.doc.status == "completed"
+    assert await written(jc, job_id) is None
+
+
+async def test_after_a_lost_lease_the_last_checkpoint_written_is_handed_over(
+    jc: JobCollection, make_queue: MakeQueue, clock: ManualClock
+) -> None:
+    job_id = await jc.create_job("work").retry(retries=1, wait=0).save()
+    first, more, second = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def worker(job: Job) -> None:
+        await job.checkpoint({"page": 1})
+        first.set()
+        await more.wait()
+        await job.checkpoint({"page": 2})  # never written: the process "hangs" from here
+        second.set()
+        await asyncio.Event().wait()
+
+    queue = make_queue(worker, work_timeout=3)
+    queue.trigger()
+    await within(first.wait())
+    assert await within(queue.heartbeat_now()) == 1  # writes page 1
+    more.set()
+    await within(second.wait())
+    clock.advance(4)  # no heartbeat since: the lease runs out
+    assert (await jc.run_server_pass()).expired == 1
+    [job] = await jc.get_work("work")  # the retry, claimed elsewhere
+    assert job.id == job_id and job.checkpoint_state == {"page": 1}
+    assert await within(queue.heartbeat_now()) == 0  # the first queue finds its claim lost
+    assert await job.done() is True
+
+
+async def test_a_repeat_starts_without_the_checkpoint_of_the_run_before(
+    jc: JobCollection,
+) -> None:
+    await jc.create_job("work").repeat(repeats=1, wait=0).save()
+    [job] = await jc.get_work("work")
+    await job.checkpoint({"page": 9})
+    assert await job.done() is True
+    assert job.checkpoint_state is None
+    await jc.run_server_pass()
+    [repeat] = await jc.get_work("work")
+    assert repeat.id != job.id and repeat.checkpoint_state is None
+
+
+# --- refused states -----------------------------------------------------------------------------
+
+NOT_STATES: list[Any] = [
+    None,
+    math.nan,
+    math.inf,
+    2**64,
+    datetime(2026, 1, 1, tzinfo=UTC),
+    ObjectId(),
+    b"bytes",
+    {"a.b": 1},
+    {"$set": 1},
+    {1: "x"},
+    {"x": {1, 2}},
+    [object()],
+    "x" * 20_000,  # over the default 16 KiB
+]
+
+
+@pytest.mark.parametrize("bad", NOT_STATES, ids=lambda bad: f"{bad!r:.20}")
+async def test_a_state_that_is_not_small_json_is_refused_naming_state(
+    jc: JobCollection, bad: Any
+) -> None:
+    job = await claimed(jc)
+    for flush in (False, True):
+        with pytest.raises(InvalidArgument, match="state"):
+            await job.checkpoint(bad, flush=flush)
+    assert job.checkpoint_state is None
+    assert await written(jc, job.id) is None
+
+
+async def test_a_checkpoint_needs_a_claimed_job(jc: JobCollection) -> None:
+    with pytest.raises(JobNotSaved):
+        await jc.create_job("work").checkpoint({"page": 1})
+
+
+async def test_the_state_is_taken_as_it_was_when_checkpointed(jc: JobCollection) -> None:
+    job = await claimed(jc)
+    state = {"pages": [1]}
+    await job.checkpoint(state)
+    state["pages"].append(2)  # changed afterwards: not what was checkpointed
+    assert job.checkpoint_state == {"pages": [1]}
+    assert await written(jc, job.id) == {"pages": [1]}
+
+
+# --- iterate ------------------------------------------------------------------------------------
+
+
+async def test_iterate_resumes_after_the_last_position_written(
+    jc: JobCollection, make_queue: MakeQueue
+) -> None:
+    job_id = await jc.create_job("work").retry(retries=1, wait=0).save()
+    done: list[int] = []
+
+    async def worker(job: Job) -> None:
+        async for item in job.iterate(range(10), every=3):
+            if item == 7 and job.doc.retried == 1:
+                raise RuntimeError("fails at item 7 on the first attempt")
+            done.append(item)
+
+    queue = make_queue(worker)
+    queue.trigger()
+    await within(queue.drain())
+    await jc.run_server_pass()  # promotes the retry, if the queue did not take it at once
+    queue.trigger()
+    await jc.wait_for([job_id], timeout=BOUND)
+    # Items 0-6 on the first attempt, position 6 written with its failure; then 6 again
+    # (after the last position written), and 7-9.
+    assert done == [0, 1, 2, 3, 4, 5, 6, 6, 7, 8, 9]
+    assert set(done) == set(range(10))
+
+
+async def test_iterate_over_an_async_iterable_checkpoints_at_the_end(jc: JobCollection) -> None:
+    job = await claimed(jc)
+
+    async def source() -> AsyncIterator[str]:
+        for letter in "abcde":
+            yield letter
+
+    assert [item async for item in job.iterate(source(), every=2)] == list("abcde")
+    assert await written(jc, job.id) == {"position": 5}
+    assert [item async for item in job.iterate(source(), every=2)] == []  # all done
+
+
+async def test_iterate_refuses_a_checkpoint_it_did_not_write(jc: JobCollection) -> None:
+    job = await claimed(jc)
+    await job.checkpoint({"page": 1})
+    with pytest.raises(InvalidArgument, match="checkpoint_state"):
+        async for _ in job.iterate([1, 2]):
+            pass
+    with pytest.raises(InvalidArgument, match="every"):
+        async for _ in job.iterate([1, 2], every=0):
+            pass
+
+
+# --- sync workers -------------------------------------------------------------------------------
+
+
+async def test_a_sync_worker_checkpoints_through_job_sync(
+    jc: JobCollection, make_queue: MakeQueue
+) -> None:
+    job_id = await jc.create_job("work").save()
+    reached, finish = threading.Event(), threading.Event()
+
+    def worker(job: Job) -> None:
+        assert job.sync.checkpoint({"row": 41}) is True
+        reached.set()
+        assert finish.wait(BOUND)
+
+    queue = make_queue(worker)
+    queue.trigger()
+    assert await asyncio.to_thread(reached.wait, BOUND)
+    assert await within(queue.heartbeat_now()) == 1
+    assert await written(jc, job_id) == {"row": 41}
+    finish.set()
+    await within(queue.drain())
