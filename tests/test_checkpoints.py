@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+import signal
+import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -31,6 +34,10 @@ from jobcollection import (
     ManualClock,
 )
 from jobcollection.model.document import CHECKPOINT
+from test_processes_db import cli_worker, collect, shared, stop, wire_uri
+from test_remote_processes import Process
+
+__all__ = ["shared", "wire_uri"]  # fixtures of test_processes_db's, used here
 
 pytestmark = pytest.mark.both_sides
 
@@ -343,3 +350,48 @@ async def test_a_sync_worker_checkpoints_through_job_sync(
     assert await written(jc, job_id) == {"row": 41}
     finish.set()
     await within(queue.drain())
+
+
+# --- a worker process killed mid-way ------------------------------------------------------------
+
+
+@pytest.mark.local_only
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+async def test_a_worker_process_killed_mid_way_resumes_from_its_last_checkpoint(
+    shared: tuple[str, JobCollection], wire_uri: str, tmp_path: Path
+) -> None:
+    """A CLI worker process doing a job's eight items (`wire_workers.stepped`: one file per
+    item, its position checkpointed after each) is SIGKILLed after doing item 4, before its
+    position moved past it; once the lease (1 s) runs out the job is retried, and another
+    process resumes at item 4: items 0-3 are done once, item 4 twice (the work of the
+    attempt that was killed, whose position was not stored), and every item's file is
+    there once."""
+    database, jc = shared
+    jc.promote(0.1)
+    await jc.start_job_server()
+    job_id = await jc.create_job("steps", {"count": 8, "stop_at": 4}).retry(3, wait=0).save()
+    lines = f"did {job_id} "
+    options = ("--type", "steps", "--work-timeout", "1")
+    async with cli_worker(tmp_path, wire_uri, database, "wire_workers:stepped", *options) as doomed:
+        await doomed.expect(f"{lines}4")
+        assert await written(jc, job_id) == {"position": 4}
+        doomed.process.send_signal(signal.SIGKILL)
+        assert await doomed.exited() == -signal.SIGKILL
+    async with cli_worker(
+        tmp_path, wire_uri, database, "wire_workers:stepped", *options
+    ) as rescuer:
+        await collect([rescuer], (lines,), 4)
+        [job] = await jc.wait_for([job_id], timeout=60)
+        await stop(rescuer, "worker stopped")
+
+    def done(process: Process) -> list[int]:
+        return [int(line.split()[-1]) for line in process.lines if line.startswith(lines)]
+
+    assert done(doomed) == [0, 1, 2, 3, 4]
+    assert done(rescuer) == [4, 5, 6, 7]
+    files = await asyncio.to_thread(lambda: sorted(p.name for p in tmp_path.iterdir()))
+    assert [name for name in files if name.startswith("item-")] == [
+        f"item-{job_id}-{i}" for i in range(8)
+    ]
+    assert job.doc.status == "completed" and job.doc.retried == 2
+    assert await written(jc, job_id) is None
