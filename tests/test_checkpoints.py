@@ -31,6 +31,7 @@ from jobcollection import (
     JobCollection,
     JobNotSaved,
     JobQueue,
+    JobView,
     ManualClock,
 )
 from jobcollection.model.document import CHECKPOINT
@@ -44,10 +45,17 @@ pytestmark = pytest.mark.both_sides
 T = TypeVar("T")
 BOUND = 5.0
 """Seconds any single wait may take before it counts as a hang."""
+WAIT = 30.0
+"""The longest a process worker's test waits (a new child process imports this module)."""
 
 
 async def within(awaitable: Awaitable[T]) -> T:
     async with asyncio.timeout(BOUND):
+        return await awaitable
+
+
+async def within_long(awaitable: Awaitable[T]) -> T:
+    async with asyncio.timeout(WAIT):
         return await awaitable
 
 
@@ -352,6 +360,51 @@ async def test_a_sync_worker_checkpoints_through_job_sync(
     await within(queue.drain())
 
 
+# --- process workers ----------------------------------------------------------------------------
+
+
+def in_a_child(job: JobView) -> dict[str, Any]:
+    """A process worker (run in a child process): items 0-5 with a checkpointed position
+    every two, failing at item 3 on the job's first attempt; then a state too large for the
+    parent's limits, and a flush."""
+    done = []
+    for item in job.iterate(range(6), every=2):
+        if item == 3 and job.attempt == 1:
+            raise RuntimeError("fails at item 3 on the first attempt")
+        done.append(item)
+    try:
+        job.checkpoint("x" * 20_000)
+    except InvalidArgument as exc:
+        refused = str(exc)
+    return {"done": done, "refused": refused, "flushed": job.checkpoint({"end": 1}, flush=True)}
+
+
+async def test_a_process_worker_checkpoints_through_its_pipe(jc: JobCollection) -> None:
+    job_id = await jc.create_job("work").retry(retries=1, wait=0).save()
+    queue = jc.process_jobs(
+        "work", in_a_child, executor="process", poll_interval=None, wakeup=False
+    )
+    try:
+        queue.trigger()
+        await within_long(queue.drain())
+        await jc.run_server_pass()  # promotes the retry, if the queue did not take it at once
+        queue.trigger()
+        [job] = await jc.wait_for([job_id], timeout=WAIT)
+    finally:
+        await queue.shutdown("soft", quiet=True)
+    result = job.doc.result
+    assert result["done"] == [2, 3, 4, 5]  # position 2 came back with the first failure
+    assert "state" in result["refused"] and "16384" in result["refused"]
+    assert result["flushed"] is True
+    assert job.doc.status == "completed" and await written(jc, job_id) is None
+
+
+def test_a_job_view_checkpoints_in_a_worker_call_only() -> None:
+    view = JobView("id", "work", {}, 1)
+    with pytest.raises(RuntimeError, match="process worker"):
+        view.checkpoint({"page": 1})
+
+
 # --- a worker process killed mid-way ------------------------------------------------------------
 
 
@@ -395,3 +448,24 @@ async def test_a_worker_process_killed_mid_way_resumes_from_its_last_checkpoint(
     ]
     assert job.doc.status == "completed" and job.doc.retried == 2
     assert await written(jc, job_id) is None
+
+
+async def test_a_sync_worker_iterates_through_job_sync(
+    jc: JobCollection, make_queue: MakeQueue
+) -> None:
+    job_id = await jc.create_job("work").retry(retries=1, wait=0).save()
+    done: list[str] = []
+
+    def worker(job: Job) -> None:
+        for letter in job.sync.iterate("abcdef", every=2, flush=True):
+            if letter == "e" and job.doc.retried == 1:
+                raise RuntimeError("fails at e on the first attempt")
+            done.append(letter)
+
+    queue = make_queue(worker)
+    queue.trigger()
+    await within(queue.drain())
+    await jc.run_server_pass()  # promotes the retry, if the queue did not take it at once
+    queue.trigger()
+    await jc.wait_for([job_id], timeout=BOUND)
+    assert done == list("abcd") + list("ef")  # position 4 was stored at once (flush)

@@ -11,7 +11,7 @@ import asyncio
 import copy
 import inspect
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -727,6 +727,16 @@ class SyncActions:
     def __init__(self, job: Job, loop: asyncio.AbstractEventLoop) -> None:
         self._job = job
         self._loop = loop
+
+    def iterate(self, items: Any, *, every: int = 1, flush: bool = False) -> Iterator[Any]:
+        """`job.iterate` for a sync worker: a plain iterator over `items` (an iterable)
+        that skips those an earlier attempt got past and checkpoints the position every
+        `every` items (see api/checkpoints.py)."""
+        from .checkpoints import iterate_blocking  # (checkpoints builds on Job)
+
+        return iterate_blocking(
+            self.checkpoint, self._job.checkpoint_state, items, every=every, flush=flush
+        )
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._job, name)
