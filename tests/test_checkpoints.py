@@ -143,6 +143,30 @@ async def test_flush_writes_a_checkpoint_at_once(jc: JobCollection, make_queue: 
     assert (await stored(jc, job_id))["status"] == "completed"
 
 
+async def test_a_flushed_state_is_written_again_by_the_next_renewal(
+    jc: JobCollection, make_queue: MakeQueue
+) -> None:
+    """A renewal that was in flight with an older state when a flush wrote a newer one may
+    land after it: the next renewal writes the newer one again."""
+    job_id = await jc.create_job("work").save()
+    reached, finish = asyncio.Event(), asyncio.Event()
+
+    async def worker(job: Job) -> None:
+        await job.checkpoint({"page": 2}, flush=True)
+        reached.set()
+        await finish.wait()
+
+    queue = make_queue(worker)
+    queue.trigger()
+    await within(reached.wait())
+    older = {"$set": {CHECKPOINT: {"page": 1}}}  # as the late renewal would leave it
+    await jc.collection.update_one({"_id": job_id}, older)
+    assert await within(queue.heartbeat_now()) == 1
+    assert await written(jc, job_id) == {"page": 2}
+    finish.set()
+    await within(queue.drain())
+
+
 async def test_outside_a_queue_a_checkpoint_is_written_at_once(jc: JobCollection) -> None:
     job = await claimed(jc, work_timeout=60)
     lease = (await stored(jc, job.id))["expiresAfter"]

@@ -199,14 +199,20 @@ class Job:
         job_id, run_id = self._claim("checkpoint")
         value = copy.deepcopy(v.checkpoint_state(state, "state"))
         self._service.limits.check_checkpoint(value)
+        now = v.boolean(flush, "flush")
+        if self._cancelled:  # the queue found the claim lost: nothing can be stored
+            return False
         self._checkpoint = value
         assign(self._doc, checkpoint=value)
-        if self._heartbeats and not v.boolean(flush, "flush"):
+        if self._heartbeats and not now:
             return True
         still_held = await self._service.run(
             ops.Heartbeat([job_id], run_id, checkpoints=[(job_id, value)])
         )
-        self._checkpoint_stored(value)
+        if not self._heartbeats:
+            self._checkpoint_stored(value)
+        # In a queue, a flushed state stays pending: the next renewal writes it again, so
+        # that a renewal in flight meanwhile with an older state cannot leave that one stored.
         return bool(still_held)
 
     def _pending_checkpoint(self) -> Any:
