@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import pytest
 from bson import ObjectId
 
+from conftest import MakeJC
 from helpers import stored
 from jobcollection import (
     InvalidArgument,
@@ -34,7 +35,10 @@ from jobcollection import (
     JobView,
     ManualClock,
 )
+from jobcollection.model import ops
 from jobcollection.model.document import CHECKPOINT
+from jobcollection.remote import RemoteJobCollection
+from remote_helpers import serve_jc
 from test_processes_db import cli_worker, collect, shared, stop, wire_uri
 from test_remote_processes import Process
 
@@ -493,3 +497,36 @@ async def test_a_sync_worker_iterates_through_job_sync(
     queue.trigger()
     await jc.wait_for([job_id], timeout=BOUND)
     assert done == list("abcd") + list("ef")  # position 4 was stored at once (flush)
+
+
+# --- a remote worker's checkpoints, as the server sees them -------------------------------------
+
+
+@pytest.mark.local_only  # it makes its own remote client, to send what the Python API refuses
+@pytest.mark.parametrize(
+    "bad",
+    [datetime(2026, 1, 1, tzinfo=UTC), ObjectId(), {"at": b"bytes"}, "x" * 20_000],
+    ids=["datetime", "ObjectId", "bytes", "too large"],
+)
+async def test_the_server_refuses_a_remote_workers_bad_checkpoint(
+    make_jc: MakeJC, clock: ManualClock, bad: Any
+) -> None:
+    local = await make_jc()
+    async with (
+        serve_jc(local) as url,
+        RemoteJobCollection(url, token="admin-token", clock=clock) as remote,
+    ):
+        await remote.create_job("work").save()
+        [job] = await remote.get_work("work")
+        assert job.id is not None and job.doc.run_id is not None
+        for op in (
+            ops.Heartbeat([job.id], job.doc.run_id, checkpoints=[(job.id, bad)]),
+            ops.Release([job.id], job.doc.run_id, checkpoints=[(job.id, bad)]),
+            ops.Fail(job.id, job.doc.run_id, {"value": "x"}, checkpoint=bad),
+        ):
+            with pytest.raises(InvalidArgument, match=r"checkpoint|state"):
+                await remote.service.run(op)
+        raw = await stored(local, job.id)
+        assert raw["status"] == "running" and await written(local, job.id) is None
+        assert await job.checkpoint({"page": 1}) is True  # no queue: written at once
+        assert await written(local, job.id) == {"page": 1}
