@@ -131,6 +131,35 @@ async def test_a_checkpoint_is_written_with_the_next_heartbeat_at_no_extra_comma
     assert await written(jc, job_id) is None  # a completion clears it
 
 
+async def test_the_jobs_of_one_claim_have_their_checkpoints_in_one_renewal(
+    jc: JobCollection, make_queue: MakeQueue
+) -> None:
+    """A claim of several jobs (payload) is renewed by one write however many of its jobs
+    have a checkpoint pending: a bulk write of an update per job in place of one update of
+    them all."""
+    ids = await jc.save_jobs([jc.create_job("work", {"n": n}) for n in range(3)])
+    reached, finish = asyncio.Event(), asyncio.Event()
+
+    async def worker(jobs: list[Job]) -> None:
+        for job in jobs[:2]:  # the third has none
+            await job.checkpoint({"n": job.data["n"]})
+        reached.set()
+        await finish.wait()
+
+    queue = make_queue(worker, payload=3)
+    queue.trigger()
+    await within(reached.wait())
+    before = jc.commands
+    assert await within(queue.heartbeat_now()) == 3
+    with_checkpoints = jc.commands - before
+    assert [await written(jc, job_id) for job_id in ids] == [{"n": 0}, {"n": 1}, None]
+    before = jc.commands
+    assert await within(queue.heartbeat_now()) == 3
+    assert jc.commands - before == with_checkpoints
+    finish.set()
+    await within(queue.drain())
+
+
 async def test_flush_writes_a_checkpoint_at_once(jc: JobCollection, make_queue: MakeQueue) -> None:
     job_id = await jc.create_job("work").save()
     seen: list[Any] = []
