@@ -13,6 +13,7 @@ from typing import Any
 from bson import ObjectId
 
 from jobcollection import Job, JobCollection, ManualClock
+from jobcollection.model.document import FOLLOW_UPS
 
 Doc = dict[str, Any]
 
@@ -35,6 +36,13 @@ def messages(doc: Doc) -> list[str]:
 
 
 FAR = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def clears_follow_ups(args: Any) -> bool:
+    """Whether a bulk_write's requests (its first argument) clear follow-ups marks (the
+    write after a completion's follow-ups, not the completion: that one unsets the job's
+    checkpoint)."""
+    return any(FOLLOW_UPS in request._doc.get("$unset", {}) for request in args[0])
 
 
 def stored_job(now: datetime, **fields: Any) -> Doc:

@@ -51,6 +51,7 @@ LIMITS = Limits(
     max_data_bytes=4096,
     max_error_bytes=1024,
     max_log_data_bytes=512,
+    max_checkpoint_bytes=512,
     max_jobs=50,
     max_depends=10,
 )
@@ -135,6 +136,18 @@ NOT_VALUE: list[Any] = [  # done/fail wrap a non-dict as {"value": ...}
     object(),
     {1, 2},
 ]
+NOT_STATE: list[Any] = [  # a checkpoint's state: a JSON value, storable as given, bounded
+    *[x for x in NOT_DATA if not isinstance(x, str | int | list)],
+    math.nan,
+    2**64,
+    AWARE,
+    ObjectId(),
+    b"bytes",
+    {"at": AWARE},
+    [{"id": ObjectId()}],
+    {1, 2},
+    "y" * LIMITS.max_checkpoint_bytes,
+]
 NOT_MESSAGE: list[Any] = [None, 1, b"x", True, "x" * (LIMITS.max_message_length + 1), *OPERATORS]
 NOT_LEVEL: list[Any] = ["fatal", "", 1, None, "INFO", *OPERATORS]
 NOT_OPTIONS: list[Any] = ["x", [1], 5, {"$where": "1"}, {"unknownOption": 1}]
@@ -192,6 +205,26 @@ def new_doc(jc: JobCollection) -> dict[str, Any]:
 # Slots: ("arg", i) the i-th parameter; ("opt", i, key) a key of the options dict at i;
 # ("doc", field) a field of the job document given to jobSave.
 Slot = tuple[Any, ...]
+
+
+def not_checkpoints(w: World) -> list[Any]:
+    """Hostile `checkpoints` of jobHeartbeat and jobRelease: [id, state] pairs, each id one
+    of the call's, each state a JSON value."""
+    return [
+        True,
+        "x",
+        {},
+        {"$ne": None},
+        [w.running],
+        [[w.running]],
+        [[w.running, 1, 2]],
+        [[w.running, None]],
+        [[w.ready, 1]],
+        [["no-such-job", 1]],
+        [[w.running, 1], [w.running, 2]],
+        *[[[bad, 1]] for bad in NOT_ID],
+        *[[[w.running, bad]] for bad in NOT_STATE],
+    ]
 
 
 def method_cases(w: World) -> dict[str, tuple[tuple[Any, ...], dict[Slot, list[Any]]]]:
@@ -339,15 +372,26 @@ def method_cases(w: World) -> dict[str, tuple[tuple[Any, ...], dict[Slot, list[A
                 ("opt", 3, "fatal"): NOT_BOOL,
                 ("opt", 3, "retryIn"): [*NOT_INT, -1, 2**53 + 1],
                 ("opt", 3, "snooze"): [*NOT_INT, -1, 2**53 + 1],
+                ("opt", 3, "checkpoint"): NOT_STATE,
             },
         ),
         "jobHeartbeat": (
-            (w.running, w.run_id),
-            {("arg", 0): NOT_ID, ("arg", 1): [*NOT_ONE_ID, None], ("arg", 2): NOT_OPTIONS},
+            (w.running, w.run_id, {"checkpoints": [[w.running, {"position": 1}]]}),
+            {
+                ("arg", 0): NOT_ID,
+                ("arg", 1): [*NOT_ONE_ID, None],
+                ("arg", 2): NOT_OPTIONS,
+                ("opt", 2, "checkpoints"): not_checkpoints(w),
+            },
         ),
         "jobRelease": (
-            (w.running, w.run_id),
-            {("arg", 0): NOT_ID, ("arg", 1): [*NOT_ONE_ID, None], ("arg", 2): NOT_OPTIONS},
+            (w.running, w.run_id, {"checkpoints": [[w.running, {"position": 1}]]}),
+            {
+                ("arg", 0): NOT_ID,
+                ("arg", 1): [*NOT_ONE_ID, None],
+                ("arg", 2): NOT_OPTIONS,
+                ("opt", 2, "checkpoints"): not_checkpoints(w),
+            },
         ),
         "jobReadyDue": (("t",), {("arg", 0): NOT_TYPES, ("arg", 1): NOT_OPTIONS}),
         "jobCancelPending": (

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from helpers import Yielding, messages
+from helpers import Yielding, clears_follow_ups, messages
 from jobcollection import (
     DatabaseError,
     InvalidArgument,
@@ -1102,7 +1102,7 @@ class SlowBulkWrites(Yielding):
         for _ in range(20):
             await asyncio.sleep(0)
         result = await self._inner.bulk_write(*args, **kwargs)
-        if "$unset" not in str(args[0]):
+        if not clears_follow_ups(args):
             self.matched.append(result.matched_count)
         return result
 

@@ -136,6 +136,7 @@ OLD_INTERNAL_KEYS = {
     "jobcollectionExpires",
     "jobcollectionUniqueHeld",
     "jobcollectionUniquePolicy",
+    "jobcollectionCheckpoint",
 }
 OLD_PUBLIC_SETTINGS = {
     "jobcollectionSchedule",
@@ -154,6 +155,7 @@ OLD_PUBLIC_SETTINGS = {
     "jobcollectionCallbackOf",
     "jobcollectionRunIf",
     "jobcollectionExpires",
+    "jobcollectionCheckpoint",
 }
 
 
@@ -180,6 +182,7 @@ def test_the_derived_constants_are_the_ones_written_by_hand_before() -> None:
         "callbackOf",
         "runIf",
         "expires",
+        "checkpoint",
     }
 
 
@@ -211,6 +214,7 @@ def _with_every_setting() -> dict[str, Any]:
         "run_if": "failed",
         "expires": datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC),
         "expired": True,
+        "checkpoint": {"position": 3, "pages": [1, 2]},
     }
 
 

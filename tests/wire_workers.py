@@ -18,6 +18,8 @@ A job's work is what its data says (`work`): hold `hold` seconds, then, with `ga
 until that file exists; so a test decides when the jobs it gave end, and the limits and
 pauses under test bind while they run. `held` does the same work for
 `python -m jobcollection worker wire_workers:held` (printing "started ID" and "worked ID").
+`stepped`, for `python -m jobcollection worker wire_workers:stepped`, does a job's items one
+by one with a checkpointed position (`job.iterate`), printing "did ID I" for each.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import asyncio
 import os
 import signal
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from pymongo import AsyncMongoClient
@@ -63,6 +66,21 @@ async def held(job: Job) -> dict[str, Any]:
     say(f"started {job.id}")
     await work(job.data)
     say(f"worked {job.id}")
+    return {"by": os.getpid()}
+
+
+async def stepped(job: Job) -> dict[str, Any]:
+    """A worker function for the CLI: items 0 to `count` - 1 of the job's data, after the
+    position an earlier attempt checkpointed (stored at once after each item). An item's
+    work is idempotent: it writes the file `item-ID-I` (again, if the item is done again);
+    each time it is done, "did ID I" is printed. The job's first attempt stops after doing
+    item `stop_at` until its process is killed."""
+    first = job.doc.retried == 1
+    async for i in job.iterate(range(job.data["count"]), flush=True):
+        await asyncio.to_thread(Path(f"item-{job.id}-{i}").write_text, str(os.getpid()))
+        say(f"did {job.id} {i}")
+        if first and i == job.data["stop_at"]:
+            await asyncio.Event().wait()  # until the process is killed
     return {"by": os.getpid()}
 
 

@@ -8,9 +8,10 @@ and call the collection's typed service (seam.py), local or remote alike.
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -84,6 +85,8 @@ class Job:
         self._new_id: Id | None = None
         self._claimed_copy = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._checkpoint: Any = None
+        self._heartbeats = False
         if isinstance(type_or_doc, JobDoc | dict):
             if data is not None:
                 raise InvalidArgument("data", "give either a document or a type and data")
@@ -108,6 +111,8 @@ class Job:
         job._new_id = None
         job._claimed_copy = True  # the document as claimed: done/fail may skip reading it
         job._loop = None
+        job._checkpoint = None
+        job._heartbeats = False
         job._doc = doc
         return job
 
@@ -174,6 +179,62 @@ class Job:
     def _lose_claim(self) -> None:
         """The queue found this job's claim lost (see `cancelled`)."""
         self._cancelled = True
+
+    # --- checkpoints (see docs/reference/queues.md "Checkpoints") ------------------------------
+
+    @property
+    def checkpoint_state(self) -> Any:
+        """Where the job is to resume from: the state this attempt last checkpointed, or else
+        the checkpoint stored by an earlier attempt that failed, timed out, lost its lease
+        or was released (the job as claimed carries it); None: none (a new job, a rerun or
+        a repeat starts without one)."""
+        return self._doc.checkpoint
+
+    async def checkpoint(self, state: Any, *, flush: bool = False) -> bool:
+        """Record where the claimed job has got to (`state`: a JSON value of at most
+        `limits.max_checkpoint_bytes` BSON-encoded; InvalidArgument naming `state`
+        otherwise), for the next attempt to resume from (`checkpoint_state`). Held by a
+        JobQueue, the state is stored with the next lease renewal, or with the failure or
+        release that ends the attempt first, and this returns at once; `flush=True`
+        stores it now. A job no queue holds stores it now. Whether it was recorded (False:
+        stored now, but the claim was lost)."""
+        job_id, run_id = self._claim("checkpoint")
+        value = copy.deepcopy(v.checkpoint_state(state, "state"))
+        self._service.limits.check_checkpoint(value)
+        now = v.boolean(flush, "flush")
+        if self._cancelled:  # the queue found the claim lost: nothing can be stored
+            return False
+        self._checkpoint = value
+        assign(self._doc, checkpoint=value)
+        if self._heartbeats and not now:
+            return True
+        still_held = await self._service.run(
+            ops.Heartbeat([job_id], run_id, checkpoints=[(job_id, value)])
+        )
+        if not self._heartbeats:
+            self._checkpoint_stored(value)
+        # In a queue, a flushed state stays pending: the next renewal writes it again, so
+        # that a renewal in flight meanwhile with an older state cannot leave that one stored.
+        return bool(still_held)
+
+    def _pending_checkpoint(self) -> Any:
+        """The state checkpointed and not stored yet (None: none)."""
+        return self._checkpoint
+
+    def _checkpoint_stored(self, state: Any) -> None:
+        """`state` was stored (or its claim lost): it is pending no more, unless a newer one
+        was recorded meanwhile."""
+        if self._checkpoint is state:
+            self._checkpoint = None
+
+    def iterate(self, items: Any, *, every: int = 1, flush: bool = False) -> AsyncIterator[Any]:
+        """Iterate over `items` (an iterable, or an async iterable such as a cursor),
+        skipping those an earlier attempt of the job got past, and checkpointing the
+        position every `every` items (`flush`: stored at once rather than with the next
+        lease renewal); see api/checkpoints.py for what it guarantees."""
+        from .checkpoints import iterate  # (checkpoints builds on Job)
+
+        return iterate(self, items, every=every, flush=flush)
 
     # --- builders ----------------------------------------------------------------------------
 
@@ -525,8 +586,9 @@ class Job:
         finally:
             self._report_in_flight = False
         self.reported = True
+        self._checkpoint = None  # a completion clears the checkpoint
         if outcome:
-            assign(self._doc, status=Status.COMPLETED)
+            assign(self._doc, status=Status.COMPLETED, checkpoint=None)
         return outcome
 
     async def fail(
@@ -566,6 +628,7 @@ class Job:
         in errors."""
         job_id, run_id = self._claim(action)
         value = v.wrap_value(dict(NO_ERROR) if error is None else error, "error")
+        pending = self._checkpoint
         self._report_in_flight = True
         try:
             ok = await self._service.run(
@@ -576,11 +639,13 @@ class Job:
                     fatal=fatal,
                     retry_in_ms=retry_in_ms,
                     snooze_ms=snooze_ms,
+                    checkpoint=pending,
                     claimed=self._doc if self._claimed_copy else None,
                 )
             )
         finally:
             self._report_in_flight = False
+        self._checkpoint_stored(pending)
         self.reported = True
         if ok:
             assign(self._doc, run_id=None)
@@ -591,7 +656,12 @@ class Job:
         the attempt is not counted and the lease is dropped (a worker that will not start it,
         at shutdown for example). False if the claim is lost."""
         job_id, run_id = self._claim("release")
-        released = bool(await self._service.run(ops.Release([job_id], run_id)))
+        pending = self._checkpoint
+        checkpoints = None if pending is None else [(job_id, pending)]
+        released = bool(
+            await self._service.run(ops.Release([job_id], run_id, checkpoints=checkpoints))
+        )
+        self._checkpoint_stored(pending)
         if released:
             self.reported = True
             assign(self._doc, run_id=None)
@@ -753,6 +823,16 @@ class SyncActions:
     def __init__(self, job: Job, loop: asyncio.AbstractEventLoop) -> None:
         self._job = job
         self._loop = loop
+
+    def iterate(self, items: Any, *, every: int = 1, flush: bool = False) -> Iterator[Any]:
+        """`job.iterate` for a sync worker: a plain iterator over `items` (an iterable)
+        that skips those an earlier attempt got past and checkpoints the position every
+        `every` items (see api/checkpoints.py)."""
+        from .checkpoints import iterate_blocking  # (checkpoints builds on Job)
+
+        return iterate_blocking(
+            self.checkpoint, self._job.checkpoint_state, items, every=every, flush=flush
+        )
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._job, name)

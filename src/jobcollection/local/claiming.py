@@ -9,7 +9,7 @@ so that the job server's shutdown can fail the jobs this instance handed out.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,8 +19,9 @@ from ..model.clock import Clock
 from ..model.constants import Status
 from ..model.document import CLAIMER, JobDoc
 from ..model.errors import DatabaseError, InvalidDocument
+from ..model.ops import Checkpoints
 from ..model.schedule import add_ms, late_start
-from ..model.types import Id
+from ..model.types import Id, Update
 from ..mongo.store import Document, Store, transient
 from ..rules import deadlines, transitions
 from .managing import Manager
@@ -395,27 +396,59 @@ class Claimer:
         await self._renew_lease(found, run_id, now)
         return True
 
-    async def heartbeat(self, ids: Sequence[Id], run_id: Id, by: Any = None) -> list[Id]:
-        """Extend the leases of jobs held under one runId by their workTimeout; the ids still
-        held. Jobs of one claim share a work timeout, so this is one read and one write. From
-        a user (`by`) who did not claim the run: PermissionDenied, nothing written."""
+    async def heartbeat(
+        self, ids: Sequence[Id], run_id: Id, by: Any = None, checkpoints: Checkpoints = ()
+    ) -> list[Id]:
+        """Extend the leases of jobs held under one runId by their workTimeout, storing the
+        `checkpoints` given with them; the ids still held. One read, then one write: jobs of
+        one claim share a work timeout (one update of them all), and checkpoints make it one
+        bulk write of an update per job. From a user (`by`) who did not claim the run:
+        PermissionDenied, nothing written."""
         held = await self.store.find(
             transitions.held_among(ids, run_id), {"workTimeout": 1, CLAIMER: 1}
         )
         _check_claimer(held, run_id, by, "jobHeartbeat")
+        now = self.clock.now()
+        if checkpoints:
+            states = dict(checkpoints)
+            renewals = [
+                (
+                    job["_id"],
+                    transitions.renewal(now, job.get("workTimeout"), states.get(job["_id"])),
+                )
+                for job in held
+            ]
+            await self._each(renewals, run_id, by)
+            return [job["_id"] for job in held]
         by_timeout: dict[int, list[Id]] = {}
         for job in held:
             if job.get("workTimeout"):
                 by_timeout.setdefault(job["workTimeout"], []).append(job["_id"])
-        now = self.clock.now()
         for timeout, group in by_timeout.items():
             await self.store.update_many(*transitions.renew_leases(group, run_id, now, timeout, by))
         return [job["_id"] for job in held]
 
-    async def release(self, ids: Sequence[Id], run_id: Id, by: Any = None) -> list[Id]:
+    async def _each(self, updates: Iterable[tuple[Id, Update | None]], run_id: Id, by: Any) -> int:
+        """Write an update on each of these jobs, fenced by the claim (held by `by`), in one
+        round trip; the number applied. A write the server refuses raises its WriteRefused."""
+        outcome = await self.store.update_each(
+            [
+                (transitions.held_by(job_id, run_id, by), update)
+                for job_id, update in updates
+                if update
+            ]
+        )
+        for refusal in outcome.refused.values():
+            raise refusal
+        return outcome.matched
+
+    async def release(
+        self, ids: Sequence[Id], run_id: Id, by: Any = None, checkpoints: Checkpoints = ()
+    ) -> list[Id]:
         """Hand jobs held under one runId back, ready, without counting the attempt (a worker
-        that will not start them); the ids released. From a user (`by`) who did not claim
-        the run: PermissionDenied, nothing written."""
+        that will not start them), storing the `checkpoints` given with them; the ids
+        released. From a user (`by`) who did not claim the run: PermissionDenied, nothing
+        written."""
         held_now = {**transitions.held_runs([run_id]), "_id": {"$in": list(ids)}}
         found = await self.store.find(held_now, {"_id": 1, "status": 1, "runId": 1, CLAIMER: 1})
         _check_claimer(found, run_id, by, "jobRelease")
@@ -423,7 +456,13 @@ class Claimer:
         if not held:
             return []
         fence, update = transitions.release(held, run_id, self.clock.now(), by)
-        released = await self.store.update_many(fence, update)
+        if checkpoints:
+            states = dict(checkpoints)
+            released = await self._each(
+                ((i, transitions.with_checkpoint(update, states.get(i))) for i in held), run_id, by
+            )
+        else:
+            released = await self.store.update_many(fence, update)
         if released < len(held):  # some changed hands meanwhile: which were released?
             kept = {j["_id"] for j in await self.store.find(held_now, {"_id": 1})}
             return [job_id for job_id in held if job_id not in kept]

@@ -34,6 +34,7 @@ from ..model.ops import (
     AddDepends,
     Cancel,
     CancelPendingOf,
+    Checkpoints,
     ConcurrencyLimits,
     Done,
     Fail,
@@ -469,6 +470,8 @@ class Core:
 
     async def _fail(self, op: Fail, origin: Origin | None) -> bool:
         self._limits.check_error(op.error, self.store.codec_options)
+        if op.checkpoint is not None:
+            self._limits.check_checkpoint(op.checkpoint, self.store.codec_options)
         hint = op.claimed or self._handed_copy(op.job_id, op.run_id, origin)
         report = Report(
             "fail",
@@ -478,19 +481,30 @@ class Core:
             op.fatal,
             op.retry_in_ms,
             op.snooze_ms,
+            checkpoint=op.checkpoint,
             claimed=hint,
             by=_by(origin),
         )
         return bool(await self.reporter.submit(report))
 
     async def _heartbeat(self, op: Heartbeat, origin: Origin | None) -> list[Id]:
-        return await self.claimer.heartbeat(op.ids, op.run_id, _by(origin))
+        return await self.claimer.heartbeat(
+            op.ids, op.run_id, _by(origin), self._checkpoints(op.checkpoints)
+        )
+
+    def _checkpoints(self, checkpoints: Checkpoints | None) -> Checkpoints:
+        """Checkpoints given with a heartbeat or a release, each within the limits."""
+        for _, state in checkpoints or ():
+            self._limits.check_checkpoint(state, self.store.codec_options)
+        return checkpoints or ()
 
     async def _rate_limited(self, op: RateLimited, origin: Origin | None) -> bool:
         return await self.claimer.rate_limited(op.job_id, op.run_id, op.retry_after_ms)
 
     async def _release(self, op: Release, origin: Origin | None) -> list[Id]:
-        return await self.claimer.release(op.ids, op.run_id, _by(origin))
+        return await self.claimer.release(
+            op.ids, op.run_id, _by(origin), self._checkpoints(op.checkpoints)
+        )
 
     # --- managing ----------------------------------------------------------------------------
 

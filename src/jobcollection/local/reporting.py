@@ -62,6 +62,8 @@ class Report:
     """Not a failure: the job waits so long without using an attempt (jobFail's `snooze`)."""
     repeat_id: bool = False
     delay_deps_ms: int | None = None
+    checkpoint: Any = None
+    """A failure's checkpoint its worker had not stored yet, stored with it (None: none)."""
     expired: bool = False
     """A failure for an expired lease (the job server's): it applies only while the lease is
     still expired, so a heartbeat that lands first wins."""
@@ -230,15 +232,17 @@ class Reporter:
         else:
             if report.kind == "done":
                 status, update = Status.COMPLETED, transitions.done(doc, report.value, now)
-            elif report.snooze_ms is not None:
-                status = Status.WAITING
-                update = transitions.snooze(
-                    report.job_id, report.run_id, report.value, now, report.snooze_ms
-                )
             else:
-                status, update = transitions.fail(
-                    doc, report.value, report.fatal, now, random.random(), report.retry_in_ms
-                )
+                if report.snooze_ms is not None:
+                    status = Status.WAITING
+                    update = transitions.snooze(
+                        report.job_id, report.run_id, report.value, now, report.snooze_ms
+                    )
+                else:
+                    status, update = transitions.fail(
+                        doc, report.value, report.fatal, now, random.random(), report.retry_in_ms
+                    )
+                update = transitions.with_checkpoint(update, report.checkpoint)
         pending: Pending | None = None
         if status in (Status.COMPLETED, Status.FAILED) and not blind:
             delay = report.delay_deps_ms if status == Status.COMPLETED else None

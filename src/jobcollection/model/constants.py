@@ -178,8 +178,9 @@ METHODS: Final[tuple[str, ...]] = (
 )
 """The original's methods, plus this project's extensions: jobSaveMany (batched jobSave),
 jobHeartbeat (renew a held job's lease without logging or reporting progress), jobRelease
-(hand held jobs back, ready, without counting an attempt), jobReadyDue (promote the due jobs
-of some types now, as a queue that found nothing ready does), jobCancelPending (cancel a
+(hand held jobs back, ready, without counting an attempt; both store the checkpoints given
+in their `checkpoints` option, as jobFail stores its `checkpoint`), jobReadyDue (promote the
+due jobs of some types now, as a queue that found nothing ready does), jobCancelPending (cancel a
 user's jobs of a type that have not started, as scheduling a job does), jobFind (a page of
 the jobs matching a filter, as find_jobs), jobStats (jobs per type and status, as
 stats), and jobPauseTypes, jobResumeTypes and jobPausedTypes (stop and restart the claims of

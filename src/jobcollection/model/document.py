@@ -390,6 +390,10 @@ class JobDoc(BaseModel):
     """True on a job cancelled because it was not started by its deadline (`expires`); a
     restart clears it with the deadline."""
     lineage: list[JobId] = Field(default_factory=list, exclude=True)
+    checkpoint: Any = Field(default=None, exclude=True)
+    """The last checkpoint its worker stored (`job.checkpoint(state)`: a JSON value, kept
+    under CHECKPOINT), handed to the next attempt; None: none. A completion clears it, and a
+    repeat or a rerun starts without one."""
     """The jobs this one was made from (as a repeat or a rerun), oldest first: the newest
     LINEAGE_LIMIT of them (kept under LINEAGE)."""
     repeats: NonNegativeInt = 0
@@ -426,6 +430,7 @@ class JobDoc(BaseModel):
             return self
         check_storable(self.private, "_private")
         check_storable(self.failures, "failures")
+        check_json(self.checkpoint, "checkpoint")
         for entry in self.log or []:
             check_storable(entry.data, "log.data")
         if isinstance(self.repeat_wait, LaterSchedule):
@@ -617,6 +622,10 @@ user_id=)`: the remote API, DDP): that user (reporting.claimer_of), set by the c
 runId and unset by a claim made by server code. Only that user, or an admin, may report on
 the run (methods/layer.py); never returned."""
 
+CHECKPOINT: Final = "_private.jobcollectionCheckpoint"
+"""On a job whose worker checkpointed: the last state stored (JobDoc.checkpoint), written with
+a lease renewal (or a failure, or a release) under the holder's runId; unset by a completion."""
+
 ANNOUNCED: Final = "_private.jobcollectionAnnounced"
 """On a dependent this library saved: its antecedents carry DEPENDENTS. Dependents saved by
 another application (job-collection v1.x) lack it; the job server resolves those itself."""
@@ -800,6 +809,7 @@ EXTENSIONS: Final[tuple[Extension, ...]] = (
     Extension(RUN_IF, "setting", ("run_if",)),
     Extension(UNIQUE, "setting", ("unique",), False, _unique_out, _unique_in),
     Extension(EXPIRES, "setting", _DEADLINE_FIELDS, True, _deadline_out, _deadline_in),
+    Extension(CHECKPOINT, "setting", ("checkpoint",)),
     # The bookkeeping.
     Extension(FLUSH, "bookkeeping"),
     Extension(FOLLOW_UPS, "bookkeeping"),
@@ -943,6 +953,38 @@ def check_storable(value: Any, name: str, depth: int = 0) -> None:
     except _Refused as exc:
         where = name + "".join(reversed(exc.path)) if exc.located else name
         raise ValueError(f"{where} {exc.problem}") from None
+
+
+JSON_KINDS: Final = "None, booleans, numbers, strings, lists or dicts"
+"""What a checkpoint may hold: JSON's types, which every worker (a remote one included) reads
+back as they were given."""
+
+
+def check_json(value: Any, name: str) -> None:
+    """check_storable, for a value of JSON's types only (JSON_KINDS): no datetimes, ObjectIds,
+    bytes or UUIDs. ValueError names the path under `name`."""
+    check_storable(value, name)
+    try:
+        _check_json(value)
+    except _Refused as exc:
+        raise ValueError(f"{name}{''.join(reversed(exc.path))} {exc.problem}") from None
+
+
+def _check_json(value: Any) -> None:
+    if isinstance(value, dict):
+        items: Any = ((f".{key}", item) for key, item in value.items())
+    elif isinstance(value, list | tuple):
+        items = ((f"[{i}]", item) for i, item in enumerate(value))
+    elif value is None or isinstance(value, bool | int | float | str):
+        return
+    else:
+        raise _Refused(f"is of type {type(value).__name__}; a checkpoint holds {JSON_KINDS}")
+    for where, item in items:
+        try:
+            _check_json(item)
+        except _Refused as exc:
+            exc.path.append(where)
+            raise
 
 
 def _check(value: Any, depth: int) -> None:

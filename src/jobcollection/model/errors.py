@@ -41,6 +41,11 @@ class InvalidArgument(JobCollectionError, ValueError):
         self.problem = problem
         super().__init__(f"{argument}: {problem}")
 
+    def __reduce__(self) -> tuple[type[InvalidArgument], tuple[str, str]]:
+        """Pickled with its two arguments, so that it crosses between processes as itself (a
+        process worker's checkpoint refused in the parent is raised in the child)."""
+        return type(self), (self.argument, self.problem)
+
 
 class InvalidArgumentType(InvalidArgument, TypeError):
     """An argument had the wrong type."""

@@ -58,6 +58,9 @@ class Limits:
     traceback)."""
     max_log_data_bytes: int = 8 * 1024
     """BSON-encoded bytes of one log entry's data."""
+    max_checkpoint_bytes: int = 16 * 1024
+    """BSON-encoded bytes of a job's checkpoint (`job.checkpoint(state)`): a position to
+    resume from, not a store of results."""
     max_jobs: int = 10_000
     """Jobs one get_work call may claim; larger requests are clamped to it."""
     max_depends: int = 1_000
@@ -71,6 +74,7 @@ class Limits:
             "max_data_bytes",
             "max_error_bytes",
             "max_log_data_bytes",
+            "max_checkpoint_bytes",
             "max_jobs",
             "max_depends",
         ):
@@ -94,6 +98,7 @@ class Limits:
         return (
             _FIXED_FIELDS_BYTES
             + 3 * self.max_data_bytes  # data, result and _private
+            + self.max_checkpoint_bytes
             + self.max_log_entries * log_entry
             + self.max_failures * failure
             + depends
@@ -140,6 +145,11 @@ class Limits:
     def check_error(self, error: Mapping[str, Any], codec: Codec = None) -> None:
         """A fail() error value."""
         _check_size(error, "error", self.max_error_bytes, codec)
+
+    def check_checkpoint(self, state: Any, codec: Codec = None) -> None:
+        """A checkpoint's state (InvalidArgument "state" if it is larger than
+        max_checkpoint_bytes BSON-encoded, measured as the value of a one-key document)."""
+        _check_size({"state": state}, "state", self.max_checkpoint_bytes, codec)
 
     def check_log(self, message: str, data: Mapping[str, Any] | None, codec: Codec = None) -> None:
         """A log line: its message and data."""

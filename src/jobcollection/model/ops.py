@@ -328,6 +328,30 @@ def _any_ids(value: Any, name: str) -> list[Id] | None:
     return None if value == [] else v.job_ids(value, name)
 
 
+Checkpoints = Sequence[tuple[Id, Any]]
+"""Checkpoints to store with a write on held jobs: (job id, state) pairs."""
+
+
+def _checkpoints(value: Any, name: str) -> Checkpoints:
+    """jobHeartbeat's and jobRelease's `checkpoints`: a list of [id, state] pairs, each
+    state a JSON value (validation.checkpoint_state); the ids are checked against the
+    call's (see _OnHeld.checked)."""
+    if not isinstance(value, list | tuple):
+        raise InvalidArgumentType(
+            name, f"must be a list of [id, state] pairs, not {type(value).__name__}"
+        )
+    if len(value) > v.MAX_IDS:
+        raise InvalidArgument(name, f"holds more than {v.MAX_IDS} checkpoints")
+    pairs: list[tuple[Id, Any]] = []
+    for i, pair in enumerate(value):
+        if not isinstance(pair, list | tuple) or len(pair) != 2:
+            raise InvalidArgumentType(f"{name}[{i}]", "must be an [id, state] pair")
+        pairs.append(
+            (v.job_id(pair[0], f"{name}[{i}][0]"), v.checkpoint_state(pair[1], f"{name}[{i}][1]"))
+        )
+    return pairs
+
+
 def _cursor(value: Any, name: str) -> str:
     """A page's cursor (InvalidArgument("after") if it is not one)."""
     queries.decode_cursor(value)
@@ -495,6 +519,8 @@ class Fail(Op[bool]):
     fatal: bool = option("fatal", v.boolean, False)
     retry_in_ms: int | None = option("retryIn", _ms(0), None)
     snooze_ms: int | None = option("snooze", _ms(0), None)
+    checkpoint: Any = option("checkpoint", v.checkpoint_state, None)
+    """A checkpoint not yet stored, written with the failure (None: none)."""
     claimed: JobDoc | None = local()
 
     def checked(self) -> Self:
@@ -515,12 +541,23 @@ class Fail(Op[bool]):
 @dataclass(frozen=True, slots=True)
 class _OnHeld(Op[list[Id]]):
     """An operation on jobs held under one runId: the ids it applied to (one id given to
-    its method: whether it applied)."""
+    its method: whether it applied). `checkpoints` are stored with it, each on its job."""
 
     method = ""
     one_id = True
     ids: Sequence[Id] = positional("ids", v.job_ids)
     run_id: Id = positional("runId", _run_id)
+    checkpoints: Checkpoints | None = option("checkpoints", _checkpoints, None)
+
+    def checked(self) -> Self:
+        given, named = set(self.ids), set[Id]()
+        for i, (job_id, _) in enumerate(self.checkpoints or ()):
+            if job_id not in given or job_id in named:
+                raise InvalidArgument(
+                    f"checkpoints[{i}][0]", "must name one of the jobs given, each at most once"
+                )
+            named.add(job_id)
+        return self
 
     def for_one_id(self, result: Any) -> bool:
         """Whether it applied."""

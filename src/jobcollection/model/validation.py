@@ -25,7 +25,15 @@ from .constants import (
     RetryBackoff,
     Status,
 )
-from .document import CronSchedule, JobDoc, check_storable, is_text, normalize_datetime, parse_doc
+from .document import (
+    CronSchedule,
+    JobDoc,
+    check_json,
+    check_storable,
+    is_text,
+    normalize_datetime,
+    parse_doc,
+)
 from .errors import InvalidArgument, InvalidArgumentType
 from .schedule import check_cron
 
@@ -241,6 +249,19 @@ def plain_object(value: Any, name: str) -> dict[str, Any]:
         raise InvalidArgumentType(name, f"must be a dict, not {type(value).__name__}")
     try:
         check_storable(value, name)
+    except ValueError as exc:
+        raise InvalidArgument(name, str(exc)) from None
+    return value
+
+
+def checkpoint_state(value: Any, name: str = "state") -> Any:
+    """A checkpoint's state: a JSON value (JSON_KINDS: dicts, lists, strings, numbers,
+    booleans) MongoDB can store as given, not None (None is "no checkpoint"). Its size is
+    the collection's to bound (Limits.check_checkpoint)."""
+    if value is None:
+        raise InvalidArgumentType(name, "must be a JSON value, not None")
+    try:
+        check_json(value, name)
     except ValueError as exc:
         raise InvalidArgument(name, str(exc)) from None
     return value

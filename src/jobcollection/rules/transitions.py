@@ -23,6 +23,7 @@ from ..model.constants import (
     Status,
 )
 from ..model.document import (
+    CHECKPOINT,
     CLAIMER,
     DEPENDENTS,
     EXPIRE_AT,
@@ -324,6 +325,21 @@ def lease_renewal(now: datetime, work_timeout_ms: int) -> Update:
     return {"$set": {"expiresAfter": add_ms(now, work_timeout_ms)}}
 
 
+def with_checkpoint(update: Update, state: Any) -> Update:
+    """A write on a held job (a lease renewal, a failure, a release) that also stores the
+    checkpoint its worker has not stored yet (`state`; None: the update as it is). A copy."""
+    if state is None:
+        return update
+    return {**update, "$set": {**update.get("$set", {}), CHECKPOINT: state}}
+
+
+def renewal(now: datetime, work_timeout_ms: int | None, state: Any) -> Update | None:
+    """One held job's lease renewal with its checkpoint (a job claimed without a lease: the
+    checkpoint alone); None: nothing to write."""
+    update = lease_renewal(now, work_timeout_ms) if work_timeout_ms else {}
+    return with_checkpoint(update, state) or None
+
+
 def held_by(job_id: Id, run_id: Id, by: Any) -> Filter:
     """`held`, for a write only the run's claimer `by` (None: anyone) may make."""
     return held(job_id, run_id) | claimer_fence(by)
@@ -407,6 +423,7 @@ def done(doc: JobDoc, result: dict[str, Any], now: datetime) -> Update:
             "progress": {"completed": total, "total": total, "percent": 100},
         },
         "$push": {"log": entry(now, "Job Completed", level="success", run_id=doc.run_id)},
+        "$unset": {CHECKPOINT: ""},  # a completed job has nothing to resume
     }
 
 
@@ -770,6 +787,7 @@ def rerun_document(
             "expires": None,  # a deadline is the job's own
             "expires_in_ms": None,
             "expired": False,
+            "checkpoint": None,  # a new run starts from the beginning
         }
     )
     return born_ready(clone.to_mongo(), now, keep_after=True)

@@ -1,7 +1,9 @@
 """Leases: every claim a queue makes carries one (`work_timeout`), renewed by the heartbeat
 (every third of it) while the queue holds a job of the claim, so that the jobs of a process
-that dies are recovered by the job server. Renewing a claim is also how the queue finds that
-it lost it (cancelled, removed, or its lease ran out): at every heartbeat, at once when a job
+that dies are recovered by the job server. Each renewal also stores the checkpoints its jobs
+recorded since the last one (`job.checkpoint(state)`), in the same write. Renewing a claim is
+also how the queue finds that it lost it (cancelled, removed, or its lease ran out): at every
+heartbeat, at once when a job
 is cancelled or removed through a JobCollection of this process (LocalCancels), and at once
 from a cancel stream where the server has one (CancelSource). A queued job whose claim is lost
 is dropped; a worker call whose unreported jobs all lost their claims is stopped (stops.py).
@@ -89,7 +91,9 @@ class Leases:
         return len(self._expires)
 
     def claimed(self, job: Job) -> None:
-        """A job was claimed: its lease runs out when its document says."""
+        """A job was claimed: its lease runs out when its document says, and its checkpoints
+        are stored with its renewals."""
+        job._heartbeats = True
         if job.doc.expires_after is not None:
             self._expires.setdefault(job.doc.run_id, job.doc.expires_after)
 
@@ -139,15 +143,25 @@ class Leases:
         renewed = 0
         for run_id, jobs in claims.items():  # one renewal per claim: its jobs share a lease
             asked_at = self._service.clock.now()
+            pending = [(job, job._pending_checkpoint()) for job in jobs]
+            checkpoints = [
+                (job._saved_id("checkpoint"), state) for job, state in pending if state is not None
+            ]
             try:
                 still_held = set(
                     await self._service.run(
-                        Heartbeat([job._saved_id("heartbeat") for job in jobs], run_id)
+                        Heartbeat(
+                            [job._saved_id("heartbeat") for job in jobs],
+                            run_id,
+                            checkpoints=checkpoints or None,
+                        )
                     )
                 )
             except Exception as exc:
                 await self._on_error(exc, f"heartbeat of claim {run_id}")
                 continue
+            for job, state in pending:
+                job._checkpoint_stored(state)
             self._expires[run_id] = asked_at + self._lease
             reporting = {id(job) for batch in self._held.reporting.values() for job in batch}
             for job in jobs:

@@ -7,8 +7,10 @@ works), writes the reports, and the child never sees the Job. The function is gi
 pickles: a `JobView` (id, type, data, attempt), or a list of them with `payload > 1`; its
 return value is the result. A Job cannot cross (it holds the collection and the event loop),
 and a view with the same `.id`/`.type`/`.data` lets code written for a thread worker
-(`job.data[...]`) run unchanged. The job's actions (`progress`, `log`) are not available in
-the child.
+(`job.data[...]`) run unchanged. Of the job's actions, the child has `checkpoint(state)` and
+`iterate(items)` (checkpoints.py): a checkpoint crosses the pipe to the parent, which records
+it on the Job (stored with the next lease renewal, or at once with `flush=True`) and answers
+before the child goes on. The others (`progress`, `log`) are not available in the child.
 
 Why a pool of our own: concurrent.futures.ProcessPoolExecutor cannot stop one call (cancel()
 only drops calls not started) nor kill one child without breaking the whole pool. Here each
@@ -50,18 +52,21 @@ import pickle
 import signal
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing import get_context
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, TypeVar
 
+from ...model import validation as v
 from ...model.errors import InvalidArgument, JobCollectionError
+from ..checkpoints import iterate_blocking
 from ..job import Job
 from .failures import text
 from .log import logger
 
+T = TypeVar("T")
 PIPE_CHUNK = 32 * 1024
 """A message up to this size is sent from the event loop: an empty pipe takes it whole without
 a reader (Linux's buffer is 64 KiB). A larger one is sent from a thread, as the child may
@@ -73,10 +78,11 @@ class WorkerProcessError(JobCollectionError, RuntimeError):
     between the processes (the job, the result, the exception) does not pickle."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class JobView:
     """What a process worker's function is given of a job: the fields a child can use, all of
-    which pickle (a Job, which holds the collection and the event loop, cannot cross)."""
+    which pickle (a Job, which holds the collection and the event loop, cannot cross), and
+    its checkpoints, which cross the pipe to the parent (see the module docstring)."""
 
     id: Any
     """The stored id (an ObjectId, or a string)."""
@@ -84,11 +90,46 @@ class JobView:
     data: dict[str, Any]
     attempt: int
     """1 on the job's first run, 2 on its first retry, and so on."""
+    checkpoint_state: Any = None
+    """As `Job.checkpoint_state`: where the job is to resume from (None: from the start)."""
+    index: int = 0
+    """Its place in its worker call's batch (what its checkpoints name to the parent)."""
 
     @classmethod
-    def of(cls, job: Job) -> JobView:
+    def of(cls, job: Job, index: int = 0) -> JobView:
         """The view of a claimed job (its attempt: `retried`, counted at claim time)."""
-        return cls(job.id, job.type, job.data, job.doc.retried)
+        return cls(job.id, job.type, job.data, job.doc.retried, job.checkpoint_state, index)
+
+    def checkpoint(self, state: Any, *, flush: bool = False) -> bool:
+        """`Job.checkpoint` from the worker's child process: the state (a JSON value)
+        crosses to the parent, which records it on the job (or stores it now, `flush`);
+        returns once the parent has answered, raising what `Job.checkpoint` raised there
+        (InvalidArgument naming `state`, for one). RuntimeError outside a worker call."""
+        if _parent is None:
+            raise RuntimeError("JobView.checkpoint() works in a process worker's call only")
+        value = v.checkpoint_state(state, "state")
+        _parent.send_bytes(
+            CHECKPOINT + pickle.dumps((self.index, value, v.boolean(flush, "flush")))
+        )
+        kind, answer = pickle.loads(_parent.recv_bytes())
+        if kind == "raised":
+            raise _rebuilt(*answer)
+        self.checkpoint_state = value
+        return bool(answer)
+
+    def iterate(self, items: Iterable[T], *, every: int = 1, flush: bool = False) -> Iterator[T]:
+        """`Job.iterate` in a process worker: a plain iterator over `items` that skips those
+        an earlier attempt got past and checkpoints the position every `every` items."""
+        return iterate_blocking(
+            self.checkpoint, self.checkpoint_state, items, every=every, flush=flush
+        )
+
+
+CHECKPOINT = b"checkpoint:"
+"""What a child's message starts with when it is a checkpoint (the pickled (index, state,
+flush) follows), not its call's reply."""
+_parent: Connection | None = None
+"""In a child process: its pipe to the parent (None elsewhere)."""
 
 
 class ChildTraceback(Exception):
@@ -125,8 +166,13 @@ class ProcessWorker:
         self.processes = processes
 
     async def __call__(self, given: Job | list[Job]) -> Any:
-        view = [JobView.of(job) for job in given] if isinstance(given, list) else JobView.of(given)
-        return await self.processes.run(view)
+        jobs = given if isinstance(given, list) else [given]
+        view = [JobView.of(job, i) for i, job in enumerate(jobs)]
+
+        async def checkpoint(index: int, state: Any, flush: bool) -> bool:
+            return await jobs[index].checkpoint(state, flush=flush)
+
+        return await self.processes.run(view if isinstance(given, list) else view[0], checkpoint)
 
 
 @dataclass(eq=False, slots=True)
@@ -162,10 +208,12 @@ class Processes:
         self._ending: set[asyncio.Task[None]] = set()
         self._closed = False
 
-    async def run(self, argument: Any) -> Any:
+    async def run(self, argument: Any, checkpoint: Checkpointer | None = None) -> Any:
         """Call the function on `argument` in an idle child (a new one if none is idle): its
-        return value, or the exception it raised, raised here. Cancelled, it stops the child
-        (SIGTERM, then SIGKILL after the grace) before it lets the cancellation go on."""
+        return value, or the exception it raised, raised here; the checkpoints the child
+        sends meanwhile go to `checkpoint` (index, state, flush), whose answer (or error)
+        goes back to the child. Cancelled, it stops the child (SIGTERM, then SIGKILL after
+        the grace) before it lets the cancellation go on."""
         if self._closed:
             raise RuntimeError("the queue's worker processes were stopped")
         try:
@@ -178,6 +226,9 @@ class Processes:
         try:
             await _send(child.conn, message)
             reply = await _receive(child.conn)
+            while reply.startswith(CHECKPOINT):
+                await _send(child.conn, await _answer(reply[len(CHECKPOINT) :], checkpoint))
+                reply = await _receive(child.conn)
         except asyncio.CancelledError:
             ending = self._end(child, "its call was cancelled", terminate=True)
             while not ending.done():
@@ -289,6 +340,22 @@ class Processes:
         process.close()
 
 
+Checkpointer = Callable[[int, Any, bool], Awaitable[bool]]
+"""Records a checkpoint a child sent: (the job's index in the call, state, flush)."""
+
+
+async def _answer(message: bytes, checkpoint: Checkpointer | None) -> bytes:
+    """The answer to a child's checkpoint: ("ok", what `checkpoint` returned) or ("raised",
+    the exception, described as a call's is)."""
+    try:
+        if checkpoint is None:
+            raise RuntimeError("this call takes no checkpoints")
+        index, state, flush = pickle.loads(message)
+        return pickle.dumps(("ok", await checkpoint(index, state, flush)))
+    except Exception as exc:
+        return pickle.dumps(("raised", _described(exc)))
+
+
 async def _send(conn: Connection, message: bytes) -> None:
     if len(message) <= PIPE_CHUNK:
         conn.send_bytes(message)
@@ -367,6 +434,8 @@ def _rebuilt(blob: bytes | None, name: str, message: str, trace: str) -> Excepti
 def _serve(conn: Connection, function_blob: bytes) -> None:
     """A child's life: load the function, then call it on each argument the parent sends and
     send back ("ok", result, rss) or ("raised", exception, rss), until the pipe closes."""
+    global _parent
+    _parent = conn
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     function: Callable[[Any], Any] | None = None
     broken: BaseException | None = None

@@ -139,7 +139,11 @@ class Reports:
                 while True:
                     try:
                         ids = await self._service.run(
-                            Release([job._saved_id("release") for job in held], run_id)
+                            Release(
+                                [job._saved_id("release") for job in held],
+                                run_id,
+                                checkpoints=_pending(held),
+                            )
                         )
                     except DatabaseError as exc:
                         if isinstance(exc, WriteRefused) or not await self._may_retry(
@@ -150,6 +154,8 @@ class Reports:
                         attempt += 1
                         continue
                     released += len(ids)
+                    for job in held:
+                        job._checkpoint_stored(job._pending_checkpoint())
                     break
         return released
 
@@ -219,3 +225,9 @@ class Reports:
         logger.warning("report on job %s failed (%s); retrying in %.2f s", job.id, exc, delay)
         await asyncio.sleep(delay)
         return True
+
+
+def _pending(jobs: list[Job]) -> list[tuple[Any, Any]] | None:
+    """The checkpoints these jobs recorded and did not store yet (None: none)."""
+    pairs = [(job.id, state) for job in jobs if (state := job._pending_checkpoint()) is not None]
+    return pairs or None
