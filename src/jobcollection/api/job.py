@@ -363,13 +363,21 @@ class Job:
         if job_id is not None:
             assign(self._doc, id=job_id)
 
-    async def save(self, cancel_repeats: bool = False) -> Id | None:
+    async def save(self, cancel_repeats: bool = False, *, session: Any = None) -> Id | None:
         """Insert (or resubmit a paused) job; its id, or None if it was not saved/cancelled.
-        Safe to call again after a DatabaseError: the job is inserted at most once."""
+        Safe to call again after a DatabaseError: the job is inserted at most once.
+
+        `session`: a pymongo AsyncClientSession (or Motor session) in a transaction of the
+        collection's client: the job is saved inside it, so it exists if and only if your
+        own writes in that transaction commit (the outbox pattern); this process's queues
+        are woken after the commit (`jc.transaction()`, `jc.after_commit`). See
+        docs/how-to/transactions.md."""
         cancel = v.boolean(cancel_repeats, "cancel_repeats")
         with tracing.enqueuing([self._doc]):
             job_id = await self._service.run(
-                ops.Save(self._doc, cancel_repeats=cancel, job_id=self._insert_id())
+                ops.Save(
+                    self._doc, cancel_repeats=cancel, job_id=self._insert_id(), session=session
+                )
             )
         self._saved_as(job_id)
         return job_id
@@ -448,8 +456,16 @@ class Job:
         result: Any = None,
         repeat_id: bool = False,
         delay_deps: float | timedelta | None = None,
+        *,
+        session: Any = None,
     ) -> bool | Id:
-        """Complete the claimed job; with repeat_id the id of the repeat it scheduled, if any."""
+        """Complete the claimed job; with repeat_id the id of the repeat it scheduled, if any.
+
+        `session` (as for save): the job is completed inside your transaction, so it is
+        completed if and only if your own writes commit; its repeat and dependents follow
+        after the commit (repeat_id cannot be answered then). If the transaction aborts, the
+        job is still running under this claim: report it again, or its lease expires and it
+        is retried."""
         job_id, run_id = self._claim("done")
         value = v.wrap_value({} if result is None else result, "result")
         with_repeat_id = v.boolean(repeat_id, "repeat_id")
@@ -464,6 +480,7 @@ class Job:
                     repeat_id=with_repeat_id,
                     delay_deps_ms=delay_deps_ms,
                     claimed=self._doc if self._claimed_copy else None,
+                    session=session,
                 )
             )
         finally:
@@ -473,8 +490,9 @@ class Job:
             assign(self._doc, status=Status.COMPLETED)
         return outcome
 
-    async def fail(self, error: Any = None, fatal: bool = False) -> bool:
-        """Fail the claimed job; it is retried unless fatal or out of retries."""
+    async def fail(self, error: Any = None, fatal: bool = False, *, session: Any = None) -> bool:
+        """Fail the claimed job; it is retried unless fatal or out of retries. `session`:
+        inside your transaction, as for done."""
         job_id, run_id = self._claim("fail")
         value = v.wrap_value(dict(NO_ERROR) if error is None else error, "error")
         is_fatal = v.boolean(fatal, "fatal")
@@ -487,6 +505,7 @@ class Job:
                     value,
                     fatal=is_fatal,
                     claimed=self._doc if self._claimed_copy else None,
+                    session=session,
                 )
             )
         finally:

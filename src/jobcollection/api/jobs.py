@@ -272,10 +272,13 @@ class JobsAPI:
         docs = await waiting.waiters(self.service).wait(wanted, limit)
         return [Job(self, doc) for doc in docs if doc is not None]
 
-    async def save_jobs(self, jobs: Sequence[Job], cancel_repeats: bool = False) -> list[Id | None]:
+    async def save_jobs(
+        self, jobs: Sequence[Job], cancel_repeats: bool = False, *, session: Any = None
+    ) -> list[Id | None]:
         """Save many new jobs in as few round trips as their semantics allow (one for jobs
         without dependencies); each job's id is set as save() would. The ids, in order.
         Safe to call again after a DatabaseError: each job is inserted at most once.
+        `session`: all of them inside your transaction, as for `Job.save`.
 
         Every job is checked before any is written, so an invalid job refuses the whole list
         (InvalidArgument naming `jobs[i]`, its index in this list)."""
@@ -291,6 +294,7 @@ class JobsAPI:
                     cancel_repeats=v.boolean(cancel_repeats, "cancel_repeats"),
                     job_ids=[job._insert_id() for job in jobs],
                     name="jobs",
+                    session=session,
                 )
             )
         for job, job_id in zip(jobs, ids, strict=True):
