@@ -80,6 +80,9 @@ class Job:
         """A done() or fail() of this handle awaits its answer (the queue does not take the
         job's claim for lost meanwhile: the report may have just been stored)."""
         self._new_id: Id | None = None
+        self._unconfirmed = False
+        """Saved as a new job inside a transaction, whose commit this handle cannot know of:
+        a save again is the same insert (see `_to_save`)."""
         self._claimed_copy = False
         self._loop: asyncio.AbstractEventLoop | None = None
         if isinstance(type_or_doc, JobDoc | dict):
@@ -104,6 +107,7 @@ class Job:
         job._cancelled = False
         job._report_in_flight = False
         job._new_id = None
+        job._unconfirmed = False
         job._claimed_copy = True  # the document as claimed: done/fail may skip reading it
         job._loop = None
         job._doc = doc
@@ -359,9 +363,21 @@ class Job:
             self._new_id = ObjectId()
         return self._new_id
 
-    def _saved_as(self, job_id: Id | None) -> None:
+    def _to_save(self) -> tuple[JobDoc, Id | None]:
+        """The document a save sends, and the id a new job is inserted under. A new job
+        saved inside a transaction is saved again as the same insert under the same id: if
+        that transaction aborted (or is being retried, as `with_transaction` does), the job
+        is inserted now; if it committed, the insert finds it, as after a lost reply."""
+        if not self._unconfirmed:
+            return self._doc, self._insert_id()
+        doc = self._doc.model_copy()
+        assign(doc, id=None)
+        return doc, self._new_id
+
+    def _saved_as(self, job_id: Id | None, session: Any = None) -> None:
         if job_id is not None:
             assign(self._doc, id=job_id)
+            self._unconfirmed = session is not None and job_id == self._new_id
 
     async def save(self, cancel_repeats: bool = False, *, session: Any = None) -> Id | None:
         """Insert (or resubmit a paused) job; its id, or None if it was not saved/cancelled.
@@ -373,13 +389,12 @@ class Job:
         are woken after the commit (`jc.transaction()`, `jc.after_commit`). See
         docs/how-to/transactions.md."""
         cancel = v.boolean(cancel_repeats, "cancel_repeats")
+        doc, new_id = self._to_save()
         with tracing.enqueuing([self._doc]):
             job_id = await self._service.run(
-                ops.Save(
-                    self._doc, cancel_repeats=cancel, job_id=self._insert_id(), session=session
-                )
+                ops.Save(doc, cancel_repeats=cancel, job_id=new_id, session=session)
             )
-        self._saved_as(job_id)
+        self._saved_as(job_id, session)
         return job_id
 
     async def refresh(self, get_log: bool = False, get_failures: bool = False) -> bool:
@@ -511,7 +526,7 @@ class Job:
         finally:
             self._report_in_flight = False
         self.reported = True
-        if ok:
+        if ok and session is None:  # (in a transaction that may abort, the claim stays known)
             assign(self._doc, run_id=None)
         return ok
 

@@ -286,19 +286,19 @@ class JobsAPI:
         for i, job in enumerate(jobs):
             if not isinstance(job, Job):
                 raise InvalidArgumentType(f"jobs[{i}]", "must be a Job")
-        docs = [job.doc for job in jobs]
-        with tracing.enqueuing(docs):
+        docs, new_ids = zip(*(job._to_save() for job in jobs), strict=True) if jobs else ((), ())
+        with tracing.enqueuing(list(docs)):
             ids = await self.service.run(
                 ops.SaveMany(
-                    docs,
+                    list(docs),
                     cancel_repeats=v.boolean(cancel_repeats, "cancel_repeats"),
-                    job_ids=[job._insert_id() for job in jobs],
+                    job_ids=list(new_ids),
                     name="jobs",
                     session=session,
                 )
             )
         for job, job_id in zip(jobs, ids, strict=True):
-            job._saved_as(job_id)
+            job._saved_as(job_id, session)
         return ids
 
     async def save_workflow(self, flow: Flow | Job) -> Workflow:

@@ -74,7 +74,7 @@ class Transactions:
         """The session an operation may join: one in a transaction, started by the client of
         the jobs' collection (a transaction spans one client). Raises InvalidArgumentType or
         InvalidArgument naming "session"."""
-        if not hasattr(session, "in_transaction") or not hasattr(session, "client"):
+        if not _is_session(session):
             raise InvalidArgumentType(
                 "session", "must be a pymongo AsyncClientSession or a Motor client session"
             )
@@ -153,8 +153,8 @@ class Transactions:
         `after_commit` (see JobCollection.transaction)."""
         if given is None:
             given = self.client()
-        owned = not hasattr(given, "in_transaction")
-        if owned and not callable(getattr(given, "start_session", None)):
+        owned = not _is_session(given)
+        if owned and not callable(getattr(type(given), "start_session", None)):
             raise InvalidArgumentType(
                 "client_or_session",
                 "must be a pymongo AsyncMongoClient, a Motor client or a session",
@@ -180,6 +180,12 @@ class Transactions:
         finally:
             if owned:
                 await _maybe(session.end_session())
+
+
+def _is_session(value: Any) -> bool:
+    """Whether a value is a client session (looked up on its type: a client or a database
+    answers any attribute with a database or a collection)."""
+    return callable(getattr(type(value), "commit_transaction", None))
 
 
 async def _maybe(value: Any) -> Any:

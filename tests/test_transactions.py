@@ -1,0 +1,344 @@
+"""Transactional saves and reports (the outbox pattern): `save(session=)`, `save_jobs(session=)`,
+`done(session=)` and `fail(session=)` inside the caller's transaction; queues woken and
+follow-ups finished after the commit, never after an abort (docs/how-to/transactions.md).
+
+In memory the strict backend's StrictSession stands in for a pymongo session (tests/strict.py,
+rule 10: commands refused in a transaction, an error aborts it, an abort undoes its writes,
+no isolation); with MONGODB_URI on a replica set or a mongos the same tests run on real
+transactions. The plain in-memory backend has no sessions: skipped there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from conftest import MONGODB_URI, MakeJC
+from jobcollection import (
+    DatabaseError,
+    InvalidArgument,
+    InvalidArgumentType,
+    JobCollection,
+    ManualClock,
+    Status,
+)
+from strict import StrictSession, strict_mode
+
+pytestmark = pytest.mark.skipif(
+    not MONGODB_URI and strict_mode() is None,
+    reason="the plain in-memory backend has no sessions (strict backend or MONGODB_URI)",
+)
+
+
+class Boom(Exception):
+    """The business logic failing inside the transaction."""
+
+
+NewSession = Callable[[], Any]
+
+
+@pytest.fixture
+async def new_session(database: Any) -> AsyncIterator[NewSession]:
+    """Sessions of the test database's client (ended after the test): StrictSessions in
+    memory; real ones with MONGODB_URI, which must name a replica set or a mongos."""
+    if MONGODB_URI:
+        hello = await database.client.admin.command("hello")
+        if "setName" not in hello and hello.get("msg") != "isdbgrid":
+            pytest.skip("transactions need a replica set or a mongos, not a standalone")
+    sessions: list[Any] = []
+
+    def make() -> Any:
+        session = database.client.start_session() if MONGODB_URI else StrictSession(database.client)
+        sessions.append(session)
+        return session
+
+    yield make
+    for session in sessions:
+        await session.end_session()
+
+
+@pytest.fixture
+async def jc(make_jc: MakeJC, database: Any) -> JobCollection:
+    """A started collection, and the business collection the tests write beside it (created
+    first: before MongoDB 4.4 a transaction cannot create one)."""
+    await database["orders"].insert_one({"_id": "setup"})
+    return await make_jc()
+
+
+def woken_by(jc: JobCollection, *types: str) -> list[datetime]:
+    """The save hints this process's queues of these types are given (as a queue listens)."""
+    woken: list[datetime] = []
+    saves = jc.service.saves()
+    assert saves is not None
+    saves.subscribe(list(types), woken.append)
+    return woken
+
+
+def recorded(session: Any) -> list[tuple[str, bool]]:
+    """The commands a StrictSession saw (a real session keeps no such list)."""
+    return list(getattr(session, "commands", []))
+
+
+async def stored(jc: JobCollection, job_id: Any) -> dict[str, Any] | None:
+    found: dict[str, Any] | None = await jc.collection.find_one({"_id": job_id})
+    return found
+
+
+# --- saves ------------------------------------------------------------------------------------
+
+
+async def test_a_committed_save_stores_the_job_and_wakes_the_queues_after_the_commit(
+    jc: JobCollection, database: Any, new_session: NewSession
+) -> None:
+    woken = woken_by(jc, "ship")
+    session = new_session()
+    async with jc.transaction(session) as s:
+        assert s is session
+        await database["orders"].insert_one({"_id": "o1"}, session=s)
+        before = jc.commands
+        job = jc.create_job("ship", {"order": "o1"})
+        job_id = await job.save(session=s)
+        sent = jc.commands - before
+        assert woken == []  # not before the commit
+    assert len(woken) == 1
+    doc = await stored(jc, job_id)
+    assert doc is not None and doc["status"] == Status.READY
+    assert await database["orders"].find_one({"_id": "o1"}) is not None
+    if not MONGODB_URI:  # every command of the save went in the session, in its transaction
+        saving = recorded(session)[1:]  # after the caller's own insert
+        assert len(saving) == sent and all(in_txn for _, in_txn in saving)
+
+
+async def test_an_aborted_save_leaves_no_job_and_wakes_no_queue(
+    jc: JobCollection, database: Any, new_session: NewSession
+) -> None:
+    woken = woken_by(jc, "ship")
+    session = new_session()
+    job = jc.create_job("ship", {"order": "o2"})
+    with pytest.raises(Boom):
+        async with jc.transaction(session) as s:
+            await database["orders"].insert_one({"_id": "o2"}, session=s)
+            await job.save(session=s)
+            raise Boom
+    assert job.id is not None  # the handle has its id; no document has it
+    assert await stored(jc, job.id) is None
+    assert await database["orders"].find_one({"_id": "o2"}) is None
+    await jc.after_commit(session)  # even called after the abort: nothing to wake
+    assert woken == []
+    assert await jc.collection.count_documents({}) == 0
+
+
+async def test_save_jobs_and_dependencies_join_the_transaction_whole(
+    jc: JobCollection, new_session: NewSession
+) -> None:
+    woken = woken_by(jc, "a", "b")
+    first = jc.create_job("a")
+
+    async def save_all(s: Any) -> list[Any]:
+        await first.save(session=s)
+        then = jc.create_job("b").depends([first])
+        later = jc.create_job("a").delay(3600)
+        return [first.id, *await jc.save_jobs([then, later], session=s)]
+
+    with pytest.raises(Boom):
+        async with jc.transaction(new_session()) as s:
+            await save_all(s)
+            raise Boom
+    assert await jc.collection.count_documents({}) == 0
+    assert woken == []
+    session = new_session()
+    async with jc.transaction(session) as s:
+        ids = await save_all(s)
+    statuses = {d["_id"]: d["status"] for d in await jc.collection.find({}).to_list(None)}
+    assert [statuses[i] for i in ids] == [Status.READY, Status.WAITING, Status.WAITING]
+    assert len(woken) == 3
+    assert all(in_txn for _, in_txn in recorded(session))
+
+
+async def test_a_save_with_cancel_repeats_cancels_inside_the_transaction(
+    jc: JobCollection, new_session: NewSession
+) -> None:
+    old = jc.create_job("tick").repeat(wait=60)
+    await old.save()
+    session = new_session()
+    with pytest.raises(Boom):
+        async with jc.transaction(session) as s:
+            await jc.create_job("tick").repeat(wait=60).save(cancel_repeats=True, session=s)
+            raise Boom
+    doc = await stored(jc, old.id)
+    assert doc is not None and doc["status"] != Status.CANCELLED  # the abort undid the cancel
+
+
+async def test_the_drivers_own_transaction_then_after_commit(
+    jc: JobCollection, new_session: NewSession
+) -> None:
+    woken = woken_by(jc, "ship")
+    session = new_session()
+    await _start(session)
+    job_id = await jc.create_job("ship").save(session=session)
+    with pytest.raises(InvalidArgument, match="session.*still in its transaction"):
+        await jc.after_commit(session)
+    await session.commit_transaction()
+    assert woken == []
+    await jc.after_commit(session)
+    assert len(woken) == 1 and await stored(jc, job_id) is not None
+
+
+# --- reports ----------------------------------------------------------------------------------
+
+
+async def test_done_in_a_transaction_completes_the_job_iff_it_commits(
+    jc: JobCollection, clock: ManualClock, new_session: NewSession
+) -> None:
+    first = jc.create_job("a")
+    await first.save()
+    then = jc.create_job("b").depends([first])
+    await then.save()
+    [held] = await jc.get_work("a")
+    with pytest.raises(Boom):
+        async with jc.transaction(new_session()) as s:
+            assert await held.done({"n": 1}, session=s) is True
+            raise Boom
+    doc = await stored(jc, held.id)
+    assert doc is not None and doc["status"] == Status.RUNNING  # still under its claim
+    session = new_session()
+    async with jc.transaction(session) as s:
+        held.reported = False
+        assert await held.done({"n": 2}, session=s) is True
+        waiting = await stored(jc, then.id)
+        assert waiting is not None and waiting["status"] == Status.WAITING  # not before commit
+    doc = await stored(jc, held.id)
+    assert doc is not None and doc["status"] == Status.COMPLETED and doc["result"] == {"n": 2}
+    released = await stored(jc, then.id)  # its dependent, released after the commit
+    assert released is not None and released["status"] == Status.READY
+    assert "followUps" not in (released.get("_private") or {})
+    assert all(in_txn for _, in_txn in recorded(session))
+
+
+async def test_fail_in_a_transaction_fails_the_job_iff_it_commits(
+    jc: JobCollection, new_session: NewSession
+) -> None:
+    await jc.create_job("a").retry(0).save()
+    [held] = await jc.get_work("a")
+    with pytest.raises(Boom):
+        async with jc.transaction(new_session()) as s:
+            await held.fail({"why": "x"}, fatal=True, session=s)
+            raise Boom
+    doc = await stored(jc, held.id)
+    assert doc is not None and doc["status"] == Status.RUNNING
+    async with jc.transaction(new_session()) as s:
+        assert await held.fail({"why": "y"}, fatal=True, session=s) is True
+    doc = await stored(jc, held.id)
+    assert doc is not None and doc["status"] == Status.FAILED
+
+
+async def test_a_follow_up_left_uncalled_is_finished_by_the_job_server_pass(
+    jc: JobCollection, new_session: NewSession
+) -> None:
+    first = jc.create_job("a")
+    await first.save()
+    then = jc.create_job("b").depends([first])
+    await then.save()
+    [held] = await jc.get_work("a")
+    session = new_session()
+    await _start(session)
+    await held.done(session=session)
+    await session.commit_transaction()  # and no after_commit
+    waiting = await stored(jc, then.id)
+    assert waiting is not None and waiting["status"] == Status.WAITING
+    await jc.run_server_pass()
+    released = await stored(jc, then.id)
+    assert released is not None and released["status"] == Status.READY
+
+
+# --- refusals ---------------------------------------------------------------------------------
+
+
+async def test_what_cannot_join_a_transaction_is_refused_before_anything_is_written(
+    jc: JobCollection, database: Any, new_session: NewSession
+) -> None:
+    job = jc.create_job("ship")
+    with pytest.raises(InvalidArgumentType, match="session"):
+        await job.save(session="not a session")
+    with pytest.raises(InvalidArgument, match="session.*not in a transaction"):
+        await job.save(session=new_session())
+    if not MONGODB_URI:
+        other = StrictSession(object())
+        await other.start_transaction()
+        with pytest.raises(InvalidArgument, match="session.*another client"):
+            await job.save(session=other)
+    async with jc.transaction(new_session()) as s:
+        with pytest.raises(InvalidArgument, match="session.*unique job"):
+            await jc.create_job("ship").unique("k").save(session=s)
+    await job.save()
+    [held] = await jc.get_work("ship")
+    async with jc.transaction(new_session()) as s:
+        with pytest.raises(InvalidArgument, match="repeat_id"):
+            await held.done(repeat_id=True, session=s)
+    with pytest.raises(InvalidArgument, match="client_or_session"):
+        async with jc.transaction(42):
+            pass
+    assert await jc.collection.count_documents({"type": "ship"}) == 1
+
+
+async def test_a_command_mongodb_refuses_in_a_transaction_aborts_it(
+    database: Any, new_session: NewSession
+) -> None:
+    """What the strict backend models of the server (rule 10): index creation is refused in
+    a transaction, and the transaction is then aborted (its commit fails)."""
+    if MONGODB_URI:
+        pytest.skip("the strict backend's model")
+    session = new_session()
+    await session.start_transaction()
+    await database["orders"].insert_one({"_id": 1}, session=session)
+    with pytest.raises(Exception, match="multi-document transaction"):
+        await database["orders"].create_index([("x", 1)], session=session)
+    with pytest.raises(Exception, match="aborted"):
+        await session.commit_transaction()
+    assert await database["orders"].find_one({"_id": 1}) is None
+
+
+async def test_a_remote_collection_refuses_a_session(
+    jc: JobCollection, clock: ManualClock, new_session: NewSession
+) -> None:
+    from jobcollection.remote import RemoteJobCollection
+    from remote_helpers import serve_jc
+
+    async with (
+        serve_jc(jc) as url,
+        RemoteJobCollection(url, token="admin-token", clock=clock) as remote,
+    ):
+        async with jc.transaction(new_session()) as s:
+            with pytest.raises(InvalidArgument, match="session.*remote"):
+                await remote.create_job("ship").save(session=s)
+            with pytest.raises(InvalidArgument, match="session.*remote"):
+                await remote.save_jobs([remote.create_job("ship")], session=s)
+    assert await jc.collection.count_documents({}) == 0
+
+
+async def test_a_standalone_server_says_it_cannot_run_transactions() -> None:
+    """Through pymongo's real driver, against the wire stand-in as a standalone."""
+    from pymongo import AsyncMongoClient
+
+    from wire_server import StandIn, WireServer
+
+    server = WireServer(StandIn())
+    port = await server.start()
+    client: Any = AsyncMongoClient(f"mongodb://127.0.0.1:{port}", tz_aware=False)
+    try:
+        jc = JobCollection(client.db["queue.jobs"])
+        with pytest.raises(DatabaseError, match="cannot run transactions.*replica set"):
+            async with jc.transaction() as s:
+                await jc.create_job("ship").save(session=s)
+    finally:
+        await client.close()
+        await server.close()
+
+
+async def _start(session: Any) -> None:
+    started = session.start_transaction()
+    if hasattr(started, "__await__"):
+        await started
