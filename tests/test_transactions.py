@@ -11,7 +11,7 @@ transactions. The plain in-memory backend has no sessions: skipped there.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -179,7 +179,7 @@ async def test_the_drivers_own_transaction_then_after_commit(
     session = new_session()
     await _start(session)
     job_id = await jc.create_job("ship").save(session=session)
-    with pytest.raises(InvalidArgument, match="session.*still in its transaction"):
+    with pytest.raises(InvalidArgument, match=r"session.*still in its transaction"):
         await jc.after_commit(session)
     await session.commit_transaction()
     assert woken == []
@@ -263,15 +263,15 @@ async def test_what_cannot_join_a_transaction_is_refused_before_anything_is_writ
     job = jc.create_job("ship")
     with pytest.raises(InvalidArgumentType, match="session"):
         await job.save(session="not a session")
-    with pytest.raises(InvalidArgument, match="session.*not in a transaction"):
+    with pytest.raises(InvalidArgument, match=r"session.*not in a transaction"):
         await job.save(session=new_session())
     if not MONGODB_URI:
         other = StrictSession(object())
         await other.start_transaction()
-        with pytest.raises(InvalidArgument, match="session.*another client"):
+        with pytest.raises(InvalidArgument, match=r"session.*another client"):
             await job.save(session=other)
     async with jc.transaction(new_session()) as s:
-        with pytest.raises(InvalidArgument, match="session.*unique job"):
+        with pytest.raises(InvalidArgument, match=r"session.*unique job"):
             await jc.create_job("ship").unique("k").save(session=s)
     await job.save()
     [held] = await jc.get_work("ship")
@@ -310,32 +310,83 @@ async def test_a_remote_collection_refuses_a_session(
     async with (
         serve_jc(jc) as url,
         RemoteJobCollection(url, token="admin-token", clock=clock) as remote,
+        jc.transaction(new_session()) as s,
     ):
-        async with jc.transaction(new_session()) as s:
-            with pytest.raises(InvalidArgument, match="session.*remote"):
-                await remote.create_job("ship").save(session=s)
-            with pytest.raises(InvalidArgument, match="session.*remote"):
-                await remote.save_jobs([remote.create_job("ship")], session=s)
+        with pytest.raises(InvalidArgument, match=r"session.*remote"):
+            await remote.create_job("ship").save(session=s)
+        with pytest.raises(InvalidArgument, match=r"session.*remote"):
+            await remote.save_jobs([remote.create_job("ship")], session=s)
     assert await jc.collection.count_documents({}) == 0
 
 
-async def test_a_standalone_server_says_it_cannot_run_transactions() -> None:
-    """Through pymongo's real driver, against the wire stand-in as a standalone."""
+@pytest.fixture
+async def wire_jc() -> AsyncIterator[Callable[..., Any]]:
+    """JobCollections over pymongo's real driver, talking to the wire stand-in (a one-member
+    replica set by default, whose transactions undo their writes on an abort)."""
     from pymongo import AsyncMongoClient
 
     from wire_server import StandIn, WireServer
 
-    server = WireServer(StandIn())
-    port = await server.start()
-    client: Any = AsyncMongoClient(f"mongodb://127.0.0.1:{port}", tz_aware=False)
-    try:
-        jc = JobCollection(client.db["queue.jobs"])
-        with pytest.raises(DatabaseError, match="cannot run transactions.*replica set"):
-            async with jc.transaction() as s:
-                await jc.create_job("ship").save(session=s)
-    finally:
+    servers: list[Any] = []
+    clients: list[Any] = []
+
+    async def make(**options: Any) -> JobCollection:
+        server = WireServer(StandIn(**options))
+        port = await server.start()
+        servers.append(server)
+        client: Any = AsyncMongoClient(f"mongodb://127.0.0.1:{port}", tz_aware=False)
+        clients.append(client)
+        jc = JobCollection(
+            client.db["queue.jobs"], clock=ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
+        )
+        await jc.start_job_server()
+        return jc
+
+    yield make
+    for client in clients:
         await client.close()
+    for server in servers:
         await server.close()
+
+
+async def test_through_the_driver_an_abort_leaves_no_job_and_wakes_no_worker(
+    wire_jc: Callable[..., Any],
+) -> None:
+    jc = await wire_jc(replica_set="rs0")
+    orders = jc.collection.database["orders"]
+    await orders.insert_one({"_id": "setup"})
+    woken = woken_by(jc, "ship")
+    job = jc.create_job("ship")
+    with pytest.raises(Boom):
+        async with jc.transaction() as s:
+            await orders.insert_one({"_id": "o1"}, session=s)
+            await job.save(session=s)
+            assert await jc.collection.count_documents({}, session=s) == 1
+            raise Boom
+    assert await jc.collection.count_documents({}) == 0
+    assert await orders.count_documents({"_id": "o1"}) == 0
+    assert woken == []
+    async with jc.transaction() as s:  # the driver's session, the handle saved again
+        await orders.insert_one({"_id": "o1"}, session=s)
+        assert await job.save(session=s) == job.id
+        assert woken == []
+    assert len(woken) == 1
+    [held] = await jc.get_work("ship")
+    async with jc.transaction() as s:
+        assert await held.done({"ok": 1}, session=s) is True
+    doc = await stored(jc, held.id)
+    assert doc is not None and doc["status"] == Status.COMPLETED
+
+
+async def test_a_standalone_server_says_it_cannot_run_transactions(
+    wire_jc: Callable[..., Any],
+) -> None:
+    """Through pymongo's real driver, against the wire stand-in as a standalone."""
+    jc = await wire_jc()
+    with pytest.raises(DatabaseError, match=r"cannot run transactions.*replica set"):
+        async with jc.transaction() as s:
+            await jc.create_job("ship").save(session=s)
+    assert await jc.collection.count_documents({}) == 0
 
 
 async def _start(session: Any) -> None:
