@@ -10,6 +10,7 @@ transactions. The plain in-memory backend has no sessions: skipped there.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -110,6 +111,29 @@ async def test_a_committed_save_stores_the_job_and_wakes_the_queues_after_the_co
     if not MONGODB_URI:  # every command of the save went in the session, in its transaction
         saving = recorded(session)[1:]  # after the caller's own insert
         assert len(saving) == sent and all(in_txn for _, in_txn in saving)
+
+
+async def test_a_queue_that_does_not_poll_runs_a_job_saved_in_a_transaction_after_the_commit(
+    jc: JobCollection, new_session: NewSession
+) -> None:
+    ran = asyncio.Event()
+    seen: list[dict[str, Any] | None] = []
+
+    async def worker(job: Any) -> None:
+        seen.append(await stored(jc, job.id))
+        ran.set()
+
+    queue = jc.process_jobs("ship", worker, poll_interval=None)
+    try:
+        async with jc.transaction(new_session()) as s:
+            await jc.create_job("ship").save(session=s)
+            await asyncio.sleep(0)  # a woken queue would claim now, and find nothing
+            assert not ran.is_set()
+        async with asyncio.timeout(10):
+            await ran.wait()  # woken by the commit alone
+    finally:
+        await queue.shutdown()
+    assert seen[0] is not None and seen[0]["status"] == Status.RUNNING
 
 
 async def test_an_aborted_save_leaves_no_job_and_wakes_no_queue(
