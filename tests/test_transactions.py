@@ -402,6 +402,40 @@ async def test_through_the_driver_an_abort_leaves_no_job_and_wakes_no_worker(
     assert doc is not None and doc["status"] == Status.COMPLETED
 
 
+async def test_the_drivers_with_transaction_retries_a_transaction_aborted_under_a_save(
+    wire_jc: Callable[..., Any],
+) -> None:
+    """A save whose transaction the server aborted raises a DatabaseError that keeps the
+    driver's TransientTransactionError label, so `with_transaction` runs it again; the job
+    handle, saved again, is inserted once."""
+    jc = await wire_jc(replica_set="rs0")
+    orders = jc.collection.database["orders"]
+    await orders.insert_one({"_id": "taken"})
+    job = jc.create_job("ship")
+    raised: list[BaseException | None] = []
+
+    async def place(session: Any) -> None:
+        assert len(raised) < 2, "with_transaction would run it again and again"
+        if not raised:  # an error the caller swallows aborts the transaction on the server
+            with pytest.raises(Exception, match="duplicate key"):
+                await orders.insert_one({"_id": "taken"}, session=session)
+        try:
+            await job.save(session=session)
+        except BaseException as exc:
+            raised.append(exc)
+            raise
+        raised.append(None)
+        await orders.insert_one({"_id": "o1"}, session=session)
+
+    async with jc.collection.database.client.start_session() as session:
+        await session.with_transaction(place)
+        await jc.after_commit(session)
+    first, second = raised
+    assert isinstance(first, DatabaseError) and second is None
+    assert await jc.collection.count_documents({"_id": job.id}) == 1
+    assert await orders.count_documents({"_id": "o1"}) == 1
+
+
 async def test_a_standalone_server_says_it_cannot_run_transactions(
     wire_jc: Callable[..., Any],
 ) -> None:

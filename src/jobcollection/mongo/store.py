@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
@@ -90,6 +90,21 @@ RETRYABLE_CODES = frozenset(
     {6, 7, 89, 91, 134, 189, 262, 9001, 10058, 10107, 11600, 11602, 13435, 13436}
 )
 """Server error codes of a failover or a network error (pymongo retries writes on them)."""
+
+
+TRANSACTION_LABELS = frozenset({"TransientTransactionError", "UnknownTransactionCommitResult"})
+"""The driver's labels on an error that its `with_transaction` retries the transaction for."""
+
+
+class TransactionRetry(DatabaseError, PyMongoError):
+    """A DatabaseError inside the caller's transaction that keeps the driver's error labels
+    (a write conflict, a transaction aborted by the server: TransientTransactionError), so
+    that pymongo's `with_transaction` retries the whole transaction as after its own errors.
+    Callers catch it as a DatabaseError; the driver's error is the `__cause__`."""
+
+    def __init__(self, message: str, labels: Iterable[str]) -> None:
+        super().__init__(message)
+        self._error_labels = set(labels)
 
 
 def transient(exc: BaseException) -> bool:
@@ -264,18 +279,30 @@ class Store:
             return await awaitable
         except DatabaseError:
             raise
-        except WriteError as exc:  # the server refused the write (DuplicateKeyError too)
-            raise refusal(f"database error: {exc}", exc) from exc
-        except OperationFailure as exc:
-            if self.session is not None and exc.code == NO_TRANSACTIONS:
-                raise DatabaseError(
-                    "database error: this server cannot run transactions (a standalone): a "
-                    "transactional save or report needs a replica set or a sharded cluster; "
-                    f"the server said: {exc}"
-                ) from exc
+        except PyMongoError as exc:
+            labels = {label for label in TRANSACTION_LABELS if exc.has_error_label(label)}
+            if self.session is None or not labels:
+                raise self._translated(exc) from exc
+            raise TransactionRetry(f"database error: {exc}", labels) from exc
+        except Exception as exc:  # bson, or the backend's own error
             raise DatabaseError(f"database error: {exc}") from exc
-        except Exception as exc:  # driver, bson, or the backend's own error
-            raise DatabaseError(f"database error: {exc}") from exc
+
+    def _translated(self, exc: PyMongoError) -> DatabaseError:
+        """Our error for a driver's: WriteRefused for a write the server refused, a
+        DatabaseError that says so when a server cannot run the caller's transaction."""
+        if isinstance(exc, WriteError):  # the server refused the write (DuplicateKeyError too)
+            return refusal(f"database error: {exc}", exc)
+        if (
+            self.session is not None
+            and isinstance(exc, OperationFailure)
+            and exc.code == NO_TRANSACTIONS
+        ):
+            return DatabaseError(
+                "database error: this server cannot run transactions (a standalone): a "
+                "transactional save or report needs a replica set or a sharded cluster; "
+                f"the server said: {exc}"
+            )
+        return DatabaseError(f"database error: {exc}")
 
     def sibling(self, name: str, *, counted: bool = True) -> Store:
         """A Store over another collection of the same database (`database[name]`), with the
