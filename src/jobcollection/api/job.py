@@ -501,7 +501,7 @@ class Job:
         finally:
             self._report_in_flight = False
         self.reported = True
-        if outcome:
+        if outcome and session is None:  # (in a transaction that may abort: not yet)
             assign(self._doc, status=Status.COMPLETED)
         return outcome
 

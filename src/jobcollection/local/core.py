@@ -9,7 +9,9 @@ written (the wire-shaped parameters, `op.params()`, are built only when somethin
 them). The queues of the same process are told of every job saved (LocalSaves) and of the ids
 of every cancel and remove (LocalCancels, so a running job's worker is stopped at once). Below
 the core, the parts apply the transitions: saving.py, claiming.py, managing.py, reporting.py
-(with followups.py), dependents.py, limiter.py and server.py, all through one Store.
+(with followups.py), dependents.py, limiter.py and server.py, all through one Store. A save or
+a report given the caller's session runs on parts over that Store joined to the session, and
+what follows its commit waits for it (transactions.py).
 """
 
 from __future__ import annotations

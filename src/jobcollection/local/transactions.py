@@ -119,7 +119,9 @@ class Transactions:
         (an aborted transaction stored nothing: nothing is woken). Database errors are
         logged, not raised: the commit stands, the queues poll and the job-server pass
         finishes marked follow-ups. InvalidArgument if the transaction is still open."""
-        if getattr(session, "in_transaction", False):
+        if not _is_session(session):
+            raise InvalidArgumentType("session", "must be a client session")
+        if session.in_transaction:
             raise InvalidArgument(
                 "session", "is still in its transaction: call after_commit once it committed"
             )
