@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pytest
 
-from conftest import MONGODB_URI, MakeJC
+from conftest import MONGODB_URI, START, MakeJC
 from jobcollection import (
     DatabaseError,
     InvalidArgument,
@@ -350,30 +350,36 @@ async def test_a_remote_collection_refuses_a_session(
     assert await jc.collection.count_documents({}) == 0
 
 
+Wired = tuple[JobCollection, str]
+
+
 @pytest.fixture
 async def wire_jc() -> AsyncIterator[Callable[..., Any]]:
-    """JobCollections over pymongo's real driver, talking to the wire stand-in (a one-member
-    replica set by default, whose transactions undo their writes on an abort)."""
+    """Started JobCollections over pymongo's real driver, talking to the wire stand-in (a
+    standalone, or `replica_set="rs0"`: a one-member replica set, whose transactions undo
+    their writes on an abort), and the stand-in's URI."""
     from pymongo import AsyncMongoClient
 
     from wire_server import StandIn, WireServer
 
     servers: list[Any] = []
     clients: list[Any] = []
+    made: list[JobCollection] = []
 
-    async def make(**options: Any) -> JobCollection:
+    async def make(**options: Any) -> Wired:
         server = WireServer(StandIn(**options))
-        port = await server.start()
+        uri = f"mongodb://127.0.0.1:{await server.start()}"
         servers.append(server)
-        client: Any = AsyncMongoClient(f"mongodb://127.0.0.1:{port}", tz_aware=False)
+        client: Any = AsyncMongoClient(uri, tz_aware=False)
         clients.append(client)
-        jc = JobCollection(
-            client.db["queue.jobs"], clock=ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
-        )
+        jc = JobCollection(client.db["queue.jobs"], clock=ManualClock(START))
+        made.append(jc)
         await jc.start_job_server()
-        return jc
+        return jc, uri
 
     yield make
+    for jc in made:
+        await jc.close()
     for client in clients:
         await client.close()
     for server in servers:
@@ -383,7 +389,7 @@ async def wire_jc() -> AsyncIterator[Callable[..., Any]]:
 async def test_through_the_driver_an_abort_leaves_no_job_and_wakes_no_worker(
     wire_jc: Callable[..., Any],
 ) -> None:
-    jc = await wire_jc(replica_set="rs0")
+    jc, _ = await wire_jc(replica_set="rs0")
     orders = jc.collection.database["orders"]
     await orders.insert_one({"_id": "setup"})
     woken = woken_by(jc, "ship")
@@ -415,7 +421,7 @@ async def test_the_drivers_with_transaction_retries_a_transaction_aborted_under_
     """A save whose transaction the server aborted raises a DatabaseError that keeps the
     driver's TransientTransactionError label, so `with_transaction` runs it again; the job
     handle, saved again, is inserted once."""
-    jc = await wire_jc(replica_set="rs0")
+    jc, _ = await wire_jc(replica_set="rs0")
     orders = jc.collection.database["orders"]
     await orders.insert_one({"_id": "taken"})
     job = jc.create_job("ship")
@@ -443,11 +449,36 @@ async def test_the_drivers_with_transaction_retries_a_transaction_aborted_under_
     assert await orders.count_documents({"_id": "o1"}) == 1
 
 
+async def test_motor_sessions_join_as_pymongos_do(wire_jc: Callable[..., Any]) -> None:
+    """Motor's session API differs (start_session is a coroutine, start_transaction is not):
+    jc.transaction() takes either."""
+    from motor.motor_asyncio import AsyncIOMotorClient
+
+    jc, uri = await wire_jc(replica_set="rs0")
+    client: Any = AsyncIOMotorClient(uri, tz_aware=False, directConnection=True)
+    try:
+        motor_jc = JobCollection(client.db["queue.jobs"], clock=jc.clock)
+        await motor_jc.ensure_indexes()
+        woken = woken_by(motor_jc, "ship")
+        with pytest.raises(Boom):
+            async with motor_jc.transaction() as s:
+                await motor_jc.create_job("ship").save(session=s)
+                raise Boom
+        assert woken == []
+        async with motor_jc.transaction() as s:
+            job_id = await motor_jc.create_job("ship").save(session=s)
+        assert len(woken) == 1
+        assert await jc.collection.count_documents({}) == 1
+        assert await stored(jc, job_id) is not None
+    finally:  # (off the loop: the stand-in must answer its monitor while it closes)
+        await asyncio.to_thread(client.close)
+
+
 async def test_a_standalone_server_says_it_cannot_run_transactions(
     wire_jc: Callable[..., Any],
 ) -> None:
     """Through pymongo's real driver, against the wire stand-in as a standalone."""
-    jc = await wire_jc()
+    jc, _ = await wire_jc()
     with pytest.raises(DatabaseError, match=r"cannot run transactions.*replica set"):
         async with jc.transaction() as s:
             await jc.create_job("ship").save(session=s)

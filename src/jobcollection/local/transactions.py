@@ -26,14 +26,15 @@ goes with the session (a weak reference) or with after_commit/discard.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from ..model.clock import Clock
 from ..model.document import assume_utc
@@ -64,7 +65,9 @@ class Transactions:
         self._clock = clock
         self._saves = saves
         self._follow_ups = follow_ups
-        self._deferred: WeakKeyDictionary[Any, _Deferred] = WeakKeyDictionary()
+        self._deferred: dict[int, tuple[weakref.ref[Any], _Deferred]] = {}
+        """By the session's id (Motor's sessions are not hashable); an entry goes when its
+        session is collected, so an id is never taken for another session's."""
 
     def client(self) -> Any:
         """The driver client of the jobs' collection (None if it has none)."""
@@ -104,14 +107,17 @@ class Transactions:
         self._record(session).finished.append(job_id)
 
     def _record(self, session: Any) -> _Deferred:
-        record = self._deferred.get(session)
-        if record is None:
-            record = self._deferred[session] = _Deferred()
-        return record
+        key = id(session)
+        found = self._deferred.get(key)
+        if found is None:
+            gone = functools.partial(_forget, weakref.ref(self), key)
+            found = self._deferred[key] = (weakref.ref(session, gone), _Deferred())
+        return found[1]
 
-    def discard(self, session: Any) -> None:
-        """Forget what the session's transaction did (it aborted)."""
-        self._deferred.pop(session, None)
+    def discard(self, session: Any) -> _Deferred | None:
+        """Forget what the session's transaction did (it aborted); what that was."""
+        found = self._deferred.pop(id(session), None)
+        return None if found is None else found[1]
 
     async def after_commit(self, session: Any) -> None:
         """Once the session's transaction has committed: wake this process's queues for the
@@ -125,7 +131,7 @@ class Transactions:
             raise InvalidArgument(
                 "session", "is still in its transaction: call after_commit once it committed"
             )
-        record = self._deferred.pop(session, None)
+        record = self.discard(session)
         if record is None:
             return
         try:
@@ -188,6 +194,13 @@ def _is_session(value: Any) -> bool:
     """Whether a value is a client session (looked up on its type: a client or a database
     answers any attribute with a database or a collection)."""
     return callable(getattr(type(value), "commit_transaction", None))
+
+
+def _forget(owner: weakref.ref[Transactions], key: int, _: Any) -> None:
+    """A session was collected: its record goes (if its Transactions still exist)."""
+    transactions = owner()
+    if transactions is not None:
+        transactions._deferred.pop(key, None)
 
 
 async def _maybe(value: Any) -> Any:
