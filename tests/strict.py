@@ -23,6 +23,14 @@ would, raising what pymongo raises there:
    `query_served`); violations are recorded in REGISTRY and fail the test at teardown
 9. with `sharded=True`, what a mongos of MongoDB 5.0/6.x refuses for a collection sharded on
    `{_id: "hashed"}`; `hello` then answers as a mongos does
+10. sessions and transactions, as far as one process can model them (`StrictSession`): a
+   command given a session of another client is refused as pymongo refuses it; inside a
+   transaction, what MongoDB does not allow there (createIndexes on an existing collection,
+   distinct on a sharded one) is refused with code 263, an error aborts the transaction
+   (the next command and the commit fail with NoSuchTransaction, 251), and an abort undoes
+   the transaction's writes. Not modelled: isolation (other readers see a transaction's
+   writes before its commit, and an abort also undoes other writes made meanwhile to the
+   collections it wrote), write conflicts, the 60 s lifetime limit.
 
 Server refusals raise pymongo's exceptions (WriteError, OperationFailure, BulkWriteError,
 DuplicateKeyError, DocumentTooLarge) with the server's codes; an unordered bulk write applies
@@ -748,6 +756,127 @@ def _no_other_options(method: str, options: Mapping[str, Any]) -> None:
         raise NotImplementedError(f"the strict backend does not emulate {method}({given[0]}=...)")
 
 
+NOT_IN_TRANSACTION = 263
+"""OperationNotSupportedInTransaction."""
+NO_SUCH_TRANSACTION = 251
+
+
+class StrictSession:
+    """A client session of the strict backend (rule 10), with pymongo's async API: start,
+    commit and abort a transaction, end the session. `commands` lists every command sent in
+    it (its operation's name, and whether it was inside the transaction), for tests to check
+    that an operation sent all of its commands in the caller's session."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.in_transaction = False
+        self.commands: list[tuple[str, bool]] = []
+        self.failed: OperationFailure | None = None
+        """The error that aborted the open transaction on the server's side, if one did."""
+        self._undo: dict[int, tuple[Any, list[Document]]] = {}
+        self.ended = False
+
+    async def start_transaction(self) -> None:
+        if self.in_transaction:
+            raise InvalidOperation("Transaction already in progress")
+        self.in_transaction, self.failed, self._undo = True, None, {}
+
+    async def commit_transaction(self) -> None:
+        if not self.in_transaction:
+            raise InvalidOperation("No transaction started")
+        if self.failed is not None:
+            await self.abort_transaction()
+            raise OperationFailure(
+                "Transaction has been aborted.", NO_SUCH_TRANSACTION, {"code": NO_SUCH_TRANSACTION}
+            )
+        self.in_transaction, self._undo = False, {}
+
+    async def abort_transaction(self) -> None:
+        if not self.in_transaction:
+            raise InvalidOperation("No transaction started")
+        for inner, before in self._undo.values():
+            await inner.delete_many({})
+            if before:
+                await inner.insert_many(before)
+        self.in_transaction, self._undo = False, {}
+
+    async def end_session(self) -> None:
+        if self.in_transaction:
+            await self.abort_transaction()
+        self.ended = True
+
+    def join(self, collection: StrictCollection, operation: str) -> None:
+        """A command sent in this session: refused as a server refuses it in a transaction."""
+        if self.ended:
+            raise InvalidOperation("Cannot use ended session")
+        if self.client is not collection.database.client:
+            raise InvalidOperation("Can only use session with the MongoClient that started it")
+        self.commands.append((operation, self.in_transaction))
+        if not self.in_transaction:
+            return
+        if self.failed is not None:
+            raise self.failed
+        refused = operation == "create_index" or (collection.sharded and operation == "distinct")
+        if refused:
+            self.abort_with(
+                OperationFailure(
+                    f"Cannot run '{operation}' in a multi-document transaction.",
+                    NOT_IN_TRANSACTION,
+                    {"code": NOT_IN_TRANSACTION},
+                )
+            )
+            raise OperationFailure(
+                f"Cannot run '{operation}' in a multi-document transaction.", NOT_IN_TRANSACTION
+            )
+
+    async def before_write(self, collection: StrictCollection) -> None:
+        """Keep what a collection holds before the transaction's first write to it (an
+        abort puts it back)."""
+        if self.in_transaction and id(collection.inner) not in self._undo:
+            before = await collection.inner.find({}).to_list(None)
+            self._undo[id(collection.inner)] = (collection.inner, before)
+
+    def abort_with(self, error: BaseException) -> None:
+        """An error inside the transaction: the server aborts it."""
+        if self.in_transaction and self.failed is None:
+            self.failed = OperationFailure(
+                f"Transaction aborted by an earlier error: {error}",
+                NO_SUCH_TRANSACTION,
+                {"code": NO_SUCH_TRANSACTION},
+            )
+
+
+def _joins(operation: str, *, writes: bool = False) -> Any:
+    """A StrictCollection method that takes `session=` (rule 10): the session joins the
+    command (or refuses it), a write keeps what it changes for an abort, an error aborts the
+    transaction; the method itself never sees the session."""
+
+    def wrap(method: Any) -> Any:
+        @functools.wraps(method)
+        async def joined(self: StrictCollection, *args: Any, **kwargs: Any) -> Any:
+            session = kwargs.pop("session", None)
+            if session is None:
+                return await method(self, *args, **kwargs)
+            _session_of(session).join(self, operation)
+            if writes:
+                await session.before_write(self)
+            try:
+                return await method(self, *args, **kwargs)
+            except Exception as exc:
+                session.abort_with(exc)
+                raise
+
+        return joined
+
+    return wrap
+
+
+def _session_of(session: Any) -> StrictSession:
+    if not isinstance(session, StrictSession):
+        raise InvalidOperation("Can only use session with the MongoClient that started it")
+    return session
+
+
 class StrictCursor:
     """The cursor of StrictCollection.find: sort/limit/skip chain, to_list runs the query."""
 
@@ -987,6 +1116,9 @@ class StrictCollection:
     # --- reads --------------------------------------------------------------------------
 
     def find(self, filter: Any = None, projection: Any = None, **options: Any) -> StrictCursor:
+        session = options.pop("session", None)
+        if session is not None:
+            _session_of(session).join(self, "find")
         cursor = StrictCursor(self, self._filter(filter), projection, library_caller())
         if options.get("sort") is not None:
             cursor.sort(options.pop("sort"))
@@ -995,6 +1127,7 @@ class StrictCollection:
         _no_other_options("find", options)
         return cursor
 
+    @_joins("find_one")
     async def find_one(
         self, filter: Any = None, projection: Any = None, *, sort: Any = None, **options: Any
     ) -> Document | None:
@@ -1006,12 +1139,14 @@ class StrictCollection:
         found = await cursor.to_list()
         return found[0] if found else None
 
+    @_joins("count_documents")
     async def count_documents(self, filter: Any, **options: Any) -> int:
         _no_other_options("count_documents", options)
         query = self._filter(filter)
         check_query("count_documents", query, (), library_caller())
         return int(await self._inner.count_documents(query))
 
+    @_joins("aggregate")
     async def aggregate(self, pipeline: Any, **options: Any) -> StrictAggregate:
         """An aggregation (as pymongo's async API: a coroutine of a cursor); its first
         `$match` must be served by an index, as a find's filter."""
@@ -1023,6 +1158,7 @@ class StrictCollection:
         found = await self._inner.aggregate(stages).to_list(None)
         return StrictAggregate([self._out(doc) for doc in found])
 
+    @_joins("distinct")
     async def distinct(self, key: Any, filter: Any = None, **options: Any) -> list[Any]:
         _no_other_options("distinct", options)
         query = self._filter(filter or {})
@@ -1032,6 +1168,7 @@ class StrictCollection:
 
     # --- writes -------------------------------------------------------------------------
 
+    @_joins("insert_one", writes=True)
     async def insert_one(self, document: Any, **options: Any) -> InsertOneResult:
         _no_other_options("insert_one", options)
         try:
@@ -1040,6 +1177,7 @@ class StrictCollection:
             raise exc.write_error() from None
         return InsertOneResult(inserted, True)
 
+    @_joins("insert_many", writes=True)
     async def insert_many(
         self, documents: Sequence[Any], ordered: bool = True, **options: Any
     ) -> InsertManyResult:
@@ -1067,11 +1205,13 @@ class StrictCollection:
             raise BulkWriteError(_bulk_details(errors, nInserted=inserted))
         return InsertManyResult([d["_id"] for d in documents], True)
 
+    @_joins("update_one", writes=True)
     async def update_one(
         self, filter: Any, update: Any, upsert: bool = False, **options: Any
     ) -> UpdateResult:
         return await self._update_command("update_one", filter, update, upsert, options)
 
+    @_joins("update_many", writes=True)
     async def update_many(
         self, filter: Any, update: Any, upsert: bool = False, **options: Any
     ) -> UpdateResult:
@@ -1095,6 +1235,7 @@ class StrictCollection:
         except Refused as exc:
             raise exc.write_error() from None
 
+    @_joins("find_one_and_update", writes=True)
     async def find_one_and_update(
         self,
         filter: Any,
@@ -1134,6 +1275,7 @@ class StrictCollection:
             raise exc.command_error() from None
         return None if found is None else self._out(found)
 
+    @_joins("delete_one", writes=True)
     async def delete_one(self, filter: Any, **options: Any) -> DeleteResult:
         _no_other_options("delete_one", options)
         query = self._filter(filter)
@@ -1146,6 +1288,7 @@ class StrictCollection:
         result: DeleteResult = await self._inner.delete_one(query)
         return result
 
+    @_joins("delete_many", writes=True)
     async def delete_many(self, filter: Any, **options: Any) -> DeleteResult:
         _no_other_options("delete_many", options)
         query = self._filter(filter)
@@ -1153,6 +1296,7 @@ class StrictCollection:
         result: DeleteResult = await self._inner.delete_many(query)
         return result
 
+    @_joins("bulk_write", writes=True)
     async def bulk_write(
         self, requests: Sequence[Any], ordered: bool = True, **options: Any
     ) -> BulkWriteResult:
@@ -1227,6 +1371,7 @@ class StrictCollection:
 
     # --- indexes --------------------------------------------------------------------------
 
+    @_joins("create_index", writes=True)
     async def create_index(self, keys: Any, **options: Any) -> str:
         order = _sort_list(keys)
         try:
@@ -1275,6 +1420,11 @@ class StrictDatabase:
     @property
     def inner(self) -> Any:
         return self._inner
+
+    @property
+    def client(self) -> Any:
+        """The in-memory client (what a StrictSession is started on)."""
+        return self._inner.client
 
     def __getitem__(self, name: str) -> StrictCollection:
         return self.get_collection(name)

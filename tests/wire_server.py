@@ -30,10 +30,18 @@ Where the stand-in differs from MongoDB (and what covers it):
   `hint` or `notablescan` (the strict in-memory tier checks every library query against the
   indexes instead; only a real server's `explain`, run by benchmarks/run.py --uri, shows plans).
 - No change streams: `$changeStream` is answered as a standalone answers it (code 40573) even
-  in replica-set mode, so the library's polling fallback runs. No transactions
-  (`startTransaction`/`autocommit`: code 20). On a standalone a `txnNumber` is refused as
-  MongoDB refuses it (code 20); in replica-set mode the result of each retryable write is
-  remembered per (lsid, txnNumber) and a retry returns it without applying the write again.
+  in replica-set mode, so the library's polling fallback runs. On a standalone a `txnNumber`
+  (a retryable write, a transaction) is refused as MongoDB refuses it (code 20); in
+  replica-set mode the result of each retryable write is remembered per (lsid, txnNumber)
+  and a retry returns it without applying the write again.
+- Transactions (replica-set and mongos modes): `startTransaction`/`autocommit: false`,
+  `commitTransaction`, `abortTransaction`, per session. Writes are applied as they come and
+  undone by an abort (each collection a transaction writes is kept as it was before its first
+  write); an error inside a transaction aborts it (NoSuchTransaction, 251, after it, with the
+  TransientTransactionError label), and what MongoDB refuses there (createIndexes, create,
+  drop, count, listCollections and the like: code 263) too. No isolation: other sessions see
+  a transaction's writes before its commit, and an abort also undoes other writes made
+  meanwhile to the collections it wrote; no write conflicts, no lifetime limit.
 - One process, one event loop: every command runs to completion before the next starts, so
   writes are atomic and serialised (as document-level locking makes them on a server, but
   without any interleaving inside a multi-document write). There is no replication, no read
@@ -141,6 +149,8 @@ DatetimeMS."""
 MORE_CODE_NAMES = {
     1: "InternalError",
     20: "IllegalOperation",
+    251: "NoSuchTransaction",
+    263: "OperationNotSupportedInTransaction",
     26: "NamespaceNotFound",
     27: "IndexNotFound",
     43: "CursorNotFound",
@@ -362,6 +372,38 @@ class Cursor:
     pending: list[Document] = field(default_factory=list)
 
 
+NOT_IN_TRANSACTION = 263
+"""OperationNotSupportedInTransaction."""
+NO_SUCH_TRANSACTION = 251
+WRITES = frozenset({"insert", "update", "delete", "findandmodify"})
+IN_TRANSACTION = WRITES | {"find", "getmore", "killcursors", "aggregate", "distinct"}
+"""The commands MongoDB runs inside a transaction, of those the stand-in knows."""
+
+
+@dataclass
+class Transaction:
+    """A session's open transaction: its number, and each collection as it was before the
+    transaction's first write to it (for an abort)."""
+
+    number: int
+    before: dict[tuple[str, Any], list[Document]] = field(default_factory=dict)
+    failed: bool = False
+    committed: bool = False
+
+
+def _session_key(command: Document) -> bytes:
+    lsid = command.get("lsid") or {}
+    return bson.encode({"id": lsid.get("id")})
+
+
+def _no_such_transaction(number: int) -> CommandError:
+    return CommandError(
+        NO_SUCH_TRANSACTION,
+        f"Transaction with txnNumber {number} has been aborted.",
+        errorLabels=["TransientTransactionError"],
+    )
+
+
 class StandIn:
     """The server's state and its command handlers."""
 
@@ -383,6 +425,8 @@ class StandIn:
         self._cursor_ids = itertools.count(1_000_001)
         self._connection_ids = itertools.count(1)
         self.retried: dict[tuple[bytes, int], Document] = {}
+        self.transactions: dict[bytes, Transaction] = {}
+        """The open transaction of each session (by its lsid), if any."""
         self.election_id = ObjectId()
         self.unknown: set[str] = set()
         self.handlers: dict[str, Callable[[str, Document], Document]] = {
@@ -391,7 +435,7 @@ class StandIn:
             "ping": lambda db, cmd: {"ok": 1.0},
             "buildinfo": self.build_info,
             "serverstatus": self.server_status,
-            "endsessions": lambda db, cmd: {"ok": 1.0},
+            "endsessions": self.end_sessions,
             "killsessions": lambda db, cmd: {"ok": 1.0},
             "whatsmyuri": lambda db, cmd: {"you": "127.0.0.1:0", "ok": 1.0},
             "getparameter": lambda db, cmd: {"ok": 1.0},
@@ -413,8 +457,8 @@ class StandIn:
             "listcollections": self.list_collections,
             "listdatabases": self.list_databases,
             "dropdatabase": self.drop_database,
-            "committransaction": self.no_transactions,
-            "aborttransaction": self.no_transactions,
+            "committransaction": self.commit_transaction,
+            "aborttransaction": self.abort_transaction,
         }
 
     # --- dispatch ----------------------------------------------------------------------------
@@ -423,8 +467,8 @@ class StandIn:
         """The reply to one command (errors as `ok: 0` documents)."""
         name = next(iter(command), "")
         try:
-            if command.get("startTransaction") or command.get("autocommit") is False:
-                self.no_transactions(database, command)
+            if command.get("autocommit") is False:
+                return self._in_transaction(database, name, command)
             handler = self.handlers.get(name.lower())
             if handler is None:
                 self.unknown.add(name)
@@ -459,13 +503,86 @@ class StandIn:
             self.retried[key] = copy.deepcopy(reply)
         return reply
 
-    def no_transactions(self, database: str, command: Document) -> Document:
-        raise CommandError(
-            20,
-            "Transaction numbers are only allowed on a replica set member or mongos"
-            if self.replica_set is None and not self.sharded
-            else "this stand-in has no transactions",
-        )
+    # --- transactions ------------------------------------------------------------------------
+
+    def _in_transaction(self, database: str, name: str, command: Document) -> Document:
+        """A command of a transaction (`autocommit: false`): applied, its writes undone if the
+        transaction aborts; an error aborts it."""
+        if self.replica_set is None and not self.sharded:
+            raise CommandError(
+                20, "Transaction numbers are only allowed on a replica set member or mongos"
+            )
+        key = _session_key(command)
+        number = int(command["txnNumber"])
+        if command.get("startTransaction"):
+            self._drop_transaction(key)
+            self.transactions[key] = Transaction(number)
+        transaction = self.transactions.get(key)
+        lower = name.lower()
+        if lower in ("committransaction", "aborttransaction"):
+            return self.handlers[lower](database, command)
+        if transaction is None or transaction.number != number or transaction.failed:
+            raise _no_such_transaction(number)
+        handler = self.handlers.get(lower)
+        if handler is None or lower not in IN_TRANSACTION:
+            transaction.failed = True
+            raise CommandError(
+                NOT_IN_TRANSACTION, f"Cannot run '{name}' in a multi-document transaction."
+            )
+        if lower in WRITES:
+            self._keep(transaction, database, command[name])
+        try:
+            reply = handler(database, command)
+        except CommandError:
+            transaction.failed = True
+            raise
+        if not reply.get("ok") or reply.get("writeErrors"):
+            transaction.failed = True
+        return reply
+
+    def _keep(self, transaction: Transaction, database: str, name: Any) -> None:
+        """What a collection holds before a transaction's first write to it."""
+        if (database, name) not in transaction.before:
+            coll = self.collection(database, name)
+            transaction.before[(database, name)] = list(coll.find({}))
+
+    def commit_transaction(self, database: str, command: Document) -> Document:
+        transaction = self.transactions.get(_session_key(command))
+        number = int(command.get("txnNumber", 0))
+        if transaction is None or transaction.number != number:
+            raise _no_such_transaction(number)
+        if transaction.failed:
+            self._abort(_session_key(command))
+            raise _no_such_transaction(number)
+        transaction.committed = True  # a commit retried by the driver is answered again
+        transaction.before.clear()
+        return {"ok": 1.0}
+
+    def abort_transaction(self, database: str, command: Document) -> Document:
+        transaction = self.transactions.get(_session_key(command))
+        if transaction is None or transaction.number != int(command.get("txnNumber", 0)):
+            raise _no_such_transaction(int(command.get("txnNumber", 0)))
+        self._abort(_session_key(command))
+        return {"ok": 1.0}
+
+    def _abort(self, key: bytes) -> None:
+        transaction = self.transactions.pop(key, None)
+        if transaction is None or transaction.committed:
+            return
+        for (database, name), before in transaction.before.items():
+            coll = self.collection(database, name)
+            coll.delete_many({})
+            if before:
+                coll.insert_many(before)
+
+    def _drop_transaction(self, key: bytes) -> None:
+        """A session starting a new transaction, or ending: an open one is aborted."""
+        self._abort(key)
+
+    def end_sessions(self, database: str, command: Document) -> Document:
+        for lsid in command.get("endSessions") or []:
+            self._drop_transaction(bson.encode({"id": lsid.get("id")}))
+        return {"ok": 1.0}
 
     def collection(self, database: str, name: Any) -> Any:
         if not isinstance(name, str) or not name:

@@ -12,6 +12,7 @@ import inspect
 import logging
 import warnings
 from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from typing import IO, Any
 
@@ -245,6 +246,35 @@ class JobCollection(JobsAPI):
             else:
                 if index is UNIQUE_JOBS:
                     store.unique_jobs = True
+
+    # --- transactions ------------------------------------------------------------------------
+
+    def transaction(self, client_or_session: Any = None) -> AbstractAsyncContextManager[Any]:
+        """A MongoDB transaction around a block, for saving and reporting jobs together with
+        your own writes (the outbox pattern: docs/how-to/transactions.md)::
+
+            async with jc.transaction() as session:
+                await orders.insert_one(order, session=session)
+                await jc.create_job("ship", {"order": order["_id"]}).save(session=session)
+
+        `client_or_session`: the client to start a session on (ended after the block), a
+        session not in a transaction, or None for the client of this collection. The
+        transaction commits when the block ends and aborts if it raises; after a successful
+        commit this process's queues are woken for the jobs saved in it and the follow-ups of
+        the jobs finished in it run (`after_commit`); after an abort, nothing. Needs a replica
+        set or a sharded cluster; the commit is not retried (a failed commit raises
+        DatabaseError: run the block again, or use the driver's `with_transaction` and
+        `after_commit`)."""
+        return self._core.transactions.transaction(client_or_session)
+
+    async def after_commit(self, session: Any) -> None:
+        """Call once a transaction you ran yourself (`session.with_transaction(...)`,
+        `commit_transaction()`) has committed: wakes this process's queues for the jobs saved
+        in it and finishes the follow-ups (repeats, dependents) of the jobs completed or
+        failed in it. It acts on what is stored, so after an abort it does nothing; left
+        uncalled, the queues find the jobs at their next poll and the job-server pass
+        finishes the follow-ups."""
+        await self._core.after_commit(session)
 
     async def close(self) -> None:
         """Cancel background tasks (the job server stops promoting; a shutdown still in its

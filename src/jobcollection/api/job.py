@@ -83,6 +83,9 @@ class Job:
         """A done() or fail() of this handle awaits its answer (the queue does not take the
         job's claim for lost meanwhile: the report may have just been stored)."""
         self._new_id: Id | None = None
+        self._unconfirmed = False
+        """Saved as a new job inside a transaction, whose commit this handle cannot know of:
+        a save again is the same insert (see `_to_save`)."""
         self._claimed_copy = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._checkpoint: Any = None
@@ -109,6 +112,7 @@ class Job:
         job._cancelled = False
         job._report_in_flight = False
         job._new_id = None
+        job._unconfirmed = False
         job._claimed_copy = True  # the document as claimed: done/fail may skip reading it
         job._loop = None
         job._checkpoint = None
@@ -476,19 +480,38 @@ class Job:
             self._new_id = ObjectId()
         return self._new_id
 
-    def _saved_as(self, job_id: Id | None) -> None:
+    def _to_save(self) -> tuple[JobDoc, Id | None]:
+        """The document a save sends, and the id a new job is inserted under. A new job
+        saved inside a transaction is saved again as the same insert under the same id: if
+        that transaction aborted (or is being retried, as `with_transaction` does), the job
+        is inserted now; if it committed, the insert finds it, as after a lost reply."""
+        if not self._unconfirmed:
+            return self._doc, self._insert_id()
+        doc = self._doc.model_copy()
+        assign(doc, id=None)
+        return doc, self._new_id
+
+    def _saved_as(self, job_id: Id | None, session: Any = None) -> None:
         if job_id is not None:
             assign(self._doc, id=job_id)
+            self._unconfirmed = session is not None and job_id == self._new_id
 
-    async def save(self, cancel_repeats: bool = False) -> Id | None:
+    async def save(self, cancel_repeats: bool = False, *, session: Any = None) -> Id | None:
         """Insert (or resubmit a paused) job; its id, or None if it was not saved/cancelled.
-        Safe to call again after a DatabaseError: the job is inserted at most once."""
+        Safe to call again after a DatabaseError: the job is inserted at most once.
+
+        `session`: a pymongo AsyncClientSession (or Motor session) in a transaction of the
+        collection's client: the job is saved inside it, so it exists if and only if your
+        own writes in that transaction commit (the outbox pattern); this process's queues
+        are woken after the commit (`jc.transaction()`, `jc.after_commit`). See
+        docs/how-to/transactions.md."""
         cancel = v.boolean(cancel_repeats, "cancel_repeats")
+        doc, new_id = self._to_save()
         with tracing.enqueuing([self._doc]):
             job_id = await self._service.run(
-                ops.Save(self._doc, cancel_repeats=cancel, job_id=self._insert_id())
+                ops.Save(doc, cancel_repeats=cancel, job_id=new_id, session=session)
             )
-        self._saved_as(job_id)
+        self._saved_as(job_id, session)
         return job_id
 
     async def refresh(self, get_log: bool = False, get_failures: bool = False) -> bool:
@@ -565,8 +588,16 @@ class Job:
         result: Any = None,
         repeat_id: bool = False,
         delay_deps: float | timedelta | None = None,
+        *,
+        session: Any = None,
     ) -> bool | Id:
-        """Complete the claimed job; with repeat_id the id of the repeat it scheduled, if any."""
+        """Complete the claimed job; with repeat_id the id of the repeat it scheduled, if any.
+
+        `session` (as for save): the job is completed inside your transaction, so it is
+        completed if and only if your own writes commit; its repeat and dependents follow
+        after the commit (repeat_id cannot be answered then). If the transaction aborts, the
+        job is still running under this claim: report it again, or its lease expires and it
+        is retried."""
         job_id, run_id = self._claim("done")
         value = v.wrap_value({} if result is None else result, "result")
         with_repeat_id = v.boolean(repeat_id, "repeat_id")
@@ -581,14 +612,16 @@ class Job:
                     repeat_id=with_repeat_id,
                     delay_deps_ms=delay_deps_ms,
                     claimed=self._doc if self._claimed_copy else None,
+                    session=session,
                 )
             )
         finally:
             self._report_in_flight = False
         self.reported = True
-        self._checkpoint = None  # a completion clears the checkpoint
-        if outcome:
-            assign(self._doc, status=Status.COMPLETED, checkpoint=None)
+        if session is None:  # (in a transaction that may abort: not yet)
+            self._checkpoint = None  # a completion clears the checkpoint
+            if outcome:
+                assign(self._doc, status=Status.COMPLETED, checkpoint=None)
         return outcome
 
     async def fail(
@@ -597,15 +630,19 @@ class Job:
         fatal: bool = False,
         *,
         retry_in: float | timedelta | None = None,
+        session: Any = None,
     ) -> bool:
         """Fail the claimed job; it is retried unless fatal or out of retries. `retry_in`
         (seconds or a timedelta) is the wait before that retry, in place of the job's
-        backoff (jobFail's `retryIn`: an HTTP 429's Retry-After, say); not with `fatal`."""
+        backoff (jobFail's `retryIn`: an HTTP 429's Retry-After, say); not with `fatal`.
+        `session`: inside your transaction, as for done."""
         wait_ms = None if retry_in is None else v.duration_ms(retry_in, "retry_in")
         is_fatal = v.boolean(fatal, "fatal")
         if is_fatal and wait_ms is not None:
             raise InvalidArgument("retry_in", "a fatal failure is not retried")
-        return await self._report_failure("fail", error, fatal=is_fatal, retry_in_ms=wait_ms)
+        return await self._report_failure(
+            "fail", error, fatal=is_fatal, retry_in_ms=wait_ms, session=session
+        )
 
     async def snooze(self, seconds: float | timedelta, reason: Any = None) -> bool:
         """Put the claimed job back to wait `seconds` without using an attempt: not a
@@ -623,6 +660,7 @@ class Job:
         fatal: bool = False,
         retry_in_ms: int | None = None,
         snooze_ms: int | None = None,
+        session: Any = None,
     ) -> bool:
         """jobFail with these options (validated by the caller); `action` names the caller
         in errors."""
@@ -641,13 +679,15 @@ class Job:
                     snooze_ms=snooze_ms,
                     checkpoint=pending,
                     claimed=self._doc if self._claimed_copy else None,
+                    session=session,
                 )
             )
         finally:
             self._report_in_flight = False
-        self._checkpoint_stored(pending)
+        if session is None:  # (in a transaction that may abort, the checkpoint stays pending)
+            self._checkpoint_stored(pending)
         self.reported = True
-        if ok:
+        if ok and session is None:  # (in a transaction that may abort, the claim stays known)
             assign(self._doc, run_id=None)
         return ok
 

@@ -283,10 +283,13 @@ class JobsAPI:
         docs = await waiting.waiters(self.service).wait(wanted, limit)
         return [Job(self, doc) for doc in docs if doc is not None]
 
-    async def save_jobs(self, jobs: Sequence[Job], cancel_repeats: bool = False) -> list[Id | None]:
+    async def save_jobs(
+        self, jobs: Sequence[Job], cancel_repeats: bool = False, *, session: Any = None
+    ) -> list[Id | None]:
         """Save many new jobs in as few round trips as their semantics allow (one for jobs
         without dependencies); each job's id is set as save() would. The ids, in order.
         Safe to call again after a DatabaseError: each job is inserted at most once.
+        `session`: all of them inside your transaction, as for `Job.save`.
 
         Every job is checked before any is written, so an invalid job refuses the whole list
         (InvalidArgument naming `jobs[i]`, its index in this list)."""
@@ -294,18 +297,19 @@ class JobsAPI:
         for i, job in enumerate(jobs):
             if not isinstance(job, Job):
                 raise InvalidArgumentType(f"jobs[{i}]", "must be a Job")
-        docs = [job.doc for job in jobs]
-        with tracing.enqueuing(docs):
+        docs, new_ids = zip(*(job._to_save() for job in jobs), strict=True) if jobs else ((), ())
+        with tracing.enqueuing(list(docs)):
             ids = await self.service.run(
                 ops.SaveMany(
-                    docs,
+                    list(docs),
                     cancel_repeats=v.boolean(cancel_repeats, "cancel_repeats"),
-                    job_ids=[job._insert_id() for job in jobs],
+                    job_ids=list(new_ids),
                     name="jobs",
+                    session=session,
                 )
             )
         for job, job_id in zip(jobs, ids, strict=True):
-            job._saved_as(job_id)
+            job._saved_as(job_id, session)
         return ids
 
     async def save_workflow(self, flow: Flow | Job) -> Workflow:

@@ -9,7 +9,9 @@ written (the wire-shaped parameters, `op.params()`, are built only when somethin
 them). The queues of the same process are told of every job saved (LocalSaves) and of the ids
 of every cancel and remove (LocalCancels, so a running job's worker is stopped at once). Below
 the core, the parts apply the transitions: saving.py, claiming.py, managing.py, reporting.py
-(with followups.py), dependents.py, limiter.py and server.py, all through one Store.
+(with followups.py), dependents.py, limiter.py and server.py, all through one Store. A save or
+a report given the caller's session runs on parts over that Store joined to the session, and
+what follows its commit waits for it (transactions.py).
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ from .saving import Saver
 from .server import JobServer, ServerPass
 from .settings import Settings
 from .slots import Slots
+from .transactions import Transactions
 from .workers import Registry
 
 logger = logging.getLogger("jobcollection")
@@ -170,6 +173,15 @@ def _snapshot(result: Any) -> Any:
     return result
 
 
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    """The parts that save and report, over one Store (the core's, or one joined to a
+    session)."""
+
+    saver: Saver
+    reporter: Reporter
+
+
 class Core:
     """The JobService of a JobCollection, and its job server."""
 
@@ -214,6 +226,7 @@ class Core:
         self.local_saves = LocalSaves()
         self._handed: OrderedDict[tuple[Id | None, Id | None], JobDoc] = OrderedDict()
         self.local_cancels = LocalCancels()
+        self.transactions = Transactions(self.store, clock, self.local_saves, self.follow_ups)
         self._log_stream: IO[str] | None = None
         self._limiter: Limiter | None = None
         """Claims under rate limits: made at the first (its counters are another collection)."""
@@ -339,17 +352,47 @@ class Core:
 
     async def _save(self, op: Save, origin: Origin | None) -> Id | None:
         checked = self._saveable([op.doc], [op.job_id], "doc", "jobId")[0]
-        saved = await self.saver.save(checked, op.cancel_repeats, op.job_id)
-        self._published([checked], [saved])
+        saver = self._joined(op.session, checked).saver
+        saved = await saver.save(checked, op.cancel_repeats, op.job_id)
+        self._published([checked], [saved], op.session)
         return saved
 
     async def _save_many(self, op: SaveMany, origin: Origin | None) -> list[Id | None]:
         ids = list(op.job_ids) if op.job_ids is not None else [None] * len(op.docs)
         id_name = "jobIds" if op.name == "docs" else op.name
         checked = self._saveable(op.docs, ids, op.name, id_name, many=True)
-        saved = await self.saver.save_many(checked, op.cancel_repeats, ids, name=op.name)
-        self._published(checked, saved)
+        saver = self._joined(op.session, *checked).saver
+        saved = await saver.save_many(checked, op.cancel_repeats, ids, name=op.name)
+        self._published(checked, saved, op.session)
         return saved
+
+    def _joined(self, session: Any, *saving: JobDoc) -> _Parts:
+        """The parts an operation applies its transitions with: this core's own, or, with a
+        session, ones whose every command is sent in it (the caller's transaction; checked:
+        see Transactions.checked). A unique job cannot join one: its save resolves a
+        conflict from the duplicate-key error, which aborts a transaction."""
+        if session is None:
+            return _Parts(self.saver, self.reporter)
+        self.transactions.checked(session)
+        for doc in saving:
+            if doc.unique is not None:
+                raise InvalidArgument(
+                    "session",
+                    "a unique job cannot be saved inside a transaction (its key conflicts are "
+                    "resolved from a duplicate-key error, which aborts the transaction)",
+                )
+        store = self.store.joined(session)
+        manager = Manager(store, self._clock, self.reader)
+        dependents = Dependents(store, manager)
+        follow_ups = FollowUps(store, self.reader, dependents)
+        return _Parts(
+            Saver(store, self._clock, manager, dependents),
+            Reporter(store, self._clock, follow_ups, self.reader),
+        )
+
+    async def after_commit(self, session: Any) -> None:
+        """What follows the commit of a session's transaction (see local/transactions.py)."""
+        await self.transactions.after_commit(session)
 
     def _saveable(
         self,
@@ -372,9 +415,15 @@ class Core:
         v.check_own_ids(checked, ids, doc_names, id_names)
         return checked
 
-    def _published(self, docs: Sequence[JobDoc], ids: Sequence[Id | None]) -> None:
-        """Tell this process's queues of the jobs just saved, with when each is due."""
+    def _published(
+        self, docs: Sequence[JobDoc], ids: Sequence[Id | None], session: Any = None
+    ) -> None:
+        """Tell this process's queues of the jobs just saved, with when each is due; jobs
+        saved in a session's transaction, once it commits (Transactions.after_commit)."""
         if not self.local_saves.active:
+            return
+        if session is not None:
+            self.transactions.saved(session, [job_id for job_id in ids if job_id is not None])
             return
         now = self._clock.now()
         for doc, job_id in zip(docs, ids, strict=True):
@@ -466,7 +515,23 @@ class Core:
             claimed=op.claimed or self._handed_copy(op.job_id, op.run_id, origin),
             by=_by(origin),
         )
-        return await self.reporter.submit(report)
+        if op.session is not None and op.repeat_id:
+            raise InvalidArgument(
+                "repeat_id",
+                "cannot be answered inside a transaction: the repeat is scheduled after the "
+                "commit (jc.after_commit, or the next job-server pass)",
+            )
+        return await self._reported(report, op.session)
+
+    async def _reported(self, report: Report, session: Any) -> Outcome:
+        """A report applied: in a batch with others, or, in a session's transaction, alone
+        (its follow-ups after the commit)."""
+        if session is None:
+            return await self.reporter.submit(report)
+        outcome = await self._joined(session).reporter.apply_alone(report)
+        if outcome:
+            self.transactions.finished(session, report.job_id)
+        return outcome
 
     async def _fail(self, op: Fail, origin: Origin | None) -> bool:
         self._limits.check_error(op.error, self.store.codec_options)
@@ -485,7 +550,7 @@ class Core:
             claimed=hint,
             by=_by(origin),
         )
-        return bool(await self.reporter.submit(report))
+        return bool(await self._reported(report, op.session))
 
     async def _heartbeat(self, op: Heartbeat, origin: Origin | None) -> list[Id]:
         return await self.claimer.heartbeat(

@@ -107,6 +107,26 @@ class FollowUps:
         await self._clear(pending)
         return repeats
 
+    async def finish_marked(self, ids: Sequence[Id]) -> int:
+        """Finish the follow-ups these jobs' stored documents mark pending (after the commit
+        of a transaction that completed or failed them: what the commit made durable, and
+        nothing of a transaction that aborted); the number finished. Raises DatabaseError if
+        a step fails: the marks stay, and the next job-server pass finishes what is left."""
+        if not ids:
+            return 0
+        raws = await self._store.find({"_id": {"$in": list(ids)}}, {"log": 0, "failures": 0})
+        pending = [
+            found for raw in raws if (found := pending_of(raw, self._job_or_none(raw))) is not None
+        ]
+        await self.finish(pending)
+        return len(pending)
+
+    def _job_or_none(self, raw: Document) -> JobDoc | None:
+        try:
+            return self._reader.job_with_private(raw)
+        except Exception:  # a poison document: its dependents are still followed, no repeat
+            return None
+
     async def finish_stored(self, now: datetime, limit: int = 1000) -> int:
         """Finish the follow-ups marked pending in stored documents (a job-server pass); the
         number of jobs whose follow-ups were finished. A document that is not a valid job

@@ -112,6 +112,17 @@ class Reporter:
         # batch it joined is written all the same.
         return await report.future
 
+    async def apply_alone(self, report: Report) -> Outcome:
+        """Apply one report now, in the caller's task and through this Reporter's store (one
+        joined to the caller's session: a report inside a transaction joins no batch), and
+        leave its follow-ups to their mark: the write that finishes the job marks them
+        pending, and they are finished after the commit (`FollowUps.finish_marked`) or by
+        the next job-server pass. Raises the report's error."""
+        [result], _ = await self._flush([report])
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
     async def close(self) -> None:
         task, self._task = self._task, None
         if task is not None:
@@ -123,7 +134,8 @@ class Reporter:
         while self._pending:
             batch, self._pending = self._take_batch()
             try:
-                results: list[Result] = await self._flush(batch)
+                results, follow = await self._flush(batch)
+                await self._finish_follow_ups(batch, follow, results)
             except Exception as exc:  # a bug or an unexpected backend error: fail the batch
                 results = [exc] * len(batch)
             for report, result in zip(batch, results, strict=True):
@@ -151,11 +163,12 @@ class Reporter:
             seen.add(report.job_id)
         return batch, later
 
-    async def _flush(self, batch: list[Report]) -> list[Result]:
-        """Apply a batch. A report whose holder gave its claimed copy and that sets off no
-        follow-up (a completion without a repeat to schedule, or a failure) is written blind:
-        its fence adds "no dependents" (DEPENDENTS absent), so one write suffices. The others
-        are read first. A blind write whose fence did not hold is read and planned again."""
+    async def _flush(self, batch: list[Report]) -> tuple[list[Result], list[tuple[int, Pending]]]:
+        """Apply a batch: each report's result, and the follow-ups to finish (by index in the
+        batch). A report whose holder gave its claimed copy and that sets off no follow-up
+        (a completion without a repeat to schedule, or a failure) is written blind: its fence
+        adds "no dependents" (DEPENDENTS absent), so one write suffices. The others are read
+        first. A blind write whose fence did not hold is read and planned again."""
         now = self._clock.now()
         flush = ObjectId()  # marks this flush's writes, to tell them apart after a race
         blind = {i for i, report in enumerate(batch) if _blind(report, now)}
@@ -199,10 +212,12 @@ class Reporter:
         written, missed = await self._write(planned, flush, results)
         follow += written
         if missed:  # blind writes whose fence did not hold: read and plan them again
-            again = await self._flush([dataclasses.replace(batch[i], claimed=None) for i in missed])
+            again, more = await self._flush(
+                [dataclasses.replace(batch[i], claimed=None) for i in missed]
+            )
             results.update(zip(missed, again, strict=True))
-        await self._finish_follow_ups(batch, follow, results)
-        return [results[i] for i in range(len(batch))]
+            follow += [(missed[j], pending) for j, pending in more]
+        return [results[i] for i in range(len(batch))], follow
 
     def _parse_or_reason(self, raw: Document) -> tuple[JobDoc | None, str | None]:
         """A stored document as a job, or None and why it is not one (a poison document)."""
@@ -316,7 +331,7 @@ class Reporter:
         return [p for p in written if p.fence["_id"] in marked]
 
     async def _finish_follow_ups(
-        self, batch: list[Report], follow: list[tuple[int, Pending]], results: dict[int, Result]
+        self, batch: list[Report], follow: list[tuple[int, Pending]], results: list[Result]
     ) -> None:
         if not follow:
             return

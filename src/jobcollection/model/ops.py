@@ -187,6 +187,14 @@ Fields = list[tuple[str, Wire]]
 _FIELDS: dict[type, tuple[Fields, Fields, frozenset[str]]] = {}
 
 
+def in_session(op: Op[Any]) -> Any:
+    """The session an operation joins, or None. Save, SaveMany, Done and Fail take the
+    caller's (a pymongo AsyncClientSession or a Motor session) so that they happen inside its
+    transaction: a job exists, or is finished, if and only if the caller's own writes commit
+    (see docs/how-to/transactions.md). It never travels: a remote collection refuses it."""
+    return getattr(op, "session", None)
+
+
 def _wire_fields(cls: type) -> tuple[Fields, Fields, frozenset[str]]:
     """An operation class's positional fields, option fields, and the positional fields
     without a default (computed once per class)."""
@@ -385,6 +393,8 @@ class Save(Op[Id | None]):
     doc: JobDoc = positional("doc", _document)
     cancel_repeats: bool = option("cancelRepeats", v.boolean, False)
     job_id: Id | None = option("jobId", v.job_id, None)
+    session: Any = local()
+    """The caller's session, inside its transaction (see `in_session`), or None."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,6 +407,8 @@ class SaveMany(Op[list[Id | None]]):
     cancel_repeats: bool = option("cancelRepeats", v.boolean, False)
     job_ids: Sequence[Id | None] | None = option("jobIds", _new_ids, None)
     name: str = local("docs")
+    session: Any = local()
+    """As for Save."""
 
     def checked(self) -> Self:
         if self.job_ids is not None and len(self.job_ids) != len(self.docs):
@@ -499,6 +511,8 @@ class Done(Op[Outcome]):
     repeat_id: bool = option("repeatId", v.boolean, False)
     delay_deps_ms: int | None = option("delayDeps", _ms(0), None)
     claimed: JobDoc | None = local()
+    session: Any = local()
+    """As for Save."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -522,6 +536,8 @@ class Fail(Op[bool]):
     checkpoint: Any = option("checkpoint", v.checkpoint_state, None)
     """A checkpoint not yet stored, written with the failure (None: none)."""
     claimed: JobDoc | None = local()
+    session: Any = local()
+    """As for Save."""
 
     def checked(self) -> Self:
         given = [

@@ -18,6 +18,11 @@ nowhere else:
 - **Errors.** Whatever a backend raises during an operation becomes DatabaseError, with the
   original as the cause; a write the server refused (rather than one whose fate is unknown)
   becomes its subclass WriteRefused (the server's code in `code`), which `refused()` tells.
+- **Sessions.** `joined(session)` is the same Store with every command sent in the caller's
+  session (a pymongo AsyncClientSession or a Motor session, inside its transaction): the
+  transactional save and report (see docs/how-to/transactions.md). A server that cannot run
+  transactions (a standalone) refuses the first command; that becomes a DatabaseError that
+  says so.
 - **Routers.** `detect_router()` asks the server whether it is a mongos; on one, claims avoid
   `findAndModify` without the shard key (see README, "Sharded clusters").
 
@@ -26,8 +31,9 @@ Every call counts as one database command in `commands`, which the benchmarks re
 
 from __future__ import annotations
 
+import copy
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
@@ -54,6 +60,8 @@ from ..model.limits import DEFAULT_LIMITS, cap_arrays, cap_pushes
 Document = dict[str, Any]
 
 DUPLICATE_KEY = 11000
+NO_TRANSACTIONS = 20
+"""IllegalOperation: what a standalone server answers a command sent in a transaction."""
 
 
 def _library_view(collection: Any) -> tuple[Any, CodecOptions[Any]]:
@@ -82,6 +90,21 @@ RETRYABLE_CODES = frozenset(
     {6, 7, 89, 91, 134, 189, 262, 9001, 10058, 10107, 11600, 11602, 13435, 13436}
 )
 """Server error codes of a failover or a network error (pymongo retries writes on them)."""
+
+
+TRANSACTION_LABELS = frozenset({"TransientTransactionError", "UnknownTransactionCommitResult"})
+"""The driver's labels on an error that its `with_transaction` retries the transaction for."""
+
+
+class TransactionRetry(DatabaseError, PyMongoError):
+    """A DatabaseError inside the caller's transaction that keeps the driver's error labels
+    (a write conflict, a transaction aborted by the server: TransientTransactionError), so
+    that pymongo's `with_transaction` retries the whole transaction as after its own errors.
+    Callers catch it as a DatabaseError; the driver's error is the `__cause__`."""
+
+    def __init__(self, message: str, labels: Iterable[str]) -> None:
+        super().__init__(message)
+        self._error_labels = set(labels)
 
 
 def transient(exc: BaseException) -> bool:
@@ -207,6 +230,19 @@ class Store:
         self._tally = tally or Tally()
         self.caps: dict[str, int] = dict(DEFAULT_LIMITS.push_caps() if caps is None else caps)
         """Arrays kept to their newest N items on every write (see model/limits.py)."""
+        self.session: Any = None
+        """The caller's session every command is sent in (see `joined`), or None."""
+        self._in: dict[str, Any] = {}
+        """The keyword arguments every driver call gets: the session, when joined."""
+
+    def joined(self, session: Any) -> Store:
+        """This Store with every command sent in `session` (the caller's, inside its
+        transaction): a copy sharing the collection, its options, its caps and its count of
+        commands. The session is the caller's to commit or abort."""
+        bound = copy.copy(self)
+        bound.session = session
+        bound._in = {"session": session}
+        return bound
 
     @property
     def commands(self) -> int:
@@ -243,10 +279,30 @@ class Store:
             return await awaitable
         except DatabaseError:
             raise
-        except WriteError as exc:  # the server refused the write (DuplicateKeyError too)
-            raise refusal(f"database error: {exc}", exc) from exc
-        except Exception as exc:  # driver, bson, or the backend's own error
+        except PyMongoError as exc:
+            labels = {label for label in TRANSACTION_LABELS if exc.has_error_label(label)}
+            if self.session is None or not labels:
+                raise self._translated(exc) from exc
+            raise TransactionRetry(f"database error: {exc}", labels) from exc
+        except Exception as exc:  # bson, or the backend's own error
             raise DatabaseError(f"database error: {exc}") from exc
+
+    def _translated(self, exc: PyMongoError) -> DatabaseError:
+        """Our error for a driver's: WriteRefused for a write the server refused, a
+        DatabaseError that says so when a server cannot run the caller's transaction."""
+        if isinstance(exc, WriteError):  # the server refused the write (DuplicateKeyError too)
+            return refusal(f"database error: {exc}", exc)
+        if (
+            self.session is not None
+            and isinstance(exc, OperationFailure)
+            and exc.code == NO_TRANSACTIONS
+        ):
+            return DatabaseError(
+                "database error: this server cannot run transactions (a standalone): a "
+                "transactional save or report needs a replica set or a sharded cluster; "
+                f"the server said: {exc}"
+            )
+        return DatabaseError(f"database error: {exc}")
 
     def sibling(self, name: str, *, counted: bool = True) -> Store:
         """A Store over another collection of the same database (`database[name]`), with the
@@ -279,7 +335,9 @@ class Store:
         limit: int = 0,
     ) -> list[Document]:
         try:  # building a cursor sends nothing, but a backend may refuse its arguments
-            cursor = self._coll.find(dict(query), dict(projection) if projection else None)
+            cursor = self._coll.find(
+                dict(query), dict(projection) if projection else None, **self._in
+            )
             if sort:
                 cursor = cursor.sort(list(sort))
             if limit:
@@ -293,20 +351,20 @@ class Store:
         self, query: Mapping[str, Any], projection: Mapping[str, Any] | None = None
     ) -> Document | None:
         found: Document | None = await self._run(
-            self._coll.find_one(dict(query), dict(projection) if projection else None)
+            self._coll.find_one(dict(query), dict(projection) if projection else None, **self._in)
         )
         return found
 
     async def count(self, query: Mapping[str, Any]) -> int:
         """How many documents match (countDocuments)."""
-        found: int = await self._run(self._coll.count_documents(dict(query)))
+        found: int = await self._run(self._coll.count_documents(dict(query), **self._in))
         return found
 
     async def aggregate(self, pipeline: Sequence[Mapping[str, Any]]) -> list[Document]:
         """The documents an aggregation pipeline produces (counted as one command)."""
 
         async def run() -> list[Document]:
-            cursor = self._coll.aggregate([dict(stage) for stage in pipeline])
+            cursor = self._coll.aggregate([dict(stage) for stage in pipeline], **self._in)
             if inspect.isawaitable(cursor):  # pymongo's async API; Motor's is a cursor
                 cursor = await cursor
             found: list[Document] = await cursor.to_list(length=None)
@@ -318,11 +376,13 @@ class Store:
     async def distinct(self, field: str) -> list[Any]:
         """The distinct values of a field (one command; served by an index that starts with
         the field)."""
-        found: list[Any] = await self._run(self._coll.distinct(field))
+        found: list[Any] = await self._run(self._coll.distinct(field, **self._in))
         return found
 
     async def insert_one(self, doc: Document) -> Any:
-        return (await self._run(self._coll.insert_one(cap_arrays(doc, self.caps)))).inserted_id
+        return (
+            await self._run(self._coll.insert_one(cap_arrays(doc, self.caps), **self._in))
+        ).inserted_id
 
     async def insert_missing(self, docs: Sequence[Document], *, ordered: bool = False) -> set[Any]:
         """Insert documents that carry their `_id`, so a retried batch inserts only what an
@@ -340,9 +400,9 @@ class Store:
         while capped:
             try:
                 if len(capped) == 1:
-                    await self._run(self._coll.insert_one(capped[0]))
+                    await self._run(self._coll.insert_one(capped[0], **self._in))
                 else:
-                    await self._run(self._coll.insert_many(capped, ordered=ordered))
+                    await self._run(self._coll.insert_many(capped, ordered=ordered, **self._in))
                 break
             except DatabaseError as exc:
                 errors = _duplicates(exc)
@@ -361,12 +421,16 @@ class Store:
     async def update_one(self, query: Mapping[str, Any], update: Mapping[str, Any]) -> int:
         """Apply an update to at most one document; the number matched."""
         return int(
-            (await self._run(self._coll.update_one(dict(query), self.capped(update)))).matched_count
+            (
+                await self._run(self._coll.update_one(dict(query), self.capped(update), **self._in))
+            ).matched_count
         )
 
     async def update_many(self, query: Mapping[str, Any], update: Mapping[str, Any]) -> int:
         """Apply an update to every match; the number modified."""
-        result = await self._run(self._coll.update_many(dict(query), self.capped(update)))
+        result = await self._run(
+            self._coll.update_many(dict(query), self.capped(update), **self._in)
+        )
         return int(result.modified_count)
 
     async def find_one_and_update(
@@ -390,6 +454,7 @@ class Store:
                 sort=list(sort) if sort else None,
                 return_document=ReturnDocument.AFTER if return_new else ReturnDocument.BEFORE,
                 **options,
+                **self._in,
             )
         )
         return found
@@ -412,7 +477,7 @@ class Store:
             return await self._one_by_one(pairs)
         try:
             requests = [UpdateOne(q, u) for q, u in pairs]
-            result = await self._run(self._coll.bulk_write(requests, ordered=False))
+            result = await self._run(self._coll.bulk_write(requests, ordered=False, **self._in))
         except DatabaseError as exc:
             cause = exc.__cause__
             if isinstance(cause, TypeError) and "sort" in str(cause):
@@ -437,7 +502,7 @@ class Store:
         outcome = BulkOutcome(0)
         for i, (query, update) in enumerate(pairs):
             try:
-                result = await self._coll.update_one(query, update)
+                result = await self._coll.update_one(query, update, **self._in)
             except WriteError as exc:
                 outcome.refused[i] = refusal(f"write refused: {exc}", exc)
             except Exception as exc:
@@ -447,7 +512,7 @@ class Store:
         return outcome
 
     async def delete_many(self, query: Mapping[str, Any]) -> int:
-        return int((await self._run(self._coll.delete_many(dict(query)))).deleted_count)
+        return int((await self._run(self._coll.delete_many(dict(query), **self._in))).deleted_count)
 
     async def create_index(self, keys: Sequence[tuple[str, int]], **options: Any) -> str:
         return str(await self._run(self._coll.create_index(list(keys), **options)))

@@ -54,6 +54,7 @@ from ..model.ops import (
     Results,
     Save,
     SaveMany,
+    in_session,
 )
 from ..model.types import Id
 from ..model.workers import TTL_MS
@@ -226,6 +227,12 @@ class RemoteService(JobService):
         Values the server would refuse for its limits are refused here, without a request."""
         if op.remote is not None:
             raise InvalidArgument(*op.remote)
+        if in_session(op) is not None:
+            raise InvalidArgument(
+                "session",
+                "a remote collection cannot join your transaction (its writes happen in another "
+                "process); save or report on a JobCollection over the same MongoDB client",
+            )
         if isinstance(op, Results):
             return await self._results(op)  # type: ignore[return-value]
         self._check(op)
