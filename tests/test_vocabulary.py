@@ -4,6 +4,7 @@ type aliases at the bottom layer (issue 21)."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import bson
@@ -131,6 +132,7 @@ OLD_INTERNAL_KEYS = {
     "jobcollectionBatches",
     "jobcollectionCallbackOf",
     "jobcollectionRunIf",
+    "jobcollectionScheduled",
 }
 OLD_PUBLIC_SETTINGS = {
     "jobcollectionSchedule",
@@ -148,6 +150,7 @@ OLD_PUBLIC_SETTINGS = {
     "jobcollectionBatches",
     "jobcollectionCallbackOf",
     "jobcollectionRunIf",
+    "jobcollectionScheduled",
 }
 
 
@@ -173,6 +176,7 @@ def test_the_derived_constants_are_the_ones_written_by_hand_before() -> None:
         "batches",
         "callbackOf",
         "runIf",
+        "scheduled",
     }
 
 
@@ -196,6 +200,7 @@ def _with_every_setting() -> dict[str, Any]:
         "batches": ["outer", "inner"],
         "callback_of": "outer",
         "run_if": "failed",
+        "scheduled": {"schedule": "nightly", "at": datetime(2026, 1, 1, 3, tzinfo=UTC)},
     }
 
 

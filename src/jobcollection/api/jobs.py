@@ -116,16 +116,27 @@ class JobsAPI:
         workflow: Id | None = None,
         batch: Id | None = None,
         callback_of: Id | None = None,
+        schedule: str | None = None,
     ) -> JobPage:
         """A page of the jobs that match every condition given, newest first: of a type (or
         types) and status (or statuses), for a user, created before a moment, whose data
         holds these values at these paths (`{"customer.id": 7}`, at most 100 paths), at most
         `limit` (1 to 1,000), saved in a workflow, belonging to a batch, or callbacks of a
-        batch (`workflow`, `batch`, `callback_of`: its id). Pages by keyset, not
+        batch (`workflow`, `batch`, `callback_of`: its id), or runs of a schedule object
+        (`schedule`: its id, see `jc.schedules`). Pages by keyset, not
         by skipping: give the page's `next` as `after` for the following one (see
         model/queries.py). Remotely: the method jobFind."""
         query = queries.job_query(
-            type, status, user_id, created_before, data, limit, workflow, batch, callback_of
+            type,
+            status,
+            user_id,
+            created_before,
+            data,
+            limit,
+            workflow,
+            batch,
+            callback_of,
+            schedule,
         )
         if after is not None:
             queries.decode_cursor(after)

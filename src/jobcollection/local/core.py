@@ -87,6 +87,7 @@ from .pausing import Pauses
 from .reading import Reader
 from .reporting import Report, Reporter, claimer_of
 from .saving import Saver
+from .schedules import Scheduler
 from .server import JobServer, ServerPass
 from .settings import Settings
 from .slots import Slots
@@ -192,6 +193,7 @@ class Core:
         self.reporter = Reporter(self.store, clock, self.follow_ups, self.reader)
         self.saver = Saver(self.store, clock, self.manager, self.dependents)
         self.claimer = Claimer(self.store, clock, self.reader, self.reporter)
+        self.scheduler = Scheduler(self.store, clock, self.run)
         self.server = JobServer(
             self.store,
             clock,
@@ -201,6 +203,7 @@ class Core:
             self.follow_ups,
             self.dependents,
             Leadership(self.store, clock, lease_ms),
+            self.scheduler,
             on_closed=self.close_log_stream,
             on_pass=self._passed,
         )

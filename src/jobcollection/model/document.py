@@ -243,6 +243,16 @@ class Edge(BaseModel):
     policy: OnFailure
 
 
+class ScheduledRun(BaseModel):
+    """On a run of a schedule object (`jc.schedules`): the schedule's id, the occurrence it
+    runs (for a triggered run: when it was triggered), and whether it was triggered."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    schedule: Annotated[str, Field(min_length=1, strict=True)]
+    at: AwareDatetime
+    triggered: bool = False
+
+
 class JobDoc(BaseModel):
     """A job as stored. Attribute names are snake_case; aliases are the stored field names."""
 
@@ -320,6 +330,9 @@ class JobDoc(BaseModel):
     run_if: Literal["failed"] | None = Field(default=None, exclude=True)
     """"failed": it runs only if one of its antecedents failed or was cancelled, and is
     cancelled otherwise (kept under RUN_IF); None: it runs when its antecedents let it."""
+    scheduled: ScheduledRun | None = Field(default=None, exclude=True)
+    """On a run of a schedule object: which schedule and occurrence (kept under SCHEDULED);
+    None: not made by a schedule."""
     lineage: list[JobId] = Field(default_factory=list, exclude=True)
     """The jobs this one was made from (as a repeat or a rerun), oldest first: the newest
     LINEAGE_LIMIT of them (kept under LINEAGE)."""
@@ -536,6 +549,11 @@ ANNOUNCED: Final = "_private.jobcollectionAnnounced"
 """On a dependent this library saved: its antecedents carry DEPENDENTS. Dependents saved by
 another application (job-collection v1.x) lack it; the job server resolves those itself."""
 
+SCHEDULED: Final = "_private.jobcollectionScheduled"
+"""On a run of a schedule object: `{id, at}` (and `trigger: true` for a triggered run),
+JobDoc.scheduled, under a partial index (find_jobs(schedule=), the overlap policies)."""
+SCHEDULED_ID: Final = f"{SCHEDULED}.id"
+
 ExtensionKind = Literal["setting", "bookkeeping"]
 
 
@@ -659,6 +677,26 @@ def _unique_in(value: Any) -> dict[str, Any]:
     return {"unique": unique}
 
 
+def _scheduled_out(doc: JobDoc) -> dict[str, Any] | None:
+    run = doc.scheduled
+    if run is None:
+        return None
+    return {"id": run.schedule, "at": run.at, **({"trigger": True} if run.triggered else {})}
+
+
+def _scheduled_in(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not {"id", "at"} <= set(value) <= {"id", "at", "trigger"}:
+        raise _malformed(SCHEDULED, value, " is not a schedule's run")
+    at = value["at"]
+    if isinstance(at, datetime) and at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return {
+        "scheduled": {"schedule": value["id"], "at": at, "triggered": bool(value.get("trigger"))}
+    }
+
+
 def _edges_out(doc: JobDoc) -> list[dict[str, Any]] | None:
     return [edge.model_dump() for edge in doc.on_failure] or None
 
@@ -683,6 +721,7 @@ EXTENSIONS: Final[tuple[Extension, ...]] = (
     Extension(CALLBACK_OF, "setting", ("callback_of",)),
     Extension(RUN_IF, "setting", ("run_if",)),
     Extension(UNIQUE, "setting", ("unique",), False, _unique_out, _unique_in),
+    Extension(SCHEDULED, "setting", ("scheduled",), False, _scheduled_out, _scheduled_in),
     # The bookkeeping.
     Extension(FLUSH, "bookkeeping"),
     Extension(FOLLOW_UPS, "bookkeeping"),

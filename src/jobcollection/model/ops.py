@@ -777,6 +777,7 @@ FIND_FILTER: Fields = [
         ("workflow", "workflow"),
         ("batch", "batch"),
         ("callback_of", "callbackOf"),
+        ("schedule", "schedule"),
     ]
 ]
 FIND_OPTIONS: Fields = [
@@ -789,7 +790,8 @@ FIND_OPTIONS: Fields = [
 class FindJobs(Op[DocPage]):
     """jobFind(filter, options): the page after the cursor `after` (None: the first) of the
     jobs the query matches, newest first (queries.py). The filter's conditions are `type`,
-    `status`, `userId`, `createdBefore`, `data`, `workflow` and `batch` (absent: any); the options
+    `status`, `userId`, `createdBefore`, `data`, `workflow`, `batch`, `callbackOf` and `schedule`
+    (absent: any); the options
     `limit`
     (default 100, at most queries.MAX_PAGE) and `after`."""
 
@@ -823,6 +825,7 @@ class FindJobs(Op[DocPage]):
                 where.get("workflow"),
                 where.get("batch"),
                 where.get("callback_of"),
+                where.get("schedule"),
             )
         except InvalidArgument as exc:
             name = FIND_NAMES.get(exc.argument, exc.argument)
