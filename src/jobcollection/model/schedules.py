@@ -28,7 +28,7 @@ from bson import ObjectId
 
 from . import validation as v
 from .clock import to_millis
-from .document import CronSchedule, Edge, JobDoc, ScheduledRun
+from .document import CronSchedule, Edge, JobDoc, ScheduledRun, is_text
 from .errors import InvalidArgument, InvalidArgumentType
 from .schedule import CATCH_UP_LIMIT, COUNT_LIMIT, check_cron, occurrences
 from .types import Id
@@ -124,9 +124,9 @@ def schedule_spec(
     checked_id = schedule_id(id)
     if (cron is None) == (every is None):
         raise InvalidArgument("cron", "give exactly one of cron= and every=")
-    [job_type] = v.job_types(type, "type") if isinstance(type, str) else [None]
-    if job_type is None:
-        raise InvalidArgumentType("type", "must be one job type (a string)")
+    if not isinstance(type, str) or not is_text(type) or not type:
+        raise InvalidArgumentType("type", "must be one job type: a non-empty text string")
+    job_type = type
     every_ms = None
     if every is not None:
         every_ms = v.duration_ms(every, "every", minimum_ms=MIN_EVERY_MS)
