@@ -81,7 +81,7 @@ class Scheduler:
         database beside the jobs)."""
         if self._store is None:
             name = self._jobs.collection.name.removesuffix(".jobs") + ".schedules"
-            self._store = self._jobs.sibling(name)
+            self._store = self._jobs.sibling(name, counted=False)
         if not self._indexed:
             for index in SCHEDULE_INDEXES:
                 await self._store.create_index(index.keys, **index.options())
