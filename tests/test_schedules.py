@@ -22,6 +22,7 @@ from helpers import claim_one
 from jobcollection import InvalidArgument, JobCollection, ManualClock, Status
 from jobcollection.model.schedules import jitter_ms, run_id
 
+pytestmark = pytest.mark.both_sides
 MINUTE = timedelta(minutes=1)
 
 
@@ -52,9 +53,8 @@ async def occurrences_run(jc: JobCollection, schedule: str) -> list[datetime]:
 
 
 async def test_upsert_stores_a_schedule_that_lists_its_next_runs(
-    make_jc: MakeJC, clock: ManualClock
+    jc: Any, clock: ManualClock
 ) -> None:
-    jc = await make_jc()
     every = await jc.schedules.upsert("every-minute", every=60, type="t", data={"n": 1})
     assert every.next_runs == [START + MINUTE, START + 2 * MINUTE, START + 3 * MINUTE]
     assert every.every == MINUTE and every.cron is None and not every.paused
@@ -87,9 +87,8 @@ async def test_upsert_stores_a_schedule_that_lists_its_next_runs(
     ],
 )
 async def test_bad_settings_raise_naming_the_field_and_store_nothing(
-    make_jc: MakeJC, options: dict[str, Any], field: str
+    jc: Any, options: dict[str, Any], field: str
 ) -> None:
-    jc = await make_jc()
     with pytest.raises(InvalidArgument) as raised:
         await jc.schedules.upsert("s", **options)
     assert raised.value.argument == field
@@ -99,9 +98,8 @@ async def test_bad_settings_raise_naming_the_field_and_store_nothing(
 
 
 async def test_an_upsert_replaces_the_settings_and_keeps_the_next_run_unless_the_timing_changed(
-    make_jc: MakeJC, clock: ManualClock
+    jc: Any, clock: ManualClock
 ) -> None:
-    jc = await make_jc()
     await jc.schedules.upsert("s", every=60, type="t")
     clock.advance(90)  # its first occurrence is due, and no pass ran yet
     again = await jc.schedules.upsert("s", every=60, type="t", data={"v": 2})  # an app restart
@@ -119,9 +117,8 @@ async def test_an_upsert_replaces_the_settings_and_keeps_the_next_run_unless_the
 
 
 async def test_each_occurrence_gets_one_ordinary_job_carrying_the_schedule(
-    make_jc: MakeJC, clock: ManualClock
+    jc: Any, clock: ManualClock
 ) -> None:
-    jc = await make_jc()
     await jc.schedules.upsert("s", every=60, type="t", data={"k": "v"})
     assert (await jc.run_server_pass()).scheduled == 0  # nothing due yet
     for _ in range(3):
@@ -141,9 +138,8 @@ async def test_each_occurrence_gets_one_ordinary_job_carrying_the_schedule(
 
 
 async def test_a_pause_stops_the_runs_and_a_resume_starts_from_the_next_occurrence(
-    make_jc: MakeJC, clock: ManualClock
+    jc: Any, clock: ManualClock
 ) -> None:
-    jc = await make_jc()
     await jc.schedules.upsert("s", every=60, type="t")
     assert await jc.schedules.pause("s") and not await jc.schedules.pause("s")
     paused = await jc.schedules.get("s")
@@ -161,8 +157,7 @@ async def test_a_pause_stops_the_runs_and_a_resume_starts_from_the_next_occurren
     assert not await jc.schedules.pause("none") and not await jc.schedules.resume("none")
 
 
-async def test_trigger_makes_one_run_now(make_jc: MakeJC, clock: ManualClock) -> None:
-    jc = await make_jc()
+async def test_trigger_makes_one_run_now(jc: Any, clock: ManualClock) -> None:
     await jc.schedules.upsert("s", cron="0 0 1 1 *", type="t", data={"a": 1})
     await jc.schedules.pause("s")
     job_id = await jc.schedules.trigger("s")
@@ -177,9 +172,8 @@ async def test_trigger_makes_one_run_now(make_jc: MakeJC, clock: ManualClock) ->
 
 
 async def test_backfill_runs_each_occurrence_once_however_often_it_is_called(
-    make_jc: MakeJC, clock: ManualClock
+    jc: Any, clock: ManualClock
 ) -> None:
-    jc = await make_jc()
     clock.advance(600)
     await jc.schedules.upsert("s", every=60, type="t")
     made = await jc.schedules.backfill("s", START, START + 5 * MINUTE)
@@ -203,10 +197,7 @@ async def test_backfill_runs_each_occurrence_once_however_often_it_is_called(
         await jc.schedules.backfill("s", datetime(2026, 1, 1), START)
 
 
-async def test_remove_deletes_the_schedule_and_leaves_its_runs(
-    make_jc: MakeJC, clock: ManualClock
-) -> None:
-    jc = await make_jc()
+async def test_remove_deletes_the_schedule_and_leaves_its_runs(jc: Any, clock: ManualClock) -> None:
     await jc.schedules.upsert("s", every=60, type="t")
     clock.advance(60)
     await jc.run_server_pass()
@@ -220,9 +211,8 @@ async def test_remove_deletes_the_schedule_and_leaves_its_runs(
 
 
 async def test_skip_makes_no_run_while_the_previous_one_is_not_final(
-    make_jc: MakeJC, clock: ManualClock
+    jc: Any, clock: ManualClock
 ) -> None:
-    jc = await make_jc()
     await jc.schedules.upsert("s", every=60, type="t", overlap="skip")
     clock.advance(60)
     await jc.run_server_pass()
@@ -236,8 +226,7 @@ async def test_skip_makes_no_run_while_the_previous_one_is_not_final(
     assert await occurrences_run(jc, "s") == [START + MINUTE, START + 3 * MINUTE]
 
 
-async def test_allow_runs_beside_the_previous_run(make_jc: MakeJC, clock: ManualClock) -> None:
-    jc = await make_jc()
+async def test_allow_runs_beside_the_previous_run(jc: Any, clock: ManualClock) -> None:
     await jc.schedules.upsert("s", every=60, type="t")
     clock.advance(60)
     await jc.run_server_pass()
@@ -249,9 +238,8 @@ async def test_allow_runs_beside_the_previous_run(make_jc: MakeJC, clock: Manual
 
 
 async def test_buffer_one_keeps_one_run_waiting_behind_the_running_one(
-    make_jc: MakeJC, clock: ManualClock
+    jc: Any, clock: ManualClock
 ) -> None:
-    jc = await make_jc()
     await jc.schedules.upsert("s", every=60, type="t", overlap="buffer_one")
     clock.advance(60)
     await jc.run_server_pass()
@@ -270,10 +258,7 @@ async def test_buffer_one_keeps_one_run_waiting_behind_the_running_one(
     assert [d.status for d in await runs(jc, "s")] == ["failed", "ready"]
 
 
-async def test_cancel_other_cancels_the_previous_run_then_runs(
-    make_jc: MakeJC, clock: ManualClock
-) -> None:
-    jc = await make_jc()
+async def test_cancel_other_cancels_the_previous_run_then_runs(jc: Any, clock: ManualClock) -> None:
     await jc.schedules.upsert("s", every=60, type="t", overlap="cancel_other")
     clock.advance(60)
     await jc.run_server_pass()
@@ -296,14 +281,13 @@ async def test_cancel_other_cancels_the_previous_run_then_runs(
     ],
 )
 async def test_catch_up_decides_what_an_outage_s_occurrences_become(
-    make_jc: MakeJC,
+    jc: Any,
     clock: ManualClock,
     catch_up: str,
     every: int,
     outage: float,
     expected: list[int],
 ) -> None:
-    jc = await make_jc()
     await jc.schedules.upsert("s", every=every * 60, type="t", catch_up=catch_up)  # type: ignore[arg-type]
     clock.advance(outage * 60)
     await jc.run_server_pass()
@@ -315,9 +299,8 @@ async def test_catch_up_decides_what_an_outage_s_occurrences_become(
 
 
 async def test_jitter_delays_each_run_by_at_most_the_jitter_the_same_everywhere(
-    make_jc: MakeJC, clock: ManualClock
+    jc: Any, clock: ManualClock
 ) -> None:
-    jc = await make_jc()
     await jc.schedules.upsert("s", every=60, type="t", jitter=30)
     for _ in range(40):
         clock.advance(60)
@@ -472,10 +455,7 @@ async def test_a_plan_left_pending_by_a_crash_is_carried_out_by_the_next_leader(
             await jc.close()
 
 
-async def test_the_runs_are_ordinary_jobs_a_queue_works(
-    make_jc: MakeJC, clock: ManualClock
-) -> None:
-    jc = await make_jc()
+async def test_the_runs_are_ordinary_jobs_a_queue_works(jc: Any, clock: ManualClock) -> None:
     await jc.schedules.upsert("s", every=60, type="t")
     clock.advance(60)
     await jc.run_server_pass()

@@ -30,7 +30,6 @@ from ..model.workers import TTL_S, worker_ttl_ms
 from ..mongo.indexes import INDEXES, UNIQUE_JOBS
 from ..mongo.servertime import ServerClock
 from .jobs import JobsAPI
-from .schedules import Schedules
 
 logger = logging.getLogger("jobcollection")
 
@@ -73,7 +72,6 @@ class JobCollection(JobsAPI):
         )
         self._core = core
         self._methods = MethodLayer(core)
-        self._schedules = Schedules(core.scheduler)
         name = str(getattr(collection, "name", "queue.jobs"))
         self.root = name[: -len(".jobs")] if name.endswith(".jobs") else name
         if permissions is not None:
@@ -147,13 +145,6 @@ class JobCollection(JobsAPI):
         if not callable(function):
             raise InvalidArgumentType("scrub", "must be a function of a document")
         self._core.reader.scrub = function
-
-    @property
-    def schedules(self) -> Schedules:
-        """Schedules as objects (api/schedules.py): `await jc.schedules.upsert("nightly",
-        cron="0 3 * * *", type="report")`, then list, pause, resume, trigger, backfill and
-        remove them by id; the job server makes their runs."""
-        return self._schedules
 
     @property
     def events(self) -> EventEmitter:

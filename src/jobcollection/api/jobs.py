@@ -33,6 +33,7 @@ from . import tracing, waiting
 from .job import Job
 from .queue import DEFAULT_CANCEL_GRACE, ErrorCallback, JobQueue, QueueOptions, Worker
 from .queue.options import ExecutorName
+from .schedules import Schedules
 from .seam import JobService
 from .tasks import BoundTask, P, R, TaskFunction, TaskKeywords, TaskSource, dispatcher, registered
 from .workflows import Batch, Flow, Workflow, as_flow, save_flow
@@ -142,6 +143,13 @@ class JobsAPI:
             queries.decode_cursor(after)
         found = await self.service.run(ops.FindJobs(query, after))
         return JobPage([Job(self, doc) for doc in found.docs], found.next)
+
+    @property
+    def schedules(self) -> Schedules:
+        """Schedules as objects (api/schedules.py): `await jc.schedules.upsert("nightly",
+        cron="0 3 * * *", type="report")`, then list, pause, resume, trigger, backfill and
+        remove them by id; the elected job server makes their runs, one per occurrence."""
+        return Schedules(self.service)
 
     async def stats(self) -> QueueStats:
         """How many jobs each type has in each status, and the oldest ready job of each type

@@ -15,9 +15,8 @@ import builtins
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..local.schedules import Scheduler
+from ..model import ops
 from ..model import validation as v
-from ..model.errors import InvalidArgument
 from ..model.schedules import (
     Overlap,
     Schedule,
@@ -26,14 +25,15 @@ from ..model.schedules import (
     schedule_spec,
 )
 from ..model.types import Id
+from .seam import JobService
 
 
 class Schedules:
-    """The schedules of a JobCollection (`jc.schedules`). Local only for now: a remote client
-    has none."""
+    """The schedules of a job collection (`jc.schedules`), local or remote alike: each method
+    runs one operation on the collection's service (remotely: the method it names)."""
 
-    def __init__(self, scheduler: Scheduler) -> None:
-        self._scheduler = scheduler
+    def __init__(self, service: JobService) -> None:
+        self._service = service
 
     async def upsert(
         self,
@@ -63,7 +63,9 @@ class Schedules:
         The next run is recomputed when the timing (cron, timezone, every) changes, and kept
         otherwise, so an application may upsert its schedules at every start. A paused
         schedule stays paused. Everything is checked first (InvalidArgument naming the
-        field), and nothing is stored on bad input. The schedule as stored."""
+        field), and nothing is stored on bad input. The schedule as stored. Remotely:
+        jobScheduleUpsert (and each method below, the method it names: managers' and
+        admins')."""
         spec = schedule_spec(
             id,
             type=type,
@@ -75,35 +77,37 @@ class Schedules:
             overlap=overlap,
             catch_up=catch_up,
         )
-        return await self._scheduler.upsert(spec)
+        return await self._service.run(ops.UpsertSchedule(spec))
 
     async def get(self, id: str) -> Schedule | None:
-        """The schedule `id` with its next runs and its last run (None: there is none)."""
-        return await self._scheduler.get(schedule_id(id))
+        """The schedule `id` with its next runs and its last run (None: there is none).
+        Remotely: jobSchedules."""
+        found = await self._service.run(ops.ListSchedules(schedule_id(id)))
+        return found[0] if found else None
 
     async def list(self) -> builtins.list[Schedule]:
         """Every schedule, by id, each with its next runs and its last run (its job's id,
-        occurrence and current status)."""
-        return await self._scheduler.list_all()
+        occurrence and current status). Remotely: jobSchedules."""
+        return await self._service.run(ops.ListSchedules())
 
     async def pause(self, id: str) -> bool:
         """Stop making runs of the schedule (runs made already are left alone); False if it
         is paused already, or there is none."""
-        return await self._scheduler.pause(schedule_id(id))
+        return await self._service.run(ops.PauseSchedule(schedule_id(id)))
 
     async def resume(self, id: str) -> bool:
         """Make runs again, from the first occurrence after now (those that fell while it was
         paused get none: `backfill` makes them); False if it was not paused."""
-        return await self._scheduler.resume(schedule_id(id))
+        return await self._service.run(ops.ResumeSchedule(schedule_id(id)))
 
     async def remove(self, id: str) -> bool:
         """Delete the schedule (its runs stay, as jobs); False if there was none."""
-        return await self._scheduler.remove(schedule_id(id))
+        return await self._service.run(ops.RemoveSchedule(schedule_id(id)))
 
     async def trigger(self, id: str) -> Id:
         """One run now, besides the occurrences (whatever the overlap policy, paused or not);
         its job's id. InvalidArgument("id") if there is no such schedule."""
-        return await self._scheduler.trigger(schedule_id(id))
+        return await self._service.run(ops.TriggerSchedule(schedule_id(id)))
 
     async def backfill(self, id: str, start: datetime, end: datetime) -> builtins.list[Id]:
         """A run for each occurrence in [start, end] that has no run yet (at most 1,000 in
@@ -111,8 +115,7 @@ class Schedules:
         runs made. Backfilling the same range again makes none, and the job server never
         makes a second run of an occurrence backfilled. InvalidArgument("id") if there is no
         such schedule."""
-        first = v.aware_datetime(start, "start")
-        last = v.aware_datetime(end, "end")
-        if last < first:
-            raise InvalidArgument("end", "must not be before start")
-        return await self._scheduler.backfill(schedule_id(id), first, last)
+        op = ops.BackfillSchedule(
+            schedule_id(id), v.aware_datetime(start, "start"), v.aware_datetime(end, "end")
+        )
+        return await self._service.run(op.checked())

@@ -56,8 +56,8 @@ from ..mongo.store import Document, Store
 logger = logging.getLogger("jobcollection")
 
 Runner = Callable[[Op[Any]], Awaitable[Any]]
-"""Runs an operation through the core (so saves and cancels fire their events and wake this
-process's queues as any other would)."""
+"""Applies an operation through the core (Core.apply: the saves wake this process's queues
+and the cancels stop their workers, as any other would; the events are the schedule's)."""
 
 MAX_LISTED: Final = 10_000
 """The most schedules `list()` shows."""

@@ -28,6 +28,7 @@ from bson import ObjectId
 
 from . import validation as v
 from .clock import to_millis
+from .constants import FOREVER
 from .document import CronSchedule, Edge, JobDoc, ScheduledRun, is_text
 from .errors import InvalidArgument, InvalidArgumentType
 from .schedule import CATCH_UP_LIMIT, COUNT_LIMIT, check_cron, occurrences
@@ -82,6 +83,31 @@ class ScheduleSpec:
             out["every"] = self.every_ms
         return out
 
+    def wire(self) -> dict[str, Any]:
+        """The settings as jobScheduleUpsert takes them (its second parameter): as stored."""
+        return self.stored()
+
+    @classmethod
+    def from_wire(cls, schedule: Any, settings: Any) -> ScheduleSpec:
+        """jobScheduleUpsert's parameters, checked as `schedule_spec` checks them (durations
+        in ms; InvalidArgument naming the setting as the wire spells it)."""
+        if not isinstance(settings, dict):
+            raise InvalidArgumentType("settings", "must be an object of settings")
+        unknown = sorted(map(str, set(settings) - set(WIRE_SETTINGS)))
+        if unknown:
+            raise InvalidArgument("settings", f"unknown keys {unknown}")
+        given = {WIRE_SETTINGS[key]: value for key, value in settings.items()}
+        for name in ("every", "jitter"):
+            if given.get(name) is not None:
+                ms = v.integer(given[name], name, minimum=0, maximum=FOREVER)
+                given[name] = timedelta(milliseconds=ms)
+        try:
+            return schedule_spec(schedule, **given)
+        except InvalidArgument as exc:
+            if exc.argument != "catch_up":
+                raise
+            raise type(exc)("catchUp", exc.problem) from None
+
     @classmethod
     def from_stored(cls, doc: dict[str, Any]) -> ScheduleSpec:
         """The spec of a stored schedule document."""
@@ -96,6 +122,19 @@ class ScheduleSpec:
             overlap=doc.get("overlap", "allow"),
             catch_up=doc.get("catchUp", "latest"),
         )
+
+
+WIRE_SETTINGS: Final = {
+    "type": "type",
+    "data": "data",
+    "cron": "cron",
+    "timezone": "timezone",
+    "every": "every",
+    "jitter": "jitter",
+    "overlap": "overlap",
+    "catchUp": "catch_up",
+}
+"""jobScheduleUpsert's settings, by the names `upsert` gives them."""
 
 
 def schedule_id(value: Any, name: str = "id") -> str:
@@ -318,6 +357,58 @@ class Schedule:
     last_run: LastRun | None
     created: datetime | None
     updated: datetime | None
+
+    def wire(self) -> dict[str, Any]:
+        """As the method layer answers it (jobSchedules): durations in ms, camelCase keys."""
+        last = self.last_run
+        return {
+            "id": self.id,
+            "type": self.type,
+            "data": self.data,
+            "cron": self.cron,
+            "timezone": self.timezone,
+            "every": None if self.every is None else self.every // _MS,
+            "jitter": self.jitter // _MS,
+            "overlap": self.overlap,
+            "catchUp": self.catch_up,
+            "paused": self.paused,
+            "nextRuns": list(self.next_runs),
+            "lastRun": None
+            if last is None
+            else {
+                "jobId": last.job_id,
+                "at": last.at,
+                "status": last.status,
+                "triggered": last.triggered,
+            },
+            "created": self.created,
+            "updated": self.updated,
+        }
+
+    @classmethod
+    def from_wire(cls, raw: dict[str, Any]) -> Schedule:
+        """A schedule as the method layer answered it (trusted: the server wrote it)."""
+        last = raw.get("lastRun")
+        return cls(
+            id=raw["id"],
+            type=raw["type"],
+            data=dict(raw.get("data") or {}),
+            cron=raw.get("cron"),
+            timezone=raw.get("timezone"),
+            every=None if raw.get("every") is None else raw["every"] * _MS,
+            jitter=raw.get("jitter", 0) * _MS,
+            overlap=raw["overlap"],
+            catch_up=raw["catchUp"],
+            paused=bool(raw.get("paused")),
+            next_runs=[_aware(at) or _EPOCH for at in raw.get("nextRuns") or []],
+            last_run=None
+            if last is None
+            else LastRun(
+                last["jobId"], _aware(last["at"]) or _EPOCH, last.get("status"), last["triggered"]
+            ),
+            created=_aware(raw.get("created")),
+            updated=_aware(raw.get("updated")),
+        )
 
 
 def shown(doc: dict[str, Any], statuses: dict[Any, str]) -> Schedule:
