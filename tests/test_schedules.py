@@ -466,3 +466,15 @@ async def test_the_runs_are_ordinary_jobs_a_queue_works(jc: Any, clock: ManualCl
     shown = await jc.schedules.get("s")
     assert shown is not None and shown.last_run is not None
     assert shown.last_run.status == "completed"
+
+
+async def test_a_schedule_that_cannot_be_read_holds_up_no_other(
+    make_jc: MakeJC, database: Any, clock: ManualClock
+) -> None:
+    jc = await make_jc()
+    await jc.schedules.upsert("good", every=60, type="t")
+    await database["queue.schedules"].insert_one({"_id": "bad", "next": START})  # no type
+    clock.advance(60)
+    done = await jc.run_server_pass()
+    assert (done.errors, done.scheduled) == (1, 1)
+    assert await occurrences_run(jc, "good") == [START + MINUTE]

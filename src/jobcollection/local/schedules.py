@@ -203,24 +203,40 @@ class Scheduler:
 
     async def materialise(self) -> int:
         """Carry out the plans left pending, then plan and carry out every due schedule (see
-        the module docstring); the number of runs made."""
+        the module docstring); the number of runs made. Each schedule is handled alone: one
+        that fails (logged) does not hold up the others, and the first error is raised once
+        they are done, for the pass to count."""
         try:
             store = await self._schedules()
         except DatabaseError:
             return 0  # no database beside the jobs: no schedules
         now = self._clock.now()
         made = 0
+        failed: list[Exception] = []
+
+        async def each(schedule_id: Any, work: Awaitable[int]) -> None:
+            nonlocal made
+            try:
+                made += await work
+            except Exception as exc:
+                logger.error("schedule %s: could not make its runs: %s", schedule_id, exc)
+                failed.append(exc)
+
         pending = await store.find({"plan.at": {"$lte": now, "$exists": True}})
         for doc in pending:
-            made += await self._carry_out(store, doc["_id"], assume_utc(doc["plan"]))
+            await each(doc["_id"], self._carry_out(store, doc["_id"], assume_utc(doc["plan"])))
         due = await store.find(
             {"next": {"$lte": now, "$exists": True}}, sort=[("next", 1)], limit=MAX_PER_PASS
         )
         for doc in due:
-            plan = await self._plan(store, doc, now)
-            if plan is not None:
-                made += await self._carry_out(store, doc["_id"], plan)
+            await each(doc["_id"], self._plan_and_carry_out(store, doc, now))
+        if failed:
+            raise failed[0]
         return made
+
+    async def _plan_and_carry_out(self, store: Store, doc: Document, now: datetime) -> int:
+        plan = await self._plan(store, doc, now)
+        return 0 if plan is None else await self._carry_out(store, doc["_id"], plan)
 
     async def _plan(self, store: Store, doc: Document, now: datetime) -> Document | None:
         """Plan a due schedule's runs and advance its `next` in one conditional update; the
@@ -246,13 +262,17 @@ class Scheduler:
         skipped = due.skipped + len(due.runs) - len(admitted.runs)
         if skipped:
             logger.info("schedule %s: %d occurrences skipped (catch-up, overlap)", spec.id, skipped)
-        update: dict[str, Any] = {"$set": {"plan": plan}}
+        nothing = not admitted.runs and not admitted.cancel  # only `next` moves
+        update: dict[str, Any] = {"$set": {} if nothing else {"plan": plan}}
         if due.following is None:
             update["$unset"] = {"next": ""}
         else:
             update["$set"]["next"] = due.following
+        if not update["$set"]:
+            del update["$set"]
         query = {"_id": spec.id, "next": next_at, "plan": {"$exists": False}}
-        return plan if await store.update_one(query, update) else None
+        planned = await store.update_one(query, update)
+        return plan if planned and not nothing else None
 
     async def _carry_out(self, store: Store, schedule_id: str, plan: Document) -> int:
         """Cancel what a plan says, insert its runs that are not stored yet, clear it; the
