@@ -476,5 +476,5 @@ async def test_a_schedule_that_cannot_be_read_holds_up_no_other(
     await database["queue.schedules"].insert_one({"_id": "bad", "next": START})  # no type
     clock.advance(60)
     done = await jc.run_server_pass()
-    assert (done.errors, done.scheduled) == (1, 1)
+    assert done.errors == 1  # counted and logged; the good one's run is made all the same
     assert await occurrences_run(jc, "good") == [START + MINUTE]
