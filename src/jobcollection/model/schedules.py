@@ -96,7 +96,7 @@ class ScheduleSpec:
         unknown = sorted(map(str, set(settings) - set(WIRE_SETTINGS)))
         if unknown:
             raise InvalidArgument("settings", f"unknown keys {unknown}")
-        given = {WIRE_SETTINGS[key]: value for key, value in settings.items()}
+        given = {"type": None, **{WIRE_SETTINGS[key]: value for key, value in settings.items()}}
         for name in ("every", "jitter"):
             if given.get(name) is not None:
                 ms = v.integer(given[name], name, minimum=0, maximum=FOREVER)
