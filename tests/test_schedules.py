@@ -478,3 +478,16 @@ async def test_a_schedule_that_cannot_be_read_holds_up_no_other(
     done = await jc.run_server_pass()
     assert done.errors == 1  # counted and logged; the good one's run is made all the same
     assert await occurrences_run(jc, "good") == [START + MINUTE]
+
+
+async def test_buffer_one_catching_up_runs_one_and_buffers_one(jc: Any, clock: ManualClock) -> None:
+    await jc.schedules.upsert("s", every=60, type="t", overlap="buffer_one", catch_up="all")
+    clock.advance(300)  # five occurrences missed: the first runs, one waits behind it
+    await jc.run_server_pass()
+    first, second = await runs(jc, "s")
+    assert (first.scheduled.at, first.status) == (START + MINUTE, "ready")
+    assert (second.scheduled.at, second.status, second.depends) == (
+        START + 2 * MINUTE,
+        "waiting",
+        [first.id],
+    )
