@@ -1,5 +1,5 @@
 """The operator commands of `jobcollection` (ls, show, retry, cancel, remove, purge, stats,
-pause, resume, limit, limits, workers), run in-process on the test collection with the
+pause, resume, limit, limits, schedules, workers), run in-process on the test collection with the
 arguments parsed as the command line would, their output captured and their confirmations
 answered; the command itself runs as a process on the demo database, and `limit`/`limits` on
 a database that processes share (the MongoDB wire stand-in)."""
@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -472,6 +473,43 @@ async def test_limit_sets_and_removes_a_types_concurrency_limit(jc: JobCollectio
     again = await run(jc, "limit", "mail", "--remove")
     assert (again.code, again.err) == (0, "mail had no concurrency limit\n")
     assert list(await jc.concurrency_limits()) == ["sms"]
+
+
+async def test_schedules_lists_each_schedule_with_its_next_and_last_run(
+    jc: JobCollection, clock: ManualClock
+) -> None:
+    """`schedules` lists the schedule objects: their timing and policies, next run and last
+    run; `--json` one object per schedule, as jobSchedules answers."""
+    assert (await run(jc, "schedules")).err == "schedules: none\n"
+    await jc.schedules.upsert(
+        "nightly", cron="0 3 * * *", timezone="Europe/Paris", type="report", jitter=10
+    )
+    await jc.schedules.upsert("sync", every=60, type="sync", overlap="skip")
+    await jc.schedules.pause("nightly")
+    clock.advance(60)
+    await jc.run_server_pass()
+    [run_id] = [job.id for job in (await jc.find_jobs(schedule="sync")).jobs]
+    listed = await run(jc, "schedules")
+    assert [re.split(r"\s{2,}", line) for line in listed.lines()] == [
+        ["ID", "TYPE", "WHEN", "OVERLAP", "CATCH-UP", "STATE", "NEXT RUN", "LAST RUN"],
+        [
+            *("nightly", "report", "cron 0 3 * * * Europe/Paris + jitter 10s", "allow"),
+            *("latest", "paused", "-", "-"),
+        ],
+        [
+            *("sync", "sync", "every 60s", "skip", "latest", "active", "2026-01-01T12:02:00Z"),
+            f"{run_id} ready (2026-01-01T12:01:00Z)",
+        ],
+    ]
+    nightly, sync = [json.loads(line) for line in (await run(jc, "schedules", "--json")).lines()]
+    assert nightly["cron"] == "0 3 * * *" and nightly["jitter"] == 10_000 and nightly["paused"]
+    assert sync["nextRuns"][0] == "2026-01-01T12:02:00+00:00"
+    assert sync["lastRun"] == {
+        "jobId": str(run_id),
+        "at": "2026-01-01T12:01:00+00:00",
+        "status": "ready",
+        "triggered": False,
+    }
 
 
 async def test_limit_refuses_bad_arguments_naming_them(

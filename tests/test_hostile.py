@@ -19,7 +19,7 @@ import asyncio
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -151,6 +151,7 @@ NOT_STATE: list[Any] = [  # a checkpoint's state: a JSON value, storable as give
 NOT_MESSAGE: list[Any] = [None, 1, b"x", True, "x" * (LIMITS.max_message_length + 1), *OPERATORS]
 NOT_LEVEL: list[Any] = ["fatal", "", 1, None, "INFO", *OPERATORS]
 NOT_OPTIONS: list[Any] = ["x", [1], 5, {"$where": "1"}, {"unknownOption": 1}]
+NOT_SCHEDULE_ID: list[Any] = ["", 5, True, "x" * 201, "a\x00b", ["s"], b"s", *OPERATORS]
 STRING_IDS: list[Any] = ["$where", "{'$ne': null}", "a.b", "$", "x\x00", "' || 1 == 1"]
 
 
@@ -186,6 +187,7 @@ async def build_world(database: Any, clock: ManualClock) -> World:
     [held] = await jc.get_work("t", work_timeout=60)
     paused = jc.create_job("t", {"k": "paused"})
     await paused.pause()
+    await jc.schedules.upsert("s", every=60, type="t")
     return World(
         jc=jc,
         ready=await jc.create_job("t", {"k": "ready"}).save(),
@@ -471,6 +473,34 @@ def method_cases(w: World) -> dict[str, tuple[tuple[Any, ...], dict[Slot, list[A
                 ("arg", 2): NOT_OPTIONS,
             },
         ),
+        "jobScheduleUpsert": (
+            ("s", {"type": "t", "every": 60_000}),
+            {
+                ("arg", 0): [*NOT_SCHEDULE_ID, None],
+                ("arg", 1): [*OPERATORS, "x", [], 5, None, {"type": "t", "$set": 1}],
+                ("opt", 1, "type"): NOT_TYPES,
+                ("opt", 1, "every"): [*NOT_INT, -1, 0, 999, None],
+                ("opt", 1, "cron"): ["* * * * *", "x", "* * *", 5, *OPERATORS],
+                ("opt", 1, "timezone"): ["Mars/Olympus", 5, "UTC", *OPERATORS],
+                ("opt", 1, "data"): NOT_DATA,
+                ("opt", 1, "jitter"): [*NOT_INT, -1],
+                ("opt", 1, "overlap"): ["queue", "", 5, None, *OPERATORS],
+                ("opt", 1, "catchUp"): ["some", "", 5, None, *OPERATORS],
+            },
+        ),
+        "jobSchedules": ((), {("arg", 0): NOT_OPTIONS, ("opt", 0, "id"): NOT_SCHEDULE_ID}),
+        "jobSchedulePause": (("s",), {("arg", 0): [*NOT_SCHEDULE_ID, None]}),
+        "jobScheduleResume": (("s",), {("arg", 0): [*NOT_SCHEDULE_ID, None]}),
+        "jobScheduleTrigger": (("s",), {("arg", 0): [*NOT_SCHEDULE_ID, None, "no-such"]}),
+        "jobScheduleBackfill": (
+            ("s", START, START + timedelta(minutes=5)),
+            {
+                ("arg", 0): [*NOT_SCHEDULE_ID, None, "no-such"],
+                ("arg", 1): [*NOT_DATE, None],
+                ("arg", 2): [*NOT_DATE, None, START - timedelta(minutes=1)],
+            },
+        ),
+        "jobScheduleRemove": (("s",), {("arg", 0): [*NOT_SCHEDULE_ID, None]}),
     }
 
 

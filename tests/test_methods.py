@@ -139,6 +139,25 @@ async def test_every_method_with_wire_params(make_jc: MakeJC, clock: ManualClock
     assert await jc.call("jobCancelPending", "later", 0) == 0  # not that user's
     assert (await stored(jc, later))["status"] == "waiting"
     assert await jc.collection.count_documents({"_id": {"$in": [rerun_id, job_id]}}) == 0
+
+    settings = {"type": "s", "every": 60_000, "jitter": 0, "overlap": "skip", "catchUp": "all"}
+    upserted = await jc.call("jobScheduleUpsert", "nightly", settings)
+    assert (upserted.id, upserted.every, upserted.overlap) == (
+        "nightly",
+        timedelta(minutes=1),
+        "skip",
+    )
+    assert await jc.call("jobSchedules", {"id": "nightly"}) == [upserted]
+    assert await jc.call("jobSchedulePause", "nightly") is True
+    assert await jc.call("jobScheduleResume", "nightly") is True
+    triggered = await jc.call("jobScheduleTrigger", "nightly")
+    assert (await stored(jc, triggered))["type"] == "s"
+    backfilled = await jc.call(
+        "jobScheduleBackfill", "nightly", START, START + timedelta(minutes=1)
+    )
+    assert len(backfilled) == 2
+    assert await jc.call("jobScheduleRemove", "nightly") is True
+    assert await jc.call("jobSchedules") == []
     assert await jc.call("shutdownJobServer", {"timeout": 0}) is True
     assert await jc.call("getWork", "m") == []
 

@@ -564,6 +564,13 @@ def test_constant_values() -> None:
         "jobSetConcurrencyLimit",
         "jobConcurrencyLimits",
         "jobAddDepends",
+        "jobScheduleUpsert",
+        "jobSchedules",
+        "jobSchedulePause",
+        "jobScheduleResume",
+        "jobScheduleRemove",
+        "jobScheduleTrigger",
+        "jobScheduleBackfill",
     ]
 
 
@@ -586,6 +593,13 @@ def test_method_permissions() -> None:
             "jobWorkers",
             "jobSetConcurrencyLimit",
             "jobConcurrencyLimits",
+            "jobScheduleUpsert",
+            "jobSchedules",
+            "jobSchedulePause",
+            "jobScheduleResume",
+            "jobScheduleRemove",
+            "jobScheduleTrigger",
+            "jobScheduleBackfill",
         },
         "creator": {"jobSave", "jobRerun", "jobSaveMany", "jobAddDepends"},
         "worker": {
@@ -693,6 +707,10 @@ PUBLIC_SURFACE = {
     "ServedCollection",
     "ServerClock",
     "ServerPass",
+    "Schedule",
+    "ScheduledRun",
+    "Schedules",
+    "LastRun",
     "Paused",
     "WorkerInfo",
     "Leader",

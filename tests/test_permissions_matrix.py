@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from bson import ObjectId
 
+from conftest import START
 from helpers import WORKER
 from jobcollection import (
     METHOD_PERMISSIONS,
@@ -82,6 +84,13 @@ class World:
             "jobSetConcurrencyLimit": ("limited-type", {"maxRunning": 3}),
             "jobConcurrencyLimits": (),
             "jobAddDepends": ([self.paused], [self.ready]),
+            "jobScheduleUpsert": ("s", {"type": "t", "cron": "0 3 * * *"}),
+            "jobSchedules": (),
+            "jobSchedulePause": ("s",),
+            "jobScheduleResume": ("s",),
+            "jobScheduleRemove": ("s",),
+            "jobScheduleTrigger": ("s",),
+            "jobScheduleBackfill": ("s", START, START + timedelta(minutes=5)),
         }[method]
 
 
@@ -101,6 +110,7 @@ async def world(make_jc: MakeJC) -> AsyncIterator[World]:
     )
     paused = jc.create_job("t")
     await paused.pause()
+    await jc.schedules.upsert("s", every=60, type="t")
     yield World(
         jc=jc,
         ready=await jc.create_job("t").save(),

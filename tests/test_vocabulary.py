@@ -137,6 +137,7 @@ OLD_INTERNAL_KEYS = {
     "jobcollectionUniqueHeld",
     "jobcollectionUniquePolicy",
     "jobcollectionCheckpoint",
+    "jobcollectionScheduled",
 }
 OLD_PUBLIC_SETTINGS = {
     "jobcollectionSchedule",
@@ -156,6 +157,7 @@ OLD_PUBLIC_SETTINGS = {
     "jobcollectionRunIf",
     "jobcollectionExpires",
     "jobcollectionCheckpoint",
+    "jobcollectionScheduled",
 }
 
 
@@ -183,6 +185,7 @@ def test_the_derived_constants_are_the_ones_written_by_hand_before() -> None:
         "runIf",
         "expires",
         "checkpoint",
+        "scheduled",
     }
 
 
@@ -215,6 +218,7 @@ def _with_every_setting() -> dict[str, Any]:
         "expires": datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC),
         "expired": True,
         "checkpoint": {"position": 3, "pages": [1, 2]},
+        "scheduled": {"schedule": "nightly", "at": datetime(2026, 1, 1, 3, tzinfo=UTC)},
     }
 
 

@@ -9,6 +9,7 @@ from .api.job import Job
 from .api.jobs import JobPage
 from .api.queue import JobQueue, QueueOptions
 from .api.queue.processes import JobView, WorkerProcessError
+from .api.schedules import Schedules
 from .api.seam import JobService, ServedCollection
 from .api.tasks import BoundTask, Task, TaskOptions, TaskRegistry, current_job
 from .api.workflows import Batch, Flow, Workflow, WorkflowStatus, batch, chain, chord, group
@@ -34,7 +35,7 @@ from .model.constants import (
     Status,
 )
 from .model.decisions import RetryRules
-from .model.document import CronSchedule, JobDoc, LaterSchedule, LogEntry, Progress
+from .model.document import CronSchedule, JobDoc, LaterSchedule, LogEntry, Progress, ScheduledRun
 from .model.errors import (
     Cancel,
     DatabaseError,
@@ -55,6 +56,7 @@ from .model.events import MethodEvent
 from .model.limits import Limits
 from .model.queries import QueueStats
 from .model.ratelimit import RateLimit
+from .model.schedules import LastRun, Schedule
 from .model.types import Paused
 from .model.workers import WorkerInfo
 from .mongo.servertime import ServerClock
@@ -125,6 +127,10 @@ __all__ = [
     "ServerClock",
     "ServedCollection",
     "ServerPass",
+    "Schedule",
+    "ScheduledRun",
+    "Schedules",
+    "LastRun",
     "Leader",
     "SystemClock",
     "Task",

@@ -34,6 +34,7 @@ from . import tracing, waiting
 from .job import Job
 from .queue import DEFAULT_CANCEL_GRACE, ErrorCallback, JobQueue, QueueOptions, Worker
 from .queue.options import ExecutorName
+from .schedules import Schedules
 from .seam import JobService
 from .tasks import BoundDeclaration, TaskKeywords, TaskSource, dispatcher, registered
 from .workflows import Batch, Flow, Workflow, as_flow, save_flow
@@ -117,21 +118,39 @@ class JobsAPI:
         workflow: Id | None = None,
         batch: Id | None = None,
         callback_of: Id | None = None,
+        schedule: str | None = None,
     ) -> JobPage:
         """A page of the jobs that match every condition given, newest first: of a type (or
         types) and status (or statuses), for a user, created before a moment, whose data
         holds these values at these paths (`{"customer.id": 7}`, at most 100 paths), at most
         `limit` (1 to 1,000), saved in a workflow, belonging to a batch, or callbacks of a
-        batch (`workflow`, `batch`, `callback_of`: its id). Pages by keyset, not
+        batch (`workflow`, `batch`, `callback_of`: its id), or runs of a schedule object
+        (`schedule`: its id, see `jc.schedules`). Pages by keyset, not
         by skipping: give the page's `next` as `after` for the following one (see
         model/queries.py). Remotely: the method jobFind."""
         query = queries.job_query(
-            type, status, user_id, created_before, data, limit, workflow, batch, callback_of
+            type,
+            status,
+            user_id,
+            created_before,
+            data,
+            limit,
+            workflow,
+            batch,
+            callback_of,
+            schedule,
         )
         if after is not None:
             queries.decode_cursor(after)
         found = await self.service.run(ops.FindJobs(query, after))
         return JobPage([Job(self, doc) for doc in found.docs], found.next)
+
+    @property
+    def schedules(self) -> Schedules:
+        """Schedules as objects (api/schedules.py): `await jc.schedules.upsert("nightly",
+        cron="0 3 * * *", type="report")`, then list, pause, resume, trigger, backfill and
+        remove them by id; the elected job server makes their runs, one per occurrence."""
+        return Schedules(self.service)
 
     async def stats(self) -> QueueStats:
         """How many jobs each type has in each status, and the oldest ready job of each type

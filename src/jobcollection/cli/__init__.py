@@ -16,6 +16,7 @@
     jobcollection pause|resume (TYPE ... | --all)
     jobcollection limit TYPE (MAX [--group-by PATH] | --remove)
     jobcollection limits [--json]
+    jobcollection schedules [--json]
     jobcollection dashboard (--mongodb-uri URI | --demo) [--port P] [--read-only]
 
 WHERE says where the jobs are, and nothing is assumed: `--url URL` (a `jobcollection serve`;
@@ -52,12 +53,13 @@ among them.
 errors.EXTRAS_NEEDED lists (`jobcollection --help` shows them).
 
 The operator commands (`ls`, `show`, `retry`, `cancel`, `remove`, `purge`, `stats`, `pause`,
-`resume`, `limit`, `limits`, `workers`, `workflow`, `batch`) work on a database, or through a
-remote API under the token's roles: `ls`, `stats`, `workflow`, `batch` and the filters of
-`retry`/`cancel`/`remove`/`purge` call jobFind and jobStats (admin or manager), `show` and
-the counting of changes getJob (admin or worker), the changes the manager's methods (`limit`
-and `limits`: jobSetConcurrencyLimit and jobConcurrencyLimits); a manager's token changes jobs
-without counting them. `purge` removes what it found in pages, each removal the conditional
+`resume`, `limit`, `limits`, `schedules`, `workers`, `workflow`, `batch`) work on a database,
+or through a remote API under the token's roles: `ls`, `stats`, `workflow`, `batch` and the
+filters of `retry`/`cancel`/`remove`/`purge` call jobFind and jobStats (admin or manager),
+`show` and the counting of changes getJob (admin or worker), the changes the manager's
+methods (`limit` and `limits`: jobSetConcurrencyLimit and jobConcurrencyLimits; `schedules`:
+jobSchedules); a manager's token changes jobs without counting them. `purge` removes what it
+found in pages, each removal the conditional
 update `remove` makes (a job restarted meanwhile is kept). Each is an async function of a
 collection, the parsed arguments and a `Console` (where it writes, how it asks for a
 confirmation), so it runs in-process on any collection:
@@ -83,7 +85,8 @@ logs.py (log lines on stderr), values.py (what the options' values mean), connec
 the jobs are: `--url`, `--mongodb-uri`, `--demo`), metrics_port.py (`--metrics-port`),
 serve.py (`serve`, `dashboard`, `token`), worker.py (`worker`), operating.py (what the
 operator commands share: `Console`, `operate`), pausing.py (`pause`, `resume`), limits.py
-(`limit`, `limits`), reading.py (`ls`, `show`, `stats`), workflows.py (`workflow`, `batch`),
+(`limit`, `limits`), schedules.py (`schedules`), reading.py (`ls`, `show`, `stats`),
+workflows.py (`workflow`, `batch`),
 changing.py (`retry`, `cancel`,
 `remove`, `purge`), arguments.py (`parser`), and here `main`.
 """

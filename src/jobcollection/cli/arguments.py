@@ -25,6 +25,7 @@ from .logs import LOG_LEVELS, SERVER_LOG_LEVELS
 from .operating import Operation, run_operator
 from .pausing import pause, resume
 from .reading import ls, show, stats, workers
+from .schedules import schedules
 from .serve import dashboard, serve, token
 from .values import byte_size, data_item, max_running, moment, page_size, seconds
 from .worker import work
@@ -312,6 +313,9 @@ def _operator_commands(commands: Any) -> None:
 
     ls_limits = add("limits", limits, "every type's concurrency limit")
     ls_limits.add_argument("--json", action="store_true", help="one JSON object, by type")
+
+    sc = add("schedules", schedules, "every schedule object: its timing, next run and last run")
+    sc.add_argument("--json", action="store_true", help="one JSON object per schedule")
 
     wo = add("workers", workers, "the live queues of every process, and the jobs they hold")
     wo.add_argument("--json", action="store_true", help="one registration per line")

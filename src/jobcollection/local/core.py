@@ -34,6 +34,7 @@ from ..model.limits import Limits
 from ..model.ops import (
     OPERATIONS,
     AddDepends,
+    BackfillSchedule,
     Cancel,
     CancelPendingOf,
     Checkpoints,
@@ -46,12 +47,14 @@ from ..model.ops import (
     GetLimitedWork,
     GetWork,
     Heartbeat,
+    ListSchedules,
     ListWorkers,
     Log,
     Op,
     Outcome,
     Pause,
     PausedTypes,
+    PauseSchedule,
     PauseTypes,
     Progress,
     RateLimited,
@@ -59,10 +62,12 @@ from ..model.ops import (
     ReadyDue,
     Release,
     Remove,
+    RemoveSchedule,
     Rerun,
     Restart,
     Results,
     Resume,
+    ResumeSchedule,
     ResumeTypes,
     Save,
     SaveMany,
@@ -71,9 +76,12 @@ from ..model.ops import (
     ShutdownServer,
     StartServer,
     Stats,
+    TriggerSchedule,
+    UpsertSchedule,
 )
 from ..model.queries import DocPage, QueueStats
 from ..model.ratelimit import LimitedWork
+from ..model.schedules import Schedule
 from ..model.types import Due, Id, Paused
 from ..model.workers import TTL_MS, WorkerInfo
 from ..mongo.servertime import ServerClock
@@ -90,6 +98,7 @@ from .pausing import Pauses
 from .reading import Reader
 from .reporting import Report, Reporter, claimer_of
 from .saving import Saver
+from .schedules import Scheduler
 from .server import JobServer, ServerPass
 from .settings import Settings
 from .slots import Slots
@@ -205,6 +214,7 @@ class Core:
         self.reporter = Reporter(self.store, clock, self.follow_ups, self.reader)
         self.saver = Saver(self.store, clock, self.manager, self.dependents)
         self.claimer = Claimer(self.store, clock, self.reader, self.reporter, self.manager)
+        self.scheduler = Scheduler(self.store, clock, self.apply)
         self.server = JobServer(
             self.store,
             clock,
@@ -214,6 +224,7 @@ class Core:
             self.follow_ups,
             self.dependents,
             Leadership(self.store, clock, lease_ms),
+            self.scheduler,
             on_closed=self.close_log_stream,
             on_pass=self._passed,
         )
@@ -269,6 +280,12 @@ class Core:
             raise
         if self._log_stream is not None or self._observed(op, origin):
             await self.emit(op, origin, None, result)
+        return result
+
+    async def apply(self, op: Op[T]) -> T:
+        """Apply an operation that is part of another (the saves and cancels of a schedule's
+        runs): no events of its own, no log line."""
+        result: T = await self._appliers[type(op)](op, None)
         return result
 
     def _observed(self, op: Op[Any], origin: Origin | None) -> bool:
@@ -638,6 +655,32 @@ class Core:
     async def _list_workers(self, op: ListWorkers, origin: Origin | None) -> list[WorkerInfo]:
         return await self.registry.list()
 
+    # --- schedules as objects ----------------------------------------------------------------
+
+    async def _upsert_schedule(self, op: UpsertSchedule, origin: Origin | None) -> Schedule:
+        return await self.scheduler.upsert(op.spec)
+
+    async def _list_schedules(self, op: ListSchedules, origin: Origin | None) -> list[Schedule]:
+        if op.schedule is None:
+            return await self.scheduler.list_all()
+        found = await self.scheduler.get(op.schedule)
+        return [] if found is None else [found]
+
+    async def _pause_schedule(self, op: PauseSchedule, origin: Origin | None) -> bool:
+        return await self.scheduler.pause(op.schedule)
+
+    async def _resume_schedule(self, op: ResumeSchedule, origin: Origin | None) -> bool:
+        return await self.scheduler.resume(op.schedule)
+
+    async def _remove_schedule(self, op: RemoveSchedule, origin: Origin | None) -> bool:
+        return await self.scheduler.remove(op.schedule)
+
+    async def _trigger_schedule(self, op: TriggerSchedule, origin: Origin | None) -> Id:
+        return await self.scheduler.trigger(op.schedule)
+
+    async def _backfill_schedule(self, op: BackfillSchedule, origin: Origin | None) -> list[Id]:
+        return await self.scheduler.backfill(op.schedule, op.start, op.end)
+
     def _table(self) -> dict[type[Op[Any]], Callable[[Any, Origin | None], Awaitable[Any]]]:
         """The applier of each operation."""
         return {
@@ -676,4 +719,11 @@ class Core:
             SetConcurrencyLimit: self._set_concurrency_limit,
             ConcurrencyLimits: self._concurrency_limits,
             AddDepends: self._add_depends,
+            UpsertSchedule: self._upsert_schedule,
+            ListSchedules: self._list_schedules,
+            PauseSchedule: self._pause_schedule,
+            ResumeSchedule: self._resume_schedule,
+            RemoveSchedule: self._remove_schedule,
+            TriggerSchedule: self._trigger_schedule,
+            BackfillSchedule: self._backfill_schedule,
         }

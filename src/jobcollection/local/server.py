@@ -2,12 +2,12 @@
 on a background task.
 
 `run_pass()` is one step (fail expired leases, cancel jobs past their deadlines, finish
-pending follow-ups, promote), so tests drive the server without waiting. Several processes
-may run a server on one collection: each claims work, and the passes run in the one that
-holds the job server's lease (leadership.py); the others stand by, checking every third of
-the lease whether it is free. Every pass is a set of idempotent conditional updates. A pass
-isolates its parts: a step that fails (a driver error, a job that cannot be failed) is logged
-and the rest of the pass goes on.
+pending follow-ups, materialise schedules, promote), so tests drive the server without
+waiting. Several processes may run a server on one collection: each claims work, and the
+passes run in the one that holds the job server's lease (leadership.py); the others stand by,
+checking every third of the lease whether it is free. Every pass is a set of idempotent
+conditional updates. A pass isolates its parts: a step that fails (a driver error, a job that
+cannot be failed) is logged and the rest of the pass goes on.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from .followups import FollowUps
 from .leadership import Leadership
 from .managing import Manager
 from .reporting import Report, Reporter
+from .schedules import Scheduler
 
 logger = logging.getLogger("jobcollection")
 
@@ -52,6 +53,8 @@ class ServerPass:
     """Whether this process held the job server's lease (else it stood by: nothing done)."""
     overdue: int = 0
     """Pending jobs cancelled for not starting by their deadlines (`Job.expires`)."""
+    scheduled: int = 0
+    """Runs of schedule objects this pass made (local/schedules.py)."""
 
 
 class JobServer:
@@ -67,6 +70,7 @@ class JobServer:
         follow_ups: FollowUps,
         dependents: Dependents,
         leadership: Leadership,
+        scheduler: Scheduler,
         on_closed: Callable[[], None],
         on_pass: Callable[[ServerPass], Awaitable[None]],
     ) -> None:
@@ -78,6 +82,7 @@ class JobServer:
         self._follow_ups = follow_ups
         self._dependents = dependents
         self.leadership = leadership
+        self._scheduler = scheduler
         self.interval = 15.0
         self.running = False
         self.quarantined: set[Id] = set()
@@ -157,9 +162,10 @@ class JobServer:
 
     async def run_pass(self, *, held: bool = False) -> ServerPass:
         """Fail jobs whose lease expired, cancel pending jobs past their deadlines, finish
-        pending follow-ups, then promote due waiting jobs, if this process holds the job
-        server's lease (renewed, or taken over if free, first; `held`: the loop just did).
-        Without the server's time (a ServerClock that cannot read it) nothing is done."""
+        pending follow-ups, materialise the due occurrences of schedule objects, then promote
+        due waiting jobs, if this process holds the job server's lease (renewed, or taken over
+        if free, first; `held`: the loop just did). Without the server's time (a ServerClock
+        that cannot read it) nothing is done."""
         if not self.running:
             return ServerPass(expired=0, promoted=False)
         await refresh_clock(self._clock)  # a ServerClock re-reads the server's time when due
@@ -181,9 +187,12 @@ class JobServer:
         followed_up = await step("follow-ups", self.finish_follow_ups, 0)
         await step("cancels cut short", self.carry_on_cancels, 0)
         await step("dependents saved elsewhere", self.adopt_dependents, 0)
+        scheduled = await step("schedules", self._scheduler.materialise, 0)
         promoted = await step("promotion", self._manager.promote, False)
         await step("forgetting finished claims", self._claimer.forget_finished_runs, None)
-        done = ServerPass(expired, promoted, followed_up, errors, overdue=overdue)
+        done = ServerPass(
+            expired, promoted, followed_up, errors, overdue=overdue, scheduled=scheduled
+        )
         await self._on_pass(done)
         return done
 

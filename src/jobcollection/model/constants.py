@@ -175,6 +175,13 @@ METHODS: Final[tuple[str, ...]] = (
     "jobSetConcurrencyLimit",
     "jobConcurrencyLimits",
     "jobAddDepends",
+    "jobScheduleUpsert",
+    "jobSchedules",
+    "jobSchedulePause",
+    "jobScheduleResume",
+    "jobScheduleRemove",
+    "jobScheduleTrigger",
+    "jobScheduleBackfill",
 )
 """The original's methods, plus this project's extensions: jobSaveMany (batched jobSave),
 jobHeartbeat (renew a held job's lease without logging or reporting progress), jobRelease
@@ -188,8 +195,10 @@ job types on every process, as pause_type and resume_type; which are paused), an
 jobWorkerSeen, jobWorkerGone and jobWorkers (a queue registers itself, leaves, and the live
 registrations: the worker registry, `workers()`), and jobSetConcurrencyLimit and
 jobConcurrencyLimits (at most so many jobs of a type running at once on every process, as
-set_concurrency_limit; every type's limit), and jobAddDepends (more antecedents for jobs not
-started yet, as adding jobs to an open batch does)."""
+set_concurrency_limit; every type's limit), jobAddDepends (more antecedents for jobs not
+started yet, as adding jobs to an open batch does), and jobScheduleUpsert, jobSchedules,
+jobSchedulePause, jobScheduleResume, jobScheduleRemove, jobScheduleTrigger and
+jobScheduleBackfill (schedules as objects, `jc.schedules`)."""
 
 PERMISSION_LEVELS: Final[tuple[str, ...]] = ("admin", "manager", "creator", "worker")
 
@@ -228,11 +237,20 @@ METHOD_PERMISSIONS: Final[dict[str, tuple[str, ...]]] = {
     "jobSetConcurrencyLimit": ("jobSetConcurrencyLimit", "admin", "manager"),
     "jobConcurrencyLimits": ("jobConcurrencyLimits", "admin", "manager"),
     "jobAddDepends": ("jobAddDepends", "admin", "creator"),
+    "jobScheduleUpsert": ("jobScheduleUpsert", "admin", "manager"),
+    "jobSchedules": ("jobSchedules", "admin", "manager"),
+    "jobSchedulePause": ("jobSchedulePause", "admin", "manager"),
+    "jobScheduleResume": ("jobScheduleResume", "admin", "manager"),
+    "jobScheduleRemove": ("jobScheduleRemove", "admin", "manager"),
+    "jobScheduleTrigger": ("jobScheduleTrigger", "admin", "manager"),
+    "jobScheduleBackfill": ("jobScheduleBackfill", "admin", "manager"),
 }
 """For each method, the rule names that may allow or deny it: its own name and its groups.
 jobFind and jobStats read every job (jobFind: their data too), which a worker's getJob by id
 does not: they are an operator's, so `manager` (who acts on jobs in bulk, and must find them
-first) and `admin`; grant them to another user by name (`jc.allow(jobStats=[...])`)."""
+first) and `admin`; grant them to another user by name (`jc.allow(jobStats=[...])`). The
+schedule methods (jobSchedule*, jobSchedules) make and list jobs of any type on a timetable:
+an operator's too."""
 
 DEFAULT_RETRY_WAIT_MS: Final = 300_000
 DEFAULT_REPEAT_WAIT_MS: Final = 300_000

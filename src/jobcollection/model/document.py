@@ -297,6 +297,16 @@ class Edge(BaseModel):
     policy: OnFailure
 
 
+class ScheduledRun(BaseModel):
+    """On a run of a schedule object (`jc.schedules`): the schedule's id, the occurrence it
+    runs (for a triggered run: when it was triggered), and whether it was triggered."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    schedule: Annotated[str, Field(min_length=1, strict=True)]
+    at: AwareDatetime
+    triggered: bool = False
+
+
 class JobDoc(BaseModel):
     """A job as stored. Attribute names are snake_case; aliases are the stored field names."""
 
@@ -389,13 +399,16 @@ class JobDoc(BaseModel):
     expired: bool = Field(default=False, exclude=True)
     """True on a job cancelled because it was not started by its deadline (`expires`); a
     restart clears it with the deadline."""
+    scheduled: ScheduledRun | None = Field(default=None, exclude=True)
+    """On a run of a schedule object: which schedule and occurrence (kept under SCHEDULED);
+    None: not made by a schedule."""
     lineage: list[JobId] = Field(default_factory=list, exclude=True)
+    """The jobs this one was made from (as a repeat or a rerun), oldest first: the newest
+    LINEAGE_LIMIT of them (kept under LINEAGE)."""
     checkpoint: Any = Field(default=None, exclude=True)
     """The last checkpoint its worker stored (`job.checkpoint(state)`: a JSON value, kept
     under CHECKPOINT), handed to the next attempt; None: none. A completion clears it, and a
     repeat or a rerun starts without one."""
-    """The jobs this one was made from (as a repeat or a rerun), oldest first: the newest
-    LINEAGE_LIMIT of them (kept under LINEAGE)."""
     repeats: NonNegativeInt = 0
     repeated: NonNegativeInt = 0
     repeat_until: AwareDatetime = Field(default=FOREVER_DATE, alias="repeatUntil")
@@ -630,6 +643,11 @@ ANNOUNCED: Final = "_private.jobcollectionAnnounced"
 """On a dependent this library saved: its antecedents carry DEPENDENTS. Dependents saved by
 another application (job-collection v1.x) lack it; the job server resolves those itself."""
 
+SCHEDULED: Final = "_private.jobcollectionScheduled"
+"""On a run of a schedule object: `{id, at}` (and `trigger: true` for a triggered run),
+JobDoc.scheduled, under a partial index (find_jobs(schedule=), the overlap policies)."""
+SCHEDULED_ID: Final = f"{SCHEDULED}.id"
+
 ExtensionKind = Literal["setting", "bookkeeping"]
 
 
@@ -783,6 +801,26 @@ def _deadline_in(value: Any) -> dict[str, Any]:
     }
 
 
+def _scheduled_out(doc: JobDoc) -> dict[str, Any] | None:
+    run = doc.scheduled
+    if run is None:
+        return None
+    return {"id": run.schedule, "at": run.at, **({"trigger": True} if run.triggered else {})}
+
+
+def _scheduled_in(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not {"id", "at"} <= set(value) <= {"id", "at", "trigger"}:
+        raise _malformed(SCHEDULED, value, " is not a schedule's run")
+    at = value["at"]
+    if isinstance(at, datetime) and at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return {
+        "scheduled": {"schedule": value["id"], "at": at, "triggered": bool(value.get("trigger"))}
+    }
+
+
 def _edges_out(doc: JobDoc) -> list[dict[str, Any]] | None:
     return [edge.model_dump() for edge in doc.on_failure] or None
 
@@ -810,6 +848,7 @@ EXTENSIONS: Final[tuple[Extension, ...]] = (
     Extension(UNIQUE, "setting", ("unique",), False, _unique_out, _unique_in),
     Extension(EXPIRES, "setting", _DEADLINE_FIELDS, True, _deadline_out, _deadline_in),
     Extension(CHECKPOINT, "setting", ("checkpoint",)),
+    Extension(SCHEDULED, "setting", ("scheduled",), False, _scheduled_out, _scheduled_in),
     # The bookkeeping.
     Extension(FLUSH, "bookkeeping"),
     Extension(FOLLOW_UPS, "bookkeeping"),

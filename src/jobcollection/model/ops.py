@@ -45,6 +45,7 @@ from .errors import InvalidArgument, InvalidArgumentType
 from .limits import MAX_BSON_BYTES
 from .queries import DocPage, JobQuery, QueueStats
 from .ratelimit import LimitedWork, RateLimit
+from .schedules import Schedule, ScheduleSpec, schedule_id
 from .types import Due, Id, Paused
 from .workers import WorkerInfo, registration, worker_id
 
@@ -84,6 +85,8 @@ class Returns(enum.Enum):
     """Registrations of queues."""
     LIMITS = "limits"
     """Every type's concurrency limit."""
+    SCHEDULES = "schedules"
+    """A schedule object, or a list of them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -831,6 +834,88 @@ class ConcurrencyLimits(Op[dict[str, ConcurrencyLimit]]):
     quiet = True
 
 
+# --- schedules as objects (model/schedules.py) -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertSchedule(Op[Schedule]):
+    """jobScheduleUpsert(id, settings): create a schedule or replace its settings (`type`,
+    `data`, `cron` and `timezone` or `every` in ms, `jitter` in ms, `overlap`, `catchUp`); the
+    schedule as stored."""
+
+    method = "jobScheduleUpsert"
+    returns = Returns.SCHEDULES
+    spec: ScheduleSpec
+
+    def params(self) -> tuple[Any, ...]:
+        return (self.spec.id, self.spec.wire())
+
+    @classmethod
+    def from_params(cls, params: Sequence[Any]) -> Self:
+        if len(params) != 2:
+            raise InvalidArgument(cls.method, f"takes 2 parameters, got {len(params)}")
+        return cls(ScheduleSpec.from_wire(params[0], params[1]))
+
+
+@dataclass(frozen=True, slots=True)
+class ListSchedules(Op[list[Schedule]]):
+    """jobSchedules({id}): every schedule, by id (or the one with this id, if any), with its
+    next runs and its last run."""
+
+    method = "jobSchedules"
+    returns = Returns.SCHEDULES
+    quiet = True
+    schedule: str | None = option("id", schedule_id, None)
+
+
+@dataclass(frozen=True, slots=True)
+class PauseSchedule(Op[bool]):
+    """jobSchedulePause(id): no runs of the schedule until resumed; whether it was active."""
+
+    method = "jobSchedulePause"
+    schedule: str = positional("id", schedule_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeSchedule(Op[bool]):
+    """jobScheduleResume(id): runs again, from the next occurrence; whether it was paused."""
+
+    method = "jobScheduleResume"
+    schedule: str = positional("id", schedule_id)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveSchedule(Op[bool]):
+    """jobScheduleRemove(id): delete the schedule (its runs stay); whether there was one."""
+
+    method = "jobScheduleRemove"
+    schedule: str = positional("id", schedule_id)
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerSchedule(Op[Id]):
+    """jobScheduleTrigger(id): one run of the schedule now; its job's id."""
+
+    method = "jobScheduleTrigger"
+    schedule: str = positional("id", schedule_id)
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillSchedule(Op[list[Id]]):
+    """jobScheduleBackfill(id, start, end): a run for each occurrence in [start, end] that has
+    none yet; the ids of the runs made."""
+
+    method = "jobScheduleBackfill"
+    schedule: str = positional("id", schedule_id)
+    start: datetime = positional("start", v.aware_datetime)
+    end: datetime = positional("end", v.aware_datetime)
+
+    def checked(self) -> Self:
+        if self.end < self.start:
+            raise InvalidArgument("end", "must not be before start")
+        return self
+
+
 FIND_NAMES = {"callback_of": "callbackOf", "user_id": "userId", "created_before": "createdBefore"}
 """find_jobs' argument names as jobFind's filter spells them (in errors)."""
 
@@ -850,6 +935,7 @@ FIND_FILTER: Fields = [
         ("workflow", "workflow"),
         ("batch", "batch"),
         ("callback_of", "callbackOf"),
+        ("schedule", "schedule"),
     ]
 ]
 FIND_OPTIONS: Fields = [
@@ -862,7 +948,8 @@ FIND_OPTIONS: Fields = [
 class FindJobs(Op[DocPage]):
     """jobFind(filter, options): the page after the cursor `after` (None: the first) of the
     jobs the query matches, newest first (queries.py). The filter's conditions are `type`,
-    `status`, `userId`, `createdBefore`, `data`, `workflow` and `batch` (absent: any); the options
+    `status`, `userId`, `createdBefore`, `data`, `workflow`, `batch`, `callbackOf` and `schedule`
+    (absent: any); the options
     `limit`
     (default 100, at most queries.MAX_PAGE) and `after`."""
 
@@ -896,6 +983,7 @@ class FindJobs(Op[DocPage]):
                 where.get("workflow"),
                 where.get("batch"),
                 where.get("callback_of"),
+                where.get("schedule"),
             )
         except InvalidArgument as exc:
             name = FIND_NAMES.get(exc.argument, exc.argument)
@@ -941,6 +1029,13 @@ OPERATIONS: tuple[type[Op[Any]], ...] = (
     SetConcurrencyLimit,
     ConcurrencyLimits,
     AddDepends,
+    UpsertSchedule,
+    ListSchedules,
+    PauseSchedule,
+    ResumeSchedule,
+    RemoveSchedule,
+    TriggerSchedule,
+    BackfillSchedule,
 )
 """Every operation."""
 

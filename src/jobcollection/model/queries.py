@@ -23,8 +23,9 @@ from bson import ObjectId
 
 from . import validation as v
 from .constants import JOB_STATUSES
-from .document import BATCHES, CALLBACK_OF, USER, WORKFLOW, JobDoc, check_storable
+from .document import BATCHES, CALLBACK_OF, SCHEDULED_ID, USER, WORKFLOW, JobDoc, check_storable
 from .errors import InvalidArgument, InvalidArgumentType
+from .schedules import schedule_id
 from .types import Filter, Id
 
 MAX_PAGE: Final = 1_000
@@ -54,6 +55,8 @@ class JobQuery:
     """A batch the jobs belong to (None: any)."""
     callback_of: ObjectId | str | None = None
     """The batch the jobs are callbacks of (None: any)."""
+    schedule: str | None = None
+    """The schedule object the jobs are runs of (None: any)."""
 
     @property
     def conditions(self) -> Filter:
@@ -76,6 +79,8 @@ class JobQuery:
             out[BATCHES] = {"$eq": self.batch, "$exists": True}
         if self.callback_of is not None:
             out[CALLBACK_OF] = {"$eq": self.callback_of, "$exists": True}
+        if self.schedule is not None:
+            out[SCHEDULED_ID] = {"$eq": self.schedule, "$exists": True}
         return out
 
     def filter(self, cursor: str | None) -> Filter:
@@ -94,7 +99,8 @@ class JobQuery:
 
     def wire(self, after: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
         """The query as jobFind's parameters: a filter of the conditions given (`type`,
-        `status`, `userId`, `createdBefore`, `data`, `workflow`, `batch`, `callbackOf`) and the
+        `status`, `userId`, `createdBefore`, `data`, `workflow`, `batch`, `callbackOf`,
+        `schedule`) and the
         options `limit`,
         `after`."""
         given: dict[str, Any] = {
@@ -106,6 +112,7 @@ class JobQuery:
             "workflow": self.workflow,
             "batch": self.batch,
             "callbackOf": self.callback_of,
+            "schedule": self.schedule,
         }
         options: dict[str, Any] = {"limit": self.limit}
         if after is not None:
@@ -150,6 +157,7 @@ def job_query(
     workflow: Any = None,
     batch: Any = None,
     callback_of: Any = None,
+    schedule: Any = None,
 ) -> JobQuery:
     """The checked query of a find_jobs call (InvalidArgument naming a bad argument)."""
     types = None if type is None else tuple(dict.fromkeys(v.job_types(type, "type")))
@@ -177,6 +185,7 @@ def job_query(
         workflow=None if workflow is None else v.job_id(workflow, "workflow"),
         batch=None if batch is None else v.job_id(batch, "batch"),
         callback_of=None if callback_of is None else v.job_id(callback_of, "callback_of"),
+        schedule=None if schedule is None else schedule_id(schedule, "schedule"),
     )
 
 

@@ -18,6 +18,7 @@ from ..model.document import (
     EXPIRE_AT,
     EXPIRES,
     FOLLOW_UPS,
+    SCHEDULED_ID,
     UNIQUE,
     UNIQUE_HELD,
     WORKFLOW,
@@ -120,6 +121,12 @@ INDEXES: tuple[Index, ...] = (
         "jobs with a deadline are indexed",
     ),
     Index(
+        ((SCHEDULED_ID, 1), ("_id", -1)),
+        partial={SCHEDULED_ID: {"$exists": True}},
+        serves="the runs of a schedule object, newest first (find_jobs(schedule=)), and its "
+        "runs not final yet (the overlap policies); only runs of schedules are indexed",
+    ),
+    Index(
         ((f"{FOLLOW_UPS}.at", 1),),
         partial={FOLLOW_UPS: {"$exists": True}},
         serves="jobs whose follow-ups (repeat, dependents) are pending; only those are indexed",
@@ -133,5 +140,20 @@ WORKERS_INDEX = Index(
     "each once it was not renewed (TTL)",
 )
 """The index of `<root>.workers` beside `_id` (local/workers.py creates it)."""
-SIDE_INDEXES: tuple[Index, ...] = (WORKERS_INDEX,)
+SCHEDULE_INDEXES: tuple[Index, ...] = (
+    Index(
+        (("next", 1),),
+        partial={"next": {"$exists": True}},
+        serves="the schedules (`<root>.schedules`) due for materialising, by their next "
+        "occurrence; only active ones have one",
+    ),
+    Index(
+        (("plan.at", 1),),
+        partial={"plan.at": {"$exists": True}},
+        serves="the schedules whose materialising a fault left pending (the next job-server "
+        "pass carries it out); only those are indexed",
+    ),
+)
+"""The indexes of `<root>.schedules` beside `_id` (local/schedules.py creates them)."""
+SIDE_INDEXES: tuple[Index, ...] = (WORKERS_INDEX, *SCHEDULE_INDEXES)
 """The indexes of the collections beside the jobs whose queries are not by `_id` alone."""

@@ -57,6 +57,7 @@ from ..model.errors import (
 )
 from ..model.ops import Returns
 from ..model.queries import DocPage, QueueStats
+from ..model.schedules import Schedule
 from ..model.types import Due, Paused
 from ..model.workers import WIRE_KEYS, WorkerInfo, registration
 
@@ -238,6 +239,10 @@ def decode_result(returns: Returns, raw: Any) -> Any:
         return [_worker(item) for item in raw]
     if returns is Returns.LIMITS:
         return {str(job_type): limit_from_wire(limit) for job_type, limit in raw.items()}
+    if returns is Returns.SCHEDULES:
+        if isinstance(raw, list):
+            return [Schedule.from_wire(item) for item in raw]
+        return Schedule.from_wire(raw)
     return raw
 
 
@@ -306,6 +311,8 @@ def encode(value: Any) -> Any:
             "started": value.started,
             "lastSeen": value.last_seen,
         }
+    if isinstance(value, Schedule):
+        return value.wire()
     if isinstance(value, DocPage):
         return {"jobs": [encode_doc(doc) for doc in value.docs], "next": value.next}
     if isinstance(value, QueueStats):
