@@ -25,6 +25,7 @@ from jobcollection import (
     JobCollection,
     ManualClock,
     Status,
+    chord,
 )
 from strict import StrictSession, strict_mode
 
@@ -183,6 +184,25 @@ async def test_save_jobs_and_dependencies_join_the_transaction_whole(
     assert len(woken) == 3
     if not MONGODB_URI:  # every command of the saves went in the session, in its transaction
         assert len(recorded(session)) == sent and all(t for _, t in recorded(session))
+
+
+async def test_a_workflow_joins_the_transaction_whole_and_saves_again_after_an_abort(
+    jc: JobCollection, new_session: NewSession
+) -> None:
+    woken = woken_by(jc, "fetch", "merge")
+    flow = chord([jc.create_job("fetch", {"n": n}) for n in range(2)], jc.create_job("merge"))
+    with pytest.raises(Boom):
+        async with jc.transaction(new_session()) as s:
+            await jc.save_workflow(flow, session=s)
+            raise Boom
+    assert await jc.collection.count_documents({}) == 0
+    assert woken == []
+    async with jc.transaction(new_session()) as s:  # the same flow, as the same inserts
+        workflow = await jc.save_workflow(flow, session=s)
+    stored_ids = {d["_id"] for d in await jc.collection.find({}).to_list(None)}
+    assert stored_ids == set(workflow.ids) and len(stored_ids) == 3
+    assert (await workflow.status()).counts == {Status.READY: 2, Status.WAITING: 1}
+    assert len(woken) == 3
 
 
 async def test_a_save_with_cancel_repeats_cancels_inside_the_transaction(

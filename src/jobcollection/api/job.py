@@ -491,6 +491,11 @@ class Job:
         assign(doc, id=None)
         return doc, self._new_id
 
+    def _is_new(self) -> bool:
+        """Not saved yet, or saved only inside a transaction this handle cannot know
+        committed (saved again, it is the same insert: `_to_save`)."""
+        return self._doc.id is None or self._unconfirmed
+
     def _saved_as(self, job_id: Id | None, session: Any = None) -> None:
         if job_id is not None:
             assign(self._doc, id=job_id)
@@ -853,6 +858,28 @@ class Job:
             self.reported = True
             assign(self._doc, run_id=None, status=Status.WAITING)
         return put_back
+
+
+async def save_all(
+    service: JobService, jobs: Sequence[Job], *, cancel_repeats: bool = False, session: Any = None
+) -> list[Id | None]:
+    """Save these jobs (checked Jobs: new ones, or paused ones resaved) in one SaveMany, as
+    `save_jobs` and a workflow's save do; each job learns its id as save() would teach it.
+    The ids, in order."""
+    docs, new_ids = zip(*(job._to_save() for job in jobs), strict=True) if jobs else ((), ())
+    with tracing.enqueuing(list(docs)):
+        ids = await service.run(
+            ops.SaveMany(
+                list(docs),
+                cancel_repeats=cancel_repeats,
+                job_ids=list(new_ids),
+                name="jobs",
+                session=session,
+            )
+        )
+    for job, job_id in zip(jobs, ids, strict=True):
+        job._saved_as(job_id, session)
+    return ids
 
 
 class SyncActions:

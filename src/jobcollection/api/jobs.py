@@ -30,8 +30,8 @@ from ..model.ratelimit import RateLimit
 from ..model.types import Id, Paused
 from ..model.workers import WorkerInfo
 from ..mongo.wakeup import WakeupSource
-from . import tracing, waiting
-from .job import Job
+from . import waiting
+from .job import Job, save_all
 from .queue import DEFAULT_CANCEL_GRACE, ErrorCallback, JobQueue, QueueOptions, Worker
 from .queue.options import ExecutorName
 from .schedules import Schedules
@@ -316,28 +316,18 @@ class JobsAPI:
         for i, job in enumerate(jobs):
             if not isinstance(job, Job):
                 raise InvalidArgumentType(f"jobs[{i}]", "must be a Job")
-        docs, new_ids = zip(*(job._to_save() for job in jobs), strict=True) if jobs else ((), ())
-        with tracing.enqueuing(list(docs)):
-            ids = await self.service.run(
-                ops.SaveMany(
-                    list(docs),
-                    cancel_repeats=v.boolean(cancel_repeats, "cancel_repeats"),
-                    job_ids=list(new_ids),
-                    name="jobs",
-                    session=session,
-                )
-            )
-        for job, job_id in zip(jobs, ids, strict=True):
-            job._saved_as(job_id, session)
-        return ids
+        repeats = v.boolean(cancel_repeats, "cancel_repeats")
+        return await save_all(self.service, jobs, cancel_repeats=repeats, session=session)
 
-    async def save_workflow(self, flow: Flow | Job) -> Workflow:
+    async def save_workflow(self, flow: Flow | Job, *, session: Any = None) -> Workflow:
         """Save the new jobs of a flow (`chain`, `group`, `chord`; see api/workflows.py) with
         the dependencies between them, in as few commands as save_jobs of the same jobs, each
         marked with the workflow's id: nothing runs before everything that depends on it is
-        stored. Safe to call again with the same flow after a DatabaseError. The workflow."""
+        stored. Safe to call again with the same flow after a DatabaseError. `session`: the
+        whole flow inside your transaction, as for `save_jobs`. The workflow."""
         checked = as_flow(flow)
-        return Workflow(self, checked.id, await save_flow(self.service, checked))
+        ids = await save_flow(self.service, checked, session=session)
+        return Workflow(self, checked.id, ids)
 
     def workflow(self, workflow_id: Id) -> Workflow:
         """The workflow saved under this id (its jobs, status, cancel, retry)."""

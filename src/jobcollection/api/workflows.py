@@ -36,8 +36,7 @@ from ..model.constants import ON_FAILURE_POLICIES, OnFailure, Status
 from ..model.document import Edge, assign
 from ..model.errors import InvalidArgument, InvalidArgumentType
 from ..model.types import Id
-from . import tracing
-from .job import Job
+from .job import Job, save_all
 
 if TYPE_CHECKING:
     from .jobs import JobsAPI
@@ -201,14 +200,14 @@ def prepare(flow: Flow) -> list[Job]:
     policies: dict[int, dict[Id, OnFailure]] = {}
     antecedents: dict[int, list[Id]] = {}
     for antecedent, dependent, policy in flow.edges:
-        if antecedent.id is not None:
+        if not antecedent._is_new():
             raise InvalidArgument("flow", f"{antecedent!r} is saved already")
-        ante_id = antecedent._insert_id()
+        ante_id = antecedent._to_save()[1]
         assert ante_id is not None
         antecedents.setdefault(id(dependent), []).append(ante_id)
         policies.setdefault(id(dependent), {})[ante_id] = policy
     for job in flow.jobs:
-        if job.id is not None:
+        if not job._is_new():
             raise InvalidArgument("flow", f"{job!r} is saved already: a workflow's jobs are new")
         doc = job.doc
         depends = list(dict.fromkeys([*doc.depends, *antecedents.get(id(job), [])]))
@@ -222,18 +221,11 @@ def prepare(flow: Flow) -> list[Job]:
 FINISHED = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 
 
-async def save_flow(service: JobService, flow: Flow) -> list[Id | None]:
-    """Save the jobs of a flow (prepared: `prepare`) in one save_jobs; their ids, in order
-    (each job learns its id as save() would teach it)."""
-    jobs = prepare(flow)
-    docs = [job.doc for job in jobs]
-    with tracing.enqueuing(docs):
-        ids = await service.run(
-            ops.SaveMany(docs, job_ids=[job._insert_id() for job in jobs], name="jobs")
-        )
-    for job, job_id in zip(jobs, ids, strict=True):
-        job._saved_as(job_id)
-    return ids
+async def save_flow(service: JobService, flow: Flow, *, session: Any = None) -> list[Id | None]:
+    """Save the jobs of a flow (prepared: `prepare`) in one save_jobs (inside `session`'s
+    transaction, if given); their ids, in order (each job learns its id as save() would
+    teach it)."""
+    return await save_all(service, prepare(flow), session=session)
 
 
 @dataclass(frozen=True)
