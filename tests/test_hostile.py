@@ -374,6 +374,7 @@ def method_cases(w: World) -> dict[str, tuple[tuple[Any, ...], dict[Slot, list[A
                 ("opt", 3, "fatal"): NOT_BOOL,
                 ("opt", 3, "retryIn"): [*NOT_INT, -1, 2**53 + 1],
                 ("opt", 3, "snooze"): [*NOT_INT, -1, 2**53 + 1],
+                ("opt", 3, "cancel"): NOT_BOOL,
                 ("opt", 3, "checkpoint"): NOT_STATE,
             },
         ),

@@ -344,6 +344,8 @@ async def test_jobfail_options_carry_the_decision(jc: JobCollection) -> None:
         ({"fatal": True, "retryIn": 5}, "retryIn"),
         ({"retryIn": 5, "snooze": 5}, "snooze"),
         ({"fatal": True, "snooze": 5}, "snooze"),
+        ({"cancel": "yes"}, "cancel"),
+        ({"snooze": 5, "cancel": True}, "cancel"),
     ],
 )
 async def test_jobfail_refuses_bad_or_contradictory_options(
@@ -388,9 +390,11 @@ def test_a_wait_that_is_not_a_duration_is_refused_naming_where_it_came_from() ->
         decide(KeyError(), doc, RetryRules(retry_backoff=lambda e, n: -5))
 
 
-async def test_the_cancel_of_a_worker_without_the_permission_fails_the_job_instead(
+async def test_a_worker_without_the_cancel_permission_cancels_the_job_it_holds(
     make_jc: MakeJC, clock: ManualClock
 ) -> None:
+    """A Cancel is a report on the claim (jobFail's `cancel`), not jobCancel: a worker's user
+    (the worker group only) gives up its own job, and no other."""
     local = await make_jc()
     local.allow(worker=["worker-1"])
     job_id = await local.create_job("work").retry(3).save()
@@ -402,8 +406,30 @@ async def test_the_cancel_of_a_worker_without_the_permission_fails_the_job_inste
         await within(queue.drain())
         await within(queue.shutdown(quiet=True))
     doc = await stored(local, job_id)
-    assert (doc["status"], doc["retries"]) == ("failed", 3)
-    assert "Cancelled by its worker: nope" in messages(doc)
+    assert (doc["status"], doc["retries"]) == ("cancelled", 3)
+    assert messages(doc)[-2:] == ["Cancelled by its worker: nope", "Job Cancelled"]
+
+
+async def test_a_cancel_is_fenced_by_the_claim(jc: JobCollection, clock: ManualClock) -> None:
+    job_id = await jc.create_job("work").retry(3).save()
+    [old] = await jc.get_work("work")
+    old_run = old.doc.run_id
+    assert await old.fail("first attempt")  # the claim ends; the retry is claimed anew
+    clock.advance(600)
+    await jc.run_server_pass()
+    [new] = await jc.get_work("work")
+    # The old claim cannot cancel the new run:
+    assert not await jc.call("jobFail", job_id, old_run, "too late", {"cancel": True})
+    assert (await stored(jc, job_id))["status"] == "running"
+    new_run = new.doc.run_id
+    assert await new.cancel_run("given up")
+    assert (await stored(jc, job_id))["status"] == "cancelled"
+    # Made already (sent again after a lost reply, say): False, and nothing changes.
+    assert not await jc.call("jobFail", job_id, new_run, "again", {"cancel": True})
+    assert messages(await stored(jc, job_id))[-2:] == [
+        "Cancelled by its worker: given up",
+        "Job Cancelled",
+    ]
 
 
 # --- permissions and node.js workers ---------------------------------------------------------
@@ -415,7 +441,7 @@ async def test_only_the_claimer_may_snooze_or_choose_the_wait(make_jc: MakeJC) -
     job_id = await jc.create_job("work").retry(3).save()
     [mine] = await jc.call("getWork", "work", user_id="w1")
     before = await stored(jc, job_id)
-    for options in ({"snooze": 60_000}, {"retryIn": 0}, {"fatal": True}):
+    for options in ({"snooze": 60_000}, {"retryIn": 0}, {"fatal": True}, {"cancel": True}):
         with pytest.raises(PermissionDenied):
             await jc.call("jobFail", job_id, mine.run_id, "x", options, user_id="w2")
     assert await stored(jc, job_id) == before
@@ -424,15 +450,15 @@ async def test_only_the_claimer_may_snooze_or_choose_the_wait(make_jc: MakeJC) -
 
 
 @needs_node
-async def test_node_workers_carry_fatal_snooze_and_retry_in(
+async def test_node_workers_carry_fatal_snooze_retry_in_and_cancel(
     make_jc: MakeJC, tmp_path: Path
 ) -> None:
     """job-collection's node.js worker (meteor-job) passes job.fail's options through to
     jobFail: {fatal: true} fails with retries left, {snooze: ms} waits without using an
-    attempt, {retryIn: ms} waits so long before the retry."""
+    attempt, {retryIn: ms} waits so long before the retry, {cancel: true} gives the job up."""
     jc = await make_jc(root=ROOT)
     failed = Applied(jc, "jobFail")
-    chosen = [{"fatal": True}, {"snooze": 60_000}, {"retryIn": 5_000}]
+    chosen = [{"fatal": True}, {"snooze": 60_000}, {"retryIn": 5_000}, {"cancel": True}]
     ids = [
         await jc.create_job("sendEmail", email(n, fail=True, failOptions=options))
         .retry(3, wait=10)
@@ -444,8 +470,8 @@ async def test_node_workers_carry_fatal_snooze_and_retry_in(
         node(tmp_path, port, "worker.js", token="worker-token") as worker,
     ):
         await worker.expect("logged in")
-        await failed.reach(3, worker)
-    fatal, snoozed, retried = [await stored(jc, job_id) for job_id in ids]
+        await failed.reach(4, worker)
+    fatal, snoozed, retried, cancelled = [await stored(jc, job_id) for job_id in ids]
     assert (fatal["status"], fatal["retries"]) == ("failed", 3)
     assert (snoozed["status"], snoozed["retries"], waits(snoozed)) == (
         "waiting",
@@ -459,6 +485,11 @@ async def test_node_workers_carry_fatal_snooze_and_retry_in(
         3,
         timedelta(seconds=5),
     )
+    assert cancelled["status"] == "cancelled"
+    assert messages(cancelled)[-2:] == [
+        "Cancelled by its worker: Error: mailbox full",
+        "Job Cancelled",
+    ]
 
 
 # --- tasks -----------------------------------------------------------------------------------

@@ -657,6 +657,15 @@ class Job:
         wait_ms = v.duration_ms(seconds, "seconds")
         return await self._report_failure("snooze", reason, snooze_ms=wait_ms)
 
+    async def cancel_run(self, reason: Any = None) -> bool:
+        """Give the claimed job up: it is cancelled, `reason` logged on it, and its dependents
+        follow their failure policies, as after any cancel. Unlike `cancel()`, which anyone
+        allowed to manage jobs may call on any job, this is a report on this claim: fenced by
+        it, made by the worker that holds it (jobFail's `cancel` option, so it works on a
+        remote collection and from node.js too). What a worker raising Cancel(reason) does.
+        False if the claim is lost."""
+        return await self._report_failure("cancel_run", reason, cancel=True)
+
     async def _report_failure(
         self,
         action: str,
@@ -665,6 +674,7 @@ class Job:
         fatal: bool = False,
         retry_in_ms: int | None = None,
         snooze_ms: int | None = None,
+        cancel: bool = False,
         session: Any = None,
     ) -> bool:
         """jobFail with these options (validated by the caller); `action` names the caller
@@ -682,7 +692,8 @@ class Job:
                     fatal=fatal,
                     retry_in_ms=retry_in_ms,
                     snooze_ms=snooze_ms,
-                    checkpoint=pending,
+                    cancel=cancel,
+                    checkpoint=None if cancel else pending,
                     claimed=self._doc if self._claimed_copy else None,
                     session=session,
                 )

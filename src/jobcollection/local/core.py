@@ -27,7 +27,7 @@ from bson import ObjectId
 from ..model import validation as v
 from ..model.clock import Clock
 from ..model.concurrency import ConcurrencyLimit
-from ..model.document import JobDoc
+from ..model.document import CLAIMER, JobDoc
 from ..model.errors import InvalidArgument, InvalidArgumentType
 from ..model.events import EventEmitter, MethodEvent
 from ..model.limits import Limits
@@ -96,7 +96,7 @@ from .limiter import Limiter, counter_store
 from .managing import Manager
 from .pausing import Pauses
 from .reading import Reader
-from .reporting import Report, Reporter, claimer_of
+from .reporting import Report, Reporter, claimed_by, claimer_of, refused
 from .saving import Saver
 from .schedules import Scheduler
 from .server import JobServer, ServerPass
@@ -554,6 +554,8 @@ class Core:
         self._limits.check_error(op.error, self.store.codec_options)
         if op.checkpoint is not None:
             self._limits.check_checkpoint(op.checkpoint, self.store.codec_options)
+        if op.cancel:
+            return await self._cancel_run(op, _by(origin))
         hint = op.claimed or self._handed_copy(op.job_id, op.run_id, origin)
         report = Report(
             "fail",
@@ -568,6 +570,21 @@ class Core:
             by=_by(origin),
         )
         return bool(await self._reported(report, op.session))
+
+    async def _cancel_run(self, op: Fail, by: Any) -> bool:
+        """jobFail's `cancel`: the worker gives its job up (Manager.cancel_run). As any report
+        on a run, PermissionDenied if another user claimed it."""
+        reason = op.error.get("value")
+        why = reason if isinstance(reason, str) else "cancelled"
+        if await self.manager.cancel_run(op.job_id, op.run_id, why, by):
+            return True
+        if by is not None:
+            raw = await self.store.find_one(
+                {"_id": op.job_id}, {"status": 1, "runId": 1, CLAIMER: 1}
+            )
+            if raw is not None and not claimed_by(raw, op.run_id, by):
+                raise refused(op.job_id, "jobFail")
+        return False
 
     async def _heartbeat(self, op: Heartbeat, origin: Origin | None) -> list[Id]:
         return await self.claimer.heartbeat(

@@ -205,6 +205,16 @@ class Manager:
             await self.store.update_many(*dependencies.cascade_done(ids))
         return count, changed
 
+    async def cancel_run(self, job_id: Id, run_id: Id, reason: str, by: Any) -> bool:
+        """Cancel a job its worker gave up on (jobFail's `cancel`), fenced by its run and
+        claimer, then have its dependents follow their failure policies, as after any
+        cancel. Whether it was cancelled (False: the claim is lost, or the cancel was made
+        already and its reply lost)."""
+        now = self.clock.now()
+        fence, update = transitions.cancel_run(job_id, run_id, now, reason, by)
+        count, _ = await self._cancel_following([job_id], lambda: self._apply_cancel(fence, update))
+        return count > 0
+
     async def expire_overdue(self, now: datetime) -> int:
         """Cancel the pending jobs past their deadlines (`Job.expires`; the job server's
         pass): at most OVERDUE_BATCH a pass (the next pass goes on), found through the

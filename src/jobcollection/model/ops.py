@@ -524,8 +524,10 @@ class Fail(Op[bool]):
     Done. The worker may decide more than v1.x's `fatal` (no retry): `retryIn` (ms) is the
     wait before the retry in place of the job's backoff (the attempt counts, and the job's
     retries and `until` still bound it); `snooze` (ms) is no failure at all: the job waits
-    that long without using an attempt, `error` logged, not added to its failures. At most
-    one of the three."""
+    that long without using an attempt, `error` logged, not added to its failures; `cancel`
+    (true) gives the job up: it is cancelled, `error`'s value logged as the reason, and its
+    dependents follow their failure policies, the write fenced by this run like any other
+    report. At most one of the four."""
 
     method = "jobFail"
     job_id: Id = positional("id", v.job_id)
@@ -536,6 +538,7 @@ class Fail(Op[bool]):
     fatal: bool = option("fatal", v.boolean, False)
     retry_in_ms: int | None = option("retryIn", _ms(0), None)
     snooze_ms: int | None = option("snooze", _ms(0), None)
+    cancel: bool = option("cancel", v.boolean, False)
     checkpoint: Any = option("checkpoint", v.checkpoint_state, None)
     """A checkpoint not yet stored, written with the failure (None: none)."""
     claimed: JobDoc | None = local()
@@ -549,6 +552,7 @@ class Fail(Op[bool]):
                 ("fatal", self.fatal),
                 ("retryIn", self.retry_in_ms is not None),
                 ("snooze", self.snooze_ms is not None),
+                ("cancel", self.cancel),
             )
             if value
         ]

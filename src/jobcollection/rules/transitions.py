@@ -627,6 +627,19 @@ def cancel(ids: Sequence[Id], now: datetime) -> tuple[Filter, Update]:
     }
 
 
+def cancel_run(
+    job_id: Id, run_id: Id, now: datetime, reason: str, by: Any
+) -> tuple[Filter, Update]:
+    """A held job its worker gave up on (jobFail's `cancel`): `cancel`, fenced by this run
+    (and its claimer `by`, as every report), with the reason logged before "Job Cancelled".
+    Apply it as `cancel`'s (local/managing.py)."""
+    fence, update = cancel([job_id], now)
+    fence |= held_by(job_id, run_id, by)
+    given = entry(now, f"Cancelled by its worker: {reason}", level="warning", run_id=run_id)
+    update["$push"] = {"log": {"$each": [given, update["$push"]["log"]]}}
+    return fence, update
+
+
 def cancel_retained(fence: Filter) -> Filter:
     """Among a cancel's filter, the jobs whose retention covers "cancelled" (read for their
     delays, see `cancel_dated`)."""

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 import bson
 
 from ...model.decisions import Decision, RetryRules, decide
-from ...model.errors import PermissionDenied
 from .log import logger
 from .options import ErrorCallback
 
@@ -73,27 +72,14 @@ def decision_for(exc: BaseException, job: Job, rules: RetryRules) -> Decision:
 async def report_failure(job: Job, failure: dict[str, Any], decision: Decision) -> bool:
     """Report a failed worker call on its job as decided; whether it applied. A retry or a
     fatal failure is jobFail (with `retryIn` for a chosen wait, or `fatal`); a snooze is
-    jobFail's `snooze`; a cancel logs its reason on the job, then cancels it (jobCancel, with
-    its dependents): a remote worker whose user may not cancel jobs fails it for good with
-    the reason instead."""
+    jobFail's `snooze`; a cancel is jobFail's `cancel` (the reason logged, the dependents
+    following their policies), fenced by the claim as every report."""
     wait = None if decision.wait_ms is None else timedelta(milliseconds=decision.wait_ms)
     if decision.kind == "snooze":
         assert wait is not None  # (a snooze has its wait)
         return await job.snooze(wait, decision.reason)
     if decision.kind == "cancel":
-        reason = decision.reason or "cancelled"
-        await job.log(f"Cancelled by its worker: {reason}", level="warning")
-        try:
-            cancelled = await job.cancel()
-        except PermissionDenied:
-            logger.warning(
-                "job %s %s: its worker may not cancel jobs (jobCancel); failing it instead",
-                job.type,
-                job.id,
-            )
-            return await job.fail(failure, fatal=True)
-        job.reported = True
-        return cancelled
+        return await job.cancel_run(decision.reason or "cancelled")
     return await job.fail(failure, fatal=decision.kind == "fatal", retry_in=wait)
 
 
