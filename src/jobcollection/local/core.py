@@ -80,6 +80,7 @@ from .claiming import Claimer
 from .dependents import Dependents
 from .edges import Edges
 from .followups import FollowUps
+from .history import History
 from .leadership import DEFAULT_LEASE_MS, Leadership
 from .limiter import Limiter, counter_store
 from .managing import Manager
@@ -203,6 +204,7 @@ class Core:
             Leadership(self.store, clock, lease_ms),
             on_closed=self.close_log_stream,
             on_pass=self._passed,
+            history=History(self.store, clock),
         )
         settings = Settings(self.store, clock)
         self.pauses = Pauses(settings)

@@ -1,5 +1,5 @@
-"""The job server: promotion of due jobs, expiry of leases and pending follow-ups, on a
-background task.
+"""The job server: promotion of due jobs, expiry of leases and pending follow-ups, and the
+per-minute history (history.py), on a background task.
 
 `run_pass()` is one step (fail expired leases, finish pending follow-ups, promote), so tests
 drive the server without waiting. Several processes may run a server on one collection: each
@@ -26,6 +26,7 @@ from ..rules import transitions
 from .claiming import Claimer
 from .dependents import Dependents
 from .followups import FollowUps
+from .history import History
 from .leadership import Leadership
 from .managing import Manager
 from .reporting import Report, Reporter
@@ -66,6 +67,7 @@ class JobServer:
         leadership: Leadership,
         on_closed: Callable[[], None],
         on_pass: Callable[[ServerPass], Awaitable[None]],
+        history: History | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -75,6 +77,8 @@ class JobServer:
         self._follow_ups = follow_ups
         self._dependents = dependents
         self.leadership = leadership
+        self.history = history
+        """The per-minute history each pass counts the finished jobs into (None: none)."""
         self.interval = 15.0
         self.running = False
         self.quarantined: set[Id] = set()
@@ -179,6 +183,8 @@ class JobServer:
         await step("dependents saved elsewhere", self.adopt_dependents, 0)
         promoted = await step("promotion", self._manager.promote, False)
         await step("forgetting finished claims", self._claimer.forget_finished_runs, None)
+        if self.history is not None:
+            await step("history", self.history.record, 0)
         done = ServerPass(expired, promoted, followed_up, errors)
         await self._on_pass(done)
         return done
