@@ -203,18 +203,18 @@ async def test_a_later_write_on_a_finished_job_does_not_count_it_again(
     assert sum(d["completed"] for d in await buckets(jc)) == 1
 
 
-async def test_nothing_before_the_first_pass_is_counted_and_a_stale_mark_skips_ahead(
+async def test_the_first_pass_counts_the_last_hour_and_a_stale_mark_skips_ahead(
     make_jc: MakeJC, clock: ManualClock
 ) -> None:
     jc = await make_jc()
-    await finish(jc, clock, "t", wait=1, run=1, ok=True)
-    clock.advance(rules.LAG.total_seconds() + 1)
-    await jc.run_server_pass()  # counting starts LAG before the first pass
-    clock.advance(60)
-    await jc.run_server_pass()
-    assert await buckets(jc) == []
-    clock.advance(20 * 86_400)  # a long outage: the pass starts CATCH_UP back
-    await finish(jc, clock, "t", wait=1, run=1, ok=True)
+    await finish(jc, clock, "t", wait=1, run=1, ok=True)  # before the first pass
+    clock.advance(rules.CATCH_UP.total_seconds())
+    await finish(jc, clock, "t", wait=1, run=1, ok=True)  # an hour later
     clock.advance(rules.LAG.total_seconds() + 1)
     await jc.run_server_pass()
-    assert sum(d["completed"] for d in await buckets(jc)) == 1
+    assert sum(d["completed"] for d in await buckets(jc)) == 1  # the last hour's only
+    clock.advance(20 * 86_400)  # a long time without a job server
+    await finish(jc, clock, "t", wait=1, run=1, ok=True)
+    clock.advance(rules.LAG.total_seconds() + 1)
+    await jc.run_server_pass()  # counts from CATCH_UP back, not 20 days of ranges
+    assert sum(d["completed"] for d in await buckets(jc)) == 2

@@ -60,14 +60,14 @@ class History:
             return 0
         now = self._clock.now()
         mark = await store.find_one({"_id": rules.MARK_ID})
-        if mark is None:
-            start = (now - rules.LAG).replace(microsecond=0)
+        if mark is None:  # the first pass ever: it counts from CATCH_UP back
+            mark = rules.first_mark(now)
             try:
-                await store.insert_one({"_id": rules.MARK_ID, "upto": start, "pending": None})
+                await store.insert_one(dict(mark))
             except DatabaseError as exc:
                 if not is_duplicate(exc):
                     raise
-            return 0  # counting starts now: nothing before the first pass is counted
+                return 0  # another process's first pass: it counts
         mark = assume_utc(mark)
         counted = 0
         for _ in range(rules.MAX_RANGES):

@@ -208,6 +208,12 @@ def next_range(upto: datetime, now: datetime) -> tuple[datetime, datetime] | Non
     return begin, min(end, begin + MAX_SPAN)
 
 
+def first_mark(now: datetime) -> dict[str, Any]:
+    """The mark the first pass ever stores: nothing counted yet, from CATCH_UP back (so the
+    jobs of the last hour are counted at once)."""
+    return {"_id": MARK_ID, "upto": (now - LAG - CATCH_UP).replace(microsecond=0), "pending": None}
+
+
 def take(upto: datetime, begin: datetime, end: datetime) -> tuple[Filter, Update]:
     """Take the range (begin, end] for this pass: only if the mark still says `upto` and no
     range is pending (a conditional update: of two passes, one takes it)."""

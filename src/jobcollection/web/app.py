@@ -53,7 +53,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..api.workflows import WorkflowStatus
 from ..model import validation as v
 from ..model.concurrency import MAX_RUNNING, ConcurrencyLimit
-from ..model.constants import Status
 from ..model.errors import (
     DatabaseError,
     InvalidArgument,
@@ -64,12 +63,13 @@ from ..model.errors import (
 from ..model.ops import job_types, one_type
 from ..mongo.wakeup import follow
 from ..remote.auth import Auth, until_revoked
+from ..rules.history import series
 from . import graph, pages
-from .activity import per_minute
 from .assets import ASSETS
 from .hosts import allowed_hosts_from
 from .pages import ACTIONS, Filters, View
 from .security import Guard
+from .trends import WINDOWS, trends
 from .workflow_pages import GROUP_ACTIONS, Group, group_page, related
 
 logger = logging.getLogger("jobcollection.web")
@@ -220,7 +220,6 @@ class Dashboard:
         read_only: ReadOnly,
         poll_s: float,
         events_max_s: float,
-        chart_sample: int,
         max_streams: int,
     ) -> None:
         self.jc = jc
@@ -228,7 +227,6 @@ class Dashboard:
         self.read_only = read_only
         self.poll_s = poll_s
         self.events_max_s = events_max_s
-        self.chart_sample = chart_sample
         self.max_streams = max_streams
         self.streams = 0
         """The event streams open now."""
@@ -328,22 +326,7 @@ class Dashboard:
     async def _live(self, view: View) -> tuple[str, list[str]]:
         """The overview's live part, and the job types it lists."""
         stats = await self.jc.stats()
-        finished = []
-        read = 0
-        after = None
-        while read < self.chart_sample:
-            page = await self.jc.find_jobs(
-                status=[Status.COMPLETED, Status.FAILED],
-                limit=min(1_000, self.chart_sample - read),
-                after=after,
-            )
-            read += len(page.jobs)
-            finished += [(j.doc.updated, j.doc.status) for j in page.jobs if j.doc.updated]
-            if page.next is None:
-                break
-            after = page.next
         oldest = {t: stats.oldest_ready_age(t) for t in stats.oldest_ready}
-        minutes = per_minute(finished, stats.at)
         paused = await self.jc.paused_types()
         leader = await self.jc.job_server_leader()
         limits = await self.jc.concurrency_limits()
@@ -351,9 +334,6 @@ class Dashboard:
             view,
             stats.counts,
             oldest,
-            minutes,
-            read,
-            self.chart_sample,
             paused,
             leader,
             limits,
@@ -369,7 +349,22 @@ class Dashboard:
         below = ""
         if any(self.may_limit(view, t) for t in types):
             below = pages.limit_form(view, types)
-        return HTMLResponse(pages.overview(view, fragment, below))
+        return HTMLResponse(pages.overview(view, fragment, below, await self.trends()))
+
+    async def trends(self) -> str:
+        """The overview's trends from the history (two reads of `<root>.history`, whatever
+        the number of jobs)."""
+        history = self.jc.service.server.history
+        now = self.jc.clock.now()
+        windows = []
+        for window in WINDOWS:
+            docs = (
+                []
+                if history is None
+                else await history.read(window.span, history.window(window.span, window.count))
+            )
+            windows.append((window, series(docs, window.span, now, window.count)))
+        return trends(windows)
 
     async def live(self, request: Request) -> Response:
         return HTMLResponse(await self.live_fragment(await self.view(request)))
@@ -876,7 +871,6 @@ def create_dashboard(
     read_only: ReadOnly = False,
     poll_s: float = 2.0,
     events_max_s: float = 300.0,
-    chart_sample: int = 2_000,
     allowed_hosts: Iterable[str] | None = None,
     max_streams: int = 50,
 ) -> Starlette:
@@ -897,8 +891,7 @@ def create_dashboard(
     `read_only`: True, or a function of the user id saying whether that user may only look
     (no action buttons; POSTs answered 403).
     `poll_s`: how often an event stream reads the counts; `events_max_s`: how long one stays
-    open (the browser then reconnects); `chart_sample`: how many of the newest finished jobs
-    the chart reads at most; `max_streams`: how many event streams may be open at once
+    open (the browser then reconnects); `max_streams`: how many event streams may be open at once
     (further ones: 503, and the pages stop updating live)."""
     if auth is not None and not callable(auth):
         raise InvalidArgumentType("auth", "must be a callable of the request (e.g. TokenAuth)")
@@ -913,7 +906,6 @@ def create_dashboard(
         read_only,
         v.number(poll_s, "poll_s", minimum=0.01),
         v.number(events_max_s, "events_max_s", minimum=0),
-        v.integer(chart_sample, "chart_sample", minimum=1),
         v.integer(max_streams, "max_streams", minimum=1),
     )
     if auth is None and not dashboard.is_read_only(LOOPBACK_USER):

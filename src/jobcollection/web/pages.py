@@ -20,7 +20,6 @@ from ..model.concurrency import MAX_RUNNING, ConcurrencyLimit
 from ..model.constants import JOB_STATUSES, Status
 from ..model.types import Paused
 from ..model.workers import WorkerInfo
-from .activity import Minute, chart_svg
 from .assets import url_of
 
 ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -86,9 +85,19 @@ class View:
         return self.url(f"/{where}/{quote(str(group_id), safe='')}", query)
 
 
-def layout(view: View | None, title: str, body: str, *, live: bool = False, base: str = "") -> str:
-    """A whole page; `live` adds the script that keeps its `#live` part current. `base`: the
-    dashboard's path prefix when there is no view (login and error pages)."""
+def layout(
+    view: View | None,
+    title: str,
+    body: str,
+    *,
+    live: bool = False,
+    base: str = "",
+    charts: bool = False,
+) -> str:
+    """A whole page; `live` adds the script that keeps its `#live` part current, `charts` the
+    chart library and the script that draws the `.chart` elements. `base`: the dashboard's
+    path prefix when there is no view (login and error pages). Every page has the theme
+    script (light, dark or the system's; its toggle shows once the script runs)."""
     base = view.base if view is not None else base
     nav = ""
     if view is not None:
@@ -101,19 +110,29 @@ def layout(view: View | None, title: str, body: str, *, live: bool = False, base
             )
         role = " (read-only)" if view.read_only else ""
         nav = (
-            f'<a href="{e(view.url("/"))}"><b>jobcollection</b></a>'
-            f'<a href="{e(view.url("/"))}">Overview</a>'
-            f'<a href="{e(view.url("/jobs"))}">Jobs</a>'
-            f'<a href="{e(view.url("/workers"))}">Workers</a>'
+            f'<nav aria-label="dashboard"><a href="{e(view.url("/"))}"><b>jobcollection</b></a> '
+            f'<a href="{e(view.url("/"))}">Overview</a> '
+            f'<a href="{e(view.url("/jobs"))}">Jobs</a> '
+            f'<a href="{e(view.url("/workers"))}">Workers</a></nav>'
             f'<span class="who">{e(view.user)}{role}</span>{logout}'
         )
-    script = f'<script src="{e(url_of(base, "live.js"))}" defer></script>' if live else ""
+    nav += '<button type="button" id="theme" hidden aria-pressed="false">Dark / light</button>'
+    head = f'<script src="{e(url_of(base, "theme.js"))}"></script>'
+    if charts:
+        head += (
+            f'<link rel="stylesheet" href="{e(url_of(base, "uPlot.min.css"))}">'
+            f'<script src="{e(url_of(base, "uPlot.iife.min.js"))}" defer></script>'
+            f'<script src="{e(url_of(base, "charts.js"))}" defer></script>'
+        )
+    if live:
+        head += f'<script src="{e(url_of(base, "live.js"))}" defer></script>'
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>{e(title)} - jobcollection</title>"
-        f'<link rel="stylesheet" href="{e(url_of(base, "dashboard.css"))}">{script}</head>'
-        f"<body><header>{nav}</header><main><h1>{e(title)}</h1>{body}</main></body></html>"
+        f'<link rel="stylesheet" href="{e(url_of(base, "dashboard.css"))}">{head}</head>'
+        f'<body><header>{nav}</header><main id="main"><h1>{e(title)}</h1>{body}</main>'
+        "</body></html>"
     )
 
 
@@ -128,9 +147,6 @@ def counts_fragment(
     view: View,
     counts: Mapping[tuple[str, str], int],
     oldest_ready_s: Mapping[str, float],
-    minutes: list[Minute],
-    sampled: int,
-    sample_limit: int,
     paused: Paused,
     leader: Leader | None = None,
     limits: Mapping[str, ConcurrencyLimit] | None = None,
@@ -139,8 +155,7 @@ def counts_fragment(
     """The live part of the overview: counts per type and status, the oldest ready job's
     age, whether each type is paused on every process (with its button, for those who may
     act), each type's concurrency limit (with a button that removes it, for the types
-    `may_limit` says the user may change), which process leads the job server, and the
-    chart."""
+    `may_limit` says the user may change), and which process leads the job server."""
     limits = limits or {}
     types = sorted({t for t, _ in counts} | set(paused.types) | set(limits))
     head = "".join(f"<th>{e(s)}</th>" for s in JOB_STATUSES)
@@ -169,23 +184,15 @@ def counts_fragment(
         f"{claims_cell(view, None, paused)}<td></td></tr>"
     )
     table = (
-        f'<table id="counts"><tr><th>type</th>{head}<th>total</th><th>oldest ready</th>'
-        f"<th>claims</th><th>concurrency limit</th></tr>{''.join(rows)}</table>"
+        f'<div class="table-wrap"><table id="counts"><tr><th>type</th>{head}<th>total</th>'
+        f"<th>oldest ready</th><th>claims</th><th>concurrency limit</th></tr>{''.join(rows)}"
+        "</table></div>"
     )
     if not types:
         table += '<p class="note">No jobs yet.</p>'
     led = "no process" if leader is None else f"{leader.host} pid {leader.pid}"
     table += f'<p class="note" id="leader">Job server: led by {e(led)}.</p>'
-    done = sum(m.completed for m in minutes)
-    failed = sum(m.failed for m in minutes)
-    note = f" (from the newest {sample_limit:,} finished jobs)" if sampled >= sample_limit else ""
-    chart = (
-        f"<h2>Finished per minute, last hour</h2>{chart_svg(minutes)}"
-        f'<p class="note" id="activity"><span class="completed-count">{done}</span> completed, '
-        f'<span class="failed-count">{failed}</span> failed{e(note)}; '
-        f"{e(stamp(minutes[-1].start))} is the current minute.</p>"
-    )
-    return table + chart
+    return table
 
 
 def claims_cell(view: View, job_type: str | None, paused: Paused) -> str:
@@ -253,14 +260,15 @@ def limit_form(view: View, types: Iterable[str]) -> str:
     )
 
 
-def overview(view: View, fragment: str, below: str = "") -> str:
+def overview(view: View, fragment: str, below: str = "", trends: str = "") -> str:
     """The overview page: its live part (`fragment`, counts_fragment), then `below` (forms
-    that the live part's reloads must not wipe while someone types in them)."""
+    that the live part's reloads must not wipe while someone types in them), then the
+    `trends` (web/trends.py: read at each load of the page)."""
     body = (
         f'<div id="live" data-events="{e(view.url("/events"))}" '
-        f'data-fragment="{e(view.url("/live"))}" data-event="">{fragment}</div>{below}'
+        f'data-fragment="{e(view.url("/live"))}" data-event="">{fragment}</div>{below}{trends}'
     )
-    return layout(view, "Overview", body, live=True)
+    return layout(view, "Overview", body, live=True, charts=True)
 
 
 # --- workers ------------------------------------------------------------------------------------
