@@ -53,6 +53,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..api.workflows import WorkflowStatus
 from ..model import validation as v
 from ..model.concurrency import MAX_RUNNING, ConcurrencyLimit
+from ..model.constants import Status
 from ..model.errors import (
     DatabaseError,
     InvalidArgument,
@@ -61,12 +62,14 @@ from ..model.errors import (
     WakeupUnavailable,
 )
 from ..model.ops import job_types, one_type
+from ..model.workers import WorkerInfo
 from ..mongo.wakeup import follow
 from ..remote.auth import Auth, until_revoked
 from ..rules.history import series
 from . import graph, pages
 from .assets import ASSETS
 from .hosts import allowed_hosts_from
+from .job_facts import holder
 from .pages import ACTIONS, Filters, View
 from .security import Guard
 from .trends import WINDOWS, trends
@@ -403,11 +406,20 @@ class Dashboard:
         job = await self._job(request)
         linked = [*job.doc.depends, *job.doc.resolved, *job.doc.lineage]
         statuses = {j.id: j.doc.status for j in await self.jc.get_jobs(linked)} if linked else {}
-        return HTMLResponse(pages.job_page(view, job, statuses, self.jc.clock.now()))
+        held_by = await self._holder(job)
+        return HTMLResponse(pages.job_page(view, job, statuses, self.jc.clock.now(), held_by))
 
     async def job_live(self, request: Request) -> Response:
         view = await self.view(request)
-        return HTMLResponse(pages.job_live(view, await self._job(request)))
+        job = await self._job(request)
+        now = self.jc.clock.now()
+        return HTMLResponse(pages.job_live(view, job, now, await self._holder(job)))
+
+    async def _holder(self, job: Job) -> WorkerInfo | None:
+        """The registered queue holding a running job (None for a job in another status)."""
+        if job.doc.status != Status.RUNNING:
+            return None
+        return holder(job.id, await self.jc.workers())
 
     # --- actions ------------------------------------------------------------------------------
 

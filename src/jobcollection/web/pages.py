@@ -5,11 +5,9 @@ stylesheet and the one script are files the app serves (assets.py)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from html import escape
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -21,6 +19,8 @@ from ..model.constants import JOB_STATUSES, Status
 from ..model.types import Paused
 from ..model.workers import WorkerInfo
 from .assets import url_of
+from .html import age, e, pretty, stamp
+from .job_facts import facts, failures, log_table
 
 ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "pause": ("Pause", Status.PAUSABLE),
@@ -31,32 +31,6 @@ ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "remove": ("Remove", Status.REMOVABLE),
 }
 """Each action: its label and the statuses of the jobs it applies to."""
-
-
-def e(value: Any) -> str:
-    """A value as HTML text (quotes escaped too, so it is safe in attributes)."""
-    return escape(str(value), quote=True)
-
-
-def pretty(value: Any) -> str:
-    """A stored value as indented JSON (ids and dates as their text)."""
-    return json.dumps(value, indent=2, default=str, ensure_ascii=False, sort_keys=True)
-
-
-def stamp(moment: datetime | None) -> str:
-    return "-" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S} UTC"
-
-
-def age(seconds: float) -> str:
-    """A duration, short: 42s, 5m 3s, 2h 10m, 3d 4h."""
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3_600:
-        return f"{s // 60}m {s % 60}s"
-    if s < 86_400:
-        return f"{s // 3_600}h {s % 3_600 // 60}m"
-    return f"{s // 86_400}d {s % 86_400 // 3_600}h"
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,37 +400,34 @@ def _job_links(view: View, ids: Sequence[Any], statuses: Mapping[Any, str]) -> s
     return f"<ul>{''.join(items)}</ul>"
 
 
-def job_live(view: View, job: Job) -> str:
-    """The part of the job page that changes while the job runs."""
+def job_live(
+    view: View, job: Job, now: datetime | None = None, held_by: WorkerInfo | None = None
+) -> str:
+    """The part of the job page that changes while the job runs: its status, its last run
+    (started, finished, duration, attempt, worker: job_facts.py, given `now`), progress,
+    result, log and failures."""
     doc = job.doc
     p = doc.progress
-    log_rows = "".join(
-        f"<tr><td>{e(stamp(entry.time))}</td><td>{e(entry.level)}</td><td>{e(entry.message)}</td>"
-        f"<td>{'' if entry.data is None else f'<pre>{e(pretty(entry.data))}</pre>'}</td></tr>"
-        for entry in doc.log or []
-    )
-    failures = "".join(
-        f'<li class="failure"><p><time>{e(stamp(f.time))}</time> <b>{e(f.head)}</b></p>'
-        + (f'<pre class="traceback">{e(chr(10).join(f.traceback))}</pre>' if f.traceback else "")
-        + (f"<pre>{e(pretty(f.details))}</pre>" if f.details else "")
-        + "</li>"
-        for f in describe.failures(doc)
-    )
     result = "none" if doc.result is None else f'<pre id="result">{e(pretty(doc.result))}</pre>'
-    failed = f'<ol id="failures">{failures}</ol>' if failures else "none"
     why = describe.outcome(doc)
+    run = ""
+    if now is not None:
+        rows = "".join(
+            f'<tr data-fact="{e(k)}"><th>{e(k)}</th><td>{e(v)}</td></tr>'
+            for k, v in facts(doc, now, held_by)
+        )
+        run = f'<table id="run">{rows}</table>'
     return (
         f'<p>Status {badge(doc.status)} <span id="status" hidden>{e(doc.status)}</span>, '
         f"updated {e(stamp(doc.updated))}</p>"
         + (f'<p id="outcome">{e(why)}</p>' if why else "")
         + f'<p id="attempts">Attempts: {e(describe.attempts(doc))}</p>'
-        f"{action_buttons(view, job)}"
+        f"{run}{action_buttons(view, job)}"
         f'<h2>Progress</h2><p><progress max="100" value="{p.percent:g}"></progress> '
         f"{p.percent:g}% ({p.completed:g} of {p.total:g})</p>"
         f"<h2>Result</h2>{result}"
-        f'<h2>Log</h2><table id="log"><tr><th>time</th><th>level</th><th>message</th>'
-        f"<th>data</th></tr>{log_rows}</table>"
-        f"<h2>Failures (one per failed attempt)</h2>{failed}"
+        f"<h2>Log</h2>{log_table(doc)}"
+        f"<h2>Failures (one per failed attempt)</h2>{failures(doc)}"
     )
 
 
@@ -474,10 +445,17 @@ def group_links(view: View, workflow: Any, batches: Sequence[Any]) -> str:
     return f'<p id="groups">{"; ".join(parts)}.</p>' if parts else ""
 
 
-def job_page(view: View, job: Job, statuses: Mapping[Any, str], now: datetime | None = None) -> str:
+def job_page(
+    view: View,
+    job: Job,
+    statuses: Mapping[Any, str],
+    now: datetime | None = None,
+    held_by: WorkerInfo | None = None,
+) -> str:
     """A job: what it is (its attempts, repeats and schedule in the API's words, model/describe.py;
     the next runs of a cron schedule, given `now`), the workflow and batches it is part of, the
-    live part, its dependencies and lineage."""
+    live part (with its last run, and `held_by`: the queue holding it now), its dependencies
+    and lineage."""
     doc = job.doc
     plan = describe.schedule(doc)
     upcoming = [] if now is None else describe.next_runs(doc, now)
@@ -504,7 +482,7 @@ def job_page(view: View, job: Job, statuses: Mapping[Any, str], now: datetime | 
         f'<table id="summary">{rows}</table>{group_links(view, doc.workflow, doc.batches)}'
         f'<h2>Data</h2><pre id="data">{e(pretty(doc.data))}</pre>'
         f'<div id="live" data-events="{e(events)}" data-fragment="{e(live_url)}" '
-        f'data-event="">{job_live(view, job)}</div>'
+        f'data-event="">{job_live(view, job, now, held_by)}</div>'
         f'<h2>Dependencies</h2><div id="depends"><p>Waits on:</p>'
         f"{_job_links(view, doc.depends, statuses)}"
         f"<p>Resolved:</p>{_job_links(view, doc.resolved, statuses)}</div>"

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from ..rules.history import PERCENTILES, Point
-from .pages import e
+from .html import e
 
 Series = Mapping[str, tuple[Sequence[Point], Point]]
 """Per type: its points (oldest first) and the window's totals."""
