@@ -10,7 +10,7 @@ import json
 import re
 import signal
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,8 @@ import pytest
 from conftest import MakeJC
 from jobcollection import ConcurrencyLimit, JobCollection, ManualClock
 from jobcollection.remote import TokenAuth
-from jobcollection.web import LOOPBACK_USER, create_dashboard
 from jobcollection.rules.history import LAG, series
+from jobcollection.web import LOOPBACK_USER, create_dashboard
 from remote_helpers import serving
 
 TOKENS = {"admin-token": "tester", "viewer-token": "viewer", "nobody-token": "nobody"}
