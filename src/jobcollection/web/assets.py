@@ -102,8 +102,9 @@ stroke-dasharray:5 3}
 table.stack thead{display:none}table.stack,table.stack tbody,table.stack tr,table.stack td,
 table.stack th{display:block;width:auto}table.stack tr{border:1px solid var(--line);
 margin:.4em 0}table.stack td,table.stack th{border:0;border-bottom:1px solid var(--grid)}
-table.stack td[data-label]::before{content:attr(data-label) ": ";font-weight:600;float:left;
-margin-right:.6em}table.stack td.n{text-align:right}
+table.stack td[data-label]::before{content:attr(data-label) ": ";font-weight:600;
+display:inline-block;min-width:5.5em}table.stack td:empty{display:none}
+table.stack td.n{text-align:right}
 dl.facts{grid-template-columns:1fr}}
 """
 

@@ -58,8 +58,8 @@ def holder(job_id: Any, workers: Sequence[WorkerInfo]) -> WorkerInfo | None:
 
 
 def facts(doc: JobDoc, now: datetime, held_by: WorkerInfo | None) -> list[tuple[str, str]]:
-    """What the summary adds about the job's runs: started, finished, duration, attempt, the
-    runId and the worker."""
+    """What the summary adds about the job's last run: started, finished, duration, which
+    attempt it is (v1.x's `retried`: the attempts made), its runId and the worker."""
     run = last_run(doc)
     if run is None:
         return [("started", "not yet"), ("attempt", f"{doc.retried} made")]
@@ -74,7 +74,8 @@ def facts(doc: JobDoc, now: datetime, held_by: WorkerInfo | None) -> list[tuple[
         ("started", stamp(run.started)),
         ("finished", stamp(run.finished)),
         ("duration", took),
-        ("attempt", f"{doc.retried} (of this run's runId {run.run_id})"),
+        ("attempt", str(doc.retried)),
+        ("run id", str(run.run_id)),
         ("worker", worker),
     ]
 
