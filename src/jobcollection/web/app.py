@@ -1,6 +1,7 @@
 """The dashboard's routes: who a request is for, what it may do, and what each page reads.
 
-    GET  /                      overview: counts per type and status, oldest ready, chart
+    GET  /                      overview: counts per type and status, oldest ready, and the
+                                history's trends per type (last hour, last day)
     GET  /live                  the overview's live part (what its script reloads)
     GET  /jobs?type=&status=&user=&data.PATH=VALUE&after=CURSOR     job list, 50 a page
     GET  /jobs/{id}             a job: data, result, progress, log, failures, dependencies,
