@@ -10,7 +10,7 @@ import json
 import re
 import signal
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,8 @@ import pytest
 from conftest import MakeJC
 from jobcollection import ConcurrencyLimit, JobCollection, ManualClock
 from jobcollection.remote import TokenAuth
+from jobcollection.rules.history import LAG, series
 from jobcollection.web import LOOPBACK_USER, create_dashboard
-from jobcollection.web.activity import per_minute
 from remote_helpers import serving
 
 TOKENS = {"admin-token": "tester", "viewer-token": "viewer", "nobody-token": "nobody"}
@@ -54,24 +54,25 @@ async def status_of(jc: JobCollection, job_id: Any) -> str | None:
 # --- pure parts ---------------------------------------------------------------------------------
 
 
-def test_per_minute_counts_finished_jobs_in_whole_minutes_up_to_now() -> None:
+def test_the_charts_series_have_a_point_a_span_up_to_now() -> None:
     now = datetime(2026, 1, 1, 12, 30, 20, tzinfo=UTC)
-    finished = [
-        (now, "completed"),
-        (now - timedelta(seconds=15), "completed"),  # 12:30:05, the current minute too
-        (now - timedelta(seconds=30), "failed"),  # 12:29:50
-        (now - timedelta(minutes=59, seconds=20), "completed"),  # 11:31:00, the first minute
-        (now - timedelta(minutes=59, seconds=21), "completed"),  # before it
-        (now + timedelta(seconds=1), "completed"),  # not yet
-        (now, "cancelled"),
+
+    def doc(start: datetime, job_type: str = "t", span: str = "m", **counts: Any) -> Any:
+        return {"span": span, "type": job_type, "start": start, **counts}
+
+    docs = [
+        doc(datetime(2026, 1, 1, 12, 30, tzinfo=UTC), completed=2, run={"7": 2}),
+        doc(datetime(2026, 1, 1, 11, 31, tzinfo=UTC), failed=1),  # the first minute
+        doc(datetime(2026, 1, 1, 11, 30, tzinfo=UTC), completed=9),  # before it
+        doc(datetime(2026, 1, 1, 12, 0, tzinfo=UTC), span="h", completed=9),  # an hour's
     ]
-    minutes = per_minute(finished, now)
-    assert len(minutes) == 60
-    assert minutes[0].start == datetime(2026, 1, 1, 11, 31, tzinfo=UTC)
-    assert (minutes[-1].completed, minutes[-1].failed) == (2, 0)
-    assert (minutes[-2].completed, minutes[-2].failed) == (0, 1)
-    assert minutes[0].completed == 1
-    assert sum(m.completed + m.failed for m in minutes) == 4
+    [(job_type, (points, whole))] = series(docs, "m", now, 60).items()
+    assert job_type == "t" and len(points) == 60
+    assert points[0].start == datetime(2026, 1, 1, 11, 31, tzinfo=UTC)
+    assert (points[0].failed, points[-1].completed) == (1, 2)
+    assert (whole.completed, whole.failed) == (2, 1)
+    assert whole.run[0] is not None and 500 < whole.run[0] <= 1_000
+    assert whole.wait == (None, None, None)
 
 
 # --- overview -----------------------------------------------------------------------------------
@@ -92,6 +93,8 @@ async def test_the_overview_shows_counts_oldest_ready_and_the_last_hour(
         await job.done({"ok": True})
     [broken] = await jc.get_work("broken")
     await broken.fail("no", fatal=True)
+    clock.advance(LAG.total_seconds() + 1)
+    await jc.run_server_pass()  # counts them into the history
 
     http = client(create_dashboard(jc))
     page = (await http.get("/")).text
@@ -100,10 +103,13 @@ async def test_the_overview_shows_counts_oldest_ready_and_the_last_hour(
     assert cell(page, "done", "completed") == "2"
     assert cell(page, "broken", "failed") == "1"
     mail = re.search(r'<tr data-type="mail">.*?</tr>', page)
-    assert mail and '<td class="n oldest">1m 30s</td>' in mail[0]
-    assert '<span class="completed-count">2</span>' in page
-    assert '<span class="failed-count">1</span>' in page
-    assert "<svg" in page and "http://" not in page.replace("http://www.w3.org", "")
+    assert mail and '<td class="n oldest">1m 41s</td>' in mail[0]
+    hour = re.search(r'<table class="trends" id="trends-hour">.*?</table>', page)
+    assert hour
+    assert re.search(r'<tr data-type="done">.*?"completed">2</td>.*?"failed">0</td>', hour[0])
+    assert re.search(r'<tr data-type="broken">.*?"completed">0</td>.*?"failed">1</td>', hour[0])
+    assert page.count('class="chart"') == 2 * 2 * 2  # 2 types x 2 windows x 2 charts
+    assert "http://" not in page.replace("http://www.w3.org", "")
     assert (await http.get("/live")).text in page  # what the page's script reloads
 
 

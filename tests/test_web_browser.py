@@ -3,7 +3,8 @@ build) driven by Playwright against uvicorn on loopback. It loads the overview, 
 live, filters the job list by type, opens a job, cancels it and checks the stored status, all
 under the dashboard's Content-Security-Policy (its stylesheet applied, its script running, no
 violation reported); and another page cannot frame it.
-Screenshots go to test-artifacts/dashboard/ (CI keeps them as artifacts).
+Screenshots go to test-artifacts/dashboard/ (CI keeps them as artifacts), or to the folder
+JOBCOLLECTION_SCREENSHOTS names.
 
 Skipped when chromium or playwright is missing, unless JOBCOLLECTION_REQUIRE_BROWSER is set
 (CI sets it): then it fails."""
@@ -16,12 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from jobcollection import JobCollection
+from jobcollection import JobCollection, ManualClock
+from jobcollection.rules.history import LAG
 from jobcollection.web import create_dashboard
 from remote_helpers import serving
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "dashboard"
+ARTIFACTS = Path(
+    os.environ.get("JOBCOLLECTION_SCREENSHOTS")
+    or Path(__file__).resolve().parent.parent / "test-artifacts" / "dashboard"
+)
 ARGS = [
     "--headless",
     "--no-sandbox",
@@ -33,6 +38,7 @@ ARGS = [
     "--disable-sync",
 ]
 TIMEOUT_MS = 15_000
+TRACE = 'Traceback (most recent call last):\n  File "/app/tasks.py", line 3, in f\nValueError: boom'
 RECORD_VIOLATIONS = """
 window.cspViolations = [];
 document.addEventListener('securitypolicyviolation', function (ev) {
@@ -55,6 +61,7 @@ def missing() -> str | None:
 def browser_available() -> None:
     reason = missing()
     if reason is None:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
         return
     if os.environ.get("JOBCOLLECTION_REQUIRE_BROWSER"):
         pytest.fail(f"JOBCOLLECTION_REQUIRE_BROWSER is set but {reason}")
@@ -66,7 +73,6 @@ async def test_filter_open_and_cancel_a_job_in_chromium(jc: JobCollection, tmp_p
     from playwright.async_api import async_playwright, expect
 
     expect.set_options(timeout=TIMEOUT_MS)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for n in range(3):
         await jc.create_job("mail", {"n": n}).save()
     sms = [await jc.create_job("sms", {"to": f"+1555000{n}"}).save() for n in range(2)]
@@ -155,7 +161,6 @@ async def test_a_workflow_page_in_chromium(jc: JobCollection, tmp_path: Path) ->
     from jobcollection import chain, group
 
     expect.set_options(timeout=TIMEOUT_MS)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     start = jc.create_job("extract")
     parts = [jc.create_job("transform", {"n": n}) for n in range(12)]
     workflow = await jc.save_workflow(
@@ -194,3 +199,80 @@ async def test_a_workflow_page_in_chromium(jc: JobCollection, tmp_path: Path) ->
             await context.close()
             await app.state.close()
     assert (await workflow.status()).counts == {"completed": 1, "cancelled": 14}
+
+
+@pytest.mark.usefixtures("browser_available")
+async def test_the_overview_charts_and_a_job_page_wide_narrow_and_dark(
+    jc: JobCollection, clock: ManualClock, tmp_path: Path
+) -> None:
+    """The overview draws its charts (uPlot, under the policy), a failed job's page shows its
+    traceback, both fit a 400-px screen without sideways scrolling of the page, and the theme
+    follows the system's (dark) and the toggle, which the keyboard reaches."""
+    from playwright.async_api import async_playwright, expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    for n in range(6):
+        await jc.create_job(f"type-{n % 2}").retry(0).save()
+    clock.advance(2)
+    for n, job in enumerate(await jc.get_work(["type-0", "type-1"], max_jobs=6)):
+        clock.advance(n)
+        if n % 3:
+            await job.done()
+        else:
+            await job.fail({"type": "ValueError", "message": "boom", "traceback": TRACE})
+            failed = job.id
+    await jc.create_job("type-0").save()  # a backlog
+    clock.advance(LAG.total_seconds() + 1)
+    await jc.run_server_pass()
+    app = create_dashboard(jc)
+
+    async with serving(app) as url, async_playwright() as playwright:
+        context = await playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=ARGS
+        )
+        try:
+            await context.add_init_script(RECORD_VIOLATIONS)
+            page = await context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            await page.set_viewport_size({"width": 1280, "height": 900})
+            await page.goto(f"{url}/")
+            charts = page.locator("#trends .chart canvas")
+            await expect(charts).to_have_count(8)  # 2 types x 2 windows x 2 charts
+            await expect(page.locator("#trends .u-legend").first).to_contain_text("completed")
+            await page.screenshot(path=str(ARTIFACTS / "6-overview-wide.png"), full_page=True)
+            assert await page.evaluate("window.cspViolations") == []
+
+            await page.set_viewport_size({"width": 400, "height": 800})
+            await page.goto(f"{url}/")
+            await expect(charts).to_have_count(8)
+            assert await page.evaluate("document.documentElement.scrollWidth") <= 400
+            await page.screenshot(path=str(ARTIFACTS / "7-overview-narrow.png"), full_page=True)
+            await page.goto(f"{url}/jobs/{failed}")
+            await expect(page.locator("pre.traceback .exception")).to_have_text("ValueError: boom")
+            await expect(page.locator('#run tr[data-fact="duration"] td')).to_have_text("6s")
+            assert await page.evaluate("document.documentElement.scrollWidth") <= 400
+            await page.screenshot(path=str(ARTIFACTS / "8-job-narrow.png"), full_page=True)
+
+            # The system's dark theme, then the toggle (reached with the keyboard) to light.
+            await page.emulate_media(color_scheme="dark")
+            await page.set_viewport_size({"width": 1280, "height": 900})
+            await page.goto(f"{url}/")
+            await expect(page.locator("body")).to_have_css("background-color", "rgb(20, 24, 29)")
+            await expect(charts).to_have_count(8)
+            await page.screenshot(path=str(ARTIFACTS / "9-overview-dark.png"), full_page=True)
+            await page.goto(f"{url}/jobs/{failed}")
+            await page.screenshot(path=str(ARTIFACTS / "10-job-dark.png"), full_page=True)
+            toggle = page.locator("#theme")
+            await expect(toggle).to_be_visible()
+            for _ in range(20):
+                await page.keyboard.press("Tab")
+                if await toggle.evaluate("b => b === document.activeElement"):
+                    break
+            await page.keyboard.press("Enter")
+            await expect(page.locator("body")).to_have_css("background-color", "rgb(246, 247, 249)")
+            await page.goto(f"{url}/")  # the choice is kept
+            await expect(page.locator("body")).to_have_css("background-color", "rgb(246, 247, 249)")
+            assert await page.evaluate("window.cspViolations") == []
+        finally:
+            await context.close()
+            await app.state.close()

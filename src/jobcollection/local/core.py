@@ -91,6 +91,7 @@ from .claiming import Claimer
 from .dependents import Dependents
 from .edges import Edges
 from .followups import FollowUps
+from .history import History
 from .leadership import DEFAULT_LEASE_MS, Leadership
 from .limiter import Limiter, counter_store
 from .managing import Manager
@@ -227,6 +228,7 @@ class Core:
             self.scheduler,
             on_closed=self.close_log_stream,
             on_pass=self._passed,
+            history=History(self.store, clock),
         )
         settings = Settings(self.store, clock)
         self.pauses = Pauses(settings)

@@ -1,13 +1,13 @@
 """The job server: promotion of due jobs, expiry of leases, deadlines and pending follow-ups,
-on a background task.
+schedules and the per-minute history (history.py), on a background task.
 
 `run_pass()` is one step (fail expired leases, cancel jobs past their deadlines, finish
-pending follow-ups, materialise schedules, promote), so tests drive the server without
-waiting. Several processes may run a server on one collection: each claims work, and the
-passes run in the one that holds the job server's lease (leadership.py); the others stand by,
-checking every third of the lease whether it is free. Every pass is a set of idempotent
-conditional updates. A pass isolates its parts: a step that fails (a driver error, a job that
-cannot be failed) is logged and the rest of the pass goes on.
+pending follow-ups, materialise schedules, promote, count finished jobs into the history), so
+tests drive the server without waiting. Several processes may run a server on one collection:
+each claims work, and the passes run in the one that holds the job server's lease
+(leadership.py); the others stand by, checking every third of the lease whether it is free.
+Every pass is a set of idempotent conditional updates. A pass isolates its parts: a step that
+fails (a driver error, a job that cannot be failed) is logged and the rest of the pass goes on.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from ..rules import transitions
 from .claiming import Claimer
 from .dependents import Dependents
 from .followups import FollowUps
+from .history import History
 from .leadership import Leadership
 from .managing import Manager
 from .reporting import Report, Reporter
@@ -73,6 +74,7 @@ class JobServer:
         scheduler: Scheduler,
         on_closed: Callable[[], None],
         on_pass: Callable[[ServerPass], Awaitable[None]],
+        history: History | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -83,6 +85,8 @@ class JobServer:
         self._dependents = dependents
         self.leadership = leadership
         self._scheduler = scheduler
+        self.history = history
+        """The per-minute history each pass counts the finished jobs into (None: none)."""
         self.interval = 15.0
         self.running = False
         self.quarantined: set[Id] = set()
@@ -162,10 +166,10 @@ class JobServer:
 
     async def run_pass(self, *, held: bool = False) -> ServerPass:
         """Fail jobs whose lease expired, cancel pending jobs past their deadlines, finish
-        pending follow-ups, materialise the due occurrences of schedule objects, then promote
-        due waiting jobs, if this process holds the job server's lease (renewed, or taken over
-        if free, first; `held`: the loop just did). Without the server's time (a ServerClock
-        that cannot read it) nothing is done."""
+        pending follow-ups, materialise the due occurrences of schedule objects, promote due
+        waiting jobs, then count finished jobs into the history, if this process holds the
+        job server's lease (renewed, or taken over if free, first; `held`: the loop just
+        did). Without the server's time (a ServerClock that cannot read it) nothing is done."""
         if not self.running:
             return ServerPass(expired=0, promoted=False)
         await refresh_clock(self._clock)  # a ServerClock re-reads the server's time when due
@@ -190,6 +194,8 @@ class JobServer:
         scheduled = await step("schedules", self._scheduler.materialise, 0)
         promoted = await step("promotion", self._manager.promote, False)
         await step("forgetting finished claims", self._claimer.forget_finished_runs, None)
+        if self.history is not None:
+            await step("history", self.history.record, 0)
         done = ServerPass(
             expired, promoted, followed_up, errors, overdue=overdue, scheduled=scheduled
         )

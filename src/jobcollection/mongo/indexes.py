@@ -46,6 +46,10 @@ class Index:
         return options
 
 
+FINISHED: Mapping[str, str] = {"$gte": "completed", "$lte": "failed"}
+"""The statuses completed and failed as a range (a partial index takes no `$in` before MongoDB
+6.0): of the statuses, only these two sort between "completed" and "failed"."""
+
 UNIQUE_JOBS = Index(
     ((UNIQUE, 1),),
     partial={UNIQUE: {"$exists": True}},
@@ -131,6 +135,12 @@ INDEXES: tuple[Index, ...] = (
         partial={FOLLOW_UPS: {"$exists": True}},
         serves="jobs whose follow-ups (repeat, dependents) are pending; only those are indexed",
     ),
+    Index(
+        (("updated", 1),),
+        partial={"status": FINISHED},
+        serves="the history (local/history.py): the jobs completed or failed in a range of "
+        "time; only those are indexed (FINISHED), so no write to an unfinished job touches it",
+    ),
 )
 
 WORKERS_INDEX = Index(
@@ -155,5 +165,18 @@ SCHEDULE_INDEXES: tuple[Index, ...] = (
     ),
 )
 """The indexes of `<root>.schedules` beside `_id` (local/schedules.py creates them)."""
-SIDE_INDEXES: tuple[Index, ...] = (WORKERS_INDEX, *SCHEDULE_INDEXES)
+HISTORY_INDEXES: tuple[Index, ...] = (
+    Index(
+        (("start", 1),),
+        expire_after_seconds=8 * 86_400,
+        serves="the history (`<root>.history`): MongoDB deletes each minute's and hour's "
+        "counts 8 days after its start (TTL; rules/history.py RETENTION)",
+    ),
+    Index(
+        (("span", 1), ("start", 1)),
+        serves="the history's minutes or hours from a time on (the dashboard's charts)",
+    ),
+)
+"""The indexes of `<root>.history` (local/history.py creates them)."""
+SIDE_INDEXES: tuple[Index, ...] = (WORKERS_INDEX, *SCHEDULE_INDEXES, *HISTORY_INDEXES)
 """The indexes of the collections beside the jobs whose queries are not by `_id` alone."""

@@ -460,9 +460,13 @@ class Store:
         return found
 
     async def update_each(
-        self, updates: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
+        self,
+        updates: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
+        *,
+        upsert: bool = False,
     ) -> BulkOutcome:
-        """Apply single-document updates (filter, update) in one unordered round trip.
+        """Apply single-document updates (filter, update) in one unordered round trip
+        (`upsert`: each inserts a document from its filter's equalities if none matches).
 
         Only single-document operations, so the driver retries the batch after a failover
         (retryable writes); each request is applied or refused on its own. Raises
@@ -474,9 +478,9 @@ class Store:
         pairs = [(dict(q), self.capped(u)) for q, u in updates]
         if not self._bulk_supported:
             self._tally.n += 1
-            return await self._one_by_one(pairs)
+            return await self._one_by_one(pairs, upsert)
         try:
-            requests = [UpdateOne(q, u) for q, u in pairs]
+            requests = [UpdateOne(q, u, upsert=upsert) for q, u in pairs]
             result = await self._run(self._coll.bulk_write(requests, ordered=False, **self._in))
         except DatabaseError as exc:
             cause = exc.__cause__
@@ -485,7 +489,7 @@ class Store:
                 # anything: apply the same updates one at a time from now on (the in-memory
                 # backend has no round trips to save).
                 self._bulk_supported = False
-                return await self._one_by_one(pairs)
+                return await self._one_by_one(pairs, upsert)
             if not isinstance(cause, BulkWriteError) or cause.details.get("writeConcernErrors"):
                 raise
             details = cause.details
@@ -497,12 +501,14 @@ class Store:
             return outcome
         return BulkOutcome(int(result.matched_count))
 
-    async def _one_by_one(self, pairs: Sequence[tuple[Document, Document]]) -> BulkOutcome:
+    async def _one_by_one(
+        self, pairs: Sequence[tuple[Document, Document]], upsert: bool = False
+    ) -> BulkOutcome:
         """An unordered bulk write emulated with one update_one per request."""
         outcome = BulkOutcome(0)
         for i, (query, update) in enumerate(pairs):
             try:
-                result = await self._coll.update_one(query, update, **self._in)
+                result = await self._coll.update_one(query, update, upsert=upsert, **self._in)
             except WriteError as exc:
                 outcome.refused[i] = refusal(f"write refused: {exc}", exc)
             except Exception as exc:

@@ -19,8 +19,9 @@ refused when the browser says another site sent it.
 
 Modules: app.py (routes, who a request is for, actions), pages.py (the HTML),
 workflow_pages.py (the HTML of workflows and batches), graph.py (a workflow laid out and
-drawn as SVG), assets.py (the stylesheet and the script), activity.py (finished jobs per
-minute and their chart), security.py (the headers of every response; which requests are
+drawn as SVG), assets.py (the stylesheet and the scripts, and the vendored uPlot),
+trends.py (the overview's tables and charts of the history), job_facts.py (a job's times,
+attempt, worker and tracebacks), security.py (the headers of every response; which requests are
 answered), hosts.py (the Host header and the allowed hosts).
 """
 

@@ -1,6 +1,7 @@
 """The dashboard's routes: who a request is for, what it may do, and what each page reads.
 
-    GET  /                      overview: counts per type and status, oldest ready, chart
+    GET  /                      overview: counts per type and status, oldest ready, and the
+                                history's trends per type (last hour, last day)
     GET  /live                  the overview's live part (what its script reloads)
     GET  /jobs?type=&status=&user=&data.PATH=VALUE&after=CURSOR     job list, 50 a page
     GET  /jobs/{id}             a job: data, result, progress, log, failures, dependencies,
@@ -62,14 +63,17 @@ from ..model.errors import (
     WakeupUnavailable,
 )
 from ..model.ops import job_types, one_type
+from ..model.workers import WorkerInfo
 from ..mongo.wakeup import follow
 from ..remote.auth import Auth, until_revoked
+from ..rules.history import series
 from . import graph, pages
-from .activity import per_minute
 from .assets import ASSETS
 from .hosts import allowed_hosts_from
+from .job_facts import holder
 from .pages import ACTIONS, Filters, View
 from .security import Guard
+from .trends import WINDOWS, trends
 from .workflow_pages import GROUP_ACTIONS, Group, group_page, related
 
 logger = logging.getLogger("jobcollection.web")
@@ -220,7 +224,6 @@ class Dashboard:
         read_only: ReadOnly,
         poll_s: float,
         events_max_s: float,
-        chart_sample: int,
         max_streams: int,
     ) -> None:
         self.jc = jc
@@ -228,7 +231,6 @@ class Dashboard:
         self.read_only = read_only
         self.poll_s = poll_s
         self.events_max_s = events_max_s
-        self.chart_sample = chart_sample
         self.max_streams = max_streams
         self.streams = 0
         """The event streams open now."""
@@ -328,22 +330,7 @@ class Dashboard:
     async def _live(self, view: View) -> tuple[str, list[str]]:
         """The overview's live part, and the job types it lists."""
         stats = await self.jc.stats()
-        finished = []
-        read = 0
-        after = None
-        while read < self.chart_sample:
-            page = await self.jc.find_jobs(
-                status=[Status.COMPLETED, Status.FAILED],
-                limit=min(1_000, self.chart_sample - read),
-                after=after,
-            )
-            read += len(page.jobs)
-            finished += [(j.doc.updated, j.doc.status) for j in page.jobs if j.doc.updated]
-            if page.next is None:
-                break
-            after = page.next
         oldest = {t: stats.oldest_ready_age(t) for t in stats.oldest_ready}
-        minutes = per_minute(finished, stats.at)
         paused = await self.jc.paused_types()
         leader = await self.jc.job_server_leader()
         limits = await self.jc.concurrency_limits()
@@ -351,9 +338,6 @@ class Dashboard:
             view,
             stats.counts,
             oldest,
-            minutes,
-            read,
-            self.chart_sample,
             paused,
             leader,
             limits,
@@ -369,7 +353,22 @@ class Dashboard:
         below = ""
         if any(self.may_limit(view, t) for t in types):
             below = pages.limit_form(view, types)
-        return HTMLResponse(pages.overview(view, fragment, below))
+        return HTMLResponse(pages.overview(view, fragment, below, await self.trends()))
+
+    async def trends(self) -> str:
+        """The overview's trends from the history (two reads of `<root>.history`, whatever
+        the number of jobs)."""
+        history = self.jc.service.server.history
+        now = self.jc.clock.now()
+        windows = []
+        for window in WINDOWS:
+            docs = (
+                []
+                if history is None
+                else await history.read(window.span, history.window(window.span, window.count))
+            )
+            windows.append((window, series(docs, window.span, now, window.count)))
+        return trends(windows)
 
     async def live(self, request: Request) -> Response:
         return HTMLResponse(await self.live_fragment(await self.view(request)))
@@ -408,11 +407,20 @@ class Dashboard:
         job = await self._job(request)
         linked = [*job.doc.depends, *job.doc.resolved, *job.doc.lineage]
         statuses = {j.id: j.doc.status for j in await self.jc.get_jobs(linked)} if linked else {}
-        return HTMLResponse(pages.job_page(view, job, statuses, self.jc.clock.now()))
+        held_by = await self._holder(job)
+        return HTMLResponse(pages.job_page(view, job, statuses, self.jc.clock.now(), held_by))
 
     async def job_live(self, request: Request) -> Response:
         view = await self.view(request)
-        return HTMLResponse(pages.job_live(view, await self._job(request)))
+        job = await self._job(request)
+        now = self.jc.clock.now()
+        return HTMLResponse(pages.job_live(view, job, now, await self._holder(job)))
+
+    async def _holder(self, job: Job) -> WorkerInfo | None:
+        """The registered queue holding a running job (None for a job in another status)."""
+        if job.doc.status != Status.RUNNING:
+            return None
+        return holder(job.id, await self.jc.workers())
 
     # --- actions ------------------------------------------------------------------------------
 
@@ -876,7 +884,6 @@ def create_dashboard(
     read_only: ReadOnly = False,
     poll_s: float = 2.0,
     events_max_s: float = 300.0,
-    chart_sample: int = 2_000,
     allowed_hosts: Iterable[str] | None = None,
     max_streams: int = 50,
 ) -> Starlette:
@@ -897,8 +904,7 @@ def create_dashboard(
     `read_only`: True, or a function of the user id saying whether that user may only look
     (no action buttons; POSTs answered 403).
     `poll_s`: how often an event stream reads the counts; `events_max_s`: how long one stays
-    open (the browser then reconnects); `chart_sample`: how many of the newest finished jobs
-    the chart reads at most; `max_streams`: how many event streams may be open at once
+    open (the browser then reconnects); `max_streams`: how many event streams may be open at once
     (further ones: 503, and the pages stop updating live)."""
     if auth is not None and not callable(auth):
         raise InvalidArgumentType("auth", "must be a callable of the request (e.g. TokenAuth)")
@@ -913,7 +919,6 @@ def create_dashboard(
         read_only,
         v.number(poll_s, "poll_s", minimum=0.01),
         v.number(events_max_s, "events_max_s", minimum=0),
-        v.integer(chart_sample, "chart_sample", minimum=1),
         v.integer(max_streams, "max_streams", minimum=1),
     )
     if auth is None and not dashboard.is_read_only(LOOPBACK_USER):

@@ -5,11 +5,9 @@ stylesheet and the one script are files the app serves (assets.py)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from html import escape
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -20,8 +18,9 @@ from ..model.concurrency import MAX_RUNNING, ConcurrencyLimit
 from ..model.constants import JOB_STATUSES, Status
 from ..model.types import Paused
 from ..model.workers import WorkerInfo
-from .activity import Minute, chart_svg
 from .assets import url_of
+from .html import age, e, pretty, stamp
+from .job_facts import facts, failures, log_table
 
 ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "pause": ("Pause", Status.PAUSABLE),
@@ -32,32 +31,6 @@ ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "remove": ("Remove", Status.REMOVABLE),
 }
 """Each action: its label and the statuses of the jobs it applies to."""
-
-
-def e(value: Any) -> str:
-    """A value as HTML text (quotes escaped too, so it is safe in attributes)."""
-    return escape(str(value), quote=True)
-
-
-def pretty(value: Any) -> str:
-    """A stored value as indented JSON (ids and dates as their text)."""
-    return json.dumps(value, indent=2, default=str, ensure_ascii=False, sort_keys=True)
-
-
-def stamp(moment: datetime | None) -> str:
-    return "-" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S} UTC"
-
-
-def age(seconds: float) -> str:
-    """A duration, short: 42s, 5m 3s, 2h 10m, 3d 4h."""
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3_600:
-        return f"{s // 60}m {s % 60}s"
-    if s < 86_400:
-        return f"{s // 3_600}h {s % 3_600 // 60}m"
-    return f"{s // 86_400}d {s % 86_400 // 3_600}h"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +59,19 @@ class View:
         return self.url(f"/{where}/{quote(str(group_id), safe='')}", query)
 
 
-def layout(view: View | None, title: str, body: str, *, live: bool = False, base: str = "") -> str:
-    """A whole page; `live` adds the script that keeps its `#live` part current. `base`: the
-    dashboard's path prefix when there is no view (login and error pages)."""
+def layout(
+    view: View | None,
+    title: str,
+    body: str,
+    *,
+    live: bool = False,
+    base: str = "",
+    charts: bool = False,
+) -> str:
+    """A whole page; `live` adds the script that keeps its `#live` part current, `charts` the
+    chart library and the script that draws the `.chart` elements. `base`: the dashboard's
+    path prefix when there is no view (login and error pages). Every page has the theme
+    script (light, dark or the system's; its toggle shows once the script runs)."""
     base = view.base if view is not None else base
     nav = ""
     if view is not None:
@@ -101,19 +84,29 @@ def layout(view: View | None, title: str, body: str, *, live: bool = False, base
             )
         role = " (read-only)" if view.read_only else ""
         nav = (
-            f'<a href="{e(view.url("/"))}"><b>jobcollection</b></a>'
-            f'<a href="{e(view.url("/"))}">Overview</a>'
-            f'<a href="{e(view.url("/jobs"))}">Jobs</a>'
-            f'<a href="{e(view.url("/workers"))}">Workers</a>'
+            f'<nav aria-label="dashboard"><a href="{e(view.url("/"))}"><b>jobcollection</b></a> '
+            f'<a href="{e(view.url("/"))}">Overview</a> '
+            f'<a href="{e(view.url("/jobs"))}">Jobs</a> '
+            f'<a href="{e(view.url("/workers"))}">Workers</a></nav>'
             f'<span class="who">{e(view.user)}{role}</span>{logout}'
         )
-    script = f'<script src="{e(url_of(base, "live.js"))}" defer></script>' if live else ""
+    nav += '<button type="button" id="theme" hidden aria-pressed="false">Dark / light</button>'
+    head = f'<script src="{e(url_of(base, "theme.js"))}"></script>'
+    if charts:
+        head += (
+            f'<link rel="stylesheet" href="{e(url_of(base, "uPlot.min.css"))}">'
+            f'<script src="{e(url_of(base, "uPlot.iife.min.js"))}" defer></script>'
+            f'<script src="{e(url_of(base, "charts.js"))}" defer></script>'
+        )
+    if live:
+        head += f'<script src="{e(url_of(base, "live.js"))}" defer></script>'
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>{e(title)} - jobcollection</title>"
-        f'<link rel="stylesheet" href="{e(url_of(base, "dashboard.css"))}">{script}</head>'
-        f"<body><header>{nav}</header><main><h1>{e(title)}</h1>{body}</main></body></html>"
+        f'<link rel="stylesheet" href="{e(url_of(base, "dashboard.css"))}">{head}</head>'
+        f'<body><header>{nav}</header><main id="main"><h1>{e(title)}</h1>{body}</main>'
+        "</body></html>"
     )
 
 
@@ -128,9 +121,6 @@ def counts_fragment(
     view: View,
     counts: Mapping[tuple[str, str], int],
     oldest_ready_s: Mapping[str, float],
-    minutes: list[Minute],
-    sampled: int,
-    sample_limit: int,
     paused: Paused,
     leader: Leader | None = None,
     limits: Mapping[str, ConcurrencyLimit] | None = None,
@@ -139,8 +129,7 @@ def counts_fragment(
     """The live part of the overview: counts per type and status, the oldest ready job's
     age, whether each type is paused on every process (with its button, for those who may
     act), each type's concurrency limit (with a button that removes it, for the types
-    `may_limit` says the user may change), which process leads the job server, and the
-    chart."""
+    `may_limit` says the user may change), and which process leads the job server."""
     limits = limits or {}
     types = sorted({t for t, _ in counts} | set(paused.types) | set(limits))
     head = "".join(f"<th>{e(s)}</th>" for s in JOB_STATUSES)
@@ -169,23 +158,15 @@ def counts_fragment(
         f"{claims_cell(view, None, paused)}<td></td></tr>"
     )
     table = (
-        f'<table id="counts"><tr><th>type</th>{head}<th>total</th><th>oldest ready</th>'
-        f"<th>claims</th><th>concurrency limit</th></tr>{''.join(rows)}</table>"
+        f'<div class="table-wrap"><table id="counts"><tr><th>type</th>{head}<th>total</th>'
+        f"<th>oldest ready</th><th>claims</th><th>concurrency limit</th></tr>{''.join(rows)}"
+        "</table></div>"
     )
     if not types:
         table += '<p class="note">No jobs yet.</p>'
     led = "no process" if leader is None else f"{leader.host} pid {leader.pid}"
     table += f'<p class="note" id="leader">Job server: led by {e(led)}.</p>'
-    done = sum(m.completed for m in minutes)
-    failed = sum(m.failed for m in minutes)
-    note = f" (from the newest {sample_limit:,} finished jobs)" if sampled >= sample_limit else ""
-    chart = (
-        f"<h2>Finished per minute, last hour</h2>{chart_svg(minutes)}"
-        f'<p class="note" id="activity"><span class="completed-count">{done}</span> completed, '
-        f'<span class="failed-count">{failed}</span> failed{e(note)}; '
-        f"{e(stamp(minutes[-1].start))} is the current minute.</p>"
-    )
-    return table + chart
+    return table
 
 
 def claims_cell(view: View, job_type: str | None, paused: Paused) -> str:
@@ -253,14 +234,15 @@ def limit_form(view: View, types: Iterable[str]) -> str:
     )
 
 
-def overview(view: View, fragment: str, below: str = "") -> str:
+def overview(view: View, fragment: str, below: str = "", trends: str = "") -> str:
     """The overview page: its live part (`fragment`, counts_fragment), then `below` (forms
-    that the live part's reloads must not wipe while someone types in them)."""
+    that the live part's reloads must not wipe while someone types in them), then the
+    `trends` (web/trends.py: read at each load of the page)."""
     body = (
         f'<div id="live" data-events="{e(view.url("/events"))}" '
-        f'data-fragment="{e(view.url("/live"))}" data-event="">{fragment}</div>{below}'
+        f'data-fragment="{e(view.url("/live"))}" data-event="">{fragment}</div>{below}{trends}'
     )
-    return layout(view, "Overview", body, live=True)
+    return layout(view, "Overview", body, live=True, charts=True)
 
 
 # --- workers ------------------------------------------------------------------------------------
@@ -418,37 +400,34 @@ def _job_links(view: View, ids: Sequence[Any], statuses: Mapping[Any, str]) -> s
     return f"<ul>{''.join(items)}</ul>"
 
 
-def job_live(view: View, job: Job) -> str:
-    """The part of the job page that changes while the job runs."""
+def job_live(
+    view: View, job: Job, now: datetime | None = None, held_by: WorkerInfo | None = None
+) -> str:
+    """The part of the job page that changes while the job runs: its status, its last run
+    (started, finished, duration, attempt, worker: job_facts.py, given `now`), progress,
+    result, log and failures."""
     doc = job.doc
     p = doc.progress
-    log_rows = "".join(
-        f"<tr><td>{e(stamp(entry.time))}</td><td>{e(entry.level)}</td><td>{e(entry.message)}</td>"
-        f"<td>{'' if entry.data is None else f'<pre>{e(pretty(entry.data))}</pre>'}</td></tr>"
-        for entry in doc.log or []
-    )
-    failures = "".join(
-        f'<li class="failure"><p><time>{e(stamp(f.time))}</time> <b>{e(f.head)}</b></p>'
-        + (f'<pre class="traceback">{e(chr(10).join(f.traceback))}</pre>' if f.traceback else "")
-        + (f"<pre>{e(pretty(f.details))}</pre>" if f.details else "")
-        + "</li>"
-        for f in describe.failures(doc)
-    )
     result = "none" if doc.result is None else f'<pre id="result">{e(pretty(doc.result))}</pre>'
-    failed = f'<ol id="failures">{failures}</ol>' if failures else "none"
     why = describe.outcome(doc)
+    run = ""
+    if now is not None:
+        rows = "".join(
+            f'<tr data-fact="{e(k)}"><th>{e(k)}</th><td>{e(v)}</td></tr>'
+            for k, v in facts(doc, now, held_by)
+        )
+        run = f'<table id="run">{rows}</table>'
     return (
         f'<p>Status {badge(doc.status)} <span id="status" hidden>{e(doc.status)}</span>, '
         f"updated {e(stamp(doc.updated))}</p>"
         + (f'<p id="outcome">{e(why)}</p>' if why else "")
         + f'<p id="attempts">Attempts: {e(describe.attempts(doc))}</p>'
-        f"{action_buttons(view, job)}"
+        f"{run}{action_buttons(view, job)}"
         f'<h2>Progress</h2><p><progress max="100" value="{p.percent:g}"></progress> '
         f"{p.percent:g}% ({p.completed:g} of {p.total:g})</p>"
         f"<h2>Result</h2>{result}"
-        f'<h2>Log</h2><table id="log"><tr><th>time</th><th>level</th><th>message</th>'
-        f"<th>data</th></tr>{log_rows}</table>"
-        f"<h2>Failures (one per failed attempt)</h2>{failed}"
+        f"<h2>Log</h2>{log_table(doc)}"
+        f"<h2>Failures (one per failed attempt)</h2>{failures(doc)}"
     )
 
 
@@ -466,10 +445,17 @@ def group_links(view: View, workflow: Any, batches: Sequence[Any]) -> str:
     return f'<p id="groups">{"; ".join(parts)}.</p>' if parts else ""
 
 
-def job_page(view: View, job: Job, statuses: Mapping[Any, str], now: datetime | None = None) -> str:
+def job_page(
+    view: View,
+    job: Job,
+    statuses: Mapping[Any, str],
+    now: datetime | None = None,
+    held_by: WorkerInfo | None = None,
+) -> str:
     """A job: what it is (its attempts, repeats and schedule in the API's words, model/describe.py;
     the next runs of a cron schedule, given `now`), the workflow and batches it is part of, the
-    live part, its dependencies and lineage."""
+    live part (with its last run, and `held_by`: the queue holding it now), its dependencies
+    and lineage."""
     doc = job.doc
     plan = describe.schedule(doc)
     due_by = describe.deadline(doc)
@@ -498,7 +484,7 @@ def job_page(view: View, job: Job, statuses: Mapping[Any, str], now: datetime | 
         f'<table id="summary">{rows}</table>{group_links(view, doc.workflow, doc.batches)}'
         f'<h2>Data</h2><pre id="data">{e(pretty(doc.data))}</pre>'
         f'<div id="live" data-events="{e(events)}" data-fragment="{e(live_url)}" '
-        f'data-event="">{job_live(view, job)}</div>'
+        f'data-event="">{job_live(view, job, now, held_by)}</div>'
         f'<h2>Dependencies</h2><div id="depends"><p>Waits on:</p>'
         f"{_job_links(view, doc.depends, statuses)}"
         f"<p>Resolved:</p>{_job_links(view, doc.resolved, statuses)}</div>"

@@ -14,7 +14,8 @@ from ..api.workflows import WorkflowStatus
 from ..model.constants import JOB_STATUSES, Status
 from ..model.document import JobDoc
 from . import graph
-from .pages import View, badge, e, layout, stamp
+from .html import e, stamp
+from .pages import View, badge, layout
 
 GROUP_ACTIONS: dict[str, tuple[str, tuple[Status, ...], str, dict[str, Any]]] = {
     "cancel": ("Cancel the unfinished jobs", Status.CANCELLABLE, "jobCancel", {}),
