@@ -12,8 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 
-from jobcollection import JobCollection, ManualClock
+from jobcollection import InvalidArgument, JobCollection, ManualClock
 from jobcollection.model.workers import WorkerInfo
 from jobcollection.rules.history import LAG
 from jobcollection.web import create_dashboard
@@ -204,3 +205,11 @@ async def test_the_overview_costs_as_many_commands_with_many_jobs_as_with_ten(
         await overview_commands(jc, http)  # the first load: settings read, indexes made
         costs.append(await overview_commands(jc, http))
     assert costs[0] == costs[1], costs
+
+
+def test_chart_sample_is_still_accepted_with_a_deprecation_warning(jc: JobCollection) -> None:
+    """The charts read the history now; a caller that passes chart_sample keeps working."""
+    with pytest.warns(DeprecationWarning, match="chart_sample"):
+        create_dashboard(jc, chart_sample=500)
+    with pytest.raises(InvalidArgument, match="chart_sample"):
+        create_dashboard(jc, chart_sample=0)

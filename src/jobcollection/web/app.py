@@ -40,6 +40,7 @@ import ipaddress
 import json
 import logging
 import secrets
+import warnings
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -886,6 +887,7 @@ def create_dashboard(
     events_max_s: float = 300.0,
     allowed_hosts: Iterable[str] | None = None,
     max_streams: int = 50,
+    chart_sample: int | None = None,
 ) -> Starlette:
     """The web dashboard of `jc`, a Starlette application to run with uvicorn or mount in a
     Starlette/FastAPI application (`Mount("/dashboard", app=create_dashboard(jc, ...))`).
@@ -905,7 +907,16 @@ def create_dashboard(
     (no action buttons; POSTs answered 403).
     `poll_s`: how often an event stream reads the counts; `events_max_s`: how long one stays
     open (the browser then reconnects); `max_streams`: how many event streams may be open at once
-    (further ones: 503, and the pages stop updating live)."""
+    (further ones: 503, and the pages stop updating live). `chart_sample` is no longer used
+    (the charts read the job server's history): still accepted, checked, with a
+    DeprecationWarning, so that callers passing it keep working."""
+    if chart_sample is not None:
+        v.integer(chart_sample, "chart_sample", minimum=1)
+        warnings.warn(
+            "create_dashboard(chart_sample=) is no longer used: the charts read the history",
+            DeprecationWarning,
+            stacklevel=2,
+        )
     if auth is not None and not callable(auth):
         raise InvalidArgumentType("auth", "must be a callable of the request (e.g. TokenAuth)")
     if not isinstance(read_only, bool) and not callable(read_only):
