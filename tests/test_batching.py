@@ -479,5 +479,9 @@ async def test_queue_claims_batches_sized_by_free_capacity(jc: JobCollection) ->
     assert all(d["status"] == "completed" for d in await all_docs(jc))
     assert asked[0] == 12  # prefetch + payload * concurrency
     fetching = [n for n, k in zip(asked, got, strict=True) if k]
-    assert all(n >= 5 for n in fetching), asked  # never a claim for a job or two
-    assert len(fetching) <= 60 // 5 + 1
+    # A few big claims, not one per finished job: as many as claims of half the prefetch
+    # would take at most. (A claim may be small when the workers have nothing to start and
+    # more than a round of reports is in flight, which holds the claim back: then it takes
+    # what those reports leave, as on the wire tier, where reports are slower.)
+    assert len(fetching) <= 60 // 5 + 1, asked
+    assert sum(n >= 5 for n in fetching) >= len(fetching) // 2, asked
