@@ -725,7 +725,10 @@ class StandIn:
             except Refused as exc:
                 errors.append(exc.entry(index))
             except _Duplicate as exc:
-                errors.append(self.duplicate(coll, exc.doc, index))
+                # An upsert that matched nothing inserts: its document is new, and may clash
+                # on _id (the statement left the collection as it was).
+                inserted = bool(statement.get("upsert")) and coll.find_one(statement["q"]) is None
+                errors.append(self.duplicate(coll, exc.doc, index, new=inserted))
             if errors and ordered:
                 break
         reply = _write_reply(n, errors)
