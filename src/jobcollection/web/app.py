@@ -11,6 +11,10 @@
                                 jobs 50 a page; /batches/{id} a batch (no graph)
     POST /workflows/{id}/{cancel|retry}, /batches/{id}/{cancel|retry}   cancel its unfinished
                                 jobs, or restart its failed and cancelled ones
+    GET  /queues                per job type: counts, claims, concurrency, backlog, queues
+    GET  /schedules             schedule objects and repeating jobs
+    POST /schedules/{trigger|pause|resume}   run a schedule (form field `id`) now, pause it,
+                                resume it
     POST /claims/{pause|resume} pause or resume a type's claims (or every type's) everywhere
     POST /limits/{set|remove}   set or remove a type's concurrency limit
     GET  /bulk/{action}?filters the count of the jobs an action on a filter would touch
@@ -73,6 +77,7 @@ from .assets import ASSETS
 from .hosts import allowed_hosts_from
 from .job_facts import holder
 from .pages import ACTIONS, Filters, View
+from .queue_pages import SCHEDULE_ACTIONS, Queues, queues_page, schedules_page
 from .security import Guard
 from .trends import WINDOWS, trends
 from .workflow_pages import GROUP_ACTIONS, Group, group_page, related
@@ -112,6 +117,13 @@ CLAIM_ACTIONS = {"pause": "jobPauseTypes", "resume": "jobResumeTypes"}
 SET_LIMIT = "jobSetConcurrencyLimit"
 """The method that sets or removes a type's concurrency limit (`/limits/set|remove`)."""
 LIMIT_ACTIONS = ("set", "remove")
+CLAIM_PAGES = ("/", "/queues")
+"""The pages a pause or resume of claims may come back to (its form's `back`)."""
+PENDING = (Status.WAITING, Status.READY, Status.PAUSED)
+"""The statuses of the jobs the schedules page looks for repeating ones among."""
+REPEATING_SCAN = 500
+"""How many of the newest pending jobs the schedules page looks for repeating ones among
+(no index serves "repeats": a capped read, as its note says)."""
 
 ReadOnly = bool | Callable[[Any], bool]
 
@@ -202,6 +214,7 @@ def filters_from(items: Sequence[tuple[str, str]]) -> Filters:
         statuses=tuple(dict.fromkeys(val for key, val in items if key == "status" and val)),
         user=next((val for key, val in items if key == "user" and val), ""),
         data=tuple(data),
+        schedule=next((val for key, val in items if key == "schedule" and val), ""),
     )
 
 
@@ -212,6 +225,7 @@ def find_arguments(filters: Filters) -> dict[str, Any]:
         "status": list(filters.statuses) or None,
         "user_id": _value(filters.user) if filters.user else None,
         "data": {path: _value(value) for path, value in filters.data} or None,
+        "schedule": filters.schedule or None,
     }
 
 
@@ -378,6 +392,50 @@ class Dashboard:
         view = await self.view(request)
         return HTMLResponse(pages.workers_page(view, await self.jc.workers()))
 
+    async def queues(self, request: Request) -> Response:
+        """Per job type: counts, claims, the concurrency limit in force and how close the
+        type is, backlog and oldest ready job, the queues serving it (four reads, whatever
+        the number of jobs)."""
+        view = await self.view(request)
+        stats = await self.jc.stats()
+        queues = Queues(
+            counts=stats.counts,
+            oldest_ready_s={t: stats.oldest_ready_age(t) for t in stats.oldest_ready},
+            paused=await self.jc.paused_types(),
+            limits=await self.jc.concurrency_limits(),
+            workers=await self.jc.workers(),
+        )
+        return HTMLResponse(queues_page(view, queues))
+
+    async def schedules(self, request: Request) -> Response:
+        """The schedule objects, and the repeating jobs among the REPEATING_SCAN newest
+        pending jobs (one read of each, whatever the number of jobs)."""
+        view = await self.view(request)
+        listed = await self.jc.schedules.list()
+        page = await self.jc.find_jobs(status=list(PENDING), limit=REPEATING_SCAN)
+        repeating = [job for job in page.jobs if job.doc.repeats]
+
+        def may(method: str, schedule_id: str) -> bool:
+            return not view.read_only and self.jc.permits(method, schedule_id, user_id=view.user)
+
+        return HTMLResponse(
+            schedules_page(view, listed, may, repeating, REPEATING_SCAN, self.jc.clock.now())
+        )
+
+    async def schedule_act(self, request: Request) -> Response:
+        """Run a schedule now, pause or resume it (form field `id`), as the user."""
+        view, form = await self.post(request)
+        action = str(request.path_params["action"])
+        if action not in SCHEDULE_ACTIONS:
+            raise Refused(404, "Not found", f"no action {_shown(action)!r}")
+        schedule_id = dict(form).get("id", "")
+        if not schedule_id:
+            raise Refused(400, "Bad request", "id: give the schedule's id")
+        if await self.jc.schedules.get(schedule_id) is None:
+            raise Refused(404, "Not found", f"no schedule {_shown(schedule_id)!r}")
+        await self.jc.call(SCHEDULE_ACTIONS[action][1], schedule_id, user_id=view.user)
+        return RedirectResponse(view.url("/schedules"), 303)
+
     async def jobs(self, request: Request) -> Response:
         view = await self.view(request)
         types = sorted({t for t, _ in (await self.jc.stats()).counts})
@@ -468,7 +526,8 @@ class Dashboard:
             raise Refused(400, "Bad request", "give one job type, or every type")
         types = None if "every" in fields else [job_types(fields["type"], "type")[0]]
         await self.jc.call(CLAIM_ACTIONS[action], types, user_id=view.user)
-        return RedirectResponse(view.url("/"), 303)
+        back = fields.get("back", "/")
+        return RedirectResponse(view.url(back if back in CLAIM_PAGES else "/"), 303)
 
     async def limit(self, request: Request) -> Response:
         """Set (form fields `type`, `max_running` and, optional, `group_by`) or remove (`type`)
@@ -943,6 +1002,9 @@ def create_dashboard(
         route("/live", dashboard.live, "GET"),
         route("/jobs", dashboard.jobs, "GET"),
         route("/workers", dashboard.workers, "GET"),
+        route("/queues", dashboard.queues, "GET"),
+        route("/schedules", dashboard.schedules, "GET"),
+        route("/schedules/{action}", dashboard.schedule_act, "POST"),
         route("/jobs/{job_id}", dashboard.job, "GET"),
         route("/jobs/{job_id}/live", dashboard.job_live, "GET"),
         route("/jobs/{job_id}/{action}", dashboard.act, "POST"),

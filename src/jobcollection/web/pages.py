@@ -87,6 +87,8 @@ def layout(
             f'<nav aria-label="dashboard"><a href="{e(view.url("/"))}"><b>jobcollection</b></a> '
             f'<a href="{e(view.url("/"))}">Overview</a> '
             f'<a href="{e(view.url("/jobs"))}">Jobs</a> '
+            f'<a href="{e(view.url("/queues"))}">Queues</a> '
+            f'<a href="{e(view.url("/schedules"))}">Schedules</a> '
             f'<a href="{e(view.url("/workers"))}">Workers</a></nav>'
             f'<span class="who">{e(view.user)}{role}</span>{logout}'
         )
@@ -169,9 +171,10 @@ def counts_fragment(
     return table
 
 
-def claims_cell(view: View, job_type: str | None, paused: Paused) -> str:
+def claims_cell(view: View, job_type: str | None, paused: Paused, back: str = "/") -> str:
     """Whether workers claim jobs of this type (None: of every type) on every process, and
-    the button that pauses or resumes them (none for read-only users)."""
+    the button that pauses or resumes them (none for read-only users), which comes `back` to
+    this page (CLAIM_PAGES)."""
     stopped = paused.every if job_type is None else paused.excludes(job_type)
     state = "paused" if stopped else "claimed"
     if view.read_only:
@@ -187,6 +190,7 @@ def claims_cell(view: View, job_type: str | None, paused: Paused) -> str:
         f'<td class="claims {state}">{state} '
         f'<form method="post" class="inline" action="{e(view.url(f"/claims/{action}"))}">'
         f'<input type="hidden" name="csrf" value="{e(view.csrf)}">{which}'
+        f'<input type="hidden" name="back" value="{e(back)}">'
         f'<button type="submit">{e(label)}</button></form></td>'
     )
 
@@ -289,6 +293,8 @@ class Filters:
     user: str = ""
     data: tuple[tuple[str, str], ...] = ()
     """(path, value as given): values are JSON when they parse (`7`, `"7"`, `true`)."""
+    schedule: str = ""
+    """The id of a schedule object whose runs to list."""
 
     def query(self) -> list[tuple[str, str]]:
         """These filters as URL query items."""
@@ -296,10 +302,12 @@ class Filters:
         if self.user:
             items.append(("user", self.user))
         items += [(f"data.{path}", value) for path, value in self.data]
+        if self.schedule:
+            items.append(("schedule", self.schedule))
         return items
 
     def empty(self) -> bool:
-        return not (self.types or self.statuses or self.user or self.data)
+        return not (self.types or self.statuses or self.user or self.data or self.schedule)
 
     def describe(self) -> str:
         parts = []
@@ -310,6 +318,8 @@ class Filters:
         if self.user:
             parts.append(f"user {self.user}")
         parts += [f"data.{p} = {v}" for p, v in self.data]
+        if self.schedule:
+            parts.append(f"runs of schedule {self.schedule}")
         return ", ".join(parts) or "every job"
 
 
@@ -329,7 +339,13 @@ def filter_form(view: View, filters: Filters, types: Iterable[str]) -> str:
         "</select></label> "
         f'<label>user <input name="user" value="{e(filters.user)}" size="12"></label> '
         f'<label>data <input name="data" value="{e(data)}" placeholder="path=value" size="20">'
-        '</label> <button type="submit">Filter</button></fieldset></form>'
+        "</label> "
+        + (
+            f'<input type="hidden" name="schedule" value="{e(filters.schedule)}">'
+            if filters.schedule
+            else ""
+        )
+        + '<button type="submit">Filter</button></fieldset></form>'
     )
 
 
