@@ -1,17 +1,20 @@
-"""The dashboard's queues and schedules pages over HTTP (issue 26, second slice): jobs in every
+"""The dashboard's queues, schedules and workers pages over HTTP (issue 26, second slice): jobs in every
 state, the claims and schedule actions (CSRF, read-only users, the rules), hostile query
 parameters, and the pages' command budget, which does not grow with the jobs stored."""
 
 from __future__ import annotations
 
+import asyncio
 import html
+import os
 import re
+import socket
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 
-from jobcollection import ConcurrencyLimit, JobCollection, ManualClock
+from jobcollection import ConcurrencyLimit, JobCollection, ManualClock, __version__
 from jobcollection.remote import TokenAuth
 from jobcollection.web import create_dashboard
 from test_web_history import HOSTILE, every_state
@@ -97,6 +100,40 @@ async def test_claims_from_the_queues_page_need_the_token_and_a_writer(
     assert not (await jc.paused_types()).types
 
 
+# --- workers ------------------------------------------------------------------------------------
+
+
+async def test_the_workers_page_shows_version_held_jobs_running_time_and_the_leader(
+    jc: JobCollection, clock: ManualClock, client: Client
+) -> None:
+    job_id = await jc.create_job("mail").save()
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def worker(job: Any) -> None:
+        started.set()
+        await release.wait()
+        await job.done()
+
+    queue = jc.process_jobs("mail", worker, concurrency=2, poll_interval=None)
+    http = client(create_dashboard(jc))
+    try:
+        async with asyncio.timeout(10):
+            await started.wait()
+        clock.advance(75)
+        await queue.announce()
+        await jc.run_server_pass()  # takes the job server's lease
+        page = (await http.get("/workers")).text
+        worker_row = row(page, f'class="worker" data-id="{queue.worker_id}"')
+        assert f"{socket.gethostname()} (leads the job server)" in worker_row
+        assert f">{os.getpid()}<" in worker_row and f">{__version__}<" in worker_row
+        assert "2 (payload 1" in worker_row
+        assert re.search(rf'href="/jobs/{job_id}">{job_id}</a> <span class="ran">\(1m 15s\)', page)
+        assert f"led by {socket.gethostname()} pid {os.getpid()}" in page
+    finally:
+        release.set()
+        await queue.shutdown("soft", quiet=True)
+
+
 # --- schedules ----------------------------------------------------------------------------------
 
 
@@ -176,7 +213,7 @@ async def test_hostile_parameters_on_the_queues_and_schedules_pages_are_no_500(
     await every_state(jc, clock)
     await jc.schedules.upsert("s", type="t", every=60)
     http = client(create_dashboard(jc))
-    for path in ("/queues", "/schedules", "/jobs"):
+    for path in ("/queues", "/schedules", "/jobs", "/workers"):
         for params in [
             *HOSTILE,
             {"schedule": "<script>alert(1)</script>"},

@@ -75,7 +75,7 @@ from ..rules.history import series
 from . import graph, pages
 from .assets import ASSETS
 from .hosts import allowed_hosts_from
-from .job_facts import holder
+from .job_facts import holder, last_run
 from .pages import ACTIONS, Filters, View
 from .queue_pages import SCHEDULE_ACTIONS, Queues, queues_page, schedules_page
 from .security import Guard
@@ -389,8 +389,16 @@ class Dashboard:
         return HTMLResponse(await self.live_fragment(await self.view(request)))
 
     async def workers(self, request: Request) -> Response:
+        """The registered queues, with how long each held job has run (one read of the held
+        jobs), and the job server's leader."""
         view = await self.view(request)
-        return HTMLResponse(pages.workers_page(view, await self.jc.workers()))
+        workers = await self.jc.workers()
+        held = [i for w in workers for i in w.held]
+        jobs = await self.jc.get_jobs(held, get_log=True) if held else []
+        started = {job.id: run.started for job in jobs if (run := last_run(job.doc))}
+        leader = await self.jc.job_server_leader()
+        now = self.jc.clock.now()
+        return HTMLResponse(pages.workers_page(view, workers, leader, started, now))
 
     async def queues(self, request: Request) -> Response:
         """Per job type: counts, claims, the concurrency limit in force and how close the

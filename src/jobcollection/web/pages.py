@@ -252,31 +252,72 @@ def overview(view: View, fragment: str, below: str = "", trends: str = "") -> st
 # --- workers ------------------------------------------------------------------------------------
 
 
-def workers_page(view: View, workers: Sequence[WorkerInfo]) -> str:
-    """The live queues of every process (the worker registry), each with the jobs it holds."""
+def workers_page(
+    view: View,
+    workers: Sequence[WorkerInfo],
+    leader: Leader | None = None,
+    started: Mapping[Any, datetime] | None = None,
+    now: datetime | None = None,
+) -> str:
+    """The live queues of every process (the worker registry): host, pid, version, types,
+    concurrency, each with the jobs it holds and how long each has run (`started`: when
+    their last run started, given `now`); and which process leads the job server."""
+    started = started or {}
     head = "".join(
         f"<th>{h}</th>"
-        for h in ("host", "pid", "kind", "user", "types", "concurrency", "holding", "last seen")
+        for h in (
+            "host",
+            "pid",
+            "version",
+            "kind",
+            "user",
+            "types",
+            "concurrency",
+            "holding",
+            "last seen",
+        )
     )
     rows = []
     for w in workers:
-        held = " ".join(f'<a href="{e(view.job_url(i))}">{e(str(i))}</a>' for i in w.held)
+        held = " ".join(
+            f'<a href="{e(view.job_url(i))}">{e(str(i))}</a>'
+            + (
+                f' <span class="ran">({e(age((now - started[i]).total_seconds()))})</span>'
+                if now is not None and i in started
+                else ""
+            )
+            for i in w.held
+        )
         more = f" and {w.holding - len(w.held)} more" if w.holding > len(w.held) else ""
+        lead = (
+            " (leads the job server)"
+            if leader is not None and (leader.host, leader.pid) == (w.host, w.pid)
+            else ""
+        )
         rows.append(
-            f'<tr class="worker" data-id="{e(w.id)}"><td>{e(w.host)}</td><td class="n">{w.pid}'
-            f"</td><td>{e(w.kind)}</td><td>{e('' if w.user is None else str(w.user))}</td>"
+            f'<tr class="worker" data-id="{e(w.id)}"><td>{e(w.host)}{e(lead)}</td>'
+            f'<td class="n">{w.pid}</td><td>{e(w.version)}</td><td>{e(w.kind)}</td>'
+            f"<td>{e('' if w.user is None else str(w.user))}</td>"
             f"<td>{e(', '.join(w.types))}</td><td>{w.concurrency} (payload {w.payload}, "
             f'prefetch {w.prefetch})</td><td class="n holding">{w.holding}</td>'
             f"<td>{e(stamp(w.last_seen))}</td></tr>"
-            f'<tr class="held"><td colspan="8">{held or "no jobs held"}{e(more)}</td></tr>'
+            f'<tr class="held"><td colspan="9">{held or "no jobs held"}{e(more)}</td></tr>'
         )
-    table = f'<table id="workers"><tr>{head}</tr>{"".join(rows)}</table>'
+    table = (
+        f'<div class="table-wrap"><table id="workers"><tr>{head}</tr>{"".join(rows)}</table></div>'
+    )
     if not workers:
         table += '<p class="note">No queue is registered now.</p>'
+    led = (
+        "no process"
+        if leader is None
+        else f"{leader.host} pid {leader.pid} (since {stamp(leader.since)}, epoch {leader.epoch})"
+    )
     note = (
+        f'<p class="note" id="leader">Job server: led by {e(led)}.</p>'
         '<p class="note">Every queue registers itself every third of its TTL (10 of 30 seconds '
         "by default) with the jobs it holds, and leaves at its shutdown; one not seen within "
-        "its TTL is gone.</p>"
+        "its TTL is gone. Beside each held job: how long its run has lasted.</p>"
     )
     return layout(view, "Workers", table + note)
 
