@@ -1,6 +1,6 @@
-"""The dashboard's queues, schedules and workers pages over HTTP (issue 26, second slice): jobs in every
-state, the claims and schedule actions (CSRF, read-only users, the rules), hostile query
-parameters, and the pages' command budget, which does not grow with the jobs stored."""
+"""The dashboard's queues, schedules and workers pages over HTTP (issue 26, second slice): jobs
+in every state, the claims and schedule actions (CSRF, read-only users, the rules), hostile
+query parameters, and the pages' command budget, which does not grow with the jobs stored."""
 
 from __future__ import annotations
 
