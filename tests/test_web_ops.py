@@ -218,6 +218,11 @@ async def test_hostile_parameters_on_the_queues_and_schedules_pages_are_no_500(
             *HOSTILE,
             {"schedule": "<script>alert(1)</script>"},
             {"schedule": "x" * 5000},
+            {"id": "<script>alert(1)</script>"},
+            {"id": "9" * 5000},
+            {"id": "\u0000", "failure": "\u0000"},
+            {"failure": "<script>alert(1)</script>", "after": "o" + "f" * 24},
+            {"failure": "x" * 10_000, "type": "failed"},
         ]:
             reply = await http.get(path, params=params)
             assert reply.status_code < 500, (path, params, reply.status_code)
@@ -250,3 +255,40 @@ async def test_the_queues_and_schedules_pages_cost_as_many_commands_with_many_jo
             await page_commands(jc, http, path)  # the first load: settings read, indexes made
             cost.append(await page_commands(jc, http, path))
     assert all(few == many for few, many in costs.values()), costs
+
+
+# --- job search ---------------------------------------------------------------------------------
+
+
+async def test_the_job_list_finds_a_job_by_id_and_failures_by_their_text(
+    jc: JobCollection, clock: ManualClock, client: Client
+) -> None:
+    ids = await every_state(jc, clock)
+    other = await jc.create_job("failed").retry(0).save()
+    [job] = await jc.get_work("failed")
+    await job.fail({"message": "disk full"})
+    app = create_dashboard(jc)
+    http = client(app)
+    found = await http.get("/jobs", params={"id": str(ids["ready"])})
+    assert (found.status_code, found.headers["location"]) == (303, f"/jobs/{ids['ready']}")
+    missing = await http.get("/jobs", params={"id": "0" * 24})
+    assert missing.status_code == 404 and "no job 000" in missing.text
+
+    page = (await http.get("/jobs", params={"failure": "BOOM", "type": "failed"})).text
+    listed = re.findall(r'<tr class="job" data-id="([^"]+)"', page)
+    assert listed == [str(ids["failed"])] and str(other) not in listed
+    assert "searched the newest 500 jobs matching the other filters" in page
+    assert 'class="bulk"' not in page  # text is no filter an action may select by
+    assert 'name="failure" value="BOOM"' in page
+    disk = (await http.get("/jobs", params={"failure": "disk"})).text
+    assert re.findall(r'<tr class="job" data-id="([^"]+)"', disk) == [str(other)]
+    csrf = app.state.dashboard.csrf("dashboard")
+    refused = await http.post("/bulk/restart", data={"csrf": csrf, "failure": "disk"})
+    confirm = await http.get("/bulk/restart", params={"type": "failed", "failure": "disk"})
+    assert (refused.status_code, confirm.status_code) == (400, 400)
+    assert await status_of(jc, other) == "failed"
+
+
+async def status_of(jc: JobCollection, job_id: Any) -> str | None:
+    job = await jc.get_job(job_id)
+    return None if job is None else job.doc.status

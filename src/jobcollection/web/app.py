@@ -3,7 +3,9 @@
     GET  /                      overview: counts per type and status, oldest ready, and the
                                 history's trends per type (last hour, last day)
     GET  /live                  the overview's live part (what its script reloads)
-    GET  /jobs?type=&status=&user=&data.PATH=VALUE&after=CURSOR     job list, 50 a page
+    GET  /jobs?type=&status=&user=&data.PATH=VALUE&schedule=&after=CURSOR     job list, 50 a
+                                page; `id=` goes to a job's page; `failure=TEXT` searches
+                                the failures of the newest 500 jobs of the other filters
     GET  /jobs/{id}             a job: data, result, progress, log, failures, dependencies,
                                 lineage; /jobs/{id}/live is its live part
     POST /jobs/{id}/{action}    pause, resume, cancel, restart, rerun or remove it
@@ -75,6 +77,7 @@ from ..rules.history import series
 from . import graph, pages
 from .assets import ASSETS
 from .hosts import allowed_hosts_from
+from .html import pretty
 from .job_facts import holder, last_run
 from .pages import ACTIONS, Filters, View
 from .queue_pages import SCHEDULE_ACTIONS, Queues, queues_page, schedules_page
@@ -121,6 +124,9 @@ CLAIM_PAGES = ("/", "/queues")
 """The pages a pause or resume of claims may come back to (its form's `back`)."""
 PENDING = (Status.WAITING, Status.READY, Status.PAUSED)
 """The statuses of the jobs the schedules page looks for repeating ones among."""
+FAILURE_SCAN = 500
+"""How many jobs of the other filters a failure text search reads a page (no index serves
+text: the page says how far it searched, and its next page searches further back)."""
 REPEATING_SCAN = 500
 """How many of the newest pending jobs the schedules page looks for repeating ones among
 (no index serves "repeats": a capped read, as its note says)."""
@@ -215,6 +221,7 @@ def filters_from(items: Sequence[tuple[str, str]]) -> Filters:
         user=next((val for key, val in items if key == "user" and val), ""),
         data=tuple(data),
         schedule=next((val for key, val in items if key == "schedule" and val), ""),
+        failure=next((val for key, val in items if key == "failure" and val.strip()), "").strip(),
     )
 
 
@@ -227,6 +234,11 @@ def find_arguments(filters: Filters) -> dict[str, Any]:
         "data": {path: _value(value) for path, value in filters.data} or None,
         "schedule": filters.schedule or None,
     }
+
+
+def failed_with(job: Job, text: str) -> bool:
+    """Whether one of the job's failures holds this text (any case), in any field."""
+    return bool(job.doc.failures) and text.casefold() in pretty(job.doc.failures).casefold()
 
 
 class Dashboard:
@@ -451,15 +463,35 @@ class Dashboard:
             filters = filters_from(request.query_params.multi_items())
         except InvalidArgument as exc:
             return HTMLResponse(pages.job_list(view, Filters(), types, [], None, str(exc)), 400)
+        given = request.query_params.get("id", "").strip()
+        if given:
+            return await self._find_by_id(view, given, filters, types)
+        scanned = FAILURE_SCAN if filters.failure else None
         try:
             page = await self.jc.find_jobs(
                 **find_arguments(filters),
-                limit=PAGE_SIZE,
+                limit=scanned or PAGE_SIZE,
                 after=request.query_params.get("after") or None,
             )
         except InvalidArgument as exc:
             return HTMLResponse(pages.job_list(view, filters, types, [], None, str(exc)), 400)
-        return HTMLResponse(pages.job_list(view, filters, types, page.jobs, page.next))
+        jobs = page.jobs
+        if filters.failure:
+            jobs = [job for job in jobs if failed_with(job, filters.failure)]
+        return HTMLResponse(pages.job_list(view, filters, types, jobs, page.next, None, scanned))
+
+    async def _find_by_id(
+        self, view: View, given: str, filters: Filters, types: Sequence[str]
+    ) -> Response:
+        """The page of the job with this id (a 404 list saying there is none)."""
+        try:
+            job = await self.jc.get_job(v.job_id(given, "id"))
+        except InvalidArgument as exc:
+            return HTMLResponse(pages.job_list(view, filters, types, [], None, str(exc)), 400)
+        if job is None:
+            error = f"no job {_shown(given)}"
+            return HTMLResponse(pages.job_list(view, filters, types, [], None, error), 404)
+        return RedirectResponse(view.job_url(job.id), 303)
 
     async def _job(self, request: Request) -> Any:
         job = await self.jc.get_job(
@@ -574,14 +606,21 @@ class Dashboard:
                 return found
             after = page.next
 
+    @staticmethod
+    def _bulk_filter(filters: Filters) -> None:
+        """Refuse a bulk action without a filter, or with a failure text (not a query)."""
+        if filters.empty():
+            raise Refused(400, "No filter", "an action on many jobs needs a filter")
+        if filters.failure:
+            raise Refused(400, "Bad filter", "failure text cannot select jobs for an action")
+
     async def bulk_confirm(self, request: Request) -> Response:
         view = await self.view(request)
         if view.read_only:
             raise Refused(403, "Forbidden", f"{view.user} may only look (read-only)")
         action = self._action(request)
         filters = filters_from(request.query_params.multi_items())
-        if filters.empty():
-            raise Refused(400, "No filter", "an action on many jobs needs a filter")
+        self._bulk_filter(filters)
         found = await self.matching(action, filters)
         return HTMLResponse(pages.confirm_bulk(view, action, filters, len(found)))
 
@@ -589,8 +628,7 @@ class Dashboard:
         view, form = await self.post(request)
         action = self._action(request)
         filters = filters_from([(k, val) for k, val in form if k not in ("csrf", "expected")])
-        if filters.empty():
-            raise Refused(400, "No filter", "an action on many jobs needs a filter")
+        self._bulk_filter(filters)
         before = dict(await self.matching(action, filters))
         ids = list(before)
         made = await self.apply(action, ids, view.user)

@@ -336,6 +336,8 @@ class Filters:
     """(path, value as given): values are JSON when they parse (`7`, `"7"`, `true`)."""
     schedule: str = ""
     """The id of a schedule object whose runs to list."""
+    failure: str = ""
+    """Text the jobs' failures must hold (searched in a capped read: app.py FAILURE_SCAN)."""
 
     def query(self) -> list[tuple[str, str]]:
         """These filters as URL query items."""
@@ -345,10 +347,14 @@ class Filters:
         items += [(f"data.{path}", value) for path, value in self.data]
         if self.schedule:
             items.append(("schedule", self.schedule))
+        if self.failure:
+            items.append(("failure", self.failure))
         return items
 
     def empty(self) -> bool:
-        return not (self.types or self.statuses or self.user or self.data or self.schedule)
+        return not (
+            self.types or self.statuses or self.user or self.data or self.schedule or self.failure
+        )
 
     def describe(self) -> str:
         parts = []
@@ -361,6 +367,8 @@ class Filters:
         parts += [f"data.{p} = {v}" for p, v in self.data]
         if self.schedule:
             parts.append(f"runs of schedule {self.schedule}")
+        if self.failure:
+            parts.append(f"failures holding {self.failure!r}")
         return ", ".join(parts) or "every job"
 
 
@@ -375,11 +383,14 @@ def filter_form(view: View, filters: Filters, types: Iterable[str]) -> str:
     data = " ".join(f"{p}={v}" for p, v in filters.data)
     return (
         f'<form id="filters" method="get" action="{e(view.url("/jobs"))}"><fieldset>'
+        '<label>id <input name="id" size="12"></label> '
         f'<label>type <select name="type">{options(known, filters.types)}</select></label> '
         f'<label>status <select name="status">{options(JOB_STATUSES, filters.statuses)}'
         "</select></label> "
         f'<label>user <input name="user" value="{e(filters.user)}" size="12"></label> '
         f'<label>data <input name="data" value="{e(data)}" placeholder="path=value" size="20">'
+        "</label> "
+        f'<label>failure text <input name="failure" value="{e(filters.failure)}" size="16">'
         "</label> "
         + (
             f'<input type="hidden" name="schedule" value="{e(filters.schedule)}">'
@@ -397,10 +408,20 @@ def job_list(
     jobs: Sequence[Job],
     next_cursor: str | None,
     error: str | None = None,
+    scanned: int | None = None,
 ) -> str:
+    """A page of jobs with the filter form; `scanned`: a failure text search read the newest
+    so many jobs of the other filters (after the `after` cursor), and says so; its next
+    page searches the next ones. Bulk actions are offered for filters MongoDB applies."""
     body = [filter_form(view, filters, types)]
     if error is not None:
         body.append(f'<p class="error">{e(error)}</p>')
+    if scanned is not None:
+        body.append(
+            f'<p class="note" id="scanned">Failures holding {e(repr(filters.failure))}: '
+            f"searched the newest {scanned:,} jobs matching the other filters (no index serves "
+            "text; the next page searches further back).</p>"
+        )
     rows = [
         f'<tr class="job" data-id="{e(job.id)}"><td><a href="{e(view.job_url(job.id))}">'
         f"{e(job.id)}</a></td><td>{e(job.type)}</td><td>{badge(job.doc.status)}</td>"
@@ -417,8 +438,9 @@ def job_list(
         body.append('<p class="note">No jobs match.</p>')
     if next_cursor is not None:
         link = view.url("/jobs", [*filters.query(), ("after", next_cursor)])
-        body.append(f'<p><a id="next" href="{e(link)}">Next page</a></p>')
-    if not view.read_only and not filters.empty():
+        label = "Search further back" if scanned is not None else "Next page"
+        body.append(f'<p><a id="next" href="{e(link)}">{label}</a></p>')
+    if not view.read_only and not filters.empty() and not filters.failure:
         links = " ".join(
             f'<a class="bulk" href="{e(view.url(f"/bulk/{name}", filters.query()))}">'
             f"{e(label)} all</a>"
