@@ -157,6 +157,8 @@ async def test_the_schedules_page_shows_schedules_and_repeating_jobs(
     assert "forever" in digest and "cron 0 9 * * 1-5" in digest
     assert "9007199254740992" not in page
     assert "2 more times" in page
+    job_page = (await http.get(f"/jobs/{forever}")).text
+    assert "forever" in job_page and "9007199254740992" not in job_page
     assert "newest 500 waiting, ready or paused" in page
 
     csrf = csrf_of(page)
