@@ -225,6 +225,8 @@ async def test_hostile_parameters_on_the_queues_and_schedules_pages_are_no_500(
             {"id": "\u0000", "failure": "\u0000"},
             {"failure": "<script>alert(1)</script>", "after": "o" + "f" * 24},
             {"failure": "x" * 10_000, "type": "failed"},
+            {"sort": "<script>alert(1)</script>"},
+            {"sort": "oldest", "after": "s" + "x" * 3000},
         ]:
             reply = await http.get(path, params=params)
             assert reply.status_code < 500, (path, params, reply.status_code)
@@ -289,6 +291,32 @@ async def test_the_job_list_finds_a_job_by_id_and_failures_by_their_text(
     confirm = await http.get("/bulk/restart", params={"type": "failed", "failure": "disk"})
     assert (refused.status_code, confirm.status_code) == (400, 400)
     assert await status_of(jc, other) == "failed"
+
+
+async def test_the_job_list_sorts_oldest_first_and_keeps_every_filter_in_its_links(
+    jc: JobCollection, client: Client
+) -> None:
+    ids = [await jc.create_job("mail", {"to": "a"}).save() for _ in range(55)]
+    await jc.create_job("mail", {"to": "b"}).save()
+    http = client(create_dashboard(jc))
+    params = {"type": "mail", "data.to": "a", "sort": "oldest"}
+    page = (await http.get("/jobs", params=params)).text
+    listed = re.findall(r'<tr class="job" data-id="([^"]+)"', page)
+    assert listed == [str(i) for i in ids[:50]]
+    assert '<option value="oldest" selected>' in page
+    following = re.search(r'<a id="next" href="([^"]+)"', page)
+    assert following is not None
+    link = html.unescape(following[1])
+    assert "sort=oldest" in link and "data.to=a" in link and "type=mail" in link
+    rest = re.findall(r'<tr class="job" data-id="([^"]+)"', (await http.get(link)).text)
+    assert rest == [str(i) for i in ids[50:]]
+    newest = (await http.get("/jobs", params={**params, "sort": "newest"})).text
+    assert re.findall(r'<tr class="job" data-id="([^"]+)"', newest)[0] == str(ids[-1])
+    bad = await http.get("/jobs", params={"sort": "sideways"})
+    assert bad.status_code == 400 and "sort" in bad.text
+    # Bulk actions keep working on the filters (the order is no filter).
+    confirm = (await http.get("/bulk/pause", params=params)).text
+    assert 'data-count="55"' in confirm
 
 
 async def status_of(jc: JobCollection, job_id: Any) -> str | None:

@@ -3,9 +3,10 @@
     GET  /                      overview: counts per type and status, oldest ready, and the
                                 history's trends per type (last hour, last day)
     GET  /live                  the overview's live part (what its script reloads)
-    GET  /jobs?type=&status=&user=&data.PATH=VALUE&schedule=&after=CURSOR     job list, 50 a
-                                page; `id=` goes to a job's page; `failure=TEXT` searches
-                                the failures of the newest 500 jobs of the other filters
+    GET  /jobs?type=&status=&user=&data.PATH=VALUE&schedule=&sort=newest|oldest&after=CURSOR
+                                job list, 50 a page; `id=` goes to a job's page;
+                                `failure=TEXT` searches the failures of the newest (or
+                                oldest) 500 jobs of the other filters
     GET  /jobs/{id}             a job: data, result, progress, log, failures, dependencies,
                                 lineage; /jobs/{id}/live is its live part
     POST /jobs/{id}/{action}    pause, resume, cancel, restart, rerun or remove it
@@ -202,7 +203,8 @@ def _value(text: str) -> Any:
 
 def filters_from(items: Sequence[tuple[str, str]]) -> Filters:
     """The filters of a job list URL or a bulk form: `type` and `status` (repeatable),
-    `user`, `data.PATH=VALUE` (repeatable) and the form's `data=PATH=VALUE`."""
+    `user`, `data.PATH=VALUE` (repeatable) and the form's `data=PATH=VALUE`, `schedule`,
+    `failure` (text), and the order `sort` (newest, oldest)."""
     data: list[tuple[str, str]] = []
     for key, value in items:
         if key.startswith("data.") and len(key) > 5:
@@ -222,7 +224,15 @@ def filters_from(items: Sequence[tuple[str, str]]) -> Filters:
         data=tuple(data),
         schedule=next((val for key, val in items if key == "schedule" and val), ""),
         failure=next((val for key, val in items if key == "failure" and val.strip()), "").strip(),
+        oldest=_sort(next((val for key, val in items if key == "sort" and val), "newest")),
     )
+
+
+def _sort(given: str) -> bool:
+    """Whether a list's `sort` asks for the oldest jobs first (`newest` or `oldest`)."""
+    if given not in ("newest", "oldest"):
+        raise InvalidArgument("sort", f"{_shown(given)!r} is not newest or oldest")
+    return given == "oldest"
 
 
 def find_arguments(filters: Filters) -> dict[str, Any]:
@@ -233,6 +243,7 @@ def find_arguments(filters: Filters) -> dict[str, Any]:
         "user_id": _value(filters.user) if filters.user else None,
         "data": {path: _value(value) for path, value in filters.data} or None,
         "schedule": filters.schedule or None,
+        "oldest": filters.oldest,
     }
 
 

@@ -338,6 +338,8 @@ class Filters:
     """The id of a schedule object whose runs to list."""
     failure: str = ""
     """Text the jobs' failures must hold (searched in a capped read: app.py FAILURE_SCAN)."""
+    oldest: bool = False
+    """Oldest first (`sort=oldest`) rather than newest first: the order, not a filter."""
 
     def query(self) -> list[tuple[str, str]]:
         """These filters as URL query items."""
@@ -349,6 +351,8 @@ class Filters:
             items.append(("schedule", self.schedule))
         if self.failure:
             items.append(("failure", self.failure))
+        if self.oldest:
+            items.append(("sort", "oldest"))
         return items
 
     def empty(self) -> bool:
@@ -392,6 +396,9 @@ def filter_form(view: View, filters: Filters, types: Iterable[str]) -> str:
         "</label> "
         f'<label>failure text <input name="failure" value="{e(filters.failure)}" size="16">'
         "</label> "
+        '<label>sort <select name="sort"><option value="newest">newest first</option>'
+        f'<option value="oldest"{" selected" if filters.oldest else ""}>oldest first</option>'
+        "</select></label> "
         + (
             f'<input type="hidden" name="schedule" value="{e(filters.schedule)}">'
             if filters.schedule
@@ -411,16 +418,16 @@ def job_list(
     scanned: int | None = None,
 ) -> str:
     """A page of jobs with the filter form; `scanned`: a failure text search read the newest
-    so many jobs of the other filters (after the `after` cursor), and says so; its next
-    page searches the next ones. Bulk actions are offered for filters MongoDB applies."""
+    (or oldest) so many jobs of the other filters (after the `after` cursor), and says so;
+    its next page searches the next ones. Bulk actions are offered for filters MongoDB applies."""
     body = [filter_form(view, filters, types)]
     if error is not None:
         body.append(f'<p class="error">{e(error)}</p>')
     if scanned is not None:
         body.append(
             f'<p class="note" id="scanned">Failures holding {e(repr(filters.failure))}: '
-            f"searched the newest {scanned:,} jobs matching the other filters (no index serves "
-            "text; the next page searches further back).</p>"
+            f"searched the {'oldest' if filters.oldest else 'newest'} {scanned:,} jobs matching "
+            "the other filters (no index serves text; the next page searches further).</p>"
         )
     rows = [
         f'<tr class="job" data-id="{e(job.id)}"><td><a href="{e(view.job_url(job.id))}">'
@@ -438,7 +445,7 @@ def job_list(
         body.append('<p class="note">No jobs match.</p>')
     if next_cursor is not None:
         link = view.url("/jobs", [*filters.query(), ("after", next_cursor)])
-        label = "Search further back" if scanned is not None else "Next page"
+        label = "Search further" if scanned is not None else "Next page"
         body.append(f'<p><a id="next" href="{e(link)}">{label}</a></p>')
     if not view.read_only and not filters.empty() and not filters.failure:
         links = " ".join(
