@@ -387,7 +387,6 @@ def filter_form(view: View, filters: Filters, types: Iterable[str]) -> str:
     data = " ".join(f"{p}={v}" for p, v in filters.data)
     return (
         f'<form id="filters" method="get" action="{e(view.url("/jobs"))}"><fieldset>'
-        '<label>id <input name="id" size="12"></label> '
         f'<label>type <select name="type">{options(known, filters.types)}</select></label> '
         f'<label>status <select name="status">{options(JOB_STATUSES, filters.statuses)}'
         "</select></label> "
@@ -399,6 +398,7 @@ def filter_form(view: View, filters: Filters, types: Iterable[str]) -> str:
         '<label>sort <select name="sort"><option value="newest">newest first</option>'
         f'<option value="oldest"{" selected" if filters.oldest else ""}>oldest first</option>'
         "</select></label> "
+        '<label>or the id <input name="id" size="12"></label> '
         + (
             f'<input type="hidden" name="schedule" value="{e(filters.schedule)}">'
             if filters.schedule
