@@ -39,6 +39,7 @@ from jobcollection import (
 )
 from jobcollection.remote import TokenAuth
 from jobcollection.web import create_dashboard
+from jobcollection.web.queue_pages import SCHEDULE_ACTIONS
 from remote_helpers import serving
 
 TOKENS = {"admin-token": "tester", "other-token": "other"}
@@ -315,6 +316,9 @@ async def test_every_response_forbids_framing_and_inline_script(
         await http.get(f"/jobs/{job_id}"),
         await http.get(f"/jobs/{job_id}/live"),
         await http.get("/bulk/cancel", params={"type": "mail"}),
+        await http.get("/queues"),
+        await http.get("/schedules"),
+        await http.get("/workers"),
         await http.get("/jobs", params={"status": "nope"}),  # 400
         await http.get(f"/jobs/{'0' * 24}"),  # 404 of a route
         await http.get("/nope"),  # 404 of the router
@@ -329,7 +333,8 @@ async def test_every_response_forbids_framing_and_inline_script(
         await http.post(f"/jobs/{job_id}/pause", data={"csrf": csrf}),  # 303
     ]
     assert [r.status_code for r in replies] == [
-        *(200, 200, 200, 200, 200, 200, 400, 404, 404, 404, 405, 403, 403, 414, 200, 403, 200),
+        *(200, 200, 200, 200, 200, 200, 200, 200, 200),
+        *(400, 404, 404, 404, 405, 403, 403, 414, 200, 403, 200),
         303,
     ]
     for reply in replies:
@@ -420,7 +425,9 @@ async def test_every_state_changing_route_refuses_other_sites(
         ("/claims/resume", {"csrf": csrf, "every": "1"}),
         ("/limits/set", {"csrf": csrf, "type": "mail", "max_running": "1"}),
         ("/limits/remove", {"csrf": csrf, "type": "mail"}),
+        *((f"/schedules/{action}", {"csrf": csrf, "id": "s"}) for action in SCHEDULE_ACTIONS),
     ]
+    await jc.schedules.upsert("s", type="mail", every=60)
     for path, form in posts:
         for headers in CROSS_SITE:
             reply = await http.post(path, data=form, headers=headers)
@@ -431,6 +438,8 @@ async def test_every_state_changing_route_refuses_other_sites(
     assert await status_of(jc, job_id) == "ready"
     assert (await jc.paused_types()).types == ()
     assert await jc.concurrency_limits() == {}
+    [schedule] = await jc.schedules.list()
+    assert not schedule.paused and schedule.last_run is None
     same = {"origin": "http://localhost", "sec-fetch-site": "same-origin"}
     reply = await http.post(f"/jobs/{job_id}/pause", data={"csrf": csrf}, headers=same)
     assert reply.status_code == 303 and await status_of(jc, job_id) == "paused"
@@ -532,6 +541,11 @@ async def test_no_redirect_leaves_the_dashboard(jc: JobCollection, client: Clien
         headers=evil,
     )
     assert acted.headers["location"] == f"/jobs/{job_id}"
+    for back in ("https://evil.example/", "//evil.example", "/queues/../../x", "/jobs"):
+        claims = await browser.post(
+            "/claims/pause", data={"csrf": csrf, "type": "mail", "back": back}, headers=evil
+        )
+        assert claims.headers["location"] == "/", back
     out = await browser.post("/logout", data={"csrf": csrf, "next": "//evil.example"})
     assert out.headers["location"] == "/login"
     # The router's own redirect (a trailing slash) stays on the host it was asked for.

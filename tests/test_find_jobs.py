@@ -77,6 +77,24 @@ async def test_string_and_objectid_keyed_jobs_are_both_listed(jc: JobCollection)
     assert all(len(page) == 2 for page in found)
 
 
+async def test_oldest_first_pages_every_job_once_strings_then_objectids(
+    jc: JobCollection,
+) -> None:
+    strings = [
+        await jc.call("jobSave", jc.create_job("t").doc.to_mongo(), {"jobId": f"meteorId{n:09d}"})
+        for n in range(3)
+    ]
+    oids = [await jc.create_job("t").save() for _ in range(3)]
+    for limit in (1, 2, 4, 6):
+        found = await pages(jc, limit=limit, oldest=True)
+        assert [i for page in found for i in page] == [*sorted(strings), *oids], limit
+    assert [j.id for j in (await jc.find_jobs(type="t", oldest=True, limit=2)).jobs] == sorted(
+        strings
+    )[:2]
+    with pytest.raises(InvalidArgumentType):
+        await jc.find_jobs(oldest="yes")  # type: ignore[arg-type]
+
+
 async def test_bad_arguments_are_refused_by_name(jc: JobCollection) -> None:
     for kwargs, name in (
         ({"status": "nope"}, "status[0]"),

@@ -276,3 +276,79 @@ async def test_the_overview_charts_and_a_job_page_wide_narrow_and_dark(
         finally:
             await context.close()
             await app.state.close()
+
+
+@pytest.mark.usefixtures("browser_available")
+async def test_the_queues_schedules_and_workers_pages_wide_narrow_and_dark(
+    jc: JobCollection, tmp_path: Path
+) -> None:
+    """The queues page pauses and resumes a type's claims, the schedules page runs a schedule
+    now and pauses it, the workers page names the job server's leader; each fits a 400-px
+    screen without sideways scrolling of the page, light and dark, under the policy."""
+    from playwright.async_api import async_playwright, expect
+
+    from jobcollection import ConcurrencyLimit
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    for n in range(5):
+        await jc.create_job(f"type-{n % 2}").save()
+    await jc.create_job("digest").repeat(schedule="0 9 * * 1-5").save()
+    await jc.set_concurrency_limit("type-0", ConcurrencyLimit(2))
+    await jc.schedules.upsert("nightly", type="report", cron="0 3 * * *", timezone="Europe/Paris")
+    await jc.run_server_pass()
+    app = create_dashboard(jc)
+
+    async with serving(app) as url, async_playwright() as playwright:
+        context = await playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=ARGS
+        )
+        try:
+            await context.add_init_script(RECORD_VIOLATIONS)
+            page = await context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            await page.set_viewport_size({"width": 1280, "height": 900})
+            await page.goto(f"{url}/")
+            await page.click("header >> text=Queues")
+            row = page.locator('#queues tr[data-type="type-0"]')
+            await expect(row.locator("td.limit")).to_have_text("0 of 2 running (0%)")
+            await row.locator("td.claims button").click()
+            await page.wait_for_url("**/queues")
+            await expect(row.locator("td.claims.paused")).to_be_visible()
+            assert (await jc.paused_types()).types == ("type-0",)
+            await page.screenshot(path=str(ARTIFACTS / "11-queues.png"), full_page=True)
+            await row.locator('td.claims button:text("Resume")').click()
+            await expect(row.locator("td.claims.claimed")).to_be_visible()
+
+            await page.click("header >> text=Schedules")
+            nightly = page.locator('#schedules tr[data-id="nightly"]')
+            await expect(nightly).to_contain_text("cron 0 3 * * * in Europe/Paris")
+            await expect(page.locator("#repeating tr.repeating")).to_contain_text("forever")
+            await nightly.locator('button:text("Run now")').click()
+            await expect(nightly).to_contain_text("(run now)")
+            await nightly.locator('button:text("Pause")').click()
+            await expect(nightly.locator("td.state.paused")).to_be_visible()
+            await page.screenshot(path=str(ARTIFACTS / "12-schedules.png"), full_page=True)
+            assert (await jc.schedules.list())[0].paused
+
+            await page.click("header >> text=Workers")
+            await expect(page.locator("#leader")).to_contain_text("led by")
+            assert await page.evaluate("window.cspViolations") == []
+
+            await page.set_viewport_size({"width": 400, "height": 800})
+            for n, path in enumerate(("/queues", "/schedules", "/workers")):
+                await page.goto(f"{url}{path}")
+                assert await page.evaluate("document.documentElement.scrollWidth") <= 400, path
+                name = f"{13 + n}-{path[1:]}-narrow.png"
+                await page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+            await page.emulate_media(color_scheme="dark")
+            await page.set_viewport_size({"width": 1280, "height": 900})
+            for n, path in enumerate(("/queues", "/schedules")):
+                await page.goto(f"{url}{path}")
+                body = page.locator("body")
+                await expect(body).to_have_css("background-color", "rgb(20, 24, 29)")
+                await page.screenshot(path=str(ARTIFACTS / f"{16 + n}-{path[1:]}-dark.png"))
+            assert await page.evaluate("window.cspViolations") == []
+        finally:
+            await context.close()
+            await app.state.close()

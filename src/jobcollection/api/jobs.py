@@ -119,13 +119,15 @@ class JobsAPI:
         batch: Id | None = None,
         callback_of: Id | None = None,
         schedule: str | None = None,
+        oldest: bool = False,
     ) -> JobPage:
         """A page of the jobs that match every condition given, newest first: of a type (or
         types) and status (or statuses), for a user, created before a moment, whose data
         holds these values at these paths (`{"customer.id": 7}`, at most 100 paths), at most
         `limit` (1 to 1,000), saved in a workflow, belonging to a batch, or callbacks of a
         batch (`workflow`, `batch`, `callback_of`: its id), or runs of a schedule object
-        (`schedule`: its id, see `jc.schedules`). Pages by keyset, not
+        (`schedule`: its id, see `jc.schedules`); `oldest`: oldest first instead (the dashboard's
+        sort; the `_id` index serves both orders). Pages by keyset, not
         by skipping: give the page's `next` as `after` for the following one (see
         model/queries.py). Remotely: the method jobFind."""
         query = queries.job_query(
@@ -139,6 +141,7 @@ class JobsAPI:
             batch,
             callback_of,
             schedule,
+            oldest,
         )
         if after is not None:
             queries.decode_cursor(after)

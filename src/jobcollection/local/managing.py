@@ -36,7 +36,7 @@ from ..model.document import (
 )
 from ..model.errors import InvalidDocument
 from ..model.ops import Restart
-from ..model.queries import ORDER, JobQuery, encode_cursor
+from ..model.queries import JobQuery, encode_cursor
 from ..model.schedule import occurrences
 from ..model.types import Due, Filter, Id, Update
 from ..mongo.store import Store
@@ -325,14 +325,15 @@ class Manager:
     async def find_page(
         self, query: JobQuery, after: str | None
     ) -> tuple[list[JobDoc], str | None]:
-        """A page of the jobs a query matches, newest first, and the cursor of the next page
-        (None: this is the last). Stored documents that are not valid jobs are left out."""
+        """A page of the jobs a query matches, newest (or oldest) first, and the cursor of the
+        next page (None: this is the last). Stored documents that are not valid jobs are left
+        out."""
         wanted = query.limit + 1  # one more than a page: whether another page follows
-        found = await self.store.find(query.filter(after), sort=ORDER, limit=wanted)
-        if after is not None and after.startswith("o") and len(found) < wanted:
-            # The ObjectId-keyed jobs ran out: the string-keyed ones follow (model/queries.py).
+        found = await self.store.find(query.filter(after), sort=query.order, limit=wanted)
+        if after is not None and query.first_phase(after) and len(found) < wanted:
+            # The first phase's ids ran out: the other type's follow (model/queries.py).
             more = wanted - len(found)
-            found += await self.store.find(query.strings(), sort=ORDER, limit=more)
+            found += await self.store.find(query.second_phase(), sort=query.order, limit=more)
         page = found[: query.limit]
         following = encode_cursor(page[-1]["_id"]) if len(found) > query.limit else None
         jobs = []

@@ -945,6 +945,7 @@ FIND_FILTER: Fields = [
 FIND_OPTIONS: Fields = [
     ("limit", Wire("limit", _as_given, True, True)),
     ("after", Wire("after", _cursor, True, True)),
+    ("oldest", Wire("oldest", _as_given, True, True)),
 ]
 
 
@@ -953,9 +954,8 @@ class FindJobs(Op[DocPage]):
     """jobFind(filter, options): the page after the cursor `after` (None: the first) of the
     jobs the query matches, newest first (queries.py). The filter's conditions are `type`,
     `status`, `userId`, `createdBefore`, `data`, `workflow`, `batch`, `callbackOf` and `schedule`
-    (absent: any); the options
-    `limit`
-    (default 100, at most queries.MAX_PAGE) and `after`."""
+    (absent: any); the options `limit` (default 100, at most queries.MAX_PAGE), `after` and
+    `oldest` (true: oldest first)."""
 
     method = "jobFind"
     returns = Returns.PAGE
@@ -988,6 +988,7 @@ class FindJobs(Op[DocPage]):
                 where.get("batch"),
                 where.get("callback_of"),
                 where.get("schedule"),
+                opts.get("oldest", False),
             )
         except InvalidArgument as exc:
             name = FIND_NAMES.get(exc.argument, exc.argument)

@@ -1,15 +1,17 @@
 """Finding and counting jobs: the query of a `find_jobs` call, its page cursors, and the
 values find_jobs and stats answer with, as pure data and functions.
 
-A query lists jobs newest first (descending `_id`) and pages by keyset: a page's cursor is the
-last id it holds, and the next page asks for ids below it (`{_id: {$lt: cursor}}`), so a page
+A query lists jobs newest first (descending `_id`; `oldest`: ascending) and pages by keyset: a
+page's cursor is the last id it holds, and the next page asks for ids below it (`{_id: {$lt:
+cursor}}`; oldest first, above it), so a page
 costs the same however deep it is, where `skip` would scan every job before it. The `_id`
 index serves the order; the other conditions are checked on the jobs it reads (a page of a rare
 filter in a very large collection reads far; README "Finding jobs" names the index to add).
 
 MongoDB compares ids of one BSON type at a time, and in descending order ObjectIds come before
 strings: the pages go through the ObjectId-keyed jobs, then the string-keyed ones (a collection
-shared with job-collection v1.x holds both). A cursor names its phase: `o<hex>` or `s<id>`.
+shared with job-collection v1.x holds both; oldest first, the other way round). A cursor names
+its phase: `o<hex>` or `s<id>`.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ MAX_PAGE: Final = 1_000
 MAX_DATA_PATHS: Final = 100
 """The most data paths one query may name."""
 ORDER: Final = (("_id", -1),)
+OLDEST_ORDER: Final = (("_id", 1),)
 STRINGS: Final = {"$type": "string"}
+OBJECT_IDS: Final = {"$type": "objectId"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,13 @@ class JobQuery:
     """The batch the jobs are callbacks of (None: any)."""
     schedule: str | None = None
     """The schedule object the jobs are runs of (None: any)."""
+    oldest: bool = False
+    """Oldest first (ascending `_id`) rather than newest first."""
+
+    @property
+    def order(self) -> tuple[tuple[str, int], ...]:
+        """The pages' sort: by `_id`, newest or oldest first (the `_id` index serves both)."""
+        return OLDEST_ORDER if self.oldest else ORDER
 
     @property
     def conditions(self) -> Filter:
@@ -88,21 +99,26 @@ class JobQuery:
         if cursor is None:
             return self.conditions
         last = decode_cursor(cursor)
-        bound: dict[str, Any] = {"$lt": last}
+        bound: dict[str, Any] = {"$gt" if self.oldest else "$lt": last}
         if isinstance(last, str):
             bound.update(STRINGS)
         return {**self.conditions, "_id": bound}
 
-    def strings(self) -> Filter:
-        """The filter of the first page of string-keyed jobs (after the ObjectId ones)."""
-        return {**self.conditions, "_id": dict(STRINGS)}
+    def first_phase(self, cursor: str) -> bool:
+        """Whether a cursor is in the first phase (ObjectIds newest first, strings oldest
+        first), which the second phase's ids follow once it runs out."""
+        return cursor.startswith("s" if self.oldest else "o")
+
+    def second_phase(self) -> Filter:
+        """The filter of the first page of the second phase: string-keyed jobs after the
+        ObjectId ones (newest first), or ObjectId-keyed after the string ones (oldest)."""
+        return {**self.conditions, "_id": dict(OBJECT_IDS if self.oldest else STRINGS)}
 
     def wire(self, after: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
         """The query as jobFind's parameters: a filter of the conditions given (`type`,
         `status`, `userId`, `createdBefore`, `data`, `workflow`, `batch`, `callbackOf`,
-        `schedule`) and the
-        options `limit`,
-        `after`."""
+        `schedule`) and the options `limit`, `after` and `oldest` (only when true, so that
+        a server of an earlier version takes the newest-first queries it knows)."""
         given: dict[str, Any] = {
             "type": None if self.types is None else list(self.types),
             "status": None if self.statuses is None else list(self.statuses),
@@ -115,6 +131,8 @@ class JobQuery:
             "schedule": self.schedule,
         }
         options: dict[str, Any] = {"limit": self.limit}
+        if self.oldest:
+            options["oldest"] = True
         if after is not None:
             options["after"] = after
         return {k: value for k, value in given.items() if value is not None}, options
@@ -158,6 +176,7 @@ def job_query(
     batch: Any = None,
     callback_of: Any = None,
     schedule: Any = None,
+    oldest: bool = False,
 ) -> JobQuery:
     """The checked query of a find_jobs call (InvalidArgument naming a bad argument)."""
     types = None if type is None else tuple(dict.fromkeys(v.job_types(type, "type")))
@@ -186,6 +205,7 @@ def job_query(
         batch=None if batch is None else v.job_id(batch, "batch"),
         callback_of=None if callback_of is None else v.job_id(callback_of, "callback_of"),
         schedule=None if schedule is None else schedule_id(schedule, "schedule"),
+        oldest=v.boolean(oldest, "oldest"),
     )
 
 

@@ -3,7 +3,10 @@
     GET  /                      overview: counts per type and status, oldest ready, and the
                                 history's trends per type (last hour, last day)
     GET  /live                  the overview's live part (what its script reloads)
-    GET  /jobs?type=&status=&user=&data.PATH=VALUE&after=CURSOR     job list, 50 a page
+    GET  /jobs?type=&status=&user=&data.PATH=VALUE&schedule=&sort=newest|oldest&after=CURSOR
+                                job list, 50 a page; `id=` goes to a job's page;
+                                `failure=TEXT` searches the failures of the newest (or
+                                oldest) 500 jobs of the other filters
     GET  /jobs/{id}             a job: data, result, progress, log, failures, dependencies,
                                 lineage; /jobs/{id}/live is its live part
     POST /jobs/{id}/{action}    pause, resume, cancel, restart, rerun or remove it
@@ -11,6 +14,10 @@
                                 jobs 50 a page; /batches/{id} a batch (no graph)
     POST /workflows/{id}/{cancel|retry}, /batches/{id}/{cancel|retry}   cancel its unfinished
                                 jobs, or restart its failed and cancelled ones
+    GET  /queues                per job type: counts, claims, concurrency, backlog, queues
+    GET  /schedules             schedule objects and repeating jobs
+    POST /schedules/{trigger|pause|resume}   run a schedule (form field `id`) now, pause it,
+                                resume it
     POST /claims/{pause|resume} pause or resume a type's claims (or every type's) everywhere
     POST /limits/{set|remove}   set or remove a type's concurrency limit
     GET  /bulk/{action}?filters the count of the jobs an action on a filter would touch
@@ -71,8 +78,10 @@ from ..rules.history import series
 from . import graph, pages
 from .assets import ASSETS
 from .hosts import allowed_hosts_from
-from .job_facts import holder
+from .html import pretty
+from .job_facts import holder, last_run
 from .pages import ACTIONS, Filters, View
+from .queue_pages import SCHEDULE_ACTIONS, Queues, queues_page, schedules_page
 from .security import Guard
 from .trends import WINDOWS, trends
 from .workflow_pages import GROUP_ACTIONS, Group, group_page, related
@@ -112,6 +121,16 @@ CLAIM_ACTIONS = {"pause": "jobPauseTypes", "resume": "jobResumeTypes"}
 SET_LIMIT = "jobSetConcurrencyLimit"
 """The method that sets or removes a type's concurrency limit (`/limits/set|remove`)."""
 LIMIT_ACTIONS = ("set", "remove")
+CLAIM_PAGES = ("/", "/queues")
+"""The pages a pause or resume of claims may come back to (its form's `back`)."""
+PENDING = (Status.WAITING, Status.READY, Status.PAUSED)
+"""The statuses of the jobs the schedules page looks for repeating ones among."""
+FAILURE_SCAN = 500
+"""How many jobs of the other filters a failure text search reads a page (no index serves
+text: the page says how far it searched, and its next page searches further back)."""
+REPEATING_SCAN = 500
+"""How many of the newest pending jobs the schedules page looks for repeating ones among
+(no index serves "repeats": a capped read, as its note says)."""
 
 ReadOnly = bool | Callable[[Any], bool]
 
@@ -184,7 +203,8 @@ def _value(text: str) -> Any:
 
 def filters_from(items: Sequence[tuple[str, str]]) -> Filters:
     """The filters of a job list URL or a bulk form: `type` and `status` (repeatable),
-    `user`, `data.PATH=VALUE` (repeatable) and the form's `data=PATH=VALUE`."""
+    `user`, `data.PATH=VALUE` (repeatable) and the form's `data=PATH=VALUE`, `schedule`,
+    `failure` (text), and the order `sort` (newest, oldest)."""
     data: list[tuple[str, str]] = []
     for key, value in items:
         if key.startswith("data.") and len(key) > 5:
@@ -202,7 +222,17 @@ def filters_from(items: Sequence[tuple[str, str]]) -> Filters:
         statuses=tuple(dict.fromkeys(val for key, val in items if key == "status" and val)),
         user=next((val for key, val in items if key == "user" and val), ""),
         data=tuple(data),
+        schedule=next((val for key, val in items if key == "schedule" and val), ""),
+        failure=next((val for key, val in items if key == "failure" and val.strip()), "").strip(),
+        oldest=_sort(next((val for key, val in items if key == "sort" and val), "newest")),
     )
+
+
+def _sort(given: str) -> bool:
+    """Whether a list's `sort` asks for the oldest jobs first (`newest` or `oldest`)."""
+    if given not in ("newest", "oldest"):
+        raise InvalidArgument("sort", f"{_shown(given)!r} is not newest or oldest")
+    return given == "oldest"
 
 
 def find_arguments(filters: Filters) -> dict[str, Any]:
@@ -212,7 +242,14 @@ def find_arguments(filters: Filters) -> dict[str, Any]:
         "status": list(filters.statuses) or None,
         "user_id": _value(filters.user) if filters.user else None,
         "data": {path: _value(value) for path, value in filters.data} or None,
+        "schedule": filters.schedule or None,
+        "oldest": filters.oldest,
     }
+
+
+def failed_with(job: Job, text: str) -> bool:
+    """Whether one of the job's failures holds this text (any case), in any field."""
+    return bool(job.doc.failures) and text.casefold() in pretty(job.doc.failures).casefold()
 
 
 class Dashboard:
@@ -375,8 +412,60 @@ class Dashboard:
         return HTMLResponse(await self.live_fragment(await self.view(request)))
 
     async def workers(self, request: Request) -> Response:
+        """The registered queues, with how long each held job has run (one read of the held
+        jobs), and the job server's leader."""
         view = await self.view(request)
-        return HTMLResponse(pages.workers_page(view, await self.jc.workers()))
+        workers = await self.jc.workers()
+        held = [i for w in workers for i in w.held]
+        jobs = await self.jc.get_jobs(held, get_log=True) if held else []
+        started = {job.id: run.started for job in jobs if (run := last_run(job.doc))}
+        leader = await self.jc.job_server_leader()
+        now = self.jc.clock.now()
+        return HTMLResponse(pages.workers_page(view, workers, leader, started, now))
+
+    async def queues(self, request: Request) -> Response:
+        """Per job type: counts, claims, the concurrency limit in force and how close the
+        type is, backlog and oldest ready job, the queues serving it (four reads, whatever
+        the number of jobs)."""
+        view = await self.view(request)
+        stats = await self.jc.stats()
+        queues = Queues(
+            counts=stats.counts,
+            oldest_ready_s={t: stats.oldest_ready_age(t) for t in stats.oldest_ready},
+            paused=await self.jc.paused_types(),
+            limits=await self.jc.concurrency_limits(),
+            workers=await self.jc.workers(),
+        )
+        return HTMLResponse(queues_page(view, queues))
+
+    async def schedules(self, request: Request) -> Response:
+        """The schedule objects, and the repeating jobs among the REPEATING_SCAN newest
+        pending jobs (one read of each, whatever the number of jobs)."""
+        view = await self.view(request)
+        listed = await self.jc.schedules.list()
+        page = await self.jc.find_jobs(status=list(PENDING), limit=REPEATING_SCAN)
+        repeating = [job for job in page.jobs if job.doc.repeats]
+
+        def may(method: str, schedule_id: str) -> bool:
+            return not view.read_only and self.jc.permits(method, schedule_id, user_id=view.user)
+
+        return HTMLResponse(
+            schedules_page(view, listed, may, repeating, REPEATING_SCAN, self.jc.clock.now())
+        )
+
+    async def schedule_act(self, request: Request) -> Response:
+        """Run a schedule now, pause or resume it (form field `id`), as the user."""
+        view, form = await self.post(request)
+        action = str(request.path_params["action"])
+        if action not in SCHEDULE_ACTIONS:
+            raise Refused(404, "Not found", f"no action {_shown(action)!r}")
+        schedule_id = dict(form).get("id", "")
+        if not schedule_id:
+            raise Refused(400, "Bad request", "id: give the schedule's id")
+        if await self.jc.schedules.get(schedule_id) is None:
+            raise Refused(404, "Not found", f"no schedule {_shown(schedule_id)!r}")
+        await self.jc.call(SCHEDULE_ACTIONS[action][1], schedule_id, user_id=view.user)
+        return RedirectResponse(view.url("/schedules"), 303)
 
     async def jobs(self, request: Request) -> Response:
         view = await self.view(request)
@@ -385,15 +474,35 @@ class Dashboard:
             filters = filters_from(request.query_params.multi_items())
         except InvalidArgument as exc:
             return HTMLResponse(pages.job_list(view, Filters(), types, [], None, str(exc)), 400)
+        given = request.query_params.get("id", "").strip()
+        if given:
+            return await self._find_by_id(view, given, filters, types)
+        scanned = FAILURE_SCAN if filters.failure else None
         try:
             page = await self.jc.find_jobs(
                 **find_arguments(filters),
-                limit=PAGE_SIZE,
+                limit=scanned or PAGE_SIZE,
                 after=request.query_params.get("after") or None,
             )
         except InvalidArgument as exc:
             return HTMLResponse(pages.job_list(view, filters, types, [], None, str(exc)), 400)
-        return HTMLResponse(pages.job_list(view, filters, types, page.jobs, page.next))
+        jobs = page.jobs
+        if filters.failure:
+            jobs = [job for job in jobs if failed_with(job, filters.failure)]
+        return HTMLResponse(pages.job_list(view, filters, types, jobs, page.next, None, scanned))
+
+    async def _find_by_id(
+        self, view: View, given: str, filters: Filters, types: Sequence[str]
+    ) -> Response:
+        """The page of the job with this id (a 404 list saying there is none)."""
+        try:
+            job = await self.jc.get_job(v.job_id(given, "id"))
+        except InvalidArgument as exc:
+            return HTMLResponse(pages.job_list(view, filters, types, [], None, str(exc)), 400)
+        if job is None:
+            error = f"no job {_shown(given)}"
+            return HTMLResponse(pages.job_list(view, filters, types, [], None, error), 404)
+        return RedirectResponse(view.job_url(job.id), 303)
 
     async def _job(self, request: Request) -> Any:
         job = await self.jc.get_job(
@@ -468,7 +577,8 @@ class Dashboard:
             raise Refused(400, "Bad request", "give one job type, or every type")
         types = None if "every" in fields else [job_types(fields["type"], "type")[0]]
         await self.jc.call(CLAIM_ACTIONS[action], types, user_id=view.user)
-        return RedirectResponse(view.url("/"), 303)
+        back = fields.get("back", "/")
+        return RedirectResponse(view.url(back if back in CLAIM_PAGES else "/"), 303)
 
     async def limit(self, request: Request) -> Response:
         """Set (form fields `type`, `max_running` and, optional, `group_by`) or remove (`type`)
@@ -507,14 +617,21 @@ class Dashboard:
                 return found
             after = page.next
 
+    @staticmethod
+    def _bulk_filter(filters: Filters) -> None:
+        """Refuse a bulk action without a filter, or with a failure text (not a query)."""
+        if filters.empty():
+            raise Refused(400, "No filter", "an action on many jobs needs a filter")
+        if filters.failure:
+            raise Refused(400, "Bad filter", "failure text cannot select jobs for an action")
+
     async def bulk_confirm(self, request: Request) -> Response:
         view = await self.view(request)
         if view.read_only:
             raise Refused(403, "Forbidden", f"{view.user} may only look (read-only)")
         action = self._action(request)
         filters = filters_from(request.query_params.multi_items())
-        if filters.empty():
-            raise Refused(400, "No filter", "an action on many jobs needs a filter")
+        self._bulk_filter(filters)
         found = await self.matching(action, filters)
         return HTMLResponse(pages.confirm_bulk(view, action, filters, len(found)))
 
@@ -522,8 +639,7 @@ class Dashboard:
         view, form = await self.post(request)
         action = self._action(request)
         filters = filters_from([(k, val) for k, val in form if k not in ("csrf", "expected")])
-        if filters.empty():
-            raise Refused(400, "No filter", "an action on many jobs needs a filter")
+        self._bulk_filter(filters)
         before = dict(await self.matching(action, filters))
         ids = list(before)
         made = await self.apply(action, ids, view.user)
@@ -943,6 +1059,9 @@ def create_dashboard(
         route("/live", dashboard.live, "GET"),
         route("/jobs", dashboard.jobs, "GET"),
         route("/workers", dashboard.workers, "GET"),
+        route("/queues", dashboard.queues, "GET"),
+        route("/schedules", dashboard.schedules, "GET"),
+        route("/schedules/{action}", dashboard.schedule_act, "POST"),
         route("/jobs/{job_id}", dashboard.job, "GET"),
         route("/jobs/{job_id}/live", dashboard.job_live, "GET"),
         route("/jobs/{job_id}/{action}", dashboard.act, "POST"),

@@ -61,7 +61,7 @@ max-height:30em;white-space:pre}
 .status.failed{background:var(--bad)}.status.completed{background:var(--ok)}
 .status.running{background:var(--run)}.status.cancelled{background:var(--off)}
 form.inline{display:inline}button{margin:.1em}
-td.claims.paused{background:var(--hold)}
+td.claims.paused{background:var(--hold)}td.limit.full,td.state.paused{background:var(--hold)}
 .note{color:var(--muted)}.error{color:var(--err)}
 fieldset{border:1px solid var(--line);background:var(--panel)}
 .status.paused{background:var(--hold)}.status.ready{background:var(--wait)}

@@ -87,6 +87,8 @@ def layout(
             f'<nav aria-label="dashboard"><a href="{e(view.url("/"))}"><b>jobcollection</b></a> '
             f'<a href="{e(view.url("/"))}">Overview</a> '
             f'<a href="{e(view.url("/jobs"))}">Jobs</a> '
+            f'<a href="{e(view.url("/queues"))}">Queues</a> '
+            f'<a href="{e(view.url("/schedules"))}">Schedules</a> '
             f'<a href="{e(view.url("/workers"))}">Workers</a></nav>'
             f'<span class="who">{e(view.user)}{role}</span>{logout}'
         )
@@ -169,9 +171,10 @@ def counts_fragment(
     return table
 
 
-def claims_cell(view: View, job_type: str | None, paused: Paused) -> str:
+def claims_cell(view: View, job_type: str | None, paused: Paused, back: str = "/") -> str:
     """Whether workers claim jobs of this type (None: of every type) on every process, and
-    the button that pauses or resumes them (none for read-only users)."""
+    the button that pauses or resumes them (none for read-only users), which comes `back` to
+    this page (CLAIM_PAGES)."""
     stopped = paused.every if job_type is None else paused.excludes(job_type)
     state = "paused" if stopped else "claimed"
     if view.read_only:
@@ -187,6 +190,7 @@ def claims_cell(view: View, job_type: str | None, paused: Paused) -> str:
         f'<td class="claims {state}">{state} '
         f'<form method="post" class="inline" action="{e(view.url(f"/claims/{action}"))}">'
         f'<input type="hidden" name="csrf" value="{e(view.csrf)}">{which}'
+        f'<input type="hidden" name="back" value="{e(back)}">'
         f'<button type="submit">{e(label)}</button></form></td>'
     )
 
@@ -248,31 +252,72 @@ def overview(view: View, fragment: str, below: str = "", trends: str = "") -> st
 # --- workers ------------------------------------------------------------------------------------
 
 
-def workers_page(view: View, workers: Sequence[WorkerInfo]) -> str:
-    """The live queues of every process (the worker registry), each with the jobs it holds."""
+def workers_page(
+    view: View,
+    workers: Sequence[WorkerInfo],
+    leader: Leader | None = None,
+    started: Mapping[Any, datetime] | None = None,
+    now: datetime | None = None,
+) -> str:
+    """The live queues of every process (the worker registry): host, pid, version, types,
+    concurrency, each with the jobs it holds and how long each has run (`started`: when
+    their last run started, given `now`); and which process leads the job server."""
+    started = started or {}
     head = "".join(
         f"<th>{h}</th>"
-        for h in ("host", "pid", "kind", "user", "types", "concurrency", "holding", "last seen")
+        for h in (
+            "host",
+            "pid",
+            "version",
+            "kind",
+            "user",
+            "types",
+            "concurrency",
+            "holding",
+            "last seen",
+        )
     )
     rows = []
     for w in workers:
-        held = " ".join(f'<a href="{e(view.job_url(i))}">{e(str(i))}</a>' for i in w.held)
+        held = " ".join(
+            f'<a href="{e(view.job_url(i))}">{e(str(i))}</a>'
+            + (
+                f' <span class="ran">({e(age((now - started[i]).total_seconds()))})</span>'
+                if now is not None and i in started
+                else ""
+            )
+            for i in w.held
+        )
         more = f" and {w.holding - len(w.held)} more" if w.holding > len(w.held) else ""
+        lead = (
+            " (leads the job server)"
+            if leader is not None and (leader.host, leader.pid) == (w.host, w.pid)
+            else ""
+        )
         rows.append(
-            f'<tr class="worker" data-id="{e(w.id)}"><td>{e(w.host)}</td><td class="n">{w.pid}'
-            f"</td><td>{e(w.kind)}</td><td>{e('' if w.user is None else str(w.user))}</td>"
+            f'<tr class="worker" data-id="{e(w.id)}"><td>{e(w.host)}{e(lead)}</td>'
+            f'<td class="n">{w.pid}</td><td>{e(w.version)}</td><td>{e(w.kind)}</td>'
+            f"<td>{e('' if w.user is None else str(w.user))}</td>"
             f"<td>{e(', '.join(w.types))}</td><td>{w.concurrency} (payload {w.payload}, "
             f'prefetch {w.prefetch})</td><td class="n holding">{w.holding}</td>'
             f"<td>{e(stamp(w.last_seen))}</td></tr>"
-            f'<tr class="held"><td colspan="8">{held or "no jobs held"}{e(more)}</td></tr>'
+            f'<tr class="held"><td colspan="9">{held or "no jobs held"}{e(more)}</td></tr>'
         )
-    table = f'<table id="workers"><tr>{head}</tr>{"".join(rows)}</table>'
+    table = (
+        f'<div class="table-wrap"><table id="workers"><tr>{head}</tr>{"".join(rows)}</table></div>'
+    )
     if not workers:
         table += '<p class="note">No queue is registered now.</p>'
+    led = (
+        "no process"
+        if leader is None
+        else f"{leader.host} pid {leader.pid} (since {stamp(leader.since)}, epoch {leader.epoch})"
+    )
     note = (
+        f'<p class="note" id="leader">Job server: led by {e(led)}.</p>'
         '<p class="note">Every queue registers itself every third of its TTL (10 of 30 seconds '
         "by default) with the jobs it holds, and leaves at its shutdown; one not seen within "
-        "its TTL is gone.</p>"
+        "its TTL is gone. Beside each held job: how long its run has lasted.</p>"
     )
     return layout(view, "Workers", table + note)
 
@@ -289,6 +334,12 @@ class Filters:
     user: str = ""
     data: tuple[tuple[str, str], ...] = ()
     """(path, value as given): values are JSON when they parse (`7`, `"7"`, `true`)."""
+    schedule: str = ""
+    """The id of a schedule object whose runs to list."""
+    failure: str = ""
+    """Text the jobs' failures must hold (searched in a capped read: app.py FAILURE_SCAN)."""
+    oldest: bool = False
+    """Oldest first (`sort=oldest`) rather than newest first: the order, not a filter."""
 
     def query(self) -> list[tuple[str, str]]:
         """These filters as URL query items."""
@@ -296,10 +347,18 @@ class Filters:
         if self.user:
             items.append(("user", self.user))
         items += [(f"data.{path}", value) for path, value in self.data]
+        if self.schedule:
+            items.append(("schedule", self.schedule))
+        if self.failure:
+            items.append(("failure", self.failure))
+        if self.oldest:
+            items.append(("sort", "oldest"))
         return items
 
     def empty(self) -> bool:
-        return not (self.types or self.statuses or self.user or self.data)
+        return not (
+            self.types or self.statuses or self.user or self.data or self.schedule or self.failure
+        )
 
     def describe(self) -> str:
         parts = []
@@ -310,6 +369,10 @@ class Filters:
         if self.user:
             parts.append(f"user {self.user}")
         parts += [f"data.{p} = {v}" for p, v in self.data]
+        if self.schedule:
+            parts.append(f"runs of schedule {self.schedule}")
+        if self.failure:
+            parts.append(f"failures holding {self.failure!r}")
         return ", ".join(parts) or "every job"
 
 
@@ -329,7 +392,19 @@ def filter_form(view: View, filters: Filters, types: Iterable[str]) -> str:
         "</select></label> "
         f'<label>user <input name="user" value="{e(filters.user)}" size="12"></label> '
         f'<label>data <input name="data" value="{e(data)}" placeholder="path=value" size="20">'
-        '</label> <button type="submit">Filter</button></fieldset></form>'
+        "</label> "
+        f'<label>failure text <input name="failure" value="{e(filters.failure)}" size="16">'
+        "</label> "
+        '<label>sort <select name="sort"><option value="newest">newest first</option>'
+        f'<option value="oldest"{" selected" if filters.oldest else ""}>oldest first</option>'
+        "</select></label> "
+        '<label>or the id <input name="id" size="12"></label> '
+        + (
+            f'<input type="hidden" name="schedule" value="{e(filters.schedule)}">'
+            if filters.schedule
+            else ""
+        )
+        + '<button type="submit">Filter</button></fieldset></form>'
     )
 
 
@@ -340,10 +415,20 @@ def job_list(
     jobs: Sequence[Job],
     next_cursor: str | None,
     error: str | None = None,
+    scanned: int | None = None,
 ) -> str:
+    """A page of jobs with the filter form; `scanned`: a failure text search read the newest
+    (or oldest) so many jobs of the other filters (after the `after` cursor), and says so;
+    its next page searches the next ones. Bulk actions are offered for filters MongoDB applies."""
     body = [filter_form(view, filters, types)]
     if error is not None:
         body.append(f'<p class="error">{e(error)}</p>')
+    if scanned is not None:
+        body.append(
+            f'<p class="note" id="scanned">Failures holding {e(repr(filters.failure))}: '
+            f"searched the {'oldest' if filters.oldest else 'newest'} {scanned:,} jobs matching "
+            "the other filters (no index serves text; the next page searches further).</p>"
+        )
     rows = [
         f'<tr class="job" data-id="{e(job.id)}"><td><a href="{e(view.job_url(job.id))}">'
         f"{e(job.id)}</a></td><td>{e(job.type)}</td><td>{badge(job.doc.status)}</td>"
@@ -360,8 +445,9 @@ def job_list(
         body.append('<p class="note">No jobs match.</p>')
     if next_cursor is not None:
         link = view.url("/jobs", [*filters.query(), ("after", next_cursor)])
-        body.append(f'<p><a id="next" href="{e(link)}">Next page</a></p>')
-    if not view.read_only and not filters.empty():
+        label = "Search further" if scanned is not None else "Next page"
+        body.append(f'<p><a id="next" href="{e(link)}">{label}</a></p>')
+    if not view.read_only and not filters.empty() and not filters.failure:
         links = " ".join(
             f'<a class="bulk" href="{e(view.url(f"/bulk/{name}", filters.query()))}">'
             f"{e(label)} all</a>"
