@@ -131,6 +131,11 @@ def _python(tmp_path: Path, *args: str) -> Any:
     return run()
 
 
+def logged_at(doc: Mapping[str, Any], message: str) -> Any:
+    """When a stored document's log recorded `message` (its first such entry)."""
+    return next(entry["time"] for entry in doc["log"] if entry["message"] == message)
+
+
 async def collect(processes: list[Process], prefixes: tuple[str, ...], count: int) -> list[str]:
     """Read every process's output until `count` lines starting with one of `prefixes` have
     been printed in all (bounded); those lines (every line is kept in `process.lines`)."""
@@ -208,9 +213,13 @@ async def test_cli_and_script_workers_complete_every_job_once(
         assert doc["status"] == "completed", doc
         assert messages(doc).count("Job Running") == 1, messages(doc)
         assert messages(doc).count("Job Completed") == 1, messages(doc)
-    first_done = {line.split()[-1]: n for n, line in enumerate(lines)}
+    # A dependent started only after each of its prerequisites was completed, as the stored
+    # logs' times show (the processes' printed lines are no order: another process may claim
+    # and finish the dependent between a completion and the line that reports it).
     for dependent, needs in ((ids[4], ids[:2]), (ids[5], [ids[2], ids[4]])):
-        assert all(first_done[str(d)] < first_done[str(dependent)] for d in needs)
+        started = logged_at(await stored(jc, dependent), "Job Running")
+        for need in needs:
+            assert logged_at(await stored(jc, need), "Job Completed") <= started
 
 
 async def test_a_worker_process_killed_mid_job_has_its_job_retried_once_elsewhere(
