@@ -492,7 +492,14 @@ def method_cases(w: World) -> dict[str, tuple[tuple[Any, ...], dict[Slot, list[A
         "jobSchedules": ((), {("arg", 0): NOT_OPTIONS, ("opt", 0, "id"): NOT_SCHEDULE_ID}),
         "jobSchedulePause": (("s",), {("arg", 0): [*NOT_SCHEDULE_ID, None]}),
         "jobScheduleResume": (("s",), {("arg", 0): [*NOT_SCHEDULE_ID, None]}),
-        "jobScheduleTrigger": (("s",), {("arg", 0): [*NOT_SCHEDULE_ID, None, "no-such"]}),
+        "jobScheduleTrigger": (
+            ("s",),
+            {
+                ("arg", 0): [*NOT_SCHEDULE_ID, None, "no-such"],
+                ("arg", 1): NOT_OPTIONS,
+                ("opt", 1, "key"): NOT_SCHEDULE_ID,
+            },
+        ),
         "jobScheduleBackfill": (
             ("s", START, START + timedelta(minutes=5)),
             {

@@ -171,6 +171,25 @@ async def test_trigger_makes_one_run_now(jc: Any, clock: ManualClock) -> None:
         await jc.schedules.trigger("none")
 
 
+async def test_a_trigger_with_a_key_makes_one_run_however_often_it_is_repeated(
+    jc: Any, clock: ManualClock
+) -> None:
+    """An idempotency key makes a retried trigger safe: calls with the same key (a retry
+    after a lost reply, a racing caller) answer the first run; another key makes another."""
+    await jc.schedules.upsert("s", cron="0 0 1 1 *", type="t")
+    first = await jc.schedules.trigger("s", key="deploy-42")
+    clock.advance(5)
+    again = await asyncio.gather(*(jc.schedules.trigger("s", key="deploy-42") for _ in range(3)))
+    assert set(again) == {first}
+    other = await jc.schedules.trigger("s", key="deploy-43")
+    assert other != first
+    assert sorted(r.id for r in await runs(jc, "s")) == sorted([first, other])
+    for bad in ("", 5, "x" * 201, "a\nb"):
+        with pytest.raises(InvalidArgument, match=r"^key: "):
+            await jc.schedules.trigger("s", key=bad)
+    assert len(await runs(jc, "s")) == 2
+
+
 async def test_backfill_runs_each_occurrence_once_however_often_it_is_called(
     jc: Any, clock: ManualClock
 ) -> None:

@@ -104,10 +104,15 @@ class Schedules:
         """Delete the schedule (its runs stay, as jobs); False if there was none."""
         return await self._service.run(ops.RemoveSchedule(schedule_id(id)))
 
-    async def trigger(self, id: str) -> Id:
+    async def trigger(self, id: str, *, key: str | None = None) -> Id:
         """One run now, besides the occurrences (whatever the overlap policy, paused or not);
-        its job's id. InvalidArgument("id") if there is no such schedule."""
-        return await self._service.run(ops.TriggerSchedule(schedule_id(id)))
+        its job's id. Give an idempotency `key` (e.g. a request's id) to make a retried call
+        safe: every call with the same key answers the one run the first made, even after a
+        lost reply or from racing processes. InvalidArgument("id") if there is no such
+        schedule, InvalidArgument("key") for a key that is not 1 to 200 printable
+        characters."""
+        op = ops.TriggerSchedule(schedule_id(id), None if key is None else schedule_id(key, "key"))
+        return await self._service.run(op)
 
     async def backfill(self, id: str, start: datetime, end: datetime) -> builtins.list[Id]:
         """A run for each occurrence in [start, end] that has no run yet (at most 1,000 in

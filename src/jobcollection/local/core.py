@@ -695,7 +695,7 @@ class Core:
         return await self.scheduler.remove(op.schedule)
 
     async def _trigger_schedule(self, op: TriggerSchedule, origin: Origin | None) -> Id:
-        return await self.scheduler.trigger(op.schedule)
+        return await self.scheduler.trigger(op.schedule, op.key)
 
     async def _backfill_schedule(self, op: BackfillSchedule, origin: Origin | None) -> list[Id]:
         return await self.scheduler.backfill(op.schedule, op.start, op.end)

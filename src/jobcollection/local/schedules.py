@@ -48,6 +48,7 @@ from ..model.schedules import (
     run_id,
     shown,
     timing,
+    trigger_id,
 )
 from ..model.types import Id
 from ..mongo.indexes import SCHEDULE_INDEXES
@@ -171,13 +172,21 @@ class Scheduler:
         store = await self._schedules()
         return await store.delete_many({"_id": schedule_id}) > 0
 
-    async def trigger(self, schedule_id: str) -> Id:
+    async def trigger(self, schedule_id: str, key: str | None = None) -> Id:
         """One run now, outside the schedule's occurrences (whatever its overlap policy, and
-        paused or not); the new job's id."""
+        paused or not); the new job's id. With an idempotency `key`, the run's id derives
+        from (schedule, key): a call repeated with the key (after a lost reply, or racing in
+        another process) answers the run made first and makes no second one."""
         store = await self._schedules()
         spec = await self._spec(store, schedule_id)
         now = self._clock.now()
-        new_id = ObjectId()
+        if key is None:
+            new_id: Id = ObjectId()
+        else:
+            new_id = trigger_id(spec.id, key)
+            made = await self._jobs.find_one({"_id": new_id}, {"_id": 1})
+            if made is not None:
+                return new_id
         doc = run_doc(spec.id, spec.type, spec.data, now, now, triggered=True)
         await self._run(SaveMany([doc], job_ids=[new_id]))
         last = {"id": new_id, "at": now, "trigger": True}

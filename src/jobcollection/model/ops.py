@@ -293,6 +293,10 @@ def _claim_key(value: Any, name: str) -> str:
     return value
 
 
+def _trigger_key(value: Any, name: str) -> str:
+    return schedule_id(value, name)
+
+
 def _level(value: Any, name: str) -> str:
     return v.choice(value, name, JOB_LOG_LEVELS)
 
@@ -898,10 +902,13 @@ class RemoveSchedule(Op[bool]):
 
 @dataclass(frozen=True, slots=True)
 class TriggerSchedule(Op[Id]):
-    """jobScheduleTrigger(id): one run of the schedule now; its job's id."""
+    """jobScheduleTrigger(id, {key}): one run of the schedule now; its job's id. With a `key`
+    (an idempotency key), the run's id derives from (schedule, key): a call repeated after a
+    lost reply answers the same run and makes no second one."""
 
     method = "jobScheduleTrigger"
     schedule: str = positional("id", schedule_id)
+    key: str | None = option("key", _trigger_key, None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -291,6 +291,12 @@ def run_id(schedule: str, at: datetime) -> ObjectId:
     return ObjectId(seconds.to_bytes(4, "big") + digest[:8])
 
 
+def trigger_id(schedule: str, key: str) -> ObjectId:
+    """The `_id` of a schedule's run triggered with an idempotency key: the same for every
+    call with that key, in every process (all twelve bytes from a hash: no time in it)."""
+    return ObjectId(hashlib.sha256(f"trigger\0{schedule}\0{key}".encode()).digest()[:12])
+
+
 def jitter_ms(schedule: str, at: datetime, jitter: int) -> int:
     """The delay, in [0, jitter] ms, of the run of an occurrence (drawn from a hash of the
     schedule id and the occurrence: the same in every process)."""
