@@ -718,6 +718,7 @@ PUBLIC_SURFACE = {
     "Task",
     "TaskOptions",
     "TaskRegistry",
+    "UniqueOptions",
     "Status",
     "WakeupSource",
     "WakeupUnavailable",

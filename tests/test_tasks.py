@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from jobcollection import (
     Job,
     JobCollection,
     JobCollectionError,
+    ManualClock,
     Task,
     current_job,
 )
@@ -204,6 +206,33 @@ async def test_a_task_returns_its_job_unsaved_for_more_options(jc: JobCollection
     assert isinstance(job, Job) and job.id is None
     assert job.data == {"n": 3} and job.doc.retries == 2
     assert job.doc.unique is not None and job.doc.unique.key == "k"
+
+
+async def test_a_task_debounces_its_jobs_with_unique_options(
+    jc: JobCollection, clock: ManualClock
+) -> None:
+    """`unique=` takes Job.unique's arguments by name: the other modes (here debounce: the
+    pending job takes the newest data and starts `period` after the last enqueue)."""
+
+    @jc.task("sync", unique={"key": "s", "mode": "debounce", "period": 30})
+    async def sync(n: int) -> None:
+        return None
+
+    first = await sync.enqueue(1)
+    clock.advance(10)
+    assert await sync.enqueue(2) == first
+    [job] = await jc.get_jobs([first])
+    assert job is not None and job.data == {"n": 2}
+    assert job.doc.after == clock.now() + timedelta(seconds=30)
+    for bad, field in (
+        ({"mode": "sometimes"}, "mode"),
+        ({"period": -1, "mode": "throttle"}, "period"),
+        ({"often": 1}, "unique"),
+        ([("key", "k")], "unique"),
+    ):
+        with pytest.raises(InvalidArgument) as raised:
+            jc.task("t", unique=bad)  # type: ignore[arg-type]
+        assert raised.value.argument == field
 
 
 def test_mypy_checks_enqueue_arguments_and_results(tmp_path: Path) -> None:

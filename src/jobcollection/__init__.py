@@ -5,7 +5,7 @@ anywhere. Documents keep job-collection v1.x field names and units.
 """
 
 from .api.collection import JobCollection
-from .api.job import Job
+from .api.job import Job, UniqueOptions
 from .api.jobs import JobPage
 from .api.queue import JobQueue, QueueOptions
 from .api.queue.processes import JobView, WorkerProcessError
@@ -136,6 +136,7 @@ __all__ = [
     "Task",
     "TaskOptions",
     "TaskRegistry",
+    "UniqueOptions",
     "WakeupSource",
     "Status",
     "WakeupUnavailable",

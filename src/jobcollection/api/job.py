@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from bson import ObjectId
 
@@ -62,6 +62,39 @@ _ECHO_LEVELS = {
     "warning": logging.WARNING,
     "danger": logging.ERROR,
 }
+
+
+def unique_setting(
+    key: str | None = None,
+    on_conflict: str | None = None,
+    *,
+    mode: str | None = None,
+    period: float | timedelta | None = None,
+    states: Sequence[str] | None = None,
+) -> Unique:
+    """The deduplication setting `Job.unique` stores, from its arguments (see there); raises
+    InvalidArgument naming a bad one."""
+    if on_conflict is not None and mode is not None:
+        raise InvalidArgument("mode", "give mode or on_conflict (its older name), not both")
+    chosen = "replace" if mode is None and on_conflict is None else mode or on_conflict
+    name = "on_conflict" if on_conflict is not None else "mode"
+    checked = v.unique_key(key)
+    chosen_mode = v.on_conflict(chosen, name)
+    period_ms = None if period is None else v.duration_ms(period, "period", minimum_ms=1)
+    held = Status.PENDING if states is None else v.unique_states(states)
+    check_unique_policy(chosen_mode, period_ms, held)
+    return Unique(key=checked, on_conflict=chosen_mode, period_ms=period_ms, states=held)
+
+
+class UniqueOptions(TypedDict, total=False):
+    """`Job.unique`'s arguments by name, as a task's `unique=` option takes them (e.g.
+    `{"key": "sync", "mode": "debounce", "period": 30}`); each as Job.unique says."""
+
+    key: str | None
+    on_conflict: str | None
+    mode: str | None
+    period: float | timedelta | None
+    states: Sequence[str] | None
 
 
 class Job:
@@ -291,16 +324,7 @@ class Job:
         act on a job not started: its hold is pending only, and a running job does not stop
         a new one being queued. A MongoDB unique index enforces it, so concurrent saves from
         any process settle on one holder. A repeat or rerun of this job holds no key."""
-        if on_conflict is not None and mode is not None:
-            raise InvalidArgument("mode", "give mode or on_conflict (its older name), not both")
-        chosen = "replace" if mode is None and on_conflict is None else mode or on_conflict
-        name = "on_conflict" if on_conflict is not None else "mode"
-        checked = v.unique_key(key)
-        chosen_mode = v.on_conflict(chosen, name)
-        period_ms = None if period is None else v.duration_ms(period, "period", minimum_ms=1)
-        held = Status.PENDING if states is None else v.unique_states(states)
-        check_unique_policy(chosen_mode, period_ms, held)
-        unique = Unique(key=checked, on_conflict=chosen_mode, period_ms=period_ms, states=held)
+        unique = unique_setting(key, on_conflict, mode=mode, period=period, states=states)
         assign(self._doc, unique=unique)
         return self
 

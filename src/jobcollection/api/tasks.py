@@ -61,7 +61,7 @@ from pydantic_core import to_jsonable_python
 from ..model import validation as v
 from ..model.decisions import Backoff, ExceptionTypes, RetryOn, RetryRules
 from ..model.errors import InvalidArgument, InvalidArgumentType, InvalidDocument, JobCollectionError
-from .job import Job
+from .job import Job, UniqueOptions, unique_setting
 from .queue import failure_info
 from .queue.threads import in_thread, is_async
 
@@ -186,9 +186,11 @@ class TaskOptions:
     its save: a job not started by then is cancelled (Celery's task `expires`); None: none."""
     priority: int | str = 0
     """`Job.priority`: an integer (lower runs first) or one of JOB_PRIORITIES ("high", ...)."""
-    unique: bool | str = False
+    unique: bool | str | UniqueOptions = False
     """True: `Job.unique()` (one pending job per type and user); a key string:
-    `Job.unique(key)`; False: not unique."""
+    `Job.unique(key)`; Job.unique's arguments by name (UniqueOptions: key, mode, period,
+    states), for the other modes, e.g. `{"key": "sync", "mode": "debounce", "period": 30}`;
+    False: not unique."""
     retry_on: RetryOn | None = None
     """Which of the function's exceptions are retried (exception types, or a predicate); the
     others fail the job fatally. With `non_retryable` and `retry_backoff`, the task's retry
@@ -216,8 +218,15 @@ class TaskOptions:
         v.priority(self.priority, "priority")
         if isinstance(self.unique, str):
             v.unique_key(self.unique, "unique")
+        elif isinstance(self.unique, Mapping):
+            unknown = sorted(map(str, set(self.unique) - set(UniqueOptions.__annotations__)))
+            if unknown:
+                raise InvalidArgument("unique", f"has no option {unknown[0]!r}")
+            unique_setting(**self.unique)
         elif not isinstance(self.unique, bool):
-            raise InvalidArgumentType("unique", "must be True, False or a key string")
+            raise InvalidArgumentType(
+                "unique", "must be True, False, a key string or Job.unique's arguments by name"
+            )
         self.retry_rules()
 
     def retry_rules(self) -> RetryRules | None:
@@ -247,6 +256,8 @@ class TaskOptions:
             job.unique()
         elif isinstance(self.unique, str):
             job.unique(self.unique)
+        elif isinstance(self.unique, Mapping):
+            job.unique(**self.unique)
         return job
 
 
@@ -260,7 +271,7 @@ class TaskKeywords(TypedDict, total=False):
     timeout: float | timedelta | None
     expires: float | timedelta | None
     priority: int | str
-    unique: bool | str
+    unique: bool | str | UniqueOptions
     retry_on: RetryOn | None
     non_retryable: ExceptionTypes
     retry_backoff: Backoff | None
