@@ -488,22 +488,26 @@ async def test_schedules_lists_each_schedule_with_its_next_and_last_run(
     await jc.schedules.pause("nightly")
     clock.advance(60)
     await jc.run_server_pass()
+    clock.advance(60)  # the run of 12:01 is not final: the skip policy skips this one
+    await jc.run_server_pass()
     [run_id] = [job.id for job in (await jc.find_jobs(schedule="sync")).jobs]
     listed = await run(jc, "schedules")
     assert [re.split(r"\s{2,}", line) for line in listed.lines()] == [
-        ["ID", "TYPE", "WHEN", "OVERLAP", "CATCH-UP", "STATE", "NEXT RUN", "LAST RUN"],
+        ["ID", "TYPE", "WHEN", "OVERLAP", "CATCH-UP", "STATE", "NEXT RUN", "LAST RUN", "SKIPPED"],
         [
             *("nightly", "report", "cron 0 3 * * * Europe/Paris + jitter 10s", "allow"),
-            *("latest", "paused", "-", "-"),
+            *("latest", "paused", "-", "-", "0"),
         ],
         [
-            *("sync", "sync", "every 60s", "skip", "latest", "active", "2026-01-01T12:02:00Z"),
+            *("sync", "sync", "every 60s", "skip", "latest", "active", "2026-01-01T12:03:00Z"),
             f"{run_id} ready (2026-01-01T12:01:00Z)",
+            "1 (last 2026-01-01T12:02:00Z)",
         ],
     ]
     nightly, sync = [json.loads(line) for line in (await run(jc, "schedules", "--json")).lines()]
     assert nightly["cron"] == "0 3 * * *" and nightly["jitter"] == 10_000 and nightly["paused"]
-    assert sync["nextRuns"][0] == "2026-01-01T12:02:00+00:00"
+    assert sync["nextRuns"][0] == "2026-01-01T12:03:00+00:00"
+    assert (sync["skipped"], sync["lastSkipped"]) == (1, "2026-01-01T12:02:00+00:00")
     assert sync["lastRun"] == {
         "jobId": str(run_id),
         "at": "2026-01-01T12:01:00+00:00",

@@ -237,8 +237,12 @@ async def test_skip_makes_no_run_while_the_previous_one_is_not_final(
     await jc.run_server_pass()
     job = await claim_one(jc)
     clock.advance(60)
+    before = await jc.schedules.get("s")
+    assert before is not None and (before.skipped, before.last_skipped) == (0, None)
     await jc.run_server_pass()  # the first still runs: this occurrence is skipped
     assert await occurrences_run(jc, "s") == [START + MINUTE]
+    shown = await jc.schedules.get("s")
+    assert shown is not None and (shown.skipped, shown.last_skipped) == (1, clock.now())
     await job.done()
     clock.advance(60)
     await jc.run_server_pass()
@@ -313,6 +317,9 @@ async def test_catch_up_decides_what_an_outage_s_occurrences_become(
     assert await occurrences_run(jc, "s") == [START + k * MINUTE for k in expected]
     shown = await jc.schedules.get("s")
     assert shown is not None
+    missed = int(outage // every)  # the occurrences that fell during the outage
+    assert shown.skipped == missed - len(expected)
+    assert shown.last_skipped == (clock.now() if shown.skipped else None)
     clock.set(shown.next_runs[0])  # and then on time again
     assert (await jc.run_server_pass()).scheduled == 1
 

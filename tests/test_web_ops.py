@@ -146,8 +146,17 @@ async def test_the_schedules_page_shows_schedules_and_repeating_jobs(
     await jc.schedules.pause("sync")
     forever = await jc.create_job("digest").repeat(schedule="0 9 * * 1-5").save()
     await jc.create_job("twice").repeat(repeats=2, wait=60_000).save()
+    await jc.schedules.upsert("poll", type="poll", every=60, overlap="skip")
+    clock.advance(60)
+    await jc.run_server_pass()
+    assert len(await jc.get_work("poll")) == 1  # its run of now is running
+    clock.advance(60)
+    await jc.run_server_pass()  # so this occurrence is skipped
     http = client(create_dashboard(jc))
     page = (await http.get("/schedules")).text
+    poll = row(page, 'class="schedule" data-id="poll"')
+    assert f'<td class="skipped">1, last at {clock.now():%Y-%m-%d %H:%M:%S} UTC</td>' in poll
+    assert '<td class="skipped">none</td>' in row(page, 'class="schedule" data-id="sync"')
     nightly = row(page, 'class="schedule" data-id="nightly"')
     assert "cron 0 3 * * * in Europe/Paris" in nightly and "none yet" in nightly
     assert "active" in nightly and "Run now" in nightly and ">Pause<" in nightly
@@ -173,7 +182,7 @@ async def test_the_schedules_page_shows_schedules_and_repeating_jobs(
     await http.post("/schedules/pause", data={"csrf": csrf, "id": "nightly"})
     await http.post("/schedules/resume", data={"csrf": csrf, "id": "sync"})
     states = {s.id: s.paused for s in await jc.schedules.list()}
-    assert states == {"nightly": True, "sync": False}
+    assert states == {"nightly": True, "sync": False, "poll": False}
     missing = await http.post("/schedules/pause", data={"csrf": csrf, "id": "nope"})
     no_id = await http.post("/schedules/pause", data={"csrf": csrf})
     unknown = await http.post("/schedules/remove", data={"csrf": csrf, "id": "sync"})

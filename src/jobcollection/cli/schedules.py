@@ -18,14 +18,14 @@ if TYPE_CHECKING:
 
 async def schedules(jc: JobsAPI, args: argparse.Namespace, console: Console) -> int:
     """`jobcollection schedules [--json]`: a table (ID, TYPE, WHEN, OVERLAP, CATCH-UP, STATE,
-    NEXT RUN, LAST RUN), or one JSON object per schedule (as jobSchedules answers it, dates in
-    ISO 8601); "schedules: none" on stderr when there are none."""
+    NEXT RUN, LAST RUN, SKIPPED), or one JSON object per schedule (as jobSchedules answers it,
+    dates in ISO 8601); "schedules: none" on stderr when there are none."""
     found = await jc.schedules.list()
     if args.json:
         for schedule in found:
             print(to_json(as_json(schedule)), file=console.out)
         return 0
-    head = ["ID", "TYPE", "WHEN", "OVERLAP", "CATCH-UP", "STATE", "NEXT RUN", "LAST RUN"]
+    head = ["ID", "TYPE", "WHEN", "OVERLAP", "CATCH-UP", "STATE", "NEXT RUN", "LAST RUN", "SKIPPED"]
     rows = [
         [
             s.id,
@@ -36,6 +36,7 @@ async def schedules(jc: JobsAPI, args: argparse.Namespace, console: Console) -> 
             "paused" if s.paused else "active",
             stamp(s.next_runs[0] if s.next_runs else None),
             last_run(s),
+            skipped(s),
         ]
         for s in found
     ]
@@ -63,6 +64,13 @@ def last_run(schedule: Schedule) -> str:
         return "-"
     kind = "triggered" if last.triggered else stamp(last.at)
     return f"{last.job_id} {last.status or 'gone'} ({kind})"
+
+
+def skipped(schedule: Schedule) -> str:
+    """`<count> (last <when>)`: the occurrences the job server skipped; `0` if none."""
+    if not schedule.skipped:
+        return "0"
+    return f"{schedule.skipped} (last {stamp(schedule.last_skipped)})"
 
 
 def as_json(schedule: Schedule) -> dict[str, Any]:

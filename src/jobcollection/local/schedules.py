@@ -273,6 +273,9 @@ class Scheduler:
             logger.info("schedule %s: %d occurrences skipped (catch-up, overlap)", spec.id, skipped)
         nothing = not admitted.runs and not admitted.cancel  # only `next` moves
         update: dict[str, Any] = {"$set": {} if nothing else {"plan": plan}}
+        if skipped:  # counted by the same conditional update: once, whichever pass plans
+            update["$inc"] = {"skipped": skipped}
+            update["$set"]["skippedAt"] = now
         if due.following is None:
             update["$unset"] = {"next": ""}
         else:

@@ -363,6 +363,11 @@ class Schedule:
     last_run: LastRun | None
     created: datetime | None
     updated: datetime | None
+    skipped: int = 0
+    """The occurrences the job server skipped, in all (the overlap policy "skip" or
+    "buffer_one" while runs were unfinished; catch_up "latest" or "none" after an outage)."""
+    last_skipped: datetime | None = None
+    """When it last skipped one (None: never)."""
 
     def wire(self) -> dict[str, Any]:
         """As the method layer answers it (jobSchedules): durations in ms, camelCase keys."""
@@ -389,6 +394,8 @@ class Schedule:
             },
             "created": self.created,
             "updated": self.updated,
+            "skipped": self.skipped,
+            "lastSkipped": self.last_skipped,
         }
 
     @classmethod
@@ -414,6 +421,8 @@ class Schedule:
             ),
             created=_aware(raw.get("created")),
             updated=_aware(raw.get("updated")),
+            skipped=int(raw.get("skipped") or 0),
+            last_skipped=_aware(raw.get("lastSkipped")),
         )
 
 
@@ -442,6 +451,8 @@ def shown(doc: dict[str, Any], statuses: dict[Any, str]) -> Schedule:
         last_run=last_run,
         created=_aware(doc.get("created")),
         updated=_aware(doc.get("updated")),
+        skipped=int(doc.get("skipped") or 0),
+        last_skipped=_aware(doc.get("skippedAt")),
     )
 
 

@@ -148,6 +148,13 @@ def last_run_cell(view: View, schedule: Schedule) -> str:
     return f'<a href="{e(view.job_url(last.job_id))}">{e(stamp(last.at))}</a>{e(how)} {outcome}'
 
 
+def skipped_cell(schedule: Schedule) -> str:
+    """The occurrences the job server skipped (overlap, catch-up) and when it last did."""
+    if not schedule.skipped:
+        return "none"
+    return f"{schedule.skipped}, last at {stamp(schedule.last_skipped)}"
+
+
 def schedule_rows(
     view: View, schedules: Sequence[Schedule], may: Callable[[str, str], bool]
 ) -> str:
@@ -160,7 +167,7 @@ def schedule_rows(
             f'<tr class="schedule" data-id="{e(s.id)}"><td><a href="{e(runs_link)}">{e(s.id)}'
             f"</a></td><td>{e(s.type)}</td><td>{e(timing(s))}</td>"
             f"<td>{e(runs)}</td><td>{last_run_cell(view, s)}</td>"
-            f'<td class="state {state}">{state}</td>'
+            f'<td class="skipped">{e(skipped_cell(s))}</td><td class="state {state}">{state}</td>'
             f"<td>{schedule_buttons(view, s, may)}</td></tr>"
         )
     return "".join(rows)
@@ -194,7 +201,8 @@ def schedules_page(
     pending jobs (their schedule, repeats, next runs)."""
     table = (
         '<div class="table-wrap"><table id="schedules"><tr><th>id</th><th>type</th>'
-        "<th>when</th><th>next runs</th><th>last run</th><th>state</th><th></th></tr>"
+        "<th>when</th><th>next runs</th><th>last run</th><th>skipped</th><th>state</th>"
+        "<th></th></tr>"
         f"{schedule_rows(view, schedules, may)}</table></div>"
     )
     if not schedules:
