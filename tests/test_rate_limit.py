@@ -24,7 +24,7 @@ from jobcollection import (
     RateLimit,
 )
 from jobcollection.api.queue import JobQueue
-from jobcollection.rules.ratecounters import granted, window
+from jobcollection.rules.ratecounters import current, granted, reserve, window, windows
 
 T = TypeVar("T")
 SECOND = 1000
@@ -65,6 +65,20 @@ def test_a_reservation_gets_what_was_left_under_the_limit(
     n_after: int, asked: int, got: int
 ) -> None:
     assert granted(n_after, asked, 5) == got
+
+
+def test_a_counter_is_current_while_its_window_lasts_with_or_without_its_limit() -> None:
+    limit = RateLimit(5, per=2.0)
+    start, end = window(START, limit.per_ms)
+    made = reserve(3, end, limit)["$setOnInsert"]
+    assert (made["max"], made["per"]) == (5, 2_000)
+    new = {"_id": {"types": ["a"], "at": start}, "n": 3, **made}
+    old = {"_id": {"types": ["b"], "at": start}, "n": 4, "expireAt": made["expireAt"]}
+    assert made["expireAt"] > current(START)[0]["expireAt"]["$gt"]
+    [a, b] = windows([new, old], START + timedelta(seconds=1))
+    assert (a.types, a.max, a.per_ms, a.started) == (("a",), 5, 2_000, 3)
+    assert (b.types, b.max, b.per_ms, b.started) == (("b",), None, 2_000, 4)  # per from expiry
+    assert windows([new, old], end) == []  # the next window: these are past
 
 
 @pytest.mark.parametrize(

@@ -282,9 +282,10 @@ async def test_the_overview_charts_and_a_job_page_wide_narrow_and_dark(
 async def test_the_queues_schedules_and_workers_pages_wide_narrow_and_dark(
     jc: JobCollection, tmp_path: Path
 ) -> None:
-    """The queues page pauses and resumes a type's claims, the schedules page runs a schedule
-    now and pauses it, the workers page names the job server's leader; each fits a 400-px
-    screen without sideways scrolling of the page, light and dark, under the policy."""
+    """The queues page pauses and resumes a type's claims, and shows a pause made elsewhere
+    by itself (live), the schedules page runs a schedule now and pauses it, the workers page
+    names the job server's leader; each fits a 400-px screen without sideways scrolling of
+    the page, light and dark, under the policy."""
     from playwright.async_api import async_playwright, expect
 
     from jobcollection import ConcurrencyLimit
@@ -318,6 +319,10 @@ async def test_the_queues_schedules_and_workers_pages_wide_narrow_and_dark(
             await page.screenshot(path=str(ARTIFACTS / "11-queues.png"), full_page=True)
             await row.locator('td.claims button:text("Resume")').click()
             await expect(row.locator("td.claims.claimed")).to_be_visible()
+            await jc.pause_type("type-1")  # not from the page: it learns of it by itself
+            other = page.locator('#queues tr[data-type="type-1"] td.claims.paused')
+            await expect(other).to_be_visible()
+            await jc.resume_type("type-1")
 
             await page.click("header >> text=Schedules")
             nightly = page.locator('#schedules tr[data-id="nightly"]')

@@ -55,7 +55,7 @@ async def test_the_queues_page_shows_each_type_with_its_backlog_claims_and_limit
     running = row(page, 'data-type="running"')
     assert 'class="limit full">1 of 1 running (100%)' in running
     assert "claims claimed" in running and "Pause" in running
-    assert "rate limits are set per queue" in page
+    assert "Rate limits are set per queue" in page and "Rate limits</h2>" in page
 
     reply = await http.post(
         "/claims/resume", data={"csrf": csrf_of(page), "type": "mail", "back": "/queues"}

@@ -5,39 +5,37 @@ claims at most what it got (through the concurrency limits: slots.py) and gives 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ..model.document import JobDoc
 from ..model.errors import DatabaseError
-from ..model.ratelimit import LimitedWork, RateLimit
+from ..model.ratelimit import LimitedWork, RateLimit, RateWindow
 from ..model.types import Id
-from ..mongo.indexes import Index
+from ..mongo.indexes import LIMITS_INDEX
 from ..mongo.store import Store, is_duplicate
 from ..rules import transitions
 from ..rules.ratecounters import (
-    EXPIRE_AT,
     SCAN_FACTOR,
     counter_id,
+    current,
     give_back,
     granted,
     group_key,
     group_of,
     reserve,
     window,
+    windows,
 )
 
 if TYPE_CHECKING:
     from .claiming import Claimer
     from .slots import Slots
 
-COUNTER_INDEX = Index(
-    ((EXPIRE_AT, 1),),
-    expire_after_seconds=0,
-    serves="rate-limit counters: MongoDB deletes each a few windows after its own (TTL); "
-    "counters are otherwise read and written by _id only",
-)
-"""The one index of the counters' collection (`<root>.limits`)."""
+COUNTERS_READ: Final = 500
+"""The most counters `current_windows` reads (those whose windows end last): a limit with
+many groups, or many limits, may have more in their current windows."""
 
 
 class Limiter:
@@ -52,7 +50,7 @@ class Limiter:
     async def _take(self, counter: Any, asked: int, end: datetime, limit: RateLimit) -> int:
         """Reserve up to `asked` slots of one counter; the number got (the excess is given
         back at once)."""
-        update = reserve(asked, end, limit.per_ms)
+        update = reserve(asked, end, limit)
         try:
             after = await self.counters.find_one_and_update(
                 {"_id": counter}, update, {"n": 1}, upsert=True
@@ -77,7 +75,7 @@ class Limiter:
     async def _ensure_index(self) -> None:
         if self._indexed:
             return
-        await self.counters.create_index(COUNTER_INDEX.keys, **COUNTER_INDEX.options())
+        await self.counters.create_index(LIMITS_INDEX.keys, **LIMITS_INDEX.options())
         self._indexed = True
 
     async def get_work(
@@ -157,3 +155,20 @@ def counter_store(jobs: Store) -> Store:
     """The Store of the rate-limit counters of a jobs collection (`<root>.limits` beside
     `<root>.jobs`)."""
     return jobs.sibling(jobs.collection.name.removesuffix(".jobs") + ".limits")
+
+
+@dataclass(frozen=True, slots=True)
+class RateWindows:
+    """The rate limits' current windows (`current_windows`), and whether the read stopped at
+    its cap (COUNTERS_READ counters): then some limits or groups may be missing or short."""
+
+    windows: list[RateWindow]
+    cut: bool
+
+
+async def current_windows(jobs: Store, now: datetime, most: int = COUNTERS_READ) -> RateWindows:
+    """The current window of every rate limit that started a job in it, from one read of at
+    most `most` counters (served by the TTL index on expireAt: rules/ratecounters.py)."""
+    query, order = current(now)
+    docs = await counter_store(jobs).find(query, sort=order, limit=most + 1)
+    return RateWindows(windows(docs[:most], now), len(docs) > most)

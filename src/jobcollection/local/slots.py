@@ -26,12 +26,13 @@ from ..model.concurrency import ConcurrencyLimit
 from ..model.document import JobDoc
 from ..model.errors import DatabaseError
 from ..model.types import Id
+from ..mongo.indexes import LIMITS_INDEX
 from ..mongo.store import Document, Store, is_duplicate
 from ..rules import concurrency as rules
 from ..rules import transitions
 from ..rules.ratecounters import SCAN_FACTOR, group_key, group_of
 from .claiming import Claimer
-from .limiter import COUNTER_INDEX, counter_store
+from .limiter import counter_store
 from .settings import Settings
 
 logger = logging.getLogger("jobcollection")
@@ -247,7 +248,7 @@ class Slots:
     async def _lock_store(self) -> Store:
         if self._locks is None:
             locks = counter_store(self._jobs)
-            await locks.create_index(COUNTER_INDEX.keys, **COUNTER_INDEX.options())
+            await locks.create_index(LIMITS_INDEX.keys, **LIMITS_INDEX.options())
             self._locks = locks
         return self._locks
 

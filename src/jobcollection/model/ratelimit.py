@@ -1,5 +1,6 @@
-"""Global rate limits as values: a queue's limit (`RateLimit`) and what a claim under one got
-(`LimitedWork`). How limits are enforced: rules/ratecounters.py (the pure counter rules) and
+"""Global rate limits as values: a queue's limit (`RateLimit`), what a claim under one got
+(`LimitedWork`) and how far a limit's current window is (`RateWindow`). How limits are
+enforced: rules/ratecounters.py (the pure counter rules) and
 local/limiter.py (the claims that apply them)."""
 
 from __future__ import annotations
@@ -64,3 +65,22 @@ class LimitedWork:
 
     docs: list[JobDoc]
     next_window: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RateWindow:
+    """A rate limit's current window, as its counters in `<root>.limits` tell: the types it
+    covers, its group_by (None: one counter), the limit it counts against (`max` None: its
+    counters were written by a version that did not record it), the window's length and
+    start, the jobs started in it (in every group), and with group_by the groups seen in it
+    and the fullest one with its count."""
+
+    types: tuple[str, ...]
+    group_by: str | None
+    max: int | None
+    per_ms: int
+    start: datetime
+    started: int
+    groups: int = 0
+    fullest: Any = None
+    fullest_n: int = 0

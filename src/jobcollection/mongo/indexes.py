@@ -178,5 +178,19 @@ HISTORY_INDEXES: tuple[Index, ...] = (
     ),
 )
 """The indexes of `<root>.history` (local/history.py creates them)."""
-SIDE_INDEXES: tuple[Index, ...] = (WORKERS_INDEX, *SCHEDULE_INDEXES, *HISTORY_INDEXES)
+LIMITS_INDEX = Index(
+    (("expireAt", 1),),
+    expire_after_seconds=0,
+    serves="the rate-limit counters and claim locks (`<root>.limits`): MongoDB deletes each "
+    "counter a few windows after its own, and an idle lock after an hour (TTL); the dashboard "
+    "reads the counters that expire last, the current windows' among them "
+    "(rules/ratecounters.py current); otherwise they are read and written by _id only",
+)
+"""The index of `<root>.limits` beside `_id` (local/limiter.py and local/slots.py create it)."""
+SIDE_INDEXES: tuple[Index, ...] = (
+    WORKERS_INDEX,
+    *SCHEDULE_INDEXES,
+    *HISTORY_INDEXES,
+    LIMITS_INDEX,
+)
 """The indexes of the collections beside the jobs whose queries are not by `_id` alone."""

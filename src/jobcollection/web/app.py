@@ -14,17 +14,25 @@
                                 jobs 50 a page; /batches/{id} a batch (no graph)
     POST /workflows/{id}/{cancel|retry}, /batches/{id}/{cancel|retry}   cancel its unfinished
                                 jobs, or restart its failed and cancelled ones
-    GET  /queues                per job type: counts, claims, concurrency, backlog, queues
+    GET  /queues                per job type: counts, claims, concurrency, backlog, queues;
+                                the rate limits' current windows
     GET  /schedules             schedule objects and repeating jobs
+    GET  /workers               the worker registry and the job server's leader
     POST /schedules/{trigger|pause|resume}   run a schedule (form field `id`) now, pause it,
                                 resume it
     POST /claims/{pause|resume} pause or resume a type's claims (or every type's) everywhere
     POST /limits/{set|remove}   set or remove a type's concurrency limit
     GET  /bulk/{action}?filters the count of the jobs an action on a filter would touch
     POST /bulk/{action}         do it (the filter again, as form fields)
-    GET  /events[?job=ID]       server-sent events: `change` when the counts (or the job) change
+    GET  /events[?job=ID|watch=queues|schedules|workers]   server-sent events: `change`
+                                when the counts (or the job, or what the page watched shows)
+                                change
     GET|POST /login, POST /logout   a form that keeps a bearer token in a cookie
     GET  /static/{name}         the stylesheet and the script (assets.py)
+
+The job list, the queues, schedules and workers pages answer `?part=live` (beside their own
+query) with their live part only: what the live script reloads on each `change` (the overview
+and a job page answer it at /live and /jobs/{id}/live).
 
 Every action is a method call, `jc.call(method, ..., user_id=user)`, so the collection's
 allow/deny rules decide (403 when they refuse). Reads use the Python API (`stats`,
@@ -60,6 +68,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..api.workflows import WorkflowStatus
+from ..local.limiter import current_windows
 from ..model import validation as v
 from ..model.concurrency import MAX_RUNNING, ConcurrencyLimit
 from ..model.constants import Status
@@ -81,7 +90,14 @@ from .hosts import allowed_hosts_from
 from .html import pretty
 from .job_facts import holder, last_run
 from .pages import ACTIONS, Filters, View
-from .queue_pages import SCHEDULE_ACTIONS, Queues, queues_page, schedules_page
+from .queue_pages import (
+    SCHEDULE_ACTIONS,
+    Queues,
+    queues_live,
+    queues_page,
+    schedules_live,
+    schedules_page,
+)
 from .security import Guard
 from .trends import WINDOWS, trends
 from .workflow_pages import GROUP_ACTIONS, Group, group_page, related
@@ -131,6 +147,16 @@ text: the page says how far it searched, and its next page searches further back
 REPEATING_SCAN = 500
 """How many of the newest pending jobs the schedules page looks for repeating ones among
 (no index serves "repeats": a capped read, as its note says)."""
+
+PART = "part"
+"""The query parameter that asks a live page for its live part only (`?part=live`)."""
+WATCHED: dict[str, Callable[[JobCollection], Awaitable[Any]]] = {
+    "queues": lambda jc: asyncio.gather(jc.paused_types(), jc.concurrency_limits()),
+    "schedules": lambda jc: jc.schedules.list(),
+    "workers": lambda jc: asyncio.gather(jc.workers(), jc.job_server_leader()),
+}
+"""What an event stream `?watch=` by a page reads (besides the counts) to tell a change: what
+the page shows that may change without a job changing (a pause, a schedule, a queue)."""
 
 ReadOnly = bool | Callable[[Any], bool]
 
@@ -362,6 +388,26 @@ class Dashboard:
         and the rules permit jobSetConcurrencyLimit (asked as for removing the limit)."""
         return not view.read_only and self.jc.permits(SET_LIMIT, job_type, None, user_id=view.user)
 
+    @staticmethod
+    def live_only(request: Request) -> bool:
+        """Whether a live page is asked for its live part only (`?part=live`; 400 for any
+        other part)."""
+        part = request.query_params.get(PART)
+        if part is not None and part != "live":
+            raise Refused(400, "Bad request", f"{PART}: {_shown(part)!r} is not live")
+        return part is not None
+
+    @staticmethod
+    def live_part(
+        view: View, path: str, fragment: str, query: Sequence[tuple[str, str]] = ()
+    ) -> str:
+        """The live part of the page at `path` (with its own `query`: a job list's filters):
+        reloaded from the same URL with `?part=live` when the events `?watch=` by the page
+        (or, for the job list, the counts) change."""
+        watch = [("watch", path.strip("/"))] if path.strip("/") in WATCHED else []
+        events = view.url("/events", watch)
+        return pages.live_part(events, view.url(path, [*query, (PART, "live")]), fragment)
+
     async def live_fragment(self, view: View) -> str:
         return (await self._live(view))[0]
 
@@ -415,19 +461,24 @@ class Dashboard:
         """The registered queues, with how long each held job has run (one read of the held
         jobs), and the job server's leader."""
         view = await self.view(request)
+        live_only = self.live_only(request)
         workers = await self.jc.workers()
         held = [i for w in workers for i in w.held]
         jobs = await self.jc.get_jobs(held, get_log=True) if held else []
         started = {job.id: run.started for job in jobs if (run := last_run(job.doc))}
         leader = await self.jc.job_server_leader()
         now = self.jc.clock.now()
-        return HTMLResponse(pages.workers_page(view, workers, leader, started, now))
+        fragment = pages.workers_live(view, workers, leader, started, now)
+        if live_only:
+            return HTMLResponse(fragment)
+        return HTMLResponse(pages.workers_page(view, self.live_part(view, "/workers", fragment)))
 
     async def queues(self, request: Request) -> Response:
         """Per job type: counts, claims, the concurrency limit in force and how close the
-        type is, backlog and oldest ready job, the queues serving it (four reads, whatever
-        the number of jobs)."""
+        type is, backlog and oldest ready job, the queues serving it; then the rate limits'
+        current windows (five reads, whatever the number of jobs)."""
         view = await self.view(request)
+        live_only = self.live_only(request)
         stats = await self.jc.stats()
         queues = Queues(
             counts=stats.counts,
@@ -435,13 +486,18 @@ class Dashboard:
             paused=await self.jc.paused_types(),
             limits=await self.jc.concurrency_limits(),
             workers=await self.jc.workers(),
+            rates=await current_windows(self.jc.service.store, self.jc.clock.now()),
         )
-        return HTMLResponse(queues_page(view, queues))
+        fragment = queues_live(view, queues)
+        if live_only:
+            return HTMLResponse(fragment)
+        return HTMLResponse(queues_page(view, self.live_part(view, "/queues", fragment)))
 
     async def schedules(self, request: Request) -> Response:
         """The schedule objects, and the repeating jobs among the REPEATING_SCAN newest
         pending jobs (one read of each, whatever the number of jobs)."""
         view = await self.view(request)
+        live_only = self.live_only(request)
         listed = await self.jc.schedules.list()
         page = await self.jc.find_jobs(status=list(PENDING), limit=REPEATING_SCAN)
         repeating = [job for job in page.jobs if job.doc.repeats]
@@ -449,9 +505,11 @@ class Dashboard:
         def may(method: str, schedule_id: str) -> bool:
             return not view.read_only and self.jc.permits(method, schedule_id, user_id=view.user)
 
-        return HTMLResponse(
-            schedules_page(view, listed, may, repeating, REPEATING_SCAN, self.jc.clock.now())
-        )
+        now = self.jc.clock.now()
+        fragment = schedules_live(view, listed, may, repeating, REPEATING_SCAN, now)
+        if live_only:
+            return HTMLResponse(fragment)
+        return HTMLResponse(schedules_page(view, self.live_part(view, "/schedules", fragment)))
 
     async def schedule_act(self, request: Request) -> Response:
         """Run a schedule now, pause or resume it (form field `id`), as the user."""
@@ -468,41 +526,47 @@ class Dashboard:
         return RedirectResponse(view.url("/schedules"), 303)
 
     async def jobs(self, request: Request) -> Response:
+        """The job list: the filter form, then its live part (a page of the jobs matching the
+        filters, by the cursor `after`), or that part alone (`?part=live`); `id=` goes to a
+        job's page."""
         view = await self.view(request)
-        types = sorted({t for t, _ in (await self.jc.stats()).counts})
+        live_only = self.live_only(request)
+        after = request.query_params.get("after") or None
+        filters = Filters()
+
+        async def answer(fragment: str, status: int = 200) -> Response:
+            if live_only:
+                return HTMLResponse(fragment, status)
+            types = sorted({t for t, _ in (await self.jc.stats()).counts})
+            query = [*filters.query(), *([("after", after)] if after else [])]
+            live = self.live_part(view, "/jobs", fragment, query)
+            return HTMLResponse(pages.job_list(view, filters, types, live), status)
+
         try:
             filters = filters_from(request.query_params.multi_items())
         except InvalidArgument as exc:
-            return HTMLResponse(pages.job_list(view, Filters(), types, [], None, str(exc)), 400)
+            return await answer(pages.job_list_live(view, filters, [], None, str(exc)), 400)
         given = request.query_params.get("id", "").strip()
         if given:
-            return await self._find_by_id(view, given, filters, types)
+            try:
+                job = await self.jc.get_job(v.job_id(given, "id"))
+            except InvalidArgument as exc:
+                return await answer(pages.job_list_live(view, filters, [], None, str(exc)), 400)
+            if job is None:
+                error = f"no job {_shown(given)}"
+                return await answer(pages.job_list_live(view, filters, [], None, error), 404)
+            return RedirectResponse(view.job_url(job.id), 303)
         scanned = FAILURE_SCAN if filters.failure else None
         try:
             page = await self.jc.find_jobs(
-                **find_arguments(filters),
-                limit=scanned or PAGE_SIZE,
-                after=request.query_params.get("after") or None,
+                **find_arguments(filters), limit=scanned or PAGE_SIZE, after=after
             )
         except InvalidArgument as exc:
-            return HTMLResponse(pages.job_list(view, filters, types, [], None, str(exc)), 400)
+            return await answer(pages.job_list_live(view, filters, [], None, str(exc)), 400)
         jobs = page.jobs
         if filters.failure:
             jobs = [job for job in jobs if failed_with(job, filters.failure)]
-        return HTMLResponse(pages.job_list(view, filters, types, jobs, page.next, None, scanned))
-
-    async def _find_by_id(
-        self, view: View, given: str, filters: Filters, types: Sequence[str]
-    ) -> Response:
-        """The page of the job with this id (a 404 list saying there is none)."""
-        try:
-            job = await self.jc.get_job(v.job_id(given, "id"))
-        except InvalidArgument as exc:
-            return HTMLResponse(pages.job_list(view, filters, types, [], None, str(exc)), 400)
-        if job is None:
-            error = f"no job {_shown(given)}"
-            return HTMLResponse(pages.job_list(view, filters, types, [], None, error), 404)
-        return RedirectResponse(view.job_url(job.id), 303)
+        return await answer(pages.job_list_live(view, filters, jobs, page.next, None, scanned))
 
     async def _job(self, request: Request) -> Any:
         job = await self.jc.get_job(
@@ -760,11 +824,16 @@ class Dashboard:
 
     # --- live updates -------------------------------------------------------------------------
 
-    async def _state(self, job_id: Any) -> dict[str, Any]:
-        """What the events compare: the counts, or one job's status, progress and log."""
+    async def _state(self, job_id: Any, watch: str | None = None) -> dict[str, Any]:
+        """What the events compare: the counts (and what the page `watch` names shows:
+        WATCHED), or one job's status, progress and log."""
         if job_id is None:
             stats = await self.jc.stats()
-            return {"counts": {f"{t}/{s}": n for (t, s), n in sorted(stats.counts.items())}}
+            counts = {f"{t}/{s}": n for (t, s), n in sorted(stats.counts.items())}
+            state: dict[str, Any] = {"counts": counts}
+            if watch is not None:
+                state[watch] = repr(await WATCHED[watch](self.jc))
+            return state
         job = await self.jc.get_job(job_id, get_log=True)
         if job is None:
             return {"status": None}
@@ -801,23 +870,24 @@ class Dashboard:
             logger.warning("the dashboard's change stream failed (%r); polling", ended)
 
     async def stream(
-        self, job_id: Any, revoked: asyncio.Future[None] | None = None
+        self, job_id: Any, revoked: asyncio.Future[None] | None = None, watch: str | None = None
     ) -> AsyncIterator[str]:
         """`change` now and whenever the state changes, for at most events_max_s (the
         browser then reconnects), until the dashboard closes, or until `revoked` is done (the
         user's token was revoked: the browser's reconnection then meets the login form). The
         state is read again when a call through this JobCollection or a change stream says
         something changed, and every poll_s otherwise (changes made by other processes
-        without change streams)."""
+        without change streams). `watch`: a page of WATCHED, whose state is read with the
+        counts."""
         try:
-            async for event in self._changes(job_id, revoked):
+            async for event in self._changes(job_id, revoked, watch):
                 yield event
         finally:
             if revoked is not None:
                 revoked.cancel()
 
     async def _changes(
-        self, job_id: Any, revoked: asyncio.Future[None] | None
+        self, job_id: Any, revoked: asyncio.Future[None] | None, watch: str | None
     ) -> AsyncIterator[str]:
         self._watch()
         loop = asyncio.get_running_loop()
@@ -827,7 +897,7 @@ class Dashboard:
         number = 0
         while not self.closing.is_set() and not (revoked is not None and revoked.done()):
             try:
-                state = await self._state(job_id)
+                state = await self._state(job_id, watch)
             except DatabaseError as exc:  # the browser reconnects after `retry`
                 logger.warning("the dashboard's event stream ends: %r", exc)
                 return
@@ -856,6 +926,9 @@ class Dashboard:
         view = await self.view(request)
         given = request.query_params.get("job")
         job_id = v.job_id(given, "job") if given else None
+        watch = request.query_params.get("watch") or None
+        if watch is not None and (watch not in WATCHED or job_id is not None):
+            raise Refused(400, "Bad request", f"watch: {_shown(watch)!r} is not a page to watch")
         headers = {"X-Accel-Buffering": "no"}
         if request.method == "HEAD":
             return Response(media_type="text/event-stream", headers=headers)
@@ -870,7 +943,7 @@ class Dashboard:
             asked = _with_bearer(request, token) if view.cookie_login else request
             if asked is not None:
                 revoked = asyncio.ensure_future(until_revoked(self.auth, asked, view.user))
-        return _Stream(self._stream_ended, self.stream(job_id, revoked), headers=headers)
+        return _Stream(self._stream_ended, self.stream(job_id, revoked, watch), headers=headers)
 
     def _stream_ended(self) -> None:
         self.streams -= 1

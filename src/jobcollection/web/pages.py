@@ -112,6 +112,15 @@ def layout(
     )
 
 
+def live_part(events: str, fragment_url: str, fragment: str) -> str:
+    """A page's live part: `fragment` in the `#live` element, which the live script reloads
+    from `fragment_url` on each `change` event of the `events` stream (assets.py)."""
+    return (
+        f'<div id="live" data-events="{e(events)}" data-fragment="{e(fragment_url)}" '
+        f'data-event="">{fragment}</div>'
+    )
+
+
 def badge(status: str) -> str:
     return f'<span class="status {e(status)}">{e(status)}</span>'
 
@@ -242,26 +251,24 @@ def overview(view: View, fragment: str, below: str = "", trends: str = "") -> st
     """The overview page: its live part (`fragment`, counts_fragment), then `below` (forms
     that the live part's reloads must not wipe while someone types in them), then the
     `trends` (web/trends.py: read at each load of the page)."""
-    body = (
-        f'<div id="live" data-events="{e(view.url("/events"))}" '
-        f'data-fragment="{e(view.url("/live"))}" data-event="">{fragment}</div>{below}{trends}'
-    )
-    return layout(view, "Overview", body, live=True, charts=True)
+    live = live_part(view.url("/events"), view.url("/live"), fragment)
+    return layout(view, "Overview", live + below + trends, live=True, charts=True)
 
 
 # --- workers ------------------------------------------------------------------------------------
 
 
-def workers_page(
+def workers_live(
     view: View,
     workers: Sequence[WorkerInfo],
     leader: Leader | None = None,
     started: Mapping[Any, datetime] | None = None,
     now: datetime | None = None,
 ) -> str:
-    """The live queues of every process (the worker registry): host, pid, version, types,
-    concurrency, each with the jobs it holds and how long each has run (`started`: when
-    their last run started, given `now`); and which process leads the job server."""
+    """The workers page's live part: the live queues of every process (the worker registry):
+    host, pid, version, types, concurrency, each with the jobs it holds and how long each has
+    run (`started`: when their last run started, given `now`); and which process leads the
+    job server."""
     started = started or {}
     head = "".join(
         f"<th>{h}</th>"
@@ -313,13 +320,17 @@ def workers_page(
         if leader is None
         else f"{leader.host} pid {leader.pid} (since {stamp(leader.since)}, epoch {leader.epoch})"
     )
+    return table + f'<p class="note" id="leader">Job server: led by {e(led)}.</p>'
+
+
+def workers_page(view: View, live: str) -> str:
+    """The workers page: its `live` part (live_part around workers_live), then a note."""
     note = (
-        f'<p class="note" id="leader">Job server: led by {e(led)}.</p>'
         '<p class="note">Every queue registers itself every third of its TTL (10 of 30 seconds '
         "by default) with the jobs it holds, and leaves at its shutdown; one not seen within "
         "its TTL is gone. Beside each held job: how long its run has lasted.</p>"
     )
-    return layout(view, "Workers", table + note)
+    return layout(view, "Workers", live + note, live=True)
 
 
 # --- job list -----------------------------------------------------------------------------------
@@ -408,19 +419,19 @@ def filter_form(view: View, filters: Filters, types: Iterable[str]) -> str:
     )
 
 
-def job_list(
+def job_list_live(
     view: View,
     filters: Filters,
-    types: Iterable[str],
     jobs: Sequence[Job],
     next_cursor: str | None,
     error: str | None = None,
     scanned: int | None = None,
 ) -> str:
-    """A page of jobs with the filter form; `scanned`: a failure text search read the newest
-    (or oldest) so many jobs of the other filters (after the `after` cursor), and says so;
-    its next page searches the next ones. Bulk actions are offered for filters MongoDB applies."""
-    body = [filter_form(view, filters, types)]
+    """The job list's live part: a page of jobs; `scanned`: a failure text search read the
+    newest (or oldest) so many jobs of the other filters (after the `after` cursor), and says
+    so; its next page searches the next ones. Bulk actions are offered for filters MongoDB
+    applies."""
+    body = []
     if error is not None:
         body.append(f'<p class="error">{e(error)}</p>')
     if scanned is not None:
@@ -454,7 +465,13 @@ def job_list(
             for name, (label, _) in ACTIONS.items()
         )
         body.append(f"<p>Every job matching {e(filters.describe())}: {links}</p>")
-    return layout(view, "Jobs", "".join(body))
+    return "".join(body)
+
+
+def job_list(view: View, filters: Filters, types: Iterable[str], live: str) -> str:
+    """The job list: the filter form (outside the `live` part, which is reloaded while
+    someone may be typing in it), then the live part (live_part around job_list_live)."""
+    return layout(view, "Jobs", filter_form(view, filters, types) + live, live=True)
 
 
 # --- job page -----------------------------------------------------------------------------------
@@ -569,8 +586,7 @@ def job_page(
     body = (
         f'<table id="summary">{rows}</table>{group_links(view, doc.workflow, doc.batches)}'
         f'<h2>Data</h2><pre id="data">{e(pretty(doc.data))}</pre>'
-        f'<div id="live" data-events="{e(events)}" data-fragment="{e(live_url)}" '
-        f'data-event="">{job_live(view, job, now, held_by)}</div>'
+        f"{live_part(events, live_url, job_live(view, job, now, held_by))}"
         f'<h2>Dependencies</h2><div id="depends"><p>Waits on:</p>'
         f"{_job_links(view, doc.depends, statuses)}"
         f"<p>Resolved:</p>{_job_links(view, doc.resolved, statuses)}</div>"

@@ -1,18 +1,23 @@
 """The dashboard's operations pages: the queues (per job type: counts, claims paused or not,
-the concurrency limit and how close the type is to it, the backlog and its oldest job) and the
-schedules (schedule objects with their next and last runs, and the repeating jobs). Pure: the
-routes (app.py) read what they show."""
+the concurrency limit and how close the type is to it, the backlog and its oldest job; then
+the rate limits' current windows) and the schedules (schedule objects with their next and
+last runs, and the repeating jobs). Pure: the routes (app.py) read what they show. Each page
+is its live part (`..._live`, what its script reloads) inside the page around it."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from ..api.job import Job
+from ..local.limiter import COUNTERS_READ, RateWindows
 from ..model import describe
 from ..model.concurrency import ConcurrencyLimit
 from ..model.constants import JOB_STATUSES, Status
+from ..model.ratelimit import RateWindow
 from ..model.schedules import Schedule
 from ..model.types import Paused
 from ..model.workers import WorkerInfo
@@ -26,8 +31,10 @@ SCHEDULE_ACTIONS = {
 }
 """Each schedule action: its label and the method it calls (with the schedule's id)."""
 NEXT_SHOWN = 3
-_MS = timedelta(milliseconds=1)
 """How many of a schedule's next runs its row lists."""
+_MS = timedelta(milliseconds=1)
+GROUP_SHOWN = 60
+"""The most characters of a group's value the rate limits' table shows."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +46,7 @@ class Queues:
     paused: Paused
     limits: Mapping[str, ConcurrencyLimit]
     workers: Sequence[WorkerInfo]
+    rates: RateWindows
 
 
 def closeness(limit: ConcurrencyLimit | None, running: int) -> str:
@@ -61,10 +69,66 @@ def capacity(job_type: str, workers: Sequence[WorkerInfo]) -> str:
     return f"{len(serving)} {'queue' if len(serving) == 1 else 'queues'}, {slots} at once"
 
 
-def queues_page(view: View, queues: Queues) -> str:
+def group_text(value: Any) -> str:
+    """A group's value as the rate limits' table shows it (cut to GROUP_SHOWN characters)."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= GROUP_SHOWN else text[:GROUP_SHOWN] + "..."
+
+
+def rate_window(w: RateWindow) -> str:
+    """How close a rate limit is in its current window: `3 of 5 per 1s (60%)`; with a limit
+    per group, the limit and the jobs started in every group; `3 started this window, limit
+    unknown` for counters written before they recorded their limit."""
+    per = describe.duration(w.per_ms)
+    if w.max is None:
+        return f"{w.started} started this window, limit unknown"
+    if w.group_by is not None:
+        return f"at most {w.max} per {w.group_by} per {per}; {w.started} started in all"
+    return f"{w.started} of {w.max} per {per} ({100 * w.started // w.max}%)"
+
+
+def rate_groups(w: RateWindow) -> str:
+    """A limit per group: the groups seen this window and the fullest (`-` without)."""
+    if w.group_by is None:
+        return "-"
+    fullest = (
+        f"{w.fullest_n} of {w.max} ({100 * w.fullest_n // w.max}%)" if w.max else str(w.fullest_n)
+    )
+    plural = "group" if w.groups == 1 else "groups"
+    return f"{w.groups} {plural}; fullest {group_text(w.fullest)}: {fullest}"
+
+
+def rates_table(rates: RateWindows) -> str:
+    """Each rate limit that started a job in its current window: the types it covers, how
+    close it is (marked when full), its groups; and whether the read stopped at its cap."""
+    rows = []
+    for w in rates.windows:
+        n = w.started if w.group_by is None else w.fullest_n
+        full = w.max is not None and n >= w.max
+        rows.append(
+            f'<tr class="rate" data-types="{e(",".join(w.types))}" '
+            f'data-group-by="{e(w.group_by or "")}"><td>{e(", ".join(w.types))}</td>'
+            f'<td class="window{" full" if full else ""}">{e(rate_window(w))}</td>'
+            f'<td class="groups">{e(rate_groups(w))}</td></tr>'
+        )
+    table = (
+        '<h2>Rate limits</h2><div class="table-wrap"><table id="rates"><tr><th>types</th>'
+        f"<th>this window</th><th>groups</th></tr>{''.join(rows)}</table></div>"
+    )
+    if not rates.windows:
+        table += '<p class="note">No job started under a rate limit in its current window.</p>'
+    if rates.cut:
+        table += (
+            f'<p class="note" id="rates-cut">Read the {COUNTERS_READ:,} counters whose windows '
+            "end last, and there are more: some limits or groups may be missing here.</p>"
+        )
+    return table
+
+
+def queues_live(view: View, queues: Queues) -> str:
     """Per job type: its jobs by status, the backlog (ready) and the age of its oldest ready
     job, whether its claims are paused everywhere (with the button), its concurrency limit
-    and how close it is, and the queues registered for it."""
+    and how close it is, and the queues registered for it; then the rate limits."""
     counts = queues.counts
     served = {t for w in queues.workers for t in w.types}
     types = sorted({t for t, _ in counts} | set(queues.paused.types) | set(queues.limits) | served)
@@ -105,12 +169,18 @@ def queues_page(view: View, queues: Queues) -> str:
         f"<th>every type</th>{claims_cell(view, None, queues.paused, '/queues')}</tr>"
         "</table></div>"
     )
+    return table + every + rates_table(queues.rates)
+
+
+def queues_page(view: View, live: str) -> str:
+    """The queues page: its `live` part (pages.live_part around queues_live), then notes."""
     note = (
         '<p class="note">Backlog: the jobs ready to run now. Concurrency limits hold on every '
-        "process (set them on the overview); rate limits are set per queue (JobQueue "
-        "rate_limit) and queues do not register them, so this page cannot show them.</p>"
+        "process (set them on the overview). Rate limits are set per queue (JobQueue "
+        "rate_limit): the counters of their current windows say how many jobs each let start "
+        "and, since this version, the limit they count against.</p>"
     )
-    return layout(view, "Queues", table + every + note)
+    return layout(view, "Queues", live + note, live=True)
 
 
 # --- schedules ----------------------------------------------------------------------------------
@@ -188,7 +258,7 @@ def repeating_rows(view: View, jobs: Sequence[Job], now: datetime) -> str:
     return "".join(rows)
 
 
-def schedules_page(
+def schedules_live(
     view: View,
     schedules: Sequence[Schedule],
     may: Callable[[str, str], bool],
@@ -196,9 +266,9 @@ def schedules_page(
     scanned: int,
     now: datetime,
 ) -> str:
-    """The schedule objects (timing, next runs, last run and its outcome, paused or not, with
-    the buttons the user may press), then the repeating jobs found among the `scanned` newest
-    pending jobs (their schedule, repeats, next runs)."""
+    """The schedules page's live part: the schedule objects (timing, next runs, last run and
+    its outcome, paused or not, with the buttons the user may press), then the repeating jobs
+    found among the `scanned` newest pending jobs (their schedule, repeats, next runs)."""
     table = (
         '<div class="table-wrap"><table id="schedules"><tr><th>id</th><th>type</th>'
         "<th>when</th><th>next runs</th><th>last run</th><th>skipped</th><th>state</th>"
@@ -214,4 +284,9 @@ def schedules_page(
         f'<p class="note" id="scanned">Jobs that repeat (job.repeat()), among the newest '
         f"{scanned:,} waiting, ready or paused jobs.</p>"
     )
-    return layout(view, "Schedules", table + jobs)
+    return table + jobs
+
+
+def schedules_page(view: View, live: str) -> str:
+    """The schedules page: its `live` part (pages.live_part around schedules_live)."""
+    return layout(view, "Schedules", live, live=True)
