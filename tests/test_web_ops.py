@@ -20,6 +20,7 @@ from helpers import WORKER, stored_job
 from jobcollection import ConcurrencyLimit, JobCollection, ManualClock, __version__, chain
 from jobcollection.remote import TokenAuth
 from jobcollection.rules.history import LAG
+from jobcollection.web import app as web_app
 from jobcollection.web import create_dashboard
 from recording import Command, Recorder, recording
 from test_web_history import HOSTILE, every_state
@@ -424,3 +425,30 @@ async def test_the_job_list_sorts_oldest_first_and_keeps_every_filter_in_its_lin
 async def status_of(jc: JobCollection, job_id: Any) -> str | None:
     job = await jc.get_job(job_id)
     return None if job is None else job.doc.status
+
+
+async def test_a_capped_read_says_on_the_page_that_it_was_cut_and_how_to_narrow_it(
+    jc: JobCollection, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(web_app, "REPEATING_SCAN", 2)
+    monkeypatch.setattr(web_app, "FAILURE_SCAN", 2)
+    http = client(create_dashboard(jc))
+    await jc.create_job("digest").repeat(schedule="0 9 * * 1-5").save()
+    await jc.create_job("mail").save()
+    whole = (await http.get("/schedules")).text
+    assert "among the newest 2 waiting" in whole and 'id="cut"' not in whole
+    await jc.create_job("mail").save()
+    cut = (await http.get("/schedules")).text
+    assert 'id="cut"' in cut and "Cut: more than 2 jobs are waiting, ready or paused" in cut
+    assert "schedule object" in cut and 'href="/jobs?status=waiting"' in cut
+
+    for _ in range(2):
+        job = await jc.create_job("failed").retry(0).save()
+        [claimed] = await jc.get_work("failed")
+        assert claimed.id == job
+        await claimed.fail({"message": "disk full"})
+    searched = (await http.get("/jobs", params={"failure": "disk", "type": "failed"})).text
+    assert "searched the newest 2 jobs" in searched and 'id="cut"' not in searched
+    more = (await http.get("/jobs", params={"failure": "disk"})).text
+    assert 'id="cut"' in more and "Narrow them (a type, status=failed" in more
+    assert 'id="next"' in more

@@ -440,7 +440,8 @@ class Dashboard:
 
     async def schedules(self, request: Request) -> Response:
         """The schedule objects, and the repeating jobs among the REPEATING_SCAN newest
-        pending jobs (one read of each, whatever the number of jobs)."""
+        pending jobs (one read of each, whatever the number of jobs; the page says when more
+        jobs are pending than were read)."""
         view = await self.view(request)
         listed = await self.jc.schedules.list()
         page = await self.jc.find_jobs(status=list(PENDING), limit=REPEATING_SCAN)
@@ -449,9 +450,9 @@ class Dashboard:
         def may(method: str, schedule_id: str) -> bool:
             return not view.read_only and self.jc.permits(method, schedule_id, user_id=view.user)
 
-        return HTMLResponse(
-            schedules_page(view, listed, may, repeating, REPEATING_SCAN, self.jc.clock.now())
-        )
+        now = self.jc.clock.now()
+        cut = page.next is not None
+        return HTMLResponse(schedules_page(view, listed, may, repeating, REPEATING_SCAN, now, cut))
 
     async def schedule_act(self, request: Request) -> Response:
         """Run a schedule now, pause or resume it (form field `id`), as the user."""
