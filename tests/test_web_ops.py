@@ -9,6 +9,7 @@ import html
 import os
 import re
 import socket
+import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -249,6 +250,10 @@ STATUSES = ("waiting", "ready", "paused", "running", "completed", "failed", "can
 STORED = 100_000
 """The jobs stored for the pages' command budget (issue 26: "a page with 100,000 jobs stored
 renders within the same command budget as with 10")."""
+ON_STAND_IN = {"wire_tier", "tests.wire_tier"} & set(sys.modules)
+"""Whether the suite runs on the wire stand-in (tests/wire_tier.py), whose insert reads the
+collection for each document: 100,000 jobs would take hours to store there, so it stores 2,000
+(still more than MOST_RETURNED: a page reading every job fails alike)."""
 MOST_RETURNED = 1_000
 """The most documents one command of a page may return: a page reads pages of jobs, never
 all of them (the largest read is a workflow's members, 1,000 a command)."""
@@ -318,7 +323,7 @@ async def test_every_page_costs_as_many_commands_with_100_000_jobs_as_with_ten(
     MOST_RETURNED documents: no page reads every job. No job server runs while the pages are
     read (its loop's commands would fall into a page's count at random)."""
     sent: dict[str, dict[str, list[Command]]] = {}
-    for root, stored in (("few", 0), ("many", STORED - 10)):
+    for root, stored in (("few", 0), ("many", (2_000 if ON_STAND_IN else STORED) - 10)):
         # Stored before the collection has its indexes, past the strict proxy: the in-memory
         # backend reads every job to check each insert (for a duplicate `_id`, a unique key).
         jobs = database[f"{root}.jobs"]
