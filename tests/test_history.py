@@ -218,3 +218,62 @@ async def test_the_first_pass_counts_the_last_hour_and_a_stale_mark_skips_ahead(
     clock.advance(rules.LAG.total_seconds() + 1)
     await jc.run_server_pass()  # counts from CATCH_UP back, not 20 days of ranges
     assert sum(d["completed"] for d in await buckets(jc)) == 2
+
+
+async def twenty_jobs_counted(
+    jc: JobCollection, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[Any], list[int]]:
+    """Finish 20 jobs in one minute (8 in one millisecond, as a bulk write stamps them), count
+    them with a pass; the buckets' figures, and how many jobs each read of the pass returned."""
+    await jc.run_server_pass()  # the first pass starts the count
+    for n in range(12):
+        await finish(jc, clock, f"t{n % 2}", wait=n * 0.3, run=n * 0.7, ok=n % 3 != 0)
+    await jc.save_jobs([jc.create_job("t0").retry(0) for _ in range(8)])
+    clock.advance(2)
+    claimed = await jc.get_work("t0", max_jobs=8)
+    clock.advance(0.5)
+    for job in claimed:
+        assert await job.done()  # all at one instant on the manual clock
+    history = jc._core.server.history
+    assert history is not None
+    read = history._jobs.find
+    returned: list[int] = []
+
+    async def counted_find(*args: Any, **options: Any) -> Any:
+        found = await read(*args, **options)
+        returned.append(len(found))
+        return found
+
+    monkeypatch.setattr(history._jobs, "find", counted_find)
+    clock.advance(rules.LAG.total_seconds() + 1)
+    assert await history.record() == 20
+    docs = [*await buckets(jc), *await buckets(jc, "h")]
+    figures = sorted(
+        (
+            d["span"],
+            d["type"],
+            d["start"],
+            d["completed"],
+            d.get("failed", 0),
+            d.get("wait"),
+            d.get("run"),
+        )
+        for d in docs
+    )
+    return figures, returned
+
+
+async def test_a_minute_of_more_jobs_than_a_read_is_read_in_batches_with_the_same_figures(
+    make_jc: MakeJC, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With reads of 3 jobs, a minute of 20 is counted as one read counts it: each job once,
+    the same histograms, no read returning more than 3 jobs."""
+    clock.set(T0)
+    whole, reads = await twenty_jobs_counted(await make_jc(root="whole"), clock, monkeypatch)
+    assert len(reads) == 1
+    monkeypatch.setattr(rules, "BATCH", 3)
+    clock.set(T0)
+    batched, reads = await twenty_jobs_counted(await make_jc(root="batched"), clock, monkeypatch)
+    assert max(reads) <= 3 and len(reads) > 20 // 3
+    assert batched == whole
+    assert sum(f[3] + f[4] for f in whole if f[0] == "m") == 20

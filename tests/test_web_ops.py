@@ -9,14 +9,21 @@ import html
 import os
 import re
 import socket
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 
-from jobcollection import ConcurrencyLimit, JobCollection, ManualClock, __version__
+from helpers import WORKER, stored_job
+from jobcollection import ConcurrencyLimit, JobCollection, ManualClock, __version__, chain
 from jobcollection.remote import TokenAuth
+from jobcollection.rules.history import LAG
+from jobcollection.web import app as web_app
 from jobcollection.web import create_dashboard
+from recording import Command, Recorder, recording
 from test_web_history import HOSTILE, every_state
 
 Client = Callable[..., httpx.AsyncClient]
@@ -248,27 +255,127 @@ async def test_hostile_parameters_on_the_queues_and_schedules_pages_are_no_500(
             assert "<b>" not in reply.text
 
 
-async def page_commands(jc: JobCollection, http: httpx.AsyncClient, path: str) -> int:
-    before = jc.commands
-    assert (await http.get(path)).status_code == 200
-    return jc.commands - before
+STATUSES = ("waiting", "ready", "paused", "running", "completed", "failed", "cancelled")
+STORED = 100_000
+"""The jobs stored for the pages' command budget (issue 26: "a page with 100,000 jobs stored
+renders within the same command budget as with 10")."""
+ON_STAND_IN = {"wire_tier", "tests.wire_tier"} & set(sys.modules)
+"""Whether the suite runs on the wire stand-in (tests/wire_tier.py), whose insert reads the
+collection for each document: 100,000 jobs would take hours to store there, so it stores 2,000
+(still more than MOST_RETURNED: a page reading every job fails alike)."""
+MOST_RETURNED = 1_000
+"""The most documents one command of a page may return: a page reads pages of jobs, never
+all of them (the largest read is a workflow's members, 1,000 a command)."""
 
 
-async def test_the_queues_and_schedules_pages_cost_as_many_commands_with_many_jobs_as_with_ten(
-    make_jc: Any, client: Client
+async def ten_jobs(jc: JobCollection, clock: ManualClock) -> dict[str, Any]:
+    """Jobs of two types in every status, for two users, one failed with a text, one
+    repeating, a workflow, a schedule, a registered queue holding the running job, and the
+    history counted: what each page reads has something to show."""
+    ids: dict[str, Any] = {}
+    await jc.start_job_server()  # makes the indexes; stopped before the pages are read
+    for n, status in enumerate(STATUSES):
+        job = jc.create_job(("mail", "report")[n % 2], {"to": "a"}).retry(0).for_user(f"u{n % 2}")
+        if status in ("completed", "failed", "running"):
+            job.priority("critical")  # claimed first
+        ids[status] = await (job.delay(3_600) if status == "waiting" else job).save()
+    ids["repeating"] = await jc.create_job("mail").repeat(schedule="0 * * * *").save()
+    workflow = await jc.save_workflow(chain(jc.create_job("mail"), jc.create_job("report")))
+    ids["workflow"] = workflow.id
+    await jc.schedules.upsert("s", type="report", every=60)
+    await (await jc.get_job(ids["paused"])).pause()  # type: ignore[union-attr]
+    await (await jc.get_job(ids["cancelled"])).cancel()  # type: ignore[union-attr]
+    for status in ("running", "completed", "failed"):
+        [job] = await jc.get_work(("mail", "report")[STATUSES.index(status) % 2])
+        assert job.id == ids[status]
+        clock.advance(1)
+        if status == "completed":
+            await job.done()
+        elif status == "failed":
+            await job.fail({"message": "disk full"})
+    await jc.shutdown_job_server()
+    seen = {**WORKER, "types": ["mail", "report"], "held": [ids["running"]], "holding": 1}
+    assert await jc.call("jobWorkerSeen", seen) is True
+    clock.advance(LAG.total_seconds() + 60)
+    history = jc.service.server.history
+    assert history is not None and await history.record() >= 2
+    return ids
+
+
+def stored_jobs(count: int, now: datetime) -> Iterator[list[dict[str, Any]]]:
+    """`count` job documents in batches, spread over the types, statuses, users, data and
+    finishing times of ten_jobs (the last two hours): no type or status the ten lack."""
+    batch = []
+    for n in range(count):
+        status = STATUSES[n % len(STATUSES)]
+        updated = now - timedelta(seconds=n % 7_200)
+        doc = stored_job(
+            updated, type=("mail", "report")[n % 2], status=status, data={"to": f"{n % 10}"}
+        )
+        doc["_private"] = {"jobcollectionUser": f"u{n % 3}"}
+        if status in ("completed", "failed"):
+            doc["log"] = [{"time": updated, "runId": None, "message": "Job Ended", "level": "info"}]
+        batch.append(doc)
+        if len(batch) == 10_000:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@pytest.mark.timeout(300)
+async def test_every_page_costs_as_many_commands_with_100_000_jobs_as_with_ten(
+    database: Any, clock: ManualClock, client: Client
 ) -> None:
-    costs: dict[str, list[int]] = {"/queues": [], "/schedules": []}
-    for root, jobs in (("few", 10), ("many", 1_500)):
-        # No job server: its loop's commands would fall into a page's count at random.
-        jc = await make_jc(root=root, started=False)
-        await jc.save_jobs([jc.create_job(f"t{n % 3}") for n in range(jobs)])
-        await jc.save_jobs([jc.create_job("r").repeat(schedule="0 * * * *") for _ in range(jobs)])
-        await jc.schedules.upsert("s", type="t0", every=60)
-        http = client(create_dashboard(jc))
-        for path, cost in costs.items():
-            await page_commands(jc, http, path)  # the first load: settings read, indexes made
-            cost.append(await page_commands(jc, http, path))
-    assert all(few == many for few, many in costs.values()), costs
+    """Each page sends the same commands (every collection's: the jobs, the history, the
+    workers, the settings) with 10 and with 100,000 jobs stored, and none returns more than
+    MOST_RETURNED documents: no page reads every job. No job server runs while the pages are
+    read (its loop's commands would fall into a page's count at random)."""
+    sent: dict[str, dict[str, list[Command]]] = {}
+    for root, stored in (("few", 0), ("many", (2_000 if ON_STAND_IN else STORED) - 10)):
+        # Stored before the collection has its indexes, past the strict proxy: the in-memory
+        # backend reads every job to check each insert (for a duplicate `_id`, a unique key).
+        jobs = database[f"{root}.jobs"]
+        for docs in stored_jobs(stored, clock.now()):
+            await getattr(jobs, "inner", jobs).insert_many(docs)
+        recorder = Recorder()
+        jc = JobCollection.from_database(recording(database, recorder), root, clock=clock)
+        try:
+            ids = await ten_jobs(jc, clock)
+            http = client(create_dashboard(jc))
+            pages = {
+                "overview": "/",
+                "its live part": "/live",
+                "jobs": "/jobs",
+                "jobs filtered": "/jobs?type=mail&status=ready&user=u0&data.to=a&sort=oldest",
+                "failure search": "/jobs?type=report&status=failed&failure=disk",
+                "job by id": f"/jobs?id={ids['ready']}",
+                "a job": f"/jobs/{ids['failed']}",
+                "a job's live part": f"/jobs/{ids['running']}/live",
+                "workflow": f"/workflows/{ids['workflow']}",
+                "queues": "/queues",
+                "schedules": "/schedules",
+                "workers": "/workers",
+            }
+            # Read once each: both collections go through the same steps, so what a first
+            # load does (settings read, indexes made) is in both counts alike.
+            sent[root] = {}
+            for page, path in pages.items():
+                start = len(recorder.commands)
+                reply = await http.get(path)
+                assert reply.status_code in (200, 303), (path, reply.status_code)
+                sent[root][page] = recorder.commands[start:]
+        finally:
+            await jc.close()
+    # The jobs stored directly are as v1.x stores them: dropped rather than read again at
+    # teardown (the fixture's check of every stored job).
+    await database.drop_collection("many.jobs")
+    few, many = sent["few"], sent["many"]
+    for page, commands in many.items():
+        kinds = [(c.collection.replace("many", "few"), c.name) for c in commands]
+        assert kinds == [(c.collection, c.name) for c in few[page]], (page, few[page], commands)
+        largest = max(commands, key=lambda c: c.returned, default=None)
+        assert largest is None or largest.returned <= MOST_RETURNED, (page, str(largest))
 
 
 # --- job search ---------------------------------------------------------------------------------
@@ -332,3 +439,30 @@ async def test_the_job_list_sorts_oldest_first_and_keeps_every_filter_in_its_lin
 async def status_of(jc: JobCollection, job_id: Any) -> str | None:
     job = await jc.get_job(job_id)
     return None if job is None else job.doc.status
+
+
+async def test_a_capped_read_says_on_the_page_that_it_was_cut_and_how_to_narrow_it(
+    jc: JobCollection, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(web_app, "REPEATING_SCAN", 2)
+    monkeypatch.setattr(web_app, "FAILURE_SCAN", 2)
+    http = client(create_dashboard(jc))
+    await jc.create_job("digest").repeat(schedule="0 9 * * 1-5").save()
+    await jc.create_job("mail").save()
+    whole = (await http.get("/schedules")).text
+    assert "among the newest 2 waiting" in whole and 'id="cut"' not in whole
+    await jc.create_job("mail").save()
+    cut = (await http.get("/schedules")).text
+    assert 'id="cut"' in cut and "Cut: more than 2 jobs are waiting, ready or paused" in cut
+    assert "schedule object" in cut and 'href="/jobs?status=waiting"' in cut
+
+    for _ in range(2):
+        job = await jc.create_job("failed").retry(0).save()
+        [claimed] = await jc.get_work("failed")
+        assert claimed.id == job
+        await claimed.fail({"message": "disk full"})
+    searched = (await http.get("/jobs", params={"failure": "disk", "type": "failed"})).text
+    assert "searched the newest 2 jobs" in searched and 'id="cut"' not in searched
+    more = (await http.get("/jobs", params={"failure": "disk"})).text
+    assert 'id="cut"' in more and "Narrow them (a type, status=failed" in more
+    assert 'id="next"' in more

@@ -4,18 +4,34 @@ last pass into `<root>.history` (rules/history.py), and the dashboard reads it b
 Who writes it: the pass of the process that leads the job server, never a report. A report
 costs no command more: the pass reads the jobs finished in a range of time through the partial
 index on `updated` of completed and failed jobs (only finished jobs are in it), then
-adds them with one bulk of upserts. A range is taken by a conditional update of the mark
-(`upto`, `pending`) before it is counted, and each bucket records the ranges added to it, so a
-range is counted once however the passes of several processes interleave, and a pass that dies
-between taking a range and marking it counted leaves it pending for the next pass to finish.
-Per pass: a read of the mark, then per range (at most MAX_RANGES of MAX_SPAN each) a take, a
-read of finished jobs, one bulk write and the mark's update.
+adds them with one bulk of upserts.
+
+A range's jobs are read in batches of at most BATCH, in `updated` order on that index, each
+batch going on after the last one's `updated`; the jobs of the millisecond a full batch ends
+in are read apart, BATCH at most a read in `_id` order, so however many jobs finish in one
+millisecond (a bulk write stamps them alike) none is read twice or skipped, and no read
+returns more than BATCH jobs at 100,000 jobs a minute. Counting on the server instead (an
+aggregation's `$group` per type and minute) was weighed and not chosen: a job's wait and run
+times come from its log (its last `Job Running` entry, the latest ready mark before it), which
+a pipeline would have to dig out with `$filter`/`$reduce` over the log and then bucket, and
+the history keeps mergeable histograms (a minute's add up to an hour's), which the
+`$percentile` accumulator (MongoDB 7.0 and later only, approximate: t-digest) cannot give;
+servers before 7.0 are supported, and the in-memory backend runs few expressions.
+
+A range is taken by a conditional update of the mark (`upto`, `pending`) before it is
+counted, and each bucket records the ranges added to it, so a range is counted once however
+the passes of several processes interleave, and a pass that dies between taking a range and
+marking it counted leaves it pending for the next pass to finish.
+Per pass: a read of the mark, then per range (at most MAX_RANGES of MAX_SPAN each) a take,
+reads of finished jobs (one per BATCH of them, and one more per millisecond a full batch ends
+in), one bulk write and the mark's update. The bulk write comes after the last read, so a
+pass that dies while reading has written nothing: the next counts the range whole.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 
 from ..model.clock import Clock
@@ -90,12 +106,16 @@ class History:
 
     async def _count(self, store: Store, begin: datetime, end: datetime) -> int:
         """Add the jobs finished in (begin, end] to their buckets, once (see rules.add)."""
-        jobs = []
-        for raw in await self._jobs.find(rules.finished_in(begin, end), rules.PROJECTION):
-            job = rules.finished(assume_utc(raw))
-            if job is not None and rules.within(job, begin, end):
-                jobs.append(job)
-        buckets = rules.tally(jobs)
+        buckets: dict[rules.Key, rules.Tally] = {}
+        counted = 0
+        async for batch in self._finished(begin, end):
+            jobs = []
+            for raw in batch:
+                job = rules.finished(assume_utc(raw))
+                if job is not None and rules.within(job, begin, end):
+                    jobs.append(job)
+            rules.tally(jobs, buckets)
+            counted += len(jobs)
         if not buckets:
             return 0
         outcome = await store.update_each(
@@ -104,7 +124,37 @@ class History:
         for error in outcome.refused.values():
             if not is_duplicate(error):  # a duplicate: that bucket has this range already
                 raise error
-        return len(jobs)
+        return counted
+
+    async def _finished(self, begin: datetime, end: datetime) -> AsyncIterator[list[Document]]:
+        """The finished jobs whose last write is in (begin, end], in batches of at most
+        rules.BATCH (see the module docstring): each job once."""
+        after = begin
+        while True:
+            batch = await self._jobs.find(
+                rules.finished_in(after, end),
+                rules.PROJECTION,
+                sort=rules.BY_UPDATED,
+                limit=rules.BATCH,
+            )
+            if len(batch) < rules.BATCH:
+                yield batch
+                return
+            last = batch[-1]["updated"]
+            yield [raw for raw in batch if raw["updated"] != last]
+            after_id = None
+            while True:  # the jobs of the millisecond the batch ended in, in `_id` order
+                same = await self._jobs.find(
+                    rules.finished_at(last, after_id),
+                    rules.PROJECTION,
+                    sort=rules.BY_ID,
+                    limit=rules.BATCH,
+                )
+                yield same
+                if len(same) < rules.BATCH:
+                    break
+                after_id = same[-1]["_id"]
+            after = last
 
     async def read(self, span: str, since: datetime) -> list[Document]:
         """The history documents of a span (`m`, `h`) from `since` on."""

@@ -33,6 +33,13 @@ LAG: Final = timedelta(seconds=10)
 its writer's time) is this old, so that writes in flight at the pass are not skipped."""
 MAX_SPAN: Final = timedelta(minutes=5)
 """The most time one range of a pass covers (its jobs are read at once)."""
+BATCH: Final = 1_000
+"""The most finished jobs one read of a pass returns: a range's jobs are read in batches (see
+local/history.py), so a pass stays bounded at any rate of jobs."""
+BY_UPDATED: Final = (("updated", 1),)
+"""The order a range's finished jobs are read in (the partial index on `updated`)."""
+BY_ID: Final = (("_id", 1),)
+"""The order the finished jobs of one millisecond are read in."""
 MAX_RANGES: Final = 12
 """The most ranges one pass counts; the next pass goes on."""
 CATCH_UP: Final = MAX_SPAN * MAX_RANGES
@@ -158,9 +165,10 @@ def doc_id(key: Key) -> str:
     return f"{span}|{start:%Y-%m-%dT%H:%M}Z|{job_type}"
 
 
-def tally(jobs: Iterable[Finished]) -> dict[Key, Tally]:
-    """The jobs counted into minute and hour buckets by type."""
-    found: dict[Key, Tally] = {}
+def tally(jobs: Iterable[Finished], found: dict[Key, Tally] | None = None) -> dict[Key, Tally]:
+    """The jobs counted into minute and hour buckets by type (added to `found`, the buckets
+    of a range's earlier batches, when given)."""
+    found = {} if found is None else found
     for job in jobs:
         for span in SPANS:
             found.setdefault((span, job.type, floor(job.at, span)), Tally()).add(job)
@@ -190,6 +198,15 @@ def finished_in(after: datetime, upto: datetime) -> Filter:
     """The finished jobs whose last write is in (after, upto] (served by the partial index on
     `updated` of the finished jobs)."""
     return {"status": dict(FINISHED), "updated": {"$gt": after, "$lte": upto}}
+
+
+def finished_at(moment: datetime, after_id: Any = None) -> Filter:
+    """The finished jobs whose last write is at `moment` exactly (the jobs of the millisecond
+    a full batch ended in), those after `after_id` in `_id` order when given."""
+    query: dict[str, Any] = {"status": dict(FINISHED), "updated": moment}
+    if after_id is not None:
+        query["_id"] = {"$gt": after_id}
+    return query
 
 
 def within(raw: Finished, after: datetime, upto: datetime) -> bool:

@@ -495,7 +495,8 @@ class Dashboard:
 
     async def schedules(self, request: Request) -> Response:
         """The schedule objects, and the repeating jobs among the REPEATING_SCAN newest
-        pending jobs (one read of each, whatever the number of jobs)."""
+        pending jobs (one read of each, whatever the number of jobs; the page says when more
+        jobs are pending than were read)."""
         view = await self.view(request)
         live_only = self.live_only(request)
         listed = await self.jc.schedules.list()
@@ -506,7 +507,8 @@ class Dashboard:
             return not view.read_only and self.jc.permits(method, schedule_id, user_id=view.user)
 
         now = self.jc.clock.now()
-        fragment = schedules_live(view, listed, may, repeating, REPEATING_SCAN, now)
+        cut = page.next is not None
+        fragment = schedules_live(view, listed, may, repeating, REPEATING_SCAN, now, cut)
         if live_only:
             return HTMLResponse(fragment)
         return HTMLResponse(schedules_page(view, self.live_part(view, "/schedules", fragment)))

@@ -440,6 +440,12 @@ def job_list_live(
             f"searched the {'oldest' if filters.oldest else 'newest'} {scanned:,} jobs matching "
             "the other filters (no index serves text; the next page searches further).</p>"
         )
+        if next_cursor is not None:
+            body.append(
+                '<p class="note cut" id="cut">Cut: more jobs match the other filters than '
+                "were searched. Narrow them (a type, status=failed, a user, a data field) or "
+                "search further back with the link below.</p>"
+            )
     rows = [
         f'<tr class="job" data-id="{e(job.id)}"><td><a href="{e(view.job_url(job.id))}">'
         f"{e(job.id)}</a></td><td>{e(job.type)}</td><td>{badge(job.doc.status)}</td>"

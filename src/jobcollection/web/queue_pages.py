@@ -265,10 +265,12 @@ def schedules_live(
     repeating: Sequence[Job],
     scanned: int,
     now: datetime,
+    cut: bool = False,
 ) -> str:
     """The schedules page's live part: the schedule objects (timing, next runs, last run and
     its outcome, paused or not, with the buttons the user may press), then the repeating jobs
-    found among the `scanned` newest pending jobs (their schedule, repeats, next runs)."""
+    found among the `scanned` newest pending jobs (their schedule, repeats, next runs); `cut`:
+    more jobs are pending than were read, and the page says so and how to find the others."""
     table = (
         '<div class="table-wrap"><table id="schedules"><tr><th>id</th><th>type</th>'
         "<th>when</th><th>next runs</th><th>last run</th><th>skipped</th><th>state</th>"
@@ -284,6 +286,14 @@ def schedules_live(
         f'<p class="note" id="scanned">Jobs that repeat (job.repeat()), among the newest '
         f"{scanned:,} waiting, ready or paused jobs.</p>"
     )
+    if cut:
+        jobs += (
+            f'<p class="note cut" id="cut">Cut: more than {scanned:,} jobs are waiting, ready or '
+            "paused, and the older ones were not read (no index serves repeats). Find an older "
+            f'repeating job in the <a href="{e(view.url("/jobs", [("status", "waiting")]))}">'
+            "job list</a> by its type and status, or make it a schedule object "
+            "(jc.schedules.upsert): those are always listed.</p>"
+        )
     return table + jobs
 
 
