@@ -344,15 +344,18 @@ class Manager:
                 logger.warning("find_jobs: leaving out job %s: %s", raw.get("_id"), exc)
         return jobs, following
 
+    async def job_types(self) -> list[str]:
+        """The job types stored, sorted: one `distinct` (served by the `{type, ...}` indexes),
+        for a caller that needs the types and not stats' counts."""
+        return sorted(t for t in await self.store.distinct("type") if isinstance(t, str))
+
     async def stats(self) -> tuple[dict[tuple[str, str], int], dict[str, datetime]]:
         """How many jobs each type has in each status, and when the oldest ready job of each
         type fell due: one count per type and status, and one read per type with ready jobs
         (each served by the `{type, status, after}` index)."""
         depth: dict[tuple[str, str], int] = {}
         oldest: dict[str, datetime] = {}
-        for job_type in await self.store.distinct("type"):
-            if not isinstance(job_type, str):
-                continue
+        for job_type in await self.job_types():
             for status in JOB_STATUSES:
                 n = await self.store.count({"type": job_type, "status": status})
                 if n:

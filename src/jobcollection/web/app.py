@@ -539,7 +539,7 @@ class Dashboard:
         async def answer(fragment: str, status: int = 200) -> Response:
             if live_only:
                 return HTMLResponse(fragment, status)
-            types = sorted({t for t, _ in (await self.jc.stats()).counts})
+            types = await self.jc.service.manager.job_types()
             query = [*filters.query(), *([("after", after)] if after else [])]
             live = self.live_part(view, "/jobs", fragment, query)
             return HTMLResponse(pages.job_list(view, filters, types, live), status)
@@ -863,7 +863,7 @@ class Dashboard:
 
     async def _watch_changes(self) -> None:
         source = self.jc.service.wakeup()
-        types = sorted({t for t, _ in (await self.jc.stats()).counts})
+        types = await self.jc.service.manager.job_types()
         if source is None or not types:
             return
         ended = await follow(source.signals(types), lambda _: self._poke())
