@@ -138,6 +138,7 @@ OLD_INTERNAL_KEYS = {
     "jobcollectionUniquePolicy",
     "jobcollectionCheckpoint",
     "jobcollectionScheduled",
+    "jobcollectionWorker",
 }
 OLD_PUBLIC_SETTINGS = {
     "jobcollectionSchedule",
@@ -158,6 +159,7 @@ OLD_PUBLIC_SETTINGS = {
     "jobcollectionExpires",
     "jobcollectionCheckpoint",
     "jobcollectionScheduled",
+    "jobcollectionWorker",
 }
 
 
@@ -186,6 +188,7 @@ def test_the_derived_constants_are_the_ones_written_by_hand_before() -> None:
         "expires",
         "checkpoint",
         "scheduled",
+        "worker",
     }
 
 
@@ -219,6 +222,7 @@ def _with_every_setting() -> dict[str, Any]:
         "expired": True,
         "checkpoint": {"position": 3, "pages": [1, 2]},
         "scheduled": {"schedule": "nightly", "at": datetime(2026, 1, 1, 3, tzinfo=UTC)},
+        "worker": {"id": "q1", "host": "h", "pid": 7, "user": "u", "remote": True},
     }
 
 
