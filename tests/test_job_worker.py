@@ -1,0 +1,160 @@
+"""The worker that ran a job (`job.worker`, JobDoc.worker, `_private.jobcollectionWorker`):
+the claim records it in its one update (no command more: test_round_trips.py counts them), a
+finished job keeps it, the next claim replaces it, a save never stores a given one and a rerun
+starts without; a job stored by job-collection v1.x (or by an earlier version) has none. On
+both sides: a remote queue sends its registry id, host and pid with getWork, and the server
+adds the user and `remote`. A DDP session's record: test_ddp.py."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import pytest
+
+from helpers import stored, stored_job
+from jobcollection import Job, JobCollection, JobQueue, JobWorker, ManualClock
+from jobcollection.model.document import WORKER
+
+pytestmark = pytest.mark.both_sides
+
+T = TypeVar("T")
+KEY = WORKER.split(".", 1)[1]
+HOST = socket.gethostname()
+
+
+async def within(awaitable: Awaitable[T]) -> T:
+    async with asyncio.timeout(5.0):
+        return await awaitable
+
+
+MakeQueue = Callable[..., JobQueue]
+
+
+@pytest.fixture
+async def make_queue(jc: JobCollection) -> AsyncIterator[MakeQueue]:
+    """jc.process_jobs on type "work", polling and wake-up off; shut down after the test."""
+    made: list[JobQueue] = []
+
+    def make(worker: Any, **options: Any) -> JobQueue:
+        queue = jc.process_jobs("work", worker, poll_interval=None, wakeup=False, **options)
+        made.append(queue)
+        return queue
+
+    yield make
+    for queue in made:
+        await within(queue.shutdown("hard", quiet=True))
+
+
+def remote(jc: Any) -> bool:
+    return hasattr(jc, "remote")
+
+
+def expected(jc: Any, queue: JobQueue | None) -> JobWorker:
+    """What a claim by this queue (None: a bare get_work) of `jc`'s side records."""
+    if queue is None:
+        if remote(jc):  # a remote get_work says nothing of itself: the server knows its user
+            return JobWorker(user="tester", remote=True)
+        return JobWorker(host=HOST, pid=os.getpid())
+    mine = JobWorker(id=queue.worker_id, host=HOST, pid=os.getpid())
+    return mine.model_copy(update={"user": "tester", "remote": True}) if remote(jc) else mine
+
+
+async def test_a_queue_records_itself_and_a_finished_job_keeps_it(
+    jc: JobCollection, make_queue: MakeQueue
+) -> None:
+    job_id = await jc.create_job("work").save()
+    reached, finish = asyncio.Event(), asyncio.Event()
+    seen: list[JobWorker | None] = []
+
+    async def worker(job: Job) -> None:
+        seen.append(job.worker)
+        reached.set()
+        await finish.wait()
+
+    queue = make_queue(worker)
+    queue.trigger()
+    await within(reached.wait())
+    await within(queue.announce())  # the registry lists it with the job it holds
+    assert seen == [expected(jc, queue)]  # the claimed job carries it
+    [live] = [w for w in await jc.workers() if w.id == queue.worker_id]
+    assert job_id in live.held
+    finish.set()
+    await within(queue.drain())
+    job = await jc.get_job(job_id)
+    assert job is not None and job.doc.status == "completed"
+    assert job.worker == expected(jc, queue)
+    assert (await stored(jc, job_id))["_private"][KEY] == expected(jc, queue).stored()
+
+
+async def test_a_retry_is_recorded_by_the_queue_that_claims_it(
+    jc: JobCollection, make_queue: MakeQueue, clock: ManualClock
+) -> None:
+    job_id = await jc.create_job("work").retry(retries=1, wait=10).save()
+
+    async def failing(job: Job) -> None:
+        raise ValueError("boom")
+
+    first = make_queue(failing)
+    first.trigger()
+    await within(first.drain())
+    failed = await jc.get_job(job_id)
+    assert failed is not None and failed.doc.status == "waiting"  # to be retried
+    assert failed.worker == expected(jc, first)  # kept after the attempt
+    clock.advance(11)
+    await jc.run_server_pass()
+
+    async def working(job: Job) -> None:
+        return None
+
+    second = make_queue(working)
+    second.trigger()
+    await within(second.drain())
+    done = await jc.get_job(job_id)
+    assert done is not None and done.doc.status == "completed" and done.doc.retried == 2
+    assert done.worker == expected(jc, second) != expected(jc, first)
+
+
+async def test_a_bare_get_work_records_the_process_or_the_user(jc: JobCollection) -> None:
+    job_id = await jc.create_job("work").save()
+    [job] = await jc.get_work("work")
+    assert job.worker == expected(jc, None)
+    await job.fail("no", fatal=True)
+    failed = await jc.get_job(job_id)
+    assert failed is not None and failed.doc.status == "failed"
+    assert failed.worker == expected(jc, None)
+
+
+async def test_a_save_never_stores_a_given_worker_and_a_rerun_starts_without(
+    jc: JobCollection,
+) -> None:
+    forged = {KEY: {"id": "q", "host": "elsewhere", "pid": 1}}
+    job_id = await jc.create_job({"type": "work", "_private": forged}).save()
+    assert KEY not in (await stored(jc, job_id)).get("_private", {})
+    saved = await jc.get_job(job_id)
+    assert saved is not None and saved.worker is None
+    [claimed] = await jc.get_work("work")
+    await claimed.done()
+    assert (await stored(jc, job_id))["_private"][KEY] == expected(jc, None).stored()
+    done = await jc.get_job(job_id)
+    assert done is not None
+    rerun_id = await done.rerun()
+    rerun = await jc.get_job(rerun_id)
+    assert rerun is not None and rerun.worker is None
+    assert KEY not in (await stored(jc, rerun_id)).get("_private", {})
+
+
+async def test_a_job_stored_by_v1_has_no_worker_until_claimed(
+    jc: JobCollection, clock: ManualClock
+) -> None:
+    local: Any = getattr(jc, "local", jc)
+    finished = stored_job(clock.now(), type="work", status="completed", retried=1)
+    pending = stored_job(clock.now(), type="work")
+    await local.collection.insert_many([finished, pending])
+    old = await jc.get_job(finished["_id"])
+    assert old is not None and old.worker is None
+    [claimed] = await jc.get_work("work")
+    assert claimed.id == pending["_id"] and claimed.worker == expected(jc, None)
