@@ -487,7 +487,7 @@ def _job_links(view: View, ids: Sequence[Any], statuses: Mapping[Any, str]) -> s
 
 
 def job_live(
-    view: View, job: Job, now: datetime | None = None, held_by: WorkerInfo | None = None
+    view: View, job: Job, now: datetime | None = None, workers: Sequence[WorkerInfo] = ()
 ) -> str:
     """The part of the job page that changes while the job runs: its status, its last run
     (started, finished, duration, attempt, worker: job_facts.py, given `now`), progress,
@@ -500,7 +500,7 @@ def job_live(
     if now is not None:
         rows = "".join(
             f'<tr data-fact="{e(k)}"><th>{e(k)}</th><td>{e(v)}</td></tr>'
-            for k, v in facts(doc, now, held_by)
+            for k, v in facts(doc, now, workers)
         )
         run = f'<table id="run">{rows}</table>'
     return (
@@ -536,11 +536,12 @@ def job_page(
     job: Job,
     statuses: Mapping[Any, str],
     now: datetime | None = None,
-    held_by: WorkerInfo | None = None,
+    workers: Sequence[WorkerInfo] = (),
 ) -> str:
     """A job: what it is (its attempts, repeats and schedule in the API's words, model/describe.py;
     the next runs of a cron schedule, given `now`), the workflow and batches it is part of, the
-    live part (with its last run, and `held_by`: the queue holding it now), its dependencies
+    live part (with its last run, and `workers`: the registry's live queues, to tell whether
+    the worker that claimed it is one), its dependencies
     and lineage."""
     doc = job.doc
     plan = describe.schedule(doc)
@@ -570,7 +571,7 @@ def job_page(
         f'<table id="summary">{rows}</table>{group_links(view, doc.workflow, doc.batches)}'
         f'<h2>Data</h2><pre id="data">{e(pretty(doc.data))}</pre>'
         f'<div id="live" data-events="{e(events)}" data-fragment="{e(live_url)}" '
-        f'data-event="">{job_live(view, job, now, held_by)}</div>'
+        f'data-event="">{job_live(view, job, now, workers)}</div>'
         f'<h2>Dependencies</h2><div id="depends"><p>Waits on:</p>'
         f"{_job_links(view, doc.depends, statuses)}"
         f"<p>Resolved:</p>{_job_links(view, doc.resolved, statuses)}</div>"
