@@ -16,8 +16,10 @@ from typing import Any, TypeVar
 import pytest
 
 from helpers import stored, stored_job
-from jobcollection import Job, JobCollection, JobQueue, JobWorker, ManualClock
+from jobcollection import InvalidArgument, Job, JobCollection, JobQueue, JobWorker, ManualClock
 from jobcollection.model.document import WORKER
+from jobcollection.remote import RemoteJobCollection
+from remote_helpers import serve_jc
 
 pytestmark = pytest.mark.both_sides
 
@@ -158,3 +160,41 @@ async def test_a_job_stored_by_v1_has_no_worker_until_claimed(
     assert old is not None and old.worker is None
     [claimed] = await jc.get_work("work")
     assert claimed.id == pending["_id"] and claimed.worker == expected(jc, None)
+
+
+@pytest.mark.local_only("a remote client against a server of an earlier version")
+async def test_a_remote_queue_claims_from_a_server_that_does_not_know_the_option(
+    jc: JobCollection,
+) -> None:
+    """A server of an earlier version refuses getWork's `worker` (an unknown option): the
+    client claims again without it, and from then on sends none."""
+    served = await jc.create_job("work").save(), await jc.create_job("work").save()
+    call = jc.call
+    refused: list[Any] = []
+
+    async def earlier_version(method: str, *params: Any, **options: Any) -> Any:
+        if method == "getWork" and len(params) > 1 and "worker" in params[1]:
+            refused.append(params[1]["worker"])
+            raise InvalidArgument("options", "unknown keys ['worker']")
+        return await call(method, *params, **options)
+
+    jc.call = earlier_version  # type: ignore[method-assign]
+    async with serve_jc(jc) as url, RemoteJobCollection(url, token="admin-token") as remote:
+        done: list[Any] = []
+
+        async def worker(job: Job) -> None:
+            done.append(job.id)
+
+        queue = remote.process_jobs("work", worker, poll_interval=None, wakeup=False)
+        try:
+            queue.trigger()
+            await within(queue.drain())
+            queue.trigger()
+            await within(queue.drain())
+        finally:
+            await within(queue.shutdown("hard", quiet=True))
+    assert sorted(done) == sorted(served)
+    assert len(refused) == 1  # asked once, then never again
+    for job_id in served:
+        job = await jc.get_job(job_id)
+        assert job is not None and job.worker == JobWorker(user="tester", remote=True)
