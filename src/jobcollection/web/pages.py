@@ -437,9 +437,10 @@ def job_list(
         f'<td class="n">{job.doc.progress.percent:g}%</td></tr>'
         for job in jobs
     ]
-    body.append(
-        '<table id="jobs"><tr><th>id</th><th>type</th><th>status</th><th>user</th>'
-        f"<th>created</th><th>updated</th><th>progress</th></tr>{''.join(rows)}</table>"
+    body.append(  # in its box, which scrolls sideways on a narrow screen, not the page
+        '<div class="table-wrap"><table id="jobs"><tr><th>id</th><th>type</th><th>status</th>'
+        f"<th>user</th><th>created</th><th>updated</th><th>progress</th></tr>{''.join(rows)}"
+        "</table></div>"
     )
     if not jobs:
         body.append('<p class="note">No jobs match.</p>')
