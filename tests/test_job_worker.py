@@ -14,8 +14,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
+from pymongo.errors import WriteError
 
-from helpers import stored, stored_job
+from conftest import WrapJC
+from helpers import Yielding, stored, stored_job
 from jobcollection import InvalidArgument, Job, JobCollection, JobQueue, JobWorker, ManualClock
 from jobcollection.model.document import WORKER
 from jobcollection.remote import RemoteJobCollection
@@ -198,3 +200,52 @@ async def test_a_remote_queue_claims_from_a_server_that_does_not_know_the_option
     for job_id in served:
         job = await jc.get_job(job_id)
         assert job is not None and job.worker == JobWorker(user="tester", remote=True)
+
+
+class NoRoomForTheRecord(Yielding):
+    """A collection whose server refuses to write the worker record on one job, as MongoDB
+    refuses to create a field inside a `_private` another application stored as null."""
+
+    # `refused_id` and `refusals` are set by the test (on the shared state of every view).
+
+    def _refuse(self, query: Any, update: Any) -> None:
+        """Refuse an update writing the record that reaches that job: one naming it, or one
+        by type alone (the job is the first a claim takes)."""
+        named = query.get("_id")
+        ids = named["$in"] if isinstance(named, dict) else [named]
+        reaches = named is None or self.refused_id in ids
+        if WORKER in update.get("$set", {}) and reaches:
+            self.refusals += 1
+            raise WriteError(f"Cannot create field '{KEY}' in element {{_private: null}}", 28)
+
+    async def find_one_and_update(self, query: Any, update: Any, *args: Any, **kw: Any) -> Any:
+        self._refuse(query, update)
+        return await self._inner.find_one_and_update(query, update, *args, **kw)
+
+    async def update_many(self, query: Any, update: Any, *args: Any, **kw: Any) -> Any:
+        self._refuse(query, update)
+        return await self._inner.update_many(query, update, *args, **kw)
+
+
+@pytest.mark.local_only("the claim's fallback for a document that cannot take the record")
+@pytest.mark.parametrize("max_jobs", [1, 3])
+async def test_a_job_that_cannot_take_the_record_is_claimed_without_it(
+    make_wrapped_jc: WrapJC, clock: ManualClock, max_jobs: int
+) -> None:
+    """A claim a document refuses for the worker record alone claims it without the record
+    (no longer failing it as a poison document), and the others with theirs."""
+    local = await make_wrapped_jc(NoRoomForTheRecord)
+    odd = stored_job(clock.now(), type="work", _private=None, priority=-1)  # claimed first
+    await local.collection.insert_one(odd)
+    local.collection.refused_id = odd["_id"]
+    local.collection.refusals = 0
+    plain = await local.create_job("work").save()
+    jobs = await local.get_work("work", max_jobs=max_jobs)
+    claimed = {job.id: job for job in jobs}
+    assert odd["_id"] in claimed and claimed[odd["_id"]].doc.status == "running"
+    assert claimed[odd["_id"]].worker is None
+    if max_jobs > 1:
+        assert claimed[plain].worker == JobWorker(host=HOST, pid=os.getpid())
+    assert local.collection.refusals >= 1  # the fallback ran
+    for job in jobs:
+        assert await job.done() is True

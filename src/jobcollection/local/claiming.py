@@ -141,7 +141,12 @@ class Claimer:
                     raise
                 # A document refuses the claim's update (a poison document, such as a
                 # non-numeric `retries`): claim one by one, setting aside what refuses.
-                fresh = await self._claim_each(types, wanted, update, among)
+                # One whose `_private` is not an object (another application's null) cannot
+                # take the worker record: it is claimed without it.
+                bare = None
+                if worker is not None:
+                    bare = transitions.claim_for(run_id, now, work_timeout_ms, claimer, quota)
+                fresh = await self._claim_each(types, wanted, update, among, bare)
                 complete = True
         finally:
             self._claiming.discard(run_id)
@@ -220,8 +225,10 @@ class Claimer:
         wanted: int,
         update: dict[str, Any],
         among: Sequence[Id] | None = None,
+        bare: dict[str, Any] | None = None,
     ) -> list[Document]:
-        """Claim candidates one at a time; one whose claim is refused is failed instead."""
+        """Claim candidates one at a time; one whose claim is refused is claimed with `bare`
+        (the claim without its worker record) if given, and failed if that is refused too."""
         claimed: list[Document] = []
         candidates = await self.store.find(
             transitions.claimable(types, among),
@@ -231,12 +238,20 @@ class Claimer:
         )
         for candidate in candidates:
             fence = transitions.claimable_one(types, candidate["_id"])
-            try:
-                one = await self.store.find_one_and_update(fence, update, transitions.NO_LOG)
-            except DatabaseError as exc:
-                if transient(exc):
-                    raise
-                await self.set_aside(fence, None, f"it refuses to be claimed: {exc}")
+            one = None
+            for attempt in (update, bare):
+                if attempt is None:
+                    continue
+                try:
+                    one = await self.store.find_one_and_update(fence, attempt, transitions.NO_LOG)
+                except DatabaseError as exc:
+                    if transient(exc):
+                        raise
+                    refusal = exc
+                    continue
+                break
+            else:
+                await self.set_aside(fence, None, f"it refuses to be claimed: {refusal}")
                 continue
             claimed += [] if one is None else [one]
         return claimed
