@@ -178,7 +178,9 @@ class Job:
         (host, pid, its id in the worker registry; for a remote or DDP worker, the user it
         claimed as), kept once the job has finished and replaced by its next claim. None:
         never claimed, or claimed by job-collection v1.x or an earlier version of this
-        library. `jc.workers()` says whether that worker is still live."""
+        library; always None through a RemoteJobCollection (the server keeps it, as only
+        admins and managers may read the worker registry). `jc.workers()` says whether that
+        worker is still live."""
         return self._doc.worker
 
     @property

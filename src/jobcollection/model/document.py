@@ -680,7 +680,10 @@ WORKER: Final = "_private.jobcollectionWorker"
 """On a job claimed at least once: the worker that claimed its current or last run
 (JobWorker.stored: `{id?, host?, pid?, user?, remote?}`), set by the claim (the same update
 that sets its status and runId), kept once it has finished and replaced by the next claim
-(JobDoc.worker). A save never stores a given one, and a repeat or a rerun starts without."""
+(JobDoc.worker). A save never stores a given one, and a repeat or a rerun starts without.
+The remote API never sends it (who claimed what is the worker registry's kind of news, which
+only admins and managers may read: `jobWorkers`); the dashboard and a local JobCollection
+read it."""
 
 ExtensionKind = Literal["setting", "bookkeeping"]
 
@@ -707,6 +710,9 @@ class Extension:
     """The fields (by attribute or stored name) a stored value gives, to validate with the
     rest of the document; InvalidDocument if it cannot be one. Unset: the value into its one
     field (a stored null: the field's default)."""
+    sent: bool = True
+    """A setting the remote API sends its clients and takes from them (False: the server's
+    own to read, as the worker registry is: WORKER)."""
 
     @property
     def key(self) -> str:
@@ -895,7 +901,7 @@ EXTENSIONS: Final[tuple[Extension, ...]] = (
     Extension(EXPIRES, "setting", _DEADLINE_FIELDS, True, _deadline_out, _deadline_in),
     Extension(CHECKPOINT, "setting", ("checkpoint",)),
     Extension(SCHEDULED, "setting", ("scheduled",), False, _scheduled_out, _scheduled_in),
-    Extension(WORKER, "setting", ("worker",), False, _worker_out, _worker_in),
+    Extension(WORKER, "setting", ("worker",), False, _worker_out, _worker_in, sent=False),
     # The bookkeeping.
     Extension(FLUSH, "bookkeeping"),
     Extension(FOLLOW_UPS, "bookkeeping"),
@@ -916,6 +922,8 @@ EXTENSIONS: Final[tuple[Extension, ...]] = (
 
 SETTING_EXTENSIONS: Final = tuple(ext for ext in EXTENSIONS if ext.kind == "setting")
 """The extensions that hold a job's settings (the Python API exposes them as JobDoc fields)."""
+SENT_SETTINGS: Final = tuple(ext for ext in SETTING_EXTENSIONS if ext.sent)
+"""The settings the remote API's codec sends and takes (remote/codec.py)."""
 
 RESAVED_SETTINGS: Final = tuple(ext for ext in SETTING_EXTENSIONS if ext.resaved)
 PRIVATE_SETTINGS: Final = tuple(ext.path for ext in RESAVED_SETTINGS)
