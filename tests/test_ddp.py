@@ -35,6 +35,7 @@ from jobcollection import (
     FOREVER_DATE,
     ConcurrencyLimit,
     JobCollection,
+    JobWorker,
     ManualClock,
     MethodEvent,
     chord,
@@ -550,6 +551,10 @@ async def test_a_session_that_claims_work_is_a_worker_until_it_closes(make_jc: M
             assert (await ddp.call(f"{ROOT}_jobDone", job_id, claimed["runId"], {}))["result"]
         await gone.reach(1)
         assert gone.ids == [listed.id] and await jc.workers() == []
+    # The jobs it claimed record it (its registry id, its peer, its user), kept once done.
+    done = await jc.get_job(job_id)
+    assert done is not None and done.doc.status == "completed"
+    assert done.worker == JobWorker(id=listed.id, host=listed.host, user="tester", remote=True)
     assert len(seen.ids) == 1  # one registration, not one per call
 
 

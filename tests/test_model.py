@@ -694,6 +694,7 @@ PUBLIC_SURFACE = {
     "JobPage",
     "JobQueue",
     "JobService",
+    "JobWorker",
     "LaterSchedule",
     "Limits",
     "LogEntry",

@@ -138,6 +138,7 @@ OLD_INTERNAL_KEYS = {
     "jobcollectionUniquePolicy",
     "jobcollectionCheckpoint",
     "jobcollectionScheduled",
+    "jobcollectionWorker",
 }
 OLD_PUBLIC_SETTINGS = {
     "jobcollectionSchedule",
@@ -158,13 +159,16 @@ OLD_PUBLIC_SETTINGS = {
     "jobcollectionExpires",
     "jobcollectionCheckpoint",
     "jobcollectionScheduled",
+    "jobcollectionWorker",
 }
 
 
 def test_the_derived_constants_are_the_ones_written_by_hand_before() -> None:
     assert INTERNAL_PRIVATE_KEYS == OLD_INTERNAL_KEYS
     assert len({ext.key for ext in EXTENSIONS}) == len(EXTENSIONS)
-    assert codec.PUBLIC_SETTINGS == OLD_PUBLIC_SETTINGS
+    # who claimed it stays on the server: the remote API neither sends nor takes it
+    assert "jobcollectionWorker" not in codec.PUBLIC_SETTINGS
+    assert codec.PUBLIC_SETTINGS | {"jobcollectionWorker"} == OLD_PUBLIC_SETTINGS
     assert PRIVATE_SETTINGS == (SCHEDULE, RETRY, REMOVE_AFTER, TIMEOUT, EXPIRES)
     shorts = {ext.short for ext in EXTENSIONS if ext.kind == "setting"}
     assert shorts == {
@@ -186,6 +190,7 @@ def test_the_derived_constants_are_the_ones_written_by_hand_before() -> None:
         "expires",
         "checkpoint",
         "scheduled",
+        "worker",
     }
 
 
@@ -219,6 +224,7 @@ def _with_every_setting() -> dict[str, Any]:
         "expired": True,
         "checkpoint": {"position": 3, "pages": [1, 2]},
         "scheduled": {"schedule": "nightly", "at": datetime(2026, 1, 1, 3, tzinfo=UTC)},
+        "worker": {"id": "q1", "host": "h", "pid": 7, "user": "u", "remote": True},
     }
 
 
@@ -234,7 +240,9 @@ def test_every_setting_is_written_and_read_back_through_the_table() -> None:
             assert getattr(back, name) == getattr(doc, name), name
     assert back.unique is not None and back.unique.key == "k"
     over_the_wire = codec.decode_doc(codec.loads(codec.dumps(codec.encode(doc))))
-    assert over_the_wire.to_mongo()["_private"] == stored["_private"]
+    sent = {k: v for k, v in stored["_private"].items() if k != "jobcollectionWorker"}
+    assert over_the_wire.to_mongo()["_private"] == sent  # who claimed it stays on the server
+    assert over_the_wire.worker is None
     assert over_the_wire.unique == doc.unique
 
 

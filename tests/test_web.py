@@ -632,3 +632,23 @@ async def test_the_workers_page_lists_the_live_queues_and_their_jobs(
         release.set()
         await queue.shutdown("soft", quiet=True)
     assert "No queue is registered now." in (await http.get("/workers")).text
+
+
+async def test_what_is_wider_than_a_narrow_screen_scrolls_in_its_own_box(
+    jc: JobCollection, client: Client
+) -> None:
+    """What Chromium found too wide at 400 px (test_web_browser.py): the job list's and a
+    workflow's tables sit in a box that scrolls sideways, a heading breaks inside a long id,
+    and a form's fields (the login token's) shrink to the screen."""
+    from jobcollection import chain
+    from jobcollection.web.assets import CSS
+
+    flow = await jc.save_workflow(chain(jc.create_job("a"), jc.create_job("b")))
+    http = client(create_dashboard(jc))
+    assert '<div class="table-wrap"><table id="jobs">' in (await http.get("/jobs")).text
+    page = (await http.get(f"/workflows/{flow.id}")).text
+    assert '<div class="table-wrap"><table id="counts">' in page
+    assert '<div class="table-wrap"><table id="members">' in page
+    assert "h1,h2{overflow-wrap:anywhere}" in CSS
+    assert "input,select{max-width:100%;box-sizing:border-box}" in CSS
+    assert re.search(r"fieldset\{[^}]*min-width:0", CSS)

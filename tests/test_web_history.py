@@ -7,19 +7,22 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
+import socket
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from jobcollection import InvalidArgument, JobCollection, ManualClock
+from helpers import stored_job
+from jobcollection import InvalidArgument, JobCollection, JobDoc, JobWorker, ManualClock
 from jobcollection.model.workers import WorkerInfo
 from jobcollection.rules.history import LAG
 from jobcollection.web import create_dashboard
 from jobcollection.web.assets import ASSETS
-from jobcollection.web.job_facts import holder, traceback
+from jobcollection.web.job_facts import holder, needs_registry, traceback, worker_fact
 
 Client = Callable[..., httpx.AsyncClient]
 
@@ -84,7 +87,8 @@ async def test_the_job_page_in_every_state(
     assert "&quot;sent&quot;: 3" in pages["completed"]
     running = facts_of(pages["running"])
     assert running["finished"] == "-" and running["duration"] == "7s so far"
-    assert running["worker"] == "not held by a registered queue now"
+    here = f"{socket.gethostname()} pid {os.getpid()} (not a registered queue)"  # get_work
+    assert running["worker"] == done["worker"] == here
     assert facts_of(pages["ready"])["started"] == "not yet"
     failed = pages["failed"]
     assert facts_of(failed)["duration"] == "1s"
@@ -102,14 +106,46 @@ def test_a_traceback_shows_its_frames_then_the_exception() -> None:
     assert py.index("Traceback") < py.index('File "/app') < py.index("ValueError: boom")
 
 
-def test_the_worker_of_a_running_job_is_the_registered_queue_holding_it() -> None:
-    def worker(name: str, held: tuple[Any, ...]) -> WorkerInfo:
-        return WorkerInfo(name, "host", 7, "1", ("t",), 1, 1, 0, held, len(held))
+def worker(name: str, held: tuple[Any, ...], kind: str = "local") -> WorkerInfo:
+    return WorkerInfo(name, "host", 7, "1", ("t",), 1, 1, 0, held, len(held), kind=kind)
 
+
+def test_the_worker_of_a_running_job_is_the_registered_queue_holding_it() -> None:
     queues = [worker("a", ("x",)), worker("b", ("y", "z"))]
     found = holder("z", queues)
     assert found is not None and found.id == "b"
     assert holder("w", queues) is None
+
+
+def test_the_worker_fact_names_the_recorded_worker_and_whether_it_is_live() -> None:
+    """What the claim recorded (JobDoc.worker), live or gone from the registry; a job with no
+    record (job-collection v1.x, an earlier version) says so, or, running, which registered
+    queue holds it."""
+    queue = JobWorker(id="q1", host="h1", pid=5)
+    registry = [worker("q1", ("j",)), worker("q2", ())]
+
+    def fact(status: str, ran: JobWorker | None, workers: list[WorkerInfo]) -> str:
+        doc = JobDoc(_id="j", type="t", status=status, worker=ran)
+        assert needs_registry(doc) == (ran.id is not None if ran else status == "running")
+        return worker_fact(doc, workers)
+
+    assert fact("running", queue, registry) == "h1 pid 5, queue q1 (live, holding it now)"
+    assert fact("completed", queue, registry) == "h1 pid 5, queue q1 (live)"
+    assert fact("failed", queue, []) == "h1 pid 5, queue q1 (no longer in the registry)"
+    remote = JobWorker(id="q2", host="h2", pid=6, user="tester", remote=True)
+    assert (
+        fact("cancelled", remote, registry) == "h2 pid 6, queue q2, remote, as user tester (live)"
+    )
+    ddp = JobWorker(id="q3", host="10.0.0.9", user="u", remote=True)
+    assert (
+        fact("completed", ddp, [])
+        == "10.0.0.9, queue q3, remote, as user u (no longer in the registry)"
+    )
+    unsaid = JobWorker(remote=True)
+    assert fact("completed", unsaid, []) == "host not known, remote (not a registered queue)"
+    assert fact("completed", None, registry) == "not recorded"
+    assert fact("running", None, []) == "not recorded"
+    assert fact("running", None, [worker("q9", ("j",), "ddp")]) == "host pid 7 (ddp queue q9)"
 
 
 async def test_the_overview_shows_each_types_trends_as_tables_and_charts(
@@ -213,3 +249,15 @@ def test_chart_sample_is_still_accepted_with_a_deprecation_warning(jc: JobCollec
         create_dashboard(jc, chart_sample=500)
     with pytest.raises(InvalidArgument, match="chart_sample"):
         create_dashboard(jc, chart_sample=0)
+
+
+async def test_a_job_claimed_by_job_collection_v1_says_its_worker_is_not_recorded(
+    jc: JobCollection, clock: ManualClock, client: Client
+) -> None:
+    now = clock.now()
+    running = {"time": now, "runId": "r1", "message": "Job Running", "level": "info"}
+    finished = {**running, "message": "Job Completed", "level": "success"}
+    raw = stored_job(now, status="completed", runId="r1", log=[running, finished], retried=1)
+    await jc.collection.insert_one(raw)
+    page = (await client(create_dashboard(jc)).get(f"/jobs/{raw['_id']}")).text
+    assert facts_of(page)["worker"] == "not recorded"

@@ -35,7 +35,15 @@ from .model.constants import (
     Status,
 )
 from .model.decisions import RetryRules
-from .model.document import CronSchedule, JobDoc, LaterSchedule, LogEntry, Progress, ScheduledRun
+from .model.document import (
+    CronSchedule,
+    JobDoc,
+    JobWorker,
+    LaterSchedule,
+    LogEntry,
+    Progress,
+    ScheduledRun,
+)
 from .model.errors import (
     Cancel,
     DatabaseError,
@@ -109,6 +117,7 @@ __all__ = [
     "JobPage",
     "JobQueue",
     "JobService",
+    "JobWorker",
     "LaterSchedule",
     "Limits",
     "LogEntry",

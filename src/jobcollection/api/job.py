@@ -35,6 +35,7 @@ from ..model.decisions import NamedTypes, type_names
 from ..model.document import (
     CronSchedule,
     JobDoc,
+    JobWorker,
     LogEntry,
     Progress,
     RemoveAfter,
@@ -203,6 +204,17 @@ class Job:
     def user_id(self) -> int | str | ObjectId | None:
         """Who the job is for (`for_user`), None if nobody in particular."""
         return self._doc.user_id
+
+    @property
+    def worker(self) -> JobWorker | None:
+        """The worker that claimed the job's current or last run, as the claim recorded it
+        (host, pid, its id in the worker registry; for a remote or DDP worker, the user it
+        claimed as), kept once the job has finished and replaced by its next claim. None:
+        never claimed, or claimed by job-collection v1.x or an earlier version of this
+        library; always None through a RemoteJobCollection (the server keeps it, as only
+        admins and managers may read the worker registry). `jc.workers()` says whether that
+        worker is still live."""
+        return self._doc.worker
 
     @property
     def cancelled(self) -> bool:

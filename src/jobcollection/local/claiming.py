@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from bson import ObjectId
 
 from ..model.clock import Clock
 from ..model.constants import Status
-from ..model.document import CLAIMER, JobDoc
+from ..model.document import CLAIMER, JobDoc, JobWorker
 from ..model.errors import DatabaseError, InvalidDocument
 from ..model.ops import Checkpoints
 from ..model.schedule import add_ms, late_start
@@ -29,6 +30,20 @@ from .reading import Reader
 from .reporting import Report, Reporter, claimed_by, claimer_of, refused
 
 logger = logging.getLogger("jobcollection")
+
+
+@dataclass(frozen=True, slots=True)
+class Claimant:
+    """Who a claim is made for: the user it is made as (None: server code), the only one who
+    may report on its runs, and the worker it records on the jobs it claims (JobDoc.worker;
+    None: their records are left as they are)."""
+
+    user_id: Any = None
+    worker: JobWorker | None = None
+
+
+SERVER: Final = Claimant()
+"""A claim by server code that records no worker."""
 
 
 class Claimer:
@@ -63,7 +78,7 @@ class Claimer:
         work_timeout_ms: int | None = None,
         *,
         among: Sequence[Id] | None = None,
-        user_id: Any = None,
+        claimant: Claimant = SERVER,
         quota: Any = None,
     ) -> list[JobDoc]:
         """Claim up to max_jobs ready jobs under one runId: one round trip for one job (two
@@ -73,12 +88,14 @@ class Claimer:
         stored document is not a valid job is failed for good, with the reason, instead of
         being handed over; one past its deadline (`Job.expires`) is cancelled instead, and
         another claimed in its place. With `among`, only jobs among these ids are claimed (a rate
-        limit's reserved ones). The claim records `user_id` (None: server code) as the run's
-        claimer (document.CLAIMER), the only user who may report on it, and the quota of a
-        concurrency limit it claims into (document.QUOTA; None: none)."""
+        limit's reserved ones). The claim records the claimant's user (None: server code) as
+        the run's claimer (document.CLAIMER), the only user who may report on it, its worker
+        (document.WORKER), and the quota of a concurrency limit it claims into
+        (document.QUOTA; None: none), all in the claim's one update."""
         if not self.accepting:
             self._never_started()
             return []
+        user_id = claimant.user_id
         claimer = None if user_id is None else claimer_of(user_id)
         claimed = await self._recover_claims(types, max_jobs, self.clock.now(), claimer)
         jobs: list[JobDoc] = []
@@ -87,7 +104,7 @@ class Claimer:
             if len(claimed) < wanted:
                 more = wanted - len(claimed)
                 claimed += await self._claim_new(
-                    types, more, work_timeout_ms, claimer, quota, among
+                    types, more, work_timeout_ms, claimer, quota, among, claimant.worker
                 )
             handed, expired = await self._hand_over(claimed)
             jobs += handed
@@ -105,6 +122,7 @@ class Claimer:
         claimer: Any,
         quota: Any,
         among: Sequence[Id] | None,
+        worker: JobWorker | None,
     ) -> list[Document]:
         """Claim up to `wanted` ready jobs under a new runId."""
         now = self.clock.now()
@@ -114,7 +132,7 @@ class Claimer:
         self.claimed_run_ids.add(run_id)
         self.unconfirmed_claims[run_id] = set()
         self._claiming.add(run_id)
-        update = transitions.claim_for(run_id, now, work_timeout_ms, claimer, quota)
+        update = transitions.claim_for(run_id, now, work_timeout_ms, claimer, quota, worker)
         try:
             try:
                 fresh, complete = await self._claim(types, wanted, run_id, update, among)
@@ -123,7 +141,12 @@ class Claimer:
                     raise
                 # A document refuses the claim's update (a poison document, such as a
                 # non-numeric `retries`): claim one by one, setting aside what refuses.
-                fresh = await self._claim_each(types, wanted, update, among)
+                # One whose `_private` is not an object (another application's null) cannot
+                # take the worker record: it is claimed without it.
+                bare = None
+                if worker is not None:
+                    bare = transitions.claim_for(run_id, now, work_timeout_ms, claimer, quota)
+                fresh = await self._claim_each(types, wanted, update, among, bare)
                 complete = True
         finally:
             self._claiming.discard(run_id)
@@ -202,8 +225,10 @@ class Claimer:
         wanted: int,
         update: dict[str, Any],
         among: Sequence[Id] | None = None,
+        bare: dict[str, Any] | None = None,
     ) -> list[Document]:
-        """Claim candidates one at a time; one whose claim is refused is failed instead."""
+        """Claim candidates one at a time; one whose claim is refused is claimed with `bare`
+        (the claim without its worker record) if given, and failed if that is refused too."""
         claimed: list[Document] = []
         candidates = await self.store.find(
             transitions.claimable(types, among),
@@ -213,12 +238,20 @@ class Claimer:
         )
         for candidate in candidates:
             fence = transitions.claimable_one(types, candidate["_id"])
-            try:
-                one = await self.store.find_one_and_update(fence, update, transitions.NO_LOG)
-            except DatabaseError as exc:
-                if transient(exc):
-                    raise
-                await self.set_aside(fence, None, f"it refuses to be claimed: {exc}")
+            one = None
+            for attempt in (update, bare):
+                if attempt is None:
+                    continue
+                try:
+                    one = await self.store.find_one_and_update(fence, attempt, transitions.NO_LOG)
+                except DatabaseError as exc:
+                    if transient(exc):
+                        raise
+                    refusal = exc
+                    continue
+                break
+            else:
+                await self.set_aside(fence, None, f"it refuses to be claimed: {refusal}")
                 continue
             claimed += [] if one is None else [one]
         return claimed

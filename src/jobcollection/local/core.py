@@ -17,6 +17,8 @@ what follows its commit waits for it (transactions.py).
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -27,7 +29,7 @@ from bson import ObjectId
 from ..model import validation as v
 from ..model.clock import Clock
 from ..model.concurrency import ConcurrencyLimit
-from ..model.document import CLAIMER, JobDoc
+from ..model.document import CLAIMER, JobDoc, JobWorker
 from ..model.errors import InvalidArgument, InvalidArgumentType
 from ..model.events import EventEmitter, MethodEvent
 from ..model.limits import Limits
@@ -83,11 +85,11 @@ from ..model.queries import DocPage, QueueStats
 from ..model.ratelimit import LimitedWork
 from ..model.schedules import Schedule
 from ..model.types import Due, Id, Paused
-from ..model.workers import TTL_MS, WorkerInfo
+from ..model.workers import MAX_TEXT, TTL_MS, WorkerInfo
 from ..mongo.servertime import ServerClock
 from ..mongo.store import Store
 from ..mongo.wakeup import ChangeStreamSource, LocalCancels, LocalSaves, WakeupSource
-from .claiming import Claimer
+from .claiming import Claimant, Claimer
 from .dependents import Dependents
 from .edges import Edges
 from .followups import FollowUps
@@ -111,6 +113,21 @@ logger = logging.getLogger("jobcollection")
 T = TypeVar("T")
 MAX_HANDED = 20_000
 """Jobs claimed through the method layer whose claimed copies are kept for their reports."""
+
+
+def _claimant(worker: JobWorker | None, origin: Origin | None) -> Claimant:
+    """Who a claim is for, and the worker it records (JobDoc.worker): in process, the worker
+    the caller named (a JobQueue names itself) or else this process; through the method
+    layer, what the worker said of itself (getWork's `worker`, if anything) with the user
+    the call was made as, marked remote."""
+    if origin is None:
+        return Claimant(
+            None, worker or JobWorker(host=socket.gethostname()[:MAX_TEXT], pid=os.getpid())
+        )
+    said = worker or JobWorker()
+    return Claimant(
+        origin.user_id, said.model_copy(update={"user": origin.user_id, "remote": True})
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -459,8 +476,8 @@ class Core:
         if not types:  # every type asked for is paused on every process
             return []
         wanted = min(op.max_jobs, self._limits.max_jobs)
-        user_id = None if origin is None else origin.user_id
-        docs = await self.slots.get_work(types, wanted, op.work_timeout_ms, user_id=user_id)
+        claimant = _claimant(op.worker, origin)
+        docs = await self.slots.get_work(types, wanted, op.work_timeout_ms, claimant=claimant)
         if origin is not None:  # a remote worker: its reports will come without them
             self._remember_handed(docs)
         return docs
@@ -475,7 +492,9 @@ class Core:
         if self._limiter is None:
             self._limiter = Limiter(counter_store(self.store), self.claimer, self.slots)
         wanted = min(op.max_jobs, self._limits.max_jobs)
-        return await self._limiter.get_work(types, op.rate_limit, wanted, op.work_timeout_ms)
+        return await self._limiter.get_work(
+            types, op.rate_limit, wanted, op.work_timeout_ms, _claimant(op.worker, origin)
+        )
 
     def _remember_handed(self, docs: Sequence[JobDoc]) -> None:
         """Keep the jobs a method-layer claim handed out, as claimed, for their reports (a

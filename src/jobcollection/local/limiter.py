@@ -28,6 +28,7 @@ from ..rules.ratecounters import (
     window,
     windows,
 )
+from .claiming import SERVER, Claimant
 
 if TYPE_CHECKING:
     from .claiming import Claimer
@@ -84,28 +85,40 @@ class Limiter:
         limit: RateLimit,
         max_jobs: int,
         work_timeout_ms: int | None,
+        claimant: Claimant = SERVER,
     ) -> LimitedWork:
-        """Claim up to max_jobs ready jobs of these types, as many as the limit allows in the
-        current window."""
+        """Claim up to max_jobs ready jobs of these types for `claimant`, as many as the
+        limit allows in the current window."""
         if not self.claimer.accepting:
-            return LimitedWork(await self.slots.get_work(types, max_jobs, work_timeout_ms))
+            return LimitedWork(
+                await self.slots.get_work(types, max_jobs, work_timeout_ms, claimant=claimant)
+            )
         await self._ensure_index()
         start, end = window(self.claimer.clock.now(), limit.per_ms)
         path = limit.path
         if path is None:
             counter = counter_id(types, limit, start)
             got = await self._take(counter, max_jobs, end, limit)
-            docs = await self._claim(types, got, work_timeout_ms, None)
+            docs = await self._claim(types, got, work_timeout_ms, None, claimant)
             await self._return(counter, got - len(docs))
             return LimitedWork(docs, end if got < max_jobs else None)
-        return await self._get_grouped(types, limit, path, max_jobs, work_timeout_ms, start, end)
+        return await self._get_grouped(
+            types, limit, path, max_jobs, work_timeout_ms, start, end, claimant
+        )
 
     async def _claim(
-        self, types: Sequence[str], count: int, work_timeout_ms: int | None, among: Any
+        self,
+        types: Sequence[str],
+        count: int,
+        work_timeout_ms: int | None,
+        among: Any,
+        claimant: Claimant,
     ) -> list[JobDoc]:
         if count <= 0:
             return []
-        return await self.slots.get_work(types, count, work_timeout_ms, among=among)
+        return await self.slots.get_work(
+            types, count, work_timeout_ms, among=among, claimant=claimant
+        )
 
     async def _get_grouped(
         self,
@@ -116,6 +129,7 @@ class Limiter:
         work_timeout_ms: int | None,
         start: datetime,
         end: datetime,
+        claimant: Claimant,
     ) -> LimitedWork:
         candidates = await self.claimer.store.find(
             transitions.claimable(types),
@@ -141,7 +155,7 @@ class Limiter:
             held_back = held_back or got < asked
             reserved[key] = (counter, got)
             chosen += ids[:got]
-        docs = await self._claim(types, len(chosen), work_timeout_ms, chosen)
+        docs = await self._claim(types, len(chosen), work_timeout_ms, chosen, claimant)
         used: dict[bytes, int] = {}
         for job in docs:  # (a job an earlier claim left unhanded may come too: no group's)
             if job.id in owner:

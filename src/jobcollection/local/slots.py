@@ -18,7 +18,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
 from bson import ObjectId
 
@@ -31,7 +31,7 @@ from ..mongo.store import Document, Store, is_duplicate
 from ..rules import concurrency as rules
 from ..rules import transitions
 from ..rules.ratecounters import SCAN_FACTOR, group_key, group_of
-from .claiming import Claimer
+from .claiming import SERVER, Claimant, Claimer
 from .limiter import counter_store
 from .settings import Settings
 
@@ -99,7 +99,7 @@ class Slots:
         work_timeout_ms: int | None,
         *,
         among: Sequence[Id] | None = None,
-        user_id: Any = None,
+        claimant: Claimant = SERVER,
     ) -> list[JobDoc]:
         """Claim up to max_jobs ready jobs of these types (as Claimer.get_work), those of a
         limited type only into its free slots: the types without a limit first, then each
@@ -109,20 +109,20 @@ class Slots:
         limited = [t for t in types if t in limits]
         if not limited:
             return await claimer.get_work(
-                types, max_jobs, work_timeout_ms, among=among, user_id=user_id
+                types, max_jobs, work_timeout_ms, among=among, claimant=claimant
             )
         free = [t for t in types if t not in limits]
         docs: list[JobDoc] = []
         if free:
             docs += await claimer.get_work(
-                free, max_jobs, work_timeout_ms, among=among, user_id=user_id
+                free, max_jobs, work_timeout_ms, among=among, claimant=claimant
             )
         for job_type in limited:
             wanted = max_jobs - len(docs)
             if wanted <= 0:
                 break
             docs += await self._get_limited(
-                job_type, limits[job_type], wanted, work_timeout_ms, among, user_id
+                job_type, limits[job_type], wanted, work_timeout_ms, among, claimant
             )
         return docs
 
@@ -133,7 +133,7 @@ class Slots:
         wanted: int,
         work_timeout_ms: int | None,
         among: Sequence[Id] | None,
-        user_id: Any,
+        claimant: Claimant,
     ) -> list[JobDoc]:
         """Claim jobs of one limited type: into this process's quota while it lasts, else
         under the type's claim lock."""
@@ -143,7 +143,7 @@ class Slots:
             if quota and limit.path is None and quota.left > 0 and now < quota.usable_until:
                 self._quotas[job_type] = quota
                 return await self._into_quota(
-                    quota, job_type, wanted, work_timeout_ms, among, user_id
+                    quota, job_type, wanted, work_timeout_ms, among, claimant
                 )
             taken = await self._acquire(job_type)
             if taken is None:
@@ -156,7 +156,7 @@ class Slots:
                 if limit.path is not None:
                     chosen = await self._choose(job_type, limit, limit.path, wanted, among, now)
                     docs = await self._claim(
-                        job_type, chosen, len(chosen), work_timeout_ms, user_id
+                        job_type, chosen, len(chosen), work_timeout_ms, claimant
                     )
                     await self._release(job_type, token, None, books.quotas)
                     return docs
@@ -167,7 +167,7 @@ class Slots:
                 size = rules.quota_size(limit, bound, wanted)
                 if size == 0:
                     room = rules.room(limit, bound, wanted)
-                    docs = await self._claim(job_type, among, room, work_timeout_ms, user_id)
+                    docs = await self._claim(job_type, among, room, work_timeout_ms, claimant)
                     await self._release(job_type, token, bound + len(docs), books.quotas)
                     return docs
                 until = now + timedelta(milliseconds=rules.QUOTA_MS)
@@ -179,7 +179,7 @@ class Slots:
                 raise
             quota = LocalQuota(token, size, now + timedelta(milliseconds=rules.QUOTA_USE_MS))
             self._quotas[job_type] = quota
-            return await self._into_quota(quota, job_type, wanted, work_timeout_ms, among, user_id)
+            return await self._into_quota(quota, job_type, wanted, work_timeout_ms, among, claimant)
 
     async def _into_quota(
         self,
@@ -188,11 +188,11 @@ class Slots:
         wanted: int,
         work_timeout_ms: int | None,
         among: Sequence[Id] | None,
-        user_id: Any,
+        claimant: Claimant,
     ) -> list[JobDoc]:
         """Claim into this process's quota of the type, without the lock."""
         count = min(wanted, quota.left)
-        docs = await self._claim(job_type, among, count, work_timeout_ms, user_id, quota.token)
+        docs = await self._claim(job_type, among, count, work_timeout_ms, claimant, quota.token)
         quota.left -= len(docs)
         return docs
 
@@ -202,13 +202,13 @@ class Slots:
         among: Sequence[Id] | None,
         count: int,
         work_timeout_ms: int | None,
-        user_id: Any,
+        claimant: Claimant,
         quota: ObjectId | None = None,
     ) -> list[JobDoc]:
         if count <= 0:
             return []
         return await self._claimer.get_work(
-            [job_type], count, work_timeout_ms, among=among, user_id=user_id, quota=quota
+            [job_type], count, work_timeout_ms, among=among, claimant=claimant, quota=quota
         )
 
     async def _choose(

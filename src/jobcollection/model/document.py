@@ -307,6 +307,30 @@ class ScheduledRun(BaseModel):
     triggered: bool = False
 
 
+class JobWorker(BaseModel):
+    """The worker that claimed a job's current or last run, as the claim recorded it (kept
+    under WORKER, `Job.worker`). A queue of a local JobCollection records its id in the
+    worker registry (`jc.workers()`), its host and its pid; `get_work` called directly, no id.
+    A claim made through the method layer (a remote worker, a DDP worker) is `remote`, with
+    the user it was made as (the server's to know) and what the worker said of itself: a
+    RemoteJobCollection's queue its registry id, host and pid; a DDP session its id in the
+    registry and its peer's address (no pid); a client that says nothing, nothing more."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str | None = None
+    """Its id in the worker registry (None: not a registered queue)."""
+    host: str | None = None
+    pid: int | None = None
+    user: Any = None
+    """The user a claim through the method layer was made as (None: server code)."""
+    remote: bool = False
+    """Claimed through the method layer (the remote API or DDP), not in process."""
+
+    def stored(self) -> dict[str, Any]:
+        """As kept under WORKER: the fields that are set."""
+        return self.model_dump(exclude_defaults=True)
+
+
 class JobDoc(BaseModel):
     """A job as stored. Attribute names are snake_case; aliases are the stored field names."""
 
@@ -402,6 +426,10 @@ class JobDoc(BaseModel):
     scheduled: ScheduledRun | None = Field(default=None, exclude=True)
     """On a run of a schedule object: which schedule and occurrence (kept under SCHEDULED);
     None: not made by a schedule."""
+    worker: JobWorker | None = Field(default=None, exclude=True)
+    """The worker that claimed its current or last run (kept under WORKER, set by each claim
+    and kept once the job has finished); None: never claimed, or claimed by job-collection
+    v1.x or by an earlier version of this library (a repeat or a rerun starts without one)."""
     lineage: list[JobId] = Field(default_factory=list, exclude=True)
     """The jobs this one was made from (as a repeat or a rerun), oldest first: the newest
     LINEAGE_LIMIT of them (kept under LINEAGE)."""
@@ -648,6 +676,15 @@ SCHEDULED: Final = "_private.jobcollectionScheduled"
 JobDoc.scheduled, under a partial index (find_jobs(schedule=), the overlap policies)."""
 SCHEDULED_ID: Final = f"{SCHEDULED}.id"
 
+WORKER: Final = "_private.jobcollectionWorker"
+"""On a job claimed at least once: the worker that claimed its current or last run
+(JobWorker.stored: `{id?, host?, pid?, user?, remote?}`), set by the claim (the same update
+that sets its status and runId), kept once it has finished and replaced by the next claim
+(JobDoc.worker). A save never stores a given one, and a repeat or a rerun starts without.
+The remote API never sends it (who claimed what is the worker registry's kind of news, which
+only admins and managers may read: `jobWorkers`); the dashboard and a local JobCollection
+read it."""
+
 ExtensionKind = Literal["setting", "bookkeeping"]
 
 
@@ -673,6 +710,9 @@ class Extension:
     """The fields (by attribute or stored name) a stored value gives, to validate with the
     rest of the document; InvalidDocument if it cannot be one. Unset: the value into its one
     field (a stored null: the field's default)."""
+    sent: bool = True
+    """A setting the remote API sends its clients and takes from them (False: the server's
+    own to read, as the worker registry is: WORKER)."""
 
     @property
     def key(self) -> str:
@@ -821,6 +861,18 @@ def _scheduled_in(value: Any) -> dict[str, Any]:
     }
 
 
+def _worker_out(doc: JobDoc) -> dict[str, Any] | None:
+    return None if doc.worker is None else doc.worker.stored()
+
+
+def _worker_in(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or set(value) - set(JobWorker.model_fields):
+        raise _malformed(WORKER, value, " is not a worker")
+    return {"worker": value}
+
+
 def _edges_out(doc: JobDoc) -> list[dict[str, Any]] | None:
     return [edge.model_dump() for edge in doc.on_failure] or None
 
@@ -849,6 +901,7 @@ EXTENSIONS: Final[tuple[Extension, ...]] = (
     Extension(EXPIRES, "setting", _DEADLINE_FIELDS, True, _deadline_out, _deadline_in),
     Extension(CHECKPOINT, "setting", ("checkpoint",)),
     Extension(SCHEDULED, "setting", ("scheduled",), False, _scheduled_out, _scheduled_in),
+    Extension(WORKER, "setting", ("worker",), False, _worker_out, _worker_in, sent=False),
     # The bookkeeping.
     Extension(FLUSH, "bookkeeping"),
     Extension(FOLLOW_UPS, "bookkeeping"),
@@ -869,6 +922,8 @@ EXTENSIONS: Final[tuple[Extension, ...]] = (
 
 SETTING_EXTENSIONS: Final = tuple(ext for ext in EXTENSIONS if ext.kind == "setting")
 """The extensions that hold a job's settings (the Python API exposes them as JobDoc fields)."""
+SENT_SETTINGS: Final = tuple(ext for ext in SETTING_EXTENSIONS if ext.sent)
+"""The settings the remote API's codec sends and takes (remote/codec.py)."""
 
 RESAVED_SETTINGS: Final = tuple(ext for ext in SETTING_EXTENSIONS if ext.resaved)
 PRIVATE_SETTINGS: Final = tuple(ext.path for ext in RESAVED_SETTINGS)

@@ -40,14 +40,14 @@ from .constants import (
     ON_FAILURE_POLICIES,
     OnFailure,
 )
-from .document import JobDoc, parse_doc
+from .document import JobDoc, JobWorker, parse_doc
 from .errors import InvalidArgument, InvalidArgumentType
 from .limits import MAX_BSON_BYTES
 from .queries import DocPage, JobQuery, QueueStats
 from .ratelimit import LimitedWork, RateLimit
 from .schedules import Schedule, ScheduleSpec, schedule_id
 from .types import Due, Id, Paused
-from .workers import WorkerInfo, registration, worker_id
+from .workers import MAX_TEXT, WorkerInfo, registration, worker_id
 
 R = TypeVar("R", covariant=True)
 Validator = Callable[[Any, str], Any]
@@ -216,6 +216,8 @@ def _wire_fields(cls: type) -> tuple[Fields, Fields, frozenset[str]]:
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, JobWorker):
+        return value.stored()
     return list(value) if isinstance(value, tuple) else value
 
 
@@ -295,6 +297,31 @@ def _claim_key(value: Any, name: str) -> str:
 
 def _trigger_key(value: Any, name: str) -> str:
     return schedule_id(value, name)
+
+
+_WORKER_KEYS = frozenset(("id", "host", "pid"))
+
+
+def _claiming_worker(value: Any, name: str) -> JobWorker:
+    """The worker a claim is for, as it says of itself (getWork's `worker`, this library's:
+    `{id?, host?, pid?}`, its id in the worker registry, its host and pid); the server adds
+    the user and that it came through the method layer (local/core.py)."""
+    if isinstance(value, JobWorker):
+        return value
+    if not isinstance(value, dict):
+        raise InvalidArgumentType(name, f"must be an object, not {type(value).__name__}")
+    unknown = sorted(str(k) for k in value if k not in _WORKER_KEYS)
+    if unknown:
+        raise InvalidArgument(name, f"unknown keys {unknown}")
+    return JobWorker(
+        id=None if value.get("id") is None else worker_id(value["id"], f"{name}.id"),
+        host=None
+        if value.get("host") is None
+        else v.text(value["host"], f"{name}.host", max_length=MAX_TEXT),
+        pid=None
+        if value.get("pid") is None
+        else v.integer(value["pid"], f"{name}.pid", minimum=0, maximum=2**31),
+    )
 
 
 def _level(value: Any, name: str) -> str:
@@ -443,7 +470,9 @@ class GetJobs(Op[list[JobDoc]]):
 class GetWork(Op[list[JobDoc]]):
     """getWork: claim up to max_jobs ready jobs under one fresh runId. `claim_key` (the
     remote API's): a key sent again after a claim whose answer was lost is answered with the
-    jobs claimed under it."""
+    jobs claimed under it. `worker` (this library's): the claiming worker, recorded on the
+    jobs claimed (JobDoc.worker; None: this process, or for a call through the method layer
+    only its user)."""
 
     method = "getWork"
     returns = Returns.DOCS
@@ -451,6 +480,7 @@ class GetWork(Op[list[JobDoc]]):
     max_jobs: int = option("maxJobs", _ms(1), 1)
     work_timeout_ms: int | None = option("workTimeout", _ms(1), None)
     claim_key: str | None = option("claimKey", _claim_key, None)
+    worker: JobWorker | None = option("worker", _claiming_worker, None)
 
 
 NO_RATE_LIMITS = (
@@ -472,6 +502,7 @@ class GetLimitedWork(Op[LimitedWork]):
     max_jobs: int = option("maxJobs", _ms(1), 1)
     work_timeout_ms: int | None = option("workTimeout", _ms(1), None)
     rate_limit: RateLimit | None = option("rateLimit", lambda value, name: value, None)
+    worker: JobWorker | None = option("worker", _claiming_worker, None)
 
 
 @dataclass(frozen=True, slots=True)

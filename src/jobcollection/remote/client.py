@@ -120,6 +120,9 @@ class RemoteService(JobService):
         self._cancels = LocalCancels()
         self._unanswered: dict[tuple[str, ...], list[str]] = {}
         """Claim keys of claims whose answer was lost, by the types claimed."""
+        self._server_takes_worker = True
+        """Whether getWork is sent its `worker` option (False once a server of an earlier
+        version refused it)."""
         self.requests = 0
         """HTTP requests made so far (for benchmarks)."""
 
@@ -272,11 +275,25 @@ class RemoteService(JobService):
         costs no job its lease and its attempt."""
         unanswered = self._unanswered.setdefault(tuple(op.types), [])
         key = unanswered.pop() if unanswered else secrets.token_urlsafe(16)
+        options = {**params[1], "claimKey": key}
+        if not self._server_takes_worker:
+            options.pop("worker", None)
         try:
-            found = await self.call(op.method, params[0], {**params[1], "claimKey": key})
+            found = await self.call(op.method, params[0], options)
         except DatabaseError:
             unanswered.append(key)
             raise
+        except InvalidArgument as exc:
+            if (
+                "worker" not in options
+                or exc.argument != "options"
+                or "'worker'" not in exc.problem
+            ):
+                raise
+            # A server of an earlier version, which does not know the option: claim without
+            # it from now on (its jobs then record only the user).
+            self._server_takes_worker = False
+            return await self._claim(op, params)
         return [codec.decode_doc(raw) for raw in found]
 
     async def _results(self, op: Results) -> dict[Id, dict[str, Any]]:

@@ -43,7 +43,7 @@ from bson.json_util import DatetimeRepresentation, JSONMode, JSONOptions
 
 from ..model.concurrency import ConcurrencyLimit, limit_from_wire
 from ..model.constants import Status
-from ..model.document import SETTING_EXTENSIONS, JobDoc, Unique
+from ..model.document import SENT_SETTINGS, JobDoc, Unique
 from ..model.errors import (
     DatabaseError,
     DuplicateJob,
@@ -72,12 +72,13 @@ an ISO date string costs a strptime per date, the largest part of a claim's deco
 
 SETTINGS: Final = "jobcollection"
 """The key a job's public settings travel under (its `_private` never leaves the server)."""
-PUBLIC_SETTINGS: Final = frozenset(ext.key for ext in SETTING_EXTENSIONS)
-"""The `_private` keys that hold a job's settings (what the Python API exposes); every other
-key of this library's is bookkeeping (document.EXTENSIONS)."""
-_SHORT: Final = {ext.key: ext.short for ext in SETTING_EXTENSIONS}
+PUBLIC_SETTINGS: Final = frozenset(ext.key for ext in SENT_SETTINGS)
+"""The `_private` keys that hold a job's settings the remote API sends (what the Python API
+exposes, but the server's own record of who claimed it, document.WORKER); every other key of
+this library's is bookkeeping (document.EXTENSIONS)."""
+_SHORT: Final = {ext.key: ext.short for ext in SENT_SETTINGS}
 """Each setting's `_private` key by the name it travels under (`removeAfter`)."""
-_LONG: Final = {ext.short: ext.key for ext in SETTING_EXTENSIONS}
+_LONG: Final = {ext.short: ext.key for ext in SENT_SETTINGS}
 
 
 _DEFAULT = functools.partial(json_util.default, json_options=JSON_OPTIONS)

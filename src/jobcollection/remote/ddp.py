@@ -265,6 +265,19 @@ class SessionWorker:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._renew())
 
+    def claiming(self, params: list[Any]) -> list[Any]:
+        """getWork's parameters with this session as the claiming worker (option `worker`:
+        its id in the registry and its peer's address), replacing any the client sent, so
+        that the jobs it claims record it (JobDoc.worker). Malformed options are left to
+        getWork to refuse."""
+        if not params or len(params) > 2:
+            return params
+        options = params[1] if len(params) == 2 else {}
+        if not isinstance(options, dict):
+            return params
+        worker = {"id": self.id, **({"host": self._host} if self._host else {})}
+        return [params[0], {**options, "worker": worker}]
+
     def let_go(self, ids: Any) -> None:
         """It reported on these jobs (one id or a list of them, as the report named them)."""
         for job_id in ids if isinstance(ids, list | tuple) else [ids]:
@@ -549,6 +562,8 @@ class DDPEndpoint:
             raise MeteorError(403, *NOT_AUTHORIZED)
         try:
             given = codec.inbound_params(method, params)
+            if method == "getWork":
+                given = self._worker(ws, session).claiming(given)
             try:
                 result = await self.jc.call(method, *given, user_id=session.user_id)
             finally:

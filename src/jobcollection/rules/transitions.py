@@ -40,8 +40,10 @@ from ..model.document import (
     SKIPPED,
     UNIQUE,
     USER,
+    WORKER,
     CronSchedule,
     JobDoc,
+    JobWorker,
     LogEntry,
     Progress,
 )
@@ -51,6 +53,7 @@ from . import dedup
 
 _UNIQUE_KEY = UNIQUE.split(".", 1)[1]
 _EXPIRES_KEY = EXPIRES.split(".", 1)[1]
+_WORKER_KEY = WORKER.split(".", 1)[1]
 
 NO_LOG = {"log": 0, "failures": 0}
 """What a claim reads: the job without its log and failures (`_private` is read: it holds a
@@ -125,6 +128,8 @@ def insert_document(doc: JobDoc, now: datetime) -> dict[str, Any] | None:
     with "debounce" starting a period from now at the earliest. None when a cron schedule
     has no run before repeatUntil."""
     stored = doc.to_mongo()
+    if stored.get("_private", {}).pop(_WORKER_KEY, None) is not None and not stored["_private"]:
+        del stored["_private"]  # only a claim records a worker
     after = max(doc.after, now, dedup.earliest_start(doc, now) or now)
     if held := dedup.bookkeeping(doc):
         stored["_private"] = {**stored["_private"], **held}
@@ -274,12 +279,20 @@ def claimable_one(types: Sequence[str], job_id: Id) -> Filter:
 
 
 def claim_for(
-    run_id: ObjectId, now: datetime, work_timeout_ms: int | None, claimer: Any, quota: Any = None
+    run_id: ObjectId,
+    now: datetime,
+    work_timeout_ms: int | None,
+    claimer: Any,
+    quota: Any = None,
+    worker: JobWorker | None = None,
 ) -> Update:
     """`claim`, recording `claimer` (claimer_of a user; None: server code, recorded as no
-    claimer) as the only user who may report on the run, and the concurrency-limit quota the
-    job is claimed into (None: none)."""
+    claimer) as the only user who may report on the run, the concurrency-limit quota the
+    job is claimed into (None: none) and the worker claiming it (WORKER, replacing the last
+    claim's; None: left as it is), all in the claim's one update."""
     update = claim(run_id, now, work_timeout_ms)
+    if worker is not None:
+        update["$set"][WORKER] = worker.stored()
     for path, value in ((CLAIMER, claimer), (QUOTA, quota)):
         if value is None:
             update["$unset"][path] = ""
@@ -801,6 +814,7 @@ def rerun_document(
             "expires_in_ms": None,
             "expired": False,
             "checkpoint": None,  # a new run starts from the beginning
+            "worker": None,  # nobody has claimed it yet
         }
     )
     return born_ready(clone.to_mongo(), now, keep_after=True)

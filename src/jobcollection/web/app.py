@@ -88,7 +88,7 @@ from . import graph, pages
 from .assets import ASSETS
 from .hosts import allowed_hosts_from
 from .html import pretty
-from .job_facts import holder, last_run
+from .job_facts import last_run, needs_registry
 from .pages import ACTIONS, Filters, View
 from .queue_pages import (
     SCHEDULE_ACTIONS,
@@ -583,20 +583,19 @@ class Dashboard:
         job = await self._job(request)
         linked = [*job.doc.depends, *job.doc.resolved, *job.doc.lineage]
         statuses = {j.id: j.doc.status for j in await self.jc.get_jobs(linked)} if linked else {}
-        held_by = await self._holder(job)
-        return HTMLResponse(pages.job_page(view, job, statuses, self.jc.clock.now(), held_by))
+        workers = await self._registry(job)
+        return HTMLResponse(pages.job_page(view, job, statuses, self.jc.clock.now(), workers))
 
     async def job_live(self, request: Request) -> Response:
         view = await self.view(request)
         job = await self._job(request)
         now = self.jc.clock.now()
-        return HTMLResponse(pages.job_live(view, job, now, await self._holder(job)))
+        return HTMLResponse(pages.job_live(view, job, now, await self._registry(job)))
 
-    async def _holder(self, job: Job) -> WorkerInfo | None:
-        """The registered queue holding a running job (None for a job in another status)."""
-        if job.doc.status != Status.RUNNING:
-            return None
-        return holder(job.id, await self.jc.workers())
+    async def _registry(self, job: Job) -> list[WorkerInfo]:
+        """The registry's live queues, where the job page's worker fact needs them (none
+        read for a job no registered queue claimed)."""
+        return await self.jc.workers() if needs_registry(job.doc) else []
 
     # --- actions ------------------------------------------------------------------------------
 

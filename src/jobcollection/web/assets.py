@@ -51,6 +51,8 @@ header button{background:transparent;color:var(--head-fg);border:1px solid var(-
 border-radius:3px}
 :focus-visible{outline:2px solid var(--focus);outline-offset:2px}
 main{padding:1em 1.2em;max-width:1200px}
+h1,h2{overflow-wrap:anywhere}
+input,select{max-width:100%;box-sizing:border-box}
 table{border-collapse:collapse;background:var(--panel);margin:.5em 0}
 td,th{border:1px solid var(--line);padding:.25em .6em;text-align:left;vertical-align:top}
 td.n{text-align:right;font-variant-numeric:tabular-nums}
@@ -63,7 +65,7 @@ max-height:30em;white-space:pre}
 form.inline{display:inline}button{margin:.1em}
 td.claims.paused{background:var(--hold)}td.limit.full,td.state.paused{background:var(--hold)}
 .note{color:var(--muted)}.error{color:var(--err)}
-fieldset{border:1px solid var(--line);background:var(--panel)}
+fieldset{border:1px solid var(--line);background:var(--panel);min-width:0}
 .status.paused{background:var(--hold)}.status.ready{background:var(--wait)}
 #progress progress{width:24em;max-width:100%;vertical-align:middle}
 .charts{display:flex;flex-wrap:wrap;gap:.8em;margin:.6em 0}

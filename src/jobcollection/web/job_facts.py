@@ -1,7 +1,7 @@
-"""A job's page, the parts read from its log: its last run (started, finished, how long, under
-which runId), the queue holding it now (the worker registry), its log with levels, and its
-failures' tracebacks as frames then the exception, copyable. Pure: the route reads the job and
-the registry."""
+"""A job's page, the parts read from its log and its record: its last run (started, finished,
+how long, under which runId), the worker that claimed it (JobDoc.worker) and whether that is
+still live in the worker registry, its log with levels, and its failures' tracebacks as frames
+then the exception, copyable. Pure: the route reads the job and the registry."""
 
 from __future__ import annotations
 
@@ -57,9 +57,44 @@ def holder(job_id: Any, workers: Sequence[WorkerInfo]) -> WorkerInfo | None:
     return next((w for w in workers if job_id in w.held), None)
 
 
-def facts(doc: JobDoc, now: datetime, held_by: WorkerInfo | None) -> list[tuple[str, str]]:
+def needs_registry(doc: JobDoc) -> bool:
+    """Whether the worker fact reads the registry: to tell whether the recorded worker is
+    live, or, for a running job with no record (claimed by an earlier version), which queue
+    holds it."""
+    if doc.worker is None:
+        return doc.status == Status.RUNNING
+    return doc.worker.id is not None
+
+
+def worker_fact(doc: JobDoc, workers: Sequence[WorkerInfo]) -> str:
+    """The worker that claimed the job's current or last run (JobDoc.worker), and whether it
+    is still live in the registry (`workers`: its live queues) and holds the job now."""
+    ran = doc.worker
+    if ran is None:
+        held_by = holder(doc.id, workers) if doc.status == Status.RUNNING else None
+        if held_by is not None:
+            return f"{held_by.host} pid {held_by.pid} ({held_by.kind} queue {held_by.id})"
+        return "not recorded"
+    where = " pid ".join(str(p) for p in (ran.host, ran.pid) if p is not None)
+    parts = [where or "host not known"]
+    if ran.id is not None:
+        parts.append(f"queue {ran.id}")
+    if ran.remote:
+        parts.append("remote" if ran.user is None else f"remote, as user {ran.user}")
+    text = ", ".join(parts)
+    if ran.id is None:
+        return f"{text} (not a registered queue)"
+    live = next((w for w in workers if w.id == ran.id), None)
+    if live is None:
+        return f"{text} (no longer in the registry)"
+    holds = doc.status == Status.RUNNING and doc.id in live.held
+    return f"{text} (live{', holding it now' if holds else ''})"
+
+
+def facts(doc: JobDoc, now: datetime, workers: Sequence[WorkerInfo]) -> list[tuple[str, str]]:
     """What the summary adds about the job's last run: started, finished, duration, which
-    attempt it is (v1.x's `retried`: the attempts made), its runId and the worker."""
+    attempt it is (v1.x's `retried`: the attempts made), its runId and the worker that
+    claimed it (`workers`: the registry's live queues, read where `needs_registry`)."""
     run = last_run(doc)
     if run is None:
         return [("started", "not yet"), ("attempt", f"{doc.retried} made")]
@@ -67,16 +102,13 @@ def facts(doc: JobDoc, now: datetime, held_by: WorkerInfo | None) -> list[tuple[
     took = "-" if end is None else age(max(0.0, (end - run.started).total_seconds()))
     if end is not None and run.finished is None:
         took += " so far"
-    worker = "not held by a registered queue now"
-    if held_by is not None:
-        worker = f"{held_by.host} pid {held_by.pid} ({held_by.kind} queue {held_by.id})"
     return [
         ("started", stamp(run.started)),
         ("finished", stamp(run.finished)),
         ("duration", took),
         ("attempt", str(doc.retried)),
         ("run id", str(run.run_id)),
-        ("worker", worker),
+        ("worker", worker_fact(doc, workers)),
     ]
 
 

@@ -454,9 +454,10 @@ def job_list_live(
         f'<td class="n">{job.doc.progress.percent:g}%</td></tr>'
         for job in jobs
     ]
-    body.append(
-        '<table id="jobs"><tr><th>id</th><th>type</th><th>status</th><th>user</th>'
-        f"<th>created</th><th>updated</th><th>progress</th></tr>{''.join(rows)}</table>"
+    body.append(  # in its box, which scrolls sideways on a narrow screen, not the page
+        '<div class="table-wrap"><table id="jobs"><tr><th>id</th><th>type</th><th>status</th>'
+        f"<th>user</th><th>created</th><th>updated</th><th>progress</th></tr>{''.join(rows)}"
+        "</table></div>"
     )
     if not jobs:
         body.append('<p class="note">No jobs match.</p>')
@@ -510,7 +511,7 @@ def _job_links(view: View, ids: Sequence[Any], statuses: Mapping[Any, str]) -> s
 
 
 def job_live(
-    view: View, job: Job, now: datetime | None = None, held_by: WorkerInfo | None = None
+    view: View, job: Job, now: datetime | None = None, workers: Sequence[WorkerInfo] = ()
 ) -> str:
     """The part of the job page that changes while the job runs: its status, its last run
     (started, finished, duration, attempt, worker: job_facts.py, given `now`), progress,
@@ -523,7 +524,7 @@ def job_live(
     if now is not None:
         rows = "".join(
             f'<tr data-fact="{e(k)}"><th>{e(k)}</th><td>{e(v)}</td></tr>'
-            for k, v in facts(doc, now, held_by)
+            for k, v in facts(doc, now, workers)
         )
         run = f'<table id="run">{rows}</table>'
     return (
@@ -559,11 +560,12 @@ def job_page(
     job: Job,
     statuses: Mapping[Any, str],
     now: datetime | None = None,
-    held_by: WorkerInfo | None = None,
+    workers: Sequence[WorkerInfo] = (),
 ) -> str:
     """A job: what it is (its attempts, repeats and schedule in the API's words, model/describe.py;
     the next runs of a cron schedule, given `now`), the workflow and batches it is part of, the
-    live part (with its last run, and `held_by`: the queue holding it now), its dependencies
+    live part (with its last run, and `workers`: the registry's live queues, to tell whether
+    the worker that claimed it is one), its dependencies
     and lineage."""
     doc = job.doc
     plan = describe.schedule(doc)
@@ -592,7 +594,7 @@ def job_page(
     body = (
         f'<table id="summary">{rows}</table>{group_links(view, doc.workflow, doc.batches)}'
         f'<h2>Data</h2><pre id="data">{e(pretty(doc.data))}</pre>'
-        f"{live_part(events, live_url, job_live(view, job, now, held_by))}"
+        f"{live_part(events, live_url, job_live(view, job, now, workers))}"
         f'<h2>Dependencies</h2><div id="depends"><p>Waits on:</p>'
         f"{_job_links(view, doc.depends, statuses)}"
         f"<p>Resolved:</p>{_job_links(view, doc.resolved, statuses)}</div>"

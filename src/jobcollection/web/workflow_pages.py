@@ -108,8 +108,8 @@ def _progress(view: View, group: Group) -> str:
         f'<p id="progress" data-finished="{p.finished}" data-total="{p.total}">'
         f'<progress max="{p.total}" value="{p.finished}"></progress> '
         f"{p.finished:,} of {p.total:,} jobs finished ({percent}): {state}{e(read)}</p>"
-        f'<table id="counts"><tr>{head}<th>total</th></tr>'
-        f'<tr>{"".join(cells)}<td class="n total">{p.total:,}</td></tr></table>'
+        f'<div class="table-wrap"><table id="counts"><tr>{head}<th>total</th></tr>'
+        f'<tr>{"".join(cells)}<td class="n total">{p.total:,}</td></tr></table></div>'
     )
 
 
@@ -216,8 +216,8 @@ def _job_list(view: View, group: Group) -> str:
         for job in group.jobs
     ]
     table = (
-        '<table id="members"><tr><th>id</th><th>type</th><th>status</th><th>waits on</th>'
-        f"<th>updated</th></tr>{''.join(rows)}</table>"
+        '<div class="table-wrap"><table id="members"><tr><th>id</th><th>type</th><th>status</th>'
+        f"<th>waits on</th><th>updated</th></tr>{''.join(rows)}</table></div>"
     )
     if not group.jobs:
         table += '<p class="note">No jobs match.</p>'

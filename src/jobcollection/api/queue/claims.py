@@ -22,6 +22,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from ...model.document import JobWorker
 from ...model.errors import WakeupUnavailable
 from ...model.ops import GetLimitedWork, GetWork, ReadyDue
 from ...mongo.wakeup import WakeupSource, follow
@@ -56,8 +57,11 @@ class Claims:
         on_error: ErrorSink,
         *,
         claimed: Callable[[], None],
+        worker: JobWorker,
     ) -> None:
         self._jc = jc
+        self._worker = worker
+        """What the jobs this queue claims record of it (Presence.claimant)."""
         self._service = jc.service
         self._types = types
         self._options = options
@@ -158,7 +162,12 @@ class Claims:
         try:
             if options.rate_limit is None:
                 docs = await self._service.run(
-                    GetWork(self._types, max_jobs=wanted, work_timeout_ms=options.work_timeout_ms)
+                    GetWork(
+                        self._types,
+                        max_jobs=wanted,
+                        work_timeout_ms=options.work_timeout_ms,
+                        worker=self._worker,
+                    )
                 )
             else:
                 work = await self._service.run(
@@ -167,6 +176,7 @@ class Claims:
                         max_jobs=wanted,
                         work_timeout_ms=options.work_timeout_ms,
                         rate_limit=options.rate_limit,
+                        worker=self._worker,
                     )
                 )
                 docs, next_window = work.docs, work.next_window

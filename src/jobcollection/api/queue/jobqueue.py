@@ -102,6 +102,7 @@ class JobQueue:
             slot_freed=self._slot_freed,
             batch_ended=self._batch_ended,
         )
+        self._presence = Presence(jc.service, self._types, options, held, background)
         self._claims = Claims(
             jc,
             self._types,
@@ -111,8 +112,8 @@ class JobQueue:
             background,
             on_error,
             claimed=self._runner.start,
+            worker=self._presence.claimant,
         )
-        self._presence = Presence(jc.service, self._types, options, held, background)
         self._shutdown = Shutdown(
             self,
             held,

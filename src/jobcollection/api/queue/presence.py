@@ -18,9 +18,10 @@ from collections.abc import Sequence
 
 from bson import ObjectId
 
+from ...model.document import JobWorker
 from ...model.errors import PermissionDenied
 from ...model.ops import ForgetWorker, SeeWorker
-from ...model.workers import MAX_HELD, WorkerInfo, announce_s
+from ...model.workers import MAX_HELD, MAX_TEXT, WorkerInfo, announce_s
 from ..seam import JobService
 from .background import Background
 from .holdings import Holdings
@@ -67,6 +68,12 @@ class Presence:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), announce_s(self._ttl_ms))
 
+    @property
+    def claimant(self) -> JobWorker:
+        """This queue as the jobs it claims record it (JobDoc.worker): its id in the
+        registry, its host and its pid."""
+        return JobWorker(id=self.id, host=socket.gethostname()[:MAX_TEXT], pid=os.getpid())
+
     def _worker(self) -> WorkerInfo:
         from ... import __version__
 
@@ -74,7 +81,7 @@ class Presence:
         ids = [job.id for job in jobs if job.id is not None]
         return WorkerInfo(
             id=self.id,
-            host=socket.gethostname()[:256],
+            host=socket.gethostname()[:MAX_TEXT],
             pid=os.getpid(),
             version=__version__,
             types=self._types,
