@@ -225,7 +225,7 @@ def test_task_options_defaults_and_what_the_decorators_build() -> None:
         ({"priority": "urgent"}, "priority: unknown priority 'urgent'", InvalidArgument),
         ({"priority": 1.5}, "priority: must be an integer, not float", InvalidArgumentType),
         ({"unique": ""}, "unique: must not be empty", InvalidArgument),
-        ({"unique": 3}, "unique: must be True, False or a key string", InvalidArgumentType),
+        ({"unique": 3}, "unique: must be True, False, a key string or", InvalidArgumentType),
     ],
 )
 def test_a_bad_task_option_is_refused_by_the_value_and_both_decorators(
