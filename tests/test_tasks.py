@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, Field
 
+from conftest import SHARDED
 from jobcollection import (
     JOB_PRIORITIES,
     InvalidArgument,
@@ -208,6 +209,7 @@ async def test_a_task_returns_its_job_unsaved_for_more_options(jc: JobCollection
     assert job.doc.unique is not None and job.doc.unique.key == "k"
 
 
+@pytest.mark.skipif(SHARDED, reason="a sharded collection has no unique jobs")
 async def test_a_task_debounces_its_jobs_with_unique_options(
     jc: JobCollection, clock: ManualClock
 ) -> None:
@@ -224,6 +226,9 @@ async def test_a_task_debounces_its_jobs_with_unique_options(
     [job] = await jc.get_jobs([first])
     assert job is not None and job.data == {"n": 2}
     assert job.doc.after == clock.now() + timedelta(seconds=30)
+
+
+async def test_a_task_s_unique_options_are_checked_when_it_is_declared(jc: JobCollection) -> None:
     for bad, field in (
         ({"mode": "sometimes"}, "mode"),
         ({"period": -1, "mode": "throttle"}, "period"),
